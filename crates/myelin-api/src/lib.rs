@@ -1,0 +1,51 @@
+//! The HTTP layer: axum routes for the client-server API (v3 with the r0 aliases clients still
+//! call), auth extraction, JSON parsing with exact Matrix errors, body limits and error responses.
+//!
+//! Invariants: handlers only parse, call a service and serialise; no SQL and no Matrix rules here.
+//! Every failure leaves as `{"errcode", "error"}` JSON with the spec's status, never a bare 500.
+
+mod error;
+mod extract;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::{Router, http::StatusCode, response::IntoResponse};
+use myelin_core::{ErrorCode, MatrixError};
+use myelin_service::Services;
+
+pub use error::ApiError;
+
+pub type AppState = Arc<Services>;
+
+/// The whole client-facing router.
+pub fn router(services: AppState) -> Router {
+    let client = routes::client_routes();
+    let v1 = routes::v1_routes();
+    let max_body = services.config.limits.max_request_body_bytes;
+    Router::new()
+        .nest("/_matrix/client/v3", client.clone())
+        .nest("/_matrix/client/r0", client)
+        .nest("/_matrix/client/v1", v1)
+        .merge(routes::unversioned_routes())
+        .fallback(unrecognized)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            tracing::error!("request handler panicked");
+            ApiError::from(MatrixError::internal("Internal server error")).into_response()
+        }))
+        .layer(tower_http::cors::CorsLayer::very_permissive().max_age(std::time::Duration::from_secs(86400)))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(services)
+}
+
+async fn unrecognized() -> ApiError {
+    MatrixError::new(ErrorCode::Unrecognized, "Unrecognized request").into()
+}
+
+async fn method_not_allowed() -> ApiError {
+    MatrixError::new(ErrorCode::Unrecognized, "Method not allowed for this endpoint")
+        .with_status(StatusCode::METHOD_NOT_ALLOWED.as_u16())
+        .into()
+}

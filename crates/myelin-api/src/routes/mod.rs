@@ -1,0 +1,145 @@
+//! Route tables. One module per API area; each handler parses, calls a service, serialises.
+
+mod account;
+mod devices;
+mod directory;
+mod ephemeral;
+mod profile;
+mod push_rules;
+mod rooms;
+mod sync;
+mod versions;
+
+use std::collections::HashMap;
+
+use axum::{
+    Router,
+    routing::{get, post, put},
+};
+use myelin_core::MatrixError;
+
+use crate::AppState;
+
+/// Routes served under `/_matrix/client/v3` and `/_matrix/client/r0`.
+pub fn client_routes() -> Router<AppState> {
+    Router::new()
+        .route("/capabilities", get(versions::capabilities))
+        .route("/login", get(account::login_flows).post(account::login))
+        .route("/logout", post(account::logout))
+        .route("/logout/all", post(account::logout_all))
+        .route("/refresh", post(account::refresh))
+        .route("/register", post(account::register))
+        .route("/register/available", get(account::available))
+        .route("/account/whoami", get(account::whoami))
+        .route("/account/password", post(account::change_password))
+        .route("/account/deactivate", post(account::deactivate))
+        .route("/profile/{user_id}", get(profile::get_profile))
+        .route("/profile/{user_id}/{field}", get(profile::get_field).put(profile::set_field))
+        .route("/devices", get(devices::list))
+        .route("/devices/{device_id}", get(devices::get).put(devices::update).delete(devices::delete))
+        .route("/delete_devices", post(devices::delete_many))
+        .route("/createRoom", post(rooms::create_room))
+        .route("/join/{room}", post(rooms::join_by_id_or_alias))
+        .route("/knock/{room}", post(rooms::knock))
+        .route("/joined_rooms", get(rooms::joined_rooms))
+        .route("/rooms/{room_id}/join", post(rooms::join))
+        .route("/rooms/{room_id}/leave", post(rooms::leave))
+        .route("/rooms/{room_id}/forget", post(rooms::forget))
+        .route("/rooms/{room_id}/invite", post(rooms::invite))
+        .route("/rooms/{room_id}/kick", post(rooms::kick))
+        .route("/rooms/{room_id}/ban", post(rooms::ban))
+        .route("/rooms/{room_id}/unban", post(rooms::unban))
+        .route("/rooms/{room_id}/send/{event_type}/{txn_id}", put(rooms::send))
+        .route("/rooms/{room_id}/state", get(rooms::all_state))
+        .route("/rooms/{room_id}/state/{event_type}", get(rooms::get_state_empty_key).put(rooms::put_state_empty_key))
+        .route("/rooms/{room_id}/state/{event_type}/{state_key}", get(rooms::get_state).put(rooms::put_state))
+        .route("/rooms/{room_id}/redact/{event_id}/{txn_id}", put(rooms::redact))
+        .route("/rooms/{room_id}/messages", get(rooms::messages))
+        .route("/rooms/{room_id}/context/{event_id}", get(rooms::context))
+        .route("/rooms/{room_id}/event/{event_id}", get(rooms::event))
+        .route("/rooms/{room_id}/members", get(rooms::members))
+        .route("/rooms/{room_id}/joined_members", get(rooms::joined_members))
+        .route("/rooms/{room_id}/aliases", get(directory::room_aliases))
+        .route("/rooms/{room_id}/typing/{user_id}", put(ephemeral::typing))
+        .route("/rooms/{room_id}/receipt/{receipt_type}/{event_id}", post(ephemeral::receipt))
+        .route("/rooms/{room_id}/read_markers", post(ephemeral::read_markers))
+        .route(
+            "/user/{user_id}/account_data/{data_type}",
+            get(ephemeral::get_global_data).put(ephemeral::put_global_data),
+        )
+        .route(
+            "/user/{user_id}/rooms/{room_id}/account_data/{data_type}",
+            get(ephemeral::get_room_data).put(ephemeral::put_room_data),
+        )
+        .route("/user/{user_id}/rooms/{room_id}/tags", get(ephemeral::get_tags))
+        .route("/user/{user_id}/rooms/{room_id}/tags/{tag}", put(ephemeral::put_tag).delete(ephemeral::delete_tag))
+        .route("/user/{user_id}/filter", post(sync::create_filter))
+        .route("/user/{user_id}/filter/{filter_id}", get(sync::get_filter))
+        .route("/sync", get(sync::sync))
+        .route(
+            "/directory/room/{alias}",
+            get(directory::get_alias).put(directory::put_alias).delete(directory::delete_alias),
+        )
+        .route("/directory/list/room/{room_id}", get(directory::get_visibility).put(directory::set_visibility))
+        .route("/publicRooms", get(directory::public_rooms_get).post(directory::public_rooms_post))
+        .route("/user_directory/search", post(directory::user_search))
+        .route("/pushrules/", get(push_rules::get_all))
+        .route("/pushrules/global/", get(push_rules::get_global))
+        .route(
+            "/pushrules/global/{kind}/{rule_id}",
+            get(push_rules::get_rule).put(push_rules::put_rule).delete(push_rules::delete_rule),
+        )
+        .route("/pushrules/global/{kind}/{rule_id}/enabled", get(push_rules::get_enabled).put(push_rules::put_enabled))
+        .route("/pushrules/global/{kind}/{rule_id}/actions", get(push_rules::get_actions).put(push_rules::put_actions))
+        .route("/presence/{user_id}/status", get(ephemeral::get_presence).put(ephemeral::put_presence))
+}
+
+/// Routes served under `/_matrix/client/v1`.
+pub fn v1_routes() -> Router<AppState> {
+    Router::new()
+        .route("/rooms/{room_id}/relations/{event_id}", get(rooms::relations))
+        .route("/rooms/{room_id}/relations/{event_id}/{rel_type}", get(rooms::relations_typed))
+        .route("/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}", get(rooms::relations_typed_evtype))
+        .route("/rooms/{room_id}/threads", get(rooms::threads))
+        .route("/login/get_token", post(account::get_login_token))
+}
+
+/// Routes outside the versioned prefixes.
+pub fn unversioned_routes() -> Router<AppState> {
+    Router::new()
+        .route("/_matrix/client/versions", get(versions::versions))
+        .route("/.well-known/matrix/client", get(versions::well_known))
+        .route("/health", get(|| async { "OK" }))
+}
+
+/// Query-string helpers that answer bad values with `M_INVALID_PARAM`.
+pub(crate) type QueryMap = HashMap<String, String>;
+
+pub(crate) fn query_u64(q: &QueryMap, key: &str) -> Result<Option<u64>, MatrixError> {
+    match q.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| MatrixError::invalid_param(format!("{key} must be a non-negative integer"))),
+    }
+}
+
+pub(crate) fn query_bool(q: &QueryMap, key: &str) -> Result<bool, MatrixError> {
+    match q.get(key).map(String::as_str) {
+        None => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some("false") | Some("0") => Ok(false),
+        Some(_) => Err(MatrixError::invalid_param(format!("{key} must be true or false"))),
+    }
+}
+
+/// Checks a room id from a path.
+pub(crate) fn room_id(raw: &str) -> Result<&str, MatrixError> {
+    ruma::RoomId::parse(raw).map(|_| raw).map_err(|_| MatrixError::invalid_param(format!("Invalid room id {raw:?}")))
+}
+
+/// Checks a user id from a path.
+pub(crate) fn user_id(raw: &str) -> Result<&str, MatrixError> {
+    ruma::UserId::parse(raw).map(|_| raw).map_err(|_| MatrixError::invalid_param(format!("Invalid user id {raw:?}")))
+}

@@ -1,0 +1,36 @@
+use axum::{Json, extract::State};
+use serde_json::{Value, json};
+
+use crate::AppState;
+
+pub async fn versions() -> Json<Value> {
+    Json(json!({
+        "versions": [
+            "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
+            "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10",
+            "v1.11", "v1.12", "v1.13", "v1.14", "v1.15"
+        ],
+        "unstable_features": {}
+    }))
+}
+
+pub async fn well_known(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "m.homeserver": { "base_url": state.config.base_url() } }))
+}
+
+pub async fn capabilities(_auth: crate::extract::Auth, State(state): State<AppState>) -> Json<Value> {
+    let available: serde_json::Map<String, Value> = myelin_service::rooms::SUPPORTED_ROOM_VERSIONS
+        .iter()
+        .map(|v| ((*v).to_owned(), Value::from("stable")))
+        .collect();
+    Json(json!({
+        "capabilities": {
+            "m.change_password": { "enabled": true },
+            "m.room_versions": { "default": state.config.default_room_version, "available": available },
+            "m.set_displayname": { "enabled": true },
+            "m.set_avatar_url": { "enabled": true },
+            "m.3pid_changes": { "enabled": false },
+            "m.get_login_token": { "enabled": true },
+        }
+    }))
+}

@@ -1,0 +1,161 @@
+//! The configuration model. The binary fills it from defaults, the TOML file, environment variables
+//! and flags (in that order, later wins); every other layer only reads it.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The server name that appears in user ids and room aliases (`@alice:NAME`).
+    pub server_name: String,
+    /// Address of the client-server API listener.
+    pub listen: SocketAddr,
+    /// Where the signing key, the generated config and the SQLite database live.
+    pub data_dir: PathBuf,
+    /// `sqlite:PATH`; empty means `sqlite:<data_dir>/myelin.db`.
+    pub database: String,
+    /// The URL clients should use, published in `/.well-known/matrix/client`.
+    /// Empty means `http://<listen>`.
+    pub public_baseurl: String,
+    /// Room version for new rooms when the client does not ask for one.
+    pub default_room_version: String,
+    /// `text` (human-readable) or `json`.
+    pub log_format: String,
+    pub registration: RegistrationConfig,
+    pub limits: LimitsConfig,
+    pub rate_limits: RateLimitsConfig,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationConfig {
+    /// Open registration. Unset: on only while the listener is on a loopback address.
+    pub enabled: Option<bool>,
+    /// When non-empty, registering requires one of these tokens (`m.login.registration_token`),
+    /// even if open registration is off.
+    pub tokens: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted, in bytes; larger ones get `M_TOO_LARGE` (413).
+    pub max_request_body_bytes: usize,
+    /// Lifetime of access tokens issued with a refresh token, in milliseconds.
+    pub refreshable_access_token_lifetime_ms: u64,
+    /// Longest `/sync` long-poll a client may ask for, in milliseconds.
+    pub max_sync_timeout_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_body_bytes: 8 * 1024 * 1024,
+            refreshable_access_token_lifetime_ms: 5 * 60 * 1000,
+            max_sync_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// A token bucket: `per_second` refill rate and `burst` capacity. `per_second = 0` disables it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    /// Events sent by one user (messages, state, redactions).
+    pub messages: RateLimit,
+    /// Login attempts per client address.
+    pub login: RateLimit,
+    /// Registrations per client address.
+    pub registration: RateLimit,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            messages: RateLimit { per_second: 50.0, burst: 200 },
+            login: RateLimit { per_second: 3.0, burst: 30 },
+            registration: RateLimit { per_second: 3.0, burst: 30 },
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server_name: "localhost".to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
+            data_dir: PathBuf::from("data"),
+            database: String::new(),
+            public_baseurl: String::new(),
+            default_room_version: "12".to_owned(),
+            log_format: "text".to_owned(),
+            registration: RegistrationConfig::default(),
+            limits: LimitsConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The database URL, with the embedded default filled in.
+    pub fn database_url(&self) -> String {
+        if self.database.is_empty() {
+            format!("sqlite:{}", self.data_dir.join("myelin.db").display())
+        } else {
+            self.database.clone()
+        }
+    }
+
+    /// Whether open registration (`m.login.dummy`) is allowed.
+    pub fn open_registration(&self) -> bool {
+        self.registration.enabled.unwrap_or_else(|| self.listen.ip().is_loopback())
+    }
+
+    pub fn base_url(&self) -> String {
+        if self.public_baseurl.is_empty() {
+            format!("http://{}/", self.listen)
+        } else if self.public_baseurl.ends_with('/') {
+            self.public_baseurl.clone()
+        } else {
+            format!("{}/", self.public_baseurl)
+        }
+    }
+
+    /// Checks values that deserialisation cannot; returns every problem found.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if ruma::ServerName::parse(&self.server_name).is_err() {
+            problems.push(format!("server_name {:?} is not a valid Matrix server name", self.server_name));
+        }
+        let version = ruma::RoomVersionId::try_from(self.default_room_version.as_str());
+        if !version.as_ref().is_ok_and(|v| v.rules().is_some()) {
+            problems.push(format!("default_room_version {:?} is not supported", self.default_room_version));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            problems.push(format!("log_format must be \"text\" or \"json\", not {:?}", self.log_format));
+        }
+        let db = self.database_url();
+        if !db.starts_with("sqlite:") {
+            problems.push(format!("database {db:?}: only sqlite:PATH is supported by this build"));
+        }
+        for (name, limit) in [
+            ("messages", self.rate_limits.messages),
+            ("login", self.rate_limits.login),
+            ("registration", self.rate_limits.registration),
+        ] {
+            if limit.per_second < 0.0 || !limit.per_second.is_finite() {
+                problems.push(format!("rate_limits.{name}.per_second must be a finite number >= 0"));
+            }
+        }
+        problems
+    }
+}

@@ -1,0 +1,145 @@
+//! Event filters (`/user/{id}/filter`, `/sync?filter=`, `/messages?filter=`).
+
+use serde::{Deserialize, Serialize};
+
+use myelin_storage::StoredEvent;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Filter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_fields: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_format: Option<String>,
+    #[serde(default)]
+    pub presence: EventFilter,
+    #[serde(default)]
+    pub account_data: EventFilter,
+    #[serde(default)]
+    pub room: RoomFilter,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EventFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_types: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub senders: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_senders: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RoomFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_rooms: Option<Vec<String>>,
+    #[serde(default)]
+    pub include_leave: bool,
+    #[serde(default)]
+    pub timeline: RoomEventFilter,
+    #[serde(default)]
+    pub state: RoomEventFilter,
+    #[serde(default)]
+    pub ephemeral: RoomEventFilter,
+    #[serde(default)]
+    pub account_data: RoomEventFilter,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RoomEventFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_types: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub senders: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_senders: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_rooms: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains_url: Option<bool>,
+    #[serde(default)]
+    pub lazy_load_members: bool,
+    #[serde(default)]
+    pub include_redundant_members: bool,
+}
+
+/// `m.room.*` matches `m.room.message`; a trailing `*` is a prefix wildcard.
+fn type_matches(pattern: &str, event_type: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => event_type.starts_with(prefix),
+        None => pattern == event_type,
+    }
+}
+
+fn allowed(
+    event_type: &str,
+    sender: &str,
+    types: &Option<Vec<String>>,
+    not_types: &Option<Vec<String>>,
+    senders: &Option<Vec<String>>,
+    not_senders: &Option<Vec<String>>,
+) -> bool {
+    if not_types.as_ref().is_some_and(|n| n.iter().any(|p| type_matches(p, event_type))) {
+        return false;
+    }
+    if types.as_ref().is_some_and(|t| !t.iter().any(|p| type_matches(p, event_type))) {
+        return false;
+    }
+    if not_senders.as_ref().is_some_and(|n| n.iter().any(|s| s == sender)) {
+        return false;
+    }
+    senders.as_ref().is_none_or(|s| s.iter().any(|x| x == sender))
+}
+
+impl RoomEventFilter {
+    pub fn matches(&self, ev: &StoredEvent) -> bool {
+        if !allowed(&ev.event_type, &ev.sender, &self.types, &self.not_types, &self.senders, &self.not_senders) {
+            return false;
+        }
+        if let Some(want_url) = self.contains_url {
+            let has_url = serde_json::from_str::<serde_json::Value>(&ev.json)
+                .ok()
+                .is_some_and(|v| v.get("content").and_then(|c| c.get("url")).is_some_and(|u| u.is_string()));
+            if has_url != want_url {
+                return false;
+            }
+        }
+        true
+    }
+
+    pub fn room_allowed(&self, room_id: &str) -> bool {
+        room_allowed(room_id, &self.rooms, &self.not_rooms)
+    }
+
+    pub fn type_allowed(&self, event_type: &str) -> bool {
+        allowed(event_type, "", &self.types, &self.not_types, &None, &None)
+    }
+}
+
+impl EventFilter {
+    pub fn type_allowed(&self, event_type: &str) -> bool {
+        allowed(event_type, "", &self.types, &self.not_types, &None, &None)
+    }
+}
+
+impl RoomFilter {
+    pub fn room_allowed(&self, room_id: &str) -> bool {
+        room_allowed(room_id, &self.rooms, &self.not_rooms)
+    }
+}
+
+fn room_allowed(room_id: &str, rooms: &Option<Vec<String>>, not_rooms: &Option<Vec<String>>) -> bool {
+    !not_rooms.as_ref().is_some_and(|n| n.iter().any(|r| r == room_id))
+        && rooms.as_ref().is_none_or(|r| r.iter().any(|x| x == room_id))
+}

@@ -1,0 +1,69 @@
+//! Homeserver logic. Knows Matrix semantics (auth rules, sync, push rules) but no HTTP and no SQL:
+//! it talks to storage through `myelin_storage::Store` and is driven by the API layer.
+
+pub mod accounts;
+pub mod ephemeral;
+pub mod filter;
+pub mod keys;
+pub mod notifier;
+pub mod pdu;
+pub mod push;
+pub mod ratelimit;
+pub mod rooms;
+pub mod sync;
+pub mod typing;
+pub mod uia;
+
+use std::sync::Arc;
+
+use myelin_core::config::Config;
+use myelin_storage::Store;
+
+/// Storage record types the API layer receives from services (re-exported so it need not depend on storage).
+pub use myelin_storage::{DeviceRecord, Direction};
+pub use notifier::{LocalNotifier, Notifier};
+
+/// Every service, built once at start-up and shared by the HTTP handlers.
+pub struct Services {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub keys: keys::ServerKeys,
+    pub notifier: Arc<dyn Notifier>,
+    pub typing: typing::Typing,
+    pub uia: uia::UiaSessions,
+    pub rooms: rooms::RoomLocks,
+    pub state_cache: rooms::StateCache,
+    pub push: push::PushRulesCache,
+    pub limits: ratelimit::RateLimiters,
+    pub server_name: ruma::OwnedServerName,
+}
+
+impl Services {
+    pub fn new(config: Config, store: Arc<dyn Store>, keys: keys::ServerKeys) -> Result<Arc<Self>, String> {
+        let server_name = ruma::ServerName::parse(&config.server_name)
+            .map_err(|e| format!("invalid server_name {:?}: {e}", config.server_name))?;
+        let limits = ratelimit::RateLimiters::new(&config.rate_limits);
+        Ok(Arc::new(Self {
+            config,
+            store,
+            keys,
+            notifier: Arc::new(LocalNotifier::default()),
+            typing: typing::Typing::default(),
+            uia: uia::UiaSessions::default(),
+            rooms: rooms::RoomLocks::default(),
+            state_cache: rooms::StateCache::default(),
+            push: push::PushRulesCache::default(),
+            limits,
+            server_name,
+        }))
+    }
+
+    /// `@localpart:server_name`.
+    pub fn user_id(&self, localpart: &str) -> String {
+        format!("@{localpart}:{}", self.server_name)
+    }
+
+    pub fn is_local_user(&self, user_id: &str) -> bool {
+        user_id.rsplit_once(':').is_some_and(|(_, server)| server == self.server_name.as_str())
+    }
+}

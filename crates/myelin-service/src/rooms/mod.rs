@@ -1,0 +1,61 @@
+//! Rooms: the send pipeline (build, sign, authorise, persist, notify), creation, membership,
+//! reads with history visibility, aliases and the public directory.
+
+mod create;
+mod directory;
+mod membership;
+mod power;
+mod read;
+mod send;
+mod state;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+pub use create::CreateRoomRequest;
+pub use power::PowerLevels;
+pub use read::{MessagesPage, Visibility};
+pub use send::EventSpec;
+pub use state::{StateCache, StateMap};
+
+use myelin_core::{ErrorCode, MatrixError, MatrixResult};
+use ruma::{RoomVersionId, room_version_rules::RoomVersionRules};
+
+/// One async lock per room: events of a room are built and persisted one at a time, in order.
+/// (Several processes sharing PostgreSQL will take a per-room advisory lock in the same place.)
+#[derive(Default)]
+pub struct RoomLocks {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl RoomLocks {
+    pub async fn lock(&self, room_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = match self.locks.lock() {
+                Ok(l) => l,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if locks.len() > 10_000 {
+                locks.retain(|_, l| Arc::strong_count(l) > 1);
+            }
+            locks.entry(room_id.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
+/// The rules of a supported room version, or `M_UNSUPPORTED_ROOM_VERSION`.
+pub fn version_rules(version: &str) -> MatrixResult<(RoomVersionId, RoomVersionRules)> {
+    let id = RoomVersionId::try_from(version).map_err(|_| {
+        MatrixError::new(ErrorCode::UnsupportedRoomVersion, format!("Unsupported room version {version:?}"))
+    })?;
+    let rules = id.rules().ok_or_else(|| {
+        MatrixError::new(ErrorCode::UnsupportedRoomVersion, format!("Unsupported room version {version:?}"))
+    })?;
+    Ok((id, rules))
+}
+
+/// Room versions this server can create and join, for capabilities.
+pub const SUPPORTED_ROOM_VERSIONS: &[&str] = &["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"];

@@ -1,0 +1,413 @@
+//! Sync v2 (`/sync`): initial and incremental, long-polling through the notifier.
+//!
+//! Tokens: `s{pos}_{typing}` — a position on the global stream and the typing serial. Everything
+//! with a position `<= pos` has been delivered. Pagination tokens (`prev_batch`) are `t{pos}`.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    time::Duration,
+};
+
+use myelin_core::{MatrixError, MatrixResult};
+use myelin_storage::{Direction, StoredEvent, StreamPos, UserRoom};
+use serde_json::{Map, Value, json};
+
+use crate::{Services, accounts::Requester, filter::Filter, pdu::ClientFormat, rooms::StateMap};
+
+/// Default number of timeline events per room when the filter gives none.
+const DEFAULT_TIMELINE_LIMIT: usize = 10;
+const MAX_TIMELINE_LIMIT: usize = 500;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncToken {
+    pub pos: StreamPos,
+    pub typing: u64,
+}
+
+impl SyncToken {
+    pub fn parse(token: &str) -> Option<Self> {
+        let rest = token.strip_prefix('s')?;
+        let (pos, typing) = rest.split_once('_').unwrap_or((rest, "0"));
+        Some(Self { pos: pos.parse().ok().filter(|p: &i64| *p >= 0)?, typing: typing.parse().ok()? })
+    }
+    pub fn render(&self) -> String {
+        format!("s{}_{}", self.pos, self.typing)
+    }
+}
+
+/// Parses a pagination token: `t{pos}` or a sync token.
+pub fn parse_pagination_token(token: &str) -> Option<StreamPos> {
+    match token.strip_prefix('t') {
+        Some(pos) => pos.parse().ok(),
+        None => SyncToken::parse(token).map(|t| t.pos),
+    }
+}
+
+pub fn pagination_token(pos: StreamPos) -> String {
+    format!("t{pos}")
+}
+
+pub struct SyncRequest {
+    pub since: Option<SyncToken>,
+    pub timeout: Duration,
+    pub full_state: bool,
+    pub filter: Filter,
+}
+
+impl Services {
+    pub async fn sync(&self, requester: &Requester, req: SyncRequest) -> MatrixResult<Value> {
+        // Subscribe before reading, so a write between the read and the wait still wakes us.
+        let mut wake = self.notifier.subscribe(&requester.user_id);
+        let deadline = tokio::time::Instant::now() + req.timeout;
+        loop {
+            let now = SyncToken { pos: self.store.stream_head(), typing: self.typing.serial() };
+            let since = req.since.filter(|s| !req.full_state || s.pos > 0);
+            let (response, has_updates) = self.sync_once(requester, since, now, req.full_state, &req.filter).await?;
+            if since.is_none() || req.full_state || has_updates || tokio::time::Instant::now() >= deadline {
+                return Ok(response);
+            }
+            if since.is_some_and(|s| s.pos > now.pos) {
+                // A token from the future (e.g. the database was reset): answer with the present.
+                return Ok(response);
+            }
+            tokio::select! {
+                _ = wake.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    let now = SyncToken { pos: self.store.stream_head(), typing: self.typing.serial() };
+                    return Ok(self.sync_once(requester, since, now, false, &req.filter).await?.0);
+                }
+            }
+        }
+    }
+
+    async fn sync_once(
+        &self,
+        requester: &Requester,
+        since: Option<SyncToken>,
+        now: SyncToken,
+        full_state: bool,
+        filter: &Filter,
+    ) -> MatrixResult<(Value, bool)> {
+        let user_id = requester.user_id.as_str();
+        let since_pos = since.map(|s| s.pos);
+        let mut has_updates = false;
+        let mut join = Map::new();
+        let mut invite = Map::new();
+        let mut leave = Map::new();
+        let mut knock = Map::new();
+        let rooms = self.store.rooms_for_user(user_id).await?;
+        for room in rooms.iter().filter(|r| filter.room.room_allowed(&r.room_id)) {
+            if room.membership_pos > now.pos {
+                continue; // committed after our snapshot: the next sync has it
+            }
+            let changed_membership = since_pos.is_none_or(|s| room.membership_pos > s);
+            match room.membership.as_str() {
+                "join" => {
+                    if let Some(entry) =
+                        self.joined_room(requester, room, since, now, full_state || changed_membership, filter).await?
+                    {
+                        join.insert(room.room_id.clone(), entry);
+                        has_updates = true;
+                    }
+                }
+                "invite" | "knock" if changed_membership || full_state => {
+                    let stripped = self.stripped_state(&room.room_id, &room.membership_event_id).await?;
+                    let (key, section) = if room.membership == "invite" {
+                        ("invite_state", &mut invite)
+                    } else {
+                        ("knock_state", &mut knock)
+                    };
+                    section.insert(room.room_id.clone(), json!({ key: { "events": stripped } }));
+                    has_updates = true;
+                }
+                "leave" | "ban" => {
+                    let newly_left = since_pos.is_some_and(|s| room.membership_pos > s);
+                    let wanted =
+                        newly_left || (filter.room.include_leave && !room.forgotten && (since.is_none() || full_state));
+                    if wanted && let Some(entry) = self.left_room(requester, room, since_pos, filter).await? {
+                        leave.insert(room.room_id.clone(), entry);
+                        has_updates = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let account_data: Vec<Value> = self
+            .store
+            .account_data_since(user_id, since_pos.unwrap_or(0), now.pos)
+            .await?
+            .into_iter()
+            .filter(|a| a.room_id.is_empty() && filter.account_data.type_allowed(&a.data_type))
+            .map(|a| json!({ "type": a.data_type, "content": serde_json::from_str::<Value>(&a.content).unwrap_or(Value::Null) }))
+            .collect();
+        has_updates |= !account_data.is_empty();
+        let mut body = json!({
+            "next_batch": now.render(),
+            "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
+            "account_data": { "events": account_data },
+            "presence": { "events": [] },
+            "to_device": { "events": [] },
+            "device_lists": { "changed": [], "left": [] },
+            "device_one_time_keys_count": {},
+        });
+        if since.is_none() {
+            // Initial sync: include the push rules the client needs even if never set.
+            let has_rules = body["account_data"]["events"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|e| e["type"] == crate::push::PUSH_RULES_TYPE));
+            if !has_rules && filter.account_data.type_allowed(crate::push::PUSH_RULES_TYPE) {
+                let rules = self.push.ruleset(self.store.as_ref(), user_id).await?;
+                if let Some(events) = body["account_data"]["events"].as_array_mut() {
+                    events.push(json!({ "type": crate::push::PUSH_RULES_TYPE, "content": { "global": *rules } }));
+                }
+            }
+        }
+        Ok((body, has_updates))
+    }
+
+    fn timeline_limit(filter: &Filter) -> usize {
+        filter.room.timeline.limit.map_or(DEFAULT_TIMELINE_LIMIT, |l| (l as usize).clamp(1, MAX_TIMELINE_LIMIT))
+    }
+
+    /// Timeline of a room in `(since, until]`: (events oldest first, limited).
+    async fn timeline(
+        &self,
+        user_id: &str,
+        room_id: &str,
+        since: Option<StreamPos>,
+        until: StreamPos,
+        filter: &Filter,
+    ) -> MatrixResult<(Vec<StoredEvent>, bool)> {
+        let limit = Self::timeline_limit(filter);
+        let mut events = self.store.room_events(room_id, until, since, Direction::Backward, limit + 1).await?;
+        let limited = events.len() > limit;
+        events.truncate(limit);
+        events.reverse();
+        let events: Vec<StoredEvent> = events.into_iter().filter(|e| filter.room.timeline.matches(e)).collect();
+        let events = self.filter_visible(user_id, events).await?;
+        Ok((events, limited))
+    }
+
+    async fn state_at(&self, room_id: &str, pos: StreamPos) -> MatrixResult<std::sync::Arc<StateMap>> {
+        match self.store.state_group_at(room_id, pos).await? {
+            Some(group) => self.state_cache.group(self.store.as_ref(), group).await,
+            None => Ok(Default::default()),
+        }
+    }
+
+    /// The state section: entries of `state` not in `previous`, filtered and lazy-loaded.
+    async fn state_section(
+        &self,
+        user_id: &str,
+        state: &StateMap,
+        previous: Option<&StateMap>,
+        timeline: &[StoredEvent],
+        filter: &Filter,
+    ) -> MatrixResult<Vec<StoredEvent>> {
+        let state_filter = &filter.room.state;
+        let senders: HashSet<&str> =
+            timeline.iter().map(|e| e.sender.as_str()).chain(std::iter::once(user_id)).collect();
+        let timeline_ids: HashSet<&str> = timeline.iter().map(|e| e.event_id.as_str()).collect();
+        let ids: Vec<String> = state
+            .iter()
+            .filter(|((t, k), id)| {
+                previous.is_none_or(|p| p.get(&(t.clone(), k.clone())) != Some(*id))
+                    && !timeline_ids.contains(id.as_str())
+                    && state_filter.type_allowed(t)
+                    && (!state_filter.lazy_load_members || t != "m.room.member" || senders.contains(k.as_str()))
+            })
+            .map(|(_, id)| id.clone())
+            .collect();
+        let mut events = self.store.get_events(&ids).await?;
+        events.sort_by_key(|e| e.stream_pos);
+        Ok(events)
+    }
+
+    async fn joined_room(
+        &self,
+        requester: &Requester,
+        room: &UserRoom,
+        since: Option<SyncToken>,
+        now: SyncToken,
+        full: bool,
+        filter: &Filter,
+    ) -> MatrixResult<Option<Value>> {
+        let user_id = requester.user_id.as_str();
+        let room_id = room.room_id.as_str();
+        let since_pos = if full { None } else { since.map(|s| s.pos) };
+        let new_events = since_pos.is_none_or(|s| room.last_event_pos > s);
+        let (timeline, limited) = if new_events {
+            self.timeline(user_id, room_id, since_pos, now.pos, filter).await?
+        } else {
+            (Vec::new(), false)
+        };
+
+        let mut state_events = Vec::new();
+        if since_pos.is_none() || limited {
+            let start = timeline.first().map_or(now.pos, |e| e.stream_pos - 1);
+            let state = self.state_at(room_id, start).await?;
+            let previous = match since_pos {
+                Some(s) => Some(self.state_at(room_id, s).await?),
+                None => None,
+            };
+            state_events = self.state_section(user_id, &state, previous.as_deref(), &timeline, filter).await?;
+        }
+
+        let mut ephemeral = Vec::new();
+        if filter.room.ephemeral.room_allowed(room_id) {
+            if filter.room.ephemeral.type_allowed("m.typing")
+                && let Some(users) =
+                    self.typing.typing_since(room_id, if full { 0 } else { since.map_or(0, |s| s.typing) })
+            {
+                ephemeral.push(json!({ "type": "m.typing", "content": { "user_ids": users } }));
+            }
+            if filter.room.ephemeral.type_allowed("m.receipt") {
+                let receipts = self
+                    .store
+                    .receipts_since(std::slice::from_ref(&room.room_id), since_pos.unwrap_or(0), now.pos)
+                    .await?;
+                let mut content: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+                for r in receipts {
+                    if r.receipt_type == "m.read.private" && r.user_id != user_id {
+                        continue;
+                    }
+                    let by_type = content.entry(r.event_id.clone()).or_default();
+                    let users = by_type.entry(r.receipt_type.clone()).or_insert_with(|| json!({}));
+                    let mut receipt = json!({ "ts": r.ts });
+                    if !r.thread_id.is_empty() {
+                        receipt["thread_id"] = r.thread_id.clone().into();
+                    }
+                    users[r.user_id.as_str()] = receipt;
+                }
+                if !content.is_empty() {
+                    ephemeral.push(json!({ "type": "m.receipt", "content": content }));
+                }
+            }
+        }
+        let room_account_data: Vec<Value> = self
+            .store
+            .account_data_since(user_id, since_pos.unwrap_or(0), now.pos)
+            .await?
+            .into_iter()
+            .filter(|a| a.room_id == room_id && filter.room.account_data.type_allowed(&a.data_type))
+            .map(|a| json!({ "type": a.data_type, "content": serde_json::from_str::<Value>(&a.content).unwrap_or(Value::Null) }))
+            .collect();
+
+        if since_pos.is_some()
+            && timeline.is_empty()
+            && state_events.is_empty()
+            && ephemeral.is_empty()
+            && room_account_data.is_empty()
+            && !limited
+        {
+            return Ok(None);
+        }
+        let viewer = Some((user_id, requester.device_id.as_str()));
+        let prev_batch = timeline.first().map(|e| crate::sync::pagination_token(e.stream_pos - 1));
+        let (notifications, highlights) = self.store.unread_counts(user_id, room_id, now.pos).await?;
+        let summary = self.room_summary(room_id, user_id).await?;
+        let mut entry = json!({
+            "timeline": {
+                "events": self.client_events(&timeline, ClientFormat::Sync, viewer).await?,
+                "limited": limited,
+            },
+            "state": { "events": self.client_events(&state_events, ClientFormat::Sync, None).await? },
+            "ephemeral": { "events": ephemeral },
+            "account_data": { "events": room_account_data },
+            "unread_notifications": { "notification_count": notifications, "highlight_count": highlights },
+            "summary": summary,
+        });
+        if let Some(prev) = prev_batch {
+            entry["timeline"]["prev_batch"] = prev.into();
+        }
+        Ok(Some(entry))
+    }
+
+    async fn left_room(
+        &self,
+        requester: &Requester,
+        room: &UserRoom,
+        since: Option<StreamPos>,
+        filter: &Filter,
+    ) -> MatrixResult<Option<Value>> {
+        let user_id = requester.user_id.as_str();
+        let (timeline, limited) = self.timeline(user_id, &room.room_id, since, room.membership_pos, filter).await?;
+        let start = timeline.first().map_or(room.membership_pos, |e| e.stream_pos - 1);
+        let state = self.state_at(&room.room_id, start).await?;
+        let previous = match since {
+            Some(s) => Some(self.state_at(&room.room_id, s).await?),
+            None => None,
+        };
+        let state_events = self.state_section(user_id, &state, previous.as_deref(), &timeline, filter).await?;
+        let viewer = Some((user_id, requester.device_id.as_str()));
+        let mut entry = json!({
+            "timeline": { "events": self.client_events(&timeline, ClientFormat::Sync, viewer).await?, "limited": limited },
+            "state": { "events": self.client_events(&state_events, ClientFormat::Sync, None).await? },
+            "account_data": { "events": [] },
+        });
+        if let Some(first) = timeline.first() {
+            entry["timeline"]["prev_batch"] = pagination_token(first.stream_pos - 1).into();
+        }
+        Ok(Some(entry))
+    }
+
+    /// `m.heroes` and member counts, for clients that compute room names.
+    async fn room_summary(&self, room_id: &str, user_id: &str) -> MatrixResult<Value> {
+        let members = self.store.room_members(room_id, None).await?;
+        let joined = members.iter().filter(|m| m.membership == "join").count();
+        let invited = members.iter().filter(|m| m.membership == "invite").count();
+        let heroes: Vec<&str> = members
+            .iter()
+            .filter(|m| m.user_id != user_id && matches!(m.membership.as_str(), "join" | "invite"))
+            .take(5)
+            .map(|m| m.user_id.as_str())
+            .collect();
+        Ok(json!({ "m.heroes": heroes, "m.joined_member_count": joined, "m.invited_member_count": invited }))
+    }
+
+    /// Stripped state for invites and knocks, plus the membership event itself.
+    pub async fn stripped_state(&self, room_id: &str, membership_event_id: &str) -> MatrixResult<Vec<Value>> {
+        let state = self.current_state(room_id).await?;
+        let mut ids: Vec<String> = [
+            "m.room.create",
+            "m.room.join_rules",
+            "m.room.name",
+            "m.room.avatar",
+            "m.room.canonical_alias",
+            "m.room.encryption",
+            "m.room.topic",
+        ]
+        .iter()
+        .filter_map(|t| state.get(&((*t).to_owned(), String::new())).cloned())
+        .collect();
+        let membership_event = self.store.get_event(membership_event_id).await?;
+        if let Some(ev) = &membership_event
+            && let Some(sender_member) = state.get(&("m.room.member".to_owned(), ev.sender.clone()))
+        {
+            ids.push(sender_member.clone());
+        }
+        ids.push(membership_event_id.to_owned());
+        let events = self.store.get_events(&ids).await?;
+        Ok(events
+            .iter()
+            .filter_map(|ev| {
+                let v: Value = serde_json::from_str(&ev.json).ok()?;
+                Some(json!({
+                    "type": ev.event_type, "state_key": ev.state_key, "sender": ev.sender, "content": v.get("content")?,
+                }))
+            })
+            .collect())
+    }
+
+    /// Loads a filter given inline (`{...}`) or by id.
+    pub async fn resolve_filter(&self, user_id: &str, filter: Option<&str>) -> MatrixResult<Filter> {
+        let Some(filter) = filter.map(str::trim).filter(|f| !f.is_empty()) else { return Ok(Filter::default()) };
+        let json = if filter.starts_with('{') {
+            filter.to_owned()
+        } else {
+            let id: i64 = filter.parse().map_err(|_| MatrixError::invalid_param("Invalid filter id"))?;
+            self.store.get_filter(user_id, id).await?.ok_or_else(|| MatrixError::not_found("No such filter"))?
+        };
+        serde_json::from_str(&json).map_err(|e| MatrixError::bad_json(format!("Invalid filter: {e}")))
+    }
+}

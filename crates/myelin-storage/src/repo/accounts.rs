@@ -1,0 +1,37 @@
+use async_trait::async_trait;
+
+use crate::StorageResult;
+
+#[derive(Clone, Debug)]
+pub struct UserRecord {
+    pub user_id: String,
+    pub password_hash: Option<String>,
+    pub is_admin: bool,
+    pub deactivated: bool,
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+    pub created_ms: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct UserDirectoryHit {
+    pub user_id: String,
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+/// Users: credentials, admin flag, deactivation and the global profile.
+#[async_trait]
+pub trait AccountRepo {
+    /// Creates a user; `StorageError::Conflict` if the id is taken.
+    async fn create_user(&self, user: UserRecord) -> StorageResult<()>;
+    async fn get_user(&self, user_id: &str) -> StorageResult<Option<UserRecord>>;
+    async fn set_password_hash(&self, user_id: &str, hash: Option<String>) -> StorageResult<()>;
+    /// Marks the user deactivated, clears the password and deletes every device and token.
+    async fn deactivate_user(&self, user_id: &str) -> StorageResult<()>;
+    async fn set_displayname(&self, user_id: &str, name: Option<String>) -> StorageResult<()>;
+    async fn set_avatar_url(&self, user_id: &str, url: Option<String>) -> StorageResult<()>;
+    /// Users whose id or display name contains `term`, visible to `searcher`: those who share a
+    /// room with them or are in a public room.
+    async fn search_users(&self, searcher: &str, term: &str, limit: usize) -> StorageResult<Vec<UserDirectoryHit>>;
+}

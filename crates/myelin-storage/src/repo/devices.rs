@@ -1,0 +1,69 @@
+use async_trait::async_trait;
+
+use crate::StorageResult;
+
+#[derive(Clone, Debug)]
+pub struct DeviceRecord {
+    pub user_id: String,
+    pub device_id: String,
+    pub display_name: Option<String>,
+    pub last_seen_ms: Option<u64>,
+    pub last_seen_ip: Option<String>,
+}
+
+/// What an access token resolves to.
+#[derive(Clone, Debug)]
+pub struct TokenOwner {
+    pub user_id: String,
+    pub device_id: String,
+    pub expires_ms: Option<u64>,
+    pub is_admin: bool,
+    pub deactivated: bool,
+}
+
+/// A new login: device (created or reused) plus its tokens.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub user_id: String,
+    pub device_id: String,
+    pub display_name: Option<String>,
+    pub access_token: String,
+    pub expires_ms: Option<u64>,
+    pub refresh_token: Option<String>,
+    pub created_ms: u64,
+}
+
+/// Devices, access tokens, refresh tokens and login tokens.
+#[async_trait]
+pub trait DeviceRepo {
+    /// Creates the device if absent (else keeps it, updating nothing but tokens) and stores tokens.
+    /// A reused device id keeps its row; its old access tokens are revoked.
+    async fn create_session(&self, session: NewSession) -> StorageResult<()>;
+    async fn token_owner(&self, access_token: &str) -> StorageResult<Option<TokenOwner>>;
+    /// Swaps a refresh token for a new access/refresh pair. Returns the (user, device) on success,
+    /// `None` if the refresh token is unknown. The old access and refresh tokens are revoked.
+    async fn refresh_session(
+        &self,
+        refresh_token: &str,
+        new_access_token: &str,
+        new_refresh_token: &str,
+        expires_ms: Option<u64>,
+    ) -> StorageResult<Option<(String, String)>>;
+    async fn revoke_access_token(&self, access_token: &str) -> StorageResult<()>;
+    async fn list_devices(&self, user_id: &str) -> StorageResult<Vec<DeviceRecord>>;
+    async fn get_device(&self, user_id: &str, device_id: &str) -> StorageResult<Option<DeviceRecord>>;
+    async fn set_device_display_name(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        name: Option<String>,
+    ) -> StorageResult<bool>;
+    /// Deletes devices with their access and refresh tokens.
+    async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> StorageResult<()>;
+    /// Deletes every device of the user except `keep` (if given), with their tokens.
+    async fn delete_all_devices(&self, user_id: &str, keep: Option<&str>) -> StorageResult<()>;
+    async fn touch_device(&self, user_id: &str, device_id: &str, ip: Option<String>, now_ms: u64) -> StorageResult<()>;
+    async fn create_login_token(&self, token: &str, user_id: &str, expires_ms: u64) -> StorageResult<()>;
+    /// Consumes a login token: returns its user if it existed and had not expired.
+    async fn take_login_token(&self, token: &str, now_ms: u64) -> StorageResult<Option<String>>;
+}

@@ -1,0 +1,138 @@
+use async_trait::async_trait;
+
+use crate::{StorageResult, StreamPos};
+
+/// An event as stored: the PDU JSON plus the indexes the server keeps about it.
+#[derive(Clone, Debug)]
+pub struct StoredEvent {
+    pub stream_pos: StreamPos,
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub origin_server_ts: u64,
+    pub depth: i64,
+    /// The full PDU JSON (unredacted; redaction is applied when serving).
+    pub json: String,
+    pub redacted_by: Option<String>,
+    pub sender_device: Option<String>,
+    pub txn_id: Option<String>,
+    pub state_before: Option<i64>,
+    pub state_after: Option<i64>,
+}
+
+/// The membership row an `m.room.member` event writes.
+#[derive(Clone, Debug)]
+pub struct MembershipUpdate {
+    pub user_id: String,
+    pub membership: String,
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+/// A notifying push action for one recipient of an event.
+#[derive(Clone, Debug)]
+pub struct PushActionRecord {
+    pub user_id: String,
+    pub highlight: bool,
+    pub thread_id: Option<String>,
+}
+
+/// Everything persisted together with one new event.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub origin_server_ts: u64,
+    pub depth: i64,
+    pub json: String,
+    /// The events this one follows; they stop being forward extremities.
+    pub prev_events: Vec<String>,
+    /// (device id, transaction id) of the client request that sent it.
+    pub txn: Option<(String, String)>,
+    /// The event this redaction redacts (already checked as allowed).
+    pub redacts: Option<String>,
+    /// `m.relates_to` (rel_type, event id).
+    pub relation: Option<(String, String)>,
+    pub membership: Option<MembershipUpdate>,
+    /// Set for the `m.room.create` event: the room row to create.
+    pub new_room: Option<NewRoom>,
+    pub push_actions: Vec<PushActionRecord>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewRoom {
+    pub room_version: String,
+    pub creator: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PersistOutcome {
+    Persisted {
+        stream_pos: StreamPos,
+    },
+    /// The (user, device, txn id) was used before: nothing written, this is its event.
+    DuplicateTxn {
+        event_id: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+/// Events: the atomic persist path and the timeline reads.
+#[async_trait]
+pub trait EventRepo {
+    /// Persists a new event at the room's forward extremity, atomically with its state group,
+    /// current state, membership, extremities, redaction, push actions and transaction id. The
+    /// caller holds the room's write lock and has authorised the event against current state.
+    async fn persist_event(&self, event: NewEvent) -> StorageResult<PersistOutcome>;
+    /// The highest stream position whose write has committed.
+    fn stream_head(&self) -> StreamPos;
+    async fn get_event(&self, event_id: &str) -> StorageResult<Option<StoredEvent>>;
+    async fn get_events(&self, event_ids: &[String]) -> StorageResult<Vec<StoredEvent>>;
+    async fn event_for_txn(&self, user_id: &str, device_id: &str, txn_id: &str) -> StorageResult<Option<String>>;
+    /// Room events ordered by stream position. Backward: positions `<= from` and `> to`,
+    /// newest first. Forward: positions `> from` and `<= to`, oldest first.
+    async fn room_events(
+        &self,
+        room_id: &str,
+        from: StreamPos,
+        to: Option<StreamPos>,
+        dir: Direction,
+        limit: usize,
+    ) -> StorageResult<Vec<StoredEvent>>;
+    /// `m.room.member` events about `user_id` with positions in `(since, until]`, oldest first.
+    async fn membership_events_for_user(
+        &self,
+        user_id: &str,
+        since: StreamPos,
+        until: StreamPos,
+    ) -> StorageResult<Vec<StoredEvent>>;
+    /// The state group after the newest event of the room at or before `pos`.
+    async fn state_group_at(&self, room_id: &str, pos: StreamPos) -> StorageResult<Option<i64>>;
+    /// Events relating to `event_id` (optionally only `rel_type`), positions `<= from`, newest first.
+    async fn relations(
+        &self,
+        event_id: &str,
+        rel_type: Option<&str>,
+        from: StreamPos,
+        limit: usize,
+    ) -> StorageResult<Vec<StoredEvent>>;
+    /// Thread roots of a room (events with at least one `m.thread` child), newest activity first,
+    /// with the position of their latest reply `<= from`.
+    async fn thread_roots(
+        &self,
+        room_id: &str,
+        from: StreamPos,
+        limit: usize,
+    ) -> StorageResult<Vec<(StoredEvent, StreamPos)>>;
+    async fn forward_extremities(&self, room_id: &str) -> StorageResult<Vec<StoredEvent>>;
+}

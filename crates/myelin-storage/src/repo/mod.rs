@@ -1,0 +1,41 @@
+//! Repository traits, one per concern. Lookups return `Option` because "not found" is a normal
+//! answer; writes are single atomic operations.
+
+mod account_data;
+mod accounts;
+mod devices;
+mod events;
+mod receipts;
+mod rooms;
+mod state;
+
+pub use account_data::*;
+pub use accounts::*;
+pub use devices::*;
+pub use events::*;
+pub use receipts::*;
+pub use rooms::*;
+pub use state::*;
+
+/// A position on the global stream.
+pub type StreamPos = i64;
+
+/// Everything the services need from storage, handed out as one object.
+pub trait Store:
+    AccountRepo + DeviceRepo + EventRepo + RoomRepo + StateRepo + AccountDataRepo + ReceiptRepo + Send + Sync + 'static
+{
+}
+
+impl<T> Store for T where
+    T: AccountRepo
+        + DeviceRepo
+        + EventRepo
+        + RoomRepo
+        + StateRepo
+        + AccountDataRepo
+        + ReceiptRepo
+        + Send
+        + Sync
+        + 'static
+{
+}

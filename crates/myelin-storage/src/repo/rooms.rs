@@ -1,0 +1,68 @@
+use async_trait::async_trait;
+
+use crate::{StorageResult, StoredEvent, StreamPos};
+
+#[derive(Clone, Debug)]
+pub struct RoomRecord {
+    pub room_id: String,
+    pub room_version: String,
+    pub creator: String,
+    pub is_public: bool,
+    pub current_state_group: Option<i64>,
+    pub last_event_pos: StreamPos,
+}
+
+/// A room in a user's room list, with its sort key.
+#[derive(Clone, Debug)]
+pub struct UserRoom {
+    pub room_id: String,
+    pub membership: String,
+    pub membership_event_id: String,
+    pub membership_pos: StreamPos,
+    pub last_event_pos: StreamPos,
+    pub forgotten: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct MemberRecord {
+    pub user_id: String,
+    pub membership: String,
+    pub event_id: String,
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PublicRoomRecord {
+    pub room_id: String,
+    pub joined_members: u64,
+}
+
+/// Rooms, current state, memberships, aliases and the public directory.
+#[async_trait]
+pub trait RoomRepo {
+    async fn get_room(&self, room_id: &str) -> StorageResult<Option<RoomRecord>>;
+    /// Every room the user has a membership row in.
+    async fn rooms_for_user(&self, user_id: &str) -> StorageResult<Vec<UserRoom>>;
+    /// Current members, optionally only with one membership.
+    async fn room_members(&self, room_id: &str, membership: Option<&str>) -> StorageResult<Vec<MemberRecord>>;
+    async fn membership(&self, room_id: &str, user_id: &str) -> StorageResult<Option<MemberRecord>>;
+    /// Current state as (type, state_key, event_id).
+    async fn current_state_ids(&self, room_id: &str) -> StorageResult<Vec<(String, String, String)>>;
+    async fn current_state_event(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> StorageResult<Option<StoredEvent>>;
+    async fn forget_room(&self, user_id: &str, room_id: &str) -> StorageResult<()>;
+    /// Creates an alias; `StorageError::Conflict` if taken.
+    async fn create_alias(&self, alias: &str, room_id: &str, creator: &str) -> StorageResult<()>;
+    async fn delete_alias(&self, alias: &str) -> StorageResult<bool>;
+    /// (room id, creator) of an alias.
+    async fn resolve_alias(&self, alias: &str) -> StorageResult<Option<(String, String)>>;
+    async fn room_aliases(&self, room_id: &str) -> StorageResult<Vec<String>>;
+    async fn set_room_public(&self, room_id: &str, public: bool) -> StorageResult<()>;
+    /// Public rooms ordered by joined members, `offset`/`limit` paged.
+    async fn public_rooms(&self, offset: usize, limit: usize) -> StorageResult<(Vec<PublicRoomRecord>, usize)>;
+}

@@ -1,0 +1,13 @@
+use async_trait::async_trait;
+
+use crate::StorageResult;
+
+/// One state entry: (event type, state key, event id).
+pub type StateEntry = (String, String, String);
+
+/// State groups: immutable snapshots of room state, stored as deltas.
+#[async_trait]
+pub trait StateRepo {
+    /// The full state of a group, with its delta chain resolved.
+    async fn state_group(&self, group_id: i64) -> StorageResult<Vec<StateEntry>>;
+}

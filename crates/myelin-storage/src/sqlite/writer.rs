@@ -1,0 +1,116 @@
+//! The single writer. Requests queue on a channel; the writer thread takes every request waiting,
+//! runs each inside its own SAVEPOINT of one transaction (a failing request rolls back alone),
+//! commits once, advances the stream head, and only then answers the callers. One fsync covers
+//! the whole batch, and callers never hear "done" before their write is durable.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, Ordering},
+    mpsc,
+};
+
+use rusqlite::Connection;
+
+use crate::{StorageError, StorageResult, StreamPos};
+
+/// Hands out stream positions inside a write batch.
+pub struct Positions {
+    next: StreamPos,
+}
+
+impl Positions {
+    pub fn allocate(&mut self) -> StreamPos {
+        let pos = self.next;
+        self.next += 1;
+        pos
+    }
+}
+
+type Deliver = Box<dyn FnOnce(Option<StorageError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection, &mut Positions) -> (bool, Deliver) + Send>;
+
+const MAX_BATCH: usize = 256;
+
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    pub fn start(conn: Connection, head: Arc<AtomicI64>) -> StorageResult<Self> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("myelin-sqlite-writer".into())
+            .spawn(move || run(conn, rx, head))
+            .map_err(|e| StorageError::Database(format!("cannot start writer: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` in the write transaction and answers after the commit.
+    pub async fn write<T, F>(&self, f: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Positions) -> StorageResult<T> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<StorageResult<T>>();
+        let job: Job = Box::new(move |conn, positions| {
+            let result = f(conn, positions);
+            let ok = result.is_ok();
+            let deliver: Deliver = Box::new(move |commit_error| {
+                let _ = tx.send(match commit_error {
+                    Some(err) => Err(err),
+                    None => result,
+                });
+            });
+            (ok, deliver)
+        });
+        self.jobs.send(job).map_err(|_| StorageError::WriterGone)?;
+        rx.await.map_err(|_| StorageError::WriterGone)?
+    }
+}
+
+fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, head: Arc<AtomicI64>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let start = head.load(Ordering::Acquire);
+        let mut positions = Positions { next: start + 1 };
+        let mut delivers = Vec::with_capacity(batch.len());
+        let outcome = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            for job in batch {
+                tx.execute_batch("SAVEPOINT job")?;
+                let (ok, deliver) = job(&tx, &mut positions);
+                if ok {
+                    tx.execute_batch("RELEASE job")?;
+                } else {
+                    tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                }
+                delivers.push(deliver);
+            }
+            let new_head = positions.next - 1;
+            if new_head != start {
+                tx.execute("UPDATE stream_head SET pos = ?1 WHERE id = 1", [new_head])?;
+            }
+            tx.commit()
+        })();
+        match outcome {
+            Ok(()) => {
+                head.store(positions.next - 1, Ordering::Release);
+                for deliver in delivers {
+                    deliver(None);
+                }
+            }
+            Err(err) => {
+                tracing::error!(%err, "write batch failed and was rolled back");
+                for deliver in delivers {
+                    deliver(Some(StorageError::Database(err.to_string())));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Command-line contract. Every server option is a flag, an environment variable and a TOML key;
+//! precedence: flag > environment > config file > default.
+
+use std::{io::BufRead, net::SocketAddr, path::PathBuf, sync::Arc};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use myelin_core::config::Config;
+use myelin_service::{Services, keys::ServerKeys};
+
+#[derive(Parser, Debug)]
+#[command(name = "myelin", version, about = "Myelin: a Matrix 2.0 homeserver in one binary")]
+pub struct Cli {
+    #[command(flatten)]
+    pub opts: ConfigOpts,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConfigOpts {
+    /// TOML configuration file (default: <data-dir>/myelin.toml, written on first start).
+    #[arg(long, global = true, env = "MYELIN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the signing key, config and embedded database.
+    #[arg(long, global = true, env = "MYELIN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Listener address of the client-server API.
+    #[arg(long, global = true, env = "MYELIN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Server name used in user ids and aliases.
+    #[arg(long, global = true, env = "MYELIN_SERVER_NAME")]
+    pub server_name: Option<String>,
+    /// Database URL: sqlite:PATH (default sqlite:<data-dir>/myelin.db).
+    #[arg(long, global = true, env = "MYELIN_DATABASE")]
+    pub database: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, global = true, env = "MYELIN_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the homeserver (the default).
+    Serve,
+    /// Manage local users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user. The password comes from --password or one line of standard input.
+    Create {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, env = "MYELIN_USER_PASSWORD")]
+        password: Option<String>,
+    },
+    /// Set a new password and log out every device.
+    ResetPassword {
+        name: String,
+        #[arg(long, env = "MYELIN_USER_PASSWORD")]
+        password: Option<String>,
+    },
+    /// Deactivate a user: leave all rooms, remove devices, tokens and password.
+    Deactivate { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Load and validate the configuration, then print it.
+    Check,
+}
+
+/// Builds the effective configuration.
+pub fn load_config(opts: &ConfigOpts) -> anyhow::Result<Config> {
+    let data_dir = opts.data_dir.clone();
+    let path = match &opts.config {
+        Some(p) => Some(p.clone()),
+        None => {
+            let dir = data_dir.clone().unwrap_or_else(|| Config::default().data_dir);
+            let default_path = dir.join("myelin.toml");
+            default_path.exists().then_some(default_path)
+        }
+    };
+    let mut config = match &path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            toml::from_str::<Config>(&text).with_context(|| format!("invalid configuration in {}", p.display()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(d) = data_dir {
+        config.data_dir = d;
+    }
+    if let Some(l) = opts.listen {
+        config.listen = l;
+    }
+    if let Some(s) = &opts.server_name {
+        config.server_name = s.clone();
+    }
+    if let Some(d) = &opts.database {
+        config.database = d.clone();
+    }
+    if let Some(f) = &opts.log_format {
+        config.log_format = f.clone();
+    }
+    let problems = config.validate();
+    if !problems.is_empty() {
+        bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
+    }
+    Ok(config)
+}
+
+/// Opens storage and services for a configuration (creating the data directory and key).
+pub async fn open_services(config: Config) -> anyhow::Result<Arc<Services>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let config_path = config.data_dir.join("myelin.toml");
+    if !config_path.exists() {
+        let text = toml::to_string_pretty(&config).context("cannot serialise configuration")?;
+        let header = "# Myelin configuration, written on first start with the values then in effect.\n\
+                      # Flags and MYELIN_* environment variables override these keys.\n\n";
+        std::fs::write(&config_path, format!("{header}{text}"))
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+    }
+    let keys = ServerKeys::load_or_generate(&config.data_dir).map_err(anyhow::Error::msg)?;
+    let store = myelin_storage::open(&config.database_url()).await.context("cannot open the database")?;
+    Services::new(config, store, keys).map_err(anyhow::Error::msg)
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ruma_state_res=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn password_arg(password: Option<String>) -> anyhow::Result<String> {
+    if let Some(p) = password {
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    let line = line.trim_end_matches(['\r', '\n']).to_owned();
+    if line.is_empty() {
+        bail!("no password given: pass --password or one line on standard input");
+    }
+    Ok(line)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = load_config(&cli.opts)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            init_logging(&config.log_format);
+            crate::serve::serve(config).await
+        }
+        Command::Config(ConfigCommand::Check) => {
+            println!("{}", toml::to_string_pretty(&config).context("cannot print configuration")?);
+            println!("# configuration is valid");
+            Ok(())
+        }
+        Command::User(cmd) => {
+            let services = open_services(config).await?;
+            match cmd {
+                UserCommand::Create { name, admin, password } => {
+                    let password = password_arg(password)?;
+                    let user_id = services
+                        .create_user(&name.to_lowercase(), Some(password), admin)
+                        .await
+                        .map_err(anyhow::Error::msg)?;
+                    println!("created {user_id}{}", if admin { " (admin)" } else { "" });
+                }
+                UserCommand::ResetPassword { name, password } => {
+                    let user_id = services.login_user_id(&name).map_err(anyhow::Error::msg)?;
+                    if services.store.get_user(&user_id).await?.is_none() {
+                        bail!("no such user {user_id}");
+                    }
+                    let password = password_arg(password)?;
+                    services.set_password(&user_id, password).await.map_err(anyhow::Error::msg)?;
+                    services.store.delete_all_devices(&user_id, None).await?;
+                    println!("password of {user_id} reset; all devices logged out");
+                }
+                UserCommand::Deactivate { name } => {
+                    let user_id = services.login_user_id(&name).map_err(anyhow::Error::msg)?;
+                    if services.store.get_user(&user_id).await?.is_none() {
+                        bail!("no such user {user_id}");
+                    }
+                    services.deactivate(&user_id).await.map_err(anyhow::Error::msg)?;
+                    println!("deactivated {user_id}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
