@@ -4,7 +4,7 @@
 //! with a position `<= pos` has been delivered. Pagination tokens (`prev_batch`) are `t{pos}`.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     time::Duration,
 };
 
@@ -96,6 +96,19 @@ impl Services {
         let mut leave = Map::new();
         let mut knock = Map::new();
         let rooms = self.store.rooms_for_user(user_id).await?;
+        let mut room_account_data: HashMap<String, Vec<Value>> = HashMap::new();
+        let mut account_data = Vec::new();
+        for a in self.store.account_data_since(user_id, since_pos.unwrap_or(0), now.pos).await? {
+            let content = serde_json::from_str::<Value>(&a.content).unwrap_or(Value::Null);
+            let event = json!({ "type": a.data_type, "content": content });
+            if a.room_id.is_empty() {
+                if filter.account_data.type_allowed(&a.data_type) {
+                    account_data.push(event);
+                }
+            } else if filter.room.account_data.type_allowed(&a.data_type) {
+                room_account_data.entry(a.room_id).or_default().push(event);
+            }
+        }
         for room in rooms.iter().filter(|r| filter.room.room_allowed(&r.room_id)) {
             if room.membership_pos > now.pos {
                 continue; // committed after our snapshot: the next sync has it
@@ -103,9 +116,9 @@ impl Services {
             let changed_membership = since_pos.is_none_or(|s| room.membership_pos > s);
             match room.membership.as_str() {
                 "join" => {
-                    if let Some(entry) =
-                        self.joined_room(requester, room, since, now, full_state || changed_membership, filter).await?
-                    {
+                    let data = room_account_data.remove(&room.room_id).unwrap_or_default();
+                    let full = full_state || changed_membership;
+                    if let Some(entry) = self.joined_room(requester, room, since, now, full, filter, data).await? {
                         join.insert(room.room_id.clone(), entry);
                         has_updates = true;
                     }
@@ -132,14 +145,6 @@ impl Services {
                 _ => {}
             }
         }
-        let account_data: Vec<Value> = self
-            .store
-            .account_data_since(user_id, since_pos.unwrap_or(0), now.pos)
-            .await?
-            .into_iter()
-            .filter(|a| a.room_id.is_empty() && filter.account_data.type_allowed(&a.data_type))
-            .map(|a| json!({ "type": a.data_type, "content": serde_json::from_str::<Value>(&a.content).unwrap_or(Value::Null) }))
-            .collect();
         has_updates |= !account_data.is_empty();
         let mut body = json!({
             "next_batch": now.render(),
@@ -223,6 +228,7 @@ impl Services {
         Ok(events)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn joined_room(
         &self,
         requester: &Requester,
@@ -231,6 +237,7 @@ impl Services {
         now: SyncToken,
         full: bool,
         filter: &Filter,
+        room_account_data: Vec<Value>,
     ) -> MatrixResult<Option<Value>> {
         let user_id = requester.user_id.as_str();
         let room_id = room.room_id.as_str();
@@ -284,15 +291,6 @@ impl Services {
                 }
             }
         }
-        let room_account_data: Vec<Value> = self
-            .store
-            .account_data_since(user_id, since_pos.unwrap_or(0), now.pos)
-            .await?
-            .into_iter()
-            .filter(|a| a.room_id == room_id && filter.room.account_data.type_allowed(&a.data_type))
-            .map(|a| json!({ "type": a.data_type, "content": serde_json::from_str::<Value>(&a.content).unwrap_or(Value::Null) }))
-            .collect();
-
         if since_pos.is_some()
             && timeline.is_empty()
             && state_events.is_empty()

@@ -54,6 +54,7 @@ pub fn client_routes() -> Router<AppState> {
         .route("/rooms/{room_id}/state/{event_type}", get(rooms::get_state_empty_key).put(rooms::put_state_empty_key))
         .route("/rooms/{room_id}/state/{event_type}/{state_key}", get(rooms::get_state).put(rooms::put_state))
         .route("/rooms/{room_id}/redact/{event_id}/{txn_id}", put(rooms::redact))
+        .route("/rooms/{room_id}/upgrade", post(rooms::upgrade))
         .route("/rooms/{room_id}/messages", get(rooms::messages))
         .route("/rooms/{room_id}/context/{event_id}", get(rooms::context))
         .route("/rooms/{room_id}/event/{event_id}", get(rooms::event))

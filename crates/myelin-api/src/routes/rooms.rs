@@ -564,3 +564,20 @@ pub async fn threads(
     }
     Ok(Json(body))
 }
+
+#[derive(Deserialize)]
+pub struct UpgradeBody {
+    new_version: String,
+}
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(room): Path<String>,
+    JsonBody(body): JsonBody<UpgradeBody>,
+) -> ApiResult<Json<Value>> {
+    let room = room_id(&room)?;
+    state.limits.messages.check(&r.user_id)?;
+    let replacement = state.upgrade_room(&r.user_id, Some(&r.device_id), room, &body.new_version).await?;
+    Ok(Json(json!({ "replacement_room": replacement })))
+}

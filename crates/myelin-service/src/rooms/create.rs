@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{EventSpec, send::Target, version_rules};
 use crate::Services;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Clone)]
 pub struct InitialStateEvent {
     #[serde(rename = "type")]
     pub event_type: String,

@@ -8,13 +8,14 @@ mod power;
 mod read;
 mod send;
 mod state;
+mod upgrade;
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
 };
 
-pub use create::CreateRoomRequest;
+pub use create::{CreateRoomRequest, InitialStateEvent};
 pub use power::PowerLevels;
 pub use read::{MessagesPage, Visibility};
 pub use send::EventSpec;

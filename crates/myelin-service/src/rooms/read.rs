@@ -147,7 +147,38 @@ impl Services {
             };
             out.push(pdu::client_event(ev, rules, format, viewer, redaction));
         }
+        self.add_prev_content(events, &mut out).await?;
         Ok(out)
+    }
+
+    /// `unsigned.prev_content` / `replaces_state` for state events that replaced an earlier one.
+    async fn add_prev_content(&self, events: &[StoredEvent], out: &mut [Value]) -> MatrixResult<()> {
+        let mut replaced = Vec::new();
+        for (index, ev) in events.iter().enumerate() {
+            let (Some(key), Some(group)) = (&ev.state_key, ev.state_before) else { continue };
+            let state = self.state_cache.group(self.store.as_ref(), group).await?;
+            if let Some(prev) = state.get(&(ev.event_type.clone(), key.clone()))
+                && *prev != ev.event_id
+            {
+                replaced.push((index, prev.clone()));
+            }
+        }
+        if replaced.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = replaced.iter().map(|(_, id)| id.clone()).collect();
+        let previous: HashMap<String, StoredEvent> =
+            self.store.get_events(&ids).await?.into_iter().map(|e| (e.event_id.clone(), e)).collect();
+        for (index, prev_id) in replaced {
+            if let (Some(prev), Some(json)) = (previous.get(&prev_id), out.get_mut(index)) {
+                json["unsigned"]["replaces_state"] = prev_id.clone().into();
+                json["unsigned"]["prev_sender"] = prev.sender.clone().into();
+                if prev.redacted_by.is_none() {
+                    json["unsigned"]["prev_content"] = Self::event_content(prev);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `/messages`.

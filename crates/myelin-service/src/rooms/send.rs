@@ -289,7 +289,9 @@ impl Services {
         } else {
             self.store.room_members(&room_id, Some("join")).await?
         };
-        let push_actions = self.push_actions(&room_id, &json, sender.as_str(), &joined, relation.as_ref()).await?;
+        let power_ctx = push_power_levels(rules, &auth_state);
+        let push_actions =
+            self.push_actions(&room_id, &json, sender.as_str(), &joined, relation.as_ref(), power_ctx.as_ref()).await?;
         let new_event = NewEvent {
             event_id: event_id.clone(),
             room_id: room_id.clone(),
@@ -328,6 +330,7 @@ impl Services {
         sender: &str,
         joined: &[myelin_storage::MemberRecord],
         relation: Option<&(String, String)>,
+        power_levels: Option<&ruma::push::PushConditionPowerLevelsCtx>,
     ) -> MatrixResult<Vec<PushActionRecord>> {
         let thread_id = relation.filter(|(rel, _)| rel == "m.thread").map(|(_, root)| root.clone());
         let mut actions = Vec::new();
@@ -335,7 +338,8 @@ impl Services {
             let ruleset = self.push.ruleset(self.store.as_ref(), &member.user_id).await?;
             let name = member.displayname.clone().unwrap_or_else(|| member.user_id.clone());
             let (notify, highlight) =
-                push::evaluate(&ruleset, json, room_id, &member.user_id, &name, joined.len() as u64, None).await;
+                push::evaluate(&ruleset, json, room_id, &member.user_id, &name, joined.len() as u64, power_levels)
+                    .await;
             if notify {
                 actions.push(PushActionRecord {
                     user_id: member.user_id.clone(),
@@ -374,4 +378,28 @@ impl Services {
     pub fn event_content(ev: &StoredEvent) -> Value {
         serde_json::from_str::<Value>(&ev.json).ok().and_then(|v| v.get("content").cloned()).unwrap_or(Value::Null)
     }
+}
+
+/// The room's power levels as push rule conditions need them (`sender_notification_permission`,
+/// e.g. who may notify `@room`), built from the event's auth state.
+fn push_power_levels(
+    rules: &RoomVersionRules,
+    auth_state: &HashMap<(String, String), Pdu>,
+) -> Option<ruma::push::PushConditionPowerLevelsCtx> {
+    use ruma::events::room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource};
+    let create = auth_state.get(&("m.room.create".to_owned(), String::new()))?;
+    let mut creators = vec![create.sender.clone()];
+    if rules.authorization.additional_room_creators
+        && let Ok(content) = serde_json::from_str::<Value>(create.content.get())
+        && let Some(extra) = content.get("additional_creators").and_then(Value::as_array)
+    {
+        creators.extend(extra.iter().filter_map(|c| c.as_str().and_then(|c| ruma::OwnedUserId::try_from(c).ok())));
+    }
+    let source = match auth_state.get(&("m.room.power_levels".to_owned(), String::new())) {
+        Some(pl) => serde_json::from_str::<RoomPowerLevelsEventContent>(pl.content.get())
+            .map(RoomPowerLevelsSource::Original)
+            .unwrap_or_default(),
+        None => RoomPowerLevelsSource::None,
+    };
+    Some(RoomPowerLevels::new(source, &rules.authorization, creators).into())
 }

@@ -1,0 +1,113 @@
+//! Room upgrades: a new room of the requested version that names its predecessor, the old room's
+//! important state copied over, a tombstone in the old room, and the old room frozen.
+
+use myelin_core::{MatrixError, MatrixResult};
+use serde_json::{Value, json};
+
+use super::{CreateRoomRequest, version_rules};
+use crate::Services;
+
+/// State copied into the replacement room.
+const COPIED_STATE: &[&str] = &[
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.topic",
+    "m.room.avatar",
+    "m.room.history_visibility",
+    "m.room.guest_access",
+    "m.room.encryption",
+    "m.room.server_acl",
+    "m.room.related_groups",
+];
+
+impl Services {
+    pub async fn upgrade_room(
+        &self,
+        sender: &str,
+        device_id: Option<&str>,
+        old_room: &str,
+        new_version: &str,
+    ) -> MatrixResult<String> {
+        version_rules(new_version)?;
+        let room = self.store.get_room(old_room).await?.ok_or_else(|| MatrixError::not_found("Unknown room"))?;
+        let power = self.power_levels(old_room).await?;
+        if power.user_level(sender) < power.event_level("m.room.tombstone", true) {
+            return Err(MatrixError::forbidden("You may not upgrade this room"));
+        }
+        let old_create = self.store.current_state_event(old_room, "m.room.create", "").await?;
+        let old_create_id = old_create.as_ref().map(|e| e.event_id.clone()).unwrap_or_default();
+        let mut creation = serde_json::Map::new();
+        creation.insert("predecessor".into(), json!({ "room_id": old_room, "event_id": old_create_id }));
+        if let Some(create) = &old_create
+            && let Some(kind) = Self::event_content(create).get("type").cloned()
+        {
+            creation.insert("type".into(), kind);
+        }
+        let mut initial_state = Vec::new();
+        for event_type in COPIED_STATE {
+            if let Some(ev) = self.store.current_state_event(old_room, event_type, "").await? {
+                let content = Self::event_content(&ev);
+                if let Value::Object(content) = content {
+                    initial_state.push(super::create::InitialStateEvent {
+                        event_type: (*event_type).into(),
+                        state_key: String::new(),
+                        content,
+                    });
+                }
+            }
+        }
+        // Power levels carry over; the new room's version decides how creators are privileged.
+        let mut power_override = self
+            .store
+            .current_state_event(old_room, "m.room.power_levels", "")
+            .await?
+            .map(|ev| Self::event_content(&ev))
+            .and_then(|v| v.as_object().cloned());
+        let (_, new_rules) = version_rules(new_version)?;
+        if let Some(pl) = power_override.as_mut()
+            && new_rules.authorization.explicitly_privilege_room_creators
+            && let Some(users) = pl.get_mut("users").and_then(Value::as_object_mut)
+        {
+            users.remove(sender);
+        }
+        let request = CreateRoomRequest {
+            room_version: Some(new_version.to_owned()),
+            creation_content: Some(creation),
+            initial_state,
+            power_level_content_override: power_override,
+            preset: Some("private_chat".into()),
+            ..Default::default()
+        };
+        let new_room = self.create_room(sender, device_id, request).await?;
+        if room.is_public {
+            self.store.set_room_public(&new_room, true).await?;
+            self.store.set_room_public(old_room, false).await?;
+        }
+        for alias in self.store.room_aliases(old_room).await? {
+            self.store.delete_alias(&alias).await?;
+            self.store.create_alias(&alias, &new_room, sender).await?;
+        }
+        self.send_state_event(
+            sender,
+            device_id,
+            old_room,
+            "m.room.tombstone",
+            "",
+            json!({ "body": "This room has been replaced", "replacement_room": new_room }),
+        )
+        .await?;
+        // Freeze the old room: only moderators may speak or invite.
+        if let Some(pl) = self.store.current_state_event(old_room, "m.room.power_levels", "").await? {
+            let mut content = Self::event_content(&pl);
+            let restricted = power.action_level("kick").max(50);
+            content["events_default"] = restricted.into();
+            content["invite"] = restricted.into();
+            if let Err(err) =
+                self.send_state_event(sender, device_id, old_room, "m.room.power_levels", "", content).await
+            {
+                tracing::warn!(%err, "could not restrict the old room after an upgrade");
+            }
+        }
+        Ok(new_room)
+    }
+}

@@ -1,0 +1,295 @@
+//! Storage conformance suite: what every backend must do, driven through the repository traits.
+//! Each test opens a fresh database; the PostgreSQL backend will run the same functions.
+
+use std::{collections::HashSet, sync::Arc};
+
+use myelin_storage::*;
+
+fn temp_db() -> String {
+    let dir = std::env::temp_dir().join(format!("myelin-conformance-{}", rand::random::<u64>()));
+    format!("sqlite:{}", dir.join("test.db").display())
+}
+
+async fn store() -> Arc<dyn Store> {
+    open(&temp_db()).await.expect("open store")
+}
+
+fn user(id: &str) -> UserRecord {
+    UserRecord {
+        user_id: id.into(),
+        password_hash: Some("hash".into()),
+        is_admin: false,
+        deactivated: false,
+        displayname: None,
+        avatar_url: None,
+        created_ms: 1,
+    }
+}
+
+/// A minimal event for `room`, state if `state_key` is given.
+fn event(room: &str, id: &str, event_type: &str, state_key: Option<&str>, prev: &[&str]) -> NewEvent {
+    NewEvent {
+        event_id: id.into(),
+        room_id: room.into(),
+        sender: "@a:test".into(),
+        event_type: event_type.into(),
+        state_key: state_key.map(Into::into),
+        origin_server_ts: 1,
+        depth: 1,
+        json: format!(r#"{{"type":"{event_type}","content":{{}}}}"#),
+        prev_events: prev.iter().map(|p| p.to_string()).collect(),
+        txn: None,
+        redacts: None,
+        relation: None,
+        membership: None,
+        new_room: (event_type == "m.room.create")
+            .then(|| NewRoom { room_version: "12".into(), creator: "@a:test".into() }),
+        push_actions: vec![],
+    }
+}
+
+async fn persisted(store: &Arc<dyn Store>, ev: NewEvent) -> StreamPos {
+    match store.persist_event(ev).await.expect("persist") {
+        PersistOutcome::Persisted { stream_pos } => stream_pos,
+        other => panic!("expected a new event, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn users_are_unique_and_round_trip() {
+    let s = store().await;
+    s.create_user(user("@alice:test")).await.expect("create");
+    assert!(matches!(s.create_user(user("@alice:test")).await, Err(StorageError::Conflict(_))));
+    let got = s.get_user("@alice:test").await.expect("get").expect("exists");
+    assert_eq!(got.password_hash.as_deref(), Some("hash"));
+    assert!(s.get_user("@nobody:test").await.expect("get").is_none());
+    s.deactivate_user("@alice:test").await.expect("deactivate");
+    let got = s.get_user("@alice:test").await.expect("get").expect("exists");
+    assert!(got.deactivated && got.password_hash.is_none());
+}
+
+#[tokio::test]
+async fn sessions_tokens_and_refresh() {
+    let s = store().await;
+    s.create_user(user("@alice:test")).await.expect("create");
+    let session = |device: &str, token: &str, refresh: Option<&str>| NewSession {
+        user_id: "@alice:test".into(),
+        device_id: device.into(),
+        display_name: None,
+        access_token: token.into(),
+        expires_ms: None,
+        refresh_token: refresh.map(Into::into),
+        created_ms: 1,
+    };
+    s.create_session(session("D1", "tok1", Some("ref1"))).await.expect("session");
+    let owner = s.token_owner("tok1").await.expect("lookup").expect("known");
+    assert_eq!((owner.user_id.as_str(), owner.device_id.as_str()), ("@alice:test", "D1"));
+
+    let refreshed = s.refresh_session("ref1", "tok2", "ref2", None).await.expect("refresh");
+    assert_eq!(refreshed, Some(("@alice:test".into(), "D1".into())));
+    assert!(s.token_owner("tok1").await.expect("lookup").is_none(), "old access token must die on refresh");
+    assert!(
+        s.refresh_session("ref1", "x", "y", None).await.expect("refresh").is_none(),
+        "refresh tokens are single use"
+    );
+
+    // Logging in again with the same device id replaces the device's tokens.
+    s.create_session(session("D1", "tok3", None)).await.expect("session");
+    assert!(s.token_owner("tok2").await.expect("lookup").is_none());
+    assert!(s.token_owner("tok3").await.expect("lookup").is_some());
+
+    s.create_session(session("D2", "tok4", None)).await.expect("session");
+    s.delete_devices("@alice:test", &["D1".into()]).await.expect("delete");
+    assert!(s.token_owner("tok3").await.expect("lookup").is_none());
+    assert_eq!(s.list_devices("@alice:test").await.expect("list").len(), 1);
+    s.delete_all_devices("@alice:test", None).await.expect("delete all");
+    assert!(s.token_owner("tok4").await.expect("lookup").is_none());
+}
+
+#[tokio::test]
+async fn events_positions_state_and_extremities() {
+    let s = store().await;
+    let room = "!r:test";
+    let head0 = s.stream_head();
+    let p1 = persisted(&s, event(room, "$create", "m.room.create", Some(""), &[])).await;
+    let mut member = event(room, "$join", "m.room.member", Some("@a:test"), &["$create"]);
+    member.membership = Some(MembershipUpdate {
+        user_id: "@a:test".into(),
+        membership: "join".into(),
+        displayname: None,
+        avatar_url: None,
+    });
+    let p2 = persisted(&s, member).await;
+    let p3 = persisted(&s, event(room, "$msg", "m.room.message", None, &["$join"])).await;
+    assert!(head0 < p1 && p1 < p2 && p2 < p3, "positions increase: {p1} {p2} {p3}");
+    assert_eq!(s.stream_head(), p3, "head is the last committed position");
+
+    let extremities: Vec<String> =
+        s.forward_extremities(room).await.expect("fx").into_iter().map(|e| e.event_id).collect();
+    assert_eq!(extremities, vec!["$msg".to_owned()]);
+
+    let state: HashSet<(String, String, String)> =
+        s.current_state_ids(room).await.expect("state").into_iter().collect();
+    assert_eq!(state.len(), 2);
+    assert!(state.contains(&("m.room.member".into(), "@a:test".into(), "$join".into())));
+
+    let members = s.room_members(room, Some("join")).await.expect("members");
+    assert_eq!(members.len(), 1);
+    let rooms = s.rooms_for_user("@a:test").await.expect("rooms");
+    assert_eq!(rooms[0].last_event_pos, p3, "room list sort key follows the newest event");
+
+    let back = s.room_events(room, p3, None, Direction::Backward, 10).await.expect("back");
+    assert_eq!(back.iter().map(|e| e.stream_pos).collect::<Vec<_>>(), vec![p3, p2, p1]);
+    let fwd = s.room_events(room, p1, None, Direction::Forward, 10).await.expect("fwd");
+    assert_eq!(fwd.iter().map(|e| e.stream_pos).collect::<Vec<_>>(), vec![p2, p3]);
+
+    // The message's state is the state after the member event.
+    let msg = s.get_event("$msg").await.expect("get").expect("exists");
+    assert_eq!(msg.state_before, msg.state_after);
+    let group = s.state_group(msg.state_after.expect("group")).await.expect("group");
+    assert_eq!(group.len(), 2);
+}
+
+#[tokio::test]
+async fn long_state_chains_resolve_through_snapshots() {
+    let s = store().await;
+    let room = "!chain:test";
+    persisted(&s, event(room, "$c", "m.room.create", Some(""), &[])).await;
+    let mut prev = "$c".to_owned();
+    // 250 state changes on 30 keys: crosses two delta-chain snapshots.
+    for i in 0..250 {
+        let id = format!("$s{i}");
+        let key = format!("k{}", i % 30);
+        persisted(&s, event(room, &id, "x.state", Some(&key), &[&prev])).await;
+        prev = id;
+    }
+    let last = s.get_event(&prev).await.expect("get").expect("exists");
+    let state: HashSet<(String, String, String)> =
+        s.state_group(last.state_after.expect("group")).await.expect("state").into_iter().collect();
+    let current: HashSet<(String, String, String)> =
+        s.current_state_ids(room).await.expect("current").into_iter().collect();
+    assert_eq!(state, current, "resolved state group equals materialised current state");
+    assert_eq!(state.len(), 31);
+    assert!(state.contains(&("x.state".into(), "k9".into(), "$s249".into())));
+    assert!(state.contains(&("x.state".into(), "k10".into(), "$s220".into())));
+}
+
+#[tokio::test]
+async fn transaction_ids_make_sends_idempotent() {
+    let s = store().await;
+    let room = "!t:test";
+    persisted(&s, event(room, "$c", "m.room.create", Some(""), &[])).await;
+    let mut first = event(room, "$m1", "m.room.message", None, &["$c"]);
+    first.txn = Some(("DEV".into(), "txn1".into()));
+    persisted(&s, first).await;
+    let mut again = event(room, "$m2", "m.room.message", None, &["$m1"]);
+    again.txn = Some(("DEV".into(), "txn1".into()));
+    let outcome = s.persist_event(again).await.expect("persist");
+    assert_eq!(outcome, PersistOutcome::DuplicateTxn { event_id: "$m1".into() });
+    assert!(s.get_event("$m2").await.expect("get").is_none(), "the duplicate was not written");
+    assert_eq!(s.event_for_txn("@a:test", "DEV", "txn1").await.expect("txn").as_deref(), Some("$m1"));
+}
+
+#[tokio::test]
+async fn concurrent_writes_get_distinct_ordered_positions() {
+    let s = store().await;
+    for r in 0..4 {
+        persisted(&s, event(&format!("!c{r}:test"), &format!("$create{r}"), "m.room.create", Some(""), &[])).await;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let room = format!("!c{}:test", i % 4);
+            persisted(&s, event(&room, &format!("$e{i}"), "m.room.message", None, &[])).await
+        }));
+    }
+    let mut positions = Vec::new();
+    for t in tasks {
+        positions.push(t.await.expect("task"));
+    }
+    let unique: HashSet<_> = positions.iter().collect();
+    assert_eq!(unique.len(), 200, "every write got its own position");
+    assert_eq!(s.stream_head(), *positions.iter().max().expect("max"));
+}
+
+#[tokio::test]
+async fn a_failing_write_does_not_poison_its_batch() {
+    let s = store().await;
+    s.create_user(user("@dup:test")).await.expect("create");
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = if i % 5 == 0 { "@dup:test".to_owned() } else { format!("@u{i}:test") };
+            s.create_user(user(&id)).await
+        }));
+    }
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(()) => {}
+            Err(StorageError::Conflict(_)) => conflicts += 1,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(conflicts, 10);
+    for i in (0..50).filter(|i| i % 5 != 0) {
+        assert!(s.get_user(&format!("@u{i}:test")).await.expect("get").is_some(), "user {i} written");
+    }
+}
+
+#[tokio::test]
+async fn account_data_receipts_and_unread_counts() {
+    let s = store().await;
+    let p1 = s.put_account_data("@a:test", "", "m.direct", "{}".into()).await.expect("put");
+    let p2 = s.put_account_data("@a:test", "", "m.direct", r#"{"x":1}"#.into()).await.expect("put");
+    assert!(p2 > p1);
+    let changed = s.account_data_since("@a:test", p1, s.stream_head()).await.expect("since");
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].content, r#"{"x":1}"#);
+
+    let room = "!u:test";
+    persisted(&s, event(room, "$c", "m.room.create", Some(""), &[])).await;
+    let mut positions = Vec::new();
+    for i in 0..3 {
+        let mut ev = event(room, &format!("$n{i}"), "m.room.message", None, &[]);
+        ev.push_actions = vec![PushActionRecord { user_id: "@b:test".into(), highlight: i == 2, thread_id: None }];
+        positions.push(persisted(&s, ev).await);
+    }
+    assert_eq!(s.unread_counts("@b:test", room, s.stream_head()).await.expect("counts"), (3, 1));
+    let receipt = |event: &str| ReceiptRecord {
+        room_id: room.into(),
+        receipt_type: "m.read".into(),
+        user_id: "@b:test".into(),
+        thread_id: String::new(),
+        event_id: event.into(),
+        ts: 1,
+    };
+    assert!(s.put_receipt(receipt("$n1"), positions[1]).await.expect("receipt").is_some());
+    assert_eq!(s.unread_counts("@b:test", room, s.stream_head()).await.expect("counts"), (1, 1));
+    assert!(
+        s.put_receipt(receipt("$n0"), positions[0]).await.expect("receipt").is_none(),
+        "older receipts are ignored"
+    );
+
+    let f = s.create_filter("@a:test", "{}".into()).await.expect("filter");
+    let g = s.create_filter("@a:test", "{\"a\":1}".into()).await.expect("filter");
+    assert_ne!(f, g);
+    assert_eq!(s.get_filter("@a:test", g).await.expect("get").as_deref(), Some("{\"a\":1}"));
+    assert!(s.get_filter("@b:test", g).await.expect("get").is_none(), "filters are per user");
+}
+
+#[tokio::test]
+async fn data_survives_reopening() {
+    let url = temp_db();
+    {
+        let s = open(&url).await.expect("open");
+        s.create_user(user("@keep:test")).await.expect("create");
+        persisted(&s, event("!k:test", "$c", "m.room.create", Some(""), &[])).await;
+    }
+    let s = open(&url).await.expect("reopen");
+    assert!(s.get_user("@keep:test").await.expect("get").is_some());
+    assert!(s.stream_head() >= 1, "stream head is durable");
+    assert!(s.get_event("$c").await.expect("get").is_some());
+}
