@@ -61,6 +61,7 @@ CREATE TABLE rooms (
     room_version TEXT NOT NULL,
     creator TEXT NOT NULL,
     is_public INTEGER NOT NULL DEFAULT 0,       -- listed in the public room directory
+    join_rule TEXT NOT NULL DEFAULT 'invite',   -- from the current m.room.join_rules (user directory)
     current_state_group INTEGER,                -- state after the forward extremity
     last_event_pos INTEGER NOT NULL DEFAULT 0   -- stream position of the newest event (room list sort key)
 );

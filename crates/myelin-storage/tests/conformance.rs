@@ -42,6 +42,7 @@ fn event(room: &str, id: &str, event_type: &str, state_key: Option<&str>, prev: 
         redacts: None,
         relation: None,
         membership: None,
+        join_rule: None,
         new_room: (event_type == "m.room.create")
             .then(|| NewRoom { room_version: "12".into(), creator: "@a:test".into() }),
         push_actions: vec![],

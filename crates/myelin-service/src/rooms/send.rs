@@ -308,6 +308,8 @@ impl Services {
             membership: membership.clone(),
             new_room: (spec.event_type == "m.room.create")
                 .then(|| NewRoom { room_version: room_version.to_owned(), creator: sender.to_string() }),
+            join_rule: (spec.event_type == "m.room.join_rules")
+                .then(|| content.get("join_rule").and_then(Value::as_str).unwrap_or("invite").to_owned()),
             push_actions,
         };
         let pos = match self.store.persist_event(new_event).await? {

@@ -64,11 +64,18 @@ impl Services {
             .map(|ev| Self::event_content(&ev))
             .and_then(|v| v.as_object().cloned());
         let (_, new_rules) = version_rules(new_version)?;
-        if let Some(pl) = power_override.as_mut()
-            && new_rules.authorization.explicitly_privilege_room_creators
-            && let Some(users) = pl.get_mut("users").and_then(Value::as_object_mut)
-        {
-            users.remove(sender);
+        if let Some(pl) = power_override.as_mut() {
+            let users = pl.entry("users").or_insert_with(|| json!({}));
+            if let Some(users) = users.as_object_mut() {
+                if new_rules.authorization.explicitly_privilege_room_creators {
+                    // The new room privileges its creator by itself and forbids listing them.
+                    users.remove(sender);
+                } else {
+                    // The old room may have privileged the creator implicitly (v12): keep their power.
+                    let level = power.user_level(sender).min(100).max(power.event_level("m.room.power_levels", true));
+                    users.insert(sender.to_owned(), level.into());
+                }
+            }
         }
         let request = CreateRoomRequest {
             room_version: Some(new_version.to_owned()),

@@ -32,6 +32,6 @@ pub trait AccountRepo {
     async fn set_displayname(&self, user_id: &str, name: Option<String>) -> StorageResult<()>;
     async fn set_avatar_url(&self, user_id: &str, url: Option<String>) -> StorageResult<()>;
     /// Users whose id or display name contains `term`, visible to `searcher`: those who share a
-    /// room with them or are in a public room.
+    /// room with them or are joined to a room whose join rule is `public`.
     async fn search_users(&self, searcher: &str, term: &str, limit: usize) -> StorageResult<Vec<UserDirectoryHit>>;
 }

@@ -61,6 +61,8 @@ pub struct NewEvent {
     pub membership: Option<MembershipUpdate>,
     /// Set for the `m.room.create` event: the room row to create.
     pub new_room: Option<NewRoom>,
+    /// Set for `m.room.join_rules` events: the room's new join rule.
+    pub join_rule: Option<String>,
     pub push_actions: Vec<PushActionRecord>,
 }
 

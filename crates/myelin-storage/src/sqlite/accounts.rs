@@ -113,7 +113,7 @@ impl AccountRepo for SqliteStore {
                                        WHERE a.user_id = ?1 AND a.membership = 'join'
                                          AND b.user_id = u.user_id AND b.membership = 'join')
                             OR EXISTS (SELECT 1 FROM room_members m JOIN rooms r ON r.room_id = m.room_id
-                                       WHERE m.user_id = u.user_id AND m.membership = 'join' AND r.is_public = 1))
+                                       WHERE m.user_id = u.user_id AND m.membership = 'join' AND r.join_rule = 'public'))
                      ORDER BY u.user_id LIMIT ?3",
                 )?;
                 let rows = stmt.query_map(params![searcher, pattern, limit as i64], |r| {

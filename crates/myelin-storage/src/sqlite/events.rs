@@ -115,6 +115,9 @@ fn persist(conn: &Connection, positions: &mut Positions, ev: NewEvent) -> Storag
         )?
         .execute(params![ev.room_id, m.user_id, m.membership, ev.event_id, pos, m.displayname, m.avatar_url])?;
     }
+    if let Some(rule) = &ev.join_rule {
+        conn.prepare_cached("UPDATE rooms SET join_rule = ?2 WHERE room_id = ?1")?.execute([&ev.room_id, rule])?;
+    }
     if let Some(target) = &ev.redacts {
         conn.prepare_cached(
             "UPDATE events SET redacted_by = ?3 WHERE event_id = ?1 AND room_id = ?2 AND redacted_by IS NULL",

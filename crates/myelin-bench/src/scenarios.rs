@@ -1,0 +1,505 @@
+//! The benchmark scenarios. Each one registers its own users (with the run's
+//! random prefix), sets up rooms, measures, and returns its figures.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::client::{Server, User};
+use crate::stats::{mean, median, ms, percentile};
+
+/// Knobs shared by all scenarios.
+#[derive(Clone, Debug)]
+pub struct Params {
+    /// Random per-run prefix for user names (lowercase, Matrix-localpart safe).
+    pub prefix: String,
+    /// Send scenario: number of concurrent senders.
+    pub senders: usize,
+    /// Send scenario: messages per sender.
+    pub count: usize,
+    /// Fan-out scenario: number of long-polling listeners.
+    pub listeners: usize,
+    /// Fan-out scenario: number of measured messages.
+    pub fanout_messages: usize,
+    /// Initial-sync scenario: number of rooms.
+    pub rooms: usize,
+    /// Initial-sync scenario: number of timed initial syncs.
+    pub sync_repeats: usize,
+    /// Parallelism for setup work (registration, room creation, joins).
+    pub setup_concurrency: usize,
+    /// Fan-out: how long to wait for all listeners to see one message.
+    pub delivery_timeout: Duration,
+}
+
+const PASSWORD: &str = "myelin-bench-password-1";
+/// `timeout` query parameter of long-poll syncs, in ms.
+const LONG_POLL_MS: &str = "30000";
+/// HTTP timeout for a long-poll sync (must exceed the long-poll timeout).
+const LONG_POLL_HTTP_TIMEOUT: Duration = Duration::from_secs(75);
+/// HTTP timeout for a full initial sync of many rooms.
+const INITIAL_SYNC_HTTP_TIMEOUT: Duration = Duration::from_secs(300);
+/// A listener gives up after this many consecutive failed syncs.
+const MAX_CONSECUTIVE_SYNC_ERRORS: u32 = 10;
+/// Hard cap on sync iterations per listener (the loop is also aborted when done).
+const MAX_SYNC_ITERATIONS: u32 = 100_000;
+
+pub struct SendResult {
+    pub messages: usize,
+    pub elapsed: Duration,
+    pub latencies_ms: Vec<f64>,
+}
+
+impl SendResult {
+    pub fn throughput(&self) -> f64 {
+        self.messages as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+pub struct FanoutResult {
+    /// Per message: time from send start until the last listener saw it (complete deliveries only).
+    pub last_seen_ms: Vec<f64>,
+    /// Per (message, listener): time from send start until that listener saw it.
+    pub per_listener_ms: Vec<f64>,
+    /// (message, listener) pairs that were not seen within the delivery timeout.
+    pub missed: usize,
+}
+
+pub struct InitialSyncResult {
+    pub durations_ms: Vec<f64>,
+    pub rooms_seen: usize,
+    pub response_bytes: usize,
+}
+
+impl InitialSyncResult {
+    pub fn median_ms(&self) -> Option<f64> {
+        median(&self.durations_ms)
+    }
+}
+
+/// Registers `n` users named `{prefix}{tag}{i}`, `concurrency` at a time.
+async fn register_users(
+    server: &Server,
+    params: &Params,
+    tag: &str,
+    n: usize,
+) -> Result<Vec<User>> {
+    let sem = Arc::new(Semaphore::new(params.setup_concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for i in 0..n {
+        let server = server.clone();
+        let sem = Arc::clone(&sem);
+        let name = format!("{}{tag}{i}", params.prefix);
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.context("semaphore closed")?;
+            let user = server
+                .register(&name, PASSWORD)
+                .await
+                .with_context(|| format!("registering {name}"))?;
+            Ok::<_, anyhow::Error>((i, user))
+        });
+    }
+    let mut users: Vec<Option<User>> = vec![None; n];
+    while let Some(joined) = set.join_next().await {
+        let (i, user) = joined.context("registration task panicked")??;
+        if let Some(slot) = users.get_mut(i) {
+            *slot = Some(user);
+        }
+    }
+    users
+        .into_iter()
+        .map(|u| u.ok_or_else(|| anyhow!("a user was not registered")))
+        .collect()
+}
+
+/// Makes every user in `users` join `room_id`, `concurrency` at a time.
+async fn join_all(users: &[User], room_id: &str, params: &Params) -> Result<()> {
+    let sem = Arc::new(Semaphore::new(params.setup_concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for user in users {
+        let user = user.clone();
+        let sem = Arc::clone(&sem);
+        let room_id = room_id.to_owned();
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.context("semaphore closed")?;
+            user.join(&room_id).await
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        joined.context("join task panicked")??;
+    }
+    Ok(())
+}
+
+fn public_room(name: &str) -> Value {
+    json!({ "preset": "public_chat", "name": name, "visibility": "private" })
+}
+
+/// Send throughput: `senders` users in one room, each sending `count` messages
+/// back to back; all senders run concurrently.
+pub async fn send(server: &Server, params: &Params) -> Result<SendResult> {
+    let senders = params.senders.max(1);
+    eprintln!("  send: registering {senders} users");
+    let users = register_users(server, params, "s", senders).await?;
+    let (owner, others) = users.split_first().context("no senders")?;
+    let room_id = owner.create_room(&public_room("myelin-bench send")).await?;
+    eprintln!("  send: {} users joining {room_id}", others.len());
+    join_all(others, &room_id, params).await?;
+
+    eprintln!(
+        "  send: {senders} senders x {} messages, concurrently",
+        params.count
+    );
+    let count = params.count;
+    let prefix = params.prefix.clone();
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    for (s, user) in users.iter().enumerate() {
+        let user = user.clone();
+        let room_id = room_id.clone();
+        let prefix = prefix.clone();
+        set.spawn(async move {
+            let mut lat = Vec::with_capacity(count);
+            for i in 0..count {
+                let txn = format!("{prefix}-s{s}-{i}");
+                let t0 = Instant::now();
+                user.send_text(&room_id, &txn, &format!("bench message {i} from sender {s}"))
+                    .await
+                    .with_context(|| format!("sender {s} message {i}"))?;
+                lat.push(ms(t0.elapsed()));
+            }
+            Ok::<_, anyhow::Error>(lat)
+        });
+    }
+    let mut latencies_ms = Vec::with_capacity(senders * count);
+    while let Some(joined) = set.join_next().await {
+        latencies_ms.extend(joined.context("sender task panicked")??);
+    }
+    let elapsed = start.elapsed();
+    Ok(SendResult {
+        messages: latencies_ms.len(),
+        elapsed,
+        latencies_ms,
+    })
+}
+
+/// What the listeners have seen: event id -> (listener index -> when).
+#[derive(Default)]
+struct Sightings {
+    seen: Mutex<HashMap<String, HashMap<usize, Instant>>>,
+    notify: Notify,
+}
+
+impl Sightings {
+    fn record(&self, listener: usize, event_ids: &[String], at: Instant) {
+        if event_ids.is_empty() {
+            return;
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            for id in event_ids {
+                seen.entry(id.clone()).or_default().entry(listener).or_insert(at);
+            }
+        }
+        self.notify.notify_waiters();
+    }
+
+    fn count(&self, event_id: &str) -> usize {
+        self.seen
+            .lock()
+            .map(|seen| seen.get(event_id).map_or(0, HashMap::len))
+            .unwrap_or(0)
+    }
+
+    fn times(&self, event_id: &str) -> Vec<Instant> {
+        self.seen
+            .lock()
+            .map(|seen| {
+                seen.get(event_id)
+                    .map(|m| m.values().copied().collect())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until `n` listeners have seen `event_id` or the deadline passes;
+    /// returns whether all were seen.
+    async fn wait_for(&self, event_id: &str, n: usize, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count(event_id) >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.count(event_id) >= n;
+            }
+        }
+    }
+}
+
+fn timeline_event_ids(sync: &Value, room_id: &str) -> Vec<String> {
+    sync.pointer("/rooms/join")
+        .and_then(|j| j.get(room_id))
+        .and_then(|r| r.pointer("/timeline/events"))
+        .and_then(Value::as_array)
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|e| e.get("event_id").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn next_batch(sync: &Value) -> Result<String> {
+    sync.get("next_batch")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .context("sync response without next_batch")
+}
+
+/// One listener: long-polls /sync from `since`, recording the event ids it sees.
+async fn listen(
+    user: User,
+    index: usize,
+    room_id: String,
+    mut since: String,
+    sightings: Arc<Sightings>,
+) -> Result<()> {
+    let mut errors = 0u32;
+    for _ in 0..MAX_SYNC_ITERATIONS {
+        let query = [("since", since.as_str()), ("timeout", LONG_POLL_MS)];
+        match user.sync(&query, LONG_POLL_HTTP_TIMEOUT).await {
+            Ok(resp) => {
+                let at = Instant::now();
+                errors = 0;
+                sightings.record(index, &timeline_event_ids(&resp, &room_id), at);
+                since = next_batch(&resp)?;
+            }
+            Err(err) => {
+                errors += 1;
+                if errors >= MAX_CONSECUTIVE_SYNC_ERRORS {
+                    return Err(err.context(format!("listener {index} gave up")));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fan-out latency: `listeners` users long-poll /sync in one room while a
+/// separate sender sends messages one at a time; for each message, measure
+/// how long until every listener has seen it.
+pub async fn fanout(server: &Server, params: &Params) -> Result<FanoutResult> {
+    let n = params.listeners.max(1);
+    eprintln!("  fanout: registering {n} listeners + 1 sender");
+    let mut users = register_users(server, params, "f", n + 1).await?;
+    let sender = users.pop().context("no sender")?;
+    let listeners = users;
+    let room_id = sender
+        .create_room(&public_room("myelin-bench fanout"))
+        .await?;
+    eprintln!("  fanout: {n} listeners joining {room_id}");
+    join_all(&listeners, &room_id, params).await?;
+
+    eprintln!("  fanout: initial syncs");
+    let filter = json!({ "room": { "timeline": { "limit": 1 } } }).to_string();
+    let sem = Arc::new(Semaphore::new(params.setup_concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for (i, user) in listeners.iter().enumerate() {
+        let user = user.clone();
+        let filter = filter.clone();
+        let sem = Arc::clone(&sem);
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.context("semaphore closed")?;
+            let resp = user
+                .sync(&[("filter", filter.as_str())], INITIAL_SYNC_HTTP_TIMEOUT)
+                .await?;
+            Ok::<_, anyhow::Error>((i, next_batch(&resp)?))
+        });
+    }
+    let mut tokens: Vec<Option<String>> = vec![None; n];
+    while let Some(joined) = set.join_next().await {
+        let (i, token) = joined.context("initial sync task panicked")??;
+        if let Some(slot) = tokens.get_mut(i) {
+            *slot = Some(token);
+        }
+    }
+
+    let sightings = Arc::new(Sightings::default());
+    let mut listening = JoinSet::new();
+    for (i, (user, token)) in listeners.iter().zip(tokens).enumerate() {
+        let token = token.context("listener without next_batch")?;
+        listening.spawn(listen(
+            user.clone(),
+            i,
+            room_id.clone(),
+            token,
+            Arc::clone(&sightings),
+        ));
+    }
+
+    let result = measure_fanout(&sender, &room_id, params, n, &sightings, &mut listening).await;
+    listening.abort_all();
+    while listening.join_next().await.is_some() {}
+    result
+}
+
+async fn measure_fanout(
+    sender: &User,
+    room_id: &str,
+    params: &Params,
+    n: usize,
+    sightings: &Sightings,
+    listening: &mut JoinSet<Result<()>>,
+) -> Result<FanoutResult> {
+    // Warm-up: one unmeasured message that every listener must see, which also
+    // guarantees all listeners are in their long-poll loop before measuring.
+    let warm = sender
+        .send_text(room_id, &format!("{}-fw", params.prefix), "fanout warm-up")
+        .await
+        .context("warm-up message")?;
+    let deadline = tokio::time::Instant::now() + params.delivery_timeout.max(Duration::from_secs(60));
+    if !sightings.wait_for(&warm, n, deadline).await {
+        // A listener that died explains the timeout better than the timeout itself.
+        if let Some(Ok(Err(err))) = listening.try_join_next() {
+            return Err(err.context("listener failed during warm-up"));
+        }
+        bail!(
+            "warm-up message seen by only {}/{n} listeners",
+            sightings.count(&warm)
+        );
+    }
+
+    eprintln!(
+        "  fanout: sending {} messages one at a time",
+        params.fanout_messages
+    );
+    let mut last_seen_ms = Vec::new();
+    let mut per_listener_ms = Vec::new();
+    let mut missed = 0;
+    for i in 0..params.fanout_messages {
+        let t0 = Instant::now();
+        let event_id = sender
+            .send_text(
+                room_id,
+                &format!("{}-f{i}", params.prefix),
+                &format!("fanout {i}"),
+            )
+            .await
+            .with_context(|| format!("fanout message {i}"))?;
+        let deadline = tokio::time::Instant::now() + params.delivery_timeout;
+        let complete = sightings.wait_for(&event_id, n, deadline).await;
+        let times: Vec<f64> = sightings
+            .times(&event_id)
+            .iter()
+            .map(|t| ms(t.saturating_duration_since(t0)))
+            .collect();
+        missed += n.saturating_sub(times.len());
+        if complete {
+            if let Some(last) = times.iter().copied().reduce(f64::max) {
+                last_seen_ms.push(last);
+            }
+        } else {
+            eprintln!(
+                "  fanout: message {i} seen by only {}/{n} listeners within {:?}",
+                times.len(),
+                params.delivery_timeout
+            );
+            if let Some(Ok(Err(err))) = listening.try_join_next() {
+                return Err(err.context("listener failed"));
+            }
+        }
+        per_listener_ms.extend(times);
+    }
+    Ok(FanoutResult {
+        last_seen_ms,
+        per_listener_ms,
+        missed,
+    })
+}
+
+/// Initial sync: one user in `rooms` rooms with one message each; time fresh
+/// full initial syncs (no since, no filter).
+pub async fn initial_sync(server: &Server, params: &Params) -> Result<InitialSyncResult> {
+    let mut users = register_users(server, params, "i", 1).await?;
+    let user = users.pop().context("no user")?;
+    eprintln!(
+        "  initial-sync: creating {} rooms with one message each",
+        params.rooms
+    );
+    let sem = Arc::new(Semaphore::new(params.setup_concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for r in 0..params.rooms {
+        let user = user.clone();
+        let sem = Arc::clone(&sem);
+        let prefix = params.prefix.clone();
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.context("semaphore closed")?;
+            let room_id = user
+                .create_room(&json!({ "preset": "private_chat", "name": format!("bench room {r}") }))
+                .await
+                .with_context(|| format!("creating room {r}"))?;
+            user.send_text(&room_id, &format!("{prefix}-i{r}"), &format!("hello room {r}"))
+                .await
+                .with_context(|| format!("message in room {r}"))?;
+            Ok::<_, anyhow::Error>(room_id)
+        });
+    }
+    let mut created = HashSet::new();
+    while let Some(joined) = set.join_next().await {
+        created.insert(joined.context("room task panicked")??);
+    }
+
+    let mut durations_ms = Vec::new();
+    let mut rooms_seen = 0;
+    let mut response_bytes = 0;
+    for rep in 0..params.sync_repeats.max(1) {
+        let t0 = Instant::now();
+        let resp = user
+            .sync(&[], INITIAL_SYNC_HTTP_TIMEOUT)
+            .await
+            .with_context(|| format!("initial sync {rep}"))?;
+        let elapsed = t0.elapsed();
+        durations_ms.push(ms(elapsed));
+        rooms_seen = resp
+            .pointer("/rooms/join")
+            .and_then(Value::as_object)
+            .map_or(0, |j| j.keys().filter(|k| created.contains(*k)).count());
+        response_bytes = resp.to_string().len();
+        eprintln!(
+            "  initial-sync: run {rep}: {:.1} ms, {rooms_seen}/{} rooms",
+            ms(elapsed),
+            created.len()
+        );
+    }
+    if rooms_seen < created.len() {
+        eprintln!(
+            "  initial-sync: WARNING: sync returned {rooms_seen} of {} rooms",
+            created.len()
+        );
+    }
+    Ok(InitialSyncResult {
+        durations_ms,
+        rooms_seen,
+        response_bytes,
+    })
+}
+
+/// p50/p99 helpers used by the report.
+pub fn p50(v: &[f64]) -> Option<f64> {
+    percentile(v, 50.0)
+}
+pub fn p99(v: &[f64]) -> Option<f64> {
+    percentile(v, 99.0)
+}
+pub fn avg(v: &[f64]) -> Option<f64> {
+    mean(v)
+}
