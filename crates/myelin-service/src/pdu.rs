@@ -166,8 +166,14 @@ pub fn sign_and_id(
         }
         _ => None,
     };
-    ruma::signatures::hash_and_sign_event(server_name, &keys.key_pair, object, &rules.redaction)
-        .map_err(|e| MatrixError::bad_json(format!("cannot sign event: {e}")))?;
+    ruma::signatures::hash_and_sign_event(server_name, &keys.key_pair, object, &rules.redaction).map_err(
+        |e| match e {
+            ruma::signatures::JsonError::PduTooLarge => {
+                MatrixError::new(myelin_core::ErrorCode::TooLarge, "Event is larger than 64 KiB")
+            }
+            e => MatrixError::bad_json(format!("cannot sign event: {e}")),
+        },
+    )?;
     match event_id {
         Some(id) => Ok(id),
         None => {

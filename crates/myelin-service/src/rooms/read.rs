@@ -59,7 +59,10 @@ impl Services {
         let mut currently_joined: HashMap<String, bool> = HashMap::new();
         let mut out = Vec::with_capacity(events.len());
         for ev in events {
-            let Some(group) = ev.state_after else {
+            // Users always see their own membership changes (their join, invite, kick, ban).
+            let own_membership = ev.event_type == "m.room.member" && ev.state_key.as_deref() == Some(user_id);
+            // Visibility is judged on the state in force when the event was sent.
+            let Some(group) = ev.state_before.or(ev.state_after).filter(|_| !own_membership) else {
                 out.push(ev);
                 continue;
             };

@@ -1,0 +1,250 @@
+//! Accounts: registration, login, tokens, passwords, devices, profiles and the admin commands.
+
+use anyhow::{Result, ensure};
+use myelin_e2e::{TestServer, enc};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_login_whoami_logout() -> Result<()> {
+    let server = TestServer::start().await?;
+    let anon = server.anonymous();
+    let (status, body) = anon.get("/_matrix/client/v3/register/available?username=alice").await?;
+    ensure!(status == 200 && body["available"] == true, "alice is available: {status} {body}");
+    let alice = server.register("alice").await?;
+    ensure!(alice.user_id == "@alice:localhost", "user id {}", alice.user_id);
+    let (status, body) = anon.get("/_matrix/client/v3/register/available?username=alice").await?;
+    ensure!(status == 400 && body["errcode"] == "M_USER_IN_USE", "taken name: {status} {body}");
+    let (status, body) = anon
+        .post(
+            "/_matrix/client/v3/register",
+            &json!({ "username": "alice", "password": "x", "auth": { "type": "m.login.dummy" } }),
+        )
+        .await?;
+    ensure!(status == 400 && body["errcode"] == "M_USER_IN_USE", "duplicate registration: {status} {body}");
+    let (status, body) = anon.get("/_matrix/client/v3/register/available?username=Bad%20Name!").await?;
+    ensure!(status == 400 && body["errcode"] == "M_INVALID_USERNAME", "bad name: {status} {body}");
+
+    let (status, body) = alice.get("/_matrix/client/v3/account/whoami").await?;
+    ensure!(
+        status == 200 && body["user_id"] == "@alice:localhost" && body["device_id"] == alice.device_id.as_str(),
+        "whoami: {body}"
+    );
+
+    // Legacy `user` login and the identifier form both work; a wrong password is M_FORBIDDEN.
+    let (status, _) = anon
+        .post(
+            "/_matrix/client/v3/login",
+            &json!({ "type": "m.login.password", "user": "alice", "password": "alice-password" }),
+        )
+        .await?;
+    ensure!(status == 200, "legacy user login");
+    let phone = server.login("alice").await?;
+    let (status, body) = anon
+        .post(
+            "/_matrix/client/v3/login",
+            &json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": "wrong" }),
+        )
+        .await?;
+    ensure!(status == 403 && body["errcode"] == "M_FORBIDDEN", "wrong password: {status} {body}");
+
+    let (status, _) = phone.post("/_matrix/client/v3/logout", &json!({})).await?;
+    ensure!(status == 200, "logout");
+    let (status, body) = phone.get("/_matrix/client/v3/account/whoami").await?;
+    ensure!(status == 401 && body["errcode"] == "M_UNKNOWN_TOKEN", "token dead after logout: {status} {body}");
+    let (status, _) = alice.get("/_matrix/client/v3/account/whoami").await?;
+    ensure!(status == 200, "other device still logged in");
+    let laptop = server.login("alice").await?;
+    let (status, _) = alice.post("/_matrix/client/v3/logout/all", &json!({})).await?;
+    ensure!(status == 200, "logout/all");
+    for c in [&alice, &laptop] {
+        let (status, _) = c.get("/_matrix/client/v3/account/whoami").await?;
+        ensure!(status == 401, "every token is dead after logout/all");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_tokens_rotate() -> Result<()> {
+    let server = TestServer::start().await?;
+    let anon = server.anonymous();
+    let (_, challenge) =
+        anon.post("/_matrix/client/v3/register", &json!({ "username": "rita", "password": "pw" })).await?;
+    let (status, body) = anon
+        .post(
+            "/_matrix/client/v3/register",
+            &json!({ "username": "rita", "password": "pw", "refresh_token": true,
+                     "auth": { "type": "m.login.dummy", "session": challenge["session"] } }),
+        )
+        .await?;
+    ensure!(
+        status == 200 && body["refresh_token"].is_string() && body["expires_in_ms"].as_u64().is_some(),
+        "refreshable session: {body}"
+    );
+    let old_access = body["access_token"].as_str().unwrap_or_default().to_owned();
+    let refresh = body["refresh_token"].clone();
+    let (status, renewed) = anon.post("/_matrix/client/v3/refresh", &json!({ "refresh_token": refresh })).await?;
+    ensure!(status == 200 && renewed["access_token"] != old_access.as_str(), "refresh gives a new token: {renewed}");
+    let (status, body) = anon.post("/_matrix/client/v3/refresh", &json!({ "refresh_token": refresh })).await?;
+    ensure!(status == 401 && body["errcode"] == "M_UNKNOWN_TOKEN", "a used refresh token is dead: {status} {body}");
+    let mut old = server.anonymous();
+    old.token = Some(old_access);
+    let (status, _) = old.get("/_matrix/client/v3/account/whoami").await?;
+    ensure!(status == 401, "the replaced access token is dead");
+    let mut fresh = server.anonymous();
+    fresh.token = renewed["access_token"].as_str().map(str::to_owned);
+    let (status, _) = fresh.get("/_matrix/client/v3/account/whoami").await?;
+    ensure!(status == 200, "the new access token works");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_change_devices_and_deactivation_need_the_password() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let phone = server.login("alice").await?;
+    let (status, devices) = alice.get("/_matrix/client/v3/devices").await?;
+    ensure!(status == 200 && devices["devices"].as_array().map_or(0, Vec::len) == 2, "two devices: {devices}");
+    let path = format!("/_matrix/client/v3/devices/{}", enc(&phone.device_id));
+    let (status, _) = alice.put(&path, &json!({ "display_name": "Phone" })).await?;
+    ensure!(status == 200, "rename device");
+    let (_, device) = alice.get(&path).await?;
+    ensure!(device["display_name"] == "Phone", "renamed: {device}");
+
+    let (status, challenge) = alice.delete(&path, &json!({})).await?;
+    ensure!(
+        status == 401 && challenge["flows"][0]["stages"][0] == "m.login.password",
+        "delete asks for UIA: {challenge}"
+    );
+    let auth = |password: &str| {
+        json!({ "auth": { "type": "m.login.password", "session": challenge["session"],
+        "identifier": { "type": "m.id.user", "user": "alice" }, "password": password } })
+    };
+    let (status, body) = alice.delete(&path, &auth("wrong")).await?;
+    ensure!(status == 401 && body["errcode"] == "M_FORBIDDEN", "wrong password in UIA: {status} {body}");
+    let (status, _) = alice.delete(&path, &auth("alice-password")).await?;
+    ensure!(status == 200, "delete with password");
+    let (status, _) = phone.get("/_matrix/client/v3/account/whoami").await?;
+    ensure!(status == 401, "deleted device's token is dead");
+
+    let (status, _) = alice
+        .post(
+            "/_matrix/client/v3/account/password",
+            &json!({ "new_password": "new-secret", "logout_devices": false,
+                     "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": "alice-password" } }),
+        )
+        .await?;
+    ensure!(status == 200, "password change");
+    let (status, _) = server
+        .anonymous()
+        .post(
+            "/_matrix/client/v3/login",
+            &json!({ "type": "m.login.password", "user": "alice", "password": "new-secret" }),
+        )
+        .await?;
+    ensure!(status == 200, "login with the new password");
+
+    let (status, _) = alice
+        .post(
+            "/_matrix/client/v3/account/deactivate",
+            &json!({ "auth": { "type": "m.login.password", "user": "alice", "password": "new-secret" } }),
+        )
+        .await?;
+    ensure!(status == 200, "deactivate");
+    let (status, _) = server
+        .anonymous()
+        .post(
+            "/_matrix/client/v3/login",
+            &json!({ "type": "m.login.password", "user": "alice", "password": "new-secret" }),
+        )
+        .await?;
+    ensure!(status == 403, "a deactivated user cannot log in");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profile_changes_reach_room_membership() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    bob.join(&room).await?;
+    let (status, _) = alice
+        .put("/_matrix/client/v3/profile/@alice:localhost/displayname", &json!({ "displayname": "Alice A." }))
+        .await?;
+    ensure!(status == 200, "set displayname");
+    let (status, body) = bob.get("/_matrix/client/v3/profile/@alice:localhost/displayname").await?;
+    ensure!(status == 200 && body["displayname"] == "Alice A.", "profile: {body}");
+    let (status, body) =
+        bob.put("/_matrix/client/v3/profile/@alice:localhost/displayname", &json!({ "displayname": "x" })).await?;
+    ensure!(status == 403, "bob cannot change alice's profile: {status} {body}");
+    let (_, member) = bob
+        .get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(&room), enc("@alice:localhost")))
+        .await?;
+    ensure!(
+        member["displayname"] == "Alice A." && member["membership"] == "join",
+        "member event follows the profile: {member}"
+    );
+    let (_, joined) = bob.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room))).await?;
+    ensure!(joined["joined"]["@alice:localhost"]["display_name"] == "Alice A.", "joined_members: {joined}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_create_reset_and_deactivate() -> Result<()> {
+    let server = TestServer::start().await?;
+    let out = server.admin(&["user", "create", "root", "--admin", "--password", "root-password"])?;
+    ensure!(out.status.success(), "user create: {}", String::from_utf8_lossy(&out.stderr));
+    let root = server.login("root").await?;
+    let out = server.admin(&["user", "reset-password", "root", "--password", "other"])?;
+    ensure!(out.status.success(), "reset-password: {}", String::from_utf8_lossy(&out.stderr));
+    let (status, _) = root.get("/_matrix/client/v3/account/whoami").await?;
+    ensure!(status == 401, "a password reset logs out every device");
+    let (status, _) = server
+        .anonymous()
+        .post("/_matrix/client/v3/login", &json!({ "type": "m.login.password", "user": "root", "password": "other" }))
+        .await?;
+    ensure!(status == 200, "login with the reset password");
+    let out = server.admin(&["user", "deactivate", "root"])?;
+    ensure!(out.status.success(), "deactivate: {}", String::from_utf8_lossy(&out.stderr));
+    let (status, _) = server
+        .anonymous()
+        .post("/_matrix/client/v3/login", &json!({ "type": "m.login.password", "user": "root", "password": "other" }))
+        .await?;
+    ensure!(status == 403, "a deactivated user cannot log in");
+    let out = server.admin(&["user", "deactivate", "nobody"])?;
+    ensure!(!out.status.success(), "deactivating an unknown user fails");
+    let out = server.admin(&["config", "check"])?;
+    ensure!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("server_name"),
+        "config check prints the config"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_tokens_and_closed_registration() -> Result<()> {
+    let server = TestServer::start_with("[registration]\nenabled = false\ntokens = [\"let-me-in\"]\n").await?;
+    let anon = server.anonymous();
+    let (status, challenge) =
+        anon.post("/_matrix/client/v3/register", &json!({ "username": "tia", "password": "pw" })).await?;
+    ensure!(
+        status == 401 && challenge["flows"][0]["stages"][0] == "m.login.registration_token",
+        "token flow only: {challenge}"
+    );
+    let (status, _) = anon
+        .post("/_matrix/client/v3/register", &json!({ "username": "tia", "password": "pw", "auth": { "type": "m.login.dummy", "session": challenge["session"] } }))
+        .await?;
+    ensure!(status == 401, "dummy auth is not enough when registration is closed");
+    let (status, body) = anon
+        .post(
+            "/_matrix/client/v3/register",
+            &json!({ "username": "tia", "password": "pw",
+            "auth": { "type": "m.login.registration_token", "token": "let-me-in", "session": challenge["session"] } }),
+        )
+        .await?;
+    ensure!(status == 200 && body["user_id"] == "@tia:localhost", "registered with a token: {status} {body}");
+    let closed = TestServer::start_with("[registration]\nenabled = false\n").await?;
+    let (status, body) = closed.anonymous().post("/_matrix/client/v3/register", &json!({ "username": "x" })).await?;
+    ensure!(status == 403 && body["errcode"] == "M_FORBIDDEN", "closed registration: {status} {body}");
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! Rooms: creation presets, membership with power levels, state, redaction, history, directory.
+
+use anyhow::{Context, Result, ensure};
+use myelin_e2e::{TestServer, bodies, enc};
+use serde_json::{Value, json};
+
+fn room_path(room: &str, rest: &str) -> String {
+    format!("/_matrix/client/v3/rooms/{}/{rest}", enc(room))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_private_and_direct_rooms() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let carol = server.register("carol").await?;
+
+    let public = alice
+        .create_room(
+            json!({ "preset": "public_chat", "room_alias_name": "town", "visibility": "public", "name": "Town" }),
+        )
+        .await?;
+    let (status, body) = bob.join("#town:localhost").await?;
+    ensure!(status == 200 && body["room_id"] == public.as_str(), "join by alias: {status} {body}");
+    let (status, _) = carol.post(&room_path(&public, "join"), &json!({})).await?;
+    ensure!(status == 200, "join by id");
+    let (_, dir) = carol.get("/_matrix/client/v3/publicRooms").await?;
+    let listed = dir["chunk"].as_array().context("chunk")?.iter().find(|r| r["room_id"] == public.as_str()).cloned();
+    let listed = listed.context("public room listed in the directory")?;
+    ensure!(
+        listed["name"] == "Town" && listed["num_joined_members"] == 3 && listed["canonical_alias"] == "#town:localhost",
+        "{listed}"
+    );
+    let (_, alias) = carol.get("/_matrix/client/v3/directory/room/%23town:localhost").await?;
+    ensure!(alias["room_id"] == public.as_str(), "alias lookup: {alias}");
+
+    let private = alice.create_room(json!({ "preset": "private_chat" })).await?;
+    let (status, body) = carol.join(&private).await?;
+    ensure!(status == 403 && body["errcode"] == "M_FORBIDDEN", "private room without invite: {status} {body}");
+    let (status, _) = alice.post(&room_path(&private, "invite"), &json!({ "user_id": "@carol:localhost" })).await?;
+    ensure!(status == 200, "invite");
+    let (status, _) = carol.join(&private).await?;
+    ensure!(status == 200, "join after invite");
+
+    let dm = alice
+        .create_room(json!({ "preset": "trusted_private_chat", "is_direct": true, "invite": ["@bob:localhost"] }))
+        .await?;
+    let sync = bob.sync(None, 0, None).await?;
+    let invite = &sync["rooms"]["invite"][dm.as_str()]["invite_state"]["events"];
+    let own = invite
+        .as_array()
+        .context("invite_state")?
+        .iter()
+        .find(|e| e["type"] == "m.room.member" && e["state_key"] == "@bob:localhost");
+    ensure!(
+        own.is_some_and(|e| e["content"]["is_direct"] == true && e["content"]["membership"] == "invite"),
+        "DM invite: {invite}"
+    );
+
+    let (_, joined) = carol.get("/_matrix/client/v3/joined_rooms").await?;
+    let joined: Vec<&str> =
+        joined["joined_rooms"].as_array().context("joined_rooms")?.iter().filter_map(Value::as_str).collect();
+    ensure!(
+        joined.contains(&public.as_str()) && joined.contains(&private.as_str()) && !joined.contains(&dm.as_str()),
+        "{joined:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_levels_govern_kick_ban_and_state() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    bob.join(&room).await?;
+
+    let (status, body) = bob.post(&room_path(&room, "kick"), &json!({ "user_id": "@alice:localhost" })).await?;
+    ensure!(status == 403 && body["errcode"] == "M_FORBIDDEN", "member kicks creator: {status} {body}");
+    let (status, body) =
+        bob.put(&room_path(&room, "state/m.room.power_levels"), &json!({ "users": { "@bob:localhost": 100 } })).await?;
+    ensure!(status == 403 && body["errcode"] == "M_FORBIDDEN", "member raises own power: {status} {body}");
+    let (status, body) = bob.put(&room_path(&room, "state/m.room.name"), &json!({ "name": "mine" })).await?;
+    ensure!(status == 403, "member renames room (state_default 50): {status} {body}");
+    let (status, _) = alice.put(&room_path(&room, "state/m.room.topic"), &json!({ "topic": "rules" })).await?;
+    ensure!(status == 200, "creator sets the topic");
+    let (_, topic) = bob.get(&room_path(&room, "state/m.room.topic")).await?;
+    ensure!(topic["topic"] == "rules", "topic content: {topic}");
+
+    let (status, _) =
+        alice.post(&room_path(&room, "kick"), &json!({ "user_id": "@bob:localhost", "reason": "out" })).await?;
+    ensure!(status == 200, "creator kicks");
+    let (status, _) = bob.join(&room).await?;
+    ensure!(status == 200, "a kicked user may rejoin a public room");
+    let (status, _) = alice.post(&room_path(&room, "ban"), &json!({ "user_id": "@bob:localhost" })).await?;
+    ensure!(status == 200, "ban");
+    let (status, body) = bob.join(&room).await?;
+    ensure!(status == 403 && body["errcode"] == "M_FORBIDDEN", "banned user rejoins: {status} {body}");
+    let (status, _) = alice.post(&room_path(&room, "unban"), &json!({ "user_id": "@bob:localhost" })).await?;
+    ensure!(status == 200, "unban");
+    let (status, _) = bob.join(&room).await?;
+    ensure!(status == 200, "rejoin after unban");
+    let (status, _) = bob.post(&room_path(&room, "leave"), &json!({})).await?;
+    ensure!(status == 200, "leave");
+    let (status, _) = bob.post(&room_path(&room, "forget"), &json!({})).await?;
+    ensure!(status == 200, "forget after leaving");
+    let (_, members) = alice.get(&room_path(&room, "members?membership=join")).await?;
+    let ids: Vec<&str> =
+        members["chunk"].as_array().context("chunk")?.iter().filter_map(|m| m["state_key"].as_str()).collect();
+    ensure!(ids == ["@alice:localhost"], "members: {ids:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_messages_paginate_complete_in_both_directions() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let room = alice.create_room(json!({})).await?;
+    let sent: Vec<String> = (0..1000).map(|i| format!("m{i:04}")).collect();
+    let mut ids = Vec::new();
+    for body in &sent {
+        ids.push(alice.send_text(&room, body).await?);
+    }
+    let back = alice.all_messages(&room, 100).await?;
+    ensure!(bodies(&back) == sent, "backward pagination: {} messages", bodies(&back).len());
+
+    let mut forward = Vec::new();
+    let mut from = "t0".to_owned();
+    for _ in 0..100 {
+        let (status, page) = alice.get(&room_path(&room, &format!("messages?dir=f&limit=100&from={from}"))).await?;
+        ensure!(status == 200, "forward page: {page}");
+        forward.extend(page["chunk"].as_array().cloned().unwrap_or_default());
+        match page["end"].as_str() {
+            Some(end) => from = end.to_owned(),
+            None => break,
+        }
+    }
+    ensure!(bodies(&forward) == sent, "forward pagination: {} messages", bodies(&forward).len());
+    let got_ids: Vec<&str> =
+        forward.iter().filter(|e| e["type"] == "m.room.message").filter_map(|e| e["event_id"].as_str()).collect();
+    ensure!(got_ids == ids.iter().map(String::as_str).collect::<Vec<_>>(), "event ids match the sends");
+
+    let middle = &ids[500];
+    let (status, ctx) = alice.get(&room_path(&room, &format!("context/{}?limit=10", enc(middle)))).await?;
+    ensure!(status == 200 && ctx["event"]["content"]["body"] == "m0500", "context event: {ctx}");
+    ensure!(
+        bodies(ctx["events_before"].as_array().context("before")?) == ["m0499", "m0498", "m0497", "m0496", "m0495"],
+        "{ctx}"
+    );
+    ensure!(
+        bodies(ctx["events_after"].as_array().context("after")?) == ["m0501", "m0502", "m0503", "m0504", "m0505"],
+        "{ctx}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redaction_idempotency_relations_and_threads() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    bob.join(&room).await?;
+
+    let (s1, first) = alice.send_with_txn(&room, "once", "same-txn").await?;
+    let (s2, second) = alice.send_with_txn(&room, "once", "same-txn").await?;
+    ensure!(s1 == 200 && s2 == 200 && first["event_id"] == second["event_id"], "txn idempotency: {first} {second}");
+    let history = alice.all_messages(&room, 50).await?;
+    ensure!(bodies(&history).iter().filter(|b| *b == "once").count() == 1, "one event for a repeated txn id");
+
+    let secret = alice.send_text(&room, "secret").await?;
+    let (status, body) = bob.put(&room_path(&room, &format!("redact/{}/r1", enc(&secret))), &json!({})).await?;
+    ensure!(status == 403, "bob may not redact alice's message: {status} {body}");
+    let (status, _) =
+        alice.put(&room_path(&room, &format!("redact/{}/r1", enc(&secret))), &json!({ "reason": "oops" })).await?;
+    ensure!(status == 200, "alice redacts her message");
+    let (_, ev) = bob.get(&room_path(&room, &format!("event/{}", enc(&secret)))).await?;
+    ensure!(
+        ev["content"] == json!({}) && ev["unsigned"]["redacted_because"]["content"]["reason"] == "oops",
+        "redacted event: {ev}"
+    );
+    let history = bob.all_messages(&room, 50).await?;
+    ensure!(!bodies(&history).contains(&"secret".to_owned()), "redacted body gone from /messages");
+
+    let root = alice.send_text(&room, "thread root").await?;
+    let (status, reply) = bob
+        .put(
+            &room_path(&room, "send/m.room.message/reply1"),
+            &json!({ "msgtype": "m.text", "body": "in thread", "m.relates_to": { "rel_type": "m.thread", "event_id": root } }),
+        )
+        .await?;
+    ensure!(status == 200, "thread reply: {reply}");
+    let (status, rel) =
+        alice.get(&format!("/_matrix/client/v1/rooms/{}/relations/{}/m.thread", enc(&room), enc(&root))).await?;
+    ensure!(status == 200 && bodies(rel["chunk"].as_array().context("chunk")?) == ["in thread"], "relations: {rel}");
+    let (status, threads) = alice.get(&format!("/_matrix/client/v1/rooms/{}/threads", enc(&room))).await?;
+    let first = &threads["chunk"][0];
+    ensure!(status == 200 && first["event_id"] == root.as_str(), "threads: {threads}");
+    ensure!(first["unsigned"]["m.relations"]["m.thread"]["count"] == 1, "thread summary: {first}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_upgrade_leaves_a_tombstone() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let old = alice.create_room(json!({ "room_version": "10", "name": "Old", "room_alias_name": "up" })).await?;
+    let (status, body) = alice.post(&room_path(&old, "upgrade"), &json!({ "new_version": "12" })).await?;
+    ensure!(status == 200, "upgrade: {body}");
+    let new = body["replacement_room"].as_str().context("replacement_room")?;
+    let (_, tomb) = alice.get(&room_path(&old, "state/m.room.tombstone")).await?;
+    ensure!(tomb["replacement_room"] == new, "tombstone: {tomb}");
+    let (_, create) = alice.get(&room_path(new, "state/m.room.create")).await?;
+    ensure!(create["predecessor"]["room_id"] == old.as_str() && create["room_version"] == "12", "create: {create}");
+    let (_, name) = alice.get(&room_path(new, "state/m.room.name")).await?;
+    ensure!(name["name"] == "Old", "name copied: {name}");
+    let (_, alias) = alice.get("/_matrix/client/v3/directory/room/%23up:localhost").await?;
+    ensure!(alias["room_id"] == new, "alias moved: {alias}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_room_version_works() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    for version in ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"] {
+        let room = alice.create_room(json!({ "room_version": version, "preset": "public_chat" })).await?;
+        let (status, body) = bob.join(&room).await?;
+        ensure!(status == 200, "v{version} join: {body}");
+        let id = bob.send_text(&room, &format!("hello v{version}")).await?;
+        let (status, body) = alice.put(&room_path(&room, &format!("redact/{}/x", enc(&id))), &json!({})).await?;
+        ensure!(status == 200, "v{version} redact: {body}");
+        let (_, create) = alice.get(&room_path(&room, "state/m.room.create")).await?;
+        ensure!(create["room_version"] == version, "v{version} create: {create}");
+    }
+    let (status, body) = alice.post("/_matrix/client/v3/createRoom", &json!({ "room_version": "99" })).await?;
+    ensure!(status == 400 && body["errcode"] == "M_UNSUPPORTED_ROOM_VERSION", "{status} {body}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_data_tags_filters_and_push_rules() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let room = alice.create_room(json!({})).await?;
+    let (status, _) = alice
+        .put("/_matrix/client/v3/user/@alice:localhost/account_data/m.direct", &json!({ "@bob:localhost": [room] }))
+        .await?;
+    ensure!(status == 200, "put account data");
+    let (_, direct) = alice.get("/_matrix/client/v3/user/@alice:localhost/account_data/m.direct").await?;
+    ensure!(direct["@bob:localhost"][0] == room.as_str(), "{direct}");
+    let (status, _) = alice
+        .put(
+            &format!("/_matrix/client/v3/user/@alice:localhost/rooms/{}/tags/m.favourite", enc(&room)),
+            &json!({ "order": 0.5 }),
+        )
+        .await?;
+    ensure!(status == 200, "tag");
+    let (_, tags) = alice.get(&format!("/_matrix/client/v3/user/@alice:localhost/rooms/{}/tags", enc(&room))).await?;
+    ensure!(tags["tags"]["m.favourite"]["order"] == 0.5, "{tags}");
+    let (_, ignored) = alice
+        .put(
+            "/_matrix/client/v3/user/@alice:localhost/account_data/m.ignored_user_list",
+            &json!({ "ignored_users": {} }),
+        )
+        .await?;
+    ensure!(ignored == json!({}), "ignored users stored");
+
+    let (status, body) = alice
+        .post("/_matrix/client/v3/user/@alice:localhost/filter", &json!({ "room": { "timeline": { "limit": 3 } } }))
+        .await?;
+    let filter_id = body["filter_id"].as_str().context("filter_id")?.to_owned();
+    ensure!(status == 200, "create filter");
+    let (_, filter) = alice.get(&format!("/_matrix/client/v3/user/@alice:localhost/filter/{filter_id}")).await?;
+    ensure!(filter["room"]["timeline"]["limit"] == 3, "{filter}");
+
+    let (_, rules) = alice.get("/_matrix/client/v3/pushrules/").await?;
+    ensure!(
+        rules["global"]["override"].as_array().is_some_and(|r| r.iter().any(|x| x["rule_id"] == ".m.rule.master")),
+        "default rules"
+    );
+    let (status, _) = alice
+        .put("/_matrix/client/v3/pushrules/global/content/lunch", &json!({ "pattern": "lunch", "actions": ["notify"] }))
+        .await?;
+    ensure!(status == 200, "add push rule");
+    let (status, _) =
+        alice.put("/_matrix/client/v3/pushrules/global/content/lunch/enabled", &json!({ "enabled": false })).await?;
+    ensure!(status == 200, "disable push rule");
+    let (_, enabled) = alice.get("/_matrix/client/v3/pushrules/global/content/lunch/enabled").await?;
+    ensure!(enabled["enabled"] == false, "{enabled}");
+    let (status, _) = alice.delete("/_matrix/client/v3/pushrules/global/content/lunch", &json!({})).await?;
+    ensure!(status == 200, "delete push rule");
+    let (status, _) = alice.get("/_matrix/client/v3/pushrules/global/content/lunch").await?;
+    ensure!(status == 404, "deleted rule is gone");
+    Ok(())
+}
