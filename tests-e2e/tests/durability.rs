@@ -11,6 +11,9 @@ use anyhow::{Context, Result, ensure};
 use myelin_e2e::TestServer;
 use serde_json::json;
 
+/// (body, event id) of each acknowledged send, per sender.
+type Acks = HashMap<String, Vec<(String, String)>>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_sigkill() -> Result<()> {
     let mut server = TestServer::start().await?;
@@ -22,7 +25,7 @@ async fn acknowledged_events_survive_sigkill() -> Result<()> {
         c.join(&room).await?;
         senders.push(c);
     }
-    let acked: Arc<Mutex<HashMap<String, Vec<(String, String)>>>> = Arc::default();
+    let acked: Arc<Mutex<Acks>> = Arc::default();
     let mut tasks = Vec::new();
     for sender in senders.clone() {
         let acked = acked.clone();
