@@ -267,3 +267,43 @@ async fn a_restart_keeps_users_tokens_rooms_and_messages() -> Result<()> {
     server.login("alice").await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_users_disappear_from_sync_history_and_invites() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let troll = server.register("troll").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    troll.join(&room).await?;
+    let since = alice.sync(None, 0, None).await?["next_batch"].as_str().context("next_batch")?.to_owned();
+    let (status, _) = alice
+        .put(
+            "/_matrix/client/v3/user/@alice:localhost/account_data/m.ignored_user_list",
+            &json!({ "ignored_users": { "@troll:localhost": {} } }),
+        )
+        .await?;
+    ensure!(status == 200, "ignore the troll");
+    troll.send_text(&room, "noise").await?;
+    alice.send_text(&room, "signal").await?;
+    let sync = alice.sync(Some(&since), 0, None).await?;
+    ensure!(bodies(&timeline(&sync, &room)) == ["signal"], "sync hides the ignored user: {sync}");
+    let history = alice.all_messages(&room, 50).await?;
+    ensure!(!bodies(&history).contains(&"noise".to_owned()), "history hides the ignored user");
+    let dm = troll.create_room(json!({ "invite": ["@alice:localhost"] })).await?;
+    let sync = alice.sync(None, 0, None).await?;
+    ensure!(
+        sync["rooms"]["invite"][dm.as_str()].is_null(),
+        "invites from ignored users are hidden: {}",
+        sync["rooms"]["invite"]
+    );
+    // Un-ignoring brings them back.
+    alice
+        .put(
+            "/_matrix/client/v3/user/@alice:localhost/account_data/m.ignored_user_list",
+            &json!({ "ignored_users": {} }),
+        )
+        .await?;
+    let history = alice.all_messages(&room, 50).await?;
+    ensure!(bodies(&history).contains(&"noise".to_owned()), "un-ignored messages are visible again");
+    Ok(())
+}

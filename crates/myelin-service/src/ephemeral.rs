@@ -1,12 +1,32 @@
 //! Receipts, read markers, typing and account data: small writes that wake syncs.
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use myelin_core::{MatrixError, MatrixResult, time::now_ms};
 use myelin_storage::ReceiptRecord;
 use serde_json::Value;
 
 use crate::Services;
+
+pub const IGNORED_USERS_TYPE: &str = "m.ignored_user_list";
+
+/// Each user's `m.ignored_user_list`, cached; dropped when the user changes it.
+#[derive(Default)]
+pub struct IgnoredUsersCache {
+    users: Mutex<HashMap<String, Arc<HashSet<String>>>>,
+}
+
+impl IgnoredUsersCache {
+    fn invalidate(&self, user_id: &str) {
+        if let Ok(mut users) = self.users.lock() {
+            users.remove(user_id);
+        }
+    }
+}
 
 /// Longest typing timeout honoured.
 const MAX_TYPING_TIMEOUT: Duration = Duration::from_secs(120);
@@ -115,8 +135,31 @@ impl Services {
             return Err(MatrixError::not_found("Unknown room"));
         }
         self.store.put_account_data(user_id, room_id, data_type, json).await?;
+        if data_type == IGNORED_USERS_TYPE {
+            self.ignored.invalidate(user_id);
+        }
         self.notifier.notify_users(&[user_id.to_owned()]);
         Ok(())
+    }
+
+    /// The users `user_id` ignores: their messages and invites are hidden from them.
+    pub async fn ignored_users(&self, user_id: &str) -> MatrixResult<Arc<HashSet<String>>> {
+        if let Some(set) = self.ignored.users.lock().ok().and_then(|u| u.get(user_id).cloned()) {
+            return Ok(set);
+        }
+        let stored = self.store.get_account_data(user_id, "", IGNORED_USERS_TYPE).await?;
+        let set: HashSet<String> = stored
+            .and_then(|json| serde_json::from_str::<Value>(&json).ok())
+            .and_then(|v| v.get("ignored_users").and_then(Value::as_object).map(|o| o.keys().cloned().collect()))
+            .unwrap_or_default();
+        let set = Arc::new(set);
+        if let Ok(mut users) = self.ignored.users.lock() {
+            if users.len() > 10_000 {
+                users.clear();
+            }
+            users.insert(user_id.to_owned(), set.clone());
+        }
+        Ok(set)
     }
 
     pub async fn get_account_data(&self, user_id: &str, room_id: &str, data_type: &str) -> MatrixResult<Value> {

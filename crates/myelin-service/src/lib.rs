@@ -34,6 +34,7 @@ pub struct Services {
     pub rooms: rooms::RoomLocks,
     pub state_cache: rooms::StateCache,
     pub push: push::PushRulesCache,
+    pub ignored: ephemeral::IgnoredUsersCache,
     pub limits: ratelimit::RateLimiters,
     pub server_name: ruma::OwnedServerName,
 }
@@ -53,6 +54,7 @@ impl Services {
             rooms: rooms::RoomLocks::default(),
             state_cache: rooms::StateCache::default(),
             push: push::PushRulesCache::default(),
+            ignored: ephemeral::IgnoredUsersCache::default(),
             limits,
             server_name,
         }))

@@ -96,6 +96,7 @@ impl Services {
         let mut leave = Map::new();
         let mut knock = Map::new();
         let rooms = self.store.rooms_for_user(user_id).await?;
+        let ignored = self.ignored_users(user_id).await?;
         let mut room_account_data: HashMap<String, Vec<Value>> = HashMap::new();
         let mut account_data = Vec::new();
         for a in self.store.account_data_since(user_id, since_pos.unwrap_or(0), now.pos).await? {
@@ -123,6 +124,7 @@ impl Services {
                         has_updates = true;
                     }
                 }
+                "invite" if ignored.contains(&room.membership_sender) => {}
                 "invite" | "knock" if changed_membership || full_state => {
                     let stripped = self.stripped_state(&room.room_id, &room.membership_event_id).await?;
                     let (key, section) = if room.membership == "invite" {

@@ -128,6 +128,7 @@ CREATE TABLE room_members (
     user_id TEXT NOT NULL,
     membership TEXT NOT NULL,           -- join, invite, leave, ban, knock
     event_id TEXT NOT NULL,
+    sender TEXT NOT NULL,               -- who set this membership (the inviter, the kicker...)
     stream_pos INTEGER NOT NULL,
     displayname TEXT,
     avatar_url TEXT,

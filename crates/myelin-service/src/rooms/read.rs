@@ -57,8 +57,12 @@ impl Services {
     pub async fn filter_visible(&self, user_id: &str, events: Vec<StoredEvent>) -> MatrixResult<Vec<StoredEvent>> {
         let mut verdicts: HashMap<i64, bool> = HashMap::new();
         let mut currently_joined: HashMap<String, bool> = HashMap::new();
+        let ignored = self.ignored_users(user_id).await?;
         let mut out = Vec::with_capacity(events.len());
         for ev in events {
+            if ev.state_key.is_none() && ignored.contains(&ev.sender) {
+                continue;
+            }
             // Users always see their own membership changes (their join, invite, kick, ban).
             let own_membership = ev.event_type == "m.room.member" && ev.state_key.as_deref() == Some(user_id);
             // Visibility is judged on the state in force when the event was sent.

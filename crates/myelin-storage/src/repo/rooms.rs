@@ -21,6 +21,8 @@ pub struct UserRoom {
     pub membership_pos: StreamPos,
     pub last_event_pos: StreamPos,
     pub forgotten: bool,
+    /// Who set the membership (e.g. the inviter).
+    pub membership_sender: String,
 }
 
 #[derive(Clone, Debug)]

@@ -106,14 +106,15 @@ fn persist(conn: &Connection, positions: &mut Positions, ev: NewEvent) -> Storag
     }
     if let Some(m) = &ev.membership {
         conn.prepare_cached(
-            "INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, displayname, avatar_url, forgotten)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)
+            "INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, displayname, avatar_url, forgotten, sender)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)
              ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id,
+                 sender = excluded.sender,
                  stream_pos = excluded.stream_pos, displayname = excluded.displayname,
                  avatar_url = excluded.avatar_url,
                  forgotten = CASE WHEN excluded.membership IN ('join', 'invite', 'knock') THEN 0 ELSE forgotten END",
         )?
-        .execute(params![ev.room_id, m.user_id, m.membership, ev.event_id, pos, m.displayname, m.avatar_url])?;
+        .execute(params![ev.room_id, m.user_id, m.membership, ev.event_id, pos, m.displayname, m.avatar_url, ev.sender])?;
     }
     if let Some(rule) = &ev.join_rule {
         conn.prepare_cached("UPDATE rooms SET join_rule = ?2 WHERE room_id = ?1")?.execute([&ev.room_id, rule])?;

@@ -48,7 +48,7 @@ impl RoomRepo for SqliteStore {
         self.readers
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT m.room_id, m.membership, m.event_id, m.stream_pos, r.last_event_pos, m.forgotten
+                    "SELECT m.room_id, m.membership, m.event_id, m.stream_pos, r.last_event_pos, m.forgotten, m.sender
                      FROM room_members m JOIN rooms r ON r.room_id = m.room_id WHERE m.user_id = ?1",
                 )?;
                 let rows = stmt.query_map([user_id], |r| {
@@ -59,6 +59,7 @@ impl RoomRepo for SqliteStore {
                         membership_pos: r.get(3)?,
                         last_event_pos: r.get(4)?,
                         forgotten: r.get(5)?,
+                        membership_sender: r.get(6)?,
                     })
                 })?;
                 Ok(rows.collect::<Result<_, _>>()?)
