@@ -248,3 +248,29 @@ async fn registration_tokens_and_closed_registration() -> Result<()> {
     ensure!(status == 403 && body["errcode"] == "M_FORBIDDEN", "closed registration: {status} {body}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_tokens_are_single_use() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let (status, challenge) = alice.post("/_matrix/client/v1/login/get_token", &json!({})).await?;
+    ensure!(status == 401, "get_token asks for the password: {challenge}");
+    let (status, body) = alice
+        .post(
+            "/_matrix/client/v1/login/get_token",
+            &json!({ "auth": { "type": "m.login.password", "session": challenge["session"], "user": "alice", "password": "alice-password" } }),
+        )
+        .await?;
+    ensure!(status == 200 && body["expires_in_ms"].as_u64().is_some(), "login token: {body}");
+    let token = body["login_token"].clone();
+    let anon = server.anonymous();
+    let (status, session) =
+        anon.post("/_matrix/client/v3/login", &json!({ "type": "m.login.token", "token": token })).await?;
+    ensure!(status == 200 && session["user_id"] == "@alice:localhost", "login with the token: {session}");
+    let (status, body) =
+        anon.post("/_matrix/client/v3/login", &json!({ "type": "m.login.token", "token": token })).await?;
+    ensure!(status == 403 && body["errcode"] == "M_FORBIDDEN", "a login token works once: {status} {body}");
+    let (_, flows) = anon.get("/_matrix/client/v3/login").await?;
+    ensure!(flows["flows"].as_array().is_some_and(|f| f.iter().any(|x| x["type"] == "m.login.token")), "{flows}");
+    Ok(())
+}

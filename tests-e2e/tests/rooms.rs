@@ -295,3 +295,37 @@ async fn account_data_tags_filters_and_push_rules() -> Result<()> {
     ensure!(status == 404, "deleted rule is gone");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knocking_and_read_markers() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice
+        .create_room(json!({ "initial_state": [{ "type": "m.room.join_rules", "content": { "join_rule": "knock" } }] }))
+        .await?;
+    let (status, body) = bob.join(&room).await?;
+    ensure!(status == 403, "a knock room cannot be joined directly: {body}");
+    let (status, body) =
+        bob.post(&format!("/_matrix/client/v3/knock/{}", enc(&room)), &json!({ "reason": "let me in" })).await?;
+    ensure!(status == 200 && body["room_id"] == room.as_str(), "knock: {status} {body}");
+    let sync = bob.sync(None, 0, None).await?;
+    ensure!(!sync["rooms"]["knock"][room.as_str()].is_null(), "the knock shows in bob's sync: {}", sync["rooms"]);
+    let (_, members) = alice.get(&room_path(&room, "members?membership=knock")).await?;
+    ensure!(members["chunk"][0]["content"]["reason"] == "let me in", "alice sees the knock: {members}");
+    alice.post(&room_path(&room, "invite"), &json!({ "user_id": "@bob:localhost" })).await?;
+    let (status, _) = bob.join(&room).await?;
+    ensure!(status == 200, "join after the knock is accepted");
+
+    let last = alice.send_text(&room, "read me").await?;
+    let (status, _) =
+        bob.post(&room_path(&room, "read_markers"), &json!({ "m.fully_read": last, "m.read": last })).await?;
+    ensure!(status == 200, "read markers");
+    let (_, marker) = bob
+        .get(&format!("/_matrix/client/v3/user/@bob:localhost/rooms/{}/account_data/m.fully_read", enc(&room)))
+        .await?;
+    ensure!(marker["event_id"] == last.as_str(), "fully read marker stored: {marker}");
+    let (status, _) = bob.post(&room_path(&room, "read_markers"), &json!({ "m.read": "$unknown" })).await?;
+    ensure!(status == 404, "a receipt for an unknown event is refused");
+    Ok(())
+}
