@@ -24,29 +24,6 @@ pub struct IssuedSession {
     pub expires_in_ms: Option<u64>,
 }
 
-pub async fn hash_password(password: String) -> MatrixResult<String> {
-    tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
-        let salt = SaltString::generate(&mut OsRng);
-        argon2::Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| MatrixError::internal(format!("password hashing failed: {e}")))
-    })
-    .await
-    .map_err(|e| MatrixError::internal(e.to_string()))?
-}
-
-pub async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{PasswordHash, PasswordVerifier};
-        PasswordHash::new(&hash)
-            .is_ok_and(|parsed| argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-    })
-    .await
-    .unwrap_or(false)
-}
-
 /// Checks a localpart against the spec's grammar for new user ids.
 pub fn validate_localpart(localpart: &str) -> MatrixResult<()> {
     let ok = !localpart.is_empty()
@@ -93,7 +70,7 @@ impl Services {
             return Err(MatrixError::new(ErrorCode::InvalidUsername, "Invalid user id"));
         }
         let password_hash = match password {
-            Some(p) => Some(hash_password(p).await?),
+            Some(p) => Some(self.passwords.hash(p).await?),
             None => None,
         };
         let record = UserRecord {
@@ -166,7 +143,7 @@ impl Services {
         let Some(hash) = user.password_hash.clone() else {
             return Err(MatrixError::forbidden("Invalid username or password"));
         };
-        if !verify_password(password.to_owned(), hash).await {
+        if !self.passwords.verify(password.to_owned(), hash).await {
             return Err(MatrixError::forbidden("Invalid username or password"));
         }
         Ok(user)
@@ -189,7 +166,7 @@ impl Services {
     }
 
     pub async fn set_password(&self, user_id: &str, new_password: String) -> MatrixResult<()> {
-        let hash = hash_password(new_password).await?;
+        let hash = self.passwords.hash(new_password).await?;
         self.store.set_password_hash(user_id, Some(hash)).await?;
         Ok(())
     }

@@ -6,6 +6,7 @@ pub mod ephemeral;
 pub mod filter;
 pub mod keys;
 pub mod notifier;
+pub mod passwords;
 pub mod pdu;
 pub mod push;
 pub mod ratelimit;
@@ -33,9 +34,13 @@ pub struct Services {
     pub uia: uia::UiaSessions,
     pub rooms: rooms::RoomLocks,
     pub state_cache: rooms::StateCache,
+    pub heads: rooms::RoomHeads,
+    /// Last `origin_server_ts` given to a create event (see `send.rs`).
+    pub last_create_ts: std::sync::atomic::AtomicU64,
     pub push: push::PushRulesCache,
     pub ignored: ephemeral::IgnoredUsersCache,
     pub limits: ratelimit::RateLimiters,
+    pub passwords: passwords::PasswordHasher,
     pub server_name: ruma::OwnedServerName,
 }
 
@@ -53,9 +58,12 @@ impl Services {
             uia: uia::UiaSessions::default(),
             rooms: rooms::RoomLocks::default(),
             state_cache: rooms::StateCache::default(),
+            heads: rooms::RoomHeads::default(),
+            last_create_ts: std::sync::atomic::AtomicU64::new(0),
             push: push::PushRulesCache::default(),
             ignored: ephemeral::IgnoredUsersCache::default(),
             limits,
+            passwords: passwords::PasswordHasher::new(2),
             server_name,
         }))
     }

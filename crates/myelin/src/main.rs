@@ -7,7 +7,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().max_blocking_threads(16).enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("myelin: cannot start the async runtime: {err}");

@@ -3,6 +3,7 @@
 
 mod create;
 mod directory;
+mod head;
 mod membership;
 mod power;
 mod read;
@@ -16,6 +17,7 @@ use std::{
 };
 
 pub use create::{CreateRoomRequest, InitialStateEvent};
+pub use head::{RoomHead, RoomHeads};
 pub use power::PowerLevels;
 pub use read::{MessagesPage, Visibility};
 pub use send::EventSpec;

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use myelin_core::{ErrorCode, MatrixError, MatrixResult, time::now_ms};
-use myelin_storage::{MembershipUpdate, NewEvent, NewRoom, PersistOutcome, PushActionRecord, StoredEvent, StreamPos};
+use myelin_storage::{
+    MembershipUpdate, NewEvent, NewRoom, PendingPersist, PersistOutcome, PushActionRecord, StorageError, StoredEvent,
+};
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, UserId,
     events::{StateEventType, TimelineEventType},
@@ -14,7 +16,7 @@ use ruma::{
 };
 use serde_json::Value;
 
-use super::{StateMap, version_rules};
+use super::{RoomHead, StateMap, version_rules};
 use crate::{
     Services,
     pdu::{self, Pdu},
@@ -34,6 +36,17 @@ pub struct EventSpec {
     pub content: Value,
     pub redacts: Option<String>,
     pub txn_id: Option<String>,
+}
+
+/// An event built, authorised and queued for persistence.
+pub(super) struct Built {
+    event_id: String,
+    room_id: String,
+    pending: PendingPersist,
+    /// Users whose syncs must wake once it is durable.
+    wake: Vec<String>,
+    /// The state entry it sets, if it is a state event.
+    state_change: Option<((String, String), String)>,
 }
 
 /// Where a new event goes: an existing room, or the create event of a new one.
@@ -113,7 +126,7 @@ impl Services {
         Ok(self.send_event(sender, device_id, Target::Existing(room_id), spec).await?.0)
     }
 
-    /// The pipeline. Returns (event id, room id).
+    /// The pipeline. Returns (event id, room id) once the event is durable.
     pub(super) async fn send_event(
         &self,
         sender: &str,
@@ -125,52 +138,130 @@ impl Services {
         match target {
             Target::NewRoom { version } => {
                 let (_, rules) = version_rules(version)?;
-                let (event_id, room_id, _) = self
-                    .build_and_persist(
-                        &rules,
-                        version,
-                        None,
-                        &sender_id,
-                        device_id,
-                        spec,
-                        &StateMap::new(),
-                        Vec::new(),
-                        0,
-                    )
-                    .await?;
-                Ok((event_id, room_id))
+                // In room v12 the room id is the create event's hash: two identical create
+                // events in the same millisecond would collide, so retry one millisecond later.
+                for attempt in 0..5 {
+                    let built = self
+                        .build_and_enqueue(
+                            &rules,
+                            version,
+                            None,
+                            &sender_id,
+                            device_id,
+                            spec.clone(),
+                            &StateMap::new(),
+                            Vec::new(),
+                            0,
+                            attempt,
+                        )
+                        .await?;
+                    match built.pending.await {
+                        Ok(PersistOutcome::Persisted { .. }) => {
+                            self.notifier.notify_users(&built.wake);
+                            return Ok((built.event_id, built.room_id));
+                        }
+                        Ok(PersistOutcome::DuplicateTxn { event_id }) => return Ok((event_id, built.room_id)),
+                        Err(StorageError::Conflict(_)) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(MatrixError::new(ErrorCode::RoomInUse, "Could not allocate a room id; try again"))
             }
             Target::Existing(room_id) => {
-                let _guard = self.rooms.lock(room_id).await;
+                // One request per transaction id at a time, from the check until the commit.
+                let _txn_guard = match (device_id, &spec.txn_id) {
+                    (Some(device), Some(txn)) => {
+                        Some(self.rooms.lock(&format!("txn\u{0}{sender}\u{0}{device}\u{0}{txn}")).await)
+                    }
+                    _ => None,
+                };
                 if let (Some(device), Some(txn)) = (device_id, &spec.txn_id)
                     && let Some(existing) = self.store.event_for_txn(sender, device, txn).await?
                 {
                     return Ok((existing, room_id.to_owned()));
                 }
-                let room = self.store.get_room(room_id).await?.ok_or_else(|| MatrixError::not_found("Unknown room"))?;
-                let (_, rules) = version_rules(&room.room_version)?;
-                let state = self.current_state(room_id).await?;
-                let mut extremities = self.store.forward_extremities(room_id).await?;
-                extremities.sort_by_key(|e| std::cmp::Reverse((e.depth, e.stream_pos)));
-                extremities.truncate(MAX_PREV_EVENTS);
-                let depth = extremities.iter().map(|e| e.depth).max().unwrap_or(0);
-                let prevs = extremities.into_iter().map(|e| e.event_id).collect();
-                let (event_id, room_id, _) = self
-                    .build_and_persist(
-                        &rules,
-                        &room.room_version,
-                        Some(room_id),
-                        &sender_id,
-                        device_id,
-                        spec,
-                        &state,
-                        prevs,
-                        depth,
-                    )
-                    .await?;
-                Ok((event_id, room_id))
+                let built = {
+                    // The room lock covers building and queuing only: the commit is awaited
+                    // outside it, so a busy room's events share one group commit.
+                    let _room_guard = self.rooms.lock(room_id).await;
+                    let head = self.room_head(room_id).await?;
+                    let mut extremities = head.extremities.clone();
+                    extremities.sort_by_key(|(_, depth)| std::cmp::Reverse(*depth));
+                    let prevs: Vec<(String, i64)> = extremities.iter().take(MAX_PREV_EVENTS).cloned().collect();
+                    let depth = prevs.iter().map(|(_, d)| *d).max().unwrap_or(0);
+                    let prev_ids = prevs.iter().map(|(id, _)| id.clone()).collect();
+                    let built = self
+                        .build_and_enqueue(
+                            &head.rules,
+                            &head.room_version,
+                            Some(room_id),
+                            &sender_id,
+                            device_id,
+                            spec,
+                            &head.state,
+                            prev_ids,
+                            depth,
+                            0,
+                        )
+                        .await?;
+                    self.heads.advance(room_id, &head, &built.event_id, depth + 1, &prevs, built.state_change.clone());
+                    built
+                };
+                match built.pending.await {
+                    Ok(PersistOutcome::Persisted { .. }) => {
+                        self.notifier.notify_users(&built.wake);
+                        Ok((built.event_id, built.room_id))
+                    }
+                    Ok(PersistOutcome::DuplicateTxn { event_id }) => {
+                        self.heads.invalidate(room_id);
+                        Ok((event_id, built.room_id))
+                    }
+                    Err(e) => {
+                        self.heads.invalidate(room_id);
+                        Err(e.into())
+                    }
+                }
             }
         }
+    }
+
+    /// `origin_server_ts` for a new event. Create events get strictly increasing timestamps in
+    /// this process, because in room v12 the room id is the create event's hash and two identical
+    /// create events in one millisecond would name the same room.
+    fn event_timestamp(&self, event_type: &str, bump: u64) -> u64 {
+        use std::sync::atomic::Ordering;
+        let now = now_ms() + bump;
+        if event_type != "m.room.create" {
+            return now;
+        }
+        let mut last = self.last_create_ts.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self.last_create_ts.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return next,
+                Err(current) => last = current,
+            }
+        }
+    }
+
+    /// The room's forward extremities and current state, from the cache or storage.
+    async fn room_head(&self, room_id: &str) -> MatrixResult<std::sync::Arc<RoomHead>> {
+        if let Some(head) = self.heads.get(room_id) {
+            return Ok(head);
+        }
+        let room = self.store.get_room(room_id).await?.ok_or_else(|| MatrixError::not_found("Unknown room"))?;
+        let (_, rules) = version_rules(&room.room_version)?;
+        let state = self.current_state(room_id).await?;
+        let extremities =
+            self.store.forward_extremities(room_id).await?.into_iter().map(|e| (e.event_id, e.depth)).collect();
+        let head = std::sync::Arc::new(RoomHead {
+            room_version: room.room_version,
+            rules,
+            state: std::sync::Arc::new(state),
+            extremities,
+        });
+        self.heads.set(room_id, head.clone());
+        Ok(head)
     }
 
     pub async fn current_state(&self, room_id: &str) -> MatrixResult<StateMap> {
@@ -178,7 +269,7 @@ impl Services {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn build_and_persist(
+    async fn build_and_enqueue(
         &self,
         rules: &RoomVersionRules,
         room_version: &str,
@@ -189,7 +280,8 @@ impl Services {
         state: &StateMap,
         prev_events: Vec<String>,
         prev_depth: i64,
-    ) -> MatrixResult<(String, String, StreamPos)> {
+        ts_bump: u64,
+    ) -> MatrixResult<Built> {
         let kind = TimelineEventType::from(spec.event_type.as_str());
         let mut content = spec.content;
         if !content.is_object() {
@@ -229,8 +321,12 @@ impl Services {
         object.insert("auth_events".into(), pdu::event_refs(&auth_ids, rules));
         object.insert("content".into(), pdu::to_canonical(content.clone())?);
         object.insert("depth".into(), CanonicalJsonValue::Integer(ruma::Int::new_saturating(prev_depth + 1)));
-        object
-            .insert("origin_server_ts".into(), CanonicalJsonValue::Integer(ruma::Int::new_saturating(now_ms() as i64)));
+        object.insert(
+            "origin_server_ts".into(),
+            CanonicalJsonValue::Integer(ruma::Int::new_saturating(
+                self.event_timestamp(&spec.event_type, ts_bump) as i64
+            )),
+        );
         object.insert("prev_events".into(), pdu::event_refs(&prev_events, rules));
         if let Some(room_id) = room_id {
             object.insert("room_id".into(), CanonicalJsonValue::String(room_id.to_owned()));
@@ -312,17 +408,14 @@ impl Services {
                 .then(|| content.get("join_rule").and_then(Value::as_str).unwrap_or("invite").to_owned()),
             push_actions,
         };
-        let pos = match self.store.persist_event(new_event).await? {
-            PersistOutcome::Persisted { stream_pos } => stream_pos,
-            PersistOutcome::DuplicateTxn { event_id } => return Ok((event_id, room_id, 0)),
-        };
+        let state_change = spec.state_key.clone().map(|k| ((spec.event_type.clone(), k), event_id.clone()));
+        let pending = self.store.enqueue_event(new_event);
         let mut wake: Vec<String> = joined.into_iter().map(|m| m.user_id).collect();
         wake.push(sender.to_string());
         if let Some(m) = membership {
             wake.push(m.user_id);
         }
-        self.notifier.notify_users(&wake);
-        Ok((event_id, room_id, pos))
+        Ok(Built { event_id, room_id, pending, wake, state_change })
     }
 
     async fn push_actions(

@@ -90,12 +90,21 @@ pub enum Direction {
 }
 
 /// Events: the atomic persist path and the timeline reads.
+/// A write that has been queued; it resolves once the write is durable (or failed).
+pub type PendingPersist = std::pin::Pin<Box<dyn std::future::Future<Output = StorageResult<PersistOutcome>> + Send>>;
+
 #[async_trait]
 pub trait EventRepo {
-    /// Persists a new event at the room's forward extremity, atomically with its state group,
-    /// current state, membership, extremities, redaction, push actions and transaction id. The
-    /// caller holds the room's write lock and has authorised the event against current state.
-    async fn persist_event(&self, event: NewEvent) -> StorageResult<PersistOutcome>;
+    /// Queues a new event for persistence at the room's forward extremity, atomically with its
+    /// state group, current state, membership, extremities, redaction, push actions and
+    /// transaction id. Writes are applied in the order of `enqueue_event` calls, so a caller that
+    /// holds a room's lock while enqueuing may release it before the returned future resolves:
+    /// the next event of the room will be applied after this one.
+    fn enqueue_event(&self, event: NewEvent) -> PendingPersist;
+    /// `enqueue_event` and wait until it is durable.
+    async fn persist_event(&self, event: NewEvent) -> StorageResult<PersistOutcome> {
+        self.enqueue_event(event).await
+    }
     /// The highest stream position whose write has committed.
     fn stream_head(&self) -> StreamPos;
     async fn get_event(&self, event_id: &str) -> StorageResult<Option<StoredEvent>>;

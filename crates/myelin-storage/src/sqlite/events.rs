@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{SqliteStore, state::create_state_group, writer::Positions};
-use crate::{Direction, EventRepo, NewEvent, PersistOutcome, StorageResult, StoredEvent, StreamPos};
+use crate::{Direction, EventRepo, NewEvent, PendingPersist, PersistOutcome, StorageResult, StoredEvent, StreamPos};
 
 pub const EVENT_COLUMNS: &str = "e.stream_pos, e.event_id, e.room_id, e.sender, e.event_type, e.state_key, \
      e.origin_server_ts, e.depth, e.json, e.redacted_by, e.sender_device, e.txn_id, e.state_before, e.state_after";
@@ -142,8 +142,8 @@ fn persist(conn: &Connection, positions: &mut Positions, ev: NewEvent) -> Storag
 
 #[async_trait]
 impl EventRepo for SqliteStore {
-    async fn persist_event(&self, event: NewEvent) -> StorageResult<PersistOutcome> {
-        self.writer.write(move |conn, positions| persist(conn, positions, event)).await
+    fn enqueue_event(&self, event: NewEvent) -> PendingPersist {
+        Box::pin(self.writer.submit(move |conn, positions| persist(conn, positions, event)))
     }
 
     fn stream_head(&self) -> StreamPos {

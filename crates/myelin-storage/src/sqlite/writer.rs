@@ -51,6 +51,15 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Positions) -> StorageResult<T> + Send + 'static,
     {
+        self.submit(f).await
+    }
+
+    /// Queues `f` now (so writes apply in call order) and returns a future of its committed result.
+    pub fn submit<T, F>(&self, f: F) -> impl std::future::Future<Output = StorageResult<T>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Positions) -> StorageResult<T> + Send + 'static,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel::<StorageResult<T>>();
         let job: Job = Box::new(move |conn, positions| {
             let result = f(conn, positions);
@@ -63,8 +72,11 @@ impl Writer {
             });
             (ok, deliver)
         });
-        self.jobs.send(job).map_err(|_| StorageError::WriterGone)?;
-        rx.await.map_err(|_| StorageError::WriterGone)?
+        let sent = self.jobs.send(job).map_err(|_| StorageError::WriterGone);
+        async move {
+            sent?;
+            rx.await.map_err(|_| StorageError::WriterGone)?
+        }
     }
 }
 
