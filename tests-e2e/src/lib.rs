@@ -1,5 +1,8 @@
 //! Test harness: starts the real `myelin` binary on a free 127.0.0.1 port with a temporary data
 //! directory, and a small raw-HTTP client that behaves like a Matrix client.
+//!
+//! Every test drives the server only over HTTP (and the admin subcommands over the command line),
+//! exactly as a user's client or an operator would.
 
 use std::{
     net::TcpListener,
@@ -11,85 +14,141 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-/// Path of the server binary: `$MYELIN_BIN`, else `<target>/debug/myelin`.
+/// Server name every test server runs under.
+pub const SERVER_NAME: &str = "localhost";
+
+/// Environment variables of the binary that must not leak from the developer's shell into tests.
+const MYELIN_ENV: [&str; 8] = [
+    "MYELIN_CONFIG",
+    "MYELIN_DATA_DIR",
+    "MYELIN_LISTEN",
+    "MYELIN_SERVER_NAME",
+    "MYELIN_DATABASE",
+    "MYELIN_LOG_FORMAT",
+    "MYELIN_USER_PASSWORD",
+    "MYELIN_BIN",
+];
+
+/// Path of the server binary: `$MYELIN_BIN`, else `$CARGO_TARGET_DIR/debug/myelin`, else
+/// `<workspace>/target/debug/myelin`.
 pub fn server_binary() -> PathBuf {
-    if let Ok(bin) = std::env::var("MYELIN_BIN") {
+    if let Some(bin) = std::env::var_os("MYELIN_BIN") {
         return PathBuf::from(bin);
     }
-    let target = std::env::var("CARGO_TARGET_DIR")
+    let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
     target.join("debug").join("myelin")
 }
 
 fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let listener = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0 to find a free port")?;
     Ok(listener.local_addr()?.port())
 }
 
-/// A running Myelin. Killed (SIGKILL) when dropped; the data directory is removed.
+/// Default configuration of [`TestServer::start`]: every rate limit off so tests are not throttled.
+pub const NO_RATE_LIMITS: &str = "[rate_limits]\n\
+    messages = { per_second = 0.0, burst = 0 }\n\
+    login = { per_second = 0.0, burst = 0 }\n\
+    registration = { per_second = 0.0, burst = 0 }\n";
+
+/// A running Myelin. Killed (SIGKILL) when dropped; the data directory is then removed unless
+/// `MYELIN_E2E_KEEP` is set (its path is in every start-up error).
 pub struct TestServer {
     child: Option<Child>,
     data_dir: PathBuf,
     port: u16,
-    config: Option<String>,
 }
 
 impl TestServer {
-    /// Starts a server with default settings (rate limits off so tests are not throttled).
+    /// Starts a server with default settings (rate limits off).
     pub async fn start() -> Result<Self> {
-        Self::start_with(
-            "[rate_limits]\nmessages = { per_second = 0.0, burst = 0 }\nlogin = { per_second = 0.0, burst = 0 }\n\
-             registration = { per_second = 0.0, burst = 0 }\n",
-        )
-        .await
+        Self::start_with(NO_RATE_LIMITS).await
     }
 
-    /// Starts a server with this TOML configuration.
+    /// Starts a server with this TOML configuration file (flags set data dir, listener and name).
     pub async fn start_with(config_toml: &str) -> Result<Self> {
-        let data_dir = std::env::temp_dir().join(format!("myelin-test-{}", rand::random::<u64>()));
-        std::fs::create_dir_all(&data_dir)?;
-        let mut server = Self { child: None, data_dir, port: free_port()?, config: Some(config_toml.to_owned()) };
+        let data_dir = std::env::temp_dir().join(format!("myelin-e2e-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+        let mut server = Self { child: None, data_dir, port: 0 };
         std::fs::write(server.config_path(), config_toml)?;
-        server.spawn().await?;
-        Ok(server)
+        // Another process may grab the port between our probe and the server's bind: retry then.
+        let mut last_err = None;
+        for _ in 0..3 {
+            server.port = free_port()?;
+            match server.spawn().await {
+                Ok(()) => return Ok(server),
+                Err(err) => {
+                    // `spawn` forgets the child only when it exited by itself (e.g. port taken).
+                    let exited = server.child.is_none();
+                    server.kill9();
+                    last_err = Some(err);
+                    if !exited {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("server did not start")))
     }
 
     fn config_path(&self) -> PathBuf {
-        self.data_dir.join("test-config.toml")
+        self.data_dir.join("e2e-config.toml")
     }
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Everything the server printed so far (all runs on this data directory).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
     }
 
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let from = lines.len().saturating_sub(60);
+        format!("--- server log ({}) ---\n{}", self.data_dir.display(), lines[from..].join("\n"))
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(server_binary());
+        for var in MYELIN_ENV {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
     async fn spawn(&mut self) -> Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.join("server.log"))?;
-        let mut cmd = Command::new(server_binary());
+        let mut cmd = self.command();
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--server-name")
-            .arg("localhost")
-            .env("RUST_LOG", "warn")
+            .arg(SERVER_NAME)
+            .arg("--config")
+            .arg(self.config_path())
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        if self.config.is_some() {
-            cmd.arg("--config").arg(self.config_path());
-        }
-        let child = cmd.spawn().with_context(|| format!("cannot start {}", server_binary().display()))?;
+        let child = cmd.spawn().with_context(|| {
+            format!("cannot start {} (build it with `cargo build -p myelin`)", server_binary().display())
+        })?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        let http = reqwest::Client::new();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let url = format!("{}/_matrix/client/versions", self.base_url());
         while Instant::now() < deadline {
-            if let Ok(resp) = http.get(format!("{}/_matrix/client/versions", self.base_url())).send().await
+            if let Ok(resp) = http.get(&url).send().await
                 && resp.status().is_success()
             {
                 return Ok(());
@@ -97,11 +156,12 @@ impl TestServer {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                bail!("server exited with {status} during start-up:\n{}", self.log());
+                self.child = None;
+                bail!("server exited with {status} during start-up\n{}", self.log_tail());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        bail!("server did not answer /versions within 20 s:\n{}", self.log())
+        bail!("server did not answer GET /_matrix/client/versions within 20 s\n{}", self.log_tail())
     }
 
     pub fn base_url(&self) -> String {
@@ -109,32 +169,44 @@ impl TestServer {
     }
 
     pub fn server_name(&self) -> &str {
-        "localhost"
+        SERVER_NAME
     }
 
-    /// Sends SIGTERM and waits for a clean exit.
+    /// `@name:localhost`.
+    pub fn user_id(&self, name: &str) -> String {
+        format!("@{name}:{SERVER_NAME}")
+    }
+
+    /// Sends SIGTERM (via `kill`) and waits up to 10 s for a clean (zero) exit.
     pub async fn stop(&mut self) -> Result<()> {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if let Some(status) = child.try_wait()? {
-                    if !status.success() {
-                        bail!("server exited with {status} after SIGTERM:\n{}", self.log());
-                    }
-                    return Ok(());
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    bail!("server ignored SIGTERM for 10 s");
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let sent = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        if !sent.as_ref().is_ok_and(|s| s.success()) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("could not send SIGTERM: {sent:?}");
         }
-        Ok(())
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    bail!(
+                        "server exited with {status} after SIGTERM instead of shutting down cleanly\n{}",
+                        self.log_tail()
+                    );
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("server ignored SIGTERM for 10 s\n{}", self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
-    /// Kills the server with SIGKILL, as a crash would.
+    /// Kills the server with SIGKILL, as a crash or power cut would.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -142,78 +214,59 @@ impl TestServer {
         }
     }
 
-    /// Stops (SIGTERM) and starts again on the same data directory and port.
+    /// Stops (SIGTERM, if still running) and starts again on the same data directory and port.
     pub async fn restart(&mut self) -> Result<()> {
         self.stop().await?;
         self.spawn().await
     }
 
-    /// Starts again after `kill9`.
+    /// Starts again on the same data directory and port after [`TestServer::kill9`].
     pub async fn start_again(&mut self) -> Result<()> {
+        self.kill9();
         self.spawn().await
     }
 
-    /// Runs an admin subcommand (`myelin user ...`) against this server's data directory.
+    /// Runs an admin subcommand (`myelin user ...`, `myelin config check`) against this server's
+    /// data directory and configuration, as an operator on the same machine would.
     pub fn admin(&self, args: &[&str]) -> Result<std::process::Output> {
-        let mut cmd = Command::new(server_binary());
-        cmd.args(args).arg("--data-dir").arg(&self.data_dir).arg("--server-name").arg("localhost");
-        if self.config.is_some() {
-            cmd.arg("--config").arg(self.config_path());
-        }
-        Ok(cmd.output()?)
+        let mut cmd = self.command();
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--server-name")
+            .arg(SERVER_NAME)
+            .arg("--config")
+            .arg(self.config_path())
+            .stdin(Stdio::null());
+        cmd.output().with_context(|| format!("cannot run {} {args:?}", server_binary().display()))
     }
 
     /// A client without an access token.
     pub fn anonymous(&self) -> Client {
-        Client {
-            http: reqwest::Client::new(),
-            base: self.base_url(),
-            token: None,
-            user_id: String::new(),
-            device_id: String::new(),
-        }
+        Client::new(&self.base_url())
     }
 
     /// Registers `name` (password `<name>-password`) through the UIA dummy flow.
     pub async fn register(&self, name: &str) -> Result<Client> {
-        let anon = self.anonymous();
-        let body = json!({ "username": name, "password": format!("{name}-password") });
-        let (status, challenge) = anon.post("/_matrix/client/v3/register", &body).await?;
-        if status != 401 {
-            bail!("register without auth should ask for UIA (401), got {status}: {challenge}");
-        }
-        let mut body = body;
-        body["auth"] = json!({ "type": "m.login.dummy", "session": challenge["session"] });
-        let (status, session) = anon.post("/_matrix/client/v3/register", &body).await?;
-        if status != 200 {
-            bail!("register {name}: {status} {session}");
-        }
-        Ok(anon.with_session(&session))
+        self.anonymous().register(name).await
     }
 
+    /// Logs `name` in with the password `<name>-password`, as a new device.
     pub async fn login(&self, name: &str) -> Result<Client> {
-        let anon = self.anonymous();
-        let body = json!({
-            "type": "m.login.password",
-            "identifier": { "type": "m.id.user", "user": name },
-            "password": format!("{name}-password"),
-        });
-        let (status, session) = anon.post("/_matrix/client/v3/login", &body).await?;
-        if status != 200 {
-            bail!("login {name}: {status} {session}");
-        }
-        Ok(anon.with_session(&session))
+        self.anonymous().login(name, &format!("{name}-password")).await
     }
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill9();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if std::env::var_os("MYELIN_E2E_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 
-/// Percent-encodes a path segment (room ids, aliases, event ids, user ids).
+/// Percent-encodes a path segment or query value (room ids, aliases, event ids, user ids, tokens).
 pub fn enc(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for b in segment.bytes() {
@@ -226,7 +279,13 @@ pub fn enc(segment: &str) -> String {
     out
 }
 
-/// A raw-HTTP Matrix client: every call returns (status, JSON body).
+/// `/_matrix/client/v3/rooms/{room}/{rest}` with the room id encoded.
+pub fn room_path(room: &str, rest: &str) -> String {
+    format!("/_matrix/client/v3/rooms/{}/{rest}", enc(room))
+}
+
+/// A raw-HTTP Matrix client: every call returns (status, JSON body); a body that is not JSON is
+/// returned as a JSON string so assertions can print it.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -237,7 +296,34 @@ pub struct Client {
 }
 
 impl Client {
-    fn with_session(&self, session: &Value) -> Client {
+    /// An anonymous client for the server at `base` (e.g. `http://127.0.0.1:8008`).
+    pub fn new(base: &str) -> Client {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Client {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: None,
+            user_id: String::new(),
+            device_id: String::new(),
+        }
+    }
+
+    /// The same server with another access token (or none).
+    pub fn with_token(&self, token: Option<&str>) -> Client {
+        Client {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            token: token.map(str::to_owned),
+            user_id: String::new(),
+            device_id: String::new(),
+        }
+    }
+
+    /// A client for the session in a `/register` or `/login` response.
+    pub fn with_session(&self, session: &Value) -> Client {
         Client {
             http: self.http.clone(),
             base: self.base.clone(),
@@ -247,28 +333,64 @@ impl Client {
         }
     }
 
+    /// Registers `username` with password `<username>-password`: the first request without `auth`
+    /// must be answered 401 with a UIA `session`, which is then completed with `m.login.dummy`.
+    pub async fn register(&self, username: &str) -> Result<Client> {
+        let mut body = json!({ "username": username, "password": format!("{username}-password") });
+        let (status, challenge) = self.post("/_matrix/client/v3/register", &body).await?;
+        if status != 401 || !challenge["session"].is_string() {
+            bail!(
+                "registering {username} without auth should answer 401 with a UIA session, got {status}: {challenge}"
+            );
+        }
+        body["auth"] = json!({ "type": "m.login.dummy", "session": challenge["session"] });
+        let (status, session) = self.post("/_matrix/client/v3/register", &body).await?;
+        if status != 200 || !session["access_token"].is_string() {
+            bail!("registering {username} with m.login.dummy: {status} {session}");
+        }
+        Ok(self.with_session(&session))
+    }
+
+    /// `m.login.password` with a user identifier; returns a client for the new device.
+    pub async fn login(&self, username: &str, password: &str) -> Result<Client> {
+        let body = json!({
+            "type": "m.login.password",
+            "identifier": { "type": "m.id.user", "user": username },
+            "password": password,
+        });
+        let (status, session) = self.post("/_matrix/client/v3/login", &body).await?;
+        if status != 200 || !session["access_token"].is_string() {
+            bail!("login as {username}: {status} {session}");
+        }
+        Ok(self.with_session(&session))
+    }
+
     pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.with_context(|| format!("request {path}"))?;
+        let resp = req.send().await.with_context(|| format!("{method} {path}: no HTTP answer"))?;
         let status = resp.status().as_u16();
-        let text = resp.text().await?;
+        let text = resp.text().await.with_context(|| format!("{method} {path}: body"))?;
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Ok((status, value))
     }
 
-    /// Sends raw bytes with a content type, for malformed-input tests.
+    /// Sends raw bytes as an `application/json` body, for malformed-input tests.
     pub async fn raw(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> Result<(u16, Value)> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).body(body);
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).body(body);
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }
-        let resp = req.header("content-type", "application/json").send().await?;
+        let resp = req
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}: no HTTP answer"))?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
@@ -291,31 +413,33 @@ impl Client {
     pub async fn create_room(&self, body: Value) -> Result<String> {
         let (status, resp) = self.post("/_matrix/client/v3/createRoom", &body).await?;
         if status != 200 {
-            bail!("createRoom: {status} {resp}");
+            bail!("createRoom {body}: {status} {resp}");
         }
-        resp["room_id"].as_str().map(str::to_owned).context("room_id in createRoom response")
+        resp["room_id"].as_str().map(str::to_owned).with_context(|| format!("no room_id in createRoom answer {resp}"))
     }
 
+    /// `POST /join/{roomIdOrAlias}`.
     pub async fn join(&self, room: &str) -> Result<(u16, Value)> {
         self.post(&format!("/_matrix/client/v3/join/{}", enc(room)), &json!({})).await
     }
 
-    /// Sends a text message with a fresh transaction id, returning its event id.
-    pub async fn send_text(&self, room: &str, body: &str) -> Result<String> {
-        let txn = format!("t{}", rand::random::<u64>());
+    /// Sends an `m.text` message with a fresh transaction id, returning its event id.
+    pub async fn send_message(&self, room: &str, body: &str) -> Result<String> {
+        let txn = format!("t{:016x}", rand::random::<u64>());
         let (status, resp) = self.send_with_txn(room, body, &txn).await?;
         if status != 200 {
-            bail!("send: {status} {resp}");
+            bail!("sending {body:?} to {room}: {status} {resp}");
         }
-        resp["event_id"].as_str().map(str::to_owned).context("event_id in send response")
+        resp["event_id"].as_str().map(str::to_owned).with_context(|| format!("no event_id in send answer {resp}"))
     }
 
+    /// `PUT /rooms/{room}/send/m.room.message/{txn}` with an `m.text` body.
     pub async fn send_with_txn(&self, room: &str, body: &str, txn: &str) -> Result<(u16, Value)> {
-        let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{}", enc(room), enc(txn));
+        let path = room_path(room, &format!("send/m.room.message/{}", enc(txn)));
         self.put(&path, &json!({ "msgtype": "m.text", "body": body })).await
     }
 
-    /// `GET /sync` with optional since, timeout and inline filter.
+    /// `GET /sync` with optional since token, timeout (ms) and inline filter; fails unless 200.
     pub async fn sync(&self, since: Option<&str>, timeout_ms: u64, filter: Option<&Value>) -> Result<Value> {
         let mut path = format!("/_matrix/client/v3/sync?timeout={timeout_ms}");
         if let Some(since) = since {
@@ -326,42 +450,79 @@ impl Client {
         }
         let (status, body) = self.get(&path).await?;
         if status != 200 {
-            bail!("sync: {status} {body}");
+            bail!("sync as {}: {status} {body}", self.user_id);
+        }
+        if !body["next_batch"].is_string() {
+            bail!("sync as {} has no next_batch: {body}", self.user_id);
         }
         Ok(body)
     }
 
-    /// Pages through `/messages` from the end backwards and returns every event, oldest first.
+    /// Pages through `/messages` backwards from the newest event (`dir=b`, `limit=page`, following
+    /// `end` until it is absent) and returns every event, oldest first.
     pub async fn all_messages(&self, room: &str, page: u32) -> Result<Vec<Value>> {
+        let mut events = self.paginate(room, "b", page).await?;
+        events.reverse();
+        Ok(events)
+    }
+
+    /// Pages through `/messages` forwards from the room's start (`dir=f` without `from`) and returns
+    /// every event, oldest first.
+    pub async fn all_messages_forward(&self, room: &str, page: u32) -> Result<Vec<Value>> {
+        self.paginate(room, "f", page).await
+    }
+
+    async fn paginate(&self, room: &str, dir: &str, page: u32) -> Result<Vec<Value>> {
         let mut from: Option<String> = None;
         let mut events = Vec::new();
         for _ in 0..10_000 {
-            let mut path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit={page}", enc(room));
+            let mut path = room_path(room, &format!("messages?dir={dir}&limit={page}"));
             if let Some(from) = &from {
                 path.push_str(&format!("&from={}", enc(from)));
             }
             let (status, body) = self.get(&path).await?;
             if status != 200 {
-                bail!("messages: {status} {body}");
+                bail!("GET {path}: {status} {body}");
             }
-            events.extend(body["chunk"].as_array().cloned().unwrap_or_default());
+            let chunk = body["chunk"].as_array().with_context(|| format!("GET {path}: no chunk in {body}"))?;
+            if chunk.len() > page as usize {
+                bail!("GET {path}: {} events for limit {page}", chunk.len());
+            }
+            events.extend(chunk.iter().cloned());
             match body["end"].as_str() {
-                Some(end) => from = Some(end.to_owned()),
-                None => {
-                    events.reverse();
-                    return Ok(events);
+                Some(end) => {
+                    if chunk.is_empty() && from.as_deref() == Some(end) {
+                        bail!("GET {path}: empty page whose end token equals from: pagination never ends");
+                    }
+                    from = Some(end.to_owned());
                 }
+                None => return Ok(events),
             }
         }
-        bail!("/messages never ended")
+        bail!("/messages dir={dir} still had an `end` token after 10000 pages")
     }
 }
 
-/// Bodies of the `m.room.message` events in a list of events.
+/// Bodies of the `m.room.message` events in a list of events, in list order.
 pub fn bodies(events: &[Value]) -> Vec<String> {
     events
         .iter()
         .filter(|e| e["type"] == "m.room.message")
         .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
         .collect()
+}
+
+/// `next_batch` of a sync response.
+pub fn next_batch(sync: &Value) -> Result<String> {
+    sync["next_batch"].as_str().map(str::to_owned).with_context(|| format!("no next_batch in sync {sync}"))
+}
+
+/// Timeline events of a joined room in a sync response (empty if the room is absent).
+pub fn timeline(sync: &Value, room: &str) -> Vec<Value> {
+    sync["rooms"]["join"][room]["timeline"]["events"].as_array().cloned().unwrap_or_default()
+}
+
+/// The `errcode` of an error body, or `<none>`.
+pub fn errcode(body: &Value) -> &str {
+    body["errcode"].as_str().unwrap_or("<none>")
 }

@@ -1,6 +1,6 @@
 //! Accounts: registration, login, tokens, passwords, devices, profiles and the admin commands.
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use myelin_e2e::{TestServer, enc};
 use serde_json::json;
 
@@ -22,7 +22,19 @@ async fn register_login_whoami_logout() -> Result<()> {
         .await?;
     ensure!(status == 400 && body["errcode"] == "M_USER_IN_USE", "duplicate registration: {status} {body}");
     let (status, body) = anon.get("/_matrix/client/v3/register/available?username=Bad%20Name!").await?;
-    ensure!(status == 400 && body["errcode"] == "M_INVALID_USERNAME", "bad name: {status} {body}");
+    ensure!(status == 400 && body["errcode"] == "M_INVALID_USERNAME", "availability of a bad name: {status} {body}");
+    for bad in ["Bad Name!", "émile", "a:b", ""] {
+        let (status, body) = anon
+            .post(
+                "/_matrix/client/v3/register",
+                &json!({ "username": bad, "password": "pw", "auth": { "type": "m.login.dummy" } }),
+            )
+            .await?;
+        ensure!(
+            status == 400 && body["errcode"] == "M_INVALID_USERNAME",
+            "registering {bad:?} should be refused as M_INVALID_USERNAME, user saw {status} {body}"
+        );
+    }
 
     let (status, body) = alice.get("/_matrix/client/v3/account/whoami").await?;
     ensure!(
@@ -31,13 +43,16 @@ async fn register_login_whoami_logout() -> Result<()> {
     );
 
     // Legacy `user` login and the identifier form both work; a wrong password is M_FORBIDDEN.
-    let (status, _) = anon
+    let (status, body) = anon
         .post(
             "/_matrix/client/v3/login",
             &json!({ "type": "m.login.password", "user": "alice", "password": "alice-password" }),
         )
         .await?;
-    ensure!(status == 200, "legacy user login");
+    ensure!(
+        status == 200 && body["user_id"] == "@alice:localhost" && body["access_token"].is_string(),
+        "legacy `user` login: {status} {body}"
+    );
     let phone = server.login("alice").await?;
     let (status, body) = anon
         .post(
@@ -57,9 +72,17 @@ async fn register_login_whoami_logout() -> Result<()> {
     let (status, _) = alice.post("/_matrix/client/v3/logout/all", &json!({})).await?;
     ensure!(status == 200, "logout/all");
     for c in [&alice, &laptop] {
-        let (status, _) = c.get("/_matrix/client/v3/account/whoami").await?;
-        ensure!(status == 401, "every token is dead after logout/all");
+        let (status, body) = c.get("/_matrix/client/v3/account/whoami").await?;
+        ensure!(
+            status == 401 && body["errcode"] == "M_UNKNOWN_TOKEN",
+            "every token is dead after logout/all, but whoami answered {status} {body}"
+        );
     }
+    let (_, flows) = anon.get("/_matrix/client/v3/login").await?;
+    ensure!(
+        flows["flows"].as_array().is_some_and(|f| f.iter().any(|x| x["type"] == "m.login.password")),
+        "GET /login offers m.login.password: {flows}"
+    );
     Ok(())
 }
 
@@ -126,38 +149,75 @@ async fn password_change_devices_and_deactivation_need_the_password() -> Result<
     let (status, _) = phone.get("/_matrix/client/v3/account/whoami").await?;
     ensure!(status == 401, "deleted device's token is dead");
 
-    let (status, _) = alice
+    // Password change: UIA asks for the password first, then the new one is the only one that works.
+    let tablet = server.login("alice").await?;
+    let (status, challenge) =
+        alice.post("/_matrix/client/v3/account/password", &json!({ "new_password": "new-secret" })).await?;
+    ensure!(
+        status == 401
+            && challenge["session"].is_string()
+            && challenge["flows"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x["stages"] == json!(["m.login.password"]))),
+        "password change without auth should ask for m.login.password, user saw {status} {challenge}"
+    );
+    let (status, body) = alice
         .post(
             "/_matrix/client/v3/account/password",
-            &json!({ "new_password": "new-secret", "logout_devices": false,
-                     "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": "alice-password" } }),
+            &json!({ "new_password": "new-secret",
+                     "auth": { "type": "m.login.password", "session": challenge["session"],
+                               "identifier": { "type": "m.id.user", "user": "alice" }, "password": "alice-password" } }),
         )
         .await?;
-    ensure!(status == 200, "password change");
-    let (status, _) = server
-        .anonymous()
+    ensure!(status == 200, "password change with the current password: {status} {body}");
+    let (status, _) = alice.get("/_matrix/client/v3/account/whoami").await?;
+    ensure!(status == 200, "the device that changed the password stays logged in");
+    let (status, body) = tablet.get("/_matrix/client/v3/account/whoami").await?;
+    ensure!(
+        status == 401 && body["errcode"] == "M_UNKNOWN_TOKEN",
+        "other devices are logged out by a password change (logout_devices defaults to true): {status} {body}"
+    );
+    let anon = server.anonymous();
+    let (status, body) = anon
         .post(
             "/_matrix/client/v3/login",
-            &json!({ "type": "m.login.password", "user": "alice", "password": "new-secret" }),
+            &json!({ "type": "m.login.password", "user": "alice", "password": "alice-password" }),
         )
         .await?;
-    ensure!(status == 200, "login with the new password");
+    ensure!(status == 403 && body["errcode"] == "M_FORBIDDEN", "the old password no longer logs in: {status} {body}");
+    anon.login("alice", "new-secret").await.context("login with the new password")?;
 
-    let (status, _) = alice
-        .post(
-            "/_matrix/client/v3/account/deactivate",
-            &json!({ "auth": { "type": "m.login.password", "user": "alice", "password": "new-secret" } }),
-        )
-        .await?;
-    ensure!(status == 200, "deactivate");
-    let (status, _) = server
-        .anonymous()
+    // Deactivation: UIA again; afterwards no token, no login, and the name stays taken.
+    let (status, challenge) = alice.post("/_matrix/client/v3/account/deactivate", &json!({})).await?;
+    ensure!(status == 401 && challenge["session"].is_string(), "deactivate asks for UIA: {status} {challenge}");
+    let deactivate = |password: &str| {
+        json!({ "auth": { "type": "m.login.password", "session": challenge["session"],
+                          "identifier": { "type": "m.id.user", "user": "alice" }, "password": password } })
+    };
+    let (status, body) = alice.post("/_matrix/client/v3/account/deactivate", &deactivate("alice-password")).await?;
+    ensure!(
+        status == 401 && body["errcode"] == "M_FORBIDDEN",
+        "deactivating with the old password must fail: {status} {body}"
+    );
+    let (status, body) = alice.post("/_matrix/client/v3/account/deactivate", &deactivate("new-secret")).await?;
+    ensure!(status == 200, "deactivate with the password: {status} {body}");
+    let (status, body) = alice.get("/_matrix/client/v3/account/whoami").await?;
+    ensure!(status == 401, "a deactivated account's token is dead, whoami answered {status} {body}");
+    let (status, body) = anon
         .post(
             "/_matrix/client/v3/login",
             &json!({ "type": "m.login.password", "user": "alice", "password": "new-secret" }),
         )
         .await?;
-    ensure!(status == 403, "a deactivated user cannot log in");
+    ensure!(
+        status == 403 && (body["errcode"] == "M_FORBIDDEN" || body["errcode"] == "M_USER_DEACTIVATED"),
+        "a deactivated user cannot log in: {status} {body}"
+    );
+    let (status, body) = anon.get("/_matrix/client/v3/register/available?username=alice").await?;
+    ensure!(
+        status == 400 && body["errcode"] == "M_USER_IN_USE",
+        "a deactivated user's name cannot be registered again: {status} {body}"
+    );
     Ok(())
 }
 
@@ -192,31 +252,43 @@ async fn profile_changes_reach_room_membership() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_commands_create_reset_and_deactivate() -> Result<()> {
     let server = TestServer::start().await?;
+    let anon = server.anonymous();
     let out = server.admin(&["user", "create", "root", "--admin", "--password", "root-password"])?;
-    ensure!(out.status.success(), "user create: {}", String::from_utf8_lossy(&out.stderr));
-    let root = server.login("root").await?;
+    ensure!(out.status.success(), "`myelin user create` failed: {}", String::from_utf8_lossy(&out.stderr));
+    let root = server.login("root").await.context("the operator-created user logs in with its password")?;
+    let (status, body) = root.get("/_matrix/client/v3/account/whoami").await?;
+    ensure!(status == 200 && body["user_id"] == "@root:localhost", "whoami of the created user: {status} {body}");
+    let out = server.admin(&["user", "create", "root", "--password", "again"])?;
+    ensure!(!out.status.success(), "creating an existing user again must fail");
+
     let out = server.admin(&["user", "reset-password", "root", "--password", "other"])?;
     ensure!(out.status.success(), "reset-password: {}", String::from_utf8_lossy(&out.stderr));
     let (status, _) = root.get("/_matrix/client/v3/account/whoami").await?;
     ensure!(status == 401, "a password reset logs out every device");
-    let (status, _) = server
-        .anonymous()
-        .post("/_matrix/client/v3/login", &json!({ "type": "m.login.password", "user": "root", "password": "other" }))
+    let (status, _) = anon
+        .post(
+            "/_matrix/client/v3/login",
+            &json!({ "type": "m.login.password", "user": "root", "password": "root-password" }),
+        )
         .await?;
-    ensure!(status == 200, "login with the reset password");
+    ensure!(status == 403, "the password from before the reset no longer logs in");
+    let session = anon.login("root", "other").await.context("login with the reset password")?;
+
     let out = server.admin(&["user", "deactivate", "root"])?;
     ensure!(out.status.success(), "deactivate: {}", String::from_utf8_lossy(&out.stderr));
-    let (status, _) = server
-        .anonymous()
+    let (status, body) = anon
         .post("/_matrix/client/v3/login", &json!({ "type": "m.login.password", "user": "root", "password": "other" }))
         .await?;
-    ensure!(status == 403, "a deactivated user cannot log in");
+    ensure!(status == 403, "a deactivated user cannot log in, but login answered {status} {body}");
+    let (status, _) = session.get("/_matrix/client/v3/account/whoami").await?;
+    ensure!(status == 401, "deactivation ends the user's sessions");
     let out = server.admin(&["user", "deactivate", "nobody"])?;
     ensure!(!out.status.success(), "deactivating an unknown user fails");
     let out = server.admin(&["config", "check"])?;
     ensure!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("server_name"),
-        "config check prints the config"
+        "config check prints the config: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
 }

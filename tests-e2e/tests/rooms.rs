@@ -1,12 +1,10 @@
 //! Rooms: creation presets, membership with power levels, state, redaction, history, directory.
 
-use anyhow::{Context, Result, ensure};
-use myelin_e2e::{TestServer, bodies, enc};
-use serde_json::{Value, json};
+use std::collections::HashSet;
 
-fn room_path(room: &str, rest: &str) -> String {
-    format!("/_matrix/client/v3/rooms/{}/{rest}", enc(room))
-}
+use anyhow::{Context, Result, ensure};
+use myelin_e2e::{TestServer, bodies, enc, room_path};
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_private_and_direct_rooms() -> Result<()> {
@@ -86,6 +84,23 @@ async fn power_levels_govern_kick_ban_and_state() -> Result<()> {
     ensure!(status == 200, "creator sets the topic");
     let (_, topic) = bob.get(&room_path(&room, "state/m.room.topic")).await?;
     ensure!(topic["topic"] == "rules", "topic content: {topic}");
+    let (status, state) = bob.get(&room_path(&room, "state")).await?;
+    let state = state.as_array().cloned().with_context(|| format!("GET /state is a list: {status} {state}"))?;
+    let has = |ty: &str, key: &str| state.iter().any(|e| e["type"] == ty && e["state_key"] == key);
+    ensure!(
+        has("m.room.create", "")
+            && has("m.room.power_levels", "")
+            && has("m.room.join_rules", "")
+            && has("m.room.member", "@alice:localhost")
+            && has("m.room.member", "@bob:localhost")
+            && state.iter().any(|e| e["type"] == "m.room.topic" && e["content"]["topic"] == "rules"),
+        "GET /state shows the whole current state: {state:?}"
+    );
+    let keys: HashSet<(String, String)> =
+        state.iter().map(|e| (e["type"].to_string(), e["state_key"].to_string())).collect();
+    ensure!(keys.len() == state.len(), "GET /state has one event per (type, state_key)");
+    let (status, body) = alice.get(&room_path(&room, "state/m.room.tombstone")).await?;
+    ensure!(status == 404 && body["errcode"] == "M_NOT_FOUND", "absent state is M_NOT_FOUND: {status} {body}");
 
     let (status, _) =
         alice.post(&room_path(&room, "kick"), &json!({ "user_id": "@bob:localhost", "reason": "out" })).await?;
@@ -100,10 +115,23 @@ async fn power_levels_govern_kick_ban_and_state() -> Result<()> {
     ensure!(status == 200, "unban");
     let (status, _) = bob.join(&room).await?;
     ensure!(status == 200, "rejoin after unban");
+    let (status, body) = bob.post(&room_path(&room, "forget"), &json!({})).await?;
+    ensure!(status == 400, "forgetting a room one is still in is refused: {status} {body}");
     let (status, _) = bob.post(&room_path(&room, "leave"), &json!({})).await?;
     ensure!(status == 200, "leave");
+    let (_, joined) = bob.get("/_matrix/client/v3/joined_rooms").await?;
+    ensure!(joined["joined_rooms"] == json!([]), "after leaving, bob's joined_rooms is empty: {joined}");
+    let include_leave = json!({ "room": { "include_leave": true } });
+    let sync = bob.sync(None, 0, Some(&include_leave)).await?;
+    ensure!(!sync["rooms"]["leave"][room.as_str()].is_null(), "a left room is in sync's leave section: {sync}");
     let (status, _) = bob.post(&room_path(&room, "forget"), &json!({})).await?;
     ensure!(status == 200, "forget after leaving");
+    let sync = bob.sync(None, 0, Some(&include_leave)).await?;
+    ensure!(
+        sync["rooms"]["leave"][room.as_str()].is_null() && sync["rooms"]["join"][room.as_str()].is_null(),
+        "a forgotten room disappears from bob's sync: {}",
+        sync["rooms"]
+    );
     let (_, members) = alice.get(&room_path(&room, "members?membership=join")).await?;
     let ids: Vec<&str> =
         members["chunk"].as_array().context("chunk")?.iter().filter_map(|m| m["state_key"].as_str()).collect();
@@ -119,23 +147,29 @@ async fn a_thousand_messages_paginate_complete_in_both_directions() -> Result<()
     let sent: Vec<String> = (0..1000).map(|i| format!("m{i:04}")).collect();
     let mut ids = Vec::new();
     for body in &sent {
-        ids.push(alice.send_text(&room, body).await?);
+        ids.push(alice.send_message(&room, body).await?);
     }
     let back = alice.all_messages(&room, 100).await?;
-    ensure!(bodies(&back) == sent, "backward pagination: {} messages", bodies(&back).len());
+    let got = bodies(&back);
+    ensure!(
+        got == sent,
+        "paging back with dir=b limit=100 should show m0000..m0999 in order; user saw {} messages, first difference at {:?}",
+        got.len(),
+        got.iter().zip(&sent).position(|(a, b)| a != b)
+    );
+    ensure!(back.first().is_some_and(|e| e["type"] == "m.room.create"), "history starts at m.room.create");
 
-    let mut forward = Vec::new();
-    let mut from = "t0".to_owned();
-    for _ in 0..100 {
-        let (status, page) = alice.get(&room_path(&room, &format!("messages?dir=f&limit=100&from={from}"))).await?;
-        ensure!(status == 200, "forward page: {page}");
-        forward.extend(page["chunk"].as_array().cloned().unwrap_or_default());
-        match page["end"].as_str() {
-            Some(end) => from = end.to_owned(),
-            None => break,
-        }
-    }
-    ensure!(bodies(&forward) == sent, "forward pagination: {} messages", bodies(&forward).len());
+    let forward = alice.all_messages_forward(&room, 100).await?;
+    let got = bodies(&forward);
+    ensure!(
+        got == sent,
+        "paging forward with dir=f limit=100 should show m0000..m0999 in order; user saw {} messages, first difference at {:?}",
+        got.len(),
+        got.iter().zip(&sent).position(|(a, b)| a != b)
+    );
+    let back_ids: Vec<&Value> = back.iter().map(|e| &e["event_id"]).collect();
+    let forward_ids: Vec<&Value> = forward.iter().map(|e| &e["event_id"]).collect();
+    ensure!(back_ids == forward_ids, "both directions show the same events, state included");
     let got_ids: Vec<&str> =
         forward.iter().filter(|e| e["type"] == "m.room.message").filter_map(|e| e["event_id"].as_str()).collect();
     ensure!(got_ids == ids.iter().map(String::as_str).collect::<Vec<_>>(), "event ids match the sends");
@@ -168,7 +202,7 @@ async fn redaction_idempotency_relations_and_threads() -> Result<()> {
     let history = alice.all_messages(&room, 50).await?;
     ensure!(bodies(&history).iter().filter(|b| *b == "once").count() == 1, "one event for a repeated txn id");
 
-    let secret = alice.send_text(&room, "secret").await?;
+    let secret = alice.send_message(&room, "secret").await?;
     let (status, body) = bob.put(&room_path(&room, &format!("redact/{}/r1", enc(&secret))), &json!({})).await?;
     ensure!(status == 403, "bob may not redact alice's message: {status} {body}");
     let (status, _) =
@@ -181,8 +215,22 @@ async fn redaction_idempotency_relations_and_threads() -> Result<()> {
     );
     let history = bob.all_messages(&room, 50).await?;
     ensure!(!bodies(&history).contains(&"secret".to_owned()), "redacted body gone from /messages");
+    let in_history = history
+        .iter()
+        .find(|e| e["event_id"] == secret.as_str())
+        .context("the redacted event stays in /messages (as a redacted event)")?;
+    ensure!(
+        in_history["content"] == json!({}) && in_history["unsigned"]["redacted_because"]["type"] == "m.room.redaction",
+        "redacted event in /messages: {in_history}"
+    );
+    let redaction =
+        history.iter().find(|e| e["type"] == "m.room.redaction").context("the redaction itself is in /messages")?;
+    ensure!(
+        redaction["redacts"] == secret.as_str() || redaction["content"]["redacts"] == secret.as_str(),
+        "the redaction names the redacted event: {redaction}"
+    );
 
-    let root = alice.send_text(&room, "thread root").await?;
+    let root = alice.send_message(&room, "thread root").await?;
     let (status, reply) = bob
         .put(
             &room_path(&room, "send/m.room.message/reply1"),
@@ -228,7 +276,7 @@ async fn every_room_version_works() -> Result<()> {
         let room = alice.create_room(json!({ "room_version": version, "preset": "public_chat" })).await?;
         let (status, body) = bob.join(&room).await?;
         ensure!(status == 200, "v{version} join: {body}");
-        let id = bob.send_text(&room, &format!("hello v{version}")).await?;
+        let id = bob.send_message(&room, &format!("hello v{version}")).await?;
         let (status, body) = alice.put(&room_path(&room, &format!("redact/{}/x", enc(&id))), &json!({})).await?;
         ensure!(status == 200, "v{version} redact: {body}");
         let (_, create) = alice.get(&room_path(&room, "state/m.room.create")).await?;
@@ -317,7 +365,7 @@ async fn knocking_and_read_markers() -> Result<()> {
     let (status, _) = bob.join(&room).await?;
     ensure!(status == 200, "join after the knock is accepted");
 
-    let last = alice.send_text(&room, "read me").await?;
+    let last = alice.send_message(&room, "read me").await?;
     let (status, _) =
         bob.post(&room_path(&room, "read_markers"), &json!({ "m.fully_read": last, "m.read": last })).await?;
     ensure!(status == 200, "read markers");

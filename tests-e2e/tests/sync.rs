@@ -1,13 +1,72 @@
 //! Sync v2 as a client sees it: long-poll wake-ups, gappy syncs, sections, lazy members, restarts.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result, ensure};
-use myelin_e2e::{TestServer, bodies, enc};
+use myelin_e2e::{TestServer, bodies, enc, next_batch, timeline};
 use serde_json::{Value, json};
 
-fn timeline(sync: &Value, room: &str) -> Vec<Value> {
-    sync["rooms"]["join"][room]["timeline"]["events"].as_array().cloned().unwrap_or_default()
+fn state_events(sync: &Value, section: &str, room: &str) -> Vec<Value> {
+    sync["rooms"][section][room]["state"]["events"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_then_incremental_sync() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat", "name": "Lobby", "topic": "hello" })).await?;
+    bob.join(&room).await?;
+    alice.send_message(&room, "first").await?;
+
+    let initial = bob.sync(None, 0, None).await?;
+    let joined = &initial["rooms"]["join"][room.as_str()];
+    ensure!(!joined.is_null(), "bob's initial sync shows the room he joined: {}", initial["rooms"]);
+    let tl = timeline(&initial, &room);
+    let seen: Vec<Value> = state_events(&initial, "join", &room).into_iter().chain(tl.iter().cloned()).collect();
+    let has = |ty: &str, check: &dyn Fn(&Value) -> bool| seen.iter().any(|e| e["type"] == ty && check(e));
+    ensure!(
+        has("m.room.create", &|_| true)
+            && has("m.room.name", &|e| e["content"]["name"] == "Lobby")
+            && has("m.room.topic", &|e| e["content"]["topic"] == "hello")
+            && has("m.room.member", &|e| e["state_key"] == "@bob:localhost" && e["content"]["membership"] == "join"),
+        "initial sync gives bob the room's state: {joined}"
+    );
+    ensure!(bodies(&tl).last().map(String::as_str) == Some("first"), "initial timeline ends with the last message");
+    for e in &tl {
+        ensure!(
+            e["event_id"].is_string() && e["sender"].is_string() && e["origin_server_ts"].is_u64(),
+            "timeline events are complete client events: {e}"
+        );
+    }
+
+    // Nothing new: an incremental sync with timeout 0 returns at once without the room's timeline.
+    let since = next_batch(&initial)?;
+    let quiet = bob.sync(Some(&since), 0, None).await?;
+    ensure!(timeline(&quiet, &room).is_empty(), "no new events, no timeline: {}", quiet["rooms"]);
+
+    // New events arrive once, in order, in the next incremental sync and not again after that.
+    for body in ["second", "third"] {
+        alice.send_message(&room, body).await?;
+    }
+    let since = next_batch(&quiet)?;
+    let inc = bob.sync(Some(&since), 0, None).await?;
+    ensure!(bodies(&timeline(&inc, &room)) == ["second", "third"], "incremental timeline: {}", inc["rooms"]);
+    ensure!(
+        inc["rooms"]["join"][room.as_str()]["timeline"]["limited"] != true,
+        "two new events are not a gap: {}",
+        inc["rooms"]
+    );
+    let again = bob.sync(Some(&next_batch(&inc)?), 0, None).await?;
+    ensure!(timeline(&again, &room).is_empty(), "events are not repeated: {}", again["rooms"]);
+
+    // The same since token replayed gives the same events (sync is idempotent per token).
+    let replay = bob.sync(Some(&since), 0, None).await?;
+    ensure!(bodies(&timeline(&replay, &room)) == ["second", "third"], "replaying a token: {}", replay["rooms"]);
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,8 +76,8 @@ async fn long_poll_wakes_within_100ms_of_a_send() -> Result<()> {
     let bob = server.register("bob").await?;
     let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
     bob.join(&room).await?;
-    let mut since = bob.sync(None, 0, None).await?["next_batch"].as_str().context("next_batch")?.to_owned();
-    let mut worst = Duration::ZERO;
+    let mut since = next_batch(&bob.sync(None, 0, None).await?)?;
+    let mut latencies = Vec::new();
     for i in 0..10 {
         let poller = {
             let bob = bob.clone();
@@ -29,18 +88,25 @@ async fn long_poll_wakes_within_100ms_of_a_send() -> Result<()> {
             })
         };
         tokio::time::sleep(Duration::from_millis(150)).await;
-        ensure!(!poller.is_finished(), "the long-poll returned before anything happened");
+        ensure!(!poller.is_finished(), "bob's long-poll (timeout 10 s) returned before anything happened");
         let body = format!("wake {i}");
-        alice.send_text(&room, &body).await?;
+        alice.send_message(&room, &body).await?;
         let acked = Instant::now();
         let (returned, sync) = poller.await?;
         let sync = sync?;
-        let latency = returned.saturating_duration_since(acked);
-        worst = worst.max(latency);
-        ensure!(bodies(&timeline(&sync, &room)) == [body.clone()], "the woken sync carries the message: {sync}");
-        since = sync["next_batch"].as_str().context("next_batch")?.to_owned();
+        latencies.push(returned.saturating_duration_since(acked));
+        ensure!(
+            bodies(&timeline(&sync, &room)) == [body.clone()],
+            "bob's long-poll woke but did not carry {body:?}: {}",
+            sync["rooms"]
+        );
+        since = next_batch(&sync)?;
     }
-    ensure!(worst < Duration::from_millis(100), "worst send-to-wake latency {worst:?}");
+    let worst = latencies.iter().max().copied().unwrap_or_default();
+    ensure!(
+        worst < Duration::from_millis(100),
+        "bob's client saw alice's message up to {worst:?} after alice's send returned (each wake: {latencies:?})"
+    );
     Ok(())
 }
 
@@ -50,15 +116,15 @@ async fn gappy_sync_is_limited_and_prev_batch_fills_the_gap() -> Result<()> {
     let alice = server.register("alice").await?;
     let room = alice.create_room(json!({})).await?;
     let filter = json!({ "room": { "timeline": { "limit": 10 } } });
-    let since = alice.sync(None, 0, Some(&filter)).await?["next_batch"].as_str().context("next_batch")?.to_owned();
+    let since = next_batch(&alice.sync(None, 0, Some(&filter)).await?)?;
     let sent: Vec<String> = (0..30).map(|i| format!("gap {i}")).collect();
     for body in &sent {
-        alice.send_text(&room, body).await?;
+        alice.send_message(&room, body).await?;
     }
     alice
         .put(&format!("/_matrix/client/v3/rooms/{}/state/m.room.topic", enc(&room)), &json!({ "topic": "new" }))
         .await?;
-    alice.send_text(&room, "after topic").await?;
+    alice.send_message(&room, "after topic").await?;
     let sync = alice.sync(Some(&since), 0, Some(&filter)).await?;
     let joined = &sync["rooms"]["join"][room.as_str()];
     ensure!(joined["timeline"]["limited"] == true, "31 new events with limit 10 is limited: {joined}");
@@ -79,12 +145,12 @@ async fn gappy_sync_is_limited_and_prev_batch_fills_the_gap() -> Result<()> {
     ensure!(all == expected, "prev_batch pagination fills the gap exactly: {all:?}");
 
     // A gap that hides a state change reports it in the state section.
-    let since = sync["next_batch"].as_str().context("next_batch")?.to_owned();
+    let since = next_batch(&sync)?;
     alice
         .put(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name", enc(&room)), &json!({ "name": "Renamed" }))
         .await?;
     for i in 0..15 {
-        alice.send_text(&room, &format!("bury {i}")).await?;
+        alice.send_message(&room, &format!("bury {i}")).await?;
     }
     let sync = alice.sync(Some(&since), 0, Some(&filter)).await?;
     let state = sync["rooms"]["join"][room.as_str()]["state"]["events"].as_array().cloned().unwrap_or_default();
@@ -101,8 +167,8 @@ async fn invite_join_leave_sections_and_history_across_membership() -> Result<()
     let alice = server.register("alice").await?;
     let bob = server.register("bob").await?;
     let room = alice.create_room(json!({ "preset": "private_chat", "name": "Secret" })).await?;
-    alice.send_text(&room, "before bob").await?;
-    let since = bob.sync(None, 0, None).await?["next_batch"].as_str().context("next_batch")?.to_owned();
+    alice.send_message(&room, "before bob").await?;
+    let since = next_batch(&bob.sync(None, 0, None).await?)?;
     alice
         .post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)), &json!({ "user_id": "@bob:localhost" }))
         .await?;
@@ -113,7 +179,7 @@ async fn invite_join_leave_sections_and_history_across_membership() -> Result<()
         stripped.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Secret"),
         "invite carries the name: {sync}"
     );
-    let since = sync["next_batch"].as_str().context("next_batch")?.to_owned();
+    let since = next_batch(&sync)?;
     bob.join(&room).await?;
     let sync = bob.sync(Some(&since), 5_000, None).await?;
     let joined = &sync["rooms"]["join"][room.as_str()];
@@ -129,12 +195,12 @@ async fn invite_join_leave_sections_and_history_across_membership() -> Result<()
         "shared history is readable"
     );
 
-    let since = sync["next_batch"].as_str().context("next_batch")?.to_owned();
-    alice.send_text(&room, "last words").await?;
+    let since = next_batch(&sync)?;
+    alice.send_message(&room, "last words").await?;
     alice
         .post(&format!("/_matrix/client/v3/rooms/{}/kick", enc(&room)), &json!({ "user_id": "@bob:localhost" }))
         .await?;
-    alice.send_text(&room, "after bob left").await?;
+    alice.send_message(&room, "after bob left").await?;
     let sync = bob.sync(Some(&since), 5_000, None).await?;
     let left = &sync["rooms"]["leave"][room.as_str()];
     let tl = left["timeline"]["events"].as_array().cloned().unwrap_or_default();
@@ -156,38 +222,56 @@ async fn lazy_loaded_members_are_only_the_timeline_senders() -> Result<()> {
     let server = TestServer::start().await?;
     let alice = server.register("alice").await?;
     let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    let viewer = server.register("viewer").await?;
+    viewer.join(&room).await?;
     let mut others = Vec::new();
     for i in 0..6 {
         let c = server.register(&format!("user{i}")).await?;
         c.join(&room).await?;
         others.push(c);
     }
-    others[2].send_text(&room, "only user2 speaks").await?;
-    let viewer = server.register("viewer").await?;
-    viewer.join(&room).await?;
-    let filter = json!({ "room": { "timeline": { "limit": 1 }, "state": { "lazy_load_members": true } } });
+    others[2].send_message(&room, "user2 speaks").await?;
+    others[4].send_message(&room, "user4 speaks").await?;
+    let members_in = |sync: &Value| -> HashSet<String> {
+        state_events(sync, "join", &room)
+            .iter()
+            .chain(timeline(sync, &room).iter())
+            .filter(|e| e["type"] == "m.room.member")
+            .filter_map(|e| e["state_key"].as_str().map(str::to_owned))
+            .collect()
+    };
+
+    let filter = json!({ "room": { "timeline": { "limit": 2 }, "state": { "lazy_load_members": true } } });
     let sync = viewer.sync(None, 0, Some(&filter)).await?;
-    let joined = &sync["rooms"]["join"][room.as_str()];
-    let members: Vec<&str> = joined["state"]["events"]
-        .as_array()
-        .context("state")?
-        .iter()
-        .filter(|e| e["type"] == "m.room.member")
-        .filter_map(|e| e["state_key"].as_str())
-        .collect();
+    ensure!(bodies(&timeline(&sync, &room)) == ["user2 speaks", "user4 speaks"], "timeline: {}", sync["rooms"]);
+    let members = members_in(&sync);
     ensure!(
-        !members.contains(&"@user0:localhost") && !members.contains(&"@user5:localhost"),
-        "silent members not loaded: {members:?}"
+        members.contains("@user2:localhost") && members.contains("@user4:localhost"),
+        "the senders of the visible timeline are loaded: {members:?}"
     );
+    let allowed: HashSet<String> =
+        ["@user2:localhost", "@user4:localhost", "@viewer:localhost"].into_iter().map(str::to_owned).collect();
+    ensure!(members.is_subset(&allowed), "only needed members are loaded (senders and oneself): {members:?}");
+    let joined = &sync["rooms"]["join"][room.as_str()];
     ensure!(joined["summary"]["m.joined_member_count"] == 8, "summary counts everyone: {}", joined["summary"]);
-    let full = viewer.sync(None, 0, Some(&json!({ "room": { "timeline": { "limit": 1 } } }))).await?;
-    let all_members = full["rooms"]["join"][room.as_str()]["state"]["events"]
-        .as_array()
-        .context("state")?
-        .iter()
-        .filter(|e| e["type"] == "m.room.member")
-        .count();
-    ensure!(all_members >= 7, "without lazy loading every member is sent: {all_members}");
+
+    // Incrementally, a new speaker's membership arrives with their first message, once.
+    let since = next_batch(&sync)?;
+    others[0].send_message(&room, "user0 speaks").await?;
+    let inc = viewer.sync(Some(&since), 0, Some(&filter)).await?;
+    ensure!(bodies(&timeline(&inc, &room)) == ["user0 speaks"], "incremental timeline: {}", inc["rooms"]);
+    let members = members_in(&inc);
+    ensure!(
+        members.contains("@user0:localhost"),
+        "viewer's client got user0's first message in an incremental lazy-loading sync without user0's \
+         m.room.member, so it cannot show who sent it; members sent: {members:?}, room: {}",
+        inc["rooms"]["join"][room.as_str()]
+    );
+    ensure!(!members.contains("@user5:localhost"), "silent user5 is still not loaded: {members:?}");
+
+    let full = viewer.sync(None, 0, Some(&json!({ "room": { "timeline": { "limit": 2 } } }))).await?;
+    let all_members = members_in(&full);
+    ensure!(all_members.len() == 8, "without lazy loading every member is sent: {all_members:?}");
     Ok(())
 }
 
@@ -198,16 +282,16 @@ async fn typing_receipts_and_unread_counts_reach_the_other_user() -> Result<()> 
     let bob = server.register("bob").await?;
     let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
     bob.join(&room).await?;
-    let since = bob.sync(None, 0, None).await?["next_batch"].as_str().context("next_batch")?.to_owned();
+    let since = next_batch(&bob.sync(None, 0, None).await?)?;
     let mut last = String::new();
     for i in 0..3 {
-        last = alice.send_text(&room, &format!("unread {i}")).await?;
+        last = alice.send_message(&room, &format!("unread {i}")).await?;
     }
     let sync = bob.sync(Some(&since), 0, None).await?;
     let counts = &sync["rooms"]["join"][room.as_str()]["unread_notifications"];
     ensure!(counts["notification_count"] == 3, "three unread: {counts}");
 
-    let since = sync["next_batch"].as_str().context("next_batch")?.to_owned();
+    let since = next_batch(&sync)?;
     alice
         .put(
             &format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(&room), enc("@alice:localhost")),
@@ -221,7 +305,7 @@ async fn typing_receipts_and_unread_counts_reach_the_other_user() -> Result<()> 
         "bob sees alice typing: {eph:?}"
     );
 
-    let since = sync["next_batch"].as_str().context("next_batch")?.to_owned();
+    let since = next_batch(&sync)?;
     let (status, _) =
         bob.post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&last)), &json!({})).await?;
     ensure!(status == 200, "receipt");
@@ -252,19 +336,33 @@ async fn a_restart_keeps_users_tokens_rooms_and_messages() -> Result<()> {
     let alice = server.register("alice").await?;
     let room = alice.create_room(json!({ "name": "Durable" })).await?;
     for i in 0..20 {
-        alice.send_text(&room, &format!("keep {i}")).await?;
+        alice.send_message(&room, &format!("keep {i}")).await?;
     }
     let before = alice.sync(None, 0, None).await?;
     server.restart().await?;
     let (status, _) = alice.get("/_matrix/client/v3/account/whoami").await?;
     ensure!(status == 200, "the access token survives a restart");
     let history = alice.all_messages(&room, 7).await?;
-    ensure!(bodies(&history) == (0..20).map(|i| format!("keep {i}")).collect::<Vec<_>>(), "history survives");
+    let expected: Vec<String> = (0..20).map(|i| format!("keep {i}")).collect();
+    ensure!(bodies(&history) == expected, "history after restart: {:?}", bodies(&history));
+    let (_, joined) = alice.get("/_matrix/client/v3/joined_rooms").await?;
+    ensure!(joined["joined_rooms"] == json!([room]), "the room is still joined after restart: {joined}");
+    let (_, name) = alice.get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name", enc(&room))).await?;
+    ensure!(name["name"] == "Durable", "room state survives: {name}");
+    let fresh = alice.sync(None, 0, None).await?;
+    ensure!(
+        bodies(&timeline(&fresh, &room)).last().map(String::as_str) == Some("keep 19"),
+        "an initial sync after restart shows the history: {}",
+        fresh["rooms"]
+    );
     let since = before["next_batch"].as_str().context("next_batch")?;
-    alice.send_text(&room, "after restart").await?;
+    alice.send_message(&room, "after restart").await?;
     let sync = alice.sync(Some(since), 0, None).await?;
     ensure!(bodies(&timeline(&sync, &room)) == ["after restart"], "an old sync token continues after restart: {sync}");
-    server.login("alice").await?;
+    server.login("alice").await.context("the password still works after restart")?;
+    let bob = server.register("bob").await.context("registration works after restart")?;
+    let (status, body) = bob.join(&room).await?;
+    ensure!(status == 403, "a private room stays private after restart: {status} {body}");
     Ok(())
 }
 
@@ -275,7 +373,7 @@ async fn ignored_users_disappear_from_sync_history_and_invites() -> Result<()> {
     let troll = server.register("troll").await?;
     let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
     troll.join(&room).await?;
-    let since = alice.sync(None, 0, None).await?["next_batch"].as_str().context("next_batch")?.to_owned();
+    let since = next_batch(&alice.sync(None, 0, None).await?)?;
     let (status, _) = alice
         .put(
             "/_matrix/client/v3/user/@alice:localhost/account_data/m.ignored_user_list",
@@ -283,8 +381,8 @@ async fn ignored_users_disappear_from_sync_history_and_invites() -> Result<()> {
         )
         .await?;
     ensure!(status == 200, "ignore the troll");
-    troll.send_text(&room, "noise").await?;
-    alice.send_text(&room, "signal").await?;
+    troll.send_message(&room, "noise").await?;
+    alice.send_message(&room, "signal").await?;
     let sync = alice.sync(Some(&since), 0, None).await?;
     ensure!(bodies(&timeline(&sync, &room)) == ["signal"], "sync hides the ignored user: {sync}");
     let history = alice.all_messages(&room, 50).await?;

@@ -1,1 +1,259 @@
-fn main() {}
+//! `myelin-bench`: drives any Matrix homeserver over the client-server API (v3)
+//! and prints side-by-side figures as a markdown table.
+//!
+//! ```text
+//! myelin-bench --target myelin=http://127.0.0.1:8008 --target synapse=http://127.0.0.1:8448 \
+//!     [--pid myelin=PID --pid synapse=PID] [--scenario all|send|fanout|initial-sync] \
+//!     [--output docs/benchmarks.md]
+//! ```
+//!
+//! Targets need open registration (m.login.dummy) and should have rate limits
+//! off; 429 answers are nevertheless retried after `retry_after_ms` and counted.
+
+mod client;
+mod report;
+mod scenarios;
+mod stats;
+
+use std::collections::HashSet;
+use std::collections::hash_map::RandomState;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+
+use client::Server;
+use report::{Outcome, TargetReport};
+use scenarios::Params;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    All,
+    Send,
+    Fanout,
+    InitialSync,
+}
+
+/// Benchmark Matrix homeservers side by side over the client-server API.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Homeserver to benchmark, as NAME=BASE_URL (repeatable; the first two are compared).
+    #[arg(long = "target", value_name = "NAME=URL", required = true)]
+    targets: Vec<String>,
+    /// Process id of a target's server, as NAME=PID, to report its RSS (repeatable).
+    #[arg(long = "pid", value_name = "NAME=PID")]
+    pids: Vec<String>,
+    /// Which scenario(s) to run.
+    #[arg(long, value_enum, default_value_t = Scenario::All)]
+    scenario: Scenario,
+    /// Send scenario: messages per sender.
+    #[arg(long, default_value_t = 100)]
+    count: usize,
+    /// Send scenario: number of concurrent senders (all joined to one room).
+    #[arg(long, default_value_t = 20)]
+    senders: usize,
+    /// Fan-out scenario: number of listeners long-polling /sync.
+    #[arg(long, default_value_t = 50)]
+    listeners: usize,
+    /// Fan-out scenario: number of measured messages, sent one at a time.
+    #[arg(long = "fanout-messages", default_value_t = 20)]
+    fanout_messages: usize,
+    /// Initial-sync scenario: number of rooms the user is in.
+    #[arg(long, default_value_t = 200)]
+    rooms: usize,
+    /// Initial-sync scenario: number of timed initial syncs (median is reported).
+    #[arg(long = "sync-repeats", default_value_t = 3)]
+    sync_repeats: usize,
+    /// Parallelism of setup work (registration, joins, room creation).
+    #[arg(long = "setup-concurrency", default_value_t = 8)]
+    setup_concurrency: usize,
+    /// Fan-out: seconds to wait for all listeners to see one message.
+    #[arg(long = "delivery-timeout", default_value_t = 30)]
+    delivery_timeout_secs: u64,
+    /// Timeout of one ordinary HTTP request, in seconds.
+    #[arg(long = "request-timeout", default_value_t = 60)]
+    request_timeout_secs: u64,
+    /// Upper bound on one scenario on one target, in seconds.
+    #[arg(long = "scenario-timeout", default_value_t = 1200)]
+    scenario_timeout_secs: u64,
+    /// Append a dated section (machine, command line, table) to this markdown file.
+    #[arg(long, value_name = "FILE")]
+    output: Option<std::path::PathBuf>,
+}
+
+fn split_pair<'a>(s: &'a str, what: &str) -> Result<(&'a str, &'a str)> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() && !value.is_empty() => Ok((name, value)),
+        _ => bail!("{what} must look like NAME=VALUE, got {s:?}"),
+    }
+}
+
+/// Resident set size of a process in MB (VmRSS from /proc/PID/status).
+fn rss_mb(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("no VmRSS line")?
+        .parse()
+        .context("VmRSS is not a number")?;
+    Ok(kb / 1024.0)
+}
+
+/// Lowercase random user-name prefix, different on every run.
+fn random_prefix() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let h = RandomState::new().hash_one((nanos, std::process::id()));
+    format!("mb{:010x}", h & 0xff_ffff_ffff)
+}
+
+async fn run_scenario<T, F>(name: &str, target: &str, limit: Duration, fut: F) -> Outcome<T>
+where
+    F: Future<Output = Result<T>>,
+{
+    eprintln!("[{target}] {name} ...");
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(v)) => {
+            eprintln!("[{target}] {name} done in {:.1}s", started.elapsed().as_secs_f64());
+            Outcome::Done(v)
+        }
+        Ok(Err(err)) => {
+            eprintln!("[{target}] {name} FAILED: {err:#}");
+            Outcome::Failed(format!("{err:#}"))
+        }
+        Err(_) => {
+            eprintln!("[{target}] {name} TIMED OUT after {limit:?}");
+            Outcome::Failed(format!("timed out after {limit:?}"))
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+
+    let mut targets = Vec::new();
+    let mut seen = HashSet::new();
+    for t in &args.targets {
+        let (name, url) = split_pair(t, "--target")?;
+        if !seen.insert(name.to_owned()) {
+            bail!("target name {name:?} given twice");
+        }
+        targets.push((name.to_owned(), url.to_owned()));
+    }
+    let mut pids = std::collections::HashMap::new();
+    for p in &args.pids {
+        let (name, pid) = split_pair(p, "--pid")?;
+        if !seen.contains(name) {
+            bail!("--pid {name}=... names no --target");
+        }
+        let pid: u32 = pid.parse().with_context(|| format!("--pid {name}: {pid:?} is not a process id"))?;
+        pids.insert(name.to_owned(), pid);
+    }
+
+    let params = Params {
+        prefix: random_prefix(),
+        senders: args.senders,
+        count: args.count,
+        listeners: args.listeners,
+        fanout_messages: args.fanout_messages,
+        rooms: args.rooms,
+        sync_repeats: args.sync_repeats,
+        setup_concurrency: args.setup_concurrency,
+        delivery_timeout: Duration::from_secs(args.delivery_timeout_secs.max(1)),
+    };
+    let request_timeout = Duration::from_secs(args.request_timeout_secs.max(1));
+    let limit = Duration::from_secs(args.scenario_timeout_secs.max(1));
+    let run = |s: Scenario| args.scenario == Scenario::All || args.scenario == s;
+    eprintln!("user-name prefix for this run: {}", params.prefix);
+
+    let mut reports = Vec::new();
+    for (index, (name, url)) in targets.iter().enumerate() {
+        // Per-target prefix, so two targets may even point at the same server.
+        let params = Params { prefix: format!("{}t{index}_", params.prefix), ..params.clone() };
+        let server = Server::new(url, request_timeout)?;
+        server.versions().await.with_context(|| format!("target {name} ({url}) does not answer /versions"))?;
+        let pid = pids.get(name).copied();
+        let rss = |when: &str| {
+            pid.and_then(|pid| match rss_mb(pid) {
+                Ok(mb) => Some(mb),
+                Err(err) => {
+                    eprintln!("[{name}] RSS {when}: {err:#}");
+                    None
+                }
+            })
+        };
+        let rss_idle_mb = rss("idle");
+
+        let send = if run(Scenario::Send) {
+            run_scenario("send", name, limit, scenarios::send(&server, &params)).await
+        } else {
+            Outcome::NotRun
+        };
+        let fanout = if run(Scenario::Fanout) {
+            run_scenario("fanout", name, limit, scenarios::fanout(&server, &params)).await
+        } else {
+            Outcome::NotRun
+        };
+        let initial_sync = if run(Scenario::InitialSync) {
+            run_scenario("initial-sync", name, limit, scenarios::initial_sync(&server, &params)).await
+        } else {
+            Outcome::NotRun
+        };
+        let rss_after_mb = rss("after");
+        reports.push(TargetReport {
+            name: name.clone(),
+            url: url.clone(),
+            rss_idle_mb,
+            rss_after_mb,
+            send,
+            fanout,
+            initial_sync,
+            rate_limit_retries: server.rate_limit_retries(),
+        });
+    }
+
+    let table = report::table(&reports, args.rooms);
+    let settings = format!(
+        "Settings: send {} senders × {} messages; fan-out {} listeners, {} messages; \
+         initial sync {} rooms, {} runs. Targets: {}.",
+        args.senders,
+        args.count,
+        args.listeners,
+        args.fanout_messages,
+        args.rooms,
+        args.sync_repeats,
+        reports.iter().map(|r| format!("{} = {}", r.name, r.url)).collect::<Vec<_>>().join(", ")
+    );
+    println!("{settings}\n\n{table}");
+
+    if let Some(path) = &args.output {
+        let section = format!(
+            "\n### Run of {}\n\n- Machine: {}\n- Command: `{}`\n- {}\n\n{}",
+            report::utc_now(),
+            report::machine(),
+            report::command_line(),
+            settings,
+            table
+        );
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        file.write_all(section.as_bytes()).with_context(|| format!("appending to {}", path.display()))?;
+        eprintln!("appended results to {}", path.display());
+    }
+
+    if reports.iter().any(|r| !r.errors().is_empty()) {
+        bail!("some scenarios failed (see the Errors list above)");
+    }
+    Ok(())
+}

@@ -102,12 +102,7 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             Better::Lower("latency"),
             Box::new(|t| t.send.cell(|r| p99(&r.latencies_ms))),
         ),
-        (
-            "send: messages sent".into(),
-            0,
-            Better::Neither,
-            Box::new(|t| t.send.cell(|r| Some(r.messages as f64))),
-        ),
+        ("send: messages sent".into(), 0, Better::Neither, Box::new(|t| t.send.cell(|r| Some(r.messages as f64)))),
         (
             "fan-out: last listener p50 (ms)".into(),
             1,
@@ -142,10 +137,7 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             "initial sync: response size (KiB)".into(),
             1,
             Better::Neither,
-            Box::new(|t| {
-                t.initial_sync
-                    .cell(|r| Some(r.response_bytes as f64 / 1024.0))
-            }),
+            Box::new(|t| t.initial_sync.cell(|r| Some(r.response_bytes as f64 / 1024.0))),
         ),
         (
             "initial sync: rooms returned".into(),
@@ -165,12 +157,7 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             Better::Lower("memory"),
             Box::new(|t| t.rss_after_mb.map_or(Cell::NotRun, Cell::Value)),
         ),
-        (
-            "429 retries".into(),
-            0,
-            Better::Neither,
-            Box::new(|t| Cell::Value(t.rate_limit_retries as f64)),
-        ),
+        ("429 retries".into(), 0, Better::Neither, Box::new(|t| Cell::Value(t.rate_limit_retries as f64))),
     ];
     specs
         .into_iter()
@@ -195,8 +182,7 @@ fn format_cell(cell: Cell, decimals: usize) -> String {
 }
 
 fn ratio(row: &Row, first: &str, second: &str) -> String {
-    let (Some(Cell::Value(a)), Some(Cell::Value(b))) = (row.cells.first(), row.cells.get(1))
-    else {
+    let (Some(Cell::Value(a)), Some(Cell::Value(b))) = (row.cells.first(), row.cells.get(1)) else {
         return String::new();
     };
     let (a, b) = (*a, *b);
@@ -212,10 +198,7 @@ pub fn table(targets: &[TargetReport], params_rooms: usize) -> String {
     let mut out = String::new();
     let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
     let with_ratio = targets.len() > 1;
-    let (first, second) = (
-        names.first().copied().unwrap_or_default(),
-        names.get(1).copied().unwrap_or_default(),
-    );
+    let (first, second) = (names.first().copied().unwrap_or_default(), names.get(1).copied().unwrap_or_default());
 
     let mut header = String::from("| Metric |");
     let mut rule = String::from("| --- |");
@@ -252,17 +235,11 @@ pub fn table(targets: &[TargetReport], params_rooms: usize) -> String {
 
 /// Current UTC time as `YYYY-MM-DD HH:MM UTC` (no date crate needed).
 pub fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, (rem % 3600) / 60)
 }
 
 /// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's algorithm.
@@ -277,11 +254,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    (
-        y,
-        u32::try_from(m).unwrap_or(1),
-        u32::try_from(d).unwrap_or(1),
-    )
+    (y, u32::try_from(m).unwrap_or(1), u32::try_from(d).unwrap_or(1))
 }
 
 /// "N cores, CPU model" from the running machine.
@@ -303,10 +276,7 @@ pub fn machine() -> String {
 pub fn command_line() -> String {
     std::env::args()
         .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_=./:,@+%".contains(c))
-            {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./:,@+%".contains(c)) {
                 a
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))

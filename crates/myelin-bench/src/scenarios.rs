@@ -82,12 +82,7 @@ impl InitialSyncResult {
 }
 
 /// Registers `n` users named `{prefix}{tag}{i}`, `concurrency` at a time.
-async fn register_users(
-    server: &Server,
-    params: &Params,
-    tag: &str,
-    n: usize,
-) -> Result<Vec<User>> {
+async fn register_users(server: &Server, params: &Params, tag: &str, n: usize) -> Result<Vec<User>> {
     let sem = Arc::new(Semaphore::new(params.setup_concurrency.max(1)));
     let mut set = JoinSet::new();
     for i in 0..n {
@@ -96,10 +91,7 @@ async fn register_users(
         let name = format!("{}{tag}{i}", params.prefix);
         set.spawn(async move {
             let _permit = sem.acquire_owned().await.context("semaphore closed")?;
-            let user = server
-                .register(&name, PASSWORD)
-                .await
-                .with_context(|| format!("registering {name}"))?;
+            let user = server.register(&name, PASSWORD).await.with_context(|| format!("registering {name}"))?;
             Ok::<_, anyhow::Error>((i, user))
         });
     }
@@ -110,10 +102,7 @@ async fn register_users(
             *slot = Some(user);
         }
     }
-    users
-        .into_iter()
-        .map(|u| u.ok_or_else(|| anyhow!("a user was not registered")))
-        .collect()
+    users.into_iter().map(|u| u.ok_or_else(|| anyhow!("a user was not registered"))).collect()
 }
 
 /// Makes every user in `users` join `room_id`, `concurrency` at a time.
@@ -150,10 +139,7 @@ pub async fn send(server: &Server, params: &Params) -> Result<SendResult> {
     eprintln!("  send: {} users joining {room_id}", others.len());
     join_all(others, &room_id, params).await?;
 
-    eprintln!(
-        "  send: {senders} senders x {} messages, concurrently",
-        params.count
-    );
+    eprintln!("  send: {senders} senders x {} messages, concurrently", params.count);
     let count = params.count;
     let prefix = params.prefix.clone();
     let start = Instant::now();
@@ -180,11 +166,7 @@ pub async fn send(server: &Server, params: &Params) -> Result<SendResult> {
         latencies_ms.extend(joined.context("sender task panicked")??);
     }
     let elapsed = start.elapsed();
-    Ok(SendResult {
-        messages: latencies_ms.len(),
-        elapsed,
-        latencies_ms,
-    })
+    Ok(SendResult { messages: latencies_ms.len(), elapsed, latencies_ms })
 }
 
 /// What the listeners have seen: event id -> (listener index -> when).
@@ -208,20 +190,13 @@ impl Sightings {
     }
 
     fn count(&self, event_id: &str) -> usize {
-        self.seen
-            .lock()
-            .map(|seen| seen.get(event_id).map_or(0, HashMap::len))
-            .unwrap_or(0)
+        self.seen.lock().map(|seen| seen.get(event_id).map_or(0, HashMap::len)).unwrap_or(0)
     }
 
     fn times(&self, event_id: &str) -> Vec<Instant> {
         self.seen
             .lock()
-            .map(|seen| {
-                seen.get(event_id)
-                    .map(|m| m.values().copied().collect())
-                    .unwrap_or_default()
-            })
+            .map(|seen| seen.get(event_id).map(|m| m.values().copied().collect()).unwrap_or_default())
             .unwrap_or_default()
     }
 
@@ -248,30 +223,17 @@ fn timeline_event_ids(sync: &Value, room_id: &str) -> Vec<String> {
         .and_then(|r| r.pointer("/timeline/events"))
         .and_then(Value::as_array)
         .map(|events| {
-            events
-                .iter()
-                .filter_map(|e| e.get("event_id").and_then(Value::as_str))
-                .map(str::to_owned)
-                .collect()
+            events.iter().filter_map(|e| e.get("event_id").and_then(Value::as_str)).map(str::to_owned).collect()
         })
         .unwrap_or_default()
 }
 
 fn next_batch(sync: &Value) -> Result<String> {
-    sync.get("next_batch")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .context("sync response without next_batch")
+    sync.get("next_batch").and_then(Value::as_str).map(str::to_owned).context("sync response without next_batch")
 }
 
 /// One listener: long-polls /sync from `since`, recording the event ids it sees.
-async fn listen(
-    user: User,
-    index: usize,
-    room_id: String,
-    mut since: String,
-    sightings: Arc<Sightings>,
-) -> Result<()> {
+async fn listen(user: User, index: usize, room_id: String, mut since: String, sightings: Arc<Sightings>) -> Result<()> {
     let mut errors = 0u32;
     for _ in 0..MAX_SYNC_ITERATIONS {
         let query = [("since", since.as_str()), ("timeout", LONG_POLL_MS)];
@@ -303,9 +265,7 @@ pub async fn fanout(server: &Server, params: &Params) -> Result<FanoutResult> {
     let mut users = register_users(server, params, "f", n + 1).await?;
     let sender = users.pop().context("no sender")?;
     let listeners = users;
-    let room_id = sender
-        .create_room(&public_room("myelin-bench fanout"))
-        .await?;
+    let room_id = sender.create_room(&public_room("myelin-bench fanout")).await?;
     eprintln!("  fanout: {n} listeners joining {room_id}");
     join_all(&listeners, &room_id, params).await?;
 
@@ -319,9 +279,7 @@ pub async fn fanout(server: &Server, params: &Params) -> Result<FanoutResult> {
         let sem = Arc::clone(&sem);
         set.spawn(async move {
             let _permit = sem.acquire_owned().await.context("semaphore closed")?;
-            let resp = user
-                .sync(&[("filter", filter.as_str())], INITIAL_SYNC_HTTP_TIMEOUT)
-                .await?;
+            let resp = user.sync(&[("filter", filter.as_str())], INITIAL_SYNC_HTTP_TIMEOUT).await?;
             Ok::<_, anyhow::Error>((i, next_batch(&resp)?))
         });
     }
@@ -337,13 +295,7 @@ pub async fn fanout(server: &Server, params: &Params) -> Result<FanoutResult> {
     let mut listening = JoinSet::new();
     for (i, (user, token)) in listeners.iter().zip(tokens).enumerate() {
         let token = token.context("listener without next_batch")?;
-        listening.spawn(listen(
-            user.clone(),
-            i,
-            room_id.clone(),
-            token,
-            Arc::clone(&sightings),
-        ));
+        listening.spawn(listen(user.clone(), i, room_id.clone(), token, Arc::clone(&sightings)));
     }
 
     let result = measure_fanout(&sender, &room_id, params, n, &sightings, &mut listening).await;
@@ -372,36 +324,22 @@ async fn measure_fanout(
         if let Some(Ok(Err(err))) = listening.try_join_next() {
             return Err(err.context("listener failed during warm-up"));
         }
-        bail!(
-            "warm-up message seen by only {}/{n} listeners",
-            sightings.count(&warm)
-        );
+        bail!("warm-up message seen by only {}/{n} listeners", sightings.count(&warm));
     }
 
-    eprintln!(
-        "  fanout: sending {} messages one at a time",
-        params.fanout_messages
-    );
+    eprintln!("  fanout: sending {} messages one at a time", params.fanout_messages);
     let mut last_seen_ms = Vec::new();
     let mut per_listener_ms = Vec::new();
     let mut missed = 0;
     for i in 0..params.fanout_messages {
         let t0 = Instant::now();
         let event_id = sender
-            .send_text(
-                room_id,
-                &format!("{}-f{i}", params.prefix),
-                &format!("fanout {i}"),
-            )
+            .send_text(room_id, &format!("{}-f{i}", params.prefix), &format!("fanout {i}"))
             .await
             .with_context(|| format!("fanout message {i}"))?;
         let deadline = tokio::time::Instant::now() + params.delivery_timeout;
         let complete = sightings.wait_for(&event_id, n, deadline).await;
-        let times: Vec<f64> = sightings
-            .times(&event_id)
-            .iter()
-            .map(|t| ms(t.saturating_duration_since(t0)))
-            .collect();
+        let times: Vec<f64> = sightings.times(&event_id).iter().map(|t| ms(t.saturating_duration_since(t0))).collect();
         missed += n.saturating_sub(times.len());
         if complete {
             if let Some(last) = times.iter().copied().reduce(f64::max) {
@@ -419,22 +357,15 @@ async fn measure_fanout(
         }
         per_listener_ms.extend(times);
     }
-    Ok(FanoutResult {
-        last_seen_ms,
-        per_listener_ms,
-        missed,
-    })
+    Ok(FanoutResult { last_seen_ms, per_listener_ms, missed })
 }
 
 /// Initial sync: one user in `rooms` rooms with one message each; time fresh
-/// full initial syncs (no since, no filter).
+/// full initial syncs (no since, no filter), each on a newly logged-in device.
 pub async fn initial_sync(server: &Server, params: &Params) -> Result<InitialSyncResult> {
     let mut users = register_users(server, params, "i", 1).await?;
     let user = users.pop().context("no user")?;
-    eprintln!(
-        "  initial-sync: creating {} rooms with one message each",
-        params.rooms
-    );
+    eprintln!("  initial-sync: creating {} rooms with one message each", params.rooms);
     let sem = Arc::new(Semaphore::new(params.setup_concurrency.max(1)));
     let mut set = JoinSet::new();
     for r in 0..params.rooms {
@@ -462,11 +393,13 @@ pub async fn initial_sync(server: &Server, params: &Params) -> Result<InitialSyn
     let mut rooms_seen = 0;
     let mut response_bytes = 0;
     for rep in 0..params.sync_repeats.max(1) {
+        // A fresh device per run, as a new client would have: servers may cache
+        // sync responses per device (Synapse does, for 2 minutes), which would
+        // turn repeats into cache hits. The login is not timed.
+        let device =
+            user.login_new_device(PASSWORD).await.with_context(|| format!("new device for initial sync {rep}"))?;
         let t0 = Instant::now();
-        let resp = user
-            .sync(&[], INITIAL_SYNC_HTTP_TIMEOUT)
-            .await
-            .with_context(|| format!("initial sync {rep}"))?;
+        let resp = device.sync(&[], INITIAL_SYNC_HTTP_TIMEOUT).await.with_context(|| format!("initial sync {rep}"))?;
         let elapsed = t0.elapsed();
         durations_ms.push(ms(elapsed));
         rooms_seen = resp
@@ -474,23 +407,12 @@ pub async fn initial_sync(server: &Server, params: &Params) -> Result<InitialSyn
             .and_then(Value::as_object)
             .map_or(0, |j| j.keys().filter(|k| created.contains(*k)).count());
         response_bytes = resp.to_string().len();
-        eprintln!(
-            "  initial-sync: run {rep}: {:.1} ms, {rooms_seen}/{} rooms",
-            ms(elapsed),
-            created.len()
-        );
+        eprintln!("  initial-sync: run {rep}: {:.1} ms, {rooms_seen}/{} rooms", ms(elapsed), created.len());
     }
     if rooms_seen < created.len() {
-        eprintln!(
-            "  initial-sync: WARNING: sync returned {rooms_seen} of {} rooms",
-            created.len()
-        );
+        eprintln!("  initial-sync: WARNING: sync returned {rooms_seen} of {} rooms", created.len());
     }
-    Ok(InitialSyncResult {
-        durations_ms,
-        rooms_seen,
-        response_bytes,
-    })
+    Ok(InitialSyncResult { durations_ms, rooms_seen, response_bytes })
 }
 
 /// p50/p99 helpers used by the report.

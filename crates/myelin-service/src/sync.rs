@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use futures_util::StreamExt;
 use myelin_core::{MatrixError, MatrixResult};
 use myelin_storage::{Direction, StoredEvent, StreamPos, UserRoom};
 use serde_json::{Map, Value, json};
@@ -17,6 +18,16 @@ use crate::{Services, accounts::Requester, filter::Filter, pdu::ClientFormat, ro
 /// Default number of timeline events per room when the filter gives none.
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
 const MAX_TIMELINE_LIMIT: usize = 500;
+/// Rooms of one sync computed at the same time.
+const ROOM_CONCURRENCY: usize = 16;
+
+/// The section of the response a room goes into.
+enum Section {
+    Join,
+    Invite,
+    Knock,
+    Leave,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SyncToken {
@@ -110,41 +121,57 @@ impl Services {
                 room_account_data.entry(a.room_id).or_default().push(event);
             }
         }
+        // Rooms are independent: build their sections concurrently (reads overlap on the pool).
+        let mut work = Vec::new();
         for room in rooms.iter().filter(|r| filter.room.room_allowed(&r.room_id)) {
             if room.membership_pos > now.pos {
                 continue; // committed after our snapshot: the next sync has it
             }
-            let changed_membership = since_pos.is_none_or(|s| room.membership_pos > s);
-            match room.membership.as_str() {
-                "join" => {
-                    let data = room_account_data.remove(&room.room_id).unwrap_or_default();
-                    let full = full_state || changed_membership;
-                    if let Some(entry) = self.joined_room(requester, room, since, now, full, filter, data).await? {
-                        join.insert(room.room_id.clone(), entry);
-                        has_updates = true;
+            let data = room_account_data.remove(&room.room_id).unwrap_or_default();
+            let ignored = ignored.clone();
+            work.push(async move {
+                let changed_membership = since_pos.is_none_or(|s| room.membership_pos > s);
+                let entry = match room.membership.as_str() {
+                    "join" => {
+                        let full = full_state || changed_membership;
+                        self.joined_room(requester, room, since, now, full, filter, data)
+                            .await?
+                            .map(|e| (Section::Join, e))
                     }
-                }
-                "invite" if ignored.contains(&room.membership_sender) => {}
-                "invite" | "knock" if changed_membership || full_state => {
-                    let stripped = self.stripped_state(&room.room_id, &room.membership_event_id).await?;
-                    let (key, section) = if room.membership == "invite" {
-                        ("invite_state", &mut invite)
-                    } else {
-                        ("knock_state", &mut knock)
-                    };
-                    section.insert(room.room_id.clone(), json!({ key: { "events": stripped } }));
-                    has_updates = true;
-                }
-                "leave" | "ban" => {
-                    let newly_left = since_pos.is_some_and(|s| room.membership_pos > s);
-                    let wanted =
-                        newly_left || (filter.room.include_leave && !room.forgotten && (since.is_none() || full_state));
-                    if wanted && let Some(entry) = self.left_room(requester, room, since_pos, filter).await? {
-                        leave.insert(room.room_id.clone(), entry);
-                        has_updates = true;
+                    "invite" if ignored.contains(&room.membership_sender) => None,
+                    "invite" | "knock" if changed_membership || full_state => {
+                        let stripped = self.stripped_state(&room.room_id, &room.membership_event_id).await?;
+                        Some(if room.membership == "invite" {
+                            (Section::Invite, json!({ "invite_state": { "events": stripped } }))
+                        } else {
+                            (Section::Knock, json!({ "knock_state": { "events": stripped } }))
+                        })
                     }
-                }
-                _ => {}
+                    "leave" | "ban" => {
+                        let newly_left = since_pos.is_some_and(|s| room.membership_pos > s);
+                        let wanted = newly_left
+                            || (filter.room.include_leave && !room.forgotten && (since.is_none() || full_state));
+                        if wanted {
+                            self.left_room(requester, room, since_pos, filter).await?.map(|e| (Section::Leave, e))
+                        } else {
+                            None
+                        }
+                    }
+                    _ => None,
+                };
+                MatrixResult::Ok(entry.map(|(section, value)| (section, room.room_id.clone(), value)))
+            });
+        }
+        let mut results = futures_util::stream::iter(work).buffer_unordered(ROOM_CONCURRENCY);
+        while let Some(result) = results.next().await {
+            if let Some((section, room_id, value)) = result? {
+                has_updates = true;
+                match section {
+                    Section::Join => join.insert(room_id, value),
+                    Section::Invite => invite.insert(room_id, value),
+                    Section::Knock => knock.insert(room_id, value),
+                    Section::Leave => leave.insert(room_id, value),
+                };
             }
         }
         has_updates |= !account_data.is_empty();
@@ -260,6 +287,24 @@ impl Services {
                 None => None,
             };
             state_events = self.state_section(user_id, &state, previous.as_deref(), &timeline, filter).await?;
+        } else if filter.room.state.lazy_load_members && !timeline.is_empty() {
+            // Lazy loading: the client may never have seen these senders. Send their membership
+            // as of the timeline start (a repeat is harmless; Synapse skips repeats with a
+            // per-device cache, which this server does not keep yet).
+            let start = timeline.first().map_or(now.pos, |e| e.stream_pos - 1);
+            let state = self.state_at(room_id, start).await?;
+            let in_timeline: HashSet<&str> = timeline.iter().map(|e| e.event_id.as_str()).collect();
+            let mut ids: Vec<String> = timeline
+                .iter()
+                .map(|e| e.sender.as_str())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .filter_map(|sender| state.get(&("m.room.member".to_owned(), sender.to_owned())))
+                .filter(|id| !in_timeline.contains(id.as_str()))
+                .cloned()
+                .collect();
+            ids.sort();
+            state_events = self.store.get_events(&ids).await?;
         }
 
         let mut ephemeral = Vec::new();

@@ -56,7 +56,8 @@ impl Services {
     /// Drops the events `user_id` may not see under each event's history visibility.
     pub async fn filter_visible(&self, user_id: &str, events: Vec<StoredEvent>) -> MatrixResult<Vec<StoredEvent>> {
         let mut verdicts: HashMap<i64, bool> = HashMap::new();
-        let mut currently_joined: HashMap<String, bool> = HashMap::new();
+        // Per room: since which position the user has been joined without interruption, if joined now.
+        let mut joined_since: HashMap<String, Option<StreamPos>> = HashMap::new();
         let ignored = self.ignored_users(user_id).await?;
         let mut out = Vec::with_capacity(events.len());
         for ev in events {
@@ -65,6 +66,18 @@ impl Services {
             }
             // Users always see their own membership changes (their join, invite, kick, ban).
             let own_membership = ev.event_type == "m.room.member" && ev.state_key.as_deref() == Some(user_id);
+            if !joined_since.contains_key(&ev.room_id) {
+                let member = self.store.membership(&ev.room_id, user_id).await?;
+                joined_since
+                    .insert(ev.room_id.clone(), member.filter(|m| m.membership == "join").map(|m| m.stream_pos));
+            }
+            let joined_now = joined_since.get(&ev.room_id).copied().flatten();
+            // Joined now and since before this event: joined when it was sent, so visible
+            // whatever the history visibility.
+            if joined_now.is_some_and(|since| since < ev.stream_pos) {
+                out.push(ev);
+                continue;
+            }
             // Visibility is judged on the state in force when the event was sent.
             let Some(group) = ev.state_before.or(ev.state_after).filter(|_| !own_membership) else {
                 out.push(ev);
@@ -94,21 +107,7 @@ impl Services {
                         "world_readable" => true,
                         "joined" => joined_then,
                         "invited" => joined_then || membership.as_deref() == Some("invite"),
-                        _ => {
-                            let joined_now = match currently_joined.get(&ev.room_id) {
-                                Some(j) => *j,
-                                None => {
-                                    let j = self
-                                        .store
-                                        .membership(&ev.room_id, user_id)
-                                        .await?
-                                        .is_some_and(|m| m.membership == "join");
-                                    currently_joined.insert(ev.room_id.clone(), j);
-                                    j
-                                }
-                            };
-                            joined_then || joined_now
-                        }
+                        _ => joined_then || joined_now.is_some(),
                     };
                     verdicts.insert(group, verdict);
                     verdict

@@ -30,6 +30,8 @@ pub struct MemberRecord {
     pub user_id: String,
     pub membership: String,
     pub event_id: String,
+    /// Stream position of the membership event.
+    pub stream_pos: StreamPos,
     pub displayname: Option<String>,
     pub avatar_url: Option<String>,
 }

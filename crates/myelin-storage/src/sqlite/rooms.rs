@@ -14,6 +14,7 @@ fn member_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberRecord> {
         event_id: r.get(2)?,
         displayname: r.get(3)?,
         avatar_url: r.get(4)?,
+        stream_pos: r.get(5)?,
     })
 }
 
@@ -72,7 +73,7 @@ impl RoomRepo for SqliteStore {
         self.readers
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT user_id, membership, event_id, displayname, avatar_url FROM room_members
+                    "SELECT user_id, membership, event_id, displayname, avatar_url, stream_pos FROM room_members
                      WHERE room_id = ?1 AND (?2 IS NULL OR membership = ?2) ORDER BY user_id",
                 )?;
                 let rows = stmt.query_map(params![room_id, membership], member_from_row)?;
@@ -87,7 +88,7 @@ impl RoomRepo for SqliteStore {
             .read(move |conn| {
                 Ok(conn
                     .prepare_cached(
-                        "SELECT user_id, membership, event_id, displayname, avatar_url FROM room_members
+                        "SELECT user_id, membership, event_id, displayname, avatar_url, stream_pos FROM room_members
                          WHERE room_id = ?1 AND user_id = ?2",
                     )?
                     .query_row([room_id, user_id], member_from_row)
