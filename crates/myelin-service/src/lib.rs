@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod ephemeral;
 pub mod filter;
 pub mod keys;
+pub mod locks;
 pub mod notifier;
 pub mod passwords;
 pub mod pdu;
@@ -32,7 +33,7 @@ pub struct Services {
     pub notifier: Arc<dyn Notifier>,
     pub typing: typing::Typing,
     pub uia: uia::UiaSessions,
-    pub rooms: rooms::RoomLocks,
+    pub locks: locks::KeyedLocks,
     pub state_cache: rooms::StateCache,
     pub heads: rooms::RoomHeads,
     /// Last `origin_server_ts` given to a create event (see `send.rs`).
@@ -56,7 +57,7 @@ impl Services {
             notifier: Arc::new(LocalNotifier::default()),
             typing: typing::Typing::default(),
             uia: uia::UiaSessions::default(),
-            rooms: rooms::RoomLocks::default(),
+            locks: locks::KeyedLocks::default(),
             state_cache: rooms::StateCache::default(),
             heads: rooms::RoomHeads::default(),
             last_create_ts: std::sync::atomic::AtomicU64::new(0),

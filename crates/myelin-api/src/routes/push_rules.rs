@@ -81,7 +81,7 @@ pub async fn put_rule(
     Query(q): Query<QueryMap>,
     JsonBody(body): JsonBody<RuleBody>,
 ) -> ApiResult<Json<Value>> {
-    let _guard = state.rooms.lock(&format!("pushrules:{}", r.user_id)).await;
+    let _guard = state.locks.lock(&format!("pushrules:{}", r.user_id)).await;
     let mut rules = ruleset(&state, &r.user_id).await?;
     let new = match kind(&k)? {
         RuleKind::Override => {
@@ -119,7 +119,7 @@ pub async fn delete_rule(
     Auth(r): Auth,
     Path((k, rule_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let _guard = state.rooms.lock(&format!("pushrules:{}", r.user_id)).await;
+    let _guard = state.locks.lock(&format!("pushrules:{}", r.user_id)).await;
     let mut rules = ruleset(&state, &r.user_id).await?;
     let k = kind(&k)?;
     if rules.get(k.clone(), &rule_id).is_none() {
@@ -152,7 +152,7 @@ pub async fn put_enabled(
     Path((k, rule_id)): Path<(String, String)>,
     JsonBody(body): JsonBody<EnabledBody>,
 ) -> ApiResult<Json<Value>> {
-    let _guard = state.rooms.lock(&format!("pushrules:{}", r.user_id)).await;
+    let _guard = state.locks.lock(&format!("pushrules:{}", r.user_id)).await;
     let mut rules = ruleset(&state, &r.user_id).await?;
     rules.set_enabled(kind(&k)?, &rule_id, body.enabled).map_err(|_| MatrixError::not_found("Push rule not found"))?;
     state.push.save(state.store.as_ref(), &r.user_id, &rules).await?;
@@ -181,7 +181,7 @@ pub async fn put_actions(
     Path((k, rule_id)): Path<(String, String)>,
     JsonBody(body): JsonBody<ActionsBody>,
 ) -> ApiResult<Json<Value>> {
-    let _guard = state.rooms.lock(&format!("pushrules:{}", r.user_id)).await;
+    let _guard = state.locks.lock(&format!("pushrules:{}", r.user_id)).await;
     let mut rules = ruleset(&state, &r.user_id).await?;
     rules.set_actions(kind(&k)?, &rule_id, body.actions).map_err(|_| MatrixError::not_found("Push rule not found"))?;
     state.push.save(state.store.as_ref(), &r.user_id, &rules).await?;

@@ -11,11 +11,6 @@ mod send;
 mod state;
 mod upgrade;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
-
 pub use create::{CreateRoomRequest, InitialStateEvent};
 pub use head::{RoomHead, RoomHeads};
 pub use power::PowerLevels;
@@ -25,29 +20,6 @@ pub use state::{StateCache, StateMap};
 
 use myelin_core::{ErrorCode, MatrixError, MatrixResult};
 use ruma::{RoomVersionId, room_version_rules::RoomVersionRules};
-
-/// One async lock per room: events of a room are built and persisted one at a time, in order.
-/// (Several processes sharing PostgreSQL will take a per-room advisory lock in the same place.)
-#[derive(Default)]
-pub struct RoomLocks {
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl RoomLocks {
-    pub async fn lock(&self, room_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut locks = match self.locks.lock() {
-                Ok(l) => l,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            if locks.len() > 10_000 {
-                locks.retain(|_, l| Arc::strong_count(l) > 1);
-            }
-            locks.entry(room_id.to_owned()).or_default().clone()
-        };
-        lock.lock_owned().await
-    }
-}
 
 /// The rules of a supported room version, or `M_UNSUPPORTED_ROOM_VERSION`.
 pub fn version_rules(version: &str) -> MatrixResult<(RoomVersionId, RoomVersionRules)> {

@@ -171,7 +171,7 @@ impl Services {
                 // One request per transaction id at a time, from the check until the commit.
                 let _txn_guard = match (device_id, &spec.txn_id) {
                     (Some(device), Some(txn)) => {
-                        Some(self.rooms.lock(&format!("txn\u{0}{sender}\u{0}{device}\u{0}{txn}")).await)
+                        Some(self.locks.lock(&format!("txn\u{0}{sender}\u{0}{device}\u{0}{txn}")).await)
                     }
                     _ => None,
                 };
@@ -183,7 +183,7 @@ impl Services {
                 let built = {
                     // The room lock covers building and queuing only: the commit is awaited
                     // outside it, so a busy room's events share one group commit.
-                    let _room_guard = self.rooms.lock(room_id).await;
+                    let _room_guard = self.locks.lock(room_id).await;
                     let head = self.room_head(room_id).await?;
                     let mut extremities = head.extremities.clone();
                     extremities.sort_by_key(|(_, depth)| std::cmp::Reverse(*depth));
