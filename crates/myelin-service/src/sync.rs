@@ -350,7 +350,14 @@ impl Services {
         let viewer = Some((user_id, requester.device_id.as_str()));
         let prev_batch = timeline.first().map(|e| crate::sync::pagination_token(e.stream_pos - 1));
         let (notifications, highlights) = self.store.unread_counts(user_id, room_id, now.pos).await?;
-        let summary = self.room_summary(room_id, user_id).await?;
+        // The summary reads the whole member list: send it when it can have changed (a full
+        // room, or membership events in this response); clients keep the previous one otherwise.
+        let membership_changed = timeline.iter().chain(state_events.iter()).any(|e| e.event_type == "m.room.member");
+        let summary = if since_pos.is_none() || membership_changed {
+            self.room_summary(room_id, user_id).await?
+        } else {
+            json!({})
+        };
         let mut entry = json!({
             "timeline": {
                 "events": self.client_events(&timeline, ClientFormat::Sync, viewer).await?,
