@@ -14,7 +14,7 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the signing key, the generated config and the SQLite database live.
     pub data_dir: PathBuf,
-    /// `sqlite:PATH`; empty means `sqlite:<data_dir>/myelin.db`.
+    /// `sqlite:PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`; empty means `sqlite:<data_dir>/myelin.db`.
     pub database: String,
     /// The URL clients should use, published in `/.well-known/matrix/client`.
     /// Empty means `http://<listen>`.
@@ -144,8 +144,8 @@ impl Config {
             problems.push(format!("log_format must be \"text\" or \"json\", not {:?}", self.log_format));
         }
         let db = self.database_url();
-        if !db.starts_with("sqlite:") {
-            problems.push(format!("database {db:?}: only sqlite:PATH is supported by this build"));
+        if !["sqlite:", "postgres://", "postgresql://"].iter().any(|scheme| db.starts_with(scheme)) {
+            problems.push(format!("database {db:?}: expected sqlite:PATH or postgres://USER@HOST/DB"));
         }
         for (name, limit) in [
             ("messages", self.rate_limits.messages),

@@ -28,6 +28,18 @@ impl From<rusqlite::Error> for StorageError {
     }
 }
 
+impl From<tokio_postgres::Error> for StorageError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        if err.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+            return Self::Conflict(err.to_string());
+        }
+        match err.as_db_error() {
+            Some(db) => Self::Database(format!("{}: {}", db.code().code(), db.message())),
+            None => Self::Database(err.to_string()),
+        }
+    }
+}
+
 impl From<serde_json::Error> for StorageError {
     fn from(err: serde_json::Error) -> Self {
         Self::Corrupt(err.to_string())

@@ -10,6 +10,7 @@
 //! - Backends pass the same conformance suite (`tests/conformance.rs`).
 
 pub mod error;
+pub mod postgres;
 pub mod repo;
 pub mod sqlite;
 
@@ -18,12 +19,14 @@ pub use repo::*;
 
 use std::sync::Arc;
 
-/// Opens the backend named by a database URL (`sqlite:PATH`).
+/// Opens the backend named by a database URL: `sqlite:PATH` or `postgres://...`.
 pub async fn open(url: &str) -> StorageResult<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite:") {
         let store = sqlite::SqliteStore::open(std::path::Path::new(path)).await?;
         Ok(Arc::new(store))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(url).await?))
     } else {
-        Err(StorageError::Config(format!("unsupported database URL {url:?}; expected sqlite:PATH")))
+        Err(StorageError::Config(format!("unsupported database URL {url:?}; expected sqlite:PATH or postgres://...")))
     }
 }

@@ -1,17 +1,34 @@
 //! Storage conformance suite: what every backend must do, driven through the repository traits.
-//! Each test opens a fresh database; the PostgreSQL backend will run the same functions.
+//! Each test is a function of a fresh database URL, run once per backend (see the bottom): SQLite
+//! in a temporary file, PostgreSQL in a new database of the test cluster.
 
 use std::{collections::HashSet, sync::Arc};
 
 use myelin_storage::*;
 
-fn temp_db() -> String {
+fn sqlite_db() -> String {
     let dir = std::env::temp_dir().join(format!("myelin-conformance-{}", rand::random::<u64>()));
     format!("sqlite:{}", dir.join("test.db").display())
 }
 
-async fn store() -> Arc<dyn Store> {
-    open(&temp_db()).await.expect("open store")
+/// A new database in the test cluster: `MYELIN_TEST_POSTGRES` (an admin URL), or the cluster that
+/// `scripts/pg-test-cluster.sh` starts (or finds running).
+async fn postgres_db() -> String {
+    let admin = match std::env::var("MYELIN_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg-test-cluster.sh");
+            let out = std::process::Command::new("bash").arg(script).output().expect("run pg-test-cluster.sh");
+            assert!(out.status.success(), "pg-test-cluster.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        }
+    };
+    let name = format!("conformance_{}", rand::random::<u64>());
+    myelin_storage::postgres::create_database(&admin, &name).await.expect("create test database")
+}
+
+async fn open_store(url: &str) -> Arc<dyn Store> {
+    open(url).await.expect("open store")
 }
 
 fn user(id: &str) -> UserRecord {
@@ -46,6 +63,7 @@ fn event(room: &str, id: &str, event_type: &str, state_key: Option<&str>, prev: 
         new_room: (event_type == "m.room.create")
             .then(|| NewRoom { room_version: "12".into(), creator: "@a:test".into() }),
         push_actions: vec![],
+        expected_extremities: None,
     }
 }
 
@@ -56,9 +74,8 @@ async fn persisted(store: &Arc<dyn Store>, ev: NewEvent) -> StreamPos {
     }
 }
 
-#[tokio::test]
-async fn users_are_unique_and_round_trip() {
-    let s = store().await;
+async fn users_are_unique_and_round_trip(url: String) {
+    let s = open_store(&url).await;
     s.create_user(user("@alice:test")).await.expect("create");
     assert!(matches!(s.create_user(user("@alice:test")).await, Err(StorageError::Conflict(_))));
     let got = s.get_user("@alice:test").await.expect("get").expect("exists");
@@ -69,9 +86,8 @@ async fn users_are_unique_and_round_trip() {
     assert!(got.deactivated && got.password_hash.is_none());
 }
 
-#[tokio::test]
-async fn sessions_tokens_and_refresh() {
-    let s = store().await;
+async fn sessions_tokens_and_refresh(url: String) {
+    let s = open_store(&url).await;
     s.create_user(user("@alice:test")).await.expect("create");
     let session = |device: &str, token: &str, refresh: Option<&str>| NewSession {
         user_id: "@alice:test".into(),
@@ -107,9 +123,8 @@ async fn sessions_tokens_and_refresh() {
     assert!(s.token_owner("tok4").await.expect("lookup").is_none());
 }
 
-#[tokio::test]
-async fn events_positions_state_and_extremities() {
-    let s = store().await;
+async fn events_positions_state_and_extremities(url: String) {
+    let s = open_store(&url).await;
     let room = "!r:test";
     let head0 = s.stream_head();
     let p1 = persisted(&s, event(room, "$create", "m.room.create", Some(""), &[])).await;
@@ -151,9 +166,8 @@ async fn events_positions_state_and_extremities() {
     assert_eq!(group.len(), 2);
 }
 
-#[tokio::test]
-async fn long_state_chains_resolve_through_snapshots() {
-    let s = store().await;
+async fn long_state_chains_resolve_through_snapshots(url: String) {
+    let s = open_store(&url).await;
     let room = "!chain:test";
     persisted(&s, event(room, "$c", "m.room.create", Some(""), &[])).await;
     let mut prev = "$c".to_owned();
@@ -175,9 +189,8 @@ async fn long_state_chains_resolve_through_snapshots() {
     assert!(state.contains(&("x.state".into(), "k10".into(), "$s220".into())));
 }
 
-#[tokio::test]
-async fn transaction_ids_make_sends_idempotent() {
-    let s = store().await;
+async fn transaction_ids_make_sends_idempotent(url: String) {
+    let s = open_store(&url).await;
     let room = "!t:test";
     persisted(&s, event(room, "$c", "m.room.create", Some(""), &[])).await;
     let mut first = event(room, "$m1", "m.room.message", None, &["$c"]);
@@ -191,9 +204,8 @@ async fn transaction_ids_make_sends_idempotent() {
     assert_eq!(s.event_for_txn("@a:test", "DEV", "txn1").await.expect("txn").as_deref(), Some("$m1"));
 }
 
-#[tokio::test]
-async fn concurrent_writes_get_distinct_ordered_positions() {
-    let s = store().await;
+async fn concurrent_writes_get_distinct_ordered_positions(url: String) {
+    let s = open_store(&url).await;
     for r in 0..4 {
         persisted(&s, event(&format!("!c{r}:test"), &format!("$create{r}"), "m.room.create", Some(""), &[])).await;
     }
@@ -214,9 +226,8 @@ async fn concurrent_writes_get_distinct_ordered_positions() {
     assert_eq!(s.stream_head(), *positions.iter().max().expect("max"));
 }
 
-#[tokio::test]
-async fn a_failing_write_does_not_poison_its_batch() {
-    let s = store().await;
+async fn a_failing_write_does_not_poison_its_batch(url: String) {
+    let s = open_store(&url).await;
     s.create_user(user("@dup:test")).await.expect("create");
     let mut tasks = Vec::new();
     for i in 0..50 {
@@ -240,9 +251,8 @@ async fn a_failing_write_does_not_poison_its_batch() {
     }
 }
 
-#[tokio::test]
-async fn account_data_receipts_and_unread_counts() {
-    let s = store().await;
+async fn account_data_receipts_and_unread_counts(url: String) {
+    let s = open_store(&url).await;
     let p1 = s.put_account_data("@a:test", "", "m.direct", "{}".into()).await.expect("put");
     let p2 = s.put_account_data("@a:test", "", "m.direct", r#"{"x":1}"#.into()).await.expect("put");
     assert!(p2 > p1);
@@ -281,9 +291,7 @@ async fn account_data_receipts_and_unread_counts() {
     assert!(s.get_filter("@b:test", g).await.expect("get").is_none(), "filters are per user");
 }
 
-#[tokio::test]
-async fn data_survives_reopening() {
-    let url = temp_db();
+async fn data_survives_reopening(url: String) {
     {
         let s = open(&url).await.expect("open");
         s.create_user(user("@keep:test")).await.expect("create");
@@ -294,3 +302,39 @@ async fn data_survives_reopening() {
     assert!(s.stream_head() >= 1, "stream head is durable");
     assert!(s.get_event("$c").await.expect("get").is_some());
 }
+
+async fn a_stale_head_writes_nothing(url: String) {
+    let s = open_store(&url).await;
+    let room = "!h:test";
+    persisted(&s, event(room, "$c", "m.room.create", Some(""), &[])).await;
+    let mut first = event(room, "$a", "m.room.message", None, &["$c"]);
+    first.expected_extremities = Some(vec!["$c".into()]);
+    persisted(&s, first).await;
+    // Built on the old head (another process wrote "$a" meanwhile): refused, nothing written.
+    let mut stale = event(room, "$b", "m.room.message", None, &["$c"]);
+    stale.expected_extremities = Some(vec!["$c".into()]);
+    stale.txn = Some(("DEV".into(), "t1".into()));
+    assert_eq!(s.persist_event(stale).await.expect("persist"), PersistOutcome::StaleHead);
+    assert!(s.get_event("$b").await.expect("get").is_none());
+    assert!(s.event_for_txn("@a:test", "DEV", "t1").await.expect("txn").is_none(), "txn id not taken");
+    let mut fresh = event(room, "$b", "m.room.message", None, &["$a"]);
+    fresh.expected_extremities = Some(vec!["$a".into()]);
+    persisted(&s, fresh).await;
+}
+
+/// Runs every conformance test against one backend.
+macro_rules! backend {
+    ($backend:ident, $url:expr, [$($test:ident),* $(,)?]) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($url).await
+                }
+            )*
+        }
+    };
+}
+
+backend!(sqlite, super::sqlite_db(), [users_are_unique_and_round_trip, sessions_tokens_and_refresh, events_positions_state_and_extremities, long_state_chains_resolve_through_snapshots, transaction_ids_make_sends_idempotent, concurrent_writes_get_distinct_ordered_positions, a_failing_write_does_not_poison_its_batch, account_data_receipts_and_unread_counts, data_survives_reopening, a_stale_head_writes_nothing]);
+backend!(postgres, super::postgres_db().await, [users_are_unique_and_round_trip, sessions_tokens_and_refresh, events_positions_state_and_extremities, long_state_chains_resolve_through_snapshots, transaction_ids_make_sends_idempotent, concurrent_writes_get_distinct_ordered_positions, a_failing_write_does_not_poison_its_batch, account_data_receipts_and_unread_counts, data_survives_reopening, a_stale_head_writes_nothing]);

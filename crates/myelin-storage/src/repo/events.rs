@@ -64,6 +64,9 @@ pub struct NewEvent {
     /// Set for `m.room.join_rules` events: the room's new join rule.
     pub join_rule: Option<String>,
     pub push_actions: Vec<PushActionRecord>,
+    /// The room's forward extremities the event was built on. If set and the stored ones differ
+    /// (another process wrote to the room meanwhile), nothing is written: `StaleHead`.
+    pub expected_extremities: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -81,6 +84,9 @@ pub enum PersistOutcome {
     DuplicateTxn {
         event_id: String,
     },
+    /// The room moved on since the event was built (`expected_extremities` differ): nothing
+    /// written; rebuild it on the new head.
+    StaleHead,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 mod account_data;
 mod accounts;
+mod cluster;
 mod devices;
 mod events;
 mod receipts;
@@ -11,6 +12,7 @@ mod state;
 
 pub use account_data::*;
 pub use accounts::*;
+pub use cluster::*;
 pub use devices::*;
 pub use events::*;
 pub use receipts::*;
@@ -22,7 +24,17 @@ pub type StreamPos = i64;
 
 /// Everything the services need from storage, handed out as one object.
 pub trait Store:
-    AccountRepo + DeviceRepo + EventRepo + RoomRepo + StateRepo + AccountDataRepo + ReceiptRepo + Send + Sync + 'static
+    AccountRepo
+    + DeviceRepo
+    + EventRepo
+    + RoomRepo
+    + StateRepo
+    + AccountDataRepo
+    + ReceiptRepo
+    + ClusterBus
+    + Send
+    + Sync
+    + 'static
 {
 }
 
@@ -34,6 +46,7 @@ impl<T> Store for T where
         + StateRepo
         + AccountDataRepo
         + ReceiptRepo
+        + ClusterBus
         + Send
         + Sync
         + 'static

@@ -2,6 +2,9 @@ use async_trait::async_trait;
 
 use crate::StorageResult;
 
+/// A new delta group is cut into a full snapshot after this many hops (every backend).
+pub const MAX_STATE_DELTA_HOPS: i64 = 100;
+
 /// One state entry: (event type, state key, event id).
 pub type StateEntry = (String, String, String);
 

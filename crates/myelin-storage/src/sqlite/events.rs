@@ -42,6 +42,18 @@ fn persist(conn: &Connection, positions: &mut Positions, ev: NewEvent) -> Storag
             return Ok(PersistOutcome::DuplicateTxn { event_id });
         }
     }
+    if let Some(expected) = &ev.expected_extremities {
+        let mut stored: Vec<String> = conn
+            .prepare_cached("SELECT event_id FROM forward_extremities WHERE room_id = ?1")?
+            .query_map([&ev.room_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut expected = expected.clone();
+        stored.sort();
+        expected.sort();
+        if stored != expected {
+            return Ok(PersistOutcome::StaleHead);
+        }
+    }
     if let Some(room) = &ev.new_room {
         conn.execute(
             "INSERT INTO rooms (room_id, room_version, creator) VALUES (?1, ?2, ?3)",

@@ -5,7 +5,7 @@ mod account_data;
 mod accounts;
 mod devices;
 mod events;
-mod migrations;
+pub(crate) mod migrations;
 mod pool;
 mod receipts;
 mod rooms;
@@ -27,6 +27,8 @@ pub struct SqliteStore {
     writer: writer::Writer,
     readers: pool::ReadPool,
     head: Arc<AtomicI64>,
+    /// Never sent on: one process owns an SQLite database, so there is nobody to tell.
+    signals: tokio::sync::broadcast::Sender<crate::Signal>,
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -63,11 +65,19 @@ impl SqliteStore {
         let head = Arc::new(AtomicI64::new(head));
         let writer = writer::Writer::start(conn, head.clone())?;
         let readers = pool::ReadPool::new(path);
-        Ok(Self { writer, readers, head })
+        Ok(Self { writer, readers, head, signals: tokio::sync::broadcast::channel(1).0 })
     }
 }
 
 /// Reads an optional non-negative integer column as u64.
 fn opt_u64(v: Option<i64>) -> Option<u64> {
     v.map(|v| v.max(0) as u64)
+}
+
+impl crate::ClusterBus for SqliteStore {
+    fn broadcast(&self, _signal: crate::Signal) {}
+
+    fn signals(&self) -> tokio::sync::broadcast::Receiver<crate::Signal> {
+        self.signals.subscribe()
+    }
 }

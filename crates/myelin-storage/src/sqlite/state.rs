@@ -4,10 +4,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
-use crate::{StateEntry, StateRepo, StorageError, StorageResult};
+use crate::{MAX_STATE_DELTA_HOPS, StateEntry, StateRepo, StorageError, StorageResult};
 
-/// A new delta group is cut into a full snapshot after this many hops.
-pub const MAX_STATE_DELTA_HOPS: i64 = 100;
 
 /// Resolves a state group into its full state by walking the delta chain to its snapshot.
 pub fn load_state_group(conn: &Connection, group_id: i64) -> StorageResult<Vec<StateEntry>> {

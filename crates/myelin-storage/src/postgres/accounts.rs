@@ -1,0 +1,106 @@
+use async_trait::async_trait;
+
+use super::{PgStore, to_u64};
+use crate::{AccountRepo, StorageResult, UserDirectoryHit, UserRecord};
+
+#[async_trait]
+impl AccountRepo for PgStore {
+    async fn create_user(&self, user: UserRecord) -> StorageResult<()> {
+        let mut c = self.pool.get().await?;
+        c.execute(
+            "INSERT INTO users (user_id, password_hash, is_admin, deactivated, displayname, avatar_url, created_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &user.user_id,
+                &user.password_hash,
+                &i64::from(user.is_admin),
+                &i64::from(user.deactivated),
+                &user.displayname,
+                &user.avatar_url,
+                &(user.created_ms as i64),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn get_user(&self, user_id: &str) -> StorageResult<Option<UserRecord>> {
+        let mut c = self.pool.get().await?;
+        Ok(c.query_opt(
+            "SELECT user_id, password_hash, is_admin, deactivated, displayname, avatar_url, created_ms
+             FROM users WHERE user_id = $1",
+            &[&user_id],
+        )
+        .await?
+        .map(|r| UserRecord {
+            user_id: r.get(0),
+            password_hash: r.get(1),
+            is_admin: r.get::<_, i64>(2) != 0,
+            deactivated: r.get::<_, i64>(3) != 0,
+            displayname: r.get(4),
+            avatar_url: r.get(5),
+            created_ms: to_u64(r.get(6)),
+        }))
+    }
+
+    async fn set_password_hash(&self, user_id: &str, hash: Option<String>) -> StorageResult<()> {
+        let mut c = self.pool.get().await?;
+        c.execute("UPDATE users SET password_hash = $2 WHERE user_id = $1", &[&user_id, &hash]).await?;
+        Ok(())
+    }
+
+    async fn deactivate_user(&self, user_id: &str) -> StorageResult<()> {
+        let user_id = user_id.to_owned();
+        self.pool
+            .transaction(move |c| {
+                Box::pin(async move {
+                    c.execute(
+                        "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL
+                         WHERE user_id = $1",
+                        &[&user_id],
+                    )
+                    .await?;
+                    c.execute("DELETE FROM access_tokens WHERE user_id = $1", &[&user_id]).await?;
+                    c.execute("DELETE FROM refresh_tokens WHERE user_id = $1", &[&user_id]).await?;
+                    c.execute("DELETE FROM devices WHERE user_id = $1", &[&user_id]).await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn set_displayname(&self, user_id: &str, name: Option<String>) -> StorageResult<()> {
+        let mut c = self.pool.get().await?;
+        c.execute("UPDATE users SET displayname = $2 WHERE user_id = $1", &[&user_id, &name]).await?;
+        Ok(())
+    }
+
+    async fn set_avatar_url(&self, user_id: &str, url: Option<String>) -> StorageResult<()> {
+        let mut c = self.pool.get().await?;
+        c.execute("UPDATE users SET avatar_url = $2 WHERE user_id = $1", &[&user_id, &url]).await?;
+        Ok(())
+    }
+
+    async fn search_users(&self, searcher: &str, term: &str, limit: usize) -> StorageResult<Vec<UserDirectoryHit>> {
+        let pattern = format!("%{}%", term.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let mut c = self.pool.get().await?;
+        // ILIKE: SQLite's LIKE is case-insensitive for ASCII, and users expect the same here.
+        Ok(c.query(
+            "SELECT u.user_id, u.displayname, u.avatar_url FROM users u
+             WHERE u.deactivated = 0
+               AND (u.user_id ILIKE $2 ESCAPE '\\' OR u.displayname ILIKE $2 ESCAPE '\\')
+               AND (u.user_id = $1
+                    OR EXISTS (SELECT 1 FROM room_members a JOIN room_members b ON a.room_id = b.room_id
+                               WHERE a.user_id = $1 AND a.membership = 'join'
+                                 AND b.user_id = u.user_id AND b.membership = 'join')
+                    OR EXISTS (SELECT 1 FROM room_members m JOIN rooms r ON r.room_id = m.room_id
+                               WHERE m.user_id = u.user_id AND m.membership = 'join' AND r.join_rule = 'public'))
+             ORDER BY u.user_id LIMIT $3",
+            &[&searcher, &pattern, &(limit as i64)],
+        )
+        .await?
+        .iter()
+        .map(|r| UserDirectoryHit { user_id: r.get(0), displayname: r.get(1), avatar_url: r.get(2) })
+        .collect())
+    }
+}

@@ -1,0 +1,177 @@
+//! Signals between processes over `LISTEN`/`NOTIFY` (channel `myelin`). Payloads are JSON:
+//! `{"o": origin, "head": N}` from a stream writer's commit, or `{"o": origin, "s": Signal}`.
+//! PostgreSQL delivers notifications in commit order, so a process learns of a new stream head
+//! before any wake-up sent after that commit.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, Ordering},
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+
+use super::{PgStore, conn::PgConn};
+use crate::{ClusterBus, Signal, StorageResult, StreamPos};
+
+/// NOTIFY payloads must stay under 8000 bytes; wake-ups for big rooms are split.
+const MAX_PAYLOAD: usize = 7_000;
+
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    o: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    head: Option<StreamPos>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    s: Option<Signal>,
+}
+
+pub struct Bus {
+    outbound: mpsc::UnboundedSender<Signal>,
+    inbound: broadcast::Sender<Signal>,
+}
+
+impl Bus {
+    /// Starts listening (returns once `LISTEN` is in place) and the publisher.
+    pub async fn start(config: Config, head: Arc<AtomicI64>, origin: String) -> StorageResult<Self> {
+        let (inbound, _) = broadcast::channel(4096);
+        let listener = listen(&config).await?;
+        tokio::spawn(receive(config.clone(), listener, head, origin.clone(), inbound.clone()));
+        let (outbound, rx) = mpsc::unbounded_channel();
+        tokio::spawn(publish(config, rx, origin));
+        Ok(Self { outbound, inbound })
+    }
+}
+
+impl ClusterBus for PgStore {
+    fn broadcast(&self, signal: Signal) {
+        let _ = self.bus.outbound.send(signal);
+    }
+
+    fn signals(&self) -> broadcast::Receiver<Signal> {
+        self.bus.inbound.subscribe()
+    }
+}
+
+/// A listening connection: its client (kept alive) and the notification payloads it receives;
+/// the channel closes when the connection does.
+type Listener = (Client, mpsc::UnboundedReceiver<String>);
+
+async fn listen(config: &Config) -> StorageResult<Listener> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    if tx.send(n.payload().to_owned()).is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => {
+                    tracing::warn!(%err, "LISTEN connection lost");
+                    break;
+                }
+                None => break,
+            }
+        }
+    });
+    client.batch_execute("LISTEN myelin").await?;
+    Ok((client, rx))
+}
+
+async fn receive(
+    config: Config,
+    mut listener: Listener,
+    head: Arc<AtomicI64>,
+    origin: String,
+    inbound: broadcast::Sender<Signal>,
+) {
+    loop {
+        while let Some(payload) = listener.1.recv().await {
+            let Ok(payload) = serde_json::from_str::<Payload>(&payload) else {
+                tracing::warn!("ignoring a malformed notification");
+                continue;
+            };
+            if let Some(pos) = payload.head {
+                head.fetch_max(pos, Ordering::AcqRel);
+            }
+            if payload.o == origin {
+                continue;
+            }
+            if let Some(signal) = payload.s {
+                if let Signal::Wake { pos, .. } = &signal {
+                    head.fetch_max(*pos, Ordering::AcqRel);
+                }
+                let _ = inbound.send(signal);
+            }
+        }
+        // Lost: reconnect, catch up with the stream head, and tell the services to resync.
+        listener = loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            match listen(&config).await {
+                Ok(l) => break l,
+                Err(err) => tracing::warn!(%err, "cannot re-establish LISTEN"),
+            }
+        };
+        if let Ok(row) = listener.0.query_one("SELECT pos FROM stream_head WHERE id = 1", &[]).await {
+            head.fetch_max(row.get(0), Ordering::AcqRel);
+        }
+        let _ = inbound.send(Signal::Resync);
+    }
+}
+
+/// Sends queued signals in order on a connection of its own.
+async fn publish(config: Config, mut rx: mpsc::UnboundedReceiver<Signal>, origin: String) {
+    let mut conn: Option<PgConn> = None;
+    while let Some(signal) = rx.recv().await {
+        for payload in payloads(&origin, signal) {
+            for attempt in 0..3 {
+                if conn.as_ref().is_none_or(PgConn::is_closed) {
+                    conn = PgConn::connect(&config).await.ok();
+                }
+                let Some(c) = conn.as_mut() else {
+                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+                    continue;
+                };
+                match c.execute("SELECT pg_notify('myelin', $1)", &[&payload]).await {
+                    Ok(_) => break,
+                    Err(err) => {
+                        tracing::warn!(%err, "NOTIFY failed");
+                        conn = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The payloads for one signal: one, or several for a wake-up of many users.
+fn payloads(origin: &str, signal: Signal) -> Vec<String> {
+    let encode = |s: Signal| serde_json::to_string(&Payload { o: origin.to_owned(), head: None, s: Some(s) });
+    let Ok(whole) = encode(signal.clone()) else { return Vec::new() };
+    if whole.len() <= MAX_PAYLOAD {
+        return vec![whole];
+    }
+    let Signal::Wake { users, pos } = signal else {
+        tracing::warn!("dropping an oversized signal");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut chunk = Vec::new();
+    let mut size = 0;
+    for user in users {
+        if size + user.len() + 3 > MAX_PAYLOAD - 100 && !chunk.is_empty() {
+            out.extend(encode(Signal::Wake { users: std::mem::take(&mut chunk), pos }));
+            size = 0;
+        }
+        size += user.len() + 3;
+        chunk.push(user);
+    }
+    if !chunk.is_empty() {
+        out.extend(encode(Signal::Wake { users: chunk, pos }));
+    }
+    out
+}

@@ -1,0 +1,299 @@
+use async_trait::async_trait;
+use tokio_postgres::Row;
+
+use super::{PgStore, conn::PgConn, state::create_state_group, to_u64, writer::Positions};
+use crate::{Direction, EventRepo, NewEvent, PendingPersist, PersistOutcome, StorageResult, StoredEvent, StreamPos};
+
+pub const EVENT_COLUMNS: &str = "e.stream_pos, e.event_id, e.room_id, e.sender, e.event_type, e.state_key, \
+     e.origin_server_ts, e.depth, e.json, e.redacted_by, e.sender_device, e.txn_id, e.state_before, e.state_after";
+
+pub fn event_from_row(r: &Row) -> StoredEvent {
+    StoredEvent {
+        stream_pos: r.get(0),
+        event_id: r.get(1),
+        room_id: r.get(2),
+        sender: r.get(3),
+        event_type: r.get(4),
+        state_key: r.get(5),
+        origin_server_ts: to_u64(r.get(6)),
+        depth: r.get(7),
+        json: r.get(8),
+        redacted_by: r.get(9),
+        sender_device: r.get(10),
+        txn_id: r.get(11),
+        state_before: r.get(12),
+        state_after: r.get(13),
+    }
+}
+
+async fn persist(c: &mut PgConn, positions: &mut Positions, ev: NewEvent) -> StorageResult<PersistOutcome> {
+    if let Some((device_id, txn_id)) = &ev.txn
+        && let Some(row) = c
+            .query_opt(
+                "SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
+                &[&ev.sender, device_id, txn_id],
+            )
+            .await?
+    {
+        return Ok(PersistOutcome::DuplicateTxn { event_id: row.get(0) });
+    }
+    if let Some(expected) = &ev.expected_extremities {
+        let mut stored: Vec<String> = c
+            .query("SELECT event_id FROM forward_extremities WHERE room_id = $1", &[&ev.room_id])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut expected = expected.clone();
+        stored.sort();
+        expected.sort();
+        if stored != expected {
+            return Ok(PersistOutcome::StaleHead);
+        }
+    }
+    if let Some(room) = &ev.new_room {
+        c.execute(
+            "INSERT INTO rooms (room_id, room_version, creator) VALUES ($1, $2, $3)",
+            &[&ev.room_id, &room.room_version, &room.creator],
+        )
+        .await?;
+    }
+    let state_before: Option<i64> =
+        c.query_one("SELECT current_state_group FROM rooms WHERE room_id = $1", &[&ev.room_id]).await?.get(0);
+    let state_after = match &ev.state_key {
+        Some(state_key) => {
+            let group = create_state_group(c, &ev.room_id, state_before, &ev.event_type, state_key, &ev.event_id).await?;
+            c.execute(
+                "INSERT INTO current_state (room_id, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id",
+                &[&ev.room_id, &ev.event_type, state_key, &ev.event_id],
+            )
+            .await?;
+            Some(group)
+        }
+        None => state_before,
+    };
+    let pos = positions.allocate();
+    let (device, txn_id) = match &ev.txn {
+        Some((d, t)) => (Some(d.as_str()), Some(t.as_str())),
+        None => (None, None),
+    };
+    let (rel_type, relates_to) = match &ev.relation {
+        Some((r, e)) => (Some(r.as_str()), Some(e.as_str())),
+        None => (None, None),
+    };
+    let ts = ev.origin_server_ts as i64;
+    c.execute(
+        "INSERT INTO events (stream_pos, event_id, room_id, depth, sender, event_type, state_key, origin_server_ts,
+                             json, state_before, state_after, sender_device, txn_id, rel_type, relates_to)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        &[
+            &pos,
+            &ev.event_id,
+            &ev.room_id,
+            &ev.depth,
+            &ev.sender,
+            &ev.event_type,
+            &ev.state_key,
+            &ts,
+            &ev.json,
+            &state_before,
+            &state_after,
+            &device,
+            &txn_id,
+            &rel_type,
+            &relates_to,
+        ],
+    )
+    .await?;
+    c.execute(
+        "UPDATE rooms SET current_state_group = $2, last_event_pos = $3 WHERE room_id = $1",
+        &[&ev.room_id, &state_after, &pos],
+    )
+    .await?;
+    c.execute(
+        "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)",
+        &[&ev.room_id, &ev.prev_events],
+    )
+    .await?;
+    c.execute("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)", &[&ev.room_id, &ev.event_id])
+        .await?;
+    if let Some(m) = &ev.membership {
+        c.execute(
+            "INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, displayname, avatar_url, forgotten, sender)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)
+             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id,
+                 sender = excluded.sender,
+                 stream_pos = excluded.stream_pos, displayname = excluded.displayname,
+                 avatar_url = excluded.avatar_url,
+                 forgotten = CASE WHEN excluded.membership IN ('join', 'invite', 'knock') THEN 0 ELSE room_members.forgotten END",
+            &[&ev.room_id, &m.user_id, &m.membership, &ev.event_id, &pos, &m.displayname, &m.avatar_url, &ev.sender],
+        )
+        .await?;
+    }
+    if let Some(rule) = &ev.join_rule {
+        c.execute("UPDATE rooms SET join_rule = $2 WHERE room_id = $1", &[&ev.room_id, rule]).await?;
+    }
+    if let Some(target) = &ev.redacts {
+        c.execute(
+            "UPDATE events SET redacted_by = $3 WHERE event_id = $1 AND room_id = $2 AND redacted_by IS NULL",
+            &[target, &ev.room_id, &ev.event_id],
+        )
+        .await?;
+    }
+    if !ev.push_actions.is_empty() {
+        let users: Vec<&str> = ev.push_actions.iter().map(|a| a.user_id.as_str()).collect();
+        let highlights: Vec<i64> = ev.push_actions.iter().map(|a| i64::from(a.highlight)).collect();
+        let threads: Vec<Option<&str>> = ev.push_actions.iter().map(|a| a.thread_id.as_deref()).collect();
+        c.execute(
+            "INSERT INTO event_push_actions (room_id, user_id, stream_pos, highlight, thread_id)
+             SELECT $1, u, $2, h, t FROM UNNEST($3::TEXT[], $4::BIGINT[], $5::TEXT[]) AS x(u, h, t)",
+            &[&ev.room_id, &pos, &users, &highlights, &threads],
+        )
+        .await?;
+    }
+    if let Some((device_id, txn_id)) = &ev.txn {
+        c.execute(
+            "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)",
+            &[&ev.sender, device_id, txn_id, &ev.event_id],
+        )
+        .await?;
+    }
+    Ok(PersistOutcome::Persisted { stream_pos: pos })
+}
+
+impl PgStore {
+    async fn events_query(&self, sql: &str, params: super::conn::Params<'_>) -> StorageResult<Vec<StoredEvent>> {
+        let mut c = self.pool.get().await?;
+        Ok(c.query(sql, params).await?.iter().map(event_from_row).collect())
+    }
+}
+
+#[async_trait]
+impl EventRepo for PgStore {
+    fn enqueue_event(&self, event: NewEvent) -> PendingPersist {
+        Box::pin(self.writer.submit(move |c, positions| Box::pin(persist(c, positions, event))))
+    }
+
+    fn stream_head(&self) -> StreamPos {
+        self.head.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    async fn get_event(&self, event_id: &str) -> StorageResult<Option<StoredEvent>> {
+        let mut c = self.pool.get().await?;
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id = $1");
+        Ok(c.query_opt(&sql, &[&event_id]).await?.as_ref().map(event_from_row))
+    }
+
+    async fn get_events(&self, event_ids: &[String]) -> StorageResult<Vec<StoredEvent>> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id = ANY($1)");
+        let found = self.events_query(&sql, &[&event_ids]).await?;
+        // In the order asked for, like the SQLite backend.
+        let mut by_id: std::collections::HashMap<String, StoredEvent> =
+            found.into_iter().map(|e| (e.event_id.clone(), e)).collect();
+        Ok(event_ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    async fn event_for_txn(&self, user_id: &str, device_id: &str, txn_id: &str) -> StorageResult<Option<String>> {
+        let mut c = self.pool.get().await?;
+        Ok(c.query_opt(
+            "SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
+            &[&user_id, &device_id, &txn_id],
+        )
+        .await?
+        .map(|r| r.get(0)))
+    }
+
+    async fn room_events(
+        &self,
+        room_id: &str,
+        from: StreamPos,
+        to: Option<StreamPos>,
+        dir: Direction,
+        limit: usize,
+    ) -> StorageResult<Vec<StoredEvent>> {
+        let limit = limit as i64;
+        match dir {
+            Direction::Backward => {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_pos <= $2 AND e.stream_pos > $3
+                     AND e.outlier = 0 ORDER BY e.stream_pos DESC LIMIT $4"
+                );
+                self.events_query(&sql, &[&room_id, &from, &to.unwrap_or(i64::MIN), &limit]).await
+            }
+            Direction::Forward => {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_pos > $2 AND e.stream_pos <= $3
+                     AND e.outlier = 0 ORDER BY e.stream_pos ASC LIMIT $4"
+                );
+                self.events_query(&sql, &[&room_id, &from, &to.unwrap_or(i64::MAX), &limit]).await
+            }
+        }
+    }
+
+    async fn membership_events_for_user(
+        &self,
+        user_id: &str,
+        since: StreamPos,
+        until: StreamPos,
+    ) -> StorageResult<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_type = 'm.room.member' AND e.state_key = $1
+             AND e.stream_pos > $2 AND e.stream_pos <= $3 ORDER BY e.stream_pos"
+        );
+        self.events_query(&sql, &[&user_id, &since, &until]).await
+    }
+
+    async fn state_group_at(&self, room_id: &str, pos: StreamPos) -> StorageResult<Option<i64>> {
+        let mut c = self.pool.get().await?;
+        Ok(c.query_opt(
+            "SELECT state_after FROM events WHERE room_id = $1 AND stream_pos <= $2 AND outlier = 0
+             ORDER BY stream_pos DESC LIMIT 1",
+            &[&room_id, &pos],
+        )
+        .await?
+        .and_then(|r| r.get(0)))
+    }
+
+    async fn relations(
+        &self,
+        event_id: &str,
+        rel_type: Option<&str>,
+        from: StreamPos,
+        limit: usize,
+    ) -> StorageResult<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.relates_to = $1 AND ($2::TEXT IS NULL OR e.rel_type = $2)
+             AND e.stream_pos <= $3 ORDER BY e.stream_pos DESC LIMIT $4"
+        );
+        self.events_query(&sql, &[&event_id, &rel_type, &from, &(limit as i64)]).await
+    }
+
+    async fn thread_roots(
+        &self,
+        room_id: &str,
+        from: StreamPos,
+        limit: usize,
+    ) -> StorageResult<Vec<(StoredEvent, StreamPos)>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS}, t.latest FROM events e
+             JOIN (SELECT relates_to, MAX(stream_pos) AS latest FROM events
+                   WHERE room_id = $1 AND rel_type = 'm.thread' GROUP BY relates_to) t ON t.relates_to = e.event_id
+             WHERE t.latest <= $2 ORDER BY t.latest DESC LIMIT $3"
+        );
+        let mut c = self.pool.get().await?;
+        Ok(c.query(&sql, &[&room_id, &from, &(limit as i64)])
+            .await?
+            .iter()
+            .map(|r| (event_from_row(r), r.get::<_, i64>(14)))
+            .collect())
+    }
+
+    async fn forward_extremities(&self, room_id: &str) -> StorageResult<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM forward_extremities f JOIN events e ON e.event_id = f.event_id
+             WHERE f.room_id = $1"
+        );
+        self.events_query(&sql, &[&room_id]).await
+    }
+}

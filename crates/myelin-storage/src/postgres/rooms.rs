@@ -1,0 +1,171 @@
+use async_trait::async_trait;
+use tokio_postgres::Row;
+
+use super::{
+    PgStore,
+    events::{EVENT_COLUMNS, event_from_row},
+    to_u64,
+};
+use crate::{MemberRecord, PublicRoomRecord, RoomRecord, RoomRepo, StorageResult, StoredEvent, UserRoom};
+
+fn member_from_row(r: &Row) -> MemberRecord {
+    MemberRecord {
+        user_id: r.get(0),
+        membership: r.get(1),
+        event_id: r.get(2),
+        displayname: r.get(3),
+        avatar_url: r.get(4),
+        stream_pos: r.get(5),
+    }
+}
+
+#[async_trait]
+impl RoomRepo for PgStore {
+    async fn get_room(&self, room_id: &str) -> StorageResult<Option<RoomRecord>> {
+        let mut c = self.pool.get().await?;
+        Ok(c.query_opt(
+            "SELECT room_id, room_version, creator, is_public, current_state_group, last_event_pos
+             FROM rooms WHERE room_id = $1",
+            &[&room_id],
+        )
+        .await?
+        .map(|r| RoomRecord {
+            room_id: r.get(0),
+            room_version: r.get(1),
+            creator: r.get(2),
+            is_public: r.get::<_, i64>(3) != 0,
+            current_state_group: r.get(4),
+            last_event_pos: r.get(5),
+        }))
+    }
+
+    async fn rooms_for_user(&self, user_id: &str) -> StorageResult<Vec<UserRoom>> {
+        let mut c = self.pool.get().await?;
+        Ok(c.query(
+            "SELECT m.room_id, m.membership, m.event_id, m.stream_pos, r.last_event_pos, m.forgotten, m.sender
+             FROM room_members m JOIN rooms r ON r.room_id = m.room_id WHERE m.user_id = $1",
+            &[&user_id],
+        )
+        .await?
+        .iter()
+        .map(|r| UserRoom {
+            room_id: r.get(0),
+            membership: r.get(1),
+            membership_event_id: r.get(2),
+            membership_pos: r.get(3),
+            last_event_pos: r.get(4),
+            forgotten: r.get::<_, i64>(5) != 0,
+            membership_sender: r.get(6),
+        })
+        .collect())
+    }
+
+    async fn room_members(&self, room_id: &str, membership: Option<&str>) -> StorageResult<Vec<MemberRecord>> {
+        let mut c = self.pool.get().await?;
+        Ok(c.query(
+            "SELECT user_id, membership, event_id, displayname, avatar_url, stream_pos FROM room_members
+             WHERE room_id = $1 AND ($2::TEXT IS NULL OR membership = $2) ORDER BY user_id",
+            &[&room_id, &membership],
+        )
+        .await?
+        .iter()
+        .map(member_from_row)
+        .collect())
+    }
+
+    async fn membership(&self, room_id: &str, user_id: &str) -> StorageResult<Option<MemberRecord>> {
+        let mut c = self.pool.get().await?;
+        Ok(c.query_opt(
+            "SELECT user_id, membership, event_id, displayname, avatar_url, stream_pos FROM room_members
+             WHERE room_id = $1 AND user_id = $2",
+            &[&room_id, &user_id],
+        )
+        .await?
+        .as_ref()
+        .map(member_from_row))
+    }
+
+    async fn current_state_ids(&self, room_id: &str) -> StorageResult<Vec<(String, String, String)>> {
+        let mut c = self.pool.get().await?;
+        Ok(c.query("SELECT event_type, state_key, event_id FROM current_state WHERE room_id = $1", &[&room_id])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    async fn current_state_event(
+        &self,
+        room_id: &str,
+        event_type: &str,
+        state_key: &str,
+    ) -> StorageResult<Option<StoredEvent>> {
+        let mut c = self.pool.get().await?;
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM current_state c JOIN events e ON e.event_id = c.event_id
+             WHERE c.room_id = $1 AND c.event_type = $2 AND c.state_key = $3"
+        );
+        Ok(c.query_opt(&sql, &[&room_id, &event_type, &state_key]).await?.as_ref().map(event_from_row))
+    }
+
+    async fn forget_room(&self, user_id: &str, room_id: &str) -> StorageResult<()> {
+        let mut c = self.pool.get().await?;
+        c.execute("UPDATE room_members SET forgotten = 1 WHERE room_id = $1 AND user_id = $2", &[&room_id, &user_id])
+            .await?;
+        Ok(())
+    }
+
+    async fn create_alias(&self, alias: &str, room_id: &str, creator: &str) -> StorageResult<()> {
+        let mut c = self.pool.get().await?;
+        c.execute(
+            "INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)",
+            &[&alias, &room_id, &creator],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_alias(&self, alias: &str) -> StorageResult<bool> {
+        let mut c = self.pool.get().await?;
+        Ok(c.execute("DELETE FROM room_aliases WHERE alias = $1", &[&alias]).await? > 0)
+    }
+
+    async fn resolve_alias(&self, alias: &str) -> StorageResult<Option<(String, String)>> {
+        let mut c = self.pool.get().await?;
+        Ok(c.query_opt("SELECT room_id, creator FROM room_aliases WHERE alias = $1", &[&alias])
+            .await?
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
+    async fn room_aliases(&self, room_id: &str) -> StorageResult<Vec<String>> {
+        let mut c = self.pool.get().await?;
+        Ok(c.query("SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias", &[&room_id])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    async fn set_room_public(&self, room_id: &str, public: bool) -> StorageResult<()> {
+        let mut c = self.pool.get().await?;
+        c.execute("UPDATE rooms SET is_public = $2 WHERE room_id = $1", &[&room_id, &i64::from(public)]).await?;
+        Ok(())
+    }
+
+    async fn public_rooms(&self, offset: usize, limit: usize) -> StorageResult<(Vec<PublicRoomRecord>, usize)> {
+        let mut c = self.pool.get().await?;
+        let total: i64 = c.query_one("SELECT COUNT(*) FROM rooms WHERE is_public = 1", &[]).await?.get(0);
+        let rooms = c
+            .query(
+                "SELECT r.room_id,
+                        (SELECT COUNT(*) FROM room_members m WHERE m.room_id = r.room_id AND m.membership = 'join') AS n
+                 FROM rooms r WHERE r.is_public = 1 ORDER BY n DESC, r.room_id LIMIT $1 OFFSET $2",
+                &[&(limit as i64), &(offset as i64)],
+            )
+            .await?
+            .iter()
+            .map(|r| PublicRoomRecord { room_id: r.get(0), joined_members: to_u64(r.get(1)) })
+            .collect();
+        Ok((rooms, total.max(0) as usize))
+    }
+}
