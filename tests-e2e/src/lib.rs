@@ -58,6 +58,34 @@ pub struct TestServer {
     child: Option<Child>,
     data_dir: PathBuf,
     port: u16,
+    /// `--database` when not the embedded SQLite default.
+    database: Option<String>,
+    /// Peers share the first process's data directory; only that one removes it.
+    owns_data_dir: bool,
+}
+
+/// The backend the suite runs on: `MYELIN_TEST_BACKEND=postgres` puts every test server in a new
+/// database of the test cluster; anything else (or unset) uses SQLite.
+pub fn postgres_backend() -> bool {
+    std::env::var("MYELIN_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// A new, empty database in the PostgreSQL test cluster: `MYELIN_TEST_POSTGRES` (an admin URL), or
+/// the cluster `scripts/pg-test-cluster.sh` starts (or finds running).
+pub async fn new_postgres_database() -> Result<String> {
+    let admin = match std::env::var("MYELIN_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-test-cluster.sh");
+            let out = Command::new("bash").arg(&script).output().context("run pg-test-cluster.sh")?;
+            if !out.status.success() {
+                bail!("pg-test-cluster.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        }
+    };
+    let name = format!("e2e_{:016x}", rand::random::<u64>());
+    Ok(myelin_storage::postgres::create_database(&admin, &name).await?)
 }
 
 impl TestServer {
@@ -70,14 +98,46 @@ impl TestServer {
     pub async fn start_with(config_toml: &str) -> Result<Self> {
         let data_dir = std::env::temp_dir().join(format!("myelin-e2e-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
-        let mut server = Self { child: None, data_dir, port: 0 };
+        let database = if postgres_backend() { Some(new_postgres_database().await?) } else { None };
+        let mut server = Self { child: None, data_dir, port: 0, database, owns_data_dir: true };
         std::fs::write(server.config_path(), config_toml)?;
+        server.spawn_on_free_port().await?;
+        Ok(server)
+    }
+
+    /// Starts a server on PostgreSQL whatever `MYELIN_TEST_BACKEND` says (for multi-process tests).
+    pub async fn start_postgres() -> Result<Self> {
+        let data_dir = std::env::temp_dir().join(format!("myelin-e2e-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+        let database = Some(new_postgres_database().await?);
+        let mut server = Self { child: None, data_dir, port: 0, database, owns_data_dir: true };
+        std::fs::write(server.config_path(), NO_RATE_LIMITS)?;
+        server.spawn_on_free_port().await?;
+        Ok(server)
+    }
+
+    /// Another process of the same deployment: same database, configuration and signing key
+    /// (the data directory), its own port. Only meaningful on PostgreSQL.
+    pub async fn start_peer(&self) -> Result<Self> {
+        let mut peer = Self {
+            child: None,
+            data_dir: self.data_dir.clone(),
+            port: 0,
+            database: self.database.clone(),
+            owns_data_dir: false,
+        };
+        peer.spawn_on_free_port().await?;
+        Ok(peer)
+    }
+
+    async fn spawn_on_free_port(&mut self) -> Result<()> {
+        let server = self;
         // Another process may grab the port between our probe and the server's bind: retry then.
         let mut last_err = None;
         for _ in 0..3 {
             server.port = free_port()?;
             match server.spawn().await {
-                Ok(()) => return Ok(server),
+                Ok(()) => return Ok(()),
                 Err(err) => {
                     // `spawn` forgets the child only when it exited by itself (e.g. port taken).
                     let exited = server.child.is_none();
@@ -136,6 +196,7 @@ impl TestServer {
             .arg(SERVER_NAME)
             .arg("--config")
             .arg(self.config_path())
+            .args(self.database.iter().flat_map(|url| ["--database", url.as_str()]))
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -237,6 +298,7 @@ impl TestServer {
             .arg(SERVER_NAME)
             .arg("--config")
             .arg(self.config_path())
+            .args(self.database.iter().flat_map(|url| ["--database", url.as_str()]))
             .stdin(Stdio::null());
         cmd.output().with_context(|| format!("cannot run {} {args:?}", server_binary().display()))
     }
@@ -260,7 +322,7 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill9();
-        if std::env::var_os("MYELIN_E2E_KEEP").is_none() {
+        if self.owns_data_dir && std::env::var_os("MYELIN_E2E_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&self.data_dir);
         }
     }

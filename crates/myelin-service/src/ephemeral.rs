@@ -21,9 +21,15 @@ pub struct IgnoredUsersCache {
 }
 
 impl IgnoredUsersCache {
-    fn invalidate(&self, user_id: &str) {
+    pub fn invalidate(&self, user_id: &str) {
         if let Ok(mut users) = self.users.lock() {
             users.remove(user_id);
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut users) = self.users.lock() {
+            users.clear();
         }
     }
 }
@@ -104,7 +110,13 @@ impl Services {
     ) -> MatrixResult<()> {
         self.require_joined(user_id, room_id).await?;
         let timeout = typing.then(|| Duration::from_millis(timeout_ms.unwrap_or(30_000)).min(MAX_TYPING_TIMEOUT));
-        if self.typing.set(room_id, user_id, timeout) {
+        if let Some(serial) = self.typing.set(room_id, user_id, timeout) {
+            self.store.broadcast(myelin_storage::Signal::Typing {
+                room_id: room_id.to_owned(),
+                user_id: user_id.to_owned(),
+                timeout_ms: timeout.map(|t| t.as_millis() as u64),
+                serial,
+            });
             self.notifier.notify_users(&self.joined_user_ids(room_id).await?);
         }
         Ok(())
@@ -137,6 +149,7 @@ impl Services {
         self.store.put_account_data(user_id, room_id, data_type, json).await?;
         if data_type == IGNORED_USERS_TYPE {
             self.ignored.invalidate(user_id);
+            self.store.broadcast(myelin_storage::Signal::AccountData { user_id: user_id.to_owned() });
         }
         self.notifier.notify_users(&[user_id.to_owned()]);
         Ok(())

@@ -2,6 +2,7 @@
 //! it talks to storage through `myelin_storage::Store` and is driven by the API layer.
 
 pub mod accounts;
+pub mod cluster;
 pub mod ephemeral;
 pub mod filter;
 pub mod keys;
@@ -23,14 +24,14 @@ use myelin_storage::Store;
 
 /// Storage record types the API layer receives from services (re-exported so it need not depend on storage).
 pub use myelin_storage::{DeviceRecord, Direction};
-pub use notifier::{LocalNotifier, Notifier};
+pub use notifier::{ClusterNotifier, LocalNotifier, Notifier};
 
 /// Every service, built once at start-up and shared by the HTTP handlers.
 pub struct Services {
     pub config: Config,
     pub store: Arc<dyn Store>,
     pub keys: keys::ServerKeys,
-    pub notifier: Arc<dyn Notifier>,
+    pub notifier: Arc<ClusterNotifier>,
     pub typing: typing::Typing,
     pub uia: uia::UiaSessions,
     pub locks: locks::KeyedLocks,
@@ -50,11 +51,11 @@ impl Services {
         let server_name = ruma::ServerName::parse(&config.server_name)
             .map_err(|e| format!("invalid server_name {:?}: {e}", config.server_name))?;
         let limits = ratelimit::RateLimiters::new(&config.rate_limits);
-        Ok(Arc::new(Self {
+        let services = Arc::new(Self {
             config,
-            store,
+            store: store.clone(),
             keys,
-            notifier: Arc::new(LocalNotifier::default()),
+            notifier: Arc::new(ClusterNotifier { local: LocalNotifier::default(), store }),
             typing: typing::Typing::default(),
             uia: uia::UiaSessions::default(),
             locks: locks::KeyedLocks::default(),
@@ -66,7 +67,9 @@ impl Services {
             limits,
             passwords: passwords::PasswordHasher::new(2),
             server_name,
-        }))
+        });
+        cluster::follow_other_processes(&services);
+        Ok(services)
     }
 
     /// `@localpart:server_name`.

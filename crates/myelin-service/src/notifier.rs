@@ -1,7 +1,7 @@
 //! Wake-ups for long-polling syncs. A sync subscribes for its user *before* it reads, then waits
 //! for the user's counter to move; every write that a user must see bumps that user's counter.
-//! `LocalNotifier` serves one process; a cross-process implementation (PostgreSQL LISTEN/NOTIFY)
-//! will implement the same trait and forward remote wake-ups into a `LocalNotifier`.
+//! `LocalNotifier` serves one process; `ClusterNotifier` also tells the other processes sharing
+//! the database (their wake-ups arrive through `cluster.rs`).
 
 use std::{
     collections::HashMap,
@@ -38,6 +38,46 @@ type UserChannel = (watch::Sender<u64>, Arc<()>);
 #[derive(Default)]
 pub struct LocalNotifier {
     users: Mutex<HashMap<String, UserChannel>>,
+}
+
+impl LocalNotifier {
+    /// Wakes every sync of this process (after signals from other processes may have been lost).
+    pub fn notify_all(&self) {
+        let Ok(mut users) = self.users.lock() else { return };
+        users.retain(|_, (tx, guard)| {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+            Arc::strong_count(guard) > 1
+        });
+    }
+}
+
+/// Wakes local syncs at once and broadcasts the wake-up to the other processes.
+pub struct ClusterNotifier {
+    pub local: LocalNotifier,
+    pub store: Arc<dyn myelin_storage::Store>,
+}
+
+impl ClusterNotifier {
+    pub fn notify_users(&self, user_ids: &[String]) {
+        self.local.notify_users(user_ids);
+        // The head now covers whatever the caller committed before notifying.
+        let pos = self.store.stream_head();
+        self.store.broadcast(myelin_storage::Signal::Wake { users: user_ids.to_vec(), pos });
+    }
+
+    pub fn subscribe(&self, user_id: &str) -> Subscription {
+        self.local.subscribe(user_id)
+    }
+}
+
+impl Notifier for ClusterNotifier {
+    fn notify_users(&self, user_ids: &[String]) {
+        ClusterNotifier::notify_users(self, user_ids)
+    }
+
+    fn subscribe(&self, user_id: &str) -> Subscription {
+        ClusterNotifier::subscribe(self, user_id)
+    }
 }
 
 impl Notifier for LocalNotifier {

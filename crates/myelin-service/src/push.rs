@@ -54,12 +54,19 @@ impl PushRulesCache {
         let content = serde_json::json!({ "global": ruleset }).to_string();
         let pos = store.put_account_data(user_id, "", PUSH_RULES_TYPE, content).await?;
         self.invalidate(user_id);
+        store.broadcast(myelin_storage::Signal::AccountData { user_id: user_id.to_owned() });
         Ok(pos)
     }
 
     pub fn invalidate(&self, user_id: &str) {
         if let Ok(mut m) = self.rulesets.lock() {
             m.remove(user_id);
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.rulesets.lock() {
+            m.clear();
         }
     }
 }

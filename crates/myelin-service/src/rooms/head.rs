@@ -2,7 +2,8 @@
 //! so building an event needs no database read and the next event of a room can be built while
 //! the previous one is still being committed. Every local event passes through `send_event`,
 //! which advances the head under the room lock; a failed write drops it (reloaded from storage).
-//! (Several processes sharing PostgreSQL will have to invalidate heads across processes.)
+//! Several processes sharing PostgreSQL drop a room's head when another process writes to it
+//! (`Signal::RoomHead`); the write path's extremity check (`StaleHead`) catches any race left.
 
 use std::{
     collections::HashMap,
@@ -40,6 +41,12 @@ impl RoomHeads {
                 heads.clear();
             }
             heads.insert(room_id.to_owned(), head);
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut heads) = self.heads.lock() {
+            heads.clear();
         }
     }
 

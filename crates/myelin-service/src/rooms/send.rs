@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use myelin_core::{ErrorCode, MatrixError, MatrixResult, time::now_ms};
 use myelin_storage::{
-    MembershipUpdate, NewEvent, NewRoom, PendingPersist, PersistOutcome, PushActionRecord, StorageError, StoredEvent,
+    MembershipUpdate, NewEvent, NewRoom, PendingPersist, PersistOutcome, PushActionRecord, Signal, StorageError,
+    StoredEvent,
 };
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, UserId,
@@ -27,6 +28,8 @@ use crate::{
 const MAX_PDU_BYTES: usize = 65_536;
 /// Prev events referenced at most (the newest extremities win).
 const MAX_PREV_EVENTS: usize = 10;
+/// Rebuilds of one event when other processes keep moving the room's head under it.
+const MAX_STALE_HEAD_RETRIES: usize = 20;
 
 /// What a client asks to send.
 #[derive(Clone, Debug, Default)]
@@ -153,6 +156,7 @@ impl Services {
                             Vec::new(),
                             0,
                             attempt,
+                            None,
                         )
                         .await?;
                     match built.pending.await {
@@ -161,7 +165,7 @@ impl Services {
                             return Ok((built.event_id, built.room_id));
                         }
                         Ok(PersistOutcome::DuplicateTxn { event_id }) => return Ok((event_id, built.room_id)),
-                        Err(StorageError::Conflict(_)) => continue,
+                        Ok(PersistOutcome::StaleHead) | Err(StorageError::Conflict(_)) => continue,
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -180,47 +184,61 @@ impl Services {
                 {
                     return Ok((existing, room_id.to_owned()));
                 }
-                let built = {
-                    // The room lock covers building and queuing only: the commit is awaited
-                    // outside it, so a busy room's events share one group commit.
-                    let _room_guard = self.locks.lock(room_id).await;
-                    let head = self.room_head(room_id).await?;
-                    let mut extremities = head.extremities.clone();
-                    extremities.sort_by_key(|(_, depth)| std::cmp::Reverse(*depth));
-                    let prevs: Vec<(String, i64)> = extremities.iter().take(MAX_PREV_EVENTS).cloned().collect();
-                    let depth = prevs.iter().map(|(_, d)| *d).max().unwrap_or(0);
-                    let prev_ids = prevs.iter().map(|(id, _)| id.clone()).collect();
-                    let built = self
-                        .build_and_enqueue(
-                            &head.rules,
-                            &head.room_version,
-                            Some(room_id),
-                            &sender_id,
-                            device_id,
-                            spec,
-                            &head.state,
-                            prev_ids,
-                            depth,
-                            0,
-                        )
-                        .await?;
-                    self.heads.advance(room_id, &head, &built.event_id, depth + 1, &prevs, built.state_change.clone());
-                    built
-                };
-                match built.pending.await {
-                    Ok(PersistOutcome::Persisted { .. }) => {
-                        self.notifier.notify_users(&built.wake);
-                        Ok((built.event_id, built.room_id))
+                for attempt in 0..MAX_STALE_HEAD_RETRIES {
+                    if attempt >= 3 {
+                        // Another process keeps winning the room: back off a little.
+                        let jitter = u64::from(rand::random::<u8>() % 20);
+                        tokio::time::sleep(std::time::Duration::from_millis(jitter + attempt as u64)).await;
                     }
-                    Ok(PersistOutcome::DuplicateTxn { event_id }) => {
-                        self.heads.invalidate(room_id);
-                        Ok((event_id, built.room_id))
-                    }
-                    Err(e) => {
-                        self.heads.invalidate(room_id);
-                        Err(e.into())
+                    let built = {
+                        // The room lock covers building and queuing only: the commit is awaited
+                        // outside it, so a busy room's events share one group commit.
+                        let _room_guard = self.locks.lock(room_id).await;
+                        let head = self.room_head(room_id).await?;
+                        let mut extremities = head.extremities.clone();
+                        extremities.sort_by_key(|(_, depth)| std::cmp::Reverse(*depth));
+                        let prevs: Vec<(String, i64)> = extremities.iter().take(MAX_PREV_EVENTS).cloned().collect();
+                        let depth = prevs.iter().map(|(_, d)| *d).max().unwrap_or(0);
+                        let prev_ids = prevs.iter().map(|(id, _)| id.clone()).collect();
+                        let expected = head.extremities.iter().map(|(id, _)| id.clone()).collect();
+                        let built = self
+                            .build_and_enqueue(
+                                &head.rules,
+                                &head.room_version,
+                                Some(room_id),
+                                &sender_id,
+                                device_id,
+                                spec.clone(),
+                                &head.state,
+                                prev_ids,
+                                depth,
+                                0,
+                                Some(expected),
+                            )
+                            .await?;
+                        self.heads.advance(room_id, &head, &built.event_id, depth + 1, &prevs, built.state_change.clone());
+                        built
+                    };
+                    match built.pending.await {
+                        Ok(PersistOutcome::Persisted { .. }) => {
+                            self.store.broadcast(Signal::RoomHead { room_id: room_id.to_owned() });
+                            self.notifier.notify_users(&built.wake);
+                            return Ok((built.event_id, built.room_id));
+                        }
+                        Ok(PersistOutcome::DuplicateTxn { event_id }) => {
+                            self.heads.invalidate(room_id);
+                            return Ok((event_id, built.room_id));
+                        }
+                        // Another process wrote to the room since our head was loaded: reload
+                        // the head and build the event again (auth included) on the new one.
+                        Ok(PersistOutcome::StaleHead) => self.heads.invalidate(room_id),
+                        Err(e) => {
+                            self.heads.invalidate(room_id);
+                            return Err(e.into());
+                        }
                     }
                 }
+                Err(MatrixError::new(ErrorCode::Unknown, "The room is too busy; try again").with_status(503))
             }
         }
     }
@@ -281,6 +299,7 @@ impl Services {
         prev_events: Vec<String>,
         prev_depth: i64,
         ts_bump: u64,
+        expected_extremities: Option<Vec<String>>,
     ) -> MatrixResult<Built> {
         let kind = TimelineEventType::from(spec.event_type.as_str());
         let mut content = spec.content;
@@ -407,6 +426,7 @@ impl Services {
             join_rule: (spec.event_type == "m.room.join_rules")
                 .then(|| content.get("join_rule").and_then(Value::as_str).unwrap_or("invite").to_owned()),
             push_actions,
+            expected_extremities,
         };
         let state_change = spec.state_key.clone().map(|k| ((spec.event_type.clone(), k), event_id.clone()));
         let pending = self.store.enqueue_event(new_event);
