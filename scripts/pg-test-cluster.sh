@@ -31,7 +31,7 @@ fi
 if [ ! -f "$dir/PG_VERSION" ]; then
     rm -rf "$dir"
     mkdir -p "$dir"
-    [ ${#run_as[@]} -gt 0 ] && chown postgres "$dir"
+    if [ ${#run_as[@]} -gt 0 ]; then chown postgres "$dir"; fi
     "${run_as[@]}" "$bindir/initdb" -D "$dir" -U myelin --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
 fi
 # Settings for many short-lived test servers; fsync stays on, so durability tests stay honest.

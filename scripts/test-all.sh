@@ -13,11 +13,33 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== build the server binary the end-to-end tests spawn"
 cargo build --locked -p myelin --bin myelin
 
-echo "== tests"
+echo "== PostgreSQL test cluster (throwaway, stopped at exit)"
+pg_dir=$(mktemp -d /tmp/myelin-pg-test.XXXXXX)
+chmod 755 "$pg_dir"  # the cluster runs as user postgres when we are root
+pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export MYELIN_TEST_POSTGRES
+MYELIN_TEST_POSTGRES=$(./scripts/pg-test-cluster.sh "$pg_dir/data" "$pg_port")
+stop_cluster() {
+    pg_ctl=$(ls -d /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -1)
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
+    else "$pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true; fi
+    rm -rf "$pg_dir"
+}
+trap stop_cluster EXIT
+echo "$MYELIN_TEST_POSTGRES"
+
 log=$(mktemp)
+threads="${MYELIN_TEST_THREADS:-4}"
 set +e
-cargo test --workspace --locked --no-fail-fast -- --test-threads="${MYELIN_TEST_THREADS:-4}" 2>&1 | tee "$log"
+echo "== tests (storage conformance on both backends; end-to-end and matrix-sdk tests on SQLite)"
+cargo test --workspace --locked --no-fail-fast -- --test-threads="$threads" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+echo "== end-to-end and matrix-sdk tests again, every server on PostgreSQL"
+# (cluster.rs is PostgreSQL-only and already ran above.)
+MYELIN_TEST_BACKEND=postgres cargo test --locked --no-fail-fast -p myelin-e2e -p myelin-sdk-tests -- \
+    --test-threads="$threads" --skip three_processes --skip cross_process --skip sigkill_of_one_process 2>&1 | tee -a "$log"
+pg_status=${PIPESTATUS[0]}
+[ "$pg_status" = 0 ] || status=$pg_status
 set -e
 # One closing line for the whole run (cargo prints one per test binary, the last often a doc-test
 # binary with nothing in it).

@@ -384,6 +384,17 @@ impl Client {
         }
     }
 
+    /// The same session (token, user, device) talking to another process of the deployment.
+    pub fn on(&self, server: &TestServer) -> Client {
+        Client {
+            http: self.http.clone(),
+            base: server.base_url(),
+            token: self.token.clone(),
+            user_id: self.user_id.clone(),
+            device_id: self.device_id.clone(),
+        }
+    }
+
     /// A client for the session in a `/register` or `/login` response.
     pub fn with_session(&self, session: &Value) -> Client {
         Client {

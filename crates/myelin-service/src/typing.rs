@@ -78,7 +78,8 @@ impl Typing {
 impl TypingState {
     /// The next serial: wall-clock microseconds, above `floor` and every serial seen so far.
     fn next_serial(&self, floor: u64) -> u64 {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
         now.max(self.serial + 1).max(floor)
     }
 

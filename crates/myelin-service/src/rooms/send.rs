@@ -216,7 +216,14 @@ impl Services {
                                 Some(expected),
                             )
                             .await?;
-                        self.heads.advance(room_id, &head, &built.event_id, depth + 1, &prevs, built.state_change.clone());
+                        self.heads.advance(
+                            room_id,
+                            &head,
+                            &built.event_id,
+                            depth + 1,
+                            &prevs,
+                            built.state_change.clone(),
+                        );
                         built
                     };
                     match built.pending.await {
@@ -231,7 +238,14 @@ impl Services {
                         }
                         // Another process wrote to the room since our head was loaded: reload
                         // the head and build the event again (auth included) on the new one.
-                        Ok(PersistOutcome::StaleHead) => self.heads.invalidate(room_id),
+                        Ok(PersistOutcome::StaleHead) => {
+                            tracing::info!(
+                                room_id,
+                                attempt,
+                                "room head moved under the event (another process wrote); rebuilding"
+                            );
+                            self.heads.invalidate(room_id);
+                        }
                         Err(e) => {
                             self.heads.invalidate(room_id);
                             return Err(e.into());

@@ -111,12 +111,7 @@ impl Drop for Pooled<'_> {
 
 impl PgPool {
     pub fn new(config: Config, size: usize) -> Self {
-        Self {
-            config,
-            idle: Default::default(),
-            permits: Arc::new(tokio::sync::Semaphore::new(size)),
-            size,
-        }
+        Self { config, idle: Default::default(), permits: Arc::new(tokio::sync::Semaphore::new(size)), size }
     }
 
     pub async fn get(&self) -> StorageResult<Pooled<'_>> {

@@ -179,7 +179,9 @@ impl DeviceRepo for PgStore {
 
     async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> StorageResult<()> {
         let (user_id, device_ids) = (user_id.to_owned(), device_ids.to_vec());
-        self.pool.transaction(move |c| Box::pin(async move { delete_device_rows(c, &user_id, &device_ids).await })).await
+        self.pool
+            .transaction(move |c| Box::pin(async move { delete_device_rows(c, &user_id, &device_ids).await }))
+            .await
     }
 
     async fn delete_all_devices(&self, user_id: &str, keep: Option<&str>) -> StorageResult<()> {

@@ -62,7 +62,8 @@ async fn persist(c: &mut PgConn, positions: &mut Positions, ev: NewEvent) -> Sto
         c.query_one("SELECT current_state_group FROM rooms WHERE room_id = $1", &[&ev.room_id]).await?.get(0);
     let state_after = match &ev.state_key {
         Some(state_key) => {
-            let group = create_state_group(c, &ev.room_id, state_before, &ev.event_type, state_key, &ev.event_id).await?;
+            let group =
+                create_state_group(c, &ev.room_id, state_before, &ev.event_type, state_key, &ev.event_id).await?;
             c.execute(
                 "INSERT INTO current_state (room_id, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id",

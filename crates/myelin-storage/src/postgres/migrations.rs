@@ -22,8 +22,10 @@ pub async fn run(conn: &mut PgConn) -> StorageResult<()> {
 }
 
 async fn apply(conn: &mut PgConn) -> StorageResult<()> {
-    conn.batch("CREATE TABLE IF NOT EXISTS schema_version (id BIGINT PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)")
-        .await?;
+    conn.batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (id BIGINT PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL)",
+    )
+    .await?;
     let current: i64 =
         conn.query_opt("SELECT version FROM schema_version WHERE id = 1", &[]).await?.map_or(0, |r| r.get(0));
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {

@@ -35,8 +35,10 @@ pub async fn load_state_group(conn: &mut PgConn, group_id: i64) -> StorageResult
         .await?;
     // Apply from the snapshot (last in the chain) to the group itself.
     let rank: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-    let mut rows: Vec<(usize, String, String, String)> =
-        rows.iter().map(|r| (rank.get(&r.get::<_, i64>(0)).copied().unwrap_or(0), r.get(1), r.get(2), r.get(3))).collect();
+    let mut rows: Vec<(usize, String, String, String)> = rows
+        .iter()
+        .map(|r| (rank.get(&r.get::<_, i64>(0)).copied().unwrap_or(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
     rows.sort_by_key(|(rank, ..)| std::cmp::Reverse(*rank));
     let mut state: HashMap<(String, String), String> = HashMap::new();
     for (_, t, k, e) in rows {
@@ -72,7 +74,10 @@ pub async fn create_state_group(
         entries.retain(|(t, k, _)| !(t == event_type && k == state_key));
         entries.push((event_type.to_owned(), state_key.to_owned(), event_id.to_owned()));
         let id: i64 = conn
-            .query_one("INSERT INTO state_groups (room_id, prev_group, hops) VALUES ($1, NULL, 0) RETURNING id", &[&room_id])
+            .query_one(
+                "INSERT INTO state_groups (room_id, prev_group, hops) VALUES ($1, NULL, 0) RETURNING id",
+                &[&room_id],
+            )
             .await?
             .get(0);
         let (types, keys, ids): (Vec<String>, Vec<String>, Vec<String>) =

@@ -6,7 +6,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::SqliteStore;
 use crate::{MAX_STATE_DELTA_HOPS, StateEntry, StateRepo, StorageError, StorageResult};
 
-
 /// Resolves a state group into its full state by walking the delta chain to its snapshot.
 pub fn load_state_group(conn: &Connection, group_id: i64) -> StorageResult<Vec<StateEntry>> {
     let mut chain = Vec::new();
