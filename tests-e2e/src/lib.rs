@@ -116,6 +116,23 @@ impl TestServer {
         Ok(server)
     }
 
+    /// Starts a server on SQLite whatever `MYELIN_TEST_BACKEND` says (for migration tests).
+    pub async fn start_sqlite() -> Result<Self> {
+        let data_dir = std::env::temp_dir().join(format!("myelin-e2e-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+        let mut server = Self { child: None, data_dir, port: 0, database: None, owns_data_dir: true };
+        std::fs::write(server.config_path(), NO_RATE_LIMITS)?;
+        server.spawn_on_free_port().await?;
+        Ok(server)
+    }
+
+    /// Stops the server and starts it again on another database (e.g. after `myelin db migrate`).
+    pub async fn restart_on_database(&mut self, url: &str) -> Result<()> {
+        self.stop().await?;
+        self.database = Some(url.to_owned());
+        self.spawn().await
+    }
+
     /// Another process of the same deployment: same database, configuration and signing key
     /// (the data directory), its own port. Only meaningful on PostgreSQL.
     pub async fn start_peer(&self) -> Result<Self> {

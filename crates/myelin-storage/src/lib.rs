@@ -10,6 +10,7 @@
 //! - Backends pass the same conformance suite (`tests/conformance.rs`).
 
 pub mod error;
+pub mod migrate;
 pub mod postgres;
 pub mod repo;
 pub mod sqlite;

@@ -31,7 +31,7 @@ pub struct ConfigOpts {
     /// Server name used in user ids and aliases.
     #[arg(long, global = true, env = "MYELIN_SERVER_NAME")]
     pub server_name: Option<String>,
-    /// Database URL: sqlite:PATH (default sqlite:<data-dir>/myelin.db).
+    /// Database URL: sqlite:PATH (default sqlite:<data-dir>/myelin.db) or postgres://USER@HOST/DB.
     #[arg(long, global = true, env = "MYELIN_DATABASE")]
     pub database: Option<String>,
     /// Log format: text or json.
@@ -49,6 +49,23 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Database tools.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Copy an SQLite installation into an empty PostgreSQL database, then verify every table by
+    /// row count and checksum. Stop the server first: writes after the copy starts are not moved.
+    Migrate {
+        /// The SQLite database: sqlite:PATH.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database: postgres://USER@HOST/DB (must be empty; the schema is created).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -165,6 +182,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&config.log_format);
             crate::serve::serve(config).await
         }
+        Command::Db(DbCommand::Migrate { from, to }) => crate::db::migrate(&from, &to).await,
         Command::Config(ConfigCommand::Check) => {
             println!("{}", toml::to_string_pretty(&config).context("cannot print configuration")?);
             println!("# configuration is valid");

@@ -1,6 +1,7 @@
 //! The Myelin binary: command line, configuration loading, start-up and shutdown.
 
 mod cli;
+mod db;
 mod serve;
 
 use clap::Parser;
