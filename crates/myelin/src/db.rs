@@ -23,7 +23,7 @@ pub async fn migrate(from: &str, to: &str) -> anyhow::Result<()> {
         }
         last_draw = std::time::Instant::now();
         let width = 30;
-        let filled = if total == 0 { width } else { (done * width as u64 / total) as usize };
+        let filled = (done * width as u64).checked_div(total).map_or(width, |f| (f as usize).min(width));
         let mut err = std::io::stderr().lock();
         let _ =
             write!(err, "\r{table:<22} [{}{}] {done:>9}/{total:<9}", "#".repeat(filled), " ".repeat(width - filled));
