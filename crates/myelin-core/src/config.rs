@@ -115,6 +115,19 @@ impl Config {
         }
     }
 
+    /// The database URL without its password, for logs.
+    pub fn database_url_for_logs(&self) -> String {
+        let url = self.database_url();
+        let Some((scheme, rest)) = url.split_once("://") else { return url };
+        match rest.split_once('@') {
+            Some((credentials, host)) if credentials.contains(':') => {
+                let user = credentials.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:***@{host}")
+            }
+            _ => url,
+        }
+    }
+
     /// Whether open registration (`m.login.dummy`) is allowed.
     pub fn open_registration(&self) -> bool {
         self.registration.enabled.unwrap_or_else(|| self.listen.ip().is_loopback())

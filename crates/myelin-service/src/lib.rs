@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod cluster;
 pub mod ephemeral;
 pub mod filter;
+pub mod jobs;
 pub mod keys;
 pub mod locks;
 pub mod notifier;

@@ -322,6 +322,29 @@ async fn a_stale_head_writes_nothing(url: String) {
     persisted(&s, fresh).await;
 }
 
+async fn a_background_job_is_claimed_once_per_interval(url: String) {
+    // Two handles on one database stand for two processes of a deployment.
+    let first = open_store(&url).await;
+    let second = if url.starts_with("postgres") { open_store(&url).await } else { first.clone() };
+    let mut claims = Vec::new();
+    for i in 0..10 {
+        let s = if i % 2 == 0 { first.clone() } else { second.clone() };
+        claims.push(tokio::spawn(async move { s.claim_job("cleanup", 1_000_000, 60_000).await.expect("claim") }));
+    }
+    let mut won = 0;
+    for c in claims {
+        won += usize::from(c.await.expect("task"));
+    }
+    assert_eq!(won, 1, "exactly one claim wins");
+    assert!(!second.claim_job("cleanup", 1_030_000, 60_000).await.expect("claim"), "not due yet");
+    assert!(second.claim_job("cleanup", 1_060_000, 60_000).await.expect("claim"), "due again after the interval");
+
+    first.create_login_token("old", "@a:test", 10).await.expect("token");
+    first.create_login_token("new", "@a:test", 5_000_000).await.expect("token");
+    assert_eq!(first.delete_expired_login_tokens(1_000_000).await.expect("cleanup"), 1);
+    assert_eq!(first.take_login_token("new", 1_000_000).await.expect("take").as_deref(), Some("@a:test"));
+}
+
 /// Runs every conformance test against one backend.
 macro_rules! backend {
     ($backend:ident, $url:expr, [$($test:ident),* $(,)?]) => {
@@ -349,7 +372,8 @@ backend!(
         a_failing_write_does_not_poison_its_batch,
         account_data_receipts_and_unread_counts,
         data_survives_reopening,
-        a_stale_head_writes_nothing
+        a_stale_head_writes_nothing,
+        a_background_job_is_claimed_once_per_interval,
     ]
 );
 backend!(
@@ -365,6 +389,7 @@ backend!(
         a_failing_write_does_not_poison_its_batch,
         account_data_receipts_and_unread_counts,
         data_survives_reopening,
-        a_stale_head_writes_nothing
+        a_stale_head_writes_nothing,
+        a_background_job_is_claimed_once_per_interval,
     ]
 );

@@ -12,10 +12,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let services = crate::cli::open_services(config).await?;
+    myelin_service::jobs::spawn(&services);
     tracing::info!(
         %listen,
         server_name = %services.server_name,
-        database = %services.config.database_url(),
+        database = %services.config.database_url_for_logs(),
         open_registration = services.config.open_registration(),
         "Myelin is serving"
     );

@@ -155,8 +155,8 @@ async fn persist(c: &mut PgConn, positions: &mut Positions, ev: NewEvent) -> Sto
     }
     if let Some((device_id, txn_id)) = &ev.txn {
         c.execute(
-            "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)",
-            &[&ev.sender, device_id, txn_id, &ev.event_id],
+            "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ms) VALUES ($1, $2, $3, $4, $5)",
+            &[&ev.sender, device_id, txn_id, &ev.event_id, &ts],
         )
         .await?;
     }

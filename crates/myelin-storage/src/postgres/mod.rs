@@ -13,6 +13,7 @@ mod bus;
 mod conn;
 mod devices;
 mod events;
+mod jobs;
 mod migrations;
 mod receipts;
 mod rooms;

@@ -6,6 +6,7 @@ mod accounts;
 mod cluster;
 mod devices;
 mod events;
+mod jobs;
 mod receipts;
 mod rooms;
 mod state;
@@ -15,6 +16,7 @@ pub use accounts::*;
 pub use cluster::*;
 pub use devices::*;
 pub use events::*;
+pub use jobs::*;
 pub use receipts::*;
 pub use rooms::*;
 pub use state::*;
@@ -32,6 +34,7 @@ pub trait Store:
     + AccountDataRepo
     + ReceiptRepo
     + ClusterBus
+    + JobRepo
     + Send
     + Sync
     + 'static
@@ -47,6 +50,7 @@ impl<T> Store for T where
         + AccountDataRepo
         + ReceiptRepo
         + ClusterBus
+        + JobRepo
         + Send
         + Sync
         + 'static

@@ -146,8 +146,10 @@ fn persist(conn: &Connection, positions: &mut Positions, ev: NewEvent) -> Storag
         }
     }
     if let Some((device_id, txn_id)) = &ev.txn {
-        conn.prepare_cached("INSERT INTO txn_ids (user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)")?
-            .execute([&ev.sender, device_id, txn_id, &ev.event_id])?;
+        conn.prepare_cached(
+            "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![ev.sender, device_id, txn_id, ev.event_id, ev.origin_server_ts as i64])?;
     }
     Ok(PersistOutcome::Persisted { stream_pos: pos })
 }

@@ -5,6 +5,7 @@ mod account_data;
 mod accounts;
 mod devices;
 mod events;
+mod jobs;
 pub(crate) mod migrations;
 mod pool;
 mod receipts;
