@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 pub const SERVER_NAME: &str = "localhost";
 
 /// Environment variables of the binary that must not leak from the developer's shell into tests.
-const MYELIN_ENV: [&str; 8] = [
+const MYELIN_ENV: [&str; 9] = [
     "MYELIN_CONFIG",
     "MYELIN_DATA_DIR",
     "MYELIN_LISTEN",
@@ -27,6 +27,7 @@ const MYELIN_ENV: [&str; 8] = [
     "MYELIN_LOG_FORMAT",
     "MYELIN_USER_PASSWORD",
     "MYELIN_BIN",
+    "MYELIN_BUS_DELAY_MS",
 ];
 
 /// Path of the server binary: `$MYELIN_BIN`, else `$CARGO_TARGET_DIR/debug/myelin`, else
@@ -58,6 +59,8 @@ pub struct TestServer {
     child: Option<Child>,
     data_dir: PathBuf,
     port: u16,
+    /// Extra environment of the server process.
+    env: Vec<(String, String)>,
     /// `--database` when not the embedded SQLite default.
     database: Option<String>,
     /// Peers share the first process's data directory; only that one removes it.
@@ -99,7 +102,7 @@ impl TestServer {
         let data_dir = std::env::temp_dir().join(format!("myelin-e2e-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
         let database = if postgres_backend() { Some(new_postgres_database().await?) } else { None };
-        let mut server = Self { child: None, data_dir, port: 0, database, owns_data_dir: true };
+        let mut server = Self { child: None, data_dir, port: 0, env: Vec::new(), database, owns_data_dir: true };
         std::fs::write(server.config_path(), config_toml)?;
         server.spawn_on_free_port().await?;
         Ok(server)
@@ -110,7 +113,7 @@ impl TestServer {
         let data_dir = std::env::temp_dir().join(format!("myelin-e2e-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
         let database = Some(new_postgres_database().await?);
-        let mut server = Self { child: None, data_dir, port: 0, database, owns_data_dir: true };
+        let mut server = Self { child: None, data_dir, port: 0, env: Vec::new(), database, owns_data_dir: true };
         std::fs::write(server.config_path(), NO_RATE_LIMITS)?;
         server.spawn_on_free_port().await?;
         Ok(server)
@@ -120,7 +123,7 @@ impl TestServer {
     pub async fn start_sqlite() -> Result<Self> {
         let data_dir = std::env::temp_dir().join(format!("myelin-e2e-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
-        let mut server = Self { child: None, data_dir, port: 0, database: None, owns_data_dir: true };
+        let mut server = Self { child: None, data_dir, port: 0, env: Vec::new(), database: None, owns_data_dir: true };
         std::fs::write(server.config_path(), NO_RATE_LIMITS)?;
         server.spawn_on_free_port().await?;
         Ok(server)
@@ -136,10 +139,16 @@ impl TestServer {
     /// Another process of the same deployment: same database, configuration and signing key
     /// (the data directory), its own port. Only meaningful on PostgreSQL.
     pub async fn start_peer(&self) -> Result<Self> {
+        self.start_peer_with_env(&[]).await
+    }
+
+    /// [`TestServer::start_peer`] with extra environment variables for the new process.
+    pub async fn start_peer_with_env(&self, env: &[(&str, &str)]) -> Result<Self> {
         let mut peer = Self {
             child: None,
             data_dir: self.data_dir.clone(),
             port: 0,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             database: self.database.clone(),
             owns_data_dir: false,
         };
@@ -214,6 +223,7 @@ impl TestServer {
             .arg("--config")
             .arg(self.config_path())
             .args(self.database.iter().flat_map(|url| ["--database", url.as_str()]))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -71,14 +71,20 @@ impl Services {
         let mut wake = self.notifier.subscribe(&requester.user_id);
         let deadline = tokio::time::Instant::now() + req.timeout;
         loop {
-            let now = SyncToken { pos: self.store.stream_head(), typing: self.typing.serial() };
             let since = req.since.filter(|s| !req.full_state || s.pos > 0);
+            let mut head = self.store.stream_head();
+            if since.is_some_and(|s| s.pos > head) {
+                // A token from another process that has heard of newer commits than this one.
+                head = self.store.refresh_stream_head().await?;
+            }
+            let now = SyncToken { pos: head, typing: self.typing.serial() };
             let (response, has_updates) = self.sync_once(requester, since, now, req.full_state, &req.filter).await?;
             if since.is_none() || req.full_state || has_updates || tokio::time::Instant::now() >= deadline {
                 return Ok(response);
             }
             if since.is_some_and(|s| s.pos > now.pos) {
-                // A token from the future (e.g. the database was reset): answer with the present.
+                // A token from the future even for the database (e.g. it was reset): answer with
+                // the present.
                 return Ok(response);
             }
             tokio::select! {

@@ -475,7 +475,10 @@ async fn relations_inner(
     let room = room_id(room)?;
     state.visible_event(&r.user_id, &r.device_id, room, event_id).await?;
     let limit = query_u64(q, "limit")?.unwrap_or(50).clamp(1, 1000) as usize;
-    let from = token(q, "from")?.unwrap_or(state.store.stream_head());
+    let from = match token(q, "from")? {
+        Some(from) => from,
+        None => state.store.refresh_stream_head().await.map_err(MatrixError::from)?,
+    };
     let raw = state.store.relations(event_id, rel_type, from, limit).await.map_err(MatrixError::from)?;
     let next = (raw.len() == limit).then(|| raw.last().map(|e| pagination_token(e.stream_pos - 1))).flatten();
     let raw: Vec<_> =

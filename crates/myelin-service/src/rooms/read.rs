@@ -201,7 +201,9 @@ impl Services {
         filter: &RoomEventFilter,
     ) -> MatrixResult<MessagesPage> {
         let visibility = self.room_visibility(user_id, room_id).await?;
-        let head = self.store.stream_head();
+        // The database's head, not only what this process has heard of: a client that just sent
+        // through another process must find its event.
+        let head = self.store.refresh_stream_head().await?;
         let cap = match visibility {
             Visibility::Until(pos) => pos,
             _ => head,

@@ -58,9 +58,41 @@ impl ClusterBus for PgStore {
 /// the channel closes when the connection does.
 type Listener = (Client, mpsc::UnboundedReceiver<String>);
 
+/// `MYELIN_BUS_DELAY_MS` (for tests): hold every incoming notification this long, as a slow
+/// network between processes would.
+fn link_delay() -> Option<std::time::Duration> {
+    let ms: u64 = std::env::var("MYELIN_BUS_DELAY_MS").ok()?.parse().ok()?;
+    (ms > 0).then(|| std::time::Duration::from_millis(ms))
+}
+
 async fn listen(config: &Config) -> StorageResult<Listener> {
     let (client, mut connection) = config.connect(NoTls).await?;
     let (tx, rx) = mpsc::unbounded_channel();
+    // With a link delay, notifications pass through a queue that releases each one `delay` after
+    // it arrived (in order, without adding up).
+    let tx = match link_delay() {
+        None => tx,
+        Some(delay) => {
+            let (delayed_tx, mut delayed_rx) = mpsc::unbounded_channel::<(tokio::time::Instant, String)>();
+            tokio::spawn(async move {
+                while let Some((due, payload)) = delayed_rx.recv().await {
+                    tokio::time::sleep_until(due).await;
+                    if tx.send(payload).is_err() {
+                        break;
+                    }
+                }
+            });
+            let (stamp_tx, mut stamp_rx) = mpsc::unbounded_channel::<String>();
+            tokio::spawn(async move {
+                while let Some(payload) = stamp_rx.recv().await {
+                    if delayed_tx.send((tokio::time::Instant::now() + delay, payload)).is_err() {
+                        break;
+                    }
+                }
+            });
+            stamp_tx
+        }
+    };
     tokio::spawn(async move {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {

@@ -180,6 +180,12 @@ impl EventRepo for PgStore {
         self.head.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    async fn refresh_stream_head(&self) -> StorageResult<StreamPos> {
+        let mut c = self.pool.get().await?;
+        let pos: i64 = c.query_one("SELECT pos FROM stream_head WHERE id = 1", &[]).await?.get(0);
+        Ok(self.head.fetch_max(pos, std::sync::atomic::Ordering::AcqRel).max(pos))
+    }
+
     async fn get_event(&self, event_id: &str) -> StorageResult<Option<StoredEvent>> {
         let mut c = self.pool.get().await?;
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id = $1");

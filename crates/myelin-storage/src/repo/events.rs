@@ -111,8 +111,14 @@ pub trait EventRepo {
     async fn persist_event(&self, event: NewEvent) -> StorageResult<PersistOutcome> {
         self.enqueue_event(event).await
     }
-    /// The highest stream position whose write has committed.
+    /// The highest stream position whose write has committed, as far as this process knows.
     fn stream_head(&self) -> StreamPos;
+    /// The committed head as the database has it now: other processes may have committed beyond
+    /// what this one has heard of (a sync token from another process shows it). Advances
+    /// `stream_head()` too.
+    async fn refresh_stream_head(&self) -> StorageResult<StreamPos> {
+        Ok(self.stream_head())
+    }
     async fn get_event(&self, event_id: &str) -> StorageResult<Option<StoredEvent>>;
     async fn get_events(&self, event_ids: &[String]) -> StorageResult<Vec<StoredEvent>>;
     async fn event_for_txn(&self, user_id: &str, device_id: &str, txn_id: &str) -> StorageResult<Option<String>>;
