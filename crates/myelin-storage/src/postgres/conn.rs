@@ -63,6 +63,30 @@ impl PgConn {
         Ok(self.client.execute(&statement, params).await?)
     }
 
+    /// Runs several independent statements as one pipeline: all are sent before the first answer
+    /// is awaited (one network round trip instead of one each). They still execute in order, in
+    /// the current transaction; the first error is returned.
+    pub async fn execute_pipelined(&mut self, statements: &[(&str, Params<'_>)]) -> StorageResult<()> {
+        let mut prepared = Vec::with_capacity(statements.len());
+        for (sql, _) in statements {
+            prepared.push(self.statement(sql).await?);
+        }
+        let client = &self.client;
+        let runs = prepared.iter().zip(statements).map(|(statement, (_, params))| client.execute(statement, params));
+        futures_util::future::try_join_all(runs).await?;
+        Ok(())
+    }
+
+    /// Runs statements without parameters in one round trip and returns the first column of the
+    /// first row any of them produced (e.g. `BEGIN; SELECT pos ... FOR UPDATE`).
+    pub async fn batch_first_value(&mut self, sql: &str) -> StorageResult<Option<String>> {
+        let messages = self.client.simple_query(sql).await?;
+        Ok(messages.into_iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        }))
+    }
+
     /// Runs statements without parameters (BEGIN, COMMIT, SAVEPOINT...).
     pub async fn batch(&mut self, sql: &str) -> StorageResult<()> {
         Ok(self.client.batch_execute(sql).await?)

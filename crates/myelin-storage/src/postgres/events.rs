@@ -1,7 +1,13 @@
 use async_trait::async_trait;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, types::ToSql};
 
-use super::{PgStore, conn::PgConn, state::create_state_group, to_u64, writer::Positions};
+use super::{
+    PgStore,
+    conn::{Params, PgConn},
+    state::create_state_group,
+    to_u64,
+    writer::Positions,
+};
 use crate::{Direction, EventRepo, NewEvent, PendingPersist, PersistOutcome, StorageResult, StoredEvent, StreamPos};
 
 pub const EVENT_COLUMNS: &str = "e.stream_pos, e.event_id, e.room_id, e.sender, e.event_type, e.state_key, \
@@ -27,23 +33,24 @@ pub fn event_from_row(r: &Row) -> StoredEvent {
 }
 
 async fn persist(c: &mut PgConn, positions: &mut Positions, ev: NewEvent) -> StorageResult<PersistOutcome> {
-    if let Some((device_id, txn_id)) = &ev.txn
-        && let Some(row) = c
-            .query_opt(
-                "SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
-                &[&ev.sender, device_id, txn_id],
-            )
-            .await?
-    {
-        return Ok(PersistOutcome::DuplicateTxn { event_id: row.get(0) });
+    // Everything the checks need, in one round trip.
+    let (device, txn_id) = match &ev.txn {
+        Some((d, t)) => (Some(d.as_str()), Some(t.as_str())),
+        None => (None, None),
+    };
+    let known = c
+        .query_one(
+            "SELECT (SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3),
+                    (SELECT COALESCE(array_agg(event_id), '{}') FROM forward_extremities WHERE room_id = $4),
+                    (SELECT current_state_group FROM rooms WHERE room_id = $4)",
+            &[&ev.sender, &device, &txn_id, &ev.room_id],
+        )
+        .await?;
+    if let Some(event_id) = known.get::<_, Option<String>>(0) {
+        return Ok(PersistOutcome::DuplicateTxn { event_id });
     }
     if let Some(expected) = &ev.expected_extremities {
-        let mut stored: Vec<String> = c
-            .query("SELECT event_id FROM forward_extremities WHERE room_id = $1", &[&ev.room_id])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let mut stored: Vec<String> = known.get(1);
         let mut expected = expected.clone();
         stored.sort();
         expected.sort();
@@ -51,6 +58,7 @@ async fn persist(c: &mut PgConn, positions: &mut Positions, ev: NewEvent) -> Sto
             return Ok(PersistOutcome::StaleHead);
         }
     }
+    let state_before: Option<i64> = known.get(2);
     if let Some(room) = &ev.new_room {
         c.execute(
             "INSERT INTO rooms (room_id, room_version, creator) VALUES ($1, $2, $3)",
@@ -58,69 +66,65 @@ async fn persist(c: &mut PgConn, positions: &mut Positions, ev: NewEvent) -> Sto
         )
         .await?;
     }
-    let state_before: Option<i64> =
-        c.query_one("SELECT current_state_group FROM rooms WHERE room_id = $1", &[&ev.room_id]).await?.get(0);
     let state_after = match &ev.state_key {
         Some(state_key) => {
-            let group =
-                create_state_group(c, &ev.room_id, state_before, &ev.event_type, state_key, &ev.event_id).await?;
-            c.execute(
-                "INSERT INTO current_state (room_id, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id",
-                &[&ev.room_id, &ev.event_type, state_key, &ev.event_id],
-            )
-            .await?;
-            Some(group)
+            Some(create_state_group(c, &ev.room_id, state_before, &ev.event_type, state_key, &ev.event_id).await?)
         }
         None => state_before,
     };
     let pos = positions.allocate();
-    let (device, txn_id) = match &ev.txn {
-        Some((d, t)) => (Some(d.as_str()), Some(t.as_str())),
-        None => (None, None),
-    };
     let (rel_type, relates_to) = match &ev.relation {
         Some((r, e)) => (Some(r.as_str()), Some(e.as_str())),
         None => (None, None),
     };
     let ts = ev.origin_server_ts as i64;
-    c.execute(
-        "INSERT INTO events (stream_pos, event_id, room_id, depth, sender, event_type, state_key, origin_server_ts,
-                             json, state_before, state_after, sender_device, txn_id, rel_type, relates_to)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        &[
-            &pos,
-            &ev.event_id,
-            &ev.room_id,
-            &ev.depth,
-            &ev.sender,
-            &ev.event_type,
-            &ev.state_key,
-            &ts,
-            &ev.json,
-            &state_before,
-            &state_after,
-            &device,
-            &txn_id,
-            &rel_type,
-            &relates_to,
-        ],
-    )
-    .await?;
-    c.execute(
-        "UPDATE rooms SET current_state_group = $2, last_event_pos = $3 WHERE room_id = $1",
-        &[&ev.room_id, &state_after, &pos],
-    )
-    .await?;
-    c.execute(
-        "DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)",
-        &[&ev.room_id, &ev.prev_events],
-    )
-    .await?;
-    c.execute("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)", &[&ev.room_id, &ev.event_id])
-        .await?;
+
+    // The rest is independent writes: one pipeline.
+    let event_params: [&(dyn ToSql + Sync); 15] = [
+        &pos,
+        &ev.event_id,
+        &ev.room_id,
+        &ev.depth,
+        &ev.sender,
+        &ev.event_type,
+        &ev.state_key,
+        &ts,
+        &ev.json,
+        &state_before,
+        &state_after,
+        &device,
+        &txn_id,
+        &rel_type,
+        &relates_to,
+    ];
+    let room_params: [&(dyn ToSql + Sync); 3] = [&ev.room_id, &state_after, &pos];
+    let prev_params: [&(dyn ToSql + Sync); 2] = [&ev.room_id, &ev.prev_events];
+    let extremity_params: [&(dyn ToSql + Sync); 2] = [&ev.room_id, &ev.event_id];
+    let mut writes: Vec<(&str, Params<'_>)> = vec![
+        (
+            "INSERT INTO events (stream_pos, event_id, room_id, depth, sender, event_type, state_key, origin_server_ts,
+                                 json, state_before, state_after, sender_device, txn_id, rel_type, relates_to)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            &event_params,
+        ),
+        ("UPDATE rooms SET current_state_group = $2, last_event_pos = $3 WHERE room_id = $1", &room_params),
+        ("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)", &prev_params),
+        ("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)", &extremity_params),
+    ];
+    let current_state_params: [&(dyn ToSql + Sync); 4];
+    if let Some(state_key) = &ev.state_key {
+        current_state_params = [&ev.room_id, &ev.event_type, state_key, &ev.event_id];
+        writes.push((
+            "INSERT INTO current_state (room_id, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id",
+            &current_state_params,
+        ));
+    }
+    let member_params: [&(dyn ToSql + Sync); 8];
     if let Some(m) = &ev.membership {
-        c.execute(
+        member_params =
+            [&ev.room_id, &m.user_id, &m.membership, &ev.event_id, &pos, &m.displayname, &m.avatar_url, &ev.sender];
+        writes.push((
             "INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, displayname, avatar_url, forgotten, sender)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)
              ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id,
@@ -128,38 +132,42 @@ async fn persist(c: &mut PgConn, positions: &mut Positions, ev: NewEvent) -> Sto
                  stream_pos = excluded.stream_pos, displayname = excluded.displayname,
                  avatar_url = excluded.avatar_url,
                  forgotten = CASE WHEN excluded.membership IN ('join', 'invite', 'knock') THEN 0 ELSE room_members.forgotten END",
-            &[&ev.room_id, &m.user_id, &m.membership, &ev.event_id, &pos, &m.displayname, &m.avatar_url, &ev.sender],
-        )
-        .await?;
+            &member_params,
+        ));
     }
+    let join_rule_params: [&(dyn ToSql + Sync); 2];
     if let Some(rule) = &ev.join_rule {
-        c.execute("UPDATE rooms SET join_rule = $2 WHERE room_id = $1", &[&ev.room_id, rule]).await?;
+        join_rule_params = [&ev.room_id, rule];
+        writes.push(("UPDATE rooms SET join_rule = $2 WHERE room_id = $1", &join_rule_params));
     }
+    let redaction_params: [&(dyn ToSql + Sync); 3];
     if let Some(target) = &ev.redacts {
-        c.execute(
+        redaction_params = [target, &ev.room_id, &ev.event_id];
+        writes.push((
             "UPDATE events SET redacted_by = $3 WHERE event_id = $1 AND room_id = $2 AND redacted_by IS NULL",
-            &[target, &ev.room_id, &ev.event_id],
-        )
-        .await?;
+            &redaction_params,
+        ));
     }
+    let users: Vec<&str> = ev.push_actions.iter().map(|a| a.user_id.as_str()).collect();
+    let highlights: Vec<i64> = ev.push_actions.iter().map(|a| i64::from(a.highlight)).collect();
+    let threads: Vec<Option<&str>> = ev.push_actions.iter().map(|a| a.thread_id.as_deref()).collect();
+    let push_params: [&(dyn ToSql + Sync); 5] = [&ev.room_id, &pos, &users, &highlights, &threads];
     if !ev.push_actions.is_empty() {
-        let users: Vec<&str> = ev.push_actions.iter().map(|a| a.user_id.as_str()).collect();
-        let highlights: Vec<i64> = ev.push_actions.iter().map(|a| i64::from(a.highlight)).collect();
-        let threads: Vec<Option<&str>> = ev.push_actions.iter().map(|a| a.thread_id.as_deref()).collect();
-        c.execute(
+        writes.push((
             "INSERT INTO event_push_actions (room_id, user_id, stream_pos, highlight, thread_id)
              SELECT $1, u, $2, h, t FROM UNNEST($3::TEXT[], $4::BIGINT[], $5::TEXT[]) AS x(u, h, t)",
-            &[&ev.room_id, &pos, &users, &highlights, &threads],
-        )
-        .await?;
+            &push_params,
+        ));
     }
+    let txn_params: [&(dyn ToSql + Sync); 5];
     if let Some((device_id, txn_id)) = &ev.txn {
-        c.execute(
+        txn_params = [&ev.sender, device_id, txn_id, &ev.event_id, &ts];
+        writes.push((
             "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ms) VALUES ($1, $2, $3, $4, $5)",
-            &[&ev.sender, device_id, txn_id, &ev.event_id, &ts],
-        )
-        .await?;
+            &txn_params,
+        ));
     }
+    c.execute_pipelined(&writes).await?;
     Ok(PersistOutcome::Persisted { stream_pos: pos })
 }
 

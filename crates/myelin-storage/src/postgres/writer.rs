@@ -136,25 +136,35 @@ async fn run_batch(
     delivers: &mut Vec<Deliver>,
     origin: &str,
 ) -> StorageResult<StreamPos> {
-    c.batch("BEGIN").await?;
-    let start: StreamPos = c.query_one("SELECT pos FROM stream_head WHERE id = 1 FOR UPDATE", &[]).await?.get(0);
+    // Round trips are the cost here (the head lock is held throughout): savepoint bookkeeping
+    // rides along with the neighbouring statements.
+    let start = c
+        .batch_first_value("BEGIN; SELECT pos FROM stream_head WHERE id = 1 FOR UPDATE; SAVEPOINT job")
+        .await?
+        .and_then(|v| v.parse::<StreamPos>().ok())
+        .ok_or_else(|| StorageError::Corrupt("stream_head row missing".into()))?;
     let mut positions = Positions { next: start + 1 };
-    for job in batch {
-        c.batch("SAVEPOINT job").await?;
+    let jobs = batch.len();
+    let mut close = "";
+    for (i, job) in batch.into_iter().enumerate() {
         let (ok, deliver) = job(c, &mut positions).await;
         delivers.push(deliver);
-        if ok {
-            c.batch("RELEASE SAVEPOINT job").await?;
-        } else {
-            c.batch("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job").await?;
+        close = if ok { "RELEASE SAVEPOINT job" } else { "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job" };
+        if i + 1 < jobs {
+            c.batch(&format!("{close}; SAVEPOINT job")).await?;
         }
     }
     let new_head = positions.next - 1;
     if new_head != start {
-        c.execute("UPDATE stream_head SET pos = $1 WHERE id = 1", &[&new_head]).await?;
+        // Both values are numbers and a hex id: nothing to escape.
         let payload = serde_json::json!({ "o": origin, "head": new_head }).to_string();
-        c.execute("SELECT pg_notify('myelin', $1)", &[&payload]).await?;
+        c.batch(&format!(
+            "{close}; UPDATE stream_head SET pos = {new_head} WHERE id = 1; \
+             SELECT pg_notify('myelin', '{payload}'); COMMIT"
+        ))
+        .await?;
+    } else {
+        c.batch(&format!("{close}; COMMIT")).await?;
     }
-    c.batch("COMMIT").await?;
     Ok(new_head)
 }
