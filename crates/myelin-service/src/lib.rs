@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod cluster;
+pub mod e2ee;
 pub mod ephemeral;
 pub mod filter;
 pub mod jobs;

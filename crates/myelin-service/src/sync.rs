@@ -1,7 +1,9 @@
 //! Sync v2 (`/sync`): initial and incremental, long-polling through the notifier.
 //!
-//! Tokens: `s{pos}_{typing}` — a position on the global stream and the typing serial. Everything
-//! with a position `<= pos` has been delivered. Pagination tokens (`prev_batch`) are `t{pos}`.
+//! Tokens: `s{pos}_{typing}[_{to_device}]` — a position on the global stream, the typing serial
+//! and, when a device had more than 100 to-device messages waiting, the position of the last one
+//! delivered. Everything else with a position `<= pos` has been delivered. Pagination tokens
+//! (`prev_batch`) are `t{pos}`.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -33,16 +35,37 @@ enum Section {
 pub struct SyncToken {
     pub pos: StreamPos,
     pub typing: u64,
+    /// To-device messages delivered up to here (when below `pos`: more are waiting).
+    pub to_device: Option<StreamPos>,
 }
 
 impl SyncToken {
     pub fn parse(token: &str) -> Option<Self> {
         let rest = token.strip_prefix('s')?;
-        let (pos, typing) = rest.split_once('_').unwrap_or((rest, "0"));
-        Some(Self { pos: pos.parse().ok().filter(|p: &i64| *p >= 0)?, typing: typing.parse().ok()? })
+        let mut parts = rest.split('_');
+        let pos: StreamPos = parts.next()?.parse().ok().filter(|p: &i64| *p >= 0)?;
+        let typing = match parts.next() {
+            Some(t) => t.parse().ok()?,
+            None => 0,
+        };
+        let to_device = match parts.next() {
+            Some(t) => Some(t.parse().ok().filter(|t: &i64| (0..=pos).contains(t))?),
+            None => None,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Self { pos, typing, to_device })
     }
     pub fn render(&self) -> String {
-        format!("s{}_{}", self.pos, self.typing)
+        match self.to_device {
+            Some(td) if td < self.pos => format!("s{}_{}_{td}", self.pos, self.typing),
+            _ => format!("s{}_{}", self.pos, self.typing),
+        }
+    }
+    /// Where this token's to-device delivery stands.
+    pub fn to_device_acked(&self) -> StreamPos {
+        self.to_device.unwrap_or(self.pos)
     }
 }
 
@@ -70,6 +93,7 @@ impl Services {
         // Subscribe before reading, so a write between the read and the wait still wakes us.
         let mut wake = self.notifier.subscribe(&requester.user_id);
         let deadline = tokio::time::Instant::now() + req.timeout;
+        let mut first_counts: Option<Value> = None;
         loop {
             let since = req.since.filter(|s| !req.full_state || s.pos > 0);
             let mut head = self.store.stream_head();
@@ -77,9 +101,18 @@ impl Services {
                 // A token from another process that has heard of newer commits than this one.
                 head = self.store.refresh_stream_head().await?;
             }
-            let now = SyncToken { pos: head, typing: self.typing.serial() };
+            let now = SyncToken { pos: head, typing: self.typing.serial(), to_device: None };
             let (response, has_updates) = self.sync_once(requester, since, now, req.full_state, &req.filter).await?;
-            if since.is_none() || req.full_state || has_updates || tokio::time::Instant::now() >= deadline {
+            // One-time keys claimed while the device waits: the new count is news by itself.
+            let counts = response["device_one_time_keys_count"].clone();
+            let counts_moved = first_counts.as_ref().is_some_and(|first| *first != counts);
+            first_counts.get_or_insert(counts);
+            if since.is_none()
+                || req.full_state
+                || has_updates
+                || counts_moved
+                || tokio::time::Instant::now() >= deadline
+            {
                 return Ok(response);
             }
             if since.is_some_and(|s| s.pos > now.pos) {
@@ -90,7 +123,7 @@ impl Services {
             tokio::select! {
                 _ = wake.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => {
-                    let now = SyncToken { pos: self.store.stream_head(), typing: self.typing.serial() };
+                    let now = SyncToken { pos: self.store.stream_head(), typing: self.typing.serial(), to_device: None };
                     return Ok(self.sync_once(requester, since, now, false, &req.filter).await?.0);
                 }
             }
@@ -181,14 +214,25 @@ impl Services {
             }
         }
         has_updates |= !account_data.is_empty();
+        // End-to-end encryption: this device's inbox, whose devices changed, key counts.
+        let device_id = requester.device_id.as_str();
+        let (to_device, to_device_next) =
+            self.to_device_for_sync(user_id, device_id, since.map(|s| s.to_device_acked()), now.pos).await?;
+        let device_lists = match since {
+            Some(since) => self.device_list_delta(user_id, &rooms, since.pos, now.pos).await?,
+            None => Default::default(),
+        };
+        has_updates |= !to_device.is_empty() || !device_lists.is_empty();
+        let next_batch = SyncToken { to_device: Some(to_device_next), ..now };
         let mut body = json!({
-            "next_batch": now.render(),
+            "next_batch": next_batch.render(),
             "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
             "account_data": { "events": account_data },
             "presence": { "events": [] },
-            "to_device": { "events": [] },
-            "device_lists": { "changed": [], "left": [] },
-            "device_one_time_keys_count": {},
+            "to_device": { "events": to_device },
+            "device_lists": { "changed": device_lists.changed, "left": device_lists.left },
+            "device_one_time_keys_count": self.one_time_key_counts(user_id, device_id).await?,
+            "device_unused_fallback_key_types": self.store.unused_fallback_key_types(user_id, device_id).await?,
         });
         if since.is_none() {
             // Initial sync: include the push rules the client needs even if never set.

@@ -206,7 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     let password = password_arg(password)?;
                     services.set_password(&user_id, password).await.map_err(anyhow::Error::msg)?;
-                    services.store.delete_all_devices(&user_id, None).await?;
+                    services.delete_all_devices(&user_id, None).await.map_err(anyhow::Error::msg)?;
                     println!("password of {user_id} reset; all devices logged out");
                 }
                 UserCommand::Deactivate { name } => {

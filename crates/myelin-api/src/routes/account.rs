@@ -251,12 +251,12 @@ pub async fn refresh(State(state): State<AppState>, JsonBody(body): JsonBody<Ref
 }
 
 pub async fn logout(State(state): State<AppState>, Auth(r): Auth) -> ApiResult<Json<Value>> {
-    state.store.delete_devices(&r.user_id, std::slice::from_ref(&r.device_id)).await.map_err(MatrixError::from)?;
+    state.delete_devices(&r.user_id, std::slice::from_ref(&r.device_id)).await?;
     Ok(Json(json!({})))
 }
 
 pub async fn logout_all(State(state): State<AppState>, Auth(r): Auth) -> ApiResult<Json<Value>> {
-    state.store.delete_all_devices(&r.user_id, None).await.map_err(MatrixError::from)?;
+    state.delete_all_devices(&r.user_id, None).await?;
     Ok(Json(json!({})))
 }
 
@@ -287,7 +287,7 @@ pub async fn change_password(
     }
     state.set_password(&r.user_id, body.new_password).await?;
     if body.logout_devices {
-        state.store.delete_all_devices(&r.user_id, Some(&r.device_id)).await.map_err(MatrixError::from)?;
+        state.delete_all_devices(&r.user_id, Some(&r.device_id)).await?;
     }
     Ok(Json(json!({})))
 }

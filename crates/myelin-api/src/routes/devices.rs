@@ -78,7 +78,7 @@ pub async fn delete(
         return Err(MatrixError::not_found("Device not found").into());
     }
     require_password(&state, &r, body.auth).await?;
-    state.store.delete_devices(&r.user_id, &[device_id]).await.map_err(MatrixError::from)?;
+    state.delete_devices(&r.user_id, &[device_id]).await?;
     Ok(Json(json!({})))
 }
 
@@ -97,6 +97,6 @@ pub async fn delete_many(
         return Err(MatrixError::invalid_param("Too many devices").into());
     }
     require_password(&state, &r, body.auth).await?;
-    state.store.delete_devices(&r.user_id, &body.devices).await.map_err(MatrixError::from)?;
+    state.delete_devices(&r.user_id, &body.devices).await?;
     Ok(Json(json!({})))
 }

@@ -4,6 +4,7 @@ mod account;
 mod devices;
 mod directory;
 mod ephemeral;
+mod keys;
 mod profile;
 mod push_rules;
 mod rooms;
@@ -38,6 +39,13 @@ pub fn client_routes() -> Router<AppState> {
         .route("/devices", get(devices::list))
         .route("/devices/{device_id}", get(devices::get).put(devices::update).delete(devices::delete))
         .route("/delete_devices", post(devices::delete_many))
+        .route("/keys/upload", post(keys::upload))
+        .route("/keys/query", post(keys::query))
+        .route("/keys/claim", post(keys::claim))
+        .route("/keys/changes", get(keys::changes))
+        .route("/keys/device_signing/upload", post(keys::device_signing_upload))
+        .route("/keys/signatures/upload", post(keys::signatures_upload))
+        .route("/sendToDevice/{event_type}/{txn_id}", put(keys::send_to_device))
         .route("/createRoom", post(rooms::create_room))
         .route("/join/{room}", post(rooms::join_by_id_or_alias))
         .route("/knock/{room}", post(rooms::knock))

@@ -62,7 +62,17 @@ impl AccountRepo for PgStore {
                     .await?;
                     c.execute("DELETE FROM access_tokens WHERE user_id = $1", &[&user_id]).await?;
                     c.execute("DELETE FROM refresh_tokens WHERE user_id = $1", &[&user_id]).await?;
-                    c.execute("DELETE FROM devices WHERE user_id = $1", &[&user_id]).await?;
+                    for table in [
+                        "devices",
+                        "device_keys",
+                        "one_time_keys",
+                        "claimed_one_time_keys",
+                        "fallback_keys",
+                        "to_device_inbox",
+                        "cross_signing_keys",
+                    ] {
+                        c.execute(&format!("DELETE FROM {table} WHERE user_id = $1"), &[&user_id]).await?;
+                    }
                     Ok(())
                 })
             })

@@ -4,11 +4,31 @@ use tokio_postgres::Row;
 use super::{PgStore, conn::PgConn, to_u64};
 use crate::{DeviceRecord, DeviceRepo, NewSession, StorageResult, TokenOwner};
 
-async fn delete_device_rows(c: &mut PgConn, user_id: &str, device_ids: &[String]) -> StorageResult<()> {
-    c.execute("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = ANY($2)", &[&user_id, &device_ids]).await?;
-    c.execute("DELETE FROM refresh_tokens WHERE user_id = $1 AND device_id = ANY($2)", &[&user_id, &device_ids])
-        .await?;
-    c.execute("DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2)", &[&user_id, &device_ids]).await?;
+/// Everything kept per device, deleted with it (the inbox up to now: the writer holds the stream
+/// head, so later messages for a reused id have higher positions).
+const DEVICE_TABLES: [&str; 8] = [
+    "access_tokens",
+    "refresh_tokens",
+    "devices",
+    "device_keys",
+    "one_time_keys",
+    "claimed_one_time_keys",
+    "fallback_keys",
+    "to_device_inbox",
+];
+
+/// Runs in the stream writer: the device-list change takes a stream position.
+async fn delete_device_rows(
+    c: &mut PgConn,
+    positions: &mut super::writer::Positions,
+    user_id: &str,
+    device_ids: &[String],
+) -> StorageResult<()> {
+    for table in DEVICE_TABLES {
+        c.execute(&format!("DELETE FROM {table} WHERE user_id = $1 AND device_id = ANY($2)"), &[&user_id, &device_ids])
+            .await?;
+    }
+    super::keys::record_change(c, positions, user_id).await?;
     Ok(())
 }
 
@@ -179,15 +199,17 @@ impl DeviceRepo for PgStore {
 
     async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> StorageResult<()> {
         let (user_id, device_ids) = (user_id.to_owned(), device_ids.to_vec());
-        self.pool
-            .transaction(move |c| Box::pin(async move { delete_device_rows(c, &user_id, &device_ids).await }))
+        self.writer
+            .write(move |c, positions| {
+                Box::pin(async move { delete_device_rows(c, positions, &user_id, &device_ids).await })
+            })
             .await
     }
 
     async fn delete_all_devices(&self, user_id: &str, keep: Option<&str>) -> StorageResult<()> {
         let (user_id, keep) = (user_id.to_owned(), keep.map(str::to_owned));
-        self.pool
-            .transaction(move |c| {
+        self.writer
+            .write(move |c, positions| {
                 Box::pin(async move {
                     let ids: Vec<String> = c
                         .query("SELECT device_id FROM devices WHERE user_id = $1", &[&user_id])
@@ -196,7 +218,7 @@ impl DeviceRepo for PgStore {
                         .map(|r| r.get::<_, String>(0))
                         .filter(|d| Some(d.as_str()) != keep.as_deref())
                         .collect();
-                    delete_device_rows(c, &user_id, &ids).await
+                    delete_device_rows(c, positions, &user_id, &ids).await
                 })
             })
             .await

@@ -14,10 +14,12 @@ mod conn;
 mod devices;
 mod events;
 mod jobs;
+mod keys;
 mod migrations;
 mod receipts;
 mod rooms;
 mod state;
+mod to_device;
 mod writer;
 
 use std::{

@@ -115,6 +115,32 @@ impl RoomRepo for PgStore {
         Ok(())
     }
 
+    async fn room_mates(&self, user_id: &str) -> StorageResult<Vec<String>> {
+        let mut c = self.pool.get().await?;
+        Ok(c.query(
+            "SELECT DISTINCT b.user_id FROM room_members a JOIN room_members b ON a.room_id = b.room_id
+             WHERE a.user_id = $1 AND a.membership = 'join' AND b.membership IN ('join', 'invite')",
+            &[&user_id],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+    }
+
+    async fn sharing_rooms_with(&self, user_id: &str, others: &[String]) -> StorageResult<Vec<String>> {
+        let mut c = self.pool.get().await?;
+        Ok(c.query(
+            "SELECT DISTINCT b.user_id FROM room_members a JOIN room_members b ON a.room_id = b.room_id
+             WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = ANY($2) AND b.membership IN ('join', 'invite')",
+            &[&user_id, &others],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+    }
+
     async fn create_alias(&self, alias: &str, room_id: &str, creator: &str) -> StorageResult<()> {
         let mut c = self.pool.get().await?;
         c.execute(

@@ -7,9 +7,12 @@ mod cluster;
 mod devices;
 mod events;
 mod jobs;
+mod key_json;
+mod keys;
 mod receipts;
 mod rooms;
 mod state;
+mod to_device;
 
 pub use account_data::*;
 pub use accounts::*;
@@ -17,9 +20,12 @@ pub use cluster::*;
 pub use devices::*;
 pub use events::*;
 pub use jobs::*;
+pub use key_json::same_key;
+pub use keys::*;
 pub use receipts::*;
 pub use rooms::*;
 pub use state::*;
+pub use to_device::*;
 
 /// A position on the global stream.
 pub type StreamPos = i64;
@@ -35,6 +41,8 @@ pub trait Store:
     + ReceiptRepo
     + ClusterBus
     + JobRepo
+    + KeyRepo
+    + ToDeviceRepo
     + Send
     + Sync
     + 'static
@@ -51,6 +59,8 @@ impl<T> Store for T where
         + ReceiptRepo
         + ClusterBus
         + JobRepo
+        + KeyRepo
+        + ToDeviceRepo
         + Send
         + Sync
         + 'static

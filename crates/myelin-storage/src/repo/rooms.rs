@@ -60,6 +60,11 @@ pub trait RoomRepo {
         state_key: &str,
     ) -> StorageResult<Option<StoredEvent>>;
     async fn forget_room(&self, user_id: &str, room_id: &str) -> StorageResult<()>;
+    /// Users joined to or invited into a room the user is joined to (the user included if joined
+    /// anywhere): whoever must hear of the user's device changes.
+    async fn room_mates(&self, user_id: &str) -> StorageResult<Vec<String>>;
+    /// Which of `others` share a room with the user (as in `room_mates`).
+    async fn sharing_rooms_with(&self, user_id: &str, others: &[String]) -> StorageResult<Vec<String>>;
     /// Creates an alias; `StorageError::Conflict` if taken.
     async fn create_alias(&self, alias: &str, room_id: &str, creator: &str) -> StorageResult<()>;
     async fn delete_alias(&self, alias: &str) -> StorageResult<bool>;

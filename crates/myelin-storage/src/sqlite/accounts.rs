@@ -73,7 +73,17 @@ impl AccountRepo for SqliteStore {
                 )?;
                 conn.execute("DELETE FROM access_tokens WHERE user_id = ?1", [&user_id])?;
                 conn.execute("DELETE FROM refresh_tokens WHERE user_id = ?1", [&user_id])?;
-                conn.execute("DELETE FROM devices WHERE user_id = ?1", [&user_id])?;
+                for table in [
+                    "devices",
+                    "device_keys",
+                    "one_time_keys",
+                    "claimed_one_time_keys",
+                    "fallback_keys",
+                    "to_device_inbox",
+                    "cross_signing_keys",
+                ] {
+                    conn.execute(&format!("DELETE FROM {table} WHERE user_id = ?1"), [&user_id])?;
+                }
                 Ok(())
             })
             .await

@@ -4,10 +4,24 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{SqliteStore, opt_u64};
 use crate::{DeviceRecord, DeviceRepo, NewSession, StorageResult, TokenOwner};
 
+/// Everything kept per device, deleted with it (the inbox up to now: the stream head is locked by
+/// the writer, so later messages for a reused id have higher positions).
+const DEVICE_TABLES: [&str; 8] = [
+    "access_tokens",
+    "refresh_tokens",
+    "devices",
+    "device_keys",
+    "one_time_keys",
+    "claimed_one_time_keys",
+    "fallback_keys",
+    "to_device_inbox",
+];
+
 fn delete_device_rows(conn: &Connection, user_id: &str, device_id: &str) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2", [user_id, device_id])?;
-    conn.execute("DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2", [user_id, device_id])?;
-    conn.execute("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2", [user_id, device_id])?;
+    for table in DEVICE_TABLES {
+        conn.prepare_cached(&format!("DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"))?
+            .execute([user_id, device_id])?;
+    }
     Ok(())
 }
 
@@ -169,10 +183,11 @@ impl DeviceRepo for SqliteStore {
     async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> StorageResult<()> {
         let (user_id, device_ids) = (user_id.to_owned(), device_ids.to_vec());
         self.writer
-            .write(move |conn, _| {
+            .write(move |conn, positions| {
                 for device_id in &device_ids {
                     delete_device_rows(conn, &user_id, device_id)?;
                 }
+                super::keys::record_change(conn, positions, &user_id)?;
                 Ok(())
             })
             .await
@@ -181,7 +196,7 @@ impl DeviceRepo for SqliteStore {
     async fn delete_all_devices(&self, user_id: &str, keep: Option<&str>) -> StorageResult<()> {
         let (user_id, keep) = (user_id.to_owned(), keep.map(str::to_owned));
         self.writer
-            .write(move |conn, _| {
+            .write(move |conn, positions| {
                 let ids: Vec<String> = conn
                     .prepare("SELECT device_id FROM devices WHERE user_id = ?1")?
                     .query_map([&user_id], |r| r.get(0))?
@@ -189,6 +204,7 @@ impl DeviceRepo for SqliteStore {
                 for device_id in ids.iter().filter(|d| Some(d.as_str()) != keep.as_deref()) {
                     delete_device_rows(conn, &user_id, device_id)?;
                 }
+                super::keys::record_change(conn, positions, &user_id)?;
                 Ok(())
             })
             .await

@@ -4,8 +4,11 @@
 use rusqlite::Connection;
 
 /// Every migration, in order. The same files feed the PostgreSQL backend (`postgres/migrations.rs`).
-pub const MIGRATIONS: &[&str] =
-    &[include_str!("../../migrations/0001_initial.sql"), include_str!("../../migrations/0002_jobs.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_initial.sql"),
+    include_str!("../../migrations/0002_jobs.sql"),
+    include_str!("../../migrations/0003_e2ee.sql"),
+];
 
 pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {
     let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?.max(0) as usize;

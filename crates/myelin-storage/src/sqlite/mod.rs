@@ -6,11 +6,13 @@ mod accounts;
 mod devices;
 mod events;
 mod jobs;
+mod keys;
 pub(crate) mod migrations;
 mod pool;
 mod receipts;
 mod rooms;
 mod state;
+mod to_device;
 mod writer;
 
 use std::{

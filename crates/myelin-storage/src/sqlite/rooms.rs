@@ -142,6 +142,40 @@ impl RoomRepo for SqliteStore {
             .await
     }
 
+    async fn room_mates(&self, user_id: &str) -> StorageResult<Vec<String>> {
+        let user_id = user_id.to_owned();
+        self.readers
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT DISTINCT b.user_id FROM room_members a JOIN room_members b ON a.room_id = b.room_id
+                     WHERE a.user_id = ?1 AND a.membership = 'join' AND b.membership IN ('join', 'invite')",
+                )?;
+                let rows = stmt.query_map([user_id], |r| r.get(0))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
+    async fn sharing_rooms_with(&self, user_id: &str, others: &[String]) -> StorageResult<Vec<String>> {
+        let (user_id, others) = (user_id.to_owned(), others.to_vec());
+        self.readers
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT 1 FROM room_members a JOIN room_members b ON a.room_id = b.room_id
+                     WHERE a.user_id = ?1 AND a.membership = 'join' AND b.user_id = ?2 AND b.membership IN ('join', 'invite')
+                     LIMIT 1",
+                )?;
+                let mut out = Vec::new();
+                for other in others {
+                    if stmt.exists([&user_id, &other])? {
+                        out.push(other);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
     async fn create_alias(&self, alias: &str, room_id: &str, creator: &str) -> StorageResult<()> {
         let (alias, room_id, creator) = (alias.to_owned(), room_id.to_owned(), creator.to_owned());
         self.writer

@@ -1,0 +1,429 @@
+//! `/keys/upload`, `/keys/query`, `/keys/claim`, cross-signing uploads and signature uploads.
+
+use std::collections::{BTreeMap, HashMap};
+
+use myelin_core::{ErrorCode, MatrixError, MatrixResult};
+use myelin_storage::{KeyUpload, KeyUploadOutcome, UploadedKey};
+use serde_json::{Map, Value, json};
+
+use super::{invalid_signature, signatures};
+use crate::{Services, accounts::Requester};
+
+/// Most one-time keys in one upload (clients send 50 at a time).
+const MAX_KEYS_PER_UPLOAD: usize = 1_000;
+/// Longest key id (`algorithm:id`) accepted.
+const MAX_KEY_ID_LEN: usize = 255;
+/// Most users in one `/keys/query` and devices in one `/keys/claim`.
+const MAX_QUERY_USERS: usize = 1_000;
+const MAX_CLAIMS: usize = 10_000;
+
+/// The algorithm of a key id, if the id is well formed (`algorithm:name`, both non-empty).
+fn key_algorithm(key_id: &str) -> Option<&str> {
+    let (alg, name) = key_id.split_once(':')?;
+    (!alg.is_empty() && !name.is_empty() && key_id.len() <= MAX_KEY_ID_LEN && !alg.contains(char::is_whitespace))
+        .then_some(alg)
+}
+
+/// Parses a `{key_id: key}` map of one-time or fallback keys, checking ids, shapes and (for
+/// signed keys) the device's signature.
+fn parse_keys(
+    map: &Value,
+    what: &str,
+    user_id: &str,
+    device_key: Option<(&str, &str)>,
+) -> MatrixResult<Vec<UploadedKey>> {
+    let Some(map) = map.as_object() else {
+        return Err(MatrixError::bad_json(format!("{what} must be an object")));
+    };
+    let mut out = Vec::with_capacity(map.len());
+    for (key_id, key) in map {
+        let Some(algorithm) = key_algorithm(key_id) else {
+            return Err(MatrixError::invalid_param(format!("Malformed key id {key_id:?} in {what}")));
+        };
+        match key {
+            Value::String(_) => {}
+            Value::Object(o) => {
+                if !o.get("key").is_some_and(Value::is_string) {
+                    return Err(MatrixError::bad_json(format!("{what}.{key_id} has no key")));
+                }
+                if algorithm.starts_with("signed_")
+                    && let Some((signing_key_id, public_key)) = device_key
+                    && !signatures::signed_by(key, user_id, signing_key_id, public_key)
+                {
+                    return Err(invalid_signature(format!("{what}.{key_id} is not signed by the device")));
+                }
+            }
+            _ => return Err(MatrixError::bad_json(format!("{what}.{key_id} must be a string or an object"))),
+        }
+        out.push(UploadedKey { key_id: key_id.clone(), json: key.to_string() });
+    }
+    Ok(out)
+}
+
+impl Services {
+    /// `POST /keys/upload`.
+    pub async fn upload_keys(&self, r: &Requester, body: &Value) -> MatrixResult<Value> {
+        let mut upload = KeyUpload::default();
+        let stored_keys = self.store.device_keys(std::slice::from_ref(&r.user_id)).await?;
+        let mut device_key: Option<String> = stored_keys
+            .iter()
+            .find(|(_, d, _)| *d == r.device_id)
+            .and_then(|(_, _, json)| serde_json::from_str::<Value>(json).ok())
+            .and_then(|v| signatures::ed25519_key(&v, &r.device_id).map(str::to_owned));
+        match body.get("device_keys") {
+            None => {}
+            Some(Value::Object(keys)) => {
+                let object = Value::Object(keys.clone());
+                if keys.get("user_id").and_then(Value::as_str) != Some(r.user_id.as_str())
+                    || keys.get("device_id").and_then(Value::as_str) != Some(r.device_id.as_str())
+                {
+                    return Err(MatrixError::invalid_param("device_keys must be for your own user and device"));
+                }
+                if !keys.get("algorithms").is_some_and(Value::is_array) {
+                    return Err(MatrixError::bad_json("device_keys.algorithms must be a list"));
+                }
+                let Some(public) = signatures::ed25519_key(&object, &r.device_id) else {
+                    return Err(MatrixError::bad_json("device_keys has no ed25519 key for the device"));
+                };
+                if !keys.get("keys").and_then(Value::as_object).is_some_and(|k| k.values().all(Value::is_string)) {
+                    return Err(MatrixError::bad_json("device_keys.keys must map key ids to strings"));
+                }
+                let key_id = format!("ed25519:{}", r.device_id);
+                if !signatures::signed_by(&object, &r.user_id, &key_id, public) {
+                    return Err(invalid_signature("device_keys is not signed by its own ed25519 key"));
+                }
+                device_key = Some(public.to_owned());
+                let mut stored = object.clone();
+                if let Some(o) = stored.as_object_mut() {
+                    o.remove("unsigned");
+                }
+                upload.device_keys = Some(stored.to_string());
+            }
+            Some(_) => return Err(MatrixError::bad_json("device_keys must be an object")),
+        }
+        let signing = device_key.as_deref().map(|k| (format!("ed25519:{}", r.device_id), k.to_owned()));
+        let signing = signing.as_ref().map(|(id, k)| (id.as_str(), k.as_str()));
+        if let Some(otks) = body.get("one_time_keys") {
+            upload.one_time_keys = parse_keys(otks, "one_time_keys", &r.user_id, signing)?;
+        }
+        let fallback = body.get("fallback_keys").or_else(|| body.get("org.matrix.msc2732.fallback_keys"));
+        if let Some(fallback) = fallback {
+            upload.fallback_keys = parse_keys(fallback, "fallback_keys", &r.user_id, signing)?;
+            let mut algorithms: Vec<&str> = upload.fallback_keys.iter().map(UploadedKey::algorithm).collect();
+            algorithms.dedup();
+            if algorithms.len() != upload.fallback_keys.len() {
+                return Err(MatrixError::invalid_param("At most one fallback key per algorithm"));
+            }
+        }
+        if upload.one_time_keys.len() + upload.fallback_keys.len() > MAX_KEYS_PER_UPLOAD {
+            return Err(MatrixError::new(ErrorCode::TooLarge, "Too many keys in one upload"));
+        }
+        // One upload per device at a time: concurrent identical uploads must not double anything.
+        let _guard = self.locks.lock(&format!("keys\u{0}{}\u{0}{}", r.user_id, r.device_id)).await;
+        match self.store.upload_keys(&r.user_id, &r.device_id, upload).await? {
+            KeyUploadOutcome::Conflict { key_id } => {
+                return Err(MatrixError::invalid_param(format!(
+                    "Key {key_id} was already uploaded with different content"
+                )));
+            }
+            KeyUploadOutcome::Stored { device_list_changed } => {
+                if device_list_changed {
+                    self.announce_device_change(&r.user_id).await?;
+                }
+            }
+        }
+        Ok(json!({ "one_time_key_counts": self.one_time_key_counts(&r.user_id, &r.device_id).await? }))
+    }
+
+    /// Unclaimed one-time keys per algorithm, `signed_curve25519` always present.
+    pub async fn one_time_key_counts(&self, user_id: &str, device_id: &str) -> MatrixResult<Value> {
+        let mut counts = Map::new();
+        counts.insert("signed_curve25519".into(), 0.into());
+        for (alg, n) in self.store.one_time_key_counts(user_id, device_id).await? {
+            counts.insert(alg, n.into());
+        }
+        Ok(Value::Object(counts))
+    }
+
+    /// Wakes everyone who shares a room with the user (and the user's other devices).
+    pub async fn announce_device_change(&self, user_id: &str) -> MatrixResult<()> {
+        let mut mates = self.store.room_mates(user_id).await?;
+        mates.push(user_id.to_owned());
+        mates.sort();
+        mates.dedup();
+        self.notifier.notify_users(&mates);
+        Ok(())
+    }
+
+    /// `POST /keys/query`.
+    pub async fn query_keys(&self, r: &Requester, body: &Value) -> MatrixResult<Value> {
+        let Some(wanted) = body.get("device_keys").and_then(Value::as_object) else {
+            return Err(MatrixError::bad_json("device_keys must be an object"));
+        };
+        if wanted.len() > MAX_QUERY_USERS {
+            return Err(MatrixError::new(ErrorCode::TooLarge, "Too many users in one query"));
+        }
+        let mut device_keys = Map::new();
+        let mut master = Map::new();
+        let mut self_signing = Map::new();
+        let mut user_signing = Map::new();
+        let mut failures = Map::new();
+        let local: Vec<String> = wanted.keys().filter(|u| self.is_local_user(u)).cloned().collect();
+        for user in wanted.keys().filter(|u| !self.is_local_user(u)) {
+            // No federation yet: remote users' keys are unreachable.
+            let server = user.rsplit_once(':').map_or("", |(_, s)| s);
+            failures
+                .insert(server.to_owned(), json!({ "errcode": "M_UNKNOWN", "error": "Federation is not available" }));
+        }
+        let all = self.store.device_keys(&local).await?;
+        for user in &local {
+            let only: Vec<&str> =
+                wanted[user].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let names: HashMap<String, Option<String>> =
+                self.store.list_devices(user).await?.into_iter().map(|d| (d.device_id, d.display_name)).collect();
+            let mut devices = Map::new();
+            for (_, device, json) in all.iter().filter(|(u, ..)| u == user) {
+                if !only.is_empty() && !only.contains(&device.as_str()) {
+                    continue;
+                }
+                let Ok(mut keys) = serde_json::from_str::<Value>(json) else { continue };
+                if let Some(Some(name)) = names.get(device) {
+                    keys["unsigned"] = json!({ "device_display_name": name });
+                }
+                devices.insert(device.clone(), keys);
+            }
+            device_keys.insert(user.clone(), Value::Object(devices));
+            for (key_type, json) in self.store.cross_signing_keys(user).await? {
+                let Ok(key) = serde_json::from_str::<Value>(&json) else { continue };
+                match key_type.as_str() {
+                    "master" => master.insert(user.clone(), key),
+                    "self_signing" => self_signing.insert(user.clone(), key),
+                    "user_signing" if *user == r.user_id => user_signing.insert(user.clone(), key),
+                    _ => None,
+                };
+            }
+        }
+        Ok(json!({
+            "device_keys": device_keys,
+            "master_keys": master,
+            "self_signing_keys": self_signing,
+            "user_signing_keys": user_signing,
+            "failures": failures,
+        }))
+    }
+
+    /// `POST /keys/claim`.
+    pub async fn claim_keys(&self, body: &Value) -> MatrixResult<Value> {
+        let Some(wanted) = body.get("one_time_keys").and_then(Value::as_object) else {
+            return Err(MatrixError::bad_json("one_time_keys must be an object"));
+        };
+        let mut claims = Vec::new();
+        let mut failures = Map::new();
+        for (user, devices) in wanted {
+            let Some(devices) = devices.as_object() else {
+                return Err(MatrixError::bad_json("one_time_keys must map users to {device: algorithm}"));
+            };
+            if !self.is_local_user(user) {
+                let server = user.rsplit_once(':').map_or("", |(_, s)| s);
+                failures.insert(
+                    server.to_owned(),
+                    json!({ "errcode": "M_UNKNOWN", "error": "Federation is not available" }),
+                );
+                continue;
+            }
+            for (device, algorithm) in devices {
+                let Some(algorithm) = algorithm.as_str() else {
+                    return Err(MatrixError::bad_json("Each device must map to an algorithm name"));
+                };
+                claims.push((user.clone(), device.clone(), algorithm.to_owned()));
+            }
+        }
+        if claims.len() > MAX_CLAIMS {
+            return Err(MatrixError::new(ErrorCode::TooLarge, "Too many keys claimed at once"));
+        }
+        let claimed = self.store.claim_keys(&claims).await?;
+        let mut out: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+        let mut owners = Vec::new();
+        for (user, device, key_id, json) in claimed {
+            let key = serde_json::from_str::<Value>(&json).unwrap_or(Value::Null);
+            out.entry(user.clone()).or_default().insert(device, json!({ key_id: key }));
+            owners.push(user);
+        }
+        // Their devices' key counts changed: let them top up without waiting.
+        owners.sort();
+        owners.dedup();
+        self.notifier.notify_users(&owners);
+        Ok(json!({ "one_time_keys": out, "failures": failures }))
+    }
+
+    /// `POST /keys/device_signing/upload` (after the caller handled user-interactive auth, which
+    /// `device_signing_needs_auth` decides).
+    pub async fn upload_cross_signing_keys(&self, r: &Requester, body: &Value) -> MatrixResult<()> {
+        let existing: HashMap<String, Value> = self
+            .store
+            .cross_signing_keys(&r.user_id)
+            .await?
+            .into_iter()
+            .filter_map(|(t, j)| Some((t, serde_json::from_str(&j).ok()?)))
+            .collect();
+        let mut keys = Vec::new();
+        let master = body.get("master_key").cloned().or_else(|| existing.get("master").cloned());
+        for (field, key_type) in
+            [("master_key", "master"), ("self_signing_key", "self_signing"), ("user_signing_key", "user_signing")]
+        {
+            let Some(key) = body.get(field) else { continue };
+            if key["user_id"].as_str() != Some(r.user_id.as_str()) {
+                return Err(MatrixError::invalid_param(format!("{field} must be for your own user")));
+            }
+            let usage = key["usage"].as_array().is_some_and(|u| u.iter().any(|x| x.as_str() == Some(key_type)));
+            if !usage || signatures::cross_signing_public_key(key).is_none() {
+                return Err(MatrixError::invalid_param(format!("{field} is malformed")));
+            }
+            if key_type != "master" {
+                // Signed by the master key (this upload's or the stored one).
+                let Some((master_id, master_public)) = master.as_ref().and_then(signatures::cross_signing_public_key)
+                else {
+                    return Err(MatrixError::invalid_param("A master key is needed first"));
+                };
+                if !signatures::signed_by(key, &r.user_id, &master_id, &master_public) {
+                    return Err(invalid_signature(format!("{field} is not signed by the master key")));
+                }
+            }
+            keys.push((key_type.to_owned(), key.to_string()));
+        }
+        if keys.is_empty() {
+            return Err(MatrixError::missing_param("No cross-signing key in the upload"));
+        }
+        if self.store.put_cross_signing_keys(&r.user_id, keys).await? {
+            self.announce_device_change(&r.user_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether a cross-signing upload needs user-interactive auth: not for the first master key,
+    /// nor for an exact re-upload of the stored keys.
+    pub async fn device_signing_needs_auth(&self, r: &Requester, body: &Value) -> MatrixResult<bool> {
+        let existing: HashMap<String, Value> = self
+            .store
+            .cross_signing_keys(&r.user_id)
+            .await?
+            .into_iter()
+            .filter_map(|(t, j)| Some((t, serde_json::from_str(&j).ok()?)))
+            .collect();
+        if !existing.contains_key("master") {
+            return Ok(false);
+        }
+        let same =
+            [("master_key", "master"), ("self_signing_key", "self_signing"), ("user_signing_key", "user_signing")]
+                .iter()
+                .all(|(field, key_type)| body.get(*field).is_none_or(|k| existing.get(*key_type) == Some(k)));
+        Ok(!same)
+    }
+
+    /// `POST /keys/signatures/upload`: per signed key, either stored or a failure.
+    pub async fn upload_signatures(&self, r: &Requester, body: &Value) -> MatrixResult<Value> {
+        let Some(users) = body.as_object() else { return Err(MatrixError::bad_json("Body must be an object")) };
+        let mut failures: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+        let mine: HashMap<String, Value> = self
+            .store
+            .cross_signing_keys(&r.user_id)
+            .await?
+            .into_iter()
+            .filter_map(|(t, j)| Some((t, serde_json::from_str(&j).ok()?)))
+            .collect();
+        for (user, keys) in users {
+            let Some(keys) = keys.as_object() else { continue };
+            for (key_name, signed) in keys {
+                let mut fail = |code: &str, msg: &str| {
+                    failures
+                        .entry(user.clone())
+                        .or_default()
+                        .insert(key_name.clone(), json!({ "errcode": code, "error": msg }));
+                };
+                if !self.is_local_user(user) {
+                    fail("M_UNKNOWN", "Federation is not available");
+                    continue;
+                }
+                // Which of my keys signs, and what is being signed.
+                let (signer_type, target) =
+                    if user == &r.user_id { ("self_signing", key_name) } else { ("user_signing", key_name) };
+                let signer = if user == &r.user_id
+                    && mine
+                        .get("master")
+                        .and_then(signatures::cross_signing_public_key)
+                        .is_some_and(|(_, k)| k == *key_name)
+                {
+                    // My master key, signed by one of my devices.
+                    None
+                } else {
+                    mine.get(signer_type).and_then(signatures::cross_signing_public_key)
+                };
+                let verified = match &signer {
+                    Some((id, key)) => signatures::signed_by(signed, &r.user_id, id, key),
+                    None => {
+                        // A device of mine signs my master key: check with that device's key.
+                        let devices = self.store.device_keys(std::slice::from_ref(&r.user_id)).await?;
+                        devices.iter().any(|(_, device, json)| {
+                            let Ok(keys) = serde_json::from_str::<Value>(json) else { return false };
+                            signatures::ed25519_key(&keys, device).is_some_and(|k| {
+                                signatures::signed_by(signed, &r.user_id, &format!("ed25519:{device}"), k)
+                            })
+                        })
+                    }
+                };
+                if !verified {
+                    fail("M_INVALID_SIGNATURE", "Signature does not verify");
+                    continue;
+                }
+                // Merge the new signatures into the stored key object.
+                if user == &r.user_id
+                    && let Some(device_json) = self
+                        .store
+                        .device_keys(std::slice::from_ref(user))
+                        .await?
+                        .into_iter()
+                        .find(|(_, d, _)| d == target)
+                        .map(|(_, _, j)| j)
+                {
+                    let mut stored: Value = serde_json::from_str(&device_json).unwrap_or(Value::Null);
+                    merge_signatures(&mut stored, signed);
+                    self.store.replace_device_keys(user, target, stored.to_string()).await?;
+                } else if let Some((key_type, json)) =
+                    self.store.cross_signing_keys(user).await?.into_iter().find(|(_, j)| {
+                        serde_json::from_str::<Value>(j)
+                            .ok()
+                            .and_then(|v| signatures::cross_signing_public_key(&v))
+                            .is_some_and(|(_, k)| k == *key_name)
+                    })
+                {
+                    let mut stored: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
+                    merge_signatures(&mut stored, signed);
+                    self.store.put_cross_signing_keys(user, vec![(key_type, stored.to_string())]).await?;
+                } else {
+                    fail("M_NOT_FOUND", "Unknown key");
+                    continue;
+                }
+                self.announce_device_change(user).await?;
+            }
+        }
+        Ok(json!({ "failures": failures }))
+    }
+}
+
+/// Adds every signature of `from` to `into`.
+fn merge_signatures(into: &mut Value, from: &Value) {
+    let Some(sigs) = from["signatures"].as_object() else { return };
+    if !into["signatures"].is_object() {
+        into["signatures"] = json!({});
+    }
+    for (signer, by_key) in sigs {
+        if !into["signatures"][signer].is_object() {
+            into["signatures"][signer] = json!({});
+        }
+        if let Some(by_key) = by_key.as_object() {
+            for (key_id, sig) in by_key {
+                into["signatures"][signer][key_id] = sig.clone();
+            }
+        }
+    }
+}

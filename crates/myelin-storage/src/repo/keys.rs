@@ -1,0 +1,66 @@
+use async_trait::async_trait;
+
+use crate::{StorageResult, StreamPos};
+
+/// A one-time or fallback key as uploaded: `algorithm:id` and the key object's JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadedKey {
+    pub key_id: String,
+    pub json: String,
+}
+
+impl UploadedKey {
+    pub fn algorithm(&self) -> &str {
+        self.key_id.split_once(':').map_or(self.key_id.as_str(), |(alg, _)| alg)
+    }
+}
+
+/// What one `/keys/upload` stores, atomically.
+#[derive(Clone, Debug, Default)]
+pub struct KeyUpload {
+    /// The signed `device_keys` object, if uploaded.
+    pub device_keys: Option<String>,
+    /// One-time keys in upload order.
+    pub one_time_keys: Vec<UploadedKey>,
+    /// Fallback keys (one per algorithm).
+    pub fallback_keys: Vec<UploadedKey>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyUploadOutcome {
+    /// Stored; `device_list_changed` if the device keys are new or different.
+    Stored { device_list_changed: bool },
+    /// A key id already exists with other content (or other device keys): nothing stored.
+    Conflict { key_id: String },
+}
+
+/// One claimed key: (user, device, key id, key JSON).
+pub type ClaimedKey = (String, String, String, String);
+
+/// Device keys, one-time and fallback keys, cross-signing keys and the device-list change stream.
+#[async_trait]
+pub trait KeyRepo {
+    /// Stores a device's upload atomically (idempotent: identical keys are no-ops; claimed key
+    /// ids are never stored again). A device-keys change is recorded on the stream.
+    async fn upload_keys(&self, user_id: &str, device_id: &str, upload: KeyUpload) -> StorageResult<KeyUploadOutcome>;
+    /// Device keys of these users' devices: (user, device, JSON).
+    async fn device_keys(&self, user_ids: &[String]) -> StorageResult<Vec<(String, String, String)>>;
+    /// Unclaimed one-time keys per algorithm.
+    async fn one_time_key_counts(&self, user_id: &str, device_id: &str) -> StorageResult<Vec<(String, u64)>>;
+    /// Algorithms with a fallback key not handed out yet.
+    async fn unused_fallback_key_types(&self, user_id: &str, device_id: &str) -> StorageResult<Vec<String>>;
+    /// For each (user, device, algorithm): the oldest one-time key, removed at once (each key goes
+    /// to exactly one claimer), else the fallback key (marked used, kept). Devices with neither
+    /// are absent from the answer.
+    async fn claim_keys(&self, claims: &[(String, String, String)]) -> StorageResult<Vec<ClaimedKey>>;
+    /// Stores cross-signing keys (key type → JSON); records a change if any differs.
+    async fn put_cross_signing_keys(&self, user_id: &str, keys: Vec<(String, String)>) -> StorageResult<bool>;
+    /// Cross-signing keys of a user: (key type, JSON).
+    async fn cross_signing_keys(&self, user_id: &str) -> StorageResult<Vec<(String, String)>>;
+    /// Replaces a device's keys JSON (signatures added) and records a change.
+    async fn replace_device_keys(&self, user_id: &str, device_id: &str, json: String) -> StorageResult<()>;
+    /// Records "this user's device list changed" (a device was added, renamed or deleted).
+    async fn record_device_list_change(&self, user_id: &str) -> StorageResult<StreamPos>;
+    /// Users whose device list changed at a position in `(since, until]`.
+    async fn device_list_changes(&self, since: StreamPos, until: StreamPos) -> StorageResult<Vec<String>>;
+}

@@ -1,0 +1,436 @@
+//! End-to-end encryption key infrastructure over raw HTTP, with real ed25519 signatures: claim
+//! races and order, idempotent and conflicting uploads, fallback keys, fresh counts on long-poll,
+//! 250 to-device messages, device-list changes (leave, rejoin, deletion, id reuse,
+//! `/keys/changes`), cross-signing with and without user-interactive auth, and bad input.
+
+use std::collections::HashSet;
+
+use anyhow::{Context, Result, ensure};
+use myelin_e2e::{Client, TestServer, errcode, next_batch};
+use ruma::{
+    CanonicalJsonObject,
+    serde::Base64,
+    signatures::{Ed25519KeyPair, sign_json},
+};
+use serde_json::{Value, json};
+
+/// A device's signing key, and how to produce what a client uploads.
+struct DeviceKeys {
+    pair: Ed25519KeyPair,
+    public: String,
+}
+
+fn key_pair(name: &str) -> Result<(Ed25519KeyPair, String)> {
+    let pair = Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), name.to_owned())
+        .context("parse key")?;
+    let public = Base64::<ruma::serde::base64::Standard>::new(pair.public_key().to_vec()).encode();
+    Ok((pair, public))
+}
+
+/// A cross-signing key pair: its key id is `ed25519:<its own public key>`.
+fn cross_signing_pair() -> Result<(Ed25519KeyPair, String)> {
+    let der = Ed25519KeyPair::generate();
+    let probe = Ed25519KeyPair::from_der(&der, "probe".into()).context("parse key")?;
+    let public = Base64::<ruma::serde::base64::Standard>::new(probe.public_key().to_vec()).encode();
+    Ok((Ed25519KeyPair::from_der(&der, public.clone()).context("parse key")?, public))
+}
+
+fn signed(signer: &str, pair: &Ed25519KeyPair, value: Value) -> Result<Value> {
+    let mut object: CanonicalJsonObject = serde_json::from_value(value)?;
+    sign_json(signer, pair, &mut object).context("sign")?;
+    Ok(serde_json::to_value(object)?)
+}
+
+impl DeviceKeys {
+    fn new(device_id: &str) -> Result<Self> {
+        let (pair, public) = key_pair(device_id)?;
+        Ok(Self { pair, public })
+    }
+
+    fn device_keys(&self, client: &Client) -> Result<Value> {
+        signed(
+            &client.user_id,
+            &self.pair,
+            json!({
+                "user_id": client.user_id,
+                "device_id": client.device_id,
+                "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+                "keys": {
+                    format!("curve25519:{}", client.device_id): "Y3VydmUyNTUxOWtleW9mdGhlZGV2aWNlMTIzNDU2Nzg",
+                    format!("ed25519:{}", client.device_id): self.public,
+                },
+            }),
+        )
+    }
+
+    fn otk(&self, client: &Client, id: &str, fallback: bool) -> Result<(String, Value)> {
+        let mut key = json!({ "key": format!("otk-{id}") });
+        if fallback {
+            key["fallback"] = json!(true);
+        }
+        Ok((format!("signed_curve25519:{id}"), signed(&client.user_id, &self.pair, key)?))
+    }
+}
+
+async fn upload(client: &Client, body: Value) -> Result<(u16, Value)> {
+    client.post("/_matrix/client/v3/keys/upload", &body).await
+}
+
+/// Registers a user and uploads its device keys; returns the client and its keys.
+async fn device(server: &TestServer, name: &str) -> Result<(Client, DeviceKeys)> {
+    let client = server.register(name).await?;
+    let keys = DeviceKeys::new(&client.device_id)?;
+    let (status, body) = upload(&client, json!({ "device_keys": keys.device_keys(&client)? })).await?;
+    ensure!(status == 200, "device keys upload: {status} {body}");
+    Ok((client, keys))
+}
+
+async fn upload_otks(client: &Client, keys: &DeviceKeys, ids: &[&str]) -> Result<Value> {
+    let mut map = serde_json::Map::new();
+    for id in ids {
+        let (key_id, key) = keys.otk(client, id, false)?;
+        map.insert(key_id, key);
+    }
+    let (status, body) = upload(client, json!({ "one_time_keys": map })).await?;
+    ensure!(status == 200, "otk upload: {status} {body}");
+    Ok(body)
+}
+
+async fn claim_one(claimer: &Client, owner: &Client) -> Result<Option<String>> {
+    let body = json!({ "one_time_keys": { owner.user_id.clone(): { owner.device_id.clone(): "signed_curve25519" } } });
+    let (status, resp) = claimer.post("/_matrix/client/v3/keys/claim", &body).await?;
+    ensure!(status == 200, "claim: {status} {resp}");
+    Ok(resp["one_time_keys"][&owner.user_id][&owner.device_id].as_object().and_then(|m| m.keys().next().cloned()))
+}
+
+async fn counts(client: &Client) -> Result<Value> {
+    let sync = client.sync(None, 0, Some(&json!({ "room": { "rooms": [] } }))).await?;
+    Ok(sync["device_one_time_keys_count"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_time_keys_are_claimed_once_in_upload_order_then_the_fallback() -> Result<()> {
+    let server = TestServer::start().await?;
+    let (alice, keys) = device(&server, "alice").await?;
+    let bob = server.register("bob").await?;
+    // Two uploads: the first one's keys go out first, whatever their names.
+    upload_otks(&alice, &keys, &["z1", "z2", "z3", "z4", "z5"]).await?;
+    upload_otks(&alice, &keys, &["a1", "a2", "a3", "a4", "a5"]).await?;
+    let (fb_id, fb) = keys.otk(&alice, "fb", true)?;
+    let (status, body) = upload(&alice, json!({ "fallback_keys": { fb_id.clone(): fb } })).await?;
+    ensure!(status == 200 && body["one_time_key_counts"]["signed_curve25519"] == 10, "{status} {body}");
+    let sync = alice.sync(None, 0, None).await?;
+    ensure!(sync["device_unused_fallback_key_types"] == json!(["signed_curve25519"]), "unused fallback: {sync}");
+
+    // The first claim takes the oldest key.
+    ensure!(claim_one(&bob, &alice).await?.as_deref() == Some("signed_curve25519:z1"), "oldest key first");
+    // 18 concurrent claims for the 9 left: 9 distinct keys, the other 9 get the fallback key.
+    let mut tasks = Vec::new();
+    for _ in 0..18 {
+        let (bob, alice) = (bob.clone(), alice.clone());
+        tasks.push(tokio::spawn(async move { claim_one(&bob, &alice).await }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await??.context("every claim gets a key")?);
+    }
+    let otks: HashSet<&String> = got.iter().filter(|k| **k != fb_id).collect();
+    ensure!(otks.len() == 9, "9 distinct one-time keys handed out, got {got:?}");
+    ensure!(got.iter().filter(|k| **k == fb_id).count() == 9, "the rest got the fallback key: {got:?}");
+    ensure!(counts(&alice).await?["signed_curve25519"] == 0, "no one-time key left");
+    let sync = alice.sync(None, 0, None).await?;
+    ensure!(sync["device_unused_fallback_key_types"] == json!([]), "the fallback key is used: {sync}");
+
+    // Re-uploading the same fallback key keeps it used; a new one is unused.
+    let (status, _) =
+        upload(&alice, json!({ "fallback_keys": { fb_id.clone(): keys.otk(&alice, "fb", true)?.1 } })).await?;
+    ensure!(status == 200);
+    ensure!(alice.sync(None, 0, None).await?["device_unused_fallback_key_types"] == json!([]), "still used");
+    let (fb2_id, fb2) = keys.otk(&alice, "fb2", true)?;
+    ensure!(upload(&alice, json!({ "fallback_keys": { fb2_id: fb2 } })).await?.0 == 200);
+    ensure!(alice.sync(None, 0, None).await?["device_unused_fallback_key_types"] == json!(["signed_curve25519"]));
+
+    // A claimed key uploaded again is never handed out again.
+    upload_otks(&alice, &keys, &["z1"]).await?;
+    ensure!(counts(&alice).await?["signed_curve25519"] == 0, "a claimed key id is not stored again");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploads_are_idempotent_and_conflicts_store_nothing() -> Result<()> {
+    let server = TestServer::start().await?;
+    let (alice, keys) = device(&server, "alice").await?;
+    upload_otks(&alice, &keys, &["k1", "k2"]).await?;
+    // The same upload twice, and concurrently: no doubled counts.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let alice = alice.clone();
+        let body = {
+            let mut map = serde_json::Map::new();
+            for id in ["k1", "k2", "k3"] {
+                let (key_id, key) = keys.otk(&alice, id, false)?;
+                map.insert(key_id, key);
+            }
+            json!({ "one_time_keys": map })
+        };
+        tasks.push(tokio::spawn(async move { upload(&alice, body).await }));
+    }
+    for t in tasks {
+        let (status, body) = t.await??;
+        ensure!(status == 200, "identical re-upload: {status} {body}");
+    }
+    ensure!(counts(&alice).await?["signed_curve25519"] == 3, "3 keys, not more");
+    // Same id, different key: refused, and the other keys of that upload are not stored either.
+    let (other_pair, _) = key_pair(&alice.device_id)?;
+    let clash = signed(&alice.user_id, &other_pair, json!({ "key": "something-else" }))?;
+    let (k4_id, k4) = keys.otk(&alice, "k4", false)?;
+    let (status, body) =
+        upload(&alice, json!({ "one_time_keys": { "signed_curve25519:k1": clash, k4_id: k4 } })).await?;
+    ensure!(status == 400, "a different key under an existing id: {status} {body}");
+    ensure!(counts(&alice).await?["signed_curve25519"] == 3, "nothing of the refused upload was stored");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_keys_are_refused_and_nothing_is_stored() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let keys = DeviceKeys::new(&alice.device_id)?;
+    let good = keys.device_keys(&alice)?;
+
+    let mut unsigned = good.clone();
+    unsigned.as_object_mut().context("object")?.remove("signatures");
+    let mut forged = good.clone();
+    forged["keys"][format!("curve25519:{}", alice.device_id)] = json!("c3dhcHBlZGtleXN3YXBwZWRrZXlzc3dhcHBlZGtleQ");
+    let mut foreign = good.clone();
+    foreign["user_id"] = json!(bob.user_id);
+    let too_many: serde_json::Map<String, Value> =
+        (0..1001).map(|i| (format!("curve25519:k{i}"), json!("a2V5"))).collect();
+    let cases = [
+        (json!({ "device_keys": unsigned }), 400, "M_INVALID_SIGNATURE"),
+        (json!({ "device_keys": forged }), 400, "M_INVALID_SIGNATURE"),
+        (json!({ "device_keys": foreign }), 400, "M_INVALID_PARAM"),
+        (json!({ "device_keys": null }), 400, "M_BAD_JSON"),
+        (json!({ "device_keys": good.clone(), "one_time_keys": { "nocolon": "a2V5" } }), 400, "M_INVALID_PARAM"),
+        (json!({ "device_keys": good.clone(), "one_time_keys": { ":x": "a2V5" } }), 400, "M_INVALID_PARAM"),
+        (json!({ "device_keys": good.clone(), "one_time_keys": { "curve25519:x": 5 } }), 400, "M_BAD_JSON"),
+        (json!({ "device_keys": good.clone(), "one_time_keys": too_many }), 413, "M_TOO_LARGE"),
+    ];
+    for (body, status, code) in cases {
+        let (got, resp) = upload(&alice, body.clone()).await?;
+        ensure!(got == status && errcode(&resp) == code, "expected {status} {code} for {body:.200}, got {got} {resp}");
+    }
+    // A one-time key signed by someone else's key.
+    let (other, _) = key_pair(&alice.device_id)?;
+    let bad_otk = signed(&alice.user_id, &other, json!({ "key": "k" }))?;
+    let (got, resp) =
+        upload(&alice, json!({ "device_keys": good, "one_time_keys": { "signed_curve25519:x": bad_otk } })).await?;
+    ensure!(got == 400 && errcode(&resp) == "M_INVALID_SIGNATURE", "{got} {resp}");
+
+    // None of it was stored.
+    let (status, resp) =
+        bob.post("/_matrix/client/v3/keys/query", &json!({ "device_keys": { alice.user_id.clone(): [] } })).await?;
+    ensure!(status == 200 && resp["device_keys"][&alice.user_id] == json!({}), "no keys stored: {resp}");
+    ensure!(counts(&alice).await?["signed_curve25519"] == 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_wakes_the_owners_long_poll_with_the_new_count() -> Result<()> {
+    let server = TestServer::start().await?;
+    let (alice, keys) = device(&server, "alice").await?;
+    let bob = server.register("bob").await?;
+    upload_otks(&alice, &keys, &["k1", "k2"]).await?;
+    let since = next_batch(&alice.sync(None, 0, None).await?)?;
+    let poll = {
+        let alice = alice.clone();
+        tokio::spawn(async move { alice.sync(Some(&since), 20_000, None).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    claim_one(&bob, &alice).await?;
+    let sync = poll.await??;
+    ensure!(started.elapsed().as_secs() < 5, "the long-poll returned only at its timeout");
+    ensure!(sync["device_one_time_keys_count"]["signed_curve25519"] == 1, "fresh count: {sync}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn to_device_messages_arrive_in_order_at_most_100_at_a_time_and_survive_replays() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let first = next_batch(&alice.sync(None, 0, None).await?)?;
+    // 250 messages, one request each; one request is retried with its transaction id.
+    for batch in 0..5 {
+        let content: Vec<Value> = (0..50).map(|i| json!({ "n": batch * 50 + i })).collect();
+        for (i, c) in content.into_iter().enumerate() {
+            let path = format!("/_matrix/client/v3/sendToDevice/m.test/b{batch}m{i}");
+            let body = json!({ "messages": { alice.user_id.clone(): { alice.device_id.clone(): c } } });
+            let (status, resp) = bob.put(&path, &body).await?;
+            ensure!(status == 200, "{status} {resp}");
+            if batch == 2 && i == 7 {
+                ensure!(bob.put(&path, &body).await?.0 == 200, "a retried transaction is accepted");
+            }
+        }
+    }
+    // Read them: batches of at most 100, in order; replaying a token returns the same batch.
+    let mut since = first;
+    let mut received = Vec::new();
+    let mut replayed = false;
+    for _ in 0..10 {
+        let sync = alice.sync(Some(&since), 0, None).await?;
+        let events = sync["to_device"]["events"].as_array().cloned().unwrap_or_default();
+        ensure!(events.len() <= 100, "{} to-device messages in one response", events.len());
+        if events.is_empty() {
+            break;
+        }
+        if !replayed && received.len() == 100 {
+            // The client crashed before processing this response: the same token again.
+            let again = alice.sync(Some(&since), 0, None).await?;
+            ensure!(again["to_device"]["events"] == json!(events), "a replayed token gets the same messages");
+            replayed = true;
+        }
+        for e in &events {
+            ensure!(e["sender"] == json!(bob.user_id) && e["type"] == "m.test", "{e}");
+            received.push(e["content"]["n"].as_u64().context("n")?);
+        }
+        since = next_batch(&sync)?;
+    }
+    ensure!(replayed, "the replay step ran");
+    ensure!(received == (0..250).collect::<Vec<u64>>(), "250 messages once each in order, got {} ", received.len());
+    Ok(())
+}
+
+/// `changed` and `left` of an incremental sync.
+async fn device_lists(client: &Client, since: &str) -> Result<(Vec<String>, Vec<String>, String)> {
+    let sync = client.sync(Some(since), 0, None).await?;
+    let list = |k: &str| -> Vec<String> {
+        sync["device_lists"][k]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    Ok((list("changed"), list("left"), next_batch(&sync)?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn device_lists_follow_room_sharing_deletion_and_reuse() -> Result<()> {
+    let server = TestServer::start().await?;
+    let (alice, _) = device(&server, "alice").await?;
+    let (bob, _) = device(&server, "bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    let since = next_batch(&alice.sync(None, 0, None).await?)?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    let (changed, _, since) = device_lists(&alice, &since).await?;
+    ensure!(changed.contains(&bob.user_id), "bob starts sharing a room: changed {changed:?}");
+
+    // Bob adds a device: alice hears; offline catch-up through /keys/changes says the same.
+    let bob_phone = server.login("bob").await?;
+    let phone_keys = DeviceKeys::new(&bob_phone.device_id)?;
+    ensure!(upload(&bob_phone, json!({ "device_keys": phone_keys.device_keys(&bob_phone)? })).await?.0 == 200);
+    let (status, changes) = alice
+        .get(&format!(
+            "/_matrix/client/v3/keys/changes?from={since}&to={}",
+            next_batch(&alice.sync(None, 0, None).await?)?
+        ))
+        .await?;
+    ensure!(status == 200 && changes["changed"] == json!([bob.user_id]), "/keys/changes: {status} {changes}");
+    let (changed, _, since) = device_lists(&alice, &since).await?;
+    ensure!(changed.contains(&bob.user_id), "bob's new device: changed {changed:?}");
+
+    // Bob deletes the phone: keys gone, alice told; the id reused later starts clean.
+    let (status, _) = bob.post(
+        "/_matrix/client/v3/delete_devices",
+        &json!({ "devices": [bob_phone.device_id], "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "bob" }, "password": "bob-password" } }),
+    ).await?;
+    ensure!(status == 200, "delete_devices: {status}");
+    let (changed, _, since) = device_lists(&alice, &since).await?;
+    ensure!(changed.contains(&bob.user_id), "deletion announced: {changed:?}");
+    let (_, query) =
+        alice.post("/_matrix/client/v3/keys/query", &json!({ "device_keys": { bob.user_id.clone(): [] } })).await?;
+    ensure!(
+        query["device_keys"][&bob.user_id].get(&bob_phone.device_id).is_none(),
+        "deleted device's keys are gone: {query}"
+    );
+    let (status, relogin) = server
+        .anonymous()
+        .post("/_matrix/client/v3/login", &json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "bob" }, "password": "bob-password", "device_id": bob_phone.device_id }))
+        .await?;
+    ensure!(status == 200, "login with the old device id: {relogin}");
+    let reused = server.anonymous().with_session(&relogin);
+    let fresh = reused.sync(None, 0, None).await?;
+    ensure!(
+        fresh["to_device"]["events"] == json!([]) && fresh["device_one_time_keys_count"]["signed_curve25519"] == 0,
+        "reused id starts clean: {fresh}"
+    );
+
+    // Bob leaves: alice no longer shares a room with him.
+    ensure!(bob.post(&myelin_e2e::room_path(&room, "leave"), &json!({})).await?.0 == 200);
+    let (_, left, since) = device_lists(&alice, &since).await?;
+    ensure!(left.contains(&bob.user_id), "bob left the only shared room: left {left:?}");
+    ensure!(bob.join(&room).await?.0 == 200);
+    let (changed, left, _) = device_lists(&alice, &since).await?;
+    ensure!(
+        changed.contains(&bob.user_id) && !left.contains(&bob.user_id),
+        "rejoin: changed {changed:?} left {left:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cross_signing_needs_auth_only_to_replace_keys() -> Result<()> {
+    let server = TestServer::start().await?;
+    let (alice, device_keys) = device(&server, "alice").await?;
+    let uid = alice.user_id.clone();
+    let (m_pair, m_pub) = cross_signing_pair()?;
+    let (s_pair, s_pub) = cross_signing_pair()?;
+    let master_key = json!({ "user_id": uid, "usage": ["master"], "keys": { format!("ed25519:{m_pub}"): m_pub } });
+    let self_signing = signed(
+        &uid,
+        &m_pair,
+        json!({ "user_id": uid, "usage": ["self_signing"], "keys": { format!("ed25519:{s_pub}"): s_pub } }),
+    )?;
+    let body = json!({ "master_key": master_key, "self_signing_key": self_signing });
+
+    // The first upload needs no auth; an exact re-upload neither.
+    let (status, resp) = alice.post("/_matrix/client/v3/keys/device_signing/upload", &body).await?;
+    ensure!(status == 200, "first cross-signing upload: {status} {resp}");
+    let (status, resp) = alice.post("/_matrix/client/v3/keys/device_signing/upload", &body).await?;
+    ensure!(status == 200, "exact re-upload: {status} {resp}");
+    // New keys need the password.
+    let (_, m2_pub) = cross_signing_pair()?;
+    let replaced = json!({ "master_key": { "user_id": uid, "usage": ["master"], "keys": { format!("ed25519:{m2_pub}"): m2_pub } } });
+    let (status, resp) = alice.post("/_matrix/client/v3/keys/device_signing/upload", &replaced).await?;
+    ensure!(status == 401 && resp["flows"].is_array(), "replacing keys needs auth: {status} {resp}");
+
+    // The self-signing key signs the device; a garbage signature is a per-key failure.
+    let device_obj = device_keys.device_keys(&alice)?;
+    let mut signed_device = signed(&uid, &s_pair, device_obj.clone())?;
+    let (status, resp) = alice
+        .post(
+            "/_matrix/client/v3/keys/signatures/upload",
+            &json!({ uid.clone(): { alice.device_id.clone(): signed_device.clone() } }),
+        )
+        .await?;
+    ensure!(status == 200 && resp["failures"] == json!({}), "valid signature: {status} {resp}");
+    signed_device["signatures"][&uid][format!("ed25519:{s_pub}")] = json!("AAAA");
+    let (status, resp) = alice
+        .post(
+            "/_matrix/client/v3/keys/signatures/upload",
+            &json!({ uid.clone(): { alice.device_id.clone(): signed_device } }),
+        )
+        .await?;
+    ensure!(status == 200 && errcode(&resp["failures"][&uid][&alice.device_id]) == "M_INVALID_SIGNATURE", "{resp}");
+
+    let (_, query) =
+        alice.post("/_matrix/client/v3/keys/query", &json!({ "device_keys": { uid.clone(): [] } })).await?;
+    ensure!(
+        query["master_keys"][&uid]["keys"][format!("ed25519:{m_pub}")] == json!(m_pub),
+        "master key served: {query}"
+    );
+    let sigs = &query["device_keys"][&uid][&alice.device_id]["signatures"][&uid];
+    ensure!(sigs.get(format!("ed25519:{s_pub}")).is_some(), "the device carries the self-signing signature: {sigs}");
+    Ok(())
+}
