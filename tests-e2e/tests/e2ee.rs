@@ -21,8 +21,7 @@ struct DeviceKeys {
 }
 
 fn key_pair(name: &str) -> Result<(Ed25519KeyPair, String)> {
-    let pair = Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), name.to_owned())
-        .context("parse key")?;
+    let pair = Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), name.to_owned()).context("parse key")?;
     let public = Base64::<ruma::serde::base64::Standard>::new(pair.public_key().to_vec()).encode();
     Ok((pair, public))
 }

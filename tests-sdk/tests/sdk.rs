@@ -1,26 +1,20 @@
 //! matrix-sdk (the client library Element X is built on) against a real Myelin: what a user of
 //! that client sees when chatting, moderating, paginating and coming back after a restart.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
 use matrix_sdk::{
-    Client, Room,
-    config::SyncSettings,
+    Client,
     room::MessagesOptions,
     ruma::api::error::ErrorKind,
     ruma::{
-        OwnedEventId, OwnedUserId,
+        OwnedUserId,
         api::client::{
-            account::register::v3::Request as RegisterRequest,
             receipt::create_receipt::v3::ReceiptType,
             room::{Visibility, create_room::v3::Request as CreateRoomRequest},
-            uiaa,
         },
-        events::{
-            receipt::ReceiptThread,
-            room::message::{MessageType, OriginalSyncRoomMessageEvent, RoomMessageEventContent},
-        },
+        events::receipt::ReceiptThread,
     },
 };
 use myelin_e2e::TestServer;

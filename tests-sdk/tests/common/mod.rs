@@ -17,7 +17,7 @@ use myelin_e2e::TestServer;
 use tokio::sync::Mutex;
 
 /// Registers `name` through the SDK, answering the server's m.login.dummy UIA stage.
-async fn register(server: &TestServer, name: &str) -> Result<Client> {
+pub async fn register(server: &TestServer, name: &str) -> Result<Client> {
     let client = Client::builder().homeserver_url(server.base_url()).build().await?;
     let mut request = RegisterRequest::new();
     request.username = Some(name.to_owned());
@@ -40,23 +40,23 @@ async fn register(server: &TestServer, name: &str) -> Result<Client> {
     Ok(client)
 }
 
-async fn login(server: &TestServer, name: &str) -> Result<Client> {
+pub async fn login(server: &TestServer, name: &str) -> Result<Client> {
     let client = Client::builder().homeserver_url(server.base_url()).build().await?;
     client.matrix_auth().login_username(name, &format!("{name}-password")).send().await?;
     Ok(client)
 }
 
-async fn sync(client: &Client) -> Result<()> {
+pub async fn sync(client: &Client) -> Result<()> {
     client.sync_once(SyncSettings::default().timeout(Duration::from_millis(0))).await?;
     Ok(())
 }
 
-fn uid(client: &Client) -> Result<OwnedUserId> {
+pub fn uid(client: &Client) -> Result<OwnedUserId> {
     client.user_id().map(ToOwned::to_owned).context("logged in")
 }
 
 /// Collects the text bodies of messages delivered through the SDK's event handlers.
-fn collect_texts(client: &Client) -> Arc<Mutex<Vec<String>>> {
+pub fn collect_texts(client: &Client) -> Arc<Mutex<Vec<String>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent, _room: Room| {
@@ -70,6 +70,6 @@ fn collect_texts(client: &Client) -> Arc<Mutex<Vec<String>>> {
     seen
 }
 
-async fn send_text(room: &Room, body: &str) -> Result<OwnedEventId> {
+pub async fn send_text(room: &Room, body: &str) -> Result<OwnedEventId> {
     Ok(room.send(RoomMessageEventContent::text_plain(body)).await?.response.event_id)
 }

@@ -60,6 +60,8 @@ pub fn client_routes() -> Router<AppState> {
         .route("/rooms/{room_id}/send/{event_type}/{txn_id}", put(rooms::send))
         .route("/rooms/{room_id}/state", get(rooms::all_state))
         .route("/rooms/{room_id}/state/{event_type}", get(rooms::get_state_empty_key).put(rooms::put_state_empty_key))
+        // An empty state key written out as a trailing slash (matrix-sdk does this).
+        .route("/rooms/{room_id}/state/{event_type}/", get(rooms::get_state_empty_key).put(rooms::put_state_empty_key))
         .route("/rooms/{room_id}/state/{event_type}/{state_key}", get(rooms::get_state).put(rooms::put_state))
         .route("/rooms/{room_id}/redact/{event_id}/{txn_id}", put(rooms::redact))
         .route("/rooms/{room_id}/upgrade", post(rooms::upgrade))
