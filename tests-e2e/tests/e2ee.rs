@@ -433,3 +433,83 @@ async fn cross_signing_needs_auth_only_to_replace_keys() -> Result<()> {
     ensure!(sigs.get(format!("ed25519:{s_pub}")).is_some(), "the device carries the self-signing signature: {sigs}");
     Ok(())
 }
+
+fn backup_key(index: u64, forwarded: u64, verified: bool, tag: &str) -> Value {
+    json!({
+        "first_message_index": index,
+        "forwarded_count": forwarded,
+        "is_verified": verified,
+        "session_data": { "ciphertext": tag, "ephemeral": "e", "mac": "m" },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_backup_versions_etags_counts_and_replacement_order() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let (status, body) = alice.get("/_matrix/client/v3/room_keys/version").await?;
+    ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "no backup yet: {status} {body}");
+    let create = json!({ "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": { "public_key": "abc" } });
+    let (status, v1) = alice.post("/_matrix/client/v3/room_keys/version", &create).await?;
+    ensure!(status == 200 && v1["version"] == "1", "{status} {v1}");
+
+    let session = "/_matrix/client/v3/room_keys/keys/!r:localhost/s1?version=1";
+    let (status, first) = alice.put(session, &backup_key(5, 1, false, "a")).await?;
+    ensure!(status == 200 && first["count"] == 1, "{status} {first}");
+    // A worse copy (higher index) changes nothing, etag included.
+    let (_, same) = alice.put(session, &backup_key(9, 0, false, "worse")).await?;
+    ensure!(same["etag"] == first["etag"] && same["count"] == 1, "a worse key is ignored: {same}");
+    // Lower index wins; then a verified copy wins even with a higher index.
+    let (_, better) = alice.put(session, &backup_key(2, 3, false, "lower-index")).await?;
+    ensure!(better["etag"] != first["etag"], "a better key changes the etag");
+    let (_, verified) = alice.put(session, &backup_key(7, 0, true, "verified")).await?;
+    ensure!(verified["etag"] != better["etag"]);
+    let (_, unverified) = alice.put(session, &backup_key(0, 0, false, "unverified-but-earlier")).await?;
+    ensure!(unverified["etag"] == verified["etag"], "an unverified key never replaces a verified one");
+    // Equal index: fewer forwards wins.
+    let (_, fewer) = alice.put(session, &backup_key(7, 0, true, "same")).await?;
+    ensure!(fewer["etag"] == verified["etag"], "identical ranking keeps the stored key");
+    let (status, got) = alice.get(session).await?;
+    ensure!(status == 200 && got["session_data"]["ciphertext"] == "verified", "{status} {got}");
+
+    // Bulk upload and counts.
+    let bulk = json!({ "rooms": { "!r:localhost": { "sessions": { "s2": backup_key(0, 0, false, "b"), "s3": backup_key(0, 0, false, "c") } } } });
+    let (status, all) = alice.put("/_matrix/client/v3/room_keys/keys?version=1", &bulk).await?;
+    ensure!(status == 200 && all["count"] == 3, "{status} {all}");
+    let (_, v) = alice.get("/_matrix/client/v3/room_keys/version").await?;
+    ensure!(v["count"] == 3 && v["etag"] == all["etag"] && v["version"] == "1", "version info: {v}");
+
+    // A new version: the old one no longer takes writes; reads of it still work.
+    let (_, v2) = alice.post("/_matrix/client/v3/room_keys/version", &create).await?;
+    ensure!(v2["version"] == "2");
+    let (status, wrong) = alice.put(session, &backup_key(0, 0, true, "x")).await?;
+    ensure!(
+        status == 403 && errcode(&wrong) == "M_WRONG_ROOM_KEYS_VERSION" && wrong["current_version"] == "2",
+        "writing an old version: {status} {wrong}"
+    );
+    let (status, old) = alice.get("/_matrix/client/v3/room_keys/keys?version=1").await?;
+    ensure!(status == 200 && old["rooms"]["!r:localhost"]["sessions"].as_object().map(|s| s.len()) == Some(3), "{old}");
+
+    // Only auth_data may change; deleting twice is fine; a deleted version is gone.
+    let (status, _) =
+        alice.put("/_matrix/client/v3/room_keys/version/2", &json!({ "algorithm": "other", "auth_data": {} })).await?;
+    ensure!(status == 400, "changing the algorithm is refused");
+    let (status, _) = alice
+        .put(
+            "/_matrix/client/v3/room_keys/version/2",
+            &json!({ "algorithm": create["algorithm"], "auth_data": { "public_key": "new" } }),
+        )
+        .await?;
+    ensure!(status == 200);
+    ensure!(alice.delete("/_matrix/client/v3/room_keys/version/2", &json!({})).await?.0 == 200);
+    ensure!(alice.delete("/_matrix/client/v3/room_keys/version/2", &json!({})).await?.0 == 200, "second delete");
+    ensure!(alice.get("/_matrix/client/v3/room_keys/version/2").await?.0 == 404);
+    let (_, current) = alice.get("/_matrix/client/v3/room_keys/version").await?;
+    ensure!(current["version"] == "1", "version 1 is current again: {current}");
+    let (_, v3) = alice.post("/_matrix/client/v3/room_keys/version", &create).await?;
+    ensure!(v3["version"] == "3", "numbers are never reused: {v3}");
+    // Another user sees none of it.
+    let bob = server.register("bob").await?;
+    ensure!(bob.get("/_matrix/client/v3/room_keys/version").await?.0 == 404);
+    Ok(())
+}

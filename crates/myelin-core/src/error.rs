@@ -92,6 +92,8 @@ pub struct MatrixError {
     pub code: ErrorCode,
     pub message: String,
     pub status: u16,
+    /// Further fields of the error body (e.g. `current_version` of `M_WRONG_ROOM_KEYS_VERSION`).
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 pub type MatrixResult<T> = Result<T, MatrixError>;
@@ -99,11 +101,17 @@ pub type MatrixResult<T> = Result<T, MatrixError>;
 impl MatrixError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         let status = code.default_status();
-        Self { code, message: message.into(), status }
+        Self { code, message: message.into(), status, extra: None }
     }
 
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = status;
+        self
+    }
+
+    /// Adds a field to the error body.
+    pub fn with_field(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.extra.get_or_insert_with(Default::default).insert(key.to_owned(), value);
         self
     }
 
@@ -147,6 +155,9 @@ impl MatrixError {
                 body["soft_logout"] = true.into();
             }
             _ => {}
+        }
+        for (key, value) in self.extra.iter().flatten() {
+            body[key] = value.clone();
         }
         body
     }

@@ -5,7 +5,7 @@ use axum::{
     extract::{Path, Query, State},
 };
 use myelin_core::MatrixError;
-use myelin_service::sync::SyncToken;
+use myelin_service::{e2ee::backup::KeyScope, sync::SyncToken};
 use serde_json::{Value, json};
 
 use super::{
@@ -97,4 +97,131 @@ pub async fn send_to_device(
     }
     state.send_to_device(&r, &event_type, &txn_id, &body).await?;
     Ok(Json(json!({})))
+}
+
+// Key backup -------------------------------------------------------------------------------------
+
+/// The `version` query parameter the `/room_keys/keys` endpoints require.
+fn backup_version_param(q: &QueryMap) -> Result<String, MatrixError> {
+    q.get("version").cloned().ok_or_else(|| MatrixError::missing_param("version is required"))
+}
+
+pub async fn backup_create(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.create_backup_version(&r, &body).await?))
+}
+
+pub async fn backup_current(State(state): State<AppState>, Auth(r): Auth) -> ApiResult<Json<Value>> {
+    Ok(Json(state.backup_version(&r, None).await?))
+}
+
+pub async fn backup_get(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(version): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.backup_version(&r, Some(&version)).await?))
+}
+
+pub async fn backup_update(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(version): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    state.update_backup_version(&r, &version, &body).await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn backup_delete(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(version): Path<String>,
+) -> ApiResult<Json<Value>> {
+    state.delete_backup_version(&r, &version).await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn backup_keys_put(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Query(q): Query<QueryMap>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.put_backup_keys(&r, &backup_version_param(&q)?, KeyScope::All, &body).await?))
+}
+
+pub async fn backup_keys_get(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Query(q): Query<QueryMap>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.backup_keys(&r, &backup_version_param(&q)?, KeyScope::All).await?))
+}
+
+pub async fn backup_keys_delete(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Query(q): Query<QueryMap>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.delete_backup_keys(&r, &backup_version_param(&q)?, KeyScope::All).await?))
+}
+
+pub async fn backup_room_put(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(room): Path<String>,
+    Query(q): Query<QueryMap>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.put_backup_keys(&r, &backup_version_param(&q)?, KeyScope::Room(&room), &body).await?))
+}
+
+pub async fn backup_room_get(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(room): Path<String>,
+    Query(q): Query<QueryMap>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.backup_keys(&r, &backup_version_param(&q)?, KeyScope::Room(&room)).await?))
+}
+
+pub async fn backup_room_delete(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(room): Path<String>,
+    Query(q): Query<QueryMap>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.delete_backup_keys(&r, &backup_version_param(&q)?, KeyScope::Room(&room)).await?))
+}
+
+pub async fn backup_session_put(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path((room, session)): Path<(String, String)>,
+    Query(q): Query<QueryMap>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.put_backup_keys(&r, &backup_version_param(&q)?, KeyScope::Session(&room, &session), &body).await?))
+}
+
+pub async fn backup_session_get(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path((room, session)): Path<(String, String)>,
+    Query(q): Query<QueryMap>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.backup_keys(&r, &backup_version_param(&q)?, KeyScope::Session(&room, &session)).await?))
+}
+
+pub async fn backup_session_delete(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path((room, session)): Path<(String, String)>,
+    Query(q): Query<QueryMap>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.delete_backup_keys(&r, &backup_version_param(&q)?, KeyScope::Session(&room, &session)).await?))
 }

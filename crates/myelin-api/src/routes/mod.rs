@@ -46,6 +46,23 @@ pub fn client_routes() -> Router<AppState> {
         .route("/keys/device_signing/upload", post(keys::device_signing_upload))
         .route("/keys/signatures/upload", post(keys::signatures_upload))
         .route("/sendToDevice/{event_type}/{txn_id}", put(keys::send_to_device))
+        .route("/room_keys/version", get(keys::backup_current).post(keys::backup_create))
+        .route(
+            "/room_keys/version/{version}",
+            get(keys::backup_get).put(keys::backup_update).delete(keys::backup_delete),
+        )
+        .route(
+            "/room_keys/keys",
+            get(keys::backup_keys_get).put(keys::backup_keys_put).delete(keys::backup_keys_delete),
+        )
+        .route(
+            "/room_keys/keys/{room_id}",
+            get(keys::backup_room_get).put(keys::backup_room_put).delete(keys::backup_room_delete),
+        )
+        .route(
+            "/room_keys/keys/{room_id}/{session_id}",
+            get(keys::backup_session_get).put(keys::backup_session_put).delete(keys::backup_session_delete),
+        )
         .route("/createRoom", post(rooms::create_room))
         .route("/join/{room}", post(rooms::join_by_id_or_alias))
         .route("/knock/{room}", post(rooms::knock))

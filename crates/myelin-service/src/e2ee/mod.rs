@@ -3,6 +3,7 @@
 //! (`keys.rs`), signature checks (`signatures.rs`), device-list tracking (`device_lists.rs`) and
 //! to-device messages (`to_device.rs`). Federation will fill the remote side behind the same calls.
 
+pub mod backup;
 pub mod device_lists;
 pub mod keys;
 pub mod signatures;

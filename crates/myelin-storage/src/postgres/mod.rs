@@ -9,6 +9,7 @@
 
 mod account_data;
 mod accounts;
+mod backup;
 mod bus;
 mod conn;
 mod devices;

@@ -3,6 +3,7 @@
 
 mod account_data;
 mod accounts;
+mod backup;
 mod cluster;
 mod devices;
 mod events;
@@ -16,6 +17,7 @@ mod to_device;
 
 pub use account_data::*;
 pub use accounts::*;
+pub use backup::*;
 pub use cluster::*;
 pub use devices::*;
 pub use events::*;
@@ -43,6 +45,7 @@ pub trait Store:
     + JobRepo
     + KeyRepo
     + ToDeviceRepo
+    + BackupRepo
     + Send
     + Sync
     + 'static
@@ -61,6 +64,7 @@ impl<T> Store for T where
         + JobRepo
         + KeyRepo
         + ToDeviceRepo
+        + BackupRepo
         + Send
         + Sync
         + 'static

@@ -8,6 +8,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_jobs.sql"),
     include_str!("../../migrations/0003_e2ee.sql"),
+    include_str!("../../migrations/0004_key_backup.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {

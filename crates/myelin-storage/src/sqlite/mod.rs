@@ -3,6 +3,7 @@
 
 mod account_data;
 mod accounts;
+mod backup;
 mod devices;
 mod events;
 mod jobs;
