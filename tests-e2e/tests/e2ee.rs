@@ -513,3 +513,89 @@ async fn key_backup_versions_etags_counts_and_replacement_order() -> Result<()> 
     ensure!(bob.get("/_matrix/client/v3/room_keys/version").await?.0 == 404);
     Ok(())
 }
+
+const MSC3814: &str = "/_matrix/client/unstable/org.matrix.msc3814.v1";
+
+/// A dehydrated device `id` of `owner`: signed device keys (marked dehydrated) and one OTK.
+fn dehydrated_body(owner: &Client, id: &str, data: &str) -> Result<Value> {
+    let (pair, public) = key_pair(id)?;
+    let keys = signed(
+        &owner.user_id,
+        &pair,
+        json!({
+            "user_id": owner.user_id, "device_id": id, "dehydrated": true,
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
+            "keys": { format!("curve25519:{id}"): "Y3VydmU", format!("ed25519:{id}"): public },
+        }),
+    )?;
+    let otk = signed(&owner.user_id, &pair, json!({ "key": "b3Rr" }))?;
+    Ok(json!({
+        "device_id": id,
+        "device_data": { "algorithm": "org.matrix.msc3814.v1.olm", "account": data },
+        "initial_device_display_name": "Dehydrated device",
+        "device_keys": keys,
+        "one_time_keys": { "signed_curve25519:AAAA": otk },
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dehydrated_device_collects_keys_until_rehydrated() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let (status, _) = alice.get(&format!("{MSC3814}/dehydrated_device")).await?;
+    ensure!(status == 404, "no dehydrated device yet");
+    let (status, put) =
+        alice.put(&format!("{MSC3814}/dehydrated_device"), &dehydrated_body(&alice, "DEHYD1", "v1")?).await?;
+    ensure!(status == 200 && put["device_id"] == "DEHYD1", "{status} {put}");
+    let (_, got) = alice.get(&format!("{MSC3814}/dehydrated_device")).await?;
+    ensure!(got["device_id"] == "DEHYD1" && got["device_data"]["account"] == "v1", "{got}");
+    // Its keys are visible and claimable like any device's.
+    let (_, query) =
+        bob.post("/_matrix/client/v3/keys/query", &json!({ "device_keys": { alice.user_id.clone(): [] } })).await?;
+    ensure!(query["device_keys"][&alice.user_id]["DEHYD1"]["dehydrated"] == true, "{query}");
+
+    // 150 room keys arrive for it while alice is offline (through `*`: it is one of her devices).
+    for i in 0..150 {
+        let body = json!({ "messages": { alice.user_id.clone(): { "*": { "i": i } } } });
+        ensure!(bob.put(&format!("/_matrix/client/v3/sendToDevice/m.room_key/t{i}"), &body).await?.0 == 200);
+    }
+    // Pages of 100 by GET, the older POST form gives the same, and nothing is consumed.
+    let (status, page1) = alice.get(&format!("{MSC3814}/dehydrated_device/DEHYD1/events")).await?;
+    ensure!(status == 200 && page1["events"].as_array().map(Vec::len) == Some(100), "{status}");
+    let next = page1["next_batch"].as_str().context("more remain")?.to_owned();
+    let (_, page1_post) = alice.post(&format!("{MSC3814}/dehydrated_device/DEHYD1/events"), &json!({})).await?;
+    ensure!(page1_post["events"] == page1["events"], "POST form, and nothing was deleted");
+    let (_, page2) = alice.get(&format!("{MSC3814}/dehydrated_device/DEHYD1/events?next_batch={next}")).await?;
+    let page2_events = page2["events"].as_array().context("events")?;
+    ensure!(page2_events.len() == 50 && page2.get("next_batch").is_none(), "last page: {}", page2_events.len());
+    ensure!(page2_events[49]["content"]["i"] == 149 && page1["events"][0]["content"]["i"] == 0, "in order");
+    let (status, _) = alice.get(&format!("{MSC3814}/dehydrated_device/OTHER/events")).await?;
+    ensure!(status == 403, "another device id is refused");
+
+    // Logging out everywhere does not touch it; replacing it removes the old one's keys.
+    let spare = server.login("alice").await?;
+    ensure!(spare.post("/_matrix/client/v3/logout/all", &json!({})).await?.0 == 200);
+    let alice = server.login("alice").await?;
+    ensure!(alice.get(&format!("{MSC3814}/dehydrated_device")).await?.1["device_id"] == "DEHYD1", "kept");
+    ensure!(
+        alice.put(&format!("{MSC3814}/dehydrated_device"), &dehydrated_body(&alice, "DEHYD2", "v2")?).await?.0 == 200
+    );
+    let (_, query) =
+        bob.post("/_matrix/client/v3/keys/query", &json!({ "device_keys": { alice.user_id.clone(): [] } })).await?;
+    ensure!(
+        query["device_keys"][&alice.user_id].get("DEHYD1").is_none()
+            && query["device_keys"][&alice.user_id].get("DEHYD2").is_some(),
+        "{query}"
+    );
+    // A badly signed one is refused and the current one stays.
+    let mut bad = dehydrated_body(&alice, "DEHYD3", "v3")?;
+    bad["device_keys"]["keys"]["curve25519:DEHYD3"] = json!("b3RoZXI");
+    let (status, resp) = alice.put(&format!("{MSC3814}/dehydrated_device"), &bad).await?;
+    ensure!(status == 400 && errcode(&resp) == "M_INVALID_SIGNATURE", "{status} {resp}");
+    ensure!(alice.get(&format!("{MSC3814}/dehydrated_device")).await?.1["device_id"] == "DEHYD2");
+    let (status, del) = alice.delete(&format!("{MSC3814}/dehydrated_device"), &json!({})).await?;
+    ensure!(status == 200 && del["device_id"] == "DEHYD2");
+    ensure!(alice.get(&format!("{MSC3814}/dehydrated_device")).await?.0 == 404);
+    Ok(())
+}

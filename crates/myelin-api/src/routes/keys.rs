@@ -225,3 +225,42 @@ pub async fn backup_session_delete(
 ) -> ApiResult<Json<Value>> {
     Ok(Json(state.delete_backup_keys(&r, &backup_version_param(&q)?, KeyScope::Session(&room, &session)).await?))
 }
+
+// Dehydrated devices (MSC3814) --------------------------------------------------------------------
+
+pub async fn dehydrated_put(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.put_dehydrated_device(&r, &body).await?))
+}
+
+pub async fn dehydrated_get(State(state): State<AppState>, Auth(r): Auth) -> ApiResult<Json<Value>> {
+    Ok(Json(state.dehydrated_device(&r).await?))
+}
+
+pub async fn dehydrated_delete(State(state): State<AppState>, Auth(r): Auth) -> ApiResult<Json<Value>> {
+    Ok(Json(state.delete_dehydrated_device(&r).await?))
+}
+
+/// The current form: `GET …/events?next_batch=`.
+pub async fn dehydrated_events_get(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(device_id): Path<String>,
+    Query(q): Query<QueryMap>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.dehydrated_device_events(&r, &device_id, q.get("next_batch").map(String::as_str)).await?))
+}
+
+/// The older form: `POST …/events` with `{"next_batch": …}` in the body.
+pub async fn dehydrated_events_post(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(device_id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    let next_batch = body.get("next_batch").and_then(Value::as_str);
+    Ok(Json(state.dehydrated_device_events(&r, &device_id, next_batch).await?))
+}

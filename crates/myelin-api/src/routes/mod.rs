@@ -132,6 +132,19 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/login/get_token", post(account::get_login_token))
 }
 
+/// Dehydrated devices (MSC3814), under `/_matrix/client/unstable/org.matrix.msc3814.v1`.
+pub fn msc3814_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/dehydrated_device",
+            get(keys::dehydrated_get).put(keys::dehydrated_put).delete(keys::dehydrated_delete),
+        )
+        .route(
+            "/dehydrated_device/{device_id}/events",
+            get(keys::dehydrated_events_get).post(keys::dehydrated_events_post),
+        )
+}
+
 /// Routes outside the versioned prefixes.
 pub fn unversioned_routes() -> Router<AppState> {
     Router::new()

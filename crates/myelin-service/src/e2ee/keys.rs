@@ -26,7 +26,7 @@ fn key_algorithm(key_id: &str) -> Option<&str> {
 
 /// Parses a `{key_id: key}` map of one-time or fallback keys, checking ids, shapes and (for
 /// signed keys) the device's signature.
-fn parse_keys(
+pub(super) fn parse_keys(
     map: &Value,
     what: &str,
     user_id: &str,
@@ -60,6 +60,34 @@ fn parse_keys(
     Ok(out)
 }
 
+/// Checks an uploaded `device_keys` object: for this user and device, with the device's ed25519
+/// key, self-signed. Returns the JSON to store (without `unsigned`) and the ed25519 key.
+pub(super) fn checked_device_keys(keys: &Value, user_id: &str, device_id: &str) -> MatrixResult<(String, String)> {
+    let Some(object) = keys.as_object() else { return Err(MatrixError::bad_json("device_keys must be an object")) };
+    if object.get("user_id").and_then(Value::as_str) != Some(user_id)
+        || object.get("device_id").and_then(Value::as_str) != Some(device_id)
+    {
+        return Err(MatrixError::invalid_param("device_keys must be for your own user and device"));
+    }
+    if !object.get("algorithms").is_some_and(Value::is_array) {
+        return Err(MatrixError::bad_json("device_keys.algorithms must be a list"));
+    }
+    if !object.get("keys").and_then(Value::as_object).is_some_and(|k| k.values().all(Value::is_string)) {
+        return Err(MatrixError::bad_json("device_keys.keys must map key ids to strings"));
+    }
+    let Some(public) = signatures::ed25519_key(keys, device_id) else {
+        return Err(MatrixError::bad_json("device_keys has no ed25519 key for the device"));
+    };
+    if !signatures::signed_by(keys, user_id, &format!("ed25519:{device_id}"), public) {
+        return Err(invalid_signature("device_keys is not signed by its own ed25519 key"));
+    }
+    let mut stored = keys.clone();
+    if let Some(o) = stored.as_object_mut() {
+        o.remove("unsigned");
+    }
+    Ok((stored.to_string(), public.to_owned()))
+}
+
 impl Services {
     /// `POST /keys/upload`.
     pub async fn upload_keys(&self, r: &Requester, body: &Value) -> MatrixResult<Value> {
@@ -72,34 +100,11 @@ impl Services {
             .and_then(|v| signatures::ed25519_key(&v, &r.device_id).map(str::to_owned));
         match body.get("device_keys") {
             None => {}
-            Some(Value::Object(keys)) => {
-                let object = Value::Object(keys.clone());
-                if keys.get("user_id").and_then(Value::as_str) != Some(r.user_id.as_str())
-                    || keys.get("device_id").and_then(Value::as_str) != Some(r.device_id.as_str())
-                {
-                    return Err(MatrixError::invalid_param("device_keys must be for your own user and device"));
-                }
-                if !keys.get("algorithms").is_some_and(Value::is_array) {
-                    return Err(MatrixError::bad_json("device_keys.algorithms must be a list"));
-                }
-                let Some(public) = signatures::ed25519_key(&object, &r.device_id) else {
-                    return Err(MatrixError::bad_json("device_keys has no ed25519 key for the device"));
-                };
-                if !keys.get("keys").and_then(Value::as_object).is_some_and(|k| k.values().all(Value::is_string)) {
-                    return Err(MatrixError::bad_json("device_keys.keys must map key ids to strings"));
-                }
-                let key_id = format!("ed25519:{}", r.device_id);
-                if !signatures::signed_by(&object, &r.user_id, &key_id, public) {
-                    return Err(invalid_signature("device_keys is not signed by its own ed25519 key"));
-                }
-                device_key = Some(public.to_owned());
-                let mut stored = object.clone();
-                if let Some(o) = stored.as_object_mut() {
-                    o.remove("unsigned");
-                }
-                upload.device_keys = Some(stored.to_string());
+            Some(keys) => {
+                let (json, public) = checked_device_keys(keys, &r.user_id, &r.device_id)?;
+                device_key = Some(public);
+                upload.device_keys = Some(json);
             }
-            Some(_) => return Err(MatrixError::bad_json("device_keys must be an object")),
         }
         let signing = device_key.as_deref().map(|k| (format!("ed25519:{}", r.device_id), k.to_owned()));
         let signing = signing.as_ref().map(|(id, k)| (id.as_str(), k.as_str()));

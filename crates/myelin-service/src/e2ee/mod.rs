@@ -4,6 +4,7 @@
 //! to-device messages (`to_device.rs`). Federation will fill the remote side behind the same calls.
 
 pub mod backup;
+pub mod dehydrated;
 pub mod device_lists;
 pub mod keys;
 pub mod signatures;

@@ -18,7 +18,7 @@ const DEVICE_TABLES: [&str; 8] = [
 ];
 
 /// Runs in the stream writer: the device-list change takes a stream position.
-async fn delete_device_rows(
+pub(super) async fn delete_device_rows(
     c: &mut PgConn,
     positions: &mut super::writer::Positions,
     user_id: &str,
@@ -212,7 +212,7 @@ impl DeviceRepo for PgStore {
             .write(move |c, positions| {
                 Box::pin(async move {
                     let ids: Vec<String> = c
-                        .query("SELECT device_id FROM devices WHERE user_id = $1", &[&user_id])
+                        .query("SELECT device_id FROM devices WHERE user_id = $1 AND device_id NOT IN (SELECT device_id FROM dehydrated_devices WHERE user_id = $1)", &[&user_id])
                         .await?
                         .iter()
                         .map(|r| r.get::<_, String>(0))

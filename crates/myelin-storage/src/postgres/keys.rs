@@ -13,7 +13,7 @@ pub(super) async fn record_change(
     Ok(pos)
 }
 
-async fn upload(
+pub(super) async fn upload(
     c: &mut PgConn,
     positions: &mut Positions,
     user: &str,

@@ -12,6 +12,7 @@ mod accounts;
 mod backup;
 mod bus;
 mod conn;
+mod dehydrated;
 mod devices;
 mod events;
 mod jobs;

@@ -62,7 +62,8 @@ pub trait DeviceRepo {
     /// one-time, fallback) and the to-device messages waiting for them, and records a device-list
     /// change. Messages that arrive later for a reused device id are kept.
     async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> StorageResult<()>;
-    /// Deletes every device of the user except `keep` (if given), as `delete_devices` does.
+    /// Deletes every device of the user except `keep` (if given) and the dehydrated device, as
+    /// `delete_devices` does.
     async fn delete_all_devices(&self, user_id: &str, keep: Option<&str>) -> StorageResult<()>;
     async fn touch_device(&self, user_id: &str, device_id: &str, ip: Option<String>, now_ms: u64) -> StorageResult<()>;
     async fn create_login_token(&self, token: &str, user_id: &str, expires_ms: u64) -> StorageResult<()>;

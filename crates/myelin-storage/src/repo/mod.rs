@@ -5,6 +5,7 @@ mod account_data;
 mod accounts;
 mod backup;
 mod cluster;
+mod dehydrated;
 mod devices;
 mod events;
 mod jobs;
@@ -19,6 +20,7 @@ pub use account_data::*;
 pub use accounts::*;
 pub use backup::*;
 pub use cluster::*;
+pub use dehydrated::*;
 pub use devices::*;
 pub use events::*;
 pub use jobs::*;
@@ -46,6 +48,7 @@ pub trait Store:
     + KeyRepo
     + ToDeviceRepo
     + BackupRepo
+    + DehydratedDeviceRepo
     + Send
     + Sync
     + 'static
@@ -65,6 +68,7 @@ impl<T> Store for T where
         + KeyRepo
         + ToDeviceRepo
         + BackupRepo
+        + DehydratedDeviceRepo
         + Send
         + Sync
         + 'static

@@ -17,7 +17,7 @@ const DEVICE_TABLES: [&str; 8] = [
     "to_device_inbox",
 ];
 
-fn delete_device_rows(conn: &Connection, user_id: &str, device_id: &str) -> rusqlite::Result<()> {
+pub(super) fn delete_device_rows(conn: &Connection, user_id: &str, device_id: &str) -> rusqlite::Result<()> {
     for table in DEVICE_TABLES {
         conn.prepare_cached(&format!("DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"))?
             .execute([user_id, device_id])?;
@@ -198,7 +198,7 @@ impl DeviceRepo for SqliteStore {
         self.writer
             .write(move |conn, positions| {
                 let ids: Vec<String> = conn
-                    .prepare("SELECT device_id FROM devices WHERE user_id = ?1")?
+                    .prepare("SELECT device_id FROM devices WHERE user_id = ?1 AND device_id NOT IN (SELECT device_id FROM dehydrated_devices WHERE user_id = ?1)")?
                     .query_map([&user_id], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
                 for device_id in ids.iter().filter(|d| Some(d.as_str()) != keep.as_deref()) {

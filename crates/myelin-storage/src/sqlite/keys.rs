@@ -15,7 +15,7 @@ pub(super) fn record_change(
     Ok(pos)
 }
 
-fn upload(
+pub(super) fn upload(
     conn: &Connection,
     positions: &mut Positions,
     user: &str,

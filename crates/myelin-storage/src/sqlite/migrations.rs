@@ -9,6 +9,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_jobs.sql"),
     include_str!("../../migrations/0003_e2ee.sql"),
     include_str!("../../migrations/0004_key_backup.sql"),
+    include_str!("../../migrations/0005_dehydrated_devices.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -4,6 +4,7 @@
 mod account_data;
 mod accounts;
 mod backup;
+mod dehydrated;
 mod devices;
 mod events;
 mod jobs;
