@@ -34,6 +34,7 @@ pub struct Server {
 pub struct User {
     pub server: Server,
     pub user_id: String,
+    pub device_id: String,
     token: Arc<str>,
 }
 
@@ -156,7 +157,8 @@ impl Server {
                     .get("access_token")
                     .and_then(Value::as_str)
                     .context("register response without access_token")?;
-                return Ok(User { server: self.clone(), user_id, token: token.into() });
+                let device_id = value.get("device_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+                return Ok(User { server: self.clone(), user_id, device_id, token: token.into() });
             }
             if status == StatusCode::UNAUTHORIZED {
                 let session = value
@@ -187,7 +189,8 @@ impl User {
             .await
             .with_context(|| format!("logging in {}", self.user_id))?;
         let token = value.get("access_token").and_then(Value::as_str).context("login response without access_token")?;
-        Ok(User { server: self.server.clone(), user_id: self.user_id.clone(), token: token.into() })
+        let device_id = value.get("device_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        Ok(User { server: self.server.clone(), user_id: self.user_id.clone(), device_id, token: token.into() })
     }
 
     fn token(&self) -> &str {

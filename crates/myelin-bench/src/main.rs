@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! myelin-bench --target myelin=http://127.0.0.1:8008 --target synapse=http://127.0.0.1:8448 \
-//!     [--pid myelin=PID --pid synapse=PID] [--scenario all|send|fanout|initial-sync] \
+//!     [--pid myelin=PID --pid synapse=PID] [--scenario all|send|fanout|initial-sync|keys] \
 //!     [--output docs/benchmarks.md]
 //! ```
 //!
@@ -35,6 +35,7 @@ enum Scenario {
     Send,
     Fanout,
     InitialSync,
+    Keys,
 }
 
 /// Benchmark Matrix homeservers side by side over the client-server API.
@@ -68,6 +69,12 @@ struct Args {
     /// Initial-sync scenario: number of timed initial syncs (median is reported).
     #[arg(long = "sync-repeats", default_value_t = 3)]
     sync_repeats: usize,
+    /// Keys scenario: devices a room key is shared with.
+    #[arg(long = "key-devices", default_value_t = 500)]
+    key_devices: usize,
+    /// Keys scenario: timed repetitions of the claim and the to-device send.
+    #[arg(long = "key-repeats", default_value_t = 3)]
+    key_repeats: usize,
     /// Parallelism of setup work (registration, joins, room creation).
     #[arg(long = "setup-concurrency", default_value_t = 8)]
     setup_concurrency: usize,
@@ -168,6 +175,8 @@ async fn main() -> Result<()> {
         sync_repeats: args.sync_repeats,
         setup_concurrency: args.setup_concurrency,
         delivery_timeout: Duration::from_secs(args.delivery_timeout_secs.max(1)),
+        key_devices: args.key_devices.max(1),
+        key_repeats: args.key_repeats.max(1),
     };
     let request_timeout = Duration::from_secs(args.request_timeout_secs.max(1));
     let limit = Duration::from_secs(args.scenario_timeout_secs.max(1));
@@ -207,6 +216,11 @@ async fn main() -> Result<()> {
         } else {
             Outcome::NotRun
         };
+        let keys = if run(Scenario::Keys) {
+            run_scenario("keys", name, limit, scenarios::keys(&server, &params)).await
+        } else {
+            Outcome::NotRun
+        };
         let rss_after_mb = rss("after");
         reports.push(TargetReport {
             name: name.clone(),
@@ -216,6 +230,7 @@ async fn main() -> Result<()> {
             send,
             fanout,
             initial_sync,
+            keys,
             rate_limit_retries: server.rate_limit_retries(),
         });
     }
@@ -223,13 +238,15 @@ async fn main() -> Result<()> {
     let table = report::table(&reports, args.rooms);
     let settings = format!(
         "Settings: send {} senders × {} messages; fan-out {} listeners, {} messages; \
-         initial sync {} rooms, {} runs. Targets: {}.",
+         initial sync {} rooms, {} runs; keys {} devices, {} runs. Targets: {}.",
         args.senders,
         args.count,
         args.listeners,
         args.fanout_messages,
         args.rooms,
         args.sync_repeats,
+        args.key_devices,
+        args.key_repeats,
         reports.iter().map(|r| format!("{} = {}", r.name, r.url)).collect::<Vec<_>>().join(", ")
     );
     println!("{settings}\n\n{table}");

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::scenarios::{FanoutResult, InitialSyncResult, SendResult, avg, p50, p99};
+use crate::scenarios::{FanoutResult, InitialSyncResult, KeysResult, SendResult, avg, p50, p99};
 
 /// Outcome of one scenario on one target.
 pub enum Outcome<T> {
@@ -33,6 +33,7 @@ pub struct TargetReport {
     pub send: Outcome<SendResult>,
     pub fanout: Outcome<FanoutResult>,
     pub initial_sync: Outcome<InitialSyncResult>,
+    pub keys: Outcome<KeysResult>,
     pub rate_limit_retries: u64,
 }
 
@@ -43,6 +44,7 @@ impl TargetReport {
             ("send", failure(&self.send)),
             ("fan-out", failure(&self.fanout)),
             ("initial sync", failure(&self.initial_sync)),
+            ("keys", failure(&self.keys)),
         ] {
             if let Some(err) = outcome {
                 out.push(format!("{} / {scenario}: {err}", self.name));
@@ -144,6 +146,36 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             0,
             Better::Neither,
             Box::new(|t| t.initial_sync.cell(|r| Some(r.rooms_seen as f64))),
+        ),
+        (
+            "keys: /keys/claim, one key per device: median (ms)".into(),
+            1,
+            Better::Lower("time"),
+            Box::new(|t| t.keys.cell(KeysResult::claim_median_ms)),
+        ),
+        (
+            "keys: claimed keys/s".into(),
+            0,
+            Better::Higher("throughput"),
+            Box::new(|t| t.keys.cell(|r| r.claim_median_ms().map(|m| r.devices as f64 / (m / 1000.0).max(1e-9)))),
+        ),
+        (
+            "keys: devices (keys handed out)".into(),
+            0,
+            Better::Neither,
+            Box::new(|t| t.keys.cell(|r| Some(r.claimed as f64))),
+        ),
+        (
+            "keys: /sendToDevice to every device: median (ms)".into(),
+            1,
+            Better::Lower("time"),
+            Box::new(|t| t.keys.cell(KeysResult::to_device_median_ms)),
+        ),
+        (
+            "keys: to-device messages/s".into(),
+            0,
+            Better::Higher("throughput"),
+            Box::new(|t| t.keys.cell(|r| r.to_device_median_ms().map(|m| r.devices as f64 / (m / 1000.0).max(1e-9)))),
         ),
         (
             "RSS idle, before scenarios (MB)".into(),
@@ -310,6 +342,7 @@ mod tests {
             }),
             fanout: Outcome::NotRun,
             initial_sync: Outcome::Failed("boom".into()),
+            keys: Outcome::NotRun,
             rate_limit_retries: 0,
         }
     }

@@ -34,6 +34,10 @@ pub struct Params {
     pub setup_concurrency: usize,
     /// Fan-out: how long to wait for all listeners to see one message.
     pub delivery_timeout: Duration,
+    /// Keys scenario: devices a room key is shared with (10 per user).
+    pub key_devices: usize,
+    /// Keys scenario: timed repetitions of each request.
+    pub key_repeats: usize,
 }
 
 const PASSWORD: &str = "myelin-bench-password-1";
@@ -413,6 +417,108 @@ pub async fn initial_sync(server: &Server, params: &Params) -> Result<InitialSyn
         eprintln!("  initial-sync: WARNING: sync returned {rooms_seen} of {} rooms", created.len());
     }
     Ok(InitialSyncResult { durations_ms, rooms_seen, response_bytes })
+}
+
+pub struct KeysResult {
+    pub devices: usize,
+    /// Keys handed out by the last claim (should equal `devices`).
+    pub claimed: usize,
+    pub claim_ms: Vec<f64>,
+    pub to_device_ms: Vec<f64>,
+}
+
+impl KeysResult {
+    pub fn claim_median_ms(&self) -> Option<f64> {
+        median(&self.claim_ms)
+    }
+    pub fn to_device_median_ms(&self) -> Option<f64> {
+        median(&self.to_device_ms)
+    }
+}
+
+/// Sharing a room key with many devices, as a client does before its first message in a big
+/// encrypted room: one `/keys/claim` for a one-time key of every device, then one
+/// `/sendToDevice` carrying an encrypted message to each. `key_devices` devices (10 per user),
+/// each with `key_repeats` one-time keys, so every repetition claims fresh keys.
+pub async fn keys(server: &Server, params: &Params) -> Result<KeysResult> {
+    let per_user = 10;
+    let users = register_users(server, params, "k", params.key_devices.div_ceil(per_user).max(1)).await?;
+    eprintln!("  keys: logging in {} devices", params.key_devices);
+    let sem = Arc::new(Semaphore::new(params.setup_concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for (u, user) in users.iter().enumerate() {
+        for d in 0..per_user {
+            if u * per_user + d >= params.key_devices {
+                break;
+            }
+            let (user, sem, repeats) = (user.clone(), Arc::clone(&sem), params.key_repeats.max(1));
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await.context("semaphore closed")?;
+                let device = if d == 0 { user } else { user.login_new_device(PASSWORD).await? };
+                let otks: serde_json::Map<String, Value> = (0..repeats)
+                    .map(|k| {
+                        (format!("signed_curve25519:AAAA{k}"), json!({ "key": format!("otk{k}-{}", device.device_id) }))
+                    })
+                    .collect();
+                device
+                    .call(
+                        reqwest::Method::POST,
+                        "/_matrix/client/v3/keys/upload",
+                        &[],
+                        Some(&json!({ "one_time_keys": otks })),
+                        None,
+                    )
+                    .await?;
+                Ok::<_, anyhow::Error>(device)
+            });
+        }
+    }
+    let mut devices = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        devices.push(joined.context("device task panicked")??);
+    }
+    let sender = devices.first().cloned().context("no device")?;
+    let mut wanted: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
+    let mut messages: HashMap<String, serde_json::Map<String, Value>> = HashMap::new();
+    let payload = "x".repeat(600);
+    for d in &devices {
+        wanted.entry(d.user_id.clone()).or_default().insert(d.device_id.clone(), json!("signed_curve25519"));
+        messages.entry(d.user_id.clone()).or_default().insert(
+            d.device_id.clone(),
+            json!({ "algorithm": "m.olm.v1.curve25519-aes-sha2", "sender_key": "bench", "ciphertext": { "k": { "type": 0, "body": payload } } }),
+        );
+    }
+    let mut result = KeysResult { devices: devices.len(), claimed: 0, claim_ms: Vec::new(), to_device_ms: Vec::new() };
+    for rep in 0..params.key_repeats.max(1) {
+        let t0 = Instant::now();
+        let resp = sender
+            .call(
+                reqwest::Method::POST,
+                "/_matrix/client/v3/keys/claim",
+                &[],
+                Some(&json!({ "one_time_keys": wanted })),
+                None,
+            )
+            .await
+            .with_context(|| format!("claim {rep}"))?;
+        result.claim_ms.push(ms(t0.elapsed()));
+        result.claimed = resp
+            .get("one_time_keys")
+            .and_then(Value::as_object)
+            .map_or(0, |users| users.values().filter_map(Value::as_object).map(|d| d.len()).sum());
+        let t0 = Instant::now();
+        let path = format!("/_matrix/client/v3/sendToDevice/m.room.encrypted/{}k{rep}", params.prefix);
+        sender
+            .call(reqwest::Method::PUT, &path, &[], Some(&json!({ "messages": messages })), None)
+            .await
+            .with_context(|| format!("sendToDevice {rep}"))?;
+        result.to_device_ms.push(ms(t0.elapsed()));
+        eprintln!(
+            "  keys: run {rep}: claim {:.1} ms ({} keys), to-device {:.1} ms",
+            result.claim_ms[rep], result.claimed, result.to_device_ms[rep]
+        );
+    }
+    Ok(result)
 }
 
 /// p50/p99 helpers used by the report.
