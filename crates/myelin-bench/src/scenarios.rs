@@ -457,7 +457,13 @@ pub async fn keys(server: &Server, params: &Params) -> Result<KeysResult> {
                 let device = if d == 0 { user } else { user.login_new_device(PASSWORD).await? };
                 let otks: serde_json::Map<String, Value> = (0..repeats)
                     .map(|k| {
-                        (format!("signed_curve25519:AAAA{k}"), json!({ "key": format!("otk{k}-{}", device.device_id) }))
+                        let key = json!({
+                            "key": format!("otk{k}-{}", device.device_id),
+                            // Servers check the shape; the signature itself is not verifiable
+                            // without device keys, which this scenario does not upload.
+                            "signatures": { device.user_id.clone(): { format!("ed25519:{}", device.device_id): "c2ln" } },
+                        });
+                        (format!("signed_curve25519:AAAA{k}"), key)
                     })
                     .collect();
                 device

@@ -46,6 +46,9 @@ pub(super) fn parse_keys(
                 if !o.get("key").is_some_and(Value::is_string) {
                     return Err(MatrixError::bad_json(format!("{what}.{key_id} has no key")));
                 }
+                if !o.get("signatures").is_some_and(Value::is_object) {
+                    return Err(MatrixError::bad_json(format!("{what}.{key_id} has no signatures")));
+                }
                 if algorithm.starts_with("signed_")
                     && let Some((signing_key_id, public_key)) = device_key
                     && !signatures::signed_by(key, user_id, signing_key_id, public_key)
