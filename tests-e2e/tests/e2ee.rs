@@ -214,7 +214,11 @@ async fn bad_keys_are_refused_and_nothing_is_stored() -> Result<()> {
         (json!({ "device_keys": good.clone(), "one_time_keys": { "nocolon": "a2V5" } }), 400, "M_INVALID_PARAM"),
         (json!({ "device_keys": good.clone(), "one_time_keys": { ":x": "a2V5" } }), 400, "M_INVALID_PARAM"),
         (json!({ "device_keys": good.clone(), "one_time_keys": { "curve25519:x": 5 } }), 400, "M_BAD_JSON"),
-        (json!({ "device_keys": good.clone(), "one_time_keys": { "signed_curve25519:x": { "key": "k" } } }), 400, "M_BAD_JSON"),
+        (
+            json!({ "device_keys": good.clone(), "one_time_keys": { "signed_curve25519:x": { "key": "k" } } }),
+            400,
+            "M_BAD_JSON",
+        ),
         (json!({ "device_keys": good.clone(), "one_time_keys": too_many }), 413, "M_TOO_LARGE"),
     ];
     for (body, status, code) in cases {

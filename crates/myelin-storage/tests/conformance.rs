@@ -359,37 +359,24 @@ macro_rules! backend {
     };
 }
 
-backend!(
-    sqlite,
-    super::sqlite_db(),
-    [
-        users_are_unique_and_round_trip,
-        sessions_tokens_and_refresh,
-        events_positions_state_and_extremities,
-        long_state_chains_resolve_through_snapshots,
-        transaction_ids_make_sends_idempotent,
-        concurrent_writes_get_distinct_ordered_positions,
-        a_failing_write_does_not_poison_its_batch,
-        account_data_receipts_and_unread_counts,
-        data_survives_reopening,
-        a_stale_head_writes_nothing,
-        a_background_job_is_claimed_once_per_interval,
-    ]
-);
-backend!(
-    postgres,
-    super::postgres_db().await,
-    [
-        users_are_unique_and_round_trip,
-        sessions_tokens_and_refresh,
-        events_positions_state_and_extremities,
-        long_state_chains_resolve_through_snapshots,
-        transaction_ids_make_sends_idempotent,
-        concurrent_writes_get_distinct_ordered_positions,
-        a_failing_write_does_not_poison_its_batch,
-        account_data_receipts_and_unread_counts,
-        data_survives_reopening,
-        a_stale_head_writes_nothing,
-        a_background_job_is_claimed_once_per_interval,
-    ]
+/// Every conformance test, once per backend.
+macro_rules! all_backends {
+    ($($test:ident),* $(,)?) => {
+        backend!(sqlite, super::sqlite_db(), [$($test),*]);
+        backend!(postgres, super::postgres_db().await, [$($test),*]);
+    };
+}
+
+all_backends!(
+    users_are_unique_and_round_trip,
+    sessions_tokens_and_refresh,
+    events_positions_state_and_extremities,
+    long_state_chains_resolve_through_snapshots,
+    transaction_ids_make_sends_idempotent,
+    concurrent_writes_get_distinct_ordered_positions,
+    a_failing_write_does_not_poison_its_batch,
+    account_data_receipts_and_unread_counts,
+    data_survives_reopening,
+    a_stale_head_writes_nothing,
+    a_background_job_is_claimed_once_per_interval,
 );

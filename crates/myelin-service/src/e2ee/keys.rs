@@ -264,16 +264,21 @@ impl Services {
         Ok(json!({ "one_time_keys": out, "failures": failures }))
     }
 
-    /// `POST /keys/device_signing/upload` (after the caller handled user-interactive auth, which
-    /// `device_signing_needs_auth` decides).
-    pub async fn upload_cross_signing_keys(&self, r: &Requester, body: &Value) -> MatrixResult<()> {
-        let existing: HashMap<String, Value> = self
+    /// The user's cross-signing keys by type (`master`, `self_signing`, `user_signing`).
+    async fn stored_cross_signing_keys(&self, user_id: &str) -> MatrixResult<HashMap<String, Value>> {
+        Ok(self
             .store
-            .cross_signing_keys(&r.user_id)
+            .cross_signing_keys(user_id)
             .await?
             .into_iter()
             .filter_map(|(t, j)| Some((t, serde_json::from_str(&j).ok()?)))
-            .collect();
+            .collect())
+    }
+
+    /// `POST /keys/device_signing/upload` (after the caller handled user-interactive auth, which
+    /// `device_signing_needs_auth` decides).
+    pub async fn upload_cross_signing_keys(&self, r: &Requester, body: &Value) -> MatrixResult<()> {
+        let existing: HashMap<String, Value> = self.stored_cross_signing_keys(&r.user_id).await?;
         let mut keys = Vec::new();
         let master = body.get("master_key").cloned().or_else(|| existing.get("master").cloned());
         for (field, key_type) in
@@ -311,13 +316,7 @@ impl Services {
     /// Whether a cross-signing upload needs user-interactive auth: not for the first master key,
     /// nor for an exact re-upload of the stored keys.
     pub async fn device_signing_needs_auth(&self, r: &Requester, body: &Value) -> MatrixResult<bool> {
-        let existing: HashMap<String, Value> = self
-            .store
-            .cross_signing_keys(&r.user_id)
-            .await?
-            .into_iter()
-            .filter_map(|(t, j)| Some((t, serde_json::from_str(&j).ok()?)))
-            .collect();
+        let existing: HashMap<String, Value> = self.stored_cross_signing_keys(&r.user_id).await?;
         if !existing.contains_key("master") {
             return Ok(false);
         }
@@ -332,13 +331,7 @@ impl Services {
     pub async fn upload_signatures(&self, r: &Requester, body: &Value) -> MatrixResult<Value> {
         let Some(users) = body.as_object() else { return Err(MatrixError::bad_json("Body must be an object")) };
         let mut failures: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-        let mine: HashMap<String, Value> = self
-            .store
-            .cross_signing_keys(&r.user_id)
-            .await?
-            .into_iter()
-            .filter_map(|(t, j)| Some((t, serde_json::from_str(&j).ok()?)))
-            .collect();
+        let mine: HashMap<String, Value> = self.stored_cross_signing_keys(&r.user_id).await?;
         for (user, keys) in users {
             let Some(keys) = keys.as_object() else { continue };
             for (key_name, signed) in keys {
