@@ -28,6 +28,11 @@ stop_cluster() {
 trap stop_cluster EXIT
 echo "$MYELIN_TEST_POSTGRES"
 
+echo "== Node 22 and matrix-js-sdk for the interoperability test (npm)"
+export MYELIN_NODE22
+MYELIN_NODE22=$(./scripts/js-deps.sh | tail -1)
+echo "$MYELIN_NODE22"
+
 log=$(mktemp)
 threads="${MYELIN_TEST_THREADS:-4}"
 set +e

@@ -98,3 +98,60 @@ async fn a_new_device_is_announced_and_decrypts_new_messages() -> Result<()> {
         .with_context(|| "bob's new device never decrypted the message sent after it appeared")?;
     Ok(())
 }
+
+/// Node 22 with matrix-js-sdk installed: `$MYELIN_NODE22`, else what `scripts/js-deps.sh`
+/// installs (it prints the binary's path last).
+fn node22() -> Result<String> {
+    if let Ok(node) = std::env::var("MYELIN_NODE22")
+        && !node.is_empty()
+    {
+        return Ok(node);
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/js-deps.sh");
+    let out = std::process::Command::new("bash").arg(script).output().context("run scripts/js-deps.sh")?;
+    ensure!(out.status.success(), "js-deps.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().last().map(str::to_owned).context("js-deps.sh printed no path")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_js_sdk_and_matrix_sdk_read_each_others_encrypted_messages() -> Result<()> {
+    let node = node22()?;
+    let server = TestServer::start().await?;
+    let alice = register(&server, "alice").await?;
+    server.register("jsbob").await?;
+    sync(&alice).await?;
+    let mut request = CreateRoomRequest::new();
+    request.invite = vec![matrix_sdk::ruma::OwnedUserId::try_from(server.user_id("jsbob"))?];
+    request.initial_state = vec![
+        InitialStateEvent::with_empty_state_key(RoomEncryptionEventContent::with_recommended_defaults()).to_raw_any(),
+    ];
+    let room = alice.create_room(request).await?;
+    let texts = collect_texts(&alice);
+
+    // Element Web's client library, with its Rust crypto, as "jsbob".
+    let peer_script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests-js/e2ee-peer.mjs");
+    let peer = tokio::process::Command::new(&node)
+        .arg(peer_script)
+        .args([server.base_url().as_str(), "jsbob", "jsbob-password", room.room_id().as_str(), "from rust", "from js"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("start the matrix-js-sdk peer")?;
+
+    // Once jsbob has joined (its keys are uploaded by then), alice's message is shared with it.
+    let joined = || room.joined_members_count() >= 2;
+    sync_until(&alice, 60, joined).await.context("the js client never joined")?;
+    send_text(&room, "from rust").await?;
+    sync_until(&alice, 60, || texts.try_lock().is_ok_and(|t| t.iter().any(|b| b == "from js")))
+        .await
+        .context("alice never decrypted the js client's reply")?;
+    let out = tokio::time::timeout(Duration::from_secs(60), peer.wait_with_output()).await??;
+    ensure!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK"),
+        "js peer failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
