@@ -35,16 +35,19 @@ impl Services {
         let mut departed: BTreeSet<String> = BTreeSet::new();
         // Membership changes in the user's rooms: newly shared users have changed device lists
         // from this user's point of view; users gone may have left entirely.
+        // Only rooms with news can have membership changes; of those, only the changed members
+        // are read, except in a room the user joined or left now, where every member counts.
         for room in rooms.iter().filter(|r| r.last_event_pos > since) {
             let own_change = room.membership_pos > since && room.membership_pos <= until;
             if room.membership != "join" && !own_change {
                 continue;
             }
-            for member in self.store.room_members(&room.room_id, None).await? {
-                let changed_now = member.stream_pos > since && member.stream_pos <= until;
-                if !(own_change || changed_now) {
-                    continue;
-                }
+            let members = if own_change {
+                self.store.room_members(&room.room_id, None).await?
+            } else {
+                self.store.membership_changes(&room.room_id, since, until).await?
+            };
+            for member in members {
                 match member.membership.as_str() {
                     "join" | "invite" if room.membership == "join" => {
                         candidates.insert(member.user_id);
@@ -52,14 +55,6 @@ impl Services {
                     _ => {
                         departed.insert(member.user_id);
                     }
-                }
-            }
-        }
-        if room_left_by_me(rooms, since, until) {
-            // Members of rooms the user left are candidates for `left`.
-            for room in rooms.iter().filter(|r| r.membership != "join" && r.membership_pos > since) {
-                for member in self.store.room_members(&room.room_id, Some("join")).await? {
-                    departed.insert(member.user_id);
                 }
             }
         }
@@ -82,10 +77,6 @@ impl Services {
         delta.changed.retain(|u| !delta.left.contains(u));
         Ok(delta)
     }
-}
-
-fn room_left_by_me(rooms: &[UserRoom], since: StreamPos, until: StreamPos) -> bool {
-    rooms.iter().any(|r| r.membership != "join" && r.membership_pos > since && r.membership_pos <= until)
 }
 
 impl Services {

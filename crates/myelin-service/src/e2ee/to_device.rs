@@ -81,8 +81,11 @@ impl Services {
         acked: Option<StreamPos>,
         until: StreamPos,
     ) -> MatrixResult<(Vec<Value>, StreamPos)> {
+        // Deleting is a write: only when something acknowledged is still there (most syncs have
+        // nothing in the inbox, and a sync must not queue a write each time).
         if let Some(acked) = acked
             && acked > 0
+            && !self.store.to_device_messages(user_id, device_id, 0, acked, 1).await?.is_empty()
         {
             self.store.delete_to_device_messages(user_id, device_id, acked).await?;
         }

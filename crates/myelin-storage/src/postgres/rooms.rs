@@ -6,7 +6,7 @@ use super::{
     events::{EVENT_COLUMNS, event_from_row},
     to_u64,
 };
-use crate::{MemberRecord, PublicRoomRecord, RoomRecord, RoomRepo, StorageResult, StoredEvent, UserRoom};
+use crate::{MemberRecord, PublicRoomRecord, RoomRecord, RoomRepo, StorageResult, StoredEvent, StreamPos, UserRoom};
 
 fn member_from_row(r: &Row) -> MemberRecord {
     MemberRecord {
@@ -66,6 +66,24 @@ impl RoomRepo for PgStore {
             "SELECT user_id, membership, event_id, displayname, avatar_url, stream_pos FROM room_members
              WHERE room_id = $1 AND ($2::TEXT IS NULL OR membership = $2) ORDER BY user_id",
             &[&room_id, &membership],
+        )
+        .await?
+        .iter()
+        .map(member_from_row)
+        .collect())
+    }
+
+    async fn membership_changes(
+        &self,
+        room_id: &str,
+        since: StreamPos,
+        until: StreamPos,
+    ) -> StorageResult<Vec<MemberRecord>> {
+        let mut c = self.pool.get().await?;
+        Ok(c.query(
+            "SELECT user_id, membership, event_id, displayname, avatar_url, stream_pos FROM room_members
+             WHERE room_id = $1 AND stream_pos > $2 AND stream_pos <= $3",
+            &[&room_id, &since, &until],
         )
         .await?
         .iter()

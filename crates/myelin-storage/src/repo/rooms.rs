@@ -50,6 +50,13 @@ pub trait RoomRepo {
     async fn rooms_for_user(&self, user_id: &str) -> StorageResult<Vec<UserRoom>>;
     /// Current members, optionally only with one membership.
     async fn room_members(&self, room_id: &str, membership: Option<&str>) -> StorageResult<Vec<MemberRecord>>;
+    /// Members whose membership changed at a position in `(since, until]`.
+    async fn membership_changes(
+        &self,
+        room_id: &str,
+        since: StreamPos,
+        until: StreamPos,
+    ) -> StorageResult<Vec<MemberRecord>>;
     async fn membership(&self, room_id: &str, user_id: &str) -> StorageResult<Option<MemberRecord>>;
     /// Current state as (type, state_key, event_id).
     async fn current_state_ids(&self, room_id: &str) -> StorageResult<Vec<(String, String, String)>>;

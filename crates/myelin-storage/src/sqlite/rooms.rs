@@ -5,7 +5,7 @@ use super::{
     SqliteStore,
     events::{EVENT_COLUMNS, event_from_row},
 };
-use crate::{MemberRecord, PublicRoomRecord, RoomRecord, RoomRepo, StorageResult, StoredEvent, UserRoom};
+use crate::{MemberRecord, PublicRoomRecord, RoomRecord, RoomRepo, StorageResult, StoredEvent, StreamPos, UserRoom};
 
 fn member_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberRecord> {
     Ok(MemberRecord {
@@ -77,6 +77,25 @@ impl RoomRepo for SqliteStore {
                      WHERE room_id = ?1 AND (?2 IS NULL OR membership = ?2) ORDER BY user_id",
                 )?;
                 let rows = stmt.query_map(params![room_id, membership], member_from_row)?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
+    async fn membership_changes(
+        &self,
+        room_id: &str,
+        since: StreamPos,
+        until: StreamPos,
+    ) -> StorageResult<Vec<MemberRecord>> {
+        let room_id = room_id.to_owned();
+        self.readers
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT user_id, membership, event_id, displayname, avatar_url, stream_pos FROM room_members
+                     WHERE room_id = ?1 AND stream_pos > ?2 AND stream_pos <= ?3",
+                )?;
+                let rows = stmt.query_map(params![room_id, since, until], member_from_row)?;
                 Ok(rows.collect::<Result<_, _>>()?)
             })
             .await
