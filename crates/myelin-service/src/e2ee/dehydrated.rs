@@ -86,11 +86,11 @@ impl Services {
             None => 0,
         };
         let head = self.store.refresh_stream_head().await?;
-        let mut messages =
-            self.store.to_device_messages(&r.user_id, device_id, after, head, EVENTS_PER_PAGE + 1).await?;
-        let more = messages.len() > EVENTS_PER_PAGE;
-        messages.truncate(EVENTS_PER_PAGE);
-        let next = messages.last().map(|m| m.stream_pos.to_string());
+        let messages = self.store.to_device_messages(&r.user_id, device_id, after, head, EVENTS_PER_PAGE).await?;
+        // Always a `next_batch`, also on the last page and on an empty one: clients (matrix-js-sdk,
+        // matrix-sdk-crypto) loop "until no events, passing the previous next_batch", so a page
+        // without one would send them back to the start forever.
+        let next = messages.last().map_or(after, |m| m.stream_pos).to_string();
         let events: Vec<Value> = messages
             .into_iter()
             .map(|m| {
@@ -98,10 +98,6 @@ impl Services {
                 json!({ "sender": m.sender, "type": m.event_type, "content": content })
             })
             .collect();
-        let mut body = json!({ "events": events });
-        if more && let Some(next) = next {
-            body["next_batch"] = next.into();
-        }
-        Ok(body)
+        Ok(json!({ "events": events, "next_batch": next }))
     }
 }
