@@ -121,8 +121,24 @@ async fn one_time_keys_are_claimed_once_in_upload_order_then_the_fallback() -> R
     let sync = alice.sync(None, 0, None).await?;
     ensure!(sync["device_unused_fallback_key_types"] == json!(["signed_curve25519"]), "unused fallback: {sync}");
 
-    // The first claim takes the oldest key.
-    ensure!(claim_one(&bob, &alice).await?.as_deref() == Some("signed_curve25519:z1"), "oldest key first");
+    // The first claim takes the oldest key. A user of another server in the same claim gets that
+    // server's entry in `failures` (no federation here) and does not spoil the local answer.
+    let body = json!({ "one_time_keys": {
+        alice.user_id.clone(): { alice.device_id.clone(): "signed_curve25519" },
+        "@carol:remote.invalid": { "PHONE": "signed_curve25519" },
+    } });
+    let (status, resp) = bob.post("/_matrix/client/v3/keys/claim", &body).await?;
+    ensure!(status == 200 && resp["failures"]["remote.invalid"]["errcode"] == "M_UNKNOWN", "{status} {resp}");
+    let first = resp["one_time_keys"][&alice.user_id][&alice.device_id].as_object().context("alice's key")?;
+    ensure!(first.contains_key("signed_curve25519:z1"), "oldest key first: {resp}");
+    let query = json!({ "device_keys": { alice.user_id.clone(): [], "@carol:remote.invalid": [] } });
+    let (status, resp) = bob.post("/_matrix/client/v3/keys/query", &query).await?;
+    ensure!(
+        status == 200
+            && resp["failures"]["remote.invalid"]["errcode"] == "M_UNKNOWN"
+            && resp["device_keys"][&alice.user_id][&alice.device_id].is_object(),
+        "{status} {resp}"
+    );
     // 18 concurrent claims for the 9 left: 9 distinct keys, the other 9 get the fallback key.
     let mut tasks = Vec::new();
     for _ in 0..18 {

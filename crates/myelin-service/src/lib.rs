@@ -46,6 +46,8 @@ pub struct Services {
     pub limits: ratelimit::RateLimiters,
     pub passwords: passwords::PasswordHasher,
     pub server_name: ruma::OwnedServerName,
+    /// Other servers' keys and device lists (federation; `Unfederated` until it exists).
+    pub remote_keys: Arc<dyn e2ee::remote::RemoteKeys>,
 }
 
 impl Services {
@@ -69,6 +71,7 @@ impl Services {
             limits,
             passwords: passwords::PasswordHasher::new(2),
             server_name,
+            remote_keys: Arc::new(e2ee::remote::Unfederated),
         });
         cluster::follow_other_processes(&services);
         Ok(services)

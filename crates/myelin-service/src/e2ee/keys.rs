@@ -160,6 +160,7 @@ impl Services {
         mates.sort();
         mates.dedup();
         self.notifier.notify_users(&mates);
+        self.remote_keys.device_list_changed(user_id).await;
         Ok(())
     }
 
@@ -177,11 +178,27 @@ impl Services {
         let mut user_signing = Map::new();
         let mut failures = Map::new();
         let local: Vec<String> = wanted.keys().filter(|u| self.is_local_user(u)).cloned().collect();
-        for user in wanted.keys().filter(|u| !self.is_local_user(u)) {
-            // No federation yet: remote users' keys are unreachable.
-            let server = user.rsplit_once(':').map_or("", |(_, s)| s);
-            failures
-                .insert(server.to_owned(), json!({ "errcode": "M_UNKNOWN", "error": "Federation is not available" }));
+        let remote = super::remote::by_server(wanted.iter().filter(|(u, _)| !self.is_local_user(u)));
+        for (server, users) in remote {
+            match self.remote_keys.query(&server, &users).await {
+                Ok(answer) => {
+                    // Only what was asked for, from the users of that server.
+                    for (field, into) in [
+                        ("device_keys", &mut device_keys),
+                        ("master_keys", &mut master),
+                        ("self_signing_keys", &mut self_signing),
+                    ] {
+                        for (user, keys) in answer.get(field).and_then(Value::as_object).into_iter().flatten() {
+                            if users.contains_key(user) {
+                                into.insert(user.clone(), keys.clone());
+                            }
+                        }
+                    }
+                }
+                Err(failure) => {
+                    failures.insert(server, json!({ "errcode": failure.errcode, "error": failure.error }));
+                }
+            }
         }
         let all = self.store.device_keys(&local).await?;
         for user in &local {
@@ -232,12 +249,7 @@ impl Services {
                 return Err(MatrixError::bad_json("one_time_keys must map users to {device: algorithm}"));
             };
             if !self.is_local_user(user) {
-                let server = user.rsplit_once(':').map_or("", |(_, s)| s);
-                failures.insert(
-                    server.to_owned(),
-                    json!({ "errcode": "M_UNKNOWN", "error": "Federation is not available" }),
-                );
-                continue;
+                continue; // claimed from its server below
             }
             for (device, algorithm) in devices {
                 let Some(algorithm) = algorithm.as_str() else {
@@ -251,6 +263,20 @@ impl Services {
         }
         let claimed = self.store.claim_keys(&claims).await?;
         let mut out: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+        for (server, users) in super::remote::by_server(wanted.iter().filter(|(u, _)| !self.is_local_user(u))) {
+            match self.remote_keys.claim(&server, &users).await {
+                Ok(answer) => {
+                    for (user, devices) in answer.as_object().into_iter().flatten() {
+                        if let (true, Some(devices)) = (users.contains_key(user), devices.as_object()) {
+                            out.entry(user.clone()).or_default().extend(devices.clone());
+                        }
+                    }
+                }
+                Err(failure) => {
+                    failures.insert(server, json!({ "errcode": failure.errcode, "error": failure.error }));
+                }
+            }
+        }
         let mut owners = Vec::new();
         for (user, device, key_id, json) in claimed {
             let key = serde_json::from_str::<Value>(&json).unwrap_or(Value::Null);

@@ -1,12 +1,14 @@
 //! End-to-end encryption, server side: the key infrastructure clients rely on so that no message
 //! is ever undecryptable because of the server. Device, one-time, fallback and cross-signing keys
 //! (`keys.rs`), signature checks (`signatures.rs`), device-list tracking (`device_lists.rs`) and
-//! to-device messages (`to_device.rs`). Federation will fill the remote side behind the same calls.
+//! to-device messages (`to_device.rs`). What other servers must answer goes through the
+//! [`remote::RemoteKeys`] interface, which the federation work implements.
 
 pub mod backup;
 pub mod dehydrated;
 pub mod device_lists;
 pub mod keys;
+pub mod remote;
 pub mod signatures;
 pub mod to_device;
 
