@@ -28,6 +28,7 @@ pub fn router(services: AppState) -> Router {
         .nest("/_matrix/client/r0", client)
         .nest("/_matrix/client/v1", v1)
         .nest("/_matrix/client/unstable/org.matrix.msc3814.v1", routes::msc3814_routes())
+        .nest("/_matrix/client/unstable/org.matrix.simplified_msc3575", routes::sliding_sync_routes())
         .merge(routes::unversioned_routes())
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)

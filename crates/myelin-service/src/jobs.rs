@@ -37,7 +37,16 @@ impl Services {
         if self.store.claim_job("cleanup", now, CLEANUP_INTERVAL_MS).await? {
             let tokens = self.store.delete_expired_login_tokens(now).await?;
             let txns = self.store.delete_txn_ids_before(now.saturating_sub(TXN_ID_LIFETIME_MS)).await?;
-            tracing::info!(tokens, txns, "clean-up: expired login tokens and old transaction ids removed");
+            let connections = self
+                .store
+                .delete_idle_sliding_sync_connections(now as i64 - crate::sliding_sync::IDLE_EXPIRY_MS)
+                .await?;
+            tracing::info!(
+                tokens,
+                txns,
+                connections,
+                "clean-up: expired login tokens, old transaction ids and idle sliding sync connections removed"
+            );
         }
         Ok(())
     }

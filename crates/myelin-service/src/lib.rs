@@ -15,6 +15,7 @@ pub mod pdu;
 pub mod push;
 pub mod ratelimit;
 pub mod rooms;
+pub mod sliding_sync;
 pub mod sync;
 pub mod typing;
 pub mod uia;

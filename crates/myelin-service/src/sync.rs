@@ -69,6 +69,27 @@ impl SyncToken {
     }
 }
 
+/// The content of an `m.receipt` event for `receipts`, hiding others' private receipts.
+pub fn receipt_content<'a>(
+    receipts: impl Iterator<Item = &'a myelin_storage::ReceiptRecord>,
+    user_id: &str,
+) -> BTreeMap<String, Map<String, Value>> {
+    let mut content: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    for r in receipts {
+        if r.receipt_type == "m.read.private" && r.user_id != user_id {
+            continue;
+        }
+        let by_type = content.entry(r.event_id.clone()).or_default();
+        let users = by_type.entry(r.receipt_type.clone()).or_insert_with(|| json!({}));
+        let mut receipt = json!({ "ts": r.ts });
+        if !r.thread_id.is_empty() {
+            receipt["thread_id"] = r.thread_id.clone().into();
+        }
+        users[r.user_id.as_str()] = receipt;
+    }
+    content
+}
+
 /// Parses a pagination token: `t{pos}` or a sync token.
 pub fn parse_pagination_token(token: &str) -> Option<StreamPos> {
     match token.strip_prefix('t') {
@@ -216,8 +237,15 @@ impl Services {
         has_updates |= !account_data.is_empty();
         // End-to-end encryption: this device's inbox, whose devices changed, key counts.
         let device_id = requester.device_id.as_str();
-        let (to_device, to_device_next) =
-            self.to_device_for_sync(user_id, device_id, since.map(|s| s.to_device_acked()), now.pos).await?;
+        let (to_device, to_device_next) = self
+            .to_device_for_sync(
+                user_id,
+                device_id,
+                since.map(|s| s.to_device_acked()),
+                now.pos,
+                crate::e2ee::to_device::TO_DEVICE_BATCH,
+            )
+            .await?;
         let device_lists = match since {
             Some(since) => self.device_list_delta(user_id, &rooms, since.pos, now.pos).await?,
             None => Default::default(),
@@ -272,7 +300,7 @@ impl Services {
         Ok((events, limited))
     }
 
-    async fn state_at(&self, room_id: &str, pos: StreamPos) -> MatrixResult<std::sync::Arc<StateMap>> {
+    pub(crate) async fn state_at(&self, room_id: &str, pos: StreamPos) -> MatrixResult<std::sync::Arc<StateMap>> {
         match self.store.state_group_at(room_id, pos).await? {
             Some(group) => self.state_cache.group(self.store.as_ref(), group).await,
             None => Ok(Default::default()),
@@ -370,19 +398,7 @@ impl Services {
                     .store
                     .receipts_since(std::slice::from_ref(&room.room_id), since_pos.unwrap_or(0), now.pos)
                     .await?;
-                let mut content: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-                for r in receipts {
-                    if r.receipt_type == "m.read.private" && r.user_id != user_id {
-                        continue;
-                    }
-                    let by_type = content.entry(r.event_id.clone()).or_default();
-                    let users = by_type.entry(r.receipt_type.clone()).or_insert_with(|| json!({}));
-                    let mut receipt = json!({ "ts": r.ts });
-                    if !r.thread_id.is_empty() {
-                        receipt["thread_id"] = r.thread_id.clone().into();
-                    }
-                    users[r.user_id.as_str()] = receipt;
-                }
+                let content = receipt_content(receipts.iter(), user_id);
                 if !content.is_empty() {
                     ephemeral.push(json!({ "type": "m.receipt", "content": content }));
                 }

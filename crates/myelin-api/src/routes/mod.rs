@@ -145,6 +145,11 @@ pub fn msc3814_routes() -> Router<AppState> {
         )
 }
 
+/// Simplified sliding sync (MSC4186), under `/_matrix/client/unstable/org.matrix.simplified_msc3575`.
+pub fn sliding_sync_routes() -> Router<AppState> {
+    Router::new().route("/sync", post(sync::sliding_sync))
+}
+
 /// Routes outside the versioned prefixes.
 pub fn unversioned_routes() -> Router<AppState> {
     Router::new()

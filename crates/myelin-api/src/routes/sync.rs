@@ -7,6 +7,7 @@ use axum::{
 use myelin_core::MatrixError;
 use myelin_service::{
     filter::Filter,
+    sliding_sync::SlidingSyncRequest,
     sync::{SyncRequest, SyncToken},
 };
 use serde_json::{Value, json};
@@ -37,6 +38,18 @@ pub async fn sync(State(state): State<AppState>, Auth(r): Auth, Query(q): Query<
         filter,
     };
     Ok(Json(state.sync(&r, req).await?))
+}
+
+/// `POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync?pos=&timeout=`.
+pub async fn sliding_sync(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Query(q): Query<QueryMap>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    let timeout = query_u64(&q, "timeout")?.unwrap_or(0).min(state.config.limits.max_sync_timeout_ms);
+    let req = SlidingSyncRequest::parse(&body, q.get("pos").cloned(), Duration::from_millis(timeout))?;
+    Ok(Json(state.sliding_sync(&r, req).await?))
 }
 
 pub async fn create_filter(

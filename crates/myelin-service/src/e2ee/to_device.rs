@@ -80,7 +80,9 @@ impl Services {
         device_id: &str,
         acked: Option<StreamPos>,
         until: StreamPos,
+        limit: usize,
     ) -> MatrixResult<(Vec<Value>, StreamPos)> {
+        let limit = limit.clamp(1, TO_DEVICE_BATCH);
         // Deleting is a write: only when something acknowledged is still there (most syncs have
         // nothing in the inbox, and a sync must not queue a write each time).
         if let Some(acked) = acked
@@ -89,10 +91,8 @@ impl Services {
         {
             self.store.delete_to_device_messages(user_id, device_id, acked).await?;
         }
-        let messages =
-            self.store.to_device_messages(user_id, device_id, acked.unwrap_or(0), until, TO_DEVICE_BATCH).await?;
-        let next =
-            if messages.len() == TO_DEVICE_BATCH { messages.last().map_or(until, |m| m.stream_pos) } else { until };
+        let messages = self.store.to_device_messages(user_id, device_id, acked.unwrap_or(0), until, limit).await?;
+        let next = if messages.len() == limit { messages.last().map_or(until, |m| m.stream_pos) } else { until };
         let events = messages
             .into_iter()
             .map(|m| {

@@ -97,7 +97,8 @@ async fn persist(c: &mut PgConn, positions: &mut Positions, ev: NewEvent) -> Sto
         &rel_type,
         &relates_to,
     ];
-    let room_params: [&(dyn ToSql + Sync); 3] = [&ev.room_id, &state_after, &pos];
+    let bump = crate::is_bump_event(&ev.event_type);
+    let room_params: [&(dyn ToSql + Sync); 4] = [&ev.room_id, &state_after, &pos, &bump];
     let prev_params: [&(dyn ToSql + Sync); 2] = [&ev.room_id, &ev.prev_events];
     let extremity_params: [&(dyn ToSql + Sync); 2] = [&ev.room_id, &ev.event_id];
     let mut writes: Vec<(&str, Params<'_>)> = vec![
@@ -107,7 +108,11 @@ async fn persist(c: &mut PgConn, positions: &mut Positions, ev: NewEvent) -> Sto
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             &event_params,
         ),
-        ("UPDATE rooms SET current_state_group = $2, last_event_pos = $3 WHERE room_id = $1", &room_params),
+        (
+            "UPDATE rooms SET current_state_group = $2, last_event_pos = $3,
+                 bump_pos = CASE WHEN $4 THEN $3 ELSE bump_pos END WHERE room_id = $1",
+            &room_params,
+        ),
         ("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)", &prev_params),
         ("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)", &extremity_params),
     ];

@@ -20,6 +20,7 @@ mod keys;
 mod migrations;
 mod receipts;
 mod rooms;
+mod sliding_sync;
 mod state;
 mod to_device;
 mod writer;

@@ -42,7 +42,7 @@ impl RoomRepo for PgStore {
     async fn rooms_for_user(&self, user_id: &str) -> StorageResult<Vec<UserRoom>> {
         let mut c = self.pool.get().await?;
         Ok(c.query(
-            "SELECT m.room_id, m.membership, m.event_id, m.stream_pos, r.last_event_pos, m.forgotten, m.sender
+            "SELECT m.room_id, m.membership, m.event_id, m.stream_pos, r.last_event_pos, m.forgotten, m.sender, r.bump_pos
              FROM room_members m JOIN rooms r ON r.room_id = m.room_id WHERE m.user_id = $1",
             &[&user_id],
         )
@@ -56,6 +56,7 @@ impl RoomRepo for PgStore {
             last_event_pos: r.get(4),
             forgotten: r.get::<_, i64>(5) != 0,
             membership_sender: r.get(6),
+            bump_pos: r.get(7),
         })
         .collect())
     }

@@ -13,6 +13,7 @@ mod key_json;
 mod keys;
 mod receipts;
 mod rooms;
+mod sliding_sync;
 mod state;
 mod to_device;
 
@@ -28,6 +29,7 @@ pub use key_json::same_key;
 pub use keys::*;
 pub use receipts::*;
 pub use rooms::*;
+pub use sliding_sync::*;
 pub use state::*;
 pub use to_device::*;
 
@@ -49,6 +51,7 @@ pub trait Store:
     + ToDeviceRepo
     + BackupRepo
     + DehydratedDeviceRepo
+    + SlidingSyncRepo
     + Send
     + Sync
     + 'static
@@ -69,6 +72,7 @@ impl<T> Store for T where
         + ToDeviceRepo
         + BackupRepo
         + DehydratedDeviceRepo
+        + SlidingSyncRepo
         + Send
         + Sync
         + 'static

@@ -13,6 +13,24 @@ pub struct RoomRecord {
 }
 
 /// A room in a user's room list, with its sort key.
+/// Event types that move a room up the room list (sliding sync's `bump_stamp`): what a user
+/// would call activity, not every state change.
+pub const BUMP_EVENT_TYPES: [&str; 9] = [
+    "m.room.create",
+    "m.room.message",
+    "m.room.encrypted",
+    "m.sticker",
+    "m.call.invite",
+    "m.poll.start",
+    "org.matrix.msc3381.poll.start",
+    "m.beacon_info",
+    "org.matrix.msc3672.beacon_info",
+];
+
+pub fn is_bump_event(event_type: &str) -> bool {
+    BUMP_EVENT_TYPES.contains(&event_type)
+}
+
 #[derive(Clone, Debug)]
 pub struct UserRoom {
     pub room_id: String,
@@ -20,6 +38,8 @@ pub struct UserRoom {
     pub membership_event_id: String,
     pub membership_pos: StreamPos,
     pub last_event_pos: StreamPos,
+    /// Position of the room's newest "bump" event ([`is_bump_event`]): the room list's sort key.
+    pub bump_pos: StreamPos,
     pub forgotten: bool,
     /// Who set the membership (e.g. the inviter).
     pub membership_sender: String,

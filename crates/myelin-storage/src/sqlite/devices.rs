@@ -6,7 +6,7 @@ use crate::{DeviceRecord, DeviceRepo, NewSession, StorageResult, TokenOwner};
 
 /// Everything kept per device, deleted with it (the inbox up to now: the stream head is locked by
 /// the writer, so later messages for a reused id have higher positions).
-const DEVICE_TABLES: [&str; 8] = [
+const DEVICE_TABLES: [&str; 9] = [
     "access_tokens",
     "refresh_tokens",
     "devices",
@@ -15,6 +15,7 @@ const DEVICE_TABLES: [&str; 8] = [
     "claimed_one_time_keys",
     "fallback_keys",
     "to_device_inbox",
+    "sliding_sync_connections",
 ];
 
 pub(super) fn delete_device_rows(conn: &Connection, user_id: &str, device_id: &str) -> rusqlite::Result<()> {

@@ -106,8 +106,11 @@ fn persist(conn: &Connection, positions: &mut Positions, ev: NewEvent) -> Storag
         rel_type,
         relates_to
     ])?;
-    conn.prepare_cached("UPDATE rooms SET current_state_group = ?2, last_event_pos = ?3 WHERE room_id = ?1")?
-        .execute(params![ev.room_id, state_after, pos])?;
+    conn.prepare_cached(
+        "UPDATE rooms SET current_state_group = ?2, last_event_pos = ?3,
+             bump_pos = CASE WHEN ?4 THEN ?3 ELSE bump_pos END WHERE room_id = ?1",
+    )?
+    .execute(params![ev.room_id, state_after, pos, crate::is_bump_event(&ev.event_type)])?;
     {
         let mut delete = conn.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1 AND event_id = ?2")?;
         for prev in &ev.prev_events {

@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_e2ee.sql"),
     include_str!("../../migrations/0004_key_backup.sql"),
     include_str!("../../migrations/0005_dehydrated_devices.sql"),
+    include_str!("../../migrations/0006_sliding_sync.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {

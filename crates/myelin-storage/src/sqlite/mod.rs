@@ -13,6 +13,7 @@ pub(crate) mod migrations;
 mod pool;
 mod receipts;
 mod rooms;
+mod sliding_sync;
 mod state;
 mod to_device;
 mod writer;

@@ -49,7 +49,7 @@ impl RoomRepo for SqliteStore {
         self.readers
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT m.room_id, m.membership, m.event_id, m.stream_pos, r.last_event_pos, m.forgotten, m.sender
+                    "SELECT m.room_id, m.membership, m.event_id, m.stream_pos, r.last_event_pos, m.forgotten, m.sender, r.bump_pos
                      FROM room_members m JOIN rooms r ON r.room_id = m.room_id WHERE m.user_id = ?1",
                 )?;
                 let rows = stmt.query_map([user_id], |r| {
@@ -61,6 +61,7 @@ impl RoomRepo for SqliteStore {
                         last_event_pos: r.get(4)?,
                         forgotten: r.get(5)?,
                         membership_sender: r.get(6)?,
+                        bump_pos: r.get(7)?,
                     })
                 })?;
                 Ok(rows.collect::<Result<_, _>>()?)

@@ -1,0 +1,106 @@
+//! Per-connection memory of sliding sync: what each room was last sent up to and with which
+//! config, which lazy members it already has, the list counts. Stored as JSON in the
+//! connection's row (`SlidingSyncRepo`), so every process of a cluster can serve the connection.
+//!
+//! A room's entry encodes the MSC's three states: absent = never sent; `pos` equal to the
+//! connection's token = live; lower = previously sent, with updates since `pos` still owed.
+
+use std::collections::BTreeMap;
+
+use myelin_storage::StreamPos;
+use serde::{Deserialize, Serialize};
+
+use super::request::RoomConfig;
+
+/// Lazy members remembered per room; past this the set starts over (a repeat is harmless).
+const MAX_LAZY_MEMBERS: usize = 1_000;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ConnectionState {
+    /// Stream position everything sent so far is consistent with (`None`: nothing sent yet).
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub pos: Option<StreamPos>,
+    /// Typing serial at `pos`.
+    #[serde(rename = "y", default)]
+    pub typing: u64,
+    #[serde(rename = "r", default)]
+    pub rooms: BTreeMap<String, RoomSent>,
+    /// The distinct room configs rooms were sent with; rooms refer to them by index.
+    #[serde(rename = "c", default)]
+    pub configs: Vec<RoomConfig>,
+    /// Last `count` per list.
+    #[serde(rename = "n", default)]
+    pub list_counts: BTreeMap<String, usize>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RoomSent {
+    /// Everything of the room up to here has been sent.
+    #[serde(rename = "p")]
+    pub pos: StreamPos,
+    /// The user's membership when it was sent.
+    #[serde(rename = "m")]
+    pub membership: String,
+    #[serde(rename = "c")]
+    pub config: usize,
+    #[serde(rename = "l", default, skip_serializing_if = "Vec::is_empty")]
+    pub lazy_members: Vec<String>,
+}
+
+impl ConnectionState {
+    pub fn config_of(&self, sent: &RoomSent) -> RoomConfig {
+        self.configs.get(sent.config).cloned().unwrap_or_default()
+    }
+
+    /// Index of `config`, added if new.
+    pub fn intern(&mut self, config: &RoomConfig) -> usize {
+        match self.configs.iter().position(|c| c == config) {
+            Some(i) => i,
+            None => {
+                self.configs.push(config.clone());
+                self.configs.len() - 1
+            }
+        }
+    }
+
+    /// Drops configs no room refers to any more, renumbering the rest.
+    pub fn compact_configs(&mut self) {
+        let mut used: Vec<usize> = self.rooms.values().map(|r| r.config).collect();
+        used.sort_unstable();
+        used.dedup();
+        if used.len() == self.configs.len() {
+            return;
+        }
+        let configs: Vec<RoomConfig> = used.iter().filter_map(|i| self.configs.get(*i).cloned()).collect();
+        let renumber: BTreeMap<usize, usize> = used.iter().enumerate().map(|(new, old)| (*old, new)).collect();
+        for room in self.rooms.values_mut() {
+            room.config = renumber.get(&room.config).copied().unwrap_or(0);
+        }
+        self.configs = configs;
+    }
+}
+
+impl RoomSent {
+    pub fn remember_lazy(&mut self, members: impl IntoIterator<Item = String>) {
+        for m in members {
+            if !self.lazy_members.contains(&m) {
+                self.lazy_members.push(m);
+            }
+        }
+        if self.lazy_members.len() > MAX_LAZY_MEMBERS {
+            self.lazy_members.clear();
+        }
+    }
+}
+
+/// `pos` as given to clients: `{generation}.{seq}`.
+pub fn render_pos(generation: &str, seq: i64) -> String {
+    format!("{generation}.{seq}")
+}
+
+pub fn parse_pos(pos: &str) -> Option<(&str, i64)> {
+    let (generation, seq) = pos.split_once('.')?;
+    let seq = seq.parse().ok().filter(|s: &i64| *s > 0)?;
+    (!generation.is_empty() && generation.len() <= 32 && generation.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then_some((generation, seq))
+}

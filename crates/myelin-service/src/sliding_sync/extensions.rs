@@ -1,0 +1,130 @@
+//! The extensions of a sliding sync response: `to_device`, `e2ee`, `account_data`, `receipts`,
+//! `typing`. Each says whether it carries news, which decides whether a long-poll returns.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use myelin_core::MatrixResult;
+use myelin_storage::{StreamPos, UserRoom};
+use serde_json::{Map, Value, json};
+
+use super::request::Extensions;
+use crate::{Services, accounts::Requester, sync::receipt_content};
+
+pub struct ExtensionInput<'a> {
+    pub requested: &'a Extensions,
+    /// The connection's position and typing serial before this response.
+    pub since: Option<(StreamPos, u64)>,
+    pub now: StreamPos,
+    pub rooms: &'a [UserRoom],
+    /// Joined rooms in the lists' ranges or subscribed.
+    pub window: &'a [String],
+    /// Rooms sent as new in this response, with the timeline event ids sent.
+    pub new_rooms: &'a HashMap<String, Vec<String>>,
+}
+
+impl Services {
+    /// (the `extensions` object, whether it carries news).
+    pub(crate) async fn sliding_extensions(
+        &self,
+        r: &Requester,
+        input: ExtensionInput<'_>,
+    ) -> MatrixResult<(Value, bool)> {
+        let ExtensionInput { requested, since, now, rooms, window, new_rooms } = input;
+        let user_id = r.user_id.as_str();
+        let device_id = r.device_id.as_str();
+        let mut out = Map::new();
+        let mut news = false;
+
+        if let Some(to_device) = &requested.to_device {
+            let (events, next) =
+                self.to_device_for_sync(user_id, device_id, to_device.since, now, to_device.limit).await?;
+            news |= !events.is_empty();
+            out.insert("to_device".into(), json!({ "next_batch": next.to_string(), "events": events }));
+        }
+
+        if requested.e2ee {
+            let mut e2ee = json!({
+                "device_one_time_keys_count": self.one_time_key_counts(user_id, device_id).await?,
+                "device_unused_fallback_key_types": self.store.unused_fallback_key_types(user_id, device_id).await?,
+            });
+            if let Some((pos, _)) = since {
+                let delta = self.device_list_delta(user_id, rooms, pos, now).await?;
+                news |= !delta.is_empty();
+                e2ee["device_lists"] = json!({ "changed": delta.changed, "left": delta.left });
+            }
+            out.insert("e2ee".into(), e2ee);
+        }
+
+        if requested.account_data {
+            // New rooms get all their room account data (tags!), known rooms what changed.
+            let from = if since.is_none() || !new_rooms.is_empty() { 0 } else { since.map_or(0, |s| s.0) };
+            let since_pos = since.map(|s| s.0);
+            let mut global = Vec::new();
+            let mut by_room: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+            for data in self.store.account_data_since(user_id, from, now).await? {
+                let fresh = since_pos.is_none_or(|s| data.stream_pos > s);
+                let content = serde_json::from_str::<Value>(&data.content).unwrap_or(Value::Null);
+                let event = json!({ "type": data.data_type, "content": content });
+                if data.room_id.is_empty() {
+                    if fresh {
+                        global.push(event);
+                    }
+                } else if fresh || new_rooms.contains_key(&data.room_id) {
+                    by_room.entry(data.room_id).or_default().push(event);
+                }
+            }
+            if since.is_none() && !global.iter().any(|e| e["type"] == crate::push::PUSH_RULES_TYPE) {
+                let rules = self.push.ruleset(self.store.as_ref(), user_id).await?;
+                global.push(json!({ "type": crate::push::PUSH_RULES_TYPE, "content": { "global": *rules } }));
+            }
+            news |= !global.is_empty() || !by_room.is_empty();
+            out.insert("account_data".into(), json!({ "global": global, "rooms": by_room }));
+        }
+
+        if requested.receipts {
+            let mut receipts = Map::new();
+            // Rooms new on the connection: receipts on the events sent, and the user's own.
+            let new_ids: Vec<String> = new_rooms.keys().cloned().collect();
+            if !new_ids.is_empty() {
+                let all = self.store.receipts_since(&new_ids, 0, now).await?;
+                for (room_id, timeline) in new_rooms {
+                    let timeline: HashSet<&String> = timeline.iter().collect();
+                    let content = receipt_content(
+                        all.iter().filter(|r| {
+                            &r.room_id == room_id && (timeline.contains(&r.event_id) || r.user_id == user_id)
+                        }),
+                        user_id,
+                    );
+                    if !content.is_empty() {
+                        receipts.insert(room_id.clone(), json!({ "type": "m.receipt", "content": content }));
+                    }
+                }
+            }
+            if let Some((pos, _)) = since {
+                let known: Vec<String> = window.iter().filter(|id| !new_rooms.contains_key(*id)).cloned().collect();
+                let changed = self.store.receipts_since(&known, pos, now).await?;
+                for room_id in &known {
+                    let content = receipt_content(changed.iter().filter(|r| &r.room_id == room_id), user_id);
+                    if !content.is_empty() {
+                        receipts.insert(room_id.clone(), json!({ "type": "m.receipt", "content": content }));
+                    }
+                }
+            }
+            news |= !receipts.is_empty();
+            out.insert("receipts".into(), json!({ "rooms": receipts }));
+        }
+
+        if requested.typing {
+            let mut typing = Map::new();
+            for room_id in window {
+                let from = if new_rooms.contains_key(room_id) { 0 } else { since.map_or(0, |s| s.1) };
+                if let Some(users) = self.typing.typing_since(room_id, from) {
+                    typing.insert(room_id.clone(), json!({ "type": "m.typing", "content": { "user_ids": users } }));
+                }
+            }
+            news |= !typing.is_empty();
+            out.insert("typing".into(), json!({ "rooms": typing }));
+        }
+        Ok((Value::Object(out), news))
+    }
+}

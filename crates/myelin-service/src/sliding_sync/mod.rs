@@ -1,0 +1,299 @@
+//! Simplified sliding sync (MSC4186, the unstable `org.matrix.simplified_msc3575` endpoint that
+//! Element X uses): a client asks for windows of its room list plus subscriptions, and gets only
+//! what it has not yet seen on this connection.
+//!
+//! - `request.rs`: the request, parsed and bounded.
+//! - `connection.rs`: what each connection remembers; stored per (user, device, conn_id) in the
+//!   database, the newest and the previous position, so a lost response can be replayed and any
+//!   process of a cluster can serve the next request.
+//! - `room_list.rs`: the lists: the user's rooms, filtered, sorted by `bump_stamp`, cut to ranges.
+//! - `room_result.rs`: one room's entry. `extensions.rs`: to-device, e2ee, account data,
+//!   receipts, typing.
+//!
+//! `pos` is `{generation}.{seq}`: `generation` is random per connection (a new connection makes
+//! every older `pos` unknown), `seq` counts its responses.
+
+mod connection;
+mod extensions;
+mod request;
+mod room_list;
+mod room_result;
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures_util::StreamExt;
+use myelin_core::{ErrorCode, MatrixError, MatrixResult};
+use myelin_storage::{StoredConnection, UserRoom};
+pub use request::SlidingSyncRequest;
+use serde_json::{Map, Value, json};
+
+use self::{
+    connection::{ConnectionState, parse_pos, render_pos},
+    extensions::ExtensionInput,
+    request::RoomConfig,
+    room_list::{bump_stamp, in_ranges, listed, matches},
+    room_result::RoomInput,
+};
+use crate::{Services, accounts::Requester};
+
+/// A connection unused this long is forgotten (its next request gets `M_UNKNOWN_POS`).
+pub const IDLE_EXPIRY_MS: i64 = 7 * 24 * 3600 * 1000;
+/// An idle long-poll that returns nothing rewrites the connection row at most this often.
+const TOUCH_EVERY_MS: i64 = 3600 * 1000;
+const ROOM_CONCURRENCY: usize = 16;
+
+pub fn unknown_pos(message: &str) -> MatrixError {
+    MatrixError::new(ErrorCode::Other("M_UNKNOWN_POS"), message).with_status(400)
+}
+
+/// One computed response, before it is stored.
+struct Computed {
+    body: Value,
+    state: ConnectionState,
+    news: bool,
+}
+
+/// Where the request starts from: the stored row and which of its two states it continues.
+struct Base {
+    row: Option<StoredConnection>,
+    seq: i64,
+    state: ConnectionState,
+}
+
+impl Services {
+    pub async fn sliding_sync(&self, r: &Requester, req: SlidingSyncRequest) -> MatrixResult<Value> {
+        let base = self.sliding_base(r, &req).await?;
+        // Subscribe before reading, so a write between the read and the wait still wakes us.
+        let mut wake = self.notifier.subscribe(&r.user_id);
+        let deadline = tokio::time::Instant::now() + req.timeout;
+        let wait = base.row.is_some() && !req.timeout.is_zero();
+        let mut first_counts: Option<Value> = None;
+        loop {
+            let computed = self.sliding_once(r, &req, &base.state).await?;
+            let counts = computed.body["extensions"]["e2ee"]["device_one_time_keys_count"].clone();
+            let counts_moved = first_counts.as_ref().is_some_and(|first| *first != counts);
+            first_counts.get_or_insert(counts);
+            if !wait || computed.news || counts_moved || tokio::time::Instant::now() >= deadline {
+                return self.sliding_store(r, &req, base, computed).await;
+            }
+            tokio::select! {
+                _ = wake.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    async fn sliding_base(&self, r: &Requester, req: &SlidingSyncRequest) -> MatrixResult<Base> {
+        let Some(pos) = &req.pos else {
+            return Ok(Base { row: None, seq: 0, state: ConnectionState::default() });
+        };
+        let (generation, seq) = parse_pos(pos).ok_or_else(|| unknown_pos("Malformed pos"))?;
+        let row = self
+            .store
+            .sliding_sync_connection(&r.user_id, &r.device_id, &req.conn_id)
+            .await?
+            .filter(|row| row.generation == generation)
+            .ok_or_else(|| unknown_pos("Unknown pos"))?;
+        if row.last_used_ms < myelin_core::time::now_ms() as i64 - IDLE_EXPIRY_MS {
+            self.store.delete_sliding_sync_connection(&r.user_id, &r.device_id, &req.conn_id).await?;
+            return Err(unknown_pos("The connection expired"));
+        }
+        let json = if seq == row.seq {
+            &row.state
+        } else if seq == row.prev_seq {
+            &row.prev_state // the client lost the newest response: replay from the one before
+        } else {
+            return Err(unknown_pos("Unknown pos"));
+        };
+        let state = serde_json::from_str(json).map_err(|_| unknown_pos("The connection state is unreadable"))?;
+        Ok(Base { seq, state, row: Some(row) })
+    }
+
+    /// Stores the new connection state (unless nothing changed) and finishes the body with `pos`.
+    async fn sliding_store(
+        &self,
+        r: &Requester,
+        req: &SlidingSyncRequest,
+        base: Base,
+        computed: Computed,
+    ) -> MatrixResult<Value> {
+        let Computed { mut body, state, news } = computed;
+        let now_ms = myelin_core::time::now_ms() as i64;
+        let state_json = serde_json::to_string(&state).map_err(|e| MatrixError::internal(e.to_string()))?;
+        let pos = match base.row {
+            None => {
+                let generation = myelin_core::random::alphanumeric(8);
+                let new = StoredConnection {
+                    generation: generation.clone(),
+                    seq: 1,
+                    state: state_json,
+                    prev_seq: 0,
+                    prev_state: "{}".to_owned(),
+                    last_used_ms: now_ms,
+                };
+                self.store.save_sliding_sync_connection(&r.user_id, &r.device_id, &req.conn_id, None, new).await?;
+                render_pos(&generation, 1)
+            }
+            Some(row) if !news && base.seq == row.seq && now_ms - row.last_used_ms < TOUCH_EVERY_MS => {
+                // Nothing new: the same position stays valid, no write.
+                render_pos(&row.generation, row.seq)
+            }
+            Some(mut row) => {
+                let mut attempts = 0;
+                loop {
+                    // From the newest position the old newest becomes the previous one; a replay
+                    // of the previous one keeps it and replaces the lost newest.
+                    let (prev_seq, prev_state) = if base.seq == row.seq {
+                        (row.seq, row.state.clone())
+                    } else if base.seq == row.prev_seq {
+                        (row.prev_seq, row.prev_state.clone())
+                    } else {
+                        return Err(unknown_pos("The connection moved on"));
+                    };
+                    let new = StoredConnection {
+                        generation: row.generation.clone(),
+                        seq: row.seq + 1,
+                        state: state_json.clone(),
+                        prev_seq,
+                        prev_state,
+                        last_used_ms: now_ms,
+                    };
+                    let expected = Some((row.generation.clone(), row.seq));
+                    if self
+                        .store
+                        .save_sliding_sync_connection(&r.user_id, &r.device_id, &req.conn_id, expected, new)
+                        .await?
+                    {
+                        break render_pos(&row.generation, row.seq + 1);
+                    }
+                    // Another request on this connection (a client retry) stored first.
+                    attempts += 1;
+                    row = match self.store.sliding_sync_connection(&r.user_id, &r.device_id, &req.conn_id).await? {
+                        Some(fresh) if fresh.generation == row.generation && attempts < 5 => fresh,
+                        _ => return Err(unknown_pos("The connection was replaced")),
+                    };
+                }
+            }
+        };
+        body["pos"] = pos.into();
+        if let Some(txn_id) = &req.txn_id {
+            body["txn_id"] = txn_id.clone().into();
+        }
+        Ok(body)
+    }
+
+    async fn sliding_once(
+        &self,
+        r: &Requester,
+        req: &SlidingSyncRequest,
+        base: &ConnectionState,
+    ) -> MatrixResult<Computed> {
+        let user_id = r.user_id.as_str();
+        let mut now = self.store.stream_head();
+        if base.pos.is_some_and(|p| p > now) {
+            // A position from another process that has heard of newer commits than this one.
+            now = self.store.refresh_stream_head().await?;
+        }
+        let typing_now = self.typing.serial();
+        let rooms = self.store.rooms_for_user(user_id).await?;
+        let ignored = self.ignored_users(user_id).await?;
+
+        // Lists: eligible rooms newest first, each list filtered and cut to its ranges.
+        let mut eligible: Vec<&UserRoom> =
+            rooms.iter().filter(|room| listed(room, user_id, base.pos, now, &ignored)).collect();
+        eligible.sort_by(|a, b| bump_stamp(b).cmp(&bump_stamp(a)).then_with(|| a.room_id.cmp(&b.room_id)));
+        let facts = self.room_facts(user_id, &eligible, &req.lists, now).await?;
+        let mut selected: BTreeMap<&str, (&UserRoom, RoomConfig)> = BTreeMap::new();
+        let mut lists = Map::new();
+        let mut list_counts = BTreeMap::new();
+        for (name, list) in &req.lists {
+            let members: Vec<&UserRoom> =
+                eligible.iter().copied().filter(|room| matches(&list.filters, room, &facts)).collect();
+            for i in in_ranges(&list.ranges, members.len()) {
+                let room = members[i];
+                selected
+                    .entry(room.room_id.as_str())
+                    .and_modify(|(_, config)| config.merge(&list.config))
+                    .or_insert_with(|| (room, list.config.clone()));
+            }
+            lists.insert(name.clone(), json!({ "count": members.len() }));
+            list_counts.insert(name.clone(), members.len());
+        }
+        // Subscriptions: any room the user can see, in a list or not; others are ignored.
+        for (room_id, config) in &req.room_subscriptions {
+            let Some(room) = rooms.iter().find(|room| &room.room_id == room_id && room.membership_pos <= now) else {
+                continue;
+            };
+            if !matches!(room.membership.as_str(), "join" | "invite" | "knock" | "leave" | "ban") || room.forgotten {
+                continue;
+            }
+            selected
+                .entry(room.room_id.as_str())
+                .and_modify(|(_, c)| c.merge(config))
+                .or_insert_with(|| (room, config.clone()));
+        }
+
+        let dm_rooms = if selected.is_empty() { Default::default() } else { self.dm_rooms(user_id).await? };
+        let mut state = ConnectionState {
+            pos: Some(now),
+            typing: typing_now,
+            rooms: base.rooms.clone(),
+            configs: base.configs.clone(),
+            list_counts,
+        };
+        let mut work = Vec::with_capacity(selected.len());
+        for (room, config) in selected.values() {
+            let previous = base.rooms.get(&room.room_id).map(|sent| (sent, base.config_of(sent)));
+            let input = RoomInput {
+                room,
+                config,
+                previous,
+                connection_pos: base.pos,
+                now,
+                is_dm: dm_rooms.contains(&room.room_id),
+            };
+            work.push(
+                async move { MatrixResult::Ok((room.room_id.clone(), config, self.sliding_room(r, input).await?)) },
+            );
+        }
+        let mut results = futures_util::stream::iter(work).buffer_unordered(ROOM_CONCURRENCY);
+        let mut out_rooms = Map::new();
+        let mut new_rooms: HashMap<String, Vec<String>> = HashMap::new();
+        while let Some(result) = results.next().await {
+            let (room_id, config, mut output) = result?;
+            output.sent.config = state.intern(config);
+            if let Some(entry) = output.entry {
+                if output.initial {
+                    new_rooms.insert(room_id.clone(), output.timeline_ids);
+                }
+                out_rooms.insert(room_id.clone(), entry);
+            }
+            state.rooms.insert(room_id, output.sent);
+        }
+        // Rooms the user no longer has at all (forgotten) are dropped from the connection.
+        state.rooms.retain(|id, _| rooms.iter().any(|room| &room.room_id == id && !room.forgotten));
+        state.compact_configs();
+
+        let window: Vec<String> = selected
+            .values()
+            .filter(|(room, _)| room.membership == "join")
+            .map(|(room, _)| room.room_id.clone())
+            .collect();
+        let (extensions, extension_news) = self
+            .sliding_extensions(
+                r,
+                ExtensionInput {
+                    requested: &req.extensions,
+                    since: base.pos.map(|p| (p, base.typing)),
+                    now,
+                    rooms: &rooms,
+                    window: &window,
+                    new_rooms: &new_rooms,
+                },
+            )
+            .await?;
+        let news = !out_rooms.is_empty() || extension_news || state.list_counts != base.list_counts;
+        let body = json!({ "lists": lists, "rooms": out_rooms, "extensions": extensions });
+        Ok(Computed { body, state, news })
+    }
+}

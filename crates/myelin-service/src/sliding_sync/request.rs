@@ -1,0 +1,346 @@
+//! The request of simplified sliding sync (the unstable `org.matrix.simplified_msc3575` shape real
+//! clients send), parsed and bounded before anything is read or stored.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use myelin_core::{MatrixError, MatrixResult};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const MAX_LISTS: usize = 100;
+pub const MAX_LIST_NAME_BYTES: usize = 64;
+pub const MAX_RANGES: usize = 100;
+pub const MAX_TIMELINE_LIMIT: usize = 1000;
+pub const MAX_REQUIRED_STATE: usize = 200;
+pub const MAX_SUBSCRIPTIONS: usize = 1000;
+pub const MAX_CONN_ID_BYTES: usize = 64;
+pub const MAX_TO_DEVICE_LIMIT: usize = 100;
+
+/// What to send of each room: `required_state` as `[type, state_key]` pairs (with `*`, `$LAZY`,
+/// `$ME`) and how many timeline events.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RoomConfig {
+    #[serde(rename = "s")]
+    pub required_state: Vec<(String, String)>,
+    #[serde(rename = "l")]
+    pub timeline_limit: usize,
+}
+
+impl RoomConfig {
+    /// Several lists or a subscription select the same room: the larger timeline, the union of
+    /// required state.
+    pub fn merge(&mut self, other: &RoomConfig) {
+        self.timeline_limit = self.timeline_limit.max(other.timeline_limit);
+        for entry in &other.required_state {
+            if !self.required_state.contains(entry) {
+                self.required_state.push(entry.clone());
+            }
+        }
+    }
+
+    /// Entries of `self` that `previous` did not ask for (the config grew).
+    pub fn added_since(&self, previous: &RoomConfig) -> Vec<(String, String)> {
+        self.required_state.iter().filter(|e| !previous.covers(e)).cloned().collect()
+    }
+
+    fn covers(&self, (t, k): &(String, String)) -> bool {
+        self.required_state.iter().any(|(pt, pk)| (pt == "*" || pt == t) && (pk == "*" || pk == k))
+    }
+
+    pub fn wants_lazy_members(&self) -> bool {
+        self.required_state.iter().any(|(t, k)| t == "m.room.member" && k == "$LAZY")
+    }
+
+    /// Whether state `(t, k)` is asked for; `lazy` holds the members `$LAZY` stands for here.
+    pub fn wants(&self, user_id: &str, lazy: &dyn Fn(&str) -> bool, t: &str, k: &str) -> bool {
+        self.required_state.iter().any(|(wt, wk)| {
+            (wt == "*" || wt == t)
+                && match wk.as_str() {
+                    "*" => true,
+                    "$ME" => k == user_id,
+                    "$LAZY" => t == "m.room.member" && lazy(k),
+                    exact => exact == k,
+                }
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ListFilters {
+    pub is_dm: Option<bool>,
+    pub is_encrypted: Option<bool>,
+    pub is_invite: Option<bool>,
+    /// `None` inside: rooms without a type.
+    pub room_types: Option<Vec<Option<String>>>,
+    pub not_room_types: Vec<Option<String>>,
+    pub tags: Option<Vec<String>>,
+    pub not_tags: Vec<String>,
+    pub spaces: Option<Vec<String>>,
+}
+
+impl ListFilters {
+    pub fn needs_state(&self) -> bool {
+        self.is_encrypted.is_some() || self.room_types.is_some() || !self.not_room_types.is_empty()
+    }
+    pub fn needs_tags(&self) -> bool {
+        self.tags.is_some() || !self.not_tags.is_empty()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ListRequest {
+    pub ranges: Vec<(usize, usize)>,
+    pub config: RoomConfig,
+    pub filters: ListFilters,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Extensions {
+    /// `Some(since)` when enabled.
+    pub to_device: Option<ToDeviceRequest>,
+    pub e2ee: bool,
+    pub account_data: bool,
+    pub receipts: bool,
+    pub typing: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ToDeviceRequest {
+    pub since: Option<i64>,
+    pub limit: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct SlidingSyncRequest {
+    pub pos: Option<String>,
+    pub timeout: Duration,
+    pub conn_id: String,
+    pub txn_id: Option<String>,
+    pub lists: BTreeMap<String, ListRequest>,
+    pub room_subscriptions: BTreeMap<String, RoomConfig>,
+    pub extensions: Extensions,
+}
+
+fn invalid(message: impl Into<String>) -> MatrixError {
+    MatrixError::invalid_param(message)
+}
+
+fn object<'a>(value: &'a Value, what: &str) -> MatrixResult<Option<&'a serde_json::Map<String, Value>>> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Object(map) => Ok(Some(map)),
+        _ => Err(MatrixError::bad_json(format!("{what} must be an object"))),
+    }
+}
+
+fn opt_bool(map: &serde_json::Map<String, Value>, key: &str) -> MatrixResult<Option<bool>> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(MatrixError::bad_json(format!("{key} must be a boolean"))),
+    }
+}
+
+fn strings(value: Option<&Value>, what: &str) -> MatrixResult<Option<Vec<String>>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) if items.len() <= MAX_REQUIRED_STATE => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| MatrixError::bad_json(format!("{what}: strings"))))
+            .collect::<MatrixResult<Vec<_>>>()
+            .map(Some),
+        Some(Value::Array(_)) => Err(invalid(format!("{what}: too many entries"))),
+        Some(_) => Err(MatrixError::bad_json(format!("{what} must be a list"))),
+    }
+}
+
+fn room_types(value: Option<&Value>, what: &str) -> MatrixResult<Option<Vec<Option<String>>>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) if items.len() <= MAX_REQUIRED_STATE => items
+            .iter()
+            .map(|v| match v {
+                Value::Null => Ok(None),
+                Value::String(s) => Ok(Some(s.clone())),
+                _ => Err(MatrixError::bad_json(format!("{what}: room types are strings or null"))),
+            })
+            .collect::<MatrixResult<Vec<_>>>()
+            .map(Some),
+        Some(Value::Array(_)) => Err(invalid(format!("{what}: too many entries"))),
+        Some(_) => Err(MatrixError::bad_json(format!("{what} must be a list"))),
+    }
+}
+
+fn room_config(map: &serde_json::Map<String, Value>, what: &str) -> MatrixResult<RoomConfig> {
+    let timeline_limit = match map.get("timeline_limit") {
+        None | Some(Value::Null) => 0,
+        Some(v) => {
+            let n = v.as_u64().ok_or_else(|| MatrixError::bad_json(format!("{what}: timeline_limit")))?;
+            if n as usize > MAX_TIMELINE_LIMIT {
+                return Err(invalid(format!("{what}: timeline_limit may be at most {MAX_TIMELINE_LIMIT}")));
+            }
+            n as usize
+        }
+    };
+    let mut required_state = Vec::new();
+    match map.get("required_state") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(entries)) => {
+            if entries.len() > MAX_REQUIRED_STATE {
+                return Err(invalid(format!("{what}: at most {MAX_REQUIRED_STATE} required_state entries")));
+            }
+            for entry in entries {
+                let pair =
+                    entry.as_array().filter(|p| p.len() == 2).and_then(|p| Some((p[0].as_str()?, p[1].as_str()?)));
+                let Some((t, k)) = pair else {
+                    return Err(MatrixError::bad_json(format!("{what}: required_state entries are [type, state_key]")));
+                };
+                if t.len() > 255 || k.len() > 255 {
+                    return Err(invalid(format!("{what}: required_state entry too long")));
+                }
+                let entry = (t.to_owned(), k.to_owned());
+                if !required_state.contains(&entry) {
+                    required_state.push(entry);
+                }
+            }
+        }
+        Some(_) => return Err(MatrixError::bad_json(format!("{what}: required_state must be a list"))),
+    }
+    Ok(RoomConfig { required_state, timeline_limit })
+}
+
+const KNOWN_FILTERS: [&str; 9] = [
+    "is_dm",
+    "is_encrypted",
+    "is_invite",
+    "room_types",
+    "not_room_types",
+    "tags",
+    "not_tags",
+    "spaces",
+    "room_name_like",
+];
+
+fn filters(value: Option<&Value>, list: &str) -> MatrixResult<ListFilters> {
+    let Some(map) = object(value.unwrap_or(&Value::Null), "filters")? else { return Ok(ListFilters::default()) };
+    if let Some(unknown) = map.keys().find(|k| !KNOWN_FILTERS.contains(&k.as_str())) {
+        return Err(invalid(format!("list {list}: unknown filter {unknown:?}")));
+    }
+    Ok(ListFilters {
+        is_dm: opt_bool(map, "is_dm")?,
+        is_encrypted: opt_bool(map, "is_encrypted")?,
+        is_invite: opt_bool(map, "is_invite")?,
+        room_types: room_types(map.get("room_types"), "room_types")?,
+        not_room_types: room_types(map.get("not_room_types"), "not_room_types")?.unwrap_or_default(),
+        tags: strings(map.get("tags"), "tags")?,
+        not_tags: strings(map.get("not_tags"), "not_tags")?.unwrap_or_default(),
+        spaces: strings(map.get("spaces"), "spaces")?,
+    })
+}
+
+fn ranges(value: Option<&Value>, list: &str) -> MatrixResult<Vec<(usize, usize)>> {
+    let Some(value) = value.filter(|v| !v.is_null()) else { return Ok(Vec::new()) };
+    let items = value.as_array().ok_or_else(|| MatrixError::bad_json(format!("list {list}: ranges must be a list")))?;
+    if items.len() > MAX_RANGES {
+        return Err(invalid(format!("list {list}: at most {MAX_RANGES} ranges")));
+    }
+    items
+        .iter()
+        .map(|r| {
+            let pair = r.as_array().filter(|p| p.len() == 2).and_then(|p| Some((p[0].as_u64()?, p[1].as_u64()?)));
+            match pair {
+                Some((a, b)) if a <= b => Ok((a.min(usize::MAX as u64) as usize, b.min(usize::MAX as u64) as usize)),
+                Some(_) => Err(invalid(format!("list {list}: a range must have start <= end"))),
+                None => Err(invalid(format!("list {list}: ranges are [start, end] with non-negative integers"))),
+            }
+        })
+        .collect()
+}
+
+fn enabled(
+    extensions: &serde_json::Map<String, Value>,
+    name: &str,
+) -> MatrixResult<Option<serde_json::Map<String, Value>>> {
+    let Some(ext) = object(extensions.get(name).unwrap_or(&Value::Null), name)? else { return Ok(None) };
+    Ok(opt_bool(ext, "enabled")?.unwrap_or(false).then(|| ext.clone()))
+}
+
+impl SlidingSyncRequest {
+    /// `pos` and `timeout` come from the query string, the rest from the body.
+    pub fn parse(body: &Value, pos: Option<String>, timeout: Duration) -> MatrixResult<Self> {
+        let body = object(body, "The request body")?.cloned().unwrap_or_default();
+        let conn_id = match body.get("conn_id") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(id)) if id.len() <= MAX_CONN_ID_BYTES => id.clone(),
+            Some(Value::String(_)) => return Err(invalid(format!("conn_id may be at most {MAX_CONN_ID_BYTES} bytes"))),
+            Some(_) => return Err(MatrixError::bad_json("conn_id must be a string")),
+        };
+        let txn_id = match body.get("txn_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) if id.len() <= 255 => Some(id.clone()),
+            Some(_) => return Err(invalid("txn_id must be a string of at most 255 bytes")),
+        };
+        let mut lists = BTreeMap::new();
+        if let Some(map) = object(body.get("lists").unwrap_or(&Value::Null), "lists")? {
+            if map.len() > MAX_LISTS {
+                return Err(invalid(format!("At most {MAX_LISTS} lists")));
+            }
+            for (name, list) in map {
+                if name.len() > MAX_LIST_NAME_BYTES {
+                    return Err(invalid(format!("List names may be at most {MAX_LIST_NAME_BYTES} bytes")));
+                }
+                let list = object(list, "A list")?.cloned().unwrap_or_default();
+                lists.insert(
+                    name.clone(),
+                    ListRequest {
+                        ranges: ranges(list.get("ranges"), name)?,
+                        config: room_config(&list, &format!("list {name}"))?,
+                        filters: filters(list.get("filters"), name)?,
+                    },
+                );
+            }
+        }
+        let mut room_subscriptions = BTreeMap::new();
+        if let Some(map) = object(body.get("room_subscriptions").unwrap_or(&Value::Null), "room_subscriptions")? {
+            if map.len() > MAX_SUBSCRIPTIONS {
+                return Err(invalid(format!("At most {MAX_SUBSCRIPTIONS} room subscriptions")));
+            }
+            for (room_id, config) in map {
+                if ruma::RoomId::parse(room_id).is_err() {
+                    return Err(invalid(format!("{room_id:?} is not a room id")));
+                }
+                let config = object(config, "A room subscription")?.cloned().unwrap_or_default();
+                room_subscriptions.insert(room_id.clone(), room_config(&config, room_id)?);
+            }
+        }
+        let mut extensions = Extensions::default();
+        if let Some(map) = object(body.get("extensions").unwrap_or(&Value::Null), "extensions")? {
+            // Unknown extensions are ignored: clients send newer ones to every server.
+            if let Some(ext) = enabled(map, "to_device")? {
+                let since = match ext.get("since") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(
+                        s.parse::<i64>()
+                            .ok()
+                            .filter(|p| *p >= 0)
+                            .ok_or_else(|| invalid("to_device.since is not a token of this server"))?,
+                    ),
+                    Some(_) => return Err(MatrixError::bad_json("to_device.since must be a string")),
+                };
+                let limit = match ext.get("limit") {
+                    None | Some(Value::Null) => MAX_TO_DEVICE_LIMIT,
+                    Some(v) => v
+                        .as_u64()
+                        .ok_or_else(|| MatrixError::bad_json("to_device.limit"))?
+                        .clamp(1, MAX_TO_DEVICE_LIMIT as u64) as usize,
+                };
+                extensions.to_device = Some(ToDeviceRequest { since, limit });
+            }
+            extensions.e2ee = enabled(map, "e2ee")?.is_some();
+            extensions.account_data = enabled(map, "account_data")?.is_some();
+            extensions.receipts = enabled(map, "receipts")?.is_some();
+            extensions.typing = enabled(map, "typing")?.is_some();
+        }
+        Ok(Self { pos, timeout, conn_id, txn_id, lists, room_subscriptions, extensions })
+    }
+}

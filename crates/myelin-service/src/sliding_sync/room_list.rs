@@ -1,0 +1,181 @@
+//! Which rooms a connection's lists hold, in which order: the user's rooms (one indexed read,
+//! with each room's sort key kept current by the event writer), filtered, sorted by `bump_stamp`,
+//! cut to the requested ranges.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use myelin_core::MatrixResult;
+use myelin_storage::{StreamPos, UserRoom};
+use serde_json::Value;
+
+use super::request::{ListFilters, ListRequest};
+use crate::Services;
+
+/// The sort key a client sees as `bump_stamp`: the newest bump event of a joined room, the
+/// membership change for any other.
+pub fn bump_stamp(room: &UserRoom) -> StreamPos {
+    if room.membership == "join" {
+        if room.bump_pos > 0 { room.bump_pos } else { room.last_event_pos }
+    } else {
+        room.membership_pos
+    }
+}
+
+/// Rooms that belong in lists: joined, invited (not by an ignored user), knocked, kicked or
+/// banned (not forgotten), and rooms the user left themself since `since`.
+pub fn listed(
+    room: &UserRoom,
+    user_id: &str,
+    since: Option<StreamPos>,
+    until: StreamPos,
+    ignored: &HashSet<String>,
+) -> bool {
+    if room.membership_pos > until {
+        return false; // committed after this response's snapshot
+    }
+    match room.membership.as_str() {
+        "join" | "knock" => true,
+        "invite" => !ignored.contains(&room.membership_sender),
+        "leave" | "ban" => {
+            !room.forgotten && (room.membership_sender != user_id || since.is_some_and(|s| room.membership_pos > s))
+        }
+        _ => false,
+    }
+}
+
+/// What filters need to know about a room beyond its membership row.
+#[derive(Default)]
+pub struct RoomFacts {
+    pub dm_rooms: HashSet<String>,
+    /// room → (room type, encrypted), for rooms a filter asked about.
+    pub kinds: HashMap<String, (Option<String>, bool)>,
+    pub tags: HashMap<String, HashSet<String>>,
+    pub space_children: HashSet<String>,
+}
+
+impl Services {
+    /// Room ids in `m.direct` of the user.
+    pub(crate) async fn dm_rooms(&self, user_id: &str) -> MatrixResult<HashSet<String>> {
+        let Some(json) = self.store.get_account_data(user_id, "", "m.direct").await? else { return Ok(HashSet::new()) };
+        let direct: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
+        Ok(direct
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// (room type from the create event, whether the room is encrypted) as of `pos`.
+    pub(crate) async fn room_kind(&self, room_id: &str, pos: StreamPos) -> MatrixResult<(Option<String>, bool)> {
+        let state = self.state_at(room_id, pos).await?;
+        let encrypted = state.contains_key(&("m.room.encryption".to_owned(), String::new()));
+        let room_type = match state.get(&("m.room.create".to_owned(), String::new())) {
+            Some(id) => self.store.get_event(id).await?.and_then(|ev| {
+                let v: Value = serde_json::from_str(&ev.json).ok()?;
+                v["content"]["type"].as_str().map(str::to_owned)
+            }),
+            None => None,
+        };
+        Ok((room_type, encrypted))
+    }
+
+    /// Gathers what the lists' filters need, reading only what some filter uses.
+    pub(crate) async fn room_facts(
+        &self,
+        user_id: &str,
+        rooms: &[&UserRoom],
+        lists: &BTreeMap<String, ListRequest>,
+        until: StreamPos,
+    ) -> MatrixResult<RoomFacts> {
+        let mut facts = RoomFacts::default();
+        let filters: Vec<&ListFilters> = lists.values().map(|l| &l.filters).collect();
+        if filters.iter().any(|f| f.is_dm.is_some()) {
+            facts.dm_rooms = self.dm_rooms(user_id).await?;
+        }
+        if filters.iter().any(|f| f.needs_state()) {
+            for room in rooms {
+                let at = if room.membership == "join" { until } else { room.membership_pos.min(until) };
+                facts.kinds.insert(room.room_id.clone(), self.room_kind(&room.room_id, at).await?);
+            }
+        }
+        if filters.iter().any(|f| f.needs_tags()) {
+            for data in self.store.account_data_since(user_id, 0, until).await? {
+                if data.data_type == "m.tag" && !data.room_id.is_empty() {
+                    let content: Value = serde_json::from_str(&data.content).unwrap_or(Value::Null);
+                    let tags = content["tags"].as_object().map(|t| t.keys().cloned().collect()).unwrap_or_default();
+                    facts.tags.insert(data.room_id, tags);
+                }
+            }
+        }
+        let spaces: HashSet<&String> = filters.iter().filter_map(|f| f.spaces.as_ref()).flatten().collect();
+        for space in spaces {
+            let state = self.state_at(space, until).await?;
+            let ids: Vec<String> =
+                state.iter().filter(|((t, _), _)| t == "m.space.child").map(|(_, id)| id.clone()).collect();
+            for ev in self.store.get_events(&ids).await? {
+                let v: Value = serde_json::from_str(&ev.json).unwrap_or(Value::Null);
+                // A child link without `via` is a removed one.
+                if v["content"]["via"].as_array().is_some_and(|via| !via.is_empty())
+                    && let Some(child) = ev.state_key
+                {
+                    facts.space_children.insert(child);
+                }
+            }
+        }
+        Ok(facts)
+    }
+}
+
+/// Whether `room` passes every filter given (absent filters pass everything).
+pub fn matches(filters: &ListFilters, room: &UserRoom, facts: &RoomFacts) -> bool {
+    if let Some(invite) = filters.is_invite
+        && invite != (room.membership == "invite")
+    {
+        return false;
+    }
+    if let Some(dm) = filters.is_dm
+        && dm != facts.dm_rooms.contains(&room.room_id)
+    {
+        return false;
+    }
+    let (room_type, encrypted) = facts.kinds.get(&room.room_id).cloned().unwrap_or((None, false));
+    if let Some(want) = filters.is_encrypted
+        && want != encrypted
+    {
+        return false;
+    }
+    if filters.not_room_types.contains(&room_type) {
+        return false;
+    }
+    if let Some(types) = &filters.room_types
+        && !types.contains(&room_type)
+    {
+        return false;
+    }
+    let tags = facts.tags.get(&room.room_id);
+    if filters.not_tags.iter().any(|t| tags.is_some_and(|tags| tags.contains(t))) {
+        return false;
+    }
+    if let Some(wanted) = &filters.tags
+        && !wanted.iter().any(|t| tags.is_some_and(|tags| tags.contains(t)))
+    {
+        return false;
+    }
+    if filters.spaces.is_some() && !facts.space_children.contains(&room.room_id) {
+        return false;
+    }
+    true
+}
+
+/// Indices of `ranges` (inclusive) that exist in a list of `count` rooms.
+pub fn in_ranges(ranges: &[(usize, usize)], count: usize) -> impl Iterator<Item = usize> + '_ {
+    let mut seen = HashSet::new();
+    ranges
+        .iter()
+        .flat_map(move |&(a, b)| if count == 0 || a >= count { 0..0 } else { a..b.min(count - 1) + 1 })
+        .filter(move |i| seen.insert(*i))
+}

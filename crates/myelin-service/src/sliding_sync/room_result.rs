@@ -1,0 +1,233 @@
+//! One room of a sliding sync response: its timeline since it was last sent on this connection
+//! (or the newest events when it is new), the state the config asks for, and the summary fields
+//! (name, avatar, heroes, counts, `bump_stamp`) when they can have changed.
+
+use std::collections::HashSet;
+
+use myelin_core::MatrixResult;
+use myelin_storage::{Direction, StoredEvent, StreamPos, UserRoom};
+use serde_json::{Value, json};
+
+use super::{connection::RoomSent, request::RoomConfig, room_list::bump_stamp};
+use crate::{Services, accounts::Requester, pdu::ClientFormat, sync::pagination_token};
+
+/// Everything one room's result depends on.
+pub struct RoomInput<'a> {
+    pub room: &'a UserRoom,
+    pub config: &'a RoomConfig,
+    /// What this connection sent of the room before, with the config it used.
+    pub previous: Option<(&'a RoomSent, RoomConfig)>,
+    /// The connection's position before this response (`None` on its first response).
+    pub connection_pos: Option<StreamPos>,
+    pub now: StreamPos,
+    pub is_dm: bool,
+}
+
+/// A room's entry (`None` when there is nothing new to say) and what the connection remembers.
+pub struct RoomOutput {
+    pub entry: Option<Value>,
+    pub sent: RoomSent,
+    /// Event ids of the timeline sent (the receipts extension looks at them for new rooms).
+    pub timeline_ids: Vec<String>,
+    pub initial: bool,
+}
+
+fn content_of(events: &[StoredEvent], event_type: &str) -> Option<Value> {
+    let ev = events.iter().find(|e| e.event_type == event_type && e.state_key.as_deref() == Some(""))?;
+    let v: Value = serde_json::from_str(&ev.json).ok()?;
+    v.get("content").cloned()
+}
+
+impl Services {
+    pub(crate) async fn sliding_room(&self, r: &Requester, input: RoomInput<'_>) -> MatrixResult<RoomOutput> {
+        let RoomInput { room, config, previous, connection_pos, now, is_dm } = input;
+        let previous = previous.as_ref().map(|(sent, config)| (*sent, config));
+        let user_id = r.user_id.as_str();
+        let membership = room.membership.as_str();
+        let initial = previous.is_none_or(|(p, _)| membership == "join" && p.membership != "join");
+        let mut sent = RoomSent {
+            pos: now,
+            membership: membership.to_owned(),
+            config: 0,
+            lazy_members: if initial {
+                Vec::new()
+            } else {
+                previous.map(|(p, _)| p.lazy_members.clone()).unwrap_or_default()
+            },
+        };
+        let nothing = |sent: RoomSent| RoomOutput { entry: None, sent, timeline_ids: Vec::new(), initial: false };
+
+        if matches!(membership, "invite" | "knock") {
+            if previous.is_some_and(|(p, _)| p.membership == membership) {
+                return Ok(nothing(sent));
+            }
+            let stripped = self.stripped_state(&room.room_id, &room.membership_event_id).await?;
+            let mut entry = json!({
+                "initial": true,
+                "invite_state": stripped,
+                "bump_stamp": bump_stamp(room),
+                "timeline": [],
+                "required_state": [],
+            });
+            if let Some(name) =
+                stripped.iter().find(|e| e["type"] == "m.room.name").and_then(|e| e["content"]["name"].as_str())
+            {
+                entry["name"] = name.into();
+            }
+            if is_dm {
+                entry["is_dm"] = true.into();
+            }
+            return Ok(RoomOutput { entry: Some(entry), sent, timeline_ids: Vec::new(), initial: true });
+        }
+
+        // Joined, or left/banned: nothing after the membership change is visible.
+        let upper = if membership == "join" { now } else { room.membership_pos.min(now) };
+        let since = if initial { None } else { previous.map(|(p, _)| p.pos) };
+        let added = match previous {
+            Some((_, previous_config)) if !initial => config.added_since(previous_config),
+            _ => Vec::new(),
+        };
+        let membership_changed = previous.is_some_and(|(p, _)| p.membership != membership);
+        if let Some(since) = since
+            && (room.last_event_pos <= since || since >= upper)
+            && added.is_empty()
+            && !membership_changed
+        {
+            return Ok(nothing(sent));
+        }
+
+        // Timeline: the newest `timeline_limit` events after `since`, oldest first.
+        let limit = config.timeline_limit;
+        let mut events = if limit > 0 || since.is_none() {
+            self.store.room_events(&room.room_id, upper, since, Direction::Backward, limit + 1).await?
+        } else {
+            Vec::new()
+        };
+        let limited = events.len() > limit;
+        events.truncate(limit);
+        events.reverse();
+        let timeline = self.filter_visible(user_id, events).await?;
+
+        // State: all wanted state for a new room; what changed since, plus what a grown config
+        // or a new lazy member needs, for a known one.
+        let senders: HashSet<String> = timeline.iter().map(|e| e.sender.clone()).collect();
+        let known_lazy: HashSet<String> = sent.lazy_members.iter().cloned().collect();
+        let state = self.state_at(&room.room_id, upper).await?;
+        let mut ids: Vec<String> = Vec::new();
+        let mut touched: HashSet<String> = HashSet::new();
+        match since {
+            None => {
+                let lazy = |k: &str| senders.contains(k);
+                for ((t, k), id) in state.iter() {
+                    if config.wants(user_id, &lazy, t, k) {
+                        ids.push(id.clone());
+                    }
+                    touched.insert(t.clone());
+                }
+            }
+            Some(since) => {
+                let old = self.state_at(&room.room_id, since).await?;
+                let lazy_known = |k: &str| known_lazy.contains(k) || senders.contains(k);
+                let lazy_new = |k: &str| senders.contains(k) && !known_lazy.contains(k);
+                let grown = RoomConfig { required_state: added.clone(), timeline_limit: 0 };
+                for ((t, k), id) in state.iter() {
+                    let changed = old.get(&(t.clone(), k.clone())) != Some(id);
+                    if changed {
+                        touched.insert(t.clone());
+                    }
+                    let want = (changed && config.wants(user_id, &lazy_known, t, k))
+                        || grown.wants(user_id, &lazy_known, t, k)
+                        || (t == "m.room.member" && config.wants_lazy_members() && lazy_new(k));
+                    if want {
+                        ids.push(id.clone());
+                    }
+                }
+            }
+        }
+        if config.wants_lazy_members() {
+            sent.remember_lazy(senders.iter().cloned());
+        }
+        ids.sort();
+        ids.dedup();
+        let mut state_events = self.store.get_events(&ids).await?;
+        state_events.sort_by_key(|e| e.stream_pos);
+
+        if since.is_some() && timeline.is_empty() && state_events.is_empty() && !membership_changed {
+            return Ok(nothing(sent));
+        }
+
+        let viewer = Some((user_id, r.device_id.as_str()));
+        let mut entry = json!({
+            "timeline": self.client_events(&timeline, ClientFormat::Sync, viewer).await?,
+            "required_state": self.client_events(&state_events, ClientFormat::Sync, None).await?,
+            "limited": limited,
+            "bump_stamp": bump_stamp(room),
+        });
+        if initial {
+            entry["initial"] = true.into();
+        }
+        if is_dm {
+            entry["is_dm"] = true.into();
+        }
+        if let Some(first) = timeline.first() {
+            entry["prev_batch"] = pagination_token(first.stream_pos - 1).into();
+        }
+        if let Some(pos) = connection_pos {
+            entry["num_live"] = timeline.iter().filter(|e| e.stream_pos > pos).count().into();
+        } else {
+            entry["num_live"] = 0.into();
+        }
+
+        // Name and avatar when new or changed (never null); heroes and counts when the
+        // membership can have changed.
+        let name_or_avatar = since.is_none() || touched.contains("m.room.name") || touched.contains("m.room.avatar");
+        let mut has_name = state.contains_key(&("m.room.name".to_owned(), String::new()));
+        if name_or_avatar {
+            let wanted: Vec<String> = ["m.room.name", "m.room.avatar"]
+                .iter()
+                .filter_map(|t| state.get(&((*t).to_owned(), String::new())).cloned())
+                .collect();
+            let summary_events = self.store.get_events(&wanted).await?;
+            let name = content_of(&summary_events, "m.room.name").and_then(|c| c["name"].as_str().map(str::to_owned));
+            has_name = name.as_deref().is_some_and(|n| !n.is_empty());
+            if let Some(name) = name.filter(|n| !n.is_empty()) {
+                entry["name"] = name.into();
+            }
+            if let Some(url) =
+                content_of(&summary_events, "m.room.avatar").and_then(|c| c["url"].as_str().map(str::to_owned))
+            {
+                entry["avatar"] = url.into();
+            }
+        }
+        if since.is_none() || touched.contains("m.room.member") {
+            let members = self.store.room_members(&room.room_id, None).await?;
+            entry["joined_count"] = members.iter().filter(|m| m.membership == "join").count().into();
+            entry["invited_count"] = members.iter().filter(|m| m.membership == "invite").count().into();
+            if !has_name {
+                let heroes: Vec<Value> = members
+                    .iter()
+                    .filter(|m| m.user_id != user_id && matches!(m.membership.as_str(), "join" | "invite"))
+                    .take(5)
+                    .map(|m| {
+                        let mut hero = json!({ "user_id": m.user_id });
+                        if let Some(name) = &m.displayname {
+                            hero["displayname"] = name.clone().into();
+                        }
+                        if let Some(url) = &m.avatar_url {
+                            hero["avatar_url"] = url.clone().into();
+                        }
+                        hero
+                    })
+                    .collect();
+                entry["heroes"] = heroes.into();
+            }
+        }
+        if membership == "join" {
+            let (notifications, highlights) = self.store.unread_counts(user_id, &room.room_id, now).await?;
+            entry["notification_count"] = notifications.into();
+            entry["highlight_count"] = highlights.into();
+        }
+        let timeline_ids = timeline.iter().map(|e| e.event_id.clone()).collect();
+        Ok(RoomOutput { entry: Some(entry), sent, timeline_ids, initial })
+    }
+}

@@ -1,0 +1,104 @@
+use async_trait::async_trait;
+
+use super::PgStore;
+use crate::{SlidingSyncRepo, StorageResult, StoredConnection};
+
+// Connection state takes no stream position: plain statements on a pooled connection, outside
+// the stream writer (whose batches hold the cluster-wide stream head lock).
+#[async_trait]
+impl SlidingSyncRepo for PgStore {
+    async fn sliding_sync_connection(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        conn_id: &str,
+    ) -> StorageResult<Option<StoredConnection>> {
+        let mut c = self.pool.get().await?;
+        Ok(c.query_opt(
+            "SELECT generation, seq, state, prev_seq, prev_state, last_used_ms FROM sliding_sync_connections
+             WHERE user_id = $1 AND device_id = $2 AND conn_id = $3",
+            &[&user_id, &device_id, &conn_id],
+        )
+        .await?
+        .map(|r| StoredConnection {
+            generation: r.get(0),
+            seq: r.get(1),
+            state: r.get(2),
+            prev_seq: r.get(3),
+            prev_state: r.get(4),
+            last_used_ms: r.get(5),
+        }))
+    }
+
+    async fn save_sliding_sync_connection(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        conn_id: &str,
+        expected: Option<(String, i64)>,
+        new: StoredConnection,
+    ) -> StorageResult<bool> {
+        let mut c = self.pool.get().await?;
+        let written = match expected {
+            Some((generation, seq)) => {
+                c.execute(
+                    "UPDATE sliding_sync_connections SET generation = $4, seq = $5, state = $6, prev_seq = $7,
+                         prev_state = $8, last_used_ms = $9
+                     WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND generation = $10 AND seq = $11",
+                    &[
+                        &user_id,
+                        &device_id,
+                        &conn_id,
+                        &new.generation,
+                        &new.seq,
+                        &new.state,
+                        &new.prev_seq,
+                        &new.prev_state,
+                        &new.last_used_ms,
+                        &generation,
+                        &seq,
+                    ],
+                )
+                .await?
+            }
+            None => {
+                c.execute(
+                    "INSERT INTO sliding_sync_connections
+                         (user_id, device_id, conn_id, generation, seq, state, prev_seq, prev_state, last_used_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (user_id, device_id, conn_id) DO UPDATE SET generation = excluded.generation,
+                         seq = excluded.seq, state = excluded.state, prev_seq = excluded.prev_seq,
+                         prev_state = excluded.prev_state, last_used_ms = excluded.last_used_ms",
+                    &[
+                        &user_id,
+                        &device_id,
+                        &conn_id,
+                        &new.generation,
+                        &new.seq,
+                        &new.state,
+                        &new.prev_seq,
+                        &new.prev_state,
+                        &new.last_used_ms,
+                    ],
+                )
+                .await?
+            }
+        };
+        Ok(written == 1)
+    }
+
+    async fn delete_sliding_sync_connection(&self, user_id: &str, device_id: &str, conn_id: &str) -> StorageResult<()> {
+        let mut c = self.pool.get().await?;
+        c.execute(
+            "DELETE FROM sliding_sync_connections WHERE user_id = $1 AND device_id = $2 AND conn_id = $3",
+            &[&user_id, &device_id, &conn_id],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_idle_sliding_sync_connections(&self, before_ms: i64) -> StorageResult<u64> {
+        let mut c = self.pool.get().await?;
+        Ok(c.execute("DELETE FROM sliding_sync_connections WHERE last_used_ms < $1", &[&before_ms]).await?)
+    }
+}

@@ -1,0 +1,115 @@
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteStore;
+use crate::{SlidingSyncRepo, StorageResult, StoredConnection};
+
+#[async_trait]
+impl SlidingSyncRepo for SqliteStore {
+    async fn sliding_sync_connection(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        conn_id: &str,
+    ) -> StorageResult<Option<StoredConnection>> {
+        let key = [user_id.to_owned(), device_id.to_owned(), conn_id.to_owned()];
+        self.readers
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT generation, seq, state, prev_seq, prev_state, last_used_ms FROM sliding_sync_connections
+                         WHERE user_id = ?1 AND device_id = ?2 AND conn_id = ?3",
+                    )?
+                    .query_row(key, |r| {
+                        Ok(StoredConnection {
+                            generation: r.get(0)?,
+                            seq: r.get(1)?,
+                            state: r.get(2)?,
+                            prev_seq: r.get(3)?,
+                            prev_state: r.get(4)?,
+                            last_used_ms: r.get(5)?,
+                        })
+                    })
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn save_sliding_sync_connection(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        conn_id: &str,
+        expected: Option<(String, i64)>,
+        new: StoredConnection,
+    ) -> StorageResult<bool> {
+        let (user, device, conn_id) = (user_id.to_owned(), device_id.to_owned(), conn_id.to_owned());
+        self.writer
+            .write(move |conn, _| {
+                let written = match expected {
+                    Some((generation, seq)) => conn
+                        .prepare_cached(
+                            "UPDATE sliding_sync_connections SET generation = ?4, seq = ?5, state = ?6, prev_seq = ?7,
+                                 prev_state = ?8, last_used_ms = ?9
+                             WHERE user_id = ?1 AND device_id = ?2 AND conn_id = ?3 AND generation = ?10 AND seq = ?11",
+                        )?
+                        .execute(params![
+                            user,
+                            device,
+                            conn_id,
+                            new.generation,
+                            new.seq,
+                            new.state,
+                            new.prev_seq,
+                            new.prev_state,
+                            new.last_used_ms,
+                            generation,
+                            seq
+                        ])?,
+                    None => conn
+                        .prepare_cached(
+                            "INSERT INTO sliding_sync_connections
+                                 (user_id, device_id, conn_id, generation, seq, state, prev_seq, prev_state, last_used_ms)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                             ON CONFLICT (user_id, device_id, conn_id) DO UPDATE SET generation = excluded.generation,
+                                 seq = excluded.seq, state = excluded.state, prev_seq = excluded.prev_seq,
+                                 prev_state = excluded.prev_state, last_used_ms = excluded.last_used_ms",
+                        )?
+                        .execute(params![
+                            user,
+                            device,
+                            conn_id,
+                            new.generation,
+                            new.seq,
+                            new.state,
+                            new.prev_seq,
+                            new.prev_state,
+                            new.last_used_ms
+                        ])?,
+                };
+                Ok(written == 1)
+            })
+            .await
+    }
+
+    async fn delete_sliding_sync_connection(&self, user_id: &str, device_id: &str, conn_id: &str) -> StorageResult<()> {
+        let key = [user_id.to_owned(), device_id.to_owned(), conn_id.to_owned()];
+        self.writer
+            .write(move |conn, _| {
+                conn.prepare_cached(
+                    "DELETE FROM sliding_sync_connections WHERE user_id = ?1 AND device_id = ?2 AND conn_id = ?3",
+                )?
+                .execute(key)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn delete_idle_sliding_sync_connections(&self, before_ms: i64) -> StorageResult<u64> {
+        self.writer
+            .write(move |conn, _| {
+                Ok(conn.execute("DELETE FROM sliding_sync_connections WHERE last_used_ms < ?1", [before_ms])? as u64)
+            })
+            .await
+    }
+}
