@@ -98,7 +98,7 @@ async fn the_room_list_arrives_in_activity_order_and_grows_without_repeats() -> 
         ensure!(has_state(newest, key, ""), "required_state has {key}: {newest}");
     }
     ensure!(has_state(newest, "m.room.member", &alice.user_id), "$ME and $LAZY give alice's membership");
-    ensure!(!has_state(newest, "m.room.topic", "") || true, "topic only if set");
+    ensure!(!has_state(newest, "m.room.topic", ""), "no topic was set, none is invented: {newest}");
     ensure!(
         first["extensions"]["account_data"]["global"]
             .as_array()
@@ -342,6 +342,8 @@ async fn names_heroes_counts_invites_and_filters() -> Result<()> {
     ensure!(count(json!({ "is_invite": true })).await? == 1);
     ensure!(count(json!({ "is_invite": false })).await? == 3);
     ensure!(count(json!({ "room_types": ["m.space"] })).await? == 1);
+    let (spaces, _) = ok(&bob, None, 0, &list(json!({ "room_types": ["m.space"] }))).await?;
+    ensure!(room_ids(&spaces) == [space.clone()], "the space: {spaces}");
     ensure!(count(json!({ "not_room_types": ["m.space"] })).await? == 3);
     ensure!(count(json!({ "room_types": [null] })).await? == 3);
     ensure!(count(json!({ "tags": ["m.favourite"] })).await? == 1);
@@ -469,5 +471,25 @@ async fn bad_requests_get_clear_errors_and_store_nothing() -> Result<()> {
     let (status, resp) =
         ss(&alice, None, 0, &json!({ "extensions": { "io.example.future": { "enabled": true } } })).await?;
     ensure!(status == 200, "{status} {resp}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_room_of_the_first_window_carries_its_name() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let mut rooms = Vec::new();
+    for name in ["A", "B", "C"] {
+        let room = bob.create_room(json!({ "preset": "public_chat", "name": name })).await?;
+        alice.join(&room).await?;
+        bob.send_message(&room, &format!("hello from {name}")).await?;
+        rooms.push(room);
+    }
+    let (first, _) = ok(&alice, None, 0, &room_list(json!([[0, 19]]))).await?;
+    for (room, name) in rooms.iter().zip(["A", "B", "C"]) {
+        let entry = &first["rooms"][room];
+        ensure!(entry["name"] == name && has_state(entry, "m.room.name", ""), "{name}: {entry}");
+    }
     Ok(())
 }
