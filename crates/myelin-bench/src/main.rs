@@ -36,6 +36,7 @@ enum Scenario {
     Fanout,
     InitialSync,
     Keys,
+    SlidingSync,
 }
 
 /// Benchmark Matrix homeservers side by side over the client-server API.
@@ -75,6 +76,10 @@ struct Args {
     /// Keys scenario: timed repetitions of the claim and the to-device send.
     #[arg(long = "key-repeats", default_value_t = 3)]
     key_repeats: usize,
+    /// Sliding-sync scenario: rooms the user is in (the first window is [0,19]; live updates
+    /// reuse --fanout-messages, repeats --sync-repeats).
+    #[arg(long = "ss-rooms", default_value_t = 1000)]
+    ss_rooms: usize,
     /// Parallelism of setup work (registration, joins, room creation).
     #[arg(long = "setup-concurrency", default_value_t = 8)]
     setup_concurrency: usize,
@@ -177,6 +182,7 @@ async fn main() -> Result<()> {
         delivery_timeout: Duration::from_secs(args.delivery_timeout_secs.max(1)),
         key_devices: args.key_devices.max(1),
         key_repeats: args.key_repeats.max(1),
+        ss_rooms: args.ss_rooms.max(20),
     };
     let request_timeout = Duration::from_secs(args.request_timeout_secs.max(1));
     let limit = Duration::from_secs(args.scenario_timeout_secs.max(1));
@@ -221,6 +227,11 @@ async fn main() -> Result<()> {
         } else {
             Outcome::NotRun
         };
+        let sliding_sync = if run(Scenario::SlidingSync) {
+            run_scenario("sliding-sync", name, limit, scenarios::sliding_sync_scenario(&server, &params, pid)).await
+        } else {
+            Outcome::NotRun
+        };
         let rss_after_mb = rss("after");
         reports.push(TargetReport {
             name: name.clone(),
@@ -231,6 +242,7 @@ async fn main() -> Result<()> {
             fanout,
             initial_sync,
             keys,
+            sliding_sync,
             rate_limit_retries: server.rate_limit_retries(),
         });
     }
@@ -238,7 +250,7 @@ async fn main() -> Result<()> {
     let table = report::table(&reports, args.rooms);
     let settings = format!(
         "Settings: send {} senders × {} messages; fan-out {} listeners, {} messages; \
-         initial sync {} rooms, {} runs; keys {} devices, {} runs. Targets: {}.",
+         initial sync {} rooms, {} runs; keys {} devices, {} runs; sliding sync {} rooms. Targets: {}.",
         args.senders,
         args.count,
         args.listeners,
@@ -247,6 +259,7 @@ async fn main() -> Result<()> {
         args.sync_repeats,
         args.key_devices,
         args.key_repeats,
+        args.ss_rooms,
         reports.iter().map(|r| format!("{} = {}", r.name, r.url)).collect::<Vec<_>>().join(", ")
     );
     println!("{settings}\n\n{table}");

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::scenarios::{FanoutResult, InitialSyncResult, KeysResult, SendResult, avg, p50, p99};
+use crate::scenarios::{FanoutResult, InitialSyncResult, KeysResult, SendResult, SlidingSyncResult, avg, p50, p99};
 
 /// Outcome of one scenario on one target.
 pub enum Outcome<T> {
@@ -34,6 +34,7 @@ pub struct TargetReport {
     pub fanout: Outcome<FanoutResult>,
     pub initial_sync: Outcome<InitialSyncResult>,
     pub keys: Outcome<KeysResult>,
+    pub sliding_sync: Outcome<SlidingSyncResult>,
     pub rate_limit_retries: u64,
 }
 
@@ -45,6 +46,7 @@ impl TargetReport {
             ("fan-out", failure(&self.fanout)),
             ("initial sync", failure(&self.initial_sync)),
             ("keys", failure(&self.keys)),
+            ("sliding sync", failure(&self.sliding_sync)),
         ] {
             if let Some(err) = outcome {
                 out.push(format!("{} / {scenario}: {err}", self.name));
@@ -176,6 +178,36 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             0,
             Better::Higher("throughput"),
             Box::new(|t| t.keys.cell(|r| r.to_device_median_ms().map(|m| r.devices as f64 / (m / 1000.0).max(1e-9)))),
+        ),
+        (
+            "sliding sync: first [0,19] window, fresh connection: median (ms)".into(),
+            1,
+            Better::Lower("time"),
+            Box::new(|t| t.sliding_sync.cell(SlidingSyncResult::first_window_median_ms)),
+        ),
+        (
+            "sliding sync: rooms the user is in".into(),
+            0,
+            Better::Neither,
+            Box::new(|t| t.sliding_sync.cell(|r| Some(r.rooms as f64))),
+        ),
+        (
+            "sliding sync: rooms in the first window".into(),
+            0,
+            Better::Neither,
+            Box::new(|t| t.sliding_sync.cell(|r| Some(r.window_rooms as f64))),
+        ),
+        (
+            "sliding sync: new message to long-poller: median (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.sliding_sync.cell(SlidingSyncResult::update_median_ms)),
+        ),
+        (
+            "sliding sync: RSS per idle connection (KiB)".into(),
+            1,
+            Better::Lower("memory"),
+            Box::new(|t| t.sliding_sync.cell(|r| r.kib_per_connection)),
         ),
         (
             "RSS idle, before scenarios (MB)".into(),
@@ -343,6 +375,7 @@ mod tests {
             fanout: Outcome::NotRun,
             initial_sync: Outcome::Failed("boom".into()),
             keys: Outcome::NotRun,
+            sliding_sync: Outcome::NotRun,
             rate_limit_retries: 0,
         }
     }

@@ -38,6 +38,8 @@ pub struct Params {
     pub key_devices: usize,
     /// Keys scenario: timed repetitions of each request.
     pub key_repeats: usize,
+    /// Sliding-sync scenario: rooms the user is in.
+    pub ss_rooms: usize,
 }
 
 const PASSWORD: &str = "myelin-bench-password-1";
@@ -370,28 +372,7 @@ pub async fn initial_sync(server: &Server, params: &Params) -> Result<InitialSyn
     let mut users = register_users(server, params, "i", 1).await?;
     let user = users.pop().context("no user")?;
     eprintln!("  initial-sync: creating {} rooms with one message each", params.rooms);
-    let sem = Arc::new(Semaphore::new(params.setup_concurrency.max(1)));
-    let mut set = JoinSet::new();
-    for r in 0..params.rooms {
-        let user = user.clone();
-        let sem = Arc::clone(&sem);
-        let prefix = params.prefix.clone();
-        set.spawn(async move {
-            let _permit = sem.acquire_owned().await.context("semaphore closed")?;
-            let room_id = user
-                .create_room(&json!({ "preset": "private_chat", "name": format!("bench room {r}") }))
-                .await
-                .with_context(|| format!("creating room {r}"))?;
-            user.send_text(&room_id, &format!("{prefix}-i{r}"), &format!("hello room {r}"))
-                .await
-                .with_context(|| format!("message in room {r}"))?;
-            Ok::<_, anyhow::Error>(room_id)
-        });
-    }
-    let mut created = HashSet::new();
-    while let Some(joined) = set.join_next().await {
-        created.insert(joined.context("room task panicked")??);
-    }
+    let created = create_rooms_with_a_message(&user, params, "i", params.rooms).await?;
 
     let mut durations_ms = Vec::new();
     let mut rooms_seen = 0;
@@ -417,6 +398,167 @@ pub async fn initial_sync(server: &Server, params: &Params) -> Result<InitialSyn
         eprintln!("  initial-sync: WARNING: sync returned {rooms_seen} of {} rooms", created.len());
     }
     Ok(InitialSyncResult { durations_ms, rooms_seen, response_bytes })
+}
+
+/// Creates `n` private rooms owned by `user`, each with one message, `setup_concurrency` at a time.
+async fn create_rooms_with_a_message(user: &User, params: &Params, tag: &str, n: usize) -> Result<HashSet<String>> {
+    let sem = Arc::new(Semaphore::new(params.setup_concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for r in 0..n {
+        let user = user.clone();
+        let sem = Arc::clone(&sem);
+        let txn = format!("{}-{tag}{r}", params.prefix);
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.context("semaphore closed")?;
+            let room_id = user
+                .create_room(&json!({ "preset": "private_chat", "name": format!("bench room {r}") }))
+                .await
+                .with_context(|| format!("creating room {r}"))?;
+            user.send_text(&room_id, &txn, &format!("hello room {r}")).await.with_context(|| format!("message in room {r}"))?;
+            Ok::<_, anyhow::Error>(room_id)
+        });
+    }
+    let mut created = HashSet::new();
+    while let Some(joined) = set.join_next().await {
+        created.insert(joined.context("room task panicked")??);
+    }
+    Ok(created)
+}
+
+pub struct SlidingSyncResult {
+    pub rooms: usize,
+    pub first_window_ms: Vec<f64>,
+    /// Rooms in the last first-window response (should be 20).
+    pub window_rooms: usize,
+    /// From sending a message to the long-polling connection returning it.
+    pub update_ms: Vec<f64>,
+    /// RSS growth per idle connection, when the server's pid is known.
+    pub kib_per_connection: Option<f64>,
+}
+
+impl SlidingSyncResult {
+    pub fn first_window_median_ms(&self) -> Option<f64> {
+        median(&self.first_window_ms)
+    }
+    pub fn update_median_ms(&self) -> Option<f64> {
+        median(&self.update_ms)
+    }
+}
+
+const SLIDING_SYNC_PATH: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+
+/// The request Element X's room list (matrix-sdk-ui `RoomListService`) starts with.
+fn element_x_room_list(conn_id: &str) -> Value {
+    json!({
+        "conn_id": conn_id,
+        "lists": { "all_rooms": {
+            "ranges": [[0, 19]],
+            "timeline_limit": 1,
+            "required_state": [
+                ["m.room.name", ""], ["m.room.encryption", ""], ["m.room.member", "$LAZY"],
+                ["m.room.member", "$ME"], ["m.room.topic", ""], ["m.room.avatar", ""],
+                ["m.room.canonical_alias", ""], ["m.room.power_levels", ""],
+                ["org.matrix.msc3401.call.member", "*"], ["m.room.join_rules", ""],
+                ["m.room.tombstone", ""], ["m.room.create", ""], ["m.room.history_visibility", ""],
+                ["io.element.functional_members", ""], ["m.space.parent", "*"], ["m.space.child", "*"],
+                ["org.matrix.msc3672.beacon_info", "*"],
+            ],
+            "filters": {},
+        }},
+        "extensions": {
+            "account_data": { "enabled": true },
+            "receipts": { "enabled": true, "rooms": ["*"] },
+            "typing": { "enabled": true },
+        },
+    })
+}
+
+async fn sliding_sync(user: &User, pos: Option<&str>, timeout_ms: u64, body: &Value) -> Result<Value> {
+    let timeout = timeout_ms.to_string();
+    let mut query = vec![("timeout", timeout.as_str())];
+    if let Some(pos) = pos {
+        query.push(("pos", pos));
+    }
+    user.call(reqwest::Method::POST, SLIDING_SYNC_PATH, &query, Some(body), Some(Duration::from_millis(timeout_ms + 30_000)))
+        .await
+}
+
+/// Simplified sliding sync (MSC4186) for a user in `ss_rooms` rooms: the first `[0,19]` window of a
+/// fresh connection with Element X's required state, then the delay from sending a message to
+/// the long-polling connection returning it, then the memory each further idle connection costs.
+pub async fn sliding_sync_scenario(server: &Server, params: &Params, pid: Option<u32>) -> Result<SlidingSyncResult> {
+    let mut users = register_users(server, params, "s", 1).await?;
+    let user = users.pop().context("no user")?;
+    eprintln!("  sliding-sync: creating {} rooms with one message each", params.ss_rooms);
+    let created = create_rooms_with_a_message(&user, params, "s", params.ss_rooms).await?;
+
+    let mut first_window_ms = Vec::new();
+    let mut window_rooms = 0;
+    let mut last = None;
+    for rep in 0..params.sync_repeats.max(1) {
+        let device = user.login_new_device(PASSWORD).await.with_context(|| format!("new device {rep}"))?;
+        let body = element_x_room_list("room-list");
+        let t0 = Instant::now();
+        let resp = sliding_sync(&device, None, 0, &body).await.with_context(|| format!("first window {rep}"))?;
+        first_window_ms.push(ms(t0.elapsed()));
+        window_rooms = resp["rooms"].as_object().map_or(0, |r| r.keys().filter(|k| created.contains(*k)).count());
+        let count = resp["lists"]["all_rooms"]["count"].as_u64().unwrap_or(0);
+        eprintln!("  sliding-sync: first window {rep}: {:.1} ms, {window_rooms} rooms, count {count}", ms(t0.elapsed()));
+        let pos = resp["pos"].as_str().context("no pos")?.to_owned();
+        last = Some((device, pos));
+    }
+    let (device, mut pos) = last.context("no connection")?;
+
+    // Live updates: a long-poll is waiting when the message is sent.
+    let rooms: Vec<&String> = created.iter().collect();
+    let mut update_ms = Vec::new();
+    for i in 0..params.fanout_messages.max(1) {
+        let room = rooms[i % rooms.len()].clone();
+        let poller = {
+            let (device, pos) = (device.clone(), pos.clone());
+            tokio::spawn(async move {
+                let body = element_x_room_list("room-list");
+                let resp = sliding_sync(&device, Some(&pos), 30_000, &body).await?;
+                Ok::<_, anyhow::Error>((Instant::now(), resp))
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let text = format!("live update {i}");
+        let t0 = Instant::now();
+        user.send_text(&room, &format!("{}-live{i}", params.prefix), &text).await?;
+        let (returned_at, resp) = poller.await.context("poller panicked")??;
+        let has_it = resp["rooms"][&room]["timeline"]
+            .as_array()
+            .is_some_and(|tl| tl.iter().any(|e| e["content"]["body"] == text.as_str()));
+        if !has_it {
+            bail!("the long-poll returned without the new message: {resp}");
+        }
+        update_ms.push(ms(returned_at.saturating_duration_since(t0)));
+        pos = resp["pos"].as_str().context("no pos")?.to_owned();
+    }
+
+    // Idle connections: the marginal RSS of each further connection (after its first window). A
+    // first 100 warm the server's caches; the growth over the next 300 is divided by 300.
+    let kib_per_connection = match pid {
+        Some(pid) => {
+            let open = |from: usize, to: usize| {
+                let device = device.clone();
+                async move {
+                    for c in from..to {
+                        sliding_sync(&device, None, 0, &element_x_room_list(&format!("idle-{c}"))).await?;
+                    }
+                    Ok::<_, anyhow::Error>(())
+                }
+            };
+            open(0, 100).await?;
+            let before = crate::rss_mb(pid)?;
+            open(100, 400).await?;
+            let after = crate::rss_mb(pid)?;
+            Some(((after - before) * 1024.0 / 300.0).max(0.0))
+        }
+        None => None,
+    };
+    Ok(SlidingSyncResult { rooms: created.len(), first_window_ms, window_rooms, update_ms, kib_per_connection })
 }
 
 pub struct KeysResult {

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures_util::StreamExt;
 use myelin_core::{ErrorCode, MatrixError, MatrixResult};
-use myelin_storage::{StoredConnection, UserRoom};
+use myelin_storage::{RoomSummaryRecord, StoredConnection, UserRoom};
 pub use request::SlidingSyncRequest;
 use serde_json::{Map, Value, json};
 
@@ -69,12 +69,23 @@ impl Services {
         let wait = base.row.is_some() && !req.timeout.is_zero();
         let mut first_counts: Option<Value> = None;
         loop {
+            let started = std::time::Instant::now();
             let computed = self.sliding_once(r, &req, &base.state).await?;
+            let computed_in = started.elapsed();
             let counts = computed.body["extensions"]["e2ee"]["device_one_time_keys_count"].clone();
             let counts_moved = first_counts.as_ref().is_some_and(|first| *first != counts);
             first_counts.get_or_insert(counts);
             if !wait || computed.news || counts_moved || tokio::time::Instant::now() >= deadline {
-                return self.sliding_store(r, &req, base, computed).await;
+                let rooms = computed.body["rooms"].as_object().map_or(0, serde_json::Map::len);
+                let body = self.sliding_store(r, &req, base, computed).await?;
+                tracing::debug!(
+                    conn_id = %req.conn_id,
+                    rooms,
+                    compute_us = computed_in.as_micros() as u64,
+                    total_us = started.elapsed().as_micros() as u64,
+                    "sliding sync response"
+                );
+                return Ok(body);
             }
             tokio::select! {
                 _ = wake.changed() => {}
@@ -241,6 +252,16 @@ impl Services {
             configs: base.configs.clone(),
             list_counts,
         };
+        let summary_ids: Vec<String> = selected
+            .values()
+            .filter(|(room, _)| matches!(room.membership.as_str(), "join" | "leave" | "ban"))
+            .map(|(room, _)| room.room_id.clone())
+            .collect();
+        let summaries: HashMap<String, RoomSummaryRecord> = if summary_ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.store.room_summaries(user_id, &summary_ids, now).await?.into_iter().map(|s| (s.room_id.clone(), s)).collect()
+        };
         let mut work = Vec::with_capacity(selected.len());
         for (room, config) in selected.values() {
             let previous = base.rooms.get(&room.room_id).map(|sent| (sent, base.config_of(sent)));
@@ -251,6 +272,7 @@ impl Services {
                 connection_pos: base.pos,
                 now,
                 is_dm: dm_rooms.contains(&room.room_id),
+                summary: summaries.get(&room.room_id),
             };
             work.push(
                 async move { MatrixResult::Ok((room.room_id.clone(), config, self.sliding_room(r, input).await?)) },
@@ -271,7 +293,9 @@ impl Services {
             state.rooms.insert(room_id, output.sent);
         }
         // Rooms the user no longer has at all (forgotten) are dropped from the connection.
-        state.rooms.retain(|id, _| rooms.iter().any(|room| &room.room_id == id && !room.forgotten));
+        let present: std::collections::HashSet<&str> =
+            rooms.iter().filter(|room| !room.forgotten).map(|room| room.room_id.as_str()).collect();
+        state.rooms.retain(|id, _| present.contains(id.as_str()));
         state.compact_configs();
 
         let window: Vec<String> = selected

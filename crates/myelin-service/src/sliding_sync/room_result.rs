@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use myelin_core::MatrixResult;
-use myelin_storage::{Direction, StoredEvent, StreamPos, UserRoom};
+use myelin_storage::{Direction, RoomSummaryRecord, StoredEvent, StreamPos, UserRoom};
 use serde_json::{Value, json};
 
 use super::{connection::RoomSent, request::RoomConfig, room_list::bump_stamp};
@@ -21,6 +21,8 @@ pub struct RoomInput<'a> {
     pub connection_pos: Option<StreamPos>,
     pub now: StreamPos,
     pub is_dm: bool,
+    /// Counts, heroes, unread counts and current state group (joined and left rooms).
+    pub summary: Option<&'a RoomSummaryRecord>,
 }
 
 /// A room's entry (`None` when there is nothing new to say) and what the connection remembers.
@@ -40,7 +42,7 @@ fn content_of(events: &[StoredEvent], event_type: &str) -> Option<Value> {
 
 impl Services {
     pub(crate) async fn sliding_room(&self, r: &Requester, input: RoomInput<'_>) -> MatrixResult<RoomOutput> {
-        let RoomInput { room, config, previous, connection_pos, now, is_dm } = input;
+        let RoomInput { room, config, previous, connection_pos, now, is_dm, summary } = input;
         let previous = previous.as_ref().map(|(sent, config)| (*sent, config));
         let user_id = r.user_id.as_str();
         let membership = room.membership.as_str();
@@ -106,13 +108,23 @@ impl Services {
         let limited = events.len() > limit;
         events.truncate(limit);
         events.reverse();
-        let timeline = self.filter_visible(user_id, events).await?;
+        // Events after the user joined are all visible (but for ignored senders); anything older
+        // goes through the history visibility rules.
+        let timeline = if membership == "join" && events.iter().all(|e| e.stream_pos > room.membership_pos) {
+            let ignored = self.ignored_users(user_id).await?;
+            events.into_iter().filter(|e| e.state_key.is_some() || !ignored.contains(&e.sender)).collect()
+        } else {
+            self.filter_visible(user_id, events).await?
+        };
 
         // State: all wanted state for a new room; what changed since, plus what a grown config
         // or a new lazy member needs, for a known one.
         let senders: HashSet<String> = timeline.iter().map(|e| e.sender.clone()).collect();
         let known_lazy: HashSet<String> = sent.lazy_members.iter().cloned().collect();
-        let state = self.state_at(&room.room_id, upper).await?;
+        let state = match summary.and_then(|s| s.current_state_group).filter(|_| membership == "join") {
+            Some(group) => self.state_cache.group(self.store.as_ref(), group).await?,
+            None => self.state_at(&room.room_id, upper).await?,
+        };
         let mut ids: Vec<String> = Vec::new();
         let mut touched: HashSet<String> = HashSet::new();
         match since {
@@ -183,11 +195,16 @@ impl Services {
         let name_or_avatar = since.is_none() || touched.contains("m.room.name") || touched.contains("m.room.avatar");
         let mut has_name = state.contains_key(&("m.room.name".to_owned(), String::new()));
         if name_or_avatar {
+            // Usually already among the required state just read.
             let wanted: Vec<String> = ["m.room.name", "m.room.avatar"]
                 .iter()
                 .filter_map(|t| state.get(&((*t).to_owned(), String::new())).cloned())
+                .filter(|id| !state_events.iter().any(|e| &e.event_id == id))
                 .collect();
-            let summary_events = self.store.get_events(&wanted).await?;
+            let mut summary_events = if wanted.is_empty() { Vec::new() } else { self.store.get_events(&wanted).await? };
+            summary_events.extend(
+                state_events.iter().filter(|e| matches!(e.event_type.as_str(), "m.room.name" | "m.room.avatar")).cloned(),
+            );
             let name = content_of(&summary_events, "m.room.name").and_then(|c| c["name"].as_str().map(str::to_owned));
             has_name = name.as_deref().is_some_and(|n| !n.is_empty());
             if let Some(name) = name.filter(|n| !n.is_empty()) {
@@ -199,15 +216,15 @@ impl Services {
                 entry["avatar"] = url.into();
             }
         }
-        if since.is_none() || touched.contains("m.room.member") {
-            let members = self.store.room_members(&room.room_id, None).await?;
-            entry["joined_count"] = members.iter().filter(|m| m.membership == "join").count().into();
-            entry["invited_count"] = members.iter().filter(|m| m.membership == "invite").count().into();
+        if let Some(summary) = summary
+            && (since.is_none() || touched.contains("m.room.member"))
+        {
+            entry["joined_count"] = summary.joined.into();
+            entry["invited_count"] = summary.invited.into();
             if !has_name {
-                let heroes: Vec<Value> = members
+                let heroes: Vec<Value> = summary
+                    .heroes
                     .iter()
-                    .filter(|m| m.user_id != user_id && matches!(m.membership.as_str(), "join" | "invite"))
-                    .take(5)
                     .map(|m| {
                         let mut hero = json!({ "user_id": m.user_id });
                         if let Some(name) = &m.displayname {
@@ -222,10 +239,11 @@ impl Services {
                 entry["heroes"] = heroes.into();
             }
         }
-        if membership == "join" {
-            let (notifications, highlights) = self.store.unread_counts(user_id, &room.room_id, now).await?;
-            entry["notification_count"] = notifications.into();
-            entry["highlight_count"] = highlights.into();
+        if membership == "join"
+            && let Some(summary) = summary
+        {
+            entry["notification_count"] = summary.notifications.into();
+            entry["highlight_count"] = summary.highlights.into();
         }
         let timeline_ids = timeline.iter().map(|e| e.event_id.clone()).collect();
         Ok(RoomOutput { entry: Some(entry), sent, timeline_ids, initial })

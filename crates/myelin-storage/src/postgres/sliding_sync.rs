@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 
 use super::PgStore;
-use crate::{SlidingSyncRepo, StorageResult, StoredConnection};
+use crate::{MemberRecord, RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StreamPos};
 
 // Connection state takes no stream position: plain statements on a pooled connection, outside
 // the stream writer (whose batches hold the cluster-wide stream head lock).
@@ -95,6 +95,64 @@ impl SlidingSyncRepo for PgStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn room_summaries(
+        &self,
+        user_id: &str,
+        room_ids: &[String],
+        until: StreamPos,
+    ) -> StorageResult<Vec<RoomSummaryRecord>> {
+        let mut c = self.pool.get().await?;
+        let mut out = Vec::with_capacity(room_ids.len());
+        for room_id in room_ids {
+            let counts = c
+                .query_one(
+                    "SELECT COUNT(*) FILTER (WHERE membership = 'join'), COUNT(*) FILTER (WHERE membership = 'invite'),
+                            (SELECT current_state_group FROM rooms WHERE room_id = $1)
+                     FROM room_members WHERE room_id = $1",
+                    &[&room_id],
+                )
+                .await?;
+            let heroes = c
+                .query(
+                    "SELECT user_id, membership, event_id, displayname, avatar_url, stream_pos FROM room_members
+                     WHERE room_id = $1 AND user_id != $2 AND membership IN ('join', 'invite')
+                     ORDER BY stream_pos LIMIT 5",
+                    &[&room_id, &user_id],
+                )
+                .await?
+                .iter()
+                .map(|r| MemberRecord {
+                    user_id: r.get(0),
+                    membership: r.get(1),
+                    event_id: r.get(2),
+                    displayname: r.get(3),
+                    avatar_url: r.get(4),
+                    stream_pos: r.get(5),
+                })
+                .collect();
+            let unread = c
+                .query_one(
+                    "SELECT COUNT(*), COALESCE(SUM(highlight), 0)::BIGINT FROM event_push_actions
+                     WHERE user_id = $1 AND room_id = $2 AND stream_pos <= $3
+                       AND stream_pos > (SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = $2
+                           AND user_id = $1 AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main'))",
+                    &[&user_id, &room_id, &until],
+                )
+                .await?;
+            let count = |v: i64| v.max(0) as u64;
+            out.push(RoomSummaryRecord {
+                room_id: room_id.clone(),
+                joined: count(counts.get(0)),
+                invited: count(counts.get(1)),
+                heroes,
+                notifications: count(unread.get(0)),
+                highlights: count(unread.get(1)),
+                current_state_group: counts.get(2),
+            });
+        }
+        Ok(out)
     }
 
     async fn delete_idle_sliding_sync_connections(&self, before_ms: i64) -> StorageResult<u64> {

@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 
-use crate::StorageResult;
+use crate::{MemberRecord, StorageResult, StreamPos};
 
 /// A sliding sync connection as stored: its identity, the newest position and the one before
 /// (each with the connection state after it), and when it was last used.
@@ -12,6 +12,21 @@ pub struct StoredConnection {
     pub prev_seq: i64,
     pub prev_state: String,
     pub last_used_ms: i64,
+}
+
+/// What a room list entry shows of a room, read for many rooms in one go.
+#[derive(Clone, Debug, Default)]
+pub struct RoomSummaryRecord {
+    pub room_id: String,
+    pub joined: u64,
+    pub invited: u64,
+    /// Up to five joined or invited members other than the user, earliest first.
+    pub heroes: Vec<MemberRecord>,
+    /// The user's unread notifications and highlights up to `until`.
+    pub notifications: u64,
+    pub highlights: u64,
+    /// The room's current state group.
+    pub current_state_group: Option<i64>,
 }
 
 /// Per-connection state of simplified sliding sync (MSC4186), keyed by (user, device, conn_id).
@@ -35,6 +50,14 @@ pub trait SlidingSyncRepo {
         new: StoredConnection,
     ) -> StorageResult<bool>;
     async fn delete_sliding_sync_connection(&self, user_id: &str, device_id: &str, conn_id: &str) -> StorageResult<()>;
+    /// Summaries of `room_ids` as `user_id` sees them (one database round trip per room at most,
+    /// all in one read).
+    async fn room_summaries(
+        &self,
+        user_id: &str,
+        room_ids: &[String],
+        until: StreamPos,
+    ) -> StorageResult<Vec<RoomSummaryRecord>>;
     /// Deletes connections not used since `before_ms`; returns how many.
     async fn delete_idle_sliding_sync_connections(&self, before_ms: i64) -> StorageResult<u64>;
 }

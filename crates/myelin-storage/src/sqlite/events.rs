@@ -4,6 +4,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{SqliteStore, state::create_state_group, writer::Positions};
 use crate::{Direction, EventRepo, NewEvent, PendingPersist, PersistOutcome, StorageResult, StoredEvent, StreamPos};
 
+// Limits are written into the SQL, never bound: SQLite re-plans a statement whose `LIMIT` is a
+// bound parameter on every execution (re-preparing it), which cost more than the query itself.
 pub const EVENT_COLUMNS: &str = "e.stream_pos, e.event_id, e.room_id, e.sender, e.event_type, e.state_key, \
      e.origin_server_ts, e.depth, e.json, e.redacted_by, e.sender_device, e.txn_id, e.state_before, e.state_after";
 
@@ -225,17 +227,17 @@ impl EventRepo for SqliteStore {
                     conn,
                     &format!(
                         "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = ?1 AND e.stream_pos <= ?2 AND e.stream_pos > ?3
-                         AND e.outlier = 0 ORDER BY e.stream_pos DESC LIMIT ?4"
+                         AND e.outlier = 0 ORDER BY e.stream_pos DESC LIMIT {limit}"
                     ),
-                    params![room_id, from, to.unwrap_or(i64::MIN), limit as i64],
+                    params![room_id, from, to.unwrap_or(i64::MIN)],
                 ),
                 Direction::Forward => query_events(
                     conn,
                     &format!(
                         "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = ?1 AND e.stream_pos > ?2 AND e.stream_pos <= ?3
-                         AND e.outlier = 0 ORDER BY e.stream_pos ASC LIMIT ?4"
+                         AND e.outlier = 0 ORDER BY e.stream_pos ASC LIMIT {limit}"
                     ),
-                    params![room_id, from, to.unwrap_or(i64::MAX), limit as i64],
+                    params![room_id, from, to.unwrap_or(i64::MAX)],
                 ),
             })
             .await
@@ -292,9 +294,9 @@ impl EventRepo for SqliteStore {
                     conn,
                     &format!(
                         "SELECT {EVENT_COLUMNS} FROM events e WHERE e.relates_to = ?1 AND (?2 IS NULL OR e.rel_type = ?2)
-                         AND e.stream_pos <= ?3 ORDER BY e.stream_pos DESC LIMIT ?4"
+                         AND e.stream_pos <= ?3 ORDER BY e.stream_pos DESC LIMIT {limit}"
                     ),
-                    params![event_id, rel_type, from, limit as i64],
+                    params![event_id, rel_type, from],
                 )
             })
             .await
@@ -313,9 +315,9 @@ impl EventRepo for SqliteStore {
                     "SELECT {EVENT_COLUMNS}, t.latest FROM events e
                      JOIN (SELECT relates_to, MAX(stream_pos) AS latest FROM events
                            WHERE room_id = ?1 AND rel_type = 'm.thread' GROUP BY relates_to) t ON t.relates_to = e.event_id
-                     WHERE t.latest <= ?2 ORDER BY t.latest DESC LIMIT ?3"
+                     WHERE t.latest <= ?2 ORDER BY t.latest DESC LIMIT {limit}"
                 ))?;
-                let rows = stmt.query_map(params![room_id, from, limit as i64], |r| Ok((event_from_row(r)?, r.get::<_, i64>(14)?)))?;
+                let rows = stmt.query_map(params![room_id, from], |r| Ok((event_from_row(r)?, r.get::<_, i64>(14)?)))?;
                 Ok(rows.collect::<Result<_, _>>()?)
             })
             .await

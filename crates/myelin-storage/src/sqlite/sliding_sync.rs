@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
-use crate::{SlidingSyncRepo, StorageResult, StoredConnection};
+use crate::{MemberRecord, RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StreamPos};
 
 #[async_trait]
 impl SlidingSyncRepo for SqliteStore {
@@ -45,7 +45,7 @@ impl SlidingSyncRepo for SqliteStore {
     ) -> StorageResult<bool> {
         let (user, device, conn_id) = (user_id.to_owned(), device_id.to_owned(), conn_id.to_owned());
         self.writer
-            .write(move |conn, _| {
+            .write_relaxed(move |conn, _| {
                 let written = match expected {
                     Some((generation, seq)) => conn
                         .prepare_cached(
@@ -101,6 +101,65 @@ impl SlidingSyncRepo for SqliteStore {
                 )?
                 .execute(key)?;
                 Ok(())
+            })
+            .await
+    }
+
+    async fn room_summaries(
+        &self,
+        user_id: &str,
+        room_ids: &[String],
+        until: StreamPos,
+    ) -> StorageResult<Vec<RoomSummaryRecord>> {
+        let (user, rooms) = (user_id.to_owned(), room_ids.to_vec());
+        self.readers
+            .read(move |conn| {
+                let mut counts = conn.prepare_cached(
+                    "SELECT COALESCE(SUM(membership = 'join'), 0), COALESCE(SUM(membership = 'invite'), 0)
+                     FROM room_members WHERE room_id = ?1",
+                )?;
+                let mut heroes = conn.prepare_cached(
+                    "SELECT user_id, membership, event_id, displayname, avatar_url, stream_pos FROM room_members
+                     WHERE room_id = ?1 AND user_id != ?2 AND membership IN ('join', 'invite')
+                     ORDER BY stream_pos LIMIT 5",
+                )?;
+                let mut group = conn.prepare_cached("SELECT current_state_group FROM rooms WHERE room_id = ?1")?;
+                let mut unread = conn.prepare_cached(
+                    "SELECT COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
+                     WHERE user_id = ?1 AND room_id = ?2 AND stream_pos <= ?3
+                       AND stream_pos > (SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = ?2
+                           AND user_id = ?1 AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main'))",
+                )?;
+                let mut out = Vec::with_capacity(rooms.len());
+                for room_id in rooms {
+                    let (joined, invited): (i64, i64) = counts.query_row([&room_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    let heroes = heroes
+                        .query_map(params![room_id, user], |r| {
+                            Ok(MemberRecord {
+                                user_id: r.get(0)?,
+                                membership: r.get(1)?,
+                                event_id: r.get(2)?,
+                                displayname: r.get(3)?,
+                                avatar_url: r.get(4)?,
+                                stream_pos: r.get(5)?,
+                            })
+                        })?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let current_state_group: Option<i64> =
+                        group.query_row([&room_id], |r| r.get(0)).optional()?.flatten();
+                    let (notifications, highlights): (i64, i64) =
+                        unread.query_row(params![user, room_id, until], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    out.push(RoomSummaryRecord {
+                        room_id,
+                        joined: joined.max(0) as u64,
+                        invited: invited.max(0) as u64,
+                        heroes,
+                        notifications: notifications.max(0) as u64,
+                        highlights: highlights.max(0) as u64,
+                        current_state_group,
+                    });
+                }
+                Ok(out)
             })
             .await
     }

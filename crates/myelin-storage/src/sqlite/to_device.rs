@@ -49,12 +49,13 @@ impl ToDeviceRepo for SqliteStore {
         let (user, device) = (user_id.to_owned(), device_id.to_owned());
         self.readers
             .read(move |conn| {
-                let mut stmt = conn.prepare_cached(
+                // The limit is part of the SQL: a bound LIMIT makes SQLite re-prepare each time.
+                let mut stmt = conn.prepare_cached(&format!(
                     "SELECT stream_pos, sender, event_type, content FROM to_device_inbox
                      WHERE user_id = ?1 AND device_id = ?2 AND stream_pos > ?3 AND stream_pos <= ?4
-                     ORDER BY stream_pos LIMIT ?5",
-                )?;
-                let rows = stmt.query_map(params![user, device, after, until, limit as i64], |r| {
+                     ORDER BY stream_pos LIMIT {limit}"
+                ))?;
+                let rows = stmt.query_map(params![user, device, after, until], |r| {
                     Ok(ToDeviceMessage {
                         stream_pos: r.get(0)?,
                         sender: r.get(1)?,

@@ -2,6 +2,10 @@
 //! runs each inside its own SAVEPOINT of one transaction (a failing request rolls back alone),
 //! commits once, advances the stream head, and only then answers the callers. One fsync covers
 //! the whole batch, and callers never hear "done" before their write is durable.
+//!
+//! Relaxed writes (state that can be rebuilt, e.g. sliding sync connections) skip the fsync when
+//! a batch holds nothing else: committed to the WAL in the OS page cache, they survive a crash of
+//! the process (`kill -9`) but not of the machine. A batch with any ordinary write is synced whole.
 
 use std::sync::{
     Arc,
@@ -27,7 +31,12 @@ impl Positions {
 }
 
 type Deliver = Box<dyn FnOnce(Option<StorageError>) + Send>;
-type Job = Box<dyn FnOnce(&Connection, &mut Positions) -> (bool, Deliver) + Send>;
+type Run = Box<dyn FnOnce(&Connection, &mut Positions) -> (bool, Deliver) + Send>;
+
+struct Job {
+    relaxed: bool,
+    run: Run,
+}
 
 const MAX_BATCH: usize = 256;
 
@@ -51,7 +60,17 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Positions) -> StorageResult<T> + Send + 'static,
     {
-        self.submit(f).await
+        self.submit_job(false, f).await
+    }
+
+    /// Like [`Writer::write`] for data that may be lost with the machine (not with the process):
+    /// no fsync unless the batch also carries ordinary writes.
+    pub async fn write_relaxed<T, F>(&self, f: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Positions) -> StorageResult<T> + Send + 'static,
+    {
+        self.submit_job(true, f).await
     }
 
     /// Queues `f` now (so writes apply in call order) and returns a future of its committed result.
@@ -60,8 +79,16 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Positions) -> StorageResult<T> + Send + 'static,
     {
+        self.submit_job(false, f)
+    }
+
+    fn submit_job<T, F>(&self, relaxed: bool, f: F) -> impl std::future::Future<Output = StorageResult<T>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Positions) -> StorageResult<T> + Send + 'static,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel::<StorageResult<T>>();
-        let job: Job = Box::new(move |conn, positions| {
+        let run: Run = Box::new(move |conn, positions| {
             let result = f(conn, positions);
             let ok = result.is_ok();
             let deliver: Deliver = Box::new(move |commit_error| {
@@ -72,7 +99,7 @@ impl Writer {
             });
             (ok, deliver)
         });
-        let sent = self.jobs.send(job).map_err(|_| StorageError::WriterGone);
+        let sent = self.jobs.send(Job { relaxed, run }).map_err(|_| StorageError::WriterGone);
         async move {
             sent?;
             rx.await.map_err(|_| StorageError::WriterGone)?
@@ -89,6 +116,10 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, head: Arc<AtomicI64>) {
                 Err(_) => break,
             }
         }
+        let relaxed = batch.iter().all(|job| job.relaxed);
+        if relaxed {
+            let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+        }
         let start = head.load(Ordering::Acquire);
         let mut positions = Positions { next: start + 1 };
         let mut delivers = Vec::with_capacity(batch.len());
@@ -96,7 +127,7 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, head: Arc<AtomicI64>) {
             let tx = conn.transaction()?;
             for job in batch {
                 tx.execute_batch("SAVEPOINT job")?;
-                let (ok, deliver) = job(&tx, &mut positions);
+                let (ok, deliver) = (job.run)(&tx, &mut positions);
                 if ok {
                     tx.execute_batch("RELEASE job")?;
                 } else {
@@ -110,6 +141,9 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<Job>, head: Arc<AtomicI64>) {
             }
             tx.commit()
         })();
+        if relaxed {
+            let _ = conn.pragma_update(None, "synchronous", "FULL");
+        }
         match outcome {
             Ok(()) => {
                 head.store(positions.next - 1, Ordering::Release);
