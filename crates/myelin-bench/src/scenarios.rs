@@ -414,7 +414,9 @@ async fn create_rooms_with_a_message(user: &User, params: &Params, tag: &str, n:
                 .create_room(&json!({ "preset": "private_chat", "name": format!("bench room {r}") }))
                 .await
                 .with_context(|| format!("creating room {r}"))?;
-            user.send_text(&room_id, &txn, &format!("hello room {r}")).await.with_context(|| format!("message in room {r}"))?;
+            user.send_text(&room_id, &txn, &format!("hello room {r}"))
+                .await
+                .with_context(|| format!("message in room {r}"))?;
             Ok::<_, anyhow::Error>(room_id)
         });
     }
@@ -479,8 +481,14 @@ async fn sliding_sync(user: &User, pos: Option<&str>, timeout_ms: u64, body: &Va
     if let Some(pos) = pos {
         query.push(("pos", pos));
     }
-    user.call(reqwest::Method::POST, SLIDING_SYNC_PATH, &query, Some(body), Some(Duration::from_millis(timeout_ms + 30_000)))
-        .await
+    user.call(
+        reqwest::Method::POST,
+        SLIDING_SYNC_PATH,
+        &query,
+        Some(body),
+        Some(Duration::from_millis(timeout_ms + 30_000)),
+    )
+    .await
 }
 
 /// Simplified sliding sync (MSC4186) for a user in `ss_rooms` rooms: the first `[0,19]` window of a
@@ -503,7 +511,10 @@ pub async fn sliding_sync_scenario(server: &Server, params: &Params, pid: Option
         first_window_ms.push(ms(t0.elapsed()));
         window_rooms = resp["rooms"].as_object().map_or(0, |r| r.keys().filter(|k| created.contains(*k)).count());
         let count = resp["lists"]["all_rooms"]["count"].as_u64().unwrap_or(0);
-        eprintln!("  sliding-sync: first window {rep}: {:.1} ms, {window_rooms} rooms, count {count}", ms(t0.elapsed()));
+        eprintln!(
+            "  sliding-sync: first window {rep}: {:.1} ms, {window_rooms} rooms, count {count}",
+            ms(t0.elapsed())
+        );
         let pos = resp["pos"].as_str().context("no pos")?.to_owned();
         last = Some((device, pos));
     }

@@ -260,7 +260,12 @@ impl Services {
         let summaries: HashMap<String, RoomSummaryRecord> = if summary_ids.is_empty() {
             HashMap::new()
         } else {
-            self.store.room_summaries(user_id, &summary_ids, now).await?.into_iter().map(|s| (s.room_id.clone(), s)).collect()
+            self.store
+                .room_summaries(user_id, &summary_ids, now)
+                .await?
+                .into_iter()
+                .map(|s| (s.room_id.clone(), s))
+                .collect()
         };
         let mut work = Vec::with_capacity(selected.len());
         for (room, config) in selected.values() {

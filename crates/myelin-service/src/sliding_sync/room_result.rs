@@ -100,7 +100,7 @@ impl Services {
 
         // Timeline: the newest `timeline_limit` events after `since`, oldest first.
         let limit = config.timeline_limit;
-        let mut events = if limit > 0 || since.is_none() {
+        let mut events = if limit > 0 {
             self.store.room_events(&room.room_id, upper, since, Direction::Backward, limit + 1).await?
         } else {
             Vec::new()
@@ -201,9 +201,13 @@ impl Services {
                 .filter_map(|t| state.get(&((*t).to_owned(), String::new())).cloned())
                 .filter(|id| !state_events.iter().any(|e| &e.event_id == id))
                 .collect();
-            let mut summary_events = if wanted.is_empty() { Vec::new() } else { self.store.get_events(&wanted).await? };
+            let mut summary_events =
+                if wanted.is_empty() { Vec::new() } else { self.store.get_events(&wanted).await? };
             summary_events.extend(
-                state_events.iter().filter(|e| matches!(e.event_type.as_str(), "m.room.name" | "m.room.avatar")).cloned(),
+                state_events
+                    .iter()
+                    .filter(|e| matches!(e.event_type.as_str(), "m.room.name" | "m.room.avatar"))
+                    .cloned(),
             );
             let name = content_of(&summary_events, "m.room.name").and_then(|c| c["name"].as_str().map(str::to_owned));
             has_name = name.as_deref().is_some_and(|n| !n.is_empty());

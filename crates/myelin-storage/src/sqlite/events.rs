@@ -182,6 +182,9 @@ impl EventRepo for SqliteStore {
     }
 
     async fn get_events(&self, event_ids: &[String]) -> StorageResult<Vec<StoredEvent>> {
+        if event_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let event_ids = event_ids.to_vec();
         self.readers
             .read(move |conn| {

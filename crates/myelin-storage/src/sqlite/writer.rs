@@ -82,7 +82,11 @@ impl Writer {
         self.submit_job(false, f)
     }
 
-    fn submit_job<T, F>(&self, relaxed: bool, f: F) -> impl std::future::Future<Output = StorageResult<T>> + Send + 'static
+    fn submit_job<T, F>(
+        &self,
+        relaxed: bool,
+        f: F,
+    ) -> impl std::future::Future<Output = StorageResult<T>> + Send + 'static
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Positions) -> StorageResult<T> + Send + 'static,
