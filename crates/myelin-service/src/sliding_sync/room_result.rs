@@ -2,7 +2,7 @@
 //! (or the newest events when it is new), the state the config asks for, and the summary fields
 //! (name, avatar, heroes, counts, `bump_stamp`) when they can have changed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use myelin_core::MatrixResult;
 use myelin_storage::{Direction, RoomSummaryRecord, StoredEvent, StreamPos, UserRoom};
@@ -23,6 +23,43 @@ pub struct RoomInput<'a> {
     pub is_dm: bool,
     /// Counts, heroes, unread counts and current state group (joined and left rooms).
     pub summary: Option<&'a RoomSummaryRecord>,
+    /// Reads done for the whole window at once.
+    pub prefetched: &'a Prefetched,
+}
+
+/// Timelines and events read for all rooms of a response in one go, so that each room does not
+/// need its own reads.
+#[derive(Default)]
+pub struct Prefetched {
+    /// Room → its timeline read with the bounds [`timeline_bounds`] gives, newest first.
+    pub timelines: HashMap<String, Vec<StoredEvent>>,
+    pub events: HashMap<String, StoredEvent>,
+}
+
+/// Whether the room is new on the connection (or newly joined), the position its timeline
+/// starts after, and the position it ends at (the leave for a room the user is no longer in).
+pub fn timeline_bounds(
+    room: &UserRoom,
+    previous: Option<&RoomSent>,
+    now: StreamPos,
+) -> (bool, Option<StreamPos>, StreamPos) {
+    let membership = room.membership.as_str();
+    let initial = previous.is_none_or(|p| membership == "join" && p.membership != "join");
+    let upper = if membership == "join" { now } else { room.membership_pos.min(now) };
+    let since = if initial { None } else { previous.map(|p| p.pos) };
+    (initial, since, upper)
+}
+
+/// The state event ids a room new on the connection sends: what `config` wants of `state`,
+/// `$LAZY` standing for the timeline's `senders`.
+pub fn initial_state_ids(
+    config: &RoomConfig,
+    user_id: &str,
+    state: &crate::rooms::StateMap,
+    senders: &HashSet<String>,
+) -> Vec<String> {
+    let lazy = |k: &str| senders.contains(k);
+    state.iter().filter(|((t, k), _)| config.wants(user_id, &lazy, t, k)).map(|(_, id)| id.clone()).collect()
 }
 
 /// A room's entry (`None` when there is nothing new to say) and what the connection remembers.
@@ -42,11 +79,11 @@ fn content_of(events: &[StoredEvent], event_type: &str) -> Option<Value> {
 
 impl Services {
     pub(crate) async fn sliding_room(&self, r: &Requester, input: RoomInput<'_>) -> MatrixResult<RoomOutput> {
-        let RoomInput { room, config, previous, connection_pos, now, is_dm, summary } = input;
+        let RoomInput { room, config, previous, connection_pos, now, is_dm, summary, prefetched } = input;
         let previous = previous.as_ref().map(|(sent, config)| (*sent, config));
         let user_id = r.user_id.as_str();
         let membership = room.membership.as_str();
-        let initial = previous.is_none_or(|(p, _)| membership == "join" && p.membership != "join");
+        let (initial, since, upper) = timeline_bounds(room, previous.map(|(p, _)| p), now);
         let mut sent = RoomSent {
             pos: now,
             membership: membership.to_owned(),
@@ -82,9 +119,7 @@ impl Services {
             return Ok(RoomOutput { entry: Some(entry), sent, timeline_ids: Vec::new(), initial: true });
         }
 
-        // Joined, or left/banned: nothing after the membership change is visible.
-        let upper = if membership == "join" { now } else { room.membership_pos.min(now) };
-        let since = if initial { None } else { previous.map(|(p, _)| p.pos) };
+        // Joined, or left/banned: nothing after the membership change is visible (`upper`).
         let added = match previous {
             Some((_, previous_config)) if !initial => config.added_since(previous_config),
             _ => Vec::new(),
@@ -100,10 +135,12 @@ impl Services {
 
         // Timeline: the newest `timeline_limit` events after `since`, oldest first.
         let limit = config.timeline_limit;
-        let mut events = if limit > 0 {
-            self.store.room_events(&room.room_id, upper, since, Direction::Backward, limit + 1).await?
-        } else {
-            Vec::new()
+        let mut events = match prefetched.timelines.get(&room.room_id) {
+            Some(events) => events.clone(),
+            None if limit > 0 => {
+                self.store.room_events(&room.room_id, upper, since, Direction::Backward, limit + 1).await?
+            }
+            None => Vec::new(),
         };
         let limited = events.len() > limit;
         events.truncate(limit);
@@ -129,13 +166,8 @@ impl Services {
         let mut touched: HashSet<String> = HashSet::new();
         match since {
             None => {
-                let lazy = |k: &str| senders.contains(k);
-                for ((t, k), id) in state.iter() {
-                    if config.wants(user_id, &lazy, t, k) {
-                        ids.push(id.clone());
-                    }
-                    touched.insert(t.clone());
-                }
+                ids = initial_state_ids(config, user_id, &state, &senders);
+                touched.extend(state.keys().map(|(t, _)| t.clone()));
             }
             Some(since) => {
                 let old = self.state_at(&room.room_id, since).await?;
@@ -161,7 +193,10 @@ impl Services {
         }
         ids.sort();
         ids.dedup();
-        let mut state_events = self.store.get_events(&ids).await?;
+        let missing: Vec<String> = ids.iter().filter(|id| !prefetched.events.contains_key(*id)).cloned().collect();
+        let mut state_events: Vec<StoredEvent> =
+            ids.iter().filter_map(|id| prefetched.events.get(id).cloned()).collect();
+        state_events.extend(self.store.get_events(&missing).await?);
         state_events.sort_by_key(|e| e.stream_pos);
 
         if since.is_some() && timeline.is_empty() && state_events.is_empty() && !membership_changed {

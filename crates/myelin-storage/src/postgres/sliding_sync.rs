@@ -1,7 +1,12 @@
 use async_trait::async_trait;
 
-use super::PgStore;
-use crate::{MemberRecord, RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StreamPos};
+use super::{
+    PgStore,
+    events::{EVENT_COLUMNS, event_from_row},
+};
+use crate::{
+    MemberRecord, RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent, StreamPos,
+};
 
 // Connection state takes no stream position: plain statements on a pooled connection, outside
 // the stream writer (whose batches hold the cluster-wide stream head lock).
@@ -151,6 +156,23 @@ impl SlidingSyncRepo for PgStore {
                 highlights: count(unread.get(1)),
                 current_state_group: counts.get(2),
             });
+        }
+        Ok(out)
+    }
+
+    async fn room_timelines(
+        &self,
+        requests: &[(String, StreamPos, Option<StreamPos>, usize)],
+    ) -> StorageResult<Vec<Vec<StoredEvent>>> {
+        let mut c = self.pool.get().await?;
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_pos <= $2 AND e.stream_pos > $3
+             AND e.outlier = 0 ORDER BY e.stream_pos DESC LIMIT $4"
+        );
+        let mut out = Vec::with_capacity(requests.len());
+        for (room_id, upper, since, limit) in requests {
+            let (since, limit) = (since.unwrap_or(i64::MIN), *limit as i64);
+            out.push(c.query(&sql, &[room_id, upper, &since, &limit]).await?.iter().map(event_from_row).collect());
         }
         Ok(out)
     }

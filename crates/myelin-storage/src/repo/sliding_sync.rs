@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 
-use crate::{MemberRecord, StorageResult, StreamPos};
+use crate::{MemberRecord, StorageResult, StoredEvent, StreamPos};
 
 /// A sliding sync connection as stored: its identity, the newest position and the one before
 /// (each with the connection state after it), and when it was last used.
@@ -58,6 +58,12 @@ pub trait SlidingSyncRepo {
         room_ids: &[String],
         until: StreamPos,
     ) -> StorageResult<Vec<RoomSummaryRecord>>;
+    /// For each `(room, upper, since, limit)`: the room's newest `limit` events in `(since, upper]`,
+    /// newest first (as `room_events` backwards), all in one read.
+    async fn room_timelines(
+        &self,
+        requests: &[(String, StreamPos, Option<StreamPos>, usize)],
+    ) -> StorageResult<Vec<Vec<StoredEvent>>>;
     /// Deletes connections not used since `before_ms`; returns how many.
     async fn delete_idle_sliding_sync_connections(&self, before_ms: i64) -> StorageResult<u64>;
 }

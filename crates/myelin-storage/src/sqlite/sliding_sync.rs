@@ -1,8 +1,13 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::SqliteStore;
-use crate::{MemberRecord, RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StreamPos};
+use super::{
+    SqliteStore,
+    events::{EVENT_COLUMNS, event_from_row},
+};
+use crate::{
+    MemberRecord, RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent, StreamPos,
+};
 
 #[async_trait]
 impl SlidingSyncRepo for SqliteStore {
@@ -158,6 +163,28 @@ impl SlidingSyncRepo for SqliteStore {
                         highlights: highlights.max(0) as u64,
                         current_state_group,
                     });
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn room_timelines(
+        &self,
+        requests: &[(String, StreamPos, Option<StreamPos>, usize)],
+    ) -> StorageResult<Vec<Vec<StoredEvent>>> {
+        let requests = requests.to_vec();
+        self.readers
+            .read(move |conn| {
+                let mut out = Vec::with_capacity(requests.len());
+                for (room_id, upper, since, limit) in requests {
+                    // The limit is part of the SQL (see `events.rs`): a bound LIMIT re-prepares.
+                    let mut stmt = conn.prepare_cached(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = ?1 AND e.stream_pos <= ?2
+                         AND e.stream_pos > ?3 AND e.outlier = 0 ORDER BY e.stream_pos DESC LIMIT {limit}"
+                    ))?;
+                    let rows = stmt.query_map(params![room_id, upper, since.unwrap_or(i64::MIN)], event_from_row)?;
+                    out.push(rows.collect::<Result<Vec<_>, _>>()?);
                 }
                 Ok(out)
             })
