@@ -44,7 +44,7 @@ echo "== the suite again, every end-to-end and matrix-sdk test server on Postgre
 # (--workspace, not -p: the same feature set as above, so nothing is compiled again.)
 MYELIN_TEST_BACKEND=postgres cargo test --workspace --locked --no-fail-fast -- \
     --test-threads="$threads" --skip three_processes --skip cross_process --skip sigkill_of_one_process \
-    --skip sqlite_installation_moves --skip a_client_reads_its_writes 2>&1 | tee -a "$log"
+    --skip sqlite_installation_moves --skip a_client_reads_its_writes --skip sliding_sync_connection_moves 2>&1 | tee -a "$log"
 pg_status=${PIPESTATUS[0]}
 [ "$pg_status" = 0 ] || status=$pg_status
 set -e

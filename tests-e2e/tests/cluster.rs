@@ -235,3 +235,47 @@ async fn a_client_reads_its_writes_through_any_process() -> Result<()> {
     }
     Ok(())
 }
+
+/// A sliding sync connection lives in the database: its next request may land on any process, a
+/// long-poll on one process wakes for a message sent through another, and the previous position
+/// can be replayed anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sliding_sync_connection_moves_between_processes() -> Result<()> {
+    let a = TestServer::start_postgres().await?;
+    let b = a.start_peer_with_env(&[("MYELIN_BUS_DELAY_MS", "100")]).await?;
+    let alice = a.register("alice").await?;
+    let bob = a.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat", "name": "shared" })).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    const SS: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+    let body = json!({ "conn_id": "room-list", "lists": { "all": { "ranges": [[0, 9]], "timeline_limit": 5, "required_state": [["m.room.name", ""]] } } });
+    let (status, first) = bob.post(&format!("{SS}?timeout=0"), &body).await?;
+    ensure!(status == 200 && first["rooms"][&room]["name"] == "shared", "{status} {first}");
+    let pos1 = first["pos"].as_str().context("pos")?.to_owned();
+
+    // Long-poll on B with A's position; alice writes through A.
+    let poll = {
+        let (bob_b, body, pos) = (bob.on(&b), body.clone(), pos1.clone());
+        tokio::spawn(async move { bob_b.post(&format!("{SS}?timeout=20000&pos={pos}"), &body).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    alice.send_message(&room, "across processes").await?;
+    let (status, woken) = poll.await??;
+    let texts: Vec<&str> = woken["rooms"][&room]["timeline"]
+        .as_array()
+        .map(|tl| tl.iter().filter_map(|e| e["content"]["body"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(status == 200 && texts == ["across processes"], "B's long-poll: {status} {woken}");
+    let pos2 = woken["pos"].as_str().context("pos")?.to_owned();
+
+    // Back on A: the previous position replays the same message, the new one continues quietly.
+    let (status, replay) = bob.post(&format!("{SS}?timeout=0&pos={pos1}"), &body).await?;
+    ensure!(status == 200 && replay["rooms"][&room]["timeline"].as_array().is_some_and(|t| t.len() == 1), "{replay}");
+    let (status, quiet) =
+        bob.post(&format!("{SS}?timeout=0&pos={}", replay["pos"].as_str().unwrap_or("")), &body).await?;
+    ensure!(status == 200 && quiet["rooms"].as_object().is_none_or(|r| r.is_empty()), "{status} {quiet}");
+    // The position B handed out before the replay was replaced by it.
+    let (status, gone) = bob.post(&format!("{SS}?timeout=0&pos={pos2}"), &body).await?;
+    ensure!(status == 400 && gone["errcode"] == "M_UNKNOWN_POS", "{status} {gone}");
+    Ok(())
+}
