@@ -51,20 +51,26 @@ async fn encrypted_room(alice: &Client, invite: &Client) -> Result<matrix_sdk::R
     Ok(alice.create_room(request).await?)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_users_read_each_others_encrypted_messages() -> Result<()> {
-    let server = TestServer::start().await?;
-    let alice = register(&server, "alice").await?;
-    let bob = register(&server, "bob").await?;
+/// Alice and bob, each with one device whose keys are uploaded, in an encrypted room alice
+/// created and bob joined; alice's client has seen the join.
+async fn alice_and_bob_in_an_encrypted_room(server: &TestServer) -> Result<(Client, Client, matrix_sdk::Room)> {
+    let alice = register(server, "alice").await?;
+    let bob = register(server, "bob").await?;
     // First syncs upload each device's identity and one-time keys.
     sync(&alice).await?;
     sync(&bob).await?;
-
     let room = encrypted_room(&alice, &bob).await?;
-    let room_id = room.room_id().to_owned();
     sync(&bob).await?;
-    bob.join_room_by_id(&room_id).await?;
+    bob.join_room_by_id(room.room_id()).await?;
     sync(&alice).await?;
+    Ok((alice, bob, room))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_read_each_others_encrypted_messages() -> Result<()> {
+    let server = TestServer::start().await?;
+    let (alice, bob, room) = alice_and_bob_in_an_encrypted_room(&server).await?;
+    let room_id = room.room_id().to_owned();
     ensure!(room.latest_encryption_state().await?.is_encrypted(), "the room is encrypted");
 
     let bob_texts = collect_texts(&bob);
@@ -86,14 +92,7 @@ async fn two_users_read_each_others_encrypted_messages() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_device_is_announced_and_decrypts_new_messages() -> Result<()> {
     let server = TestServer::start().await?;
-    let alice = register(&server, "alice").await?;
-    let bob = register(&server, "bob").await?;
-    sync(&alice).await?;
-    sync(&bob).await?;
-    let room = encrypted_room(&alice, &bob).await?;
-    sync(&bob).await?;
-    bob.join_room_by_id(room.room_id()).await?;
-    sync(&alice).await?;
+    let (alice, bob, room) = alice_and_bob_in_an_encrypted_room(&server).await?;
     send_text(&room, "before the new device").await?;
 
     // Bob logs in on a second device; alice's next sync must tell her bob's devices changed.
@@ -186,14 +185,8 @@ fn password_auth(name: &str, password: &str, session: Option<String>) -> uiaa::A
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_reused_and_returning_devices_get_the_right_keys() -> Result<()> {
     let server = TestServer::start().await?;
-    let alice = register(&server, "alice").await?;
-    let bob = register(&server, "bob").await?;
-    sync(&alice).await?;
-    sync(&bob).await?;
-    let room = encrypted_room(&alice, &bob).await?;
+    let (alice, bob, room) = alice_and_bob_in_an_encrypted_room(&server).await?;
     let room_id = room.room_id().to_owned();
-    sync(&bob).await?;
-    bob.join_room_by_id(&room_id).await?;
     let phone = Client::builder().homeserver_url(server.base_url()).build().await?;
     phone.matrix_auth().login_username("bob", "bob-password").device_id("PHONE").send().await?;
     sync(&phone).await?;
@@ -266,14 +259,7 @@ async fn deleted_reused_and_returning_devices_get_the_right_keys() -> Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_killed_after_a_sync_response_gets_the_keys_again() -> Result<()> {
     let server = TestServer::start().await?;
-    let alice = register(&server, "alice").await?;
-    let bob = register(&server, "bob").await?;
-    sync(&alice).await?;
-    sync(&bob).await?;
-    let room = encrypted_room(&alice, &bob).await?;
-    sync(&bob).await?;
-    bob.join_room_by_id(room.room_id()).await?;
-    sync(&alice).await?;
+    let (_alice, bob, room) = alice_and_bob_in_an_encrypted_room(&server).await?;
     let since = bob.sync_once(SyncSettings::default().timeout(Duration::from_millis(0))).await?.next_batch;
     let texts = collect_texts(&bob);
     send_text(&room, "do not lose me").await?;

@@ -246,7 +246,12 @@ impl Services {
                 .or_insert_with(|| (room, config.clone()));
         }
 
-        let dm_rooms = if selected.is_empty() { Default::default() } else { self.dm_rooms(user_id).await? };
+        // `m.direct` is read once: by the facts when a list filters on it, here otherwise.
+        let dm_rooms = match facts.dm_rooms {
+            Some(dm_rooms) => dm_rooms,
+            None if selected.is_empty() => Default::default(),
+            None => self.dm_rooms(user_id).await?,
+        };
         let mut state = ConnectionState {
             pos: Some(now),
             typing: typing_now,
@@ -363,7 +368,7 @@ impl Services {
                 continue; // nothing new in it
             }
             requests.push((room.room_id.clone(), upper, since, config.timeline_limit + 1));
-            configs.push((*room, config, initial));
+            configs.push((*room, config, initial, upper));
         }
         let mut prefetched = Prefetched::default();
         if requests.is_empty() {
@@ -371,14 +376,9 @@ impl Services {
         }
         let timelines = self.store.room_timelines(&requests).await?;
         let mut ids = Vec::new();
-        for ((room, config, initial), timeline) in configs.into_iter().zip(timelines) {
+        for ((room, config, initial, upper), timeline) in configs.into_iter().zip(timelines) {
             if initial {
-                let state = match summaries.get(&room.room_id).and_then(|s| s.current_state_group) {
-                    Some(group) if room.membership == "join" => {
-                        self.state_cache.group(self.store.as_ref(), group).await?
-                    }
-                    _ => self.state_at(&room.room_id, room.membership_pos.min(now)).await?,
-                };
+                let state = self.window_state(room, summaries.get(&room.room_id), upper).await?;
                 let senders = timeline.iter().map(|e| e.sender.clone()).collect();
                 ids.extend(initial_state_ids(config, user_id, &state, &senders));
             }

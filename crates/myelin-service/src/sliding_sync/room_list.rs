@@ -46,7 +46,8 @@ pub fn listed(
 /// What filters need to know about a room beyond its membership row.
 #[derive(Default)]
 pub struct RoomFacts {
-    pub dm_rooms: HashSet<String>,
+    /// `m.direct` rooms, read only when a filter needs them.
+    pub dm_rooms: Option<HashSet<String>>,
     /// room → (room type, encrypted), for rooms a filter asked about.
     pub kinds: HashMap<String, (Option<String>, bool)>,
     pub tags: HashMap<String, HashSet<String>>,
@@ -94,7 +95,7 @@ impl Services {
         let mut facts = RoomFacts::default();
         let filters: Vec<&ListFilters> = lists.values().map(|l| &l.filters).collect();
         if filters.iter().any(|f| f.is_dm.is_some()) {
-            facts.dm_rooms = self.dm_rooms(user_id).await?;
+            facts.dm_rooms = Some(self.dm_rooms(user_id).await?);
         }
         if filters.iter().any(|f| f.needs_state()) {
             for room in rooms {
@@ -138,7 +139,7 @@ pub fn matches(filters: &ListFilters, room: &UserRoom, facts: &RoomFacts) -> boo
         return false;
     }
     if let Some(dm) = filters.is_dm
-        && dm != facts.dm_rooms.contains(&room.room_id)
+        && dm != facts.dm_rooms.as_ref().is_some_and(|d| d.contains(&room.room_id))
     {
         return false;
     }

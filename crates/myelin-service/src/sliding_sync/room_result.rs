@@ -78,6 +78,20 @@ fn content_of(events: &[StoredEvent], event_type: &str) -> Option<Value> {
 }
 
 impl Services {
+    /// The room's state at `upper` (the end of its timeline): the current state group, from the
+    /// cache, for a joined room; the state at the leave for a room the user is no longer in.
+    pub(crate) async fn window_state(
+        &self,
+        room: &UserRoom,
+        summary: Option<&RoomSummaryRecord>,
+        upper: StreamPos,
+    ) -> MatrixResult<std::sync::Arc<crate::rooms::StateMap>> {
+        match summary.and_then(|s| s.current_state_group).filter(|_| room.membership == "join") {
+            Some(group) => self.state_cache.group(self.store.as_ref(), group).await,
+            None => self.state_at(&room.room_id, upper).await,
+        }
+    }
+
     pub(crate) async fn sliding_room(&self, r: &Requester, input: RoomInput<'_>) -> MatrixResult<RoomOutput> {
         let RoomInput { room, config, previous, connection_pos, now, is_dm, summary, prefetched } = input;
         let previous = previous.as_ref().map(|(sent, config)| (*sent, config));
@@ -158,10 +172,7 @@ impl Services {
         // or a new lazy member needs, for a known one.
         let senders: HashSet<String> = timeline.iter().map(|e| e.sender.clone()).collect();
         let known_lazy: HashSet<String> = sent.lazy_members.iter().cloned().collect();
-        let state = match summary.and_then(|s| s.current_state_group).filter(|_| membership == "join") {
-            Some(group) => self.state_cache.group(self.store.as_ref(), group).await?,
-            None => self.state_at(&room.room_id, upper).await?,
-        };
+        let state = self.window_state(room, summary, upper).await?;
         let mut ids: Vec<String> = Vec::new();
         let mut touched: HashSet<String> = HashSet::new();
         match since {

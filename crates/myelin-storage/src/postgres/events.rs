@@ -13,6 +13,14 @@ use crate::{Direction, EventRepo, NewEvent, PendingPersist, PersistOutcome, Stor
 pub const EVENT_COLUMNS: &str = "e.stream_pos, e.event_id, e.room_id, e.sender, e.event_type, e.state_key, \
      e.origin_server_ts, e.depth, e.json, e.redacted_by, e.sender_device, e.txn_id, e.state_before, e.state_after";
 
+/// A room's events in `($3, $2]`, newest first, at most `$4` (`$1` = room id).
+pub(super) fn backward_events_sql() -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_pos <= $2 AND e.stream_pos > $3
+         AND e.outlier = 0 ORDER BY e.stream_pos DESC LIMIT $4"
+    )
+}
+
 pub fn event_from_row(r: &Row) -> StoredEvent {
     StoredEvent {
         stream_pos: r.get(0),
@@ -235,11 +243,7 @@ impl EventRepo for PgStore {
         let limit = limit as i64;
         match dir {
             Direction::Backward => {
-                let sql = format!(
-                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_pos <= $2 AND e.stream_pos > $3
-                     AND e.outlier = 0 ORDER BY e.stream_pos DESC LIMIT $4"
-                );
-                self.events_query(&sql, &[&room_id, &from, &to.unwrap_or(i64::MIN), &limit]).await
+                self.events_query(&backward_events_sql(), &[&room_id, &from, &to.unwrap_or(i64::MIN), &limit]).await
             }
             Direction::Forward => {
                 let sql = format!(

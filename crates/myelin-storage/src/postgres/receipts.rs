@@ -71,15 +71,26 @@ impl ReceiptRepo for PgStore {
 
     async fn unread_counts(&self, user_id: &str, room_id: &str, until: StreamPos) -> StorageResult<(u64, u64)> {
         let mut c = self.pool.get().await?;
-        let row = c
-            .query_one(
-                "SELECT COUNT(*), COALESCE(SUM(highlight), 0)::BIGINT FROM event_push_actions
-                 WHERE user_id = $1 AND room_id = $2 AND stream_pos <= $3
-                   AND stream_pos > (SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = $2 AND user_id = $1
-                                     AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main'))",
-                &[&user_id, &room_id, &until],
-            )
-            .await?;
-        Ok((to_u64(row.get(0)), to_u64(row.get(1))))
+        unread_counts(&mut c, user_id, room_id, until).await
     }
+}
+
+/// (notifications, highlights) for the user in the room after their newest read receipt, up to
+/// `until` (also read for a whole sliding sync window in `sliding_sync.rs`).
+pub(super) async fn unread_counts(
+    c: &mut super::conn::PgConn,
+    user_id: &str,
+    room_id: &str,
+    until: StreamPos,
+) -> StorageResult<(u64, u64)> {
+    let row = c
+        .query_one(
+            "SELECT COUNT(*), COALESCE(SUM(highlight), 0)::BIGINT FROM event_push_actions
+             WHERE user_id = $1 AND room_id = $2 AND stream_pos <= $3
+               AND stream_pos > (SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = $2 AND user_id = $1
+                                 AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main'))",
+            &[&user_id, &room_id, &until],
+        )
+        .await?;
+    Ok((to_u64(row.get(0)), to_u64(row.get(1))))
 }

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{MemberRecord, PublicRoomRecord, RoomRecord, RoomRepo, StorageResult, StoredEvent, StreamPos, UserRoom};
 
-fn member_from_row(r: &Row) -> MemberRecord {
+pub(super) fn member_from_row(r: &Row) -> MemberRecord {
     MemberRecord {
         user_id: r.get(0),
         membership: r.get(1),

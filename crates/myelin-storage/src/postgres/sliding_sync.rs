@@ -2,11 +2,11 @@ use async_trait::async_trait;
 
 use super::{
     PgStore,
-    events::{EVENT_COLUMNS, event_from_row},
+    events::{backward_events_sql, event_from_row},
+    receipts::unread_counts,
+    rooms::member_from_row,
 };
-use crate::{
-    MemberRecord, RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent, StreamPos,
-};
+use crate::{RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent, StreamPos};
 
 // Connection state takes no stream position: plain statements on a pooled connection, outside
 // the stream writer (whose batches hold the cluster-wide stream head lock).
@@ -128,32 +128,17 @@ impl SlidingSyncRepo for PgStore {
                 )
                 .await?
                 .iter()
-                .map(|r| MemberRecord {
-                    user_id: r.get(0),
-                    membership: r.get(1),
-                    event_id: r.get(2),
-                    displayname: r.get(3),
-                    avatar_url: r.get(4),
-                    stream_pos: r.get(5),
-                })
+                .map(member_from_row)
                 .collect();
-            let unread = c
-                .query_one(
-                    "SELECT COUNT(*), COALESCE(SUM(highlight), 0)::BIGINT FROM event_push_actions
-                     WHERE user_id = $1 AND room_id = $2 AND stream_pos <= $3
-                       AND stream_pos > (SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = $2
-                           AND user_id = $1 AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main'))",
-                    &[&user_id, &room_id, &until],
-                )
-                .await?;
+            let (notifications, highlights) = unread_counts(&mut c, user_id, room_id, until).await?;
             let count = |v: i64| v.max(0) as u64;
             out.push(RoomSummaryRecord {
                 room_id: room_id.clone(),
                 joined: count(counts.get(0)),
                 invited: count(counts.get(1)),
                 heroes,
-                notifications: count(unread.get(0)),
-                highlights: count(unread.get(1)),
+                notifications,
+                highlights,
                 current_state_group: counts.get(2),
             });
         }
@@ -165,10 +150,7 @@ impl SlidingSyncRepo for PgStore {
         requests: &[(String, StreamPos, Option<StreamPos>, usize)],
     ) -> StorageResult<Vec<Vec<StoredEvent>>> {
         let mut c = self.pool.get().await?;
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_pos <= $2 AND e.stream_pos > $3
-             AND e.outlier = 0 ORDER BY e.stream_pos DESC LIMIT $4"
-        );
+        let sql = backward_events_sql();
         let mut out = Vec::with_capacity(requests.len());
         for (room_id, upper, since, limit) in requests {
             let (since, limit) = (since.unwrap_or(i64::MIN), *limit as i64);

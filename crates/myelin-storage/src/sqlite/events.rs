@@ -34,6 +34,24 @@ fn query_events(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> 
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// A room's events in `(to, from]`, newest first, at most `limit`.
+pub(super) fn backward_events(
+    conn: &Connection,
+    room_id: &str,
+    from: StreamPos,
+    to: Option<StreamPos>,
+    limit: usize,
+) -> StorageResult<Vec<StoredEvent>> {
+    query_events(
+        conn,
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = ?1 AND e.stream_pos <= ?2 AND e.stream_pos > ?3
+             AND e.outlier = 0 ORDER BY e.stream_pos DESC LIMIT {limit}"
+        ),
+        params![room_id, from, to.unwrap_or(i64::MIN)],
+    )
+}
+
 fn persist(conn: &Connection, positions: &mut Positions, ev: NewEvent) -> StorageResult<PersistOutcome> {
     if let Some((device_id, txn_id)) = &ev.txn {
         let existing: Option<String> = conn
@@ -226,14 +244,7 @@ impl EventRepo for SqliteStore {
         let room_id = room_id.to_owned();
         self.readers
             .read(move |conn| match dir {
-                Direction::Backward => query_events(
-                    conn,
-                    &format!(
-                        "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = ?1 AND e.stream_pos <= ?2 AND e.stream_pos > ?3
-                         AND e.outlier = 0 ORDER BY e.stream_pos DESC LIMIT {limit}"
-                    ),
-                    params![room_id, from, to.unwrap_or(i64::MIN)],
-                ),
+                Direction::Backward => backward_events(conn, &room_id, from, to, limit),
                 Direction::Forward => query_events(
                     conn,
                     &format!(

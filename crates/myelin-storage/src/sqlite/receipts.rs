@@ -76,22 +76,25 @@ impl ReceiptRepo for SqliteStore {
 
     async fn unread_counts(&self, user_id: &str, room_id: &str, until: StreamPos) -> StorageResult<(u64, u64)> {
         let (user_id, room_id) = (user_id.to_owned(), room_id.to_owned());
-        self.readers
-            .read(move |conn| {
-                let read_up_to: i64 = conn
-                    .prepare_cached(
-                        "SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = ?1 AND user_id = ?2
-                         AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main')",
-                    )?
-                    .query_row([&room_id, &user_id], |r| r.get(0))?;
-                let (notify, highlight): (i64, i64) = conn
-                    .prepare_cached(
-                        "SELECT COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
-                         WHERE user_id = ?1 AND room_id = ?2 AND stream_pos > ?3 AND stream_pos <= ?4",
-                    )?
-                    .query_row(params![user_id, room_id, read_up_to, until], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                Ok((notify.max(0) as u64, highlight.max(0) as u64))
-            })
-            .await
+        self.readers.read(move |conn| Ok(unread_counts(conn, &user_id, &room_id, until)?)).await
     }
+}
+
+/// (notifications, highlights) for the user in the room after their newest read receipt, up to
+/// `until` (also read for a whole sliding sync window in `sliding_sync.rs`).
+pub(super) fn unread_counts(
+    conn: &rusqlite::Connection,
+    user_id: &str,
+    room_id: &str,
+    until: StreamPos,
+) -> rusqlite::Result<(u64, u64)> {
+    let (notify, highlight): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
+             WHERE user_id = ?1 AND room_id = ?2 AND stream_pos <= ?3
+               AND stream_pos > (SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = ?2 AND user_id = ?1
+                                 AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main'))",
+        )?
+        .query_row(params![user_id, room_id, until], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok((notify.max(0) as u64, highlight.max(0) as u64))
 }

@@ -7,7 +7,7 @@ use super::{
 };
 use crate::{MemberRecord, PublicRoomRecord, RoomRecord, RoomRepo, StorageResult, StoredEvent, StreamPos, UserRoom};
 
-fn member_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberRecord> {
+pub(super) fn member_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberRecord> {
     Ok(MemberRecord {
         user_id: r.get(0)?,
         membership: r.get(1)?,

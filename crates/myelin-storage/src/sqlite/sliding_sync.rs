@@ -1,13 +1,8 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::{
-    SqliteStore,
-    events::{EVENT_COLUMNS, event_from_row},
-};
-use crate::{
-    MemberRecord, RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent, StreamPos,
-};
+use super::{SqliteStore, events::backward_events, receipts::unread_counts, rooms::member_from_row};
+use crate::{RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent, StreamPos};
 
 #[async_trait]
 impl SlidingSyncRepo for SqliteStore {
@@ -129,38 +124,21 @@ impl SlidingSyncRepo for SqliteStore {
                      ORDER BY stream_pos LIMIT 5",
                 )?;
                 let mut group = conn.prepare_cached("SELECT current_state_group FROM rooms WHERE room_id = ?1")?;
-                let mut unread = conn.prepare_cached(
-                    "SELECT COUNT(*), COALESCE(SUM(highlight), 0) FROM event_push_actions
-                     WHERE user_id = ?1 AND room_id = ?2 AND stream_pos <= ?3
-                       AND stream_pos > (SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = ?2
-                           AND user_id = ?1 AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main'))",
-                )?;
                 let mut out = Vec::with_capacity(rooms.len());
                 for room_id in rooms {
                     let (joined, invited): (i64, i64) = counts.query_row([&room_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                    let heroes = heroes
-                        .query_map(params![room_id, user], |r| {
-                            Ok(MemberRecord {
-                                user_id: r.get(0)?,
-                                membership: r.get(1)?,
-                                event_id: r.get(2)?,
-                                displayname: r.get(3)?,
-                                avatar_url: r.get(4)?,
-                                stream_pos: r.get(5)?,
-                            })
-                        })?
-                        .collect::<Result<Vec<_>, _>>()?;
+                    let heroes =
+                        heroes.query_map(params![room_id, user], member_from_row)?.collect::<Result<Vec<_>, _>>()?;
                     let current_state_group: Option<i64> =
                         group.query_row([&room_id], |r| r.get(0)).optional()?.flatten();
-                    let (notifications, highlights): (i64, i64) =
-                        unread.query_row(params![user, room_id, until], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    let (notifications, highlights) = unread_counts(conn, &user, &room_id, until)?;
                     out.push(RoomSummaryRecord {
                         room_id,
                         joined: joined.max(0) as u64,
                         invited: invited.max(0) as u64,
                         heroes,
-                        notifications: notifications.max(0) as u64,
-                        highlights: highlights.max(0) as u64,
+                        notifications,
+                        highlights,
                         current_state_group,
                     });
                 }
@@ -178,13 +156,7 @@ impl SlidingSyncRepo for SqliteStore {
             .read(move |conn| {
                 let mut out = Vec::with_capacity(requests.len());
                 for (room_id, upper, since, limit) in requests {
-                    // The limit is part of the SQL (see `events.rs`): a bound LIMIT re-prepares.
-                    let mut stmt = conn.prepare_cached(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = ?1 AND e.stream_pos <= ?2
-                         AND e.stream_pos > ?3 AND e.outlier = 0 ORDER BY e.stream_pos DESC LIMIT {limit}"
-                    ))?;
-                    let rows = stmt.query_map(params![room_id, upper, since.unwrap_or(i64::MIN)], event_from_row)?;
-                    out.push(rows.collect::<Result<Vec<_>, _>>()?);
+                    out.push(backward_events(conn, &room_id, upper, since, limit)?);
                 }
                 Ok(out)
             })
