@@ -141,12 +141,18 @@ fn opt_bool(map: &serde_json::Map<String, Value>, key: &str) -> MatrixResult<Opt
     }
 }
 
-fn strings(value: Option<&Value>, what: &str) -> MatrixResult<Option<Vec<String>>> {
+/// An optional list of at most [`MAX_REQUIRED_STATE`] items, each read by `item`.
+fn list_of<T>(
+    value: Option<&Value>,
+    what: &str,
+    kind: &str,
+    item: impl Fn(&Value) -> Option<T>,
+) -> MatrixResult<Option<Vec<T>>> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(items)) if items.len() <= MAX_REQUIRED_STATE => items
             .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| MatrixError::bad_json(format!("{what}: strings"))))
+            .map(|v| item(v).ok_or_else(|| MatrixError::bad_json(format!("{what}: entries are {kind}"))))
             .collect::<MatrixResult<Vec<_>>>()
             .map(Some),
         Some(Value::Array(_)) => Err(invalid(format!("{what}: too many entries"))),
@@ -154,21 +160,17 @@ fn strings(value: Option<&Value>, what: &str) -> MatrixResult<Option<Vec<String>
     }
 }
 
+fn strings(value: Option<&Value>, what: &str) -> MatrixResult<Option<Vec<String>>> {
+    list_of(value, what, "strings", |v| v.as_str().map(str::to_owned))
+}
+
+/// Room types; `null` stands for rooms without a type.
 fn room_types(value: Option<&Value>, what: &str) -> MatrixResult<Option<Vec<Option<String>>>> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(items)) if items.len() <= MAX_REQUIRED_STATE => items
-            .iter()
-            .map(|v| match v {
-                Value::Null => Ok(None),
-                Value::String(s) => Ok(Some(s.clone())),
-                _ => Err(MatrixError::bad_json(format!("{what}: room types are strings or null"))),
-            })
-            .collect::<MatrixResult<Vec<_>>>()
-            .map(Some),
-        Some(Value::Array(_)) => Err(invalid(format!("{what}: too many entries"))),
-        Some(_) => Err(MatrixError::bad_json(format!("{what} must be a list"))),
-    }
+    list_of(value, what, "strings or null", |v| match v {
+        Value::Null => Some(None),
+        Value::String(s) => Some(Some(s.clone())),
+        _ => None,
+    })
 }
 
 fn room_config(map: &serde_json::Map<String, Value>, what: &str) -> MatrixResult<RoomConfig> {
