@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error;
+pub mod json;
 pub mod random;
 pub mod time;
 

@@ -34,6 +34,8 @@ impl Services {
         match signal {
             Signal::Wake { users, .. } => self.notifier.local.notify_users(&users),
             Signal::RoomHead { room_id } => self.heads.invalidate(&room_id),
+            Signal::Redacted { event_id } => self.event_cache.invalidate(&event_id),
+            Signal::RoomsOfUser { user_id } => self.user_rooms.invalidate(&user_id),
             Signal::AccountData { user_id } => {
                 self.push.invalidate(&user_id);
                 self.ignored.invalidate(&user_id);
@@ -44,6 +46,8 @@ impl Services {
             }
             Signal::Resync => {
                 self.heads.clear();
+                self.user_rooms.clear();
+                self.event_cache.clear();
                 self.push.clear();
                 self.ignored.clear();
                 self.notifier.local.notify_all();

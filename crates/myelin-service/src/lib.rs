@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod cluster;
 pub mod e2ee;
 pub mod ephemeral;
+pub mod event_cache;
 pub mod filter;
 pub mod jobs;
 pub mod keys;
@@ -40,6 +41,8 @@ pub struct Services {
     pub locks: locks::KeyedLocks,
     pub state_cache: rooms::StateCache,
     pub heads: rooms::RoomHeads,
+    pub user_rooms: rooms::UserRoomsCache,
+    pub event_cache: event_cache::EventCache,
     /// Last `origin_server_ts` given to a create event (see `send.rs`).
     pub last_create_ts: std::sync::atomic::AtomicU64,
     pub push: push::PushRulesCache,
@@ -66,6 +69,8 @@ impl Services {
             locks: locks::KeyedLocks::default(),
             state_cache: rooms::StateCache::default(),
             heads: rooms::RoomHeads::default(),
+            user_rooms: rooms::UserRoomsCache::default(),
+            event_cache: event_cache::EventCache::default(),
             last_create_ts: std::sync::atomic::AtomicU64::new(0),
             push: push::PushRulesCache::default(),
             ignored: ephemeral::IgnoredUsersCache::default(),

@@ -205,22 +205,25 @@ pub fn client_event(
     viewer: Option<(&str, &str)>,
     redaction: Option<Value>,
 ) -> Value {
-    let mut object: serde_json::Map<String, Value> = match serde_json::from_str(&ev.json) {
-        Ok(Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
-    };
-    if redaction.is_some()
-        && let Some(rules) = rules
-        && let Some(redacted) = redact_object(&object, rules)
-    {
-        object = redacted;
-    }
-    let mut out = serde_json::Map::new();
-    for key in CLIENT_KEYS {
-        if let Some(v) = object.remove(*key) {
-            out.insert((*key).to_owned(), v);
+    let mut out = match (&redaction, rules) {
+        (Some(_), Some(rules)) => {
+            let mut object: serde_json::Map<String, Value> = match serde_json::from_str(&ev.json) {
+                Ok(Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            };
+            if let Some(redacted) = redact_object(&object, rules) {
+                object = redacted;
+            }
+            let mut out = serde_json::Map::new();
+            for key in CLIENT_KEYS {
+                if let Some(v) = object.remove(*key) {
+                    out.insert((*key).to_owned(), v);
+                }
+            }
+            out
         }
-    }
+        _ => client_fields(ev),
+    };
     out.insert("event_id".to_owned(), Value::String(ev.event_id.clone()));
     if format == ClientFormat::Sync {
         out.remove("room_id");
@@ -241,6 +244,35 @@ pub fn client_event(
     }
     out.insert("unsigned".to_owned(), Value::Object(unsigned));
     Value::Object(out)
+}
+
+/// The client-visible fields of an unredacted PDU. Only `content` (and a top-level `redacts`) are
+/// parsed out of the JSON; hashes, signatures and the DAG references are skipped, and the rest
+/// comes from the stored columns.
+fn client_fields(ev: &StoredEvent) -> serde_json::Map<String, Value> {
+    #[derive(serde::Deserialize)]
+    struct Parts {
+        #[serde(default)]
+        content: Option<Value>,
+        #[serde(default)]
+        redacts: Option<Value>,
+    }
+    let parts = serde_json::from_str::<Parts>(&ev.json).unwrap_or(Parts { content: None, redacts: None });
+    let mut out = serde_json::Map::new();
+    if let Some(content) = parts.content {
+        out.insert("content".to_owned(), content);
+    }
+    if let Some(redacts) = parts.redacts {
+        out.insert("redacts".to_owned(), redacts);
+    }
+    out.insert("origin_server_ts".to_owned(), Value::from(ev.origin_server_ts));
+    out.insert("room_id".to_owned(), Value::String(ev.room_id.clone()));
+    out.insert("sender".to_owned(), Value::String(ev.sender.clone()));
+    if let Some(state_key) = &ev.state_key {
+        out.insert("state_key".to_owned(), Value::String(state_key.clone()));
+    }
+    out.insert("type".to_owned(), Value::String(ev.event_type.clone()));
+    out
 }
 
 /// The redacted form of a PDU object, per the room version's redaction rules.

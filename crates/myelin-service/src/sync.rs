@@ -11,7 +11,7 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use myelin_core::{MatrixError, MatrixResult};
+use myelin_core::{MatrixError, MatrixResult, json::object};
 use myelin_storage::{Direction, StoredEvent, StreamPos, UserRoom};
 use serde_json::{Map, Value, json};
 
@@ -166,7 +166,7 @@ impl Services {
         let mut invite = Map::new();
         let mut leave = Map::new();
         let mut knock = Map::new();
-        let rooms = self.store.rooms_for_user(user_id).await?;
+        let rooms = self.user_rooms.get(self.store.as_ref(), user_id, now.pos).await?;
         let ignored = self.ignored_users(user_id).await?;
         let mut room_account_data: HashMap<String, Vec<Value>> = HashMap::new();
         let mut account_data = Vec::new();
@@ -252,16 +252,27 @@ impl Services {
         };
         has_updates |= !to_device.is_empty() || !device_lists.is_empty();
         let next_batch = SyncToken { to_device: Some(to_device_next), ..now };
-        let mut body = json!({
-            "next_batch": next_batch.render(),
-            "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
-            "account_data": { "events": account_data },
-            "presence": { "events": [] },
-            "to_device": { "events": to_device },
-            "device_lists": { "changed": device_lists.changed, "left": device_lists.left },
-            "device_one_time_keys_count": self.one_time_key_counts(user_id, device_id).await?,
-            "device_unused_fallback_key_types": self.store.unused_fallback_key_types(user_id, device_id).await?,
-        });
+        let mut body = object([
+            ("next_batch", next_batch.render().into()),
+            (
+                "rooms",
+                object([
+                    ("join", join.into()),
+                    ("invite", invite.into()),
+                    ("leave", leave.into()),
+                    ("knock", knock.into()),
+                ]),
+            ),
+            ("account_data", object([("events", account_data.into())])),
+            ("presence", json!({ "events": [] })),
+            ("to_device", object([("events", to_device.into())])),
+            ("device_lists", json!({ "changed": device_lists.changed, "left": device_lists.left })),
+            ("device_one_time_keys_count", self.one_time_key_counts(user_id, device_id).await?),
+            (
+                "device_unused_fallback_key_types",
+                json!(self.store.unused_fallback_key_types(user_id, device_id).await?),
+            ),
+        ]);
         if since.is_none() {
             // Initial sync: include the push rules the client needs even if never set.
             let has_rules = body["account_data"]["events"]
@@ -330,7 +341,7 @@ impl Services {
             })
             .map(|(_, id)| id.clone())
             .collect();
-        let mut events = self.store.get_events(&ids).await?;
+        let mut events = self.events(&ids).await?;
         events.sort_by_key(|e| e.stream_pos);
         Ok(events)
     }
@@ -382,7 +393,7 @@ impl Services {
                 .cloned()
                 .collect();
             ids.sort();
-            state_events = self.store.get_events(&ids).await?;
+            state_events = self.events(&ids).await?;
         }
 
         let mut ephemeral = Vec::new();
@@ -424,17 +435,20 @@ impl Services {
         } else {
             json!({})
         };
-        let mut entry = json!({
-            "timeline": {
-                "events": self.client_events(&timeline, ClientFormat::Sync, viewer).await?,
-                "limited": limited,
-            },
-            "state": { "events": self.client_events(&state_events, ClientFormat::Sync, None).await? },
-            "ephemeral": { "events": ephemeral },
-            "account_data": { "events": room_account_data },
-            "unread_notifications": { "notification_count": notifications, "highlight_count": highlights },
-            "summary": summary,
-        });
+        let mut entry = object([
+            (
+                "timeline",
+                object([
+                    ("events", self.client_events(&timeline, ClientFormat::Sync, viewer).await?.into()),
+                    ("limited", limited.into()),
+                ]),
+            ),
+            ("state", object([("events", self.client_events(&state_events, ClientFormat::Sync, None).await?.into())])),
+            ("ephemeral", object([("events", ephemeral.into())])),
+            ("account_data", object([("events", room_account_data.into())])),
+            ("unread_notifications", json!({ "notification_count": notifications, "highlight_count": highlights })),
+            ("summary", summary),
+        ]);
         if let Some(prev) = prev_batch {
             entry["timeline"]["prev_batch"] = prev.into();
         }
@@ -458,11 +472,17 @@ impl Services {
         };
         let state_events = self.state_section(user_id, &state, previous.as_deref(), &timeline, filter).await?;
         let viewer = Some((user_id, requester.device_id.as_str()));
-        let mut entry = json!({
-            "timeline": { "events": self.client_events(&timeline, ClientFormat::Sync, viewer).await?, "limited": limited },
-            "state": { "events": self.client_events(&state_events, ClientFormat::Sync, None).await? },
-            "account_data": { "events": [] },
-        });
+        let mut entry = object([
+            (
+                "timeline",
+                object([
+                    ("events", self.client_events(&timeline, ClientFormat::Sync, viewer).await?.into()),
+                    ("limited", limited.into()),
+                ]),
+            ),
+            ("state", object([("events", self.client_events(&state_events, ClientFormat::Sync, None).await?.into())])),
+            ("account_data", json!({ "events": [] })),
+        ]);
         if let Some(first) = timeline.first() {
             entry["timeline"]["prev_batch"] = pagination_token(first.stream_pos - 1).into();
         }
@@ -498,14 +518,14 @@ impl Services {
         .iter()
         .filter_map(|t| state.get(&((*t).to_owned(), String::new())).cloned())
         .collect();
-        let membership_event = self.store.get_event(membership_event_id).await?;
+        let membership_event = self.event(membership_event_id).await?;
         if let Some(ev) = &membership_event
             && let Some(sender_member) = state.get(&("m.room.member".to_owned(), ev.sender.clone()))
         {
             ids.push(sender_member.clone());
         }
         ids.push(membership_event_id.to_owned());
-        let events = self.store.get_events(&ids).await?;
+        let events = self.events(&ids).await?;
         Ok(events
             .iter()
             .filter_map(|ev| {

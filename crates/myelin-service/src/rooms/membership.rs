@@ -78,7 +78,13 @@ impl Services {
             Some(m) if matches!(m.membership.as_str(), "join" | "invite" | "knock") => {
                 Err(MatrixError::bad_json("You must leave the room before forgetting it").with_status(400))
             }
-            Some(_) => Ok(self.store.forget_room(user_id, room_id).await?),
+            Some(_) => {
+                self.store.forget_room(user_id, room_id).await?;
+                // Forgetting takes no stream position, so cached room lists cannot catch up on it.
+                self.user_rooms.invalidate(user_id);
+                self.store.broadcast(myelin_storage::Signal::RoomsOfUser { user_id: user_id.to_owned() });
+                Ok(())
+            }
             None => Err(MatrixError::not_found("You are not a member of this room")),
         }
     }

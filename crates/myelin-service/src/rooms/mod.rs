@@ -10,6 +10,7 @@ mod read;
 mod send;
 mod state;
 mod upgrade;
+mod user_rooms;
 
 pub use create::{CreateRoomRequest, InitialStateEvent};
 pub use head::{RoomHead, RoomHeads};
@@ -17,6 +18,7 @@ pub use power::PowerLevels;
 pub use read::{MessagesPage, Visibility};
 pub use send::EventSpec;
 pub use state::{StateCache, StateMap};
+pub use user_rooms::UserRoomsCache;
 
 use myelin_core::{ErrorCode, MatrixError, MatrixResult};
 use ruma::{RoomVersionId, room_version_rules::RoomVersionRules};

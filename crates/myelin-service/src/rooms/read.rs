@@ -40,7 +40,7 @@ impl Services {
         match self.store.membership(room_id, user_id).await? {
             Some(m) if m.membership == "join" => return Ok(Visibility::Member),
             Some(m) if matches!(m.membership.as_str(), "leave" | "ban") => {
-                if let Some(ev) = self.store.get_event(&m.event_id).await? {
+                if let Some(ev) = self.event(&m.event_id).await? {
                     return Ok(Visibility::Until(ev.stream_pos));
                 }
             }
@@ -88,7 +88,7 @@ impl Services {
                 None => {
                     let state = self.state_cache.group(self.store.as_ref(), group).await?;
                     let history = match state.get(&("m.room.history_visibility".to_owned(), String::new())) {
-                        Some(id) => self.store.get_event(id).await?.map(|e| {
+                        Some(id) => self.event(id).await?.map(|e| {
                             Self::event_content(&e)["history_visibility"].as_str().unwrap_or("shared").to_owned()
                         }),
                         None => None,
@@ -174,7 +174,7 @@ impl Services {
         }
         let ids: Vec<String> = replaced.iter().map(|(_, id)| id.clone()).collect();
         let previous: HashMap<String, StoredEvent> =
-            self.store.get_events(&ids).await?.into_iter().map(|e| (e.event_id.clone(), e)).collect();
+            self.events(&ids).await?.into_iter().map(|e| (e.event_id.clone(), e)).collect();
         for (index, prev_id) in replaced {
             if let (Some(prev), Some(json)) = (previous.get(&prev_id), out.get_mut(index)) {
                 json["unsigned"]["replaces_state"] = prev_id.clone().into();
@@ -279,6 +279,6 @@ impl Services {
             },
             _ => self.store.current_state_ids(room_id).await?.into_iter().map(|(_, _, e)| e).collect(),
         };
-        Ok(self.store.get_events(&ids).await?)
+        Ok(self.events(&ids).await?)
     }
 }

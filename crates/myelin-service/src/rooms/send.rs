@@ -101,7 +101,7 @@ impl Services {
         reason: Option<String>,
         txn_id: Option<String>,
     ) -> MatrixResult<String> {
-        let target_event = self.store.get_event(target).await?;
+        let target_event = self.event(target).await?;
         if let Some(ev) = &target_event
             && ev.room_id != room_id
         {
@@ -228,6 +228,10 @@ impl Services {
                     };
                     match built.pending.await {
                         Ok(PersistOutcome::Persisted { .. }) => {
+                            if let Some(redacted) = &spec.redacts {
+                                self.event_cache.invalidate(redacted);
+                                self.store.broadcast(Signal::Redacted { event_id: redacted.clone() });
+                            }
                             self.store.broadcast(Signal::RoomHead { room_id: room_id.to_owned() });
                             self.notifier.notify_users(&built.wake);
                             return Ok((built.event_id, built.room_id));
@@ -338,14 +342,14 @@ impl Services {
         let mut auth_state: HashMap<(String, String), Pdu> = HashMap::new();
         let auth_ids: Vec<String> =
             auth_types.iter().filter_map(|(t, k)| state.get(&(t.to_string(), k.clone())).cloned()).collect();
-        for ev in self.store.get_events(&auth_ids).await? {
+        for ev in self.events(&auth_ids).await? {
             let key = (ev.event_type.clone(), ev.state_key.clone().unwrap_or_default());
             auth_state.insert(key, Pdu::from_stored(&ev)?);
         }
         // The create event is needed by the state-dependent rules even where it is not an auth event (v12).
         if let Some(create_id) = state.get(&("m.room.create".to_owned(), String::new()))
             && !auth_state.contains_key(&("m.room.create".to_owned(), String::new()))
-            && let Some(ev) = self.store.get_event(create_id).await?
+            && let Some(ev) = self.event(create_id).await?
         {
             auth_state.insert(("m.room.create".to_owned(), String::new()), Pdu::from_stored(&ev)?);
         }

@@ -1,9 +1,9 @@
 //! The extensions of a sliding sync response: `to_device`, `e2ee`, `account_data`, `receipts`,
 //! `typing`. Each says whether it carries news, which decides whether a long-poll returns.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
-use myelin_core::MatrixResult;
+use myelin_core::{MatrixResult, json::object};
 use myelin_storage::{StreamPos, UserRoom};
 use serde_json::{Map, Value, json};
 
@@ -39,7 +39,7 @@ impl Services {
             let (events, next) =
                 self.to_device_for_sync(user_id, device_id, to_device.since, now, to_device.limit).await?;
             news |= !events.is_empty();
-            out.insert("to_device".into(), json!({ "next_batch": next.to_string(), "events": events }));
+            out.insert("to_device".into(), object([("next_batch", next.to_string().into()), ("events", events.into())]));
         }
 
         if requested.e2ee {
@@ -60,7 +60,7 @@ impl Services {
             let from = if since.is_none() || !new_rooms.is_empty() { 0 } else { since.map_or(0, |s| s.0) };
             let since_pos = since.map(|s| s.0);
             let mut global = Vec::new();
-            let mut by_room: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+            let mut by_room: Map<String, Value> = Map::new();
             for data in self.store.account_data_since(user_id, from, now).await? {
                 let fresh = since_pos.is_none_or(|s| data.stream_pos > s);
                 let content = serde_json::from_str::<Value>(&data.content).unwrap_or(Value::Null);
@@ -70,7 +70,9 @@ impl Services {
                         global.push(event);
                     }
                 } else if fresh || new_rooms.contains_key(&data.room_id) {
-                    by_room.entry(data.room_id).or_default().push(event);
+                    if let Value::Array(events) = by_room.entry(data.room_id).or_insert_with(|| Value::Array(Vec::new())) {
+                        events.push(event);
+                    }
                 }
             }
             if since.is_none() && !global.iter().any(|e| e["type"] == crate::push::PUSH_RULES_TYPE) {
@@ -78,7 +80,7 @@ impl Services {
                 global.push(json!({ "type": crate::push::PUSH_RULES_TYPE, "content": { "global": *rules } }));
             }
             news |= !global.is_empty() || !by_room.is_empty();
-            out.insert("account_data".into(), json!({ "global": global, "rooms": by_room }));
+            out.insert("account_data".into(), object([("global", global.into()), ("rooms", by_room.into())]));
         }
 
         if requested.receipts {
@@ -111,7 +113,7 @@ impl Services {
                 }
             }
             news |= !receipts.is_empty();
-            out.insert("receipts".into(), json!({ "rooms": receipts }));
+            out.insert("receipts".into(), object([("rooms", receipts.into())]));
         }
 
         if requested.typing {
@@ -123,7 +125,7 @@ impl Services {
                 }
             }
             news |= !typing.is_empty();
-            out.insert("typing".into(), json!({ "rooms": typing }));
+            out.insert("typing".into(), object([("rooms", typing.into())]));
         }
         Ok((Value::Object(out), news))
     }

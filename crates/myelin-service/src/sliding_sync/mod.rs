@@ -22,7 +22,7 @@ mod room_result;
 use std::collections::{BTreeMap, HashMap};
 
 use futures_util::StreamExt;
-use myelin_core::{ErrorCode, MatrixError, MatrixResult};
+use myelin_core::{ErrorCode, MatrixError, MatrixResult, json::object};
 use myelin_storage::{RoomSummaryRecord, StoredConnection, UserRoom};
 pub use request::SlidingSyncRequest;
 use serde_json::{Map, Value, json};
@@ -207,7 +207,7 @@ impl Services {
         }
         let typing_now = self.typing.serial();
         let t0 = std::time::Instant::now();
-        let rooms = self.store.rooms_for_user(user_id).await?;
+        let rooms = self.user_rooms.get(self.store.as_ref(), user_id, now).await?;
         let t_rooms = t0.elapsed();
         let ignored = self.ignored_users(user_id).await?;
 
@@ -342,7 +342,7 @@ impl Services {
             "sliding sync phases (cumulative)"
         );
         let news = !out_rooms.is_empty() || extension_news || state.list_counts != base.list_counts;
-        let body = json!({ "lists": lists, "rooms": out_rooms, "extensions": extensions });
+        let body = object([("lists", lists.into()), ("rooms", out_rooms.into()), ("extensions", extensions)]);
         Ok(Computed { body, state, news })
     }
 
@@ -384,7 +384,7 @@ impl Services {
             }
             prefetched.timelines.insert(room.room_id.clone(), timeline);
         }
-        prefetched.events = self.store.get_events(&ids).await?.into_iter().map(|e| (e.event_id.clone(), e)).collect();
+        prefetched.events = self.events(&ids).await?.into_iter().map(|e| (e.event_id.clone(), e)).collect();
         Ok(prefetched)
     }
 }

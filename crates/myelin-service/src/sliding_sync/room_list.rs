@@ -75,7 +75,7 @@ impl Services {
         let state = self.state_at(room_id, pos).await?;
         let encrypted = state.contains_key(&("m.room.encryption".to_owned(), String::new()));
         let room_type = match state.get(&("m.room.create".to_owned(), String::new())) {
-            Some(id) => self.store.get_event(id).await?.and_then(|ev| {
+            Some(id) => self.event(id).await?.and_then(|ev| {
                 let v: Value = serde_json::from_str(&ev.json).ok()?;
                 v["content"]["type"].as_str().map(str::to_owned)
             }),
@@ -117,7 +117,7 @@ impl Services {
             let state = self.state_at(space, until).await?;
             let ids: Vec<String> =
                 state.iter().filter(|((t, _), _)| t == "m.space.child").map(|(_, id)| id.clone()).collect();
-            for ev in self.store.get_events(&ids).await? {
+            for ev in self.events(&ids).await? {
                 let v: Value = serde_json::from_str(&ev.json).unwrap_or(Value::Null);
                 // A child link without `via` is a removed one.
                 if v["content"]["via"].as_array().is_some_and(|via| !via.is_empty())

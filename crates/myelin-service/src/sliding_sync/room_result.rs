@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use myelin_core::MatrixResult;
+use myelin_core::{MatrixResult, json::object};
 use myelin_storage::{Direction, RoomSummaryRecord, StoredEvent, StreamPos, UserRoom};
 use serde_json::{Value, json};
 
@@ -115,16 +115,19 @@ impl Services {
                 return Ok(nothing(sent));
             }
             let stripped = self.stripped_state(&room.room_id, &room.membership_event_id).await?;
-            let mut entry = json!({
-                "initial": true,
-                "invite_state": stripped,
-                "bump_stamp": bump_stamp(room),
-                "timeline": [],
-                "required_state": [],
-            });
-            if let Some(name) =
-                stripped.iter().find(|e| e["type"] == "m.room.name").and_then(|e| e["content"]["name"].as_str())
-            {
+            let name = stripped
+                .iter()
+                .find(|e| e["type"] == "m.room.name")
+                .and_then(|e| e["content"]["name"].as_str())
+                .map(str::to_owned);
+            let mut entry = object([
+                ("initial", true.into()),
+                ("invite_state", stripped.into()),
+                ("bump_stamp", bump_stamp(room).into()),
+                ("timeline", Value::Array(Vec::new())),
+                ("required_state", Value::Array(Vec::new())),
+            ]);
+            if let Some(name) = name {
                 entry["name"] = name.into();
             }
             if is_dm {
@@ -207,7 +210,7 @@ impl Services {
         let missing: Vec<String> = ids.iter().filter(|id| !prefetched.events.contains_key(*id)).cloned().collect();
         let mut state_events: Vec<StoredEvent> =
             ids.iter().filter_map(|id| prefetched.events.get(id).cloned()).collect();
-        state_events.extend(self.store.get_events(&missing).await?);
+        state_events.extend(self.events(&missing).await?);
         state_events.sort_by_key(|e| e.stream_pos);
 
         if since.is_some() && timeline.is_empty() && state_events.is_empty() && !membership_changed {
@@ -215,12 +218,12 @@ impl Services {
         }
 
         let viewer = Some((user_id, r.device_id.as_str()));
-        let mut entry = json!({
-            "timeline": self.client_events(&timeline, ClientFormat::Sync, viewer).await?,
-            "required_state": self.client_events(&state_events, ClientFormat::Sync, None).await?,
-            "limited": limited,
-            "bump_stamp": bump_stamp(room),
-        });
+        let mut entry = object([
+            ("timeline", self.client_events(&timeline, ClientFormat::Sync, viewer).await?.into()),
+            ("required_state", self.client_events(&state_events, ClientFormat::Sync, None).await?.into()),
+            ("limited", limited.into()),
+            ("bump_stamp", bump_stamp(room).into()),
+        ]);
         if initial {
             entry["initial"] = true.into();
         }
@@ -248,7 +251,7 @@ impl Services {
                 .filter(|id| !state_events.iter().any(|e| &e.event_id == id))
                 .collect();
             let mut summary_events =
-                if wanted.is_empty() { Vec::new() } else { self.store.get_events(&wanted).await? };
+                if wanted.is_empty() { Vec::new() } else { self.events(&wanted).await? };
             summary_events.extend(
                 state_events
                     .iter()

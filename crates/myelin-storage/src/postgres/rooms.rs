@@ -41,24 +41,23 @@ impl RoomRepo for PgStore {
 
     async fn rooms_for_user(&self, user_id: &str) -> StorageResult<Vec<UserRoom>> {
         let mut c = self.pool.get().await?;
-        Ok(c.query(
-            "SELECT m.room_id, m.membership, m.event_id, m.stream_pos, r.last_event_pos, m.forgotten, m.sender, r.bump_pos
-             FROM room_members m JOIN rooms r ON r.room_id = m.room_id WHERE m.user_id = $1",
-            &[&user_id],
-        )
-        .await?
-        .iter()
-        .map(|r| UserRoom {
-            room_id: r.get(0),
-            membership: r.get(1),
-            membership_event_id: r.get(2),
-            membership_pos: r.get(3),
-            last_event_pos: r.get(4),
-            forgotten: r.get::<_, i64>(5) != 0,
-            membership_sender: r.get(6),
-            bump_pos: r.get(7),
-        })
-        .collect())
+        let sql = format!(
+            "SELECT {USER_ROOM_COLUMNS} FROM room_members m JOIN rooms r ON r.room_id = m.room_id WHERE m.user_id = $1"
+        );
+        Ok(c.query(&sql, &[&user_id]).await?.iter().map(user_room_from_row).collect())
+    }
+
+    async fn rooms_for_user_since(&self, user_id: &str, since: StreamPos, limit: usize) -> StorageResult<Vec<UserRoom>> {
+        let mut c = self.pool.get().await?;
+        let sql = format!(
+            "SELECT {USER_ROOM_COLUMNS} FROM room_members m JOIN rooms r ON r.room_id = m.room_id
+             WHERE m.user_id = $1 AND m.stream_pos > $2
+             UNION
+             SELECT {USER_ROOM_COLUMNS} FROM rooms r JOIN room_members m ON m.room_id = r.room_id
+             WHERE r.last_event_pos > $2 AND m.user_id = $1
+             LIMIT {limit}"
+        );
+        Ok(c.query(&sql, &[&user_id, &since]).await?.iter().map(user_room_from_row).collect())
     }
 
     async fn room_members(&self, room_id: &str, membership: Option<&str>) -> StorageResult<Vec<MemberRecord>> {
@@ -212,5 +211,21 @@ impl RoomRepo for PgStore {
             .map(|r| PublicRoomRecord { room_id: r.get(0), joined_members: to_u64(r.get(1)) })
             .collect();
         Ok((rooms, total.max(0) as usize))
+    }
+}
+
+const USER_ROOM_COLUMNS: &str =
+    "m.room_id, m.membership, m.event_id, m.stream_pos, r.last_event_pos, m.forgotten, m.sender, r.bump_pos";
+
+fn user_room_from_row(r: &Row) -> UserRoom {
+    UserRoom {
+        room_id: r.get(0),
+        membership: r.get(1),
+        membership_event_id: r.get(2),
+        membership_pos: r.get(3),
+        last_event_pos: r.get(4),
+        forgotten: r.get::<_, i64>(5) != 0,
+        membership_sender: r.get(6),
+        bump_pos: r.get(7),
     }
 }

@@ -11,6 +11,10 @@ pub enum Signal {
     Wake { users: Vec<String>, pos: StreamPos },
     /// A room got a new event: its cached head (extremities, current state) is stale.
     RoomHead { room_id: String },
+    /// An event was redacted: its cached row is stale.
+    Redacted { event_id: String },
+    /// A user's room list changed without a stream position (a room was forgotten).
+    RoomsOfUser { user_id: String },
     /// A user's account data changed (push rules, ignored users).
     AccountData { user_id: String },
     /// A user started (`timeout_ms` set) or stopped typing; `serial` orders typing updates.

@@ -48,22 +48,31 @@ impl RoomRepo for SqliteStore {
         let user_id = user_id.to_owned();
         self.readers
             .read(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT m.room_id, m.membership, m.event_id, m.stream_pos, r.last_event_pos, m.forgotten, m.sender, r.bump_pos
-                     FROM room_members m JOIN rooms r ON r.room_id = m.room_id WHERE m.user_id = ?1",
-                )?;
-                let rows = stmt.query_map([user_id], |r| {
-                    Ok(UserRoom {
-                        room_id: r.get(0)?,
-                        membership: r.get(1)?,
-                        membership_event_id: r.get(2)?,
-                        membership_pos: r.get(3)?,
-                        last_event_pos: r.get(4)?,
-                        forgotten: r.get(5)?,
-                        membership_sender: r.get(6)?,
-                        bump_pos: r.get(7)?,
-                    })
-                })?;
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {USER_ROOM_COLUMNS} FROM room_members m JOIN rooms r ON r.room_id = m.room_id
+                     WHERE m.user_id = ?1"
+                ))?;
+                let rows = stmt.query_map([user_id], user_room_from_row)?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
+    async fn rooms_for_user_since(&self, user_id: &str, since: StreamPos, limit: usize) -> StorageResult<Vec<UserRoom>> {
+        let user_id = user_id.to_owned();
+        self.readers
+            .read(move |conn| {
+                // CROSS JOIN keeps SQLite on the rooms' position index (rooms with recent events,
+                // each checked for the user's row) instead of walking all of the user's rooms.
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {USER_ROOM_COLUMNS} FROM room_members m JOIN rooms r ON r.room_id = m.room_id
+                     WHERE m.user_id = ?1 AND m.stream_pos > ?2
+                     UNION
+                     SELECT {USER_ROOM_COLUMNS} FROM rooms r CROSS JOIN room_members m
+                     WHERE r.last_event_pos > ?2 AND m.room_id = r.room_id AND m.user_id = ?1
+                     LIMIT {limit}"
+                ))?;
+                let rows = stmt.query_map(params![user_id, since], user_room_from_row)?;
                 Ok(rows.collect::<Result<_, _>>()?)
             })
             .await
@@ -265,4 +274,20 @@ impl RoomRepo for SqliteStore {
             })
             .await
     }
+}
+
+const USER_ROOM_COLUMNS: &str =
+    "m.room_id, m.membership, m.event_id, m.stream_pos, r.last_event_pos, m.forgotten, m.sender, r.bump_pos";
+
+fn user_room_from_row(r: &rusqlite::Row) -> rusqlite::Result<UserRoom> {
+    Ok(UserRoom {
+        room_id: r.get(0)?,
+        membership: r.get(1)?,
+        membership_event_id: r.get(2)?,
+        membership_pos: r.get(3)?,
+        last_event_pos: r.get(4)?,
+        forgotten: r.get(5)?,
+        membership_sender: r.get(6)?,
+        bump_pos: r.get(7)?,
+    })
 }
