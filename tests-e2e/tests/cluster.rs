@@ -279,3 +279,95 @@ async fn sliding_sync_connection_moves_between_processes() -> Result<()> {
     ensure!(status == 400 && gone["errcode"] == "M_UNKNOWN_POS", "{status} {gone}");
     Ok(())
 }
+
+/// What one process keeps in memory for syncs — each user's room list and events by id — follows
+/// writes made through another process: memberships and new messages by stream position (no
+/// signal needed), redactions and forgotten rooms by signal.
+#[tokio::test]
+async fn cached_room_lists_and_events_follow_writes_through_another_process() -> Result<()> {
+    let a = TestServer::start_postgres().await?;
+    let b = a.start_peer_with_env(&[("MYELIN_BUS_DELAY_MS", "100")]).await?;
+    let alice = a.register("alice").await?;
+    let bob = a.register("bob").await?;
+    let bob_b = bob.on(&b);
+    let first = alice.create_room(json!({ "preset": "public_chat", "name": "first" })).await?;
+    ensure!(bob.join(&first).await?.0 == 200);
+    let (status, _) = alice
+        .put(&format!("/_matrix/client/v3/rooms/{first}/state/m.room.topic/"), &json!({ "topic": "secret topic" }))
+        .await?;
+    ensure!(status == 200);
+    const SS: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+    let window = |conn: &str| {
+        json!({ "conn_id": conn, "lists": { "all": {
+            "ranges": [[0, 9]], "timeline_limit": 1, "required_state": [["m.room.topic", ""]],
+        } } })
+    };
+    let room_ids = |resp: &Value| -> Vec<String> {
+        resp["lists"]["all"]["count"].as_u64().map_or(Vec::new(), |_| {
+            let mut rooms: Vec<(i64, String)> = resp["rooms"]
+                .as_object()
+                .map(|r| r.iter().map(|(id, v)| (v["bump_stamp"].as_i64().unwrap_or(0), id.clone())).collect())
+                .unwrap_or_default();
+            rooms.sort_by(|x, y| y.cmp(x));
+            rooms.into_iter().map(|(_, id)| id).collect()
+        })
+    };
+    // B reads bob's room list and the room's topic once, so both are in its memory.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, warm) = bob_b.post(&format!("{SS}?timeout=0"), &window("warm")).await?;
+    ensure!(status == 200 && room_ids(&warm) == [first.clone()], "{status} {warm}");
+    let topic = &warm["rooms"][&first]["required_state"][0];
+    ensure!(topic["content"]["topic"] == "secret topic", "{warm}");
+    let topic_id = topic["event_id"].as_str().context("topic id")?.to_owned();
+
+    // Through A: a new room with bob invited, then a message in the first room.
+    let second = alice.create_room(json!({ "name": "second", "invite": [bob.user_id.clone()] })).await?;
+    alice.send_message(&first, "after the invite").await?;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, moved) = bob_b.post(&format!("{SS}?timeout=0"), &window("moved")).await?;
+    ensure!(status == 200 && moved["lists"]["all"]["count"] == 2, "{status} {moved}");
+    ensure!(room_ids(&moved) == [first.clone(), second.clone()], "activity order on B: {moved}");
+    ensure!(moved["rooms"][&second]["invite_state"].is_array(), "{moved}");
+    ensure!(moved["rooms"][&first]["timeline"][0]["content"]["body"] == "after the invite", "{moved}");
+
+    // A redaction through A reaches B's event cache.
+    let (status, _) = alice
+        .put(&format!("/_matrix/client/v3/rooms/{first}/redact/{topic_id}/r1"), &json!({ "reason": "oops" }))
+        .await?;
+    ensure!(status == 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let (status, resp) = bob_b.post(&format!("{SS}?timeout=0"), &window(&format!("redacted-{n}"))).await?;
+        ensure!(status == 200, "{resp}");
+        let state = &resp["rooms"][&first]["required_state"][0];
+        if state["event_id"] == topic_id.as_str() && state["content"].as_object().is_some_and(|c| c.is_empty()) {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "B still serves the unredacted topic: {resp}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Bob joins the second room and is kicked, all through A: B lists it (a kick stays listed)...
+    ensure!(bob.join(&second).await?.0 == 200);
+    let kick = json!({ "user_id": bob.user_id });
+    ensure!(alice.post(&format!("/_matrix/client/v3/rooms/{second}/kick"), &kick).await?.0 == 200);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, kicked) = bob_b.post(&format!("{SS}?timeout=0"), &window("kicked")).await?;
+    ensure!(status == 200 && kicked["lists"]["all"]["count"] == 2, "{status} {kicked}");
+    // ...until he forgets it through A.
+    ensure!(bob.post(&format!("/_matrix/client/v3/rooms/{second}/forget"), &json!({})).await?.0 == 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        n += 1;
+        let (status, resp) = bob_b.post(&format!("{SS}?timeout=0"), &window(&format!("forgot-{n}"))).await?;
+        ensure!(status == 200, "{resp}");
+        if room_ids(&resp) == [first.clone()] && resp["lists"]["all"]["count"] == 1 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "B still lists the forgotten room: {resp}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
