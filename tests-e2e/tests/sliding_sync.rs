@@ -493,3 +493,79 @@ async fn every_room_of_the_first_window_carries_its_name() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_and_typing_cover_the_lists_and_subscriptions_asked_for() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let mut rooms = Vec::new();
+    for name in ["older", "newer"] {
+        let room = alice.create_room(json!({ "preset": "public_chat", "name": name })).await?;
+        ensure!(bob.join(&room).await?.0 == 200);
+        rooms.push(room);
+    }
+    for room in &rooms {
+        let msg = alice.send_message(room, "read me").await?;
+        let receipt = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(room), enc(&msg));
+        ensure!(alice.post(&receipt, &json!({})).await?.0 == 200);
+        let typing = format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(room), enc(&alice.user_id));
+        ensure!(alice.put(&typing, &json!({ "typing": true, "timeout": 20000 })).await?.0 == 200);
+    }
+    let (older, newer) = (&rooms[0], &rooms[1]);
+    // The list's range holds the newer room only; the older one is subscribed.
+    let request = |receipts: Value, typing: Value| {
+        json!({
+            "conn_id": "scoped",
+            "lists": { "newest": { "ranges": [[0, 0]], "timeline_limit": 1, "required_state": [] } },
+            "room_subscriptions": { older: { "timeline_limit": 1, "required_state": [] } },
+            "extensions": { "receipts": receipts, "typing": typing },
+        })
+    };
+    let covered = |resp: &Value, ext: &str| -> Vec<String> {
+        let mut ids: Vec<String> =
+            resp["extensions"][ext]["rooms"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![older.clone(), newer.clone()];
+    both.sort();
+
+    let (resp, _) = ok(
+        &bob,
+        None,
+        0,
+        &request(
+            json!({ "enabled": true, "lists": ["newest"], "rooms": [] }),
+            json!({ "enabled": true, "lists": [], "rooms": ["*"] }),
+        ),
+    )
+    .await?;
+    ensure!(room_ids(&resp) == both, "both rooms are in the response: {resp}");
+    ensure!(covered(&resp, "receipts") == [newer.clone()], "receipts for the list only: {resp}");
+    ensure!(covered(&resp, "typing") == [older.clone()], "typing for the subscription only: {resp}");
+
+    // A subscription named explicitly; a list that does not exist covers nothing.
+    let (resp, _) = ok(
+        &bob,
+        None,
+        0,
+        &request(
+            json!({ "enabled": true, "lists": ["nope"], "rooms": [older] }),
+            json!({ "enabled": true, "lists": ["*"], "rooms": [] }),
+        ),
+    )
+    .await?;
+    ensure!(covered(&resp, "receipts") == [older.clone()], "receipts for the named subscription: {resp}");
+    ensure!(covered(&resp, "typing") == [newer.clone()], "typing for every list: {resp}");
+
+    // Neither given: everything in the response (the default, as Synapse).
+    let (resp, _) = ok(&bob, None, 0, &request(json!({ "enabled": true }), json!({ "enabled": true }))).await?;
+    ensure!(covered(&resp, "receipts") == both && covered(&resp, "typing") == both, "{resp}");
+
+    // Malformed scopes are refused.
+    let (status, resp) =
+        ss(&bob, None, 0, &request(json!({ "enabled": true, "lists": "newest" }), json!({ "enabled": true }))).await?;
+    ensure!(status == 400 && errcode(&resp) == "M_BAD_JSON", "{status} {resp}");
+    Ok(())
+}

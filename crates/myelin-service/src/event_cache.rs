@@ -105,11 +105,7 @@ impl EventCache {
                 inner.insert(Arc::new(ev.clone()));
             }
         }
-        Ok(event_ids
-            .iter()
-            .zip(found)
-            .filter_map(|(id, hit)| hit.or_else(|| read.get(id).cloned()))
-            .collect())
+        Ok(event_ids.iter().zip(found).filter_map(|(id, hit)| hit.or_else(|| read.get(id).cloned())).collect())
     }
 }
 

@@ -7,8 +7,20 @@ use myelin_core::{MatrixResult, json::object};
 use myelin_storage::{StreamPos, UserRoom};
 use serde_json::{Map, Value, json};
 
-use super::request::Extensions;
+use super::request::{ExtensionScope, Extensions};
 use crate::{Services, accounts::Requester, sync::receipt_content};
+
+/// A joined room of the response: the lists whose ranges hold it, and whether it is subscribed.
+pub struct WindowRoom {
+    pub room_id: String,
+    pub lists: Vec<String>,
+    pub subscribed: bool,
+}
+
+/// The window's rooms `scope` covers.
+fn scoped<'a>(window: &'a [WindowRoom], scope: &'a ExtensionScope) -> impl Iterator<Item = &'a String> {
+    window.iter().filter(|w| scope.covers(&w.room_id, &w.lists, w.subscribed)).map(|w| &w.room_id)
+}
 
 pub struct ExtensionInput<'a> {
     pub requested: &'a Extensions,
@@ -17,7 +29,7 @@ pub struct ExtensionInput<'a> {
     pub now: StreamPos,
     pub rooms: &'a [UserRoom],
     /// Joined rooms in the lists' ranges or subscribed.
-    pub window: &'a [String],
+    pub window: &'a [WindowRoom],
     /// Rooms sent as new in this response, with the timeline event ids sent.
     pub new_rooms: &'a HashMap<String, Vec<String>>,
 }
@@ -39,7 +51,10 @@ impl Services {
             let (events, next) =
                 self.to_device_for_sync(user_id, device_id, to_device.since, now, to_device.limit).await?;
             news |= !events.is_empty();
-            out.insert("to_device".into(), object([("next_batch", next.to_string().into()), ("events", events.into())]));
+            out.insert(
+                "to_device".into(),
+                object([("next_batch", next.to_string().into()), ("events", events.into())]),
+            );
         }
 
         if requested.e2ee {
@@ -70,7 +85,9 @@ impl Services {
                         global.push(event);
                     }
                 } else if fresh || new_rooms.contains_key(&data.room_id) {
-                    if let Value::Array(events) = by_room.entry(data.room_id).or_insert_with(|| Value::Array(Vec::new())) {
+                    if let Value::Array(events) =
+                        by_room.entry(data.room_id).or_insert_with(|| Value::Array(Vec::new()))
+                    {
                         events.push(event);
                     }
                 }
@@ -83,13 +100,15 @@ impl Services {
             out.insert("account_data".into(), object([("global", global.into()), ("rooms", by_room.into())]));
         }
 
-        if requested.receipts {
+        if let Some(scope) = &requested.receipts {
+            let covered: HashSet<&String> = scoped(window, scope).collect();
             let mut receipts = Map::new();
             // Rooms new on the connection: receipts on the events sent, and the user's own.
-            let new_ids: Vec<String> = new_rooms.keys().cloned().collect();
+            let new_ids: Vec<String> = new_rooms.keys().filter(|id| covered.contains(id)).cloned().collect();
             if !new_ids.is_empty() {
                 let all = self.store.receipts_since(&new_ids, 0, now).await?;
-                for (room_id, timeline) in new_rooms {
+                for room_id in &new_ids {
+                    let Some(timeline) = new_rooms.get(room_id) else { continue };
                     let timeline: HashSet<&String> = timeline.iter().collect();
                     let content = receipt_content(
                         all.iter().filter(|r| {
@@ -103,7 +122,8 @@ impl Services {
                 }
             }
             if let Some((pos, _)) = since {
-                let known: Vec<String> = window.iter().filter(|id| !new_rooms.contains_key(*id)).cloned().collect();
+                let known: Vec<String> =
+                    covered.iter().filter(|id| !new_rooms.contains_key(**id)).map(|id| (*id).clone()).collect();
                 let changed = self.store.receipts_since(&known, pos, now).await?;
                 for room_id in &known {
                     let content = receipt_content(changed.iter().filter(|r| &r.room_id == room_id), user_id);
@@ -116,9 +136,9 @@ impl Services {
             out.insert("receipts".into(), object([("rooms", receipts.into())]));
         }
 
-        if requested.typing {
+        if let Some(scope) = &requested.typing {
             let mut typing = Map::new();
-            for room_id in window {
+            for room_id in scoped(window, scope) {
                 let from = if new_rooms.contains_key(room_id) { 0 } else { since.map_or(0, |s| s.1) };
                 if let Some(users) = self.typing.typing_since(room_id, from) {
                     typing.insert(room_id.clone(), json!({ "type": "m.typing", "content": { "user_ids": users } }));

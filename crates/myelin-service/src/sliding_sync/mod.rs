@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 
 use self::{
     connection::{ConnectionState, parse_pos, render_pos},
-    extensions::ExtensionInput,
+    extensions::{ExtensionInput, WindowRoom},
     request::RoomConfig,
     room_list::{bump_stamp, in_ranges, listed, matches},
     room_result::{Prefetched, RoomInput, initial_state_ids, timeline_bounds},
@@ -219,11 +219,14 @@ impl Services {
         let mut selected: BTreeMap<&str, (&UserRoom, RoomConfig)> = BTreeMap::new();
         let mut lists = Map::new();
         let mut list_counts = BTreeMap::new();
+        // Room → the lists whose ranges hold it (the receipts and typing extensions' scopes).
+        let mut in_lists: HashMap<&str, Vec<String>> = HashMap::new();
         for (name, list) in &req.lists {
             let members: Vec<&UserRoom> =
                 eligible.iter().copied().filter(|room| matches(&list.filters, room, &facts)).collect();
             for i in in_ranges(&list.ranges, members.len()) {
                 let room = members[i];
+                in_lists.entry(room.room_id.as_str()).or_default().push(name.clone());
                 selected
                     .entry(room.room_id.as_str())
                     .and_modify(|(_, config)| config.merge(&list.config))
@@ -315,10 +318,14 @@ impl Services {
         state.compact_configs();
 
         let t_rooms_done = t0.elapsed();
-        let window: Vec<String> = selected
+        let window: Vec<WindowRoom> = selected
             .values()
             .filter(|(room, _)| room.membership == "join")
-            .map(|(room, _)| room.room_id.clone())
+            .map(|(room, _)| WindowRoom {
+                room_id: room.room_id.clone(),
+                lists: in_lists.remove(room.room_id.as_str()).unwrap_or_default(),
+                subscribed: req.room_subscriptions.contains_key(&room.room_id),
+            })
             .collect();
         let (extensions, extension_news) = self
             .sliding_extensions(

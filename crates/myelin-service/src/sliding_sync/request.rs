@@ -100,8 +100,36 @@ pub struct Extensions {
     pub to_device: Option<ToDeviceRequest>,
     pub e2ee: bool,
     pub account_data: bool,
-    pub receipts: bool,
-    pub typing: bool,
+    pub receipts: Option<ExtensionScope>,
+    pub typing: Option<ExtensionScope>,
+}
+
+/// Which rooms of the response a per-room extension (receipts, typing) covers: those in the
+/// named `lists`' ranges and the named `rooms` among the subscriptions, `"*"` standing for all
+/// lists or all subscriptions. Both default to `["*"]` (as Synapse does).
+#[derive(Clone, Debug, Default)]
+pub struct ExtensionScope {
+    pub lists: Option<Vec<String>>,
+    pub rooms: Option<Vec<String>>,
+}
+
+impl ExtensionScope {
+    fn parse(ext: &serde_json::Map<String, Value>, name: &str) -> MatrixResult<Self> {
+        Ok(Self {
+            lists: strings(ext.get("lists"), &format!("{name}.lists"))?,
+            rooms: strings(ext.get("rooms"), &format!("{name}.rooms"))?,
+        })
+    }
+
+    /// Whether the scope covers `room_id`, which is in the ranges of `in_lists` and maybe
+    /// among the subscriptions.
+    pub fn covers(&self, room_id: &str, in_lists: &[String], subscribed: bool) -> bool {
+        let all = |names: &Option<Vec<String>>, wanted: &dyn Fn(&str) -> bool| {
+            names.as_ref().is_none_or(|names| names.iter().any(|n| n == "*" || wanted(n)))
+        };
+        (!in_lists.is_empty() && all(&self.lists, &|n| in_lists.iter().any(|l| l == n)))
+            || (subscribed && all(&self.rooms, &|n| n == room_id))
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -340,8 +368,9 @@ impl SlidingSyncRequest {
             }
             extensions.e2ee = enabled(map, "e2ee")?.is_some();
             extensions.account_data = enabled(map, "account_data")?.is_some();
-            extensions.receipts = enabled(map, "receipts")?.is_some();
-            extensions.typing = enabled(map, "typing")?.is_some();
+            extensions.receipts =
+                enabled(map, "receipts")?.map(|ext| ExtensionScope::parse(&ext, "receipts")).transpose()?;
+            extensions.typing = enabled(map, "typing")?.map(|ext| ExtensionScope::parse(&ext, "typing")).transpose()?;
         }
         Ok(Self { pos, timeout, conn_id, txn_id, lists, room_subscriptions, extensions })
     }

@@ -250,8 +250,7 @@ impl Services {
                 .filter_map(|t| state.get(&((*t).to_owned(), String::new())).cloned())
                 .filter(|id| !state_events.iter().any(|e| &e.event_id == id))
                 .collect();
-            let mut summary_events =
-                if wanted.is_empty() { Vec::new() } else { self.events(&wanted).await? };
+            let mut summary_events = if wanted.is_empty() { Vec::new() } else { self.events(&wanted).await? };
             summary_events.extend(
                 state_events
                     .iter()

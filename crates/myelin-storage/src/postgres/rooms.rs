@@ -47,7 +47,12 @@ impl RoomRepo for PgStore {
         Ok(c.query(&sql, &[&user_id]).await?.iter().map(user_room_from_row).collect())
     }
 
-    async fn rooms_for_user_since(&self, user_id: &str, since: StreamPos, limit: usize) -> StorageResult<Vec<UserRoom>> {
+    async fn rooms_for_user_since(
+        &self,
+        user_id: &str,
+        since: StreamPos,
+        limit: usize,
+    ) -> StorageResult<Vec<UserRoom>> {
         let mut c = self.pool.get().await?;
         let sql = format!(
             "SELECT {USER_ROOM_COLUMNS} FROM room_members m JOIN rooms r ON r.room_id = m.room_id

@@ -71,7 +71,8 @@ pub trait RoomRepo {
     /// The user's rooms whose membership or newest event is after `since` (at most `limit`, in
     /// no particular order): what changed in [`rooms_for_user`](Self::rooms_for_user) since then,
     /// forgetting aside (it takes no position).
-    async fn rooms_for_user_since(&self, user_id: &str, since: StreamPos, limit: usize) -> StorageResult<Vec<UserRoom>>;
+    async fn rooms_for_user_since(&self, user_id: &str, since: StreamPos, limit: usize)
+    -> StorageResult<Vec<UserRoom>>;
     /// Current members, optionally only with one membership.
     async fn room_members(&self, room_id: &str, membership: Option<&str>) -> StorageResult<Vec<MemberRecord>>;
     /// Members whose membership changed at a position in `(since, until]`.

@@ -58,7 +58,12 @@ impl RoomRepo for SqliteStore {
             .await
     }
 
-    async fn rooms_for_user_since(&self, user_id: &str, since: StreamPos, limit: usize) -> StorageResult<Vec<UserRoom>> {
+    async fn rooms_for_user_since(
+        &self,
+        user_id: &str,
+        since: StreamPos,
+        limit: usize,
+    ) -> StorageResult<Vec<UserRoom>> {
         let user_id = user_id.to_owned();
         self.readers
             .read(move |conn| {
