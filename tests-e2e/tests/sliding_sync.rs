@@ -569,3 +569,35 @@ async fn receipts_and_typing_cover_the_lists_and_subscriptions_asked_for() -> Re
     ensure!(status == 400 && errcode(&resp) == "M_BAD_JSON", "{status} {resp}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_keeps_twenty_connections_and_drops_the_least_recently_used() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let other_device = server.login("alice").await?;
+    let body = |conn: &str| json!({ "conn_id": conn, "lists": { "all": { "ranges": [[0, 9]], "timeline_limit": 1 } } });
+    let (_, other_pos) = ok(&other_device, None, 0, &body("c00")).await?;
+    let mut positions = Vec::new();
+    for i in 0..25 {
+        let conn = format!("c{i:02}");
+        let (_, pos) = ok(&alice, None, 0, &body(&conn)).await?;
+        positions.push((conn, pos));
+    }
+    // Asking with a position that is still known and has no news stores nothing, so the checks
+    // below do not change which connections are kept.
+    let mut unknown = Vec::new();
+    for (conn, pos) in &positions {
+        let (status, resp) = ss(&alice, Some(pos), 0, &body(conn)).await?;
+        match status {
+            200 => {}
+            400 if errcode(&resp) == "M_UNKNOWN_POS" => unknown.push(conn.clone()),
+            _ => anyhow::bail!("{conn}: {status} {resp}"),
+        }
+    }
+    ensure!(unknown.len() == 5, "25 connections, 20 kept: unknown {unknown:?}");
+    ensure!(!unknown.contains(&"c24".to_owned()), "the newest connection is kept: {unknown:?}");
+    // Another device's connections are its own.
+    let (status, resp) = ss(&other_device, Some(&other_pos), 0, &body("c00")).await?;
+    ensure!(status == 200, "the other device's connection: {status} {resp}");
+    Ok(())
+}

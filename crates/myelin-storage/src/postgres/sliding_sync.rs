@@ -6,7 +6,10 @@ use super::{
     receipts::unread_counts,
     rooms::member_from_row,
 };
-use crate::{RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent, StreamPos};
+use crate::{
+    MAX_CONNECTIONS_PER_DEVICE, RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent,
+    StreamPos,
+};
 
 // Connection state takes no stream position: plain statements on a pooled connection, outside
 // the stream writer (whose batches hold the cluster-wide stream head lock).
@@ -67,26 +70,36 @@ impl SlidingSyncRepo for PgStore {
                 .await?
             }
             None => {
-                c.execute(
-                    "INSERT INTO sliding_sync_connections
+                let written = c
+                    .execute(
+                        "INSERT INTO sliding_sync_connections
                          (user_id, device_id, conn_id, generation, seq, state, prev_seq, prev_state, last_used_ms)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                      ON CONFLICT (user_id, device_id, conn_id) DO UPDATE SET generation = excluded.generation,
                          seq = excluded.seq, state = excluded.state, prev_seq = excluded.prev_seq,
                          prev_state = excluded.prev_state, last_used_ms = excluded.last_used_ms",
-                    &[
-                        &user_id,
-                        &device_id,
-                        &conn_id,
-                        &new.generation,
-                        &new.seq,
-                        &new.state,
-                        &new.prev_seq,
-                        &new.prev_state,
-                        &new.last_used_ms,
-                    ],
-                )
-                .await?
+                        &[
+                            &user_id,
+                            &device_id,
+                            &conn_id,
+                            &new.generation,
+                            &new.seq,
+                            &new.state,
+                            &new.prev_seq,
+                            &new.prev_state,
+                            &new.last_used_ms,
+                        ],
+                    )
+                    .await?;
+                let trim = format!(
+                    "DELETE FROM sliding_sync_connections
+                         WHERE user_id = $1 AND device_id = $2 AND conn_id <> $3 AND conn_id NOT IN (
+                             SELECT conn_id FROM sliding_sync_connections WHERE user_id = $1 AND device_id = $2 AND conn_id <> $3
+                             ORDER BY last_used_ms DESC, conn_id LIMIT {})",
+                     MAX_CONNECTIONS_PER_DEVICE - 1
+                );
+                c.execute(&trim, &[&user_id, &device_id, &conn_id]).await?;
+                written
             }
         };
         Ok(written == 1)

@@ -29,6 +29,11 @@ pub struct RoomSummaryRecord {
     pub current_state_group: Option<i64>,
 }
 
+/// Connections one device keeps (Element X uses three), so that a client making up new
+/// `conn_id`s cannot grow the table without bound. "Recently used" is as exact as `last_used_ms`,
+/// which a connection without news refreshes hourly.
+pub const MAX_CONNECTIONS_PER_DEVICE: usize = 20;
+
 /// Per-connection state of simplified sliding sync (MSC4186), keyed by (user, device, conn_id).
 #[async_trait]
 pub trait SlidingSyncRepo {
@@ -40,7 +45,9 @@ pub trait SlidingSyncRepo {
     ) -> StorageResult<Option<StoredConnection>>;
     /// Stores `new` for the connection. With `expected = Some((generation, seq))` only if the
     /// stored row still has that generation and newest position (false otherwise: another
-    /// request moved the connection on); with `None` the row is created or replaced.
+    /// request moved the connection on); with `None` the row is created or replaced, and the
+    /// device's connections beyond [`MAX_CONNECTIONS_PER_DEVICE`] (least recently used first)
+    /// are deleted in the same write.
     async fn save_sliding_sync_connection(
         &self,
         user_id: &str,

@@ -2,7 +2,10 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
 use super::{SqliteStore, events::backward_events, receipts::unread_counts, rooms::member_from_row};
-use crate::{RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent, StreamPos};
+use crate::{
+    MAX_CONNECTIONS_PER_DEVICE, RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent,
+    StreamPos,
+};
 
 #[async_trait]
 impl SlidingSyncRepo for SqliteStore {
@@ -66,7 +69,8 @@ impl SlidingSyncRepo for SqliteStore {
                             generation,
                             seq
                         ])?,
-                    None => conn
+                    None => {
+                        let written = conn
                         .prepare_cached(
                             "INSERT INTO sliding_sync_connections
                                  (user_id, device_id, conn_id, generation, seq, state, prev_seq, prev_state, last_used_ms)
@@ -85,7 +89,17 @@ impl SlidingSyncRepo for SqliteStore {
                             new.prev_seq,
                             new.prev_state,
                             new.last_used_ms
-                        ])?,
+                        ])?;
+                        conn.prepare_cached(&format!(
+                            "DELETE FROM sliding_sync_connections
+                                 WHERE user_id = ?1 AND device_id = ?2 AND conn_id <> ?3 AND conn_id NOT IN (
+                                     SELECT conn_id FROM sliding_sync_connections WHERE user_id = ?1 AND device_id = ?2 AND conn_id <> ?3
+                                     ORDER BY last_used_ms DESC, conn_id LIMIT {})",
+                             MAX_CONNECTIONS_PER_DEVICE - 1
+                        ))?
+                        .execute(params![user, device, conn_id])?;
+                        written
+                    }
                 };
                 Ok(written == 1)
             })
