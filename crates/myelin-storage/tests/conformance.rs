@@ -345,6 +345,67 @@ async fn a_background_job_is_claimed_once_per_interval(url: String) {
     assert_eq!(first.take_login_token("new", 1_000_000).await.expect("take").as_deref(), Some("@a:test"));
 }
 
+/// A room list caught up by position (`rooms_for_user_since`) and the window-wide reads of
+/// sliding sync (`room_timelines`, `room_summaries`).
+async fn room_list_deltas_and_window_reads(url: String) {
+    let s = open_store(&url).await;
+    let member = |room: &str, id: &str, membership: &str, prev: &str| {
+        let mut ev = event(room, id, "m.room.member", Some("@a:test"), &[prev]);
+        ev.membership = Some(MembershipUpdate {
+            user_id: "@a:test".into(),
+            membership: membership.into(),
+            displayname: Some("A".into()),
+            avatar_url: None,
+        });
+        ev
+    };
+    for room in ["!one:test", "!two:test"] {
+        let create = format!("$create{room}");
+        persisted(&s, event(room, &create, "m.room.create", Some(""), &[])).await;
+        persisted(&s, member(room, &format!("$join{room}"), "join", &create)).await;
+    }
+    let settled = s.stream_head();
+    assert!(s.rooms_for_user_since("@a:test", settled, 100).await.expect("delta").is_empty(), "nothing moved");
+
+    let m1 = persisted(&s, event("!one:test", "$m1", "m.room.message", None, &["$join!one:test"])).await;
+    let delta = s.rooms_for_user_since("@a:test", settled, 100).await.expect("delta");
+    assert_eq!(delta.len(), 1, "{delta:?}");
+    assert_eq!((delta[0].room_id.as_str(), delta[0].last_event_pos, delta[0].bump_pos), ("!one:test", m1, m1));
+
+    let left = persisted(&s, member("!two:test", "$leave", "leave", "$join!two:test")).await;
+    let mut delta = s.rooms_for_user_since("@a:test", settled, 100).await.expect("delta");
+    delta.sort_by(|a, b| a.room_id.cmp(&b.room_id));
+    let summary: Vec<(&str, &str, i64)> =
+        delta.iter().map(|r| (r.room_id.as_str(), r.membership.as_str(), r.membership_pos)).collect();
+    assert_eq!(summary.len(), 2, "{delta:?}");
+    assert_eq!(summary[1], ("!two:test", "leave", left));
+    assert_eq!(s.rooms_for_user_since("@a:test", settled, 1).await.expect("delta").len(), 1, "limit");
+    assert!(s.rooms_for_user_since("@a:test", left, 100).await.expect("delta").is_empty());
+    assert!(s.rooms_for_user_since("@b:test", settled, 100).await.expect("delta").is_empty(), "another user");
+
+    let head = s.stream_head();
+    let timelines = s
+        .room_timelines(&[("!one:test".into(), head, None, 2), ("!two:test".into(), head, Some(settled), 10)])
+        .await
+        .expect("timelines");
+    let ids = |events: &[myelin_storage::StoredEvent]| events.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&timelines[0]), ["$m1", "$join!one:test"], "newest first, limited");
+    assert_eq!(ids(&timelines[1]), ["$leave"], "after `since` only");
+
+    let summaries = s
+        .room_summaries("@b:test", &["!one:test".into(), "!two:test".into()], head)
+        .await
+        .expect("summaries");
+    assert_eq!(summaries.len(), 2);
+    let one = summaries.iter().find(|r| r.room_id == "!one:test").expect("one");
+    assert_eq!((one.joined, one.invited), (1, 0));
+    assert_eq!(one.heroes.iter().map(|h| h.user_id.as_str()).collect::<Vec<_>>(), ["@a:test"]);
+    assert_eq!(one.heroes[0].displayname.as_deref(), Some("A"));
+    assert!(one.current_state_group.is_some());
+    let two = summaries.iter().find(|r| r.room_id == "!two:test").expect("two");
+    assert_eq!((two.joined, two.heroes.len()), (0, 0), "a left member is no hero");
+}
+
 /// Runs every conformance test against one backend.
 macro_rules! backend {
     ($backend:ident, $url:expr, [$($test:ident),* $(,)?]) => {
@@ -378,5 +439,6 @@ all_backends!(
     account_data_receipts_and_unread_counts,
     data_survives_reopening,
     a_stale_head_writes_nothing,
+    room_list_deltas_and_window_reads,
     a_background_job_is_claimed_once_per_interval,
 );

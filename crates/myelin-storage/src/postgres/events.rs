@@ -15,9 +15,15 @@ pub const EVENT_COLUMNS: &str = "e.stream_pos, e.event_id, e.room_id, e.sender, 
 
 /// A room's events in `($3, $2]`, newest first, at most `$4` (`$1` = room id).
 pub(super) fn backward_events_sql() -> String {
+    backward_events_sql_of("$1", "$2", "$3", "$4")
+}
+
+/// [`backward_events_sql`] with other expressions for the room, the bounds and the limit (columns
+/// of an outer query for a lateral join).
+pub(super) fn backward_events_sql_of(room_id: &str, upper: &str, since: &str, limit: &str) -> String {
     format!(
-        "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_pos <= $2 AND e.stream_pos > $3
-         AND e.outlier = 0 ORDER BY e.stream_pos DESC LIMIT $4"
+        "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = {room_id} AND e.stream_pos <= {upper}
+         AND e.stream_pos > {since} AND e.outlier = 0 ORDER BY e.stream_pos DESC LIMIT {limit}"
     )
 }
 

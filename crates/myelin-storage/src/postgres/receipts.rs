@@ -83,14 +83,18 @@ pub(super) async fn unread_counts(
     room_id: &str,
     until: StreamPos,
 ) -> StorageResult<(u64, u64)> {
-    let row = c
-        .query_one(
-            "SELECT COUNT(*), COALESCE(SUM(highlight), 0)::BIGINT FROM event_push_actions
-             WHERE user_id = $1 AND room_id = $2 AND stream_pos <= $3
-               AND stream_pos > (SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = $2 AND user_id = $1
-                                 AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main'))",
-            &[&user_id, &room_id, &until],
-        )
-        .await?;
+    let row = c.query_one(&unread_counts_sql("$1", "$2", "$3"), &[&user_id, &room_id, &until]).await?;
     Ok((to_u64(row.get(0)), to_u64(row.get(1))))
+}
+
+/// `(notifications, highlights)` of the user in the room after their newest read receipt, up to
+/// `until`, as one row; the arguments are SQL expressions (parameters or outer columns).
+pub(super) fn unread_counts_sql(user_id: &str, room_id: &str, until: &str) -> String {
+    format!(
+        "SELECT COUNT(*) AS notifications, COALESCE(SUM(highlight), 0)::BIGINT AS highlights FROM event_push_actions
+         WHERE user_id = {user_id} AND room_id = {room_id} AND stream_pos <= {until}
+           AND stream_pos > (SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = {room_id}
+                             AND user_id = {user_id} AND receipt_type IN ('m.read', 'm.read.private')
+                             AND thread_id IN ('', 'main'))"
+    )
 }

@@ -1,13 +1,16 @@
 use async_trait::async_trait;
 
+use std::collections::HashMap;
+
 use super::{
     PgStore,
-    events::{backward_events_sql, event_from_row},
-    receipts::unread_counts,
+    events::{EVENT_COLUMNS, backward_events_sql_of, event_from_row},
+    receipts::unread_counts_sql,
     rooms::member_from_row,
+    to_u64,
 };
 use crate::{
-    MAX_CONNECTIONS_PER_DEVICE, RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent,
+    MAX_CONNECTIONS_PER_DEVICE, MemberRecord, RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent,
     StreamPos,
 };
 
@@ -122,40 +125,53 @@ impl SlidingSyncRepo for PgStore {
         until: StreamPos,
     ) -> StorageResult<Vec<RoomSummaryRecord>> {
         let mut c = self.pool.get().await?;
-        let mut out = Vec::with_capacity(room_ids.len());
-        for room_id in room_ids {
-            let counts = c
-                .query_one(
-                    "SELECT COUNT(*) FILTER (WHERE membership = 'join'), COUNT(*) FILTER (WHERE membership = 'invite'),
-                            (SELECT current_state_group FROM rooms WHERE room_id = $1)
-                     FROM room_members WHERE room_id = $1",
-                    &[&room_id],
-                )
-                .await?;
-            let heroes = c
-                .query(
-                    "SELECT user_id, membership, event_id, displayname, avatar_url, stream_pos FROM room_members
-                     WHERE room_id = $1 AND user_id != $2 AND membership IN ('join', 'invite')
-                     ORDER BY stream_pos LIMIT 5",
-                    &[&room_id, &user_id],
-                )
-                .await?
-                .iter()
-                .map(member_from_row)
-                .collect();
-            let (notifications, highlights) = unread_counts(&mut c, user_id, room_id, until).await?;
-            let count = |v: i64| v.max(0) as u64;
-            out.push(RoomSummaryRecord {
-                room_id: room_id.clone(),
-                joined: count(counts.get(0)),
-                invited: count(counts.get(1)),
-                heroes,
-                notifications,
-                highlights,
-                current_state_group: counts.get(2),
-            });
+        let rooms: Vec<&str> = room_ids.iter().map(String::as_str).collect();
+        // Two round trips for the whole window: counts, state group and unread counts per room;
+        // then up to five heroes per room.
+        let unread = unread_counts_sql("$2", "r.room_id", "$3");
+        let summaries = c
+            .query(
+                &format!(
+                    "SELECT r.room_id,
+                            (SELECT COUNT(*) FROM room_members m WHERE m.room_id = r.room_id AND m.membership = 'join'),
+                            (SELECT COUNT(*) FROM room_members m WHERE m.room_id = r.room_id AND m.membership = 'invite'),
+                            (SELECT current_state_group FROM rooms WHERE room_id = r.room_id),
+                            u.notifications, u.highlights
+                     FROM unnest($1::text[]) AS r(room_id) CROSS JOIN LATERAL ({unread}) u"
+                ),
+                &[&rooms, &user_id, &until],
+            )
+            .await?;
+        let mut heroes: HashMap<String, Vec<MemberRecord>> = HashMap::new();
+        for row in c
+            .query(
+                "SELECT h.user_id, h.membership, h.event_id, h.displayname, h.avatar_url, h.stream_pos, r.room_id
+                 FROM unnest($1::text[]) AS r(room_id) CROSS JOIN LATERAL (
+                     SELECT user_id, membership, event_id, displayname, avatar_url, stream_pos FROM room_members
+                     WHERE room_id = r.room_id AND user_id != $2 AND membership IN ('join', 'invite')
+                     ORDER BY stream_pos LIMIT 5) h
+                 ORDER BY r.room_id, h.stream_pos",
+                &[&rooms, &user_id],
+            )
+            .await?
+        {
+            heroes.entry(row.get(6)).or_default().push(member_from_row(&row));
         }
-        Ok(out)
+        Ok(summaries
+            .iter()
+            .map(|row| {
+                let room_id: String = row.get(0);
+                RoomSummaryRecord {
+                    heroes: heroes.remove(&room_id).unwrap_or_default(),
+                    room_id,
+                    joined: to_u64(row.get(1)),
+                    invited: to_u64(row.get(2)),
+                    current_state_group: row.get(3),
+                    notifications: to_u64(row.get(4)),
+                    highlights: to_u64(row.get(5)),
+                }
+            })
+            .collect())
     }
 
     async fn room_timelines(
@@ -163,13 +179,31 @@ impl SlidingSyncRepo for PgStore {
         requests: &[(String, StreamPos, Option<StreamPos>, usize)],
     ) -> StorageResult<Vec<Vec<StoredEvent>>> {
         let mut c = self.pool.get().await?;
-        let sql = backward_events_sql();
-        let mut out = Vec::with_capacity(requests.len());
-        for (room_id, upper, since, limit) in requests {
-            let (since, limit) = (since.unwrap_or(i64::MIN), *limit as i64);
-            out.push(c.query(&sql, &[room_id, upper, &since, &limit]).await?.iter().map(event_from_row).collect());
+        // One round trip: each request is a row of the unnested arrays, its events a lateral read.
+        let rooms: Vec<&str> = requests.iter().map(|r| r.0.as_str()).collect();
+        let uppers: Vec<i64> = requests.iter().map(|r| r.1).collect();
+        let sinces: Vec<i64> = requests.iter().map(|r| r.2.unwrap_or(i64::MIN)).collect();
+        let limits: Vec<i64> = requests.iter().map(|r| r.3 as i64).collect();
+        let inner = backward_events_sql_of("r.room_id", "r.upper", "r.since", "r.lim");
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
+                 AS r(room_id, upper, since, lim)
+             CROSS JOIN LATERAL ({inner}) e"
+        );
+        let mut by_room: HashMap<String, Vec<StoredEvent>> = HashMap::new();
+        for row in c.query(&sql, &[&rooms, &uppers, &sinces, &limits]).await? {
+            let ev = event_from_row(&row);
+            by_room.entry(ev.room_id.clone()).or_default().push(ev);
         }
-        Ok(out)
+        // Newest first within each room, as the single-room read returns them.
+        Ok(requests
+            .iter()
+            .map(|(room_id, ..)| {
+                let mut events = by_room.remove(room_id).unwrap_or_default();
+                events.sort_by(|a, b| b.stream_pos.cmp(&a.stream_pos));
+                events
+            })
+            .collect())
     }
 
     async fn delete_idle_sliding_sync_connections(&self, before_ms: i64) -> StorageResult<u64> {
