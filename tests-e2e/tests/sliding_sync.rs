@@ -601,3 +601,51 @@ async fn a_device_keeps_twenty_connections_and_drops_the_least_recently_used() -
     ensure!(status == 200, "the other device's connection: {status} {resp}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_larger_timeline_limit_expands_a_known_room_once() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let room = alice.create_room(json!({ "preset": "private_chat", "name": "history" })).await?;
+    for i in 0..6 {
+        alice.send_message(&room, &format!("message {i}")).await?;
+    }
+    let list = json!({ "ranges": [[0, 9]], "timeline_limit": 1, "required_state": [["m.room.name", ""]] });
+    let with_subscription = |limit: usize| {
+        json!({
+            "conn_id": "expand",
+            "lists": { "all": list },
+            "room_subscriptions": { &room: { "timeline_limit": limit, "required_state": [["m.room.name", ""]] } },
+        })
+    };
+    let list_only = json!({ "conn_id": "expand", "lists": { "all": list } });
+
+    let (first, pos) = ok(&alice, None, 0, &list_only).await?;
+    ensure!(texts(&first["rooms"][&room]) == ["message 5"], "{first}");
+
+    // Opening the room (Element X subscribes with timeline_limit 20): the newest events at once.
+    let (opened, pos) = ok(&alice, Some(&pos), 0, &with_subscription(4)).await?;
+    let entry = &opened["rooms"][&room];
+    ensure!(texts(entry) == ["message 2", "message 3", "message 4", "message 5"], "expanded timeline: {entry}");
+    ensure!(entry["unstable_expanded_timeline"] == true && entry["limited"] == true, "{entry}");
+    ensure!(entry.get("initial").is_none(), "a known room is not initial: {entry}");
+    ensure!(entry["required_state"].as_array().is_some_and(Vec::is_empty), "no state changed: {entry}");
+    ensure!(entry["prev_batch"].is_string(), "{entry}");
+
+    // Asked again with the same limit, and after the subscription is dropped and made again,
+    // nothing is resent: the client still has those events.
+    let (again, pos) = ok(&alice, Some(&pos), 0, &with_subscription(4)).await?;
+    ensure!(again["rooms"].get(&room).is_none(), "{again}");
+    let (_, pos) = ok(&alice, Some(&pos), 0, &list_only).await?;
+    let (resubscribed, pos) = ok(&alice, Some(&pos), 0, &with_subscription(4)).await?;
+    ensure!(resubscribed["rooms"].get(&room).is_none(), "{resubscribed}");
+
+    // A larger limit still expands, and a new message afterwards is an ordinary delta.
+    let (more, pos) = ok(&alice, Some(&pos), 0, &with_subscription(10)).await?;
+    ensure!(texts(&more["rooms"][&room]).len() == 6 && more["rooms"][&room]["limited"] == true, "{more}");
+    alice.send_message(&room, "new").await?;
+    let (delta, _) = ok(&alice, Some(&pos), 0, &with_subscription(10)).await?;
+    let entry = &delta["rooms"][&room];
+    ensure!(texts(entry) == ["new"] && entry.get("unstable_expanded_timeline").is_none(), "{entry}");
+    Ok(())
+}

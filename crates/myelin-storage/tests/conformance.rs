@@ -392,10 +392,8 @@ async fn room_list_deltas_and_window_reads(url: String) {
     assert_eq!(ids(&timelines[0]), ["$m1", "$join!one:test"], "newest first, limited");
     assert_eq!(ids(&timelines[1]), ["$leave"], "after `since` only");
 
-    let summaries = s
-        .room_summaries("@b:test", &["!one:test".into(), "!two:test".into()], head)
-        .await
-        .expect("summaries");
+    let summaries =
+        s.room_summaries("@b:test", &["!one:test".into(), "!two:test".into()], head).await.expect("summaries");
     assert_eq!(summaries.len(), 2);
     let one = summaries.iter().find(|r| r.room_id == "!one:test").expect("one");
     assert_eq!((one.joined, one.invited), (1, 0));

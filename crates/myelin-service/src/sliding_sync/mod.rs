@@ -302,7 +302,15 @@ impl Services {
         let mut new_rooms: HashMap<String, Vec<String>> = HashMap::new();
         while let Some(result) = results.next().await {
             let (room_id, config, mut output) = result?;
-            output.sent.config = state.intern(config);
+            // The timeline the client holds: a smaller limit than before only counts when the
+            // room was sent with a gap; otherwise the client still has the larger timeline.
+            let previous_limit = base.rooms.get(&room_id).map_or(0, |sent| base.config_of(sent).timeline_limit);
+            let kept = if output.entry.is_some() && output.limited { config.timeline_limit } else { previous_limit };
+            if kept > config.timeline_limit {
+                output.sent.config = state.intern(&RoomConfig { timeline_limit: kept, ..config.clone() });
+            } else {
+                output.sent.config = state.intern(config);
+            }
             if let Some(entry) = output.entry {
                 if output.initial {
                     new_rooms.insert(room_id.clone(), output.timeline_ids);
@@ -369,8 +377,9 @@ impl Services {
             if !matches!(room.membership.as_str(), "join" | "leave" | "ban") || config.timeline_limit == 0 {
                 continue;
             }
-            let previous = base.rooms.get(&room.room_id);
-            let (initial, since, upper) = timeline_bounds(room, previous, now);
+            let previous = base.rooms.get(&room.room_id).map(|sent| (sent, base.config_of(sent)));
+            let bounds = timeline_bounds(room, previous.as_ref().map(|(s, c)| (*s, c)), config, now);
+            let (initial, since, upper) = (bounds.initial, bounds.timeline_since, bounds.upper);
             if since.is_some_and(|s| room.last_event_pos <= s || s >= upper) {
                 continue; // nothing new in it
             }

@@ -36,18 +36,35 @@ pub struct Prefetched {
     pub events: HashMap<String, StoredEvent>,
 }
 
-/// Whether the room is new on the connection (or newly joined), the position its timeline
-/// starts after, and the position it ends at (the leave for a room the user is no longer in).
+/// Where a room's timeline and state deltas start and end in this response.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// New on the connection (or newly joined): everything is sent afresh.
+    pub initial: bool,
+    /// Known, but asked for with a larger `timeline_limit` than it was sent with: its newest
+    /// events are sent again (`unstable_expanded_timeline`), state still as a delta.
+    pub expanded: bool,
+    /// The timeline starts after this position (`None`: the newest events).
+    pub timeline_since: Option<StreamPos>,
+    /// State is sent as the change since this position (`None`: all of it).
+    pub state_since: Option<StreamPos>,
+    /// The end: now, or the leave for a room the user is no longer in.
+    pub upper: StreamPos,
+}
+
 pub fn timeline_bounds(
     room: &UserRoom,
-    previous: Option<&RoomSent>,
+    previous: Option<(&RoomSent, &RoomConfig)>,
+    config: &RoomConfig,
     now: StreamPos,
-) -> (bool, Option<StreamPos>, StreamPos) {
+) -> Bounds {
     let membership = room.membership.as_str();
-    let initial = previous.is_none_or(|p| membership == "join" && p.membership != "join");
+    let initial = previous.is_none_or(|(p, _)| membership == "join" && p.membership != "join");
     let upper = if membership == "join" { now } else { room.membership_pos.min(now) };
-    let since = if initial { None } else { previous.map(|p| p.pos) };
-    (initial, since, upper)
+    let state_since = if initial { None } else { previous.map(|(p, _)| p.pos) };
+    let expanded = !initial && previous.is_some_and(|(_, c)| config.timeline_limit > c.timeline_limit);
+    let timeline_since = if expanded { None } else { state_since };
+    Bounds { initial, expanded, timeline_since, state_since, upper }
 }
 
 /// The state event ids a room new on the connection sends: what `config` wants of `state`,
@@ -69,6 +86,9 @@ pub struct RoomOutput {
     /// Event ids of the timeline sent (the receipts extension looks at them for new rooms).
     pub timeline_ids: Vec<String>,
     pub initial: bool,
+    /// The timeline sent stopped short of what the client had before (a gap): a later, larger
+    /// `timeline_limit` has older events to send.
+    pub limited: bool,
 }
 
 fn content_of(events: &[StoredEvent], event_type: &str) -> Option<Value> {
@@ -97,7 +117,8 @@ impl Services {
         let previous = previous.as_ref().map(|(sent, config)| (*sent, config));
         let user_id = r.user_id.as_str();
         let membership = room.membership.as_str();
-        let (initial, since, upper) = timeline_bounds(room, previous.map(|(p, _)| p), now);
+        let Bounds { initial, expanded, timeline_since, state_since: since, upper } =
+            timeline_bounds(room, previous, config, now);
         let mut sent = RoomSent {
             pos: now,
             membership: membership.to_owned(),
@@ -108,7 +129,8 @@ impl Services {
                 previous.map(|(p, _)| p.lazy_members.clone()).unwrap_or_default()
             },
         };
-        let nothing = |sent: RoomSent| RoomOutput { entry: None, sent, timeline_ids: Vec::new(), initial: false };
+        let nothing =
+            |sent: RoomSent| RoomOutput { entry: None, sent, timeline_ids: Vec::new(), initial: false, limited: false };
 
         if matches!(membership, "invite" | "knock") {
             if previous.is_some_and(|(p, _)| p.membership == membership) {
@@ -133,7 +155,13 @@ impl Services {
             if is_dm {
                 entry["is_dm"] = true.into();
             }
-            return Ok(RoomOutput { entry: Some(entry), sent, timeline_ids: Vec::new(), initial: true });
+            return Ok(RoomOutput {
+                entry: Some(entry),
+                sent,
+                timeline_ids: Vec::new(),
+                initial: true,
+                limited: false,
+            });
         }
 
         // Joined, or left/banned: nothing after the membership change is visible (`upper`).
@@ -146,6 +174,7 @@ impl Services {
             && (room.last_event_pos <= since || since >= upper)
             && added.is_empty()
             && !membership_changed
+            && !expanded
         {
             return Ok(nothing(sent));
         }
@@ -155,7 +184,7 @@ impl Services {
         let mut events = match prefetched.timelines.get(&room.room_id) {
             Some(events) => events.clone(),
             None if limit > 0 => {
-                self.store.room_events(&room.room_id, upper, since, Direction::Backward, limit + 1).await?
+                self.store.room_events(&room.room_id, upper, timeline_since, Direction::Backward, limit + 1).await?
             }
             None => Vec::new(),
         };
@@ -213,7 +242,7 @@ impl Services {
         state_events.extend(self.events(&missing).await?);
         state_events.sort_by_key(|e| e.stream_pos);
 
-        if since.is_some() && timeline.is_empty() && state_events.is_empty() && !membership_changed {
+        if since.is_some() && timeline.is_empty() && state_events.is_empty() && !membership_changed && !expanded {
             return Ok(nothing(sent));
         }
 
@@ -226,6 +255,9 @@ impl Services {
         ]);
         if initial {
             entry["initial"] = true.into();
+        }
+        if expanded {
+            entry["unstable_expanded_timeline"] = true.into();
         }
         if is_dm {
             entry["is_dm"] = true.into();
@@ -298,6 +330,6 @@ impl Services {
             entry["highlight_count"] = summary.highlights.into();
         }
         let timeline_ids = timeline.iter().map(|e| e.event_id.clone()).collect();
-        Ok(RoomOutput { entry: Some(entry), sent, timeline_ids, initial })
+        Ok(RoomOutput { entry: Some(entry), sent, timeline_ids, initial, limited })
     }
 }

@@ -10,8 +10,8 @@ use super::{
     to_u64,
 };
 use crate::{
-    MAX_CONNECTIONS_PER_DEVICE, MemberRecord, RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent,
-    StreamPos,
+    MAX_CONNECTIONS_PER_DEVICE, MemberRecord, RoomSummaryRecord, SlidingSyncRepo, StorageResult, StoredConnection,
+    StoredEvent, StreamPos,
 };
 
 // Connection state takes no stream position: plain statements on a pooled connection, outside
