@@ -649,3 +649,27 @@ async fn a_larger_timeline_limit_expands_a_known_room_once() -> Result<()> {
     ensure!(texts(entry) == ["new"] && entry.get("unstable_expanded_timeline").is_none(), "{entry}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_expires_and_a_used_one_does_not() -> Result<()> {
+    let server = TestServer::start_with("[limits]\nsliding_sync_connection_idle_ms = 1500\n").await?;
+    let alice = server.register("alice").await?;
+    alice.create_room(json!({ "name": "r" })).await?;
+    let body = json!({ "conn_id": "idle", "lists": { "all": { "ranges": [[0, 9]], "timeline_limit": 1 } } });
+    let (_, mut pos) = ok(&alice, None, 0, &body).await?;
+    // Requests without news still count as use (the row is touched at least four times per
+    // expiry period, which may hand out a new `pos`), so this connection lives past 1.5 s.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (resp, next) = ok(&alice, Some(&pos), 0, &body).await?;
+        ensure!(resp["rooms"].as_object().is_none_or(|r| r.is_empty()), "{resp}");
+        pos = next;
+    }
+    // Left alone for longer than the expiry, it is forgotten; a new connection starts afresh.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let (status, resp) = ss(&alice, Some(&pos), 0, &body).await?;
+    ensure!(status == 400 && errcode(&resp) == "M_UNKNOWN_POS", "{status} {resp}");
+    let (fresh, _) = ok(&alice, None, 0, &body).await?;
+    ensure!(fresh["lists"]["all"]["count"] == 1, "{fresh}");
+    Ok(())
+}

@@ -47,6 +47,9 @@ pub struct LimitsConfig {
     pub refreshable_access_token_lifetime_ms: u64,
     /// Longest `/sync` long-poll a client may ask for, in milliseconds.
     pub max_sync_timeout_ms: u64,
+    /// A sliding sync connection unused this long is forgotten (its `pos` gets `M_UNKNOWN_POS`
+    /// and the client starts a new one), in milliseconds.
+    pub sliding_sync_connection_idle_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -55,6 +58,7 @@ impl Default for LimitsConfig {
             max_request_body_bytes: 8 * 1024 * 1024,
             refreshable_access_token_lifetime_ms: 5 * 60 * 1000,
             max_sync_timeout_ms: 60_000,
+            sliding_sync_connection_idle_ms: 7 * 24 * 3600 * 1000,
         }
     }
 }

@@ -39,7 +39,7 @@ impl Services {
             let txns = self.store.delete_txn_ids_before(now.saturating_sub(TXN_ID_LIFETIME_MS)).await?;
             let connections = self
                 .store
-                .delete_idle_sliding_sync_connections(now as i64 - crate::sliding_sync::IDLE_EXPIRY_MS)
+                .delete_idle_sliding_sync_connections((now as i64).saturating_sub(self.sliding_idle_expiry_ms()))
                 .await?;
             tracing::info!(
                 tokens,

@@ -279,6 +279,6 @@ impl Services {
             },
             _ => self.store.current_state_ids(room_id).await?.into_iter().map(|(_, _, e)| e).collect(),
         };
-        Ok(self.events(&ids).await?)
+        self.events(&ids).await
     }
 }

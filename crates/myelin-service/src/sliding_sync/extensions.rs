@@ -1,7 +1,7 @@
 //! The extensions of a sliding sync response: `to_device`, `e2ee`, `account_data`, `receipts`,
 //! `typing`. Each says whether it carries news, which decides whether a long-poll returns.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use myelin_core::{MatrixResult, json::object};
 use myelin_storage::{StreamPos, UserRoom};
@@ -75,21 +75,17 @@ impl Services {
             let from = if since.is_none() || !new_rooms.is_empty() { 0 } else { since.map_or(0, |s| s.0) };
             let since_pos = since.map(|s| s.0);
             let mut global = Vec::new();
-            let mut by_room: Map<String, Value> = Map::new();
+            let mut by_room: BTreeMap<String, Vec<Value>> = BTreeMap::new();
             for data in self.store.account_data_since(user_id, from, now).await? {
                 let fresh = since_pos.is_none_or(|s| data.stream_pos > s);
                 let content = serde_json::from_str::<Value>(&data.content).unwrap_or(Value::Null);
-                let event = json!({ "type": data.data_type, "content": content });
+                let event = object([("type", data.data_type.into()), ("content", content)]);
                 if data.room_id.is_empty() {
                     if fresh {
                         global.push(event);
                     }
                 } else if fresh || new_rooms.contains_key(&data.room_id) {
-                    if let Value::Array(events) =
-                        by_room.entry(data.room_id).or_insert_with(|| Value::Array(Vec::new()))
-                    {
-                        events.push(event);
-                    }
+                    by_room.entry(data.room_id).or_default().push(event);
                 }
             }
             if since.is_none() && !global.iter().any(|e| e["type"] == crate::push::PUSH_RULES_TYPE) {
@@ -97,7 +93,13 @@ impl Services {
                 global.push(json!({ "type": crate::push::PUSH_RULES_TYPE, "content": { "global": *rules } }));
             }
             news |= !global.is_empty() || !by_room.is_empty();
-            out.insert("account_data".into(), object([("global", global.into()), ("rooms", by_room.into())]));
+            out.insert(
+                "account_data".into(),
+                object([
+                    ("global", global.into()),
+                    ("rooms", Value::Object(by_room.into_iter().map(|(room, events)| (room, events.into())).collect())),
+                ]),
+            );
         }
 
         if let Some(scope) = &requested.receipts {

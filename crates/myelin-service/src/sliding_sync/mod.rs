@@ -36,9 +36,8 @@ use self::{
 };
 use crate::{Services, accounts::Requester};
 
-/// A connection unused this long is forgotten (its next request gets `M_UNKNOWN_POS`).
-pub const IDLE_EXPIRY_MS: i64 = 7 * 24 * 3600 * 1000;
-/// An idle long-poll that returns nothing rewrites the connection row at most this often.
+/// An idle long-poll that returns nothing rewrites the connection row (its `last_used_ms`) at
+/// most this often, and at least four times per idle expiry (`limits.sliding_sync_connection_idle_ms`).
 const TOUCH_EVERY_MS: i64 = 3600 * 1000;
 const ROOM_CONCURRENCY: usize = 16;
 
@@ -94,6 +93,11 @@ impl Services {
         }
     }
 
+    /// How long a connection may stay unused (`limits.sliding_sync_connection_idle_ms`).
+    pub fn sliding_idle_expiry_ms(&self) -> i64 {
+        i64::try_from(self.config.limits.sliding_sync_connection_idle_ms).unwrap_or(i64::MAX)
+    }
+
     async fn sliding_base(&self, r: &Requester, req: &SlidingSyncRequest) -> MatrixResult<Base> {
         let Some(pos) = &req.pos else {
             return Ok(Base { row: None, seq: 0, state: ConnectionState::default() });
@@ -105,7 +109,7 @@ impl Services {
             .await?
             .filter(|row| row.generation == generation)
             .ok_or_else(|| unknown_pos("Unknown pos"))?;
-        if row.last_used_ms < myelin_core::time::now_ms() as i64 - IDLE_EXPIRY_MS {
+        if row.last_used_ms < myelin_core::time::now_ms() as i64 - self.sliding_idle_expiry_ms() {
             self.store.delete_sliding_sync_connection(&r.user_id, &r.device_id, &req.conn_id).await?;
             return Err(unknown_pos("The connection expired"));
         }
@@ -145,7 +149,11 @@ impl Services {
                 self.store.save_sliding_sync_connection(&r.user_id, &r.device_id, &req.conn_id, None, new).await?;
                 render_pos(&generation, 1)
             }
-            Some(row) if !news && base.seq == row.seq && now_ms - row.last_used_ms < TOUCH_EVERY_MS => {
+            Some(row)
+                if !news
+                    && base.seq == row.seq
+                    && now_ms - row.last_used_ms < TOUCH_EVERY_MS.min(self.sliding_idle_expiry_ms() / 4) =>
+            {
                 // Nothing new: the same position stays valid, no write.
                 render_pos(&row.generation, row.seq)
             }

@@ -200,7 +200,7 @@ impl SlidingSyncRepo for PgStore {
             .iter()
             .map(|(room_id, ..)| {
                 let mut events = by_room.remove(room_id).unwrap_or_default();
-                events.sort_by(|a, b| b.stream_pos.cmp(&a.stream_pos));
+                events.sort_by_key(|e| std::cmp::Reverse(e.stream_pos));
                 events
             })
             .collect())

@@ -10,9 +10,6 @@ use crate::{StorageError, StorageResult};
 
 /// Concurrent reads (and connections). WAL readers do not block each other or the writer.
 const READERS: usize = 8;
-/// How much of the database file the readers map into memory (address space, not RSS: pages
-/// are shared with the OS page cache and reclaimable).
-const MMAP_BYTES: i64 = 1 << 30;
 
 pub struct ReadPool {
     path: PathBuf,
@@ -51,9 +48,6 @@ impl ReadPool {
                     )?;
                     conn.busy_timeout(std::time::Duration::from_secs(10))?;
                     conn.set_prepared_statement_cache_capacity(128);
-                    // Every commit empties a WAL reader's page cache; mapped pages of the main
-                    // file are re-read without a system call or a copy.
-                    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
                     conn
                 }
             };
