@@ -10,7 +10,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use myelin_core::MatrixResult;
@@ -33,6 +36,8 @@ struct Entry {
 #[derive(Default)]
 pub struct UserRoomsCache {
     inner: Mutex<Inner>,
+    /// Counts invalidations; a list read before one is not kept (it may predate the change).
+    epoch: AtomicU64,
 }
 
 #[derive(Default)]
@@ -45,6 +50,7 @@ struct Inner {
 impl UserRoomsCache {
     /// The user's rooms as of at least `now` (rows may be newer, as with a database read).
     pub async fn get(&self, store: &dyn Store, user_id: &str, now: StreamPos) -> MatrixResult<Arc<Vec<UserRoom>>> {
+        let epoch = self.epoch.load(Ordering::Acquire);
         let cached = self.lookup(user_id);
         let rooms = match cached {
             Some((rooms, valid_at)) if valid_at >= now => return Ok(rooms),
@@ -60,11 +66,12 @@ impl UserRoomsCache {
             }
             _ => Arc::new(store.rooms_for_user(user_id).await?),
         };
-        self.store(user_id, rooms.clone(), now);
+        self.store(user_id, rooms.clone(), now, epoch);
         Ok(rooms)
     }
 
     pub fn invalidate(&self, user_id: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         if let Ok(mut inner) = self.inner.lock()
             && let Some(old) = inner.users.remove(user_id)
         {
@@ -73,6 +80,7 @@ impl UserRoomsCache {
     }
 
     pub fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         if let Ok(mut inner) = self.inner.lock() {
             *inner = Inner::default();
         }
@@ -87,10 +95,13 @@ impl UserRoomsCache {
         Some((entry.rooms.clone(), entry.valid_at))
     }
 
-    /// Keeps `rooms` unless a concurrent request stored a list valid at a later position.
-    fn store(&self, user_id: &str, rooms: Arc<Vec<UserRoom>>, valid_at: StreamPos) {
+    /// Keeps `rooms` unless a concurrent request stored a list valid at a later position, or
+    /// something was invalidated since the read began (`epoch`).
+    fn store(&self, user_id: &str, rooms: Arc<Vec<UserRoom>>, valid_at: StreamPos, epoch: u64) {
         let Ok(mut inner) = self.inner.lock() else { return };
-        if inner.users.get(user_id).is_some_and(|e| e.valid_at > valid_at) {
+        if self.epoch.load(Ordering::Acquire) != epoch
+            || inner.users.get(user_id).is_some_and(|e| e.valid_at > valid_at)
+        {
             return;
         }
         inner.tick += 1;
