@@ -404,6 +404,46 @@ async fn room_list_deltas_and_window_reads(url: String) {
     assert_eq!((two.joined, two.heroes.len()), (0, 0), "a left member is no hero");
 }
 
+/// The member counts a room keeps follow every kind of membership change.
+async fn member_counts_follow_membership_changes(url: String) {
+    let s = open_store(&url).await;
+    let room = "!counts:test";
+    persisted(&s, event(room, "$create", "m.room.create", Some(""), &[])).await;
+    let mut prev = "$create".to_owned();
+    let mut n = 0;
+    let mut step = |user: &str, membership: &str| {
+        n += 1;
+        let id = format!("$m{n}");
+        let mut ev = event(room, &id, "m.room.member", Some(user), &[prev.as_str()]);
+        ev.membership = Some(MembershipUpdate {
+            user_id: user.into(),
+            membership: membership.into(),
+            displayname: None,
+            avatar_url: None,
+        });
+        prev = id;
+        ev
+    };
+    let counts = |s: Arc<dyn Store>| async move {
+        let summary = s.room_summaries("@x:test", &[room.to_owned()], s.stream_head()).await.expect("summary");
+        (summary[0].joined, summary[0].invited)
+    };
+    for (user, membership, expected) in [
+        ("@a:test", "join", (1, 0)),
+        ("@b:test", "invite", (1, 1)),
+        ("@b:test", "join", (2, 0)),
+        ("@c:test", "invite", (2, 1)),
+        ("@c:test", "leave", (2, 0)),
+        ("@a:test", "join", (2, 0)),
+        ("@a:test", "leave", (1, 0)),
+        ("@b:test", "ban", (0, 0)),
+        ("@a:test", "invite", (0, 1)),
+    ] {
+        persisted(&s, step(user, membership)).await;
+        assert_eq!(counts(s.clone()).await, expected, "after {user} {membership}");
+    }
+}
+
 /// Runs every conformance test against one backend.
 macro_rules! backend {
     ($backend:ident, $url:expr, [$($test:ident),* $(,)?]) => {
@@ -438,5 +478,6 @@ all_backends!(
     data_survives_reopening,
     a_stale_head_writes_nothing,
     room_list_deltas_and_window_reads,
+    member_counts_follow_membership_changes,
     a_background_job_is_claimed_once_per_interval,
 );

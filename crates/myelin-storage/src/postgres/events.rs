@@ -93,7 +93,7 @@ async fn persist(c: &mut PgConn, positions: &mut Positions, ev: NewEvent) -> Sto
     };
     let ts = ev.origin_server_ts as i64;
 
-    // The rest is independent writes: one pipeline.
+    // The rest is writes sent as one pipeline (they run in this order).
     let event_params: [&(dyn ToSql + Sync); 15] = [
         &pos,
         &ev.event_id,
@@ -140,9 +140,21 @@ async fn persist(c: &mut PgConn, positions: &mut Positions, ev: NewEvent) -> Sto
         ));
     }
     let member_params: [&(dyn ToSql + Sync); 8];
+    let member_count_params: [&(dyn ToSql + Sync); 3];
     if let Some(m) = &ev.membership {
         member_params =
             [&ev.room_id, &m.user_id, &m.membership, &ev.event_id, &pos, &m.displayname, &m.avatar_url, &ev.sender];
+        member_count_params = [&ev.room_id, &m.user_id, &m.membership];
+        // The room's member counts, from the membership this replaces (before the upsert).
+        writes.push((
+            "UPDATE rooms SET
+                 joined_members = joined_members + (CASE WHEN $3::TEXT = 'join' THEN 1 ELSE 0 END)
+                     - (SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND user_id = $2 AND membership = 'join'),
+                 invited_members = invited_members + (CASE WHEN $3::TEXT = 'invite' THEN 1 ELSE 0 END)
+                     - (SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND user_id = $2 AND membership = 'invite')
+             WHERE room_id = $1",
+            &member_count_params,
+        ));
         writes.push((
             "INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, displayname, avatar_url, forgotten, sender)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)

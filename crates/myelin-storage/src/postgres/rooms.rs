@@ -206,8 +206,7 @@ impl RoomRepo for PgStore {
         let total: i64 = c.query_one("SELECT COUNT(*) FROM rooms WHERE is_public = 1", &[]).await?.get(0);
         let rooms = c
             .query(
-                "SELECT r.room_id,
-                        (SELECT COUNT(*) FROM room_members m WHERE m.room_id = r.room_id AND m.membership = 'join') AS n
+                "SELECT r.room_id, r.joined_members AS n
                  FROM rooms r WHERE r.is_public = 1 ORDER BY n DESC, r.room_id LIMIT $1 OFFSET $2",
                 &[&(limit as i64), &(offset as i64)],
             )

@@ -132,12 +132,10 @@ impl SlidingSyncRepo for PgStore {
         let summaries = c
             .query(
                 &format!(
-                    "SELECT r.room_id,
-                            (SELECT COUNT(*) FROM room_members m WHERE m.room_id = r.room_id AND m.membership = 'join'),
-                            (SELECT COUNT(*) FROM room_members m WHERE m.room_id = r.room_id AND m.membership = 'invite'),
-                            (SELECT current_state_group FROM rooms WHERE room_id = r.room_id),
-                            u.notifications, u.highlights
-                     FROM unnest($1::text[]) AS r(room_id) CROSS JOIN LATERAL ({unread}) u"
+                    "SELECT r.room_id, COALESCE(rooms.joined_members, 0), COALESCE(rooms.invited_members, 0),
+                            rooms.current_state_group, u.notifications, u.highlights
+                     FROM unnest($1::text[]) AS r(room_id) LEFT JOIN rooms ON rooms.room_id = r.room_id
+                     CROSS JOIN LATERAL ({unread}) u"
                 ),
                 &[&rooms, &user_id, &until],
             )

@@ -140,6 +140,16 @@ fn persist(conn: &Connection, positions: &mut Positions, ev: NewEvent) -> Storag
             .execute([&ev.room_id, &ev.event_id])?;
     }
     if let Some(m) = &ev.membership {
+        // The room's member counts, from the membership this replaces (read before the upsert).
+        conn.prepare_cached(
+            "UPDATE rooms SET
+                 joined_members = joined_members + (?3 = 'join')
+                     - (SELECT COUNT(*) FROM room_members WHERE room_id = ?1 AND user_id = ?2 AND membership = 'join'),
+                 invited_members = invited_members + (?3 = 'invite')
+                     - (SELECT COUNT(*) FROM room_members WHERE room_id = ?1 AND user_id = ?2 AND membership = 'invite')
+             WHERE room_id = ?1",
+        )?
+        .execute(params![ev.room_id, m.user_id, m.membership])?;
         conn.prepare_cached(
             "INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, displayname, avatar_url, forgotten, sender)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)

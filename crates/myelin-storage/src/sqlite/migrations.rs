@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_dehydrated_devices.sql"),
     include_str!("../../migrations/0006_sliding_sync.sql"),
     include_str!("../../migrations/0007_room_list_deltas.sql"),
+    include_str!("../../migrations/0008_member_counts.sql"),
 ];
 
 pub fn run(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -269,7 +269,7 @@ impl RoomRepo for SqliteStore {
             .read(move |conn| {
                 let total: i64 = conn.query_row("SELECT COUNT(*) FROM rooms WHERE is_public = 1", [], |r| r.get(0))?;
                 let mut stmt = conn.prepare_cached(
-                    "SELECT r.room_id, (SELECT COUNT(*) FROM room_members m WHERE m.room_id = r.room_id AND m.membership = 'join') AS n
+                    "SELECT r.room_id, r.joined_members AS n
                      FROM rooms r WHERE r.is_public = 1 ORDER BY n DESC, r.room_id LIMIT ?1 OFFSET ?2",
                 )?;
                 let rows = stmt.query_map(params![limit as i64, offset as i64], |r| {

@@ -128,23 +128,22 @@ impl SlidingSyncRepo for SqliteStore {
         let (user, rooms) = (user_id.to_owned(), room_ids.to_vec());
         self.readers
             .read(move |conn| {
-                let mut counts = conn.prepare_cached(
-                    "SELECT COALESCE(SUM(membership = 'join'), 0), COALESCE(SUM(membership = 'invite'), 0)
-                     FROM room_members WHERE room_id = ?1",
+                let mut room = conn.prepare_cached(
+                    "SELECT joined_members, invited_members, current_state_group FROM rooms WHERE room_id = ?1",
                 )?;
                 let mut heroes = conn.prepare_cached(
                     "SELECT user_id, membership, event_id, displayname, avatar_url, stream_pos FROM room_members
                      WHERE room_id = ?1 AND user_id != ?2 AND membership IN ('join', 'invite')
                      ORDER BY stream_pos LIMIT 5",
                 )?;
-                let mut group = conn.prepare_cached("SELECT current_state_group FROM rooms WHERE room_id = ?1")?;
                 let mut out = Vec::with_capacity(rooms.len());
                 for room_id in rooms {
-                    let (joined, invited): (i64, i64) = counts.query_row([&room_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    let (joined, invited, current_state_group): (i64, i64, Option<i64>) = room
+                        .query_row([&room_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .optional()?
+                        .unwrap_or((0, 0, None));
                     let heroes =
                         heroes.query_map(params![room_id, user], member_from_row)?.collect::<Result<Vec<_>, _>>()?;
-                    let current_state_group: Option<i64> =
-                        group.query_row([&room_id], |r| r.get(0)).optional()?.flatten();
                     let (notifications, highlights) = unread_counts(conn, &user, &room_id, until)?;
                     out.push(RoomSummaryRecord {
                         room_id,
