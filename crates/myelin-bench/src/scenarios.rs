@@ -495,10 +495,10 @@ async fn sliding_sync(user: &User, pos: Option<&str>, timeout_ms: u64, body: &Va
 /// fresh connection with Element X's required state, then the delay from sending a message to
 /// the long-polling connection returning it, then the memory each further idle connection costs.
 pub async fn sliding_sync_scenario(server: &Server, params: &Params, pid: Option<u32>) -> Result<SlidingSyncResult> {
-    let mut users = register_users(server, params, "s", 1).await?;
+    let mut users = register_users(server, params, "ss", 1).await?;
     let user = users.pop().context("no user")?;
     eprintln!("  sliding-sync: creating {} rooms with one message each", params.ss_rooms);
-    let created = create_rooms_with_a_message(&user, params, "s", params.ss_rooms).await?;
+    let created = create_rooms_with_a_message(&user, params, "ss", params.ss_rooms).await?;
 
     let mut first_window_ms = Vec::new();
     let mut window_rooms = 0;
