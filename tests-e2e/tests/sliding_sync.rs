@@ -673,3 +673,27 @@ async fn an_idle_connection_expires_and_a_used_one_does_not() -> Result<()> {
     ensure!(fresh["lists"]["all"]["count"] == 1, "{fresh}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kicked_user_gets_the_receipts_of_the_timeline_up_to_the_kick() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat", "name": "strict" })).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    let msg = alice.send_message(&room, "last words").await?;
+    let receipt = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&msg));
+    ensure!(alice.post(&receipt, &json!({})).await?.0 == 200);
+    let kick = json!({ "user_id": bob.user_id });
+    ensure!(alice.post(&format!("/_matrix/client/v3/rooms/{}/kick", enc(&room)), &kick).await?.0 == 200);
+    let body = json!({
+        "conn_id": "kicked",
+        "lists": { "all": { "ranges": [[0, 9]], "timeline_limit": 5, "required_state": [] } },
+        "extensions": { "receipts": { "enabled": true }, "typing": { "enabled": true } },
+    });
+    let (resp, _) = ok(&bob, None, 0, &body).await?;
+    ensure!(texts(&resp["rooms"][&room]).contains(&"last words".to_owned()), "the room up to the kick: {resp}");
+    let receipts = &resp["extensions"]["receipts"]["rooms"][&room]["content"][&msg]["m.read"];
+    ensure!(receipts[&alice.user_id].is_object(), "alice's receipt on the last message bob saw: {resp}");
+    Ok(())
+}

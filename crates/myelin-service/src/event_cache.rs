@@ -4,7 +4,8 @@
 //! An event row never changes but for `redacted_by`, set when a redaction is persisted: the send
 //! path drops the redacted event (`invalidate`) and tells the other processes
 //! (`Signal::Redacted`). A read that raced with an invalidation is not kept (`epoch`), so a stale
-//! row cannot outlive the signal. Anything else that changes an event row must invalidate it too.
+//! row cannot outlive the signal; and an event is read again after `MAX_AGE` whatever happened,
+//! in case a signal was lost. Anything else that changes an event row must invalidate it too.
 //!
 //! Two generations approximate least-recently-used eviction: hits move to `young`; when `young`
 //! is full it becomes `old` and the previous `old` is dropped.
@@ -15,6 +16,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use myelin_core::MatrixResult;
@@ -24,6 +26,11 @@ use crate::Services;
 
 /// Bytes of event JSON per generation (two generations are kept).
 const GENERATION_BYTES: usize = 16 << 20;
+/// An event is read again after this long: the backstop for a redaction whose signal never
+/// arrived (its process died between the commit and the broadcast).
+const MAX_AGE: Duration = Duration::from_secs(600);
+
+type Cached = (Arc<StoredEvent>, Instant);
 
 #[derive(Default)]
 pub struct EventCache {
@@ -34,29 +41,32 @@ pub struct EventCache {
 
 #[derive(Default)]
 struct Generations {
-    young: HashMap<String, Arc<StoredEvent>>,
+    young: HashMap<String, Cached>,
     young_bytes: usize,
-    old: HashMap<String, Arc<StoredEvent>>,
+    old: HashMap<String, Cached>,
 }
 
 impl Generations {
     fn get(&mut self, event_id: &str) -> Option<Arc<StoredEvent>> {
-        if let Some(ev) = self.young.get(event_id) {
-            return Some(ev.clone());
+        if let Some((ev, read)) = self.young.get(event_id) {
+            return (read.elapsed() < MAX_AGE).then(|| ev.clone());
         }
-        let ev = self.old.remove(event_id)?;
-        self.insert(ev.clone());
+        let (ev, read) = self.old.remove(event_id)?;
+        if read.elapsed() >= MAX_AGE {
+            return None;
+        }
+        self.insert(ev.clone(), read);
         Some(ev)
     }
 
-    fn insert(&mut self, ev: Arc<StoredEvent>) {
+    fn insert(&mut self, ev: Arc<StoredEvent>, read: Instant) {
         let size = ev.json.len() + ev.event_id.len() * 2;
         if self.young_bytes + size > GENERATION_BYTES {
             self.old = std::mem::take(&mut self.young);
             self.young_bytes = 0;
         }
         self.young_bytes += size;
-        self.young.insert(ev.event_id.clone(), ev);
+        self.young.insert(ev.event_id.clone(), (ev, read));
     }
 }
 
@@ -96,13 +106,14 @@ impl EventCache {
             return Ok(found.into_iter().flatten().collect());
         }
         let epoch = self.epoch.load(Ordering::Acquire);
+        let now = Instant::now();
         let read: HashMap<String, StoredEvent> =
             store.get_events(&missing).await?.into_iter().map(|ev| (ev.event_id.clone(), ev)).collect();
         if let Ok(mut inner) = self.inner.lock()
             && self.epoch.load(Ordering::Acquire) == epoch
         {
             for ev in read.values() {
-                inner.insert(Arc::new(ev.clone()));
+                inner.insert(Arc::new(ev.clone()), now);
             }
         }
         Ok(event_ids.iter().zip(found).filter_map(|(id, hit)| hit.or_else(|| read.get(id).cloned())).collect())

@@ -228,10 +228,7 @@ impl Services {
                     };
                     match built.pending.await {
                         Ok(PersistOutcome::Persisted { .. }) => {
-                            if let Some(redacted) = &spec.redacts {
-                                self.event_cache.invalidate(redacted);
-                                self.store.broadcast(Signal::Redacted { event_id: redacted.clone() });
-                            }
+                            self.drop_redacted_from_caches(&spec);
                             self.store.broadcast(Signal::RoomHead { room_id: room_id.to_owned() });
                             self.notifier.notify_users(&built.wake);
                             return Ok((built.event_id, built.room_id));
@@ -252,12 +249,23 @@ impl Services {
                         }
                         Err(e) => {
                             self.heads.invalidate(room_id);
+                            // The commit may have happened (a connection lost during COMMIT).
+                            self.drop_redacted_from_caches(&spec);
                             return Err(e.into());
                         }
                     }
                 }
                 Err(MatrixError::new(ErrorCode::Unknown, "The room is too busy; try again").with_status(503))
             }
+        }
+    }
+
+    /// A redaction changes its target's row: this process and the others drop it from their
+    /// event caches.
+    fn drop_redacted_from_caches(&self, spec: &EventSpec) {
+        if let Some(redacted) = &spec.redacts {
+            self.event_cache.invalidate(redacted);
+            self.store.broadcast(Signal::Redacted { event_id: redacted.clone() });
         }
     }
 

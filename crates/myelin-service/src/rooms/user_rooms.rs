@@ -6,7 +6,8 @@
 //! reads) and applies that. Because the catch-up goes through the database by position, it is
 //! right on every process of a PostgreSQL cluster without any signal. The one change without a
 //! position — forgetting a room — drops the entry (`invalidate`, `Signal::RoomsOfUser` for the
-//! other processes).
+//! other processes); every list is also read whole again after `MAX_AGE`, in case a signal was
+//! lost.
 
 use std::{
     collections::HashMap,
@@ -14,9 +15,10 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
-use myelin_core::MatrixResult;
+use myelin_core::{MatrixError, MatrixResult};
 use myelin_storage::{Store, StreamPos, UserRoom};
 
 /// Rooms kept over all users; past this the least recently used users are dropped.
@@ -26,11 +28,23 @@ const MAX_DELTA: usize = 256;
 /// Further behind than this many positions, the whole list is read again (the catch-up walks
 /// every room with an event since then).
 const MAX_LAG: StreamPos = 20_000;
+/// A list is read whole again at least this often: the backstop for a change without a position
+/// whose signal never arrived (a forget made through a process that died before telling).
+const MAX_AGE: Duration = Duration::from_secs(300);
 
 struct Entry {
     rooms: Arc<Vec<UserRoom>>,
     valid_at: StreamPos,
+    /// When the list was last read whole.
+    loaded: Instant,
     used: u64,
+}
+
+impl Entry {
+    /// What the entry counts against [`MAX_ROOMS`] (a user without rooms still takes room).
+    fn weight(&self) -> usize {
+        self.rooms.len().max(1)
+    }
 }
 
 #[derive(Default)]
@@ -51,22 +65,23 @@ impl UserRoomsCache {
     /// The user's rooms as of at least `now` (rows may be newer, as with a database read).
     pub async fn get(&self, store: &dyn Store, user_id: &str, now: StreamPos) -> MatrixResult<Arc<Vec<UserRoom>>> {
         let epoch = self.epoch.load(Ordering::Acquire);
-        let cached = self.lookup(user_id);
-        let rooms = match cached {
-            Some((rooms, valid_at)) if valid_at >= now => return Ok(rooms),
-            Some((rooms, valid_at)) if now - valid_at <= MAX_LAG => {
+        let cached = self.lookup(user_id).filter(|(_, _, loaded)| loaded.elapsed() < MAX_AGE);
+        let whole = || async { Ok::<_, MatrixError>((Arc::new(store.rooms_for_user(user_id).await?), Instant::now())) };
+        let (rooms, loaded) = match cached {
+            Some((rooms, valid_at, _)) if valid_at >= now => return Ok(rooms),
+            Some((rooms, valid_at, loaded)) if now - valid_at <= MAX_LAG => {
                 let changed = store.rooms_for_user_since(user_id, valid_at, MAX_DELTA).await?;
                 if changed.is_empty() {
-                    rooms
+                    (rooms, loaded)
                 } else if changed.len() < MAX_DELTA {
-                    Arc::new(apply(&rooms, changed))
+                    (Arc::new(apply(&rooms, changed)), loaded)
                 } else {
-                    Arc::new(store.rooms_for_user(user_id).await?)
+                    whole().await?
                 }
             }
-            _ => Arc::new(store.rooms_for_user(user_id).await?),
+            _ => whole().await?,
         };
-        self.store(user_id, rooms.clone(), now, epoch);
+        self.store(user_id, Entry { rooms: rooms.clone(), valid_at: now, loaded, used: 0 }, epoch);
         Ok(rooms)
     }
 
@@ -75,7 +90,7 @@ impl UserRoomsCache {
         if let Ok(mut inner) = self.inner.lock()
             && let Some(old) = inner.users.remove(user_id)
         {
-            inner.rooms -= old.rooms.len();
+            inner.rooms -= old.weight();
         }
     }
 
@@ -86,35 +101,40 @@ impl UserRoomsCache {
         }
     }
 
-    fn lookup(&self, user_id: &str) -> Option<(Arc<Vec<UserRoom>>, StreamPos)> {
+    fn lookup(&self, user_id: &str) -> Option<(Arc<Vec<UserRoom>>, StreamPos, Instant)> {
         let mut inner = self.inner.lock().ok()?;
         inner.tick += 1;
         let tick = inner.tick;
         let entry = inner.users.get_mut(user_id)?;
         entry.used = tick;
-        Some((entry.rooms.clone(), entry.valid_at))
+        Some((entry.rooms.clone(), entry.valid_at, entry.loaded))
     }
 
-    /// Keeps `rooms` unless a concurrent request stored a list valid at a later position, or
+    /// Keeps `entry` unless a concurrent request stored a list valid at a later position, or
     /// something was invalidated since the read began (`epoch`).
-    fn store(&self, user_id: &str, rooms: Arc<Vec<UserRoom>>, valid_at: StreamPos, epoch: u64) {
+    fn store(&self, user_id: &str, mut entry: Entry, epoch: u64) {
         let Ok(mut inner) = self.inner.lock() else { return };
         if self.epoch.load(Ordering::Acquire) != epoch
-            || inner.users.get(user_id).is_some_and(|e| e.valid_at > valid_at)
+            || inner.users.get(user_id).is_some_and(|e| e.valid_at > entry.valid_at)
         {
             return;
         }
         inner.tick += 1;
-        let used = inner.tick;
-        let added = rooms.len();
-        if let Some(old) = inner.users.insert(user_id.to_owned(), Entry { rooms, valid_at, used }) {
-            inner.rooms -= old.rooms.len();
+        entry.used = inner.tick;
+        let added = entry.weight();
+        if let Some(old) = inner.users.insert(user_id.to_owned(), entry) {
+            inner.rooms -= old.weight();
         }
         inner.rooms += added;
-        while inner.rooms > MAX_ROOMS && inner.users.len() > 1 {
-            let Some(oldest) = inner.users.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| k.clone()) else { break };
-            if let Some(old) = inner.users.remove(&oldest) {
-                inner.rooms -= old.rooms.len();
+        if inner.rooms > MAX_ROOMS {
+            // Over budget: drop the least recently used eighth at once (one sort per many inserts).
+            let mut by_use: Vec<(u64, String)> = inner.users.iter().map(|(k, e)| (e.used, k.clone())).collect();
+            by_use.sort_unstable();
+            let drop = (by_use.len() / 8).max(1).min(by_use.len().saturating_sub(1));
+            for (_, user) in by_use.into_iter().take(drop) {
+                if let Some(old) = inner.users.remove(&user) {
+                    inner.rooms -= old.weight();
+                }
             }
         }
     }

@@ -10,16 +10,18 @@ use serde_json::{Map, Value, json};
 use super::request::{ExtensionScope, Extensions};
 use crate::{Services, accounts::Requester, sync::receipt_content};
 
-/// A joined room of the response: the lists whose ranges hold it, and whether it is subscribed.
+/// A room of the response (joined, or left/banned and shown up to the leave): the lists whose
+/// ranges hold it, and whether it is subscribed.
 pub struct WindowRoom {
     pub room_id: String,
     pub lists: Vec<String>,
     pub subscribed: bool,
+    pub joined: bool,
 }
 
 /// The window's rooms `scope` covers.
-fn scoped<'a>(window: &'a [WindowRoom], scope: &'a ExtensionScope) -> impl Iterator<Item = &'a String> {
-    window.iter().filter(|w| scope.covers(&w.room_id, &w.lists, w.subscribed)).map(|w| &w.room_id)
+fn scoped<'a>(window: &'a [WindowRoom], scope: &'a ExtensionScope) -> impl Iterator<Item = &'a WindowRoom> {
+    window.iter().filter(|w| scope.covers(&w.room_id, &w.lists, w.subscribed))
 }
 
 pub struct ExtensionInput<'a> {
@@ -28,7 +30,7 @@ pub struct ExtensionInput<'a> {
     pub since: Option<(StreamPos, u64)>,
     pub now: StreamPos,
     pub rooms: &'a [UserRoom],
-    /// Joined rooms in the lists' ranges or subscribed.
+    /// Rooms with a timeline in the lists' ranges or subscribed (not invites).
     pub window: &'a [WindowRoom],
     /// Rooms sent as new in this response, with the timeline event ids sent.
     pub new_rooms: &'a HashMap<String, Vec<String>>,
@@ -103,10 +105,11 @@ impl Services {
         }
 
         if let Some(scope) = &requested.receipts {
-            let covered: HashSet<&String> = scoped(window, scope).collect();
+            let covered: Vec<&WindowRoom> = scoped(window, scope).collect();
             let mut receipts = Map::new();
             // Rooms new on the connection: receipts on the events sent, and the user's own.
-            let new_ids: Vec<String> = new_rooms.keys().filter(|id| covered.contains(id)).cloned().collect();
+            let new_ids: Vec<String> =
+                covered.iter().filter(|w| new_rooms.contains_key(&w.room_id)).map(|w| w.room_id.clone()).collect();
             if !new_ids.is_empty() {
                 let all = self.store.receipts_since(&new_ids, 0, now).await?;
                 for room_id in &new_ids {
@@ -124,8 +127,12 @@ impl Services {
                 }
             }
             if let Some((pos, _)) = since {
-                let known: Vec<String> =
-                    covered.iter().filter(|id| !new_rooms.contains_key(**id)).map(|id| (*id).clone()).collect();
+                // Known rooms: what changed since, in the rooms the user is still in.
+                let known: Vec<String> = covered
+                    .iter()
+                    .filter(|w| w.joined && !new_rooms.contains_key(&w.room_id))
+                    .map(|w| w.room_id.clone())
+                    .collect();
                 let changed = self.store.receipts_since(&known, pos, now).await?;
                 for room_id in &known {
                     let content = receipt_content(changed.iter().filter(|r| &r.room_id == room_id), user_id);
@@ -140,7 +147,7 @@ impl Services {
 
         if let Some(scope) = &requested.typing {
             let mut typing = Map::new();
-            for room_id in scoped(window, scope) {
+            for room_id in scoped(window, scope).filter(|w| w.joined).map(|w| &w.room_id) {
                 let from = if new_rooms.contains_key(room_id) { 0 } else { since.map_or(0, |s| s.1) };
                 if let Some(users) = self.typing.typing_since(room_id, from) {
                     typing.insert(room_id.clone(), json!({ "type": "m.typing", "content": { "user_ids": users } }));

@@ -336,11 +336,12 @@ impl Services {
         let t_rooms_done = t0.elapsed();
         let window: Vec<WindowRoom> = selected
             .values()
-            .filter(|(room, _)| room.membership == "join")
+            .filter(|(room, _)| matches!(room.membership.as_str(), "join" | "leave" | "ban"))
             .map(|(room, _)| WindowRoom {
                 room_id: room.room_id.clone(),
                 lists: in_lists.remove(room.room_id.as_str()).unwrap_or_default(),
                 subscribed: req.room_subscriptions.contains_key(&room.room_id),
+                joined: room.membership == "join",
             })
             .collect();
         let (extensions, extension_news) = self
