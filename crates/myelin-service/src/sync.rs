@@ -435,15 +435,11 @@ impl Services {
         } else {
             json!({})
         };
+        let (timeline_section, state_section) =
+            self.timeline_and_state(&timeline, limited, &state_events, viewer).await?;
         let mut entry = object([
-            (
-                "timeline",
-                object([
-                    ("events", self.client_events(&timeline, ClientFormat::Sync, viewer).await?.into()),
-                    ("limited", limited.into()),
-                ]),
-            ),
-            ("state", object([("events", self.client_events(&state_events, ClientFormat::Sync, None).await?.into())])),
+            ("timeline", timeline_section),
+            ("state", state_section),
             ("ephemeral", object([("events", ephemeral.into())])),
             ("account_data", object([("events", room_account_data.into())])),
             ("unread_notifications", json!({ "notification_count": notifications, "highlight_count": highlights })),
@@ -453,6 +449,19 @@ impl Services {
             entry["timeline"]["prev_batch"] = prev.into();
         }
         Ok(Some(entry))
+    }
+
+    /// A room's `timeline` (`events`, `limited`) and `state` (`events`) sections, in client format.
+    async fn timeline_and_state(
+        &self,
+        timeline: &[StoredEvent],
+        limited: bool,
+        state_events: &[StoredEvent],
+        viewer: Option<(&str, &str)>,
+    ) -> MatrixResult<(Value, Value)> {
+        let events = self.client_events(timeline, ClientFormat::Sync, viewer).await?;
+        let state = self.client_events(state_events, ClientFormat::Sync, None).await?;
+        Ok((object([("events", events.into()), ("limited", limited.into())]), object([("events", state.into())])))
     }
 
     async fn left_room(
@@ -472,15 +481,11 @@ impl Services {
         };
         let state_events = self.state_section(user_id, &state, previous.as_deref(), &timeline, filter).await?;
         let viewer = Some((user_id, requester.device_id.as_str()));
+        let (timeline_section, state_section) =
+            self.timeline_and_state(&timeline, limited, &state_events, viewer).await?;
         let mut entry = object([
-            (
-                "timeline",
-                object([
-                    ("events", self.client_events(&timeline, ClientFormat::Sync, viewer).await?.into()),
-                    ("limited", limited.into()),
-                ]),
-            ),
-            ("state", object([("events", self.client_events(&state_events, ClientFormat::Sync, None).await?.into())])),
+            ("timeline", timeline_section),
+            ("state", state_section),
             ("account_data", json!({ "events": [] })),
         ]);
         if let Some(first) = timeline.first() {
