@@ -88,7 +88,7 @@ pub async fn new_postgres_database() -> Result<String> {
         }
     };
     let name = format!("e2e_{:016x}", rand::random::<u64>());
-    Ok(myelin_storage::postgres::create_database(&admin, &name).await?)
+    Ok(myelin_storage::create_database(&admin, &name).await?)
 }
 
 impl TestServer {

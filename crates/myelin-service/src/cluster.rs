@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use myelin_storage::Signal;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::{Services, notifier::Notifier};
+use crate::Services;
 
 /// Spawns the task that applies other processes' signals for as long as `services` lives.
 /// Needs a tokio runtime.
@@ -32,7 +32,9 @@ pub fn follow_other_processes(services: &Arc<Services>) {
 impl Services {
     fn apply_signal(&self, signal: Signal) {
         match signal {
-            Signal::Wake { users, .. } => self.notifier.local.notify_users(&users),
+            Signal::Wake { users, pos } => {
+                self.notifier.local.notify_users_at(users, pos, &|| self.store.stream_head());
+            }
             Signal::RoomHead { room_id } => self.heads.invalidate(&room_id),
             Signal::Redacted { event_id } => self.event_cache.invalidate(&event_id),
             Signal::RoomsOfUser { user_id } => self.user_rooms.invalidate(&user_id),

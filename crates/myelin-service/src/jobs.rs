@@ -1,53 +1,199 @@
-//! Background jobs. Every process runs the scheduler; each run of a job is claimed in the
-//! database first (`JobRepo::claim_job`), so a deployment of several processes runs it once per
-//! interval, not once per process.
+//! Background work on the durable job queue (`myelin_storage::JobRepo`).
+//!
+//! Every process runs a runner. It claims due jobs with a lease (a job is run by one process at a
+//! time; if that process dies, the lease runs out and another process runs it again), runs each
+//! with its handler, and then deletes it, schedules its next run (periodic jobs) or, if it
+//! failed, schedules a retry with exponential backoff, keeping it as failed after the last
+//! attempt. Jobs survive restarts and `kill -9`: they are rows.
+//!
+//! Kinds of job (`JobKind`): `cleanup`, hourly per deployment — expired login tokens, old
+//! transaction ids, idle sliding sync connections.
 
 use std::{sync::Arc, time::Duration};
 
-use myelin_core::time::now_ms;
+use myelin_core::{MatrixError, MatrixResult, time::now_ms};
+use myelin_storage::{ClaimedJob, NewJob};
 
 use crate::Services;
 
-/// How often each process checks whether a job is due.
-const TICK: Duration = Duration::from_secs(60);
+/// How long a claimed job is leased to its process; a run that takes longer may be run again.
+const LEASE_MS: u64 = 5 * 60 * 1000;
+/// The runner looks at the queue at least this often (jobs queued by other processes).
+const POLL: Duration = Duration::from_secs(1);
+/// Jobs claimed at once.
+const CLAIM_BATCH: usize = 16;
+/// Attempts before a job is kept as failed.
+pub const MAX_ATTEMPTS: u32 = 8;
+/// First retry delay; doubled for each further attempt, up to [`MAX_BACKOFF_MS`].
+const BACKOFF_MS: u64 = 10_000;
+const MAX_BACKOFF_MS: u64 = 60 * 60 * 1000;
+
 /// The clean-up job runs once an hour per deployment.
 const CLEANUP_INTERVAL_MS: u64 = 60 * 60 * 1000;
 /// Transaction ids are remembered for a day (like Synapse): a retry after that is a new send.
 const TXN_ID_LIFETIME_MS: u64 = 24 * 60 * 60 * 1000;
 
-/// Spawns the scheduler; it stops when the services are dropped.
+/// What a job does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    /// Periodic clean-up of expired and idle rows.
+    Cleanup,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Cleanup => "cleanup",
+        }
+    }
+
+    pub fn parse(kind: &str) -> Option<Self> {
+        match kind {
+            "cleanup" => Some(JobKind::Cleanup),
+            _ => None,
+        }
+    }
+
+    /// For periodic jobs: the time between runs.
+    fn interval_ms(self) -> Option<u64> {
+        match self {
+            JobKind::Cleanup => Some(CLEANUP_INTERVAL_MS),
+        }
+    }
+}
+
+/// When a job that failed its `attempts`-th run is tried again, or `None` to give up.
+pub fn retry_at(now_ms: u64, attempts: u32) -> Option<u64> {
+    if attempts >= MAX_ATTEMPTS {
+        return None;
+    }
+    let backoff = BACKOFF_MS.saturating_mul(1 << attempts.saturating_sub(1).min(20)).min(MAX_BACKOFF_MS);
+    Some(now_ms.saturating_add(backoff))
+}
+
+/// Queues the periodic jobs (once per deployment: they are keyed by name) and spawns the runner;
+/// it stops when the services are dropped.
 pub fn spawn(services: &Arc<Services>) {
     let services = Arc::downgrade(services);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(TICK);
+        if let Some(s) = services.upgrade()
+            && let Err(err) = s.schedule_periodic_jobs().await
+        {
+            tracing::warn!(%err, "could not queue the periodic jobs");
+        }
         loop {
-            tick.tick().await;
-            let Some(services) = services.upgrade() else { return };
-            if let Err(err) = services.run_due_jobs().await {
-                tracing::warn!(%err, "background job failed; it will be retried");
+            let Some(s) = services.upgrade() else { return };
+            let worked = match s.run_due_jobs(now_ms()).await {
+                Ok(n) => n > 0,
+                Err(err) => {
+                    tracing::warn!(%err, "job runner");
+                    false
+                }
+            };
+            // Due jobs may be waiting beyond the batch: look again at once.
+            if worked {
+                continue;
+            }
+            let wait = match s.store.next_job_due().await {
+                Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now_ms())).min(POLL),
+                _ => POLL,
+            };
+            // A notification sent meanwhile is kept by `Notify` until this wait takes it.
+            let queued = s.jobs_queued.clone();
+            drop(s);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = queued.notified() => {}
             }
         }
     });
 }
 
 impl Services {
-    /// Runs every job whose interval has passed and that no other process has claimed.
-    pub async fn run_due_jobs(&self) -> Result<(), myelin_storage::StorageError> {
-        let now = now_ms();
-        if self.store.claim_job("cleanup", now, CLEANUP_INTERVAL_MS).await? {
-            let tokens = self.store.delete_expired_login_tokens(now).await?;
-            let txns = self.store.delete_txn_ids_before(now.saturating_sub(TXN_ID_LIFETIME_MS)).await?;
-            let connections = self
-                .store
-                .delete_idle_sliding_sync_connections((now as i64).saturating_sub(self.sliding_idle_expiry_ms()))
-                .await?;
-            tracing::info!(
-                tokens,
-                txns,
-                connections,
-                "clean-up: expired login tokens, old transaction ids and idle sliding sync connections removed"
-            );
+    /// Queues a job of `kind` to run at `run_at_ms` (wakes this process's runner).
+    pub async fn schedule_job(&self, kind: JobKind, payload: serde_json::Value, run_at_ms: u64) -> MatrixResult<()> {
+        let job = NewJob { kind: kind.as_str().to_owned(), dedupe_key: None, payload: payload.to_string(), run_at_ms };
+        self.store.schedule_job(job, now_ms()).await?;
+        self.jobs_queued.notify_one();
+        Ok(())
+    }
+
+    async fn schedule_periodic_jobs(&self) -> MatrixResult<()> {
+        for kind in [JobKind::Cleanup] {
+            let job = NewJob {
+                kind: kind.as_str().to_owned(),
+                dedupe_key: Some(kind.as_str().to_owned()),
+                payload: "{}".to_owned(),
+                run_at_ms: now_ms(),
+            };
+            self.store.schedule_job(job, now_ms()).await?;
         }
         Ok(())
+    }
+
+    /// Claims and runs the jobs due at `now`; returns how many ran.
+    pub async fn run_due_jobs(&self, now: u64) -> MatrixResult<usize> {
+        let claimed = self.store.claim_jobs(&self.worker_id, now, now + LEASE_MS, CLAIM_BATCH).await?;
+        let count = claimed.len();
+        for job in claimed {
+            self.run_job(job, now).await?;
+        }
+        Ok(count)
+    }
+
+    async fn run_job(&self, job: ClaimedJob, now: u64) -> MatrixResult<()> {
+        let kind = JobKind::parse(&job.kind);
+        let outcome = match kind {
+            Some(kind) => self.run_job_kind(kind, &job.payload, now).await,
+            None => Err(MatrixError::internal(format!("unknown job kind {:?}", job.kind))),
+        };
+        match (outcome, kind.and_then(JobKind::interval_ms)) {
+            (Ok(()), Some(interval)) => {
+                self.store.reschedule_job(job.id, &self.worker_id, now + interval).await?;
+            }
+            (Ok(()), None) => {
+                self.store.complete_job(job.id, &self.worker_id).await?;
+            }
+            (Err(err), _) => {
+                let retry = retry_at(now, job.attempts);
+                tracing::warn!(kind = job.kind, attempts = job.attempts, retry_at = ?retry, error = %err, "job failed");
+                self.store.fail_job(job.id, &self.worker_id, &err.to_string(), retry).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_job_kind(&self, kind: JobKind, _payload: &str, now: u64) -> MatrixResult<()> {
+        match kind {
+            JobKind::Cleanup => {
+                let tokens = self.store.delete_expired_login_tokens(now).await?;
+                let txns = self.store.delete_txn_ids_before(now.saturating_sub(TXN_ID_LIFETIME_MS)).await?;
+                let connections = self
+                    .store
+                    .delete_idle_sliding_sync_connections((now as i64).saturating_sub(self.sliding_idle_expiry_ms()))
+                    .await?;
+                tracing::info!(
+                    tokens,
+                    txns,
+                    connections,
+                    "clean-up: expired login tokens, old transaction ids and idle sliding sync connections removed"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_ATTEMPTS, retry_at};
+
+    #[test]
+    fn retries_back_off_exponentially_then_give_up() {
+        assert_eq!(retry_at(1_000, 1), Some(11_000));
+        assert_eq!(retry_at(1_000, 2), Some(21_000));
+        assert_eq!(retry_at(1_000, 3), Some(41_000));
+        assert_eq!(retry_at(0, MAX_ATTEMPTS - 1), Some(10_000 << (MAX_ATTEMPTS - 2)));
+        assert_eq!(retry_at(1_000, MAX_ATTEMPTS), None);
     }
 }

@@ -28,7 +28,7 @@ use myelin_storage::Store;
 
 /// Storage record types the API layer receives from services (re-exported so it need not depend on storage).
 pub use myelin_storage::{DeviceRecord, Direction};
-pub use notifier::{ClusterNotifier, LocalNotifier, Notifier};
+pub use notifier::{ClusterNotifier, LocalNotifier};
 
 /// Every service, built once at start-up and shared by the HTTP handlers.
 pub struct Services {
@@ -52,6 +52,10 @@ pub struct Services {
     pub server_name: ruma::OwnedServerName,
     /// Other servers' keys and device lists (federation; `Unfederated` until it exists).
     pub remote_keys: Arc<dyn e2ee::remote::RemoteKeys>,
+    /// This process's name on the job queue (the holder of its leases).
+    pub worker_id: String,
+    /// Wakes this process's job runner when a job is queued here.
+    pub jobs_queued: Arc<tokio::sync::Notify>,
 }
 
 impl Services {
@@ -78,8 +82,11 @@ impl Services {
             passwords: passwords::PasswordHasher::new(2),
             server_name,
             remote_keys: Arc::new(e2ee::remote::Unfederated),
+            worker_id: format!("{}-{}", std::process::id(), myelin_core::random::alphanumeric(8)),
+            jobs_queued: Arc::new(tokio::sync::Notify::new()),
         });
         cluster::follow_other_processes(&services);
+        notifier::follow_stream_head(&services.notifier);
         Ok(services)
     }
 

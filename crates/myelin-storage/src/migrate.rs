@@ -8,7 +8,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use rusqlite::{Connection, OpenFlags, types::Value};
 use tokio_postgres::types::ToSql;
 
-use crate::{StorageError, StorageResult, postgres::PgStore};
+use crate::{Database, StorageError, StorageResult, db::postgres::PgConn};
 
 /// Rows per INSERT.
 const BATCH: usize = 1_000;
@@ -72,12 +72,13 @@ fn row_hash(cells: &[Value]) -> u64 {
 /// `to` (migrated to the same schema version), then verifies counts and checksums.
 pub async fn sqlite_to_postgres(
     from: &std::path::Path,
-    to: &PgStore,
+    to: &Database,
     progress: Progress<'_>,
 ) -> StorageResult<MigrationReport> {
+    let to = to.postgres().ok_or_else(|| StorageError::Config("the target must be a PostgreSQL database".into()))?;
     let mut source = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let version: i64 = source.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version as usize != crate::sqlite::migrations::MIGRATIONS.len() {
+    if version as usize != crate::db::sqlite::MIGRATIONS.len() {
         return Err(StorageError::Config(format!(
             "{} is at schema version {version}; start this version of Myelin on it once to upgrade it first",
             from.display()
@@ -85,14 +86,14 @@ pub async fn sqlite_to_postgres(
     }
     let snapshot = source.transaction()?;
     let tables = tables(&snapshot)?;
-    let mut target = to.connection().await?;
+    let mut target = to.connect().await?;
     for table in &tables {
         let sql = if table.name == "stream_head" {
             "SELECT pos > 0 FROM stream_head".to_owned()
         } else {
             format!("SELECT EXISTS (SELECT 1 FROM {})", table.name)
         };
-        if target.query_one(&sql, &[]).await?.get::<_, bool>(0) {
+        if target.client().query_one(&sql, &[]).await?.get::<_, bool>(0) {
             return Err(StorageError::Config(format!("the target database is not empty (table {})", table.name)));
         }
     }
@@ -127,7 +128,7 @@ pub async fn sqlite_to_postgres(
 async fn copy_all(
     source: &Connection,
     tables: &[Table],
-    target: &mut crate::postgres::PgConn,
+    target: &mut PgConn,
     progress: Progress<'_>,
 ) -> StorageResult<()> {
     for table in tables {
@@ -135,7 +136,7 @@ async fn copy_all(
         let total = total.max(0) as u64;
         progress(&table.name, 0, total);
         if table.name == "stream_head" {
-            target.execute("DELETE FROM stream_head", &[]).await?;
+            target.batch("DELETE FROM stream_head").await?;
         }
         let columns: Vec<&str> = table.columns.iter().map(|(c, _)| c.as_str()).collect();
         let casts: Vec<String> = table
@@ -185,17 +186,19 @@ async fn copy_all(
                     if *kind == Kind::Int { &ints[i] } else { &texts[i] }
                 })
                 .collect();
-            target.execute(&insert, &params).await?;
+            target.client().execute(&insert, &params).await?;
             done += n as u64;
             progress(&table.name, done, total);
         }
     }
     // Identity columns continue after the copied ids.
-    target
-        .batch(
-            "SELECT setval(pg_get_serial_sequence('state_groups', 'id'), GREATEST((SELECT MAX(id) FROM state_groups), 1))",
-        )
-        .await?;
+    for table in ["state_groups", "jobs"] {
+        target
+            .batch(&format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT MAX(id) FROM {table}), 1))"
+            ))
+            .await?;
+    }
     Ok(())
 }
 
@@ -212,7 +215,7 @@ fn sqlite_checksum(conn: &Connection, table: &Table) -> StorageResult<(u64, u64)
     Ok((count, sum))
 }
 
-async fn postgres_checksum(conn: &mut crate::postgres::PgConn, table: &Table) -> StorageResult<(u64, u64)> {
+async fn postgres_checksum(conn: &mut PgConn, table: &Table) -> StorageResult<(u64, u64)> {
     let columns: Vec<&str> = table.columns.iter().map(|(c, _)| c.as_str()).collect();
     // A cursor, so a big table is read in pieces rather than all at once.
     conn.batch("BEGIN").await?;
@@ -222,7 +225,7 @@ async fn postgres_checksum(conn: &mut crate::postgres::PgConn, table: &Table) ->
         .await?;
     let (mut count, mut sum) = (0u64, 0u64);
     loop {
-        let rows = conn.query(&format!("FETCH 5000 FROM {cursor}"), &[]).await?;
+        let rows = conn.client().query(&format!("FETCH 5000 FROM {cursor}"), &[]).await?;
         if rows.is_empty() {
             break;
         }

@@ -24,7 +24,7 @@ async fn postgres_db() -> String {
         }
     };
     let name = format!("conformance_{}", rand::random::<u64>());
-    myelin_storage::postgres::create_database(&admin, &name).await.expect("create test database")
+    myelin_storage::create_database(&admin, &name).await.expect("create test database")
 }
 
 async fn open_store(url: &str) -> Arc<dyn Store> {
@@ -138,7 +138,8 @@ async fn events_positions_state_and_extremities(url: String) {
     let p2 = persisted(&s, member).await;
     let p3 = persisted(&s, event(room, "$msg", "m.room.message", None, &["$join"])).await;
     assert!(head0 < p1 && p1 < p2 && p2 < p3, "positions increase: {p1} {p2} {p3}");
-    assert_eq!(s.stream_head(), p3, "head is the last committed position");
+    // The head may pass positions that were reserved but never used (PostgreSQL's blocks).
+    assert!(s.stream_head() >= p3, "the head covers what committed");
 
     let extremities: Vec<String> =
         s.forward_extremities(room).await.expect("fx").into_iter().map(|e| e.event_id).collect();
@@ -223,7 +224,7 @@ async fn concurrent_writes_get_distinct_ordered_positions(url: String) {
     }
     let unique: HashSet<_> = positions.iter().collect();
     assert_eq!(unique.len(), 200, "every write got its own position");
-    assert_eq!(s.stream_head(), *positions.iter().max().expect("max"));
+    assert!(s.stream_head() >= *positions.iter().max().expect("max"));
 }
 
 async fn a_failing_write_does_not_poison_its_batch(url: String) {
@@ -322,27 +323,96 @@ async fn a_stale_head_writes_nothing(url: String) {
     persisted(&s, fresh).await;
 }
 
-async fn a_background_job_is_claimed_once_per_interval(url: String) {
+fn job(kind: &str, key: Option<&str>, run_at_ms: u64) -> NewJob {
+    NewJob { kind: kind.into(), dedupe_key: key.map(Into::into), payload: "{}".into(), run_at_ms }
+}
+
+/// Jobs are claimed by one worker at a time, however many processes ask at once; a lease that
+/// runs out (its worker died) lets another worker take the job; failures are retried, then kept.
+async fn the_job_queue_hands_each_due_job_to_one_worker(url: String) {
     // Two handles on one database stand for two processes of a deployment.
     let first = open_store(&url).await;
     let second = if url.starts_with("postgres") { open_store(&url).await } else { first.clone() };
-    let mut claims = Vec::new();
     for i in 0..10 {
-        let s = if i % 2 == 0 { first.clone() } else { second.clone() };
-        claims.push(tokio::spawn(async move { s.claim_job("cleanup", 1_000_000, 60_000).await.expect("claim") }));
+        assert!(first.schedule_job(job("work", None, 1_000 + i), 0).await.expect("schedule"));
     }
-    let mut won = 0;
-    for c in claims {
-        won += usize::from(c.await.expect("task"));
-    }
-    assert_eq!(won, 1, "exactly one claim wins");
-    assert!(!second.claim_job("cleanup", 1_030_000, 60_000).await.expect("claim"), "not due yet");
-    assert!(second.claim_job("cleanup", 1_060_000, 60_000).await.expect("claim"), "due again after the interval");
+    assert!(first.schedule_job(job("later", None, 5_000), 0).await.expect("schedule"));
+    assert!(first.schedule_job(job("tick", Some("tick"), 100), 0).await.expect("schedule"));
+    assert!(!second.schedule_job(job("tick", Some("tick"), 50), 0).await.expect("schedule"), "one job per key");
+    assert_eq!(first.next_job_due().await.expect("due"), Some(100));
 
-    first.create_login_token("old", "@a:test", 10).await.expect("token");
-    first.create_login_token("new", "@a:test", 5_000_000).await.expect("token");
-    assert_eq!(first.delete_expired_login_tokens(1_000_000).await.expect("cleanup"), 1);
-    assert_eq!(first.take_login_token("new", 1_000_000).await.expect("take").as_deref(), Some("@a:test"));
+    let mut claims = Vec::new();
+    for i in 0..8 {
+        let s = if i % 2 == 0 { first.clone() } else { second.clone() };
+        claims
+            .push(tokio::spawn(async move { s.claim_jobs(&format!("w{i}"), 2_000, 60_000, 2).await.expect("claim") }));
+    }
+    let mut claimed = Vec::new();
+    for c in claims {
+        claimed.extend(c.await.expect("task"));
+    }
+    let mut ids: Vec<i64> = claimed.iter().map(|j| j.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), claimed.len(), "no job is handed out twice");
+    assert_eq!(claimed.len(), 11, "every due job is claimed: the ten, and the tick (not the later one)");
+    assert!(claimed.iter().all(|j| j.attempts == 1));
+    assert!(first.claim_jobs("w9", 2_000, 60_000, 10).await.expect("claim").is_empty(), "leased jobs are taken");
+
+    // The workers died: after their leases, another worker takes their jobs over.
+    let later = second.claim_jobs("w9", 59_999, 120_000, 10).await.expect("claim");
+    assert_eq!(later.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>(), ["later"], "the leases still run");
+    let mut retaken = second.claim_jobs("w9", 60_001, 120_000, 20).await.expect("claim");
+    assert_eq!(retaken.len(), 11, "every lease ran out");
+    retaken.extend(later);
+    let tick = retaken.iter().find(|j| j.kind == "tick").expect("tick").clone();
+    assert_eq!(tick.attempts, 2, "the dead worker's run counts");
+    assert!(!first.complete_job(tick.id, "w0").await.expect("complete"), "only the lease holder completes it");
+    assert!(second.reschedule_job(tick.id, "w9", 200_000).await.expect("reschedule"));
+
+    // A failure is retried at the time given; without a time the job is kept, failed.
+    let work: Vec<&ClaimedJob> = retaken.iter().filter(|j| j.kind == "work").collect();
+    assert!(second.fail_job(work[0].id, "w9", "boom", Some(150_000)).await.expect("fail"));
+    assert!(second.fail_job(work[1].id, "w9", "gave up", None).await.expect("fail"));
+    for j in &work[2..] {
+        assert!(second.complete_job(j.id, "w9").await.expect("complete"));
+    }
+    let later = retaken.iter().find(|j| j.kind == "later").expect("later");
+    assert!(second.complete_job(later.id, "w9").await.expect("complete"));
+    let jobs = first.jobs().await.expect("jobs");
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    let retried = jobs.iter().find(|j| j.id == work[0].id).expect("retried");
+    assert_eq!((retried.run_at_ms, retried.last_error.as_deref(), retried.failed), (150_000, Some("boom"), false));
+    assert!(jobs.iter().find(|j| j.id == work[1].id).expect("failed").failed);
+    let tick = jobs.iter().find(|j| j.kind == "tick").expect("tick");
+    assert_eq!((tick.run_at_ms, tick.attempts, tick.claimed_by.as_deref()), (200_000, 0, None));
+    assert_eq!(first.next_job_due().await.expect("due"), Some(150_000), "failed jobs are not due");
+    let again = first.claim_jobs("w1", 150_000, 200_000, 10).await.expect("claim");
+    assert_eq!(again.iter().map(|j| (j.id, j.attempts)).collect::<Vec<_>>(), [(work[0].id, 3)]);
+}
+
+async fn expired_login_tokens_and_old_transaction_ids_are_cleaned_up(url: String) {
+    let s = open_store(&url).await;
+    s.create_login_token("old", "@a:test", 10).await.expect("token");
+    s.create_login_token("new", "@a:test", 5_000_000).await.expect("token");
+    assert_eq!(s.delete_expired_login_tokens(1_000_000).await.expect("cleanup"), 1);
+    assert!(s.take_login_token("old", 5).await.expect("take").is_none(), "deleted even though not expired at 5");
+    assert_eq!(s.take_login_token("new", 1_000_000).await.expect("take").as_deref(), Some("@a:test"));
+    assert!(s.take_login_token("new", 1_000_000).await.expect("take").is_none(), "used once");
+
+    let room = "!txn:test";
+    persisted(&s, event(room, "$c", "m.room.create", Some(""), &[])).await;
+    let mut sent = event(room, "$old", "m.room.message", None, &["$c"]);
+    sent.origin_server_ts = 1_000;
+    sent.txn = Some(("DEV".into(), "t-old".into()));
+    persisted(&s, sent).await;
+    let mut sent = event(room, "$new", "m.room.message", None, &["$old"]);
+    sent.origin_server_ts = 9_000;
+    sent.txn = Some(("DEV".into(), "t-new".into()));
+    persisted(&s, sent).await;
+    assert_eq!(s.delete_txn_ids_before(5_000).await.expect("cleanup"), 1);
+    assert!(s.event_for_txn("@a:test", "DEV", "t-old").await.expect("txn").is_none());
+    assert_eq!(s.event_for_txn("@a:test", "DEV", "t-new").await.expect("txn").as_deref(), Some("$new"));
 }
 
 /// A room list caught up by position (`rooms_for_user_since`) and the window-wide reads of
@@ -479,5 +549,6 @@ all_backends!(
     a_stale_head_writes_nothing,
     room_list_deltas_and_window_reads,
     member_counts_follow_membership_changes,
-    a_background_job_is_claimed_once_per_interval,
+    the_job_queue_hands_each_due_job_to_one_worker,
+    expired_login_tokens_and_old_transaction_ids_are_cleaned_up,
 );

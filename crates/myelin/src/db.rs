@@ -13,7 +13,7 @@ pub async fn migrate(from: &str, to: &str) -> anyhow::Result<()> {
     if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
         bail!("--to must be a postgres:// URL");
     }
-    let target = myelin_storage::postgres::PgStore::open(to).await.context("cannot open the PostgreSQL database")?;
+    let target = myelin_storage::Database::open(to).await.context("cannot open the PostgreSQL database")?;
     let started = std::time::Instant::now();
     let mut last_draw = std::time::Instant::now() - std::time::Duration::from_secs(1);
     let mut progress = |table: &str, done: u64, total: u64| {

@@ -3,7 +3,7 @@
 //! encrypted state and its to-device events and rehydrates it.
 
 use myelin_core::{ErrorCode, MatrixError, MatrixResult};
-use myelin_storage::{KeyUpload, KeyUploadOutcome, StorageError};
+use myelin_storage::{KeyUpload, KeyUploadOutcome};
 use serde_json::{Value, json};
 
 use super::keys::{checked_device_keys, parse_keys};
@@ -33,9 +33,11 @@ impl Services {
         }
         let name = body.get("initial_device_display_name").and_then(Value::as_str).map(str::to_owned);
         let _guard = self.locks.lock(&format!("dehydrated\u{0}{}", r.user_id)).await;
-        match self.store.put_dehydrated_device(&r.user_id, device_id, device_data.to_string(), name, upload).await {
+        let now = myelin_core::time::now_ms();
+        match self.store.put_dehydrated_device(&r.user_id, device_id, device_data.to_string(), name, upload, now).await
+        {
             Ok(KeyUploadOutcome::Stored { .. }) => {}
-            Ok(KeyUploadOutcome::Conflict { key_id }) | Err(StorageError::Conflict(key_id)) => {
+            Ok(KeyUploadOutcome::Conflict { key_id }) => {
                 return Err(MatrixError::invalid_param(format!("Conflict storing the dehydrated device ({key_id})")));
             }
             Err(err) => return Err(err.into()),

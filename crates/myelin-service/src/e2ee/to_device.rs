@@ -65,7 +65,11 @@ impl Services {
             users
         };
         let _guard = self.locks.lock(&format!("todevice\u{0}{}\u{0}{}\u{0}{txn_id}", r.user_id, r.device_id)).await;
-        if self.store.send_to_device(&r.user_id, &r.device_id, txn_id, event_type, messages).await? {
+        if self
+            .store
+            .send_to_device(&r.user_id, &r.device_id, txn_id, event_type, messages, myelin_core::time::now_ms())
+            .await?
+        {
             self.notifier.notify_users(&recipients);
         }
         Ok(())

@@ -15,6 +15,7 @@ pub trait DehydratedDeviceRepo {
         device_data: String,
         display_name: Option<String>,
         keys: KeyUpload,
+        now_ms: u64,
     ) -> StorageResult<KeyUploadOutcome>;
     /// (device id, device data) of the user's dehydrated device.
     async fn dehydrated_device(&self, user_id: &str) -> StorageResult<Option<(String, String)>>;

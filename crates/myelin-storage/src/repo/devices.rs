@@ -69,4 +69,6 @@ pub trait DeviceRepo {
     async fn create_login_token(&self, token: &str, user_id: &str, expires_ms: u64) -> StorageResult<()>;
     /// Consumes a login token: returns its user if it existed and had not expired.
     async fn take_login_token(&self, token: &str, now_ms: u64) -> StorageResult<Option<String>>;
+    /// Deletes login tokens that expired before `now_ms`; returns how many.
+    async fn delete_expired_login_tokens(&self, now_ms: u64) -> StorageResult<u64>;
 }

@@ -116,9 +116,12 @@ pub trait EventRepo {
     /// The committed head as the database has it now: other processes may have committed beyond
     /// what this one has heard of (a sync token from another process shows it). Advances
     /// `stream_head()` too.
-    async fn refresh_stream_head(&self) -> StorageResult<StreamPos> {
-        Ok(self.stream_head())
-    }
+    async fn refresh_stream_head(&self) -> StorageResult<StreamPos>;
+    /// Learns of every move of [`stream_head`](Self::stream_head).
+    fn watch_stream_head(&self) -> tokio::sync::watch::Receiver<StreamPos>;
+    /// The highest position taken by a committed write of this process (readers see every write
+    /// this process acknowledged once the head reaches it).
+    fn written_head(&self) -> StreamPos;
     async fn get_event(&self, event_id: &str) -> StorageResult<Option<StoredEvent>>;
     async fn get_events(&self, event_ids: &[String]) -> StorageResult<Vec<StoredEvent>>;
     async fn event_for_txn(&self, user_id: &str, device_id: &str, txn_id: &str) -> StorageResult<Option<String>>;
@@ -158,4 +161,6 @@ pub trait EventRepo {
         limit: usize,
     ) -> StorageResult<Vec<(StoredEvent, StreamPos)>>;
     async fn forward_extremities(&self, room_id: &str) -> StorageResult<Vec<StoredEvent>>;
+    /// Forgets transaction ids recorded before `before_ms` (retries older than that are new sends).
+    async fn delete_txn_ids_before(&self, before_ms: u64) -> StorageResult<u64>;
 }

@@ -2,14 +2,67 @@ use async_trait::async_trait;
 
 use crate::StorageResult;
 
-/// Background jobs that one process of a deployment runs per interval, and the clean-ups they do.
+/// A job to queue.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    /// The handler that runs it.
+    pub kind: String,
+    /// At most one job with this key exists at a time (a periodic job's name, for instance).
+    pub dedupe_key: Option<String>,
+    /// JSON for the handler.
+    pub payload: String,
+    pub run_at_ms: u64,
+}
+
+/// A job claimed by a worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedJob {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+    /// Runs started so far, this one included.
+    pub attempts: u32,
+}
+
+/// A job as stored (for inspection and tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobRecord {
+    pub id: i64,
+    pub kind: String,
+    pub dedupe_key: Option<String>,
+    pub payload: String,
+    pub run_at_ms: u64,
+    pub attempts: u32,
+    pub claimed_by: Option<String>,
+    pub last_error: Option<String>,
+    pub failed: bool,
+}
+
+/// The durable job queue: jobs scheduled for a time, claimed by one worker at a time across
+/// processes (a lease; a worker that dies loses its jobs to the next claimer), retried with
+/// backoff, kept as failed after the last attempt.
 #[async_trait]
 pub trait JobRepo {
-    /// Claims `job` if it last ran before `now_ms - interval_ms`. Of several processes asking at
-    /// once, exactly one gets `true`.
-    async fn claim_job(&self, job: &str, now_ms: u64, interval_ms: u64) -> StorageResult<bool>;
-    /// Deletes login tokens that expired before `now_ms`; returns how many.
-    async fn delete_expired_login_tokens(&self, now_ms: u64) -> StorageResult<u64>;
-    /// Forgets transaction ids recorded before `before_ms` (retries older than that are new sends).
-    async fn delete_txn_ids_before(&self, before_ms: u64) -> StorageResult<u64>;
+    /// Queues a job; with a `dedupe_key` already queued, nothing is queued and the answer is false.
+    async fn schedule_job(&self, job: NewJob, now_ms: u64) -> StorageResult<bool>;
+    /// Claims up to `limit` jobs due at `now_ms` whose lease is free, for `worker` until
+    /// `lease_until_ms`, oldest due first. Each claim counts as an attempt.
+    async fn claim_jobs(
+        &self,
+        worker: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+        limit: usize,
+    ) -> StorageResult<Vec<ClaimedJob>>;
+    /// The run succeeded: the job is deleted (if `worker` still holds it).
+    async fn complete_job(&self, id: i64, worker: &str) -> StorageResult<bool>;
+    /// The run succeeded and the job runs again at `run_at_ms` (periodic jobs): the lease is
+    /// released and its attempts reset.
+    async fn reschedule_job(&self, id: i64, worker: &str, run_at_ms: u64) -> StorageResult<bool>;
+    /// The run failed: it is tried again at `retry_at_ms`, or, with `None`, marked failed.
+    async fn fail_job(&self, id: i64, worker: &str, error: &str, retry_at_ms: Option<u64>) -> StorageResult<bool>;
+    /// When the earliest job that is not failed is due (leases aside).
+    async fn next_job_due(&self) -> StorageResult<Option<u64>>;
+    /// Every job, oldest first.
+    async fn jobs(&self) -> StorageResult<Vec<JobRecord>>;
 }

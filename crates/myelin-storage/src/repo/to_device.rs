@@ -24,6 +24,7 @@ pub trait ToDeviceRepo {
         txn_id: &str,
         event_type: &str,
         messages: Vec<(String, String, String)>,
+        now_ms: u64,
     ) -> StorageResult<bool>;
     /// Messages for the device with positions in `(after, until]`, oldest first, at most `limit`.
     async fn to_device_messages(

@@ -1,19 +1,29 @@
 //! Signals between processes over `LISTEN`/`NOTIFY` (channel `myelin`). Payloads are JSON:
-//! `{"o": origin, "head": N}` from a stream writer's commit, or `{"o": origin, "s": Signal}`.
-//! PostgreSQL delivers notifications in commit order, so a process learns of a new stream head
-//! before any wake-up sent after that commit.
+//! `{"o": origin, "head": N}` from a stream writer after its commit (the safe head it read), or
+//! `{"o": origin, "s": Signal}`. A writer publishes the head before it answers its callers, and
+//! PostgreSQL delivers notifications in commit order, so a process hears of the head a write
+//! moved before any wake-up sent after that write.
+//!
+//! The keeper (`keep_head`) reads the safe head every second as a backstop for lost
+//! notifications, and deletes the reservations of writers whose database backend has ended (a
+//! process killed in the middle of a batch), which would otherwise hold every reader back.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicI64, Ordering},
-};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
-use super::{PgStore, conn::PgConn};
-use crate::{ClusterBus, Signal, StorageResult, StreamPos};
+use super::{PgConn, SAFE_HEAD};
+use crate::{
+    Signal, StorageResult, StreamPos,
+    db::{Conn, StreamHead},
+};
+
+/// How often the keeper reads the head and looks for abandoned reservations.
+const KEEPER_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+/// A reservation older than this is checked for a living owner.
+const RESERVATION_SUSPECT_MS: i64 = 1_000;
 
 /// NOTIFY payloads must stay under 8000 bytes; wake-ups for big rooms are split.
 const MAX_PAYLOAD: usize = 7_000;
@@ -34,23 +44,24 @@ pub struct Bus {
 
 impl Bus {
     /// Starts listening (returns once `LISTEN` is in place) and the publisher.
-    pub async fn start(config: Config, head: Arc<AtomicI64>, origin: String) -> StorageResult<Self> {
+    pub async fn start(config: Config, head: Arc<StreamHead>, origin: String) -> StorageResult<Self> {
         let (inbound, _) = broadcast::channel(4096);
         let listener = listen(&config).await?;
-        tokio::spawn(receive(config.clone(), listener, head, origin.clone(), inbound.clone()));
+        tokio::spawn(receive(config.clone(), listener, head.clone(), origin.clone(), inbound.clone()));
+        tokio::spawn(keep_head(config.clone(), head, origin.clone()));
         let (outbound, rx) = mpsc::unbounded_channel();
         tokio::spawn(publish(config, rx, origin));
         Ok(Self { outbound, inbound })
     }
 }
 
-impl ClusterBus for PgStore {
-    fn broadcast(&self, signal: Signal) {
-        let _ = self.bus.outbound.send(signal);
+impl Bus {
+    pub fn broadcast(&self, signal: Signal) {
+        let _ = self.outbound.send(signal);
     }
 
-    fn signals(&self) -> broadcast::Receiver<Signal> {
-        self.bus.inbound.subscribe()
+    pub fn signals(&self) -> broadcast::Receiver<Signal> {
+        self.inbound.subscribe()
     }
 }
 
@@ -117,7 +128,7 @@ async fn listen(config: &Config) -> StorageResult<Listener> {
 async fn receive(
     config: Config,
     mut listener: Listener,
-    head: Arc<AtomicI64>,
+    head: Arc<StreamHead>,
     origin: String,
     inbound: broadcast::Sender<Signal>,
 ) {
@@ -128,15 +139,12 @@ async fn receive(
                 continue;
             };
             if let Some(pos) = payload.head {
-                head.fetch_max(pos, Ordering::AcqRel);
+                head.advance(pos);
             }
             if payload.o == origin {
                 continue;
             }
             if let Some(signal) = payload.s {
-                if let Signal::Wake { pos, .. } = &signal {
-                    head.fetch_max(*pos, Ordering::AcqRel);
-                }
                 let _ = inbound.send(signal);
             }
         }
@@ -148,8 +156,8 @@ async fn receive(
                 Err(err) => tracing::warn!(%err, "cannot re-establish LISTEN"),
             }
         };
-        if let Ok(row) = listener.0.query_one("SELECT pos FROM stream_head WHERE id = 1", &[]).await {
-            head.fetch_max(row.get(0), Ordering::AcqRel);
+        if let Ok(row) = listener.0.query_one(SAFE_HEAD, &[]).await {
+            head.advance(row.get(0));
         }
         let _ = inbound.send(Signal::Resync);
     }
@@ -206,4 +214,47 @@ fn payloads(origin: &str, signal: Signal) -> Vec<String> {
         out.extend(encode(Signal::Wake { users: chunk, pos }));
     }
     out
+}
+
+/// Every [`KEEPER_PERIOD`]: reads the safe head (a backstop for a lost notification), and if a
+/// reservation has been open for a while, deletes the ones whose writer's backend no longer
+/// exists (its transaction was rolled back with it) and publishes the head that frees.
+async fn keep_head(config: Config, head: Arc<StreamHead>, origin: String) {
+    let mut conn: Option<PgConn> = None;
+    let mut tick = tokio::time::interval(KEEPER_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if conn.as_ref().is_none_or(PgConn::is_closed) {
+            conn = PgConn::connect(&config).await.ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        if let Err(err) = keep_head_once(c, &head, &origin).await {
+            tracing::debug!(%err, "stream head keeper");
+            conn = None;
+        }
+    }
+}
+
+async fn keep_head_once(c: &mut PgConn, head: &StreamHead, origin: &str) -> StorageResult<()> {
+    let sql =
+        format!("SELECT ({SAFE_HEAD}), (SELECT MIN(created_ms) FROM stream_reservations) < {} - $1", super::DB_NOW_MS);
+    let (safe, suspect): (StreamPos, Option<bool>) = Conn::postgres(c)
+        .query_one(&sql, &[&RESERVATION_SUSPECT_MS], |r| Ok((r.get(0)?, r.get::<Option<i64>>(1)?.map(|v| v != 0))))
+        .await?;
+    head.advance(safe);
+    if suspect == Some(true) {
+        let freed = c
+            .execute("DELETE FROM stream_reservations WHERE owner_pid NOT IN (SELECT pid FROM pg_stat_activity)", &[])
+            .await?;
+        if freed > 0 {
+            tracing::warn!(freed, "deleted stream reservations of writers that are gone");
+            if let Some(safe) = c.batch_first_value(&super::publish_head_sql(origin)).await?
+                && let Ok(safe) = safe.parse()
+            {
+                head.advance(safe);
+            }
+        }
+    }
+    Ok(())
 }

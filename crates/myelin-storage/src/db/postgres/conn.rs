@@ -1,0 +1,225 @@
+//! Connections: a client with its own prepared-statement cache (one round trip per query after
+//! the first), and a bounded pool of them. A broken connection is dropped, not returned.
+
+use std::{collections::HashMap, sync::Arc};
+
+use tokio_postgres::{Client, Config, NoTls, Statement, types::ToSql};
+
+use super::super::{BoxFut, Conn, Params, Row, RowInner, ToValue, Value, Write};
+use crate::{StorageError, StorageResult};
+
+/// Prepared statements kept per connection; past this the cache starts over.
+const STATEMENT_CACHE: usize = 256;
+
+/// One connection and the statements prepared on it.
+pub struct PgConn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+fn values<'p>(params: Params<'p>) -> Vec<Value<'p>> {
+    params.iter().map(|p| p.to_value()).collect()
+}
+
+fn refs<'v>(values: &'v [Value<'_>]) -> Vec<&'v (dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+impl PgConn {
+    pub async fn connect(config: &Config) -> StorageResult<Self> {
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::warn!(%err, "PostgreSQL connection closed");
+            }
+        });
+        Ok(Self { client, statements: HashMap::new() })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// The driver's client, for tools that copy data in bulk (`myelin db migrate`).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn statement(&mut self, sql: &str) -> StorageResult<Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        if self.statements.len() >= STATEMENT_CACHE {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    pub(crate) async fn query_map<T, F>(&mut self, sql: &str, params: Params<'_>, mut map: F) -> StorageResult<Vec<T>>
+    where
+        F: FnMut(&Row<'_>) -> StorageResult<T>,
+    {
+        let statement = self.statement(sql).await?;
+        let values = values(params);
+        let rows = self.client.query(&statement, &refs(&values)).await?;
+        rows.iter().map(|row| map(&Row(RowInner::Postgres(row)))).collect()
+    }
+
+    pub(crate) async fn query_each<T, F>(
+        &mut self,
+        sql: &str,
+        param_sets: &[Vec<&dyn ToValue>],
+        mut map: F,
+    ) -> StorageResult<Vec<Vec<T>>>
+    where
+        F: FnMut(&Row<'_>) -> StorageResult<T>,
+    {
+        let statement = self.statement(sql).await?;
+        let values: Vec<Vec<Value<'_>>> = param_sets.iter().map(|p| values(p)).collect();
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = values.iter().map(|v| refs(v)).collect();
+        let client = &self.client;
+        let runs = params.iter().map(|p| client.query(&statement, p));
+        let results = futures_util::future::try_join_all(runs).await?;
+        results.iter().map(|rows| rows.iter().map(|row| map(&Row(RowInner::Postgres(row)))).collect()).collect()
+    }
+
+    pub async fn execute(&mut self, sql: &str, params: Params<'_>) -> StorageResult<u64> {
+        let statement = self.statement(sql).await?;
+        let values = values(params);
+        Ok(self.client.execute(&statement, &refs(&values)).await?)
+    }
+
+    /// Runs several writes as one pipeline: all are sent before the first answer is awaited (one
+    /// network round trip instead of one each). They still execute in order, in the current
+    /// transaction; the first error is returned. Rows to insert become one `UNNEST` statement.
+    pub(crate) async fn execute_pipelined(&mut self, writes: &[Write<'_>]) -> StorageResult<u64> {
+        // Each write as SQL text and parameter values.
+        let mut texts: Vec<std::borrow::Cow<'_, str>> = Vec::with_capacity(writes.len());
+        let mut values: Vec<Vec<Value<'_>>> = Vec::with_capacity(writes.len());
+        for write in writes {
+            match write {
+                Write::Sql(sql, params) => {
+                    texts.push((*sql).into());
+                    values.push(self::values(params));
+                }
+                Write::Rows(insert, rows) => {
+                    let Some(width) = rows.first().map(Vec::len) else { continue };
+                    let columns = super::super::value::columns(rows, width)?;
+                    let casts: Vec<String> =
+                        columns.iter().enumerate().map(|(i, c)| format!("${}::{}", i + 1, c.sql_type())).collect();
+                    texts.push(format!("{insert} SELECT * FROM UNNEST({})", casts.join(", ")).into());
+                    values.push(columns.into_iter().map(super::super::value::Column::into_value).collect());
+                }
+            }
+        }
+        let mut prepared = Vec::with_capacity(texts.len());
+        for sql in &texts {
+            prepared.push(self.statement(sql).await?);
+        }
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = values.iter().map(|v| refs(v)).collect();
+        let client = &self.client;
+        let runs = prepared.iter().zip(&params).map(|(statement, params)| client.execute(statement, params));
+        Ok(futures_util::future::try_join_all(runs).await?.into_iter().sum())
+    }
+
+    /// Runs statements without parameters in one round trip and returns the first column of the
+    /// first row any of them produced (e.g. `BEGIN; SELECT pos ... FOR UPDATE`).
+    pub async fn batch_first_value(&mut self, sql: &str) -> StorageResult<Option<String>> {
+        let messages = self.client.simple_query(sql).await?;
+        Ok(messages.into_iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        }))
+    }
+
+    /// Runs statements without parameters (BEGIN, COMMIT, SAVEPOINT...).
+    pub async fn batch(&mut self, sql: &str) -> StorageResult<()> {
+        Ok(self.client.batch_execute(sql).await?)
+    }
+}
+
+/// A fixed number of connections behind a semaphore, opened on demand.
+pub struct PgPool {
+    config: Config,
+    idle: std::sync::Mutex<Vec<PgConn>>,
+    permits: Arc<tokio::sync::Semaphore>,
+    size: usize,
+}
+
+/// A pooled connection; goes back to the pool when dropped (unless it broke).
+pub struct Pooled<'a> {
+    conn: Option<PgConn>,
+    pool: &'a PgPool,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Pooled<'_> {
+    pub fn conn(&mut self) -> StorageResult<&mut PgConn> {
+        self.conn.as_mut().ok_or(StorageError::WriterGone)
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && !conn.is_closed()
+            && let Ok(mut idle) = self.pool.idle.lock()
+            && idle.len() < self.pool.size
+        {
+            idle.push(conn);
+        }
+    }
+}
+
+impl PgPool {
+    pub fn new(config: Config, size: usize) -> Self {
+        Self { config, idle: Default::default(), permits: Arc::new(tokio::sync::Semaphore::new(size)), size }
+    }
+
+    pub async fn get(&self) -> StorageResult<Pooled<'_>> {
+        let permit = self.permits.acquire().await.map_err(|_| StorageError::Task("pool closed".into()))?;
+        let idle = self.idle.lock().map_err(|_| StorageError::Task("pool poisoned".into()))?.pop();
+        let conn = match idle {
+            Some(conn) if !conn.is_closed() => conn,
+            _ => PgConn::connect(&self.config).await?,
+        };
+        Ok(Pooled { conn: Some(conn), pool: self, _permit: permit })
+    }
+
+    /// Runs `f` on a pooled connection, outside any explicit transaction.
+    pub async fn run<T, F>(&self, f: F) -> StorageResult<T>
+    where
+        F: for<'c, 'x> FnOnce(&'c mut Conn<'x>) -> BoxFut<'c, StorageResult<T>>,
+    {
+        let mut pooled = self.get().await?;
+        let mut conn = Conn::postgres(pooled.conn()?);
+        f(&mut conn).await
+    }
+
+    /// Runs `f` inside one transaction on a pooled connection; commits if it returns `Ok`.
+    /// `relaxed`: the commit does not wait for the disk (state a client can rebuild).
+    pub async fn transaction<T, F>(&self, relaxed: bool, f: F) -> StorageResult<T>
+    where
+        F: for<'c, 'x> FnOnce(&'c mut Conn<'x>) -> BoxFut<'c, StorageResult<T>>,
+    {
+        let mut pooled = self.get().await?;
+        let c = pooled.conn()?;
+        c.batch(if relaxed { "BEGIN; SET LOCAL synchronous_commit = off" } else { "BEGIN" }).await?;
+        let result = f(&mut Conn::postgres(c)).await;
+        match result {
+            Ok(value) => {
+                c.batch("COMMIT").await?;
+                Ok(value)
+            }
+            Err(err) => {
+                // A failed rollback leaves the connection unusable: drop it instead of reusing.
+                if c.batch("ROLLBACK").await.is_err() {
+                    pooled.conn.take();
+                }
+                Err(err)
+            }
+        }
+    }
+}

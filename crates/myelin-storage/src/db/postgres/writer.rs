@@ -1,0 +1,189 @@
+//! The stream writer of one process. Stream writes queue here; the writer task runs every queued
+//! write inside its own SAVEPOINT of one transaction (group commit).
+//!
+//! Positions come from reserved blocks (`Reserver`), so the writers of several processes commit
+//! side by side instead of one after another. The commit deletes the batch's reservations; right
+//! after it, the writer reads the new safe head (below any reservation still open elsewhere),
+//! NOTIFYs it to the other processes and only then answers the batch's callers.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_postgres::Config;
+
+use super::{super::Ran, PgConn, Reserver, publish_head_sql};
+use crate::{
+    StorageError, StorageResult, StreamPos,
+    db::{Conn, Job, Positions, StreamHead},
+};
+
+/// Jobs one batch takes at most.
+const MAX_BATCH: usize = 256;
+
+pub struct Writer {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl Writer {
+    pub fn start(config: Config, head: Arc<StreamHead>, origin: String, reserver: Arc<Reserver>) -> Self {
+        let (jobs, rx) = mpsc::unbounded_channel::<Job>();
+        tokio::spawn(run(config, rx, head, origin, reserver));
+        Self { jobs }
+    }
+
+    /// Queues a job now (so writes apply in call order).
+    pub fn submit(&self, job: Job) -> StorageResult<()> {
+        self.jobs.send(job).map_err(|_| StorageError::WriterGone)
+    }
+}
+
+/// The writer's connection and its backend process id (the owner of its reservations).
+struct Connection {
+    conn: PgConn,
+    pid: i64,
+}
+
+async fn connect(config: &Config) -> StorageResult<Connection> {
+    let mut conn = PgConn::connect(config).await?;
+    let pid = Conn::postgres(&mut conn).query_one("SELECT pg_backend_pid()", &[], |r| r.get(0)).await?;
+    Ok(Connection { conn, pid })
+}
+
+async fn run(
+    config: Config,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    head: Arc<StreamHead>,
+    origin: String,
+    reserver: Arc<Reserver>,
+) {
+    let mut connection: Option<Connection> = None;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if connection.as_ref().is_none_or(|c| c.conn.is_closed()) {
+            connection = match connect(&config).await {
+                Ok(c) => Some(c),
+                Err(err) => {
+                    // The jobs never ran; dropping them drops their senders: callers see
+                    // `WriterGone`.
+                    tracing::error!(%err, jobs = batch.len(), "stream writer cannot connect");
+                    drop(batch);
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+        }
+        let Some(c) = connection.as_mut() else { continue };
+        // A block sized for the batch: a job takes one position, or a few; more are reserved
+        // when it runs out.
+        let block = (batch.len() as i64 * 4).max(64);
+        let mut positions = Positions::reserved(reserver.clone(), c.pid, block);
+        let mut delivers = Vec::with_capacity(batch.len());
+        let outcome = run_batch(&mut c.conn, batch, &mut positions, &mut delivers).await;
+        let reserved = positions.highest().is_some();
+        match outcome {
+            Ok(()) => {
+                let published = commit(&mut c.conn, reserved, &origin).await;
+                if published.is_ok()
+                    && let Some(highest) = positions.highest()
+                {
+                    head.wrote(highest);
+                }
+                match published {
+                    Ok(Some(safe)) => {
+                        head.advance(safe);
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        fail(delivers, &err);
+                        release_reservations(&mut c.conn, reserved, &origin, &head).await;
+                        continue;
+                    }
+                }
+                for deliver in delivers {
+                    deliver(None);
+                }
+            }
+            Err(err) => {
+                tracing::error!(%err, "write batch failed and was rolled back");
+                let _ = c.conn.batch("ROLLBACK").await;
+                fail(delivers, &err);
+                release_reservations(&mut c.conn, reserved, &origin, &head).await;
+            }
+        }
+    }
+}
+
+fn fail(delivers: Vec<Box<dyn FnOnce(Option<StorageError>) + Send>>, err: &StorageError) {
+    let message = err.to_string();
+    for deliver in delivers {
+        deliver(Some(StorageError::Batch(message.clone())));
+    }
+}
+
+/// Commits the batch (deleting its reservations in the same transaction) and, if it reserved
+/// positions, reads and publishes the new safe head. Returns that head.
+async fn commit(c: &mut PgConn, reserved: bool, origin: &str) -> StorageResult<Option<StreamPos>> {
+    if !reserved {
+        c.batch("RELEASE SAVEPOINT job; COMMIT").await?;
+        return Ok(None);
+    }
+    let sql = format!(
+        "RELEASE SAVEPOINT job; DELETE FROM stream_reservations WHERE owner_pid = pg_backend_pid(); COMMIT; {}",
+        publish_head_sql(origin)
+    );
+    let head = c.batch_first_value(&sql).await?;
+    Ok(head.and_then(|h| h.parse().ok()))
+}
+
+/// After a failed batch: gives up its reservations (their positions stay unused) and publishes
+/// the head that may now move past them. If this fails too (the connection is gone), the other
+/// processes delete the reservations once this backend has ended (`bus.rs`).
+async fn release_reservations(c: &mut PgConn, reserved: bool, origin: &str, head: &StreamHead) {
+    if !reserved {
+        return;
+    }
+    let sql =
+        format!("DELETE FROM stream_reservations WHERE owner_pid = pg_backend_pid(); {}", publish_head_sql(origin));
+    match c.batch_first_value(&sql).await {
+        Ok(Some(safe)) => {
+            if let Ok(safe) = safe.parse() {
+                head.advance(safe);
+            }
+        }
+        Ok(None) => {}
+        Err(err) => tracing::warn!(%err, "could not release the reservations of a failed batch"),
+    }
+}
+
+async fn run_batch(
+    c: &mut PgConn,
+    batch: Vec<Job>,
+    positions: &mut Positions,
+    delivers: &mut Vec<Box<dyn FnOnce(Option<StorageError>) + Send>>,
+) -> StorageResult<()> {
+    // Round trips are the cost here: savepoint bookkeeping rides along with the neighbouring
+    // statements.
+    c.batch("BEGIN; SAVEPOINT job").await?;
+    let jobs = batch.len();
+    for (i, job) in batch.into_iter().enumerate() {
+        let Ran { ok, deliver } = {
+            let mut conn = Conn::postgres(c);
+            job(&mut conn, positions).await
+        };
+        delivers.push(deliver);
+        let close = if ok { "RELEASE SAVEPOINT job" } else { "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job" };
+        if i + 1 < jobs {
+            c.batch(&format!("{close}; SAVEPOINT job")).await?;
+        } else if !ok {
+            // The commit path releases the last savepoint; undo this job's work first.
+            c.batch("ROLLBACK TO SAVEPOINT job").await?;
+        }
+    }
+    Ok(())
+}

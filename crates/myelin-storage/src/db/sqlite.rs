@@ -1,0 +1,369 @@
+//! The embedded SQLite backend: WAL mode, one writer thread that batches concurrent writes into
+//! one transaction (group commit, one fsync for many requests), and a pool of read connections.
+//!
+//! Dialect: the repositories' SQL is PostgreSQL's; [`translate`] rewrites the few constructs
+//! SQLite spells differently. Row locks (`FOR UPDATE`) are dropped: the single writer already
+//! runs one write at a time.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, mpsc},
+};
+
+use futures_util::FutureExt;
+use rusqlite::{Connection, OpenFlags};
+
+use super::{BoxFut, Conn, Job, Params, Positions, Row, RowInner, StreamHead};
+use crate::{Signal, StorageError, StorageResult, StreamPos};
+
+/// Concurrent reads (and read connections). WAL readers do not block each other or the writer.
+const READERS: usize = 8;
+/// Jobs one write batch takes at most.
+const MAX_BATCH: usize = 256;
+
+/// Every migration, in order; PostgreSQL runs the same files (`postgres.rs`).
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_initial.sql"),
+    include_str!("../../migrations/0002_jobs.sql"),
+    include_str!("../../migrations/0003_e2ee.sql"),
+    include_str!("../../migrations/0004_key_backup.sql"),
+    include_str!("../../migrations/0005_dehydrated_devices.sql"),
+    include_str!("../../migrations/0006_sliding_sync.sql"),
+    include_str!("../../migrations/0007_room_list_deltas.sql"),
+    include_str!("../../migrations/0008_member_counts.sql"),
+    include_str!("../../migrations/0009_house.sql"),
+];
+
+pub struct Sqlite {
+    writer: mpsc::Sender<Queued>,
+    readers: ReadPool,
+    /// Never sent on: one process owns an SQLite database, so there is nobody to tell.
+    signals: tokio::sync::broadcast::Sender<Signal>,
+}
+
+struct Queued {
+    relaxed: bool,
+    job: Job,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before the writer answers, so an acknowledged write survives a
+    // power cut, not only `kill -9`. Group commit keeps the fsync count low.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?.max(0) as usize;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = index + 1, "applied database migration");
+    }
+    Ok(())
+}
+
+impl Sqlite {
+    pub(crate) async fn open(path: &Path) -> StorageResult<(Self, Arc<StreamHead>)> {
+        let path = path.to_owned();
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| StorageError::Config(format!("{}: {e}", parent.display())))?;
+        }
+        let (conn, head) = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || -> StorageResult<(Connection, StreamPos)> {
+                let mut conn = Connection::open(&path)?;
+                configure(&conn)?;
+                migrate(&mut conn)?;
+                let head: StreamPos = conn.query_row("SELECT pos FROM stream_head WHERE id = 1", [], |r| r.get(0))?;
+                Ok((conn, head))
+            }
+        })
+        .await
+        .map_err(|e| StorageError::Task(e.to_string()))??;
+        let head = StreamHead::new(head);
+        let (writer, rx) = mpsc::channel::<Queued>();
+        std::thread::Builder::new()
+            .name("myelin-sqlite-writer".into())
+            .spawn({
+                let head = head.clone();
+                move || run_writer(conn, rx, head)
+            })
+            .map_err(|e| StorageError::Task(format!("cannot start the writer: {e}")))?;
+        let backend = Self { writer, readers: ReadPool::new(path), signals: tokio::sync::broadcast::channel(1).0 };
+        Ok((backend, head))
+    }
+
+    pub(crate) async fn read<T, F>(&self, f: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c, 'x> FnOnce(&'c mut Conn<'x>) -> BoxFut<'c, StorageResult<T>> + Send + 'static,
+    {
+        self.readers.read(f).await
+    }
+
+    pub(crate) fn submit(&self, job: Job, relaxed: bool) -> StorageResult<()> {
+        self.writer.send(Queued { relaxed, job }).map_err(|_| StorageError::WriterGone)
+    }
+
+    pub(crate) fn signals(&self) -> tokio::sync::broadcast::Receiver<Signal> {
+        self.signals.subscribe()
+    }
+}
+
+/// Runs a repository future to completion on this thread. Every await in it is an SQLite call,
+/// which completes at once; anything else is a bug, reported instead of blocking.
+fn run_now<T>(future: BoxFut<'_, T>) -> StorageResult<T> {
+    future.now_or_never().ok_or_else(|| StorageError::Task("an SQLite operation awaited something else".into()))
+}
+
+/// The writer thread: takes every job waiting, runs each in its own savepoint of one
+/// transaction (a failing job rolls back alone), commits once, advances the head, then answers.
+/// A batch made only of relaxed jobs commits without waiting for the disk.
+fn run_writer(mut conn: Connection, rx: mpsc::Receiver<Queued>, head: Arc<StreamHead>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let relaxed = batch.iter().all(|q| q.relaxed);
+        if relaxed {
+            let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+        }
+        let start = head.get();
+        let mut positions = Positions::after(start);
+        let mut delivers = Vec::with_capacity(batch.len());
+        let outcome = (|| -> StorageResult<()> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            for queued in batch {
+                conn.execute_batch("SAVEPOINT job")?;
+                let ran = {
+                    let mut c = Conn::sqlite(&mut conn);
+                    run_now((queued.job)(&mut c, &mut positions))
+                };
+                match ran {
+                    Ok(ran) => {
+                        conn.execute_batch(if ran.ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" })?;
+                        delivers.push(ran.deliver);
+                    }
+                    Err(err) => {
+                        // The job is dropped unanswered: its caller sees `WriterGone`.
+                        tracing::error!(%err, "write job could not run");
+                        conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+                    }
+                }
+            }
+            let new_head = positions.sqlite_head(start);
+            if new_head != start {
+                conn.execute("UPDATE stream_head SET pos = ?1 WHERE id = 1", [new_head])?;
+            }
+            conn.execute_batch("COMMIT")?;
+            Ok(())
+        })();
+        if relaxed {
+            let _ = conn.pragma_update(None, "synchronous", "FULL");
+        }
+        match outcome {
+            Ok(()) => {
+                head.wrote(positions.sqlite_head(start));
+                head.advance(positions.sqlite_head(start));
+                for deliver in delivers {
+                    deliver(None);
+                }
+            }
+            Err(err) => {
+                tracing::error!(%err, "write batch failed and was rolled back");
+                let _ = conn.execute_batch("ROLLBACK");
+                let message = err.to_string();
+                for deliver in delivers {
+                    deliver(Some(StorageError::Batch(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// A fixed pool of read-only connections; reads run on tokio's blocking threads. A semaphore
+/// caps concurrent reads at the pool size, which bounds connections (each with its own page
+/// cache), threads and memory however many requests arrive at once.
+struct ReadPool {
+    path: PathBuf,
+    idle: Arc<Mutex<Vec<Connection>>>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl ReadPool {
+    fn new(path: PathBuf) -> Self {
+        Self { path, idle: Default::default(), permits: Arc::new(tokio::sync::Semaphore::new(READERS)) }
+    }
+
+    async fn read<T, F>(&self, f: F) -> StorageResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c, 'x> FnOnce(&'c mut Conn<'x>) -> BoxFut<'c, StorageResult<T>> + Send + 'static,
+    {
+        let permit =
+            self.permits.clone().acquire_owned().await.map_err(|_| StorageError::Task("read pool closed".into()))?;
+        let idle = self.idle.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let pooled = idle.lock().map_err(|_| StorageError::Task("read pool poisoned".into()))?.pop();
+            let mut conn = match pooled {
+                Some(conn) => conn,
+                None => {
+                    let conn = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+                    )?;
+                    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+                    conn.set_prepared_statement_cache_capacity(128);
+                    conn
+                }
+            };
+            let result = {
+                let mut c = Conn::sqlite(&mut conn);
+                run_now(f(&mut c)).and_then(|r| r)
+            };
+            if let Ok(mut idle) = idle.lock()
+                && idle.len() < READERS
+            {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StorageError::Task(format!("read task failed: {e}")))?
+    }
+}
+
+thread_local! {
+    /// Translated statements, by their PostgreSQL text (a handful of distinct statements).
+    static TRANSLATED: std::cell::RefCell<HashMap<String, Arc<str>>> = Default::default();
+}
+
+/// The SQLite spelling of a repository statement, translated once per thread.
+fn sqlite_sql(sql: &str) -> Arc<str> {
+    TRANSLATED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(translated) = cache.get(sql) {
+            return translated.clone();
+        }
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        let translated: Arc<str> = translate(sql).into();
+        cache.insert(sql.to_owned(), translated.clone());
+        translated
+    })
+}
+
+/// Rewrites PostgreSQL's spelling into SQLite's, outside string literals:
+/// `$n` → `?n`; `= ANY($n)` → `IN (SELECT value FROM json_each(?n))` (the list is bound as a JSON
+/// array); `FOR UPDATE [SKIP LOCKED]` → nothing.
+pub fn translate(sql: &str) -> String {
+    let sql = sql.replace(" FOR UPDATE SKIP LOCKED", "").replace(" FOR UPDATE", "");
+    let mut out = String::with_capacity(sql.len() + 16);
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    let mut in_string = false;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == b'\'' {
+            in_string = !in_string;
+        }
+        if !in_string && sql[i..].starts_with("= ANY($") {
+            let digits: String = sql[i + 7..].chars().take_while(char::is_ascii_digit).collect();
+            if !digits.is_empty() && sql[i + 7 + digits.len()..].starts_with(')') {
+                out.push_str("IN (SELECT value FROM json_each(?");
+                out.push_str(&digits);
+                out.push_str("))");
+                i += 7 + digits.len() + 1;
+                continue;
+            }
+        }
+        if !in_string && c == b'$' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            out.push('?');
+            i += 1;
+            continue;
+        }
+        // Copy one character (which may be several bytes).
+        let len = sql[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&sql[i..i + len]);
+        i += len;
+    }
+    out
+}
+
+fn bind<'p>(params: Params<'p>) -> Vec<super::Value<'p>> {
+    params.iter().map(|p| p.to_value()).collect()
+}
+
+pub(super) fn query<T, F>(conn: &mut Connection, sql: &str, params: Params<'_>, mut map: F) -> StorageResult<Vec<T>>
+where
+    F: FnMut(&Row<'_>) -> StorageResult<T>,
+{
+    let values = bind(params);
+    let mut stmt = conn.prepare_cached(&sqlite_sql(sql))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(map(&Row(RowInner::Sqlite(row)))?);
+    }
+    Ok(out)
+}
+
+/// One prepared insert per row (see `Conn::insert_rows`).
+pub(super) fn insert_rows(
+    conn: &mut Connection,
+    insert: &str,
+    rows: &[Vec<&dyn super::ToValue>],
+) -> StorageResult<u64> {
+    let Some(width) = rows.first().map(Vec::len) else { return Ok(0) };
+    let placeholders: Vec<String> = (1..=width).map(|i| format!("${i}")).collect();
+    let sql = format!("{insert} VALUES ({})", placeholders.join(", "));
+    let mut changed = 0;
+    for row in rows {
+        changed += execute(conn, &sql, row)?;
+    }
+    Ok(changed)
+}
+
+pub(super) fn execute(conn: &mut Connection, sql: &str, params: Params<'_>) -> StorageResult<u64> {
+    let values = bind(params);
+    let mut stmt = conn.prepare_cached(&sqlite_sql(sql))?;
+    Ok(stmt.execute(rusqlite::params_from_iter(values.iter()))? as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::translate;
+
+    #[test]
+    fn placeholders_lists_and_locks_are_rewritten() {
+        assert_eq!(translate("SELECT a FROM t WHERE b = $1 AND c = $12"), "SELECT a FROM t WHERE b = ?1 AND c = ?12");
+        assert_eq!(
+            translate("SELECT a FROM t WHERE b = ANY($2) FOR UPDATE"),
+            "SELECT a FROM t WHERE b IN (SELECT value FROM json_each(?2))"
+        );
+        assert_eq!(translate("SELECT 1 FROM t LIMIT 1 FOR UPDATE SKIP LOCKED"), "SELECT 1 FROM t LIMIT 1");
+    }
+
+    #[test]
+    fn string_literals_are_left_alone() {
+        assert_eq!(translate("SELECT '$1 = ANY($2)' WHERE a = $1"), "SELECT '$1 = ANY($2)' WHERE a = ?1");
+        assert_eq!(translate("SELECT 'é$' || $3"), "SELECT 'é$' || ?3");
+    }
+}

@@ -1,0 +1,355 @@
+//! Values in and out of statements, the same for both backends. Every integer column is a 64-bit
+//! integer (booleans are 0/1); text is UTF-8; a list parameter (for `= ANY($n)`) is a PostgreSQL
+//! array or, on SQLite, a JSON array read with `json_each`.
+
+use std::error::Error;
+
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+/// The type of a column, for a NULL that must still have one (rows inserted as arrays).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Int,
+    Text,
+}
+
+/// Types whose values bind as one [`Kind`]; an absent one (`None`) still has that type.
+pub trait SqlKind {
+    const KIND: Kind;
+}
+
+impl SqlKind for i64 {
+    const KIND: Kind = Kind::Int;
+}
+impl SqlKind for u64 {
+    const KIND: Kind = Kind::Int;
+}
+impl SqlKind for usize {
+    const KIND: Kind = Kind::Int;
+}
+impl SqlKind for bool {
+    const KIND: Kind = Kind::Int;
+}
+impl SqlKind for str {
+    const KIND: Kind = Kind::Text;
+}
+impl SqlKind for String {
+    const KIND: Kind = Kind::Text;
+}
+impl<T: SqlKind + ?Sized> SqlKind for &T {
+    const KIND: Kind = T::KIND;
+}
+
+/// A parameter value.
+#[derive(Clone, Debug)]
+pub enum Value<'a> {
+    /// NULL, of a known type if it came from an absent typed value.
+    Null(Option<Kind>),
+    Int(i64),
+    Text(&'a str),
+    Texts(Vec<&'a str>),
+    Ints(Vec<i64>),
+    OptTexts(Vec<Option<&'a str>>),
+    OptInts(Vec<Option<i64>>),
+}
+
+/// Anything that binds to a statement parameter.
+pub trait ToValue: Sync {
+    fn to_value(&self) -> Value<'_>;
+}
+
+impl ToValue for i64 {
+    fn to_value(&self) -> Value<'_> {
+        Value::Int(*self)
+    }
+}
+
+impl ToValue for u64 {
+    fn to_value(&self) -> Value<'_> {
+        Value::Int(i64::try_from(*self).unwrap_or(i64::MAX))
+    }
+}
+
+impl ToValue for usize {
+    fn to_value(&self) -> Value<'_> {
+        Value::Int(i64::try_from(*self).unwrap_or(i64::MAX))
+    }
+}
+
+impl ToValue for bool {
+    fn to_value(&self) -> Value<'_> {
+        Value::Int(i64::from(*self))
+    }
+}
+
+impl ToValue for str {
+    fn to_value(&self) -> Value<'_> {
+        Value::Text(self)
+    }
+}
+
+impl ToValue for String {
+    fn to_value(&self) -> Value<'_> {
+        Value::Text(self)
+    }
+}
+
+impl<T: ToValue + ?Sized> ToValue for &T {
+    fn to_value(&self) -> Value<'_> {
+        (**self).to_value()
+    }
+}
+
+impl<T: ToValue + SqlKind> ToValue for Option<T> {
+    fn to_value(&self) -> Value<'_> {
+        match self {
+            Some(v) => v.to_value(),
+            None => Value::Null(Some(T::KIND)),
+        }
+    }
+}
+
+impl ToValue for [String] {
+    fn to_value(&self) -> Value<'_> {
+        Value::Texts(self.iter().map(String::as_str).collect())
+    }
+}
+
+impl ToValue for Vec<String> {
+    fn to_value(&self) -> Value<'_> {
+        self.as_slice().to_value()
+    }
+}
+
+impl ToValue for [&str] {
+    fn to_value(&self) -> Value<'_> {
+        Value::Texts(self.to_vec())
+    }
+}
+
+impl ToValue for Vec<&str> {
+    fn to_value(&self) -> Value<'_> {
+        self.as_slice().to_value()
+    }
+}
+
+impl ToValue for [i64] {
+    fn to_value(&self) -> Value<'_> {
+        Value::Ints(self.to_vec())
+    }
+}
+
+impl ToValue for Vec<i64> {
+    fn to_value(&self) -> Value<'_> {
+        self.as_slice().to_value()
+    }
+}
+
+impl ToValue for Value<'_> {
+    fn to_value(&self) -> Value<'_> {
+        self.clone()
+    }
+}
+
+impl rusqlite::ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, Value as Owned, ValueRef};
+        let json = |v: serde_json::Result<String>| v.map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)));
+        Ok(match self {
+            Value::Null(_) => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Texts(list) => ToSqlOutput::Owned(Owned::Text(json(serde_json::to_string(list))?)),
+            Value::Ints(list) => ToSqlOutput::Owned(Owned::Text(json(serde_json::to_string(list))?)),
+            Value::OptTexts(list) => ToSqlOutput::Owned(Owned::Text(json(serde_json::to_string(list))?)),
+            Value::OptInts(list) => ToSqlOutput::Owned(Owned::Text(json(serde_json::to_string(list))?)),
+        })
+    }
+}
+
+impl ToSql for Value<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match self {
+            Value::Null(_) => Ok(IsNull::Yes),
+            // Integers go to whatever integer type the statement wants (the schema's are BIGINT,
+            // but PostgreSQL types some expressions narrower).
+            Value::Int(v) => match *ty {
+                Type::INT8 => v.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*v)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*v)?.to_sql(ty, out),
+                Type::BOOL => (*v != 0).to_sql(ty, out),
+                _ => Err(format!("cannot bind an integer to a {ty} parameter").into()),
+            },
+            Value::Text(s) => s.to_sql(ty, out),
+            Value::Texts(list) => list.to_sql(ty, out),
+            Value::Ints(list) => list.to_sql(ty, out),
+            Value::OptTexts(list) => list.to_sql(ty, out),
+            Value::OptInts(list) => list.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// One column of rows to insert, as a PostgreSQL array (see `Conn::insert_rows`).
+pub(crate) enum Column<'a> {
+    Ints(Vec<Option<i64>>),
+    Texts(Vec<Option<&'a str>>),
+}
+
+impl Column<'_> {
+    pub(crate) fn sql_type(&self) -> &'static str {
+        match self {
+            Column::Ints(_) => "BIGINT[]",
+            Column::Texts(_) => "TEXT[]",
+        }
+    }
+}
+
+impl<'a> Column<'a> {
+    pub(crate) fn into_value(self) -> Value<'a> {
+        match self {
+            Column::Ints(v) => Value::OptInts(v),
+            Column::Texts(v) => Value::OptTexts(v),
+        }
+    }
+}
+
+/// Rows (each `width` values) turned into columns; a column's type is that of its first
+/// non-NULL value.
+pub(crate) fn columns<'a>(rows: &'a [Vec<&'a dyn ToValue>], width: usize) -> crate::StorageResult<Vec<Column<'a>>> {
+    let mut out = Vec::with_capacity(width);
+    for i in 0..width {
+        let values: Vec<Value<'a>> =
+            rows.iter().map(|row| row.get(i).map_or(Value::Null(None), |v| v.to_value())).collect();
+        let texts = values.iter().any(|v| matches!(v, Value::Text(_) | Value::Null(Some(Kind::Text))));
+        let column = if texts {
+            Column::Texts(
+                values
+                    .iter()
+                    .map(|v| match v {
+                        Value::Text(s) => Ok(Some(*s)),
+                        Value::Null(_) => Ok(None),
+                        _ => Err(crate::StorageError::Corrupt(format!("column {i} mixes text and other values"))),
+                    })
+                    .collect::<Result<_, _>>()?,
+            )
+        } else {
+            Column::Ints(
+                values
+                    .iter()
+                    .map(|v| match v {
+                        Value::Int(n) => Ok(Some(*n)),
+                        Value::Null(_) => Ok(None),
+                        _ => Err(crate::StorageError::Corrupt(format!("column {i}: lists cannot be inserted"))),
+                    })
+                    .collect::<Result<_, _>>()?,
+            )
+        };
+        out.push(column);
+    }
+    Ok(out)
+}
+
+/// Anything a column reads into.
+pub trait FromColumn: Sized {
+    fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String>;
+    fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String>;
+}
+
+fn pg_int(row: &tokio_postgres::Row, idx: usize) -> Result<Option<i64>, String> {
+    let ty = row.columns().get(idx).ok_or("no such column")?.type_().clone();
+    let err = |e: tokio_postgres::Error| e.to_string();
+    Ok(match ty {
+        Type::INT8 => row.try_get::<_, Option<i64>>(idx).map_err(err)?,
+        Type::INT4 => row.try_get::<_, Option<i32>>(idx).map_err(err)?.map(i64::from),
+        Type::INT2 => row.try_get::<_, Option<i16>>(idx).map_err(err)?.map(i64::from),
+        Type::BOOL => row.try_get::<_, Option<bool>>(idx).map_err(err)?.map(i64::from),
+        other => return Err(format!("expected an integer, found {other}")),
+    })
+}
+
+impl FromColumn for Option<i64> {
+    fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
+        use rusqlite::types::ValueRef;
+        match value {
+            ValueRef::Null => Ok(None),
+            ValueRef::Integer(v) => Ok(Some(v)),
+            other => Err(format!("expected an integer, found {:?}", other.data_type())),
+        }
+    }
+
+    fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
+        pg_int(row, idx)
+    }
+}
+
+impl FromColumn for i64 {
+    fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
+        Option::<i64>::from_sqlite(value)?.ok_or_else(|| "unexpected NULL".to_owned())
+    }
+
+    fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
+        pg_int(row, idx)?.ok_or_else(|| "unexpected NULL".to_owned())
+    }
+}
+
+/// Non-negative integers (counts, timestamps); a negative value reads as 0.
+impl FromColumn for u64 {
+    fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
+        i64::from_sqlite(value).map(|v| v.max(0) as u64)
+    }
+
+    fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
+        i64::from_postgres(row, idx).map(|v| v.max(0) as u64)
+    }
+}
+
+impl FromColumn for Option<u64> {
+    fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
+        Option::<i64>::from_sqlite(value).map(|v| v.map(|v| v.max(0) as u64))
+    }
+
+    fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
+        pg_int(row, idx).map(|v| v.map(|v| v.max(0) as u64))
+    }
+}
+
+impl FromColumn for bool {
+    fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
+        i64::from_sqlite(value).map(|v| v != 0)
+    }
+
+    fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
+        i64::from_postgres(row, idx).map(|v| v != 0)
+    }
+}
+
+impl FromColumn for Option<String> {
+    fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
+        use rusqlite::types::ValueRef;
+        match value {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(bytes) => String::from_utf8(bytes.to_vec()).map(Some).map_err(|e| e.to_string()),
+            other => Err(format!("expected text, found {:?}", other.data_type())),
+        }
+    }
+
+    fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
+        row.try_get::<_, Option<String>>(idx).map_err(|e| e.to_string())
+    }
+}
+
+impl FromColumn for String {
+    fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
+        Option::<String>::from_sqlite(value)?.ok_or_else(|| "unexpected NULL".to_owned())
+    }
+
+    fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
+        Option::<String>::from_postgres(row, idx)?.ok_or_else(|| "unexpected NULL".to_owned())
+    }
+}

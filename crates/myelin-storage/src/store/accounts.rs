@@ -1,0 +1,152 @@
+//! Users: credentials, admin flag, deactivation and the global profile.
+
+use async_trait::async_trait;
+
+use crate::{AccountRepo, Database, StorageResult, UserDirectoryHit, UserRecord, db::Row};
+
+fn user_from_row(r: &Row<'_>) -> StorageResult<UserRecord> {
+    Ok(UserRecord {
+        user_id: r.get(0)?,
+        password_hash: r.get(1)?,
+        is_admin: r.get(2)?,
+        deactivated: r.get(3)?,
+        displayname: r.get(4)?,
+        avatar_url: r.get(5)?,
+        created_ms: r.get(6)?,
+    })
+}
+
+/// Everything of a user's devices, deleted when the account is deactivated.
+const DEVICE_DATA: [&str; 7] = [
+    "devices",
+    "device_keys",
+    "one_time_keys",
+    "claimed_one_time_keys",
+    "fallback_keys",
+    "to_device_inbox",
+    "cross_signing_keys",
+];
+
+#[async_trait]
+impl AccountRepo for Database {
+    async fn create_user(&self, user: UserRecord) -> StorageResult<()> {
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "INSERT INTO users (user_id, password_hash, is_admin, deactivated, displayname, avatar_url, created_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    &[
+                        &user.user_id,
+                        &user.password_hash,
+                        &user.is_admin,
+                        &user.deactivated,
+                        &user.displayname,
+                        &user.avatar_url,
+                        &user.created_ms,
+                    ],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_user(&self, user_id: &str) -> StorageResult<Option<UserRecord>> {
+        let user_id = user_id.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query_opt(
+                    "SELECT user_id, password_hash, is_admin, deactivated, displayname, avatar_url, created_ms
+                     FROM users WHERE user_id = $1",
+                    &[&user_id],
+                    user_from_row,
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn set_password_hash(&self, user_id: &str, hash: Option<String>) -> StorageResult<()> {
+        let user_id = user_id.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute("UPDATE users SET password_hash = $2 WHERE user_id = $1", &[&user_id, &hash]).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn deactivate_user(&self, user_id: &str) -> StorageResult<()> {
+        let user_id = user_id.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL
+                     WHERE user_id = $1",
+                    &[&user_id],
+                )
+                .await?;
+                c.execute("DELETE FROM access_tokens WHERE user_id = $1", &[&user_id]).await?;
+                c.execute("DELETE FROM refresh_tokens WHERE user_id = $1", &[&user_id]).await?;
+                for table in DEVICE_DATA {
+                    c.execute(&format!("DELETE FROM {table} WHERE user_id = $1"), &[&user_id]).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn set_displayname(&self, user_id: &str, name: Option<String>) -> StorageResult<()> {
+        let user_id = user_id.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute("UPDATE users SET displayname = $2 WHERE user_id = $1", &[&user_id, &name]).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn set_avatar_url(&self, user_id: &str, url: Option<String>) -> StorageResult<()> {
+        let user_id = user_id.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute("UPDATE users SET avatar_url = $2 WHERE user_id = $1", &[&user_id, &url]).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn search_users(&self, searcher: &str, term: &str, limit: usize) -> StorageResult<Vec<UserDirectoryHit>> {
+        let searcher = searcher.to_owned();
+        // Case-insensitive on both backends: the pattern is lowercased here, the columns in SQL.
+        let term = term.to_lowercase();
+        let pattern = format!("%{}%", term.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        self.read(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT u.user_id, u.displayname, u.avatar_url FROM users u
+                     WHERE u.deactivated = 0
+                       AND (LOWER(u.user_id) LIKE $2 ESCAPE '\\' OR LOWER(u.displayname) LIKE $2 ESCAPE '\\')
+                       AND (u.user_id = $1
+                            OR EXISTS (SELECT 1 FROM room_members a JOIN room_members b ON a.room_id = b.room_id
+                                       WHERE a.user_id = $1 AND a.membership = 'join'
+                                         AND b.user_id = u.user_id AND b.membership = 'join')
+                            OR EXISTS (SELECT 1 FROM room_members m JOIN rooms r ON r.room_id = m.room_id
+                                       WHERE m.user_id = u.user_id AND m.membership = 'join' AND r.join_rule = 'public'))
+                     ORDER BY u.user_id LIMIT {limit}"
+                );
+                c.query(&sql, &[&searcher, &pattern], |r| {
+                    Ok(UserDirectoryHit { user_id: r.get(0)?, displayname: r.get(1)?, avatar_url: r.get(2)? })
+                })
+                .await
+            })
+        })
+        .await
+    }
+}

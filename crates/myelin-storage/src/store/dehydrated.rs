@@ -1,0 +1,102 @@
+//! Dehydrated devices (MSC3814), one per user.
+
+use async_trait::async_trait;
+
+use super::{devices::delete_devices, keys};
+use crate::{Database, DehydratedDeviceRepo, KeyUpload, KeyUploadOutcome, StorageError, StorageResult};
+
+/// A key upload conflict inside a dehydrated-device write: returned as an error so the whole
+/// write rolls back (the old device stays), then answered as `KeyUploadOutcome::Conflict`.
+#[derive(Debug, thiserror::Error)]
+#[error("key {0} conflicts with a stored key")]
+struct KeyConflict(String);
+
+#[async_trait]
+impl DehydratedDeviceRepo for Database {
+    async fn put_dehydrated_device(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        device_data: String,
+        display_name: Option<String>,
+        upload: KeyUpload,
+        now_ms: u64,
+    ) -> StorageResult<KeyUploadOutcome> {
+        let (user, device) = (user_id.to_owned(), device_id.to_owned());
+        let written = self
+            .write(move |c, positions| {
+                Box::pin(async move {
+                    let old: Option<String> = c
+                        .query_opt(
+                            "SELECT device_id FROM dehydrated_devices WHERE user_id = $1 FOR UPDATE",
+                            &[&user],
+                            |r| r.get(0),
+                        )
+                        .await?;
+                    if let Some(old) = old {
+                        delete_devices(c, positions, &user, &[old]).await?;
+                    }
+                    c.execute(
+                        "INSERT INTO devices (user_id, device_id, display_name, created_ms) VALUES ($1, $2, $3, $4)",
+                        &[&user, &device, &display_name, &now_ms],
+                    )
+                    .await?;
+                    c.execute(
+                        "INSERT INTO dehydrated_devices (user_id, device_id, device_data) VALUES ($1, $2, $3)
+                         ON CONFLICT (user_id) DO UPDATE SET device_id = excluded.device_id,
+                             device_data = excluded.device_data",
+                        &[&user, &device, &device_data],
+                    )
+                    .await?;
+                    match keys::upload(c, positions, &user, &device, upload).await? {
+                        KeyUploadOutcome::Conflict { key_id } => {
+                            Err(StorageError::Conflict(Box::new(KeyConflict(key_id))))
+                        }
+                        stored => {
+                            keys::record_change(c, positions, &user).await?;
+                            Ok(stored)
+                        }
+                    }
+                })
+            })
+            .await;
+        match written {
+            Err(StorageError::Conflict(err)) => match err.downcast::<KeyConflict>() {
+                Ok(conflict) => Ok(KeyUploadOutcome::Conflict { key_id: conflict.0 }),
+                Err(other) => Err(StorageError::Conflict(other)),
+            },
+            other => other,
+        }
+    }
+
+    async fn dehydrated_device(&self, user_id: &str) -> StorageResult<Option<(String, String)>> {
+        let user = user_id.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query_opt("SELECT device_id, device_data FROM dehydrated_devices WHERE user_id = $1", &[&user], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn delete_dehydrated_device(&self, user_id: &str) -> StorageResult<Option<String>> {
+        let user = user_id.to_owned();
+        self.write(move |c, positions| {
+            Box::pin(async move {
+                let old: Option<String> = c
+                    .query_opt("DELETE FROM dehydrated_devices WHERE user_id = $1 RETURNING device_id", &[&user], |r| {
+                        r.get(0)
+                    })
+                    .await?;
+                if let Some(old) = &old {
+                    delete_devices(c, positions, &user, std::slice::from_ref(old)).await?;
+                }
+                Ok(old)
+            })
+        })
+        .await
+    }
+}

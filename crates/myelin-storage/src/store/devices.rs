@@ -1,0 +1,298 @@
+//! Devices, access tokens, refresh tokens and login tokens.
+
+use async_trait::async_trait;
+
+use super::keys::record_change;
+use crate::{
+    Database, DeviceRecord, DeviceRepo, NewSession, StorageResult, TokenOwner,
+    db::{Conn, Positions, Row},
+};
+
+/// Everything kept per device, deleted with it. The inbox goes up to now: messages for a reused
+/// device id that commit later are kept.
+const DEVICE_TABLES: [&str; 9] = [
+    "access_tokens",
+    "refresh_tokens",
+    "devices",
+    "device_keys",
+    "one_time_keys",
+    "claimed_one_time_keys",
+    "fallback_keys",
+    "to_device_inbox",
+    "sliding_sync_connections",
+];
+
+/// Deletes the devices' rows everywhere and records a device-list change (in a stream write).
+pub(crate) async fn delete_devices(
+    c: &mut Conn<'_>,
+    positions: &mut Positions,
+    user_id: &str,
+    device_ids: &[String],
+) -> StorageResult<()> {
+    for table in DEVICE_TABLES {
+        c.execute(&format!("DELETE FROM {table} WHERE user_id = $1 AND device_id = ANY($2)"), &[&user_id, &device_ids])
+            .await?;
+    }
+    record_change(c, positions, user_id).await?;
+    Ok(())
+}
+
+const DEVICE_COLUMNS: &str = "user_id, device_id, display_name, last_seen_ms, last_seen_ip";
+
+fn device_from_row(r: &Row<'_>) -> StorageResult<DeviceRecord> {
+    Ok(DeviceRecord {
+        user_id: r.get(0)?,
+        device_id: r.get(1)?,
+        display_name: r.get(2)?,
+        last_seen_ms: r.get(3)?,
+        last_seen_ip: r.get(4)?,
+    })
+}
+
+#[async_trait]
+impl DeviceRepo for Database {
+    async fn create_session(&self, s: NewSession) -> StorageResult<()> {
+        self.transaction(move |c| {
+            Box::pin(async move {
+                let inserted = c
+                    .execute(
+                        "INSERT INTO devices (user_id, device_id, display_name, created_ms) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (user_id, device_id) DO NOTHING",
+                        &[&s.user_id, &s.device_id, &s.display_name, &s.created_ms],
+                    )
+                    .await?;
+                if inserted == 0 {
+                    // A login that reuses a device id replaces that device's sessions.
+                    for table in ["access_tokens", "refresh_tokens"] {
+                        c.execute(
+                            &format!("DELETE FROM {table} WHERE user_id = $1 AND device_id = $2"),
+                            &[&s.user_id, &s.device_id],
+                        )
+                        .await?;
+                    }
+                }
+                c.execute(
+                    "INSERT INTO access_tokens (token, user_id, device_id, expires_ms, refresh_token)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[&s.access_token, &s.user_id, &s.device_id, &s.expires_ms, &s.refresh_token],
+                )
+                .await?;
+                if let Some(refresh) = &s.refresh_token {
+                    c.execute(
+                        "INSERT INTO refresh_tokens (token, user_id, device_id) VALUES ($1, $2, $3)",
+                        &[refresh, &s.user_id, &s.device_id],
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn token_owner(&self, access_token: &str) -> StorageResult<Option<TokenOwner>> {
+        let token = access_token.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query_opt(
+                    "SELECT t.user_id, t.device_id, t.expires_ms, u.is_admin, u.deactivated
+                     FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token = $1",
+                    &[&token],
+                    |r| {
+                        Ok(TokenOwner {
+                            user_id: r.get(0)?,
+                            device_id: r.get(1)?,
+                            expires_ms: r.get(2)?,
+                            is_admin: r.get(3)?,
+                            deactivated: r.get(4)?,
+                        })
+                    },
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn refresh_session(
+        &self,
+        refresh_token: &str,
+        new_access_token: &str,
+        new_refresh_token: &str,
+        expires_ms: Option<u64>,
+    ) -> StorageResult<Option<(String, String)>> {
+        let (old, access, refresh) =
+            (refresh_token.to_owned(), new_access_token.to_owned(), new_refresh_token.to_owned());
+        self.transaction(move |c| {
+            Box::pin(async move {
+                // DELETE ... RETURNING: of two concurrent refreshes, only one gets the row.
+                let owner: Option<(String, String)> = c
+                    .query_opt(
+                        "DELETE FROM refresh_tokens WHERE token = $1 RETURNING user_id, device_id",
+                        &[&old],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .await?;
+                let Some((user_id, device_id)) = owner else { return Ok(None) };
+                c.execute("DELETE FROM access_tokens WHERE refresh_token = $1", &[&old]).await?;
+                c.execute(
+                    "INSERT INTO access_tokens (token, user_id, device_id, expires_ms, refresh_token)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[&access, &user_id, &device_id, &expires_ms, &refresh],
+                )
+                .await?;
+                c.execute(
+                    "INSERT INTO refresh_tokens (token, user_id, device_id) VALUES ($1, $2, $3)",
+                    &[&refresh, &user_id, &device_id],
+                )
+                .await?;
+                Ok(Some((user_id, device_id)))
+            })
+        })
+        .await
+    }
+
+    async fn revoke_access_token(&self, access_token: &str) -> StorageResult<()> {
+        let token = access_token.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "DELETE FROM refresh_tokens WHERE token = (SELECT refresh_token FROM access_tokens WHERE token = $1)",
+                    &[&token],
+                )
+                .await?;
+                c.execute("DELETE FROM access_tokens WHERE token = $1", &[&token]).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_devices(&self, user_id: &str) -> StorageResult<Vec<DeviceRecord>> {
+        let user_id = user_id.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 ORDER BY device_id");
+                c.query(&sql, &[&user_id], device_from_row).await
+            })
+        })
+        .await
+    }
+
+    async fn get_device(&self, user_id: &str, device_id: &str) -> StorageResult<Option<DeviceRecord>> {
+        let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
+        self.read(move |c| {
+            Box::pin(async move {
+                let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 AND device_id = $2");
+                c.query_opt(&sql, &[&user_id, &device_id], device_from_row).await
+            })
+        })
+        .await
+    }
+
+    async fn set_device_display_name(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        name: Option<String>,
+    ) -> StorageResult<bool> {
+        let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
+        self.transaction(move |c| {
+            Box::pin(async move {
+                let changed = c
+                    .execute(
+                        "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
+                        &[&user_id, &device_id, &name],
+                    )
+                    .await?;
+                Ok(changed > 0)
+            })
+        })
+        .await
+    }
+
+    async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> StorageResult<()> {
+        let (user_id, device_ids) = (user_id.to_owned(), device_ids.to_vec());
+        self.write(move |c, positions| {
+            Box::pin(async move { delete_devices(c, positions, &user_id, &device_ids).await })
+        })
+        .await
+    }
+
+    async fn delete_all_devices(&self, user_id: &str, keep: Option<&str>) -> StorageResult<()> {
+        let (user_id, keep) = (user_id.to_owned(), keep.map(str::to_owned));
+        self.write(move |c, positions| {
+            Box::pin(async move {
+                let ids: Vec<String> = c
+                    .query(
+                        "SELECT device_id FROM devices WHERE user_id = $1
+                         AND device_id NOT IN (SELECT device_id FROM dehydrated_devices WHERE user_id = $1)",
+                        &[&user_id],
+                        |r| r.get::<String>(0),
+                    )
+                    .await?
+                    .into_iter()
+                    .filter(|d| Some(d.as_str()) != keep.as_deref())
+                    .collect();
+                delete_devices(c, positions, &user_id, &ids).await
+            })
+        })
+        .await
+    }
+
+    async fn touch_device(&self, user_id: &str, device_id: &str, ip: Option<String>, now_ms: u64) -> StorageResult<()> {
+        let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
+        self.transaction_relaxed(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "UPDATE devices SET last_seen_ms = $3, last_seen_ip = $4 WHERE user_id = $1 AND device_id = $2",
+                    &[&user_id, &device_id, &now_ms, &ip],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_login_token(&self, token: &str, user_id: &str, expires_ms: u64) -> StorageResult<()> {
+        let (token, user_id) = (token.to_owned(), user_id.to_owned());
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "INSERT INTO login_tokens (token, user_id, expires_ms) VALUES ($1, $2, $3)",
+                    &[&token, &user_id, &expires_ms],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn take_login_token(&self, token: &str, now_ms: u64) -> StorageResult<Option<String>> {
+        let token = token.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                // DELETE ... RETURNING: a token is consumed by exactly one login, whichever
+                // process serves it.
+                let row: Option<(String, u64)> = c
+                    .query_opt(
+                        "DELETE FROM login_tokens WHERE token = $1 RETURNING user_id, expires_ms",
+                        &[&token],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .await?;
+                Ok(row.filter(|(_, expires)| *expires >= now_ms).map(|(user, _)| user))
+            })
+        })
+        .await
+    }
+
+    async fn delete_expired_login_tokens(&self, now_ms: u64) -> StorageResult<u64> {
+        self.transaction(move |c| {
+            Box::pin(async move { c.execute("DELETE FROM login_tokens WHERE expires_ms < $1", &[&now_ms]).await })
+        })
+        .await
+    }
+}

@@ -1,0 +1,378 @@
+//! Events: the atomic persist path and the timeline reads.
+
+use async_trait::async_trait;
+
+use super::{EVENT_COLUMNS, event_from_row, state::create_state_group};
+use crate::{
+    Database, Direction, EventRepo, NewEvent, PendingPersist, PersistOutcome, StorageError, StorageResult, StoredEvent,
+    StreamPos,
+    db::{Conn, Params, Positions, ToValue, Write},
+};
+
+/// A room's events in `(to, from]`, newest first, at most `limit` (also read for many rooms at
+/// once by sliding sync).
+pub(crate) fn backward_events_sql(limit: usize) -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_pos <= $2 AND e.stream_pos > $3
+         AND e.outlier = 0 ORDER BY e.stream_pos DESC LIMIT {limit}"
+    )
+}
+
+async fn events(c: &mut Conn<'_>, sql: &str, params: Params<'_>) -> StorageResult<Vec<StoredEvent>> {
+    c.query(sql, params, event_from_row).await
+}
+
+/// Writes one event with everything that goes with it, in the caller's transaction.
+async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> StorageResult<PersistOutcome> {
+    let (device, txn_id) = match &ev.txn {
+        Some((d, t)) => (Some(d.as_str()), Some(t.as_str())),
+        None => (None, None),
+    };
+    if let Some(room) = &ev.new_room {
+        c.execute(
+            "INSERT INTO rooms (room_id, room_version, creator) VALUES ($1, $2, $3)",
+            &[&ev.room_id, &room.room_version, &room.creator],
+        )
+        .await?;
+    }
+    // The room's row, locked until the commit: another process adding an event to the room waits
+    // here, then finds the extremities this one leaves (and answers `StaleHead`).
+    let room = c
+        .query_opt(
+            "SELECT r.current_state_group,
+                    (SELECT t.event_id FROM txn_ids t WHERE t.user_id = $2 AND t.device_id = $3 AND t.txn_id = $4)
+             FROM rooms r WHERE r.room_id = $1 FOR UPDATE",
+            &[&ev.room_id, &ev.sender, &device, &txn_id],
+            |r| Ok((r.get::<Option<i64>>(0)?, r.get::<Option<String>>(1)?)),
+        )
+        .await?;
+    let Some((state_before, earlier)) = room else {
+        return Err(StorageError::Corrupt(format!("event {} for unknown room {}", ev.event_id, ev.room_id)));
+    };
+    if let Some(event_id) = earlier {
+        return Ok(PersistOutcome::DuplicateTxn { event_id });
+    }
+    if let Some(expected) = &ev.expected_extremities {
+        let mut stored: Vec<String> = c
+            .query("SELECT event_id FROM forward_extremities WHERE room_id = $1", &[&ev.room_id], |r| r.get(0))
+            .await?;
+        let mut expected = expected.clone();
+        stored.sort();
+        expected.sort();
+        if stored != expected {
+            return Ok(PersistOutcome::StaleHead);
+        }
+    }
+    let state_after = match &ev.state_key {
+        Some(state_key) => {
+            Some(create_state_group(c, &ev.room_id, state_before, &ev.event_type, state_key, &ev.event_id).await?)
+        }
+        None => state_before,
+    };
+    let pos = positions.next().await?;
+    let (rel_type, relates_to) = match &ev.relation {
+        Some((r, e)) => (Some(r.as_str()), Some(e.as_str())),
+        None => (None, None),
+    };
+    let bump = crate::is_bump_event(&ev.event_type);
+
+    // The rest is writes, sent as one pipeline on PostgreSQL (they run in this order).
+    let event_params: [&dyn ToValue; 15] = [
+        &pos,
+        &ev.event_id,
+        &ev.room_id,
+        &ev.depth,
+        &ev.sender,
+        &ev.event_type,
+        &ev.state_key,
+        &ev.origin_server_ts,
+        &ev.json,
+        &state_before,
+        &state_after,
+        &device,
+        &txn_id,
+        &rel_type,
+        &relates_to,
+    ];
+    let room_params: [&dyn ToValue; 4] = [&ev.room_id, &state_after, &pos, &bump];
+    let prev_params: [&dyn ToValue; 2] = [&ev.room_id, &ev.prev_events];
+    let extremity_params: [&dyn ToValue; 2] = [&ev.room_id, &ev.event_id];
+    let mut writes: Vec<Write<'_>> = vec![
+        Write::Sql(
+            "INSERT INTO events (stream_pos, event_id, room_id, depth, sender, event_type, state_key, origin_server_ts,
+                                 json, state_before, state_after, sender_device, txn_id, rel_type, relates_to)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            &event_params,
+        ),
+        Write::Sql(
+            "UPDATE rooms SET current_state_group = $2, last_event_pos = $3,
+                 bump_pos = CASE WHEN $4 THEN $3 ELSE bump_pos END WHERE room_id = $1",
+            &room_params,
+        ),
+        Write::Sql("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)", &prev_params),
+        Write::Sql("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)", &extremity_params),
+    ];
+    let current_state_params: [&dyn ToValue; 4];
+    if let Some(state_key) = &ev.state_key {
+        current_state_params = [&ev.room_id, &ev.event_type, state_key, &ev.event_id];
+        writes.push(Write::Sql(
+            "INSERT INTO current_state (room_id, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (room_id, event_type, state_key) DO UPDATE SET event_id = excluded.event_id",
+            &current_state_params,
+        ));
+    }
+    let member_params: [&dyn ToValue; 8];
+    let member_count_params: [&dyn ToValue; 3];
+    if let Some(m) = &ev.membership {
+        member_params =
+            [&ev.room_id, &m.user_id, &m.membership, &ev.event_id, &pos, &m.displayname, &m.avatar_url, &ev.sender];
+        member_count_params = [&ev.room_id, &m.user_id, &m.membership];
+        // The room's member counts, from the membership this replaces (before the upsert).
+        writes.push(Write::Sql(
+            "UPDATE rooms SET
+                 joined_members = joined_members + (CASE WHEN CAST($3 AS TEXT) = 'join' THEN 1 ELSE 0 END)
+                     - (SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND user_id = $2 AND membership = 'join'),
+                 invited_members = invited_members + (CASE WHEN CAST($3 AS TEXT) = 'invite' THEN 1 ELSE 0 END)
+                     - (SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND user_id = $2 AND membership = 'invite')
+             WHERE room_id = $1",
+            &member_count_params,
+        ));
+        writes.push(Write::Sql(
+            "INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, displayname, avatar_url, forgotten, sender)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)
+             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id,
+                 sender = excluded.sender, stream_pos = excluded.stream_pos, displayname = excluded.displayname,
+                 avatar_url = excluded.avatar_url,
+                 forgotten = CASE WHEN excluded.membership IN ('join', 'invite', 'knock') THEN 0 ELSE room_members.forgotten END",
+            &member_params,
+        ));
+    }
+    let join_rule_params: [&dyn ToValue; 2];
+    if let Some(rule) = &ev.join_rule {
+        join_rule_params = [&ev.room_id, rule];
+        writes.push(Write::Sql("UPDATE rooms SET join_rule = $2 WHERE room_id = $1", &join_rule_params));
+    }
+    let redaction_params: [&dyn ToValue; 3];
+    if let Some(target) = &ev.redacts {
+        redaction_params = [target, &ev.room_id, &ev.event_id];
+        writes.push(Write::Sql(
+            "UPDATE events SET redacted_by = $3 WHERE event_id = $1 AND room_id = $2 AND redacted_by IS NULL",
+            &redaction_params,
+        ));
+    }
+    let push_rows: Vec<Vec<&dyn ToValue>> = ev
+        .push_actions
+        .iter()
+        .map(|a| -> Vec<&dyn ToValue> { vec![&ev.room_id, &a.user_id, &pos, &a.highlight, &a.thread_id] })
+        .collect();
+    if !push_rows.is_empty() {
+        writes.push(Write::Rows(
+            "INSERT INTO event_push_actions (room_id, user_id, stream_pos, highlight, thread_id)",
+            &push_rows,
+        ));
+    }
+    let txn_params: [&dyn ToValue; 5];
+    if let Some((device_id, txn_id)) = &ev.txn {
+        txn_params = [&ev.sender, device_id, txn_id, &ev.event_id, &ev.origin_server_ts];
+        writes.push(Write::Sql(
+            "INSERT INTO txn_ids (user_id, device_id, txn_id, event_id, created_ms) VALUES ($1, $2, $3, $4, $5)",
+            &txn_params,
+        ));
+    }
+    c.execute_all(&writes).await?;
+    Ok(PersistOutcome::Persisted { stream_pos: pos })
+}
+
+#[async_trait]
+impl EventRepo for Database {
+    fn enqueue_event(&self, event: NewEvent) -> PendingPersist {
+        Box::pin(self.submit(move |c, positions| Box::pin(persist(c, positions, event))))
+    }
+
+    fn stream_head(&self) -> StreamPos {
+        Database::stream_head(self)
+    }
+
+    async fn refresh_stream_head(&self) -> StorageResult<StreamPos> {
+        Database::refresh_stream_head(self).await
+    }
+
+    fn watch_stream_head(&self) -> tokio::sync::watch::Receiver<StreamPos> {
+        Database::watch_stream_head(self)
+    }
+
+    fn written_head(&self) -> StreamPos {
+        Database::written_head(self)
+    }
+
+    async fn get_event(&self, event_id: &str) -> StorageResult<Option<StoredEvent>> {
+        let event_id = event_id.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                let sql = format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id = $1");
+                c.query_opt(&sql, &[&event_id], event_from_row).await
+            })
+        })
+        .await
+    }
+
+    async fn get_events(&self, event_ids: &[String]) -> StorageResult<Vec<StoredEvent>> {
+        if event_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let event_ids = event_ids.to_vec();
+        self.read(move |c| {
+            Box::pin(async move {
+                let sql = format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id = ANY($1)");
+                let found = events(c, &sql, &[&event_ids]).await?;
+                // In the order asked for.
+                let mut by_id: std::collections::HashMap<String, StoredEvent> =
+                    found.into_iter().map(|e| (e.event_id.clone(), e)).collect();
+                Ok(event_ids.iter().filter_map(|id| by_id.remove(id)).collect())
+            })
+        })
+        .await
+    }
+
+    async fn event_for_txn(&self, user_id: &str, device_id: &str, txn_id: &str) -> StorageResult<Option<String>> {
+        let (u, d, t) = (user_id.to_owned(), device_id.to_owned(), txn_id.to_owned());
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query_opt(
+                    "SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
+                    &[&u, &d, &t],
+                    |r| r.get(0),
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn room_events(
+        &self,
+        room_id: &str,
+        from: StreamPos,
+        to: Option<StreamPos>,
+        dir: Direction,
+        limit: usize,
+    ) -> StorageResult<Vec<StoredEvent>> {
+        let room_id = room_id.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                match dir {
+                    Direction::Backward => {
+                        events(c, &backward_events_sql(limit), &[&room_id, &from, &to.unwrap_or(i64::MIN)]).await
+                    }
+                    Direction::Forward => {
+                        let sql = format!(
+                            "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_pos > $2
+                             AND e.stream_pos <= $3 AND e.outlier = 0 ORDER BY e.stream_pos ASC LIMIT {limit}"
+                        );
+                        events(c, &sql, &[&room_id, &from, &to.unwrap_or(i64::MAX)]).await
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    async fn membership_events_for_user(
+        &self,
+        user_id: &str,
+        since: StreamPos,
+        until: StreamPos,
+    ) -> StorageResult<Vec<StoredEvent>> {
+        let user_id = user_id.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_type = 'm.room.member' AND e.state_key = $1
+                     AND e.stream_pos > $2 AND e.stream_pos <= $3 ORDER BY e.stream_pos"
+                );
+                events(c, &sql, &[&user_id, &since, &until]).await
+            })
+        })
+        .await
+    }
+
+    async fn state_group_at(&self, room_id: &str, pos: StreamPos) -> StorageResult<Option<i64>> {
+        let room_id = room_id.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                Ok(c.query_opt(
+                    "SELECT state_after FROM events WHERE room_id = $1 AND stream_pos <= $2 AND outlier = 0
+                     ORDER BY stream_pos DESC LIMIT 1",
+                    &[&room_id, &pos],
+                    |r| r.get::<Option<i64>>(0),
+                )
+                .await?
+                .flatten())
+            })
+        })
+        .await
+    }
+
+    async fn relations(
+        &self,
+        event_id: &str,
+        rel_type: Option<&str>,
+        from: StreamPos,
+        limit: usize,
+    ) -> StorageResult<Vec<StoredEvent>> {
+        let (event_id, rel_type) = (event_id.to_owned(), rel_type.map(str::to_owned));
+        self.read(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.relates_to = $1
+                     AND (CAST($2 AS TEXT) IS NULL OR e.rel_type = $2)
+                     AND e.stream_pos <= $3 ORDER BY e.stream_pos DESC LIMIT {limit}"
+                );
+                events(c, &sql, &[&event_id, &rel_type, &from]).await
+            })
+        })
+        .await
+    }
+
+    async fn thread_roots(
+        &self,
+        room_id: &str,
+        from: StreamPos,
+        limit: usize,
+    ) -> StorageResult<Vec<(StoredEvent, StreamPos)>> {
+        let room_id = room_id.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS}, t.latest FROM events e
+                     JOIN (SELECT relates_to, MAX(stream_pos) AS latest FROM events
+                           WHERE room_id = $1 AND rel_type = 'm.thread' GROUP BY relates_to) t ON t.relates_to = e.event_id
+                     WHERE t.latest <= $2 ORDER BY t.latest DESC LIMIT {limit}"
+                );
+                c.query(&sql, &[&room_id, &from], |r| Ok((event_from_row(r)?, r.get(14)?))).await
+            })
+        })
+        .await
+    }
+
+    async fn forward_extremities(&self, room_id: &str) -> StorageResult<Vec<StoredEvent>> {
+        let room_id = room_id.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM forward_extremities f JOIN events e ON e.event_id = f.event_id
+                     WHERE f.room_id = $1"
+                );
+                events(c, &sql, &[&room_id]).await
+            })
+        })
+        .await
+    }
+
+    async fn delete_txn_ids_before(&self, before_ms: u64) -> StorageResult<u64> {
+        self.transaction(move |c| {
+            Box::pin(async move { c.execute("DELETE FROM txn_ids WHERE created_ms < $1", &[&before_ms]).await })
+        })
+        .await
+    }
+}

@@ -1,0 +1,143 @@
+//! The durable job queue.
+
+use async_trait::async_trait;
+
+use crate::{ClaimedJob, Database, JobRecord, JobRepo, NewJob, StorageResult};
+
+#[async_trait]
+impl JobRepo for Database {
+    async fn schedule_job(&self, job: NewJob, now_ms: u64) -> StorageResult<bool> {
+        self.transaction(move |c| {
+            Box::pin(async move {
+                let queued = c
+                    .execute(
+                        "INSERT INTO jobs (kind, dedupe_key, payload, run_at_ms, created_ms) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (dedupe_key) DO NOTHING",
+                        &[&job.kind, &job.dedupe_key, &job.payload, &job.run_at_ms, &now_ms],
+                    )
+                    .await?;
+                Ok(queued == 1)
+            })
+        })
+        .await
+    }
+
+    async fn claim_jobs(
+        &self,
+        worker: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+        limit: usize,
+    ) -> StorageResult<Vec<ClaimedJob>> {
+        let worker = worker.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                // Jobs another worker is claiming right now are skipped, not waited for.
+                let sql = format!(
+                    "UPDATE jobs SET claimed_by = $1, claimed_until_ms = $2, attempts = attempts + 1
+                     WHERE id IN (SELECT id FROM jobs
+                                  WHERE failed = 0 AND run_at_ms <= $3
+                                    AND (claimed_until_ms IS NULL OR claimed_until_ms < $3)
+                                  ORDER BY run_at_ms, id LIMIT {limit} FOR UPDATE SKIP LOCKED)
+                     RETURNING id, kind, payload, attempts"
+                );
+                let mut claimed = c
+                    .query(&sql, &[&worker, &lease_until_ms, &now_ms], |r| {
+                        Ok(ClaimedJob {
+                            id: r.get(0)?,
+                            kind: r.get(1)?,
+                            payload: r.get(2)?,
+                            attempts: u32::try_from(r.get::<i64>(3)?).unwrap_or(u32::MAX),
+                        })
+                    })
+                    .await?;
+                claimed.sort_by_key(|j| j.id);
+                Ok(claimed)
+            })
+        })
+        .await
+    }
+
+    async fn complete_job(&self, id: i64, worker: &str) -> StorageResult<bool> {
+        let worker = worker.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                Ok(c.execute("DELETE FROM jobs WHERE id = $1 AND claimed_by = $2", &[&id, &worker]).await? == 1)
+            })
+        })
+        .await
+    }
+
+    async fn reschedule_job(&self, id: i64, worker: &str, run_at_ms: u64) -> StorageResult<bool> {
+        let worker = worker.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                let changed = c
+                    .execute(
+                        "UPDATE jobs SET run_at_ms = $3, claimed_by = NULL, claimed_until_ms = NULL, attempts = 0,
+                             last_error = NULL
+                         WHERE id = $1 AND claimed_by = $2",
+                        &[&id, &worker, &run_at_ms],
+                    )
+                    .await?;
+                Ok(changed == 1)
+            })
+        })
+        .await
+    }
+
+    async fn fail_job(&self, id: i64, worker: &str, error: &str, retry_at_ms: Option<u64>) -> StorageResult<bool> {
+        let (worker, error) = (worker.to_owned(), error.to_owned());
+        self.transaction(move |c| {
+            Box::pin(async move {
+                let changed = c
+                    .execute(
+                        "UPDATE jobs SET claimed_by = NULL, claimed_until_ms = NULL, last_error = $3,
+                             run_at_ms = COALESCE(CAST($4 AS BIGINT), run_at_ms),
+                             failed = CASE WHEN CAST($4 AS BIGINT) IS NULL THEN 1 ELSE 0 END
+                         WHERE id = $1 AND claimed_by = $2",
+                        &[&id, &worker, &error, &retry_at_ms],
+                    )
+                    .await?;
+                Ok(changed == 1)
+            })
+        })
+        .await
+    }
+
+    async fn next_job_due(&self) -> StorageResult<Option<u64>> {
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query_one("SELECT MIN(run_at_ms) FROM jobs WHERE failed = 0", &[], |r| r.get::<Option<u64>>(0)).await
+            })
+        })
+        .await
+    }
+
+    async fn jobs(&self) -> StorageResult<Vec<JobRecord>> {
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query(
+                    "SELECT id, kind, dedupe_key, payload, run_at_ms, attempts, claimed_by, last_error, failed
+                     FROM jobs ORDER BY id",
+                    &[],
+                    |r| {
+                        Ok(JobRecord {
+                            id: r.get(0)?,
+                            kind: r.get(1)?,
+                            dedupe_key: r.get(2)?,
+                            payload: r.get(3)?,
+                            run_at_ms: r.get(4)?,
+                            attempts: u32::try_from(r.get::<i64>(5)?).unwrap_or(u32::MAX),
+                            claimed_by: r.get(6)?,
+                            last_error: r.get(7)?,
+                            failed: r.get(8)?,
+                        })
+                    },
+                )
+                .await
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,94 @@
+//! Read receipts and the unread counts derived from them.
+
+use async_trait::async_trait;
+
+use crate::{Database, ReceiptRecord, ReceiptRepo, StorageResult, StreamPos};
+
+/// `(notifications, highlights)` of user `$1` in room `$2` after their newest read receipt, up
+/// to position `$3` (also read for a whole sliding sync window).
+pub(crate) const UNREAD_COUNTS: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(highlight), 0) AS BIGINT)
+     FROM event_push_actions
+     WHERE user_id = $1 AND room_id = $2 AND stream_pos <= $3
+       AND stream_pos > (SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = $2 AND user_id = $1
+                         AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main'))";
+
+#[async_trait]
+impl ReceiptRepo for Database {
+    async fn put_receipt(&self, receipt: ReceiptRecord, event_pos: StreamPos) -> StorageResult<Option<StreamPos>> {
+        self.write(move |c, positions| {
+            Box::pin(async move {
+                let existing: Option<i64> = c
+                    .query_opt(
+                        "SELECT event_pos FROM receipts
+                         WHERE room_id = $1 AND receipt_type = $2 AND user_id = $3 AND thread_id = $4 FOR UPDATE",
+                        &[&receipt.room_id, &receipt.receipt_type, &receipt.user_id, &receipt.thread_id],
+                        |r| r.get(0),
+                    )
+                    .await?;
+                if existing.is_some_and(|old| old >= event_pos) {
+                    return Ok(None);
+                }
+                let pos = positions.next().await?;
+                c.execute(
+                    "INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, stream_pos)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE SET event_id = excluded.event_id,
+                         event_pos = excluded.event_pos, ts = excluded.ts, stream_pos = excluded.stream_pos",
+                    &[
+                        &receipt.room_id,
+                        &receipt.receipt_type,
+                        &receipt.user_id,
+                        &receipt.thread_id,
+                        &receipt.event_id,
+                        &event_pos,
+                        &receipt.ts,
+                        &pos,
+                    ],
+                )
+                .await?;
+                Ok(Some(pos))
+            })
+        })
+        .await
+    }
+
+    async fn receipts_since(
+        &self,
+        room_ids: &[String],
+        since: StreamPos,
+        until: StreamPos,
+    ) -> StorageResult<Vec<ReceiptRecord>> {
+        let room_ids = room_ids.to_vec();
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query(
+                    "SELECT room_id, receipt_type, user_id, thread_id, event_id, ts FROM receipts
+                     WHERE room_id = ANY($1) AND stream_pos > $2 AND stream_pos <= $3",
+                    &[&room_ids, &since, &until],
+                    |r| {
+                        Ok(ReceiptRecord {
+                            room_id: r.get(0)?,
+                            receipt_type: r.get(1)?,
+                            user_id: r.get(2)?,
+                            thread_id: r.get(3)?,
+                            event_id: r.get(4)?,
+                            ts: r.get(5)?,
+                        })
+                    },
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn unread_counts(&self, user_id: &str, room_id: &str, until: StreamPos) -> StorageResult<(u64, u64)> {
+        let (user_id, room_id) = (user_id.to_owned(), room_id.to_owned());
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query_one(UNREAD_COUNTS, &[&user_id, &room_id, &until], |r| Ok((r.get(0)?, r.get(1)?))).await
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,233 @@
+//! Sliding sync connection state, and the window-wide reads of a sliding sync response.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+use super::{MEMBER_COLUMNS, event_from_row, events::backward_events_sql, member_from_row, receipts::UNREAD_COUNTS};
+use crate::{
+    Database, MAX_CONNECTIONS_PER_DEVICE, MemberRecord, RoomSummaryRecord, SlidingSyncRepo, StorageResult,
+    StoredConnection, StoredEvent, StreamPos, db::ToValue,
+};
+
+#[async_trait]
+impl SlidingSyncRepo for Database {
+    async fn sliding_sync_connection(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        conn_id: &str,
+    ) -> StorageResult<Option<StoredConnection>> {
+        let key = [user_id.to_owned(), device_id.to_owned(), conn_id.to_owned()];
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query_opt(
+                    "SELECT generation, seq, state, prev_seq, prev_state, last_used_ms FROM sliding_sync_connections
+                     WHERE user_id = $1 AND device_id = $2 AND conn_id = $3",
+                    &[&key[0], &key[1], &key[2]],
+                    |r| {
+                        Ok(StoredConnection {
+                            generation: r.get(0)?,
+                            seq: r.get(1)?,
+                            state: r.get(2)?,
+                            prev_seq: r.get(3)?,
+                            prev_state: r.get(4)?,
+                            last_used_ms: r.get(5)?,
+                        })
+                    },
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn save_sliding_sync_connection(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        conn_id: &str,
+        expected: Option<(String, i64)>,
+        new: StoredConnection,
+    ) -> StorageResult<bool> {
+        let (user, device, conn_id) = (user_id.to_owned(), device_id.to_owned(), conn_id.to_owned());
+        // Connection state can be rebuilt by the client (`M_UNKNOWN_POS`): a relaxed write.
+        self.transaction_relaxed(move |c| {
+            Box::pin(async move {
+                let written = match expected {
+                    Some((generation, seq)) => {
+                        c.execute(
+                            "UPDATE sliding_sync_connections SET generation = $4, seq = $5, state = $6, prev_seq = $7,
+                                 prev_state = $8, last_used_ms = $9
+                             WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND generation = $10 AND seq = $11",
+                            &[
+                                &user,
+                                &device,
+                                &conn_id,
+                                &new.generation,
+                                &new.seq,
+                                &new.state,
+                                &new.prev_seq,
+                                &new.prev_state,
+                                &new.last_used_ms,
+                                &generation,
+                                &seq,
+                            ],
+                        )
+                        .await?
+                    }
+                    None => {
+                        let written = c
+                            .execute(
+                                "INSERT INTO sliding_sync_connections
+                                     (user_id, device_id, conn_id, generation, seq, state, prev_seq, prev_state, last_used_ms)
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                 ON CONFLICT (user_id, device_id, conn_id) DO UPDATE SET generation = excluded.generation,
+                                     seq = excluded.seq, state = excluded.state, prev_seq = excluded.prev_seq,
+                                     prev_state = excluded.prev_state, last_used_ms = excluded.last_used_ms",
+                                &[
+                                    &user,
+                                    &device,
+                                    &conn_id,
+                                    &new.generation,
+                                    &new.seq,
+                                    &new.state,
+                                    &new.prev_seq,
+                                    &new.prev_state,
+                                    &new.last_used_ms,
+                                ],
+                            )
+                            .await?;
+                        let trim = format!(
+                            "DELETE FROM sliding_sync_connections
+                             WHERE user_id = $1 AND device_id = $2 AND conn_id <> $3 AND conn_id NOT IN (
+                                 SELECT conn_id FROM sliding_sync_connections
+                                 WHERE user_id = $1 AND device_id = $2 AND conn_id <> $3
+                                 ORDER BY last_used_ms DESC, conn_id LIMIT {})",
+                            MAX_CONNECTIONS_PER_DEVICE - 1
+                        );
+                        c.execute(&trim, &[&user, &device, &conn_id]).await?;
+                        written
+                    }
+                };
+                Ok(written == 1)
+            })
+        })
+        .await
+    }
+
+    async fn delete_sliding_sync_connection(&self, user_id: &str, device_id: &str, conn_id: &str) -> StorageResult<()> {
+        let key = [user_id.to_owned(), device_id.to_owned(), conn_id.to_owned()];
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "DELETE FROM sliding_sync_connections WHERE user_id = $1 AND device_id = $2 AND conn_id = $3",
+                    &[&key[0], &key[1], &key[2]],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn room_summaries(
+        &self,
+        user_id: &str,
+        room_ids: &[String],
+        until: StreamPos,
+    ) -> StorageResult<Vec<RoomSummaryRecord>> {
+        let (user, rooms) = (user_id.to_owned(), room_ids.to_vec());
+        self.read(move |c| {
+            Box::pin(async move {
+                // Per room, three reads: counts and state group, heroes, unread counts. Each is
+                // one statement run for every room (one round trip each on PostgreSQL).
+                let per_room: Vec<Vec<&dyn ToValue>> =
+                    rooms.iter().map(|room| -> Vec<&dyn ToValue> { vec![room] }).collect();
+                let counts: Vec<Vec<(u64, u64, Option<i64>)>> = c
+                    .query_each(
+                        "SELECT joined_members, invited_members, current_state_group FROM rooms WHERE room_id = $1",
+                        &per_room,
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .await?;
+                let with_user: Vec<Vec<&dyn ToValue>> =
+                    rooms.iter().map(|room| -> Vec<&dyn ToValue> { vec![room, &user] }).collect();
+                let heroes: Vec<Vec<MemberRecord>> = c
+                    .query_each(
+                        &format!(
+                            "SELECT {MEMBER_COLUMNS} FROM room_members
+                             WHERE room_id = $1 AND user_id <> $2 AND membership IN ('join', 'invite')
+                             ORDER BY stream_pos LIMIT 5"
+                        ),
+                        &with_user,
+                        member_from_row,
+                    )
+                    .await?;
+                let unread_params: Vec<Vec<&dyn ToValue>> =
+                    rooms.iter().map(|room| -> Vec<&dyn ToValue> { vec![&user, room, &until] }).collect();
+                let unread: Vec<Vec<(u64, u64)>> =
+                    c.query_each(UNREAD_COUNTS, &unread_params, |r| Ok((r.get(0)?, r.get(1)?))).await?;
+                Ok(rooms
+                    .iter()
+                    .zip(counts)
+                    .zip(heroes)
+                    .zip(unread)
+                    .map(|(((room_id, counts), heroes), unread)| {
+                        let (joined, invited, current_state_group) = counts.into_iter().next().unwrap_or((0, 0, None));
+                        let (notifications, highlights) = unread.into_iter().next().unwrap_or((0, 0));
+                        RoomSummaryRecord {
+                            room_id: room_id.clone(),
+                            joined,
+                            invited,
+                            heroes,
+                            notifications,
+                            highlights,
+                            current_state_group,
+                        }
+                    })
+                    .collect())
+            })
+        })
+        .await
+    }
+
+    async fn room_timelines(
+        &self,
+        requests: &[(String, StreamPos, Option<StreamPos>, usize)],
+    ) -> StorageResult<Vec<Vec<StoredEvent>>> {
+        let requests = requests.to_vec();
+        self.read(move |c| {
+            Box::pin(async move {
+                // Requests with the same limit share a statement (run once per room).
+                let mut by_limit: HashMap<usize, Vec<usize>> = HashMap::new();
+                for (index, request) in requests.iter().enumerate() {
+                    by_limit.entry(request.3).or_default().push(index);
+                }
+                let mut out: Vec<Vec<StoredEvent>> = vec![Vec::new(); requests.len()];
+                let sinces: Vec<i64> = requests.iter().map(|r| r.2.unwrap_or(i64::MIN)).collect();
+                for (limit, indexes) in by_limit {
+                    let params: Vec<Vec<&dyn ToValue>> = indexes
+                        .iter()
+                        .map(|&i| -> Vec<&dyn ToValue> { vec![&requests[i].0, &requests[i].1, &sinces[i]] })
+                        .collect();
+                    let timelines = c.query_each(&backward_events_sql(limit), &params, event_from_row).await?;
+                    for (index, events) in indexes.into_iter().zip(timelines) {
+                        out[index] = events;
+                    }
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn delete_idle_sliding_sync_connections(&self, before_ms: i64) -> StorageResult<u64> {
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute("DELETE FROM sliding_sync_connections WHERE last_used_ms < $1", &[&before_ms]).await
+            })
+        })
+        .await
+    }
+}
