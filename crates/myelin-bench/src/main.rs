@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! myelin-bench --target myelin=http://127.0.0.1:8008 --target synapse=http://127.0.0.1:8448 \
-//!     [--pid myelin=PID --pid synapse=PID] [--scenario all|send|fanout|initial-sync|keys] \
+//!     [--pid myelin=PID --pid synapse=PID] [--scenario all|send|rooms-send|fanout|initial-sync|keys|sliding-sync] \
 //!     [--output docs/benchmarks.md]
 //! ```
 //!
@@ -33,6 +33,7 @@ use scenarios::Params;
 enum Scenario {
     All,
     Send,
+    RoomsSend,
     Fanout,
     InitialSync,
     Keys,
@@ -44,6 +45,8 @@ enum Scenario {
 #[command(version)]
 struct Args {
     /// Homeserver to benchmark, as NAME=BASE_URL (repeatable; the first two are compared).
+    /// BASE_URL may list several processes of one deployment, comma-separated: the rooms-send
+    /// scenario spreads its senders over them, the others use the first.
     #[arg(long = "target", value_name = "NAME=URL", required = true)]
     targets: Vec<String>,
     /// Process id of a target's server, as NAME=PID, to report its RSS (repeatable).
@@ -193,8 +196,13 @@ async fn main() -> Result<()> {
     for (index, (name, url)) in targets.iter().enumerate() {
         // Per-target prefix, so two targets may even point at the same server.
         let params = Params { prefix: format!("{}t{index}_", params.prefix), ..params.clone() };
-        let server = Server::new(url, request_timeout)?;
-        server.versions().await.with_context(|| format!("target {name} ({url}) does not answer /versions"))?;
+        let mut servers = Vec::new();
+        for base in url.split(',') {
+            let server = Server::new(base, request_timeout)?;
+            server.versions().await.with_context(|| format!("target {name} ({base}) does not answer /versions"))?;
+            servers.push(server);
+        }
+        let server = servers.first().cloned().context("a target needs a URL")?;
         let pid = pids.get(name).copied();
         let rss = |when: &str| {
             pid.and_then(|pid| match rss_mb(pid) {
@@ -209,6 +217,11 @@ async fn main() -> Result<()> {
 
         let send = if run(Scenario::Send) {
             run_scenario("send", name, limit, scenarios::send(&server, &params)).await
+        } else {
+            Outcome::NotRun
+        };
+        let rooms_send = if run(Scenario::RoomsSend) {
+            run_scenario("rooms-send", name, limit, scenarios::rooms_send(&servers, &params)).await
         } else {
             Outcome::NotRun
         };
@@ -239,6 +252,7 @@ async fn main() -> Result<()> {
             rss_idle_mb,
             rss_after_mb,
             send,
+            rooms_send,
             fanout,
             initial_sync,
             keys,

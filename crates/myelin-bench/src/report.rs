@@ -31,6 +31,7 @@ pub struct TargetReport {
     pub rss_idle_mb: Option<f64>,
     pub rss_after_mb: Option<f64>,
     pub send: Outcome<SendResult>,
+    pub rooms_send: Outcome<SendResult>,
     pub fanout: Outcome<FanoutResult>,
     pub initial_sync: Outcome<InitialSyncResult>,
     pub keys: Outcome<KeysResult>,
@@ -43,6 +44,7 @@ impl TargetReport {
         let mut out = Vec::new();
         for (scenario, outcome) in [
             ("send", failure(&self.send)),
+            ("send, own rooms", failure(&self.rooms_send)),
             ("fan-out", failure(&self.fanout)),
             ("initial sync", failure(&self.initial_sync)),
             ("keys", failure(&self.keys)),
@@ -107,6 +109,18 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             Box::new(|t| t.send.cell(|r| p99(&r.latencies_ms))),
         ),
         ("send: messages sent".into(), 0, Better::Neither, Box::new(|t| t.send.cell(|r| Some(r.messages as f64)))),
+        (
+            "send, a room per sender: throughput (msg/s)".into(),
+            1,
+            Better::Higher("throughput"),
+            Box::new(|t| t.rooms_send.cell(|r| Some(r.throughput()))),
+        ),
+        (
+            "send, a room per sender: latency p50 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.rooms_send.cell(|r| p50(&r.latencies_ms))),
+        ),
         (
             "fan-out: last listener p50 (ms)".into(),
             1,
@@ -372,6 +386,7 @@ mod tests {
                 elapsed: std::time::Duration::from_secs(1),
                 latencies_ms: vec![10.0, 20.0],
             }),
+            rooms_send: Outcome::NotRun,
             fanout: Outcome::NotRun,
             initial_sync: Outcome::Failed("boom".into()),
             keys: Outcome::NotRun,

@@ -175,6 +175,50 @@ pub async fn send(server: &Server, params: &Params) -> Result<SendResult> {
     Ok(SendResult { messages: latencies_ms.len(), elapsed, latencies_ms })
 }
 
+/// Send throughput across rooms: `senders` users, each in a room of their own, each sending
+/// `count` messages back to back, all concurrently. With several servers (processes of one
+/// deployment, one database) sender `i` talks to server `i % n` only: how far the deployment's
+/// write throughput grows with processes.
+pub async fn rooms_send(servers: &[Server], params: &Params) -> Result<SendResult> {
+    let senders = params.senders.max(1);
+    eprintln!("  rooms-send: {senders} users over {} server(s), a room each", servers.len());
+    let mut users = Vec::with_capacity(senders);
+    for (i, server) in servers.iter().enumerate() {
+        let share = senders / servers.len() + usize::from(i < senders % servers.len());
+        users.extend(register_users(server, params, &format!("r{i}_"), share).await?);
+    }
+    let mut rooms = Vec::with_capacity(users.len());
+    for user in &users {
+        rooms.push(user.create_room(&public_room("myelin-bench rooms-send")).await?);
+    }
+    eprintln!("  rooms-send: {} senders x {} messages, concurrently", users.len(), params.count);
+    let count = params.count;
+    let prefix = params.prefix.clone();
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    for (s, (user, room_id)) in users.into_iter().zip(rooms).enumerate() {
+        let prefix = prefix.clone();
+        set.spawn(async move {
+            let mut lat = Vec::with_capacity(count);
+            for i in 0..count {
+                let txn = format!("{prefix}-r{s}-{i}");
+                let t0 = Instant::now();
+                user.send_text(&room_id, &txn, &format!("bench message {i} from sender {s}"))
+                    .await
+                    .with_context(|| format!("sender {s} message {i}"))?;
+                lat.push(ms(t0.elapsed()));
+            }
+            Ok::<_, anyhow::Error>(lat)
+        });
+    }
+    let mut latencies_ms = Vec::with_capacity(senders * count);
+    while let Some(joined) = set.join_next().await {
+        latencies_ms.extend(joined.context("sender task panicked")??);
+    }
+    let elapsed = start.elapsed();
+    Ok(SendResult { messages: latencies_ms.len(), elapsed, latencies_ms })
+}
+
 /// What the listeners have seen: event id -> (listener index -> when).
 #[derive(Default)]
 struct Sightings {

@@ -272,9 +272,9 @@ fn sqlite_sql(sql: &str) -> Arc<str> {
 
 /// Rewrites PostgreSQL's spelling into SQLite's, outside string literals:
 /// `$n` → `?n`; `= ANY($n)` → `IN (SELECT value FROM json_each(?n))` (the list is bound as a JSON
-/// array); `FOR UPDATE [SKIP LOCKED]` → nothing.
+/// array); `FOR UPDATE [OF table] [SKIP LOCKED]` → nothing.
 pub fn translate(sql: &str) -> String {
-    let sql = sql.replace(" FOR UPDATE SKIP LOCKED", "").replace(" FOR UPDATE", "");
+    let sql = without_row_locks(sql);
     let mut out = String::with_capacity(sql.len() + 16);
     let bytes = sql.as_bytes();
     let mut i = 0;
@@ -304,6 +304,25 @@ pub fn translate(sql: &str) -> String {
         out.push_str(&sql[i..i + len]);
         i += len;
     }
+    out
+}
+
+/// `sql` without its `FOR UPDATE [OF table] [SKIP LOCKED]` clauses.
+fn without_row_locks(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find(" FOR UPDATE") {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + " FOR UPDATE".len()..];
+        if let Some(after) = rest.strip_prefix(" OF ") {
+            let table_len = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(after.len());
+            rest = &after[table_len..];
+        }
+        if let Some(after) = rest.strip_prefix(" SKIP LOCKED") {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
     out
 }
 
@@ -359,6 +378,10 @@ mod tests {
             "SELECT a FROM t WHERE b IN (SELECT value FROM json_each(?2))"
         );
         assert_eq!(translate("SELECT 1 FROM t LIMIT 1 FOR UPDATE SKIP LOCKED"), "SELECT 1 FROM t LIMIT 1");
+        assert_eq!(
+            translate("SELECT 1 FROM t r LEFT JOIN u ON 1 FOR UPDATE OF r\n"),
+            "SELECT 1 FROM t r LEFT JOIN u ON 1\n"
+        );
     }
 
     #[test]

@@ -36,26 +36,27 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
         .await?;
     }
     // The room's row, locked until the commit: another process adding an event to the room waits
-    // here, then finds the extremities this one leaves (and answers `StaleHead`).
-    let room = c
-        .query_opt(
+    // here, then finds the extremities this one leaves (and answers `StaleHead`). One row per
+    // forward extremity, each with the room's state group and the event of the transaction id.
+    let rows = c
+        .query(
             "SELECT r.current_state_group,
-                    (SELECT t.event_id FROM txn_ids t WHERE t.user_id = $2 AND t.device_id = $3 AND t.txn_id = $4)
-             FROM rooms r WHERE r.room_id = $1 FOR UPDATE",
+                    (SELECT t.event_id FROM txn_ids t WHERE t.user_id = $2 AND t.device_id = $3 AND t.txn_id = $4),
+                    f.event_id
+             FROM rooms r LEFT JOIN forward_extremities f ON f.room_id = r.room_id
+             WHERE r.room_id = $1 FOR UPDATE OF r",
             &[&ev.room_id, &ev.sender, &device, &txn_id],
-            |r| Ok((r.get::<Option<i64>>(0)?, r.get::<Option<String>>(1)?)),
+            |r| Ok((r.get::<Option<i64>>(0)?, r.get::<Option<String>>(1)?, r.get::<Option<String>>(2)?)),
         )
         .await?;
-    let Some((state_before, earlier)) = room else {
+    let Some((state_before, earlier, _)) = rows.first().cloned() else {
         return Err(StorageError::Corrupt(format!("event {} for unknown room {}", ev.event_id, ev.room_id)));
     };
     if let Some(event_id) = earlier {
         return Ok(PersistOutcome::DuplicateTxn { event_id });
     }
     if let Some(expected) = &ev.expected_extremities {
-        let mut stored: Vec<String> = c
-            .query("SELECT event_id FROM forward_extremities WHERE room_id = $1", &[&ev.room_id], |r| r.get(0))
-            .await?;
+        let mut stored: Vec<String> = rows.into_iter().filter_map(|(_, _, extremity)| extremity).collect();
         let mut expected = expected.clone();
         stored.sort();
         expected.sort();

@@ -15,6 +15,9 @@ const STATEMENT_CACHE: usize = 256;
 pub struct PgConn {
     client: Client,
     statements: HashMap<String, Statement>,
+    /// Statements without parameters to send ahead of the next request, in the same round trip
+    /// (the writer's savepoint bookkeeping between jobs).
+    deferred: Option<String>,
 }
 
 fn values<'p>(params: Params<'p>) -> Vec<Value<'p>> {
@@ -33,7 +36,7 @@ impl PgConn {
                 tracing::warn!(%err, "PostgreSQL connection closed");
             }
         });
-        Ok(Self { client, statements: HashMap::new() })
+        Ok(Self { client, statements: HashMap::new(), deferred: None })
     }
 
     pub fn is_closed(&self) -> bool {
@@ -43,6 +46,22 @@ impl PgConn {
     /// The driver's client, for tools that copy data in bulk (`myelin db migrate`).
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Drops what was deferred (before a rollback: it may no longer apply).
+    pub(crate) fn clear_deferred(&mut self) {
+        self.deferred = None;
+    }
+
+    /// Queues `sql` (statements without parameters) to go out with the next request.
+    pub(crate) fn defer(&mut self, sql: &str) {
+        match &mut self.deferred {
+            Some(queued) => {
+                queued.push_str("; ");
+                queued.push_str(sql);
+            }
+            None => self.deferred = Some(sql.to_owned()),
+        }
     }
 
     async fn statement(&mut self, sql: &str) -> StorageResult<Statement> {
@@ -63,7 +82,9 @@ impl PgConn {
     {
         let statement = self.statement(sql).await?;
         let values = values(params);
-        let rows = self.client.query(&statement, &refs(&values)).await?;
+        let params = refs(&values);
+        let deferred = self.deferred.take();
+        let rows = after(&self.client, deferred, self.client.query(&statement, &params)).await?;
         rows.iter().map(|row| map(&Row(RowInner::Postgres(row)))).collect()
     }
 
@@ -81,14 +102,17 @@ impl PgConn {
         let params: Vec<Vec<&(dyn ToSql + Sync)>> = values.iter().map(|v| refs(v)).collect();
         let client = &self.client;
         let runs = params.iter().map(|p| client.query(&statement, p));
-        let results = futures_util::future::try_join_all(runs).await?;
+        let deferred = self.deferred.take();
+        let results = after(client, deferred, futures_util::future::try_join_all(runs)).await?;
         results.iter().map(|rows| rows.iter().map(|row| map(&Row(RowInner::Postgres(row)))).collect()).collect()
     }
 
     pub async fn execute(&mut self, sql: &str, params: Params<'_>) -> StorageResult<u64> {
         let statement = self.statement(sql).await?;
         let values = values(params);
-        Ok(self.client.execute(&statement, &refs(&values)).await?)
+        let params = refs(&values);
+        let deferred = self.deferred.take();
+        after(&self.client, deferred, self.client.execute(&statement, &params)).await
     }
 
     /// Runs several writes as one pipeline: all are sent before the first answer is awaited (one
@@ -121,13 +145,18 @@ impl PgConn {
         let params: Vec<Vec<&(dyn ToSql + Sync)>> = values.iter().map(|v| refs(v)).collect();
         let client = &self.client;
         let runs = prepared.iter().zip(&params).map(|(statement, params)| client.execute(statement, params));
-        Ok(futures_util::future::try_join_all(runs).await?.into_iter().sum())
+        let deferred = self.deferred.take();
+        Ok(after(client, deferred, futures_util::future::try_join_all(runs)).await?.into_iter().sum())
     }
 
     /// Runs statements without parameters in one round trip and returns the first column of the
     /// first row any of them produced (e.g. `BEGIN; SELECT pos ... FOR UPDATE`).
     pub async fn batch_first_value(&mut self, sql: &str) -> StorageResult<Option<String>> {
-        let messages = self.client.simple_query(sql).await?;
+        let sql = match self.deferred.take() {
+            Some(deferred) => format!("{deferred}; {sql}"),
+            None => sql.to_owned(),
+        };
+        let messages = self.client.simple_query(&sql).await?;
         Ok(messages.into_iter().find_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
             _ => None,
@@ -136,8 +165,24 @@ impl PgConn {
 
     /// Runs statements without parameters (BEGIN, COMMIT, SAVEPOINT...).
     pub async fn batch(&mut self, sql: &str) -> StorageResult<()> {
-        Ok(self.client.batch_execute(sql).await?)
+        match self.deferred.take() {
+            Some(deferred) => Ok(self.client.batch_execute(&format!("{deferred}; {sql}")).await?),
+            None => Ok(self.client.batch_execute(sql).await?),
+        }
     }
+}
+
+/// Runs `request` after the `deferred` statements, pipelined with them: both go out before either
+/// answer is awaited (the deferred batch is queued first, so it runs first).
+async fn after<T>(
+    client: &Client,
+    deferred: Option<String>,
+    request: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> StorageResult<T> {
+    Ok(match deferred {
+        None => request.await?,
+        Some(sql) => futures_util::future::try_join(client.batch_execute(&sql), request).await?.1,
+    })
 }
 
 /// A fixed number of connections behind a semaphore, opened on demand.

@@ -100,6 +100,8 @@ async fn run(
                     }
                     Ok(None) => {}
                     Err(err) => {
+                        c.conn.clear_deferred();
+                        let _ = c.conn.batch("ROLLBACK").await;
                         fail(delivers, &err);
                         release_reservations(&mut c.conn, reserved, &origin, &head).await;
                         continue;
@@ -111,6 +113,7 @@ async fn run(
             }
             Err(err) => {
                 tracing::error!(%err, "write batch failed and was rolled back");
+                c.conn.clear_deferred();
                 let _ = c.conn.batch("ROLLBACK").await;
                 fail(delivers, &err);
                 release_reservations(&mut c.conn, reserved, &origin, &head).await;
@@ -169,7 +172,7 @@ async fn run_batch(
 ) -> StorageResult<()> {
     // Round trips are the cost here: savepoint bookkeeping rides along with the neighbouring
     // statements.
-    c.batch("BEGIN; SAVEPOINT job").await?;
+    c.defer("BEGIN; SAVEPOINT job");
     let jobs = batch.len();
     for (i, job) in batch.into_iter().enumerate() {
         let Ran { ok, deliver } = {
@@ -177,12 +180,13 @@ async fn run_batch(
             job(&mut conn, positions).await
         };
         delivers.push(deliver);
-        let close = if ok { "RELEASE SAVEPOINT job" } else { "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job" };
-        if i + 1 < jobs {
-            c.batch(&format!("{close}; SAVEPOINT job")).await?;
-        } else if !ok {
-            // The commit path releases the last savepoint; undo this job's work first.
+        if !ok {
+            // Undo the job's work now (its failure may have aborted the transaction).
             c.batch("ROLLBACK TO SAVEPOINT job").await?;
+        }
+        if i + 1 < jobs {
+            // Goes out with the next job's first statement: no round trip of its own.
+            c.defer("RELEASE SAVEPOINT job; SAVEPOINT job");
         }
     }
     Ok(())
