@@ -60,7 +60,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let limit = state.config.limits.max_request_body_bytes;
+        let limit = state.config().limits.max_request_body_bytes;
         let too_large = || MatrixError::new(ErrorCode::TooLarge, format!("Request body is larger than {limit} bytes"));
         if let Some(len) =
             req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())

@@ -22,7 +22,7 @@ pub type AppState = Arc<Services>;
 pub fn router(services: AppState) -> Router {
     let client = routes::client_routes();
     let v1 = routes::v1_routes();
-    let max_body = services.config.limits.max_request_body_bytes;
+    let max_body = services.config().limits.max_request_body_bytes;
     Router::new()
         .nest("/_matrix/client/v3", client.clone())
         .nest("/_matrix/client/r0", client)

@@ -94,6 +94,19 @@ pub struct MatrixError {
     pub status: u16,
     /// Further fields of the error body (e.g. `current_version` of `M_WRONG_ROOM_KEYS_VERSION`).
     pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Set when the answer is a user-interactive authentication challenge (401 with flows).
+    pub uia: Option<Box<UiaChallenge>>,
+}
+
+/// A user-interactive authentication challenge: the flows the client may complete, its session
+/// and the stages done so far. `failed` adds the error (`errcode`, `error`) to the body: a stage
+/// was attempted and refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UiaChallenge {
+    pub flows: Vec<Vec<String>>,
+    pub session: String,
+    pub completed: Vec<String>,
+    pub failed: bool,
 }
 
 pub type MatrixResult<T> = Result<T, MatrixError>;
@@ -101,7 +114,14 @@ pub type MatrixResult<T> = Result<T, MatrixError>;
 impl MatrixError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         let status = code.default_status();
-        Self { code, message: message.into(), status, extra: None }
+        Self { code, message: message.into(), status, extra: None, uia: None }
+    }
+
+    /// The 401 of user-interactive authentication; `cause` is the refusal of an attempted stage.
+    pub fn uia(challenge: UiaChallenge, cause: Option<MatrixError>) -> Self {
+        let failed = cause.is_some();
+        let cause = cause.unwrap_or_else(|| Self::new(ErrorCode::Unauthorized, "Authentication required"));
+        Self { status: 401, uia: Some(Box::new(UiaChallenge { failed, ..challenge })), ..cause }
     }
 
     pub fn with_status(mut self, status: u16) -> Self {
@@ -143,6 +163,19 @@ impl MatrixError {
 
     /// The JSON body of the error response.
     pub fn to_json(&self) -> serde_json::Value {
+        if let Some(uia) = &self.uia {
+            let mut body = serde_json::json!({
+                "flows": uia.flows.iter().map(|stages| serde_json::json!({ "stages": stages })).collect::<Vec<_>>(),
+                "params": {},
+                "session": uia.session,
+                "completed": uia.completed,
+            });
+            if uia.failed {
+                body["errcode"] = self.code.as_str().into();
+                body["error"] = self.message.clone().into();
+            }
+            return body;
+        }
         let mut body = serde_json::json!({
             "errcode": self.code.as_str(),
             "error": self.message,
@@ -170,3 +203,40 @@ impl fmt::Display for MatrixError {
 }
 
 impl std::error::Error for MatrixError {}
+
+#[cfg(test)]
+mod tests {
+    use super::{ErrorCode, MatrixError, UiaChallenge};
+
+    #[test]
+    fn errors_serialise_with_their_extras() {
+        let err = MatrixError::limit_exceeded(1500);
+        assert_eq!(err.status, 429);
+        assert_eq!(
+            err.to_json(),
+            serde_json::json!({"errcode": "M_LIMIT_EXCEEDED", "error": "Too many requests", "retry_after_ms": 1500})
+        );
+        let soft = MatrixError::new(ErrorCode::UnknownToken { soft_logout: true }, "expired");
+        assert_eq!(soft.to_json()["soft_logout"], true);
+        let extra = MatrixError::not_found("x").with_field("current_version", "3".into());
+        assert_eq!(extra.to_json()["current_version"], "3");
+    }
+
+    #[test]
+    fn a_uia_challenge_carries_flows_and_the_refusal_only_when_a_stage_failed() {
+        let challenge = UiaChallenge {
+            flows: vec![vec!["m.login.password".into()]],
+            session: "abc".into(),
+            completed: vec![],
+            failed: false,
+        };
+        let asked = MatrixError::uia(challenge.clone(), None);
+        assert_eq!(asked.status, 401);
+        let body = asked.to_json();
+        assert_eq!(body["flows"][0]["stages"][0], "m.login.password");
+        assert_eq!(body["session"], "abc");
+        assert!(body.get("errcode").is_none(), "no error before an attempt");
+        let refused = MatrixError::uia(challenge, Some(MatrixError::forbidden("Invalid password")));
+        assert_eq!((refused.status, refused.to_json()["errcode"].as_str()), (401, Some("M_FORBIDDEN")));
+    }
+}

@@ -1,15 +1,29 @@
 //! Accounts: registration, login, tokens, passwords, deactivation and profiles.
 
-use myelin_core::{ErrorCode, MatrixError, MatrixResult, random, time::now_ms};
-use myelin_storage::{NewSession, StorageError, TokenOwner, UserRecord};
+use myelin_core::{
+    ErrorCode, MatrixError, MatrixResult, Membership,
+    types::{OwnedDeviceId, OwnedUserId, StateEventType, UserId},
+};
+use myelin_storage::{NewSession, SessionRefresh, UserRecord};
+use serde::Deserialize;
+use serde_json::Value;
 
-use crate::Services;
+use crate::{
+    Services,
+    ratelimit::Limit,
+    uia::{AuthData, Identifier},
+};
+
+/// Longest password accepted, in bytes.
+const MAX_PASSWORD_BYTES: usize = 512;
+/// Lifetime of a login token (`/login/get_token`).
+pub const LOGIN_TOKEN_LIFETIME_MS: u64 = 120_000;
 
 /// Who is making a request, resolved from its access token.
 #[derive(Clone, Debug)]
 pub struct Requester {
-    pub user_id: String,
-    pub device_id: String,
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
     pub is_admin: bool,
     pub access_token: String,
 }
@@ -17,11 +31,78 @@ pub struct Requester {
 /// Tokens handed to a client after register, login or refresh.
 #[derive(Clone, Debug)]
 pub struct IssuedSession {
-    pub user_id: String,
-    pub device_id: String,
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
     pub access_token: String,
     pub refresh_token: Option<String>,
     pub expires_in_ms: Option<u64>,
+}
+
+/// `POST /register`.
+#[derive(Debug, Deserialize)]
+pub struct RegisterRequest {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub auth: Option<AuthData>,
+    pub device_id: Option<String>,
+    pub initial_device_display_name: Option<String>,
+    #[serde(default)]
+    pub inhibit_login: bool,
+    #[serde(default)]
+    pub refresh_token: bool,
+}
+
+/// What registration answers: the new user, and a session unless `inhibit_login`.
+#[derive(Debug)]
+pub struct Registered {
+    pub user_id: OwnedUserId,
+    pub session: Option<IssuedSession>,
+}
+
+/// `POST /login`.
+#[derive(Debug, Deserialize)]
+pub struct LoginRequest {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub identifier: Option<Identifier>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub device_id: Option<String>,
+    pub initial_device_display_name: Option<String>,
+    #[serde(default)]
+    pub refresh_token: bool,
+}
+
+/// A user's public profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+/// A field of the profile a user can set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProfileField {
+    DisplayName,
+    AvatarUrl,
+}
+
+impl ProfileField {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "displayname" => Some(Self::DisplayName),
+            "avatar_url" => Some(Self::AvatarUrl),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DisplayName => "displayname",
+            Self::AvatarUrl => "avatar_url",
+        }
+    }
 }
 
 /// Checks a localpart against the spec's grammar for new user ids.
@@ -36,14 +117,22 @@ pub fn validate_localpart(localpart: &str) -> MatrixResult<()> {
     }
 }
 
+fn check_password_length(password: &str) -> MatrixResult<()> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(MatrixError::invalid_param("Password is too long"));
+    }
+    Ok(())
+}
+
 impl Services {
     pub async fn resolve_token(&self, token: &str) -> MatrixResult<Requester> {
-        let owner: Option<TokenOwner> = self.store.token_owner(token).await?;
-        let Some(owner) = owner else { return Err(MatrixError::unknown_token("Unrecognised access token")) };
+        let Some(owner) = self.store.token_owner(token).await? else {
+            return Err(MatrixError::unknown_token("Unrecognised access token"));
+        };
         if owner.deactivated {
             return Err(MatrixError::unknown_token("User is deactivated"));
         }
-        if owner.expires_ms.is_some_and(|exp| exp <= now_ms()) {
+        if owner.expires_ms.is_some_and(|exp| exp <= self.clock.now_ms()) {
             return Err(MatrixError::new(ErrorCode::UnknownToken { soft_logout: true }, "Access token has expired"));
         }
         Ok(Requester {
@@ -56,19 +145,21 @@ impl Services {
 
     pub async fn username_available(&self, localpart: &str) -> MatrixResult<()> {
         validate_localpart(localpart)?;
-        if self.store.get_user(&self.user_id(localpart)).await?.is_some() {
+        if self.store.get_user(&self.user_id(localpart)?).await?.is_some() {
             return Err(MatrixError::new(ErrorCode::UserInUse, "User ID already taken"));
         }
         Ok(())
     }
 
-    /// Creates an account (used by /register and the admin command).
-    pub async fn create_user(&self, localpart: &str, password: Option<String>, is_admin: bool) -> MatrixResult<String> {
+    /// Creates an account (used by `/register` and the admin command).
+    pub async fn create_user(
+        &self,
+        localpart: &str,
+        password: Option<String>,
+        is_admin: bool,
+    ) -> MatrixResult<OwnedUserId> {
         validate_localpart(localpart)?;
-        let user_id = self.user_id(localpart);
-        if ruma::UserId::parse(&user_id).is_err() {
-            return Err(MatrixError::new(ErrorCode::InvalidUsername, "Invalid user id"));
-        }
+        let user_id = self.user_id(localpart)?;
         let password_hash = match password {
             Some(p) => Some(self.passwords.hash(p).await?),
             None => None,
@@ -80,53 +171,121 @@ impl Services {
             deactivated: false,
             displayname: Some(localpart.to_owned()),
             avatar_url: None,
-            created_ms: now_ms(),
+            created_ms: self.clock.now_ms(),
         };
         match self.store.create_user(record).await {
             Ok(()) => Ok(user_id),
-            Err(StorageError::Conflict(_)) => Err(MatrixError::new(ErrorCode::UserInUse, "User ID already taken")),
+            Err(err) if err.is_conflict() => Err(MatrixError::new(ErrorCode::UserInUse, "User ID already taken")),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// `POST /register` from the client address `client`.
+    pub async fn register(&self, req: RegisterRequest, client: &str) -> MatrixResult<Registered> {
+        if !self.config.open_registration() && self.config.registration.tokens.is_empty() {
+            return Err(MatrixError::forbidden("Registration has been disabled"));
+        }
+        self.check_rate_limit(Limit::Registration, client)?;
+        let localpart = match &req.username {
+            Some(name) => {
+                let name = name.to_lowercase();
+                self.username_available(&name).await?;
+                Some(name)
+            }
+            None => None,
+        };
+        if let Some(password) = &req.password {
+            check_password_length(password)?;
+        }
+        self.require_registration_auth(req.auth.as_ref()).await?;
+        let localpart = localpart.unwrap_or_else(|| self.random.alphanumeric(12).to_lowercase());
+        let user_id = self.create_user(&localpart, req.password, false).await?;
+        if req.inhibit_login {
+            return Ok(Registered { user_id, session: None });
+        }
+        let session =
+            self.issue_session(&user_id, req.device_id, req.initial_device_display_name, req.refresh_token).await?;
+        Ok(Registered { user_id, session: Some(session) })
+    }
+
+    /// `POST /login` from the client address `client`.
+    pub async fn login(&self, req: LoginRequest, client: &str) -> MatrixResult<IssuedSession> {
+        self.check_rate_limit(Limit::Login, client)?;
+        let user_id = match req.kind.as_str() {
+            crate::uia::PASSWORD => {
+                let user = match &req.identifier {
+                    Some(id) if id.kind == "m.id.user" => id.user.clone(),
+                    Some(_) => {
+                        return Err(MatrixError::new(ErrorCode::Unknown, "Only m.id.user identifiers are supported")
+                            .with_status(400));
+                    }
+                    None => req.user.clone(),
+                }
+                .ok_or_else(|| MatrixError::missing_param("identifier.user is required"))?;
+                let password =
+                    req.password.as_deref().ok_or_else(|| MatrixError::missing_param("password is required"))?;
+                let user_id = self.login_user_id(&user)?;
+                self.check_password(&user_id, password).await?;
+                user_id
+            }
+            "m.login.token" => {
+                let token = req.token.as_deref().ok_or_else(|| MatrixError::missing_param("token is required"))?;
+                let user = self.store.take_login_token(token, self.clock.now_ms()).await?;
+                user.ok_or_else(|| MatrixError::forbidden("Invalid or expired login token"))?
+            }
+            other => {
+                return Err(
+                    MatrixError::new(ErrorCode::Unknown, format!("Unsupported login type {other:?}")).with_status(400)
+                );
+            }
+        };
+        self.issue_session(&user_id, req.device_id, req.initial_device_display_name, req.refresh_token).await
     }
 
     /// Opens a session (device + tokens) for a user.
     pub async fn issue_session(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         device_id: Option<String>,
         display_name: Option<String>,
         refreshable: bool,
     ) -> MatrixResult<IssuedSession> {
-        let device_id = device_id.filter(|d| !d.is_empty()).unwrap_or_else(random::device_id);
+        let device_id = device_id.filter(|d| !d.is_empty()).unwrap_or_else(|| self.random.device_id());
         if device_id.len() > 255 {
             return Err(MatrixError::invalid_param("device_id is too long"));
         }
-        let access_token = format!("myl_{}", random::alphanumeric(40));
+        let device_id = OwnedDeviceId::from(device_id);
+        let access_token = format!("myl_{}", self.random.alphanumeric(40));
         let (refresh_token, expires_in_ms) = if refreshable {
             (
-                Some(format!("mylr_{}", random::alphanumeric(40))),
+                Some(format!("mylr_{}", self.random.alphanumeric(40))),
                 Some(self.config.limits.refreshable_access_token_lifetime_ms),
             )
         } else {
             (None, None)
         };
+        let now = self.clock.now_ms();
         self.store
             .create_session(NewSession {
                 user_id: user_id.to_owned(),
                 device_id: device_id.clone(),
                 display_name,
                 access_token: access_token.clone(),
-                expires_ms: expires_in_ms.map(|l| now_ms() + l),
+                expires_ms: expires_in_ms.map(|l| now + l),
                 refresh_token: refresh_token.clone(),
-                created_ms: now_ms(),
+                created_ms: now,
             })
             .await?;
         Ok(IssuedSession { user_id: user_id.to_owned(), device_id, access_token, refresh_token, expires_in_ms })
     }
 
     /// Resolves a login identifier (`@user:server` or a bare localpart) to a local user id.
-    pub fn login_user_id(&self, user: &str) -> MatrixResult<String> {
-        let user_id = if user.starts_with('@') { user.to_owned() } else { self.user_id(&user.to_lowercase()) };
+    pub fn login_user_id(&self, user: &str) -> MatrixResult<OwnedUserId> {
+        let user_id = if user.starts_with('@') {
+            UserId::parse(user).map_err(|_| MatrixError::forbidden("Invalid username or password"))?
+        } else {
+            self.user_id(&user.to_lowercase()).map_err(|_| MatrixError::forbidden("Invalid username or password"))?
+        };
         if !self.is_local_user(&user_id) {
             return Err(MatrixError::forbidden("Invalid username or password"));
         }
@@ -134,7 +293,7 @@ impl Services {
     }
 
     /// Checks a password; the same `M_FORBIDDEN` for unknown users and wrong passwords.
-    pub async fn check_password(&self, user_id: &str, password: &str) -> MatrixResult<UserRecord> {
+    pub async fn check_password(&self, user_id: &UserId, password: &str) -> MatrixResult<UserRecord> {
         let user = self.store.get_user(user_id).await?;
         let Some(user) = user else { return Err(MatrixError::forbidden("Invalid username or password")) };
         if user.deactivated {
@@ -150,11 +309,18 @@ impl Services {
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> MatrixResult<IssuedSession> {
-        let access_token = format!("myl_{}", random::alphanumeric(40));
-        let new_refresh = format!("mylr_{}", random::alphanumeric(40));
+        let access_token = format!("myl_{}", self.random.alphanumeric(40));
+        let new_refresh = format!("mylr_{}", self.random.alphanumeric(40));
         let lifetime = self.config.limits.refreshable_access_token_lifetime_ms;
-        let owner =
-            self.store.refresh_session(refresh_token, &access_token, &new_refresh, Some(now_ms() + lifetime)).await?;
+        let owner = self
+            .store
+            .refresh_session(SessionRefresh {
+                refresh_token: refresh_token.to_owned(),
+                new_access_token: access_token.clone(),
+                new_refresh_token: new_refresh.clone(),
+                expires_ms: Some(self.clock.now_ms() + lifetime),
+            })
+            .await?;
         let Some((user_id, device_id)) = owner else { return Err(MatrixError::unknown_token("Unknown refresh token")) };
         Ok(IssuedSession {
             user_id,
@@ -165,53 +331,128 @@ impl Services {
         })
     }
 
-    pub async fn set_password(&self, user_id: &str, new_password: String) -> MatrixResult<()> {
+    /// The admin command's password reset: a new password, and every device logged out.
+    pub async fn reset_password(&self, user_id: &UserId, new_password: String) -> MatrixResult<()> {
+        self.existing_user(user_id).await?;
+        self.set_password(user_id, new_password).await?;
+        self.delete_all_devices(user_id, None).await
+    }
+
+    /// `M_NOT_FOUND` unless the user exists (deactivated or not).
+    pub async fn existing_user(&self, user_id: &UserId) -> MatrixResult<UserRecord> {
+        self.store.get_user(user_id).await?.ok_or_else(|| MatrixError::not_found(format!("No such user {user_id}")))
+    }
+
+    /// Sets a user's password (clients go through [`Self::change_password`]).
+    pub async fn set_password(&self, user_id: &UserId, new_password: String) -> MatrixResult<()> {
         let hash = self.passwords.hash(new_password).await?;
         self.store.set_password_hash(user_id, Some(hash)).await?;
         Ok(())
     }
 
+    /// `POST /account/password`: with the current password (UIA), optionally logging out the
+    /// user's other devices.
+    pub async fn change_password(
+        &self,
+        requester: &Requester,
+        new_password: String,
+        logout_devices: bool,
+        auth: Option<&AuthData>,
+    ) -> MatrixResult<()> {
+        self.require_password_auth(requester, auth).await?;
+        if new_password.is_empty() || new_password.len() > MAX_PASSWORD_BYTES {
+            return Err(MatrixError::new(ErrorCode::WeakPassword, "Password must be 1 to 512 bytes"));
+        }
+        self.set_password(&requester.user_id, new_password).await?;
+        if logout_devices {
+            self.delete_all_devices(&requester.user_id, Some(&requester.device_id)).await?;
+        }
+        Ok(())
+    }
+
+    /// `POST /account/deactivate`, with the current password (UIA).
+    pub async fn deactivate_account(&self, requester: &Requester, auth: Option<&AuthData>) -> MatrixResult<()> {
+        self.require_password_auth(requester, auth).await?;
+        self.deactivate(&requester.user_id).await
+    }
+
     /// Deactivates a user: leaves every room, removes devices and tokens, clears the profile.
-    pub async fn deactivate(&self, user_id: &str) -> MatrixResult<()> {
+    pub async fn deactivate(&self, user_id: &UserId) -> MatrixResult<()> {
+        self.existing_user(user_id).await?;
         for room in self.store.rooms_for_user(user_id).await? {
-            if matches!(room.membership.as_str(), "join" | "invite" | "knock") {
-                let _ = self
-                    .update_membership(user_id, None, &room.room_id, user_id, "leave", None, Default::default())
-                    .await;
+            if room.membership.is_current() {
+                let change = crate::rooms::MembershipChange::new(user_id, &room.room_id, user_id, Membership::Leave);
+                let _ = self.update_membership(change).await;
             }
         }
         self.store.deactivate_user(user_id).await?;
         Ok(())
     }
 
-    /// Sets displayname or avatar and propagates it into every joined room's member event.
-    pub async fn set_profile_field(&self, user_id: &str, field: &str, value: Option<String>) -> MatrixResult<()> {
+    /// `POST /login/get_token`: a short-lived token that logs another device in (UIA).
+    pub async fn create_login_token(&self, requester: &Requester, auth: Option<&AuthData>) -> MatrixResult<String> {
+        self.require_password_auth(requester, auth).await?;
+        let token = self.random.alphanumeric(32);
+        self.store
+            .create_login_token(&token, &requester.user_id, self.clock.now_ms() + LOGIN_TOKEN_LIFETIME_MS)
+            .await?;
+        Ok(token)
+    }
+
+    /// A user's profile, if the user exists.
+    pub async fn profile(&self, user_id: &UserId) -> MatrixResult<Profile> {
+        let record = self
+            .store
+            .get_user(user_id)
+            .await?
+            .filter(|u| !u.deactivated)
+            .ok_or_else(|| MatrixError::not_found("Profile not found"))?;
+        Ok(Profile { displayname: record.displayname, avatar_url: record.avatar_url })
+    }
+
+    /// Sets displayname or avatar (only one's own) and propagates it into every joined room's
+    /// member event.
+    pub async fn set_profile_field(
+        &self,
+        requester: &Requester,
+        user_id: &UserId,
+        field: ProfileField,
+        value: Option<String>,
+    ) -> MatrixResult<()> {
+        if requester.user_id != user_id {
+            return Err(MatrixError::forbidden("You can only change your own profile"));
+        }
+        if value.as_ref().is_some_and(|v| v.len() > 1024) {
+            return Err(MatrixError::invalid_param("Profile field is too long"));
+        }
         match field {
-            "displayname" => self.store.set_displayname(user_id, value.clone()).await?,
-            "avatar_url" => self.store.set_avatar_url(user_id, value.clone()).await?,
-            _ => return Err(MatrixError::invalid_param("unknown profile field")),
+            ProfileField::DisplayName => self.store.set_displayname(user_id, value.clone()).await?,
+            ProfileField::AvatarUrl => self.store.set_avatar_url(user_id, value.clone()).await?,
         }
         for room in self.store.rooms_for_user(user_id).await? {
-            if room.membership != "join" {
+            if room.membership != Membership::Join {
                 continue;
             }
-            let Some(current) = self.store.current_state_event(&room.room_id, "m.room.member", user_id).await? else {
+            let Some(current) =
+                self.store.current_state_event(&room.room_id, &StateEventType::RoomMember, user_id.as_str()).await?
+            else {
                 continue;
             };
-            let Ok(pdu) = serde_json::from_str::<serde_json::Value>(&current.json) else { continue };
-            let mut content = pdu.get("content").cloned().unwrap_or_else(|| serde_json::json!({}));
+            let mut content = Self::event_content(&current);
+            if !content.is_object() {
+                content = Value::Object(Default::default());
+            }
             match &value {
-                Some(v) => content[field] = v.clone().into(),
+                Some(v) => content[field.as_str()] = v.clone().into(),
                 None => {
                     if let Some(obj) = content.as_object_mut() {
-                        obj.remove(field);
+                        obj.remove(field.as_str());
                     }
                 }
             }
-            if let Err(err) =
-                self.send_state_event(user_id, None, &room.room_id, "m.room.member", user_id, content).await
-            {
-                tracing::warn!(%err, room_id = room.room_id, "could not propagate profile change");
+            let spec = crate::rooms::EventSpec::state(StateEventType::RoomMember, user_id.as_str(), content);
+            if let Err(err) = self.send(user_id, None, &room.room_id, spec).await {
+                tracing::warn!(%err, room_id = %room.room_id, "could not propagate profile change");
             }
         }
         Ok(())

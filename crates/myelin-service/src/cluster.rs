@@ -1,6 +1,7 @@
 //! Following the other Myelin processes that share the database: their signals (see
-//! `myelin_storage::Signal`) wake this process's syncs and drop what it caches about their
-//! writes. With SQLite there are no other processes and no signals.
+//! `myelin_storage::Signal`) wake this process's syncs, drop what it caches about their writes
+//! (one path for every cache: `Signal::Invalidate`, `cache.rs`) and keep typing in step. With
+//! SQLite there are no other processes and no signals.
 
 use std::sync::{Arc, Weak};
 
@@ -35,23 +36,18 @@ impl Services {
             Signal::Wake { users, pos } => {
                 self.notifier.local.notify_users_at(users, pos, &|| self.store.stream_head());
             }
-            Signal::RoomHead { room_id } => self.heads.invalidate(&room_id),
-            Signal::Redacted { event_id } => self.event_cache.invalidate(&event_id),
-            Signal::RoomsOfUser { user_id } => self.user_rooms.invalidate(&user_id),
-            Signal::AccountData { user_id } => {
-                self.push.invalidate(&user_id);
-                self.ignored.invalidate(&user_id);
-            }
+            Signal::Invalidate { cache, key } => match self.caches().into_iter().find(|c| c.name() == cache) {
+                Some(cache) => cache.invalidate_key(&key),
+                None => tracing::warn!(cache, "invalidation for a cache this process does not have"),
+            },
             Signal::Typing { room_id, user_id, timeout_ms, serial } => {
                 let timeout = timeout_ms.map(std::time::Duration::from_millis);
                 self.typing.apply_remote(&room_id, &user_id, timeout, serial);
             }
             Signal::Resync => {
-                self.heads.clear();
-                self.user_rooms.clear();
-                self.event_cache.clear();
-                self.push.clear();
-                self.ignored.clear();
+                for cache in self.caches() {
+                    cache.clear_all();
+                }
                 self.notifier.local.notify_all();
             }
         }

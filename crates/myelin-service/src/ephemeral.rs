@@ -1,66 +1,68 @@
-//! Receipts, read markers, typing and account data: small writes that wake syncs.
+//! Receipts, read markers, typing, account data and tags: small writes that wake syncs.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
-    time::Duration,
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use myelin_core::{
+    ErrorCode, MatrixError, MatrixResult, Membership,
+    types::{EventId, OwnedUserId, RoomId, UserId},
 };
+use myelin_storage::{ReceiptRecord, Signal};
+use ruma::events::{
+    GlobalAccountDataEventType, RoomAccountDataEventType,
+    receipt::{ReceiptThread, ReceiptType},
+};
+use serde_json::{Map, Value, json};
 
-use myelin_core::{MatrixError, MatrixResult, time::now_ms};
-use myelin_storage::ReceiptRecord;
-use serde_json::Value;
-
-use crate::Services;
-
-pub const IGNORED_USERS_TYPE: &str = "m.ignored_user_list";
-
-/// Each user's `m.ignored_user_list`, cached; dropped when the user changes it.
-#[derive(Default)]
-pub struct IgnoredUsersCache {
-    users: Mutex<HashMap<String, Arc<HashSet<String>>>>,
-}
-
-impl IgnoredUsersCache {
-    pub fn invalidate(&self, user_id: &str) {
-        if let Ok(mut users) = self.users.lock() {
-            users.remove(user_id);
-        }
-    }
-
-    pub fn clear(&self) {
-        if let Ok(mut users) = self.users.lock() {
-            users.clear();
-        }
-    }
-}
+use crate::{Services, accounts::Requester};
 
 /// Longest typing timeout honoured.
 const MAX_TYPING_TIMEOUT: Duration = Duration::from_secs(120);
+/// Typing timeout when the client gives none.
+const DEFAULT_TYPING_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest account data content accepted.
 const MAX_ACCOUNT_DATA_BYTES: usize = 65_536;
+/// Longest thread id of a receipt, and longest tag name.
+const MAX_ID_BYTES: usize = 255;
+
+/// The `m.fully_read` marker's type.
+fn fully_read_type() -> String {
+    RoomAccountDataEventType::FullyRead.to_string()
+}
+
+fn tags_type() -> String {
+    RoomAccountDataEventType::Tag.to_string()
+}
+
+pub fn ignored_users_type() -> String {
+    GlobalAccountDataEventType::IgnoredUserList.to_string()
+}
 
 impl Services {
-    async fn joined_user_ids(&self, room_id: &str) -> MatrixResult<Vec<String>> {
-        Ok(self.store.room_members(room_id, Some("join")).await?.into_iter().map(|m| m.user_id).collect())
+    async fn joined_user_ids(&self, room_id: &RoomId) -> MatrixResult<Vec<OwnedUserId>> {
+        Ok(self.store.room_members(room_id, Some(Membership::Join)).await?.into_iter().map(|m| m.user_id).collect())
     }
 
-    async fn require_joined(&self, user_id: &str, room_id: &str) -> MatrixResult<()> {
+    async fn require_joined(&self, user_id: &UserId, room_id: &RoomId) -> MatrixResult<()> {
         match self.store.membership(room_id, user_id).await? {
-            Some(m) if m.membership == "join" => Ok(()),
+            Some(m) if m.membership == Membership::Join => Ok(()),
             _ => Err(MatrixError::forbidden("You are not joined to this room")),
         }
     }
 
+    /// `/receipt/{receiptType}/{eventId}`: a read receipt (public or private) or the fully-read
+    /// marker.
     pub async fn send_receipt(
         &self,
-        user_id: &str,
-        room_id: &str,
+        user_id: &UserId,
+        room_id: &RoomId,
         receipt_type: &str,
-        event_id: &str,
+        event_id: &EventId,
         thread_id: Option<String>,
     ) -> MatrixResult<()> {
-        if !matches!(receipt_type, "m.read" | "m.read.private" | "m.fully_read") {
-            return Err(MatrixError::invalid_param(format!("Unknown receipt type {receipt_type:?}")));
+        let fully_read = receipt_type == fully_read_type();
+        let receipt_type = ReceiptType::from(receipt_type);
+        if !fully_read && !matches!(receipt_type, ReceiptType::Read | ReceiptType::ReadPrivate) {
+            return Err(MatrixError::invalid_param(format!("Unknown receipt type {:?}", receipt_type.as_str())));
         }
         self.require_joined(user_id, room_id).await?;
         let event = self
@@ -69,23 +71,28 @@ impl Services {
             .await?
             .filter(|e| e.room_id == room_id)
             .ok_or_else(|| MatrixError::not_found("Event not found"))?;
-        if receipt_type == "m.fully_read" {
+        if fully_read {
             return self.set_fully_read(user_id, room_id, event_id).await;
         }
-        let thread_id = thread_id.unwrap_or_default();
-        if thread_id.len() > 255 {
-            return Err(MatrixError::invalid_param("thread_id is too long"));
-        }
+        let thread = match thread_id {
+            None => ReceiptThread::Unthreaded,
+            Some(t) if t.len() > MAX_ID_BYTES => return Err(MatrixError::invalid_param("thread_id is too long")),
+            Some(t) => match ReceiptThread::try_from(Some(t.as_str())) {
+                Ok(thread @ (ReceiptThread::Main | ReceiptThread::Thread(_))) => thread,
+                _ => return Err(MatrixError::invalid_param("thread_id must be \"main\" or an event id")),
+            },
+        };
+        let private = receipt_type == ReceiptType::ReadPrivate;
         let receipt = ReceiptRecord {
             room_id: room_id.to_owned(),
-            receipt_type: receipt_type.to_owned(),
+            receipt_type,
             user_id: user_id.to_owned(),
-            thread_id,
+            thread,
             event_id: event_id.to_owned(),
-            ts: now_ms(),
+            ts: self.clock.now_ms(),
         };
         if self.store.put_receipt(receipt, event.stream_pos).await?.is_some() {
-            if receipt_type == "m.read.private" {
+            if private {
                 self.notifier.notify_users(&[user_id.to_owned()]);
             } else {
                 self.notifier.notify_users(&self.joined_user_ids(room_id).await?);
@@ -94,24 +101,52 @@ impl Services {
         Ok(())
     }
 
-    pub async fn set_fully_read(&self, user_id: &str, room_id: &str, event_id: &str) -> MatrixResult<()> {
-        let content = serde_json::json!({ "event_id": event_id }).to_string();
-        self.store.put_account_data(user_id, room_id, "m.fully_read", content).await?;
+    /// `/read_markers`: the fully-read marker and read receipts in one request.
+    pub async fn set_read_markers(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        fully_read: Option<&EventId>,
+        read: Option<&EventId>,
+        read_private: Option<&EventId>,
+    ) -> MatrixResult<()> {
+        if let Some(event_id) = fully_read {
+            self.require_joined(user_id, room_id).await?;
+            self.set_fully_read(user_id, room_id, event_id).await?;
+        }
+        if let Some(event_id) = read {
+            self.send_receipt(user_id, room_id, ReceiptType::Read.as_str(), event_id, None).await?;
+        }
+        if let Some(event_id) = read_private {
+            self.send_receipt(user_id, room_id, ReceiptType::ReadPrivate.as_str(), event_id, None).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_fully_read(&self, user_id: &UserId, room_id: &RoomId, event_id: &EventId) -> MatrixResult<()> {
+        let content = json!({ "event_id": event_id }).to_string();
+        self.store.put_account_data(user_id, Some(room_id), &fully_read_type(), content).await?;
         self.notifier.notify_users(&[user_id.to_owned()]);
         Ok(())
     }
 
+    /// `/typing/{userId}`.
     pub async fn set_typing(
         &self,
-        user_id: &str,
-        room_id: &str,
+        requester: &Requester,
+        user_id: &UserId,
+        room_id: &RoomId,
         typing: bool,
         timeout_ms: Option<u64>,
     ) -> MatrixResult<()> {
+        if requester.user_id != user_id {
+            return Err(MatrixError::forbidden("You can only set your own typing notifications"));
+        }
         self.require_joined(user_id, room_id).await?;
-        let timeout = typing.then(|| Duration::from_millis(timeout_ms.unwrap_or(30_000)).min(MAX_TYPING_TIMEOUT));
+        let timeout =
+            typing.then(|| timeout_ms.map_or(DEFAULT_TYPING_TIMEOUT, Duration::from_millis).min(MAX_TYPING_TIMEOUT));
         if let Some(serial) = self.typing.set(room_id, user_id, timeout) {
-            self.store.broadcast(myelin_storage::Signal::Typing {
+            self.store.broadcast(Signal::Typing {
                 room_id: room_id.to_owned(),
                 user_id: user_id.to_owned(),
                 timeout_ms: timeout.map(|t| t.as_millis() as u64),
@@ -122,63 +157,58 @@ impl Services {
         Ok(())
     }
 
-    /// Stores account data (global when `room_id` is empty) and wakes the user's syncs.
+    /// Stores account data (global with `room_id: None`) and wakes the user's syncs.
     pub async fn put_account_data(
         &self,
-        user_id: &str,
-        room_id: &str,
+        requester: &Requester,
+        user_id: &UserId,
+        room_id: Option<&RoomId>,
         data_type: &str,
         content: Value,
     ) -> MatrixResult<()> {
+        if requester.user_id != user_id {
+            return Err(MatrixError::forbidden("You can only set your own account data"));
+        }
         if !content.is_object() {
             return Err(MatrixError::bad_json("Account data must be a JSON object"));
         }
         if data_type.is_empty() || data_type.len() > 255 {
             return Err(MatrixError::invalid_param("Invalid account data type"));
         }
-        if data_type == crate::push::PUSH_RULES_TYPE {
+        if room_id.is_none() && data_type == crate::push::push_rules_type() {
             return Err(MatrixError::bad_json("Use the push rules API to change push rules").with_status(400));
         }
         let json = content.to_string();
         if json.len() > MAX_ACCOUNT_DATA_BYTES {
-            return Err(MatrixError::new(myelin_core::ErrorCode::TooLarge, "Account data is too large"));
+            return Err(MatrixError::new(ErrorCode::TooLarge, "Account data is too large"));
         }
-        if !room_id.is_empty() && self.store.get_room(room_id).await?.is_none() {
+        if let Some(room_id) = room_id
+            && self.store.get_room(room_id).await?.is_none()
+        {
             return Err(MatrixError::not_found("Unknown room"));
         }
         self.store.put_account_data(user_id, room_id, data_type, json).await?;
-        if data_type == IGNORED_USERS_TYPE {
-            self.ignored.invalidate(user_id);
-            self.store.broadcast(myelin_storage::Signal::AccountData { user_id: user_id.to_owned() });
+        if room_id.is_none() && data_type == ignored_users_type() {
+            self.invalidate(&self.ignored_users, &user_id.to_owned());
         }
         self.notifier.notify_users(&[user_id.to_owned()]);
         Ok(())
     }
 
-    /// The users `user_id` ignores: their messages and invites are hidden from them.
-    pub async fn ignored_users(&self, user_id: &str) -> MatrixResult<Arc<HashSet<String>>> {
-        if let Some(set) = self.ignored.users.lock().ok().and_then(|u| u.get(user_id).cloned()) {
-            return Ok(set);
+    /// Account data of the requester (push rules: the server default until changed).
+    pub async fn get_account_data(
+        &self,
+        requester: &Requester,
+        user_id: &UserId,
+        room_id: Option<&RoomId>,
+        data_type: &str,
+    ) -> MatrixResult<Value> {
+        if requester.user_id != user_id {
+            return Err(MatrixError::forbidden("You can only read your own account data"));
         }
-        let stored = self.store.get_account_data(user_id, "", IGNORED_USERS_TYPE).await?;
-        let set: HashSet<String> = stored
-            .and_then(|json| serde_json::from_str::<Value>(&json).ok())
-            .and_then(|v| v.get("ignored_users").and_then(Value::as_object).map(|o| o.keys().cloned().collect()))
-            .unwrap_or_default();
-        let set = Arc::new(set);
-        if let Ok(mut users) = self.ignored.users.lock() {
-            if users.len() > 10_000 {
-                users.clear();
-            }
-            users.insert(user_id.to_owned(), set.clone());
-        }
-        Ok(set)
-    }
-
-    pub async fn get_account_data(&self, user_id: &str, room_id: &str, data_type: &str) -> MatrixResult<Value> {
-        if data_type == crate::push::PUSH_RULES_TYPE && room_id.is_empty() {
-            let rules = self.push.ruleset(self.store.as_ref(), user_id).await?;
-            return Ok(serde_json::json!({ "global": *rules }));
+        if room_id.is_none() && data_type == crate::push::push_rules_type() {
+            let rules = self.push_ruleset(user_id).await?;
+            return Ok(json!({ "global": *rules }));
         }
         let json = self
             .store
@@ -186,5 +216,64 @@ impl Services {
             .await?
             .ok_or_else(|| MatrixError::not_found("Account data not found"))?;
         serde_json::from_str(&json).map_err(|e| MatrixError::internal(e.to_string()))
+    }
+
+    /// The users `user_id` ignores: their messages and invites are hidden from them.
+    pub async fn ignored_users(&self, user_id: &UserId) -> MatrixResult<Arc<HashSet<OwnedUserId>>> {
+        let key = user_id.to_owned();
+        if let Some(set) = self.ignored_users.get(&key) {
+            return Ok(set);
+        }
+        let epoch = self.ignored_users.epoch();
+        let stored = self.store.get_account_data(user_id, None, &ignored_users_type()).await?;
+        let set: HashSet<OwnedUserId> = stored
+            .and_then(|json| serde_json::from_str::<Value>(&json).ok())
+            .and_then(|v| {
+                v.get("ignored_users")
+                    .and_then(Value::as_object)
+                    .map(|o| o.keys().filter_map(|k| OwnedUserId::try_from(k.as_str()).ok()).collect())
+            })
+            .unwrap_or_default();
+        let set = Arc::new(set);
+        self.ignored_users.insert_if_current(key, set.clone(), 1, epoch);
+        Ok(set)
+    }
+
+    /// The room's tags of the requester (`m.tag` account data).
+    pub async fn room_tags(&self, requester: &Requester, user_id: &UserId, room_id: &RoomId) -> MatrixResult<Value> {
+        match self.get_account_data(requester, user_id, Some(room_id), &tags_type()).await {
+            Ok(content) => Ok(content),
+            Err(err) if err.code == ErrorCode::NotFound => Ok(json!({ "tags": {} })),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Adds (`Some(content)`) or removes (`None`) one tag of a room.
+    pub async fn set_room_tag(
+        &self,
+        requester: &Requester,
+        user_id: &UserId,
+        room_id: &RoomId,
+        tag: &str,
+        content: Option<Map<String, Value>>,
+    ) -> MatrixResult<()> {
+        if tag.is_empty() || tag.len() > MAX_ID_BYTES {
+            return Err(MatrixError::invalid_param("Invalid tag"));
+        }
+        let mut tags = self.room_tags(requester, user_id, room_id).await?;
+        if !tags["tags"].is_object() {
+            tags["tags"] = json!({});
+        }
+        if let Some(map) = tags["tags"].as_object_mut() {
+            match content {
+                Some(content) => {
+                    map.insert(tag.to_owned(), Value::Object(content));
+                }
+                None => {
+                    map.remove(tag);
+                }
+            }
+        }
+        self.put_account_data(requester, user_id, Some(room_id), &tags_type(), tags).await
     }
 }

@@ -104,7 +104,10 @@ fn allowed(
 
 impl RoomEventFilter {
     pub fn matches(&self, ev: &StoredEvent) -> bool {
-        if !allowed(&ev.event_type, &ev.sender, &self.types, &self.not_types, &self.senders, &self.not_senders) {
+        // Only a filter on types needs the type's name.
+        let event_type =
+            if self.types.is_some() || self.not_types.is_some() { ev.event_type.to_string() } else { String::new() };
+        if !allowed(&event_type, ev.sender.as_str(), &self.types, &self.not_types, &self.senders, &self.not_senders) {
             return false;
         }
         if let Some(want_url) = self.contains_url {
@@ -142,4 +145,36 @@ impl RoomFilter {
 fn room_allowed(room_id: &str, rooms: &Option<Vec<String>>, not_rooms: &Option<Vec<String>>) -> bool {
     !not_rooms.as_ref().is_some_and(|n| n.iter().any(|r| r == room_id))
         && rooms.as_ref().is_none_or(|r| r.iter().any(|x| x == room_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Filter, RoomEventFilter, type_matches};
+
+    #[test]
+    fn types_match_exactly_or_by_prefix_wildcard() {
+        assert!(type_matches("m.room.message", "m.room.message"));
+        assert!(type_matches("m.room.*", "m.room.member"));
+        assert!(type_matches("*", "anything"));
+        assert!(!type_matches("m.room", "m.room.member"));
+        assert!(!type_matches("m.room.*", "m.call.invite"));
+    }
+
+    #[test]
+    fn a_filter_allows_and_refuses_types_senders_and_rooms() {
+        let filter: RoomEventFilter = serde_json::from_value(serde_json::json!({
+            "types": ["m.room.*"], "not_types": ["m.room.member"], "rooms": ["!a:x", "!b:x"], "not_rooms": ["!b:x"]
+        }))
+        .expect("filter");
+        assert!(filter.type_allowed("m.room.message"));
+        assert!(!filter.type_allowed("m.room.member"), "not_types wins");
+        assert!(!filter.type_allowed("m.reaction"));
+        assert!(filter.room_allowed("!a:x"));
+        assert!(!filter.room_allowed("!b:x"), "not_rooms wins");
+        assert!(!filter.room_allowed("!c:x"));
+        let full: Filter =
+            serde_json::from_value(serde_json::json!({"room": {"timeline": {"limit": 5}}})).expect("filter");
+        assert_eq!(full.room.timeline.limit, Some(5));
+        assert!(full.room.room_allowed("!any:x"), "no room list allows every room");
+    }
 }

@@ -7,11 +7,12 @@
 //! attempt. Jobs survive restarts and `kill -9`: they are rows.
 //!
 //! Kinds of job (`JobKind`): `cleanup`, hourly per deployment — expired login tokens, old
-//! transaction ids, idle sliding sync connections.
+//! transaction ids, idle sliding sync connections, expired
+//! user-interactive authentication sessions.
 
 use std::{sync::Arc, time::Duration};
 
-use myelin_core::{MatrixError, MatrixResult, time::now_ms};
+use myelin_core::{MatrixError, MatrixResult};
 use myelin_storage::{ClaimedJob, NewJob};
 
 use crate::Services;
@@ -83,7 +84,7 @@ pub fn spawn(services: &Arc<Services>) {
         }
         loop {
             let Some(s) = services.upgrade() else { return };
-            let worked = match s.run_due_jobs(now_ms()).await {
+            let worked = match s.run_due_jobs(s.now_ms()).await {
                 Ok(n) => n > 0,
                 Err(err) => {
                     tracing::warn!(%err, "job runner");
@@ -95,7 +96,7 @@ pub fn spawn(services: &Arc<Services>) {
                 continue;
             }
             let wait = match s.store.next_job_due().await {
-                Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now_ms())).min(POLL),
+                Ok(Some(due)) => Duration::from_millis(due.saturating_sub(s.now_ms())).min(POLL),
                 _ => POLL,
             };
             // A notification sent meanwhile is kept by `Notify` until this wait takes it.
@@ -113,7 +114,7 @@ impl Services {
     /// Queues a job of `kind` to run at `run_at_ms` (wakes this process's runner).
     pub async fn schedule_job(&self, kind: JobKind, payload: serde_json::Value, run_at_ms: u64) -> MatrixResult<()> {
         let job = NewJob { kind: kind.as_str().to_owned(), dedupe_key: None, payload: payload.to_string(), run_at_ms };
-        self.store.schedule_job(job, now_ms()).await?;
+        self.store.schedule_job(job, self.now_ms()).await?;
         self.jobs_queued.notify_one();
         Ok(())
     }
@@ -124,9 +125,9 @@ impl Services {
                 kind: kind.as_str().to_owned(),
                 dedupe_key: Some(kind.as_str().to_owned()),
                 payload: "{}".to_owned(),
-                run_at_ms: now_ms(),
+                run_at_ms: self.now_ms(),
             };
-            self.store.schedule_job(job, now_ms()).await?;
+            self.store.schedule_job(job, self.now_ms()).await?;
         }
         Ok(())
     }
@@ -172,11 +173,17 @@ impl Services {
                     .store
                     .delete_idle_sliding_sync_connections((now as i64).saturating_sub(self.sliding_idle_expiry_ms()))
                     .await?;
+                let uia_sessions = self
+                    .store
+                    .delete_uia_sessions_before(now.saturating_sub(crate::uia::SESSION_LIFETIME.as_millis() as u64))
+                    .await?;
                 tracing::info!(
                     tokens,
                     txns,
                     connections,
-                    "clean-up: expired login tokens, old transaction ids and idle sliding sync connections removed"
+                    uia_sessions,
+                    "clean-up: expired login tokens, old transaction ids, idle sliding sync connections and \
+                     expired authentication sessions removed"
                 );
                 Ok(())
             }

@@ -12,13 +12,13 @@ pub struct ServerKeys {
 impl ServerKeys {
     /// Loads `<data_dir>/signing.key` (PKCS#8 DER, base64 on one line prefixed by the key version),
     /// creating it if absent.
-    pub fn load_or_generate(data_dir: &Path) -> Result<Self, String> {
+    pub fn load_or_generate(data_dir: &Path, random: &dyn myelin_core::Random) -> Result<Self, String> {
         use base64::Engine as _;
         let engine = base64::engine::general_purpose::STANDARD;
         let path = data_dir.join("signing.key");
         if !path.exists() {
             let der = Ed25519KeyPair::generate();
-            let version = myelin_core::random::alphanumeric(6);
+            let version = random.alphanumeric(6);
             let line = format!("ed25519 {version} {}\n", engine.encode(der.as_slice()));
             std::fs::write(&path, line).map_err(|e| format!("{}: {e}", path.display()))?;
         }

@@ -1,7 +1,9 @@
 //! Homeserver logic. Knows Matrix semantics (auth rules, sync, push rules) but no HTTP and no SQL:
-//! it talks to storage through `myelin_storage::Store` and is driven by the API layer.
+//! it talks to storage through `myelin_storage::Store` and is driven by the API layer, which
+//! reaches it only through `Services`' methods.
 
 pub mod accounts;
+pub mod cache;
 pub mod cluster;
 pub mod e2ee;
 pub mod ephemeral;
@@ -13,6 +15,7 @@ pub mod locks;
 pub mod notifier;
 pub mod passwords;
 pub mod pdu;
+pub mod presence;
 pub mod push;
 pub mod ratelimit;
 pub mod rooms;
@@ -21,81 +24,143 @@ pub mod sync;
 pub mod typing;
 pub mod uia;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use myelin_core::config::Config;
-use myelin_storage::Store;
+use myelin_core::{
+    Clock, OsRandom, Random, StateMap, SystemClock,
+    config::Config,
+    types::{OwnedEventId, OwnedServerName, OwnedUserId, ServerName, UserId},
+};
+use myelin_storage::{Store, StoredEvent};
 
 /// Storage record types the API layer receives from services (re-exported so it need not depend on storage).
 pub use myelin_storage::{DeviceRecord, Direction};
 pub use notifier::{ClusterNotifier, LocalNotifier};
 
-/// Every service, built once at start-up and shared by the HTTP handlers.
+/// Entries of the caches (each weighs 1 unless said otherwise).
+const STATE_GROUPS_CACHED: usize = 4096;
+const RULESETS_CACHED: usize = 10_000;
+const IGNORED_LISTS_CACHED: usize = 10_000;
+/// Bytes of event JSON kept by the event cache.
+const EVENT_CACHE_BYTES: usize = 32 << 20;
+/// An event is read again after this long: the backstop for a redaction whose signal never
+/// arrived (its process died between the commit and the broadcast).
+const EVENT_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// Time and randomness, given to the services so tests can control them.
+#[derive(Clone)]
+pub struct Env {
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+}
+
+impl Default for Env {
+    /// The machine's clock and the operating system's randomness.
+    fn default() -> Self {
+        Self { clock: Arc::new(SystemClock), random: Arc::new(OsRandom) }
+    }
+}
+
+/// Every service, built once at start-up and shared by the HTTP handlers. Its parts are private:
+/// the API layer calls its methods.
 pub struct Services {
-    pub config: Config,
-    pub store: Arc<dyn Store>,
-    pub keys: keys::ServerKeys,
-    pub notifier: Arc<ClusterNotifier>,
-    pub typing: typing::Typing,
-    pub uia: uia::UiaSessions,
-    pub locks: locks::KeyedLocks,
-    pub state_cache: rooms::StateCache,
-    pub heads: rooms::RoomHeads,
-    pub user_rooms: rooms::UserRoomsCache,
-    pub event_cache: event_cache::EventCache,
+    config: Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
+    keys: keys::ServerKeys,
+    notifier: Arc<ClusterNotifier>,
+    typing: typing::Typing,
+    locks: locks::KeyedLocks,
+    /// Resolved state groups (immutable: never invalidated).
+    state_groups: cache::Cache<i64, Arc<StateMap>>,
+    heads: rooms::RoomHeads,
+    user_rooms: rooms::UserRoomsCache,
+    /// Events by id (redactions invalidate).
+    events_cache: cache::Cache<OwnedEventId, Arc<StoredEvent>>,
+    /// Each user's push rules.
+    push_rules: cache::Cache<OwnedUserId, Arc<ruma::push::Ruleset>>,
+    /// Each user's `m.ignored_user_list`.
+    ignored_users: cache::Cache<OwnedUserId, Arc<std::collections::HashSet<OwnedUserId>>>,
     /// Last `origin_server_ts` given to a create event (see `send.rs`).
-    pub last_create_ts: std::sync::atomic::AtomicU64,
-    pub push: push::PushRulesCache,
-    pub ignored: ephemeral::IgnoredUsersCache,
-    pub limits: ratelimit::RateLimiters,
-    pub passwords: passwords::PasswordHasher,
-    pub server_name: ruma::OwnedServerName,
+    last_create_ts: std::sync::atomic::AtomicU64,
+    limits: ratelimit::RateLimiters,
+    passwords: passwords::PasswordHasher,
+    server_name: OwnedServerName,
     /// Other servers' keys and device lists (federation; `Unfederated` until it exists).
-    pub remote_keys: Arc<dyn e2ee::remote::RemoteKeys>,
+    remote_keys: Arc<dyn e2ee::remote::RemoteKeys>,
     /// This process's name on the job queue (the holder of its leases).
-    pub worker_id: String,
+    worker_id: String,
     /// Wakes this process's job runner when a job is queued here.
-    pub jobs_queued: Arc<tokio::sync::Notify>,
+    jobs_queued: Arc<tokio::sync::Notify>,
 }
 
 impl Services {
+    /// The services on the machine's clock and the operating system's randomness.
     pub fn new(config: Config, store: Arc<dyn Store>, keys: keys::ServerKeys) -> Result<Arc<Self>, String> {
-        let server_name = ruma::ServerName::parse(&config.server_name)
+        Self::with_env(config, store, keys, Env::default())
+    }
+
+    /// The services with this clock and random source (tests).
+    pub fn with_env(
+        config: Config,
+        store: Arc<dyn Store>,
+        keys: keys::ServerKeys,
+        env: Env,
+    ) -> Result<Arc<Self>, String> {
+        let server_name = ServerName::parse(&config.server_name)
             .map_err(|e| format!("invalid server_name {:?}: {e}", config.server_name))?;
-        let limits = ratelimit::RateLimiters::new(&config.rate_limits);
+        let Env { clock, random } = env;
+        let limits = ratelimit::RateLimiters::new(&config.rate_limits, clock.clone());
+        let worker_id = format!("{}-{}", std::process::id(), random.alphanumeric(8));
         let services = Arc::new(Self {
             config,
             store: store.clone(),
             keys,
             notifier: Arc::new(ClusterNotifier { local: LocalNotifier::default(), store }),
-            typing: typing::Typing::default(),
-            uia: uia::UiaSessions::default(),
+            typing: typing::Typing::new(clock.clone()),
             locks: locks::KeyedLocks::default(),
-            state_cache: rooms::StateCache::default(),
-            heads: rooms::RoomHeads::default(),
-            user_rooms: rooms::UserRoomsCache::default(),
-            event_cache: event_cache::EventCache::default(),
+            state_groups: cache::Cache::new("state_groups", STATE_GROUPS_CACHED, None, clock.clone()),
+            heads: rooms::RoomHeads::new(clock.clone()),
+            user_rooms: rooms::UserRoomsCache::new(clock.clone()),
+            events_cache: cache::Cache::new("events", EVENT_CACHE_BYTES, Some(EVENT_MAX_AGE), clock.clone()),
+            push_rules: cache::Cache::new("push_rules", RULESETS_CACHED, None, clock.clone()),
+            ignored_users: cache::Cache::new("ignored_users", IGNORED_LISTS_CACHED, None, clock.clone()),
             last_create_ts: std::sync::atomic::AtomicU64::new(0),
-            push: push::PushRulesCache::default(),
-            ignored: ephemeral::IgnoredUsersCache::default(),
             limits,
             passwords: passwords::PasswordHasher::new(2),
             server_name,
             remote_keys: Arc::new(e2ee::remote::Unfederated),
-            worker_id: format!("{}-{}", std::process::id(), myelin_core::random::alphanumeric(8)),
+            worker_id,
             jobs_queued: Arc::new(tokio::sync::Notify::new()),
+            clock,
+            random,
         });
         cluster::follow_other_processes(&services);
         notifier::follow_stream_head(&services.notifier);
         Ok(services)
     }
 
-    /// `@localpart:server_name`.
-    pub fn user_id(&self, localpart: &str) -> String {
-        format!("@{localpart}:{}", self.server_name)
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
-    pub fn is_local_user(&self, user_id: &str) -> bool {
-        user_id.rsplit_once(':').is_some_and(|(_, server)| server == self.server_name.as_str())
+    pub fn server_name(&self) -> &ServerName {
+        &self.server_name
+    }
+
+    /// `@localpart:server_name`.
+    pub fn user_id(&self, localpart: &str) -> Result<OwnedUserId, myelin_core::MatrixError> {
+        UserId::parse_with_server_name(localpart, &self.server_name)
+            .map_err(|_| myelin_core::MatrixError::new(myelin_core::ErrorCode::InvalidUsername, "Invalid user id"))
+    }
+
+    pub fn is_local_user(&self, user_id: &UserId) -> bool {
+        user_id.server_name() == self.server_name
+    }
+
+    /// Milliseconds since the epoch, by the services' clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 }

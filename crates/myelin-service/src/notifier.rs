@@ -13,6 +13,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use myelin_core::types::{OwnedUserId, UserId};
 use myelin_storage::StreamPos;
 use tokio::sync::watch;
 
@@ -37,9 +38,9 @@ type UserChannel = (watch::Sender<u64>, Arc<()>);
 /// The wake-ups of one process's syncs.
 #[derive(Default)]
 pub struct LocalNotifier {
-    users: Mutex<HashMap<String, UserChannel>>,
+    users: Mutex<HashMap<OwnedUserId, UserChannel>>,
     /// Wake-ups for positions the stream head has not reached yet, by position.
-    pending: Mutex<BTreeMap<StreamPos, Vec<String>>>,
+    pending: Mutex<BTreeMap<StreamPos, Vec<OwnedUserId>>>,
 }
 
 impl LocalNotifier {
@@ -53,7 +54,7 @@ impl LocalNotifier {
     }
 
     /// Wakes every sync of these users now.
-    pub fn notify_users(&self, user_ids: &[String]) {
+    pub fn notify_users(&self, user_ids: &[OwnedUserId]) {
         let Ok(mut users) = self.users.lock() else { return };
         for user_id in user_ids {
             if let Some((tx, guard)) = users.get(user_id) {
@@ -67,7 +68,7 @@ impl LocalNotifier {
     }
 
     /// Wakes these users' syncs once the stream head (read by `head`) reaches `pos`.
-    pub fn notify_users_at(&self, user_ids: Vec<String>, pos: StreamPos, head: &dyn Fn() -> StreamPos) {
+    pub fn notify_users_at(&self, user_ids: Vec<OwnedUserId>, pos: StreamPos, head: &dyn Fn() -> StreamPos) {
         if pos <= head() {
             self.notify_users(&user_ids);
             return;
@@ -81,9 +82,9 @@ impl LocalNotifier {
 
     /// The stream head moved to `head`: the wake-ups waiting for it go out.
     pub fn head_moved(&self, head: StreamPos) {
-        let due: Vec<String> = {
+        let due: Vec<OwnedUserId> = {
             let Ok(mut pending) = self.pending.lock() else { return };
-            let later = pending.split_off(&(head + 1));
+            let later = pending.split_off(&head.next());
             std::mem::replace(&mut *pending, later).into_values().flatten().collect()
         };
         if !due.is_empty() {
@@ -92,7 +93,7 @@ impl LocalNotifier {
     }
 
     /// A subscription for one user's wake-ups; take it before reading what to answer.
-    pub fn subscribe(&self, user_id: &str) -> Subscription {
+    pub fn subscribe(&self, user_id: &UserId) -> Subscription {
         let mut users = match self.users.lock() {
             Ok(users) => users,
             Err(poisoned) => poisoned.into_inner(),
@@ -113,13 +114,13 @@ pub struct ClusterNotifier {
 impl ClusterNotifier {
     /// Wakes these users' syncs for everything this process has written so far: at once if the
     /// head covers it, else when it does; other processes likewise.
-    pub fn notify_users(&self, user_ids: &[String]) {
+    pub fn notify_users(&self, user_ids: &[OwnedUserId]) {
         let pos = self.store.written_head();
         self.local.notify_users_at(user_ids.to_vec(), pos, &|| self.store.stream_head());
         self.store.broadcast(myelin_storage::Signal::Wake { users: user_ids.to_vec(), pos });
     }
 
-    pub fn subscribe(&self, user_id: &str) -> Subscription {
+    pub fn subscribe(&self, user_id: &UserId) -> Subscription {
         self.local.subscribe(user_id)
     }
 }
@@ -141,22 +142,25 @@ pub fn follow_stream_head(notifier: &Arc<ClusterNotifier>) {
 
 #[cfg(test)]
 mod tests {
+    use myelin_core::StreamPos;
+    use ruma::user_id;
+
     use super::LocalNotifier;
 
     #[tokio::test]
     async fn a_wake_up_waits_for_the_head_to_reach_its_position() {
         let notifier = LocalNotifier::default();
-        let mut alice = notifier.subscribe("@alice:x");
-        let mut bob = notifier.subscribe("@bob:x");
-        notifier.notify_users_at(vec!["@alice:x".into()], 10, &|| 10);
-        notifier.notify_users_at(vec!["@bob:x".into()], 12, &|| 10);
+        let mut alice = notifier.subscribe(user_id!("@alice:x"));
+        let mut bob = notifier.subscribe(user_id!("@bob:x"));
+        notifier.notify_users_at(vec![user_id!("@alice:x").to_owned()], StreamPos(10), &|| StreamPos(10));
+        notifier.notify_users_at(vec![user_id!("@bob:x").to_owned()], StreamPos(12), &|| StreamPos(10));
         tokio::time::timeout(std::time::Duration::from_millis(100), alice.changed()).await.expect("alice woken");
         let early = tokio::time::timeout(std::time::Duration::from_millis(50), bob.changed()).await;
         assert!(early.is_err(), "bob's write is not visible yet");
-        notifier.head_moved(11);
+        notifier.head_moved(StreamPos(11));
         let early = tokio::time::timeout(std::time::Duration::from_millis(50), bob.changed()).await;
         assert!(early.is_err(), "still not");
-        notifier.head_moved(12);
+        notifier.head_moved(StreamPos(12));
         tokio::time::timeout(std::time::Duration::from_millis(100), bob.changed()).await.expect("bob woken");
     }
 }

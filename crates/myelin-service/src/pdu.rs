@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use myelin_core::{MatrixError, MatrixResult, time::now_ms};
+use myelin_core::{MatrixError, MatrixResult, Random};
 use myelin_storage::StoredEvent;
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId,
-    RoomId, UserId, events::TimelineEventType, room_version_rules::RoomVersionRules,
+    CanonicalJsonObject, CanonicalJsonValue, DeviceId, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId,
+    OwnedUserId, RoomId, ServerName, UserId, events::TimelineEventType, room_version_rules::RoomVersionRules,
 };
 use serde::Deserialize;
 use serde_json::{Value, value::RawValue};
@@ -60,11 +60,10 @@ pub struct Pdu {
 }
 
 impl Pdu {
-    pub fn from_json(event_id: &str, json: &str) -> MatrixResult<Self> {
+    pub fn from_json(event_id: &EventId, json: &str) -> MatrixResult<Self> {
         let raw: RawPdu =
             serde_json::from_str(json).map_err(|e| MatrixError::internal(format!("bad stored PDU {event_id}: {e}")))?;
-        let event_id =
-            OwnedEventId::try_from(event_id).map_err(|e| MatrixError::internal(format!("bad event id: {e}")))?;
+        let event_id = event_id.to_owned();
         // Room v11+ moved `redacts` into content.
         let redacts = raw.redacts.or_else(|| {
             serde_json::from_str::<Value>(raw.content.get())
@@ -135,16 +134,16 @@ pub fn to_canonical(value: Value) -> MatrixResult<CanonicalJsonValue> {
 }
 
 /// The event-reference list in the room version's format.
-pub fn event_refs(ids: &[String], rules: &RoomVersionRules) -> CanonicalJsonValue {
+pub fn event_refs(ids: &[OwnedEventId], rules: &RoomVersionRules) -> CanonicalJsonValue {
     use ruma::room_version_rules::EventsReferenceFormatVersion;
     let refs = ids
         .iter()
         .map(|id| match rules.events_reference_format {
             EventsReferenceFormatVersion::V1 => CanonicalJsonValue::Array(vec![
-                CanonicalJsonValue::String(id.clone()),
+                CanonicalJsonValue::String(id.to_string()),
                 CanonicalJsonValue::Object(BTreeMap::new()),
             ]),
-            _ => CanonicalJsonValue::String(id.clone()),
+            _ => CanonicalJsonValue::String(id.to_string()),
         })
         .collect();
     CanonicalJsonValue::Array(refs)
@@ -154,19 +153,20 @@ pub fn event_refs(ids: &[String], rules: &RoomVersionRules) -> CanonicalJsonValu
 pub fn sign_and_id(
     object: &mut CanonicalJsonObject,
     rules: &RoomVersionRules,
-    server_name: &str,
+    server_name: &ServerName,
     keys: &crate::keys::ServerKeys,
-) -> MatrixResult<String> {
+    random: &dyn Random,
+) -> MatrixResult<OwnedEventId> {
     use ruma::room_version_rules::EventIdFormatVersion;
     let event_id = match rules.event_id_format {
         EventIdFormatVersion::V1 => {
-            let id = format!("${}:{server_name}", myelin_core::random::alphanumeric(18));
+            let id = format!("${}:{server_name}", random.alphanumeric(18));
             object.insert("event_id".to_owned(), CanonicalJsonValue::String(id.clone()));
             Some(id)
         }
         _ => None,
     };
-    ruma::signatures::hash_and_sign_event(server_name, &keys.key_pair, object, &rules.redaction).map_err(
+    ruma::signatures::hash_and_sign_event(server_name.as_str(), &keys.key_pair, object, &rules.redaction).map_err(
         |e| match e {
             ruma::signatures::JsonError::PduTooLarge => {
                 MatrixError::new(myelin_core::ErrorCode::TooLarge, "Event is larger than 64 KiB")
@@ -174,14 +174,15 @@ pub fn sign_and_id(
             e => MatrixError::bad_json(format!("cannot sign event: {e}")),
         },
     )?;
-    match event_id {
-        Some(id) => Ok(id),
+    let id = match event_id {
+        Some(id) => id,
         None => {
             let hash = ruma::signatures::reference_hash(object, rules)
                 .map_err(|e| MatrixError::new(myelin_core::ErrorCode::TooLarge, format!("event rejected: {e}")))?;
-            Ok(format!("${hash}"))
+            format!("${hash}")
         }
-    }
+    };
+    OwnedEventId::try_from(id).map_err(|e| MatrixError::internal(format!("made an invalid event id: {e}")))
 }
 
 /// How a client sees an event.
@@ -196,14 +197,22 @@ pub enum ClientFormat {
 const CLIENT_KEYS: &[&str] =
     &["content", "event_id", "origin_server_ts", "room_id", "sender", "state_key", "type", "redacts"];
 
-/// Serialises a stored event for a client. `viewer_device` adds `unsigned.transaction_id` when
-/// the viewer's device sent it; `redaction` is the redaction event (client format) if redacted.
+/// Who looks at an event: a user's device (it sees the transaction ids of what it sent).
+#[derive(Clone, Copy, Debug)]
+pub struct Viewer<'a> {
+    pub user_id: &'a UserId,
+    pub device_id: &'a DeviceId,
+}
+
+/// Serialises a stored event for a client at `now_ms`. `viewer` adds `unsigned.transaction_id`
+/// when the viewer's device sent it; `redaction` is the redaction event (client format) if redacted.
 pub fn client_event(
     ev: &StoredEvent,
     rules: Option<&RoomVersionRules>,
     format: ClientFormat,
-    viewer: Option<(&str, &str)>,
+    viewer: Option<Viewer<'_>>,
     redaction: Option<Value>,
+    now_ms: u64,
 ) -> Value {
     let mut out = match (&redaction, rules) {
         (Some(_), Some(rules)) => {
@@ -224,20 +233,20 @@ pub fn client_event(
         }
         _ => client_fields(ev),
     };
-    out.insert("event_id".to_owned(), Value::String(ev.event_id.clone()));
+    out.insert("event_id".to_owned(), Value::String(ev.event_id.to_string()));
     if format == ClientFormat::Sync {
         out.remove("room_id");
     } else {
-        out.insert("room_id".to_owned(), Value::String(ev.room_id.clone()));
+        out.insert("room_id".to_owned(), Value::String(ev.room_id.to_string()));
     }
     let mut unsigned = serde_json::Map::new();
-    unsigned.insert("age".to_owned(), Value::from(now_ms().saturating_sub(ev.origin_server_ts)));
-    if let Some((user, device)) = viewer
-        && ev.sender == user
-        && ev.sender_device.as_deref() == Some(device)
+    unsigned.insert("age".to_owned(), Value::from(now_ms.saturating_sub(ev.origin_server_ts)));
+    if let Some(viewer) = viewer
+        && ev.sender == viewer.user_id
+        && ev.sender_device.as_deref() == Some(viewer.device_id)
         && let Some(txn) = &ev.txn_id
     {
-        unsigned.insert("transaction_id".to_owned(), Value::String(txn.clone()));
+        unsigned.insert("transaction_id".to_owned(), Value::String(txn.to_string()));
     }
     if let Some(redaction) = redaction {
         unsigned.insert("redacted_because".to_owned(), redaction);
@@ -266,12 +275,12 @@ fn client_fields(ev: &StoredEvent) -> serde_json::Map<String, Value> {
         out.insert("redacts".to_owned(), redacts);
     }
     out.insert("origin_server_ts".to_owned(), Value::from(ev.origin_server_ts));
-    out.insert("room_id".to_owned(), Value::String(ev.room_id.clone()));
-    out.insert("sender".to_owned(), Value::String(ev.sender.clone()));
+    out.insert("room_id".to_owned(), Value::String(ev.room_id.to_string()));
+    out.insert("sender".to_owned(), Value::String(ev.sender.to_string()));
     if let Some(state_key) = &ev.state_key {
         out.insert("state_key".to_owned(), Value::String(state_key.clone()));
     }
-    out.insert("type".to_owned(), Value::String(ev.event_type.clone()));
+    out.insert("type".to_owned(), Value::String(ev.event_type.to_string()));
     out
 }
 

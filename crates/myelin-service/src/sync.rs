@@ -11,17 +11,39 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use myelin_core::{MatrixError, MatrixResult, json::object};
+use myelin_core::{
+    MatrixError, MatrixResult, Membership, StateMap,
+    json::object,
+    types::{EventId, OwnedEventId, OwnedRoomId, RoomId, StateEventType, TimelineEventType, UserId},
+};
 use myelin_storage::{Direction, StoredEvent, StreamPos, UserRoom};
+use ruma::events::receipt::{ReceiptThread, ReceiptType};
 use serde_json::{Map, Value, json};
 
-use crate::{Services, accounts::Requester, filter::Filter, pdu::ClientFormat, rooms::StateMap};
+use crate::{
+    Services,
+    accounts::Requester,
+    filter::Filter,
+    pdu::{ClientFormat, Viewer},
+};
 
+/// Largest filter stored.
+const MAX_FILTER_BYTES: usize = 65_536;
 /// Default number of timeline events per room when the filter gives none.
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
 const MAX_TIMELINE_LIMIT: usize = 500;
 /// Rooms of one sync computed at the same time.
 const ROOM_CONCURRENCY: usize = 16;
+
+/// What a joined room's entry is built from.
+struct RoomSection<'a> {
+    since: Option<SyncToken>,
+    now: SyncToken,
+    /// Send the room whole (new to the client, or `full_state`).
+    full: bool,
+    filter: &'a Filter,
+    room_account_data: Vec<Value>,
+}
 
 /// The section of the response a room goes into.
 enum Section {
@@ -43,13 +65,13 @@ impl SyncToken {
     pub fn parse(token: &str) -> Option<Self> {
         let rest = token.strip_prefix('s')?;
         let mut parts = rest.split('_');
-        let pos: StreamPos = parts.next()?.parse().ok().filter(|p: &i64| *p >= 0)?;
+        let pos: StreamPos = parts.next()?.parse().ok().filter(|p: &StreamPos| *p >= StreamPos::ZERO)?;
         let typing = match parts.next() {
             Some(t) => t.parse().ok()?,
             None => 0,
         };
         let to_device = match parts.next() {
-            Some(t) => Some(t.parse().ok().filter(|t: &i64| (0..=pos).contains(t))?),
+            Some(t) => Some(t.parse().ok().filter(|t: &StreamPos| (StreamPos::ZERO..=pos).contains(t))?),
             None => None,
         };
         if parts.next().is_some() {
@@ -72,18 +94,20 @@ impl SyncToken {
 /// The content of an `m.receipt` event for `receipts`, hiding others' private receipts.
 pub fn receipt_content<'a>(
     receipts: impl Iterator<Item = &'a myelin_storage::ReceiptRecord>,
-    user_id: &str,
+    user_id: &UserId,
 ) -> BTreeMap<String, Map<String, Value>> {
     let mut content: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     for r in receipts {
-        if r.receipt_type == "m.read.private" && r.user_id != user_id {
+        if r.receipt_type == ReceiptType::ReadPrivate && r.user_id != user_id {
             continue;
         }
-        let by_type = content.entry(r.event_id.clone()).or_default();
-        let users = by_type.entry(r.receipt_type.clone()).or_insert_with(|| json!({}));
+        let by_type = content.entry(r.event_id.to_string()).or_default();
+        let users = by_type.entry(r.receipt_type.to_string()).or_insert_with(|| json!({}));
         let mut receipt = json!({ "ts": r.ts });
-        if !r.thread_id.is_empty() {
-            receipt["thread_id"] = r.thread_id.clone().into();
+        if r.thread != ReceiptThread::Unthreaded
+            && let Some(thread) = r.thread.as_str()
+        {
+            receipt["thread_id"] = thread.into();
         }
         users[r.user_id.as_str()] = receipt;
     }
@@ -106,24 +130,27 @@ pub struct SyncRequest {
     pub since: Option<SyncToken>,
     pub timeout: Duration,
     pub full_state: bool,
-    pub filter: Filter,
+    /// The `filter` parameter: a filter id or inline JSON.
+    pub filter: Option<String>,
 }
 
 impl Services {
     pub async fn sync(&self, requester: &Requester, req: SyncRequest) -> MatrixResult<Value> {
         // Subscribe before reading, so a write between the read and the wait still wakes us.
+        let filter = self.resolve_filter(&requester.user_id, req.filter.as_deref()).await?;
         let mut wake = self.notifier.subscribe(&requester.user_id);
-        let deadline = tokio::time::Instant::now() + req.timeout;
+        let timeout = req.timeout.min(Duration::from_millis(self.config.limits.max_sync_timeout_ms));
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut first_counts: Option<Value> = None;
         loop {
-            let since = req.since.filter(|s| !req.full_state || s.pos > 0);
+            let since = req.since.filter(|s| !req.full_state || s.pos > StreamPos::ZERO);
             let mut head = self.store.stream_head();
             if since.is_some_and(|s| s.pos > head) {
                 // A token from another process that has heard of newer commits than this one.
                 head = self.store.refresh_stream_head().await?;
             }
             let now = SyncToken { pos: head, typing: self.typing.serial(), to_device: None };
-            let (response, has_updates) = self.sync_once(requester, since, now, req.full_state, &req.filter).await?;
+            let (response, has_updates) = self.sync_once(requester, since, now, req.full_state, &filter).await?;
             // One-time keys claimed while the device waits: the new count is news by itself.
             let counts = response["device_one_time_keys_count"].clone();
             let counts_moved = first_counts.as_ref().is_some_and(|first| *first != counts);
@@ -145,7 +172,7 @@ impl Services {
                 _ = wake.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     let now = SyncToken { pos: self.store.stream_head(), typing: self.typing.serial(), to_device: None };
-                    return Ok(self.sync_once(requester, since, now, false, &req.filter).await?.0);
+                    return Ok(self.sync_once(requester, since, now, false, &filter).await?.0);
                 }
             }
         }
@@ -159,7 +186,7 @@ impl Services {
         full_state: bool,
         filter: &Filter,
     ) -> MatrixResult<(Value, bool)> {
-        let user_id = requester.user_id.as_str();
+        let user_id: &UserId = &requester.user_id;
         let since_pos = since.map(|s| s.pos);
         let mut has_updates = false;
         let mut join = Map::new();
@@ -168,22 +195,27 @@ impl Services {
         let mut knock = Map::new();
         let rooms = self.user_rooms.get(self.store.as_ref(), user_id, now.pos).await?;
         let ignored = self.ignored_users(user_id).await?;
-        let mut room_account_data: HashMap<String, Vec<Value>> = HashMap::new();
+        let mut room_account_data: HashMap<OwnedRoomId, Vec<Value>> = HashMap::new();
         let mut account_data = Vec::new();
-        for a in self.store.account_data_since(user_id, since_pos.unwrap_or(0), now.pos).await? {
+        for a in self.store.account_data_since(user_id, since_pos.unwrap_or(StreamPos::ZERO), now.pos).await? {
             let content = serde_json::from_str::<Value>(&a.content).unwrap_or(Value::Null);
             let event = json!({ "type": a.data_type, "content": content });
-            if a.room_id.is_empty() {
-                if filter.account_data.type_allowed(&a.data_type) {
-                    account_data.push(event);
+            match a.room_id {
+                None => {
+                    if filter.account_data.type_allowed(&a.data_type) {
+                        account_data.push(event);
+                    }
                 }
-            } else if filter.room.account_data.type_allowed(&a.data_type) {
-                room_account_data.entry(a.room_id).or_default().push(event);
+                Some(room_id) => {
+                    if filter.room.account_data.type_allowed(&a.data_type) {
+                        room_account_data.entry(room_id).or_default().push(event);
+                    }
+                }
             }
         }
         // Rooms are independent: build their sections concurrently (reads overlap on the pool).
         let mut work = Vec::new();
-        for room in rooms.iter().filter(|r| filter.room.room_allowed(&r.room_id)) {
+        for room in rooms.iter().filter(|r| filter.room.room_allowed(r.room_id.as_str())) {
             if room.membership_pos > now.pos {
                 continue; // committed after our snapshot: the next sync has it
             }
@@ -191,23 +223,22 @@ impl Services {
             let ignored = ignored.clone();
             work.push(async move {
                 let changed_membership = since_pos.is_none_or(|s| room.membership_pos > s);
-                let entry = match room.membership.as_str() {
-                    "join" => {
+                let entry = match room.membership {
+                    Membership::Join => {
                         let full = full_state || changed_membership;
-                        self.joined_room(requester, room, since, now, full, filter, data)
-                            .await?
-                            .map(|e| (Section::Join, e))
+                        let section = RoomSection { since, now, full, filter, room_account_data: data };
+                        self.joined_room(requester, room, section).await?.map(|e| (Section::Join, e))
                     }
-                    "invite" if ignored.contains(&room.membership_sender) => None,
-                    "invite" | "knock" if changed_membership || full_state => {
+                    Membership::Invite if ignored.contains(&room.membership_sender) => None,
+                    Membership::Invite | Membership::Knock if changed_membership || full_state => {
                         let stripped = self.stripped_state(&room.room_id, &room.membership_event_id).await?;
-                        Some(if room.membership == "invite" {
+                        Some(if room.membership == Membership::Invite {
                             (Section::Invite, json!({ "invite_state": { "events": stripped } }))
                         } else {
                             (Section::Knock, json!({ "knock_state": { "events": stripped } }))
                         })
                     }
-                    "leave" | "ban" => {
+                    Membership::Leave | Membership::Ban => {
                         let newly_left = since_pos.is_some_and(|s| room.membership_pos > s);
                         let wanted = newly_left
                             || (filter.room.include_leave && !room.forgotten && (since.is_none() || full_state));
@@ -227,16 +258,16 @@ impl Services {
             if let Some((section, room_id, value)) = result? {
                 has_updates = true;
                 match section {
-                    Section::Join => join.insert(room_id, value),
-                    Section::Invite => invite.insert(room_id, value),
-                    Section::Knock => knock.insert(room_id, value),
-                    Section::Leave => leave.insert(room_id, value),
+                    Section::Join => join.insert(room_id.to_string(), value),
+                    Section::Invite => invite.insert(room_id.to_string(), value),
+                    Section::Knock => knock.insert(room_id.to_string(), value),
+                    Section::Leave => leave.insert(room_id.to_string(), value),
                 };
             }
         }
         has_updates |= !account_data.is_empty();
         // End-to-end encryption: this device's inbox, whose devices changed, key counts.
-        let device_id = requester.device_id.as_str();
+        let device_id = &requester.device_id;
         let (to_device, to_device_next) = self
             .to_device_for_sync(
                 user_id,
@@ -275,13 +306,14 @@ impl Services {
         ]);
         if since.is_none() {
             // Initial sync: include the push rules the client needs even if never set.
+            let push_rules_type = crate::push::push_rules_type();
             let has_rules = body["account_data"]["events"]
                 .as_array()
-                .is_some_and(|a| a.iter().any(|e| e["type"] == crate::push::PUSH_RULES_TYPE));
-            if !has_rules && filter.account_data.type_allowed(crate::push::PUSH_RULES_TYPE) {
-                let rules = self.push.ruleset(self.store.as_ref(), user_id).await?;
+                .is_some_and(|a| a.iter().any(|e| e["type"] == push_rules_type.as_str()));
+            if !has_rules && filter.account_data.type_allowed(&push_rules_type) {
+                let rules = self.push_ruleset(user_id).await?;
                 if let Some(events) = body["account_data"]["events"].as_array_mut() {
-                    events.push(json!({ "type": crate::push::PUSH_RULES_TYPE, "content": { "global": *rules } }));
+                    events.push(json!({ "type": push_rules_type, "content": { "global": *rules } }));
                 }
             }
         }
@@ -295,8 +327,8 @@ impl Services {
     /// Timeline of a room in `(since, until]`: (events oldest first, limited).
     async fn timeline(
         &self,
-        user_id: &str,
-        room_id: &str,
+        user_id: &UserId,
+        room_id: &RoomId,
         since: Option<StreamPos>,
         until: StreamPos,
         filter: &Filter,
@@ -311,17 +343,10 @@ impl Services {
         Ok((events, limited))
     }
 
-    pub(crate) async fn state_at(&self, room_id: &str, pos: StreamPos) -> MatrixResult<std::sync::Arc<StateMap>> {
-        match self.store.state_group_at(room_id, pos).await? {
-            Some(group) => self.state_cache.group(self.store.as_ref(), group).await,
-            None => Ok(Default::default()),
-        }
-    }
-
     /// The state section: entries of `state` not in `previous`, filtered and lazy-loaded.
     async fn state_section(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         state: &StateMap,
         previous: Option<&StateMap>,
         timeline: &[StoredEvent],
@@ -329,15 +354,17 @@ impl Services {
     ) -> MatrixResult<Vec<StoredEvent>> {
         let state_filter = &filter.room.state;
         let senders: HashSet<&str> =
-            timeline.iter().map(|e| e.sender.as_str()).chain(std::iter::once(user_id)).collect();
-        let timeline_ids: HashSet<&str> = timeline.iter().map(|e| e.event_id.as_str()).collect();
-        let ids: Vec<String> = state
+            timeline.iter().map(|e| e.sender.as_str()).chain(std::iter::once(user_id.as_str())).collect();
+        let timeline_ids: HashSet<&EventId> = timeline.iter().map(|e| e.event_id.as_ref()).collect();
+        let ids: Vec<OwnedEventId> = state
             .iter()
             .filter(|((t, k), id)| {
                 previous.is_none_or(|p| p.get(&(t.clone(), k.clone())) != Some(*id))
-                    && !timeline_ids.contains(id.as_str())
-                    && state_filter.type_allowed(t)
-                    && (!state_filter.lazy_load_members || t != "m.room.member" || senders.contains(k.as_str()))
+                    && !timeline_ids.contains::<EventId>(id.as_ref())
+                    && state_filter.type_allowed(&t.to_string())
+                    && (!state_filter.lazy_load_members
+                        || *t != StateEventType::RoomMember
+                        || senders.contains(k.as_str()))
             })
             .map(|(_, id)| id.clone())
             .collect();
@@ -346,19 +373,15 @@ impl Services {
         Ok(events)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn joined_room(
         &self,
         requester: &Requester,
         room: &UserRoom,
-        since: Option<SyncToken>,
-        now: SyncToken,
-        full: bool,
-        filter: &Filter,
-        room_account_data: Vec<Value>,
+        section: RoomSection<'_>,
     ) -> MatrixResult<Option<Value>> {
-        let user_id = requester.user_id.as_str();
-        let room_id = room.room_id.as_str();
+        let RoomSection { since, now, full, filter, room_account_data } = section;
+        let user_id: &UserId = &requester.user_id;
+        let room_id: &RoomId = &room.room_id;
         let since_pos = if full { None } else { since.map(|s| s.pos) };
         let new_events = since_pos.is_none_or(|s| room.last_event_pos > s);
         let (timeline, limited) = if new_events {
@@ -369,7 +392,7 @@ impl Services {
 
         let mut state_events = Vec::new();
         if since_pos.is_none() || limited {
-            let start = timeline.first().map_or(now.pos, |e| e.stream_pos - 1);
+            let start = timeline.first().map_or(now.pos, |e| e.stream_pos.prev());
             let state = self.state_at(room_id, start).await?;
             let previous = match since_pos {
                 Some(s) => Some(self.state_at(room_id, s).await?),
@@ -380,16 +403,16 @@ impl Services {
             // Lazy loading: the client may never have seen these senders. Send their membership
             // as of the timeline start (a repeat is harmless; Synapse skips repeats with a
             // per-device cache, which this server does not keep yet).
-            let start = timeline.first().map_or(now.pos, |e| e.stream_pos - 1);
+            let start = timeline.first().map_or(now.pos, |e| e.stream_pos.prev());
             let state = self.state_at(room_id, start).await?;
-            let in_timeline: HashSet<&str> = timeline.iter().map(|e| e.event_id.as_str()).collect();
-            let mut ids: Vec<String> = timeline
+            let in_timeline: HashSet<&EventId> = timeline.iter().map(|e| e.event_id.as_ref()).collect();
+            let mut ids: Vec<OwnedEventId> = timeline
                 .iter()
                 .map(|e| e.sender.as_str())
                 .collect::<HashSet<_>>()
                 .into_iter()
-                .filter_map(|sender| state.get(&("m.room.member".to_owned(), sender.to_owned())))
-                .filter(|id| !in_timeline.contains(id.as_str()))
+                .filter_map(|sender| state.get(&(StateEventType::RoomMember, sender.to_owned())))
+                .filter(|id| !in_timeline.contains::<EventId>(id.as_ref()))
                 .cloned()
                 .collect();
             ids.sort();
@@ -397,7 +420,7 @@ impl Services {
         }
 
         let mut ephemeral = Vec::new();
-        if filter.room.ephemeral.room_allowed(room_id) {
+        if filter.room.ephemeral.room_allowed(room_id.as_str()) {
             if filter.room.ephemeral.type_allowed("m.typing")
                 && let Some(users) =
                     self.typing.typing_since(room_id, if full { 0 } else { since.map_or(0, |s| s.typing) })
@@ -407,7 +430,7 @@ impl Services {
             if filter.room.ephemeral.type_allowed("m.receipt") {
                 let receipts = self
                     .store
-                    .receipts_since(std::slice::from_ref(&room.room_id), since_pos.unwrap_or(0), now.pos)
+                    .receipts_since(std::slice::from_ref(&room.room_id), since_pos.unwrap_or(StreamPos::ZERO), now.pos)
                     .await?;
                 let content = receipt_content(receipts.iter(), user_id);
                 if !content.is_empty() {
@@ -424,12 +447,13 @@ impl Services {
         {
             return Ok(None);
         }
-        let viewer = Some((user_id, requester.device_id.as_str()));
-        let prev_batch = timeline.first().map(|e| crate::sync::pagination_token(e.stream_pos - 1));
+        let viewer = Some(Viewer { user_id, device_id: &requester.device_id });
+        let prev_batch = timeline.first().map(|e| crate::sync::pagination_token(e.stream_pos.prev()));
         let (notifications, highlights) = self.store.unread_counts(user_id, room_id, now.pos).await?;
         // The summary reads the whole member list: send it when it can have changed (a full
         // room, or membership events in this response); clients keep the previous one otherwise.
-        let membership_changed = timeline.iter().chain(state_events.iter()).any(|e| e.event_type == "m.room.member");
+        let membership_changed =
+            timeline.iter().chain(state_events.iter()).any(|e| e.event_type == TimelineEventType::RoomMember);
         let summary = if since_pos.is_none() || membership_changed {
             self.room_summary(room_id, user_id).await?
         } else {
@@ -457,7 +481,7 @@ impl Services {
         timeline: &[StoredEvent],
         limited: bool,
         state_events: &[StoredEvent],
-        viewer: Option<(&str, &str)>,
+        viewer: Option<Viewer<'_>>,
     ) -> MatrixResult<(Value, Value)> {
         let events = self.client_events(timeline, ClientFormat::Sync, viewer).await?;
         let state = self.client_events(state_events, ClientFormat::Sync, None).await?;
@@ -471,16 +495,16 @@ impl Services {
         since: Option<StreamPos>,
         filter: &Filter,
     ) -> MatrixResult<Option<Value>> {
-        let user_id = requester.user_id.as_str();
+        let user_id: &UserId = &requester.user_id;
         let (timeline, limited) = self.timeline(user_id, &room.room_id, since, room.membership_pos, filter).await?;
-        let start = timeline.first().map_or(room.membership_pos, |e| e.stream_pos - 1);
+        let start = timeline.first().map_or(room.membership_pos, |e| e.stream_pos.prev());
         let state = self.state_at(&room.room_id, start).await?;
         let previous = match since {
             Some(s) => Some(self.state_at(&room.room_id, s).await?),
             None => None,
         };
         let state_events = self.state_section(user_id, &state, previous.as_deref(), &timeline, filter).await?;
-        let viewer = Some((user_id, requester.device_id.as_str()));
+        let viewer = Some(Viewer { user_id, device_id: &requester.device_id });
         let (timeline_section, state_section) =
             self.timeline_and_state(&timeline, limited, &state_events, viewer).await?;
         let mut entry = object([
@@ -489,19 +513,19 @@ impl Services {
             ("account_data", json!({ "events": [] })),
         ]);
         if let Some(first) = timeline.first() {
-            entry["timeline"]["prev_batch"] = pagination_token(first.stream_pos - 1).into();
+            entry["timeline"]["prev_batch"] = pagination_token(first.stream_pos.prev()).into();
         }
         Ok(Some(entry))
     }
 
     /// `m.heroes` and member counts, for clients that compute room names.
-    async fn room_summary(&self, room_id: &str, user_id: &str) -> MatrixResult<Value> {
+    async fn room_summary(&self, room_id: &RoomId, user_id: &UserId) -> MatrixResult<Value> {
         let members = self.store.room_members(room_id, None).await?;
-        let joined = members.iter().filter(|m| m.membership == "join").count();
-        let invited = members.iter().filter(|m| m.membership == "invite").count();
+        let joined = members.iter().filter(|m| m.membership == Membership::Join).count();
+        let invited = members.iter().filter(|m| m.membership == Membership::Invite).count();
         let heroes: Vec<&str> = members
             .iter()
-            .filter(|m| m.user_id != user_id && matches!(m.membership.as_str(), "join" | "invite"))
+            .filter(|m| m.user_id != user_id && matches!(m.membership, Membership::Join | Membership::Invite))
             .take(5)
             .map(|m| m.user_id.as_str())
             .collect();
@@ -509,23 +533,23 @@ impl Services {
     }
 
     /// Stripped state for invites and knocks, plus the membership event itself.
-    pub async fn stripped_state(&self, room_id: &str, membership_event_id: &str) -> MatrixResult<Vec<Value>> {
+    pub async fn stripped_state(&self, room_id: &RoomId, membership_event_id: &EventId) -> MatrixResult<Vec<Value>> {
         let state = self.current_state(room_id).await?;
-        let mut ids: Vec<String> = [
-            "m.room.create",
-            "m.room.join_rules",
-            "m.room.name",
-            "m.room.avatar",
-            "m.room.canonical_alias",
-            "m.room.encryption",
-            "m.room.topic",
+        let mut ids: Vec<OwnedEventId> = [
+            StateEventType::RoomCreate,
+            StateEventType::RoomJoinRules,
+            StateEventType::RoomName,
+            StateEventType::RoomAvatar,
+            StateEventType::RoomCanonicalAlias,
+            StateEventType::RoomEncryption,
+            StateEventType::RoomTopic,
         ]
-        .iter()
-        .filter_map(|t| state.get(&((*t).to_owned(), String::new())).cloned())
+        .into_iter()
+        .filter_map(|t| state.get(&(t, String::new())).cloned())
         .collect();
         let membership_event = self.event(membership_event_id).await?;
         if let Some(ev) = &membership_event
-            && let Some(sender_member) = state.get(&("m.room.member".to_owned(), ev.sender.clone()))
+            && let Some(sender_member) = state.get(&(StateEventType::RoomMember, ev.sender.to_string()))
         {
             ids.push(sender_member.clone());
         }
@@ -542,8 +566,35 @@ impl Services {
             .collect())
     }
 
+    /// `POST /user/{userId}/filter`: stores a filter of the requester; returns its id.
+    pub async fn create_filter(
+        &self,
+        requester: &Requester,
+        user_id: &UserId,
+        filter: &Filter,
+    ) -> MatrixResult<String> {
+        if requester.user_id != user_id {
+            return Err(MatrixError::forbidden("You may only create filters for yourself"));
+        }
+        let json = serde_json::to_string(filter).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        if json.len() > MAX_FILTER_BYTES {
+            return Err(MatrixError::new(myelin_core::ErrorCode::TooLarge, "Filter is too large"));
+        }
+        Ok(self.store.create_filter(user_id, json).await?.to_string())
+    }
+
+    /// `GET /user/{userId}/filter/{filterId}`.
+    pub async fn get_filter(&self, requester: &Requester, user_id: &UserId, filter_id: &str) -> MatrixResult<Value> {
+        if requester.user_id != user_id {
+            return Err(MatrixError::forbidden("You may only read your own filters"));
+        }
+        let id: i64 = filter_id.parse().map_err(|_| MatrixError::not_found("No such filter"))?;
+        let json = self.store.get_filter(user_id, id).await?.ok_or_else(|| MatrixError::not_found("No such filter"))?;
+        serde_json::from_str(&json).map_err(|e| MatrixError::internal(e.to_string()))
+    }
+
     /// Loads a filter given inline (`{...}`) or by id.
-    pub async fn resolve_filter(&self, user_id: &str, filter: Option<&str>) -> MatrixResult<Filter> {
+    pub async fn resolve_filter(&self, user_id: &UserId, filter: Option<&str>) -> MatrixResult<Filter> {
         let Some(filter) = filter.map(str::trim).filter(|f| !f.is_empty()) else { return Ok(Filter::default()) };
         let json = if filter.starts_with('{') {
             filter.to_owned()

@@ -1,48 +1,117 @@
-//! User-interactive authentication sessions: which stages a session has completed.
+//! User-interactive authentication (UIA): the flows a sensitive request must complete, and the
+//! sessions that remember completed stages (in the database, so any process of a deployment can
+//! continue a session another one started).
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
-const SESSION_LIFETIME: Duration = Duration::from_secs(15 * 60);
+use myelin_core::{ErrorCode, MatrixError, MatrixResult, UiaChallenge};
+use serde::Deserialize;
 
-#[derive(Default)]
-pub struct UiaSessions {
-    sessions: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+use crate::{Services, accounts::Requester};
+
+/// A session is forgotten this long after it started.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+pub const PASSWORD: &str = "m.login.password";
+pub const DUMMY: &str = "m.login.dummy";
+pub const REGISTRATION_TOKEN: &str = "m.login.registration_token";
+
+/// The `auth` object of a request.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct AuthData {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub session: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub identifier: Option<Identifier>,
+    pub user: Option<String>,
 }
 
-impl UiaSessions {
-    pub fn create(&self) -> String {
-        let id = myelin_core::random::alphanumeric(24);
-        if let Ok(mut s) = self.sessions.lock() {
-            s.retain(|_, (created, _)| created.elapsed() < SESSION_LIFETIME);
-            s.insert(id.clone(), (Instant::now(), Vec::new()));
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Identifier {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub user: Option<String>,
+}
+
+impl Services {
+    /// The 401 that asks for `flows`, continuing `session` if it is still known (else a new one).
+    async fn uia_challenge(
+        &self,
+        flows: &[&[&str]],
+        session: Option<&str>,
+        cause: Option<MatrixError>,
+    ) -> MatrixResult<MatrixError> {
+        let oldest = self.clock.now_ms().saturating_sub(SESSION_LIFETIME.as_millis() as u64);
+        let known = match session {
+            Some(id) => self.store.uia_session(id, oldest).await?.map(|done| (id.to_owned(), done)),
+            None => None,
+        };
+        let (session, completed) = match known {
+            Some(known) => known,
+            None => {
+                let id = self.random.alphanumeric(24);
+                self.store.create_uia_session(&id, self.clock.now_ms()).await?;
+                (id, Vec::new())
+            }
+        };
+        let flows = flows.iter().map(|stages| stages.iter().map(|s| (*s).to_owned()).collect()).collect();
+        Ok(MatrixError::uia(UiaChallenge { flows, session, completed, failed: false }, cause))
+    }
+
+    /// User-interactive auth with the account password, for sensitive requests (password change,
+    /// deactivation, device deletion, cross-signing reset, login tokens).
+    pub async fn require_password_auth(&self, requester: &Requester, auth: Option<&AuthData>) -> MatrixResult<()> {
+        const FLOWS: &[&[&str]] = &[&[PASSWORD]];
+        let Some(auth) = auth else { return Err(self.uia_challenge(FLOWS, None, None).await?) };
+        if auth.kind.as_deref() != Some(PASSWORD) {
+            return Err(self.uia_challenge(FLOWS, auth.session.as_deref(), None).await?);
         }
-        id
-    }
-
-    pub fn exists(&self, id: &str) -> bool {
-        self.sessions.lock().is_ok_and(|s| s.get(id).is_some_and(|(c, _)| c.elapsed() < SESSION_LIFETIME))
-    }
-
-    pub fn complete(&self, id: &str, stage: &str) {
-        if let Ok(mut s) = self.sessions.lock()
-            && let Some((_, done)) = s.get_mut(id)
-            && !done.iter().any(|d| d == stage)
+        let claimed = auth.identifier.as_ref().and_then(|i| i.user.clone()).or(auth.user.clone());
+        if let Some(claimed) = claimed
+            && self.login_user_id(&claimed).ok().as_deref() != Some(&*requester.user_id)
         {
-            done.push(stage.to_owned());
+            return Err(MatrixError::forbidden("You can only authenticate as yourself"));
+        }
+        let password = auth.password.clone().unwrap_or_default();
+        match self.check_password(&requester.user_id, &password).await {
+            Ok(_) => {
+                if let Some(session) = &auth.session {
+                    self.store.delete_uia_session(session).await?;
+                }
+                Ok(())
+            }
+            Err(err) => Err(self.uia_challenge(FLOWS, auth.session.as_deref(), Some(err)).await?),
         }
     }
 
-    pub fn completed(&self, id: &str) -> Vec<String> {
-        self.sessions.lock().ok().and_then(|s| s.get(id).map(|(_, d)| d.clone())).unwrap_or_default()
-    }
-
-    pub fn finish(&self, id: &str) {
-        if let Ok(mut s) = self.sessions.lock() {
-            s.remove(id);
+    /// Registration's user-interactive auth: `m.login.dummy` while registration is open, a
+    /// registration token when tokens are configured.
+    pub(crate) async fn require_registration_auth(&self, auth: Option<&AuthData>) -> MatrixResult<()> {
+        let open = self.config.open_registration();
+        let tokens = &self.config.registration.tokens;
+        let mut flows: Vec<&[&str]> = Vec::new();
+        if open {
+            flows.push(&[DUMMY]);
         }
+        if !tokens.is_empty() {
+            flows.push(&[REGISTRATION_TOKEN]);
+        }
+        let Some(auth) = auth else { return Err(self.uia_challenge(&flows, None, None).await?) };
+        let passed = match auth.kind.as_deref() {
+            Some(DUMMY) => open,
+            Some(REGISTRATION_TOKEN) => auth.token.as_ref().is_some_and(|t| tokens.contains(t)),
+            _ => false,
+        };
+        if !passed {
+            let cause = (auth.kind.as_deref() == Some(REGISTRATION_TOKEN))
+                .then(|| MatrixError::new(ErrorCode::Unauthorized, "Invalid registration token"));
+            return Err(self.uia_challenge(&flows, auth.session.as_deref(), cause).await?);
+        }
+        if let Some(session) = &auth.session {
+            self.store.delete_uia_session(session).await?;
+        }
+        Ok(())
     }
 }

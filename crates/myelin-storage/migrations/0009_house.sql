@@ -33,3 +33,11 @@ CREATE INDEX jobs_due ON jobs (failed, run_at_ms);
 
 -- The per-interval claims of the old scheduler; periodic jobs are queue entries now.
 DROP TABLE job_runs;
+
+-- User-interactive authentication sessions: the stages each has completed, kept in the database
+-- so that a client may go through the stages on any process of a deployment.
+CREATE TABLE uia_sessions (
+    session_id TEXT PRIMARY KEY,
+    completed TEXT NOT NULL,           -- JSON array of stage types, in completion order
+    created_ms INTEGER NOT NULL
+);

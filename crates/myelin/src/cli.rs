@@ -146,7 +146,7 @@ pub async fn open_services(config: Config) -> anyhow::Result<Arc<Services>> {
         std::fs::write(&config_path, format!("{header}{text}"))
             .with_context(|| format!("cannot write {}", config_path.display()))?;
     }
-    let keys = ServerKeys::load_or_generate(&config.data_dir).map_err(anyhow::Error::msg)?;
+    let keys = ServerKeys::load_or_generate(&config.data_dir, &myelin_core::OsRandom).map_err(anyhow::Error::msg)?;
     let store = myelin_storage::open(&config.database_url()).await.context("cannot open the database")?;
     Services::new(config, store, keys).map_err(anyhow::Error::msg)
 }
@@ -154,7 +154,9 @@ pub async fn open_services(config: Config) -> anyhow::Result<Arc<Services>> {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ruma_state_res=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a terminal: logs piped to a file or journald stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if format == "json" {
         builder.json().init();
     } else {
@@ -201,19 +203,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 UserCommand::ResetPassword { name, password } => {
                     let user_id = services.login_user_id(&name).map_err(anyhow::Error::msg)?;
-                    if services.store.get_user(&user_id).await?.is_none() {
-                        bail!("no such user {user_id}");
-                    }
+                    services.existing_user(&user_id).await.map_err(anyhow::Error::msg)?;
                     let password = password_arg(password)?;
-                    services.set_password(&user_id, password).await.map_err(anyhow::Error::msg)?;
-                    services.delete_all_devices(&user_id, None).await.map_err(anyhow::Error::msg)?;
+                    services.reset_password(&user_id, password).await.map_err(anyhow::Error::msg)?;
                     println!("password of {user_id} reset; all devices logged out");
                 }
                 UserCommand::Deactivate { name } => {
                     let user_id = services.login_user_id(&name).map_err(anyhow::Error::msg)?;
-                    if services.store.get_user(&user_id).await?.is_none() {
-                        bail!("no such user {user_id}");
-                    }
                     services.deactivate(&user_id).await.map_err(anyhow::Error::msg)?;
                     println!("deactivated {user_id}");
                 }

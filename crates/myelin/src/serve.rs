@@ -15,9 +15,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     myelin_service::jobs::spawn(&services);
     tracing::info!(
         %listen,
-        server_name = %services.server_name,
-        database = %services.config.database_url_for_logs(),
-        open_registration = services.config.open_registration(),
+        server_name = %services.server_name(),
+        database = %services.config().database_url_for_logs(),
+        open_registration = services.config().open_registration(),
         "Myelin is serving"
     );
     let app = myelin_api::router(services).into_make_service_with_connect_info::<SocketAddr>();

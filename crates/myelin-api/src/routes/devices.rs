@@ -2,12 +2,11 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use myelin_core::MatrixError;
-use myelin_service::DeviceRecord;
+use myelin_core::types::OwnedDeviceId;
+use myelin_service::{DeviceRecord, uia::AuthData};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::account::{AuthData, require_password};
 use crate::{
     AppState,
     error::ApiResult,
@@ -24,18 +23,16 @@ fn device_json(d: &DeviceRecord) -> Value {
 }
 
 pub async fn list(State(state): State<AppState>, Auth(r): Auth) -> ApiResult<Json<Value>> {
-    let devices = state.store.list_devices(&r.user_id).await.map_err(MatrixError::from)?;
+    let devices = state.devices(&r).await?;
     Ok(Json(json!({ "devices": devices.iter().map(device_json).collect::<Vec<_>>() })))
 }
 
 pub async fn get(
     State(state): State<AppState>,
     Auth(r): Auth,
-    Path(device_id): Path<String>,
+    Path(device_id): Path<OwnedDeviceId>,
 ) -> ApiResult<Json<Value>> {
-    let device = state.store.get_device(&r.user_id, &device_id).await.map_err(MatrixError::from)?;
-    let device = device.ok_or_else(|| MatrixError::not_found("Device not found"))?;
-    Ok(Json(device_json(&device)))
+    Ok(Json(device_json(&state.device(&r, &device_id).await?)))
 }
 
 #[derive(Deserialize)]
@@ -46,20 +43,10 @@ pub struct UpdateBody {
 pub async fn update(
     State(state): State<AppState>,
     Auth(r): Auth,
-    Path(device_id): Path<String>,
+    Path(device_id): Path<OwnedDeviceId>,
     JsonBody(body): JsonBody<UpdateBody>,
 ) -> ApiResult<Json<Value>> {
-    if body.display_name.as_ref().is_some_and(|n| n.len() > 1024) {
-        return Err(MatrixError::invalid_param("display_name is too long").into());
-    }
-    let found = state
-        .store
-        .set_device_display_name(&r.user_id, &device_id, body.display_name)
-        .await
-        .map_err(MatrixError::from)?;
-    if !found {
-        return Err(MatrixError::not_found("Device not found").into());
-    }
+    state.rename_device(&r, &device_id, body.display_name).await?;
     Ok(Json(json!({})))
 }
 
@@ -71,20 +58,16 @@ pub struct DeleteBody {
 pub async fn delete(
     State(state): State<AppState>,
     Auth(r): Auth,
-    Path(device_id): Path<String>,
+    Path(device_id): Path<OwnedDeviceId>,
     JsonBody(body): JsonBody<DeleteBody>,
 ) -> ApiResult<Json<Value>> {
-    if state.store.get_device(&r.user_id, &device_id).await.map_err(MatrixError::from)?.is_none() {
-        return Err(MatrixError::not_found("Device not found").into());
-    }
-    require_password(&state, &r, body.auth).await?;
-    state.delete_devices(&r.user_id, &[device_id]).await?;
+    state.delete_device(&r, &device_id, body.auth.as_ref()).await?;
     Ok(Json(json!({})))
 }
 
 #[derive(Deserialize)]
 pub struct DeleteManyBody {
-    devices: Vec<String>,
+    devices: Vec<OwnedDeviceId>,
     auth: Option<AuthData>,
 }
 
@@ -93,10 +76,6 @@ pub async fn delete_many(
     Auth(r): Auth,
     JsonBody(body): JsonBody<DeleteManyBody>,
 ) -> ApiResult<Json<Value>> {
-    if body.devices.len() > 1000 {
-        return Err(MatrixError::invalid_param("Too many devices").into());
-    }
-    require_password(&state, &r, body.auth).await?;
-    state.delete_devices(&r.user_id, &body.devices).await?;
+    state.delete_devices_with_auth(&r, &body.devices, body.auth.as_ref()).await?;
     Ok(Json(json!({})))
 }

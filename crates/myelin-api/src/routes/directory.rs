@@ -4,7 +4,8 @@ use axum::{
     Json,
     extract::{Path, Query, State},
 };
-use myelin_core::MatrixError;
+use myelin_core::{MatrixError, types::OwnedRoomAliasId};
+use myelin_service::rooms::{PublicRoomsRequest, RoomVisibility};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -15,17 +16,13 @@ use crate::{
     extract::{Auth, JsonBody},
 };
 
-pub async fn get_alias(State(state): State<AppState>, Path(alias): Path<String>) -> ApiResult<Json<Value>> {
-    if ruma::RoomAliasId::parse(&alias).is_err() {
-        return Err(MatrixError::invalid_param("Invalid room alias").into());
-    }
-    let (room_id, _) = state
-        .store
-        .resolve_alias(&alias)
-        .await
-        .map_err(MatrixError::from)?
-        .ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
-    Ok(Json(json!({ "room_id": room_id, "servers": [state.server_name.as_str()] })))
+fn alias(raw: &str) -> Result<OwnedRoomAliasId, MatrixError> {
+    OwnedRoomAliasId::try_from(raw).map_err(|_| MatrixError::invalid_param("Invalid room alias"))
+}
+
+pub async fn get_alias(State(state): State<AppState>, Path(raw): Path<String>) -> ApiResult<Json<Value>> {
+    let (room_id, servers) = state.resolve_alias(&alias(&raw)?).await?;
+    Ok(Json(json!({ "room_id": room_id, "servers": servers })))
 }
 
 #[derive(Deserialize)]
@@ -36,19 +33,19 @@ pub struct AliasBody {
 pub async fn put_alias(
     State(state): State<AppState>,
     Auth(r): Auth,
-    Path(alias): Path<String>,
+    Path(raw): Path<String>,
     JsonBody(body): JsonBody<AliasBody>,
 ) -> ApiResult<Json<Value>> {
-    state.create_alias(&r.user_id, &alias, room_id(&body.room_id)?).await?;
+    state.create_alias(&r, &alias(&raw)?, &room_id(&body.room_id)?).await?;
     Ok(Json(json!({})))
 }
 
 pub async fn delete_alias(
     State(state): State<AppState>,
     Auth(r): Auth,
-    Path(alias): Path<String>,
+    Path(raw): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    state.delete_alias(&r.user_id, r.is_admin, &alias).await?;
+    state.delete_alias(&r, &alias(&raw)?).await?;
     Ok(Json(json!({})))
 }
 
@@ -57,20 +54,13 @@ pub async fn room_aliases(
     Auth(r): Auth,
     Path(room): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let room = room_id(&room)?;
-    state.room_visibility(&r.user_id, room).await?;
-    let aliases = state.store.room_aliases(room).await.map_err(MatrixError::from)?;
+    let aliases = state.room_aliases(&r.user_id, &room_id(&room)?).await?;
     Ok(Json(json!({ "aliases": aliases })))
 }
 
 pub async fn get_visibility(State(state): State<AppState>, Path(room): Path<String>) -> ApiResult<Json<Value>> {
-    let room = state
-        .store
-        .get_room(room_id(&room)?)
-        .await
-        .map_err(MatrixError::from)?
-        .ok_or_else(|| MatrixError::not_found("Unknown room"))?;
-    Ok(Json(json!({ "visibility": if room.is_public { "public" } else { "private" } })))
+    let visibility = state.directory_visibility(&room_id(&room)?).await?;
+    Ok(Json(json!({ "visibility": visibility.as_str() })))
 }
 
 #[derive(Deserialize)]
@@ -84,12 +74,8 @@ pub async fn set_visibility(
     Path(room): Path<String>,
     JsonBody(body): JsonBody<VisibilityBody>,
 ) -> ApiResult<Json<Value>> {
-    let public = match body.visibility.as_str() {
-        "public" => true,
-        "private" => false,
-        _ => return Err(MatrixError::invalid_param("visibility must be public or private").into()),
-    };
-    state.set_directory_visibility(&r.user_id, room_id(&room)?, public).await?;
+    let visibility = RoomVisibility::parse(&body.visibility)?;
+    state.set_directory_visibility(&r, &room_id(&room)?, visibility).await?;
     Ok(Json(json!({})))
 }
 
@@ -102,7 +88,8 @@ fn since(raw: Option<&String>) -> Result<usize, MatrixError> {
 
 pub async fn public_rooms_get(State(state): State<AppState>, Query(q): Query<QueryMap>) -> ApiResult<Json<Value>> {
     let limit = query_u64(&q, "limit")?.unwrap_or(100) as usize;
-    Ok(Json(state.public_rooms(since(q.get("since"))?, limit, None).await?))
+    let req = PublicRoomsRequest { since: since(q.get("since"))?, limit, filter: None };
+    Ok(Json(state.public_rooms(req).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -122,9 +109,12 @@ pub async fn public_rooms_post(
     _auth: Auth,
     JsonBody(body): JsonBody<PublicRoomsBody>,
 ) -> ApiResult<Json<Value>> {
-    let limit = body.limit.unwrap_or(100) as usize;
-    let term = body.filter.and_then(|f| f.generic_search_term);
-    Ok(Json(state.public_rooms(since(body.since.as_ref())?, limit, term.as_deref()).await?))
+    let req = PublicRoomsRequest {
+        since: since(body.since.as_ref())?,
+        limit: body.limit.unwrap_or(100) as usize,
+        filter: body.filter.and_then(|f| f.generic_search_term),
+    };
+    Ok(Json(state.public_rooms(req).await?))
 }
 
 #[derive(Deserialize)]
@@ -138,16 +128,7 @@ pub async fn user_search(
     Auth(r): Auth,
     JsonBody(body): JsonBody<UserSearchBody>,
 ) -> ApiResult<Json<Value>> {
-    let limit = body.limit.unwrap_or(10).clamp(1, 100) as usize;
-    if body.search_term.len() > 256 {
-        return Err(MatrixError::invalid_param("search_term is too long").into());
-    }
-    let hits = state.store.search_users(&r.user_id, &body.search_term, limit + 1).await.map_err(MatrixError::from)?;
-    let limited = hits.len() > limit;
-    let results: Vec<Value> = hits
-        .into_iter()
-        .take(limit)
-        .map(|h| json!({ "user_id": h.user_id, "display_name": h.displayname, "avatar_url": h.avatar_url }))
-        .collect();
+    let limit = body.limit.unwrap_or(10) as usize;
+    let (results, limited) = state.search_user_directory(&r, &body.search_term, limit).await?;
     Ok(Json(json!({ "results": results, "limited": limited })))
 }

@@ -4,23 +4,16 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use myelin_core::MatrixError;
+use myelin_service::presence::PresenceState;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::{room_id, user_id};
+use super::{event_id, room_id, user_id};
 use crate::{
     AppState,
     error::ApiResult,
     extract::{Auth, JsonBody},
 };
-
-fn own(path_user: &str, requester: &str) -> Result<(), MatrixError> {
-    if user_id(path_user)? != requester {
-        return Err(MatrixError::forbidden("You may only act for yourself"));
-    }
-    Ok(())
-}
 
 #[derive(Deserialize)]
 pub struct TypingBody {
@@ -34,8 +27,7 @@ pub async fn typing(
     Path((room, user)): Path<(String, String)>,
     JsonBody(body): JsonBody<TypingBody>,
 ) -> ApiResult<Json<Value>> {
-    own(&user, &r.user_id)?;
-    state.set_typing(&r.user_id, room_id(&room)?, body.typing, body.timeout).await?;
+    state.set_typing(&r, &user_id(&user)?, &room_id(&room)?, body.typing, body.timeout).await?;
     Ok(Json(json!({})))
 }
 
@@ -47,10 +39,10 @@ pub struct ReceiptBody {
 pub async fn receipt(
     State(state): State<AppState>,
     Auth(r): Auth,
-    Path((room, receipt_type, event_id)): Path<(String, String, String)>,
+    Path((room, receipt_type, event)): Path<(String, String, String)>,
     JsonBody(body): JsonBody<ReceiptBody>,
 ) -> ApiResult<Json<Value>> {
-    state.send_receipt(&r.user_id, room_id(&room)?, &receipt_type, &event_id, body.thread_id).await?;
+    state.send_receipt(&r.user_id, &room_id(&room)?, &receipt_type, &event_id(&event)?, body.thread_id).await?;
     Ok(Json(json!({})))
 }
 
@@ -70,16 +62,11 @@ pub async fn read_markers(
     Path(room): Path<String>,
     JsonBody(body): JsonBody<ReadMarkersBody>,
 ) -> ApiResult<Json<Value>> {
-    let room = room_id(&room)?;
-    if let Some(ev) = &body.read {
-        state.send_receipt(&r.user_id, room, "m.read", ev, None).await?;
-    }
-    if let Some(ev) = &body.read_private {
-        state.send_receipt(&r.user_id, room, "m.read.private", ev, None).await?;
-    }
-    if let Some(ev) = &body.fully_read {
-        state.send_receipt(&r.user_id, room, "m.fully_read", ev, None).await?;
-    }
+    let parse = |raw: &Option<String>| raw.as_deref().map(event_id).transpose();
+    let (fully_read, read, read_private) = (parse(&body.fully_read)?, parse(&body.read)?, parse(&body.read_private)?);
+    state
+        .set_read_markers(&r.user_id, &room_id(&room)?, fully_read.as_deref(), read.as_deref(), read_private.as_deref())
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -88,8 +75,7 @@ pub async fn get_global_data(
     Auth(r): Auth,
     Path((user, data_type)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    own(&user, &r.user_id)?;
-    Ok(Json(state.get_account_data(&r.user_id, "", &data_type).await?))
+    Ok(Json(state.get_account_data(&r, &user_id(&user)?, None, &data_type).await?))
 }
 
 pub async fn put_global_data(
@@ -98,8 +84,7 @@ pub async fn put_global_data(
     Path((user, data_type)): Path<(String, String)>,
     JsonBody(content): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    own(&user, &r.user_id)?;
-    state.put_account_data(&r.user_id, "", &data_type, content).await?;
+    state.put_account_data(&r, &user_id(&user)?, None, &data_type, content).await?;
     Ok(Json(json!({})))
 }
 
@@ -108,8 +93,7 @@ pub async fn get_room_data(
     Auth(r): Auth,
     Path((user, room, data_type)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    own(&user, &r.user_id)?;
-    Ok(Json(state.get_account_data(&r.user_id, room_id(&room)?, &data_type).await?))
+    Ok(Json(state.get_account_data(&r, &user_id(&user)?, Some(&room_id(&room)?), &data_type).await?))
 }
 
 pub async fn put_room_data(
@@ -118,17 +102,8 @@ pub async fn put_room_data(
     Path((user, room, data_type)): Path<(String, String, String)>,
     JsonBody(content): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    own(&user, &r.user_id)?;
-    state.put_account_data(&r.user_id, room_id(&room)?, &data_type, content).await?;
+    state.put_account_data(&r, &user_id(&user)?, Some(&room_id(&room)?), &data_type, content).await?;
     Ok(Json(json!({})))
-}
-
-async fn tags(state: &AppState, user: &str, room: &str) -> Result<Value, MatrixError> {
-    match state.get_account_data(user, room, "m.tag").await {
-        Ok(v) => Ok(v),
-        Err(e) if e.status == 404 => Ok(json!({ "tags": {} })),
-        Err(e) => Err(e),
-    }
 }
 
 pub async fn get_tags(
@@ -136,24 +111,16 @@ pub async fn get_tags(
     Auth(r): Auth,
     Path((user, room)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    own(&user, &r.user_id)?;
-    Ok(Json(tags(&state, &r.user_id, room_id(&room)?).await?))
+    Ok(Json(state.room_tags(&r, &user_id(&user)?, &room_id(&room)?).await?))
 }
 
 pub async fn put_tag(
     State(state): State<AppState>,
     Auth(r): Auth,
     Path((user, room, tag)): Path<(String, String, String)>,
-    JsonBody(body): JsonBody<Value>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
-    own(&user, &r.user_id)?;
-    let room = room_id(&room)?;
-    if tag.is_empty() || tag.len() > 255 {
-        return Err(MatrixError::invalid_param("Invalid tag").into());
-    }
-    let mut current = tags(&state, &r.user_id, room).await?;
-    current["tags"][tag.as_str()] = body;
-    state.put_account_data(&r.user_id, room, "m.tag", current).await?;
+    state.set_room_tag(&r, &user_id(&user)?, &room_id(&room)?, &tag, Some(body)).await?;
     Ok(Json(json!({})))
 }
 
@@ -162,13 +129,7 @@ pub async fn delete_tag(
     Auth(r): Auth,
     Path((user, room, tag)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    own(&user, &r.user_id)?;
-    let room = room_id(&room)?;
-    let mut current = tags(&state, &r.user_id, room).await?;
-    if let Some(t) = current["tags"].as_object_mut() {
-        t.remove(&tag);
-    }
-    state.put_account_data(&r.user_id, room, "m.tag", current).await?;
+    state.set_room_tag(&r, &user_id(&user)?, &room_id(&room)?, &tag, None).await?;
     Ok(Json(json!({})))
 }
 
@@ -178,11 +139,7 @@ pub async fn get_presence(
     _auth: Auth,
     Path(user): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let user = user_id(&user)?;
-    let stored = state.store.get_account_data(user, "", "org.myelin.presence").await.map_err(MatrixError::from)?;
-    let stored =
-        stored.and_then(|s| serde_json::from_str::<Value>(&s).ok()).unwrap_or(json!({ "presence": "offline" }));
-    Ok(Json(stored))
+    Ok(Json(state.presence(&user_id(&user)?).await?))
 }
 
 #[derive(Deserialize)]
@@ -197,14 +154,7 @@ pub async fn put_presence(
     Path(user): Path<String>,
     JsonBody(body): JsonBody<PresenceBody>,
 ) -> ApiResult<Json<Value>> {
-    own(&user, &r.user_id)?;
-    if !matches!(body.presence.as_str(), "online" | "offline" | "unavailable") {
-        return Err(MatrixError::invalid_param("presence must be online, offline or unavailable").into());
-    }
-    if body.status_msg.as_ref().is_some_and(|s| s.len() > 1024) {
-        return Err(MatrixError::invalid_param("status_msg is too long").into());
-    }
-    let content = json!({ "presence": body.presence, "status_msg": body.status_msg }).to_string();
-    state.store.put_account_data(&r.user_id, "", "org.myelin.presence", content).await.map_err(MatrixError::from)?;
+    let presence = PresenceState::parse(&body.presence)?;
+    state.set_presence(&r, &user_id(&user)?, presence, body.status_msg).await?;
     Ok(Json(json!({})))
 }

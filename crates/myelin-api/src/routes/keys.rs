@@ -4,14 +4,11 @@ use axum::{
     Json,
     extract::{Path, Query, State},
 };
-use myelin_core::MatrixError;
+use myelin_core::{MatrixError, types::OwnedDeviceId};
 use myelin_service::{e2ee::backup::KeyScope, sync::SyncToken};
 use serde_json::{Value, json};
 
-use super::{
-    QueryMap,
-    account::{AuthData, require_password},
-};
+use super::{QueryMap, room_id, txn_id};
 use crate::{
     AppState,
     error::ApiResult,
@@ -23,9 +20,6 @@ pub async fn upload(
     Auth(r): Auth,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    if !body.is_object() || body.get("device_keys").is_some_and(Value::is_null) {
-        return Err(MatrixError::bad_json("Expected an object without null device_keys").into());
-    }
     Ok(Json(state.upload_keys(&r, &body).await?))
 }
 
@@ -56,9 +50,7 @@ pub async fn changes(
         SyncToken::parse(raw).ok_or_else(|| MatrixError::invalid_param(format!("{key} is not a sync token")))
     };
     let (from, to) = (parse("from")?, parse("to")?);
-    let to_pos = to.pos.min(state.store.refresh_stream_head().await.map_err(MatrixError::from)?);
-    let rooms = state.store.rooms_for_user(&r.user_id).await.map_err(MatrixError::from)?;
-    let delta = state.device_list_delta(&r.user_id, &rooms, from.pos, to_pos.max(from.pos)).await?;
+    let delta = state.key_changes(&r, from.pos, to.pos).await?;
     Ok(Json(json!({ "changed": delta.changed, "left": delta.left })))
 }
 
@@ -67,14 +59,7 @@ pub async fn device_signing_upload(
     Auth(r): Auth,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    if !body.is_object() {
-        return Err(MatrixError::bad_json("Expected an object").into());
-    }
-    if state.device_signing_needs_auth(&r, &body).await? {
-        let auth = body.get("auth").and_then(|a| serde_json::from_value::<AuthData>(a.clone()).ok());
-        require_password(&state, &r, auth).await?;
-    }
-    state.upload_cross_signing_keys(&r, &body).await?;
+    state.device_signing_upload(&r, &body).await?;
     Ok(Json(json!({})))
 }
 
@@ -89,13 +74,10 @@ pub async fn signatures_upload(
 pub async fn send_to_device(
     State(state): State<AppState>,
     Auth(r): Auth,
-    Path((event_type, txn_id)): Path<(String, String)>,
+    Path((event_type, txn)): Path<(String, String)>,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    if txn_id.is_empty() || txn_id.len() > 255 {
-        return Err(MatrixError::invalid_param("Invalid transaction id").into());
-    }
-    state.send_to_device(&r, &event_type, &txn_id, &body).await?;
+    state.send_to_device(&r, &event_type, &txn_id(&txn)?, &body).await?;
     Ok(Json(json!({})))
 }
 
@@ -177,7 +159,7 @@ pub async fn backup_room_put(
     Query(q): Query<QueryMap>,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(state.put_backup_keys(&r, &backup_version_param(&q)?, KeyScope::Room(&room), &body).await?))
+    Ok(Json(state.put_backup_keys(&r, &backup_version_param(&q)?, KeyScope::Room(&room_id(&room)?), &body).await?))
 }
 
 pub async fn backup_room_get(
@@ -186,7 +168,7 @@ pub async fn backup_room_get(
     Path(room): Path<String>,
     Query(q): Query<QueryMap>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(state.backup_keys(&r, &backup_version_param(&q)?, KeyScope::Room(&room)).await?))
+    Ok(Json(state.backup_keys(&r, &backup_version_param(&q)?, KeyScope::Room(&room_id(&room)?)).await?))
 }
 
 pub async fn backup_room_delete(
@@ -195,7 +177,7 @@ pub async fn backup_room_delete(
     Path(room): Path<String>,
     Query(q): Query<QueryMap>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(state.delete_backup_keys(&r, &backup_version_param(&q)?, KeyScope::Room(&room)).await?))
+    Ok(Json(state.delete_backup_keys(&r, &backup_version_param(&q)?, KeyScope::Room(&room_id(&room)?)).await?))
 }
 
 pub async fn backup_session_put(
@@ -205,7 +187,11 @@ pub async fn backup_session_put(
     Query(q): Query<QueryMap>,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(state.put_backup_keys(&r, &backup_version_param(&q)?, KeyScope::Session(&room, &session), &body).await?))
+    Ok(Json(
+        state
+            .put_backup_keys(&r, &backup_version_param(&q)?, KeyScope::Session(&room_id(&room)?, &session), &body)
+            .await?,
+    ))
 }
 
 pub async fn backup_session_get(
@@ -214,7 +200,7 @@ pub async fn backup_session_get(
     Path((room, session)): Path<(String, String)>,
     Query(q): Query<QueryMap>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(state.backup_keys(&r, &backup_version_param(&q)?, KeyScope::Session(&room, &session)).await?))
+    Ok(Json(state.backup_keys(&r, &backup_version_param(&q)?, KeyScope::Session(&room_id(&room)?, &session)).await?))
 }
 
 pub async fn backup_session_delete(
@@ -223,7 +209,9 @@ pub async fn backup_session_delete(
     Path((room, session)): Path<(String, String)>,
     Query(q): Query<QueryMap>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(state.delete_backup_keys(&r, &backup_version_param(&q)?, KeyScope::Session(&room, &session)).await?))
+    Ok(Json(
+        state.delete_backup_keys(&r, &backup_version_param(&q)?, KeyScope::Session(&room_id(&room)?, &session)).await?,
+    ))
 }
 
 // Dehydrated devices (MSC3814) --------------------------------------------------------------------
@@ -248,7 +236,7 @@ pub async fn dehydrated_delete(State(state): State<AppState>, Auth(r): Auth) -> 
 pub async fn dehydrated_events_get(
     State(state): State<AppState>,
     Auth(r): Auth,
-    Path(device_id): Path<String>,
+    Path(device_id): Path<OwnedDeviceId>,
     Query(q): Query<QueryMap>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(state.dehydrated_device_events(&r, &device_id, q.get("next_batch").map(String::as_str)).await?))
@@ -258,7 +246,7 @@ pub async fn dehydrated_events_get(
 pub async fn dehydrated_events_post(
     State(state): State<AppState>,
     Auth(r): Auth,
-    Path(device_id): Path<String>,
+    Path(device_id): Path<OwnedDeviceId>,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
     let next_batch = body.get("next_batch").and_then(Value::as_str);

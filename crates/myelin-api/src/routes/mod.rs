@@ -17,7 +17,10 @@ use axum::{
     Router,
     routing::{get, post, put},
 };
-use myelin_core::MatrixError;
+use myelin_core::{
+    MatrixError,
+    types::{OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId},
+};
 
 use crate::AppState;
 
@@ -180,12 +183,25 @@ pub(crate) fn query_bool(q: &QueryMap, key: &str) -> Result<bool, MatrixError> {
     }
 }
 
-/// Checks a room id from a path.
-pub(crate) fn room_id(raw: &str) -> Result<&str, MatrixError> {
-    ruma::RoomId::parse(raw).map(|_| raw).map_err(|_| MatrixError::invalid_param(format!("Invalid room id {raw:?}")))
+/// A room id from a path or query (`M_INVALID_PARAM` if malformed).
+pub(crate) fn room_id(raw: &str) -> Result<OwnedRoomId, MatrixError> {
+    OwnedRoomId::try_from(raw).map_err(|_| MatrixError::invalid_param(format!("Invalid room id {raw:?}")))
 }
 
-/// Checks a user id from a path.
-pub(crate) fn user_id(raw: &str) -> Result<&str, MatrixError> {
-    ruma::UserId::parse(raw).map(|_| raw).map_err(|_| MatrixError::invalid_param(format!("Invalid user id {raw:?}")))
+/// A user id from a path or query.
+pub(crate) fn user_id(raw: &str) -> Result<OwnedUserId, MatrixError> {
+    OwnedUserId::try_from(raw).map_err(|_| MatrixError::invalid_param(format!("Invalid user id {raw:?}")))
+}
+
+/// A transaction id from a path: 1 to 255 bytes.
+pub(crate) fn txn_id(raw: &str) -> Result<OwnedTransactionId, MatrixError> {
+    if raw.is_empty() || raw.len() > 255 {
+        return Err(MatrixError::invalid_param("Invalid transaction id"));
+    }
+    Ok(OwnedTransactionId::from(raw))
+}
+
+/// An event id from a path or query.
+pub(crate) fn event_id(raw: &str) -> Result<OwnedEventId, MatrixError> {
+    OwnedEventId::try_from(raw).map_err(|_| MatrixError::invalid_param(format!("Invalid event id {raw:?}")))
 }

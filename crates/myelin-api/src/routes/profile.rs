@@ -3,6 +3,7 @@ use axum::{
     extract::{Path, State},
 };
 use myelin_core::MatrixError;
+use myelin_service::accounts::{Profile, ProfileField};
 use serde_json::{Value, json};
 
 use super::user_id;
@@ -12,30 +13,26 @@ use crate::{
     extract::{Auth, JsonBody},
 };
 
-const MAX_PROFILE_FIELD: usize = 1024;
-
-async fn profile(state: &AppState, user: &str) -> ApiResult<Value> {
-    let record = state.store.get_user(user_id(user)?).await.map_err(MatrixError::from)?;
-    let record = record.filter(|u| !u.deactivated).ok_or_else(|| MatrixError::not_found("Profile not found"))?;
+fn profile_json(profile: Profile) -> Value {
     let mut body = json!({});
-    if let Some(n) = record.displayname {
+    if let Some(n) = profile.displayname {
         body["displayname"] = n.into();
     }
-    if let Some(a) = record.avatar_url {
+    if let Some(a) = profile.avatar_url {
         body["avatar_url"] = a.into();
     }
-    Ok(body)
+    body
 }
 
 pub async fn get_profile(State(state): State<AppState>, Path(user): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(profile(&state, &user).await?))
+    Ok(Json(profile_json(state.profile(&user_id(&user)?).await?)))
 }
 
 pub async fn get_field(
     State(state): State<AppState>,
     Path((user, field)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let body = profile(&state, &user).await?;
+    let body = profile_json(state.profile(&user_id(&user)?).await?);
     match body.get(&field) {
         Some(v) => Ok(Json(json!({ field: v }))),
         None => Err(MatrixError::not_found("Profile field not set").into()),
@@ -48,18 +45,14 @@ pub async fn set_field(
     Path((user, field)): Path<(String, String)>,
     JsonBody(body): JsonBody<serde_json::Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
-    if user_id(&user)? != r.user_id {
-        return Err(MatrixError::forbidden("You may only change your own profile").into());
-    }
-    if field != "displayname" && field != "avatar_url" {
-        return Err(MatrixError::invalid_param("Only displayname and avatar_url can be set").into());
-    }
+    let user_id = user_id(&user)?;
+    let field_kind = ProfileField::parse(&field)
+        .ok_or_else(|| MatrixError::invalid_param("Only displayname and avatar_url can be set"))?;
     let value = match body.get(&field) {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.len() <= MAX_PROFILE_FIELD => Some(s.clone()),
-        Some(Value::String(_)) => return Err(MatrixError::invalid_param(format!("{field} is too long")).into()),
+        Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(MatrixError::bad_json(format!("{field} must be a string")).into()),
     };
-    state.set_profile_field(&r.user_id, &field, value).await?;
+    state.set_profile_field(&r, &user_id, field_kind, value).await?;
     Ok(Json(json!({})))
 }

@@ -7,6 +7,7 @@ use axum::{
 use myelin_core::MatrixError;
 use myelin_service::{
     filter::Filter,
+    presence::PresenceState,
     sliding_sync::SlidingSyncRequest,
     sync::{SyncRequest, SyncToken},
 };
@@ -24,18 +25,14 @@ pub async fn sync(State(state): State<AppState>, Auth(r): Auth, Query(q): Query<
         Some(t) => Some(SyncToken::parse(t).ok_or_else(|| MatrixError::invalid_param("Invalid since token"))?),
         None => None,
     };
-    let timeout = query_u64(&q, "timeout")?.unwrap_or(0).min(state.config.limits.max_sync_timeout_ms);
-    let filter = state.resolve_filter(&r.user_id, q.get("filter").map(String::as_str)).await?;
-    if let Some(p) = q.get("set_presence")
-        && !matches!(p.as_str(), "online" | "offline" | "unavailable")
-    {
-        return Err(MatrixError::invalid_param("set_presence must be online, offline or unavailable").into());
+    if let Some(presence) = q.get("set_presence") {
+        PresenceState::parse(presence)?;
     }
     let req = SyncRequest {
         since,
-        timeout: Duration::from_millis(timeout),
+        timeout: Duration::from_millis(query_u64(&q, "timeout")?.unwrap_or(0)),
         full_state: query_bool(&q, "full_state")?,
-        filter,
+        filter: q.get("filter").cloned(),
     };
     Ok(Json(state.sync(&r, req).await?))
 }
@@ -47,8 +44,8 @@ pub async fn sliding_sync(
     Query(q): Query<QueryMap>,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    let timeout = query_u64(&q, "timeout")?.unwrap_or(0).min(state.config.limits.max_sync_timeout_ms);
-    let req = SlidingSyncRequest::parse(&body, q.get("pos").cloned(), Duration::from_millis(timeout))?;
+    let timeout = Duration::from_millis(query_u64(&q, "timeout")?.unwrap_or(0));
+    let req = SlidingSyncRequest::parse(&body, q.get("pos").cloned(), timeout)?;
     Ok(Json(state.sliding_sync(&r, req).await?))
 }
 
@@ -58,15 +55,8 @@ pub async fn create_filter(
     Path(user): Path<String>,
     JsonBody(filter): JsonBody<Filter>,
 ) -> ApiResult<Json<Value>> {
-    if user_id(&user)? != r.user_id {
-        return Err(MatrixError::forbidden("You may only create filters for yourself").into());
-    }
-    let json = serde_json::to_string(&filter).map_err(|e| MatrixError::bad_json(e.to_string()))?;
-    if json.len() > 65_536 {
-        return Err(MatrixError::new(myelin_core::ErrorCode::TooLarge, "Filter is too large").into());
-    }
-    let id = state.store.create_filter(&r.user_id, json).await.map_err(MatrixError::from)?;
-    Ok(Json(json!({ "filter_id": id.to_string() })))
+    let id = state.create_filter(&r, &user_id(&user)?, &filter).await?;
+    Ok(Json(json!({ "filter_id": id })))
 }
 
 pub async fn get_filter(
@@ -74,15 +64,5 @@ pub async fn get_filter(
     Auth(r): Auth,
     Path((user, filter_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    if user_id(&user)? != r.user_id {
-        return Err(MatrixError::forbidden("You may only read your own filters").into());
-    }
-    let id: i64 = filter_id.parse().map_err(|_| MatrixError::not_found("No such filter"))?;
-    let json = state
-        .store
-        .get_filter(&r.user_id, id)
-        .await
-        .map_err(MatrixError::from)?
-        .ok_or_else(|| MatrixError::not_found("No such filter"))?;
-    Ok(Json(serde_json::from_str(&json).map_err(|e| MatrixError::internal(e.to_string()))?))
+    Ok(Json(state.get_filter(&r, &user_id(&user)?, &filter_id).await?))
 }

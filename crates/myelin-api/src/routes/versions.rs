@@ -18,7 +18,7 @@ pub async fn versions() -> Json<Value> {
 }
 
 pub async fn well_known(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "m.homeserver": { "base_url": state.config.base_url() } }))
+    Json(json!({ "m.homeserver": { "base_url": state.config().base_url() } }))
 }
 
 pub async fn capabilities(_auth: crate::extract::Auth, State(state): State<AppState>) -> Json<Value> {
@@ -29,7 +29,7 @@ pub async fn capabilities(_auth: crate::extract::Auth, State(state): State<AppSt
     Json(json!({
         "capabilities": {
             "m.change_password": { "enabled": true },
-            "m.room_versions": { "default": state.config.default_room_version, "available": available },
+            "m.room_versions": { "default": state.config().default_room_version, "available": available },
             "m.set_displayname": { "enabled": true },
             "m.set_avatar_url": { "enabled": true },
             "m.3pid_changes": { "enabled": false },

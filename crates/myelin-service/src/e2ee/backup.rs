@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use myelin_core::{ErrorCode, MatrixError, MatrixResult};
+use myelin_core::{
+    ErrorCode, MatrixError, MatrixResult,
+    types::{OwnedRoomId, RoomId},
+};
 use myelin_storage::{BackupKey, BackupVersion, BackupWrite};
 use serde_json::{Map, Value, json};
 
@@ -14,12 +17,12 @@ use crate::{Services, accounts::Requester};
 #[derive(Clone, Copy, Debug)]
 pub enum KeyScope<'a> {
     All,
-    Room(&'a str),
-    Session(&'a str, &'a str),
+    Room(&'a RoomId),
+    Session(&'a RoomId, &'a str),
 }
 
 impl KeyScope<'_> {
-    fn room(&self) -> Option<&str> {
+    fn room(&self) -> Option<&RoomId> {
         match self {
             KeyScope::All => None,
             KeyScope::Room(r) | KeyScope::Session(r, _) => Some(r),
@@ -65,7 +68,7 @@ fn written(result: BackupWrite) -> MatrixResult<Value> {
     }
 }
 
-fn key_data(room_id: &str, session_id: &str, data: &Value) -> MatrixResult<BackupKey> {
+fn key_data(room_id: &RoomId, session_id: &str, data: &Value) -> MatrixResult<BackupKey> {
     let int = |field: &str| {
         data.get(field).and_then(Value::as_i64).filter(|n| *n >= 0).ok_or_else(|| {
             MatrixError::bad_json(format!("{field} must be a non-negative integer ({room_id} / {session_id})"))
@@ -146,7 +149,7 @@ impl Services {
     ) -> MatrixResult<Value> {
         let number = version.parse::<i64>().unwrap_or(-1);
         let mut keys = Vec::new();
-        let sessions_of = |room: &str, sessions: &Value, keys: &mut Vec<BackupKey>| -> MatrixResult<()> {
+        let sessions_of = |room: &RoomId, sessions: &Value, keys: &mut Vec<BackupKey>| -> MatrixResult<()> {
             let Some(sessions) = sessions.as_object() else {
                 return Err(MatrixError::bad_json("sessions must be an object"));
             };
@@ -161,7 +164,9 @@ impl Services {
                     return Err(MatrixError::bad_json("rooms must be an object"));
                 };
                 for (room, value) in rooms {
-                    sessions_of(room, value.get("sessions").unwrap_or(&Value::Null), &mut keys)?;
+                    let room = OwnedRoomId::try_from(room.as_str())
+                        .map_err(|_| MatrixError::invalid_param(format!("Invalid room id {room:?}")))?;
+                    sessions_of(&room, value.get("sessions").unwrap_or(&Value::Null), &mut keys)?;
                 }
             }
             KeyScope::Room(room) => sessions_of(room, body.get("sessions").unwrap_or(&Value::Null), &mut keys)?,
@@ -181,7 +186,7 @@ impl Services {
             KeyScope::All => {
                 let mut rooms: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
                 for k in &keys {
-                    rooms.entry(k.room_id.clone()).or_default().insert(k.session_id.clone(), key_json(k));
+                    rooms.entry(k.room_id.to_string()).or_default().insert(k.session_id.clone(), key_json(k));
                 }
                 let rooms: Map<String, Value> =
                     rooms.into_iter().map(|(room, sessions)| (room, json!({ "sessions": sessions }))).collect();

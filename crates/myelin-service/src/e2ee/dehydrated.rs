@@ -2,8 +2,11 @@
 //! that keeps receiving room keys while every real device is offline; a new login fetches its
 //! encrypted state and its to-device events and rehydrates it.
 
-use myelin_core::{ErrorCode, MatrixError, MatrixResult};
-use myelin_storage::{KeyUpload, KeyUploadOutcome};
+use myelin_core::{
+    ErrorCode, MatrixError, MatrixResult, StreamPos,
+    types::{DeviceId, OwnedDeviceId},
+};
+use myelin_storage::{KeyUpload, KeyUploadOutcome, NewDehydratedDevice};
 use serde_json::{Value, json};
 
 use super::keys::{checked_device_keys, parse_keys};
@@ -21,7 +24,8 @@ impl Services {
             return Err(MatrixError::bad_json("device_id (string) and device_data (object) are required"));
         };
         let keys = body.get("device_keys").ok_or_else(|| MatrixError::missing_param("device_keys is required"))?;
-        let (device_keys, public) = checked_device_keys(keys, &r.user_id, device_id)?;
+        let device_id = OwnedDeviceId::from(device_id);
+        let (device_keys, public) = checked_device_keys(keys, &r.user_id, &device_id)?;
         let signing = Some((format!("ed25519:{device_id}"), public));
         let signing = signing.as_ref().map(|(id, k)| (id.as_str(), k.as_str()));
         let mut upload = KeyUpload { device_keys: Some(device_keys), ..Default::default() };
@@ -33,9 +37,15 @@ impl Services {
         }
         let name = body.get("initial_device_display_name").and_then(Value::as_str).map(str::to_owned);
         let _guard = self.locks.lock(&format!("dehydrated\u{0}{}", r.user_id)).await;
-        let now = myelin_core::time::now_ms();
-        match self.store.put_dehydrated_device(&r.user_id, device_id, device_data.to_string(), name, upload, now).await
-        {
+        let new = NewDehydratedDevice {
+            user_id: r.user_id.clone(),
+            device_id: device_id.clone(),
+            device_data: device_data.to_string(),
+            display_name: name,
+            keys: upload,
+            now_ms: self.clock.now_ms(),
+        };
+        match self.store.put_dehydrated_device(new).await {
             Ok(KeyUploadOutcome::Stored { .. }) => {}
             Ok(KeyUploadOutcome::Conflict { key_id }) => {
                 return Err(MatrixError::invalid_param(format!("Conflict storing the dehydrated device ({key_id})")));
@@ -72,7 +82,7 @@ impl Services {
     pub async fn dehydrated_device_events(
         &self,
         r: &Requester,
-        device_id: &str,
+        device_id: &DeviceId,
         next_batch: Option<&str>,
     ) -> MatrixResult<Value> {
         let current = self.store.dehydrated_device(&r.user_id).await?;
@@ -81,11 +91,11 @@ impl Services {
         }
         let after = match next_batch {
             Some(token) => token
-                .parse::<i64>()
+                .parse::<StreamPos>()
                 .ok()
-                .filter(|p| *p >= 0)
+                .filter(|p| *p >= StreamPos::ZERO)
                 .ok_or_else(|| MatrixError::new(ErrorCode::InvalidParam, "Invalid next_batch"))?,
-            None => 0,
+            None => StreamPos::ZERO,
         };
         let head = self.store.refresh_stream_head().await?;
         let messages = self.store.to_device_messages(&r.user_id, device_id, after, head, EVENTS_PER_PAGE).await?;

@@ -2,8 +2,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use myelin_core::{ErrorCode, MatrixError, MatrixResult};
-use myelin_storage::{KeyUpload, KeyUploadOutcome, UploadedKey};
+use myelin_core::{
+    ErrorCode, MatrixError, MatrixResult,
+    types::{DeviceId, OwnedDeviceId, OwnedUserId, UserId},
+};
+use myelin_storage::{ClaimedKey, KeyClaim, KeyUpload, KeyUploadOutcome, UploadedKey};
 use serde_json::{Map, Value, json};
 
 use super::{invalid_signature, signatures};
@@ -29,7 +32,7 @@ fn key_algorithm(key_id: &str) -> Option<&str> {
 pub(super) fn parse_keys(
     map: &Value,
     what: &str,
-    user_id: &str,
+    user_id: &UserId,
     device_key: Option<(&str, &str)>,
 ) -> MatrixResult<Vec<UploadedKey>> {
     let Some(map) = map.as_object() else {
@@ -51,7 +54,7 @@ pub(super) fn parse_keys(
                 }
                 if algorithm.starts_with("signed_")
                     && let Some((signing_key_id, public_key)) = device_key
-                    && !signatures::signed_by(key, user_id, signing_key_id, public_key)
+                    && !signatures::signed_by(key, user_id.as_str(), signing_key_id, public_key)
                 {
                     return Err(invalid_signature(format!("{what}.{key_id} is not signed by the device")));
                 }
@@ -65,10 +68,14 @@ pub(super) fn parse_keys(
 
 /// Checks an uploaded `device_keys` object: for this user and device, with the device's ed25519
 /// key, self-signed. Returns the JSON to store (without `unsigned`) and the ed25519 key.
-pub(super) fn checked_device_keys(keys: &Value, user_id: &str, device_id: &str) -> MatrixResult<(String, String)> {
+pub(super) fn checked_device_keys(
+    keys: &Value,
+    user_id: &UserId,
+    device_id: &DeviceId,
+) -> MatrixResult<(String, String)> {
     let Some(object) = keys.as_object() else { return Err(MatrixError::bad_json("device_keys must be an object")) };
-    if object.get("user_id").and_then(Value::as_str) != Some(user_id)
-        || object.get("device_id").and_then(Value::as_str) != Some(device_id)
+    if object.get("user_id").and_then(Value::as_str) != Some(user_id.as_str())
+        || object.get("device_id").and_then(Value::as_str) != Some(device_id.as_str())
     {
         return Err(MatrixError::invalid_param("device_keys must be for your own user and device"));
     }
@@ -78,10 +85,10 @@ pub(super) fn checked_device_keys(keys: &Value, user_id: &str, device_id: &str) 
     if !object.get("keys").and_then(Value::as_object).is_some_and(|k| k.values().all(Value::is_string)) {
         return Err(MatrixError::bad_json("device_keys.keys must map key ids to strings"));
     }
-    let Some(public) = signatures::ed25519_key(keys, device_id) else {
+    let Some(public) = signatures::ed25519_key(keys, device_id.as_str()) else {
         return Err(MatrixError::bad_json("device_keys has no ed25519 key for the device"));
     };
-    if !signatures::signed_by(keys, user_id, &format!("ed25519:{device_id}"), public) {
+    if !signatures::signed_by(keys, user_id.as_str(), &format!("ed25519:{device_id}"), public) {
         return Err(invalid_signature("device_keys is not signed by its own ed25519 key"));
     }
     let mut stored = keys.clone();
@@ -94,13 +101,16 @@ pub(super) fn checked_device_keys(keys: &Value, user_id: &str, device_id: &str) 
 impl Services {
     /// `POST /keys/upload`.
     pub async fn upload_keys(&self, r: &Requester, body: &Value) -> MatrixResult<Value> {
+        if body.get("device_keys").is_some_and(Value::is_null) {
+            return Err(MatrixError::bad_json("device_keys may not be null"));
+        }
         let mut upload = KeyUpload::default();
         let stored_keys = self.store.device_keys(std::slice::from_ref(&r.user_id)).await?;
         let mut device_key: Option<String> = stored_keys
             .iter()
-            .find(|(_, d, _)| *d == r.device_id)
-            .and_then(|(_, _, json)| serde_json::from_str::<Value>(json).ok())
-            .and_then(|v| signatures::ed25519_key(&v, &r.device_id).map(str::to_owned));
+            .find(|k| k.device_id == r.device_id)
+            .and_then(|k| serde_json::from_str::<Value>(&k.json).ok())
+            .and_then(|v| signatures::ed25519_key(&v, r.device_id.as_str()).map(str::to_owned));
         match body.get("device_keys") {
             None => {}
             Some(keys) => {
@@ -144,7 +154,7 @@ impl Services {
     }
 
     /// Unclaimed one-time keys per algorithm, `signed_curve25519` always present.
-    pub async fn one_time_key_counts(&self, user_id: &str, device_id: &str) -> MatrixResult<Value> {
+    pub async fn one_time_key_counts(&self, user_id: &UserId, device_id: &DeviceId) -> MatrixResult<Value> {
         let mut counts = Map::new();
         counts.insert("signed_curve25519".into(), 0.into());
         for (alg, n) in self.store.one_time_key_counts(user_id, device_id).await? {
@@ -154,7 +164,7 @@ impl Services {
     }
 
     /// Wakes everyone who shares a room with the user (and the user's other devices).
-    pub async fn announce_device_change(&self, user_id: &str) -> MatrixResult<()> {
+    pub async fn announce_device_change(&self, user_id: &UserId) -> MatrixResult<()> {
         let mut mates = self.store.room_mates(user_id).await?;
         mates.push(user_id.to_owned());
         mates.sort();
@@ -177,8 +187,12 @@ impl Services {
         let mut self_signing = Map::new();
         let mut user_signing = Map::new();
         let mut failures = Map::new();
-        let local: Vec<String> = wanted.keys().filter(|u| self.is_local_user(u)).cloned().collect();
-        let remote = super::remote::by_server(wanted.iter().filter(|(u, _)| !self.is_local_user(u)));
+        let parsed: Vec<(OwnedUserId, &Value)> =
+            wanted.iter().filter_map(|(u, devices)| Some((UserId::parse(u).ok()?, devices))).collect();
+        let local: Vec<OwnedUserId> =
+            parsed.iter().filter(|(u, _)| self.is_local_user(u)).map(|(u, _)| u.clone()).collect();
+        let remote =
+            super::remote::by_server(parsed.iter().filter(|(u, _)| !self.is_local_user(u)).map(|(u, v)| (u, *v)));
         for (server, users) in remote {
             match self.remote_keys.query(&server, &users).await {
                 Ok(answer) => {
@@ -202,28 +216,30 @@ impl Services {
         }
         let all = self.store.device_keys(&local).await?;
         for user in &local {
-            let only: Vec<&str> =
-                wanted[user].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-            let names: HashMap<String, Option<String>> =
+            let only: Vec<&str> = wanted[user.as_str()]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let names: HashMap<OwnedDeviceId, Option<String>> =
                 self.store.list_devices(user).await?.into_iter().map(|d| (d.device_id, d.display_name)).collect();
             let mut devices = Map::new();
-            for (_, device, json) in all.iter().filter(|(u, ..)| u == user) {
-                if !only.is_empty() && !only.contains(&device.as_str()) {
+            for stored in all.iter().filter(|k| k.user_id == *user) {
+                if !only.is_empty() && !only.contains(&stored.device_id.as_str()) {
                     continue;
                 }
-                let Ok(mut keys) = serde_json::from_str::<Value>(json) else { continue };
-                if let Some(Some(name)) = names.get(device) {
+                let Ok(mut keys) = serde_json::from_str::<Value>(&stored.json) else { continue };
+                if let Some(Some(name)) = names.get(&stored.device_id) {
                     keys["unsigned"] = json!({ "device_display_name": name });
                 }
-                devices.insert(device.clone(), keys);
+                devices.insert(stored.device_id.to_string(), keys);
             }
-            device_keys.insert(user.clone(), Value::Object(devices));
+            device_keys.insert(user.to_string(), Value::Object(devices));
             for (key_type, json) in self.store.cross_signing_keys(user).await? {
                 let Ok(key) = serde_json::from_str::<Value>(&json) else { continue };
                 match key_type.as_str() {
-                    "master" => master.insert(user.clone(), key),
-                    "self_signing" => self_signing.insert(user.clone(), key),
-                    "user_signing" if *user == r.user_id => user_signing.insert(user.clone(), key),
+                    "master" => master.insert(user.to_string(), key),
+                    "self_signing" => self_signing.insert(user.to_string(), key),
+                    "user_signing" if *user == r.user_id => user_signing.insert(user.to_string(), key),
                     _ => None,
                 };
             }
@@ -244,18 +260,25 @@ impl Services {
         };
         let mut claims = Vec::new();
         let mut failures = Map::new();
+        let mut remote_users = Vec::new();
         for (user, devices) in wanted {
             let Some(devices) = devices.as_object() else {
                 return Err(MatrixError::bad_json("one_time_keys must map users to {device: algorithm}"));
             };
-            if !self.is_local_user(user) {
+            let Ok(user_id) = UserId::parse(user) else { continue };
+            if !self.is_local_user(&user_id) {
+                remote_users.push((user_id, devices));
                 continue; // claimed from its server below
             }
             for (device, algorithm) in devices {
                 let Some(algorithm) = algorithm.as_str() else {
                     return Err(MatrixError::bad_json("Each device must map to an algorithm name"));
                 };
-                claims.push((user.clone(), device.clone(), algorithm.to_owned()));
+                claims.push(KeyClaim {
+                    user_id: user_id.clone(),
+                    device_id: OwnedDeviceId::from(device.as_str()),
+                    algorithm: algorithm.to_owned(),
+                });
             }
         }
         if claims.len() > MAX_CLAIMS {
@@ -263,7 +286,9 @@ impl Services {
         }
         let claimed = self.store.claim_keys(&claims).await?;
         let mut out: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-        for (server, users) in super::remote::by_server(wanted.iter().filter(|(u, _)| !self.is_local_user(u))) {
+        let remote: Vec<(OwnedUserId, Value)> =
+            remote_users.into_iter().map(|(u, devices)| (u, Value::Object(devices.clone()))).collect();
+        for (server, users) in super::remote::by_server(remote.iter().map(|(u, v)| (u, v))) {
             match self.remote_keys.claim(&server, &users).await {
                 Ok(answer) => {
                     for (user, devices) in answer.as_object().into_iter().flatten() {
@@ -278,10 +303,10 @@ impl Services {
             }
         }
         let mut owners = Vec::new();
-        for (user, device, key_id, json) in claimed {
+        for ClaimedKey { user_id, device_id, key_id, json } in claimed {
             let key = serde_json::from_str::<Value>(&json).unwrap_or(Value::Null);
-            out.entry(user.clone()).or_default().insert(device, json!({ key_id: key }));
-            owners.push(user);
+            out.entry(user_id.to_string()).or_default().insert(device_id.to_string(), json!({ key_id: key }));
+            owners.push(user_id);
         }
         // Their devices' key counts changed: let them top up without waiting.
         owners.sort();
@@ -291,7 +316,7 @@ impl Services {
     }
 
     /// The user's cross-signing keys by type (`master`, `self_signing`, `user_signing`).
-    async fn stored_cross_signing_keys(&self, user_id: &str) -> MatrixResult<HashMap<String, Value>> {
+    async fn stored_cross_signing_keys(&self, user_id: &UserId) -> MatrixResult<HashMap<String, Value>> {
         Ok(self
             .store
             .cross_signing_keys(user_id)
@@ -301,9 +326,8 @@ impl Services {
             .collect())
     }
 
-    /// `POST /keys/device_signing/upload` (after the caller handled user-interactive auth, which
-    /// `device_signing_needs_auth` decides).
-    pub async fn upload_cross_signing_keys(&self, r: &Requester, body: &Value) -> MatrixResult<()> {
+    /// Stores uploaded cross-signing keys (after user-interactive auth where it is needed).
+    async fn upload_cross_signing_keys(&self, r: &Requester, body: &Value) -> MatrixResult<()> {
         let existing: HashMap<String, Value> = self.stored_cross_signing_keys(&r.user_id).await?;
         let mut keys = Vec::new();
         let master = body.get("master_key").cloned().or_else(|| existing.get("master").cloned());
@@ -324,7 +348,7 @@ impl Services {
                 else {
                     return Err(MatrixError::invalid_param("A master key is needed first"));
                 };
-                if !signatures::signed_by(key, &r.user_id, &master_id, &master_public) {
+                if !signatures::signed_by(key, r.user_id.as_str(), &master_id, &master_public) {
                     return Err(invalid_signature(format!("{field} is not signed by the master key")));
                 }
             }
@@ -339,9 +363,25 @@ impl Services {
         Ok(())
     }
 
+    /// `POST /keys/device_signing/upload`: with user-interactive auth unless it is the first
+    /// master key or an exact re-upload.
+    pub async fn device_signing_upload(&self, r: &Requester, body: &Value) -> MatrixResult<()> {
+        if self.device_signing_needs_auth(r, body).await? {
+            let auth: Option<crate::uia::AuthData> = match body.get("auth") {
+                Some(auth) => Some(
+                    serde_json::from_value(auth.clone())
+                        .map_err(|e| MatrixError::bad_json(format!("Invalid auth: {e}")))?,
+                ),
+                None => None,
+            };
+            self.require_password_auth(r, auth.as_ref()).await?;
+        }
+        self.upload_cross_signing_keys(r, body).await
+    }
+
     /// Whether a cross-signing upload needs user-interactive auth: not for the first master key,
     /// nor for an exact re-upload of the stored keys.
-    pub async fn device_signing_needs_auth(&self, r: &Requester, body: &Value) -> MatrixResult<bool> {
+    async fn device_signing_needs_auth(&self, r: &Requester, body: &Value) -> MatrixResult<bool> {
         let existing: HashMap<String, Value> = self.stored_cross_signing_keys(&r.user_id).await?;
         if !existing.contains_key("master") {
             return Ok(false);
@@ -367,14 +407,19 @@ impl Services {
                         .or_default()
                         .insert(key_name.clone(), json!({ "errcode": code, "error": msg }));
                 };
-                if !self.is_local_user(user) {
+                let Ok(user) = UserId::parse(user) else {
+                    fail("M_INVALID_PARAM", "Invalid user id");
+                    continue;
+                };
+                if !self.is_local_user(&user) {
                     fail("M_UNKNOWN", "Federation is not available");
                     continue;
                 }
+                let user = &user;
                 // Which of my keys signs, and what is being signed.
                 let (signer_type, target) =
-                    if user == &r.user_id { ("self_signing", key_name) } else { ("user_signing", key_name) };
-                let signer = if user == &r.user_id
+                    if *user == r.user_id { ("self_signing", key_name) } else { ("user_signing", key_name) };
+                let signer = if *user == r.user_id
                     && mine
                         .get("master")
                         .and_then(signatures::cross_signing_public_key)
@@ -386,14 +431,15 @@ impl Services {
                     mine.get(signer_type).and_then(signatures::cross_signing_public_key)
                 };
                 let verified = match &signer {
-                    Some((id, key)) => signatures::signed_by(signed, &r.user_id, id, key),
+                    Some((id, key)) => signatures::signed_by(signed, r.user_id.as_str(), id, key),
                     None => {
                         // A device of mine signs my master key: check with that device's key.
                         let devices = self.store.device_keys(std::slice::from_ref(&r.user_id)).await?;
-                        devices.iter().any(|(_, device, json)| {
-                            let Ok(keys) = serde_json::from_str::<Value>(json) else { return false };
+                        devices.iter().any(|stored| {
+                            let Ok(keys) = serde_json::from_str::<Value>(&stored.json) else { return false };
+                            let device = stored.device_id.as_str();
                             signatures::ed25519_key(&keys, device).is_some_and(|k| {
-                                signatures::signed_by(signed, &r.user_id, &format!("ed25519:{device}"), k)
+                                signatures::signed_by(signed, r.user_id.as_str(), &format!("ed25519:{device}"), k)
                             })
                         })
                     }
@@ -403,18 +449,19 @@ impl Services {
                     continue;
                 }
                 // Merge the new signatures into the stored key object.
-                if user == &r.user_id
-                    && let Some(device_json) = self
-                        .store
+                let own_device = if *user == r.user_id {
+                    self.store
                         .device_keys(std::slice::from_ref(user))
                         .await?
                         .into_iter()
-                        .find(|(_, d, _)| d == target)
-                        .map(|(_, _, j)| j)
-                {
-                    let mut stored: Value = serde_json::from_str(&device_json).unwrap_or(Value::Null);
+                        .find(|k| k.device_id.as_str() == target.as_str())
+                } else {
+                    None
+                };
+                if let Some(device) = own_device {
+                    let mut stored: Value = serde_json::from_str(&device.json).unwrap_or(Value::Null);
                     merge_signatures(&mut stored, signed);
-                    self.store.replace_device_keys(user, target, stored.to_string()).await?;
+                    self.store.replace_device_keys(user, &device.device_id, stored.to_string()).await?;
                 } else if let Some((key_type, json)) =
                     self.store.cross_signing_keys(user).await?.into_iter().find(|(_, j)| {
                         serde_json::from_str::<Value>(j)

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use myelin_core::types::{OwnedUserId, UserId};
 use serde_json::{Map, Value};
 
 /// Why a remote server could not answer; becomes that server's entry in `failures`.
@@ -25,7 +26,7 @@ pub trait RemoteKeys: Send + Sync {
     async fn claim(&self, server: &str, one_time_keys: &Map<String, Value>) -> Result<Value, RemoteFailure>;
     /// A local user's devices or cross-signing keys changed: send `m.device_list_update` /
     /// `m.signing_key_update` to every server sharing a room with them.
-    async fn device_list_changed(&self, user_id: &str);
+    async fn device_list_changed(&self, user_id: &UserId);
 }
 
 /// No federation: remote users' keys are unreachable, local changes stay local.
@@ -39,7 +40,7 @@ impl RemoteKeys for Unfederated {
     async fn claim(&self, _server: &str, _one_time_keys: &Map<String, Value>) -> Result<Value, RemoteFailure> {
         Err(Self::failure())
     }
-    async fn device_list_changed(&self, _user_id: &str) {}
+    async fn device_list_changed(&self, _user_id: &UserId) {}
 }
 
 impl Unfederated {
@@ -49,11 +50,12 @@ impl Unfederated {
 }
 
 /// Groups remote users' entries by server name (`@u:server` → `server`).
-pub fn by_server<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>) -> BTreeMap<String, Map<String, Value>> {
+pub fn by_server<'a>(
+    entries: impl Iterator<Item = (&'a OwnedUserId, &'a Value)>,
+) -> BTreeMap<String, Map<String, Value>> {
     let mut servers: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     for (user, wanted) in entries {
-        let server = user.split_once(':').map_or("", |(_, s)| s);
-        servers.entry(server.to_owned()).or_default().insert(user.clone(), wanted.clone());
+        servers.entry(user.server_name().to_string()).or_default().insert(user.to_string(), wanted.clone());
     }
     servers
 }

@@ -4,8 +4,11 @@
 
 use std::collections::HashSet;
 
-use myelin_core::{ErrorCode, MatrixError, MatrixResult};
-use myelin_storage::StreamPos;
+use myelin_core::{
+    ErrorCode, MatrixError, MatrixResult,
+    types::{DeviceId, OwnedDeviceId, OwnedUserId, TransactionId, UserId},
+};
+use myelin_storage::{StreamPos, ToDeviceSend};
 use serde_json::{Value, json};
 
 use crate::{Services, accounts::Requester};
@@ -21,7 +24,7 @@ impl Services {
         &self,
         r: &Requester,
         event_type: &str,
-        txn_id: &str,
+        txn_id: &TransactionId,
         body: &Value,
     ) -> MatrixResult<()> {
         if event_type.is_empty() || event_type.len() > 255 {
@@ -35,21 +38,24 @@ impl Services {
             let Some(devices) = devices.as_object() else {
                 return Err(MatrixError::bad_json("messages must map users to {device: content}"));
             };
-            if !self.is_local_user(user) {
+            let Ok(user) = UserId::parse(user) else { continue };
+            if !self.is_local_user(&user) {
                 continue; // no federation yet
             }
-            let known: Option<HashSet<String>> = if devices.contains_key("*") || !devices.is_empty() {
-                Some(self.store.list_devices(user).await?.into_iter().map(|d| d.device_id).collect())
+            let known: HashSet<OwnedDeviceId> = if devices.is_empty() {
+                HashSet::new()
             } else {
-                None
+                self.store.list_devices(&user).await?.into_iter().map(|d| d.device_id).collect()
             };
-            let known = known.unwrap_or_default();
             for (device, content) in devices {
                 if !content.is_object() {
                     return Err(MatrixError::bad_json("Each message content must be an object"));
                 }
-                let targets: Vec<&String> =
-                    if device == "*" { known.iter().collect() } else { known.get(device).into_iter().collect() };
+                let targets: Vec<&OwnedDeviceId> = if device == "*" {
+                    known.iter().collect()
+                } else {
+                    known.get(<&DeviceId>::from(device.as_str())).into_iter().collect()
+                };
                 for target in targets {
                     messages.push((user.clone(), target.clone(), content.to_string()));
                 }
@@ -58,18 +64,22 @@ impl Services {
                 return Err(MatrixError::new(ErrorCode::TooLarge, "Too many to-device messages in one request"));
             }
         }
-        let recipients: Vec<String> = {
-            let mut users: Vec<String> = messages.iter().map(|(u, ..)| u.clone()).collect();
+        let recipients: Vec<OwnedUserId> = {
+            let mut users: Vec<OwnedUserId> = messages.iter().map(|(u, ..)| u.clone()).collect();
             users.sort();
             users.dedup();
             users
         };
         let _guard = self.locks.lock(&format!("todevice\u{0}{}\u{0}{}\u{0}{txn_id}", r.user_id, r.device_id)).await;
-        if self
-            .store
-            .send_to_device(&r.user_id, &r.device_id, txn_id, event_type, messages, myelin_core::time::now_ms())
-            .await?
-        {
+        let send = ToDeviceSend {
+            sender: r.user_id.clone(),
+            sender_device: r.device_id.clone(),
+            txn_id: txn_id.to_owned(),
+            event_type: event_type.to_owned(),
+            messages,
+            now_ms: self.clock.now_ms(),
+        };
+        if self.store.send_to_device(send).await? {
             self.notifier.notify_users(&recipients);
         }
         Ok(())
@@ -80,8 +90,8 @@ impl Services {
     /// position the next token must acknowledge.
     pub async fn to_device_for_sync(
         &self,
-        user_id: &str,
-        device_id: &str,
+        user_id: &UserId,
+        device_id: &DeviceId,
         acked: Option<StreamPos>,
         until: StreamPos,
         limit: usize,
@@ -90,12 +100,13 @@ impl Services {
         // Deleting is a write: only when something acknowledged is still there (most syncs have
         // nothing in the inbox, and a sync must not queue a write each time).
         if let Some(acked) = acked
-            && acked > 0
-            && !self.store.to_device_messages(user_id, device_id, 0, acked, 1).await?.is_empty()
+            && acked > StreamPos::ZERO
+            && !self.store.to_device_messages(user_id, device_id, StreamPos::ZERO, acked, 1).await?.is_empty()
         {
             self.store.delete_to_device_messages(user_id, device_id, acked).await?;
         }
-        let messages = self.store.to_device_messages(user_id, device_id, acked.unwrap_or(0), until, limit).await?;
+        let after = acked.unwrap_or(StreamPos::ZERO);
+        let messages = self.store.to_device_messages(user_id, device_id, after, until, limit).await?;
         let next = if messages.len() == limit { messages.last().map_or(until, |m| m.stream_pos) } else { until };
         let events = messages
             .into_iter()

@@ -1,13 +1,15 @@
 //! `createRoom`: the create event, the creator's join, power levels, preset state, initial state,
 //! name/topic/alias and invites, each through the send pipeline.
 
-use myelin_core::{ErrorCode, MatrixError, MatrixResult};
-use myelin_storage::StorageError;
+use myelin_core::{
+    ErrorCode, MatrixError, MatrixResult, Membership,
+    types::{DeviceId, OwnedRoomId, RoomAliasId, StateEventType, UserId},
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{EventSpec, send::Target, version_rules};
-use crate::Services;
+use super::{EventSpec, MembershipChange, send::Target, version_rules};
+use crate::{Services, accounts::Requester, ratelimit::Limit};
 
 #[derive(Debug, Default, Deserialize, Clone)]
 pub struct InitialStateEvent {
@@ -37,15 +39,21 @@ pub struct CreateRoomRequest {
 }
 
 impl Services {
-    /// Creates a room and returns its id.
-    pub async fn create_room(
+    /// `/createRoom` (counted against the requester's message rate limit).
+    pub async fn create_room(&self, requester: &Requester, req: CreateRoomRequest) -> MatrixResult<OwnedRoomId> {
+        self.check_rate_limit(Limit::Messages, requester.user_id.as_str())?;
+        self.create_room_as(&requester.user_id, Some(&requester.device_id), req).await
+    }
+
+    /// Creates a room with `sender` as its creator and returns its id.
+    pub(super) async fn create_room_as(
         &self,
-        sender: &str,
-        device_id: Option<&str>,
+        sender: &UserId,
+        device_id: Option<&DeviceId>,
         req: CreateRoomRequest,
-    ) -> MatrixResult<String> {
+    ) -> MatrixResult<OwnedRoomId> {
         let version = req.room_version.clone().unwrap_or_else(|| self.config.default_room_version.clone());
-        let (_, rules) = version_rules(&version)?;
+        let (version, rules) = version_rules(&version)?;
         let public = match req.visibility.as_deref() {
             None | Some("private") => false,
             Some("public") => true,
@@ -56,20 +64,20 @@ impl Services {
         if !matches!(preset.as_str(), "public_chat" | "private_chat" | "trusted_private_chat") {
             return Err(MatrixError::invalid_param(format!("Unknown preset {preset:?}")));
         }
-        for invitee in &req.invite {
-            if ruma::UserId::parse(invitee).is_err() {
-                return Err(MatrixError::invalid_param(format!("Invalid user id {invitee:?}")));
-            }
-        }
+        let invitees = req
+            .invite
+            .iter()
+            .map(|invitee| {
+                UserId::parse(invitee).map_err(|_| MatrixError::invalid_param(format!("Invalid user id {invitee:?}")))
+            })
+            .collect::<MatrixResult<Vec<_>>>()?;
         let alias = match &req.room_alias_name {
             Some(name) => {
                 if name.is_empty() || name.contains(':') || name.contains(char::is_whitespace) || name.len() > 200 {
                     return Err(MatrixError::invalid_param("Invalid room_alias_name"));
                 }
-                let alias = format!("#{name}:{}", self.server_name);
-                if ruma::RoomAliasId::parse(&alias).is_err() {
-                    return Err(MatrixError::invalid_param("Invalid room_alias_name"));
-                }
+                let alias = RoomAliasId::parse(format!("#{name}:{}", self.server_name))
+                    .map_err(|_| MatrixError::invalid_param("Invalid room_alias_name"))?;
                 if self.store.resolve_alias(&alias).await?.is_some() {
                     return Err(MatrixError::new(ErrorCode::RoomInUse, "Room alias already taken"));
                 }
@@ -80,27 +88,20 @@ impl Services {
 
         // 1. m.room.create
         let mut create_content = req.creation_content.clone().unwrap_or_default();
-        create_content.insert("room_version".into(), version.clone().into());
+        create_content.insert("room_version".into(), version.as_str().into());
         if !rules.authorization.use_room_create_sender {
-            create_content.insert("creator".into(), sender.into());
+            create_content.insert("creator".into(), sender.as_str().into());
         }
-        let spec = EventSpec {
-            event_type: "m.room.create".into(),
-            state_key: Some(String::new()),
-            content: Value::Object(create_content),
-            ..Default::default()
-        };
-        let (_, room_id) = self.send_event(sender, device_id, Target::NewRoom { version: &version }, spec).await?;
-        let state = |event_type: &str, state_key: &str, content: Value| EventSpec {
-            event_type: event_type.into(),
-            state_key: Some(state_key.into()),
-            content,
-            ..Default::default()
+        let spec = EventSpec::state(StateEventType::RoomCreate, "", Value::Object(create_content));
+        let (_, room_id) =
+            self.send_event(sender, device_id, Target::NewRoom { version: &version }, spec, false).await?;
+        let state = |event_type: StateEventType, state_key: &str, content: Value| {
+            EventSpec::state(event_type, state_key, content)
         };
 
         // 2. the creator joins
         let profile = self.store.get_user(sender).await?;
-        let mut member = json!({"membership": "join"});
+        let mut member = json!({"membership": Membership::Join});
         if let Some(p) = &profile {
             if let Some(name) = &p.displayname {
                 member["displayname"] = name.clone().into();
@@ -109,16 +110,16 @@ impl Services {
                 member["avatar_url"] = avatar.clone().into();
             }
         }
-        let mut events = vec![state("m.room.member", sender, member)];
+        let mut events = vec![state(StateEventType::RoomMember, sender.as_str(), member)];
 
         // 3. power levels
         let mut users = serde_json::Map::new();
         if !rules.authorization.explicitly_privilege_room_creators {
-            users.insert(sender.into(), 100.into());
+            users.insert(sender.to_string(), 100.into());
         }
         if preset == "trusted_private_chat" {
-            for invitee in &req.invite {
-                users.insert(invitee.clone(), 100.into());
+            for invitee in &invitees {
+                users.insert(invitee.to_string(), 100.into());
             }
         }
         let mut power = json!({
@@ -137,43 +138,45 @@ impl Services {
                 power[k] = v.clone();
             }
         }
-        events.push(state("m.room.power_levels", "", power));
+        events.push(state(StateEventType::RoomPowerLevels, "", power));
 
         // 4. alias, preset, initial state, name, topic
         if let Some(alias) = &alias {
-            events.push(state("m.room.canonical_alias", "", json!({"alias": alias})));
+            events.push(state(StateEventType::RoomCanonicalAlias, "", json!({"alias": alias})));
         }
         let (join_rule, guest) = if preset == "public_chat" { ("public", "forbidden") } else { ("invite", "can_join") };
-        let overridden = |t: &str| req.initial_state.iter().any(|s| s.event_type == t && s.state_key.is_empty());
-        if !overridden("m.room.join_rules") {
-            events.push(state("m.room.join_rules", "", json!({"join_rule": join_rule})));
+        let initial: Vec<(StateEventType, &InitialStateEvent)> =
+            req.initial_state.iter().map(|s| (StateEventType::from(s.event_type.as_str()), s)).collect();
+        let overridden = |t: &StateEventType| initial.iter().any(|(kind, s)| kind == t && s.state_key.is_empty());
+        if !overridden(&StateEventType::RoomJoinRules) {
+            events.push(state(StateEventType::RoomJoinRules, "", json!({"join_rule": join_rule})));
         }
-        if !overridden("m.room.history_visibility") {
-            events.push(state("m.room.history_visibility", "", json!({"history_visibility": "shared"})));
+        if !overridden(&StateEventType::RoomHistoryVisibility) {
+            events.push(state(StateEventType::RoomHistoryVisibility, "", json!({"history_visibility": "shared"})));
         }
-        if !overridden("m.room.guest_access") {
-            events.push(state("m.room.guest_access", "", json!({"guest_access": guest})));
+        if !overridden(&StateEventType::RoomGuestAccess) {
+            events.push(state(StateEventType::RoomGuestAccess, "", json!({"guest_access": guest})));
         }
-        for s in &req.initial_state {
-            if s.event_type == "m.room.create" || s.event_type == "m.room.member" {
+        for (kind, s) in &initial {
+            if matches!(kind, StateEventType::RoomCreate | StateEventType::RoomMember) {
                 return Err(MatrixError::invalid_param(format!("initial_state may not contain {}", s.event_type)));
             }
-            events.push(state(&s.event_type, &s.state_key, Value::Object(s.content.clone())));
+            events.push(state(kind.clone(), &s.state_key, Value::Object(s.content.clone())));
         }
         if let Some(name) = &req.name {
-            events.push(state("m.room.name", "", json!({"name": name})));
+            events.push(state(StateEventType::RoomName, "", json!({"name": name})));
         }
         if let Some(topic) = &req.topic {
-            events.push(state("m.room.topic", "", json!({"topic": topic})));
+            events.push(state(StateEventType::RoomTopic, "", json!({"topic": topic})));
         }
         for spec in events {
-            self.send_event(sender, device_id, Target::Existing(&room_id), spec).await?;
+            self.send_event(sender, device_id, Target::Existing(&room_id), spec, false).await?;
         }
 
         if let Some(alias) = &alias {
             match self.store.create_alias(alias, &room_id, sender).await {
                 Ok(()) => {}
-                Err(StorageError::Conflict(_)) => {
+                Err(err) if err.is_conflict() => {
                     return Err(MatrixError::new(ErrorCode::RoomInUse, "Room alias already taken"));
                 }
                 Err(e) => return Err(e.into()),
@@ -183,12 +186,14 @@ impl Services {
             self.store.set_room_public(&room_id, true).await?;
         }
         // 5. invites
-        for invitee in &req.invite {
+        for invitee in &invitees {
             let mut extra = serde_json::Map::new();
             if req.is_direct {
                 extra.insert("is_direct".into(), true.into());
             }
-            self.update_membership(sender, device_id, &room_id, invitee, "invite", None, extra).await?;
+            let mut change = MembershipChange::new(sender, &room_id, invitee, Membership::Invite).with_content(extra);
+            change.device_id = device_id;
+            self.update_membership(change).await?;
         }
         Ok(room_id)
     }

@@ -1,46 +1,90 @@
 //! Membership changes: join, leave, invite, kick, ban, unban, knock, forget. Permission checks
 //! are the room version's auth rules, applied in the send pipeline.
 
-use myelin_core::{MatrixError, MatrixResult};
+use myelin_core::{
+    MatrixError, MatrixResult, Membership,
+    types::{DeviceId, OwnedEventId, OwnedRoomId, RoomAliasId, RoomId, StateEventType, UserId},
+};
 use serde_json::{Map, Value};
 
 use super::{EventSpec, send::Target};
-use crate::Services;
+use crate::{Services, accounts::Requester, ratelimit::Limit};
+
+/// Longest `reason` accepted on a membership change.
+const MAX_REASON_BYTES: usize = 1024;
+
+/// A membership change: `actor` sets `target`'s membership of `room_id`.
+#[derive(Clone, Debug)]
+pub struct MembershipChange<'a> {
+    pub actor: &'a UserId,
+    pub device_id: Option<&'a DeviceId>,
+    pub room_id: &'a RoomId,
+    pub target: &'a UserId,
+    pub membership: Membership,
+    pub reason: Option<String>,
+    /// Further content fields (e.g. `is_direct`, or the whole content a client sent as state).
+    pub content: Map<String, Value>,
+}
+
+impl<'a> MembershipChange<'a> {
+    pub fn new(actor: &'a UserId, room_id: &'a RoomId, target: &'a UserId, membership: Membership) -> Self {
+        Self { actor, device_id: None, room_id, target, membership, reason: None, content: Map::new() }
+    }
+
+    pub fn from_device(mut self, device_id: &'a DeviceId) -> Self {
+        self.device_id = Some(device_id);
+        self
+    }
+
+    pub fn with_reason(mut self, reason: Option<String>) -> Self {
+        self.reason = reason;
+        self
+    }
+
+    pub fn with_content(mut self, content: Map<String, Value>) -> Self {
+        self.content = content;
+        self
+    }
+}
+
+/// What a moderator does to another member (`/invite`, `/kick`, `/ban`, `/unban`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberAction {
+    Invite,
+    Kick,
+    Ban,
+    Unban,
+}
+
+fn check_reason(reason: &Option<String>) -> MatrixResult<()> {
+    if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON_BYTES) {
+        return Err(MatrixError::invalid_param("reason is too long"));
+    }
+    Ok(())
+}
 
 impl Services {
-    /// Sets `target`'s membership in `room_id` to `membership`, sent by `actor`.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn update_membership(
-        &self,
-        actor: &str,
-        device_id: Option<&str>,
-        room_id: &str,
-        target: &str,
-        membership: &str,
-        reason: Option<String>,
-        extra: Map<String, Value>,
-    ) -> MatrixResult<String> {
-        if ruma::UserId::parse(target).is_err() {
-            return Err(MatrixError::invalid_param(format!("Invalid user id {target:?}")));
-        }
-        if self.store.get_room(room_id).await?.is_none() {
+    /// Sets a user's membership of a room.
+    pub async fn update_membership(&self, change: MembershipChange<'_>) -> MatrixResult<OwnedEventId> {
+        check_reason(&change.reason)?;
+        if self.store.get_room(change.room_id).await?.is_none() {
             return Err(MatrixError::not_found("Unknown room; joining rooms on other servers is not supported yet"));
         }
-        if membership == "invite" {
-            if !self.is_local_user(target) {
+        if change.membership == Membership::Invite {
+            if !self.is_local_user(change.target) {
                 return Err(MatrixError::forbidden("Inviting users of other servers is not supported yet"));
             }
-            if self.store.get_user(target).await?.is_none_or(|u| u.deactivated) {
+            if self.store.get_user(change.target).await?.is_none_or(|u| u.deactivated) {
                 return Err(MatrixError::not_found("Unknown user"));
             }
         }
-        let mut content = extra;
-        content.insert("membership".into(), membership.into());
-        if let Some(reason) = reason {
+        let mut content = change.content;
+        content.insert("membership".into(), change.membership.as_str().into());
+        if let Some(reason) = change.reason {
             content.insert("reason".into(), reason.into());
         }
-        if matches!(membership, "join" | "knock")
-            && let Some(profile) = self.store.get_user(target).await?
+        if matches!(change.membership, Membership::Join | Membership::Knock)
+            && let Some(profile) = self.store.get_user(change.target).await?
         {
             if let Some(name) = profile.displayname {
                 content.entry("displayname").or_insert(name.into());
@@ -49,43 +93,102 @@ impl Services {
                 content.entry("avatar_url").or_insert(url.into());
             }
         }
-        let spec = EventSpec {
-            event_type: "m.room.member".into(),
-            state_key: Some(target.to_owned()),
-            content: Value::Object(content),
-            ..Default::default()
+        let spec = EventSpec::state(StateEventType::RoomMember, change.target.as_str(), Value::Object(content));
+        let target = Target::Existing(change.room_id);
+        Ok(self.send_event(change.actor, change.device_id, target, spec, false).await?.0)
+    }
+
+    /// `/join`, `/rooms/{id}/join`, `/knock`: the requester's own membership of a room given by
+    /// id or alias; returns the room id.
+    pub async fn join_or_knock(
+        &self,
+        requester: &Requester,
+        room: &str,
+        membership: Membership,
+        reason: Option<String>,
+    ) -> MatrixResult<OwnedRoomId> {
+        let room_id = self.resolve_room(room).await?;
+        let change = MembershipChange::new(&requester.user_id, &room_id, &requester.user_id, membership)
+            .from_device(&requester.device_id)
+            .with_reason(reason);
+        self.update_membership(change).await?;
+        Ok(room_id)
+    }
+
+    /// `/rooms/{id}/leave`.
+    pub async fn leave_room(
+        &self,
+        requester: &Requester,
+        room_id: &RoomId,
+        reason: Option<String>,
+    ) -> MatrixResult<()> {
+        let change = MembershipChange::new(&requester.user_id, room_id, &requester.user_id, Membership::Leave)
+            .from_device(&requester.device_id)
+            .with_reason(reason);
+        self.update_membership(change).await?;
+        Ok(())
+    }
+
+    /// `/invite`, `/kick`, `/ban`, `/unban` (counted against the requester's message rate limit).
+    pub async fn act_on_member(
+        &self,
+        requester: &Requester,
+        room_id: &RoomId,
+        target: &UserId,
+        action: MemberAction,
+        reason: Option<String>,
+    ) -> MatrixResult<()> {
+        self.check_rate_limit(Limit::Messages, requester.user_id.as_str())?;
+        let membership = match action {
+            MemberAction::Invite => Membership::Invite,
+            MemberAction::Kick => Membership::Leave,
+            MemberAction::Ban => Membership::Ban,
+            MemberAction::Unban => {
+                // Unbanning moves the target from ban to leave; the auth rules require the ban level.
+                match self.store.membership(room_id, target).await? {
+                    Some(m) if m.membership == Membership::Ban => {}
+                    _ => return Err(MatrixError::forbidden("The user is not banned")),
+                }
+                Membership::Leave
+            }
         };
-        Ok(self.send_event(actor, device_id, Target::Existing(room_id), spec).await?.0)
+        let change = MembershipChange::new(&requester.user_id, room_id, target, membership)
+            .from_device(&requester.device_id)
+            .with_reason(reason);
+        self.update_membership(change).await?;
+        Ok(())
     }
 
     /// Resolves `#alias:server` or `!room` to a local room id.
-    pub async fn resolve_room(&self, room_id_or_alias: &str) -> MatrixResult<String> {
+    pub async fn resolve_room(&self, room_id_or_alias: &str) -> MatrixResult<OwnedRoomId> {
         if room_id_or_alias.starts_with('#') {
-            if ruma::RoomAliasId::parse(room_id_or_alias).is_err() {
-                return Err(MatrixError::invalid_param("Invalid room alias"));
-            }
-            let resolved = self.store.resolve_alias(room_id_or_alias).await?;
+            let alias =
+                RoomAliasId::parse(room_id_or_alias).map_err(|_| MatrixError::invalid_param("Invalid room alias"))?;
+            let resolved = self.store.resolve_alias(&alias).await?;
             resolved.map(|(room, _)| room).ok_or_else(|| MatrixError::not_found("Room alias not found"))
-        } else if ruma::RoomId::parse(room_id_or_alias).is_ok() {
-            Ok(room_id_or_alias.to_owned())
         } else {
-            Err(MatrixError::invalid_param("Invalid room id or alias"))
+            RoomId::parse(room_id_or_alias).map_err(|_| MatrixError::invalid_param("Invalid room id or alias"))
         }
     }
 
-    pub async fn forget_room(&self, user_id: &str, room_id: &str) -> MatrixResult<()> {
+    pub async fn forget_room(&self, user_id: &UserId, room_id: &RoomId) -> MatrixResult<()> {
         match self.store.membership(room_id, user_id).await? {
-            Some(m) if matches!(m.membership.as_str(), "join" | "invite" | "knock") => {
+            Some(m) if m.membership.is_current() => {
                 Err(MatrixError::bad_json("You must leave the room before forgetting it").with_status(400))
             }
             Some(_) => {
                 self.store.forget_room(user_id, room_id).await?;
                 // Forgetting takes no stream position, so cached room lists cannot catch up on it.
-                self.user_rooms.invalidate(user_id);
-                self.store.broadcast(myelin_storage::Signal::RoomsOfUser { user_id: user_id.to_owned() });
+                self.invalidate(&self.user_rooms.cache, &user_id.to_owned());
                 Ok(())
             }
             None => Err(MatrixError::not_found("You are not a member of this room")),
         }
+    }
+
+    /// The rooms the user is joined to.
+    pub async fn joined_rooms(&self, user_id: &UserId) -> MatrixResult<Vec<OwnedRoomId>> {
+        let rooms = self.store.rooms_for_user(user_id).await?;
+        Ok(rooms.into_iter().filter(|r| r.membership == Membership::Join).map(|r| r.room_id).collect())
     }
 }

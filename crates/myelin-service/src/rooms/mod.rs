@@ -13,11 +13,12 @@ mod upgrade;
 mod user_rooms;
 
 pub use create::{CreateRoomRequest, InitialStateEvent};
+pub use directory::{PublicRoomsRequest, RoomVisibility};
 pub use head::{RoomHead, RoomHeads};
+pub use membership::{MemberAction, MembershipChange};
 pub use power::PowerLevels;
-pub use read::{MessagesPage, Visibility};
+pub use read::{MessagesPage, MessagesRequest, RelationsPage, RelationsRequest, ThreadsPage, Visibility};
 pub use send::EventSpec;
-pub use state::{StateCache, StateMap};
 pub use user_rooms::UserRoomsCache;
 
 use myelin_core::{ErrorCode, MatrixError, MatrixResult};

@@ -1,17 +1,29 @@
-//! Reads of room history and state, filtered by history visibility.
+//! Reads of room history and state, filtered by history visibility. Every read that returns
+//! events — `/messages`, `/context`, `/event`, relations, threads — passes them through
+//! [`Services::filter_visible`], so one rule decides what a user may see.
 
 use std::collections::{HashMap, HashSet};
 
-use myelin_core::{MatrixError, MatrixResult};
-use myelin_storage::{Direction, StoredEvent, StreamPos};
-use serde_json::Value;
+use myelin_core::{
+    MatrixError, MatrixResult, Membership, StreamPos,
+    types::{EventId, OwnedEventId, OwnedRoomId, RoomId, StateEventType, TimelineEventType, UserId},
+};
+use myelin_storage::{Direction, StoredEvent};
+use ruma::events::relation::RelationType;
+use serde_json::{Map, Value, json};
 
 use super::version_rules;
 use crate::{
     Services,
+    accounts::Requester,
     filter::RoomEventFilter,
-    pdu::{self, ClientFormat},
+    pdu::{self, ClientFormat, Viewer},
 };
+
+/// Most events one page of `/messages`, relations or threads holds.
+const MAX_PAGE: usize = 1000;
+/// Most replies read to summarise a thread.
+const MAX_THREAD_REPLIES: usize = 1000;
 
 /// How far into a room's history a user may read.
 #[derive(Clone, Copy, Debug)]
@@ -24,6 +36,16 @@ pub enum Visibility {
     WorldReadable,
 }
 
+/// `/messages`: where to start, which way, how many, which events.
+#[derive(Debug, Default)]
+pub struct MessagesRequest {
+    pub from: Option<StreamPos>,
+    pub to: Option<StreamPos>,
+    pub backward: bool,
+    pub limit: usize,
+    pub filter: RoomEventFilter,
+}
+
 pub struct MessagesPage {
     pub chunk: Vec<Value>,
     pub start: StreamPos,
@@ -31,33 +53,54 @@ pub struct MessagesPage {
     pub state: Vec<Value>,
 }
 
+/// `/relations/{eventId}[/{relType}[/{eventType}]]`.
+#[derive(Debug, Default)]
+pub struct RelationsRequest {
+    pub rel_type: Option<RelationType>,
+    pub event_type: Option<TimelineEventType>,
+    pub from: Option<StreamPos>,
+    pub limit: usize,
+    pub forward: bool,
+}
+
+pub struct RelationsPage {
+    pub chunk: Vec<Value>,
+    pub next: Option<StreamPos>,
+}
+
+pub struct ThreadsPage {
+    pub chunk: Vec<Value>,
+    pub next: Option<StreamPos>,
+}
+
+fn history_visibility(content: &Value) -> &str {
+    content["history_visibility"].as_str().unwrap_or("shared")
+}
+
 impl Services {
     /// May `user_id` read the room, and how far?
-    pub async fn room_visibility(&self, user_id: &str, room_id: &str) -> MatrixResult<Visibility> {
+    pub async fn room_visibility(&self, user_id: &UserId, room_id: &RoomId) -> MatrixResult<Visibility> {
         if self.store.get_room(room_id).await?.is_none() {
             return Err(MatrixError::forbidden("You are not a member of this room"));
         }
         match self.store.membership(room_id, user_id).await? {
-            Some(m) if m.membership == "join" => return Ok(Visibility::Member),
-            Some(m) if matches!(m.membership.as_str(), "leave" | "ban") => {
-                if let Some(ev) = self.event(&m.event_id).await? {
-                    return Ok(Visibility::Until(ev.stream_pos));
-                }
-            }
+            Some(m) if m.membership == Membership::Join => return Ok(Visibility::Member),
+            Some(m) if m.membership.is_gone() => return Ok(Visibility::Until(m.stream_pos)),
             _ => {}
         }
-        let hv = self.store.current_state_event(room_id, "m.room.history_visibility", "").await?;
-        if hv.is_some_and(|ev| Self::event_content(&ev)["history_visibility"] == "world_readable") {
+        let hv = self.store.current_state_event(room_id, &StateEventType::RoomHistoryVisibility, "").await?;
+        if hv.is_some_and(|ev| history_visibility(&Self::event_content(&ev)) == "world_readable") {
             return Ok(Visibility::WorldReadable);
         }
         Err(MatrixError::forbidden("You are not a member of this room"))
     }
 
-    /// Drops the events `user_id` may not see under each event's history visibility.
-    pub async fn filter_visible(&self, user_id: &str, events: Vec<StoredEvent>) -> MatrixResult<Vec<StoredEvent>> {
+    /// Drops the events `user_id` may not see under each event's history visibility (and the
+    /// messages of users they ignore).
+    pub async fn filter_visible(&self, user_id: &UserId, events: Vec<StoredEvent>) -> MatrixResult<Vec<StoredEvent>> {
         let mut verdicts: HashMap<i64, bool> = HashMap::new();
         // Per room: since which position the user has been joined without interruption, if joined now.
-        let mut joined_since: HashMap<String, Option<StreamPos>> = HashMap::new();
+        let mut joined_since: HashMap<OwnedRoomId, Option<StreamPos>> = HashMap::new();
         let ignored = self.ignored_users(user_id).await?;
         let mut out = Vec::with_capacity(events.len());
         for ev in events {
@@ -65,11 +108,12 @@ impl Services {
                 continue;
             }
             // Users always see their own membership changes (their join, invite, kick, ban).
-            let own_membership = ev.event_type == "m.room.member" && ev.state_key.as_deref() == Some(user_id);
+            let own_membership =
+                ev.event_type == TimelineEventType::RoomMember && ev.state_key.as_deref() == Some(user_id.as_str());
             if !joined_since.contains_key(&ev.room_id) {
                 let member = self.store.membership(&ev.room_id, user_id).await?;
-                joined_since
-                    .insert(ev.room_id.clone(), member.filter(|m| m.membership == "join").map(|m| m.stream_pos));
+                let since = member.filter(|m| m.membership == Membership::Join).map(|m| m.stream_pos);
+                joined_since.insert(ev.room_id.clone(), since);
             }
             let joined_now = joined_since.get(&ev.room_id).copied().flatten();
             // Joined now and since before this event: joined when it was sent, so visible
@@ -86,27 +130,26 @@ impl Services {
             let visible = match verdicts.get(&group) {
                 Some(v) => *v,
                 None => {
-                    let state = self.state_cache.group(self.store.as_ref(), group).await?;
-                    let history = match state.get(&("m.room.history_visibility".to_owned(), String::new())) {
-                        Some(id) => self.event(id).await?.map(|e| {
-                            Self::event_content(&e)["history_visibility"].as_str().unwrap_or("shared").to_owned()
-                        }),
+                    let state = self.state_group(group).await?;
+                    let history = match state.get(&(StateEventType::RoomHistoryVisibility, String::new())) {
+                        Some(id) => {
+                            self.event(id).await?.map(|e| history_visibility(&Self::event_content(&e)).to_owned())
+                        }
                         None => None,
                     }
                     .unwrap_or_else(|| "shared".to_owned());
-                    let membership = match state.get(&("m.room.member".to_owned(), user_id.to_owned())) {
+                    let membership = match state.get(&(StateEventType::RoomMember, user_id.to_string())) {
                         Some(id) => self
-                            .store
-                            .get_event(id)
+                            .event(id)
                             .await?
-                            .and_then(|e| Self::event_content(&e)["membership"].as_str().map(str::to_owned)),
+                            .and_then(|e| Self::event_content(&e)["membership"].as_str().and_then(|m| m.parse().ok())),
                         None => None,
                     };
-                    let joined_then = membership.as_deref() == Some("join");
+                    let joined_then = membership == Some(Membership::Join);
                     let verdict = match history.as_str() {
                         "world_readable" => true,
                         "joined" => joined_then,
-                        "invited" => joined_then || membership.as_deref() == Some("invite"),
+                        "invited" => joined_then || membership == Some(Membership::Invite),
                         _ => joined_then || joined_now.is_some(),
                     };
                     verdicts.insert(group, verdict);
@@ -125,9 +168,11 @@ impl Services {
         &self,
         events: &[StoredEvent],
         format: ClientFormat,
-        viewer: Option<(&str, &str)>,
+        viewer: Option<Viewer<'_>>,
     ) -> MatrixResult<Vec<Value>> {
-        let mut rules_by_room: HashMap<String, Option<ruma::room_version_rules::RoomVersionRules>> = HashMap::new();
+        let now = self.clock.now_ms();
+        let mut rules_by_room: HashMap<OwnedRoomId, Option<ruma::room_version_rules::RoomVersionRules>> =
+            HashMap::new();
         let mut out = Vec::with_capacity(events.len());
         for ev in events {
             let redaction = match &ev.redacted_by {
@@ -135,7 +180,7 @@ impl Services {
                     .store
                     .get_event(id)
                     .await?
-                    .map(|r| pdu::client_event(&r, None, ClientFormat::Client, None, None)),
+                    .map(|r| pdu::client_event(&r, None, ClientFormat::Client, None, None, now)),
                 None => None,
             };
             let rules = if redaction.is_some() {
@@ -144,17 +189,26 @@ impl Services {
                         .store
                         .get_room(&ev.room_id)
                         .await?
-                        .and_then(|r| version_rules(&r.room_version).ok().map(|(_, r)| r));
+                        .and_then(|r| version_rules(r.room_version.as_str()).ok().map(|(_, r)| r));
                     rules_by_room.insert(ev.room_id.clone(), rules);
                 }
                 rules_by_room.get(&ev.room_id).and_then(Option::as_ref)
             } else {
                 None
             };
-            out.push(pdu::client_event(ev, rules, format, viewer, redaction));
+            out.push(pdu::client_event(ev, rules, format, viewer, redaction, now));
         }
         self.add_prev_content(events, &mut out).await?;
         Ok(out)
+    }
+
+    /// One event for a client (`Value::Null` if serialisation gave nothing).
+    async fn client_event(&self, ev: &StoredEvent, viewer: Option<Viewer<'_>>) -> MatrixResult<Value> {
+        Ok(self
+            .client_events(std::slice::from_ref(ev), ClientFormat::Client, viewer)
+            .await?
+            .pop()
+            .unwrap_or(Value::Null))
     }
 
     /// `unsigned.prev_content` / `replaces_state` for state events that replaced an earlier one.
@@ -162,8 +216,8 @@ impl Services {
         let mut replaced = Vec::new();
         for (index, ev) in events.iter().enumerate() {
             let (Some(key), Some(group)) = (&ev.state_key, ev.state_before) else { continue };
-            let state = self.state_cache.group(self.store.as_ref(), group).await?;
-            if let Some(prev) = state.get(&(ev.event_type.clone(), key.clone()))
+            let state = self.state_group(group).await?;
+            if let Some(prev) = state.get(&(StateEventType::from(ev.event_type.to_string()), key.clone()))
                 && *prev != ev.event_id
             {
                 replaced.push((index, prev.clone()));
@@ -172,13 +226,13 @@ impl Services {
         if replaced.is_empty() {
             return Ok(());
         }
-        let ids: Vec<String> = replaced.iter().map(|(_, id)| id.clone()).collect();
-        let previous: HashMap<String, StoredEvent> =
+        let ids: Vec<OwnedEventId> = replaced.iter().map(|(_, id)| id.clone()).collect();
+        let previous: HashMap<OwnedEventId, StoredEvent> =
             self.events(&ids).await?.into_iter().map(|e| (e.event_id.clone(), e)).collect();
         for (index, prev_id) in replaced {
             if let (Some(prev), Some(json)) = (previous.get(&prev_id), out.get_mut(index)) {
-                json["unsigned"]["replaces_state"] = prev_id.clone().into();
-                json["unsigned"]["prev_sender"] = prev.sender.clone().into();
+                json["unsigned"]["replaces_state"] = prev_id.to_string().into();
+                json["unsigned"]["prev_sender"] = prev.sender.to_string().into();
                 if prev.redacted_by.is_none() {
                     json["unsigned"]["prev_content"] = Self::event_content(prev);
                 }
@@ -188,18 +242,13 @@ impl Services {
     }
 
     /// `/messages`.
-    #[allow(clippy::too_many_arguments)]
     pub async fn messages(
         &self,
-        user_id: &str,
-        device_id: &str,
-        room_id: &str,
-        from: Option<StreamPos>,
-        to: Option<StreamPos>,
-        dir: Direction,
-        limit: usize,
-        filter: &RoomEventFilter,
+        requester: &Requester,
+        room_id: &RoomId,
+        req: MessagesRequest,
     ) -> MatrixResult<MessagesPage> {
+        let user_id = &requester.user_id;
         let visibility = self.room_visibility(user_id, room_id).await?;
         // The database's head, not only what this process has heard of: a client that just sent
         // through another process must find its event.
@@ -208,77 +257,231 @@ impl Services {
             Visibility::Until(pos) => pos,
             _ => head,
         };
-        let limit = limit.clamp(1, 1000);
+        let limit = req.limit.clamp(1, MAX_PAGE);
+        let dir = if req.backward { Direction::Backward } else { Direction::Forward };
         let start = match dir {
-            Direction::Backward => from.unwrap_or(cap).min(cap),
-            Direction::Forward => from.unwrap_or(0),
+            Direction::Backward => req.from.unwrap_or(cap).min(cap),
+            Direction::Forward => req.from.unwrap_or(StreamPos::ZERO),
         };
         let upper = match dir {
-            Direction::Forward => Some(to.map_or(cap, |t| t.min(cap))),
-            Direction::Backward => to,
+            Direction::Forward => Some(req.to.map_or(cap, |t| t.min(cap))),
+            Direction::Backward => req.to,
         };
         let raw = self.store.room_events(room_id, start, upper, dir, limit).await?;
         let exhausted = raw.len() < limit;
         let end = match (raw.last(), dir) {
             (_, _) if exhausted => None,
-            (Some(last), Direction::Backward) => Some(last.stream_pos - 1),
+            (Some(last), Direction::Backward) => Some(last.stream_pos.prev()),
             (Some(last), Direction::Forward) => Some(last.stream_pos),
             (None, _) => None,
         };
-        let filtered: Vec<StoredEvent> = raw.into_iter().filter(|e| filter.matches(e)).collect();
+        let filtered: Vec<StoredEvent> = raw.into_iter().filter(|e| req.filter.matches(e)).collect();
         let visible = self.filter_visible(user_id, filtered).await?;
         let mut state = Vec::new();
-        if filter.lazy_load_members && !visible.is_empty() {
-            let senders: HashSet<&str> = visible.iter().map(|e| e.sender.as_str()).collect();
+        if req.filter.lazy_load_members && !visible.is_empty() {
+            let senders: HashSet<&UserId> = visible.iter().map(|e| e.sender.as_ref()).collect();
             let mut members = Vec::new();
             for sender in senders {
-                if let Some(ev) = self.store.current_state_event(room_id, "m.room.member", sender).await? {
+                if let Some(ev) =
+                    self.store.current_state_event(room_id, &StateEventType::RoomMember, sender.as_str()).await?
+                {
                     members.push(ev);
                 }
             }
             state = self.client_events(&members, ClientFormat::Client, None).await?;
         }
-        let chunk = self.client_events(&visible, ClientFormat::Client, Some((user_id, device_id))).await?;
+        let viewer = Viewer { user_id, device_id: &requester.device_id };
+        let chunk = self.client_events(&visible, ClientFormat::Client, Some(viewer)).await?;
         Ok(MessagesPage { chunk, start, end, state })
     }
 
     /// `/event/{eventId}`: one event the user may see.
     pub async fn visible_event(
         &self,
-        user_id: &str,
-        device_id: &str,
-        room_id: &str,
-        event_id: &str,
+        requester: &Requester,
+        room_id: &RoomId,
+        event_id: &EventId,
     ) -> MatrixResult<(StoredEvent, Value)> {
+        let user_id = &requester.user_id;
         let visibility = self.room_visibility(user_id, room_id).await?;
-        let ev = self
-            .store
-            .get_event(event_id)
-            .await?
-            .filter(|e| e.room_id == room_id)
-            .ok_or_else(|| MatrixError::not_found("Event not found"))?;
+        let not_found = || MatrixError::not_found("Event not found");
+        let ev = self.store.get_event(event_id).await?.filter(|e| e.room_id == room_id).ok_or_else(not_found)?;
         if let Visibility::Until(pos) = visibility
             && ev.stream_pos > pos
         {
-            return Err(MatrixError::not_found("Event not found"));
+            return Err(not_found());
         }
-        let mut visible = self.filter_visible(user_id, vec![ev]).await?;
-        let ev = visible.pop().ok_or_else(|| MatrixError::not_found("Event not found"))?;
-        let json =
-            self.client_events(std::slice::from_ref(&ev), ClientFormat::Client, Some((user_id, device_id))).await?;
-        let json = json.into_iter().next().unwrap_or(Value::Null);
+        let ev = self.filter_visible(user_id, vec![ev]).await?.pop().ok_or_else(not_found)?;
+        let json = self.client_event(&ev, Some(Viewer { user_id, device_id: &requester.device_id })).await?;
         Ok((ev, json))
     }
 
-    /// Current room state (or the state when the user left) as client events.
-    pub async fn room_state(&self, user_id: &str, room_id: &str) -> MatrixResult<Vec<StoredEvent>> {
-        let ids: Vec<String> = match self.room_visibility(user_id, room_id).await? {
+    /// `/context/{eventId}`: the event, some before and after it, and the room state.
+    pub async fn context(
+        &self,
+        requester: &Requester,
+        room_id: &RoomId,
+        event_id: &EventId,
+        limit: usize,
+        filter: RoomEventFilter,
+    ) -> MatrixResult<Value> {
+        let (ev, json) = self.visible_event(requester, room_id, event_id).await?;
+        let before_n = limit / 2;
+        let after_n = limit - before_n;
+        let page = |from: StreamPos, backward: bool, n: usize| MessagesRequest {
+            from: Some(from),
+            to: None,
+            backward,
+            limit: n.max(1),
+            filter: filter.clone(),
+        };
+        let before = self.messages(requester, room_id, page(ev.stream_pos.prev(), true, before_n)).await?;
+        let after = self.messages(requester, room_id, page(ev.stream_pos, false, after_n)).await?;
+        let state = self.room_state(&requester.user_id, room_id).await?;
+        let state_json = self.client_events(&state, ClientFormat::Client, None).await?;
+        let take = |chunk: Vec<Value>, n: usize| chunk.into_iter().take(n).collect::<Vec<_>>();
+        Ok(json!({
+            "event": json,
+            "events_before": take(before.chunk, before_n),
+            "events_after": take(after.chunk, after_n),
+            "start": crate::sync::pagination_token(before.end.unwrap_or(StreamPos::ZERO)),
+            "end": crate::sync::pagination_token(after.end.unwrap_or(self.store.stream_head())),
+            "state": state_json,
+        }))
+    }
+
+    /// Current room state (or the state when the user left).
+    pub async fn room_state(&self, user_id: &UserId, room_id: &RoomId) -> MatrixResult<Vec<StoredEvent>> {
+        let ids: Vec<OwnedEventId> = match self.room_visibility(user_id, room_id).await? {
             Visibility::Until(pos) => match self.store.state_group_at(room_id, pos).await? {
-                Some(group) => self.state_cache.group(self.store.as_ref(), group).await?.values().cloned().collect(),
+                Some(group) => self.state_group(group).await?.values().cloned().collect(),
                 None => Vec::new(),
             },
             _ => self.store.current_state_ids(room_id).await?.into_iter().map(|(_, _, e)| e).collect(),
         };
         self.events(&ids).await
+    }
+
+    /// `/state`: the room state as client events.
+    pub async fn room_state_json(&self, user_id: &UserId, room_id: &RoomId) -> MatrixResult<Vec<Value>> {
+        let events = self.room_state(user_id, room_id).await?;
+        self.client_events(&events, ClientFormat::Client, None).await
+    }
+
+    /// `/state/{eventType}/{stateKey}`: one state event's content.
+    pub async fn state_event_content(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        event_type: &StateEventType,
+        state_key: &str,
+    ) -> MatrixResult<Value> {
+        let events = self.room_state(user_id, room_id).await?;
+        let ev = events
+            .iter()
+            .find(|e| e.event_type.to_string() == event_type.to_string() && e.state_key.as_deref() == Some(state_key))
+            .ok_or_else(|| MatrixError::not_found("Event not found"))?;
+        let json = self.client_event(ev, None).await?;
+        Ok(json.get("content").cloned().unwrap_or_else(|| json!({})))
+    }
+
+    /// `/members`: member events, optionally of one membership or not of another.
+    pub async fn members(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        membership: Option<Membership>,
+        not_membership: Option<Membership>,
+    ) -> MatrixResult<Vec<Value>> {
+        let events = self.room_state(user_id, room_id).await?;
+        let members: Vec<StoredEvent> = events
+            .into_iter()
+            .filter(|e| e.event_type == TimelineEventType::RoomMember)
+            .filter(|e| {
+                let m: Option<Membership> = Self::event_content(e)["membership"].as_str().and_then(|m| m.parse().ok());
+                membership.is_none_or(|want| m == Some(want)) && not_membership.is_none_or(|not| m != Some(not))
+            })
+            .collect();
+        self.client_events(&members, ClientFormat::Client, None).await
+    }
+
+    /// `/joined_members`: display name and avatar of every joined member.
+    pub async fn joined_members(&self, user_id: &UserId, room_id: &RoomId) -> MatrixResult<Map<String, Value>> {
+        self.room_visibility(user_id, room_id).await?;
+        let members = self.store.room_members(room_id, Some(Membership::Join)).await?;
+        Ok(members
+            .into_iter()
+            .map(|m| (m.user_id.to_string(), json!({ "display_name": m.displayname, "avatar_url": m.avatar_url })))
+            .collect())
+    }
+
+    /// `/relations`: the events relating to one the user may see, those the user may see.
+    pub async fn relations(
+        &self,
+        requester: &Requester,
+        room_id: &RoomId,
+        event_id: &EventId,
+        req: RelationsRequest,
+    ) -> MatrixResult<RelationsPage> {
+        self.visible_event(requester, room_id, event_id).await?;
+        let limit = req.limit.clamp(1, MAX_PAGE);
+        let from = match req.from {
+            Some(from) => from,
+            None => self.store.refresh_stream_head().await?,
+        };
+        let raw = self.store.relations(event_id, req.rel_type.as_ref(), from, limit).await?;
+        let next = if raw.len() == limit { raw.last().map(|e| e.stream_pos.prev()) } else { None };
+        let raw: Vec<StoredEvent> = raw
+            .into_iter()
+            .filter(|e| e.room_id == room_id && req.event_type.as_ref().is_none_or(|t| e.event_type == *t))
+            .collect();
+        let visible = self.filter_visible(&requester.user_id, raw).await?;
+        let viewer = Viewer { user_id: &requester.user_id, device_id: &requester.device_id };
+        let mut chunk = self.client_events(&visible, ClientFormat::Client, Some(viewer)).await?;
+        if req.forward {
+            chunk.reverse();
+        }
+        Ok(RelationsPage { chunk, next })
+    }
+
+    /// `/threads`: the room's threads the user may see, newest activity first, each with its
+    /// latest reply the user may see. Roots and replies pass the same visibility rule as
+    /// `/relations` and `/messages`.
+    pub async fn threads(
+        &self,
+        requester: &Requester,
+        room_id: &RoomId,
+        from: Option<StreamPos>,
+        limit: usize,
+        participated_only: bool,
+    ) -> MatrixResult<ThreadsPage> {
+        let user_id = &requester.user_id;
+        self.room_visibility(user_id, room_id).await?;
+        let limit = limit.clamp(1, MAX_PAGE);
+        let head = self.store.refresh_stream_head().await?;
+        let roots = self.store.thread_roots(room_id, from.unwrap_or(head), limit).await?;
+        let next = if roots.len() == limit { roots.last().map(|(_, latest)| latest.prev()) } else { None };
+        let visible_roots = self.filter_visible(user_id, roots.into_iter().map(|(root, _)| root).collect()).await?;
+        let viewer = Viewer { user_id, device_id: &requester.device_id };
+        let mut chunk = Vec::new();
+        for root in visible_roots {
+            let replies =
+                self.store.relations(&root.event_id, Some(&RelationType::Thread), head, MAX_THREAD_REPLIES).await?;
+            let replies = self.filter_visible(user_id, replies).await?;
+            let participated = root.sender == *user_id || replies.iter().any(|e| e.sender == *user_id);
+            if participated_only && !participated {
+                continue;
+            }
+            let mut json = self.client_event(&root, Some(viewer)).await?;
+            let latest = match replies.first() {
+                Some(ev) => self.client_event(ev, Some(viewer)).await?,
+                None => Value::Null,
+            };
+            json["unsigned"]["m.relations"] = json!({
+                "m.thread": { "latest_event": latest, "count": replies.len(), "current_user_participated": participated }
+            });
+            chunk.push(json);
+        }
+        Ok(ThreadsPage { chunk, next })
     }
 }

@@ -1,37 +1,29 @@
-//! Room state maps and a cache of resolved state groups.
+//! Resolved state groups, cached (state groups are immutable, so a cached group is never stale).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
-use myelin_core::MatrixResult;
-use myelin_storage::Store;
+use myelin_core::{MatrixResult, StateGroupId, StateMap, StreamPos, types::RoomId};
 
-/// (event type, state key) -> event id.
-pub type StateMap = HashMap<(String, String), String>;
+use crate::Services;
 
-const MAX_CACHED_GROUPS: usize = 4096;
-
-#[derive(Default)]
-pub struct StateCache {
-    groups: Mutex<HashMap<i64, Arc<StateMap>>>,
-}
-
-impl StateCache {
-    /// The full state of a group (state groups are immutable, so caching is always safe).
-    pub async fn group(&self, store: &dyn Store, group: i64) -> MatrixResult<Arc<StateMap>> {
-        if let Some(map) = self.groups.lock().ok().and_then(|g| g.get(&group).cloned()) {
+impl Services {
+    /// The full state of a group.
+    pub async fn state_group(&self, group: StateGroupId) -> MatrixResult<Arc<StateMap>> {
+        if let Some(map) = self.state_groups.get(&group) {
             return Ok(map);
         }
-        let entries = store.state_group(group).await?;
+        let epoch = self.state_groups.epoch();
+        let entries = self.store.state_group(group).await?;
         let map: Arc<StateMap> = Arc::new(entries.into_iter().map(|(t, k, e)| ((t, k), e)).collect());
-        if let Ok(mut groups) = self.groups.lock() {
-            if groups.len() >= MAX_CACHED_GROUPS {
-                groups.clear();
-            }
-            groups.insert(group, map.clone());
-        }
+        self.state_groups.insert_if_current(group, map.clone(), 1, epoch);
         Ok(map)
+    }
+
+    /// The room's state after its newest event at or before `pos`.
+    pub(crate) async fn state_at(&self, room_id: &RoomId, pos: StreamPos) -> MatrixResult<Arc<StateMap>> {
+        match self.store.state_group_at(room_id, pos).await? {
+            Some(group) => self.state_group(group).await,
+            None => Ok(Default::default()),
+        }
     }
 }

@@ -1,55 +1,63 @@
 //! Room upgrades: a new room of the requested version that names its predecessor, the old room's
 //! important state copied over, a tombstone in the old room, and the old room frozen.
 
-use myelin_core::{MatrixError, MatrixResult};
+use myelin_core::{
+    MatrixError, MatrixResult,
+    types::{OwnedRoomId, RoomId, StateEventType},
+};
 use serde_json::{Value, json};
 
-use super::{CreateRoomRequest, version_rules};
-use crate::Services;
+use super::{CreateRoomRequest, EventSpec, version_rules};
+use crate::{Services, accounts::Requester, ratelimit::Limit};
 
 /// State copied into the replacement room.
-const COPIED_STATE: &[&str] = &[
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.topic",
-    "m.room.avatar",
-    "m.room.history_visibility",
-    "m.room.guest_access",
-    "m.room.encryption",
-    "m.room.server_acl",
-    "m.room.related_groups",
-];
+fn copied_state() -> [StateEventType; 9] {
+    [
+        StateEventType::RoomJoinRules,
+        StateEventType::RoomName,
+        StateEventType::RoomTopic,
+        StateEventType::RoomAvatar,
+        StateEventType::RoomHistoryVisibility,
+        StateEventType::RoomGuestAccess,
+        StateEventType::RoomEncryption,
+        StateEventType::RoomServerAcl,
+        StateEventType::from("m.room.related_groups"),
+    ]
+}
 
 impl Services {
+    /// `/upgrade`: a new room of `new_version` replacing `old_room` (counted against the
+    /// requester's message rate limit).
     pub async fn upgrade_room(
         &self,
-        sender: &str,
-        device_id: Option<&str>,
-        old_room: &str,
+        requester: &Requester,
+        old_room: &RoomId,
         new_version: &str,
-    ) -> MatrixResult<String> {
+    ) -> MatrixResult<OwnedRoomId> {
+        self.check_rate_limit(Limit::Messages, requester.user_id.as_str())?;
+        let (sender, device_id) = (requester.user_id.as_ref(), Some(requester.device_id.as_ref()));
         version_rules(new_version)?;
         let room = self.store.get_room(old_room).await?.ok_or_else(|| MatrixError::not_found("Unknown room"))?;
         let power = self.power_levels(old_room).await?;
-        if power.user_level(sender) < power.event_level("m.room.tombstone", true) {
+        if power.user_level(sender) < power.event_level(StateEventType::RoomTombstone.to_string().as_str(), true) {
             return Err(MatrixError::forbidden("You may not upgrade this room"));
         }
-        let old_create = self.store.current_state_event(old_room, "m.room.create", "").await?;
-        let old_create_id = old_create.as_ref().map(|e| e.event_id.clone()).unwrap_or_default();
+        let old_create = self.store.current_state_event(old_room, &StateEventType::RoomCreate, "").await?;
+        let old_create_id = old_create.as_ref().map(|e| e.event_id.to_string()).unwrap_or_default();
         let mut creation = serde_json::Map::new();
-        creation.insert("predecessor".into(), json!({ "room_id": old_room, "event_id": old_create_id }));
+        creation.insert("predecessor".into(), json!({ "room_id": old_room.as_str(), "event_id": old_create_id }));
         if let Some(create) = &old_create
             && let Some(kind) = Self::event_content(create).get("type").cloned()
         {
             creation.insert("type".into(), kind);
         }
         let mut initial_state = Vec::new();
-        for event_type in COPIED_STATE {
-            if let Some(ev) = self.store.current_state_event(old_room, event_type, "").await? {
+        for event_type in copied_state() {
+            if let Some(ev) = self.store.current_state_event(old_room, &event_type, "").await? {
                 let content = Self::event_content(&ev);
                 if let Value::Object(content) = content {
                     initial_state.push(super::create::InitialStateEvent {
-                        event_type: (*event_type).into(),
+                        event_type: event_type.to_string(),
                         state_key: String::new(),
                         content,
                     });
@@ -59,7 +67,7 @@ impl Services {
         // Power levels carry over; the new room's version decides how creators are privileged.
         let mut power_override = self
             .store
-            .current_state_event(old_room, "m.room.power_levels", "")
+            .current_state_event(old_room, &StateEventType::RoomPowerLevels, "")
             .await?
             .map(|ev| Self::event_content(&ev))
             .and_then(|v| v.as_object().cloned());
@@ -69,11 +77,12 @@ impl Services {
             if let Some(users) = users.as_object_mut() {
                 if new_rules.authorization.explicitly_privilege_room_creators {
                     // The new room privileges its creator by itself and forbids listing them.
-                    users.remove(sender);
+                    users.remove(sender.as_str());
                 } else {
                     // The old room may have privileged the creator implicitly (v12): keep their power.
-                    let level = power.user_level(sender).min(100).max(power.event_level("m.room.power_levels", true));
-                    users.insert(sender.to_owned(), level.into());
+                    let pl_level = power.event_level(StateEventType::RoomPowerLevels.to_string().as_str(), true);
+                    let level = power.user_level(sender).min(100).max(pl_level);
+                    users.insert(sender.to_string(), level.into());
                 }
             }
         }
@@ -85,7 +94,7 @@ impl Services {
             preset: Some("private_chat".into()),
             ..Default::default()
         };
-        let new_room = self.create_room(sender, device_id, request).await?;
+        let new_room = self.create_room_as(sender, device_id, request).await?;
         if room.is_public {
             self.store.set_room_public(&new_room, true).await?;
             self.store.set_room_public(old_room, false).await?;
@@ -94,24 +103,16 @@ impl Services {
             self.store.delete_alias(&alias).await?;
             self.store.create_alias(&alias, &new_room, sender).await?;
         }
-        self.send_state_event(
-            sender,
-            device_id,
-            old_room,
-            "m.room.tombstone",
-            "",
-            json!({ "body": "This room has been replaced", "replacement_room": new_room }),
-        )
-        .await?;
+        let tombstone = json!({ "body": "This room has been replaced", "replacement_room": new_room.as_str() });
+        self.send(sender, device_id, old_room, EventSpec::state(StateEventType::RoomTombstone, "", tombstone)).await?;
         // Freeze the old room: only moderators may speak or invite.
-        if let Some(pl) = self.store.current_state_event(old_room, "m.room.power_levels", "").await? {
+        if let Some(pl) = self.store.current_state_event(old_room, &StateEventType::RoomPowerLevels, "").await? {
             let mut content = Self::event_content(&pl);
             let restricted = power.action_level("kick").max(50);
             content["events_default"] = restricted.into();
             content["invite"] = restricted.into();
-            if let Err(err) =
-                self.send_state_event(sender, device_id, old_room, "m.room.power_levels", "", content).await
-            {
+            let spec = EventSpec::state(StateEventType::RoomPowerLevels, "", content);
+            if let Err(err) = self.send(sender, device_id, old_room, spec).await {
                 tracing::warn!(%err, "could not restrict the old room after an upgrade");
             }
         }

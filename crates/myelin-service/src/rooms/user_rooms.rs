@@ -5,146 +5,122 @@
 //! moved after it (the user's membership changes and the rooms with newer events, two indexed
 //! reads) and applies that. Because the catch-up goes through the database by position, it is
 //! right on every process of a PostgreSQL cluster without any signal. The one change without a
-//! position — forgetting a room — drops the entry (`invalidate`, `Signal::RoomsOfUser` for the
-//! other processes); every list is also read whole again after `MAX_AGE`, in case a signal was
-//! lost.
+//! position — forgetting a room — invalidates the entry (in every process); every list is also
+//! read whole again after `MAX_AGE`, in case an invalidation was lost. The lists live in a
+//! [`Cache`] weighed by their length.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use myelin_core::{
+    Clock, MatrixResult, StreamPos,
+    types::{OwnedRoomId, OwnedUserId, UserId},
 };
+use myelin_storage::{Store, UserRoom};
 
-use myelin_core::{MatrixError, MatrixResult};
-use myelin_storage::{Store, StreamPos, UserRoom};
+use crate::cache::Cache;
 
-/// Rooms kept over all users; past this the least recently used users are dropped.
+/// Rooms kept over all users (a list weighs its length; a user without rooms weighs 1).
 const MAX_ROOMS: usize = 200_000;
 /// A catch-up reads at most this many changed rooms; more and the whole list is read again.
 const MAX_DELTA: usize = 256;
 /// Further behind than this many positions, the whole list is read again (the catch-up walks
 /// every room with an event since then).
-const MAX_LAG: StreamPos = 20_000;
+const MAX_LAG: u64 = 20_000;
 /// A list is read whole again at least this often: the backstop for a change without a position
-/// whose signal never arrived (a forget made through a process that died before telling).
+/// whose invalidation never arrived (a forget made through a process that died before telling).
 const MAX_AGE: Duration = Duration::from_secs(300);
 
-struct Entry {
+/// A user's room list and the position it is valid at.
+#[derive(Clone)]
+pub struct RoomList {
     rooms: Arc<Vec<UserRoom>>,
     valid_at: StreamPos,
-    /// When the list was last read whole.
-    loaded: Instant,
-    used: u64,
 }
 
-impl Entry {
-    /// What the entry counts against [`MAX_ROOMS`] (a user without rooms still takes room).
-    fn weight(&self) -> usize {
-        self.rooms.len().max(1)
-    }
-}
-
-#[derive(Default)]
 pub struct UserRoomsCache {
-    inner: Mutex<Inner>,
-    /// Counts invalidations; a list read before one is not kept (it may predate the change).
-    epoch: AtomicU64,
-}
-
-#[derive(Default)]
-struct Inner {
-    users: HashMap<String, Entry>,
-    rooms: usize,
-    tick: u64,
+    pub(crate) cache: Cache<OwnedUserId, RoomList>,
 }
 
 impl UserRoomsCache {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self { cache: Cache::new("user_rooms", MAX_ROOMS, Some(MAX_AGE), clock) }
+    }
+
     /// The user's rooms as of at least `now` (rows may be newer, as with a database read).
-    pub async fn get(&self, store: &dyn Store, user_id: &str, now: StreamPos) -> MatrixResult<Arc<Vec<UserRoom>>> {
-        let epoch = self.epoch.load(Ordering::Acquire);
-        let cached = self.lookup(user_id).filter(|(_, _, loaded)| loaded.elapsed() < MAX_AGE);
-        let whole = || async { Ok::<_, MatrixError>((Arc::new(store.rooms_for_user(user_id).await?), Instant::now())) };
+    pub async fn get(&self, store: &dyn Store, user_id: &UserId, now: StreamPos) -> MatrixResult<Arc<Vec<UserRoom>>> {
+        let key = user_id.to_owned();
+        let epoch = self.cache.epoch();
+        let cached = self.cache.get_with_age(&key);
+        let whole = || async { Ok::<_, myelin_core::MatrixError>(Arc::new(store.rooms_for_user(user_id).await?)) };
         let (rooms, loaded) = match cached {
-            Some((rooms, valid_at, _)) if valid_at >= now => return Ok(rooms),
-            Some((rooms, valid_at, loaded)) if now - valid_at <= MAX_LAG => {
-                let changed = store.rooms_for_user_since(user_id, valid_at, MAX_DELTA).await?;
+            Some((list, _)) if list.valid_at >= now => return Ok(list.rooms),
+            Some((list, loaded)) if now.distance_from(list.valid_at) <= MAX_LAG => {
+                let changed = store.rooms_for_user_since(user_id, list.valid_at, MAX_DELTA).await?;
                 if changed.is_empty() {
-                    (rooms, loaded)
+                    (list.rooms, Some(loaded))
                 } else if changed.len() < MAX_DELTA {
-                    (Arc::new(apply(&rooms, changed)), loaded)
+                    (Arc::new(apply(&list.rooms, changed)), Some(loaded))
                 } else {
-                    whole().await?
+                    (whole().await?, None)
                 }
             }
-            _ => whole().await?,
+            _ => (whole().await?, None),
         };
-        self.store(user_id, Entry { rooms: rooms.clone(), valid_at: now, loaded, used: 0 }, epoch);
+        let weight = rooms.len().max(1);
+        let list = RoomList { rooms: rooms.clone(), valid_at: now };
+        match loaded {
+            // Brought up to date: keeps the age of its last whole read.
+            Some(loaded) => self.cache.insert_loaded_if_current(key, list, weight, epoch, loaded),
+            None => self.cache.insert_if_current(key, list, weight, epoch),
+        }
         Ok(rooms)
-    }
-
-    pub fn invalidate(&self, user_id: &str) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        if let Ok(mut inner) = self.inner.lock()
-            && let Some(old) = inner.users.remove(user_id)
-        {
-            inner.rooms -= old.weight();
-        }
-    }
-
-    pub fn clear(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        if let Ok(mut inner) = self.inner.lock() {
-            *inner = Inner::default();
-        }
-    }
-
-    fn lookup(&self, user_id: &str) -> Option<(Arc<Vec<UserRoom>>, StreamPos, Instant)> {
-        let mut inner = self.inner.lock().ok()?;
-        inner.tick += 1;
-        let tick = inner.tick;
-        let entry = inner.users.get_mut(user_id)?;
-        entry.used = tick;
-        Some((entry.rooms.clone(), entry.valid_at, entry.loaded))
-    }
-
-    /// Keeps `entry` unless a concurrent request stored a list valid at a later position, or
-    /// something was invalidated since the read began (`epoch`).
-    fn store(&self, user_id: &str, mut entry: Entry, epoch: u64) {
-        let Ok(mut inner) = self.inner.lock() else { return };
-        if self.epoch.load(Ordering::Acquire) != epoch
-            || inner.users.get(user_id).is_some_and(|e| e.valid_at > entry.valid_at)
-        {
-            return;
-        }
-        inner.tick += 1;
-        entry.used = inner.tick;
-        let added = entry.weight();
-        if let Some(old) = inner.users.insert(user_id.to_owned(), entry) {
-            inner.rooms -= old.weight();
-        }
-        inner.rooms += added;
-        if inner.rooms > MAX_ROOMS {
-            // Over budget: drop the least recently used eighth at once (one sort per many inserts).
-            let mut by_use: Vec<(u64, String)> = inner.users.iter().map(|(k, e)| (e.used, k.clone())).collect();
-            by_use.sort_unstable();
-            let drop = (by_use.len() / 8).max(1).min(by_use.len().saturating_sub(1));
-            for (_, user) in by_use.into_iter().take(drop) {
-                if let Some(old) = inner.users.remove(&user) {
-                    inner.rooms -= old.weight();
-                }
-            }
-        }
     }
 }
 
 /// `rooms` with the `changed` rows replacing (or joining) the ones of the same room.
 fn apply(rooms: &[UserRoom], changed: Vec<UserRoom>) -> Vec<UserRoom> {
-    let mut changed: HashMap<String, UserRoom> = changed.into_iter().map(|r| (r.room_id.clone(), r)).collect();
+    let mut changed: HashMap<OwnedRoomId, UserRoom> = changed.into_iter().map(|r| (r.room_id.clone(), r)).collect();
     let mut out: Vec<UserRoom> =
         rooms.iter().map(|room| changed.remove(&room.room_id).unwrap_or_else(|| room.clone())).collect();
     out.extend(changed.into_values());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use myelin_core::{Membership, StreamPos};
+    use myelin_storage::UserRoom;
+    use ruma::{owned_event_id, owned_room_id, owned_user_id};
+
+    use super::apply;
+
+    fn room(id: &str, membership: Membership, pos: i64) -> UserRoom {
+        UserRoom {
+            room_id: ruma::OwnedRoomId::try_from(id).expect("room id"),
+            membership,
+            membership_event_id: owned_event_id!("$m"),
+            membership_pos: StreamPos(pos),
+            last_event_pos: StreamPos(pos),
+            bump_pos: StreamPos(pos),
+            forgotten: false,
+            membership_sender: owned_user_id!("@a:x"),
+        }
+    }
+
+    #[test]
+    fn changes_replace_their_rooms_and_new_rooms_join_the_list() {
+        let list = vec![room("!a:x", Membership::Join, 1), room("!b:x", Membership::Join, 2)];
+        let updated = apply(&list, vec![room("!b:x", Membership::Leave, 5), room("!c:x", Membership::Invite, 6)]);
+        let summary: Vec<(String, Membership)> =
+            updated.iter().map(|r| (r.room_id.to_string(), r.membership)).collect();
+        assert_eq!(
+            summary,
+            [
+                ("!a:x".into(), Membership::Join),
+                ("!b:x".into(), Membership::Leave),
+                ("!c:x".into(), Membership::Invite)
+            ]
+        );
+        let _ = owned_room_id!("!unused:x");
+    }
 }

@@ -7,7 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use myelin_storage::StreamPos;
+use myelin_core::{
+    Membership, StreamPos,
+    types::{OwnedRoomId, OwnedUserId},
+};
 use serde::{Deserialize, Serialize};
 
 use super::request::RoomConfig;
@@ -24,7 +27,7 @@ pub struct ConnectionState {
     #[serde(rename = "y", default)]
     pub typing: u64,
     #[serde(rename = "r", default)]
-    pub rooms: BTreeMap<String, RoomSent>,
+    pub rooms: BTreeMap<OwnedRoomId, RoomSent>,
     /// The distinct room configs rooms were sent with; rooms refer to them by index.
     #[serde(rename = "c", default)]
     pub configs: Vec<RoomConfig>,
@@ -33,18 +36,18 @@ pub struct ConnectionState {
     pub list_counts: BTreeMap<String, usize>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RoomSent {
     /// Everything of the room up to here has been sent.
     #[serde(rename = "p")]
     pub pos: StreamPos,
     /// The user's membership when it was sent.
     #[serde(rename = "m")]
-    pub membership: String,
+    pub membership: Membership,
     #[serde(rename = "c")]
     pub config: usize,
     #[serde(rename = "l", default, skip_serializing_if = "Vec::is_empty")]
-    pub lazy_members: Vec<String>,
+    pub lazy_members: Vec<OwnedUserId>,
 }
 
 impl ConnectionState {
@@ -81,7 +84,7 @@ impl ConnectionState {
 }
 
 impl RoomSent {
-    pub fn remember_lazy(&mut self, members: impl IntoIterator<Item = String>) {
+    pub fn remember_lazy(&mut self, members: impl IntoIterator<Item = OwnedUserId>) {
         for m in members {
             if !self.lazy_members.contains(&m) {
                 self.lazy_members.push(m);

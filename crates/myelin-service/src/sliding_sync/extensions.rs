@@ -3,8 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use myelin_core::{MatrixResult, json::object};
-use myelin_storage::{StreamPos, UserRoom};
+use myelin_core::{
+    MatrixResult, StreamPos,
+    json::object,
+    types::{EventId, OwnedEventId, OwnedRoomId},
+};
+use myelin_storage::UserRoom;
 use serde_json::{Map, Value, json};
 
 use super::request::{ExtensionScope, Extensions};
@@ -13,7 +17,7 @@ use crate::{Services, accounts::Requester, sync::receipt_content};
 /// A room of the response (joined, or left/banned and shown up to the leave): the lists whose
 /// ranges hold it, and whether it is subscribed.
 pub struct WindowRoom {
-    pub room_id: String,
+    pub room_id: OwnedRoomId,
     pub lists: Vec<String>,
     pub subscribed: bool,
     pub joined: bool,
@@ -33,7 +37,7 @@ pub struct ExtensionInput<'a> {
     /// Rooms with a timeline in the lists' ranges or subscribed (not invites).
     pub window: &'a [WindowRoom],
     /// Rooms sent as new in this response, with the timeline event ids sent.
-    pub new_rooms: &'a HashMap<String, Vec<String>>,
+    pub new_rooms: &'a HashMap<OwnedRoomId, Vec<OwnedEventId>>,
 }
 
 impl Services {
@@ -44,8 +48,8 @@ impl Services {
         input: ExtensionInput<'_>,
     ) -> MatrixResult<(Value, bool)> {
         let ExtensionInput { requested, since, now, rooms, window, new_rooms } = input;
-        let user_id = r.user_id.as_str();
-        let device_id = r.device_id.as_str();
+        let user_id = &r.user_id;
+        let device_id = &r.device_id;
         let mut out = Map::new();
         let mut news = false;
 
@@ -74,32 +78,40 @@ impl Services {
 
         if requested.account_data {
             // New rooms get all their room account data (tags!), known rooms what changed.
-            let from = if since.is_none() || !new_rooms.is_empty() { 0 } else { since.map_or(0, |s| s.0) };
+            let from = match since {
+                Some((pos, _)) if new_rooms.is_empty() => pos,
+                _ => StreamPos::ZERO,
+            };
             let since_pos = since.map(|s| s.0);
             let mut global = Vec::new();
-            let mut by_room: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+            let mut by_room: BTreeMap<OwnedRoomId, Vec<Value>> = BTreeMap::new();
             for data in self.store.account_data_since(user_id, from, now).await? {
                 let fresh = since_pos.is_none_or(|s| data.stream_pos > s);
                 let content = serde_json::from_str::<Value>(&data.content).unwrap_or(Value::Null);
                 let event = object([("type", data.data_type.into()), ("content", content)]);
-                if data.room_id.is_empty() {
-                    if fresh {
-                        global.push(event);
+                match data.room_id {
+                    None if fresh => global.push(event),
+                    None => {}
+                    Some(room_id) if fresh || new_rooms.contains_key(&room_id) => {
+                        by_room.entry(room_id).or_default().push(event);
                     }
-                } else if fresh || new_rooms.contains_key(&data.room_id) {
-                    by_room.entry(data.room_id).or_default().push(event);
+                    Some(_) => {}
                 }
             }
-            if since.is_none() && !global.iter().any(|e| e["type"] == crate::push::PUSH_RULES_TYPE) {
-                let rules = self.push.ruleset(self.store.as_ref(), user_id).await?;
-                global.push(json!({ "type": crate::push::PUSH_RULES_TYPE, "content": { "global": *rules } }));
+            let push_rules_type = crate::push::push_rules_type();
+            if since.is_none() && !global.iter().any(|e| e["type"] == push_rules_type.as_str()) {
+                let rules = self.push_ruleset(user_id).await?;
+                global.push(json!({ "type": push_rules_type, "content": { "global": *rules } }));
             }
             news |= !global.is_empty() || !by_room.is_empty();
             out.insert(
                 "account_data".into(),
                 object([
                     ("global", global.into()),
-                    ("rooms", Value::Object(by_room.into_iter().map(|(room, events)| (room, events.into())).collect())),
+                    (
+                        "rooms",
+                        Value::Object(by_room.into_iter().map(|(room, events)| (room.into(), events.into())).collect()),
+                    ),
                 ]),
             );
         }
@@ -108,27 +120,28 @@ impl Services {
             let covered: Vec<&WindowRoom> = scoped(window, scope).collect();
             let mut receipts = Map::new();
             // Rooms new on the connection: receipts on the events sent, and the user's own.
-            let new_ids: Vec<String> =
+            let new_ids: Vec<OwnedRoomId> =
                 covered.iter().filter(|w| new_rooms.contains_key(&w.room_id)).map(|w| w.room_id.clone()).collect();
             if !new_ids.is_empty() {
-                let all = self.store.receipts_since(&new_ids, 0, now).await?;
+                let all = self.store.receipts_since(&new_ids, StreamPos::ZERO, now).await?;
                 for room_id in &new_ids {
                     let Some(timeline) = new_rooms.get(room_id) else { continue };
-                    let timeline: HashSet<&String> = timeline.iter().collect();
+                    let timeline: HashSet<&EventId> = timeline.iter().map(|id| id.as_ref()).collect();
                     let content = receipt_content(
                         all.iter().filter(|r| {
-                            &r.room_id == room_id && (timeline.contains(&r.event_id) || r.user_id == user_id)
+                            &r.room_id == room_id
+                                && (timeline.contains::<EventId>(&r.event_id) || &r.user_id == user_id)
                         }),
                         user_id,
                     );
                     if !content.is_empty() {
-                        receipts.insert(room_id.clone(), json!({ "type": "m.receipt", "content": content }));
+                        receipts.insert(room_id.to_string(), json!({ "type": "m.receipt", "content": content }));
                     }
                 }
             }
             if let Some((pos, _)) = since {
                 // Known rooms: what changed since, in the rooms the user is still in.
-                let known: Vec<String> = covered
+                let known: Vec<OwnedRoomId> = covered
                     .iter()
                     .filter(|w| w.joined && !new_rooms.contains_key(&w.room_id))
                     .map(|w| w.room_id.clone())
@@ -137,7 +150,7 @@ impl Services {
                 for room_id in &known {
                     let content = receipt_content(changed.iter().filter(|r| &r.room_id == room_id), user_id);
                     if !content.is_empty() {
-                        receipts.insert(room_id.clone(), json!({ "type": "m.receipt", "content": content }));
+                        receipts.insert(room_id.to_string(), json!({ "type": "m.receipt", "content": content }));
                     }
                 }
             }
@@ -150,7 +163,7 @@ impl Services {
             for room_id in scoped(window, scope).filter(|w| w.joined).map(|w| &w.room_id) {
                 let from = if new_rooms.contains_key(room_id) { 0 } else { since.map_or(0, |s| s.1) };
                 if let Some(users) = self.typing.typing_since(room_id, from) {
-                    typing.insert(room_id.clone(), json!({ "type": "m.typing", "content": { "user_ids": users } }));
+                    typing.insert(room_id.to_string(), json!({ "type": "m.typing", "content": { "user_ids": users } }));
                 }
             }
             news |= !typing.is_empty();

@@ -22,8 +22,12 @@ mod room_result;
 use std::collections::{BTreeMap, HashMap};
 
 use futures_util::StreamExt;
-use myelin_core::{ErrorCode, MatrixError, MatrixResult, json::object};
-use myelin_storage::{RoomSummaryRecord, StoredConnection, UserRoom};
+use myelin_core::{
+    ErrorCode, MatrixError, MatrixResult, Membership, StreamPos,
+    json::object,
+    types::{OwnedEventId, OwnedRoomId, RoomId, UserId},
+};
+use myelin_storage::{ConnectionKey, RoomSummaryRecord, StoredConnection, TimelineRequest, UserRoom};
 pub use request::SlidingSyncRequest;
 use serde_json::{Map, Value, json};
 
@@ -45,6 +49,17 @@ pub fn unknown_pos(message: &str) -> MatrixError {
     MatrixError::new(ErrorCode::Other("M_UNKNOWN_POS"), message).with_status(400)
 }
 
+/// Which connection a request continues.
+fn connection_key(r: &Requester, req: &SlidingSyncRequest) -> ConnectionKey {
+    ConnectionKey { user_id: r.user_id.clone(), device_id: r.device_id.clone(), conn_id: req.conn_id.clone() }
+}
+
+/// Joined rooms, and rooms left or banned from (shown up to the leave), have a timeline; invites
+/// and knocks show stripped state only.
+fn has_timeline(room: &UserRoom) -> bool {
+    matches!(room.membership, Membership::Join | Membership::Leave | Membership::Ban)
+}
+
 /// One computed response, before it is stored.
 struct Computed {
     body: Value,
@@ -64,8 +79,9 @@ impl Services {
         let base = self.sliding_base(r, &req).await?;
         // Subscribe before reading, so a write between the read and the wait still wakes us.
         let mut wake = self.notifier.subscribe(&r.user_id);
-        let deadline = tokio::time::Instant::now() + req.timeout;
-        let wait = base.row.is_some() && !req.timeout.is_zero();
+        let timeout = req.timeout.min(std::time::Duration::from_millis(self.config.limits.max_sync_timeout_ms));
+        let deadline = tokio::time::Instant::now() + timeout;
+        let wait = base.row.is_some() && !timeout.is_zero();
         let mut first_counts: Option<Value> = None;
         loop {
             let started = std::time::Instant::now();
@@ -103,14 +119,15 @@ impl Services {
             return Ok(Base { row: None, seq: 0, state: ConnectionState::default() });
         };
         let (generation, seq) = parse_pos(pos).ok_or_else(|| unknown_pos("Malformed pos"))?;
+        let key = connection_key(r, req);
         let row = self
             .store
-            .sliding_sync_connection(&r.user_id, &r.device_id, &req.conn_id)
+            .sliding_sync_connection(&key)
             .await?
             .filter(|row| row.generation == generation)
             .ok_or_else(|| unknown_pos("Unknown pos"))?;
-        if row.last_used_ms < myelin_core::time::now_ms() as i64 - self.sliding_idle_expiry_ms() {
-            self.store.delete_sliding_sync_connection(&r.user_id, &r.device_id, &req.conn_id).await?;
+        if row.last_used_ms < self.now_ms() as i64 - self.sliding_idle_expiry_ms() {
+            self.store.delete_sliding_sync_connection(&key).await?;
             return Err(unknown_pos("The connection expired"));
         }
         let json = if seq == row.seq {
@@ -133,11 +150,12 @@ impl Services {
         computed: Computed,
     ) -> MatrixResult<Value> {
         let Computed { mut body, state, news } = computed;
-        let now_ms = myelin_core::time::now_ms() as i64;
+        let now_ms = self.now_ms() as i64;
+        let key = connection_key(r, req);
         let state_json = serde_json::to_string(&state).map_err(|e| MatrixError::internal(e.to_string()))?;
         let pos = match base.row {
             None => {
-                let generation = myelin_core::random::alphanumeric(8);
+                let generation = self.random.alphanumeric(8);
                 let new = StoredConnection {
                     generation: generation.clone(),
                     seq: 1,
@@ -146,7 +164,7 @@ impl Services {
                     prev_state: "{}".to_owned(),
                     last_used_ms: now_ms,
                 };
-                self.store.save_sliding_sync_connection(&r.user_id, &r.device_id, &req.conn_id, None, new).await?;
+                self.store.save_sliding_sync_connection(&key, None, new).await?;
                 render_pos(&generation, 1)
             }
             Some(row)
@@ -178,16 +196,12 @@ impl Services {
                         last_used_ms: now_ms,
                     };
                     let expected = Some((row.generation.clone(), row.seq));
-                    if self
-                        .store
-                        .save_sliding_sync_connection(&r.user_id, &r.device_id, &req.conn_id, expected, new)
-                        .await?
-                    {
+                    if self.store.save_sliding_sync_connection(&key, expected, new).await? {
                         break render_pos(&row.generation, row.seq + 1);
                     }
                     // Another request on this connection (a client retry) stored first.
                     attempts += 1;
-                    row = match self.store.sliding_sync_connection(&r.user_id, &r.device_id, &req.conn_id).await? {
+                    row = match self.store.sliding_sync_connection(&key).await? {
                         Some(fresh) if fresh.generation == row.generation && attempts < 5 => fresh,
                         _ => return Err(unknown_pos("The connection was replaced")),
                     };
@@ -207,7 +221,7 @@ impl Services {
         req: &SlidingSyncRequest,
         base: &ConnectionState,
     ) -> MatrixResult<Computed> {
-        let user_id = r.user_id.as_str();
+        let user_id: &UserId = &r.user_id;
         let mut now = self.store.stream_head();
         if base.pos.is_some_and(|p| p > now) {
             // A position from another process that has heard of newer commits than this one.
@@ -224,19 +238,19 @@ impl Services {
             rooms.iter().filter(|room| listed(room, user_id, base.pos, now, &ignored)).collect();
         eligible.sort_by(|a, b| bump_stamp(b).cmp(&bump_stamp(a)).then_with(|| a.room_id.cmp(&b.room_id)));
         let facts = self.room_facts(user_id, &eligible, &req.lists, now).await?;
-        let mut selected: BTreeMap<&str, (&UserRoom, RoomConfig)> = BTreeMap::new();
+        let mut selected: BTreeMap<&RoomId, (&UserRoom, RoomConfig)> = BTreeMap::new();
         let mut lists = Map::new();
         let mut list_counts = BTreeMap::new();
         // Room → the lists whose ranges hold it (the receipts and typing extensions' scopes).
-        let mut in_lists: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut in_lists: HashMap<&RoomId, Vec<String>> = HashMap::new();
         for (name, list) in &req.lists {
             let members: Vec<&UserRoom> =
                 eligible.iter().copied().filter(|room| matches(&list.filters, room, &facts)).collect();
             for i in in_ranges(&list.ranges, members.len()) {
                 let room = members[i];
-                in_lists.entry(room.room_id.as_str()).or_default().push(name.clone());
+                in_lists.entry(&room.room_id).or_default().push(name.clone());
                 selected
-                    .entry(room.room_id.as_str())
+                    .entry(&room.room_id)
                     .and_modify(|(_, config)| config.merge(&list.config))
                     .or_insert_with(|| (room, list.config.clone()));
             }
@@ -248,11 +262,11 @@ impl Services {
             let Some(room) = rooms.iter().find(|room| &room.room_id == room_id && room.membership_pos <= now) else {
                 continue;
             };
-            if !matches!(room.membership.as_str(), "join" | "invite" | "knock" | "leave" | "ban") || room.forgotten {
+            if room.forgotten {
                 continue;
             }
             selected
-                .entry(room.room_id.as_str())
+                .entry(&room.room_id)
                 .and_modify(|(_, c)| c.merge(config))
                 .or_insert_with(|| (room, config.clone()));
         }
@@ -270,12 +284,9 @@ impl Services {
             configs: base.configs.clone(),
             list_counts,
         };
-        let summary_ids: Vec<String> = selected
-            .values()
-            .filter(|(room, _)| matches!(room.membership.as_str(), "join" | "leave" | "ban"))
-            .map(|(room, _)| room.room_id.clone())
-            .collect();
-        let summaries: HashMap<String, RoomSummaryRecord> = if summary_ids.is_empty() {
+        let summary_ids: Vec<OwnedRoomId> =
+            selected.values().filter(|(room, _)| has_timeline(room)).map(|(room, _)| room.room_id.clone()).collect();
+        let summaries: HashMap<OwnedRoomId, RoomSummaryRecord> = if summary_ids.is_empty() {
             HashMap::new()
         } else {
             self.store
@@ -307,7 +318,7 @@ impl Services {
         }
         let mut results = futures_util::stream::iter(work).buffer_unordered(ROOM_CONCURRENCY);
         let mut out_rooms = Map::new();
-        let mut new_rooms: HashMap<String, Vec<String>> = HashMap::new();
+        let mut new_rooms: HashMap<OwnedRoomId, Vec<OwnedEventId>> = HashMap::new();
         while let Some(result) = results.next().await {
             let (room_id, config, mut output) = result?;
             // The timeline the client holds: a smaller limit than before only counts when the
@@ -323,25 +334,25 @@ impl Services {
                 if output.initial {
                     new_rooms.insert(room_id.clone(), output.timeline_ids);
                 }
-                out_rooms.insert(room_id.clone(), entry);
+                out_rooms.insert(room_id.to_string(), entry);
             }
             state.rooms.insert(room_id, output.sent);
         }
         // Rooms the user no longer has at all (forgotten) are dropped from the connection.
-        let present: std::collections::HashSet<&str> =
-            rooms.iter().filter(|room| !room.forgotten).map(|room| room.room_id.as_str()).collect();
-        state.rooms.retain(|id, _| present.contains(id.as_str()));
+        let present: std::collections::HashSet<&RoomId> =
+            rooms.iter().filter(|room| !room.forgotten).map(|room| room.room_id.as_ref()).collect();
+        state.rooms.retain(|id, _| present.contains::<RoomId>(id));
         state.compact_configs();
 
         let t_rooms_done = t0.elapsed();
         let window: Vec<WindowRoom> = selected
             .values()
-            .filter(|(room, _)| matches!(room.membership.as_str(), "join" | "leave" | "ban"))
+            .filter(|(room, _)| has_timeline(room))
             .map(|(room, _)| WindowRoom {
                 room_id: room.room_id.clone(),
-                lists: in_lists.remove(room.room_id.as_str()).unwrap_or_default(),
+                lists: in_lists.remove::<RoomId>(&room.room_id).unwrap_or_default(),
                 subscribed: req.room_subscriptions.contains_key(&room.room_id),
-                joined: room.membership == "join",
+                joined: room.membership == Membership::Join,
             })
             .collect();
         let (extensions, extension_news) = self
@@ -374,16 +385,16 @@ impl Services {
     /// the rooms new on the connection, in two reads instead of a few per room.
     async fn sliding_prefetch(
         &self,
-        user_id: &str,
-        selected: &BTreeMap<&str, (&UserRoom, RoomConfig)>,
+        user_id: &UserId,
+        selected: &BTreeMap<&RoomId, (&UserRoom, RoomConfig)>,
         base: &ConnectionState,
-        summaries: &HashMap<String, RoomSummaryRecord>,
-        now: myelin_storage::StreamPos,
+        summaries: &HashMap<OwnedRoomId, RoomSummaryRecord>,
+        now: StreamPos,
     ) -> MatrixResult<Prefetched> {
         let mut requests = Vec::new();
         let mut configs = Vec::new();
         for (room, config) in selected.values() {
-            if !matches!(room.membership.as_str(), "join" | "leave" | "ban") || config.timeline_limit == 0 {
+            if !has_timeline(room) || config.timeline_limit == 0 {
                 continue;
             }
             let previous = base.rooms.get(&room.room_id).map(|sent| (sent, base.config_of(sent)));
@@ -392,7 +403,12 @@ impl Services {
             if since.is_some_and(|s| room.last_event_pos <= s || s >= upper) {
                 continue; // nothing new in it
             }
-            requests.push((room.room_id.clone(), upper, since, config.timeline_limit + 1));
+            requests.push(TimelineRequest {
+                room_id: room.room_id.clone(),
+                upper,
+                since,
+                limit: config.timeline_limit + 1,
+            });
             configs.push((*room, config, initial, upper));
         }
         let mut prefetched = Prefetched::default();

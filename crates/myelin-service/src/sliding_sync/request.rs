@@ -3,7 +3,10 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use myelin_core::{MatrixError, MatrixResult};
+use myelin_core::{
+    MatrixError, MatrixResult, StreamPos,
+    types::{OwnedRoomId, RoomId, StateEventType, UserId},
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -16,12 +19,39 @@ pub const MAX_SUBSCRIPTIONS: usize = 1000;
 pub const MAX_CONN_ID_BYTES: usize = 64;
 pub const MAX_TO_DEVICE_LIMIT: usize = 100;
 
-/// What to send of each room: `required_state` as `[type, state_key]` pairs (with `*`, `$LAZY`,
-/// `$ME`) and how many timeline events.
+/// One `required_state` entry: an event type (`None` for `*`) and a state key (`*`, `$LAZY`,
+/// `$ME` or exact). Stored in the connection state as the `[type, state_key]` pair clients send.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "(String, String)", into = "(String, String)")]
+pub struct RequiredState {
+    pub event_type: Option<StateEventType>,
+    pub state_key: String,
+}
+
+impl From<(String, String)> for RequiredState {
+    fn from((event_type, state_key): (String, String)) -> Self {
+        let event_type = (event_type != "*").then(|| StateEventType::from(event_type));
+        RequiredState { event_type, state_key }
+    }
+}
+
+impl From<RequiredState> for (String, String) {
+    fn from(entry: RequiredState) -> Self {
+        (entry.event_type.map_or_else(|| "*".to_owned(), |t| t.to_string()), entry.state_key)
+    }
+}
+
+impl RequiredState {
+    fn type_matches(&self, t: &StateEventType) -> bool {
+        self.event_type.as_ref().is_none_or(|wanted| wanted == t)
+    }
+}
+
+/// What to send of each room: `required_state` entries and how many timeline events.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RoomConfig {
     #[serde(rename = "s")]
-    pub required_state: Vec<(String, String)>,
+    pub required_state: Vec<RequiredState>,
     #[serde(rename = "l")]
     pub timeline_limit: usize,
 }
@@ -39,26 +69,33 @@ impl RoomConfig {
     }
 
     /// Entries of `self` that `previous` did not ask for (the config grew).
-    pub fn added_since(&self, previous: &RoomConfig) -> Vec<(String, String)> {
+    pub fn added_since(&self, previous: &RoomConfig) -> Vec<RequiredState> {
         self.required_state.iter().filter(|e| !previous.covers(e)).cloned().collect()
     }
 
-    fn covers(&self, (t, k): &(String, String)) -> bool {
-        self.required_state.iter().any(|(pt, pk)| (pt == "*" || pt == t) && (pk == "*" || pk == k))
+    fn covers(&self, entry: &RequiredState) -> bool {
+        self.required_state.iter().any(|p| {
+            let type_covered = match (&p.event_type, &entry.event_type) {
+                (None, _) => true,
+                (Some(pt), Some(t)) => pt == t,
+                (Some(_), None) => false,
+            };
+            type_covered && (p.state_key == "*" || p.state_key == entry.state_key)
+        })
     }
 
     pub fn wants_lazy_members(&self) -> bool {
-        self.required_state.iter().any(|(t, k)| t == "m.room.member" && k == "$LAZY")
+        self.required_state.iter().any(|e| e.event_type == Some(StateEventType::RoomMember) && e.state_key == "$LAZY")
     }
 
     /// Whether state `(t, k)` is asked for; `lazy` holds the members `$LAZY` stands for here.
-    pub fn wants(&self, user_id: &str, lazy: &dyn Fn(&str) -> bool, t: &str, k: &str) -> bool {
-        self.required_state.iter().any(|(wt, wk)| {
-            (wt == "*" || wt == t)
-                && match wk.as_str() {
+    pub fn wants(&self, user_id: &UserId, lazy: &dyn Fn(&str) -> bool, t: &StateEventType, k: &str) -> bool {
+        self.required_state.iter().any(|wanted| {
+            wanted.type_matches(t)
+                && match wanted.state_key.as_str() {
                     "*" => true,
-                    "$ME" => k == user_id,
-                    "$LAZY" => t == "m.room.member" && lazy(k),
+                    "$ME" => k == user_id.as_str(),
+                    "$LAZY" => *t == StateEventType::RoomMember && lazy(k),
                     exact => exact == k,
                 }
         })
@@ -75,7 +112,7 @@ pub struct ListFilters {
     pub not_room_types: Vec<Option<String>>,
     pub tags: Option<Vec<String>>,
     pub not_tags: Vec<String>,
-    pub spaces: Option<Vec<String>>,
+    pub spaces: Option<Vec<OwnedRoomId>>,
 }
 
 impl ListFilters {
@@ -123,18 +160,18 @@ impl ExtensionScope {
 
     /// Whether the scope covers `room_id`, which is in the ranges of `in_lists` and maybe
     /// among the subscriptions.
-    pub fn covers(&self, room_id: &str, in_lists: &[String], subscribed: bool) -> bool {
+    pub fn covers(&self, room_id: &RoomId, in_lists: &[String], subscribed: bool) -> bool {
         let all = |names: &Option<Vec<String>>, wanted: &dyn Fn(&str) -> bool| {
             names.as_ref().is_none_or(|names| names.iter().any(|n| n == "*" || wanted(n)))
         };
         (!in_lists.is_empty() && all(&self.lists, &|n| in_lists.iter().any(|l| l == n)))
-            || (subscribed && all(&self.rooms, &|n| n == room_id))
+            || (subscribed && all(&self.rooms, &|n| n == room_id.as_str()))
     }
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct ToDeviceRequest {
-    pub since: Option<i64>,
+    pub since: Option<StreamPos>,
     pub limit: usize,
 }
 
@@ -145,7 +182,7 @@ pub struct SlidingSyncRequest {
     pub conn_id: String,
     pub txn_id: Option<String>,
     pub lists: BTreeMap<String, ListRequest>,
-    pub room_subscriptions: BTreeMap<String, RoomConfig>,
+    pub room_subscriptions: BTreeMap<OwnedRoomId, RoomConfig>,
     pub extensions: Extensions,
 }
 
@@ -192,6 +229,10 @@ fn strings(value: Option<&Value>, what: &str) -> MatrixResult<Option<Vec<String>
     list_of(value, what, "strings", |v| v.as_str().map(str::to_owned))
 }
 
+fn room_ids(value: Option<&Value>, what: &str) -> MatrixResult<Option<Vec<OwnedRoomId>>> {
+    list_of(value, what, "room ids", |v| v.as_str().and_then(|id| OwnedRoomId::try_from(id).ok()))
+}
+
 /// Room types; `null` stands for rooms without a type.
 fn room_types(value: Option<&Value>, what: &str) -> MatrixResult<Option<Vec<Option<String>>>> {
     list_of(value, what, "strings or null", |v| match v {
@@ -228,7 +269,7 @@ fn room_config(map: &serde_json::Map<String, Value>, what: &str) -> MatrixResult
                 if t.len() > 255 || k.len() > 255 {
                     return Err(invalid(format!("{what}: required_state entry too long")));
                 }
-                let entry = (t.to_owned(), k.to_owned());
+                let entry = RequiredState::from((t.to_owned(), k.to_owned()));
                 if !required_state.contains(&entry) {
                     required_state.push(entry);
                 }
@@ -264,7 +305,7 @@ fn filters(value: Option<&Value>, list: &str) -> MatrixResult<ListFilters> {
         not_room_types: room_types(map.get("not_room_types"), "not_room_types")?.unwrap_or_default(),
         tags: strings(map.get("tags"), "tags")?,
         not_tags: strings(map.get("not_tags"), "not_tags")?.unwrap_or_default(),
-        spaces: strings(map.get("spaces"), "spaces")?,
+        spaces: room_ids(map.get("spaces"), "spaces")?,
     })
 }
 
@@ -336,11 +377,11 @@ impl SlidingSyncRequest {
                 return Err(invalid(format!("At most {MAX_SUBSCRIPTIONS} room subscriptions")));
             }
             for (room_id, config) in map {
-                if ruma::RoomId::parse(room_id).is_err() {
+                let Ok(parsed) = OwnedRoomId::try_from(room_id.as_str()) else {
                     return Err(invalid(format!("{room_id:?} is not a room id")));
-                }
+                };
                 let config = object(config, "A room subscription")?.cloned().unwrap_or_default();
-                room_subscriptions.insert(room_id.clone(), room_config(&config, room_id)?);
+                room_subscriptions.insert(parsed, room_config(&config, room_id)?);
             }
         }
         let mut extensions = Extensions::default();
@@ -350,9 +391,9 @@ impl SlidingSyncRequest {
                 let since = match ext.get("since") {
                     None | Some(Value::Null) => None,
                     Some(Value::String(s)) => Some(
-                        s.parse::<i64>()
+                        s.parse::<StreamPos>()
                             .ok()
-                            .filter(|p| *p >= 0)
+                            .filter(|p| *p >= StreamPos::ZERO)
                             .ok_or_else(|| invalid("to_device.since is not a token of this server"))?,
                     ),
                     Some(_) => return Err(MatrixError::bad_json("to_device.since must be a string")),

@@ -4,8 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use myelin_core::MatrixResult;
-use myelin_storage::{StreamPos, UserRoom};
+use myelin_core::{
+    MatrixResult, Membership, StreamPos,
+    types::{OwnedRoomId, OwnedUserId, RoomId, StateEventType, UserId},
+};
+use myelin_storage::UserRoom;
+use ruma::events::{GlobalAccountDataEventType, RoomAccountDataEventType};
 use serde_json::Value;
 
 use super::request::{ListFilters, ListRequest};
@@ -14,8 +18,8 @@ use crate::Services;
 /// The sort key a client sees as `bump_stamp`: the newest bump event of a joined room, the
 /// membership change for any other.
 pub fn bump_stamp(room: &UserRoom) -> StreamPos {
-    if room.membership == "join" {
-        if room.bump_pos > 0 { room.bump_pos } else { room.last_event_pos }
+    if room.membership == Membership::Join {
+        if room.bump_pos > StreamPos::ZERO { room.bump_pos } else { room.last_event_pos }
     } else {
         room.membership_pos
     }
@@ -25,21 +29,20 @@ pub fn bump_stamp(room: &UserRoom) -> StreamPos {
 /// banned (not forgotten), and rooms the user left themself since `since`.
 pub fn listed(
     room: &UserRoom,
-    user_id: &str,
+    user_id: &UserId,
     since: Option<StreamPos>,
     until: StreamPos,
-    ignored: &HashSet<String>,
+    ignored: &HashSet<OwnedUserId>,
 ) -> bool {
     if room.membership_pos > until {
         return false; // committed after this response's snapshot
     }
-    match room.membership.as_str() {
-        "join" | "knock" => true,
-        "invite" => !ignored.contains(&room.membership_sender),
-        "leave" | "ban" => {
+    match room.membership {
+        Membership::Join | Membership::Knock => true,
+        Membership::Invite => !ignored.contains(&room.membership_sender),
+        Membership::Leave | Membership::Ban => {
             !room.forgotten && (room.membership_sender != user_id || since.is_some_and(|s| room.membership_pos > s))
         }
-        _ => false,
     }
 }
 
@@ -47,17 +50,20 @@ pub fn listed(
 #[derive(Default)]
 pub struct RoomFacts {
     /// `m.direct` rooms, read only when a filter needs them.
-    pub dm_rooms: Option<HashSet<String>>,
+    pub dm_rooms: Option<HashSet<OwnedRoomId>>,
     /// room → (room type, encrypted), for rooms a filter asked about.
-    pub kinds: HashMap<String, (Option<String>, bool)>,
-    pub tags: HashMap<String, HashSet<String>>,
-    pub space_children: HashSet<String>,
+    pub kinds: HashMap<OwnedRoomId, (Option<String>, bool)>,
+    pub tags: HashMap<OwnedRoomId, HashSet<String>>,
+    pub space_children: HashSet<OwnedRoomId>,
 }
 
 impl Services {
     /// Room ids in `m.direct` of the user.
-    pub(crate) async fn dm_rooms(&self, user_id: &str) -> MatrixResult<HashSet<String>> {
-        let Some(json) = self.store.get_account_data(user_id, "", "m.direct").await? else { return Ok(HashSet::new()) };
+    pub(crate) async fn dm_rooms(&self, user_id: &UserId) -> MatrixResult<HashSet<OwnedRoomId>> {
+        let direct_type = GlobalAccountDataEventType::Direct.to_string();
+        let Some(json) = self.store.get_account_data(user_id, None, &direct_type).await? else {
+            return Ok(HashSet::new());
+        };
         let direct: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
         Ok(direct
             .as_object()
@@ -66,15 +72,15 @@ impl Services {
             .filter_map(Value::as_array)
             .flatten()
             .filter_map(Value::as_str)
-            .map(str::to_owned)
+            .filter_map(|id| OwnedRoomId::try_from(id).ok())
             .collect())
     }
 
     /// (room type from the create event, whether the room is encrypted) as of `pos`.
-    pub(crate) async fn room_kind(&self, room_id: &str, pos: StreamPos) -> MatrixResult<(Option<String>, bool)> {
+    pub(crate) async fn room_kind(&self, room_id: &RoomId, pos: StreamPos) -> MatrixResult<(Option<String>, bool)> {
         let state = self.state_at(room_id, pos).await?;
-        let encrypted = state.contains_key(&("m.room.encryption".to_owned(), String::new()));
-        let room_type = match state.get(&("m.room.create".to_owned(), String::new())) {
+        let encrypted = state.contains_key(&(StateEventType::RoomEncryption, String::new()));
+        let room_type = match state.get(&(StateEventType::RoomCreate, String::new())) {
             Some(id) => self.event(id).await?.and_then(|ev| {
                 let v: Value = serde_json::from_str(&ev.json).ok()?;
                 v["content"]["type"].as_str().map(str::to_owned)
@@ -87,7 +93,7 @@ impl Services {
     /// Gathers what the lists' filters need, reading only what some filter uses.
     pub(crate) async fn room_facts(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         rooms: &[&UserRoom],
         lists: &BTreeMap<String, ListRequest>,
         until: StreamPos,
@@ -99,29 +105,32 @@ impl Services {
         }
         if filters.iter().any(|f| f.needs_state()) {
             for room in rooms {
-                let at = if room.membership == "join" { until } else { room.membership_pos.min(until) };
+                let at = if room.membership == Membership::Join { until } else { room.membership_pos.min(until) };
                 facts.kinds.insert(room.room_id.clone(), self.room_kind(&room.room_id, at).await?);
             }
         }
         if filters.iter().any(|f| f.needs_tags()) {
-            for data in self.store.account_data_since(user_id, 0, until).await? {
-                if data.data_type == "m.tag" && !data.room_id.is_empty() {
+            let tag_type = RoomAccountDataEventType::Tag.to_string();
+            for data in self.store.account_data_since(user_id, StreamPos::ZERO, until).await? {
+                if let Some(room_id) = data.room_id
+                    && data.data_type == tag_type
+                {
                     let content: Value = serde_json::from_str(&data.content).unwrap_or(Value::Null);
                     let tags = content["tags"].as_object().map(|t| t.keys().cloned().collect()).unwrap_or_default();
-                    facts.tags.insert(data.room_id, tags);
+                    facts.tags.insert(room_id, tags);
                 }
             }
         }
-        let spaces: HashSet<&String> = filters.iter().filter_map(|f| f.spaces.as_ref()).flatten().collect();
+        let spaces: HashSet<&OwnedRoomId> = filters.iter().filter_map(|f| f.spaces.as_ref()).flatten().collect();
         for space in spaces {
             let state = self.state_at(space, until).await?;
-            let ids: Vec<String> =
-                state.iter().filter(|((t, _), _)| t == "m.space.child").map(|(_, id)| id.clone()).collect();
+            let ids: Vec<_> =
+                state.iter().filter(|((t, _), _)| *t == StateEventType::SpaceChild).map(|(_, id)| id.clone()).collect();
             for ev in self.events(&ids).await? {
                 let v: Value = serde_json::from_str(&ev.json).unwrap_or(Value::Null);
                 // A child link without `via` is a removed one.
                 if v["content"]["via"].as_array().is_some_and(|via| !via.is_empty())
-                    && let Some(child) = ev.state_key
+                    && let Some(child) = ev.state_key.and_then(|key| OwnedRoomId::try_from(key).ok())
                 {
                     facts.space_children.insert(child);
                 }
@@ -134,7 +143,7 @@ impl Services {
 /// Whether `room` passes every filter given (absent filters pass everything).
 pub fn matches(filters: &ListFilters, room: &UserRoom, facts: &RoomFacts) -> bool {
     if let Some(invite) = filters.is_invite
-        && invite != (room.membership == "invite")
+        && invite != (room.membership == Membership::Invite)
     {
         return false;
     }

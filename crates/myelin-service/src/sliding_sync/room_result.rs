@@ -4,12 +4,21 @@
 
 use std::collections::{HashMap, HashSet};
 
-use myelin_core::{MatrixResult, json::object};
-use myelin_storage::{Direction, RoomSummaryRecord, StoredEvent, StreamPos, UserRoom};
+use myelin_core::{
+    MatrixResult, Membership, StateMap, StreamPos,
+    json::object,
+    types::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, StateEventType, TimelineEventType, UserId},
+};
+use myelin_storage::{Direction, RoomSummaryRecord, StoredEvent, UserRoom};
 use serde_json::{Value, json};
 
 use super::{connection::RoomSent, request::RoomConfig, room_list::bump_stamp};
-use crate::{Services, accounts::Requester, pdu::ClientFormat, sync::pagination_token};
+use crate::{
+    Services,
+    accounts::Requester,
+    pdu::{ClientFormat, Viewer},
+    sync::pagination_token,
+};
 
 /// Everything one room's result depends on.
 pub struct RoomInput<'a> {
@@ -32,8 +41,8 @@ pub struct RoomInput<'a> {
 #[derive(Default)]
 pub struct Prefetched {
     /// Room → its timeline read with the bounds [`timeline_bounds`] gives, newest first.
-    pub timelines: HashMap<String, Vec<StoredEvent>>,
-    pub events: HashMap<String, StoredEvent>,
+    pub timelines: HashMap<OwnedRoomId, Vec<StoredEvent>>,
+    pub events: HashMap<OwnedEventId, StoredEvent>,
 }
 
 /// Where a room's timeline and state deltas start and end in this response.
@@ -58,9 +67,9 @@ pub fn timeline_bounds(
     config: &RoomConfig,
     now: StreamPos,
 ) -> Bounds {
-    let membership = room.membership.as_str();
-    let initial = previous.is_none_or(|(p, _)| membership == "join" && p.membership != "join");
-    let upper = if membership == "join" { now } else { room.membership_pos.min(now) };
+    let joined = room.membership == Membership::Join;
+    let initial = previous.is_none_or(|(p, _)| joined && p.membership != Membership::Join);
+    let upper = if joined { now } else { room.membership_pos.min(now) };
     let state_since = if initial { None } else { previous.map(|(p, _)| p.pos) };
     let expanded = !initial && previous.is_some_and(|(_, c)| config.timeline_limit > c.timeline_limit);
     let timeline_since = if expanded { None } else { state_since };
@@ -71,11 +80,11 @@ pub fn timeline_bounds(
 /// `$LAZY` standing for the timeline's `senders`.
 pub fn initial_state_ids(
     config: &RoomConfig,
-    user_id: &str,
-    state: &crate::rooms::StateMap,
-    senders: &HashSet<String>,
-) -> Vec<String> {
-    let lazy = |k: &str| senders.contains(k);
+    user_id: &UserId,
+    state: &StateMap,
+    senders: &HashSet<OwnedUserId>,
+) -> Vec<OwnedEventId> {
+    let lazy = |k: &str| senders.iter().any(|s| s.as_str() == k);
     state.iter().filter(|((t, k), _)| config.wants(user_id, &lazy, t, k)).map(|(_, id)| id.clone()).collect()
 }
 
@@ -84,15 +93,15 @@ pub struct RoomOutput {
     pub entry: Option<Value>,
     pub sent: RoomSent,
     /// Event ids of the timeline sent (the receipts extension looks at them for new rooms).
-    pub timeline_ids: Vec<String>,
+    pub timeline_ids: Vec<OwnedEventId>,
     pub initial: bool,
     /// The timeline sent stopped short of what the client had before (a gap): a later, larger
     /// `timeline_limit` has older events to send.
     pub limited: bool,
 }
 
-fn content_of(events: &[StoredEvent], event_type: &str) -> Option<Value> {
-    let ev = events.iter().find(|e| e.event_type == event_type && e.state_key.as_deref() == Some(""))?;
+fn content_of(events: &[StoredEvent], event_type: &TimelineEventType) -> Option<Value> {
+    let ev = events.iter().find(|e| e.event_type == *event_type && e.state_key.as_deref() == Some(""))?;
     let v: Value = serde_json::from_str(&ev.json).ok()?;
     v.get("content").cloned()
 }
@@ -105,9 +114,9 @@ impl Services {
         room: &UserRoom,
         summary: Option<&RoomSummaryRecord>,
         upper: StreamPos,
-    ) -> MatrixResult<std::sync::Arc<crate::rooms::StateMap>> {
-        match summary.and_then(|s| s.current_state_group).filter(|_| room.membership == "join") {
-            Some(group) => self.state_cache.group(self.store.as_ref(), group).await,
+    ) -> MatrixResult<std::sync::Arc<StateMap>> {
+        match summary.and_then(|s| s.current_state_group).filter(|_| room.membership == Membership::Join) {
+            Some(group) => self.state_group(group).await,
             None => self.state_at(&room.room_id, upper).await,
         }
     }
@@ -115,13 +124,13 @@ impl Services {
     pub(crate) async fn sliding_room(&self, r: &Requester, input: RoomInput<'_>) -> MatrixResult<RoomOutput> {
         let RoomInput { room, config, previous, connection_pos, now, is_dm, summary, prefetched } = input;
         let previous = previous.as_ref().map(|(sent, config)| (*sent, config));
-        let user_id = r.user_id.as_str();
-        let membership = room.membership.as_str();
+        let user_id: &UserId = &r.user_id;
+        let membership = room.membership;
         let Bounds { initial, expanded, timeline_since, state_since: since, upper } =
             timeline_bounds(room, previous, config, now);
         let mut sent = RoomSent {
             pos: now,
-            membership: membership.to_owned(),
+            membership,
             config: 0,
             lazy_members: if initial {
                 Vec::new()
@@ -132,7 +141,7 @@ impl Services {
         let nothing =
             |sent: RoomSent| RoomOutput { entry: None, sent, timeline_ids: Vec::new(), initial: false, limited: false };
 
-        if matches!(membership, "invite" | "knock") {
+        if matches!(membership, Membership::Invite | Membership::Knock) {
             if previous.is_some_and(|(p, _)| p.membership == membership) {
                 return Ok(nothing(sent));
             }
@@ -145,7 +154,7 @@ impl Services {
             let mut entry = object([
                 ("initial", true.into()),
                 ("invite_state", stripped.into()),
-                ("bump_stamp", bump_stamp(room).into()),
+                ("bump_stamp", bump_stamp(room).get().into()),
                 ("timeline", Value::Array(Vec::new())),
                 ("required_state", Value::Array(Vec::new())),
             ]);
@@ -193,7 +202,7 @@ impl Services {
         events.reverse();
         // Events after the user joined are all visible (but for ignored senders); anything older
         // goes through the history visibility rules.
-        let timeline = if membership == "join" && events.iter().all(|e| e.stream_pos > room.membership_pos) {
+        let timeline = if membership == Membership::Join && events.iter().all(|e| e.stream_pos > room.membership_pos) {
             let ignored = self.ignored_users(user_id).await?;
             events.into_iter().filter(|e| e.state_key.is_some() || !ignored.contains(&e.sender)).collect()
         } else {
@@ -202,11 +211,12 @@ impl Services {
 
         // State: all wanted state for a new room; what changed since, plus what a grown config
         // or a new lazy member needs, for a known one.
-        let senders: HashSet<String> = timeline.iter().map(|e| e.sender.clone()).collect();
-        let known_lazy: HashSet<String> = sent.lazy_members.iter().cloned().collect();
+        let senders: HashSet<OwnedUserId> = timeline.iter().map(|e| e.sender.clone()).collect();
+        let sender_strs: HashSet<&str> = senders.iter().map(|s| s.as_str()).collect();
+        let known_lazy: HashSet<&str> = sent.lazy_members.iter().map(|m| m.as_str()).collect();
         let state = self.window_state(room, summary, upper).await?;
-        let mut ids: Vec<String> = Vec::new();
-        let mut touched: HashSet<String> = HashSet::new();
+        let mut ids: Vec<OwnedEventId> = Vec::new();
+        let mut touched: HashSet<StateEventType> = HashSet::new();
         match since {
             None => {
                 ids = initial_state_ids(config, user_id, &state, &senders);
@@ -214,8 +224,8 @@ impl Services {
             }
             Some(since) => {
                 let old = self.state_at(&room.room_id, since).await?;
-                let lazy_known = |k: &str| known_lazy.contains(k) || senders.contains(k);
-                let lazy_new = |k: &str| senders.contains(k) && !known_lazy.contains(k);
+                let lazy_known = |k: &str| known_lazy.contains(k) || sender_strs.contains(k);
+                let lazy_new = |k: &str| sender_strs.contains(k) && !known_lazy.contains(k);
                 let grown = RoomConfig { required_state: added.clone(), timeline_limit: 0 };
                 for ((t, k), id) in state.iter() {
                     let changed = old.get(&(t.clone(), k.clone())) != Some(id);
@@ -224,7 +234,7 @@ impl Services {
                     }
                     let want = (changed && config.wants(user_id, &lazy_known, t, k))
                         || grown.wants(user_id, &lazy_known, t, k)
-                        || (t == "m.room.member" && config.wants_lazy_members() && lazy_new(k));
+                        || (*t == StateEventType::RoomMember && config.wants_lazy_members() && lazy_new(k));
                     if want {
                         ids.push(id.clone());
                     }
@@ -236,7 +246,8 @@ impl Services {
         }
         ids.sort();
         ids.dedup();
-        let missing: Vec<String> = ids.iter().filter(|id| !prefetched.events.contains_key(*id)).cloned().collect();
+        let missing: Vec<OwnedEventId> =
+            ids.iter().filter(|id| !prefetched.events.contains_key::<EventId>(id)).cloned().collect();
         let mut state_events: Vec<StoredEvent> =
             ids.iter().filter_map(|id| prefetched.events.get(id).cloned()).collect();
         state_events.extend(self.events(&missing).await?);
@@ -246,12 +257,12 @@ impl Services {
             return Ok(nothing(sent));
         }
 
-        let viewer = Some((user_id, r.device_id.as_str()));
+        let viewer = Some(Viewer { user_id, device_id: &r.device_id });
         let mut entry = object([
             ("timeline", self.client_events(&timeline, ClientFormat::Sync, viewer).await?.into()),
             ("required_state", self.client_events(&state_events, ClientFormat::Sync, None).await?.into()),
             ("limited", limited.into()),
-            ("bump_stamp", bump_stamp(room).into()),
+            ("bump_stamp", bump_stamp(room).get().into()),
         ]);
         if initial {
             entry["initial"] = true.into();
@@ -263,7 +274,7 @@ impl Services {
             entry["is_dm"] = true.into();
         }
         if let Some(first) = timeline.first() {
-            entry["prev_batch"] = pagination_token(first.stream_pos - 1).into();
+            entry["prev_batch"] = pagination_token(first.stream_pos.prev()).into();
         }
         if let Some(pos) = connection_pos {
             entry["num_live"] = timeline.iter().filter(|e| e.stream_pos > pos).count().into();
@@ -273,35 +284,38 @@ impl Services {
 
         // Name and avatar when new or changed (never null); heroes and counts when the
         // membership can have changed.
-        let name_or_avatar = since.is_none() || touched.contains("m.room.name") || touched.contains("m.room.avatar");
-        let mut has_name = state.contains_key(&("m.room.name".to_owned(), String::new()));
+        let name_or_avatar = since.is_none()
+            || touched.contains(&StateEventType::RoomName)
+            || touched.contains(&StateEventType::RoomAvatar);
+        let mut has_name = state.contains_key(&(StateEventType::RoomName, String::new()));
         if name_or_avatar {
             // Usually already among the required state just read.
-            let wanted: Vec<String> = ["m.room.name", "m.room.avatar"]
-                .iter()
-                .filter_map(|t| state.get(&((*t).to_owned(), String::new())).cloned())
+            let wanted: Vec<OwnedEventId> = [StateEventType::RoomName, StateEventType::RoomAvatar]
+                .into_iter()
+                .filter_map(|t| state.get(&(t, String::new())).cloned())
                 .filter(|id| !state_events.iter().any(|e| &e.event_id == id))
                 .collect();
             let mut summary_events = if wanted.is_empty() { Vec::new() } else { self.events(&wanted).await? };
             summary_events.extend(
                 state_events
                     .iter()
-                    .filter(|e| matches!(e.event_type.as_str(), "m.room.name" | "m.room.avatar"))
+                    .filter(|e| matches!(e.event_type, TimelineEventType::RoomName | TimelineEventType::RoomAvatar))
                     .cloned(),
             );
-            let name = content_of(&summary_events, "m.room.name").and_then(|c| c["name"].as_str().map(str::to_owned));
+            let name = content_of(&summary_events, &TimelineEventType::RoomName)
+                .and_then(|c| c["name"].as_str().map(str::to_owned));
             has_name = name.as_deref().is_some_and(|n| !n.is_empty());
             if let Some(name) = name.filter(|n| !n.is_empty()) {
                 entry["name"] = name.into();
             }
-            if let Some(url) =
-                content_of(&summary_events, "m.room.avatar").and_then(|c| c["url"].as_str().map(str::to_owned))
+            if let Some(url) = content_of(&summary_events, &TimelineEventType::RoomAvatar)
+                .and_then(|c| c["url"].as_str().map(str::to_owned))
             {
                 entry["avatar"] = url.into();
             }
         }
         if let Some(summary) = summary
-            && (since.is_none() || touched.contains("m.room.member"))
+            && (since.is_none() || touched.contains(&StateEventType::RoomMember))
         {
             entry["joined_count"] = summary.joined.into();
             entry["invited_count"] = summary.invited.into();
@@ -323,7 +337,7 @@ impl Services {
                 entry["heroes"] = heroes.into();
             }
         }
-        if membership == "join"
+        if membership == Membership::Join
             && let Some(summary) = summary
         {
             entry["notification_count"] = summary.notifications.into();

@@ -215,16 +215,16 @@ pub(crate) struct StreamHead {
 
 impl StreamHead {
     pub(crate) fn new(pos: StreamPos) -> Arc<Self> {
-        Arc::new(Self { tx: tokio::sync::watch::channel(pos).0, written: std::sync::atomic::AtomicI64::new(pos) })
+        Arc::new(Self { tx: tokio::sync::watch::channel(pos).0, written: std::sync::atomic::AtomicI64::new(pos.get()) })
     }
 
     /// Records that a write of this process took positions up to `pos` and committed.
     pub(crate) fn wrote(&self, pos: StreamPos) {
-        self.written.fetch_max(pos, std::sync::atomic::Ordering::AcqRel);
+        self.written.fetch_max(pos.get(), std::sync::atomic::Ordering::AcqRel);
     }
 
     pub(crate) fn written(&self) -> StreamPos {
-        self.written.load(std::sync::atomic::Ordering::Acquire)
+        StreamPos(self.written.load(std::sync::atomic::Ordering::Acquire))
     }
 
     pub(crate) fn get(&self) -> StreamPos {

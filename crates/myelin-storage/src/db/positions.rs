@@ -19,9 +19,9 @@ use crate::{StorageResult, StreamPos};
 
 /// Positions of one batch.
 pub struct Positions {
-    next: StreamPos,
+    next: i64,
     /// Last position of the current block (inclusive).
-    end: StreamPos,
+    end: i64,
     /// Highest position handed out, if any.
     highest: Option<StreamPos>,
     /// PostgreSQL: where blocks come from, and the writer's backend that owns them.
@@ -33,7 +33,7 @@ pub struct Positions {
 impl Positions {
     /// SQLite: positions after the committed head, without limit.
     pub(crate) fn after(head: StreamPos) -> Self {
-        Self { next: head + 1, end: StreamPos::MAX, highest: None, reserver: None, block: 0 }
+        Self { next: head.get() + 1, end: i64::MAX, highest: None, reserver: None, block: 0 }
     }
 
     /// PostgreSQL: positions reserved through `reserver` for the writer whose database backend
@@ -48,10 +48,10 @@ impl Positions {
             && let Some((reserver, owner_pid)) = &self.reserver
         {
             let (low, high) = reserver.reserve(self.block, *owner_pid).await?;
-            self.next = low;
-            self.end = high;
+            self.next = low.get();
+            self.end = high.get();
         }
-        let pos = self.next;
+        let pos = StreamPos(self.next);
         self.next += 1;
         self.highest = Some(pos);
         Ok(pos)

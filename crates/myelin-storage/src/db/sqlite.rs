@@ -84,8 +84,8 @@ impl Sqlite {
                 let mut conn = Connection::open(&path)?;
                 configure(&conn)?;
                 migrate(&mut conn)?;
-                let head: StreamPos = conn.query_row("SELECT pos FROM stream_head WHERE id = 1", [], |r| r.get(0))?;
-                Ok((conn, head))
+                let head: i64 = conn.query_row("SELECT pos FROM stream_head WHERE id = 1", [], |r| r.get(0))?;
+                Ok((conn, StreamPos(head)))
             }
         })
         .await
@@ -167,7 +167,7 @@ fn run_writer(mut conn: Connection, rx: mpsc::Receiver<Queued>, head: Arc<Stream
             }
             let new_head = positions.sqlite_head(start);
             if new_head != start {
-                conn.execute("UPDATE stream_head SET pos = ?1 WHERE id = 1", [new_head])?;
+                conn.execute("UPDATE stream_head SET pos = ?1 WHERE id = 1", [new_head.get()])?;
             }
             conn.execute_batch("COMMIT")?;
             Ok(())

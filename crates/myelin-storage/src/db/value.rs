@@ -47,9 +47,11 @@ pub enum Value<'a> {
     Null(Option<Kind>),
     Int(i64),
     Text(&'a str),
+    /// Text made for the statement (e.g. an event type's name).
+    OwnedText(String),
     Texts(Vec<&'a str>),
     Ints(Vec<i64>),
-    OptTexts(Vec<Option<&'a str>>),
+    OptTexts(Vec<Option<String>>),
     OptInts(Vec<Option<i64>>),
 }
 
@@ -109,42 +111,6 @@ impl<T: ToValue + SqlKind> ToValue for Option<T> {
     }
 }
 
-impl ToValue for [String] {
-    fn to_value(&self) -> Value<'_> {
-        Value::Texts(self.iter().map(String::as_str).collect())
-    }
-}
-
-impl ToValue for Vec<String> {
-    fn to_value(&self) -> Value<'_> {
-        self.as_slice().to_value()
-    }
-}
-
-impl ToValue for [&str] {
-    fn to_value(&self) -> Value<'_> {
-        Value::Texts(self.to_vec())
-    }
-}
-
-impl ToValue for Vec<&str> {
-    fn to_value(&self) -> Value<'_> {
-        self.as_slice().to_value()
-    }
-}
-
-impl ToValue for [i64] {
-    fn to_value(&self) -> Value<'_> {
-        Value::Ints(self.to_vec())
-    }
-}
-
-impl ToValue for Vec<i64> {
-    fn to_value(&self) -> Value<'_> {
-        self.as_slice().to_value()
-    }
-}
-
 impl ToValue for Value<'_> {
     fn to_value(&self) -> Value<'_> {
         self.clone()
@@ -159,6 +125,7 @@ impl rusqlite::ToSql for Value<'_> {
             Value::Null(_) => ToSqlOutput::Borrowed(ValueRef::Null),
             Value::Int(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
             Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::OwnedText(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
             Value::Texts(list) => ToSqlOutput::Owned(Owned::Text(json(serde_json::to_string(list))?)),
             Value::Ints(list) => ToSqlOutput::Owned(Owned::Text(json(serde_json::to_string(list))?)),
             Value::OptTexts(list) => ToSqlOutput::Owned(Owned::Text(json(serde_json::to_string(list))?)),
@@ -181,6 +148,7 @@ impl ToSql for Value<'_> {
                 _ => Err(format!("cannot bind an integer to a {ty} parameter").into()),
             },
             Value::Text(s) => s.to_sql(ty, out),
+            Value::OwnedText(s) => s.to_sql(ty, out),
             Value::Texts(list) => list.to_sql(ty, out),
             Value::Ints(list) => list.to_sql(ty, out),
             Value::OptTexts(list) => list.to_sql(ty, out),
@@ -196,12 +164,12 @@ impl ToSql for Value<'_> {
 }
 
 /// One column of rows to insert, as a PostgreSQL array (see `Conn::insert_rows`).
-pub(crate) enum Column<'a> {
+pub(crate) enum Column {
     Ints(Vec<Option<i64>>),
-    Texts(Vec<Option<&'a str>>),
+    Texts(Vec<Option<String>>),
 }
 
-impl Column<'_> {
+impl Column {
     pub(crate) fn sql_type(&self) -> &'static str {
         match self {
             Column::Ints(_) => "BIGINT[]",
@@ -210,8 +178,8 @@ impl Column<'_> {
     }
 }
 
-impl<'a> Column<'a> {
-    pub(crate) fn into_value(self) -> Value<'a> {
+impl Column {
+    pub(crate) fn into_value(self) -> Value<'static> {
         match self {
             Column::Ints(v) => Value::OptInts(v),
             Column::Texts(v) => Value::OptTexts(v),
@@ -221,18 +189,20 @@ impl<'a> Column<'a> {
 
 /// Rows (each `width` values) turned into columns; a column's type is that of its first
 /// non-NULL value.
-pub(crate) fn columns<'a>(rows: &'a [Vec<&'a dyn ToValue>], width: usize) -> crate::StorageResult<Vec<Column<'a>>> {
+pub(crate) fn columns(rows: &[Vec<&dyn ToValue>], width: usize) -> crate::StorageResult<Vec<Column>> {
     let mut out = Vec::with_capacity(width);
     for i in 0..width {
-        let values: Vec<Value<'a>> =
+        let values: Vec<Value<'_>> =
             rows.iter().map(|row| row.get(i).map_or(Value::Null(None), |v| v.to_value())).collect();
-        let texts = values.iter().any(|v| matches!(v, Value::Text(_) | Value::Null(Some(Kind::Text))));
+        let texts =
+            values.iter().any(|v| matches!(v, Value::Text(_) | Value::OwnedText(_) | Value::Null(Some(Kind::Text))));
         let column = if texts {
             Column::Texts(
                 values
                     .iter()
                     .map(|v| match v {
-                        Value::Text(s) => Ok(Some(*s)),
+                        Value::Text(s) => Ok(Some((*s).to_owned())),
+                        Value::OwnedText(s) => Ok(Some(s.clone())),
                         Value::Null(_) => Ok(None),
                         _ => Err(crate::StorageError::Corrupt(format!("column {i} mixes text and other values"))),
                     })
@@ -351,5 +321,166 @@ impl FromColumn for String {
 
     fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
         Option::<String>::from_postgres(row, idx)?.ok_or_else(|| "unexpected NULL".to_owned())
+    }
+}
+
+/// A text column parsed into a type (ids, names); a value that does not parse is corrupt data.
+fn parsed<T, E: std::fmt::Display>(text: String, parse: impl FnOnce(String) -> Result<T, E>) -> Result<T, String> {
+    let shown = text.chars().take(80).collect::<String>();
+    parse(text).map_err(|e| format!("{shown:?}: {e}"))
+}
+
+/// Types stored as text and read back by parsing it.
+macro_rules! text_type {
+    ($owned:ty, $borrowed:ty, $parse:expr) => {
+        impl ToValue for $borrowed {
+            fn to_value(&self) -> Value<'_> {
+                Value::Text(self.as_str())
+            }
+        }
+        impl SqlKind for $borrowed {
+            const KIND: Kind = Kind::Text;
+        }
+        impl ToValue for $owned {
+            fn to_value(&self) -> Value<'_> {
+                Value::Text(self.as_str())
+            }
+        }
+        impl SqlKind for $owned {
+            const KIND: Kind = Kind::Text;
+        }
+        impl FromColumn for $owned {
+            fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
+                parsed(String::from_sqlite(value)?, $parse)
+            }
+            fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
+                parsed(String::from_postgres(row, idx)?, $parse)
+            }
+        }
+        impl FromColumn for Option<$owned> {
+            fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
+                Option::<String>::from_sqlite(value)?.map(|t| parsed(t, $parse)).transpose()
+            }
+            fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
+                Option::<String>::from_postgres(row, idx)?.map(|t| parsed(t, $parse)).transpose()
+            }
+        }
+    };
+}
+
+use myelin_core::types::{
+    DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedTransactionId, OwnedUserId,
+    RoomAliasId, RoomId, TransactionId, UserId,
+};
+
+text_type!(OwnedUserId, UserId, OwnedUserId::try_from);
+text_type!(OwnedRoomId, RoomId, OwnedRoomId::try_from);
+text_type!(OwnedEventId, EventId, OwnedEventId::try_from);
+text_type!(OwnedRoomAliasId, RoomAliasId, OwnedRoomAliasId::try_from);
+text_type!(OwnedDeviceId, DeviceId, |s: String| Ok::<_, std::convert::Infallible>(OwnedDeviceId::from(s)));
+text_type!(OwnedTransactionId, TransactionId, |s: String| Ok::<_, std::convert::Infallible>(OwnedTransactionId::from(
+    s
+)));
+
+/// Types stored as their name and read back with `FromStr`/`From<String>`.
+macro_rules! named_type {
+    ($ty:ty, $name:expr, $parse:expr) => {
+        impl ToValue for $ty {
+            fn to_value(&self) -> Value<'_> {
+                $name(self)
+            }
+        }
+        impl SqlKind for $ty {
+            const KIND: Kind = Kind::Text;
+        }
+        impl FromColumn for $ty {
+            fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
+                parsed(String::from_sqlite(value)?, $parse)
+            }
+            fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
+                parsed(String::from_postgres(row, idx)?, $parse)
+            }
+        }
+    };
+}
+
+use myelin_core::{
+    Membership, StreamPos,
+    types::{RoomVersionId, StateEventType, TimelineEventType},
+};
+
+named_type!(Membership, |m: &Membership| Value::Text(m.as_str()), |s: String| s.parse::<Membership>());
+named_type!(TimelineEventType, |t: &TimelineEventType| Value::OwnedText(t.to_string()), |s: String| Ok::<
+    _,
+    std::convert::Infallible,
+>(
+    TimelineEventType::from(s)
+));
+named_type!(StateEventType, |t: &StateEventType| Value::OwnedText(t.to_string()), |s: String| Ok::<
+    _,
+    std::convert::Infallible,
+>(StateEventType::from(
+    s
+)));
+named_type!(RoomVersionId, |v: &RoomVersionId| Value::OwnedText(v.as_str().to_owned()), RoomVersionId::try_from);
+
+impl ToValue for StreamPos {
+    fn to_value(&self) -> Value<'_> {
+        Value::Int(self.0)
+    }
+}
+
+impl SqlKind for StreamPos {
+    const KIND: Kind = Kind::Int;
+}
+
+impl FromColumn for StreamPos {
+    fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
+        i64::from_sqlite(value).map(StreamPos)
+    }
+
+    fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
+        i64::from_postgres(row, idx).map(StreamPos)
+    }
+}
+
+impl FromColumn for Option<StreamPos> {
+    fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
+        Option::<i64>::from_sqlite(value).map(|v| v.map(StreamPos))
+    }
+
+    fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
+        pg_int(row, idx).map(|v| v.map(StreamPos))
+    }
+}
+
+/// A list of ids, names or numbers, bound for `= ANY($n)`.
+impl<T: ToValue> ToValue for Vec<T> {
+    fn to_value(&self) -> Value<'_> {
+        self.as_slice().to_value()
+    }
+}
+
+/// A list of ids, names or numbers, bound for `= ANY($n)`.
+impl<T: ToValue> ToValue for [T] {
+    fn to_value(&self) -> Value<'_> {
+        let texts: Option<Vec<&str>> = self
+            .iter()
+            .map(|v| match v.to_value() {
+                Value::Text(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        match texts {
+            Some(texts) => Value::Texts(texts),
+            None => Value::Ints(
+                self.iter()
+                    .filter_map(|v| match v.to_value() {
+                        Value::Int(n) => Some(n),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+        }
     }
 }

@@ -1,10 +1,12 @@
 use async_trait::async_trait;
+use myelin_core::types::{OwnedUserId, UserId};
 
 use crate::StorageResult;
 
 #[derive(Clone, Debug)]
 pub struct UserRecord {
-    pub user_id: String,
+    pub user_id: OwnedUserId,
+    /// PHC string (argon2id); `None`: cannot log in with a password.
     pub password_hash: Option<String>,
     pub is_admin: bool,
     pub deactivated: bool,
@@ -15,7 +17,7 @@ pub struct UserRecord {
 
 #[derive(Clone, Debug)]
 pub struct UserDirectoryHit {
-    pub user_id: String,
+    pub user_id: OwnedUserId,
     pub displayname: Option<String>,
     pub avatar_url: Option<String>,
 }
@@ -25,13 +27,14 @@ pub struct UserDirectoryHit {
 pub trait AccountRepo {
     /// Creates a user; `StorageError::Conflict` if the id is taken.
     async fn create_user(&self, user: UserRecord) -> StorageResult<()>;
-    async fn get_user(&self, user_id: &str) -> StorageResult<Option<UserRecord>>;
-    async fn set_password_hash(&self, user_id: &str, hash: Option<String>) -> StorageResult<()>;
-    /// Marks the user deactivated, clears the password and deletes every device and token.
-    async fn deactivate_user(&self, user_id: &str) -> StorageResult<()>;
-    async fn set_displayname(&self, user_id: &str, name: Option<String>) -> StorageResult<()>;
-    async fn set_avatar_url(&self, user_id: &str, url: Option<String>) -> StorageResult<()>;
-    /// Users whose id or display name contains `term`, visible to `searcher`: those who share a
-    /// room with them or are joined to a room whose join rule is `public`.
-    async fn search_users(&self, searcher: &str, term: &str, limit: usize) -> StorageResult<Vec<UserDirectoryHit>>;
+    async fn get_user(&self, user_id: &UserId) -> StorageResult<Option<UserRecord>>;
+    async fn set_password_hash(&self, user_id: &UserId, hash: Option<String>) -> StorageResult<()>;
+    /// Marks the user deactivated, clears the password and profile, and deletes every device,
+    /// token and key.
+    async fn deactivate_user(&self, user_id: &UserId) -> StorageResult<()>;
+    async fn set_displayname(&self, user_id: &UserId, name: Option<String>) -> StorageResult<()>;
+    async fn set_avatar_url(&self, user_id: &UserId, url: Option<String>) -> StorageResult<()>;
+    /// Users whose id or display name contains `term` (ignoring case), visible to `searcher`:
+    /// those who share a room with them or are joined to a room whose join rule is `public`.
+    async fn search_users(&self, searcher: &UserId, term: &str, limit: usize) -> StorageResult<Vec<UserDirectoryHit>>;
 }

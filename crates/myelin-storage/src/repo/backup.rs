@@ -1,4 +1,5 @@
 use async_trait::async_trait;
+use myelin_core::types::{OwnedRoomId, RoomId, UserId};
 
 use crate::StorageResult;
 
@@ -14,7 +15,7 @@ pub struct BackupVersion {
 /// One backed-up room key (`KeyBackupData`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackupKey {
-    pub room_id: String,
+    pub room_id: OwnedRoomId,
     pub session_id: String,
     pub first_message_index: i64,
     pub forwarded_count: i64,
@@ -48,29 +49,30 @@ pub enum BackupWrite {
 #[async_trait]
 pub trait BackupRepo {
     /// Creates a new version, numbered after every earlier one (deleted ones included).
-    async fn create_backup_version(&self, user_id: &str, algorithm: &str, auth_data: String) -> StorageResult<i64>;
+    async fn create_backup_version(&self, user_id: &UserId, algorithm: &str, auth_data: String) -> StorageResult<i64>;
     /// A version that is not deleted; `None` asks for the newest one.
-    async fn backup_version(&self, user_id: &str, version: Option<i64>) -> StorageResult<Option<BackupVersion>>;
+    async fn backup_version(&self, user_id: &UserId, version: Option<i64>) -> StorageResult<Option<BackupVersion>>;
     /// Replaces a live version's `auth_data`; false if there is no such version.
-    async fn update_backup_version(&self, user_id: &str, version: i64, auth_data: String) -> StorageResult<bool>;
+    async fn update_backup_version(&self, user_id: &UserId, version: i64, auth_data: String) -> StorageResult<bool>;
     /// Deletes a version and its keys; false if it never existed.
-    async fn delete_backup_version(&self, user_id: &str, version: i64) -> StorageResult<bool>;
+    async fn delete_backup_version(&self, user_id: &UserId, version: i64) -> StorageResult<bool>;
     /// Stores keys into the current version, each replacing a stored one only if better.
-    async fn put_backup_keys(&self, user_id: &str, version: i64, keys: Vec<BackupKey>) -> StorageResult<BackupWrite>;
+    async fn put_backup_keys(&self, user_id: &UserId, version: i64, keys: Vec<BackupKey>)
+    -> StorageResult<BackupWrite>;
     /// Keys of a version, optionally of one room or one session.
     async fn backup_keys(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         version: i64,
-        room_id: Option<&str>,
+        room_id: Option<&RoomId>,
         session_id: Option<&str>,
     ) -> StorageResult<Vec<BackupKey>>;
     /// Deletes keys of a version (all, one room's, or one session).
     async fn delete_backup_keys(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         version: i64,
-        room_id: Option<&str>,
+        room_id: Option<&RoomId>,
         session_id: Option<&str>,
     ) -> StorageResult<BackupWrite>;
 }

@@ -1,24 +1,20 @@
+use myelin_core::{
+    StreamPos,
+    types::{OwnedRoomId, OwnedUserId},
+};
 use serde::{Deserialize, Serialize};
 
-use crate::StreamPos;
-
 /// A message between the Myelin processes that share one database: what one process changed
-/// that the others keep in memory (sync waiters, room heads, caches, typing).
+/// that the others keep in memory (sync waiters, caches, typing).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "k")]
 pub enum Signal {
-    /// Syncs of these users must wake: something they see committed at or before `pos`.
-    Wake { users: Vec<String>, pos: StreamPos },
-    /// A room got a new event: its cached head (extremities, current state) is stale.
-    RoomHead { room_id: String },
-    /// An event was redacted: its cached row is stale.
-    Redacted { event_id: String },
-    /// A user's room list changed without a stream position (a room was forgotten).
-    RoomsOfUser { user_id: String },
-    /// A user's account data changed (push rules, ignored users).
-    AccountData { user_id: String },
+    /// Syncs of these users must wake once the stream head reaches `pos`.
+    Wake { users: Vec<OwnedUserId>, pos: StreamPos },
+    /// An entry of a cache (named `cache`) is stale: drop `key` from it.
+    Invalidate { cache: String, key: String },
     /// A user started (`timeout_ms` set) or stopped typing; `serial` orders typing updates.
-    Typing { room_id: String, user_id: String, timeout_ms: Option<u64>, serial: u64 },
+    Typing { room_id: OwnedRoomId, user_id: OwnedUserId, timeout_ms: Option<u64>, serial: u64 },
     /// The link to the other processes was lost and re-established: drop every cache and wake
     /// every waiter, since signals may have been missed meanwhile.
     Resync,

@@ -1,32 +1,42 @@
 use async_trait::async_trait;
+use myelin_core::{
+    Membership, StateGroupId, StreamPos,
+    types::{
+        DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomId,
+        RoomVersionId, TimelineEventType, TransactionId, UserId,
+    },
+};
+use ruma::events::relation::RelationType;
 
-use crate::{StorageResult, StreamPos};
+use crate::StorageResult;
 
 /// An event as stored: the PDU JSON plus the indexes the server keeps about it.
 #[derive(Clone, Debug)]
 pub struct StoredEvent {
     pub stream_pos: StreamPos,
-    pub event_id: String,
-    pub room_id: String,
-    pub sender: String,
-    pub event_type: String,
+    pub event_id: OwnedEventId,
+    pub room_id: OwnedRoomId,
+    pub sender: OwnedUserId,
+    pub event_type: TimelineEventType,
     pub state_key: Option<String>,
     pub origin_server_ts: u64,
     pub depth: i64,
     /// The full PDU JSON (unredacted; redaction is applied when serving).
     pub json: String,
-    pub redacted_by: Option<String>,
-    pub sender_device: Option<String>,
-    pub txn_id: Option<String>,
-    pub state_before: Option<i64>,
-    pub state_after: Option<i64>,
+    pub redacted_by: Option<OwnedEventId>,
+    pub sender_device: Option<OwnedDeviceId>,
+    pub txn_id: Option<OwnedTransactionId>,
+    /// The state group the event was authorised against.
+    pub state_before: Option<StateGroupId>,
+    /// The state group after it (the same as `state_before` for non-state events).
+    pub state_after: Option<StateGroupId>,
 }
 
 /// The membership row an `m.room.member` event writes.
 #[derive(Clone, Debug)]
 pub struct MembershipUpdate {
-    pub user_id: String,
-    pub membership: String,
+    pub user_id: OwnedUserId,
+    pub membership: Membership,
     pub displayname: Option<String>,
     pub avatar_url: Option<String>,
 }
@@ -34,30 +44,31 @@ pub struct MembershipUpdate {
 /// A notifying push action for one recipient of an event.
 #[derive(Clone, Debug)]
 pub struct PushActionRecord {
-    pub user_id: String,
+    pub user_id: OwnedUserId,
     pub highlight: bool,
-    pub thread_id: Option<String>,
+    /// The thread root, for an event in a thread.
+    pub thread_id: Option<OwnedEventId>,
 }
 
 /// Everything persisted together with one new event.
 #[derive(Clone, Debug)]
 pub struct NewEvent {
-    pub event_id: String,
-    pub room_id: String,
-    pub sender: String,
-    pub event_type: String,
+    pub event_id: OwnedEventId,
+    pub room_id: OwnedRoomId,
+    pub sender: OwnedUserId,
+    pub event_type: TimelineEventType,
     pub state_key: Option<String>,
     pub origin_server_ts: u64,
     pub depth: i64,
     pub json: String,
     /// The events this one follows; they stop being forward extremities.
-    pub prev_events: Vec<String>,
+    pub prev_events: Vec<OwnedEventId>,
     /// (device id, transaction id) of the client request that sent it.
-    pub txn: Option<(String, String)>,
+    pub txn: Option<(OwnedDeviceId, OwnedTransactionId)>,
     /// The event this redaction redacts (already checked as allowed).
-    pub redacts: Option<String>,
-    /// `m.relates_to` (rel_type, event id).
-    pub relation: Option<(String, String)>,
+    pub redacts: Option<OwnedEventId>,
+    /// `m.relates_to`: (rel_type, the event it relates to).
+    pub relation: Option<(RelationType, OwnedEventId)>,
     pub membership: Option<MembershipUpdate>,
     /// Set for the `m.room.create` event: the room row to create.
     pub new_room: Option<NewRoom>,
@@ -66,13 +77,13 @@ pub struct NewEvent {
     pub push_actions: Vec<PushActionRecord>,
     /// The room's forward extremities the event was built on. If set and the stored ones differ
     /// (another process wrote to the room meanwhile), nothing is written: `StaleHead`.
-    pub expected_extremities: Option<Vec<String>>,
+    pub expected_extremities: Option<Vec<OwnedEventId>>,
 }
 
 #[derive(Clone, Debug)]
 pub struct NewRoom {
-    pub room_version: String,
-    pub creator: String,
+    pub room_version: RoomVersionId,
+    pub creator: OwnedUserId,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,7 +93,7 @@ pub enum PersistOutcome {
     },
     /// The (user, device, txn id) was used before: nothing written, this is its event.
     DuplicateTxn {
-        event_id: String,
+        event_id: OwnedEventId,
     },
     /// The room moved on since the event was built (`expected_extremities` differ): nothing
     /// written; rebuild it on the new head.
@@ -95,10 +106,10 @@ pub enum Direction {
     Backward,
 }
 
-/// Events: the atomic persist path and the timeline reads.
 /// A write that has been queued; it resolves once the write is durable (or failed).
 pub type PendingPersist = std::pin::Pin<Box<dyn std::future::Future<Output = StorageResult<PersistOutcome>> + Send>>;
 
+/// Events: the atomic persist path and the timeline reads.
 #[async_trait]
 pub trait EventRepo {
     /// Queues a new event for persistence at the room's forward extremity, atomically with its
@@ -111,7 +122,8 @@ pub trait EventRepo {
     async fn persist_event(&self, event: NewEvent) -> StorageResult<PersistOutcome> {
         self.enqueue_event(event).await
     }
-    /// The highest stream position whose write has committed, as far as this process knows.
+    /// A position at or below which every write has committed (or never will), as far as this
+    /// process knows.
     fn stream_head(&self) -> StreamPos;
     /// The committed head as the database has it now: other processes may have committed beyond
     /// what this one has heard of (a sync token from another process shows it). Advances
@@ -122,14 +134,20 @@ pub trait EventRepo {
     /// The highest position taken by a committed write of this process (readers see every write
     /// this process acknowledged once the head reaches it).
     fn written_head(&self) -> StreamPos;
-    async fn get_event(&self, event_id: &str) -> StorageResult<Option<StoredEvent>>;
-    async fn get_events(&self, event_ids: &[String]) -> StorageResult<Vec<StoredEvent>>;
-    async fn event_for_txn(&self, user_id: &str, device_id: &str, txn_id: &str) -> StorageResult<Option<String>>;
+    async fn get_event(&self, event_id: &EventId) -> StorageResult<Option<StoredEvent>>;
+    /// The events that exist among `event_ids`, in the order asked.
+    async fn get_events(&self, event_ids: &[OwnedEventId]) -> StorageResult<Vec<StoredEvent>>;
+    async fn event_for_txn(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        txn_id: &TransactionId,
+    ) -> StorageResult<Option<OwnedEventId>>;
     /// Room events ordered by stream position. Backward: positions `<= from` and `> to`,
     /// newest first. Forward: positions `> from` and `<= to`, oldest first.
     async fn room_events(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         from: StreamPos,
         to: Option<StreamPos>,
         dir: Direction,
@@ -138,17 +156,17 @@ pub trait EventRepo {
     /// `m.room.member` events about `user_id` with positions in `(since, until]`, oldest first.
     async fn membership_events_for_user(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         since: StreamPos,
         until: StreamPos,
     ) -> StorageResult<Vec<StoredEvent>>;
     /// The state group after the newest event of the room at or before `pos`.
-    async fn state_group_at(&self, room_id: &str, pos: StreamPos) -> StorageResult<Option<i64>>;
+    async fn state_group_at(&self, room_id: &RoomId, pos: StreamPos) -> StorageResult<Option<StateGroupId>>;
     /// Events relating to `event_id` (optionally only `rel_type`), positions `<= from`, newest first.
     async fn relations(
         &self,
-        event_id: &str,
-        rel_type: Option<&str>,
+        event_id: &EventId,
+        rel_type: Option<&RelationType>,
         from: StreamPos,
         limit: usize,
     ) -> StorageResult<Vec<StoredEvent>>;
@@ -156,11 +174,11 @@ pub trait EventRepo {
     /// with the position of their latest reply `<= from`.
     async fn thread_roots(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         from: StreamPos,
         limit: usize,
     ) -> StorageResult<Vec<(StoredEvent, StreamPos)>>;
-    async fn forward_extremities(&self, room_id: &str) -> StorageResult<Vec<StoredEvent>>;
+    async fn forward_extremities(&self, room_id: &RoomId) -> StorageResult<Vec<StoredEvent>>;
     /// Forgets transaction ids recorded before `before_ms` (retries older than that are new sends).
     async fn delete_txn_ids_before(&self, before_ms: u64) -> StorageResult<u64>;
 }

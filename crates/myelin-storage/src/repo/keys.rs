@@ -1,6 +1,10 @@
 use async_trait::async_trait;
+use myelin_core::{
+    StreamPos,
+    types::{DeviceId, OwnedDeviceId, OwnedUserId, UserId},
+};
 
-use crate::{StorageResult, StreamPos};
+use crate::StorageResult;
 
 /// A one-time or fallback key as uploaded: `algorithm:id` and the key object's JSON.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,33 +38,61 @@ pub enum KeyUploadOutcome {
     Conflict { key_id: String },
 }
 
-/// One claimed key: (user, device, key id, key JSON).
-pub type ClaimedKey = (String, String, String, String);
+/// A claim for one device's key of one algorithm (`/keys/claim`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyClaim {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    pub algorithm: String,
+}
+
+/// One claimed key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedKey {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    /// `algorithm:id`.
+    pub key_id: String,
+    pub json: String,
+}
+
+/// A device's identity keys as uploaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceKeys {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    pub json: String,
+}
 
 /// Device keys, one-time and fallback keys, cross-signing keys and the device-list change stream.
 #[async_trait]
 pub trait KeyRepo {
     /// Stores a device's upload atomically (idempotent: identical keys are no-ops; claimed key
     /// ids are never stored again). A device-keys change is recorded on the stream.
-    async fn upload_keys(&self, user_id: &str, device_id: &str, upload: KeyUpload) -> StorageResult<KeyUploadOutcome>;
-    /// Device keys of these users' devices: (user, device, JSON).
-    async fn device_keys(&self, user_ids: &[String]) -> StorageResult<Vec<(String, String, String)>>;
+    async fn upload_keys(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        upload: KeyUpload,
+    ) -> StorageResult<KeyUploadOutcome>;
+    /// Device keys of these users' devices.
+    async fn device_keys(&self, user_ids: &[OwnedUserId]) -> StorageResult<Vec<DeviceKeys>>;
     /// Unclaimed one-time keys per algorithm.
-    async fn one_time_key_counts(&self, user_id: &str, device_id: &str) -> StorageResult<Vec<(String, u64)>>;
+    async fn one_time_key_counts(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<Vec<(String, u64)>>;
     /// Algorithms with a fallback key not handed out yet.
-    async fn unused_fallback_key_types(&self, user_id: &str, device_id: &str) -> StorageResult<Vec<String>>;
+    async fn unused_fallback_key_types(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<Vec<String>>;
     /// For each (user, device, algorithm): the oldest one-time key, removed at once (each key goes
     /// to exactly one claimer), else the fallback key (marked used, kept). Devices with neither
     /// are absent from the answer.
-    async fn claim_keys(&self, claims: &[(String, String, String)]) -> StorageResult<Vec<ClaimedKey>>;
+    async fn claim_keys(&self, claims: &[KeyClaim]) -> StorageResult<Vec<ClaimedKey>>;
     /// Stores cross-signing keys (key type → JSON); records a change if any differs.
-    async fn put_cross_signing_keys(&self, user_id: &str, keys: Vec<(String, String)>) -> StorageResult<bool>;
+    async fn put_cross_signing_keys(&self, user_id: &UserId, keys: Vec<(String, String)>) -> StorageResult<bool>;
     /// Cross-signing keys of a user: (key type, JSON).
-    async fn cross_signing_keys(&self, user_id: &str) -> StorageResult<Vec<(String, String)>>;
+    async fn cross_signing_keys(&self, user_id: &UserId) -> StorageResult<Vec<(String, String)>>;
     /// Replaces a device's keys JSON (signatures added) and records a change.
-    async fn replace_device_keys(&self, user_id: &str, device_id: &str, json: String) -> StorageResult<()>;
+    async fn replace_device_keys(&self, user_id: &UserId, device_id: &DeviceId, json: String) -> StorageResult<()>;
     /// Records "this user's device list changed" (a device was added, renamed or deleted).
-    async fn record_device_list_change(&self, user_id: &str) -> StorageResult<StreamPos>;
+    async fn record_device_list_change(&self, user_id: &UserId) -> StorageResult<StreamPos>;
     /// Users whose device list changed at a position in `(since, until]`.
-    async fn device_list_changes(&self, since: StreamPos, until: StreamPos) -> StorageResult<Vec<String>>;
+    async fn device_list_changes(&self, since: StreamPos, until: StreamPos) -> StorageResult<Vec<OwnedUserId>>;
 }

@@ -16,6 +16,7 @@ mod rooms;
 mod sliding_sync;
 mod state;
 mod to_device;
+mod uia;
 
 pub use account_data::*;
 pub use accounts::*;
@@ -32,9 +33,9 @@ pub use rooms::*;
 pub use sliding_sync::*;
 pub use state::*;
 pub use to_device::*;
+pub use uia::*;
 
-/// A position on the global stream.
-pub type StreamPos = i64;
+pub use myelin_core::{Membership, StateGroupId, StreamPos};
 
 /// Everything the services need from storage, handed out as one object.
 pub trait Store:
@@ -52,6 +53,7 @@ pub trait Store:
     + BackupRepo
     + DehydratedDeviceRepo
     + SlidingSyncRepo
+    + UiaRepo
     + Send
     + Sync
     + 'static
@@ -73,6 +75,7 @@ impl<T> Store for T where
         + BackupRepo
         + DehydratedDeviceRepo
         + SlidingSyncRepo
+        + UiaRepo
         + Send
         + Sync
         + 'static

@@ -1,15 +1,19 @@
 use async_trait::async_trait;
+use myelin_core::{
+    StreamPos,
+    types::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId},
+};
+use ruma::events::receipt::{ReceiptThread, ReceiptType};
 
-use crate::{StorageResult, StreamPos};
+use crate::StorageResult;
 
 #[derive(Clone, Debug)]
 pub struct ReceiptRecord {
-    pub room_id: String,
-    pub receipt_type: String,
-    pub user_id: String,
-    /// Empty for an unthreaded receipt.
-    pub thread_id: String,
-    pub event_id: String,
+    pub room_id: OwnedRoomId,
+    pub receipt_type: ReceiptType,
+    pub user_id: OwnedUserId,
+    pub thread: ReceiptThread,
+    pub event_id: OwnedEventId,
     pub ts: u64,
 }
 
@@ -19,13 +23,13 @@ pub trait ReceiptRepo {
     /// Stores a receipt unless the user already has one of this type and thread on a later
     /// event. Returns the new stream position, or `None` if it was older and ignored.
     async fn put_receipt(&self, receipt: ReceiptRecord, event_pos: StreamPos) -> StorageResult<Option<StreamPos>>;
-    /// Receipts in the rooms changed in `(since, until]`.
+    /// Receipts in these rooms changed in `(since, until]`.
     async fn receipts_since(
         &self,
-        room_ids: &[String],
+        room_ids: &[OwnedRoomId],
         since: StreamPos,
         until: StreamPos,
     ) -> StorageResult<Vec<ReceiptRecord>>;
     /// (notifications, highlights) for the user in the room after their newest read receipt.
-    async fn unread_counts(&self, user_id: &str, room_id: &str, until: StreamPos) -> StorageResult<(u64, u64)>;
+    async fn unread_counts(&self, user_id: &UserId, room_id: &RoomId, until: StreamPos) -> StorageResult<(u64, u64)>;
 }

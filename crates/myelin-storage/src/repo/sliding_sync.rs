@@ -1,6 +1,10 @@
 use async_trait::async_trait;
+use myelin_core::{
+    StateGroupId, StreamPos,
+    types::{OwnedDeviceId, OwnedRoomId, OwnedUserId, UserId},
+};
 
-use crate::{MemberRecord, StorageResult, StoredEvent, StreamPos};
+use crate::{MemberRecord, StorageResult, StoredEvent};
 
 /// A sliding sync connection as stored: its identity, the newest position and the one before
 /// (each with the connection state after it), and when it was last used.
@@ -15,9 +19,9 @@ pub struct StoredConnection {
 }
 
 /// What a room list entry shows of a room, read for many rooms in one go.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RoomSummaryRecord {
-    pub room_id: String,
+    pub room_id: OwnedRoomId,
     pub joined: u64,
     pub invited: u64,
     /// Up to five joined or invited members other than the user, earliest first.
@@ -26,7 +30,24 @@ pub struct RoomSummaryRecord {
     pub notifications: u64,
     pub highlights: u64,
     /// The room's current state group.
-    pub current_state_group: Option<i64>,
+    pub current_state_group: Option<StateGroupId>,
+}
+
+/// Which connection: (user, device, the client's `conn_id`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionKey {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    pub conn_id: String,
+}
+
+/// A room's newest events for a sliding sync window: at most `limit`, in `(since, upper]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineRequest {
+    pub room_id: OwnedRoomId,
+    pub upper: StreamPos,
+    pub since: Option<StreamPos>,
+    pub limit: usize,
 }
 
 /// Connections one device keeps (Element X uses three), so that a client making up new
@@ -37,12 +58,7 @@ pub const MAX_CONNECTIONS_PER_DEVICE: usize = 20;
 /// Per-connection state of simplified sliding sync (MSC4186), keyed by (user, device, conn_id).
 #[async_trait]
 pub trait SlidingSyncRepo {
-    async fn sliding_sync_connection(
-        &self,
-        user_id: &str,
-        device_id: &str,
-        conn_id: &str,
-    ) -> StorageResult<Option<StoredConnection>>;
+    async fn sliding_sync_connection(&self, key: &ConnectionKey) -> StorageResult<Option<StoredConnection>>;
     /// Stores `new` for the connection. With `expected = Some((generation, seq))` only if the
     /// stored row still has that generation and newest position (false otherwise: another
     /// request moved the connection on); with `None` the row is created or replaced, and the
@@ -50,27 +66,22 @@ pub trait SlidingSyncRepo {
     /// are deleted in the same write.
     async fn save_sliding_sync_connection(
         &self,
-        user_id: &str,
-        device_id: &str,
-        conn_id: &str,
+        key: &ConnectionKey,
         expected: Option<(String, i64)>,
         new: StoredConnection,
     ) -> StorageResult<bool>;
-    async fn delete_sliding_sync_connection(&self, user_id: &str, device_id: &str, conn_id: &str) -> StorageResult<()>;
+    async fn delete_sliding_sync_connection(&self, key: &ConnectionKey) -> StorageResult<()>;
     /// Summaries of `room_ids` as `user_id` sees them (one database round trip per room at most,
     /// all in one read).
     async fn room_summaries(
         &self,
-        user_id: &str,
-        room_ids: &[String],
+        user_id: &UserId,
+        room_ids: &[OwnedRoomId],
         until: StreamPos,
     ) -> StorageResult<Vec<RoomSummaryRecord>>;
-    /// For each `(room, upper, since, limit)`: the room's newest `limit` events in `(since, upper]`,
-    /// newest first (as `room_events` backwards), all in one read.
-    async fn room_timelines(
-        &self,
-        requests: &[(String, StreamPos, Option<StreamPos>, usize)],
-    ) -> StorageResult<Vec<Vec<StoredEvent>>>;
+    /// For each request: the room's newest events in its range, newest first (as `room_events`
+    /// backwards), all in one read.
+    async fn room_timelines(&self, requests: &[TimelineRequest]) -> StorageResult<Vec<Vec<StoredEvent>>>;
     /// Deletes connections not used since `before_ms`; returns how many.
     async fn delete_idle_sliding_sync_connections(&self, before_ms: i64) -> StorageResult<u64>;
 }

@@ -1,4 +1,8 @@
 use async_trait::async_trait;
+use myelin_core::{
+    StateGroupId,
+    types::{OwnedEventId, StateEventType},
+};
 
 use crate::StorageResult;
 
@@ -6,11 +10,11 @@ use crate::StorageResult;
 pub const MAX_STATE_DELTA_HOPS: i64 = 100;
 
 /// One state entry: (event type, state key, event id).
-pub type StateEntry = (String, String, String);
+pub type StateEntry = (StateEventType, String, OwnedEventId);
 
 /// State groups: immutable snapshots of room state, stored as deltas.
 #[async_trait]
 pub trait StateRepo {
     /// The full state of a group, with its delta chain resolved.
-    async fn state_group(&self, group_id: i64) -> StorageResult<Vec<StateEntry>>;
+    async fn state_group(&self, group_id: StateGroupId) -> StorageResult<Vec<StateEntry>>;
 }

@@ -2,6 +2,8 @@
 
 use async_trait::async_trait;
 
+use myelin_core::{Membership, types::UserId};
+
 use crate::{AccountRepo, Database, StorageResult, UserDirectoryHit, UserRecord, db::Row};
 
 fn user_from_row(r: &Row<'_>) -> StorageResult<UserRecord> {
@@ -52,7 +54,7 @@ impl AccountRepo for Database {
         .await
     }
 
-    async fn get_user(&self, user_id: &str) -> StorageResult<Option<UserRecord>> {
+    async fn get_user(&self, user_id: &UserId) -> StorageResult<Option<UserRecord>> {
         let user_id = user_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {
@@ -68,7 +70,7 @@ impl AccountRepo for Database {
         .await
     }
 
-    async fn set_password_hash(&self, user_id: &str, hash: Option<String>) -> StorageResult<()> {
+    async fn set_password_hash(&self, user_id: &UserId, hash: Option<String>) -> StorageResult<()> {
         let user_id = user_id.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {
@@ -79,7 +81,7 @@ impl AccountRepo for Database {
         .await
     }
 
-    async fn deactivate_user(&self, user_id: &str) -> StorageResult<()> {
+    async fn deactivate_user(&self, user_id: &UserId) -> StorageResult<()> {
         let user_id = user_id.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {
@@ -100,7 +102,7 @@ impl AccountRepo for Database {
         .await
     }
 
-    async fn set_displayname(&self, user_id: &str, name: Option<String>) -> StorageResult<()> {
+    async fn set_displayname(&self, user_id: &UserId, name: Option<String>) -> StorageResult<()> {
         let user_id = user_id.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {
@@ -111,7 +113,7 @@ impl AccountRepo for Database {
         .await
     }
 
-    async fn set_avatar_url(&self, user_id: &str, url: Option<String>) -> StorageResult<()> {
+    async fn set_avatar_url(&self, user_id: &UserId, url: Option<String>) -> StorageResult<()> {
         let user_id = user_id.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {
@@ -122,7 +124,7 @@ impl AccountRepo for Database {
         .await
     }
 
-    async fn search_users(&self, searcher: &str, term: &str, limit: usize) -> StorageResult<Vec<UserDirectoryHit>> {
+    async fn search_users(&self, searcher: &UserId, term: &str, limit: usize) -> StorageResult<Vec<UserDirectoryHit>> {
         let searcher = searcher.to_owned();
         // Case-insensitive on both backends: the pattern is lowercased here, the columns in SQL.
         let term = term.to_lowercase();
@@ -135,13 +137,13 @@ impl AccountRepo for Database {
                        AND (LOWER(u.user_id) LIKE $2 ESCAPE '\\' OR LOWER(u.displayname) LIKE $2 ESCAPE '\\')
                        AND (u.user_id = $1
                             OR EXISTS (SELECT 1 FROM room_members a JOIN room_members b ON a.room_id = b.room_id
-                                       WHERE a.user_id = $1 AND a.membership = 'join'
-                                         AND b.user_id = u.user_id AND b.membership = 'join')
+                                       WHERE a.user_id = $1 AND a.membership = $3
+                                         AND b.user_id = u.user_id AND b.membership = $3)
                             OR EXISTS (SELECT 1 FROM room_members m JOIN rooms r ON r.room_id = m.room_id
-                                       WHERE m.user_id = u.user_id AND m.membership = 'join' AND r.join_rule = 'public'))
+                                       WHERE m.user_id = u.user_id AND m.membership = $3 AND r.join_rule = 'public'))
                      ORDER BY u.user_id LIMIT {limit}"
                 );
-                c.query(&sql, &[&searcher, &pattern], |r| {
+                c.query(&sql, &[&searcher, &pattern, &Membership::Join], |r| {
                     Ok(UserDirectoryHit { user_id: r.get(0)?, displayname: r.get(1)?, avatar_url: r.get(2)? })
                 })
                 .await

@@ -2,6 +2,8 @@
 
 use async_trait::async_trait;
 
+use myelin_core::types::{RoomId, UserId};
+
 use crate::{
     BackupKey, BackupRepo, BackupVersion, BackupWrite, Database, StorageResult,
     db::{Conn, Row},
@@ -21,7 +23,7 @@ fn key_from_row(r: &Row<'_>) -> StorageResult<BackupKey> {
 }
 
 /// The newest live version, with its row locked so writers of one user's backup queue up.
-async fn lock_current_version(c: &mut Conn<'_>, user: &str) -> StorageResult<Option<i64>> {
+async fn lock_current_version(c: &mut Conn<'_>, user: &UserId) -> StorageResult<Option<i64>> {
     c.query_opt(
         "SELECT version FROM backup_versions WHERE user_id = $1 AND deleted = 0 ORDER BY version DESC LIMIT 1 FOR UPDATE",
         &[&user],
@@ -30,7 +32,7 @@ async fn lock_current_version(c: &mut Conn<'_>, user: &str) -> StorageResult<Opt
     .await
 }
 
-async fn etag_and_count(c: &mut Conn<'_>, user: &str, version: i64) -> StorageResult<BackupWrite> {
+async fn etag_and_count(c: &mut Conn<'_>, user: &UserId, version: i64) -> StorageResult<BackupWrite> {
     c.query_one(
         "SELECT v.etag, (SELECT COUNT(*) FROM backup_keys k WHERE k.user_id = v.user_id AND k.version = v.version)
          FROM backup_versions v WHERE v.user_id = $1 AND v.version = $2",
@@ -42,7 +44,7 @@ async fn etag_and_count(c: &mut Conn<'_>, user: &str, version: i64) -> StorageRe
 
 #[async_trait]
 impl BackupRepo for Database {
-    async fn create_backup_version(&self, user_id: &str, algorithm: &str, auth_data: String) -> StorageResult<i64> {
+    async fn create_backup_version(&self, user_id: &UserId, algorithm: &str, auth_data: String) -> StorageResult<i64> {
         let (user, algorithm) = (user_id.to_owned(), algorithm.to_owned());
         self.transaction(move |c| {
             Box::pin(async move {
@@ -61,7 +63,7 @@ impl BackupRepo for Database {
         .await
     }
 
-    async fn backup_version(&self, user_id: &str, version: Option<i64>) -> StorageResult<Option<BackupVersion>> {
+    async fn backup_version(&self, user_id: &UserId, version: Option<i64>) -> StorageResult<Option<BackupVersion>> {
         let user = user_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {
@@ -88,7 +90,7 @@ impl BackupRepo for Database {
         .await
     }
 
-    async fn update_backup_version(&self, user_id: &str, version: i64, auth_data: String) -> StorageResult<bool> {
+    async fn update_backup_version(&self, user_id: &UserId, version: i64, auth_data: String) -> StorageResult<bool> {
         let user = user_id.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {
@@ -104,7 +106,7 @@ impl BackupRepo for Database {
         .await
     }
 
-    async fn delete_backup_version(&self, user_id: &str, version: i64) -> StorageResult<bool> {
+    async fn delete_backup_version(&self, user_id: &UserId, version: i64) -> StorageResult<bool> {
         let user = user_id.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {
@@ -121,7 +123,12 @@ impl BackupRepo for Database {
         .await
     }
 
-    async fn put_backup_keys(&self, user_id: &str, version: i64, keys: Vec<BackupKey>) -> StorageResult<BackupWrite> {
+    async fn put_backup_keys(
+        &self,
+        user_id: &UserId,
+        version: i64,
+        keys: Vec<BackupKey>,
+    ) -> StorageResult<BackupWrite> {
         let user = user_id.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {
@@ -181,12 +188,12 @@ impl BackupRepo for Database {
 
     async fn backup_keys(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         version: i64,
-        room_id: Option<&str>,
+        room_id: Option<&RoomId>,
         session_id: Option<&str>,
     ) -> StorageResult<Vec<BackupKey>> {
-        let (user, room, session) = (user_id.to_owned(), room_id.map(str::to_owned), session_id.map(str::to_owned));
+        let (user, room, session) = (user_id.to_owned(), room_id.map(ToOwned::to_owned), session_id.map(str::to_owned));
         self.read(move |c| {
             Box::pin(async move {
                 let sql = format!(
@@ -203,12 +210,12 @@ impl BackupRepo for Database {
 
     async fn delete_backup_keys(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         version: i64,
-        room_id: Option<&str>,
+        room_id: Option<&RoomId>,
         session_id: Option<&str>,
     ) -> StorageResult<BackupWrite> {
-        let (user, room, session) = (user_id.to_owned(), room_id.map(str::to_owned), session_id.map(str::to_owned));
+        let (user, room, session) = (user_id.to_owned(), room_id.map(ToOwned::to_owned), session_id.map(str::to_owned));
         self.transaction(move |c| {
             Box::pin(async move {
                 let current = lock_current_version(c, &user).await?;

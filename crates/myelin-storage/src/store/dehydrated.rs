@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 
 use super::{devices::delete_devices, keys};
-use crate::{Database, DehydratedDeviceRepo, KeyUpload, KeyUploadOutcome, StorageError, StorageResult};
+use myelin_core::types::{OwnedDeviceId, UserId};
+
+use crate::{Database, DehydratedDeviceRepo, KeyUploadOutcome, NewDehydratedDevice, StorageError, StorageResult};
 
 /// A key upload conflict inside a dehydrated-device write: returned as an error so the whole
 /// write rolls back (the old device stays), then answered as `KeyUploadOutcome::Conflict`.
@@ -13,20 +15,13 @@ struct KeyConflict(String);
 
 #[async_trait]
 impl DehydratedDeviceRepo for Database {
-    async fn put_dehydrated_device(
-        &self,
-        user_id: &str,
-        device_id: &str,
-        device_data: String,
-        display_name: Option<String>,
-        upload: KeyUpload,
-        now_ms: u64,
-    ) -> StorageResult<KeyUploadOutcome> {
-        let (user, device) = (user_id.to_owned(), device_id.to_owned());
+    async fn put_dehydrated_device(&self, new: NewDehydratedDevice) -> StorageResult<KeyUploadOutcome> {
+        let NewDehydratedDevice { user_id: user, device_id: device, device_data, display_name, keys: upload, now_ms } =
+            new;
         let written = self
             .write(move |c, positions| {
                 Box::pin(async move {
-                    let old: Option<String> = c
+                    let old: Option<OwnedDeviceId> = c
                         .query_opt(
                             "SELECT device_id FROM dehydrated_devices WHERE user_id = $1 FOR UPDATE",
                             &[&user],
@@ -69,7 +64,7 @@ impl DehydratedDeviceRepo for Database {
         }
     }
 
-    async fn dehydrated_device(&self, user_id: &str) -> StorageResult<Option<(String, String)>> {
+    async fn dehydrated_device(&self, user_id: &UserId) -> StorageResult<Option<(OwnedDeviceId, String)>> {
         let user = user_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {
@@ -82,11 +77,11 @@ impl DehydratedDeviceRepo for Database {
         .await
     }
 
-    async fn delete_dehydrated_device(&self, user_id: &str) -> StorageResult<Option<String>> {
+    async fn delete_dehydrated_device(&self, user_id: &UserId) -> StorageResult<Option<OwnedDeviceId>> {
         let user = user_id.to_owned();
         self.write(move |c, positions| {
             Box::pin(async move {
-                let old: Option<String> = c
+                let old: Option<OwnedDeviceId> = c
                     .query_opt("DELETE FROM dehydrated_devices WHERE user_id = $1 RETURNING device_id", &[&user], |r| {
                         r.get(0)
                     })

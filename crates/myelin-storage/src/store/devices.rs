@@ -3,8 +3,10 @@
 use async_trait::async_trait;
 
 use super::keys::record_change;
+use myelin_core::types::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
+
 use crate::{
-    Database, DeviceRecord, DeviceRepo, NewSession, StorageResult, TokenOwner,
+    Database, DeviceRecord, DeviceRepo, NewSession, SessionRefresh, StorageResult, TokenOwner,
     db::{Conn, Positions, Row},
 };
 
@@ -26,8 +28,8 @@ const DEVICE_TABLES: [&str; 9] = [
 pub(crate) async fn delete_devices(
     c: &mut Conn<'_>,
     positions: &mut Positions,
-    user_id: &str,
-    device_ids: &[String],
+    user_id: &UserId,
+    device_ids: &[OwnedDeviceId],
 ) -> StorageResult<()> {
     for table in DEVICE_TABLES {
         c.execute(&format!("DELETE FROM {table} WHERE user_id = $1 AND device_id = ANY($2)"), &[&user_id, &device_ids])
@@ -114,19 +116,13 @@ impl DeviceRepo for Database {
         .await
     }
 
-    async fn refresh_session(
-        &self,
-        refresh_token: &str,
-        new_access_token: &str,
-        new_refresh_token: &str,
-        expires_ms: Option<u64>,
-    ) -> StorageResult<Option<(String, String)>> {
-        let (old, access, refresh) =
-            (refresh_token.to_owned(), new_access_token.to_owned(), new_refresh_token.to_owned());
+    async fn refresh_session(&self, refresh: SessionRefresh) -> StorageResult<Option<(OwnedUserId, OwnedDeviceId)>> {
+        let SessionRefresh { refresh_token: old, new_access_token: access, new_refresh_token: refresh, expires_ms } =
+            refresh;
         self.transaction(move |c| {
             Box::pin(async move {
                 // DELETE ... RETURNING: of two concurrent refreshes, only one gets the row.
-                let owner: Option<(String, String)> = c
+                let owner: Option<(OwnedUserId, OwnedDeviceId)> = c
                     .query_opt(
                         "DELETE FROM refresh_tokens WHERE token = $1 RETURNING user_id, device_id",
                         &[&old],
@@ -168,7 +164,7 @@ impl DeviceRepo for Database {
         .await
     }
 
-    async fn list_devices(&self, user_id: &str) -> StorageResult<Vec<DeviceRecord>> {
+    async fn list_devices(&self, user_id: &UserId) -> StorageResult<Vec<DeviceRecord>> {
         let user_id = user_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {
@@ -179,7 +175,7 @@ impl DeviceRepo for Database {
         .await
     }
 
-    async fn get_device(&self, user_id: &str, device_id: &str) -> StorageResult<Option<DeviceRecord>> {
+    async fn get_device(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<Option<DeviceRecord>> {
         let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
         self.read(move |c| {
             Box::pin(async move {
@@ -192,8 +188,8 @@ impl DeviceRepo for Database {
 
     async fn set_device_display_name(
         &self,
-        user_id: &str,
-        device_id: &str,
+        user_id: &UserId,
+        device_id: &DeviceId,
         name: Option<String>,
     ) -> StorageResult<bool> {
         let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
@@ -211,7 +207,7 @@ impl DeviceRepo for Database {
         .await
     }
 
-    async fn delete_devices(&self, user_id: &str, device_ids: &[String]) -> StorageResult<()> {
+    async fn delete_devices(&self, user_id: &UserId, device_ids: &[OwnedDeviceId]) -> StorageResult<()> {
         let (user_id, device_ids) = (user_id.to_owned(), device_ids.to_vec());
         self.write(move |c, positions| {
             Box::pin(async move { delete_devices(c, positions, &user_id, &device_ids).await })
@@ -219,20 +215,20 @@ impl DeviceRepo for Database {
         .await
     }
 
-    async fn delete_all_devices(&self, user_id: &str, keep: Option<&str>) -> StorageResult<()> {
-        let (user_id, keep) = (user_id.to_owned(), keep.map(str::to_owned));
+    async fn delete_all_devices(&self, user_id: &UserId, keep: Option<&DeviceId>) -> StorageResult<()> {
+        let (user_id, keep) = (user_id.to_owned(), keep.map(ToOwned::to_owned));
         self.write(move |c, positions| {
             Box::pin(async move {
-                let ids: Vec<String> = c
+                let ids: Vec<OwnedDeviceId> = c
                     .query(
                         "SELECT device_id FROM devices WHERE user_id = $1
                          AND device_id NOT IN (SELECT device_id FROM dehydrated_devices WHERE user_id = $1)",
                         &[&user_id],
-                        |r| r.get::<String>(0),
+                        |r| r.get::<OwnedDeviceId>(0),
                     )
                     .await?
                     .into_iter()
-                    .filter(|d| Some(d.as_str()) != keep.as_deref())
+                    .filter(|d| Some(d) != keep.as_ref())
                     .collect();
                 delete_devices(c, positions, &user_id, &ids).await
             })
@@ -240,7 +236,13 @@ impl DeviceRepo for Database {
         .await
     }
 
-    async fn touch_device(&self, user_id: &str, device_id: &str, ip: Option<String>, now_ms: u64) -> StorageResult<()> {
+    async fn touch_device(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        ip: Option<String>,
+        now_ms: u64,
+    ) -> StorageResult<()> {
         let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
         self.transaction_relaxed(move |c| {
             Box::pin(async move {
@@ -255,7 +257,7 @@ impl DeviceRepo for Database {
         .await
     }
 
-    async fn create_login_token(&self, token: &str, user_id: &str, expires_ms: u64) -> StorageResult<()> {
+    async fn create_login_token(&self, token: &str, user_id: &UserId, expires_ms: u64) -> StorageResult<()> {
         let (token, user_id) = (token.to_owned(), user_id.to_owned());
         self.transaction(move |c| {
             Box::pin(async move {
@@ -270,13 +272,13 @@ impl DeviceRepo for Database {
         .await
     }
 
-    async fn take_login_token(&self, token: &str, now_ms: u64) -> StorageResult<Option<String>> {
+    async fn take_login_token(&self, token: &str, now_ms: u64) -> StorageResult<Option<OwnedUserId>> {
         let token = token.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {
                 // DELETE ... RETURNING: a token is consumed by exactly one login, whichever
                 // process serves it.
-                let row: Option<(String, u64)> = c
+                let row: Option<(OwnedUserId, u64)> = c
                     .query_opt(
                         "DELETE FROM login_tokens WHERE token = $1 RETURNING user_id, expires_ms",
                         &[&token],

@@ -2,6 +2,12 @@
 
 use async_trait::async_trait;
 
+use myelin_core::{
+    Membership, StateGroupId,
+    types::{DeviceId, EventId, OwnedEventId, RoomId, StateEventType, TimelineEventType, TransactionId, UserId},
+};
+use ruma::events::relation::RelationType;
+
 use super::{EVENT_COLUMNS, event_from_row, state::create_state_group};
 use crate::{
     Database, Direction, EventRepo, NewEvent, PendingPersist, PersistOutcome, StorageError, StorageResult, StoredEvent,
@@ -46,7 +52,13 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
              FROM rooms r LEFT JOIN forward_extremities f ON f.room_id = r.room_id
              WHERE r.room_id = $1 FOR UPDATE OF r",
             &[&ev.room_id, &ev.sender, &device, &txn_id],
-            |r| Ok((r.get::<Option<i64>>(0)?, r.get::<Option<String>>(1)?, r.get::<Option<String>>(2)?)),
+            |r| {
+                Ok((
+                    r.get::<Option<StateGroupId>>(0)?,
+                    r.get::<Option<OwnedEventId>>(1)?,
+                    r.get::<Option<OwnedEventId>>(2)?,
+                ))
+            },
         )
         .await?;
     let Some((state_before, earlier, _)) = rows.first().cloned() else {
@@ -56,7 +68,7 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
         return Ok(PersistOutcome::DuplicateTxn { event_id });
     }
     if let Some(expected) = &ev.expected_extremities {
-        let mut stored: Vec<String> = rows.into_iter().filter_map(|(_, _, extremity)| extremity).collect();
+        let mut stored: Vec<OwnedEventId> = rows.into_iter().filter_map(|(_, _, extremity)| extremity).collect();
         let mut expected = expected.clone();
         stored.sort();
         expected.sort();
@@ -66,7 +78,8 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
     }
     let state_after = match &ev.state_key {
         Some(state_key) => {
-            Some(create_state_group(c, &ev.room_id, state_before, &ev.event_type, state_key, &ev.event_id).await?)
+            let state_type = StateEventType::from(ev.event_type.to_string());
+            Some(create_state_group(c, &ev.room_id, state_before, &state_type, state_key, &ev.event_id).await?)
         }
         None => state_before,
     };
@@ -122,19 +135,33 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
             &current_state_params,
         ));
     }
-    let member_params: [&dyn ToValue; 8];
-    let member_count_params: [&dyn ToValue; 3];
+    let member_params: [&dyn ToValue; 9];
+    let member_count_params: [&dyn ToValue; 6];
+    let (joins, invites, current);
     if let Some(m) = &ev.membership {
-        member_params =
-            [&ev.room_id, &m.user_id, &m.membership, &ev.event_id, &pos, &m.displayname, &m.avatar_url, &ev.sender];
-        member_count_params = [&ev.room_id, &m.user_id, &m.membership];
+        joins = i64::from(m.membership == Membership::Join);
+        invites = i64::from(m.membership == Membership::Invite);
+        // A user who is (again) part of the room has not forgotten it.
+        current = m.membership.is_current();
+        member_params = [
+            &ev.room_id,
+            &m.user_id,
+            &m.membership,
+            &ev.event_id,
+            &pos,
+            &m.displayname,
+            &m.avatar_url,
+            &ev.sender,
+            &current,
+        ];
+        member_count_params = [&ev.room_id, &m.user_id, &joins, &invites, &Membership::Join, &Membership::Invite];
         // The room's member counts, from the membership this replaces (before the upsert).
         writes.push(Write::Sql(
             "UPDATE rooms SET
-                 joined_members = joined_members + (CASE WHEN CAST($3 AS TEXT) = 'join' THEN 1 ELSE 0 END)
-                     - (SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND user_id = $2 AND membership = 'join'),
-                 invited_members = invited_members + (CASE WHEN CAST($3 AS TEXT) = 'invite' THEN 1 ELSE 0 END)
-                     - (SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND user_id = $2 AND membership = 'invite')
+                 joined_members = joined_members + $3
+                     - (SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND user_id = $2 AND membership = $5),
+                 invited_members = invited_members + $4
+                     - (SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND user_id = $2 AND membership = $6)
              WHERE room_id = $1",
             &member_count_params,
         ));
@@ -144,7 +171,7 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
              ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id,
                  sender = excluded.sender, stream_pos = excluded.stream_pos, displayname = excluded.displayname,
                  avatar_url = excluded.avatar_url,
-                 forgotten = CASE WHEN excluded.membership IN ('join', 'invite', 'knock') THEN 0 ELSE room_members.forgotten END",
+                 forgotten = CASE WHEN $9 THEN 0 ELSE room_members.forgotten END",
             &member_params,
         ));
     }
@@ -206,7 +233,7 @@ impl EventRepo for Database {
         Database::written_head(self)
     }
 
-    async fn get_event(&self, event_id: &str) -> StorageResult<Option<StoredEvent>> {
+    async fn get_event(&self, event_id: &EventId) -> StorageResult<Option<StoredEvent>> {
         let event_id = event_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {
@@ -217,7 +244,7 @@ impl EventRepo for Database {
         .await
     }
 
-    async fn get_events(&self, event_ids: &[String]) -> StorageResult<Vec<StoredEvent>> {
+    async fn get_events(&self, event_ids: &[OwnedEventId]) -> StorageResult<Vec<StoredEvent>> {
         if event_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -227,7 +254,7 @@ impl EventRepo for Database {
                 let sql = format!("SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_id = ANY($1)");
                 let found = events(c, &sql, &[&event_ids]).await?;
                 // In the order asked for.
-                let mut by_id: std::collections::HashMap<String, StoredEvent> =
+                let mut by_id: std::collections::HashMap<OwnedEventId, StoredEvent> =
                     found.into_iter().map(|e| (e.event_id.clone(), e)).collect();
                 Ok(event_ids.iter().filter_map(|id| by_id.remove(id)).collect())
             })
@@ -235,7 +262,12 @@ impl EventRepo for Database {
         .await
     }
 
-    async fn event_for_txn(&self, user_id: &str, device_id: &str, txn_id: &str) -> StorageResult<Option<String>> {
+    async fn event_for_txn(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        txn_id: &TransactionId,
+    ) -> StorageResult<Option<OwnedEventId>> {
         let (u, d, t) = (user_id.to_owned(), device_id.to_owned(), txn_id.to_owned());
         self.read(move |c| {
             Box::pin(async move {
@@ -252,7 +284,7 @@ impl EventRepo for Database {
 
     async fn room_events(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         from: StreamPos,
         to: Option<StreamPos>,
         dir: Direction,
@@ -263,14 +295,14 @@ impl EventRepo for Database {
             Box::pin(async move {
                 match dir {
                     Direction::Backward => {
-                        events(c, &backward_events_sql(limit), &[&room_id, &from, &to.unwrap_or(i64::MIN)]).await
+                        events(c, &backward_events_sql(limit), &[&room_id, &from, &to.unwrap_or(StreamPos::MIN)]).await
                     }
                     Direction::Forward => {
                         let sql = format!(
                             "SELECT {EVENT_COLUMNS} FROM events e WHERE e.room_id = $1 AND e.stream_pos > $2
                              AND e.stream_pos <= $3 AND e.outlier = 0 ORDER BY e.stream_pos ASC LIMIT {limit}"
                         );
-                        events(c, &sql, &[&room_id, &from, &to.unwrap_or(i64::MAX)]).await
+                        events(c, &sql, &[&room_id, &from, &to.unwrap_or(StreamPos::MAX)]).await
                     }
                 }
             })
@@ -280,7 +312,7 @@ impl EventRepo for Database {
 
     async fn membership_events_for_user(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         since: StreamPos,
         until: StreamPos,
     ) -> StorageResult<Vec<StoredEvent>> {
@@ -288,16 +320,16 @@ impl EventRepo for Database {
         self.read(move |c| {
             Box::pin(async move {
                 let sql = format!(
-                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_type = 'm.room.member' AND e.state_key = $1
+                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_type = $4 AND e.state_key = $1
                      AND e.stream_pos > $2 AND e.stream_pos <= $3 ORDER BY e.stream_pos"
                 );
-                events(c, &sql, &[&user_id, &since, &until]).await
+                events(c, &sql, &[&user_id, &since, &until, &TimelineEventType::RoomMember]).await
             })
         })
         .await
     }
 
-    async fn state_group_at(&self, room_id: &str, pos: StreamPos) -> StorageResult<Option<i64>> {
+    async fn state_group_at(&self, room_id: &RoomId, pos: StreamPos) -> StorageResult<Option<StateGroupId>> {
         let room_id = room_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {
@@ -305,7 +337,7 @@ impl EventRepo for Database {
                     "SELECT state_after FROM events WHERE room_id = $1 AND stream_pos <= $2 AND outlier = 0
                      ORDER BY stream_pos DESC LIMIT 1",
                     &[&room_id, &pos],
-                    |r| r.get::<Option<i64>>(0),
+                    |r| r.get::<Option<StateGroupId>>(0),
                 )
                 .await?
                 .flatten())
@@ -316,12 +348,12 @@ impl EventRepo for Database {
 
     async fn relations(
         &self,
-        event_id: &str,
-        rel_type: Option<&str>,
+        event_id: &EventId,
+        rel_type: Option<&RelationType>,
         from: StreamPos,
         limit: usize,
     ) -> StorageResult<Vec<StoredEvent>> {
-        let (event_id, rel_type) = (event_id.to_owned(), rel_type.map(str::to_owned));
+        let (event_id, rel_type) = (event_id.to_owned(), rel_type.map(|r| r.as_str().to_owned()));
         self.read(move |c| {
             Box::pin(async move {
                 let sql = format!(
@@ -337,7 +369,7 @@ impl EventRepo for Database {
 
     async fn thread_roots(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         from: StreamPos,
         limit: usize,
     ) -> StorageResult<Vec<(StoredEvent, StreamPos)>> {
@@ -347,16 +379,17 @@ impl EventRepo for Database {
                 let sql = format!(
                     "SELECT {EVENT_COLUMNS}, t.latest FROM events e
                      JOIN (SELECT relates_to, MAX(stream_pos) AS latest FROM events
-                           WHERE room_id = $1 AND rel_type = 'm.thread' GROUP BY relates_to) t ON t.relates_to = e.event_id
+                           WHERE room_id = $1 AND rel_type = $3 GROUP BY relates_to) t ON t.relates_to = e.event_id
                      WHERE t.latest <= $2 ORDER BY t.latest DESC LIMIT {limit}"
                 );
-                c.query(&sql, &[&room_id, &from], |r| Ok((event_from_row(r)?, r.get(14)?))).await
+                let thread = RelationType::Thread.as_str();
+                c.query(&sql, &[&room_id, &from, &thread], |r| Ok((event_from_row(r)?, r.get(14)?))).await
             })
         })
         .await
     }
 
-    async fn forward_extremities(&self, room_id: &str) -> StorageResult<Vec<StoredEvent>> {
+    async fn forward_extremities(&self, room_id: &RoomId) -> StorageResult<Vec<StoredEvent>> {
         let room_id = room_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {

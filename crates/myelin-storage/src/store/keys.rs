@@ -4,8 +4,11 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
+use myelin_core::types::{DeviceId, OwnedUserId, UserId};
+
 use crate::{
-    ClaimedKey, Database, KeyRepo, KeyUpload, KeyUploadOutcome, StorageResult, StreamPos, UploadedKey,
+    ClaimedKey, Database, DeviceKeys, KeyClaim, KeyRepo, KeyUpload, KeyUploadOutcome, StorageResult, StreamPos,
+    UploadedKey,
     db::{Conn, Positions, ToValue},
     same_key,
 };
@@ -14,7 +17,7 @@ use crate::{
 pub(crate) async fn record_change(
     c: &mut Conn<'_>,
     positions: &mut Positions,
-    user_id: &str,
+    user_id: &UserId,
 ) -> StorageResult<StreamPos> {
     let pos = positions.next().await?;
     c.execute("INSERT INTO device_list_changes (stream_pos, user_id) VALUES ($1, $2)", &[&pos, &user_id]).await?;
@@ -25,8 +28,8 @@ pub(crate) async fn record_change(
 pub(crate) async fn upload(
     c: &mut Conn<'_>,
     positions: &mut Positions,
-    user: &str,
-    device: &str,
+    user: &UserId,
+    device: &DeviceId,
     up: KeyUpload,
 ) -> StorageResult<KeyUploadOutcome> {
     // Check everything first: a conflict stores nothing.
@@ -122,12 +125,17 @@ pub(crate) async fn upload(
 
 #[async_trait]
 impl KeyRepo for Database {
-    async fn upload_keys(&self, user_id: &str, device_id: &str, up: KeyUpload) -> StorageResult<KeyUploadOutcome> {
+    async fn upload_keys(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        up: KeyUpload,
+    ) -> StorageResult<KeyUploadOutcome> {
         let (user, device) = (user_id.to_owned(), device_id.to_owned());
         self.write(move |c, positions| Box::pin(async move { upload(c, positions, &user, &device, up).await })).await
     }
 
-    async fn device_keys(&self, user_ids: &[String]) -> StorageResult<Vec<(String, String, String)>> {
+    async fn device_keys(&self, user_ids: &[OwnedUserId]) -> StorageResult<Vec<DeviceKeys>> {
         let user_ids = user_ids.to_vec();
         self.read(move |c| {
             Box::pin(async move {
@@ -136,7 +144,7 @@ impl KeyRepo for Database {
                      JOIN devices d ON d.user_id = k.user_id AND d.device_id = k.device_id
                      WHERE k.user_id = ANY($1) ORDER BY k.user_id, k.device_id",
                     &[&user_ids],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok(DeviceKeys { user_id: r.get(0)?, device_id: r.get(1)?, json: r.get(2)? }),
                 )
                 .await
             })
@@ -144,7 +152,7 @@ impl KeyRepo for Database {
         .await
     }
 
-    async fn one_time_key_counts(&self, user_id: &str, device_id: &str) -> StorageResult<Vec<(String, u64)>> {
+    async fn one_time_key_counts(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<Vec<(String, u64)>> {
         let (user, device) = (user_id.to_owned(), device_id.to_owned());
         self.read(move |c| {
             Box::pin(async move {
@@ -160,7 +168,7 @@ impl KeyRepo for Database {
         .await
     }
 
-    async fn unused_fallback_key_types(&self, user_id: &str, device_id: &str) -> StorageResult<Vec<String>> {
+    async fn unused_fallback_key_types(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<Vec<String>> {
         let (user, device) = (user_id.to_owned(), device_id.to_owned());
         self.read(move |c| {
             Box::pin(async move {
@@ -176,12 +184,12 @@ impl KeyRepo for Database {
         .await
     }
 
-    async fn claim_keys(&self, claims: &[(String, String, String)]) -> StorageResult<Vec<ClaimedKey>> {
+    async fn claim_keys(&self, claims: &[KeyClaim]) -> StorageResult<Vec<ClaimedKey>> {
         let claims = claims.to_vec();
         self.transaction(move |c| {
             Box::pin(async move {
                 let mut out = Vec::new();
-                for (user, device, algorithm) in claims {
+                for KeyClaim { user_id: user, device_id: device, algorithm } in claims {
                     // One statement: the oldest key, locked (concurrent claimers skip it) and removed.
                     let otk: Option<(String, String)> = c
                         .query_opt(
@@ -201,7 +209,7 @@ impl KeyRepo for Database {
                             &[&user, &device, &key_id],
                         )
                         .await?;
-                        out.push((user, device, key_id, json));
+                        out.push(ClaimedKey { user_id: user, device_id: device, key_id, json });
                         continue;
                     }
                     let fallback: Option<(String, String)> = c
@@ -213,7 +221,7 @@ impl KeyRepo for Database {
                         )
                         .await?;
                     if let Some((key_id, json)) = fallback {
-                        out.push((user, device, key_id, json));
+                        out.push(ClaimedKey { user_id: user, device_id: device, key_id, json });
                     }
                 }
                 Ok(out)
@@ -222,7 +230,7 @@ impl KeyRepo for Database {
         .await
     }
 
-    async fn put_cross_signing_keys(&self, user_id: &str, keys: Vec<(String, String)>) -> StorageResult<bool> {
+    async fn put_cross_signing_keys(&self, user_id: &UserId, keys: Vec<(String, String)>) -> StorageResult<bool> {
         let user = user_id.to_owned();
         self.write(move |c, positions| {
             Box::pin(async move {
@@ -254,7 +262,7 @@ impl KeyRepo for Database {
         .await
     }
 
-    async fn cross_signing_keys(&self, user_id: &str) -> StorageResult<Vec<(String, String)>> {
+    async fn cross_signing_keys(&self, user_id: &UserId) -> StorageResult<Vec<(String, String)>> {
         let user = user_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {
@@ -269,7 +277,7 @@ impl KeyRepo for Database {
         .await
     }
 
-    async fn replace_device_keys(&self, user_id: &str, device_id: &str, json: String) -> StorageResult<()> {
+    async fn replace_device_keys(&self, user_id: &UserId, device_id: &DeviceId, json: String) -> StorageResult<()> {
         let (user, device) = (user_id.to_owned(), device_id.to_owned());
         self.write(move |c, positions| {
             Box::pin(async move {
@@ -285,12 +293,12 @@ impl KeyRepo for Database {
         .await
     }
 
-    async fn record_device_list_change(&self, user_id: &str) -> StorageResult<StreamPos> {
+    async fn record_device_list_change(&self, user_id: &UserId) -> StorageResult<StreamPos> {
         let user = user_id.to_owned();
         self.write(move |c, positions| Box::pin(async move { record_change(c, positions, &user).await })).await
     }
 
-    async fn device_list_changes(&self, since: StreamPos, until: StreamPos) -> StorageResult<Vec<String>> {
+    async fn device_list_changes(&self, since: StreamPos, until: StreamPos) -> StorageResult<Vec<OwnedUserId>> {
         self.read(move |c| {
             Box::pin(async move {
                 c.query(

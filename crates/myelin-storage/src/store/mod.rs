@@ -21,6 +21,7 @@ mod rooms;
 mod sliding_sync;
 mod state;
 mod to_device;
+mod uia;
 
 use crate::{MemberRecord, StorageResult, StoredEvent, UserRoom, db::Row};
 

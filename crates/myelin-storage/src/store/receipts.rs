@@ -2,7 +2,34 @@
 
 use async_trait::async_trait;
 
-use crate::{Database, ReceiptRecord, ReceiptRepo, StorageResult, StreamPos};
+use myelin_core::types::{OwnedEventId, OwnedRoomId, RoomId, UserId};
+use ruma::events::receipt::{ReceiptThread, ReceiptType};
+
+use crate::{Database, ReceiptRecord, ReceiptRepo, StorageError, StorageResult, StreamPos, db::Row};
+
+/// A receipt's thread as stored: '' unthreaded, 'main', or the thread root's event id.
+fn thread_column(thread: &ReceiptThread) -> &str {
+    thread.as_str().unwrap_or("")
+}
+
+fn receipt_from_row(r: &Row<'_>) -> StorageResult<ReceiptRecord> {
+    let thread: String = r.get(3)?;
+    let thread = match thread.as_str() {
+        "" => ReceiptThread::Unthreaded,
+        "main" => ReceiptThread::Main,
+        _ => ReceiptThread::Thread(
+            OwnedEventId::try_from(thread).map_err(|e| StorageError::Corrupt(format!("receipt thread: {e}")))?,
+        ),
+    };
+    Ok(ReceiptRecord {
+        room_id: r.get(0)?,
+        receipt_type: ReceiptType::from(r.get::<String>(1)?),
+        user_id: r.get(2)?,
+        thread,
+        event_id: r.get(4)?,
+        ts: r.get(5)?,
+    })
+}
 
 /// `(notifications, highlights)` of user `$1` in room `$2` after their newest read receipt, up
 /// to position `$3` (also read for a whole sliding sync window).
@@ -17,11 +44,11 @@ impl ReceiptRepo for Database {
     async fn put_receipt(&self, receipt: ReceiptRecord, event_pos: StreamPos) -> StorageResult<Option<StreamPos>> {
         self.write(move |c, positions| {
             Box::pin(async move {
-                let existing: Option<i64> = c
+                let existing: Option<StreamPos> = c
                     .query_opt(
                         "SELECT event_pos FROM receipts
                          WHERE room_id = $1 AND receipt_type = $2 AND user_id = $3 AND thread_id = $4 FOR UPDATE",
-                        &[&receipt.room_id, &receipt.receipt_type, &receipt.user_id, &receipt.thread_id],
+                        &[&receipt.room_id, &receipt.receipt_type.as_str(), &receipt.user_id, &thread_column(&receipt.thread)],
                         |r| r.get(0),
                     )
                     .await?;
@@ -36,9 +63,9 @@ impl ReceiptRepo for Database {
                          event_pos = excluded.event_pos, ts = excluded.ts, stream_pos = excluded.stream_pos",
                     &[
                         &receipt.room_id,
-                        &receipt.receipt_type,
+                        &receipt.receipt_type.as_str(),
                         &receipt.user_id,
-                        &receipt.thread_id,
+                        &thread_column(&receipt.thread),
                         &receipt.event_id,
                         &event_pos,
                         &receipt.ts,
@@ -54,7 +81,7 @@ impl ReceiptRepo for Database {
 
     async fn receipts_since(
         &self,
-        room_ids: &[String],
+        room_ids: &[OwnedRoomId],
         since: StreamPos,
         until: StreamPos,
     ) -> StorageResult<Vec<ReceiptRecord>> {
@@ -65,16 +92,7 @@ impl ReceiptRepo for Database {
                     "SELECT room_id, receipt_type, user_id, thread_id, event_id, ts FROM receipts
                      WHERE room_id = ANY($1) AND stream_pos > $2 AND stream_pos <= $3",
                     &[&room_ids, &since, &until],
-                    |r| {
-                        Ok(ReceiptRecord {
-                            room_id: r.get(0)?,
-                            receipt_type: r.get(1)?,
-                            user_id: r.get(2)?,
-                            thread_id: r.get(3)?,
-                            event_id: r.get(4)?,
-                            ts: r.get(5)?,
-                        })
-                    },
+                    receipt_from_row,
                 )
                 .await
             })
@@ -82,7 +100,7 @@ impl ReceiptRepo for Database {
         .await
     }
 
-    async fn unread_counts(&self, user_id: &str, room_id: &str, until: StreamPos) -> StorageResult<(u64, u64)> {
+    async fn unread_counts(&self, user_id: &UserId, room_id: &RoomId, until: StreamPos) -> StorageResult<(u64, u64)> {
         let (user_id, room_id) = (user_id.to_owned(), room_id.to_owned());
         self.read(move |c| {
             Box::pin(async move {

@@ -3,13 +3,18 @@
 use async_trait::async_trait;
 
 use super::{EVENT_COLUMNS, MEMBER_COLUMNS, USER_ROOM_COLUMNS, event_from_row, member_from_row, user_room_from_row};
+use myelin_core::{
+    Membership,
+    types::{OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, StateEventType, UserId},
+};
+
 use crate::{
     Database, MemberRecord, PublicRoomRecord, RoomRecord, RoomRepo, StorageResult, StoredEvent, StreamPos, UserRoom,
 };
 
 #[async_trait]
 impl RoomRepo for Database {
-    async fn get_room(&self, room_id: &str) -> StorageResult<Option<RoomRecord>> {
+    async fn get_room(&self, room_id: &RoomId) -> StorageResult<Option<RoomRecord>> {
         let room_id = room_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {
@@ -34,7 +39,7 @@ impl RoomRepo for Database {
         .await
     }
 
-    async fn rooms_for_user(&self, user_id: &str) -> StorageResult<Vec<UserRoom>> {
+    async fn rooms_for_user(&self, user_id: &UserId) -> StorageResult<Vec<UserRoom>> {
         let user_id = user_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {
@@ -50,7 +55,7 @@ impl RoomRepo for Database {
 
     async fn rooms_for_user_since(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         since: StreamPos,
         limit: usize,
     ) -> StorageResult<Vec<UserRoom>> {
@@ -74,8 +79,8 @@ impl RoomRepo for Database {
         .await
     }
 
-    async fn room_members(&self, room_id: &str, membership: Option<&str>) -> StorageResult<Vec<MemberRecord>> {
-        let (room_id, membership) = (room_id.to_owned(), membership.map(str::to_owned));
+    async fn room_members(&self, room_id: &RoomId, membership: Option<Membership>) -> StorageResult<Vec<MemberRecord>> {
+        let room_id = room_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {
                 let sql = format!(
@@ -90,7 +95,7 @@ impl RoomRepo for Database {
 
     async fn membership_changes(
         &self,
-        room_id: &str,
+        room_id: &RoomId,
         since: StreamPos,
         until: StreamPos,
     ) -> StorageResult<Vec<MemberRecord>> {
@@ -106,7 +111,7 @@ impl RoomRepo for Database {
         .await
     }
 
-    async fn membership(&self, room_id: &str, user_id: &str) -> StorageResult<Option<MemberRecord>> {
+    async fn membership(&self, room_id: &RoomId, user_id: &UserId) -> StorageResult<Option<MemberRecord>> {
         let (room_id, user_id) = (room_id.to_owned(), user_id.to_owned());
         self.read(move |c| {
             Box::pin(async move {
@@ -117,7 +122,7 @@ impl RoomRepo for Database {
         .await
     }
 
-    async fn current_state_ids(&self, room_id: &str) -> StorageResult<Vec<(String, String, String)>> {
+    async fn current_state_ids(&self, room_id: &RoomId) -> StorageResult<Vec<(StateEventType, String, OwnedEventId)>> {
         let room_id = room_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {
@@ -134,11 +139,11 @@ impl RoomRepo for Database {
 
     async fn current_state_event(
         &self,
-        room_id: &str,
-        event_type: &str,
+        room_id: &RoomId,
+        event_type: &StateEventType,
         state_key: &str,
     ) -> StorageResult<Option<StoredEvent>> {
-        let (room_id, event_type, state_key) = (room_id.to_owned(), event_type.to_owned(), state_key.to_owned());
+        let (room_id, event_type, state_key) = (room_id.to_owned(), event_type.clone(), state_key.to_owned());
         self.read(move |c| {
             Box::pin(async move {
                 let sql = format!(
@@ -151,7 +156,7 @@ impl RoomRepo for Database {
         .await
     }
 
-    async fn forget_room(&self, user_id: &str, room_id: &str) -> StorageResult<()> {
+    async fn forget_room(&self, user_id: &UserId, room_id: &RoomId) -> StorageResult<()> {
         let (user_id, room_id) = (user_id.to_owned(), room_id.to_owned());
         self.transaction(move |c| {
             Box::pin(async move {
@@ -166,14 +171,14 @@ impl RoomRepo for Database {
         .await
     }
 
-    async fn room_mates(&self, user_id: &str) -> StorageResult<Vec<String>> {
+    async fn room_mates(&self, user_id: &UserId) -> StorageResult<Vec<OwnedUserId>> {
         let user_id = user_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {
                 c.query(
                     "SELECT DISTINCT b.user_id FROM room_members a JOIN room_members b ON a.room_id = b.room_id
-                     WHERE a.user_id = $1 AND a.membership = 'join' AND b.membership IN ('join', 'invite')",
-                    &[&user_id],
+                     WHERE a.user_id = $1 AND a.membership = $2 AND b.membership IN ($2, $3)",
+                    &[&user_id, &Membership::Join, &Membership::Invite],
                     |r| r.get(0),
                 )
                 .await
@@ -182,15 +187,15 @@ impl RoomRepo for Database {
         .await
     }
 
-    async fn sharing_rooms_with(&self, user_id: &str, others: &[String]) -> StorageResult<Vec<String>> {
+    async fn sharing_rooms_with(&self, user_id: &UserId, others: &[OwnedUserId]) -> StorageResult<Vec<OwnedUserId>> {
         let (user_id, others) = (user_id.to_owned(), others.to_vec());
         self.read(move |c| {
             Box::pin(async move {
                 c.query(
                     "SELECT DISTINCT b.user_id FROM room_members a JOIN room_members b ON a.room_id = b.room_id
-                     WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = ANY($2)
-                       AND b.membership IN ('join', 'invite')",
-                    &[&user_id, &others],
+                     WHERE a.user_id = $1 AND a.membership = $3 AND b.user_id = ANY($2)
+                       AND b.membership IN ($3, $4)",
+                    &[&user_id, &others, &Membership::Join, &Membership::Invite],
                     |r| r.get(0),
                 )
                 .await
@@ -199,7 +204,7 @@ impl RoomRepo for Database {
         .await
     }
 
-    async fn create_alias(&self, alias: &str, room_id: &str, creator: &str) -> StorageResult<()> {
+    async fn create_alias(&self, alias: &RoomAliasId, room_id: &RoomId, creator: &UserId) -> StorageResult<()> {
         let (alias, room_id, creator) = (alias.to_owned(), room_id.to_owned(), creator.to_owned());
         self.transaction(move |c| {
             Box::pin(async move {
@@ -214,7 +219,7 @@ impl RoomRepo for Database {
         .await
     }
 
-    async fn delete_alias(&self, alias: &str) -> StorageResult<bool> {
+    async fn delete_alias(&self, alias: &RoomAliasId) -> StorageResult<bool> {
         let alias = alias.to_owned();
         self.transaction(move |c| {
             Box::pin(async move { Ok(c.execute("DELETE FROM room_aliases WHERE alias = $1", &[&alias]).await? > 0) })
@@ -222,7 +227,7 @@ impl RoomRepo for Database {
         .await
     }
 
-    async fn resolve_alias(&self, alias: &str) -> StorageResult<Option<(String, String)>> {
+    async fn resolve_alias(&self, alias: &RoomAliasId) -> StorageResult<Option<(OwnedRoomId, OwnedUserId)>> {
         let alias = alias.to_owned();
         self.read(move |c| {
             Box::pin(async move {
@@ -235,7 +240,7 @@ impl RoomRepo for Database {
         .await
     }
 
-    async fn room_aliases(&self, room_id: &str) -> StorageResult<Vec<String>> {
+    async fn room_aliases(&self, room_id: &RoomId) -> StorageResult<Vec<OwnedRoomAliasId>> {
         let room_id = room_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {
@@ -246,7 +251,7 @@ impl RoomRepo for Database {
         .await
     }
 
-    async fn set_room_public(&self, room_id: &str, public: bool) -> StorageResult<()> {
+    async fn set_room_public(&self, room_id: &RoomId, public: bool) -> StorageResult<()> {
         let room_id = room_id.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {

@@ -5,26 +5,26 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use super::{MEMBER_COLUMNS, event_from_row, events::backward_events_sql, member_from_row, receipts::UNREAD_COUNTS};
+use myelin_core::{
+    Membership, StateGroupId,
+    types::{OwnedRoomId, UserId},
+};
+
 use crate::{
-    Database, MAX_CONNECTIONS_PER_DEVICE, MemberRecord, RoomSummaryRecord, SlidingSyncRepo, StorageResult,
-    StoredConnection, StoredEvent, StreamPos, db::ToValue,
+    ConnectionKey, Database, MAX_CONNECTIONS_PER_DEVICE, MemberRecord, RoomSummaryRecord, SlidingSyncRepo,
+    StorageResult, StoredConnection, StoredEvent, StreamPos, TimelineRequest, db::ToValue,
 };
 
 #[async_trait]
 impl SlidingSyncRepo for Database {
-    async fn sliding_sync_connection(
-        &self,
-        user_id: &str,
-        device_id: &str,
-        conn_id: &str,
-    ) -> StorageResult<Option<StoredConnection>> {
-        let key = [user_id.to_owned(), device_id.to_owned(), conn_id.to_owned()];
+    async fn sliding_sync_connection(&self, key: &ConnectionKey) -> StorageResult<Option<StoredConnection>> {
+        let key = key.clone();
         self.read(move |c| {
             Box::pin(async move {
                 c.query_opt(
                     "SELECT generation, seq, state, prev_seq, prev_state, last_used_ms FROM sliding_sync_connections
                      WHERE user_id = $1 AND device_id = $2 AND conn_id = $3",
-                    &[&key[0], &key[1], &key[2]],
+                    &[&key.user_id, &key.device_id, &key.conn_id],
                     |r| {
                         Ok(StoredConnection {
                             generation: r.get(0)?,
@@ -44,13 +44,11 @@ impl SlidingSyncRepo for Database {
 
     async fn save_sliding_sync_connection(
         &self,
-        user_id: &str,
-        device_id: &str,
-        conn_id: &str,
+        key: &ConnectionKey,
         expected: Option<(String, i64)>,
         new: StoredConnection,
     ) -> StorageResult<bool> {
-        let (user, device, conn_id) = (user_id.to_owned(), device_id.to_owned(), conn_id.to_owned());
+        let ConnectionKey { user_id: user, device_id: device, conn_id } = key.clone();
         // Connection state can be rebuilt by the client (`M_UNKNOWN_POS`): a relaxed write.
         self.transaction_relaxed(move |c| {
             Box::pin(async move {
@@ -116,13 +114,13 @@ impl SlidingSyncRepo for Database {
         .await
     }
 
-    async fn delete_sliding_sync_connection(&self, user_id: &str, device_id: &str, conn_id: &str) -> StorageResult<()> {
-        let key = [user_id.to_owned(), device_id.to_owned(), conn_id.to_owned()];
+    async fn delete_sliding_sync_connection(&self, key: &ConnectionKey) -> StorageResult<()> {
+        let key = key.clone();
         self.transaction(move |c| {
             Box::pin(async move {
                 c.execute(
                     "DELETE FROM sliding_sync_connections WHERE user_id = $1 AND device_id = $2 AND conn_id = $3",
-                    &[&key[0], &key[1], &key[2]],
+                    &[&key.user_id, &key.device_id, &key.conn_id],
                 )
                 .await?;
                 Ok(())
@@ -133,8 +131,8 @@ impl SlidingSyncRepo for Database {
 
     async fn room_summaries(
         &self,
-        user_id: &str,
-        room_ids: &[String],
+        user_id: &UserId,
+        room_ids: &[OwnedRoomId],
         until: StreamPos,
     ) -> StorageResult<Vec<RoomSummaryRecord>> {
         let (user, rooms) = (user_id.to_owned(), room_ids.to_vec());
@@ -144,20 +142,22 @@ impl SlidingSyncRepo for Database {
                 // one statement run for every room (one round trip each on PostgreSQL).
                 let per_room: Vec<Vec<&dyn ToValue>> =
                     rooms.iter().map(|room| -> Vec<&dyn ToValue> { vec![room] }).collect();
-                let counts: Vec<Vec<(u64, u64, Option<i64>)>> = c
+                let counts: Vec<Vec<(u64, u64, Option<StateGroupId>)>> = c
                     .query_each(
                         "SELECT joined_members, invited_members, current_state_group FROM rooms WHERE room_id = $1",
                         &per_room,
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                     )
                     .await?;
-                let with_user: Vec<Vec<&dyn ToValue>> =
-                    rooms.iter().map(|room| -> Vec<&dyn ToValue> { vec![room, &user] }).collect();
+                let with_user: Vec<Vec<&dyn ToValue>> = rooms
+                    .iter()
+                    .map(|room| -> Vec<&dyn ToValue> { vec![room, &user, &Membership::Join, &Membership::Invite] })
+                    .collect();
                 let heroes: Vec<Vec<MemberRecord>> = c
                     .query_each(
                         &format!(
                             "SELECT {MEMBER_COLUMNS} FROM room_members
-                             WHERE room_id = $1 AND user_id <> $2 AND membership IN ('join', 'invite')
+                             WHERE room_id = $1 AND user_id <> $2 AND membership IN ($3, $4)
                              ORDER BY stream_pos LIMIT 5"
                         ),
                         &with_user,
@@ -192,24 +192,21 @@ impl SlidingSyncRepo for Database {
         .await
     }
 
-    async fn room_timelines(
-        &self,
-        requests: &[(String, StreamPos, Option<StreamPos>, usize)],
-    ) -> StorageResult<Vec<Vec<StoredEvent>>> {
+    async fn room_timelines(&self, requests: &[TimelineRequest]) -> StorageResult<Vec<Vec<StoredEvent>>> {
         let requests = requests.to_vec();
         self.read(move |c| {
             Box::pin(async move {
                 // Requests with the same limit share a statement (run once per room).
                 let mut by_limit: HashMap<usize, Vec<usize>> = HashMap::new();
                 for (index, request) in requests.iter().enumerate() {
-                    by_limit.entry(request.3).or_default().push(index);
+                    by_limit.entry(request.limit).or_default().push(index);
                 }
                 let mut out: Vec<Vec<StoredEvent>> = vec![Vec::new(); requests.len()];
-                let sinces: Vec<i64> = requests.iter().map(|r| r.2.unwrap_or(i64::MIN)).collect();
+                let sinces: Vec<StreamPos> = requests.iter().map(|r| r.since.unwrap_or(StreamPos::MIN)).collect();
                 for (limit, indexes) in by_limit {
                     let params: Vec<Vec<&dyn ToValue>> = indexes
                         .iter()
-                        .map(|&i| -> Vec<&dyn ToValue> { vec![&requests[i].0, &requests[i].1, &sinces[i]] })
+                        .map(|&i| -> Vec<&dyn ToValue> { vec![&requests[i].room_id, &requests[i].upper, &sinces[i]] })
                         .collect();
                     let timelines = c.query_each(&backward_events_sql(limit), &params, event_from_row).await?;
                     for (index, events) in indexes.into_iter().zip(timelines) {

@@ -4,13 +4,18 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
+use myelin_core::{
+    StateGroupId,
+    types::{EventId, OwnedEventId, RoomId, StateEventType},
+};
+
 use crate::{
     Database, MAX_STATE_DELTA_HOPS, StateEntry, StateRepo, StorageError, StorageResult,
     db::{Conn, ToValue},
 };
 
 /// Resolves a state group into its full state by walking the delta chain to its snapshot.
-pub(crate) async fn load_state_group(c: &mut Conn<'_>, group_id: i64) -> StorageResult<Vec<StateEntry>> {
+pub(crate) async fn load_state_group(c: &mut Conn<'_>, group_id: StateGroupId) -> StorageResult<Vec<StateEntry>> {
     // The chain in one query: the group, its prev_group, and so on up to the snapshot.
     let chain: Vec<(i64, Option<i64>)> = c
         .query(
@@ -32,7 +37,7 @@ pub(crate) async fn load_state_group(c: &mut Conn<'_>, group_id: i64) -> Storage
         Some(_) => {}
     }
     let ids: Vec<i64> = chain.iter().map(|(id, _)| *id).collect();
-    let mut rows: Vec<(i64, String, String, String)> = c
+    let mut rows: Vec<(i64, StateEventType, String, OwnedEventId)> = c
         .query(
             "SELECT group_id, event_type, state_key, event_id FROM state_group_entries WHERE group_id = ANY($1)",
             &[&ids],
@@ -42,7 +47,7 @@ pub(crate) async fn load_state_group(c: &mut Conn<'_>, group_id: i64) -> Storage
     // Apply from the snapshot (last in the chain) to the group itself.
     let rank: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     rows.sort_by_key(|(group, ..)| std::cmp::Reverse(rank.get(group).copied().unwrap_or(0)));
-    let mut state: HashMap<(String, String), String> = HashMap::new();
+    let mut state: HashMap<(StateEventType, String), OwnedEventId> = HashMap::new();
     for (_, t, k, e) in rows {
         state.insert((t, k), e);
     }
@@ -52,12 +57,12 @@ pub(crate) async fn load_state_group(c: &mut Conn<'_>, group_id: i64) -> Storage
 /// Creates the group after `prev` with one entry changed; returns its id.
 pub(crate) async fn create_state_group(
     c: &mut Conn<'_>,
-    room_id: &str,
-    prev: Option<i64>,
-    event_type: &str,
+    room_id: &RoomId,
+    prev: Option<StateGroupId>,
+    event_type: &StateEventType,
     state_key: &str,
-    event_id: &str,
-) -> StorageResult<i64> {
+    event_id: &EventId,
+) -> StorageResult<StateGroupId> {
     let prev_hops: Option<i64> = match prev {
         Some(id) => c.query_opt("SELECT hops FROM state_groups WHERE id = $1", &[&id], |r| r.get(0)).await?,
         None => None,
@@ -72,7 +77,7 @@ pub(crate) async fn create_state_group(
             _ => Vec::new(),
         };
         entries.retain(|(t, k, _)| !(t == event_type && k == state_key));
-        entries.push((event_type.to_owned(), state_key.to_owned(), event_id.to_owned()));
+        entries.push((event_type.clone(), state_key.to_owned(), event_id.to_owned()));
         let id: i64 = c
             .query_one(
                 "INSERT INTO state_groups (room_id, prev_group, hops) VALUES ($1, NULL, 0) RETURNING id",
@@ -104,7 +109,7 @@ pub(crate) async fn create_state_group(
 
 #[async_trait]
 impl StateRepo for Database {
-    async fn state_group(&self, group_id: i64) -> StorageResult<Vec<StateEntry>> {
+    async fn state_group(&self, group_id: StateGroupId) -> StorageResult<Vec<StateEntry>> {
         self.read(move |c| Box::pin(async move { load_state_group(c, group_id).await })).await
     }
 }

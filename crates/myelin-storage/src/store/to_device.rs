@@ -2,21 +2,14 @@
 
 use async_trait::async_trait;
 
-use crate::{Database, StorageResult, StreamPos, ToDeviceMessage, ToDeviceRepo, db::ToValue};
+use myelin_core::types::{DeviceId, UserId};
+
+use crate::{Database, StorageResult, StreamPos, ToDeviceMessage, ToDeviceRepo, ToDeviceSend, db::ToValue};
 
 #[async_trait]
 impl ToDeviceRepo for Database {
-    async fn send_to_device(
-        &self,
-        sender: &str,
-        sender_device: &str,
-        txn_id: &str,
-        event_type: &str,
-        messages: Vec<(String, String, String)>,
-        now_ms: u64,
-    ) -> StorageResult<bool> {
-        let (sender, sender_device, txn_id, event_type) =
-            (sender.to_owned(), sender_device.to_owned(), txn_id.to_owned(), event_type.to_owned());
+    async fn send_to_device(&self, send: ToDeviceSend) -> StorageResult<bool> {
+        let ToDeviceSend { sender, sender_device, txn_id, event_type, messages, now_ms } = send;
         self.write(move |c, positions| {
             Box::pin(async move {
                 let fresh = c
@@ -54,8 +47,8 @@ impl ToDeviceRepo for Database {
 
     async fn to_device_messages(
         &self,
-        user_id: &str,
-        device_id: &str,
+        user_id: &UserId,
+        device_id: &DeviceId,
         after: StreamPos,
         until: StreamPos,
         limit: usize,
@@ -82,7 +75,12 @@ impl ToDeviceRepo for Database {
         .await
     }
 
-    async fn delete_to_device_messages(&self, user_id: &str, device_id: &str, up_to: StreamPos) -> StorageResult<()> {
+    async fn delete_to_device_messages(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        up_to: StreamPos,
+    ) -> StorageResult<()> {
         let (user, device) = (user_id.to_owned(), device_id.to_owned());
         self.transaction(move |c| {
             Box::pin(async move {

@@ -157,7 +157,7 @@ async fn receive(
             }
         };
         if let Ok(row) = listener.0.query_one(SAFE_HEAD, &[]).await {
-            head.advance(row.get(0));
+            head.advance(StreamPos(row.get(0)));
         }
         let _ = inbound.send(Signal::Resync);
     }
@@ -203,11 +203,11 @@ fn payloads(origin: &str, signal: Signal) -> Vec<String> {
     let mut chunk = Vec::new();
     let mut size = 0;
     for user in users {
-        if size + user.len() + 3 > MAX_PAYLOAD - 100 && !chunk.is_empty() {
+        if size + user.as_str().len() + 3 > MAX_PAYLOAD - 100 && !chunk.is_empty() {
             out.extend(encode(Signal::Wake { users: std::mem::take(&mut chunk), pos }));
             size = 0;
         }
-        size += user.len() + 3;
+        size += user.as_str().len() + 3;
         chunk.push(user);
     }
     if !chunk.is_empty() {

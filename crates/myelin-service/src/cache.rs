@@ -1,0 +1,241 @@
+//! The one cache mechanism of the server. Every cache is a [`Cache`]: bounded (a weight budget,
+//! least recently used entries go first: `myelin_core::lru`), optionally re-read after a
+//! maximum age, and invalidated through one path: [`Services::invalidate`] drops an entry here and
+//! broadcasts `Signal::Invalidate { cache, key }`, which the other processes of a PostgreSQL
+//! deployment apply to their cache of the same name (`cluster.rs`); `Signal::Resync` clears them
+//! all.
+//!
+//! A read from storage that raced with an invalidation must not be kept (it may predate the
+//! change): take [`Cache::epoch`] before reading and store with [`Cache::insert_if_current`].
+
+use std::{
+    hash::Hash,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use myelin_core::{
+    Clock,
+    lru::Lru,
+    types::{OwnedEventId, OwnedRoomId, OwnedUserId},
+};
+
+use crate::Services;
+
+/// How a cache's key travels in an invalidation signal.
+pub trait CacheKey: Hash + Eq + Clone + Send + Sync + 'static {
+    fn to_signal(&self) -> String;
+    fn from_signal(key: &str) -> Option<Self>;
+}
+
+impl CacheKey for OwnedUserId {
+    fn to_signal(&self) -> String {
+        self.to_string()
+    }
+    fn from_signal(key: &str) -> Option<Self> {
+        OwnedUserId::try_from(key).ok()
+    }
+}
+
+impl CacheKey for OwnedRoomId {
+    fn to_signal(&self) -> String {
+        self.to_string()
+    }
+    fn from_signal(key: &str) -> Option<Self> {
+        OwnedRoomId::try_from(key).ok()
+    }
+}
+
+impl CacheKey for OwnedEventId {
+    fn to_signal(&self) -> String {
+        self.to_string()
+    }
+    fn from_signal(key: &str) -> Option<Self> {
+        OwnedEventId::try_from(key).ok()
+    }
+}
+
+impl CacheKey for i64 {
+    fn to_signal(&self) -> String {
+        self.to_string()
+    }
+    fn from_signal(key: &str) -> Option<Self> {
+        key.parse().ok()
+    }
+}
+
+struct Entry<V> {
+    value: V,
+    loaded: Instant,
+}
+
+/// A bounded, invalidatable cache of `V` (cheap to clone: an `Arc` or a small value) by `K`.
+pub struct Cache<K, V> {
+    name: &'static str,
+    entries: Mutex<Lru<K, Entry<V>>>,
+    /// Counts invalidations: a value read before one is not kept.
+    epoch: AtomicU64,
+    max_age: Option<Duration>,
+    clock: Arc<dyn Clock>,
+}
+
+impl<K: CacheKey, V: Clone> Cache<K, V> {
+    /// A cache named `name` (the name its invalidation signals carry) holding entries that weigh
+    /// `capacity` in all, each re-read after `max_age` if given.
+    pub fn new(name: &'static str, capacity: usize, max_age: Option<Duration>, clock: Arc<dyn Clock>) -> Self {
+        Self { name, entries: Mutex::new(Lru::new(capacity)), epoch: AtomicU64::new(0), max_age, clock }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru<K, Entry<V>>> {
+        match self.entries.lock() {
+            Ok(entries) => entries,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The cached value, unless absent or older than the maximum age.
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.get_with_age(key).map(|(value, _)| value)
+    }
+
+    /// The cached value and when it was loaded.
+    pub fn get_with_age(&self, key: &K) -> Option<(V, Instant)> {
+        let now = self.clock.now();
+        let mut entries = self.lock();
+        let entry = entries.get(key)?;
+        if self.max_age.is_some_and(|max| now.saturating_duration_since(entry.loaded) >= max) {
+            return None;
+        }
+        Some((entry.value.clone(), entry.loaded))
+    }
+
+    /// The invalidation counter, to take before reading what will be stored.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Stores a value read when the counter was `epoch`, unless something was invalidated since.
+    pub fn insert_if_current(&self, key: K, value: V, weight: usize, epoch: u64) {
+        self.insert_loaded_if_current(key, value, weight, epoch, self.clock.now());
+    }
+
+    /// As [`insert_if_current`](Self::insert_if_current), for a value loaded at `loaded` (an
+    /// entry brought up to date keeps the age of its last full read).
+    pub fn insert_loaded_if_current(&self, key: K, value: V, weight: usize, epoch: u64, loaded: Instant) {
+        let mut entries = self.lock();
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            entries.insert_weighted(key, Entry { value, loaded }, weight);
+        }
+    }
+
+    /// Stores a value known to be current (written by this process under a lock that orders it).
+    pub fn insert(&self, key: K, value: V, weight: usize) {
+        let loaded = self.clock.now();
+        self.lock().insert_weighted(key, Entry { value, loaded }, weight);
+    }
+
+    /// Drops `key` here (see [`Services::invalidate`] to drop it everywhere).
+    pub fn invalidate(&self, key: &K) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.lock().remove(key);
+    }
+
+    pub fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.lock().clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
+
+/// A cache as the invalidation path sees it: by name, with string keys.
+pub trait Invalidate: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn invalidate_key(&self, key: &str);
+    fn clear_all(&self);
+}
+
+impl<K: CacheKey, V: Clone + Send + Sync> Invalidate for Cache<K, V> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn invalidate_key(&self, key: &str) {
+        match K::from_signal(key) {
+            Some(key) => self.invalidate(&key),
+            // A key this process cannot read: drop everything rather than keep a stale entry.
+            None => self.clear(),
+        }
+    }
+
+    fn clear_all(&self) {
+        self.clear();
+    }
+}
+
+impl Services {
+    /// Drops `key` from `cache` in this process and in every other process of the deployment.
+    pub(crate) fn invalidate<K: CacheKey, V: Clone + Send + Sync>(&self, cache: &Cache<K, V>, key: &K) {
+        cache.invalidate(key);
+        self.store
+            .broadcast(myelin_storage::Signal::Invalidate { cache: cache.name().to_owned(), key: key.to_signal() });
+    }
+
+    /// Every cache of this process, for invalidations from other processes.
+    pub(crate) fn caches(&self) -> [&dyn Invalidate; 6] {
+        [
+            &self.heads.cache,
+            &self.state_groups,
+            &self.events_cache,
+            &self.user_rooms.cache,
+            &self.push_rules,
+            &self.ignored_users,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use myelin_core::ManualClock;
+
+    use super::Cache;
+
+    #[test]
+    fn entries_expire_evict_and_refuse_stale_reads() {
+        let clock = Arc::new(ManualClock::new(0));
+        let cache: Cache<i64, &str> = Cache::new("test", 2, Some(Duration::from_secs(10)), clock.clone());
+        let epoch = cache.epoch();
+        cache.insert_if_current(1, "one", 1, epoch);
+        cache.insert_if_current(2, "two", 1, epoch);
+        assert_eq!(cache.get(&1), Some("one"));
+        cache.insert_if_current(3, "three", 1, epoch);
+        assert_eq!(cache.get(&2), None, "the least recently used went");
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(cache.get(&1), None, "too old");
+
+        // A read that began before an invalidation is not stored.
+        let before = cache.epoch();
+        cache.invalidate(&4);
+        cache.insert_if_current(4, "stale", 1, before);
+        assert_eq!(cache.get(&4), None);
+        cache.insert_if_current(4, "fresh", 1, cache.epoch());
+        assert_eq!(cache.get(&4), Some("fresh"));
+        cache.clear();
+        assert!(cache.is_empty());
+    }
+}

@@ -1,0 +1,203 @@
+//! Users, profiles, sessions, devices and login tokens.
+
+use myelin_storage::*;
+
+use super::{did, open_store, room_with, uid, user};
+
+pub async fn users_are_unique_and_round_trip(url: String) {
+    let s = open_store(&url).await;
+    s.create_user(user("@alice:test")).await.expect("create");
+    assert!(matches!(s.create_user(user("@alice:test")).await, Err(StorageError::Conflict(_))));
+    let got = s.get_user(&uid("@alice:test")).await.expect("get").expect("exists");
+    assert_eq!(got.password_hash.as_deref(), Some("hash"));
+    assert_eq!(got.created_ms, 1);
+    assert!(s.get_user(&uid("@nobody:test")).await.expect("get").is_none());
+    s.deactivate_user(&uid("@alice:test")).await.expect("deactivate");
+    let got = s.get_user(&uid("@alice:test")).await.expect("get").expect("exists");
+    assert!(got.deactivated && got.password_hash.is_none());
+}
+
+pub async fn profiles_passwords_and_the_user_directory(url: String) {
+    let s = open_store(&url).await;
+    for id in ["@alice:test", "@bob:test", "@carol:test", "@dave:test", "@eve:test"] {
+        s.create_user(user(id)).await.expect("create");
+    }
+    let alice = uid("@alice:test");
+    s.set_password_hash(&alice, Some("new-hash".into())).await.expect("password");
+    s.set_displayname(&alice, Some("Alice Liddell".into())).await.expect("name");
+    s.set_avatar_url(&alice, Some("mxc://test/a".into())).await.expect("avatar");
+    let got = s.get_user(&alice).await.expect("get").expect("exists");
+    assert_eq!(
+        (got.password_hash.as_deref(), got.displayname.as_deref(), got.avatar_url.as_deref()),
+        (Some("new-hash"), Some("Alice Liddell"), Some("mxc://test/a"))
+    );
+    s.set_displayname(&alice, None).await.expect("name");
+    assert!(s.get_user(&alice).await.expect("get").expect("exists").displayname.is_none());
+    s.set_displayname(&uid("@bob:test"), Some("Bobby_Tables%".into())).await.expect("name");
+
+    // Bob shares a room with Alice; Carol is alone in a public room; Dave shares nothing.
+    room_with(&s, "!shared:test", &["@alice:test", "@bob:test"]).await;
+    room_with(&s, "!public:test", &["@carol:test"]).await;
+    let mut rule = super::event("!public:test", "$rule", "m.room.join_rules", Some(""), &["$join0-public:test"]);
+    rule.join_rule = Some("public".into());
+    super::persisted(&s, rule).await;
+    room_with(&s, "!private:test", &["@dave:test"]).await;
+
+    let search = |term: &'static str| {
+        let s = s.clone();
+        async move {
+            let hits = s.search_users(&uid("@alice:test"), term, 10).await.expect("search");
+            hits.into_iter().map(|h| h.user_id.to_string()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(search("bob").await, ["@bob:test"], "shares a room");
+    assert_eq!(search("BOBBY").await, ["@bob:test"], "by display name, ignoring case");
+    assert_eq!(search("les%").await, ["@bob:test"], "a percent sign matches only itself");
+    assert!(search("b_b").await.is_empty(), "an underscore matches only an underscore");
+    assert_eq!(search("carol").await, ["@carol:test"], "joined to a public room");
+    assert!(search("dave").await.is_empty(), "shares nothing, not public");
+    assert_eq!(search("alice").await, ["@alice:test"], "oneself");
+    assert_eq!(search(":test").await.len(), 3, "alice, bob, carol");
+    let limited = s.search_users(&uid("@alice:test"), ":test", 2).await.expect("search");
+    assert_eq!(limited.len(), 2, "limit");
+    s.deactivate_user(&uid("@bob:test")).await.expect("deactivate");
+    assert!(search("bob").await.is_empty(), "deactivated users are not found");
+}
+
+pub async fn sessions_tokens_and_refresh(url: String) {
+    let s = open_store(&url).await;
+    s.create_user(user("@alice:test")).await.expect("create");
+    let alice = uid("@alice:test");
+    let session = |device: &str, token: &str, refresh: Option<&str>| NewSession {
+        user_id: uid("@alice:test"),
+        device_id: did(device),
+        display_name: Some("Phone".into()),
+        access_token: token.into(),
+        expires_ms: Some(5_000),
+        refresh_token: refresh.map(Into::into),
+        created_ms: 1,
+    };
+    s.create_session(session("D1", "tok1", Some("ref1"))).await.expect("session");
+    let owner = s.token_owner("tok1").await.expect("lookup").expect("known");
+    assert_eq!(
+        (owner.user_id.as_str(), owner.device_id.as_str(), owner.expires_ms),
+        ("@alice:test", "D1", Some(5_000))
+    );
+    assert!(!owner.is_admin && !owner.deactivated);
+
+    let refresh = |old: &str, access: &str, new: &str| SessionRefresh {
+        refresh_token: old.into(),
+        new_access_token: access.into(),
+        new_refresh_token: new.into(),
+        expires_ms: None,
+    };
+    let refreshed = s.refresh_session(refresh("ref1", "tok2", "ref2")).await.expect("refresh");
+    assert_eq!(refreshed, Some((alice.clone(), did("D1"))));
+    assert!(s.token_owner("tok1").await.expect("lookup").is_none(), "old access token must die on refresh");
+    assert_eq!(s.token_owner("tok2").await.expect("lookup").expect("known").expires_ms, None);
+    assert!(
+        s.refresh_session(refresh("ref1", "x", "y")).await.expect("refresh").is_none(),
+        "refresh tokens are single use"
+    );
+
+    // Logging in again with the same device id replaces the device's tokens.
+    s.create_session(session("D1", "tok3", None)).await.expect("session");
+    assert!(s.token_owner("tok2").await.expect("lookup").is_none());
+    assert!(s.refresh_session(refresh("ref2", "x", "y")).await.expect("refresh").is_none(), "its refresh token too");
+    assert!(s.token_owner("tok3").await.expect("lookup").is_some());
+
+    s.create_session(session("D2", "tok4", Some("ref4"))).await.expect("session");
+    s.revoke_access_token("tok4").await.expect("logout");
+    assert!(s.token_owner("tok4").await.expect("lookup").is_none());
+    assert!(s.refresh_session(refresh("ref4", "x", "y")).await.expect("refresh").is_none(), "logout revokes refresh");
+    s.delete_devices(&alice, &[did("D1")]).await.expect("delete");
+    assert!(s.token_owner("tok3").await.expect("lookup").is_none());
+
+    s.deactivate_user(&alice).await.expect("deactivate");
+    assert!(s.list_devices(&alice).await.expect("devices").is_empty(), "deactivation deletes devices");
+}
+
+pub async fn devices_are_listed_renamed_touched_and_deleted(url: String) {
+    let s = open_store(&url).await;
+    s.create_user(user("@alice:test")).await.expect("create");
+    let alice = uid("@alice:test");
+    for device in ["PHONE", "LAPTOP", "TABLET"] {
+        s.create_session(NewSession {
+            user_id: alice.clone(),
+            device_id: did(device),
+            display_name: None,
+            access_token: format!("tok-{device}"),
+            expires_ms: None,
+            refresh_token: None,
+            created_ms: 1,
+        })
+        .await
+        .expect("session");
+    }
+    let ids = |devices: Vec<DeviceRecord>| devices.into_iter().map(|d| d.device_id.to_string()).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_devices(&alice).await.expect("list")), ["LAPTOP", "PHONE", "TABLET"], "by id");
+    assert!(s.set_device_display_name(&alice, &did("PHONE"), Some("My phone".into())).await.expect("rename"));
+    assert!(!s.set_device_display_name(&alice, &did("NOPE"), Some("x".into())).await.expect("rename"));
+    s.touch_device(&alice, &did("PHONE"), Some("127.0.0.2".into()), 7_000).await.expect("touch");
+    let phone = s.get_device(&alice, &did("PHONE")).await.expect("get").expect("exists");
+    assert_eq!(
+        (phone.display_name.as_deref(), phone.last_seen_ms, phone.last_seen_ip.as_deref()),
+        (Some("My phone"), Some(7_000), Some("127.0.0.2"))
+    );
+    assert!(s.get_device(&uid("@bob:test"), &did("PHONE")).await.expect("get").is_none(), "devices are per user");
+
+    // "Log out everywhere else" spares the caller's device and the dehydrated device.
+    s.put_dehydrated_device(NewDehydratedDevice {
+        user_id: alice.clone(),
+        device_id: did("DEHYDRATED"),
+        device_data: "{}".into(),
+        display_name: None,
+        keys: KeyUpload::default(),
+        now_ms: 1,
+    })
+    .await
+    .expect("dehydrated");
+    let before = s.stream_head();
+    s.delete_all_devices(&alice, Some(&did("LAPTOP"))).await.expect("delete all");
+    assert_eq!(ids(s.list_devices(&alice).await.expect("list")), ["DEHYDRATED", "LAPTOP"]);
+    assert!(s.token_owner("tok-PHONE").await.expect("lookup").is_none());
+    assert!(s.token_owner("tok-LAPTOP").await.expect("lookup").is_some());
+    let changes = s.device_list_changes(before, s.stream_head()).await.expect("changes");
+    assert_eq!(changes, std::slice::from_ref(&alice), "the device list change is recorded");
+    s.delete_all_devices(&alice, None).await.expect("delete all");
+    assert_eq!(ids(s.list_devices(&alice).await.expect("list")), ["DEHYDRATED"]);
+}
+
+pub async fn expired_login_tokens_are_cleaned_up(url: String) {
+    let s = open_store(&url).await;
+    let alice = uid("@a:test");
+    s.create_login_token("old", &alice, 10).await.expect("token");
+    s.create_login_token("new", &alice, 5_000_000).await.expect("token");
+    s.create_login_token("late", &alice, 20).await.expect("token");
+    assert!(s.take_login_token("late", 21).await.expect("take").is_none(), "expired when taken");
+    assert_eq!(s.delete_expired_login_tokens(1_000_000).await.expect("cleanup"), 1);
+    assert!(s.take_login_token("old", 5).await.expect("take").is_none(), "deleted even though not expired at 5");
+    assert_eq!(s.take_login_token("new", 1_000_000).await.expect("take"), Some(alice));
+    assert!(s.take_login_token("new", 1_000_000).await.expect("take").is_none(), "used once");
+}
+
+pub async fn uia_sessions_remember_their_stages(url: String) {
+    let s = open_store(&url).await;
+    let other = super::another_process(&url, &s).await;
+    s.create_uia_session("sess", 1_000).await.expect("create");
+    assert_eq!(other.uia_session("sess", 0).await.expect("get"), Some(vec![]), "any process sees it");
+    assert!(other.complete_uia_stage("sess", "m.login.password").await.expect("stage"));
+    assert!(s.complete_uia_stage("sess", "m.login.password").await.expect("stage"), "once");
+    assert!(s.complete_uia_stage("sess", "m.login.dummy").await.expect("stage"));
+    assert_eq!(
+        s.uia_session("sess", 0).await.expect("get"),
+        Some(vec!["m.login.password".to_owned(), "m.login.dummy".to_owned()])
+    );
+    assert!(s.uia_session("sess", 1_001).await.expect("get").is_none(), "too old");
+    assert!(!s.complete_uia_stage("nope", "m.login.dummy").await.expect("stage"));
+    s.create_uia_session("old", 10).await.expect("create");
+    assert_eq!(s.delete_uia_sessions_before(500).await.expect("cleanup"), 1);
+    assert!(s.uia_session("old", 0).await.expect("get").is_none());
+    s.delete_uia_session("sess").await.expect("delete");
+    assert!(s.uia_session("sess", 0).await.expect("get").is_none());
+}

@@ -1,0 +1,48 @@
+//! Several processes on one database (PostgreSQL): the stream head and signals reach all of them.
+//! On SQLite there is one process, and signals go nowhere.
+
+use std::time::Duration;
+
+use myelin_storage::*;
+
+use super::{another_process, event, open_store, persisted, uid};
+
+pub async fn the_stream_head_reaches_every_process(url: String) {
+    let first = open_store(&url).await;
+    let second = another_process(&url, &first).await;
+    let mut watch = second.watch_stream_head();
+    let written = persisted(&first, event("!h:test", "$c", "m.room.create", Some(""), &[])).await;
+    assert!(first.written_head() >= written);
+    // The other process hears of the new head (NOTIFY), and finds it when it asks the database.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while *watch.borrow_and_update() < written {
+            watch.changed().await.expect("watch");
+        }
+    })
+    .await
+    .expect("the new head reaches the other process");
+    assert!(second.stream_head() >= written);
+    assert!(second.refresh_stream_head().await.expect("refresh") >= written);
+    assert!(second.get_event(&super::eid("$c")).await.expect("get").is_some(), "and the event is readable there");
+}
+
+pub async fn signals_reach_the_other_processes_only(url: String) {
+    let first = open_store(&url).await;
+    let postgres = url.starts_with("postgres");
+    let second = another_process(&url, &first).await;
+    let mut at_first = first.signals();
+    let mut at_second = second.signals();
+    let signal = Signal::Wake { users: vec![uid("@a:test")], pos: StreamPos(7) };
+    first.broadcast(signal.clone());
+    first.broadcast(Signal::Invalidate { cache: "events".into(), key: "$x".into() });
+    if postgres {
+        let got =
+            tokio::time::timeout(Duration::from_secs(5), at_second.recv()).await.expect("delivered").expect("signal");
+        assert_eq!(got, signal);
+        let got =
+            tokio::time::timeout(Duration::from_secs(5), at_second.recv()).await.expect("delivered").expect("signal");
+        assert_eq!(got, Signal::Invalidate { cache: "events".into(), key: "$x".into() }, "in order");
+    }
+    let echo = tokio::time::timeout(Duration::from_millis(300), at_first.recv()).await;
+    assert!(echo.is_err(), "a process does not hear its own signals: {echo:?}");
+}

@@ -1,0 +1,73 @@
+//! The durable job queue.
+
+use myelin_storage::*;
+
+use super::{another_process, open_store};
+
+fn job(kind: &str, key: Option<&str>, run_at_ms: u64) -> NewJob {
+    NewJob { kind: kind.into(), dedupe_key: key.map(Into::into), payload: "{}".into(), run_at_ms }
+}
+
+/// Jobs are claimed by one worker at a time, however many processes ask at once; a lease that
+/// runs out (its worker died) lets another worker take the job; failures are retried, then kept.
+pub async fn the_job_queue_hands_each_due_job_to_one_worker(url: String) {
+    // Two handles on one database stand for two processes of a deployment.
+    let first = open_store(&url).await;
+    let second = another_process(&url, &first).await;
+    for i in 0..10 {
+        assert!(first.schedule_job(job("work", None, 1_000 + i), 0).await.expect("schedule"));
+    }
+    assert!(first.schedule_job(job("later", None, 5_000), 0).await.expect("schedule"));
+    assert!(first.schedule_job(job("tick", Some("tick"), 100), 0).await.expect("schedule"));
+    assert!(!second.schedule_job(job("tick", Some("tick"), 50), 0).await.expect("schedule"), "one job per key");
+    assert_eq!(first.next_job_due().await.expect("due"), Some(100));
+
+    let mut claims = Vec::new();
+    for i in 0..8 {
+        let s = if i % 2 == 0 { first.clone() } else { second.clone() };
+        claims
+            .push(tokio::spawn(async move { s.claim_jobs(&format!("w{i}"), 2_000, 60_000, 2).await.expect("claim") }));
+    }
+    let mut claimed = Vec::new();
+    for c in claims {
+        claimed.extend(c.await.expect("task"));
+    }
+    let mut ids: Vec<i64> = claimed.iter().map(|j| j.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), claimed.len(), "no job is handed out twice");
+    assert_eq!(claimed.len(), 11, "every due job is claimed: the ten, and the tick (not the later one)");
+    assert!(claimed.iter().all(|j| j.attempts == 1));
+    assert!(first.claim_jobs("w9", 2_000, 60_000, 10).await.expect("claim").is_empty(), "leased jobs are taken");
+
+    // The workers died: after their leases, another worker takes their jobs over.
+    let later = second.claim_jobs("w9", 59_999, 120_000, 10).await.expect("claim");
+    assert_eq!(later.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>(), ["later"], "the leases still run");
+    let mut retaken = second.claim_jobs("w9", 60_001, 120_000, 20).await.expect("claim");
+    assert_eq!(retaken.len(), 11, "every lease ran out");
+    retaken.extend(later);
+    let tick = retaken.iter().find(|j| j.kind == "tick").expect("tick").clone();
+    assert_eq!(tick.attempts, 2, "the dead worker's run counts");
+    assert!(!first.complete_job(tick.id, "w0").await.expect("complete"), "only the lease holder completes it");
+    assert!(second.reschedule_job(tick.id, "w9", 200_000).await.expect("reschedule"));
+
+    // A failure is retried at the time given; without a time the job is kept, failed.
+    let work: Vec<&ClaimedJob> = retaken.iter().filter(|j| j.kind == "work").collect();
+    assert!(second.fail_job(work[0].id, "w9", "boom", Some(150_000)).await.expect("fail"));
+    assert!(second.fail_job(work[1].id, "w9", "gave up", None).await.expect("fail"));
+    for j in &work[2..] {
+        assert!(second.complete_job(j.id, "w9").await.expect("complete"));
+    }
+    let later = retaken.iter().find(|j| j.kind == "later").expect("later");
+    assert!(second.complete_job(later.id, "w9").await.expect("complete"));
+    let jobs = first.jobs().await.expect("jobs");
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    let retried = jobs.iter().find(|j| j.id == work[0].id).expect("retried");
+    assert_eq!((retried.run_at_ms, retried.last_error.as_deref(), retried.failed), (150_000, Some("boom"), false));
+    assert!(jobs.iter().find(|j| j.id == work[1].id).expect("failed").failed);
+    let tick = jobs.iter().find(|j| j.kind == "tick").expect("tick");
+    assert_eq!((tick.run_at_ms, tick.attempts, tick.claimed_by.as_deref()), (200_000, 0, None));
+    assert_eq!(first.next_job_due().await.expect("due"), Some(150_000), "failed jobs are not due");
+    let again = first.claim_jobs("w1", 150_000, 200_000, 10).await.expect("claim");
+    assert_eq!(again.iter().map(|j| (j.id, j.attempts)).collect::<Vec<_>>(), [(work[0].id, 3)]);
+}

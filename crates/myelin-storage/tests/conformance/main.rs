@@ -1,0 +1,203 @@
+//! Storage conformance suite: what the storage layer must do on every backend, driven through
+//! the repository traits. Each test is a function of a fresh database URL, run once per backend
+//! (the macro at the bottom): SQLite in a temporary file, PostgreSQL in a new database of the
+//! test cluster. Every repository method is exercised by at least one test.
+
+mod accounts;
+mod cluster;
+mod e2ee;
+mod ephemeral;
+mod events;
+mod jobs;
+mod rooms;
+mod sliding_sync;
+
+use std::sync::Arc;
+
+use myelin_storage::*;
+use ruma::{
+    OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId,
+    events::{StateEventType, TimelineEventType},
+};
+
+fn sqlite_db() -> String {
+    let dir = std::env::temp_dir().join(format!("myelin-conformance-{}", rand::random::<u64>()));
+    format!("sqlite:{}", dir.join("test.db").display())
+}
+
+/// A new database in the test cluster: `MYELIN_TEST_POSTGRES` (an admin URL), or the cluster that
+/// `scripts/pg-test-cluster.sh` starts (or finds running).
+async fn postgres_db() -> String {
+    let admin = match std::env::var("MYELIN_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg-test-cluster.sh");
+            let out = std::process::Command::new("bash").arg(script).output().expect("run pg-test-cluster.sh");
+            assert!(out.status.success(), "pg-test-cluster.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        }
+    };
+    let name = format!("conformance_{}", rand::random::<u64>());
+    myelin_storage::create_database(&admin, &name).await.expect("create test database")
+}
+
+async fn open_store(url: &str) -> Arc<dyn Store> {
+    open(url).await.expect("open store")
+}
+
+/// A second handle on the same database: another process of a PostgreSQL deployment (SQLite has
+/// one process, so the same handle).
+async fn another_process(url: &str, first: &Arc<dyn Store>) -> Arc<dyn Store> {
+    if url.starts_with("postgres") { open_store(url).await } else { first.clone() }
+}
+
+fn uid(id: &str) -> OwnedUserId {
+    OwnedUserId::try_from(id).expect("user id")
+}
+
+fn rid(id: &str) -> OwnedRoomId {
+    OwnedRoomId::try_from(id).expect("room id")
+}
+
+fn eid(id: &str) -> OwnedEventId {
+    OwnedEventId::try_from(id).expect("event id")
+}
+
+fn did(id: &str) -> OwnedDeviceId {
+    OwnedDeviceId::from(id)
+}
+
+fn pos(p: i64) -> StreamPos {
+    StreamPos(p)
+}
+
+fn user(id: &str) -> UserRecord {
+    UserRecord {
+        user_id: uid(id),
+        password_hash: Some("hash".into()),
+        is_admin: false,
+        deactivated: false,
+        displayname: None,
+        avatar_url: None,
+        created_ms: 1,
+    }
+}
+
+/// A minimal event for `room`, state if `state_key` is given.
+fn event(room: &str, id: &str, event_type: &str, state_key: Option<&str>, prev: &[&str]) -> NewEvent {
+    NewEvent {
+        event_id: eid(id),
+        room_id: rid(room),
+        sender: uid("@a:test"),
+        event_type: TimelineEventType::from(event_type),
+        state_key: state_key.map(Into::into),
+        origin_server_ts: 1,
+        depth: 1,
+        json: format!(r#"{{"type":"{event_type}","content":{{}}}}"#),
+        prev_events: prev.iter().map(|p| eid(p)).collect(),
+        txn: None,
+        redacts: None,
+        relation: None,
+        membership: None,
+        join_rule: None,
+        new_room: (event_type == "m.room.create")
+            .then(|| NewRoom { room_version: RoomVersionId::V12, creator: uid("@a:test") }),
+        push_actions: vec![],
+        expected_extremities: None,
+    }
+}
+
+/// An `m.room.member` event setting `user`'s membership.
+fn member_event(room: &str, id: &str, user: &str, membership: Membership, prev: &[&str]) -> NewEvent {
+    let mut ev = event(room, id, "m.room.member", Some(user), prev);
+    ev.sender = uid(user);
+    ev.membership = Some(MembershipUpdate {
+        user_id: uid(user),
+        membership,
+        displayname: Some(user.trim_start_matches('@').split(':').next().unwrap_or_default().to_owned()),
+        avatar_url: None,
+    });
+    ev
+}
+
+async fn persisted(store: &Arc<dyn Store>, ev: NewEvent) -> StreamPos {
+    match store.persist_event(ev).await.expect("persist") {
+        PersistOutcome::Persisted { stream_pos } => stream_pos,
+        other => panic!("expected a new event, got {other:?}"),
+    }
+}
+
+/// A room with its create event and these members joined (in order); returns the last event id.
+async fn room_with(store: &Arc<dyn Store>, room: &str, members: &[&str]) -> String {
+    let mut prev = format!("$create-{}", room.trim_start_matches('!'));
+    persisted(store, event(room, &prev, "m.room.create", Some(""), &[])).await;
+    for (i, member) in members.iter().enumerate() {
+        let id = format!("$join{i}-{}", room.trim_start_matches('!'));
+        persisted(store, member_event(room, &id, member, Membership::Join, &[&prev])).await;
+        prev = id;
+    }
+    prev
+}
+
+fn state_type(t: &str) -> StateEventType {
+    StateEventType::from(t)
+}
+
+/// Runs every conformance test against one backend.
+macro_rules! backend {
+    ($backend:ident, $url:expr, [$($module:ident :: $test:ident),* $(,)?]) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$module::$test($url).await
+                }
+            )*
+        }
+    };
+}
+
+/// Every conformance test, once per backend.
+macro_rules! all_backends {
+    ($($module:ident :: $test:ident),* $(,)?) => {
+        backend!(sqlite, super::sqlite_db(), [$($module::$test),*]);
+        backend!(postgres, super::postgres_db().await, [$($module::$test),*]);
+    };
+}
+
+all_backends!(
+    accounts::users_are_unique_and_round_trip,
+    accounts::profiles_passwords_and_the_user_directory,
+    accounts::sessions_tokens_and_refresh,
+    accounts::devices_are_listed_renamed_touched_and_deleted,
+    accounts::expired_login_tokens_are_cleaned_up,
+    accounts::uia_sessions_remember_their_stages,
+    events::events_positions_state_and_extremities,
+    events::long_state_chains_resolve_through_snapshots,
+    events::transaction_ids_make_sends_idempotent,
+    events::old_transaction_ids_are_forgotten,
+    events::concurrent_writes_get_distinct_ordered_positions,
+    events::a_failing_write_does_not_poison_its_batch,
+    events::data_survives_reopening,
+    events::a_stale_head_writes_nothing,
+    events::timelines_relations_threads_and_history_reads,
+    events::redactions_mark_their_target,
+    rooms::room_list_deltas_and_window_reads,
+    rooms::member_counts_follow_membership_changes,
+    rooms::memberships_state_and_room_mates,
+    rooms::forgetting_a_room_is_remembered_until_rejoining,
+    rooms::aliases_and_the_public_directory,
+    ephemeral::account_data_receipts_and_unread_counts,
+    ephemeral::receipts_are_read_per_room_and_thread,
+    ephemeral::filters_are_numbered_per_user,
+    ephemeral::account_data_compare_and_set,
+    e2ee::device_keys_one_time_and_fallback_keys,
+    e2ee::cross_signing_keys_and_device_list_changes,
+    e2ee::to_device_inboxes,
+    e2ee::key_backup_versions_and_keys,
+    e2ee::dehydrated_devices_are_replaced_whole,
+    sliding_sync::connections_are_saved_conditionally_and_trimmed,
+    jobs::the_job_queue_hands_each_due_job_to_one_worker,
+    cluster::the_stream_head_reaches_every_process,
+    cluster::signals_reach_the_other_processes_only,
+);
