@@ -292,3 +292,60 @@ async fn garbage_never_causes_a_500() -> Result<()> {
     ensure!(id.starts_with('$'), "sending still works after the garbage: {id}");
     Ok(())
 }
+
+/// Logs in as `user` through `client`, returning the status.
+async fn login_status(client: &myelin_e2e::Client, user: &str) -> Result<u16> {
+    let body = json!({
+        "type": "m.login.password",
+        "identifier": { "type": "m.id.user", "user": user },
+        "password": format!("{user}-password"),
+    });
+    let (status, answer) = client.post("/_matrix/client/v3/login", &body).await?;
+    ensure!(status == 200 || status == 429, "login: {status} {answer}");
+    if status == 429 {
+        ensure!(errcode(&answer) == "M_LIMIT_EXCEEDED", "{answer}");
+    }
+    Ok(status)
+}
+
+const STRICT_LOGIN: &str = "[rate_limits]\n\
+    login = { per_second = 0.01, burst = 2 }\n\
+    registration = { per_second = 0.0, burst = 0 }\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_login_limits_apply_per_client() -> Result<()> {
+    let server = TestServer::start_with(&format!("trusted_proxies = [\"127.0.0.0/8\"]\n{STRICT_LOGIN}")).await?;
+    server.register("alice").await?;
+    let first = server.anonymous().with_header("X-Forwarded-For", "198.51.100.1");
+    let second = server.anonymous().with_header("X-Forwarded-For", "198.51.100.2");
+    ensure!(login_status(&first, "alice").await? == 200 && login_status(&first, "alice").await? == 200, "burst");
+    ensure!(login_status(&first, "alice").await? == 429, "the first client has used its burst");
+    ensure!(login_status(&second, "alice").await? == 200, "another client behind the same proxy has its own");
+    // A client cannot escape by writing its own entry first: the proxy appends the real one.
+    let forged = server.anonymous().with_header("X-Forwarded-For", "203.0.113.9, 198.51.100.1");
+    ensure!(login_status(&forged, "alice").await? == 429, "a forged first hop is not believed");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_trusted_proxies_forwarded_for_is_ignored() -> Result<()> {
+    let server = TestServer::start_with(STRICT_LOGIN).await?;
+    server.register("alice").await?;
+    for (i, claimed) in ["198.51.100.1", "198.51.100.2", "198.51.100.3"].into_iter().enumerate() {
+        let client = server.anonymous().with_header("X-Forwarded-For", claimed);
+        let expected = if i < 2 { 200 } else { 429 };
+        let status = login_status(&client, "alice").await?;
+        ensure!(status == expected, "login {i} claiming {claimed}: {status}, expected {expected}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_written_to_a_file_are_plain_text() -> Result<()> {
+    let server = TestServer::start_with_env(myelin_e2e::NO_RATE_LIMITS, &[("RUST_LOG", "info")]).await?;
+    server.register("alice").await?;
+    let log = server.log();
+    ensure!(log.contains("Myelin is serving"), "the start-up line is in the log file: {log}");
+    ensure!(!log.contains('\u{1b}'), "no terminal colour codes in a log file: {log:?}");
+    Ok(())
+}

@@ -377,3 +377,63 @@ async fn knocking_and_read_markers() -> Result<()> {
     ensure!(status == 404, "a receipt for an unknown event is refused");
     Ok(())
 }
+
+/// Sends a thread reply to `root`, returning its event id.
+async fn thread_reply(client: &myelin_e2e::Client, room: &str, root: &str, body: &str) -> Result<String> {
+    let txn = format!("r{:016x}", rand::random::<u64>());
+    let content = json!({
+        "msgtype": "m.text",
+        "body": body,
+        "m.relates_to": { "rel_type": "m.thread", "event_id": root },
+    });
+    let (status, resp) = client.put(&room_path(room, &format!("send/m.room.message/{txn}")), &content).await?;
+    ensure!(status == 200, "thread reply {body:?}: {status} {resp}");
+    resp["event_id"].as_str().map(str::to_owned).context("event_id")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_hidden_by_history_visibility_stays_hidden_in_relations_and_threads() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    bob.join(&room).await?;
+    let root = alice.send_message(&room, "root").await?;
+    let seen = thread_reply(&alice, &room, &root, "before bob left").await?;
+    let (status, _) = bob.post(&room_path(&room, "leave"), &json!({})).await?;
+    ensure!(status == 200, "leave");
+    // Sent after Bob left: he may never see it, whichever endpoint he asks.
+    let hidden = thread_reply(&alice, &room, &root, "after bob left").await?;
+
+    let relations = format!("/_matrix/client/v1/rooms/{}/relations/{}", enc(&room), enc(&root));
+    let (status, alice_view) = alice.get(&relations).await?;
+    ensure!(status == 200, "alice's relations: {status} {alice_view}");
+    let ids = |body: &Value| -> Vec<String> {
+        body["chunk"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["event_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    ensure!(ids(&alice_view) == vec![hidden.clone(), seen.clone()], "alice sees both replies: {alice_view}");
+    let (status, bob_view) = bob.get(&relations).await?;
+    ensure!(status == 200, "bob's relations: {status} {bob_view}");
+    ensure!(ids(&bob_view) == vec![seen.clone()], "bob's relations must not show the later reply: {bob_view}");
+
+    let threads = format!("/_matrix/client/v1/rooms/{}/threads", enc(&room));
+    let (status, alice_threads) = alice.get(&threads).await?;
+    ensure!(status == 200, "alice's threads: {status} {alice_threads}");
+    let summary = &alice_threads["chunk"][0]["unsigned"]["m.relations"]["m.thread"];
+    ensure!(summary["latest_event"]["event_id"] == hidden.as_str() && summary["count"] == 2, "{alice_threads}");
+    let (status, bob_threads) = bob.get(&threads).await?;
+    ensure!(status == 200, "bob's threads: {status} {bob_threads}");
+    ensure!(bob_threads["chunk"][0]["event_id"] == root.as_str(), "bob still sees the root: {bob_threads}");
+    let summary = &bob_threads["chunk"][0]["unsigned"]["m.relations"]["m.thread"];
+    ensure!(
+        summary["latest_event"]["event_id"] == seen.as_str() && summary["count"] == 1,
+        "bob's thread summary must not count or show the later reply: {bob_threads}"
+    );
+    ensure!(!bob_threads.to_string().contains(&hidden), "the hidden reply leaks into bob's threads: {bob_threads}");
+    Ok(())
+}

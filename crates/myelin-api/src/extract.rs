@@ -40,15 +40,19 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// The client's address (for rate limits), or "unknown" when not served over a socket.
+/// The client's address (for rate limits): the peer, or the client a trusted proxy names in
+/// `X-Forwarded-For` (`trusted_proxies`); "unknown" when not served over a socket.
 pub struct ClientAddr(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-        Ok(ClientAddr(addr.unwrap_or_else(|| "unknown".to_owned())))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else {
+            return Ok(ClientAddr("unknown".to_owned()));
+        };
+        let forwarded = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+        Ok(ClientAddr(state.trusted_proxies().client_address(peer, forwarded).to_string()))
     }
 }
 

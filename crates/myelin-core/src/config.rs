@@ -23,6 +23,9 @@ pub struct Config {
     pub default_room_version: String,
     /// `text` (human-readable) or `json`.
     pub log_format: String,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (addresses or CIDR ranges, e.g.
+    /// `10.0.0.0/8`). Requests from anywhere else are attributed to their peer address.
+    pub trusted_proxies: Vec<String>,
     pub registration: RegistrationConfig,
     pub limits: LimitsConfig,
     pub rate_limits: RateLimitsConfig,
@@ -102,6 +105,7 @@ impl Default for Config {
             public_baseurl: String::new(),
             default_room_version: "12".to_owned(),
             log_format: "text".to_owned(),
+            trusted_proxies: Vec::new(),
             registration: RegistrationConfig::default(),
             limits: LimitsConfig::default(),
             rate_limits: RateLimitsConfig::default(),
@@ -163,6 +167,9 @@ impl Config {
         let db = self.database_url();
         if !["sqlite:", "postgres://", "postgresql://"].iter().any(|scheme| db.starts_with(scheme)) {
             problems.push(format!("database {db:?}: expected sqlite:PATH or postgres://USER@HOST/DB"));
+        }
+        if let Err(err) = crate::proxies::TrustedProxies::parse(&self.trusted_proxies) {
+            problems.push(format!("trusted_proxies: {err}"));
         }
         for (name, limit) in [
             ("messages", self.rate_limits.messages),

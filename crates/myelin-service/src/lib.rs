@@ -85,6 +85,7 @@ pub struct Services {
     /// Last `origin_server_ts` given to a create event (see `send.rs`).
     last_create_ts: std::sync::atomic::AtomicU64,
     limits: ratelimit::RateLimiters,
+    trusted_proxies: myelin_core::proxies::TrustedProxies,
     passwords: passwords::PasswordHasher,
     server_name: OwnedServerName,
     /// Other servers' keys and device lists (federation; `Unfederated` until it exists).
@@ -112,6 +113,8 @@ impl Services {
             .map_err(|e| format!("invalid server_name {:?}: {e}", config.server_name))?;
         let Env { clock, random } = env;
         let limits = ratelimit::RateLimiters::new(&config.rate_limits, clock.clone());
+        let trusted_proxies = myelin_core::proxies::TrustedProxies::parse(&config.trusted_proxies)
+            .map_err(|e| format!("trusted_proxies: {e}"))?;
         let worker_id = format!("{}-{}", std::process::id(), random.alphanumeric(8));
         let services = Arc::new(Self {
             config,
@@ -128,6 +131,7 @@ impl Services {
             ignored_users: cache::Cache::new("ignored_users", IGNORED_LISTS_CACHED, None, clock.clone()),
             last_create_ts: std::sync::atomic::AtomicU64::new(0),
             limits,
+            trusted_proxies,
             passwords: passwords::PasswordHasher::new(2),
             server_name,
             remote_keys: Arc::new(e2ee::remote::Unfederated),
@@ -143,6 +147,11 @@ impl Services {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The reverse proxies whose `X-Forwarded-For` names the client.
+    pub fn trusted_proxies(&self) -> &myelin_core::proxies::TrustedProxies {
+        &self.trusted_proxies
     }
 
     pub fn server_name(&self) -> &ServerName {

@@ -1,6 +1,16 @@
-//! Named async locks: one per room (events of a room are built one at a time, in order), one per
-//! (user, device, transaction id) while a send is in flight, one per user's push rules.
-//! (Several processes sharing PostgreSQL will take advisory locks on the same names.)
+//! Named locks local to this process. They order work inside one process and save it from
+//! doing the same thing twice; none of them is what keeps the data right across processes.
+//!
+//! - A room's lock: its events are built one at a time, in order. Across processes the database
+//!   decides: the persist locks the room's row and checks the event still extends the room's
+//!   current extremities, else the event is rebuilt (`rooms/send.rs`).
+//! - A (user, device, transaction id) lock while a send is in flight. Across processes the
+//!   persist's transaction-id check answers a repeat with the first event.
+//!
+//! What must hold across processes is a PostgreSQL lock taken inside the write's transaction:
+//! a row lock (`FOR UPDATE`) or an advisory lock (`Conn::lock_until_commit`: key uploads per
+//! device, a user's dehydrated device, filters, key backup versions), or a compare-and-swap
+//! (push rules, sliding sync connections). ARCHITECTURE.md lists them.
 
 use std::{
     collections::HashMap,

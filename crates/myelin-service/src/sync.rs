@@ -605,3 +605,37 @@ impl Services {
         serde_json::from_str(&json).map_err(|e| MatrixError::bad_json(format!("Invalid filter: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use myelin_core::StreamPos;
+
+    use super::{SyncToken, pagination_token, parse_pagination_token};
+
+    #[test]
+    fn sync_tokens_round_trip_and_refuse_what_this_server_never_wrote() {
+        let plain = SyncToken { pos: StreamPos(42), typing: 7, to_device: None };
+        assert_eq!(plain.render(), "s42_7");
+        assert_eq!(SyncToken::parse("s42_7"), Some(plain));
+        // To-device behind the stream: kept in the token until delivery catches up.
+        let behind = SyncToken { pos: StreamPos(42), typing: 7, to_device: Some(StreamPos(40)) };
+        assert_eq!(behind.render(), "s42_7_40");
+        assert_eq!(SyncToken::parse("s42_7_40"), Some(behind));
+        assert_eq!(behind.to_device_acked(), StreamPos(40));
+        let caught_up = SyncToken { to_device: Some(StreamPos(42)), ..behind };
+        assert_eq!(caught_up.render(), "s42_7", "to-device at the head needs no third part");
+        assert_eq!(SyncToken::parse("s5"), Some(SyncToken { pos: StreamPos(5), typing: 0, to_device: None }));
+        for bad in ["", "42_7", "s", "s-1_0", "sx_1", "s4_x", "s4_1_5", "s4_1_-1", "s4_1_2_3", "t4"] {
+            assert_eq!(SyncToken::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pagination_tokens_accept_their_own_form_and_sync_tokens() {
+        assert_eq!(pagination_token(StreamPos(17)), "t17");
+        assert_eq!(parse_pagination_token("t17"), Some(StreamPos(17)));
+        assert_eq!(parse_pagination_token("s17_3"), Some(StreamPos(17)), "a sync's prev_batch and next_batch");
+        assert_eq!(parse_pagination_token("tx"), None);
+        assert_eq!(parse_pagination_token("17"), None);
+    }
+}

@@ -37,6 +37,9 @@ pub struct ConfigOpts {
     /// Log format: text or json.
     #[arg(long, global = true, env = "MYELIN_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Reverse proxies whose X-Forwarded-For is believed: addresses or CIDR ranges, comma-separated.
+    #[arg(long, global = true, env = "MYELIN_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -126,6 +129,9 @@ pub fn load_config(opts: &ConfigOpts) -> anyhow::Result<Config> {
     }
     if let Some(f) = &opts.log_format {
         config.log_format = f.clone();
+    }
+    if let Some(proxies) = &opts.trusted_proxies {
+        config.trusted_proxies = proxies.iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
     }
     let problems = config.validate();
     if !problems.is_empty() {

@@ -36,7 +36,6 @@ impl Services {
             upload.fallback_keys = parse_keys(fallback, "fallback_keys", &r.user_id, signing)?;
         }
         let name = body.get("initial_device_display_name").and_then(Value::as_str).map(str::to_owned);
-        let _guard = self.locks.lock(&format!("dehydrated\u{0}{}", r.user_id)).await;
         let new = NewDehydratedDevice {
             user_id: r.user_id.clone(),
             device_id: device_id.clone(),

@@ -136,8 +136,6 @@ impl Services {
         if upload.one_time_keys.len() + upload.fallback_keys.len() > MAX_KEYS_PER_UPLOAD {
             return Err(MatrixError::new(ErrorCode::TooLarge, "Too many keys in one upload"));
         }
-        // One upload per device at a time: concurrent identical uploads must not double anything.
-        let _guard = self.locks.lock(&format!("keys\u{0}{}\u{0}{}", r.user_id, r.device_id)).await;
         match self.store.upload_keys(&r.user_id, &r.device_id, upload).await? {
             KeyUploadOutcome::Conflict { key_id } => {
                 return Err(MatrixError::invalid_param(format!(

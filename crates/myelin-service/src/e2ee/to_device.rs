@@ -70,7 +70,6 @@ impl Services {
             users.dedup();
             users
         };
-        let _guard = self.locks.lock(&format!("todevice\u{0}{}\u{0}{}\u{0}{txn_id}", r.user_id, r.device_id)).await;
         let send = ToDeviceSend {
             sender: r.user_id.clone(),
             sender_device: r.device_id.clone(),

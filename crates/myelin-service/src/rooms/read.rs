@@ -46,6 +46,7 @@ pub struct MessagesRequest {
     pub filter: RoomEventFilter,
 }
 
+#[derive(Debug)]
 pub struct MessagesPage {
     pub chunk: Vec<Value>,
     pub start: StreamPos,
@@ -63,11 +64,13 @@ pub struct RelationsRequest {
     pub forward: bool,
 }
 
+#[derive(Debug)]
 pub struct RelationsPage {
     pub chunk: Vec<Value>,
     pub next: Option<StreamPos>,
 }
 
+#[derive(Debug)]
 pub struct ThreadsPage {
     pub chunk: Vec<Value>,
     pub next: Option<StreamPos>,

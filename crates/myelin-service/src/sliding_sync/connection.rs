@@ -107,3 +107,58 @@ pub fn parse_pos(pos: &str) -> Option<(&str, i64)> {
     (!generation.is_empty() && generation.len() <= 32 && generation.bytes().all(|b| b.is_ascii_alphanumeric()))
         .then_some((generation, seq))
 }
+
+#[cfg(test)]
+mod tests {
+    use myelin_core::{Membership, StreamPos};
+    use ruma::{room_id, user_id};
+
+    use super::{ConnectionState, RoomSent, parse_pos, render_pos};
+    use crate::sliding_sync::request::RoomConfig;
+
+    #[test]
+    fn positions_round_trip_and_malformed_ones_are_refused() {
+        assert_eq!(parse_pos(&render_pos("abc123", 7)), Some(("abc123", 7)));
+        for bad in ["", "abc", "abc.", ".7", "abc.0", "abc.-1", "a-b.1", &format!("{}.1", "a".repeat(33))] {
+            assert_eq!(parse_pos(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn configs_are_shared_by_index_and_unused_ones_dropped() {
+        let mut state = ConnectionState::default();
+        let small = RoomConfig { timeline_limit: 1, ..RoomConfig::default() };
+        let large = RoomConfig { timeline_limit: 20, ..RoomConfig::default() };
+        assert_eq!(state.intern(&small), 0);
+        assert_eq!(state.intern(&large), 1);
+        assert_eq!(state.intern(&small), 0, "an equal config is not added twice");
+        let sent = |config| RoomSent { pos: StreamPos(1), membership: Membership::Join, config, lazy_members: vec![] };
+        state.rooms.insert(room_id!("!a:x").to_owned(), sent(1));
+        state.compact_configs();
+        assert_eq!(state.configs, vec![large.clone()]);
+        assert_eq!(state.config_of(&state.rooms[room_id!("!a:x")]), large);
+    }
+
+    #[test]
+    fn lazy_members_are_remembered_once_and_start_over_past_the_bound() {
+        let mut sent = RoomSent { pos: StreamPos(1), membership: Membership::Join, config: 0, lazy_members: vec![] };
+        let alice = user_id!("@alice:x").to_owned();
+        sent.remember_lazy([alice.clone(), alice.clone()]);
+        assert_eq!(sent.lazy_members, vec![alice]);
+        sent.remember_lazy((0..super::MAX_LAZY_MEMBERS).map(|i| format!("@u{i}:x").try_into().expect("user id")));
+        assert!(sent.lazy_members.is_empty(), "past the bound the set starts over");
+    }
+
+    #[test]
+    fn stored_state_keeps_its_compact_shape() {
+        let mut state = ConnectionState { pos: Some(StreamPos(9)), typing: 2, ..ConnectionState::default() };
+        state.rooms.insert(
+            room_id!("!a:x").to_owned(),
+            RoomSent { pos: StreamPos(9), membership: Membership::Invite, config: 0, lazy_members: vec![] },
+        );
+        let json = serde_json::to_value(&state).expect("serialise");
+        assert_eq!(json["r"]["!a:x"], serde_json::json!({ "p": 9, "m": "invite", "c": 0 }));
+        let back: ConnectionState = serde_json::from_value(json).expect("deserialise");
+        assert_eq!(back.rooms[room_id!("!a:x")].membership, Membership::Invite);
+    }
+}

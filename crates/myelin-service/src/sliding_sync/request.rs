@@ -416,3 +416,100 @@ impl SlidingSyncRequest {
         Ok(Self { pos, timeout, conn_id, txn_id, lists, room_subscriptions, extensions })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use myelin_core::{ErrorCode, types::StateEventType};
+    use ruma::{room_id, user_id};
+    use serde_json::json;
+
+    use super::{RequiredState, RoomConfig, SlidingSyncRequest};
+
+    fn entry(t: &str, k: &str) -> RequiredState {
+        RequiredState::from((t.to_owned(), k.to_owned()))
+    }
+
+    fn config(entries: &[(&str, &str)], timeline_limit: usize) -> RoomConfig {
+        RoomConfig { required_state: entries.iter().map(|(t, k)| entry(t, k)).collect(), timeline_limit }
+    }
+
+    #[test]
+    fn merged_configs_take_the_larger_timeline_and_the_union_of_state() {
+        let mut list = config(&[("m.room.name", ""), ("m.room.member", "$LAZY")], 1);
+        list.merge(&config(&[("m.room.name", ""), ("m.room.topic", "")], 20));
+        assert_eq!(list, config(&[("m.room.name", ""), ("m.room.member", "$LAZY"), ("m.room.topic", "")], 20));
+    }
+
+    #[test]
+    fn a_grown_config_names_only_what_the_old_one_did_not_cover() {
+        let old = config(&[("m.room.name", ""), ("*", "special")], 1);
+        let new = config(&[("m.room.name", ""), ("m.room.topic", ""), ("m.room.avatar", "special"), ("*", "*")], 1);
+        assert_eq!(new.added_since(&old), vec![entry("m.room.topic", ""), entry("*", "*")]);
+        assert!(old.added_since(&old).is_empty());
+    }
+
+    #[test]
+    fn wanted_state_understands_wildcards_me_and_lazy_members() {
+        let me = user_id!("@me:x");
+        let cfg = config(&[("m.room.member", "$ME"), ("m.room.member", "$LAZY"), ("m.room.name", "*"), ("*", "k")], 0);
+        let lazy = |k: &str| k == "@sender:x";
+        let member = StateEventType::RoomMember;
+        assert!(cfg.wants(me, &lazy, &member, "@me:x"));
+        assert!(cfg.wants(me, &lazy, &member, "@sender:x"));
+        assert!(!cfg.wants(me, &lazy, &member, "@other:x"));
+        assert!(cfg.wants(me, &lazy, &StateEventType::RoomName, "anything"));
+        assert!(cfg.wants(me, &lazy, &StateEventType::RoomTopic, "k"));
+        assert!(!cfg.wants(me, &lazy, &StateEventType::RoomTopic, ""));
+        assert!(cfg.wants_lazy_members());
+        assert!(!config(&[("*", "$LAZY")], 0).wants_lazy_members(), "$LAZY means members only");
+    }
+
+    #[test]
+    fn required_state_is_stored_as_the_pair_clients_send() {
+        let cfg = config(&[("*", "*"), ("m.room.member", "$LAZY")], 3);
+        let stored = serde_json::to_value(&cfg).expect("serialise");
+        assert_eq!(stored, json!({ "s": [["*", "*"], ["m.room.member", "$LAZY"]], "l": 3 }));
+        assert_eq!(serde_json::from_value::<RoomConfig>(stored).expect("deserialise"), cfg);
+    }
+
+    #[test]
+    fn requests_are_parsed_and_bounded() {
+        let body = json!({
+            "conn_id": "room-list",
+            "lists": { "all": {
+                "ranges": [[0, 19]], "timeline_limit": 1, "required_state": [["m.room.name", ""]],
+                "filters": { "is_dm": true, "spaces": ["!space:x"] }
+            }},
+            "room_subscriptions": { "!r:x": { "timeline_limit": 5 } },
+            "extensions": { "to_device": { "enabled": true, "since": "12" }, "receipts": { "enabled": true, "lists": ["all"] },
+                            "typing": { "enabled": false }, "unknown": { "enabled": true } }
+        });
+        let req = SlidingSyncRequest::parse(&body, Some("abc.1".into()), Duration::ZERO).expect("valid");
+        assert_eq!(req.conn_id, "room-list");
+        let list = &req.lists["all"];
+        assert_eq!(list.ranges, vec![(0, 19)]);
+        assert_eq!(list.filters.is_dm, Some(true));
+        assert_eq!(list.filters.spaces.as_deref(), Some(&[room_id!("!space:x").to_owned()][..]));
+        assert_eq!(req.room_subscriptions[room_id!("!r:x")].timeline_limit, 5);
+        assert_eq!(req.extensions.to_device.as_ref().and_then(|t| t.since), Some(myelin_core::StreamPos(12)));
+        assert!(req.extensions.receipts.is_some() && req.extensions.typing.is_none());
+
+        let refused = [
+            (json!({ "lists": { "a": { "ranges": [[5, 1]] } } }), ErrorCode::InvalidParam),
+            (json!({ "lists": { "a": { "timeline_limit": 100_000 } } }), ErrorCode::InvalidParam),
+            (json!({ "lists": { "a": { "filters": { "is_vip": true } } } }), ErrorCode::InvalidParam),
+            (json!({ "lists": { "a": { "required_state": [["only-a-type"]] } } }), ErrorCode::BadJson),
+            (json!({ "lists": { "a": { "filters": { "spaces": ["not a room"] } } } }), ErrorCode::BadJson),
+            (json!({ "room_subscriptions": { "not-a-room": {} } }), ErrorCode::InvalidParam),
+            (json!({ "conn_id": 7 }), ErrorCode::BadJson),
+            (json!({ "extensions": { "to_device": { "enabled": true, "since": "-3" } } }), ErrorCode::InvalidParam),
+            (json!([]), ErrorCode::BadJson),
+        ];
+        for (body, code) in refused {
+            let err = SlidingSyncRequest::parse(&body, None, Duration::ZERO).expect_err("refused");
+            assert_eq!(err.code, code, "{body}");
+        }
+    }
+}

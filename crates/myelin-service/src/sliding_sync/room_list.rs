@@ -189,3 +189,98 @@ pub fn in_ranges(ranges: &[(usize, usize)], count: usize) -> impl Iterator<Item 
         .flat_map(move |&(a, b)| if count == 0 || a >= count { 0..0 } else { a..b.min(count - 1) + 1 })
         .filter(move |i| seen.insert(*i))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use myelin_core::{Membership, StreamPos, types::OwnedUserId};
+    use myelin_storage::UserRoom;
+    use ruma::{event_id, room_id, user_id};
+
+    use super::{ListFilters, RoomFacts, bump_stamp, in_ranges, listed, matches};
+
+    fn room(id: &str, membership: Membership, sender: &str, pos: i64) -> UserRoom {
+        UserRoom {
+            room_id: id.try_into().expect("room id"),
+            membership,
+            membership_event_id: event_id!("$m").to_owned(),
+            membership_pos: StreamPos(pos),
+            last_event_pos: StreamPos(pos + 10),
+            bump_pos: StreamPos(pos + 5),
+            forgotten: false,
+            membership_sender: sender.try_into().expect("user id"),
+        }
+    }
+
+    #[test]
+    fn a_joined_room_sorts_by_its_last_bump_others_by_the_membership_change() {
+        let joined = room("!a:x", Membership::Join, "@me:x", 100);
+        assert_eq!(bump_stamp(&joined), StreamPos(105));
+        let never_bumped = UserRoom { bump_pos: StreamPos::ZERO, ..joined.clone() };
+        assert_eq!(bump_stamp(&never_bumped), StreamPos(110));
+        assert_eq!(bump_stamp(&room("!b:x", Membership::Invite, "@you:x", 100)), StreamPos(100));
+    }
+
+    #[test]
+    fn lists_hold_current_rooms_and_leaves_the_user_did_not_make_or_just_made() {
+        let me = user_id!("@me:x");
+        let nobody: HashSet<OwnedUserId> = HashSet::new();
+        let now = StreamPos(1_000);
+        assert!(listed(&room("!a:x", Membership::Join, "@me:x", 10), me, None, now, &nobody));
+        assert!(listed(&room("!a:x", Membership::Knock, "@me:x", 10), me, None, now, &nobody));
+        assert!(!listed(&room("!a:x", Membership::Join, "@me:x", 2_000), me, None, now, &nobody), "after the snapshot");
+        let invite = room("!a:x", Membership::Invite, "@spammer:x", 10);
+        assert!(listed(&invite, me, None, now, &nobody));
+        let ignoring: HashSet<OwnedUserId> = [user_id!("@spammer:x").to_owned()].into();
+        assert!(!listed(&invite, me, None, now, &ignoring), "invites from ignored users are hidden");
+        assert!(listed(&room("!a:x", Membership::Leave, "@admin:x", 10), me, None, now, &nobody), "kicked");
+        assert!(listed(&room("!a:x", Membership::Ban, "@admin:x", 10), me, None, now, &nobody), "banned");
+        let left = room("!a:x", Membership::Leave, "@me:x", 10);
+        assert!(!listed(&left, me, None, now, &nobody), "own leave on a new connection");
+        assert!(listed(&left, me, Some(StreamPos(5)), now, &nobody), "own leave since the last response");
+        assert!(!listed(&left, me, Some(StreamPos(10)), now, &nobody));
+        let forgotten = UserRoom { forgotten: true, ..room("!a:x", Membership::Leave, "@admin:x", 10) };
+        assert!(!listed(&forgotten, me, None, now, &nobody));
+    }
+
+    #[test]
+    fn filters_combine_membership_dm_kind_tags_and_spaces() {
+        let dm = room("!dm:x", Membership::Join, "@me:x", 1);
+        let space_child = room("!child:x", Membership::Invite, "@you:x", 2);
+        let mut facts = RoomFacts { dm_rooms: Some([dm.room_id.clone()].into()), ..RoomFacts::default() };
+        facts.kinds.insert(dm.room_id.clone(), (None, true));
+        facts.kinds.insert(space_child.room_id.clone(), (Some("m.space".into()), false));
+        facts.tags.insert(dm.room_id.clone(), ["m.favourite".to_owned()].into());
+        facts.space_children.insert(space_child.room_id.clone());
+
+        let all = ListFilters::default();
+        assert!(matches(&all, &dm, &facts) && matches(&all, &space_child, &facts));
+        let invites = ListFilters { is_invite: Some(true), ..ListFilters::default() };
+        assert!(!matches(&invites, &dm, &facts) && matches(&invites, &space_child, &facts));
+        let dms = ListFilters { is_dm: Some(true), ..ListFilters::default() };
+        assert!(matches(&dms, &dm, &facts) && !matches(&dms, &space_child, &facts));
+        let encrypted = ListFilters { is_encrypted: Some(true), ..ListFilters::default() };
+        assert!(matches(&encrypted, &dm, &facts) && !matches(&encrypted, &space_child, &facts));
+        let no_spaces = ListFilters { not_room_types: vec![Some("m.space".into())], ..ListFilters::default() };
+        assert!(matches(&no_spaces, &dm, &facts) && !matches(&no_spaces, &space_child, &facts));
+        let untyped = ListFilters { room_types: Some(vec![None]), ..ListFilters::default() };
+        assert!(matches(&untyped, &dm, &facts) && !matches(&untyped, &space_child, &facts));
+        let favourites = ListFilters { tags: Some(vec!["m.favourite".into()]), ..ListFilters::default() };
+        assert!(matches(&favourites, &dm, &facts) && !matches(&favourites, &space_child, &facts));
+        let not_favourites = ListFilters { not_tags: vec!["m.favourite".into()], ..ListFilters::default() };
+        assert!(!matches(&not_favourites, &dm, &facts) && matches(&not_favourites, &space_child, &facts));
+        let in_space = ListFilters { spaces: Some(vec![room_id!("!space:x").to_owned()]), ..ListFilters::default() };
+        assert!(!matches(&in_space, &dm, &facts) && matches(&in_space, &space_child, &facts));
+    }
+
+    #[test]
+    fn ranges_are_inclusive_clipped_and_deduplicated() {
+        let ids = |ranges: &[(usize, usize)], count| in_ranges(ranges, count).collect::<Vec<_>>();
+        assert_eq!(ids(&[(0, 2)], 10), vec![0, 1, 2]);
+        assert_eq!(ids(&[(8, 20)], 10), vec![8, 9]);
+        assert_eq!(ids(&[(0, 1), (1, 3)], 10), vec![0, 1, 2, 3]);
+        assert_eq!(ids(&[(12, 20)], 10), Vec::<usize>::new());
+        assert_eq!(ids(&[(0, 5)], 0), Vec::<usize>::new());
+    }
+}

@@ -21,6 +21,9 @@ impl DehydratedDeviceRepo for Database {
         let written = self
             .write(move |c, positions| {
                 Box::pin(async move {
+                    // The row may not exist yet (nothing for FOR UPDATE to hold): two processes
+                    // dehydrating at once must still replace one another in turn.
+                    c.lock_until_commit(&format!("dehydrated\u{0}{user}")).await?;
                     let old: Option<OwnedDeviceId> = c
                         .query_opt(
                             "SELECT device_id FROM dehydrated_devices WHERE user_id = $1 FOR UPDATE",

@@ -32,6 +32,9 @@ pub(crate) async fn upload(
     device: &DeviceId,
     up: KeyUpload,
 ) -> StorageResult<KeyUploadOutcome> {
+    // One upload per device at a time, across processes: two identical uploads racing must not
+    // both find a key new and both insert it.
+    c.lock_until_commit(&format!("keys\u{0}{user}\u{0}{device}")).await?;
     // Check everything first: a conflict stores nothing.
     let ids: Vec<&str> = up.one_time_keys.iter().map(|k| k.key_id.as_str()).collect();
     let claimed: Vec<String> = c
