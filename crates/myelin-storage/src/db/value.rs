@@ -299,14 +299,28 @@ impl FromColumn for bool {
     }
 }
 
+/// The text of an SQLite column, borrowed (`None` for NULL).
+fn sqlite_text(value: rusqlite::types::ValueRef<'_>) -> Result<Option<&str>, String> {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes).map(Some).map_err(|e| e.to_string()),
+        other => Err(format!("expected text, found {:?}", other.data_type())),
+    }
+}
+
+/// The text of a PostgreSQL column, borrowed (`None` for NULL).
+fn postgres_text(row: &tokio_postgres::Row, idx: usize) -> Result<Option<&str>, String> {
+    row.try_get::<_, Option<&str>>(idx).map_err(|e| e.to_string())
+}
+
+fn not_null<T>(value: Option<T>) -> Result<T, String> {
+    value.ok_or_else(|| "unexpected NULL".to_owned())
+}
+
 impl FromColumn for Option<String> {
     fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
-        use rusqlite::types::ValueRef;
-        match value {
-            ValueRef::Null => Ok(None),
-            ValueRef::Text(bytes) => String::from_utf8(bytes.to_vec()).map(Some).map_err(|e| e.to_string()),
-            other => Err(format!("expected text, found {:?}", other.data_type())),
-        }
+        Ok(sqlite_text(value)?.map(str::to_owned))
     }
 
     fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
@@ -324,10 +338,10 @@ impl FromColumn for String {
     }
 }
 
-/// A text column parsed into a type (ids, names); a value that does not parse is corrupt data.
-fn parsed<T, E: std::fmt::Display>(text: String, parse: impl FnOnce(String) -> Result<T, E>) -> Result<T, String> {
-    let shown = text.chars().take(80).collect::<String>();
-    parse(text).map_err(|e| format!("{shown:?}: {e}"))
+/// A text column parsed into a type (ids, names), straight from the row's bytes; a value that
+/// does not parse is corrupt data.
+fn parsed<T, E: std::fmt::Display>(text: &str, parse: impl FnOnce(&str) -> Result<T, E>) -> Result<T, String> {
+    parse(text).map_err(|e| format!("{:?}: {e}", text.chars().take(80).collect::<String>()))
 }
 
 /// Types stored as text and read back by parsing it.
@@ -351,18 +365,18 @@ macro_rules! text_type {
         }
         impl FromColumn for $owned {
             fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
-                parsed(String::from_sqlite(value)?, $parse)
+                parsed(not_null(sqlite_text(value)?)?, $parse)
             }
             fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
-                parsed(String::from_postgres(row, idx)?, $parse)
+                parsed(not_null(postgres_text(row, idx)?)?, $parse)
             }
         }
         impl FromColumn for Option<$owned> {
             fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
-                Option::<String>::from_sqlite(value)?.map(|t| parsed(t, $parse)).transpose()
+                sqlite_text(value)?.map(|t| parsed(t, $parse)).transpose()
             }
             fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
-                Option::<String>::from_postgres(row, idx)?.map(|t| parsed(t, $parse)).transpose()
+                postgres_text(row, idx)?.map(|t| parsed(t, $parse)).transpose()
             }
         }
     };
@@ -373,14 +387,12 @@ use myelin_core::types::{
     RoomAliasId, RoomId, TransactionId, UserId,
 };
 
-text_type!(OwnedUserId, UserId, OwnedUserId::try_from);
-text_type!(OwnedRoomId, RoomId, OwnedRoomId::try_from);
-text_type!(OwnedEventId, EventId, OwnedEventId::try_from);
-text_type!(OwnedRoomAliasId, RoomAliasId, OwnedRoomAliasId::try_from);
-text_type!(OwnedDeviceId, DeviceId, |s: String| Ok::<_, std::convert::Infallible>(OwnedDeviceId::from(s)));
-text_type!(OwnedTransactionId, TransactionId, |s: String| Ok::<_, std::convert::Infallible>(OwnedTransactionId::from(
-    s
-)));
+text_type!(OwnedUserId, UserId, |s: &str| OwnedUserId::try_from(s));
+text_type!(OwnedRoomId, RoomId, |s: &str| OwnedRoomId::try_from(s));
+text_type!(OwnedEventId, EventId, |s: &str| OwnedEventId::try_from(s));
+text_type!(OwnedRoomAliasId, RoomAliasId, |s: &str| OwnedRoomAliasId::try_from(s));
+text_type!(OwnedDeviceId, DeviceId, |s: &str| Ok::<_, std::convert::Infallible>(OwnedDeviceId::from(s)));
+text_type!(OwnedTransactionId, TransactionId, |s: &str| Ok::<_, std::convert::Infallible>(OwnedTransactionId::from(s)));
 
 /// Types stored as their name and read back with `FromStr`/`From<String>`.
 macro_rules! named_type {
@@ -395,10 +407,10 @@ macro_rules! named_type {
         }
         impl FromColumn for $ty {
             fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
-                parsed(String::from_sqlite(value)?, $parse)
+                parsed(not_null(sqlite_text(value)?)?, $parse)
             }
             fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
-                parsed(String::from_postgres(row, idx)?, $parse)
+                parsed(not_null(postgres_text(row, idx)?)?, $parse)
             }
         }
     };
@@ -409,20 +421,16 @@ use myelin_core::{
     types::{RoomVersionId, StateEventType, TimelineEventType},
 };
 
-named_type!(Membership, |m: &Membership| Value::Text(m.as_str()), |s: String| s.parse::<Membership>());
-named_type!(TimelineEventType, |t: &TimelineEventType| Value::OwnedText(t.to_string()), |s: String| Ok::<
-    _,
-    std::convert::Infallible,
->(
-    TimelineEventType::from(s)
-));
-named_type!(StateEventType, |t: &StateEventType| Value::OwnedText(t.to_string()), |s: String| Ok::<
-    _,
-    std::convert::Infallible,
->(StateEventType::from(
-    s
-)));
-named_type!(RoomVersionId, |v: &RoomVersionId| Value::OwnedText(v.as_str().to_owned()), RoomVersionId::try_from);
+named_type!(Membership, |m: &Membership| Value::Text(m.as_str()), |s: &str| s.parse::<Membership>());
+named_type!(TimelineEventType, |t: &TimelineEventType| Value::OwnedText(t.to_string()), |s: &str| {
+    Ok::<_, std::convert::Infallible>(TimelineEventType::from(s))
+});
+named_type!(StateEventType, |t: &StateEventType| Value::OwnedText(t.to_string()), |s: &str| {
+    Ok::<_, std::convert::Infallible>(StateEventType::from(s))
+});
+named_type!(RoomVersionId, |v: &RoomVersionId| Value::OwnedText(v.as_str().to_owned()), |s: &str| {
+    RoomVersionId::try_from(s)
+});
 
 impl ToValue for StreamPos {
     fn to_value(&self) -> Value<'_> {

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Scale-out benchmark: one Myelin process against three on one PostgreSQL, each sender writing to
+# its own room (`myelin-bench --scenario rooms-send`), results appended to docs/benchmarks.md.
+#
+#   scripts/bench-scale-out.sh PG_ADMIN_URL [DELAY_US] [MYELIN_BINARY]
+#
+# PG_ADMIN_URL : any database of a PostgreSQL cluster (e.g. what scripts/pg-test-cluster.sh
+#                prints); two fresh databases are created in it, one per deployment.
+# DELAY_US     : when > 0, the processes reach PostgreSQL through `delay-proxy`, which holds
+#                every chunk this long in each direction (a database on another machine).
+# MYELIN_BINARY: default target/release/myelin (build it and myelin-bench in release first).
+#
+# Ports 8021 (one process) and 8031-8033 (three processes) on 127.0.0.1; the three processes
+# share a data directory (one signing key), as a deployment does. Everything is stopped at exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$#" -lt 1 ]; then
+    echo "usage: $0 PG_ADMIN_URL [DELAY_US] [MYELIN_BINARY]" >&2
+    exit 2
+fi
+ADMIN=$1
+DELAY_US=${2:-0}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+MYELIN=${3:-$TARGET_DIR/release/myelin}
+BENCH=$TARGET_DIR/release/myelin-bench
+PROXY=$TARGET_DIR/release/delay-proxy
+SENDERS=${SENDERS:-30}
+COUNT=${COUNT:-200}
+
+work=$(mktemp -d /tmp/myelin-scale-out.XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Host and port of the cluster, from the admin URL (postgres://USER@HOST:PORT/DB).
+hostport=${ADMIN#*@}
+hostport=${hostport%%/*}
+user=${ADMIN#postgres://}
+user=${user%%@*}
+database_url() { echo "postgres://$user@$1/$2"; }
+
+pg_at=$hostport
+if [ "$DELAY_US" -gt 0 ]; then
+    "$PROXY" --listen 127.0.0.1:54399 --to "$hostport" --delay-us "$DELAY_US" >"$work/proxy.log" 2>&1 &
+    pids+=($!)
+    pg_at=127.0.0.1:54399
+    sleep 0.5
+fi
+
+suffix=$(date +%s)
+psql_create() { psql "$ADMIN" -qc "CREATE DATABASE $1" >/dev/null; }
+psql_create "scale_one_$suffix"
+psql_create "scale_three_$suffix"
+
+start() { # PORT DATA_DIR DATABASE
+    "$MYELIN" --config docs/bench-myelin.toml --data-dir "$2" --listen "127.0.0.1:$1" --database "$3" \
+        >>"$2/server-$1.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 1 100); do
+        curl -fsS "http://127.0.0.1:$1/_matrix/client/versions" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "process on port $1 did not start; log:" >&2
+    cat "$2/server-$1.log" >&2
+    exit 1
+}
+
+mkdir -p "$work/one" "$work/three"
+start 8021 "$work/one" "$(database_url "$pg_at" "scale_one_$suffix")"
+# The first of the three creates the schema and the signing key; the others share them.
+start 8031 "$work/three" "$(database_url "$pg_at" "scale_three_$suffix")"
+start 8032 "$work/three" "$(database_url "$pg_at" "scale_three_$suffix")"
+start 8033 "$work/three" "$(database_url "$pg_at" "scale_three_$suffix")"
+
+# Three first: the ratio column then reads "three/one".
+"$BENCH" --target three-processes=http://127.0.0.1:8031,http://127.0.0.1:8032,http://127.0.0.1:8033 \
+    --target one-process=http://127.0.0.1:8021 \
+    --scenario rooms-send --senders "$SENDERS" --count "$COUNT" --output docs/benchmarks.md
