@@ -146,18 +146,23 @@ pub async fn send(server: &Server, params: &Params) -> Result<SendResult> {
     join_all(others, &room_id, params).await?;
 
     eprintln!("  send: {senders} senders x {} messages, concurrently", params.count);
+    let pairs = users.iter().map(|user| (user.clone(), room_id.clone())).collect();
+    send_concurrently(pairs, params, "s").await
+}
+
+/// Each (user, room) pair sends `params.count` messages back to back, all pairs concurrently;
+/// transaction ids carry `tag` so that scenarios never collide.
+async fn send_concurrently(pairs: Vec<(User, String)>, params: &Params, tag: &str) -> Result<SendResult> {
     let count = params.count;
-    let prefix = params.prefix.clone();
+    let total = pairs.len() * count;
     let start = Instant::now();
     let mut set = JoinSet::new();
-    for (s, user) in users.iter().enumerate() {
-        let user = user.clone();
-        let room_id = room_id.clone();
-        let prefix = prefix.clone();
+    for (s, (user, room_id)) in pairs.into_iter().enumerate() {
+        let txn_prefix = format!("{}-{tag}{s}", params.prefix);
         set.spawn(async move {
             let mut lat = Vec::with_capacity(count);
             for i in 0..count {
-                let txn = format!("{prefix}-s{s}-{i}");
+                let txn = format!("{txn_prefix}-{i}");
                 let t0 = Instant::now();
                 user.send_text(&room_id, &txn, &format!("bench message {i} from sender {s}"))
                     .await
@@ -167,7 +172,7 @@ pub async fn send(server: &Server, params: &Params) -> Result<SendResult> {
             Ok::<_, anyhow::Error>(lat)
         });
     }
-    let mut latencies_ms = Vec::with_capacity(senders * count);
+    let mut latencies_ms = Vec::with_capacity(total);
     while let Some(joined) = set.join_next().await {
         latencies_ms.extend(joined.context("sender task panicked")??);
     }
@@ -192,31 +197,7 @@ pub async fn rooms_send(servers: &[Server], params: &Params) -> Result<SendResul
         rooms.push(user.create_room(&public_room("myelin-bench rooms-send")).await?);
     }
     eprintln!("  rooms-send: {} senders x {} messages, concurrently", users.len(), params.count);
-    let count = params.count;
-    let prefix = params.prefix.clone();
-    let start = Instant::now();
-    let mut set = JoinSet::new();
-    for (s, (user, room_id)) in users.into_iter().zip(rooms).enumerate() {
-        let prefix = prefix.clone();
-        set.spawn(async move {
-            let mut lat = Vec::with_capacity(count);
-            for i in 0..count {
-                let txn = format!("{prefix}-r{s}-{i}");
-                let t0 = Instant::now();
-                user.send_text(&room_id, &txn, &format!("bench message {i} from sender {s}"))
-                    .await
-                    .with_context(|| format!("sender {s} message {i}"))?;
-                lat.push(ms(t0.elapsed()));
-            }
-            Ok::<_, anyhow::Error>(lat)
-        });
-    }
-    let mut latencies_ms = Vec::with_capacity(senders * count);
-    while let Some(joined) = set.join_next().await {
-        latencies_ms.extend(joined.context("sender task panicked")??);
-    }
-    let elapsed = start.elapsed();
-    Ok(SendResult { messages: latencies_ms.len(), elapsed, latencies_ms })
+    send_concurrently(users.into_iter().zip(rooms).collect(), params, "r").await
 }
 
 /// What the listeners have seen: event id -> (listener index -> when).

@@ -32,6 +32,15 @@ async fn lock_current_version(c: &mut Conn<'_>, user: &UserId) -> StorageResult<
     .await
 }
 
+/// After a write of a version's keys: a new etag if anything `changed`, and the etag and count.
+async fn written(c: &mut Conn<'_>, user: &UserId, version: i64, changed: bool) -> StorageResult<BackupWrite> {
+    if changed {
+        c.execute("UPDATE backup_versions SET etag = etag + 1 WHERE user_id = $1 AND version = $2", &[&user, &version])
+            .await?;
+    }
+    etag_and_count(c, user, version).await
+}
+
 async fn etag_and_count(c: &mut Conn<'_>, user: &UserId, version: i64) -> StorageResult<BackupWrite> {
     c.query_one(
         "SELECT v.etag, (SELECT COUNT(*) FROM backup_keys k WHERE k.user_id = v.user_id AND k.version = v.version)
@@ -173,14 +182,7 @@ impl BackupRepo for Database {
                     .await?;
                     changed = true;
                 }
-                if changed {
-                    c.execute(
-                        "UPDATE backup_versions SET etag = etag + 1 WHERE user_id = $1 AND version = $2",
-                        &[&user, &version],
-                    )
-                    .await?;
-                }
-                etag_and_count(c, &user, version).await
+                written(c, &user, version, changed).await
             })
         })
         .await
@@ -229,14 +231,7 @@ impl BackupRepo for Database {
                         &[&user, &version, &room, &session],
                     )
                     .await?;
-                if deleted > 0 {
-                    c.execute(
-                        "UPDATE backup_versions SET etag = etag + 1 WHERE user_id = $1 AND version = $2",
-                        &[&user, &version],
-                    )
-                    .await?;
-                }
-                etag_and_count(c, &user, version).await
+                written(c, &user, version, deleted > 0).await
             })
         })
         .await
