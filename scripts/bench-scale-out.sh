@@ -30,19 +30,24 @@ COUNT=${COUNT:-200}
 
 work=$(mktemp -d /tmp/myelin-scale-out.XXXXXX)
 pids=()
+databases=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    for db in "${databases[@]}"; do psql "$ADMIN" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-# Host and port of the cluster, from the admin URL (postgres://USER@HOST:PORT/DB).
-hostport=${ADMIN#*@}
+# Credentials, host and port of the cluster, from the admin URL
+# (postgres[ql]://[USER[:PASSWORD]@]HOST[:PORT]/DB).
+rest=${ADMIN#*://}
+case "$rest" in
+    *@*) credentials="${rest%%@*}@"; hostport=${rest#*@} ;;
+    *) credentials=""; hostport=$rest ;;
+esac
 hostport=${hostport%%/*}
-user=${ADMIN#postgres://}
-user=${user%%@*}
-database_url() { echo "postgres://$user@$1/$2"; }
+database_url() { echo "postgres://$credentials$1/$2"; }
 
 pg_at=$hostport
 if [ "$DELAY_US" -gt 0 ]; then
@@ -53,7 +58,10 @@ if [ "$DELAY_US" -gt 0 ]; then
 fi
 
 suffix=$(date +%s)
-psql_create() { psql "$ADMIN" -qc "CREATE DATABASE $1" >/dev/null; }
+psql_create() {
+    psql "$ADMIN" -qc "CREATE DATABASE $1" >/dev/null
+    databases+=("$1")
+}
 psql_create "scale_one_$suffix"
 psql_create "scale_three_$suffix"
 

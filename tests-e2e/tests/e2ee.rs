@@ -566,6 +566,15 @@ async fn a_dehydrated_device_collects_keys_until_rehydrated() -> Result<()> {
     let bob = server.register("bob").await?;
     let (status, _) = alice.get(&format!("{MSC3814}/dehydrated_device")).await?;
     ensure!(status == 404, "no dehydrated device yet");
+    // The id of one of her ordinary devices is not free.
+    let taken = dehydrated_body(&alice, &alice.device_id, "v0")?;
+    let (status, body) = alice.put(&format!("{MSC3814}/dehydrated_device"), &taken).await?;
+    ensure!(
+        status == 400
+            && body["errcode"] == "M_INVALID_PARAM"
+            && body["error"].as_str().is_some_and(|e| e.contains("in use")),
+        "a device id in use: {status} {body}"
+    );
     let (status, put) =
         alice.put(&format!("{MSC3814}/dehydrated_device"), &dehydrated_body(&alice, "DEHYD1", "v1")?).await?;
     ensure!(status == 200 && put["device_id"] == "DEHYD1", "{status} {put}");

@@ -315,6 +315,18 @@ const STRICT_LOGIN: &str = "[rate_limits]\n\
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_trusted_proxy_login_limits_apply_per_client() -> Result<()> {
     let server = TestServer::start_with(&format!("trusted_proxies = [\"127.0.0.0/8\"]\n{STRICT_LOGIN}")).await?;
+    limits_apply_per_forwarded_client(&server).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_proxies_can_be_given_in_the_environment() -> Result<()> {
+    let env = [("MYELIN_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")];
+    let server = TestServer::start_with_env(STRICT_LOGIN, &env).await?;
+    limits_apply_per_forwarded_client(&server).await
+}
+
+/// Logins through the proxy at 127.0.0.1: each forwarded client has its own login budget.
+async fn limits_apply_per_forwarded_client(server: &TestServer) -> Result<()> {
     server.register("alice").await?;
     let first = server.anonymous().with_header("X-Forwarded-For", "198.51.100.1");
     let second = server.anonymous().with_header("X-Forwarded-For", "198.51.100.2");

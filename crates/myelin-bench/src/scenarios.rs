@@ -182,8 +182,8 @@ async fn send_concurrently(pairs: Vec<(User, String)>, params: &Params, tag: &st
 
 /// Send throughput across rooms: `senders` users, each in a room of their own, each sending
 /// `count` messages back to back, all concurrently. With several servers (processes of one
-/// deployment, one database) sender `i` talks to server `i % n` only: how far the deployment's
-/// write throughput grows with processes.
+/// deployment, one database) the senders are shared out in equal blocks, each talking to its
+/// server only: how far the deployment's write throughput grows with processes.
 pub async fn rooms_send(servers: &[Server], params: &Params) -> Result<SendResult> {
     let senders = params.senders.max(1);
     eprintln!("  rooms-send: {senders} users over {} server(s), a room each", servers.len());

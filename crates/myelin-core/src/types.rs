@@ -116,17 +116,9 @@ impl FromStr for Membership {
     }
 }
 
-impl From<Membership> for ruma::events::room::member::MembershipState {
-    fn from(m: Membership) -> Self {
-        use ruma::events::room::member::MembershipState as M;
-        match m {
-            Membership::Join => M::Join,
-            Membership::Invite => M::Invite,
-            Membership::Leave => M::Leave,
-            Membership::Ban => M::Ban,
-            Membership::Knock => M::Knock,
-        }
-    }
+/// The state event type of the same name as an event's type (ruma converts only the other way).
+pub fn state_event_type(event_type: &TimelineEventType) -> StateEventType {
+    StateEventType::from(event_type.to_string())
 }
 
 /// Where a piece of room state sits: its event type and state key.

@@ -28,6 +28,16 @@ pub struct Requester {
     pub access_token: String,
 }
 
+impl Requester {
+    /// `M_FORBIDDEN` (saying `what`) unless `user_id` is the requester: a user acts for themself.
+    pub fn require_self(&self, user_id: &UserId, what: &str) -> MatrixResult<()> {
+        if self.user_id != user_id {
+            return Err(MatrixError::forbidden(format!("You can only {what} for yourself")));
+        }
+        Ok(())
+    }
+}
+
 /// Tokens handed to a client after register, login or refresh.
 #[derive(Clone, Debug)]
 pub struct IssuedSession {
@@ -117,9 +127,10 @@ pub fn validate_localpart(localpart: &str) -> MatrixResult<()> {
     }
 }
 
-fn check_password_length(password: &str) -> MatrixResult<()> {
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(MatrixError::invalid_param("Password is too long"));
+/// The rule for every new password, from a client or the admin command: 1 to 512 bytes.
+fn check_new_password(password: &str) -> MatrixResult<()> {
+    if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+        return Err(MatrixError::new(ErrorCode::WeakPassword, "Password must be 1 to 512 bytes"));
     }
     Ok(())
 }
@@ -143,9 +154,11 @@ impl Services {
         })
     }
 
-    pub async fn username_available(&self, localpart: &str) -> MatrixResult<()> {
-        validate_localpart(localpart)?;
-        if self.store.get_user(&self.user_id(localpart)?).await?.is_some() {
+    /// `/register/available` (user names are case-insensitive: stored lower-case).
+    pub async fn username_available(&self, name: &str) -> MatrixResult<()> {
+        let localpart = name.to_lowercase();
+        validate_localpart(&localpart)?;
+        if self.store.get_user(&self.user_id(&localpart)?).await?.is_some() {
             return Err(MatrixError::new(ErrorCode::UserInUse, "User ID already taken"));
         }
         Ok(())
@@ -161,7 +174,7 @@ impl Services {
         validate_localpart(localpart)?;
         let user_id = self.user_id(localpart)?;
         let password_hash = match password {
-            Some(p) => Some(self.passwords.hash(p).await?),
+            Some(p) => Some(self.hash_new_password(p).await?),
             None => None,
         };
         let record = UserRecord {
@@ -195,7 +208,7 @@ impl Services {
             None => None,
         };
         if let Some(password) = &req.password {
-            check_password_length(password)?;
+            check_new_password(password)?;
         }
         self.require_registration_auth(req.auth.as_ref()).await?;
         let localpart = localpart.unwrap_or_else(|| self.random.alphanumeric(12).to_lowercase());
@@ -343,9 +356,14 @@ impl Services {
         self.store.get_user(user_id).await?.ok_or_else(|| MatrixError::not_found(format!("No such user {user_id}")))
     }
 
+    async fn hash_new_password(&self, password: String) -> MatrixResult<String> {
+        check_new_password(&password)?;
+        self.passwords.hash(password).await
+    }
+
     /// Sets a user's password (clients go through [`Self::change_password`]).
     pub async fn set_password(&self, user_id: &UserId, new_password: String) -> MatrixResult<()> {
-        let hash = self.passwords.hash(new_password).await?;
+        let hash = self.hash_new_password(new_password).await?;
         self.store.set_password_hash(user_id, Some(hash)).await?;
         Ok(())
     }
@@ -360,9 +378,6 @@ impl Services {
         auth: Option<&AuthData>,
     ) -> MatrixResult<()> {
         self.require_password_auth(requester, auth).await?;
-        if new_password.is_empty() || new_password.len() > MAX_PASSWORD_BYTES {
-            return Err(MatrixError::new(ErrorCode::WeakPassword, "Password must be 1 to 512 bytes"));
-        }
         self.set_password(&requester.user_id, new_password).await?;
         if logout_devices {
             self.delete_all_devices(&requester.user_id, Some(&requester.device_id)).await?;
@@ -419,9 +434,7 @@ impl Services {
         field: ProfileField,
         value: Option<String>,
     ) -> MatrixResult<()> {
-        if requester.user_id != user_id {
-            return Err(MatrixError::forbidden("You can only change your own profile"));
-        }
+        requester.require_self(user_id, "change a profile")?;
         if value.as_ref().is_some_and(|v| v.len() > 1024) {
             return Err(MatrixError::invalid_param("Profile field is too long"));
         }

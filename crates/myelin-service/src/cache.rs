@@ -123,16 +123,28 @@ impl<K: CacheKey, V: Clone> Cache<K, V> {
 
     /// Stores a value read when the counter was `epoch`, unless something was invalidated since.
     pub fn insert_if_current(&self, key: K, value: V, weight: usize, epoch: u64) {
-        self.insert_loaded_if_current(key, value, weight, epoch, self.clock.now());
+        self.insert_unless_newer(key, value, weight, epoch, None, |_, _| false);
     }
 
-    /// As [`insert_if_current`](Self::insert_if_current), for a value loaded at `loaded` (an
-    /// entry brought up to date keeps the age of its last full read).
-    pub fn insert_loaded_if_current(&self, key: K, value: V, weight: usize, epoch: u64, loaded: Instant) {
+    /// As [`insert_if_current`](Self::insert_if_current), for a value loaded at `loaded` (now
+    /// when `None`; an entry brought up to date keeps the age of its last full read), and not
+    /// over an entry cached meanwhile that is `newer` than `value` (a slower concurrent read must
+    /// not replace a later one).
+    pub fn insert_unless_newer(
+        &self,
+        key: K,
+        value: V,
+        weight: usize,
+        epoch: u64,
+        loaded: Option<Instant>,
+        newer: impl FnOnce(&V, &V) -> bool,
+    ) {
+        let loaded = loaded.unwrap_or_else(|| self.clock.now());
         let mut entries = self.lock();
-        if self.epoch.load(Ordering::Acquire) == epoch {
-            entries.insert_weighted(key, Entry { value, loaded }, weight);
+        if self.epoch.load(Ordering::Acquire) != epoch || entries.get(&key).is_some_and(|e| newer(&e.value, &value)) {
+            return;
         }
+        entries.insert_weighted(key, Entry { value, loaded }, weight);
     }
 
     /// Stores a value known to be current (written by this process under a lock that orders it).
@@ -190,6 +202,12 @@ impl Services {
     /// Drops `key` from `cache` in this process and in every other process of the deployment.
     pub(crate) fn invalidate<K: CacheKey, V: Clone + Send + Sync>(&self, cache: &Cache<K, V>, key: &K) {
         cache.invalidate(key);
+        self.invalidate_elsewhere(cache, key);
+    }
+
+    /// Drops `key` from the other processes' cache of this name only (this process has just
+    /// brought its own entry up to date).
+    pub(crate) fn invalidate_elsewhere<K: CacheKey, V: Clone + Send + Sync>(&self, cache: &Cache<K, V>, key: &K) {
         self.store
             .broadcast(myelin_storage::Signal::Invalidate { cache: cache.name().to_owned(), key: key.to_signal() });
     }

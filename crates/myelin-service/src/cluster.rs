@@ -34,7 +34,7 @@ impl Services {
     fn apply_signal(&self, signal: Signal) {
         match signal {
             Signal::Wake { users, pos } => {
-                self.notifier.local.notify_users_at(users, pos, &|| self.store.stream_head());
+                self.notifier.local.notify_users_at(&users, pos, &|| self.store.stream_head());
             }
             Signal::Invalidate { cache, key } => match self.caches().into_iter().find(|c| c.name() == cache) {
                 Some(cache) => cache.invalidate_key(&key),

@@ -139,9 +139,7 @@ impl Services {
         typing: bool,
         timeout_ms: Option<u64>,
     ) -> MatrixResult<()> {
-        if requester.user_id != user_id {
-            return Err(MatrixError::forbidden("You can only set your own typing notifications"));
-        }
+        requester.require_self(user_id, "send typing notifications")?;
         self.require_joined(user_id, room_id).await?;
         let timeout =
             typing.then(|| timeout_ms.map_or(DEFAULT_TYPING_TIMEOUT, Duration::from_millis).min(MAX_TYPING_TIMEOUT));
@@ -166,9 +164,7 @@ impl Services {
         data_type: &str,
         content: Value,
     ) -> MatrixResult<()> {
-        if requester.user_id != user_id {
-            return Err(MatrixError::forbidden("You can only set your own account data"));
-        }
+        requester.require_self(user_id, "set account data")?;
         if !content.is_object() {
             return Err(MatrixError::bad_json("Account data must be a JSON object"));
         }
@@ -203,9 +199,7 @@ impl Services {
         room_id: Option<&RoomId>,
         data_type: &str,
     ) -> MatrixResult<Value> {
-        if requester.user_id != user_id {
-            return Err(MatrixError::forbidden("You can only read your own account data"));
-        }
+        requester.require_self(user_id, "read account data")?;
         if room_id.is_none() && data_type == crate::push::push_rules_type() {
             let rules = self.push_ruleset(user_id).await?;
             return Ok(json!({ "global": *rules }));

@@ -1,5 +1,7 @@
 //! Event filters (`/user/{id}/filter`, `/sync?filter=`, `/messages?filter=`).
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use myelin_storage::StoredEvent;
@@ -102,12 +104,20 @@ fn allowed(
     senders.as_ref().is_none_or(|s| s.iter().any(|x| x == sender))
 }
 
+/// Whether `types`/`not_types` let `event_type` through; its name is only built when a filter on
+/// types is set.
+fn types_allow(types: &Option<Vec<String>>, not_types: &Option<Vec<String>>, event_type: &dyn fmt::Display) -> bool {
+    if types.is_none() && not_types.is_none() {
+        return true;
+    }
+    allowed(&event_type.to_string(), "", types, not_types, &None, &None)
+}
+
 impl RoomEventFilter {
     pub fn matches(&self, ev: &StoredEvent) -> bool {
-        // Only a filter on types needs the type's name.
-        let event_type =
-            if self.types.is_some() || self.not_types.is_some() { ev.event_type.to_string() } else { String::new() };
-        if !allowed(&event_type, ev.sender.as_str(), &self.types, &self.not_types, &self.senders, &self.not_senders) {
+        if !self.allows_type(&ev.event_type)
+            || !allowed("", ev.sender.as_str(), &None, &None, &self.senders, &self.not_senders)
+        {
             return false;
         }
         if let Some(want_url) = self.contains_url {
@@ -127,6 +137,11 @@ impl RoomEventFilter {
 
     pub fn type_allowed(&self, event_type: &str) -> bool {
         allowed(event_type, "", &self.types, &self.not_types, &None, &None)
+    }
+
+    /// As [`Self::type_allowed`], for a typed event type (named only if a filter needs it).
+    pub fn allows_type(&self, event_type: &dyn fmt::Display) -> bool {
+        types_allow(&self.types, &self.not_types, event_type)
     }
 }
 

@@ -72,6 +72,16 @@ pub fn retry_at(now_ms: u64, attempts: u32) -> Option<u64> {
     Some(now_ms.saturating_add(backoff))
 }
 
+/// When a job of this `interval` (periodic jobs) that failed its `attempts`-th run is tried
+/// again. A periodic job never gives up: it is retried with backoff, at most one interval later
+/// (else a long database outage would stop the clean-up for good).
+fn retry_after_failure(now_ms: u64, attempts: u32, interval_ms: Option<u64>) -> Option<u64> {
+    match interval_ms {
+        Some(interval) => Some(retry_at(now_ms, attempts).unwrap_or(u64::MAX).min(now_ms.saturating_add(interval))),
+        None => retry_at(now_ms, attempts),
+    }
+}
+
 /// Queues the periodic jobs (once per deployment: they are keyed by name) and spawns the runner;
 /// it stops when the services are dropped.
 pub fn spawn(services: &Arc<Services>) {
@@ -155,8 +165,8 @@ impl Services {
             (Ok(()), None) => {
                 self.store.complete_job(job.id, &self.worker_id).await?;
             }
-            (Err(err), _) => {
-                let retry = retry_at(now, job.attempts);
+            (Err(err), interval) => {
+                let retry = retry_after_failure(now, job.attempts, interval);
                 tracing::warn!(kind = job.kind, attempts = job.attempts, retry_at = ?retry, error = %err, "job failed");
                 self.store.fail_job(job.id, &self.worker_id, &err.to_string(), retry).await?;
             }
@@ -193,7 +203,7 @@ impl Services {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_ATTEMPTS, retry_at};
+    use super::{MAX_ATTEMPTS, retry_after_failure, retry_at};
 
     #[test]
     fn retries_back_off_exponentially_then_give_up() {
@@ -202,5 +212,13 @@ mod tests {
         assert_eq!(retry_at(1_000, 3), Some(41_000));
         assert_eq!(retry_at(0, MAX_ATTEMPTS - 1), Some(10_000 << (MAX_ATTEMPTS - 2)));
         assert_eq!(retry_at(1_000, MAX_ATTEMPTS), None);
+    }
+
+    #[test]
+    fn a_periodic_job_is_retried_forever_within_its_interval() {
+        assert_eq!(retry_after_failure(0, 1, Some(60_000)), Some(10_000), "backoff while it is shorter");
+        assert_eq!(retry_after_failure(0, 7, Some(60_000)), Some(60_000), "capped at the interval");
+        assert_eq!(retry_after_failure(0, MAX_ATTEMPTS + 5, Some(60_000)), Some(60_000), "never given up");
+        assert_eq!(retry_after_failure(0, MAX_ATTEMPTS, None), None, "a one-off job is kept as failed");
     }
 }

@@ -68,13 +68,13 @@ impl LocalNotifier {
     }
 
     /// Wakes these users' syncs once the stream head (read by `head`) reaches `pos`.
-    pub fn notify_users_at(&self, user_ids: Vec<OwnedUserId>, pos: StreamPos, head: &dyn Fn() -> StreamPos) {
+    pub fn notify_users_at(&self, user_ids: &[OwnedUserId], pos: StreamPos, head: &dyn Fn() -> StreamPos) {
         if pos <= head() {
-            self.notify_users(&user_ids);
+            self.notify_users(user_ids);
             return;
         }
         if let Ok(mut pending) = self.pending.lock() {
-            pending.entry(pos).or_default().extend(user_ids);
+            pending.entry(pos).or_default().extend_from_slice(user_ids);
         }
         // The head may have moved after it was read and before the entry was in place.
         self.head_moved(head());
@@ -116,7 +116,7 @@ impl ClusterNotifier {
     /// head covers it, else when it does; other processes likewise.
     pub fn notify_users(&self, user_ids: &[OwnedUserId]) {
         let pos = self.store.written_head();
-        self.local.notify_users_at(user_ids.to_vec(), pos, &|| self.store.stream_head());
+        self.local.notify_users_at(user_ids, pos, &|| self.store.stream_head());
         self.store.broadcast(myelin_storage::Signal::Wake { users: user_ids.to_vec(), pos });
     }
 
@@ -152,8 +152,8 @@ mod tests {
         let notifier = LocalNotifier::default();
         let mut alice = notifier.subscribe(user_id!("@alice:x"));
         let mut bob = notifier.subscribe(user_id!("@bob:x"));
-        notifier.notify_users_at(vec![user_id!("@alice:x").to_owned()], StreamPos(10), &|| StreamPos(10));
-        notifier.notify_users_at(vec![user_id!("@bob:x").to_owned()], StreamPos(12), &|| StreamPos(10));
+        notifier.notify_users_at(&[user_id!("@alice:x").to_owned()], StreamPos(10), &|| StreamPos(10));
+        notifier.notify_users_at(&[user_id!("@bob:x").to_owned()], StreamPos(12), &|| StreamPos(10));
         tokio::time::timeout(std::time::Duration::from_millis(100), alice.changed()).await.expect("alice woken");
         let early = tokio::time::timeout(std::time::Duration::from_millis(50), bob.changed()).await;
         assert!(early.is_err(), "bob's write is not visible yet");

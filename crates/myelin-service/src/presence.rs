@@ -55,9 +55,7 @@ impl Services {
         state: PresenceState,
         status_msg: Option<String>,
     ) -> MatrixResult<()> {
-        if requester.user_id != user_id {
-            return Err(MatrixError::forbidden("You can only set your own presence"));
-        }
+        requester.require_self(user_id, "set presence")?;
         if status_msg.as_ref().is_some_and(|s| s.len() > MAX_STATUS_BYTES) {
             return Err(MatrixError::invalid_param("status_msg is too long"));
         }

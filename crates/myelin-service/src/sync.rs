@@ -358,10 +358,11 @@ impl Services {
         let timeline_ids: HashSet<&EventId> = timeline.iter().map(|e| e.event_id.as_ref()).collect();
         let ids: Vec<OwnedEventId> = state
             .iter()
-            .filter(|((t, k), id)| {
-                previous.is_none_or(|p| p.get(&(t.clone(), k.clone())) != Some(*id))
+            .filter(|(key, id)| {
+                let (t, k) = key;
+                previous.is_none_or(|p| p.get(*key) != Some(*id))
                     && !timeline_ids.contains::<EventId>(id.as_ref())
-                    && state_filter.type_allowed(&t.to_string())
+                    && state_filter.allows_type(t)
                     && (!state_filter.lazy_load_members
                         || *t != StateEventType::RoomMember
                         || senders.contains(k.as_str()))
@@ -573,9 +574,7 @@ impl Services {
         user_id: &UserId,
         filter: &Filter,
     ) -> MatrixResult<String> {
-        if requester.user_id != user_id {
-            return Err(MatrixError::forbidden("You may only create filters for yourself"));
-        }
+        requester.require_self(user_id, "create filters")?;
         let json = serde_json::to_string(filter).map_err(|e| MatrixError::bad_json(e.to_string()))?;
         if json.len() > MAX_FILTER_BYTES {
             return Err(MatrixError::new(myelin_core::ErrorCode::TooLarge, "Filter is too large"));
@@ -585,9 +584,7 @@ impl Services {
 
     /// `GET /user/{userId}/filter/{filterId}`.
     pub async fn get_filter(&self, requester: &Requester, user_id: &UserId, filter_id: &str) -> MatrixResult<Value> {
-        if requester.user_id != user_id {
-            return Err(MatrixError::forbidden("You may only read your own filters"));
-        }
+        requester.require_self(user_id, "read filters")?;
         let id: i64 = filter_id.parse().map_err(|_| MatrixError::not_found("No such filter"))?;
         let json = self.store.get_filter(user_id, id).await?.ok_or_else(|| MatrixError::not_found("No such filter"))?;
         serde_json::from_str(&json).map_err(|e| MatrixError::internal(e.to_string()))

@@ -9,6 +9,7 @@ use myelin_core::{ErrorCode, ManualClock, MatrixError, SeededRandom, StreamPos, 
 use myelin_service::{
     Env, Services,
     accounts::{LOGIN_TOKEN_LIFETIME_MS, LoginRequest, Requester},
+    jobs::JobKind,
     keys::ServerKeys,
     rooms::{CreateRoomRequest, EventSpec, MessagesRequest},
     sync::SyncRequest,
@@ -128,13 +129,7 @@ async fn an_authentication_session_is_continued_until_it_expires_and_then_cleane
     h.clock.advance(myelin_service::uia::SESSION_LIFETIME + Duration::from_secs(1));
     let ran = h.services.run_due_jobs(h.services.now_ms()).await.expect("jobs");
     assert_eq!(ran, 0, "nothing queued: the runner was not spawned");
-    h.store
-        .schedule_job(
-            NewJob { kind: "cleanup".into(), dedupe_key: None, payload: "{}".into(), run_at_ms: h.services.now_ms() },
-            h.services.now_ms(),
-        )
-        .await
-        .expect("queue");
+    h.services.schedule_job(JobKind::Cleanup, json!({}), h.services.now_ms()).await.expect("queue");
     assert_eq!(h.services.run_due_jobs(h.services.now_ms()).await.expect("jobs"), 1);
     assert_eq!(h.store.uia_session(&first.session, 0).await.expect("read"), None, "cleaned up");
 

@@ -3,12 +3,12 @@
 //!
 //! Invariants:
 //! - Nothing above this crate sees SQL; nothing in this crate sees HTTP or Matrix auth rules.
-//! - Every write is one atomic operation (`persist_event` writes the event, its state group,
+//! - Every write is one atomic operation (`enqueue_event` writes the event, its state group,
 //!   current state, memberships, extremities, push actions and transaction id together), so a crash
 //!   never leaves half an event.
 //! - Rows a sync must notice carry a position on the global stream. `stream_head()` is a position
 //!   at or below which everything has committed (or never will); readers never look past it.
-//! - Both backends pass the same conformance suite (`tests/conformance.rs`).
+//! - Both backends pass the same conformance suite (`tests/conformance/`).
 
 pub mod db;
 pub mod error;

@@ -54,7 +54,7 @@ pub async fn register(
 
 pub async fn available(State(state): State<AppState>, Query(query): Query<QueryMap>) -> ApiResult<Json<Value>> {
     let name = query.get("username").ok_or_else(|| MatrixError::missing_param("username is required"))?;
-    state.username_available(&name.to_lowercase()).await?;
+    state.username_available(name).await?;
     Ok(Json(json!({ "available": true })))
 }
 

@@ -49,6 +49,10 @@ impl Services {
             Ok(KeyUploadOutcome::Conflict { key_id }) => {
                 return Err(MatrixError::invalid_param(format!("Conflict storing the dehydrated device ({key_id})")));
             }
+            // The device id is taken by one of the user's ordinary devices.
+            Err(err) if err.is_conflict() => {
+                return Err(MatrixError::invalid_param(format!("Device id {device_id} is already in use")));
+            }
             Err(err) => return Err(err.into()),
         }
         self.announce_device_change(&r.user_id).await?;

@@ -325,8 +325,12 @@ impl Services {
     }
 
     /// Stores uploaded cross-signing keys (after user-interactive auth where it is needed).
-    async fn upload_cross_signing_keys(&self, r: &Requester, body: &Value) -> MatrixResult<()> {
-        let existing: HashMap<String, Value> = self.stored_cross_signing_keys(&r.user_id).await?;
+    async fn upload_cross_signing_keys(
+        &self,
+        r: &Requester,
+        body: &Value,
+        existing: &HashMap<String, Value>,
+    ) -> MatrixResult<()> {
         let mut keys = Vec::new();
         let master = body.get("master_key").cloned().or_else(|| existing.get("master").cloned());
         for (field, key_type) in
@@ -364,7 +368,8 @@ impl Services {
     /// `POST /keys/device_signing/upload`: with user-interactive auth unless it is the first
     /// master key or an exact re-upload.
     pub async fn device_signing_upload(&self, r: &Requester, body: &Value) -> MatrixResult<()> {
-        if self.device_signing_needs_auth(r, body).await? {
+        let existing = self.stored_cross_signing_keys(&r.user_id).await?;
+        if device_signing_needs_auth(body, &existing) {
             let auth: Option<crate::uia::AuthData> = match body.get("auth") {
                 Some(auth) => Some(
                     serde_json::from_value(auth.clone())
@@ -374,21 +379,7 @@ impl Services {
             };
             self.require_password_auth(r, auth.as_ref()).await?;
         }
-        self.upload_cross_signing_keys(r, body).await
-    }
-
-    /// Whether a cross-signing upload needs user-interactive auth: not for the first master key,
-    /// nor for an exact re-upload of the stored keys.
-    async fn device_signing_needs_auth(&self, r: &Requester, body: &Value) -> MatrixResult<bool> {
-        let existing: HashMap<String, Value> = self.stored_cross_signing_keys(&r.user_id).await?;
-        if !existing.contains_key("master") {
-            return Ok(false);
-        }
-        let same =
-            [("master_key", "master"), ("self_signing_key", "self_signing"), ("user_signing_key", "user_signing")]
-                .iter()
-                .all(|(field, key_type)| body.get(*field).is_none_or(|k| existing.get(*key_type) == Some(k)));
-        Ok(!same)
+        self.upload_cross_signing_keys(r, body, &existing).await
     }
 
     /// `POST /keys/signatures/upload`: per signed key, either stored or a failure.
@@ -498,4 +489,15 @@ fn merge_signatures(into: &mut Value, from: &Value) {
             }
         }
     }
+}
+
+/// Whether a cross-signing upload needs user-interactive auth: not for the first master key, nor
+/// for an exact re-upload of the stored keys (`existing`).
+fn device_signing_needs_auth(body: &Value, existing: &HashMap<String, Value>) -> bool {
+    if !existing.contains_key("master") {
+        return false;
+    }
+    ![("master_key", "master"), ("self_signing_key", "self_signing"), ("user_signing_key", "user_signing")]
+        .iter()
+        .all(|(field, key_type)| body.get(*field).is_none_or(|k| existing.get(*key_type) == Some(k)))
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use myelin_core::{
     MatrixError, MatrixResult, Membership, StreamPos,
-    types::{EventId, OwnedEventId, OwnedRoomId, RoomId, StateEventType, TimelineEventType, UserId},
+    types::{EventId, OwnedEventId, OwnedRoomId, RoomId, StateEventType, TimelineEventType, UserId, state_event_type},
 };
 use myelin_storage::{Direction, StoredEvent};
 use ruma::events::relation::RelationType;
@@ -220,7 +220,7 @@ impl Services {
         for (index, ev) in events.iter().enumerate() {
             let (Some(key), Some(group)) = (&ev.state_key, ev.state_before) else { continue };
             let state = self.state_group(group).await?;
-            if let Some(prev) = state.get(&(StateEventType::from(ev.event_type.to_string()), key.clone()))
+            if let Some(prev) = state.get(&(state_event_type(&ev.event_type), key.clone()))
                 && *prev != ev.event_id
             {
                 replaced.push((index, prev.clone()));
@@ -379,10 +379,11 @@ impl Services {
         event_type: &StateEventType,
         state_key: &str,
     ) -> MatrixResult<Value> {
+        let wanted = TimelineEventType::from(event_type.clone());
         let events = self.room_state(user_id, room_id).await?;
         let ev = events
             .iter()
-            .find(|e| e.event_type.to_string() == event_type.to_string() && e.state_key.as_deref() == Some(state_key))
+            .find(|e| e.event_type == wanted && e.state_key.as_deref() == Some(state_key))
             .ok_or_else(|| MatrixError::not_found("Event not found"))?;
         let json = self.client_event(ev, None).await?;
         Ok(json.get("content").cloned().unwrap_or_else(|| json!({})))

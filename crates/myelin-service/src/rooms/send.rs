@@ -8,7 +8,7 @@ use myelin_core::{
     ErrorCode, MatrixError, MatrixResult, Membership, StateKey, StateMap,
     types::{
         DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomId, RoomVersionId,
-        StateEventType, TimelineEventType, UserId,
+        StateEventType, TimelineEventType, UserId, state_event_type,
     },
 };
 use myelin_storage::{
@@ -298,10 +298,7 @@ impl Services {
                 Ok(PersistOutcome::Persisted { .. }) => {
                     self.drop_redacted_from_caches(&spec);
                     // Other processes drop their copy of the room's head.
-                    self.store.broadcast(myelin_storage::Signal::Invalidate {
-                        cache: self.heads.cache.name().to_owned(),
-                        key: room_id.to_string(),
-                    });
+                    self.invalidate_elsewhere(&self.heads.cache, &room_id.to_owned());
                     self.notifier.notify_users(&built.wake);
                     return Ok((built.event_id, built.room_id));
                 }
@@ -408,10 +405,9 @@ impl Services {
         )
         .map_err(|e| MatrixError::bad_json(format!("Invalid event content: {e}")))?;
         let mut auth_state: HashMap<StateKey, Pdu> = HashMap::new();
-        let auth_ids: Vec<OwnedEventId> =
-            auth_types.iter().filter_map(|(t, k)| state.get(&(t.clone(), k.clone())).cloned()).collect();
+        let auth_ids: Vec<OwnedEventId> = auth_types.iter().filter_map(|key| state.get(key).cloned()).collect();
         for ev in self.events(&auth_ids).await? {
-            let key = (StateEventType::from(ev.event_type.to_string()), ev.state_key.clone().unwrap_or_default());
+            let key = (state_event_type(&ev.event_type), ev.state_key.clone().unwrap_or_default());
             auth_state.insert(key, Pdu::from_stored(&ev)?);
         }
         // The create event is needed by the state-dependent rules even where it is not an auth
@@ -521,11 +517,12 @@ impl Services {
             push_actions,
             expected_extremities,
         };
-        let state_change =
-            spec.state_key.clone().map(|k| ((StateEventType::from(spec.event_type.to_string()), k), event_id.clone()));
+        let state_change = spec.state_key.clone().map(|k| ((state_event_type(&spec.event_type), k), event_id.clone()));
         let pending = self.store.enqueue_event(new_event);
         let mut wake: Vec<OwnedUserId> = joined.into_iter().map(|m| m.user_id).collect();
-        wake.push(sender.to_owned());
+        if !wake.iter().any(|u| u == sender) {
+            wake.push(sender.to_owned());
+        }
         if let Some(m) = membership {
             wake.push(m.user_id);
         }

@@ -68,11 +68,8 @@ impl UserRoomsCache {
         };
         let weight = rooms.len().max(1);
         let list = RoomList { rooms: rooms.clone(), valid_at: now };
-        match loaded {
-            // Brought up to date: keeps the age of its last whole read.
-            Some(loaded) => self.cache.insert_loaded_if_current(key, list, weight, epoch, loaded),
-            None => self.cache.insert_if_current(key, list, weight, epoch),
-        }
+        // Brought up to date, it keeps the age of its last whole read.
+        self.cache.insert_unless_newer(key, list, weight, epoch, loaded, |cached, new| cached.valid_at > new.valid_at);
         Ok(rooms)
     }
 }

@@ -84,7 +84,7 @@ pub fn initial_state_ids(
     state: &StateMap,
     senders: &HashSet<OwnedUserId>,
 ) -> Vec<OwnedEventId> {
-    let lazy = |k: &str| senders.iter().any(|s| s.as_str() == k);
+    let lazy = |k: &str| <&UserId>::try_from(k).is_ok_and(|k| senders.contains(k));
     state.iter().filter(|((t, k), _)| config.wants(user_id, &lazy, t, k)).map(|(_, id)| id.clone()).collect()
 }
 
@@ -220,15 +220,15 @@ impl Services {
         match since {
             None => {
                 ids = initial_state_ids(config, user_id, &state, &senders);
-                touched.extend(state.keys().map(|(t, _)| t.clone()));
             }
             Some(since) => {
                 let old = self.state_at(&room.room_id, since).await?;
                 let lazy_known = |k: &str| known_lazy.contains(k) || sender_strs.contains(k);
                 let lazy_new = |k: &str| sender_strs.contains(k) && !known_lazy.contains(k);
                 let grown = RoomConfig { required_state: added.clone(), timeline_limit: 0 };
-                for ((t, k), id) in state.iter() {
-                    let changed = old.get(&(t.clone(), k.clone())) != Some(id);
+                for (key, id) in state.iter() {
+                    let (t, k) = key;
+                    let changed = old.get(key) != Some(id);
                     if changed {
                         touched.insert(t.clone());
                     }

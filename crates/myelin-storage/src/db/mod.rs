@@ -35,14 +35,6 @@ pub type BoxFut<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
 /// Parameters of a statement, in order (`$1`, `$2`, ...).
 pub type Params<'a> = &'a [&'a dyn ToValue];
 
-/// Which SQL dialect a connection speaks (for the rare query that must differ beyond what the
-/// SQLite rewrite covers).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
 /// A database connection, in a read, a transaction or a stream write.
 pub struct Conn<'a>(ConnInner<'a>);
 
@@ -88,13 +80,6 @@ impl<'a> Conn<'a> {
 
     pub(crate) fn postgres(conn: &'a mut postgres::PgConn) -> Self {
         Self(ConnInner::Postgres(conn))
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        match self.0 {
-            ConnInner::Sqlite(_) => Dialect::Sqlite,
-            ConnInner::Postgres(_) => Dialect::Postgres,
-        }
     }
 
     /// Every row of `sql`, each turned into a `T` by `map`.
@@ -311,13 +296,6 @@ impl Database {
             Err(StorageError::Config(format!(
                 "unsupported database URL {url:?}; expected sqlite:PATH or postgres://..."
             )))
-        }
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        match self.backend {
-            Backend::Sqlite(_) => Dialect::Sqlite,
-            Backend::Postgres(_) => Dialect::Postgres,
         }
     }
 

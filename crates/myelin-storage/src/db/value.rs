@@ -472,23 +472,51 @@ impl<T: ToValue> ToValue for Vec<T> {
 /// A list of ids, names or numbers, bound for `= ANY($n)`.
 impl<T: ToValue> ToValue for [T] {
     fn to_value(&self) -> Value<'_> {
-        let texts: Option<Vec<&str>> = self
-            .iter()
-            .map(|v| match v.to_value() {
-                Value::Text(s) => Some(s),
-                _ => None,
-            })
-            .collect();
-        match texts {
-            Some(texts) => Value::Texts(texts),
-            None => Value::Ints(
-                self.iter()
-                    .filter_map(|v| match v.to_value() {
-                        Value::Int(n) => Some(n),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
+        let values: Vec<Value<'_>> = self.iter().map(ToValue::to_value).collect();
+        if values.iter().all(|v| matches!(v, Value::Text(_))) {
+            return Value::Texts(
+                values.into_iter().filter_map(|v| if let Value::Text(s) = v { Some(s) } else { None }).collect(),
+            );
         }
+        if values.iter().all(|v| matches!(v, Value::Int(_))) {
+            return Value::Ints(
+                values.into_iter().filter_map(|v| if let Value::Int(n) = v { Some(n) } else { None }).collect(),
+            );
+        }
+        // Names made for the statement (event types, room versions), or a mix: as owned text,
+        // NULL for anything else, never dropped.
+        Value::OptTexts(
+            values
+                .into_iter()
+                .map(|v| match v {
+                    Value::Text(s) => Some(s.to_owned()),
+                    Value::OwnedText(s) => Some(s),
+                    Value::Int(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use myelin_core::types::TimelineEventType;
+
+    use super::{ToValue, Value};
+
+    #[test]
+    fn lists_bind_every_element() {
+        let ids = vec!["a".to_owned(), "b".to_owned()];
+        assert!(matches!(ids.to_value(), Value::Texts(t) if t == ["a", "b"]));
+        assert!(matches!(vec![1i64, 2].to_value(), Value::Ints(n) if n == [1, 2]));
+        let types = vec![TimelineEventType::RoomMessage, TimelineEventType::from("org.example.custom")];
+        match types.to_value() {
+            Value::OptTexts(t) => {
+                assert_eq!(t, [Some("m.room.message".to_owned()), Some("org.example.custom".to_owned())]);
+            }
+            _ => panic!("event types bind as text"),
+        }
+        assert!(matches!(Vec::<String>::new().to_value(), Value::Texts(t) if t.is_empty()));
     }
 }

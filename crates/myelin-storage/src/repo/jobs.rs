@@ -61,7 +61,8 @@ pub trait JobRepo {
     async fn reschedule_job(&self, id: i64, worker: &str, run_at_ms: u64) -> StorageResult<bool>;
     /// The run failed: it is tried again at `retry_at_ms`, or, with `None`, marked failed.
     async fn fail_job(&self, id: i64, worker: &str, error: &str, retry_at_ms: Option<u64>) -> StorageResult<bool>;
-    /// When the earliest job that is not failed is due (leases aside).
+    /// The earliest time a claim can take a job: when the first job that is not failed is due,
+    /// or, for a job leased to a worker, when its lease runs out.
     async fn next_job_due(&self) -> StorageResult<Option<u64>>;
     /// Every job, oldest first.
     async fn jobs(&self) -> StorageResult<Vec<JobRecord>>;

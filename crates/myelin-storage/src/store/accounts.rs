@@ -2,7 +2,10 @@
 
 use async_trait::async_trait;
 
-use myelin_core::{Membership, types::UserId};
+use myelin_core::{
+    Membership,
+    types::{OwnedDeviceId, UserId},
+};
 
 use crate::{AccountRepo, Database, StorageResult, UserDirectoryHit, UserRecord, db::Row};
 
@@ -18,16 +21,9 @@ fn user_from_row(r: &Row<'_>) -> StorageResult<UserRecord> {
     })
 }
 
-/// Everything of a user's devices, deleted when the account is deactivated.
-const DEVICE_DATA: [&str; 7] = [
-    "devices",
-    "device_keys",
-    "one_time_keys",
-    "claimed_one_time_keys",
-    "fallback_keys",
-    "to_device_inbox",
-    "cross_signing_keys",
-];
+/// What belongs to the user rather than to one device, deleted when the account is deactivated
+/// (after every device, with `devices::delete_devices`).
+const USER_TABLES: [&str; 4] = ["cross_signing_keys", "dehydrated_devices", "access_tokens", "refresh_tokens"];
 
 #[async_trait]
 impl AccountRepo for Database {
@@ -83,7 +79,7 @@ impl AccountRepo for Database {
 
     async fn deactivate_user(&self, user_id: &UserId) -> StorageResult<()> {
         let user_id = user_id.to_owned();
-        self.transaction(move |c| {
+        self.write(move |c, positions| {
             Box::pin(async move {
                 c.execute(
                     "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL, avatar_url = NULL
@@ -91,9 +87,10 @@ impl AccountRepo for Database {
                     &[&user_id],
                 )
                 .await?;
-                c.execute("DELETE FROM access_tokens WHERE user_id = $1", &[&user_id]).await?;
-                c.execute("DELETE FROM refresh_tokens WHERE user_id = $1", &[&user_id]).await?;
-                for table in DEVICE_DATA {
+                let devices: Vec<OwnedDeviceId> =
+                    c.query("SELECT device_id FROM devices WHERE user_id = $1", &[&user_id], |r| r.get(0)).await?;
+                super::devices::delete_devices(c, positions, &user_id, &devices).await?;
+                for table in USER_TABLES {
                     c.execute(&format!("DELETE FROM {table} WHERE user_id = $1"), &[&user_id]).await?;
                 }
                 Ok(())

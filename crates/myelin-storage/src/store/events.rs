@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use myelin_core::{
     Membership, StateGroupId,
-    types::{DeviceId, EventId, OwnedEventId, RoomId, StateEventType, TimelineEventType, TransactionId, UserId},
+    types::{DeviceId, EventId, OwnedEventId, RoomId, TimelineEventType, TransactionId, UserId, state_event_type},
 };
 use ruma::events::relation::RelationType;
 
@@ -78,7 +78,7 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
     }
     let state_after = match &ev.state_key {
         Some(state_key) => {
-            let state_type = StateEventType::from(ev.event_type.to_string());
+            let state_type = state_event_type(&ev.event_type);
             Some(create_state_group(c, &ev.room_id, state_before, &state_type, state_key, &ev.event_id).await?)
         }
         None => state_before,

@@ -108,7 +108,14 @@ impl JobRepo for Database {
     async fn next_job_due(&self) -> StorageResult<Option<u64>> {
         self.read(move |c| {
             Box::pin(async move {
-                c.query_one("SELECT MIN(run_at_ms) FROM jobs WHERE failed = 0", &[], |r| r.get::<Option<u64>>(0)).await
+                // A leased job can be claimed again only once its lease has run out.
+                c.query_one(
+                    "SELECT MIN(CASE WHEN claimed_until_ms >= run_at_ms THEN claimed_until_ms + 1 ELSE run_at_ms END)
+                     FROM jobs WHERE failed = 0",
+                    &[],
+                    |r| r.get::<Option<u64>>(0),
+                )
+                .await
             })
         })
         .await

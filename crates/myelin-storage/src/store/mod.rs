@@ -4,7 +4,7 @@
 //! Conventions:
 //! - A limit is written into the SQL text (`LIMIT {n}`), never bound: SQLite re-plans a statement
 //!   whose `LIMIT` is a parameter on every execution.
-//! - A list is bound once (`= ANY($n)`), and work per item uses `query_each`/`execute_each`,
+//! - A list is bound once (`= ANY($n)`), and work per item uses `query_each`/`execute_all`,
 //!   which PostgreSQL pipelines into one round trip.
 //! - Positions (`Positions::next`) are taken only inside stream writes.
 

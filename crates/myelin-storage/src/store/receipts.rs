@@ -44,36 +44,30 @@ impl ReceiptRepo for Database {
     async fn put_receipt(&self, receipt: ReceiptRecord, event_pos: StreamPos) -> StorageResult<Option<StreamPos>> {
         self.write(move |c, positions| {
             Box::pin(async move {
-                let existing: Option<StreamPos> = c
-                    .query_opt(
-                        "SELECT event_pos FROM receipts
-                         WHERE room_id = $1 AND receipt_type = $2 AND user_id = $3 AND thread_id = $4 FOR UPDATE",
-                        &[&receipt.room_id, &receipt.receipt_type.as_str(), &receipt.user_id, &thread_column(&receipt.thread)],
-                        |r| r.get(0),
+                // One statement: a row that does not exist yet cannot be locked, so a read and
+                // then a write could let a racing older receipt win. (A receipt that loses takes
+                // a position all the same: positions may have gaps.)
+                let pos = positions.next().await?;
+                let written = c
+                    .execute(
+                        "INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, stream_pos)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                         ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE SET event_id = excluded.event_id,
+                             event_pos = excluded.event_pos, ts = excluded.ts, stream_pos = excluded.stream_pos
+                         WHERE receipts.event_pos < excluded.event_pos",
+                        &[
+                            &receipt.room_id,
+                            &receipt.receipt_type.as_str(),
+                            &receipt.user_id,
+                            &thread_column(&receipt.thread),
+                            &receipt.event_id,
+                            &event_pos,
+                            &receipt.ts,
+                            &pos,
+                        ],
                     )
                     .await?;
-                if existing.is_some_and(|old| old >= event_pos) {
-                    return Ok(None);
-                }
-                let pos = positions.next().await?;
-                c.execute(
-                    "INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, stream_pos)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                     ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE SET event_id = excluded.event_id,
-                         event_pos = excluded.event_pos, ts = excluded.ts, stream_pos = excluded.stream_pos",
-                    &[
-                        &receipt.room_id,
-                        &receipt.receipt_type.as_str(),
-                        &receipt.user_id,
-                        &thread_column(&receipt.thread),
-                        &receipt.event_id,
-                        &event_pos,
-                        &receipt.ts,
-                        &pos,
-                    ],
-                )
-                .await?;
-                Ok(Some(pos))
+                Ok((written == 1).then_some(pos))
             })
         })
         .await

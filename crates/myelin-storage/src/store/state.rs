@@ -64,17 +64,18 @@ pub(crate) async fn create_state_group(
     event_id: &EventId,
 ) -> StorageResult<StateGroupId> {
     let prev_hops: Option<i64> = match prev {
-        Some(id) => c.query_opt("SELECT hops FROM state_groups WHERE id = $1", &[&id], |r| r.get(0)).await?,
+        Some(id) => Some(
+            c.query_opt("SELECT hops FROM state_groups WHERE id = $1", &[&id], |r| r.get(0))
+                .await?
+                .ok_or_else(|| StorageError::Corrupt(format!("state group {id} is missing")))?,
+        ),
         None => None,
     };
-    let snapshot = match (prev, prev_hops) {
-        (Some(_), Some(hops)) => hops + 1 >= MAX_STATE_DELTA_HOPS,
-        _ => true,
-    };
+    let snapshot = prev_hops.is_none_or(|hops| hops + 1 >= MAX_STATE_DELTA_HOPS);
     if snapshot {
         let mut entries = match prev {
-            Some(id) if prev_hops.is_some() => load_state_group(c, id).await?,
-            _ => Vec::new(),
+            Some(id) => load_state_group(c, id).await?,
+            None => Vec::new(),
         };
         entries.retain(|(t, k, _)| !(t == event_type && k == state_key));
         entries.push((event_type.clone(), state_key.to_owned(), event_id.to_owned()));

@@ -113,8 +113,11 @@ pub async fn sessions_tokens_and_refresh(url: String) {
     s.delete_devices(&alice, &[did("D1")]).await.expect("delete");
     assert!(s.token_owner("tok3").await.expect("lookup").is_none());
 
+    s.create_session(session("D3", "tok5", Some("ref5"))).await.expect("session");
     s.deactivate_user(&alice).await.expect("deactivate");
     assert!(s.list_devices(&alice).await.expect("devices").is_empty(), "deactivation deletes devices");
+    assert!(s.token_owner("tok5").await.expect("lookup").is_none(), "and their tokens");
+    assert!(s.refresh_session(refresh("ref5", "x", "y")).await.expect("refresh").is_none());
 }
 
 pub async fn devices_are_listed_renamed_touched_and_deleted(url: String) {

@@ -39,6 +39,11 @@ pub async fn the_job_queue_hands_each_due_job_to_one_worker(url: String) {
     assert_eq!(claimed.len(), 11, "every due job is claimed: the ten, and the tick (not the later one)");
     assert!(claimed.iter().all(|j| j.attempts == 1));
     assert!(first.claim_jobs("w9", 2_000, 60_000, 10).await.expect("claim").is_empty(), "leased jobs are taken");
+    assert_eq!(
+        first.next_job_due().await.expect("due"),
+        Some(5_000),
+        "a runner waits for the unleased later job, not for jobs due but leased"
+    );
 
     // The workers died: after their leases, another worker takes their jobs over.
     let later = second.claim_jobs("w9", 59_999, 120_000, 10).await.expect("claim");

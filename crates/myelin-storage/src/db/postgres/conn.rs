@@ -193,10 +193,13 @@ pub struct PgPool {
     size: usize,
 }
 
-/// A pooled connection; goes back to the pool when dropped (unless it broke).
+/// A pooled connection; goes back to the pool when dropped, unless it broke or is still inside
+/// a transaction (its request was cancelled between `BEGIN` and the end: closing the connection
+/// makes PostgreSQL roll it back and release its locks).
 pub struct Pooled<'a> {
     conn: Option<PgConn>,
     pool: &'a PgPool,
+    in_transaction: bool,
     _permit: tokio::sync::SemaphorePermit<'a>,
 }
 
@@ -209,6 +212,7 @@ impl Pooled<'_> {
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take()
+            && !self.in_transaction
             && !conn.is_closed()
             && let Ok(mut idle) = self.pool.idle.lock()
             && idle.len() < self.pool.size
@@ -230,7 +234,7 @@ impl PgPool {
             Some(conn) if !conn.is_closed() => conn,
             _ => PgConn::connect(&self.config).await?,
         };
-        Ok(Pooled { conn: Some(conn), pool: self, _permit: permit })
+        Ok(Pooled { conn: Some(conn), pool: self, in_transaction: false, _permit: permit })
     }
 
     /// Runs `f` on a pooled connection, outside any explicit transaction.
@@ -250,21 +254,19 @@ impl PgPool {
         F: for<'c, 'x> FnOnce(&'c mut Conn<'x>) -> BoxFut<'c, StorageResult<T>>,
     {
         let mut pooled = self.get().await?;
+        pooled.in_transaction = true;
         let c = pooled.conn()?;
         c.batch(if relaxed { "BEGIN; SET LOCAL synchronous_commit = off" } else { "BEGIN" }).await?;
         let result = f(&mut Conn::postgres(c)).await;
-        match result {
-            Ok(value) => {
-                c.batch("COMMIT").await?;
-                Ok(value)
-            }
-            Err(err) => {
-                // A failed rollback leaves the connection unusable: drop it instead of reusing.
-                if c.batch("ROLLBACK").await.is_err() {
-                    pooled.conn.take();
-                }
-                Err(err)
-            }
-        }
+        let (ended, outcome) = match result {
+            Ok(value) => match c.batch("COMMIT").await {
+                Ok(()) => (true, Ok(value)),
+                Err(err) => (false, Err(err)),
+            },
+            Err(err) => (c.batch("ROLLBACK").await.is_ok(), Err(err)),
+        };
+        // A connection whose COMMIT or ROLLBACK failed is not reused.
+        pooled.in_transaction = !ended;
+        outcome
     }
 }
