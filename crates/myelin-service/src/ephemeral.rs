@@ -13,7 +13,7 @@ use ruma::events::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::{Services, accounts::Requester};
+use crate::{Services, accounts::Requester, federation::receipt_edu};
 
 /// Longest typing timeout honoured.
 const MAX_TYPING_TIMEOUT: Duration = Duration::from_secs(120);
@@ -38,11 +38,11 @@ pub fn ignored_users_type() -> String {
 }
 
 impl Services {
-    async fn joined_user_ids(&self, room_id: &RoomId) -> MatrixResult<Vec<OwnedUserId>> {
+    pub(crate) async fn joined_user_ids(&self, room_id: &RoomId) -> MatrixResult<Vec<OwnedUserId>> {
         Ok(self.store.room_members(room_id, Some(Membership::Join)).await?.into_iter().map(|m| m.user_id).collect())
     }
 
-    async fn require_joined(&self, user_id: &UserId, room_id: &RoomId) -> MatrixResult<()> {
+    pub(crate) async fn require_joined(&self, user_id: &UserId, room_id: &RoomId) -> MatrixResult<()> {
         match self.store.membership(room_id, user_id).await? {
             Some(m) if m.membership == Membership::Join => Ok(()),
             _ => Err(MatrixError::forbidden("You are not joined to this room")),
@@ -91,11 +91,15 @@ impl Services {
             event_id: event_id.to_owned(),
             ts: self.clock.now_ms(),
         };
+        let edu = (!private).then(|| receipt_edu(&receipt));
         if self.store.put_receipt(receipt, event.stream_pos).await?.is_some() {
             if private {
                 self.notifier.notify_users(&[user_id.to_owned()]);
             } else {
                 self.notifier.notify_users(&self.joined_user_ids(room_id).await?);
+            }
+            if let Some(edu) = edu {
+                self.send_room_edu(room_id, &edu).await?;
             }
         }
         Ok(())
@@ -143,16 +147,28 @@ impl Services {
         self.require_joined(user_id, room_id).await?;
         let timeout =
             typing.then(|| timeout_ms.map_or(DEFAULT_TYPING_TIMEOUT, Duration::from_millis).min(MAX_TYPING_TIMEOUT));
-        if let Some(serial) = self.typing.set(room_id, user_id, timeout) {
-            self.store.broadcast(Signal::Typing {
-                room_id: room_id.to_owned(),
-                user_id: user_id.to_owned(),
-                timeout_ms: timeout.map(|t| t.as_millis() as u64),
-                serial,
-            });
-            self.notifier.notify_users(&self.joined_user_ids(room_id).await?);
+        if self.apply_typing(room_id, user_id, timeout).await? {
+            self.send_typing_edu(room_id, user_id, typing).await?;
         }
         Ok(())
+    }
+
+    /// Sets a member's typing state (local or from another server); true if it changed.
+    pub(crate) async fn apply_typing(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        timeout: Option<Duration>,
+    ) -> MatrixResult<bool> {
+        let Some(serial) = self.typing.set(room_id, user_id, timeout) else { return Ok(false) };
+        self.store.broadcast(Signal::Typing {
+            room_id: room_id.to_owned(),
+            user_id: user_id.to_owned(),
+            timeout_ms: timeout.map(|t| t.as_millis() as u64),
+            serial,
+        });
+        self.notifier.notify_users(&self.joined_user_ids(room_id).await?);
+        Ok(true)
     }
 
     /// Stores account data (global with `room_id: None`) and wakes the user's syncs.

@@ -8,11 +8,13 @@
 //!
 //! Kinds of job (`JobKind`): `cleanup`, hourly per deployment — expired login tokens, old
 //! transaction ids, idle sliding sync connections, expired
-//! user-interactive authentication sessions.
+//! user-interactive authentication sessions; `federation_send`, one per destination with
+//! something to send (`federation/sender.rs`); `federation_sweep`, every half minute, which
+//! wakes the sender of any destination left with queued entries.
 
 use std::{sync::Arc, time::Duration};
 
-use myelin_core::{MatrixError, MatrixResult};
+use myelin_core::MatrixResult;
 use myelin_storage::{ClaimedJob, NewJob};
 
 use crate::Services;
@@ -34,23 +36,43 @@ const CLEANUP_INTERVAL_MS: u64 = 60 * 60 * 1000;
 /// Transaction ids are remembered for a day (like Synapse): a retry after that is a new send.
 const TXN_ID_LIFETIME_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// The federation outbox sweep runs this often per deployment.
+const FEDERATION_SWEEP_INTERVAL_MS: u64 = 30_000;
+
 /// What a job does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobKind {
     /// Periodic clean-up of expired and idle rows.
     Cleanup,
+    /// Sends one destination's federation outbox.
+    FederationSend,
+    /// Periodic: wakes the sender of every destination with queued entries.
+    FederationSweep,
+}
+
+/// What a job run asks for next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// Done (a periodic job runs again after its interval).
+    Done,
+    /// More work is waiting: run again as soon as possible.
+    Again,
 }
 
 impl JobKind {
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Cleanup => "cleanup",
+            JobKind::FederationSend => "federation_send",
+            JobKind::FederationSweep => "federation_sweep",
         }
     }
 
     pub fn parse(kind: &str) -> Option<Self> {
         match kind {
             "cleanup" => Some(JobKind::Cleanup),
+            "federation_send" => Some(JobKind::FederationSend),
+            "federation_sweep" => Some(JobKind::FederationSweep),
             _ => None,
         }
     }
@@ -59,6 +81,17 @@ impl JobKind {
     fn interval_ms(self) -> Option<u64> {
         match self {
             JobKind::Cleanup => Some(CLEANUP_INTERVAL_MS),
+            JobKind::FederationSweep => Some(FEDERATION_SWEEP_INTERVAL_MS),
+            JobKind::FederationSend => None,
+        }
+    }
+
+    /// When a run that failed for the `attempts`-th time is tried again (`None`: given up).
+    fn retry_at(self, now_ms: u64, attempts: u32) -> Option<u64> {
+        match self {
+            // A destination's queue waits for it however long it is down.
+            JobKind::FederationSend => Some(crate::federation::destination_retry_at(now_ms, attempts)),
+            kind => retry_after_failure(now_ms, attempts, kind.interval_ms()),
         }
     }
 }
@@ -130,7 +163,7 @@ impl Services {
     }
 
     async fn schedule_periodic_jobs(&self) -> MatrixResult<()> {
-        for kind in [JobKind::Cleanup] {
+        for kind in [JobKind::Cleanup, JobKind::FederationSweep] {
             let job = NewJob {
                 kind: kind.as_str().to_owned(),
                 dedupe_key: Some(kind.as_str().to_owned()),
@@ -153,20 +186,29 @@ impl Services {
     }
 
     async fn run_job(&self, job: ClaimedJob, now: u64) -> MatrixResult<()> {
-        let kind = JobKind::parse(&job.kind);
-        let outcome = match kind {
-            Some(kind) => self.run_job_kind(kind, &job.payload, now).await,
-            None => Err(MatrixError::internal(format!("unknown job kind {:?}", job.kind))),
+        let Some(kind) = JobKind::parse(&job.kind) else {
+            let err = format!("unknown job kind {:?}", job.kind);
+            self.store.fail_job(job.id, &self.worker_id, &err, None).await?;
+            return Ok(());
         };
-        match (outcome, kind.and_then(JobKind::interval_ms)) {
-            (Ok(()), Some(interval)) => {
-                self.store.reschedule_job(job.id, &self.worker_id, now + interval).await?;
+        match self.run_job_kind(kind, &job.payload, now).await {
+            Ok(Next::Again) => {
+                self.store.reschedule_job(job.id, &self.worker_id, now).await?;
             }
-            (Ok(()), None) => {
-                self.store.complete_job(job.id, &self.worker_id).await?;
-            }
-            (Err(err), interval) => {
-                let retry = retry_after_failure(now, job.attempts, interval);
+            Ok(Next::Done) => match kind.interval_ms() {
+                Some(interval) => {
+                    self.store.reschedule_job(job.id, &self.worker_id, now + interval).await?;
+                }
+                None => {
+                    self.store.complete_job(job.id, &self.worker_id).await?;
+                    if kind == JobKind::FederationSend {
+                        // Entries queued while the job was finishing found it still there.
+                        self.recheck_sender(&job.payload).await?;
+                    }
+                }
+            },
+            Err(err) => {
+                let retry = kind.retry_at(now, job.attempts);
                 tracing::warn!(kind = job.kind, attempts = job.attempts, retry_at = ?retry, error = %err, "job failed");
                 self.store.fail_job(job.id, &self.worker_id, &err.to_string(), retry).await?;
             }
@@ -174,8 +216,13 @@ impl Services {
         Ok(())
     }
 
-    async fn run_job_kind(&self, kind: JobKind, _payload: &str, now: u64) -> MatrixResult<()> {
+    async fn run_job_kind(&self, kind: JobKind, payload: &str, now: u64) -> MatrixResult<Next> {
         match kind {
+            JobKind::FederationSend => Ok(if self.run_sender(payload).await? { Next::Again } else { Next::Done }),
+            JobKind::FederationSweep => {
+                self.sweep_outbox().await?;
+                Ok(Next::Done)
+            }
             JobKind::Cleanup => {
                 let tokens = self.store.delete_expired_login_tokens(now).await?;
                 let txns = self.store.delete_txn_ids_before(now.saturating_sub(TXN_ID_LIFETIME_MS)).await?;
@@ -195,7 +242,7 @@ impl Services {
                     "clean-up: expired login tokens, old transaction ids, idle sliding sync connections and \
                      expired authentication sessions removed"
                 );
-                Ok(())
+                Ok(Next::Done)
             }
         }
     }

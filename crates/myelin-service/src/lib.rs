@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod e2ee;
 pub mod ephemeral;
 pub mod event_cache;
+pub mod federation;
 pub mod filter;
 pub mod jobs;
 pub mod keys;

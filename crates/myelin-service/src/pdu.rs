@@ -57,6 +57,8 @@ pub struct Pdu {
     pub prev_events: Vec<OwnedEventId>,
     pub auth_events: Vec<OwnedEventId>,
     pub redacts: Option<OwnedEventId>,
+    /// Not accepted (rejected or soft-failed): state resolution skips it.
+    pub rejected: bool,
 }
 
 impl Pdu {
@@ -81,11 +83,14 @@ impl Pdu {
             prev_events: raw.prev_events.into_iter().map(EventRef::into_id).collect(),
             auth_events: raw.auth_events.into_iter().map(EventRef::into_id).collect(),
             redacts,
+            rejected: false,
         })
     }
 
     pub fn from_stored(ev: &StoredEvent) -> MatrixResult<Self> {
-        Self::from_json(&ev.event_id, &ev.json)
+        let mut pdu = Self::from_json(&ev.event_id, &ev.json)?;
+        pdu.rejected = ev.rejection.as_deref().is_some_and(|r| r.starts_with("rejected"));
+        Ok(pdu)
     }
 }
 
@@ -123,7 +128,7 @@ impl ruma::state_res::Event for Pdu {
         self.redacts.as_ref()
     }
     fn rejected(&self) -> bool {
-        false
+        self.rejected
     }
 }
 

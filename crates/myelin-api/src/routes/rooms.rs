@@ -6,7 +6,7 @@ use axum::{
 };
 use myelin_core::{
     MatrixError, Membership, StreamPos,
-    types::{StateEventType, TimelineEventType},
+    types::{OwnedServerName, StateEventType, TimelineEventType},
 };
 use myelin_service::{
     accounts::Requester,
@@ -49,13 +49,24 @@ impl MembershipBody {
     }
 }
 
+/// The servers a client names to join or knock through (`via`, and the older `server_name`);
+/// malformed names are skipped.
+fn via_servers(query: &[(String, String)]) -> Vec<OwnedServerName> {
+    query
+        .iter()
+        .filter(|(key, _)| key == "via" || key == "server_name")
+        .filter_map(|(_, value)| OwnedServerName::try_from(value.as_str()).ok())
+        .collect()
+}
+
 pub async fn join_by_id_or_alias(
     State(state): State<AppState>,
     Auth(r): Auth,
     Path(room): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
     JsonBody(body): JsonBody<MembershipBody>,
 ) -> ApiResult<Json<Value>> {
-    let room_id = state.join_or_knock(&r, &room, Membership::Join, body.reason).await?;
+    let room_id = state.join_or_knock(&r, &room, Membership::Join, body.reason, &via_servers(&query)).await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
 
@@ -63,9 +74,10 @@ pub async fn knock(
     State(state): State<AppState>,
     Auth(r): Auth,
     Path(room): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
     JsonBody(body): JsonBody<MembershipBody>,
 ) -> ApiResult<Json<Value>> {
-    let room_id = state.join_or_knock(&r, &room, Membership::Knock, body.reason).await?;
+    let room_id = state.join_or_knock(&r, &room, Membership::Knock, body.reason, &via_servers(&query)).await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
 
@@ -75,7 +87,7 @@ pub async fn join(
     Path(room): Path<String>,
     JsonBody(body): JsonBody<MembershipBody>,
 ) -> ApiResult<Json<Value>> {
-    let room_id = state.join_or_knock(&r, room_id(&room)?.as_str(), Membership::Join, body.reason).await?;
+    let room_id = state.join_or_knock(&r, room_id(&room)?.as_str(), Membership::Join, body.reason, &[]).await?;
     Ok(Json(json!({ "room_id": room_id })))
 }
 

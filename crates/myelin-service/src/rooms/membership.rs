@@ -3,7 +3,7 @@
 
 use myelin_core::{
     MatrixError, MatrixResult, Membership,
-    types::{DeviceId, OwnedEventId, OwnedRoomId, RoomAliasId, RoomId, StateEventType, UserId},
+    types::{DeviceId, OwnedEventId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, StateEventType, UserId},
 };
 use serde_json::{Map, Value};
 
@@ -68,7 +68,7 @@ impl Services {
     pub async fn update_membership(&self, change: MembershipChange<'_>) -> MatrixResult<OwnedEventId> {
         check_reason(&change.reason)?;
         if self.store.get_room(change.room_id).await?.is_none() {
-            return Err(MatrixError::not_found("Unknown room; joining rooms on other servers is not supported yet"));
+            return Err(MatrixError::not_found("Unknown room"));
         }
         if change.membership == Membership::Invite {
             if !self.is_local_user(change.target) {
@@ -106,13 +106,41 @@ impl Services {
         room: &str,
         membership: Membership,
         reason: Option<String>,
+        via: &[OwnedServerName],
     ) -> MatrixResult<OwnedRoomId> {
         let room_id = self.resolve_room(room).await?;
+        if membership == Membership::Join && self.needs_remote_join(&room_id).await? {
+            check_reason(&reason)?;
+            // Through the servers the client named, then those in the room, then the room's own.
+            let mut servers: Vec<OwnedServerName> = via.to_vec();
+            servers.extend(self.servers_in_room(&room_id).await?);
+            servers.extend(room_id.server_name().map(ToOwned::to_owned));
+            let mut seen = std::collections::HashSet::new();
+            servers.retain(|s| seen.insert(s.clone()));
+            let mut content = Map::new();
+            if let Some(reason) = reason {
+                content.insert("reason".into(), reason.into());
+            }
+            self.check_rate_limit(Limit::Messages, requester.user_id.as_str())?;
+            return self
+                .join_remote_room(&requester.user_id, Some(&requester.device_id), &room_id, &servers, content)
+                .await;
+        }
         let change = MembershipChange::new(&requester.user_id, &room_id, &requester.user_id, membership)
             .from_device(&requester.device_id)
             .with_reason(reason);
         self.update_membership(change).await?;
         Ok(room_id)
+    }
+
+    /// A join must go through another server: this server does not know the room, or none of
+    /// its users is in it while other servers are.
+    async fn needs_remote_join(&self, room_id: &RoomId) -> MatrixResult<bool> {
+        if self.store.get_room(room_id).await?.is_none() {
+            return Ok(true);
+        }
+        let servers = self.servers_in_room(room_id).await?;
+        Ok(!servers.contains(&self.server_name) && !servers.is_empty())
     }
 
     /// `/rooms/{id}/leave`.

@@ -19,6 +19,7 @@ pub use membership::{MemberAction, MembershipChange};
 pub use power::PowerLevels;
 pub use read::{MessagesPage, MessagesRequest, RelationsPage, RelationsRequest, ThreadsPage, Visibility};
 pub use send::EventSpec;
+pub(crate) use send::{PduFields, assemble_pdu, push_power_levels};
 pub use user_rooms::UserRoomsCache;
 
 use myelin_core::{ErrorCode, MatrixError, MatrixResult};

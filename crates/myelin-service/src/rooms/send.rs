@@ -7,12 +7,13 @@ use std::{collections::HashMap, sync::Arc};
 use myelin_core::{
     ErrorCode, MatrixError, MatrixResult, Membership, StateKey, StateMap,
     types::{
-        DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomId, RoomVersionId,
-        StateEventType, TimelineEventType, UserId, state_event_type,
+        DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedTransactionId, OwnedUserId, RoomId,
+        RoomVersionId, StateEventType, TimelineEventType, UserId, state_event_type,
     },
 };
 use myelin_storage::{
-    MemberRecord, MembershipUpdate, NewEvent, NewRoom, PendingPersist, PersistOutcome, PushActionRecord, StoredEvent,
+    EventState, MemberRecord, MembershipUpdate, NewEvent, NewRoom, PendingPersist, PersistOutcome, PushActionRecord,
+    StoredEvent,
 };
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, events::relation::RelationType, room_version_rules::RoomVersionRules,
@@ -73,6 +74,8 @@ pub(super) struct Built {
     wake: Vec<OwnedUserId>,
     /// The state entry it sets, if it is a state event.
     state_change: Option<(StateKey, OwnedEventId)>,
+    /// Other servers it goes to (queued in the federation outbox with it).
+    destinations: Vec<OwnedServerName>,
 }
 
 /// Everything an event is built from (`build_and_enqueue`).
@@ -300,6 +303,7 @@ impl Services {
                     // Other processes drop their copy of the room's head.
                     self.invalidate_elsewhere(&self.heads.cache, &room_id.to_owned());
                     self.notifier.notify_users(&built.wake);
+                    self.wake_senders(&built.destinations).await?;
                     return Ok((built.event_id, built.room_id));
                 }
                 Ok(PersistOutcome::DuplicateTxn { event_id }) => {
@@ -351,7 +355,7 @@ impl Services {
     }
 
     /// The room's forward extremities and current state, from the cache or storage.
-    async fn room_head(&self, room_id: &RoomId) -> MatrixResult<Arc<RoomHead>> {
+    pub(crate) async fn room_head(&self, room_id: &RoomId) -> MatrixResult<Arc<RoomHead>> {
         let key = room_id.to_owned();
         if let Some(head) = self.heads.cache.get(&key) {
             return Ok(head);
@@ -420,31 +424,23 @@ impl Services {
             auth_state.insert(create_key.clone(), Pdu::from_stored(&ev)?);
         }
 
-        let mut object = CanonicalJsonObject::new();
-        object.insert("auth_events".into(), pdu::event_refs(&auth_ids, rules));
-        object.insert("content".into(), pdu::to_canonical(content.clone())?);
-        object.insert("depth".into(), CanonicalJsonValue::Integer(ruma::Int::new_saturating(prev_depth + 1)));
         let ts = self.event_timestamp(&spec.event_type, ts_bump);
-        object.insert(
-            "origin_server_ts".into(),
-            CanonicalJsonValue::Integer(ruma::Int::new_saturating(i64::try_from(ts).unwrap_or(i64::MAX))),
-        );
-        object.insert("prev_events".into(), pdu::event_refs(&prev_events, rules));
-        if let Some(room_id) = room_id {
-            object.insert("room_id".into(), CanonicalJsonValue::String(room_id.to_string()));
-        } else if !rules.authorization.room_create_event_id_as_room_id {
+        let mut object = assemble_pdu(PduFields {
+            rules,
+            room_id,
+            sender,
+            event_type: &spec.event_type,
+            state_key: spec.state_key.as_deref(),
+            redacts: spec.redacts.as_deref(),
+            content: &content,
+            auth_events: &auth_ids,
+            prev_events: &prev_events,
+            depth: prev_depth + 1,
+            origin_server_ts: ts,
+        })?;
+        if room_id.is_none() && !rules.authorization.room_create_event_id_as_room_id {
             let room_id = format!("!{}:{}", self.random.alphanumeric(18), self.server_name);
             object.insert("room_id".into(), CanonicalJsonValue::String(room_id));
-        }
-        object.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
-        object.insert("type".into(), CanonicalJsonValue::String(spec.event_type.to_string()));
-        if let Some(state_key) = &spec.state_key {
-            object.insert("state_key".into(), CanonicalJsonValue::String(state_key.clone()));
-        }
-        if let Some(redacts) = &spec.redacts
-            && !rules.redaction.content_field_redacts
-        {
-            object.insert("redacts".into(), CanonicalJsonValue::String(redacts.to_string()));
         }
         let event_id = pdu::sign_and_id(&mut object, rules, &self.server_name, &self.keys, self.random.as_ref())?;
         let room_id: OwnedRoomId = match room_id {
@@ -494,6 +490,7 @@ impl Services {
         let is_create = spec.event_type == TimelineEventType::RoomCreate;
         let joined =
             if is_create { Vec::new() } else { self.store.room_members(&room_id, Some(Membership::Join)).await? };
+        let destinations = self.destinations_for(&joined, membership.as_ref().map(|m| m.user_id.as_ref()));
         let power_ctx = push_power_levels(rules, &auth_state);
         let push_actions =
             self.push_actions(&room_id, &json, sender, &joined, relation.as_ref(), power_ctx.as_ref()).await?;
@@ -516,6 +513,10 @@ impl Services {
                 .then(|| content.get("join_rule").and_then(Value::as_str).unwrap_or("invite").to_owned()),
             push_actions,
             expected_extremities,
+            state: EventState::Current,
+            member_changes: Vec::new(),
+            rejection: None,
+            destinations: destinations.clone(),
         };
         let state_change = spec.state_key.clone().map(|k| ((state_event_type(&spec.event_type), k), event_id.clone()));
         let pending = self.store.enqueue_event(new_event);
@@ -526,10 +527,10 @@ impl Services {
         if let Some(m) = membership {
             wake.push(m.user_id);
         }
-        Ok(Built { event_id, room_id, pending, wake, state_change })
+        Ok(Built { event_id, room_id, pending, wake, state_change, destinations })
     }
 
-    async fn push_actions(
+    pub(crate) async fn push_actions(
         &self,
         room_id: &RoomId,
         json: &str,
@@ -595,6 +596,50 @@ impl Services {
     }
 }
 
+/// The fields of a new PDU, before its hashes and signatures.
+pub(crate) struct PduFields<'a> {
+    pub rules: &'a RoomVersionRules,
+    /// `None` for a create event (its room id depends on the room version).
+    pub room_id: Option<&'a RoomId>,
+    pub sender: &'a UserId,
+    pub event_type: &'a TimelineEventType,
+    pub state_key: Option<&'a str>,
+    pub redacts: Option<&'a EventId>,
+    pub content: &'a Value,
+    pub auth_events: &'a [OwnedEventId],
+    pub prev_events: &'a [OwnedEventId],
+    pub depth: i64,
+    pub origin_server_ts: u64,
+}
+
+/// A new PDU in the room version's format, unsigned (a local event is signed next; a join
+/// template goes to the joining server, which signs it).
+pub(crate) fn assemble_pdu(f: PduFields<'_>) -> MatrixResult<CanonicalJsonObject> {
+    let mut object = CanonicalJsonObject::new();
+    object.insert("auth_events".into(), pdu::event_refs(f.auth_events, f.rules));
+    object.insert("content".into(), pdu::to_canonical(f.content.clone())?);
+    object.insert("depth".into(), CanonicalJsonValue::Integer(ruma::Int::new_saturating(f.depth)));
+    object.insert(
+        "origin_server_ts".into(),
+        CanonicalJsonValue::Integer(ruma::Int::new_saturating(i64::try_from(f.origin_server_ts).unwrap_or(i64::MAX))),
+    );
+    object.insert("prev_events".into(), pdu::event_refs(f.prev_events, f.rules));
+    if let Some(room_id) = f.room_id {
+        object.insert("room_id".into(), CanonicalJsonValue::String(room_id.to_string()));
+    }
+    object.insert("sender".into(), CanonicalJsonValue::String(f.sender.to_string()));
+    object.insert("type".into(), CanonicalJsonValue::String(f.event_type.to_string()));
+    if let Some(state_key) = f.state_key {
+        object.insert("state_key".into(), CanonicalJsonValue::String(state_key.to_owned()));
+    }
+    if let Some(redacts) = f.redacts
+        && !f.rules.redaction.content_field_redacts
+    {
+        object.insert("redacts".into(), CanonicalJsonValue::String(redacts.to_string()));
+    }
+    Ok(object)
+}
+
 /// Where a new event goes: an existing room, or the create event of a new one.
 pub(super) enum Target<'a> {
     Existing(&'a RoomId),
@@ -603,7 +648,7 @@ pub(super) enum Target<'a> {
 
 /// The room's power levels as push rule conditions need them (`sender_notification_permission`,
 /// e.g. who may notify `@room`), built from the event's auth state.
-fn push_power_levels(
+pub(crate) fn push_power_levels(
     rules: &RoomVersionRules,
     auth_state: &HashMap<StateKey, Pdu>,
 ) -> Option<ruma::push::PushConditionPowerLevelsCtx> {

@@ -383,13 +383,14 @@ macro_rules! text_type {
 }
 
 use myelin_core::types::{
-    DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedTransactionId, OwnedUserId,
-    RoomAliasId, RoomId, TransactionId, UserId,
+    DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedServerName, OwnedTransactionId,
+    OwnedUserId, RoomAliasId, RoomId, ServerName, TransactionId, UserId,
 };
 
 text_type!(OwnedUserId, UserId, |s: &str| OwnedUserId::try_from(s));
 text_type!(OwnedRoomId, RoomId, |s: &str| OwnedRoomId::try_from(s));
 text_type!(OwnedEventId, EventId, |s: &str| OwnedEventId::try_from(s));
+text_type!(OwnedServerName, ServerName, |s: &str| OwnedServerName::try_from(s));
 text_type!(OwnedRoomAliasId, RoomAliasId, |s: &str| OwnedRoomAliasId::try_from(s));
 text_type!(OwnedDeviceId, DeviceId, |s: &str| Ok::<_, std::convert::Infallible>(OwnedDeviceId::from(s)));
 text_type!(OwnedTransactionId, TransactionId, |s: &str| Ok::<_, std::convert::Infallible>(OwnedTransactionId::from(s)));

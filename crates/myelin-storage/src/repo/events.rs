@@ -2,13 +2,13 @@ use async_trait::async_trait;
 use myelin_core::{
     Membership, StateGroupId, StreamPos,
     types::{
-        DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedTransactionId, OwnedUserId, RoomId,
-        RoomVersionId, TimelineEventType, TransactionId, UserId,
+        DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedTransactionId, OwnedUserId,
+        RoomId, RoomVersionId, TimelineEventType, TransactionId, UserId,
     },
 };
 use ruma::events::relation::RelationType;
 
-use crate::StorageResult;
+use crate::{StateEntry, StorageResult};
 
 /// An event as stored: the PDU JSON plus the indexes the server keeps about it.
 #[derive(Clone, Debug)]
@@ -30,6 +30,11 @@ pub struct StoredEvent {
     pub state_before: Option<StateGroupId>,
     /// The state group after it (the same as `state_before` for non-state events).
     pub state_after: Option<StateGroupId>,
+    /// Stored without a place in the timeline: an auth or state event received over federation,
+    /// or an event that was not accepted.
+    pub outlier: bool,
+    /// Why it was not accepted (`rejected: …` or `soft_failed: …`), if it was not.
+    pub rejection: Option<String>,
 }
 
 /// The membership row an `m.room.member` event writes.
@@ -78,6 +83,56 @@ pub struct NewEvent {
     /// The room's forward extremities the event was built on. If set and the stored ones differ
     /// (another process wrote to the room meanwhile), nothing is written: `StaleHead`.
     pub expected_extremities: Option<Vec<OwnedEventId>>,
+    /// Where the state before the event comes from.
+    pub state: EventState,
+    /// Membership rows that change with the room's current state besides the event's own
+    /// (`membership`): the members of a room joined over federation, or those moved by state
+    /// resolution.
+    pub member_changes: Vec<MemberChange>,
+    /// Set for an event that was not accepted (`rejected: …` / `soft_failed: …`): it is stored
+    /// with its state groups but changes nothing else (no current state, extremity, membership,
+    /// redaction or push action) and is hidden from timelines.
+    pub rejection: Option<String>,
+    /// Other servers that must receive the event (a row each in the federation outbox, written
+    /// in the same transaction).
+    pub destinations: Vec<OwnedServerName>,
+}
+
+/// The state before a new event.
+#[derive(Clone, Debug, Default)]
+pub enum EventState {
+    /// The room's current state (a local event built on every forward extremity).
+    #[default]
+    Current,
+    /// Given by the caller (the resolution of the states after its prev events): an event
+    /// received over federation, or a join to a room on another server. `current` is the room's
+    /// new current state when it is not simply the state after the event (the room had other
+    /// forward extremities).
+    Resolved { before: Vec<StateEntry>, current: Option<Vec<StateEntry>> },
+}
+
+/// A membership row set from a member event of the room's current state.
+#[derive(Clone, Debug)]
+pub struct MemberChange {
+    pub event_id: OwnedEventId,
+    pub sender: OwnedUserId,
+    pub update: MembershipUpdate,
+}
+
+/// An event stored without a place in the timeline or the room's state: the auth chain and state
+/// received with a join, or auth events fetched to check another event. Its checks were done by
+/// the caller.
+#[derive(Clone, Debug)]
+pub struct OutlierEvent {
+    pub event_id: OwnedEventId,
+    pub room_id: OwnedRoomId,
+    pub sender: OwnedUserId,
+    pub event_type: TimelineEventType,
+    pub state_key: Option<String>,
+    pub origin_server_ts: u64,
+    pub depth: i64,
+    pub json: String,
+    pub rejection: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -134,6 +189,8 @@ pub trait EventRepo {
     /// The highest position taken by a committed write of this process (readers see every write
     /// this process acknowledged once the head reaches it).
     fn written_head(&self) -> StreamPos;
+    /// Stores events as outliers (an event already stored is left as it is).
+    async fn persist_outliers(&self, events: Vec<OutlierEvent>) -> StorageResult<()>;
     async fn get_event(&self, event_id: &EventId) -> StorageResult<Option<StoredEvent>>;
     /// The events that exist among `event_ids`, in the order asked.
     async fn get_events(&self, event_ids: &[OwnedEventId]) -> StorageResult<Vec<StoredEvent>>;

@@ -54,6 +54,10 @@ pub trait JobRepo {
         lease_until_ms: u64,
         limit: usize,
     ) -> StorageResult<Vec<ClaimedJob>>;
+    /// Brings the queued job with this key forward to `run_at_ms` (a retry waiting out its
+    /// backoff runs now); false if there is no such job waiting (none, claimed, failed or due
+    /// already).
+    async fn advance_job(&self, dedupe_key: &str, run_at_ms: u64) -> StorageResult<bool>;
     /// The run succeeded: the job is deleted (if `worker` still holds it).
     async fn complete_job(&self, id: i64, worker: &str) -> StorageResult<bool>;
     /// The run succeeded and the job runs again at `run_at_ms` (periodic jobs): the lease is

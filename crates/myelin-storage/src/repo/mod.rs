@@ -8,6 +8,7 @@ mod cluster;
 mod dehydrated;
 mod devices;
 mod events;
+mod federation;
 mod jobs;
 mod key_json;
 mod keys;
@@ -25,6 +26,7 @@ pub use cluster::*;
 pub use dehydrated::*;
 pub use devices::*;
 pub use events::*;
+pub use federation::*;
 pub use jobs::*;
 pub use key_json::same_key;
 pub use keys::*;
@@ -42,6 +44,7 @@ pub trait Store:
     AccountRepo
     + DeviceRepo
     + EventRepo
+    + FederationRepo
     + RoomRepo
     + StateRepo
     + AccountDataRepo
@@ -64,6 +67,7 @@ impl<T> Store for T where
     T: AccountRepo
         + DeviceRepo
         + EventRepo
+        + FederationRepo
         + RoomRepo
         + StateRepo
         + AccountDataRepo

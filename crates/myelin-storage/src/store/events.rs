@@ -4,14 +4,20 @@ use async_trait::async_trait;
 
 use myelin_core::{
     Membership, StateGroupId,
-    types::{DeviceId, EventId, OwnedEventId, RoomId, TimelineEventType, TransactionId, UserId, state_event_type},
+    types::{
+        DeviceId, EventId, OwnedEventId, OwnedUserId, RoomId, TimelineEventType, TransactionId, UserId,
+        state_event_type,
+    },
 };
 use ruma::events::relation::RelationType;
 
-use super::{EVENT_COLUMNS, event_from_row, state::create_state_group};
+use super::{
+    EVENT_COLUMN_COUNT, EVENT_COLUMNS, event_from_row,
+    state::{create_state_group, create_state_snapshot, load_state_group},
+};
 use crate::{
-    Database, Direction, EventRepo, NewEvent, PendingPersist, PersistOutcome, StorageError, StorageResult, StoredEvent,
-    StreamPos,
+    Database, Direction, EventRepo, EventState, MembershipUpdate, NewEvent, OutlierEvent, PendingPersist,
+    PersistOutcome, StorageError, StorageResult, StoredEvent, StreamPos,
     db::{Conn, Params, Positions, ToValue, Write},
 };
 
@@ -61,7 +67,7 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
             },
         )
         .await?;
-    let Some((state_before, earlier, _)) = rows.first().cloned() else {
+    let Some((current_group, earlier, _)) = rows.first().cloned() else {
         return Err(StorageError::Corrupt(format!("event {} for unknown room {}", ev.event_id, ev.room_id)));
     };
     if let Some(event_id) = earlier {
@@ -76,12 +82,36 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
             return Ok(PersistOutcome::StaleHead);
         }
     }
+    let accepted = ev.rejection.is_none();
+    // The state before the event, and the room's current state once it is added.
+    let (state_before, room_state_after) = match &ev.state {
+        EventState::Current => (current_group, None),
+        EventState::Resolved { before, current } => {
+            let before_group = create_state_snapshot(c, &ev.room_id, before).await?;
+            let room_after = match current {
+                Some(current) if accepted => Some(create_state_snapshot(c, &ev.room_id, current).await?),
+                _ => None,
+            };
+            (Some(before_group), room_after)
+        }
+    };
     let state_after = match &ev.state_key {
         Some(state_key) => {
             let state_type = state_event_type(&ev.event_type);
             Some(create_state_group(c, &ev.room_id, state_before, &state_type, state_key, &ev.event_id).await?)
         }
         None => state_before,
+    };
+    if !accepted {
+        return persist_rejected(c, positions, &ev, state_before, state_after).await;
+    }
+    // The room's current state group after this event.
+    let current_after = room_state_after.or(state_after);
+    let current_changes = match (&ev.state, current_after) {
+        (EventState::Resolved { .. }, Some(group)) if current_after != current_group => {
+            Some(load_state_group(c, group).await?)
+        }
+        _ => None,
     };
     let pos = positions.next().await?;
     let (rel_type, relates_to) = match &ev.relation {
@@ -91,7 +121,7 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
     let bump = crate::is_bump_event(&ev.event_type);
 
     // The rest is writes, sent as one pipeline on PostgreSQL (they run in this order).
-    let event_params: [&dyn ToValue; 15] = [
+    let event_params: [&dyn ToValue; 16] = [
         &pos,
         &ev.event_id,
         &ev.room_id,
@@ -107,15 +137,17 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
         &txn_id,
         &rel_type,
         &relates_to,
+        &room_state_after,
     ];
-    let room_params: [&dyn ToValue; 4] = [&ev.room_id, &state_after, &pos, &bump];
+    let room_params: [&dyn ToValue; 4] = [&ev.room_id, &current_after, &pos, &bump];
     let prev_params: [&dyn ToValue; 2] = [&ev.room_id, &ev.prev_events];
     let extremity_params: [&dyn ToValue; 2] = [&ev.room_id, &ev.event_id];
     let mut writes: Vec<Write<'_>> = vec![
         Write::Sql(
             "INSERT INTO events (stream_pos, event_id, room_id, depth, sender, event_type, state_key, origin_server_ts,
-                                 json, state_before, state_after, sender_device, txn_id, rel_type, relates_to)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                                 json, state_before, state_after, sender_device, txn_id, rel_type, relates_to,
+                                 room_state_after)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             &event_params,
         ),
         Write::Sql(
@@ -127,7 +159,14 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
         Write::Sql("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)", &extremity_params),
     ];
     let current_state_params: [&dyn ToValue; 4];
-    if let Some(state_key) = &ev.state_key {
+    let replace_params: [&dyn ToValue; 1] = [&ev.room_id];
+    let current_rows: Vec<Vec<&dyn ToValue>>;
+    if let Some(entries) = &current_changes {
+        // The resolved state replaces the room's current state as a whole.
+        writes.push(Write::Sql("DELETE FROM current_state WHERE room_id = $1", &replace_params));
+        current_rows = entries.iter().map(|(t, k, e)| -> Vec<&dyn ToValue> { vec![&ev.room_id, t, k, e] }).collect();
+        writes.push(Write::Rows("INSERT INTO current_state (room_id, event_type, state_key, event_id)", &current_rows));
+    } else if let Some(state_key) = &ev.state_key {
         current_state_params = [&ev.room_id, &ev.event_type, state_key, &ev.event_id];
         writes.push(Write::Sql(
             "INSERT INTO current_state (room_id, event_type, state_key, event_id) VALUES ($1, $2, $3, $4)
@@ -135,26 +174,38 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
             &current_state_params,
         ));
     }
-    let member_params: [&dyn ToValue; 9];
-    let member_count_params: [&dyn ToValue; 6];
-    let (joins, invites, current);
-    if let Some(m) = &ev.membership {
-        joins = i64::from(m.membership == Membership::Join);
-        invites = i64::from(m.membership == Membership::Invite);
-        // A user who is (again) part of the room has not forgotten it.
-        current = m.membership.is_current();
-        member_params = [
+    // The event's own membership row, then the rows that moved with the resolved state.
+    let own = ev.membership.as_ref().map(|m| (&ev.event_id, &ev.sender, m));
+    let members: Vec<(&OwnedEventId, &OwnedUserId, &MembershipUpdate)> =
+        own.into_iter().chain(ev.member_changes.iter().map(|m| (&m.event_id, &m.sender, &m.update))).collect();
+    let member_values: Vec<(i64, i64, bool)> = members
+        .iter()
+        .map(|(_, _, m)| {
+            (
+                i64::from(m.membership == Membership::Join),
+                i64::from(m.membership == Membership::Invite),
+                // A user who is (again) part of the room has not forgotten it.
+                m.membership.is_current(),
+            )
+        })
+        .collect();
+    let mut member_params: Vec<[&dyn ToValue; 9]> = Vec::with_capacity(members.len());
+    let mut member_count_params: Vec<[&dyn ToValue; 6]> = Vec::with_capacity(members.len());
+    for ((event_id, sender, m), (joins, invites, current)) in members.iter().zip(&member_values) {
+        member_params.push([
             &ev.room_id,
             &m.user_id,
             &m.membership,
-            &ev.event_id,
+            *event_id,
             &pos,
             &m.displayname,
             &m.avatar_url,
-            &ev.sender,
-            &current,
-        ];
-        member_count_params = [&ev.room_id, &m.user_id, &joins, &invites, &Membership::Join, &Membership::Invite];
+            *sender,
+            current,
+        ]);
+        member_count_params.push([&ev.room_id, &m.user_id, joins, invites, &Membership::Join, &Membership::Invite]);
+    }
+    for (member, counts) in member_params.iter().zip(&member_count_params) {
         // The room's member counts, from the membership this replaces (before the upsert).
         writes.push(Write::Sql(
             "UPDATE rooms SET
@@ -163,7 +214,7 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
                  invited_members = invited_members + $4
                      - (SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND user_id = $2 AND membership = $6)
              WHERE room_id = $1",
-            &member_count_params,
+            counts,
         ));
         writes.push(Write::Sql(
             "INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, displayname, avatar_url, forgotten, sender)
@@ -172,7 +223,7 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
                  sender = excluded.sender, stream_pos = excluded.stream_pos, displayname = excluded.displayname,
                  avatar_url = excluded.avatar_url,
                  forgotten = CASE WHEN $9 THEN 0 ELSE room_members.forgotten END",
-            &member_params,
+            member,
         ));
     }
     let join_rule_params: [&dyn ToValue; 2];
@@ -207,8 +258,95 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
             &txn_params,
         ));
     }
+    let outbox_rows: Vec<Vec<&dyn ToValue>> =
+        ev.destinations.iter().map(|d| -> Vec<&dyn ToValue> { vec![d, &ev.event_id, &ev.origin_server_ts] }).collect();
+    if !outbox_rows.is_empty() {
+        writes.push(Write::Rows("INSERT INTO federation_outbox (destination, event_id, created_ms)", &outbox_rows));
+    }
     c.execute_all(&writes).await?;
     Ok(PersistOutcome::Persisted { stream_pos: pos })
+}
+
+/// An event that was not accepted: its row (an outlier with the reason and its state groups),
+/// nothing else.
+async fn persist_rejected(
+    c: &mut Conn<'_>,
+    positions: &mut Positions,
+    ev: &NewEvent,
+    state_before: Option<StateGroupId>,
+    state_after: Option<StateGroupId>,
+) -> StorageResult<PersistOutcome> {
+    let pos = positions.next().await?;
+    c.execute(
+        "INSERT INTO events (stream_pos, event_id, room_id, depth, sender, event_type, state_key, origin_server_ts,
+                             json, state_before, state_after, outlier, rejection)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12)",
+        &[
+            &pos,
+            &ev.event_id,
+            &ev.room_id,
+            &ev.depth,
+            &ev.sender,
+            &ev.event_type,
+            &ev.state_key,
+            &ev.origin_server_ts,
+            &ev.json,
+            &state_before,
+            &state_after,
+            &ev.rejection,
+        ],
+    )
+    .await?;
+    Ok(PersistOutcome::Persisted { stream_pos: pos })
+}
+
+/// Writes events as outliers, skipping those already stored.
+async fn persist_outliers(c: &mut Conn<'_>, positions: &mut Positions, events: &[OutlierEvent]) -> StorageResult<()> {
+    let ids: Vec<&OwnedEventId> = events.iter().map(|e| &e.event_id).collect();
+    let known: std::collections::HashSet<OwnedEventId> = c
+        .query("SELECT event_id FROM events WHERE event_id = ANY($1)", &[&ids], |r| r.get(0))
+        .await?
+        .into_iter()
+        .collect();
+    let mut fresh: Vec<&OutlierEvent> = Vec::new();
+    for ev in events {
+        if !known.contains(&ev.event_id) && !fresh.iter().any(|f| f.event_id == ev.event_id) {
+            fresh.push(ev);
+        }
+    }
+    let mut stream_positions = Vec::with_capacity(fresh.len());
+    for _ in &fresh {
+        stream_positions.push(positions.next().await?);
+    }
+    let outlier = true;
+    let rows: Vec<Vec<&dyn ToValue>> = fresh
+        .iter()
+        .zip(&stream_positions)
+        .map(|(ev, pos)| -> Vec<&dyn ToValue> {
+            vec![
+                pos,
+                &ev.event_id,
+                &ev.room_id,
+                &ev.depth,
+                &ev.sender,
+                &ev.event_type,
+                &ev.state_key,
+                &ev.origin_server_ts,
+                &ev.json,
+                &ev.rejection,
+                &outlier,
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        c.insert_rows(
+            "INSERT INTO events (stream_pos, event_id, room_id, depth, sender, event_type, state_key,
+                                 origin_server_ts, json, rejection, outlier)",
+            &rows,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -231,6 +369,13 @@ impl EventRepo for Database {
 
     fn written_head(&self) -> StreamPos {
         Database::written_head(self)
+    }
+
+    async fn persist_outliers(&self, events: Vec<OutlierEvent>) -> StorageResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.write(move |c, positions| Box::pin(async move { persist_outliers(c, positions, &events).await })).await
     }
 
     async fn get_event(&self, event_id: &EventId) -> StorageResult<Option<StoredEvent>> {
@@ -321,7 +466,7 @@ impl EventRepo for Database {
             Box::pin(async move {
                 let sql = format!(
                     "SELECT {EVENT_COLUMNS} FROM events e WHERE e.event_type = $4 AND e.state_key = $1
-                     AND e.stream_pos > $2 AND e.stream_pos <= $3 ORDER BY e.stream_pos"
+                     AND e.outlier = 0 AND e.stream_pos > $2 AND e.stream_pos <= $3 ORDER BY e.stream_pos"
                 );
                 events(c, &sql, &[&user_id, &since, &until, &TimelineEventType::RoomMember]).await
             })
@@ -334,8 +479,8 @@ impl EventRepo for Database {
         self.read(move |c| {
             Box::pin(async move {
                 Ok(c.query_opt(
-                    "SELECT state_after FROM events WHERE room_id = $1 AND stream_pos <= $2 AND outlier = 0
-                     ORDER BY stream_pos DESC LIMIT 1",
+                    "SELECT COALESCE(room_state_after, state_after) FROM events
+                     WHERE room_id = $1 AND stream_pos <= $2 AND outlier = 0 ORDER BY stream_pos DESC LIMIT 1",
                     &[&room_id, &pos],
                     |r| r.get::<Option<StateGroupId>>(0),
                 )
@@ -357,7 +502,7 @@ impl EventRepo for Database {
         self.read(move |c| {
             Box::pin(async move {
                 let sql = format!(
-                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.relates_to = $1
+                    "SELECT {EVENT_COLUMNS} FROM events e WHERE e.relates_to = $1 AND e.outlier = 0
                      AND (CAST($2 AS TEXT) IS NULL OR e.rel_type = $2)
                      AND e.stream_pos <= $3 ORDER BY e.stream_pos DESC LIMIT {limit}"
                 );
@@ -379,11 +524,11 @@ impl EventRepo for Database {
                 let sql = format!(
                     "SELECT {EVENT_COLUMNS}, t.latest FROM events e
                      JOIN (SELECT relates_to, MAX(stream_pos) AS latest FROM events
-                           WHERE room_id = $1 AND rel_type = $3 GROUP BY relates_to) t ON t.relates_to = e.event_id
+                           WHERE room_id = $1 AND rel_type = $3 AND outlier = 0 GROUP BY relates_to) t ON t.relates_to = e.event_id
                      WHERE t.latest <= $2 ORDER BY t.latest DESC LIMIT {limit}"
                 );
                 let thread = RelationType::Thread.as_str();
-                c.query(&sql, &[&room_id, &from, &thread], |r| Ok((event_from_row(r)?, r.get(14)?))).await
+                c.query(&sql, &[&room_id, &from, &thread], |r| Ok((event_from_row(r)?, r.get(EVENT_COLUMN_COUNT)?))).await
             })
         })
         .await

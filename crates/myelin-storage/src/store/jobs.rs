@@ -58,6 +58,23 @@ impl JobRepo for Database {
         .await
     }
 
+    async fn advance_job(&self, dedupe_key: &str, run_at_ms: u64) -> StorageResult<bool> {
+        let key = dedupe_key.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                let changed = c
+                    .execute(
+                        "UPDATE jobs SET run_at_ms = $2 WHERE dedupe_key = $1 AND failed = 0
+                             AND claimed_by IS NULL AND run_at_ms > $2",
+                        &[&key, &run_at_ms],
+                    )
+                    .await?;
+                Ok(changed == 1)
+            })
+        })
+        .await
+    }
+
     async fn complete_job(&self, id: i64, worker: &str) -> StorageResult<bool> {
         let worker = worker.to_owned();
         self.transaction(move |c| {

@@ -14,6 +14,7 @@ mod backup;
 mod dehydrated;
 mod devices;
 mod events;
+mod federation;
 mod jobs;
 mod keys;
 mod receipts;
@@ -27,7 +28,10 @@ use crate::{MemberRecord, StorageResult, StoredEvent, UserRoom, db::Row};
 
 /// The columns [`event_from_row`] reads, from `events e`.
 pub(crate) const EVENT_COLUMNS: &str = "e.stream_pos, e.event_id, e.room_id, e.sender, e.event_type, e.state_key, \
-     e.origin_server_ts, e.depth, e.json, e.redacted_by, e.sender_device, e.txn_id, e.state_before, e.state_after";
+     e.origin_server_ts, e.depth, e.json, e.redacted_by, e.sender_device, e.txn_id, e.state_before, e.state_after, \
+     e.outlier, e.rejection";
+/// How many columns [`EVENT_COLUMNS`] names (a query may read more after them).
+pub(crate) const EVENT_COLUMN_COUNT: usize = 16;
 
 pub(crate) fn event_from_row(r: &Row<'_>) -> StorageResult<StoredEvent> {
     Ok(StoredEvent {
@@ -45,6 +49,8 @@ pub(crate) fn event_from_row(r: &Row<'_>) -> StorageResult<StoredEvent> {
         txn_id: r.get(11)?,
         state_before: r.get(12)?,
         state_after: r.get(13)?,
+        outlier: r.get(14)?,
+        rejection: r.get(15)?,
     })
 }
 

@@ -79,17 +79,7 @@ pub(crate) async fn create_state_group(
         };
         entries.retain(|(t, k, _)| !(t == event_type && k == state_key));
         entries.push((event_type.clone(), state_key.to_owned(), event_id.to_owned()));
-        let id: i64 = c
-            .query_one(
-                "INSERT INTO state_groups (room_id, prev_group, hops) VALUES ($1, NULL, 0) RETURNING id",
-                &[&room_id],
-                |r| r.get(0),
-            )
-            .await?;
-        let rows: Vec<Vec<&dyn ToValue>> =
-            entries.iter().map(|(t, k, e)| -> Vec<&dyn ToValue> { vec![&id, t, k, e] }).collect();
-        c.insert_rows("INSERT INTO state_group_entries (group_id, event_type, state_key, event_id)", &rows).await?;
-        Ok(id)
+        create_state_snapshot(c, room_id, &entries).await
     } else {
         let hops = prev_hops.unwrap_or(0) + 1;
         let id: i64 = c
@@ -106,6 +96,27 @@ pub(crate) async fn create_state_group(
         .await?;
         Ok(id)
     }
+}
+
+/// Creates a snapshot group holding exactly `entries`; returns its id.
+pub(crate) async fn create_state_snapshot(
+    c: &mut Conn<'_>,
+    room_id: &RoomId,
+    entries: &[StateEntry],
+) -> StorageResult<StateGroupId> {
+    let id: i64 = c
+        .query_one(
+            "INSERT INTO state_groups (room_id, prev_group, hops) VALUES ($1, NULL, 0) RETURNING id",
+            &[&room_id],
+            |r| r.get(0),
+        )
+        .await?;
+    let rows: Vec<Vec<&dyn ToValue>> =
+        entries.iter().map(|(t, k, e)| -> Vec<&dyn ToValue> { vec![&id, t, k, e] }).collect();
+    if !rows.is_empty() {
+        c.insert_rows("INSERT INTO state_group_entries (group_id, event_type, state_key, event_id)", &rows).await?;
+    }
+    Ok(id)
 }
 
 #[async_trait]

@@ -8,6 +8,7 @@ mod cluster;
 mod e2ee;
 mod ephemeral;
 mod events;
+mod federation;
 mod jobs;
 mod rooms;
 mod sliding_sync;
@@ -104,6 +105,10 @@ fn event(room: &str, id: &str, event_type: &str, state_key: Option<&str>, prev: 
             .then(|| NewRoom { room_version: RoomVersionId::V12, creator: uid("@a:test") }),
         push_actions: vec![],
         expected_extremities: None,
+        state: EventState::Current,
+        member_changes: vec![],
+        rejection: None,
+        destinations: vec![],
     }
 }
 
@@ -197,6 +202,9 @@ all_backends!(
     e2ee::key_backup_versions_and_keys,
     e2ee::dehydrated_devices_are_replaced_whole,
     sliding_sync::connections_are_saved_conditionally_and_trimmed,
+    federation::events_with_given_state_fork_and_merge,
+    federation::rejected_events_and_outliers_stay_out_of_the_timeline,
+    federation::the_outbox_and_the_inbound_transaction_log,
     jobs::the_job_queue_hands_each_due_job_to_one_worker,
     cluster::the_stream_head_reaches_every_process,
     cluster::signals_reach_the_other_processes_only,

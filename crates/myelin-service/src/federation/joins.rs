@@ -1,0 +1,384 @@
+//! Joining rooms across servers. As the resident server: `make_join` answers a join template
+//! built on the room's head, `send_join` places the signed join like any PDU and answers the
+//! state before it with its auth chain. As the joining server: ask a resident server for a
+//! template, sign it, send it, check the state and auth chain that come back (stored as
+//! outliers) and persist the join with that state as the state before it.
+
+use std::collections::{HashMap, HashSet};
+
+use myelin_core::{
+    ErrorCode, MatrixError, MatrixResult, Membership, StateMap,
+    types::{
+        DeviceId, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId, ServerName,
+        StateEventType, TimelineEventType, UserId,
+    },
+};
+use myelin_storage::{EventState, NewEvent, NewRoom, PersistOutcome, StateEntry};
+use ruma::{CanonicalJsonValue, state_res};
+use serde_json::{Value, json};
+
+use super::incoming::{ParsedPdu, PduOutcome, encode, membership_update, to_object};
+use crate::{
+    Services, pdu,
+    rooms::{PduFields, SUPPORTED_ROOM_VERSIONS, assemble_pdu, version_rules},
+};
+
+impl Services {
+    /// `GET /make_join/{roomId}/{userId}?ver=…`: an unsigned join event for `user_id` on the
+    /// room's head.
+    pub async fn make_join(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        user_id: &UserId,
+        versions: &[String],
+    ) -> MatrixResult<Value> {
+        if user_id.server_name() != origin {
+            return Err(MatrixError::forbidden("The user does not belong to the requesting server"));
+        }
+        let room = self.store.get_room(room_id).await?.ok_or_else(|| MatrixError::not_found("Unknown room"))?;
+        // Servers that send no `ver` support only room version 1.
+        let supported = if versions.is_empty() { vec!["1".to_owned()] } else { versions.to_vec() };
+        if !supported.iter().any(|v| v == room.room_version.as_str()) {
+            return Err(MatrixError::new(
+                ErrorCode::IncompatibleRoomVersion,
+                format!("The room is version {}, which the joining server does not support", room.room_version),
+            )
+            .with_field("room_version", room.room_version.as_str().into()));
+        }
+        self.require_resident(room_id).await?;
+        let head = self.room_head(room_id).await?;
+        let content = json!({ "membership": "join" });
+        let auth_ids = self.auth_events_for(
+            &head.rules,
+            &head.state,
+            &TimelineEventType::RoomMember,
+            user_id,
+            Some(user_id.as_str()),
+            &content,
+        )?;
+        let mut prevs = head.extremities.clone();
+        prevs.sort_by_key(|(_, depth)| std::cmp::Reverse(*depth));
+        prevs.truncate(super::MAX_PREV_EVENTS);
+        let depth = prevs.iter().map(|(_, d)| *d).max().unwrap_or(0) + 1;
+        let prev_ids: Vec<OwnedEventId> = prevs.into_iter().map(|(id, _)| id).collect();
+        let template = assemble_pdu(PduFields {
+            rules: &head.rules,
+            room_id: Some(room_id),
+            sender: user_id,
+            event_type: &TimelineEventType::RoomMember,
+            state_key: Some(user_id.as_str()),
+            redacts: None,
+            content: &content,
+            auth_events: &auth_ids,
+            prev_events: &prev_ids,
+            depth,
+            origin_server_ts: self.now_ms(),
+        })?;
+        Ok(json!({ "room_version": room.room_version, "event": template }))
+    }
+
+    /// `PUT /v2/send_join/{roomId}/{eventId}`: places the join and answers the room's state
+    /// before it, its auth chain and the servers in the room.
+    pub async fn send_join(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &str,
+        raw: &Value,
+    ) -> MatrixResult<Value> {
+        let room = self.store.get_room(room_id).await?.ok_or_else(|| MatrixError::not_found("Unknown room"))?;
+        self.require_resident(room_id).await?;
+        let mut parsed = ParsedPdu::parse(raw, &room.room_version)?;
+        if parsed.event_id.as_str() != event_id || parsed.room_id != room_id {
+            return Err(MatrixError::bad_json("The event id or room id does not match the request"));
+        }
+        let pdu = parsed.pdu()?;
+        let membership = membership_update(&pdu).map(|m| m.membership);
+        if pdu.kind != TimelineEventType::RoomMember
+            || membership != Some(Membership::Join)
+            || pdu.state_key.as_deref() != Some(pdu.sender.as_str())
+        {
+            return Err(MatrixError::bad_json("send_join takes the sender's own join event"));
+        }
+        if pdu.sender.server_name() != origin {
+            return Err(MatrixError::forbidden("The joining user does not belong to the requesting server"));
+        }
+        self.verify_pdu(&mut parsed).await?;
+        // Every other server in the room hears of the join from us.
+        let relay_to: Vec<OwnedServerName> = self
+            .servers_in_room(room_id)
+            .await?
+            .into_iter()
+            .filter(|s| s != origin && *s != self.server_name)
+            .collect();
+        match self.place_pdu(&parsed, &pdu, relay_to.clone()).await? {
+            PduOutcome::Accepted => {}
+            PduOutcome::NotAccepted(reason) => return Err(MatrixError::forbidden(format!("Join refused: {reason}"))),
+        }
+        self.wake_senders(&relay_to).await?;
+        let stored = self
+            .event(&parsed.event_id)
+            .await?
+            .ok_or_else(|| MatrixError::internal("the join vanished after it was stored"))?;
+        let state = match stored.state_before {
+            Some(group) => self.state_group(group).await?,
+            None => return Err(MatrixError::internal("the join was stored without state")),
+        };
+        let (state_pdus, auth_chain) = self.state_and_auth_chain(&state).await?;
+        let mut servers = self.servers_in_room(room_id).await?;
+        if !servers.contains(&self.server_name) {
+            servers.push(self.server_name.clone());
+        }
+        Ok(json!({
+            "origin": self.server_name,
+            "state": state_pdus,
+            "auth_chain": auth_chain,
+            "members_omitted": false,
+            "servers_in_room": servers,
+        }))
+    }
+
+    /// The PDUs of a state, and of the auth chain of its events.
+    pub(crate) async fn state_and_auth_chain(&self, state: &StateMap) -> MatrixResult<(Vec<Value>, Vec<Value>)> {
+        let ids: Vec<OwnedEventId> = state.values().cloned().collect();
+        let mut loaded = HashMap::new();
+        self.load_auth_closure(ids.iter().cloned(), &mut loaded).await?;
+        let chain: Vec<OwnedEventId> = super::state_resolution::auth_chain(ids.iter(), &loaded).into_iter().collect();
+        let to_json = |events: Vec<myelin_storage::StoredEvent>| -> Vec<Value> {
+            events.iter().filter_map(|ev| serde_json::from_str::<Value>(&ev.json).ok()).collect()
+        };
+        Ok((to_json(self.events(&ids).await?), to_json(self.events(&chain).await?)))
+    }
+
+    /// Servers with members joined to the room (this one included if it has any).
+    pub(crate) async fn servers_in_room(&self, room_id: &RoomId) -> MatrixResult<Vec<OwnedServerName>> {
+        let mut servers: Vec<OwnedServerName> = self
+            .store
+            .room_members(room_id, Some(Membership::Join))
+            .await?
+            .into_iter()
+            .map(|m| m.user_id.server_name().to_owned())
+            .collect();
+        servers.sort();
+        servers.dedup();
+        Ok(servers)
+    }
+
+    /// Refuses requests about a room none of this server's users are joined to.
+    async fn require_resident(&self, room_id: &RoomId) -> MatrixResult<()> {
+        if self.servers_in_room(room_id).await?.contains(&self.server_name) {
+            Ok(())
+        } else {
+            Err(MatrixError::not_found("This server has no member in the room"))
+        }
+    }
+
+    /// The auth events of a new event from a state, as the room version selects them.
+    pub(crate) fn auth_events_for(
+        &self,
+        rules: &ruma::room_version_rules::RoomVersionRules,
+        state: &StateMap,
+        event_type: &TimelineEventType,
+        sender: &UserId,
+        state_key: Option<&str>,
+        content: &Value,
+    ) -> MatrixResult<Vec<OwnedEventId>> {
+        let raw = serde_json::value::to_raw_value(content).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        let types = state_res::auth_types_for_event(event_type, sender, state_key, &raw, &rules.authorization)
+            .map_err(|e| MatrixError::bad_json(format!("Invalid event content: {e}")))?;
+        Ok(types.iter().filter_map(|key| state.get(key).cloned()).collect())
+    }
+
+    /// Joins `user_id` to a room this server is not in, through the first of `servers` that
+    /// lets it. Returns the room id once the join is stored.
+    pub async fn join_remote_room(
+        &self,
+        user_id: &UserId,
+        device_id: Option<&DeviceId>,
+        room_id: &RoomId,
+        servers: &[OwnedServerName],
+        content_extra: serde_json::Map<String, Value>,
+    ) -> MatrixResult<OwnedRoomId> {
+        let _ = device_id;
+        let mut last_error = MatrixError::not_found("No server to join the room through");
+        for server in servers.iter().filter(|s| **s != self.server_name) {
+            match self.join_through(user_id, room_id, server, &content_extra).await {
+                Ok(room_id) => return Ok(room_id),
+                Err(e) => {
+                    tracing::info!(%room_id, %server, error = %e.message, "joining through a server failed");
+                    last_error = e;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn join_through(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        server: &ServerName,
+        content_extra: &serde_json::Map<String, Value>,
+    ) -> MatrixResult<OwnedRoomId> {
+        let versions: String = SUPPORTED_ROOM_VERSIONS.iter().map(|v| format!("ver={v}")).collect::<Vec<_>>().join("&");
+        let path = format!(
+            "/_matrix/federation/v1/make_join/{}/{}?{versions}",
+            encode(room_id.as_str()),
+            encode(user_id.as_str())
+        );
+        let answer = self.federation_get(server, &path).await.map_err(remote_error)?;
+        let version = answer.get("room_version").and_then(Value::as_str).unwrap_or("1");
+        let (room_version, rules) = version_rules(version)?;
+        let template = answer.get("event").ok_or_else(|| MatrixError::bad_json("make_join answered no event"))?;
+        let mut object = to_object(template)?;
+        // Only the fields a join takes from the template; time, content and signatures are ours.
+        for key in ["signatures", "hashes", "unsigned", "event_id"] {
+            object.remove(key);
+        }
+        let sender_ok = matches!(object.get("sender"), Some(CanonicalJsonValue::String(s)) if s == user_id.as_str());
+        let key_ok = matches!(object.get("state_key"), Some(CanonicalJsonValue::String(s)) if s == user_id.as_str());
+        let type_ok = matches!(object.get("type"), Some(CanonicalJsonValue::String(t)) if t == "m.room.member");
+        if !(sender_ok && key_ok && type_ok) {
+            return Err(MatrixError::bad_json("make_join answered a template for another event"));
+        }
+        let mut content = content_extra.clone();
+        content.insert("membership".into(), "join".into());
+        if let Some(profile) = self.store.get_user(user_id).await? {
+            if let Some(name) = profile.displayname {
+                content.entry("displayname").or_insert(name.into());
+            }
+            if let Some(url) = profile.avatar_url {
+                content.entry("avatar_url").or_insert(url.into());
+            }
+        }
+        object.insert("content".into(), pdu::to_canonical(Value::Object(content))?);
+        object.insert(
+            "origin_server_ts".into(),
+            CanonicalJsonValue::Integer(ruma::Int::new_saturating(i64::try_from(self.now_ms()).unwrap_or(i64::MAX))),
+        );
+        let event_id = pdu::sign_and_id(&mut object, &rules, &self.server_name, &self.keys, self.random.as_ref())?;
+        let path =
+            format!("/_matrix/federation/v2/send_join/{}/{}", encode(room_id.as_str()), encode(event_id.as_str()));
+        let body = Value::from(CanonicalJsonValue::Object(object.clone()));
+        let answer = self.federation_send(http::Method::PUT, server, &path, &body).await.map_err(remote_error)?;
+        // A restricted join comes back countersigned by the resident server.
+        let join_raw = answer.get("event").cloned().unwrap_or(body);
+        let join = ParsedPdu::parse(&join_raw, &room_version)?;
+        if join.event_id != event_id {
+            return Err(MatrixError::bad_json("send_join answered another event"));
+        }
+        let parse_all = |key: &str| -> Vec<ParsedPdu> {
+            answer
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|raw| ParsedPdu::parse(raw, &room_version).ok())
+                .filter(|p| p.room_id == room_id)
+                .collect()
+        };
+        let state_events = parse_all("state");
+        let mut everything = parse_all("auth_chain");
+        everything.extend(state_events.iter().cloned());
+        self.store_checked_outliers(everything).await?;
+        // The state: the state events that were stored and accepted.
+        let state_ids: Vec<OwnedEventId> = state_events.iter().map(|p| p.event_id.clone()).collect();
+        let mut state = StateMap::new();
+        let mut create = None;
+        for ev in self.events(&state_ids).await? {
+            if ev.rejection.is_some() {
+                continue;
+            }
+            let Some(state_key) = ev.state_key.clone() else { continue };
+            if ev.event_type == TimelineEventType::RoomCreate {
+                create = Some(ev.clone());
+            }
+            state.insert((myelin_core::types::state_event_type(&ev.event_type), state_key), ev.event_id.clone());
+        }
+        let create =
+            create.ok_or_else(|| MatrixError::bad_json("send_join answered a state without a create event"))?;
+        // The resident server relays the join to the other servers in the room.
+        self.persist_remote_join(&join, &room_version, &create.sender, state).await?;
+        Ok(room_id.to_owned())
+    }
+
+    /// Persists our join to a room on another server with `state` as the state before it.
+    async fn persist_remote_join(
+        &self,
+        join: &ParsedPdu,
+        room_version: &RoomVersionId,
+        creator: &UserId,
+        state: StateMap,
+    ) -> MatrixResult<()> {
+        let pdu = join.pdu()?;
+        let room_id = &join.room_id;
+        let _room_guard = self.locks.lock(room_id.as_str()).await;
+        // The join must pass the auth rules against the state the resident server gave.
+        let mut known = HashMap::new();
+        self.load_auth_closure(pdu.auth_events.iter().cloned().chain(state.values().cloned()), &mut known).await?;
+        let rejected: HashSet<OwnedEventId> =
+            known.values().filter(|p| p.rejected).map(|p| p.event_id.clone()).collect();
+        super::incoming::check_against_auth_events(&join.rules, &pdu, &known, &rejected)
+            .map_err(|reason| MatrixError::forbidden(format!("The join does not pass the auth rules: {reason}")))?;
+        let existing = self.store.get_room(room_id).await?;
+        let old_state = if existing.is_some() { self.current_state(room_id).await? } else { StateMap::new() };
+        let mut after = state.clone();
+        after.insert((StateEventType::RoomMember, pdu.sender.to_string()), pdu.event_id.clone());
+        let member_changes = self.member_changes(&old_state, &after, &pdu.event_id).await?;
+        let join_rule = match state.get(&(StateEventType::RoomJoinRules, String::new())) {
+            Some(id) => self
+                .event(id)
+                .await?
+                .map(|ev| Self::event_content(&ev))
+                .and_then(|c| c.get("join_rule").and_then(Value::as_str).map(str::to_owned)),
+            None => None,
+        };
+        let to_entries = |map: &StateMap| -> Vec<StateEntry> {
+            map.iter().map(|((t, k), e)| (t.clone(), k.clone(), e.clone())).collect()
+        };
+        let new_event = NewEvent {
+            event_id: pdu.event_id.clone(),
+            room_id: room_id.clone(),
+            sender: pdu.sender.clone(),
+            event_type: pdu.kind.clone(),
+            state_key: pdu.state_key.clone(),
+            origin_server_ts: u64::from(pdu.origin_server_ts.0),
+            depth: match join.object.get("depth") {
+                Some(CanonicalJsonValue::Integer(d)) => i64::from(*d),
+                _ => 1,
+            },
+            json: join.json()?,
+            prev_events: pdu.prev_events.clone(),
+            txn: None,
+            redacts: None,
+            relation: None,
+            membership: membership_update(&pdu),
+            new_room: existing
+                .is_none()
+                .then(|| NewRoom { room_version: room_version.clone(), creator: creator.to_owned() }),
+            join_rule,
+            push_actions: Vec::new(),
+            expected_extremities: None,
+            state: EventState::Resolved { before: to_entries(&state), current: None },
+            member_changes,
+            rejection: None,
+            destinations: Vec::new(),
+        };
+        match self.store.persist_event(new_event).await? {
+            PersistOutcome::Persisted { .. } | PersistOutcome::DuplicateTxn { .. } => {}
+            PersistOutcome::StaleHead => return Err(MatrixError::internal("the room moved while joining")),
+        }
+        self.heads.cache.invalidate(&room_id.to_owned());
+        self.invalidate_elsewhere(&self.heads.cache, &room_id.to_owned());
+        let wake: Vec<OwnedUserId> = vec![pdu.sender.clone()];
+        self.notifier.notify_users(&wake);
+        Ok(())
+    }
+}
+
+/// A remote server's refusal, as this server answers it to its client.
+fn remote_error(e: super::FederationError) -> MatrixError {
+    MatrixError::new(ErrorCode::Unknown, format!("The remote server refused or could not be reached: {e}"))
+        .with_status(502)
+}

@@ -1,0 +1,196 @@
+//! What other servers may read of a room to fill their gaps: single events, the state at an
+//! event (full or as ids) with its auth chain, an event's auth chain, the events missing between
+//! two points of the DAG, and history before some events (backfill). Only a server with members
+//! in the room may read it.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+
+use myelin_core::{
+    MatrixError, MatrixResult, StateMap,
+    types::{EventId, OwnedEventId, RoomId, ServerName},
+};
+use myelin_storage::StoredEvent;
+use serde_json::{Value, json};
+
+use crate::{Services, pdu::Pdu};
+
+/// Most events one `get_missing_events` or `backfill` answer carries.
+const MAX_EVENTS_PER_ANSWER: usize = 100;
+
+impl Services {
+    /// Refuses a server with no member (joined, invited or knocking) in the room.
+    pub(crate) async fn require_server_in_room(&self, origin: &ServerName, room_id: &RoomId) -> MatrixResult<()> {
+        let members = self.store.room_members(room_id, None).await?;
+        if members.iter().any(|m| m.user_id.server_name() == origin && m.membership.is_current()) {
+            Ok(())
+        } else {
+            Err(MatrixError::forbidden("The requesting server has no member in this room"))
+        }
+    }
+
+    /// A stored, accepted event of `room_id`, or `M_NOT_FOUND`.
+    async fn room_event(&self, room_id: &RoomId, event_id: &EventId) -> MatrixResult<StoredEvent> {
+        self.event(event_id)
+            .await?
+            .filter(|ev| ev.room_id == room_id)
+            .ok_or_else(|| MatrixError::not_found("Event not found"))
+    }
+
+    /// `GET /event/{eventId}`.
+    pub async fn federation_event(&self, origin: &ServerName, event_id: &EventId) -> MatrixResult<Value> {
+        let ev = self.event(event_id).await?.ok_or_else(|| MatrixError::not_found("Event not found"))?;
+        self.require_server_in_room(origin, &ev.room_id).await?;
+        Ok(json!({
+            "origin": self.server_name,
+            "origin_server_ts": self.now_ms(),
+            "pdus": [pdu_json(&ev)],
+        }))
+    }
+
+    /// The state before an event of the room.
+    async fn state_before(&self, room_id: &RoomId, event_id: &EventId) -> MatrixResult<std::sync::Arc<StateMap>> {
+        let ev = self.room_event(room_id, event_id).await?;
+        match ev.state_before {
+            Some(group) => self.state_group(group).await,
+            None => Err(MatrixError::not_found("No state is known at this event")),
+        }
+    }
+
+    /// `GET /state_ids/{roomId}?event_id=`: the state before the event and its auth chain, as ids.
+    pub async fn federation_state_ids(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> MatrixResult<Value> {
+        self.require_server_in_room(origin, room_id).await?;
+        let state = self.state_before(room_id, event_id).await?;
+        let ids: Vec<OwnedEventId> = state.values().cloned().collect();
+        let mut loaded = HashMap::new();
+        self.load_auth_closure(ids.iter().cloned(), &mut loaded).await?;
+        let chain = super::state_resolution::auth_chain(ids.iter(), &loaded);
+        Ok(json!({ "pdu_ids": ids, "auth_chain_ids": chain }))
+    }
+
+    /// `GET /state/{roomId}?event_id=`: the same, as PDUs.
+    pub async fn federation_state(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> MatrixResult<Value> {
+        self.require_server_in_room(origin, room_id).await?;
+        let state = self.state_before(room_id, event_id).await?;
+        let (pdus, auth_chain) = self.state_and_auth_chain(&state).await?;
+        Ok(json!({ "pdus": pdus, "auth_chain": auth_chain }))
+    }
+
+    /// `GET /event_auth/{roomId}/{eventId}`: the event's auth chain.
+    pub async fn federation_event_auth(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> MatrixResult<Value> {
+        self.require_server_in_room(origin, room_id).await?;
+        let ev = self.room_event(room_id, event_id).await?;
+        let mut loaded = HashMap::new();
+        self.load_auth_closure([ev.event_id.clone()], &mut loaded).await?;
+        let chain: Vec<OwnedEventId> =
+            super::state_resolution::auth_chain([&ev.event_id], &loaded).into_iter().collect();
+        let events = self.events(&chain).await?;
+        Ok(json!({ "auth_chain": events.iter().map(pdu_json).collect::<Vec<_>>() }))
+    }
+
+    /// `POST /get_missing_events/{roomId}`: events before `latest` (walking prev events), not
+    /// before `earliest`, at or above `min_depth`, at most `limit`, oldest first.
+    pub async fn federation_missing_events(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        body: &Value,
+    ) -> MatrixResult<Value> {
+        self.require_server_in_room(origin, room_id).await?;
+        let ids = |key: &str| -> Vec<OwnedEventId> {
+            body.get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().and_then(|s| OwnedEventId::try_from(s).ok()))
+                .collect()
+        };
+        let earliest: HashSet<OwnedEventId> = ids("earliest_events").into_iter().collect();
+        let latest = ids("latest_events");
+        let limit = body.get("limit").and_then(Value::as_u64).unwrap_or(10).min(MAX_EVENTS_PER_ANSWER as u64) as usize;
+        let min_depth = body.get("min_depth").and_then(Value::as_i64).unwrap_or(0);
+        let mut seen: HashSet<OwnedEventId> = latest.iter().cloned().collect();
+        let mut found: Vec<StoredEvent> = Vec::new();
+        let mut frontier: VecDeque<OwnedEventId> = VecDeque::new();
+        for ev in self.events(&latest).await? {
+            if ev.room_id == room_id {
+                frontier.extend(Pdu::from_stored(&ev)?.prev_events);
+            }
+        }
+        while let Some(id) = frontier.pop_front() {
+            if found.len() >= limit {
+                break;
+            }
+            if earliest.contains(&id) || !seen.insert(id.clone()) {
+                continue;
+            }
+            let Some(ev) = self.event(&id).await?.filter(|e| e.room_id == room_id && !e.outlier) else { continue };
+            if ev.depth < min_depth {
+                continue;
+            }
+            frontier.extend(Pdu::from_stored(&ev)?.prev_events);
+            found.push(ev);
+        }
+        found.sort_by_key(|e| (e.depth, e.stream_pos));
+        Ok(json!({ "events": found.iter().map(pdu_json).collect::<Vec<_>>() }))
+    }
+
+    /// `GET /backfill/{roomId}?v=…&limit=`: the given events and those before them, newest
+    /// first by depth, at most `limit`.
+    pub async fn federation_backfill(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        from: &[OwnedEventId],
+        limit: usize,
+    ) -> MatrixResult<Value> {
+        self.require_server_in_room(origin, room_id).await?;
+        let limit = limit.clamp(1, MAX_EVENTS_PER_ANSWER);
+        // Deepest first, so the newest history is answered before older.
+        let mut queue: BTreeSet<(i64, OwnedEventId)> = BTreeSet::new();
+        let mut seen: HashSet<OwnedEventId> = HashSet::new();
+        for ev in self.events(from).await? {
+            if ev.room_id == room_id && seen.insert(ev.event_id.clone()) {
+                queue.insert((ev.depth, ev.event_id.clone()));
+            }
+        }
+        let mut found: Vec<StoredEvent> = Vec::new();
+        while let Some((_, id)) = queue.pop_last() {
+            if found.len() >= limit {
+                break;
+            }
+            let Some(ev) = self.event(&id).await? else { continue };
+            let prevs = Pdu::from_stored(&ev)?.prev_events;
+            for prev in self.events(&prevs).await? {
+                if prev.room_id == room_id && !prev.outlier && seen.insert(prev.event_id.clone()) {
+                    queue.insert((prev.depth, prev.event_id.clone()));
+                }
+            }
+            found.push(ev);
+        }
+        Ok(json!({
+            "origin": self.server_name,
+            "origin_server_ts": self.now_ms(),
+            "pdus": found.iter().map(pdu_json).collect::<Vec<_>>(),
+        }))
+    }
+}
+
+/// A stored event as a PDU for another server.
+fn pdu_json(ev: &StoredEvent) -> Value {
+    serde_json::from_str(&ev.json).unwrap_or(Value::Null)
+}

@@ -1,0 +1,168 @@
+//! What federation needs of storage: events placed with a given state (the DAG forks and its
+//! states are resolved by the caller), rejected events and outliers kept outside the timeline,
+//! the outgoing queue and the log of received transactions.
+
+use myelin_storage::*;
+use ruma::{OwnedServerName, events::StateEventType};
+
+use super::{eid, event, member_event, open_store, persisted, rid, room_with, state_type, uid};
+
+fn sorted(mut state: Vec<StateEntry>) -> Vec<StateEntry> {
+    state.sort();
+    state
+}
+
+/// An event placed on a fork gets the state it was given as its state before; the room's current
+/// state becomes the resolved state given with it, membership rows follow the changes, and the
+/// forward extremities keep both branches until an event joins them.
+pub async fn events_with_given_state_fork_and_merge(url: String) {
+    let store = open_store(&url).await;
+    let room = "!fork:test";
+    let last = room_with(&store, room, &["@a:test"]).await;
+    let before = sorted(store.current_state_ids(&rid(room)).await.expect("state"));
+    // Two events on the same parent: the second is a fork.
+    persisted(&store, event(room, "$left", "m.room.topic", Some(""), &[&last])).await;
+    let mut right = member_event(room, "$right", "@b:remote", Membership::Join, &[&last]);
+    let mut resolved = before.clone();
+    resolved.push((state_type("m.room.topic"), String::new(), eid("$left")));
+    resolved.push((StateEventType::RoomMember, "@b:remote".to_owned(), eid("$right")));
+    right.state = EventState::Resolved { before: before.clone(), current: Some(resolved.clone()) };
+    persisted(&store, right).await;
+
+    let stored = store.get_event(&eid("$right")).await.expect("get").expect("stored");
+    let state_before = store.state_group(stored.state_before.expect("state before")).await.expect("group");
+    assert_eq!(sorted(state_before), before, "the state before is the one given");
+    assert_eq!(sorted(store.current_state_ids(&rid(room)).await.expect("state")), sorted(resolved));
+    let b = store.membership(&rid(room), &uid("@b:remote")).await.expect("membership").expect("row");
+    assert_eq!(b.membership, Membership::Join);
+    let mut extremities: Vec<String> = store
+        .forward_extremities(&rid(room))
+        .await
+        .expect("extremities")
+        .into_iter()
+        .map(|e| e.event_id.to_string())
+        .collect();
+    extremities.sort();
+    assert_eq!(extremities, vec!["$left", "$right"], "both branches stay forward extremities");
+    // The state at the newest position is the resolved one, not the fork's own.
+    let group = store.state_group_at(&rid(room), stored.stream_pos).await.expect("at").expect("group");
+    assert!(store.state_group(group).await.expect("group").iter().any(|(_, _, e)| e == "$left"));
+
+    // A member change resolved in from the other branch (not the event's own) moves its row.
+    let mut merge = event(room, "$merge", "m.room.message", None, &["$left", "$right"]);
+    let mut current = sorted(store.current_state_ids(&rid(room)).await.expect("state"));
+    current.retain(|(t, k, _)| !(*t == StateEventType::RoomMember && k == "@b:remote"));
+    current.push((StateEventType::RoomMember, "@b:remote".to_owned(), eid("$right")));
+    merge.state = EventState::Resolved { before: current.clone(), current: None };
+    persisted(&store, merge).await;
+    let extremities = store.forward_extremities(&rid(room)).await.expect("extremities");
+    assert_eq!(extremities.len(), 1, "a merge event leaves one extremity");
+}
+
+/// A rejected event is stored with its state but changes nothing: no current state, no
+/// membership, no extremity, no timeline entry. Outliers are stored once, outside timelines.
+pub async fn rejected_events_and_outliers_stay_out_of_the_timeline(url: String) {
+    let store = open_store(&url).await;
+    let room = "!reject:test";
+    let last = room_with(&store, room, &["@a:test"]).await;
+    let head = store.stream_head();
+    let state = store.current_state_ids(&rid(room)).await.expect("state");
+    let mut bad = member_event(room, "$bad", "@mallory:evil", Membership::Join, &[&last]);
+    bad.state = EventState::Resolved { before: state.clone(), current: None };
+    bad.rejection = Some("rejected: not invited".to_owned());
+    persisted(&store, bad).await;
+    let stored = store.get_event(&eid("$bad")).await.expect("get").expect("kept");
+    assert_eq!(stored.rejection.as_deref(), Some("rejected: not invited"));
+    assert!(stored.outlier && stored.state_before.is_some());
+    assert_eq!(sorted(store.current_state_ids(&rid(room)).await.expect("state")), sorted(state));
+    assert!(store.membership(&rid(room), &uid("@mallory:evil")).await.expect("membership").is_none());
+    let extremities = store.forward_extremities(&rid(room)).await.expect("extremities");
+    assert_eq!(extremities.iter().map(|e| e.event_id.to_string()).collect::<Vec<_>>(), vec![last.clone()]);
+    let timeline = store
+        .room_events(&rid(room), store.stream_head(), Some(head), Direction::Backward, 10)
+        .await
+        .expect("timeline");
+    assert!(timeline.is_empty(), "a rejected event is not in the timeline: {timeline:?}");
+
+    let outlier = |id: &str| OutlierEvent {
+        event_id: eid(id),
+        room_id: rid(room),
+        sender: uid("@c:remote"),
+        event_type: "m.room.member".into(),
+        state_key: Some("@c:remote".into()),
+        origin_server_ts: 5,
+        depth: 3,
+        json: "{}".into(),
+        rejection: None,
+    };
+    store.persist_outliers(vec![outlier("$o1"), outlier("$o2"), outlier("$o1")]).await.expect("outliers");
+    store.persist_outliers(vec![outlier("$o2")]).await.expect("outliers again");
+    let found = store.get_events(&[eid("$o1"), eid("$o2")]).await.expect("get");
+    assert_eq!(found.len(), 2);
+    assert!(found.iter().all(|e| e.outlier && e.state_before.is_none()));
+    let timeline = store
+        .room_events(&rid(room), store.stream_head(), Some(head), Direction::Backward, 10)
+        .await
+        .expect("timeline");
+    assert!(timeline.is_empty(), "outliers are not in the timeline");
+    assert!(
+        store
+            .membership_events_for_user(&uid("@c:remote"), head, store.stream_head())
+            .await
+            .expect("members")
+            .is_empty(),
+        "an outlier member event is no membership change"
+    );
+}
+
+/// The outbox: PDU rows written with their event, EDUs queued, read in batches per destination
+/// within the PDU and EDU limits, deleted once sent; received transactions keep their answer.
+pub async fn the_outbox_and_the_inbound_transaction_log(url: String) {
+    let store = open_store(&url).await;
+    let room = "!out:test";
+    let last = room_with(&store, room, &["@a:test"]).await;
+    let remote: OwnedServerName = "remote.test".try_into().expect("name");
+    let other: OwnedServerName = "other.test".try_into().expect("name");
+    let mut prev = last;
+    for i in 0..3 {
+        let id = format!("$m{i}");
+        let mut ev = event(room, &id, "m.room.message", None, &[&prev]);
+        ev.destinations = vec![remote.clone(), other.clone()];
+        persisted(&store, ev).await;
+        prev = id;
+    }
+    store.queue_edu(&[remote.clone()], r#"{"edu_type":"m.typing"}"#, 9).await.expect("edu");
+    let mut destinations = store.outbox_destinations().await.expect("destinations");
+    destinations.sort();
+    assert_eq!(destinations, vec![other.clone(), remote.clone()]);
+
+    let batch = store.outbox(&remote, 2, 10).await.expect("outbox");
+    assert_eq!(batch.len(), 2, "at most two PDUs: {batch:?}");
+    assert_eq!(batch[0].event.as_ref().map(|(id, _)| id.to_string()), Some("$m0".to_owned()));
+    assert!(batch[0].event.as_ref().and_then(|(_, json)| json.as_ref()).is_some(), "with the event's JSON");
+    store.delete_outbox(&batch.iter().map(|e| e.id).collect::<Vec<_>>()).await.expect("delete");
+    let rest = store.outbox(&remote, 50, 100).await.expect("outbox");
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[1].edu.as_deref(), Some(r#"{"edu_type":"m.typing"}"#));
+    store.delete_outbox(&rest.iter().map(|e| e.id).collect::<Vec<_>>()).await.expect("delete");
+    assert_eq!(store.outbox_destinations().await.expect("destinations"), vec![other.clone()]);
+
+    assert_eq!(store.inbound_txn(&remote, "t1").await.expect("txn"), None);
+    store.record_inbound_txn(&remote, "t1", r#"{"pdus":{}}"#, 1).await.expect("record");
+    store.record_inbound_txn(&remote, "t1", r#"{"other":1}"#, 2).await.expect("record again");
+    assert_eq!(store.inbound_txn(&remote, "t1").await.expect("txn").as_deref(), Some(r#"{"pdus":{}}"#));
+    assert_eq!(store.inbound_txn(&other, "t1").await.expect("txn"), None, "per origin");
+
+    // A destination that talks to us cuts its sender's backoff short.
+    let job = NewJob {
+        kind: "federation_send".into(),
+        dedupe_key: Some("send:remote".into()),
+        payload: "{}".into(),
+        run_at_ms: 10_000,
+    };
+    assert!(store.schedule_job(job, 0).await.expect("schedule"));
+    assert!(store.advance_job("send:remote", 5).await.expect("advance"));
+    assert_eq!(store.next_job_due().await.expect("due"), Some(5));
+    assert!(!store.advance_job("send:remote", 7).await.expect("advance"), "already due sooner");
+    assert!(!store.advance_job("send:nobody", 1).await.expect("advance"), "no such job");
+}
