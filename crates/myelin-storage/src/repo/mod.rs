@@ -13,6 +13,7 @@ mod key_json;
 mod keys;
 mod receipts;
 mod rooms;
+mod server_keys;
 mod sliding_sync;
 mod state;
 mod to_device;
@@ -30,6 +31,7 @@ pub use key_json::same_key;
 pub use keys::*;
 pub use receipts::*;
 pub use rooms::*;
+pub use server_keys::*;
 pub use sliding_sync::*;
 pub use state::*;
 pub use to_device::*;
@@ -54,6 +56,7 @@ pub trait Store:
     + DehydratedDeviceRepo
     + SlidingSyncRepo
     + UiaRepo
+    + ServerKeyRepo
     + Send
     + Sync
     + 'static
@@ -76,6 +79,7 @@ impl<T> Store for T where
         + DehydratedDeviceRepo
         + SlidingSyncRepo
         + UiaRepo
+        + ServerKeyRepo
         + Send
         + Sync
         + 'static

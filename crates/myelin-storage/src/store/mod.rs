@@ -18,6 +18,7 @@ mod jobs;
 mod keys;
 mod receipts;
 mod rooms;
+mod server_keys;
 mod sliding_sync;
 mod state;
 mod to_device;
