@@ -343,7 +343,11 @@ impl TestServer {
             .arg("--config")
             .arg(self.config_path())
             .args(self.database.iter().flat_map(|url| ["--database", url.as_str()]))
-            .args(self.federation_port.iter().flat_map(|port| ["--federation-listen".to_owned(), format!("127.0.0.1:{port}")]))
+            .args(
+                self.federation_port
+                    .iter()
+                    .flat_map(|port| ["--federation-listen".to_owned(), format!("127.0.0.1:{port}")]),
+            )
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

@@ -28,8 +28,7 @@ impl FromRequest<Arc<Services>> for SignedRequest {
         let (parts, body) = req.into_parts();
         let method = parts.method.as_str().to_owned();
         let uri = parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
-        let headers: Vec<&str> =
-            parts.headers.get_all(AUTHORIZATION).iter().filter_map(|v| v.to_str().ok()).collect();
+        let headers: Vec<&str> = parts.headers.get_all(AUTHORIZATION).iter().filter_map(|v| v.to_str().ok()).collect();
         let limit = services.config().limits.max_request_body_bytes;
         let bytes = axum::body::to_bytes(body, limit)
             .await

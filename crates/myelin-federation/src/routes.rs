@@ -79,7 +79,8 @@ async fn query_directory(
 ) -> FedResult<Json<Value>> {
     tracing::debug!(origin = %signed.origin, "directory query");
     let raw = query.get("room_alias").ok_or_else(|| MatrixError::missing_param("room_alias is required"))?;
-    let alias = OwnedRoomAliasId::try_from(raw.as_str()).map_err(|_| MatrixError::invalid_param("Invalid room alias"))?;
+    let alias =
+        OwnedRoomAliasId::try_from(raw.as_str()).map_err(|_| MatrixError::invalid_param("Invalid room alias"))?;
     let (room_id, servers) = state.query_directory(&alias).await?;
     Ok(Json(json!({ "room_id": room_id, "servers": servers })))
 }

@@ -117,7 +117,9 @@ pub async fn serve_tls(
                     return;
                 }
             };
-            if let Err(err) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await {
+            if let Err(err) =
+                auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await
+            {
                 tracing::debug!(%peer, error = %err, "federation connection ended with an error");
             }
         });

@@ -55,9 +55,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         (Some(listener), Some((cert, key))) => {
             let router = myelin_federation::router(services.clone());
             let stop = stopped(stop_rx);
-            Some(tokio::spawn(async move {
-                myelin_federation::tls::serve_tls(listener, &cert, &key, router, stop).await
-            }))
+            Some(tokio::spawn(
+                async move { myelin_federation::tls::serve_tls(listener, &cert, &key, router, stop).await },
+            ))
         }
         _ => None,
     };

@@ -130,7 +130,11 @@ fn send_error(destination: &str, err: &reqwest::Error) -> FederationError {
 }
 
 /// Reads an answer's body, at most `limit` bytes.
-async fn read_body(destination: &str, mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, FederationError> {
+async fn read_body(
+    destination: &str,
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, FederationError> {
     let mut body = Vec::new();
     loop {
         match response.chunk().await {

@@ -255,9 +255,8 @@ impl Services {
             return Err(unauthorized("The request claims to come from this server"));
         }
         let keys = self.server_public_keys(&auth.origin, std::slice::from_ref(&auth.key), None).await?;
-        let key = keys
-            .get(&auth.key)
-            .ok_or_else(|| unauthorized(format!("No valid key {} of {}", auth.key, auth.origin)))?;
+        let key =
+            keys.get(&auth.key).ok_or_else(|| unauthorized(format!("No valid key {} of {}", auth.key, auth.origin)))?;
         super::xmatrix::verify_request(auth, key, &self.server_name, method, uri, body).map_err(unauthorized)
     }
 }

@@ -96,7 +96,9 @@ impl Services {
                 .get("room_id")
                 .and_then(serde_json::Value::as_str)
                 .and_then(|r| OwnedRoomId::try_from(r).ok())
-                .ok_or_else(|| MatrixError::internal(format!("{} sent no room id", alias.server_name())).with_status(502))?;
+                .ok_or_else(|| {
+                    MatrixError::internal(format!("{} sent no room id", alias.server_name())).with_status(502)
+                })?;
             let servers = answer
                 .get("servers")
                 .and_then(serde_json::Value::as_array)

@@ -20,7 +20,15 @@ impl ServerKeyRepo for Database {
                          ON CONFLICT (server_name, key_id) DO UPDATE SET public_key = excluded.public_key,
                              valid_until_ts = excluded.valid_until_ts, expired_ts = excluded.expired_ts,
                              key_json = excluded.key_json, fetched_ms = excluded.fetched_ms",
-                        &[&server, &k.key_id, &k.public_key, &k.valid_until_ts, &k.expired_ts, &k.key_json, &k.fetched_ms],
+                        &[
+                            &server,
+                            &k.key_id,
+                            &k.public_key,
+                            &k.valid_until_ts,
+                            &k.expired_ts,
+                            &k.key_json,
+                            &k.fetched_ms,
+                        ],
                     )
                     .await?;
                 }

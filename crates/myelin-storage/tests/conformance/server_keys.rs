@@ -25,7 +25,10 @@ pub async fn server_keys_are_cached_per_server_and_key_id(url: String) {
     assert!(store.server_keys(a).await.expect("read").is_empty());
     let doc = r#"{"server_name":"a.example","verify_keys":{}}"#;
     store
-        .put_server_keys(a, vec![key("ed25519:new", "AAAA", 1_000, None, doc), key("ed25519:old", "BBBB", 500, Some(500), doc)])
+        .put_server_keys(
+            a,
+            vec![key("ed25519:new", "AAAA", 1_000, None, doc), key("ed25519:old", "BBBB", 500, Some(500), doc)],
+        )
         .await
         .expect("put");
     store.put_server_keys(b, vec![key("ed25519:new", "CCCC", 2_000, None, "{}")]).await.expect("put");
