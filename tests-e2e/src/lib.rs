@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 pub const SERVER_NAME: &str = "localhost";
 
 /// Environment variables of the binary that must not leak from the developer's shell into tests.
-const MYELIN_ENV: [&str; 10] = [
+const MYELIN_ENV: [&str; 13] = [
     "MYELIN_CONFIG",
     "MYELIN_DATA_DIR",
     "MYELIN_LISTEN",
@@ -29,6 +29,9 @@ const MYELIN_ENV: [&str; 10] = [
     "MYELIN_BIN",
     "MYELIN_BUS_DELAY_MS",
     "MYELIN_TRUSTED_PROXIES",
+    "MYELIN_FEDERATION_LISTEN",
+    "MYELIN_FEDERATION_VERIFY_CERTIFICATES",
+    "MYELIN_FEDERATION_IP_RANGE_ALLOWLIST",
 ];
 
 /// Path of the server binary: `$MYELIN_BIN` as given, else the workspace's debug build of
@@ -85,6 +88,10 @@ pub struct TestServer {
     database: Option<String>,
     /// Peers share the first process's data directory; only that one removes it.
     owns_data_dir: bool,
+    /// `--server-name`: [`SERVER_NAME`] unless the server federates.
+    server_name: String,
+    /// The built-in federation TLS listener's port on 127.0.0.1 (`--federation-listen`).
+    federation_port: Option<u16>,
 }
 
 /// The backend the suite runs on: `MYELIN_TEST_BACKEND=postgres` puts every test server in a new
@@ -153,10 +160,52 @@ impl TestServer {
         std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
         let database = if postgres_backend() { Some(new_postgres_database().await?) } else { None };
         let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let mut server = Self { child: None, data_dir, port: 0, env, database, owns_data_dir: true };
+        let mut server = Self {
+            child: None,
+            data_dir,
+            port: 0,
+            env,
+            database,
+            owns_data_dir: true,
+            server_name: SERVER_NAME.to_owned(),
+            federation_port: None,
+        };
         std::fs::write(server.config_path(), config_toml)?;
         server.spawn_on_free_port().await?;
         Ok(server)
+    }
+
+    /// Starts a server that federates: a built-in TLS federation listener on a free 127.0.0.1
+    /// port, server name `127.0.0.1:<that port>` (an IP literal: no well-known lookup, and no
+    /// `localhost` that may resolve to ::1), remote certificates not checked and loopback allowed
+    /// as a destination, so servers of one machine reach each other.
+    pub async fn start_federating() -> Result<Self> {
+        let data_dir = std::env::temp_dir().join(format!("myelin-e2e-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+        let database = if postgres_backend() { Some(new_postgres_database().await?) } else { None };
+        let federation_port = free_port()?;
+        let env = vec![
+            ("MYELIN_FEDERATION_VERIFY_CERTIFICATES".to_owned(), "false".to_owned()),
+            ("MYELIN_FEDERATION_IP_RANGE_ALLOWLIST".to_owned(), "127.0.0.1/32,::1/128".to_owned()),
+        ];
+        let mut server = Self {
+            child: None,
+            data_dir,
+            port: 0,
+            env,
+            database,
+            owns_data_dir: true,
+            server_name: format!("127.0.0.1:{federation_port}"),
+            federation_port: Some(federation_port),
+        };
+        std::fs::write(server.config_path(), NO_RATE_LIMITS)?;
+        server.spawn_on_free_port().await?;
+        Ok(server)
+    }
+
+    /// The federation listener's base URL (`https://127.0.0.1:<port>`), for federating servers.
+    pub fn federation_url(&self) -> Option<String> {
+        self.federation_port.map(|port| format!("https://127.0.0.1:{port}"))
     }
 
     /// Starts a server on PostgreSQL whatever `MYELIN_TEST_BACKEND` says (for multi-process tests).
@@ -164,7 +213,16 @@ impl TestServer {
         let data_dir = std::env::temp_dir().join(format!("myelin-e2e-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
         let database = Some(new_postgres_database().await?);
-        let mut server = Self { child: None, data_dir, port: 0, env: Vec::new(), database, owns_data_dir: true };
+        let mut server = Self {
+            child: None,
+            data_dir,
+            port: 0,
+            env: Vec::new(),
+            database,
+            owns_data_dir: true,
+            server_name: SERVER_NAME.to_owned(),
+            federation_port: None,
+        };
         std::fs::write(server.config_path(), NO_RATE_LIMITS)?;
         server.spawn_on_free_port().await?;
         Ok(server)
@@ -174,7 +232,16 @@ impl TestServer {
     pub async fn start_sqlite() -> Result<Self> {
         let data_dir = std::env::temp_dir().join(format!("myelin-e2e-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
-        let mut server = Self { child: None, data_dir, port: 0, env: Vec::new(), database: None, owns_data_dir: true };
+        let mut server = Self {
+            child: None,
+            data_dir,
+            port: 0,
+            env: Vec::new(),
+            database: None,
+            owns_data_dir: true,
+            server_name: SERVER_NAME.to_owned(),
+            federation_port: None,
+        };
         std::fs::write(server.config_path(), NO_RATE_LIMITS)?;
         server.spawn_on_free_port().await?;
         Ok(server)
@@ -202,6 +269,8 @@ impl TestServer {
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             database: self.database.clone(),
             owns_data_dir: false,
+            server_name: self.server_name.clone(),
+            federation_port: None,
         };
         peer.spawn_on_free_port().await?;
         Ok(peer)
@@ -270,10 +339,15 @@ impl TestServer {
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--server-name")
-            .arg(SERVER_NAME)
+            .arg(&self.server_name)
             .arg("--config")
             .arg(self.config_path())
             .args(self.database.iter().flat_map(|url| ["--database", url.as_str()]))
+            .args(
+                self.federation_port
+                    .iter()
+                    .flat_map(|port| ["--federation-listen".to_owned(), format!("127.0.0.1:{port}")]),
+            )
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -308,12 +382,12 @@ impl TestServer {
     }
 
     pub fn server_name(&self) -> &str {
-        SERVER_NAME
+        &self.server_name
     }
 
-    /// `@name:localhost`.
+    /// `@name:<server name>`.
     pub fn user_id(&self, name: &str) -> String {
-        format!("@{name}:{SERVER_NAME}")
+        format!("@{name}:{}", self.server_name)
     }
 
     /// Sends SIGTERM (via `kill`) and waits up to 10 s for a clean (zero) exit.
@@ -373,7 +447,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--server-name")
-            .arg(SERVER_NAME)
+            .arg(&self.server_name)
             .arg("--config")
             .arg(self.config_path())
             .args(self.database.iter().flat_map(|url| ["--database", url.as_str()]))

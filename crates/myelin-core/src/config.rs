@@ -29,6 +29,33 @@ pub struct Config {
     pub registration: RegistrationConfig,
     pub limits: LimitsConfig,
     pub rate_limits: RateLimitsConfig,
+    pub federation: FederationConfig,
+}
+
+/// The server-server API: its TLS listener and how this server reaches others.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Address of the built-in federation TLS listener (usually `0.0.0.0:8448`). Unset: no such
+    /// listener; the federation routes are still served on the client listener (behind a
+    /// TLS-terminating proxy).
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain of the federation listener. Unset (with `tls_key`): a self-signed
+    /// certificate is generated into the data directory (`federation.crt`) and reused.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (generated as `federation.key` when unset).
+    pub tls_key: Option<PathBuf>,
+    /// Check other servers' certificates (turn off only for tests and local interop).
+    pub verify_certificates: bool,
+    /// Address ranges (CIDR) outbound requests may reach although they are loopback, private or
+    /// otherwise refused by default (e.g. `127.0.0.1/32` for servers on one machine).
+    pub ip_range_allowlist: Vec<String>,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self { listen: None, tls_cert: None, tls_key: None, verify_certificates: true, ip_range_allowlist: Vec::new() }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -109,6 +136,7 @@ impl Default for Config {
             registration: RegistrationConfig::default(),
             limits: LimitsConfig::default(),
             rate_limits: RateLimitsConfig::default(),
+            federation: FederationConfig::default(),
         }
     }
 }
@@ -170,6 +198,12 @@ impl Config {
         }
         if let Err(err) = crate::proxies::TrustedProxies::parse(&self.trusted_proxies) {
             problems.push(format!("trusted_proxies: {err}"));
+        }
+        if let Err(err) = crate::proxies::TrustedProxies::parse(&self.federation.ip_range_allowlist) {
+            problems.push(format!("federation.ip_range_allowlist: {err}"));
+        }
+        if self.federation.tls_cert.is_some() != self.federation.tls_key.is_some() {
+            problems.push("federation.tls_cert and federation.tls_key go together: set both or neither".to_owned());
         }
         for (name, limit) in [
             ("messages", self.rate_limits.messages),

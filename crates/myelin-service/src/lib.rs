@@ -89,6 +89,8 @@ pub struct Services {
     trusted_proxies: myelin_core::proxies::TrustedProxies,
     passwords: passwords::PasswordHasher,
     server_name: OwnedServerName,
+    /// Outbound federation: the HTTP client and the discovery cache.
+    federation: federation::Federation,
     /// Other servers' keys and device lists (federation; `Unfederated` until it exists).
     remote_keys: Arc<dyn e2ee::remote::RemoteKeys>,
     /// This process's name on the job queue (the holder of its leases).
@@ -116,6 +118,7 @@ impl Services {
         let limits = ratelimit::RateLimiters::new(&config.rate_limits, clock.clone());
         let trusted_proxies = myelin_core::proxies::TrustedProxies::parse(&config.trusted_proxies)
             .map_err(|e| format!("trusted_proxies: {e}"))?;
+        let federation = federation::Federation::new(&config.federation)?;
         let worker_id = format!("{}-{}", std::process::id(), random.alphanumeric(8));
         let services = Arc::new(Self {
             config,
@@ -136,6 +139,7 @@ impl Services {
             passwords: passwords::PasswordHasher::new(2),
             server_name,
             remote_keys: Arc::new(e2ee::remote::Unfederated),
+            federation,
             worker_id,
             jobs_queued: Arc::new(tokio::sync::Notify::new()),
             clock,

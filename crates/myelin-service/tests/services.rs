@@ -228,3 +228,64 @@ async fn a_message_sent_is_in_the_history_and_the_next_sync() {
     let last: &Value = timeline.as_array().and_then(|events| events.last()).expect("timeline events");
     assert_eq!(last["event_id"], sent.as_str());
 }
+
+/// Incoming federation requests are accepted only with a valid signature by a key of their
+/// origin, for this server; a bad header is a 401, never a 500. The origin's key is put in the
+/// key cache directly; its name is a loopback address the default policy refuses, so a refetch
+/// (of an expired or unknown key) fails without any network.
+#[tokio::test]
+async fn federation_requests_are_authenticated_by_their_origins_key() {
+    use base64::Engine as _;
+    use myelin_service::federation::xmatrix::sign_request;
+    use myelin_storage::ServerKeyRecord;
+    use ruma::{ServerName, signatures::Ed25519KeyPair};
+
+    let h = harness().await;
+    let origin = <&ServerName>::try_from("127.0.0.1:1").expect("origin");
+    let key_pair = Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), "t1".into()).expect("key");
+    let public_key = base64::engine::general_purpose::STANDARD_NO_PAD.encode(key_pair.public_key());
+    let record = ServerKeyRecord {
+        key_id: "ed25519:t1".into(),
+        public_key,
+        valid_until_ts: START_MS + 3_600_000,
+        expired_ts: None,
+        key_json: "{}".into(),
+        fetched_ms: START_MS,
+    };
+    h.store.put_server_keys(origin, vec![record]).await.expect("cache the key");
+    let us = h.services.server_name().to_owned();
+    let uri = "/_matrix/federation/v1/query/directory?room_alias=%23a%3Alocalhost";
+    let body = json!({"x": 1});
+    let sign = |destination: &ServerName, method: &str, content: Option<&Value>| {
+        sign_request(&key_pair, origin, destination, method, uri, content).expect("sign")
+    };
+    let auth = |method: &'static str, headers: Vec<String>, content: Option<Value>| {
+        let services = h.services.clone();
+        async move {
+            let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+            services.authenticate_federation_request(method, uri, &headers, content.as_ref()).await
+        }
+    };
+    let unauthorized = |result: Result<ruma::OwnedServerName, MatrixError>| {
+        let err = result.expect_err("refused");
+        assert_eq!((err.code, err.status), (ErrorCode::Unauthorized, 401), "{}", err.message);
+    };
+
+    assert_eq!(auth("GET", vec![sign(&us, "GET", None)], None).await.expect("signed"), origin);
+    assert_eq!(auth("PUT", vec![sign(&us, "PUT", Some(&body))], Some(body.clone())).await.expect("with body"), origin);
+    let elsewhere = <&ServerName>::try_from("elsewhere.example").expect("name");
+    unauthorized(auth("GET", vec![sign(elsewhere, "GET", None)], None).await);
+    unauthorized(auth("PUT", vec![sign(&us, "PUT", Some(&body))], Some(json!({"x": 2}))).await);
+    unauthorized(auth("POST", vec![sign(&us, "GET", None)], None).await);
+    unauthorized(auth("GET", vec![], None).await);
+    let forged = sign(&us, "GET", None).replace("sig=\"", "sig=\"AAAA");
+    unauthorized(auth("GET", vec![forged], None).await);
+    for garbage in ["", "X-Matrix", "Bearer abc", "X-Matrix origin=\"\u{1F600}\",key=1,sig=2", "X-Matrix ===\"\""] {
+        unauthorized(auth("GET", vec![garbage.to_owned()], None).await);
+    }
+    // One good header among bad ones is enough.
+    assert!(auth("GET", vec!["junk".into(), sign(&us, "GET", None)], None).await.is_ok());
+    // Once the key has expired (and the origin cannot be asked again), nothing it signs passes.
+    h.clock.advance(Duration::from_secs(3_601));
+    unauthorized(auth("GET", vec![sign(&us, "GET", None)], None).await);
+}

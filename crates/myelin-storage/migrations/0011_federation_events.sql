@@ -11,9 +11,10 @@ ALTER TABLE events ADD COLUMN room_state_after INTEGER;
 
 -- Events waiting to be sent to other servers: one row per (destination, PDU or EDU), deleted
 -- once the destination accepted the transaction that carried it. Rows are written in the same
--- transaction as the event, so an acknowledged event is never forgotten by the sender.
+-- transaction as the event, so an acknowledged event is never forgotten by the sender. Ids are
+-- never reused (they name the transactions: a receiver ignores a transaction id it has seen).
 CREATE TABLE federation_outbox (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     destination TEXT NOT NULL,
     event_id TEXT,                     -- a PDU to send
     edu TEXT,                          -- or an EDU's JSON

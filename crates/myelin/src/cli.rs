@@ -40,6 +40,20 @@ pub struct ConfigOpts {
     /// Reverse proxies whose X-Forwarded-For is believed: addresses or CIDR ranges, comma-separated.
     #[arg(long, global = true, env = "MYELIN_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
+    /// Listener address of the built-in federation TLS listener (e.g. 0.0.0.0:8448).
+    #[arg(long, global = true, env = "MYELIN_FEDERATION_LISTEN")]
+    pub federation_listen: Option<SocketAddr>,
+    /// Check other servers' TLS certificates (federation.verify_certificates).
+    #[arg(long = "federation-verify-certificates", hide = true, env = "MYELIN_FEDERATION_VERIFY_CERTIFICATES")]
+    pub federation_verify_certificates: Option<bool>,
+    /// Address ranges outbound requests may reach although private or loopback (CIDR, comma-separated).
+    #[arg(
+        long = "federation-ip-range-allowlist",
+        hide = true,
+        env = "MYELIN_FEDERATION_IP_RANGE_ALLOWLIST",
+        value_delimiter = ','
+    )]
+    pub federation_ip_range_allowlist: Option<Vec<String>>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -132,6 +146,16 @@ pub fn load_config(opts: &ConfigOpts) -> anyhow::Result<Config> {
     }
     if let Some(proxies) = &opts.trusted_proxies {
         config.trusted_proxies = proxies.iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
+    }
+    if let Some(l) = opts.federation_listen {
+        config.federation.listen = Some(l);
+    }
+    if let Some(verify) = opts.federation_verify_certificates {
+        config.federation.verify_certificates = verify;
+    }
+    if let Some(ranges) = &opts.federation_ip_range_allowlist {
+        config.federation.ip_range_allowlist =
+            ranges.iter().map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()).collect();
     }
     let problems = config.validate();
     if !problems.is_empty() {

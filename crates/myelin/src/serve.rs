@@ -11,27 +11,65 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let federation_listener = match config.federation.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for federation on {addr}"))?,
+        ),
+        None => None,
+    };
     let services = crate::cli::open_services(config).await?;
+    let federation_tls = match &federation_listener {
+        Some(_) => {
+            let (cert, key) =
+                myelin_federation::tls::ensure_certificate(services.config()).map_err(anyhow::Error::msg)?;
+            // A certificate that does not load stops the start, not only the listener later.
+            myelin_federation::tls::server_config(&cert, &key).map_err(anyhow::Error::msg)?;
+            Some((cert, key))
+        }
+        None => None,
+    };
     myelin_service::jobs::spawn(&services);
     tracing::info!(
         %listen,
+        federation_listen = ?services.config().federation.listen,
         server_name = %services.server_name(),
         database = %services.config().database_url_for_logs(),
         open_registration = services.config().open_registration(),
         "Myelin is serving"
     );
-    let app = myelin_api::router(services).into_make_service_with_connect_info::<SocketAddr>();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await
+    // The federation routes are also on the client listener, for a TLS-terminating proxy.
+    let app = myelin_api::router(services.clone())
+        .merge(myelin_federation::routes(services.clone()))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let server = tokio::spawn({
+        let stop = stopped(stop_rx.clone());
+        async move { axum::serve(listener, app).with_graceful_shutdown(stop).await }
     });
+    let federation = match (federation_listener, federation_tls) {
+        (Some(listener), Some((cert, key))) => {
+            let router = myelin_federation::router(services.clone());
+            let stop = stopped(stop_rx);
+            Some(tokio::spawn(
+                async move { myelin_federation::tls::serve_tls(listener, &cert, &key, router, stop).await },
+            ))
+        }
+        _ => None,
+    };
     shutdown_signal().await;
     tracing::info!("shutting down");
-    let _ = stop_tx.send(());
+    let _ = stop_tx.send(true);
+    if let Some(federation) = federation {
+        match federation.await {
+            Ok(result) => result.map_err(anyhow::Error::msg).context("federation listener error")?,
+            Err(join) => return Err(join).context("federation listener task failed"),
+        }
+    }
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
         Ok(Ok(result)) => result.context("server error")?,
         Ok(Err(join)) => return Err(join).context("server task failed"),

@@ -5,7 +5,7 @@
 //! events. Rejected and soft-failed events are kept, marked, outside the timeline.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     sync::Arc,
 };
 
@@ -24,6 +24,7 @@ use ruma::{
 };
 use serde_json::{Map, Value, json};
 
+use super::encode_component;
 use crate::{Services, pdu::Pdu, rooms::version_rules};
 
 /// Most PDUs and EDUs one transaction may carry (specification).
@@ -179,6 +180,7 @@ impl Services {
             }
         }
         let answer = json!({ "pdus": results });
+        tracing::debug!(%origin, %txn_id, %answer, "received a transaction");
         self.store.record_inbound_txn(origin, txn_id, &answer.to_string(), self.clock.now_ms()).await?;
         Ok(answer)
     }
@@ -204,16 +206,7 @@ impl Services {
             let CanonicalJsonValue::Object(keys) = keys else { continue };
             let Ok(server) = ServerName::parse(server) else { continue };
             let key_ids: Vec<String> = keys.keys().cloned().collect();
-            let found = if server == self.server_name {
-                let mut own = BTreeMap::new();
-                own.insert(
-                    self.keys.key_id.clone(),
-                    Base64::<ruma::serde::base64::Standard>::new(self.keys.key_pair.public_key().to_vec()).encode(),
-                );
-                Ok(own)
-            } else {
-                self.server_public_keys(&server, &key_ids, valid_at).await
-            };
+            let found = self.server_public_keys(&server, &key_ids, valid_at).await;
             match found {
                 Ok(keys) => {
                     let set = keys.into_iter().filter_map(|(id, key)| Some((id, Base64::parse(key).ok()?))).collect();
@@ -297,8 +290,8 @@ impl Services {
             "limit": MISSING_EVENTS_LIMIT,
             "min_depth": 0,
         });
-        let path = format!("/_matrix/federation/v1/get_missing_events/{}", encode(parsed.room_id.as_str()));
-        let answer = match self.federation_send(http::Method::POST, origin, &path, &body).await {
+        let path = format!("/_matrix/federation/v1/get_missing_events/{}", encode_component(parsed.room_id.as_str()));
+        let answer = match self.federation_send(reqwest::Method::POST, origin, &path, &body).await {
             Ok(answer) => answer,
             Err(e) => {
                 tracing::info!(%origin, error = %e, event_id = %pdu.event_id, "get_missing_events failed");
@@ -329,8 +322,8 @@ impl Services {
     pub(crate) async fn fetch_auth_chain(&self, origin: &ServerName, parsed: &ParsedPdu) -> MatrixResult<()> {
         let path = format!(
             "/_matrix/federation/v1/event_auth/{}/{}",
-            encode(parsed.room_id.as_str()),
-            encode(parsed.event_id.as_str())
+            encode_component(parsed.room_id.as_str()),
+            encode_component(parsed.event_id.as_str())
         );
         let answer = self
             .federation_get(origin, &path)
@@ -366,7 +359,9 @@ impl Services {
         let mut wanted: Vec<OwnedEventId> = Vec::new();
         for p in &verified {
             let pdu = p.pdu()?;
-            wanted.extend(pdu.auth_events.iter().filter(|a| !given.contains(*a)).cloned());
+            wanted.extend(
+                pdu.auth_events.iter().cloned().chain(create_event_id(&p.rules, &pdu)).filter(|a| !given.contains(a)),
+            );
             pdus.insert(p.event_id.clone(), pdu);
         }
         for ev in self.events(&wanted).await? {
@@ -415,7 +410,8 @@ impl Services {
                 }
                 let before = self.resolve_states(rules, &prev_states).await?;
                 let mut loaded = HashMap::new();
-                self.load_auth_closure(pdu.auth_events.iter().cloned(), &mut loaded).await?;
+                let roots = pdu.auth_events.iter().cloned().chain(create_event_id(rules, pdu));
+                self.load_auth_closure(roots, &mut loaded).await?;
                 let rejected_ids: HashSet<OwnedEventId> =
                     loaded.values().filter(|p| p.rejected).map(|p| p.event_id.clone()).collect();
                 let mut rejection = check_against_auth_events(rules, pdu, &loaded, &rejected_ids).err();
@@ -659,8 +655,8 @@ pub(crate) fn check_against_auth_events(
     state_res::check_state_independent_auth_rules(&rules.authorization, pdu, |id| known.get(id).cloned())
         .map_err(|e| format!("rejected: {e}"))?;
     // Room v12: the create event is not an auth event but the rules read it.
-    if !auth_state.contains_key(&(StateEventType::RoomCreate, String::new()))
-        && let Some(create) = known.values().find(|p| p.kind == TimelineEventType::RoomCreate)
+    if let Some(create_id) = create_event_id(rules, pdu)
+        && let Some(create) = known.get(&create_id)
     {
         auth_state.insert((StateEventType::RoomCreate, String::new()), create.clone());
     }
@@ -670,18 +666,16 @@ pub(crate) fn check_against_auth_events(
     .map_err(|e| format!("rejected: {e}"))
 }
 
-fn state_event_type(kind: &TimelineEventType) -> StateEventType {
-    myelin_core::types::state_event_type(kind)
+/// The create event of the event's room where the room version names it by the room id (v12),
+/// rather than among the auth events.
+pub(crate) fn create_event_id(rules: &RoomVersionRules, pdu: &Pdu) -> Option<OwnedEventId> {
+    if !rules.authorization.room_create_event_id_as_room_id || pdu.kind == TimelineEventType::RoomCreate {
+        return None;
+    }
+    let room_id = pdu.room_id.as_ref()?;
+    OwnedEventId::try_from(format!("${}", room_id.as_str().trim_start_matches('!'))).ok()
 }
 
-/// Percent-encodes a path segment.
-pub(crate) fn encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+fn state_event_type(kind: &TimelineEventType) -> StateEventType {
+    myelin_core::types::state_event_type(kind)
 }

@@ -17,7 +17,10 @@ use myelin_storage::{EventState, NewEvent, NewRoom, PersistOutcome, StateEntry};
 use ruma::{CanonicalJsonValue, state_res};
 use serde_json::{Value, json};
 
-use super::incoming::{ParsedPdu, PduOutcome, encode, membership_update, to_object};
+use super::{
+    encode_component,
+    incoming::{ParsedPdu, PduOutcome, membership_update, to_object},
+};
 use crate::{
     Services, pdu,
     rooms::{PduFields, SUPPORTED_ROOM_VERSIONS, assemble_pdu, version_rules},
@@ -224,8 +227,8 @@ impl Services {
         let versions: String = SUPPORTED_ROOM_VERSIONS.iter().map(|v| format!("ver={v}")).collect::<Vec<_>>().join("&");
         let path = format!(
             "/_matrix/federation/v1/make_join/{}/{}?{versions}",
-            encode(room_id.as_str()),
-            encode(user_id.as_str())
+            encode_component(room_id.as_str()),
+            encode_component(user_id.as_str())
         );
         let answer = self.federation_get(server, &path).await.map_err(remote_error)?;
         let version = answer.get("room_version").and_then(Value::as_str).unwrap_or("1");
@@ -258,10 +261,13 @@ impl Services {
             CanonicalJsonValue::Integer(ruma::Int::new_saturating(i64::try_from(self.now_ms()).unwrap_or(i64::MAX))),
         );
         let event_id = pdu::sign_and_id(&mut object, &rules, &self.server_name, &self.keys, self.random.as_ref())?;
-        let path =
-            format!("/_matrix/federation/v2/send_join/{}/{}", encode(room_id.as_str()), encode(event_id.as_str()));
+        let path = format!(
+            "/_matrix/federation/v2/send_join/{}/{}",
+            encode_component(room_id.as_str()),
+            encode_component(event_id.as_str())
+        );
         let body = Value::from(CanonicalJsonValue::Object(object.clone()));
-        let answer = self.federation_send(http::Method::PUT, server, &path, &body).await.map_err(remote_error)?;
+        let answer = self.federation_send(reqwest::Method::PUT, server, &path, &body).await.map_err(remote_error)?;
         // A restricted join comes back countersigned by the resident server.
         let join_raw = answer.get("event").cloned().unwrap_or(body);
         let join = ParsedPdu::parse(&join_raw, &room_version)?;
@@ -377,8 +383,13 @@ impl Services {
     }
 }
 
-/// A remote server's refusal, as this server answers it to its client.
+/// A remote server's refusal, as this server answers it to its client: a refusal (403) or an
+/// unknown room (404) stays one; anything else is the remote's failure (502/504).
 fn remote_error(e: super::FederationError) -> MatrixError {
-    MatrixError::new(ErrorCode::Unknown, format!("The remote server refused or could not be reached: {e}"))
-        .with_status(502)
+    match &e {
+        super::FederationError::Status { status: 403, error, .. } => {
+            MatrixError::forbidden(error.clone().unwrap_or_else(|| e.to_string()))
+        }
+        _ => MatrixError::from(e),
+    }
 }

@@ -1,21 +1,75 @@
-//! The server-server API's logic: receiving PDUs and EDUs, joins across servers, the outgoing
-//! queue, and state resolution. The HTTP side is the `myelin-federation` crate.
+//! Federation: the server-server API's logic. Transport — finding other servers
+//! (`discovery`), refusing private addresses (`ip_policy`), signed requests out (`client`) and
+//! in (`xmatrix`, `authenticate_federation_request`), signing keys, ours and theirs, with the
+//! notary (`server_keys`). Rooms — receiving PDUs in the specification's order of checks
+//! (`incoming`), state resolution (`state_resolution`), joins both ways (`joins`), what other
+//! servers may read (`queries`), EDUs (`edus`) and the durable outgoing queue (`sender`). The
+//! HTTP side is the `myelin-federation` crate.
 
+pub mod client;
+pub mod discovery;
 mod edus;
 mod incoming;
+pub mod ip_policy;
 mod joins;
 mod queries;
 mod sender;
+pub mod server_keys;
 mod state_resolution;
-mod transport_stub;
+pub mod xmatrix;
 
+use std::{collections::HashMap, sync::Mutex};
+
+use myelin_core::{
+    ErrorCode, MatrixError,
+    config::FederationConfig,
+    types::{OwnedServerName, UserId},
+};
+use myelin_storage::MemberRecord;
+
+pub use client::FederationError;
+pub use discovery::Destination;
 pub(crate) use edus::receipt_edu;
 pub use incoming::{MAX_TXN_EDUS, MAX_TXN_PDUS, ParsedPdu, PduOutcome};
+pub use ip_policy::IpPolicy;
 pub use sender::destination_retry_at;
-pub use transport_stub::FederationError;
 
-use myelin_core::types::{OwnedServerName, UserId};
-use myelin_storage::MemberRecord;
+/// The federation state of the services: one HTTP client (connections are reused) and the
+/// discovery cache.
+pub struct Federation {
+    http: reqwest::Client,
+    policy: std::sync::Arc<IpPolicy>,
+    /// Each server's destination and when (clock milliseconds) to look it up again.
+    destinations: Mutex<HashMap<OwnedServerName, (Destination, u64)>>,
+}
+
+impl Federation {
+    pub fn new(config: &FederationConfig) -> Result<Self, String> {
+        let policy = std::sync::Arc::new(
+            IpPolicy::new(&config.ip_range_allowlist).map_err(|e| format!("federation.ip_range_allowlist: {e}"))?,
+        );
+        let http = client::build_http_client(policy.clone(), config.verify_certificates)?;
+        Ok(Self { http, policy, destinations: Mutex::new(HashMap::new()) })
+    }
+}
+
+/// A 401 `M_UNAUTHORIZED` for a request whose signature does not hold.
+fn unauthorized(message: impl Into<String>) -> MatrixError {
+    MatrixError::new(ErrorCode::Unauthorized, message)
+}
+
+/// Percent-encodes a path segment or query value (aliases, ids).
+pub fn encode_component(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
 
 use crate::Services;
 

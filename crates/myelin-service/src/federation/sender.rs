@@ -101,8 +101,9 @@ impl Services {
                 "edus": edus,
             });
             let path = format!("/_matrix/federation/v1/send/{txn_id}");
+            tracing::debug!(%destination, %txn_id, pdus = pdus.len(), edus = edus.len(), "sending a transaction");
             let answer = self
-                .federation_send(http::Method::PUT, &destination, &path, &body)
+                .federation_send(reqwest::Method::PUT, &destination, &path, &body)
                 .await
                 .map_err(|e| MatrixError::internal(format!("sending to {destination}: {e}")))?;
             if let Some(results) = answer.get("pdus").and_then(Value::as_object) {

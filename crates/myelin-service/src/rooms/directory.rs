@@ -84,7 +84,36 @@ impl Services {
     }
 
     /// `GET /directory/room/{alias}`: the room, and the servers that know it.
+    /// An alias of another server is asked of that server.
     pub async fn resolve_alias(&self, alias: &RoomAliasId) -> MatrixResult<(OwnedRoomId, Vec<String>)> {
+        if alias.server_name() != self.server_name {
+            let path = format!(
+                "/_matrix/federation/v1/query/directory?room_alias={}",
+                crate::federation::encode_component(alias.as_str())
+            );
+            let answer = self.federation_get(alias.server_name(), &path).await?;
+            let room_id = answer
+                .get("room_id")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|r| OwnedRoomId::try_from(r).ok())
+                .ok_or_else(|| {
+                    MatrixError::internal(format!("{} sent no room id", alias.server_name())).with_status(502)
+                })?;
+            let servers = answer
+                .get("servers")
+                .and_then(serde_json::Value::as_array)
+                .map(|s| s.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            return Ok((room_id, servers));
+        }
+        self.query_directory(alias).await
+    }
+
+    /// `GET /_matrix/federation/v1/query/directory`: one of our aliases, for another server.
+    pub async fn query_directory(&self, alias: &RoomAliasId) -> MatrixResult<(OwnedRoomId, Vec<String>)> {
+        if alias.server_name() != self.server_name {
+            return Err(MatrixError::not_found("Room alias not found"));
+        }
         let (room_id, _) =
             self.store.resolve_alias(alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
         Ok((room_id, vec![self.server_name.to_string()]))

@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0007_room_list_deltas.sql"),
     include_str!("../../migrations/0008_member_counts.sql"),
     include_str!("../../migrations/0009_house.sql"),
+    include_str!("../../migrations/0010_server_keys.sql"),
     include_str!("../../migrations/0011_federation_events.sql"),
 ];
 

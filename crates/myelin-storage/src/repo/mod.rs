@@ -14,6 +14,7 @@ mod key_json;
 mod keys;
 mod receipts;
 mod rooms;
+mod server_keys;
 mod sliding_sync;
 mod state;
 mod to_device;
@@ -32,6 +33,7 @@ pub use key_json::same_key;
 pub use keys::*;
 pub use receipts::*;
 pub use rooms::*;
+pub use server_keys::*;
 pub use sliding_sync::*;
 pub use state::*;
 pub use to_device::*;
@@ -57,6 +59,7 @@ pub trait Store:
     + DehydratedDeviceRepo
     + SlidingSyncRepo
     + UiaRepo
+    + ServerKeyRepo
     + Send
     + Sync
     + 'static
@@ -80,6 +83,7 @@ impl<T> Store for T where
         + DehydratedDeviceRepo
         + SlidingSyncRepo
         + UiaRepo
+        + ServerKeyRepo
         + Send
         + Sync
         + 'static

@@ -19,6 +19,7 @@ mod jobs;
 mod keys;
 mod receipts;
 mod rooms;
+mod server_keys;
 mod sliding_sync;
 mod state;
 mod to_device;

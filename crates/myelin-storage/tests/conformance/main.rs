@@ -11,6 +11,7 @@ mod events;
 mod federation;
 mod jobs;
 mod rooms;
+mod server_keys;
 mod sliding_sync;
 
 use std::sync::Arc;
@@ -208,4 +209,5 @@ all_backends!(
     jobs::the_job_queue_hands_each_due_job_to_one_worker,
     cluster::the_stream_head_reaches_every_process,
     cluster::signals_reach_the_other_processes_only,
+    server_keys::server_keys_are_cached_per_server_and_key_id,
 );

@@ -1,0 +1,86 @@
+//! The federation endpoints.
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    routing::get,
+};
+use myelin_core::{
+    MatrixError,
+    types::{OwnedRoomAliasId, OwnedServerName},
+};
+use myelin_service::Services;
+use serde_json::{Value, json};
+
+use crate::{auth::SignedRequest, error::FedResult};
+
+type AppState = Arc<Services>;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/_matrix/key/v2/server", get(own_keys))
+        .route("/_matrix/key/v2/server/{key_id}", get(own_keys))
+        .route("/_matrix/key/v2/query", axum::routing::post(notary_query))
+        .route("/_matrix/key/v2/query/{server_name}", get(notary_server))
+        .route("/_matrix/key/v2/query/{server_name}/{key_id}", get(notary_server_key))
+        .route("/_matrix/federation/v1/version", get(version))
+        .route("/_matrix/federation/v1/query/directory", get(query_directory))
+}
+
+async fn own_keys(State(state): State<AppState>) -> FedResult<Json<Value>> {
+    Ok(Json(state.own_server_keys()?))
+}
+
+fn minimum_valid_until(query: &HashMap<String, String>) -> FedResult<Option<u64>> {
+    query
+        .get("minimum_valid_until_ts")
+        .map(|v| v.parse().map_err(|_| MatrixError::invalid_param("minimum_valid_until_ts must be an integer").into()))
+        .transpose()
+}
+
+fn server_name(raw: &str) -> FedResult<OwnedServerName> {
+    OwnedServerName::try_from(raw).map_err(|_| MatrixError::invalid_param("Invalid server name").into())
+}
+
+async fn notary_server(
+    State(state): State<AppState>,
+    Path(server): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> FedResult<Json<Value>> {
+    let keys = state.notary_server_keys(&server_name(&server)?, minimum_valid_until(&query)?).await?;
+    Ok(Json(json!({ "server_keys": keys })))
+}
+
+async fn notary_server_key(
+    State(state): State<AppState>,
+    Path((server, _key_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> FedResult<Json<Value>> {
+    let keys = state.notary_server_keys(&server_name(&server)?, minimum_valid_until(&query)?).await?;
+    Ok(Json(json!({ "server_keys": keys })))
+}
+
+async fn notary_query(State(state): State<AppState>, body: axum::body::Bytes) -> FedResult<Json<Value>> {
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|_| MatrixError::new(myelin_core::ErrorCode::NotJson, "The request body is not JSON"))?;
+    Ok(Json(state.notary_query(&body).await?))
+}
+
+async fn version() -> Json<Value> {
+    Json(json!({ "server": { "name": "Myelin", "version": env!("CARGO_PKG_VERSION") } }))
+}
+
+async fn query_directory(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    signed: SignedRequest,
+) -> FedResult<Json<Value>> {
+    tracing::debug!(origin = %signed.origin, "directory query");
+    let raw = query.get("room_alias").ok_or_else(|| MatrixError::missing_param("room_alias is required"))?;
+    let alias =
+        OwnedRoomAliasId::try_from(raw.as_str()).map_err(|_| MatrixError::invalid_param("Invalid room alias"))?;
+    let (room_id, servers) = state.query_directory(&alias).await?;
+    Ok(Json(json!({ "room_id": room_id, "servers": servers })))
+}

@@ -1,0 +1,290 @@
+//! Outbound federation requests: discovery, the address policy on every connection, the
+//! `X-Matrix` signature, bounded bodies and timeouts.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, PoisonError},
+    time::Duration,
+};
+
+use myelin_core::{
+    MatrixError,
+    types::{OwnedServerName, ServerName},
+};
+use serde_json::Value;
+
+use super::{
+    discovery::{self, Destination},
+    ip_policy::IpPolicy,
+    xmatrix,
+};
+use crate::Services;
+
+/// A whole request, from connecting to the last byte of the answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest answer read (room state for a join can be large).
+const MAX_RESPONSE_BYTES: usize = 100 << 20;
+/// Idle connections kept per destination.
+const IDLE_PER_HOST: usize = 8;
+
+/// Why a federation request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    #[error("{0} is this server: nothing is sent over the network to it")]
+    OwnServer(OwnedServerName),
+    #[error("{destination}: address refused by the outbound policy ({reason})")]
+    Blocked { destination: String, reason: String },
+    #[error("{destination} is unreachable: {reason}")]
+    Unreachable { destination: String, reason: String },
+    #[error("{destination} did not answer in time")]
+    Timeout { destination: String },
+    #[error("{destination} answered {status} {errcode:?}: {error:?}")]
+    Status { destination: String, status: u16, errcode: Option<String>, error: Option<String> },
+    #[error("{destination} sent an unusable answer: {reason}")]
+    BadResponse { destination: String, reason: String },
+}
+
+impl FederationError {
+    /// The remote Matrix error code, when the remote answered with one.
+    pub fn errcode(&self) -> Option<&str> {
+        match self {
+            Self::Status { errcode, .. } => errcode.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl From<FederationError> for MatrixError {
+    /// A remote's "not found" stays one; anything else is a 502 (the remote failed, not us).
+    fn from(err: FederationError) -> Self {
+        match &err {
+            FederationError::Status { status: 404, .. } => MatrixError::not_found(err.to_string()),
+            FederationError::OwnServer(_) => MatrixError::internal(err.to_string()),
+            FederationError::Timeout { .. } => MatrixError::internal(err.to_string()).with_status(504),
+            _ => MatrixError::internal(err.to_string()).with_status(502),
+        }
+    }
+}
+
+/// The marker error of a DNS answer with no allowed address.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
+
+/// Resolves names with the system resolver, keeping only addresses the policy allows.
+struct PolicyResolver(Arc<IpPolicy>);
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = found.iter().copied().filter(|a| policy.allows(a.ip())).collect();
+            if allowed.is_empty() {
+                let reason = if found.is_empty() {
+                    format!("{host} has no address")
+                } else {
+                    format!("{host} resolves only to refused addresses ({found:?})")
+                };
+                return Err(Box::new(Refused(reason)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+pub(super) fn build_http_client(policy: Arc<IpPolicy>, verify_certificates: bool) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(PolicyResolver(policy)))
+        .tls_danger_accept_invalid_certs(!verify_certificates)
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_max_idle_per_host(IDLE_PER_HOST)
+        .user_agent(concat!("Myelin/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the federation HTTP client: {e}"))
+}
+
+/// A failed send, classified.
+fn send_error(destination: &str, err: &reqwest::Error) -> FederationError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(refused) = e.downcast_ref::<Refused>() {
+            return FederationError::Blocked { destination: destination.to_owned(), reason: refused.0.clone() };
+        }
+        source = e.source();
+    }
+    if err.is_timeout() {
+        return FederationError::Timeout { destination: destination.to_owned() };
+    }
+    let mut reason = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        reason.push_str(": ");
+        reason.push_str(&e.to_string());
+        source = e.source();
+    }
+    FederationError::Unreachable { destination: destination.to_owned(), reason }
+}
+
+/// Reads an answer's body, at most `limit` bytes.
+async fn read_body(
+    destination: &str,
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, FederationError> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(FederationError::BadResponse {
+                        destination: destination.to_owned(),
+                        reason: format!("answer larger than {limit} bytes"),
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(err) => return Err(send_error(destination, &err)),
+        }
+    }
+}
+
+impl Services {
+    /// Where `server` takes federation requests (cached; see `discovery`).
+    pub async fn federation_destination(&self, server: &ServerName) -> Result<Destination, FederationError> {
+        let now = self.clock.now_ms();
+        let cached = {
+            let cache = self.federation.destinations.lock().unwrap_or_else(PoisonError::into_inner);
+            cache.get(server).filter(|(_, until)| *until > now).map(|(d, _)| d.clone())
+        };
+        let (destination, ttl) = match cached {
+            Some(destination) => (destination, None),
+            None => match discovery::direct(server) {
+                Some(destination) => (destination, None),
+                None => {
+                    let (destination, ttl) = self.well_known(server).await;
+                    (destination, Some(ttl))
+                }
+            },
+        };
+        if let Some(ttl) = ttl {
+            let until = now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            let mut cache = self.federation.destinations.lock().unwrap_or_else(PoisonError::into_inner);
+            cache.retain(|_, (_, until)| *until > now);
+            cache.insert(server.to_owned(), (destination.clone(), until));
+        }
+        if let Some(ip) = destination.ip()
+            && !self.federation.policy.allows(ip)
+        {
+            return Err(FederationError::Blocked {
+                destination: server.to_string(),
+                reason: format!("{ip} is in a refused range"),
+            });
+        }
+        Ok(destination)
+    }
+
+    /// The delegation `https://host/.well-known/matrix/server` names and how long to keep it;
+    /// `host:8448` when there is none.
+    async fn well_known(&self, server: &ServerName) -> (Destination, Duration) {
+        let fallback = discovery::delegated(server);
+        let url = format!("https://{}/.well-known/matrix/server", server.host());
+        let response = match self.federation.http.get(&url).send().await {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                tracing::debug!(%server, status = %r.status(), "no well-known delegation");
+                return (fallback, discovery::WELL_KNOWN_ERROR_TTL);
+            }
+            Err(err) => {
+                tracing::debug!(%server, error = %err, "well-known lookup failed");
+                return (fallback, discovery::WELL_KNOWN_ERROR_TTL);
+            }
+        };
+        let ttl = discovery::well_known_ttl(
+            response.headers().get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()),
+        );
+        match read_body(server.as_str(), response, discovery::WELL_KNOWN_MAX_BYTES).await {
+            Ok(body) => match discovery::parse_well_known(&body) {
+                Some(delegated) => (delegated, ttl),
+                None => (fallback, discovery::WELL_KNOWN_ERROR_TTL),
+            },
+            Err(_) => (fallback, discovery::WELL_KNOWN_ERROR_TTL),
+        }
+    }
+
+    /// A signed `GET` to another server; the answer's JSON.
+    pub async fn federation_get(
+        &self,
+        destination: &ServerName,
+        path_and_query: &str,
+    ) -> Result<Value, FederationError> {
+        self.federation_send(reqwest::Method::GET, destination, path_and_query, &Value::Null).await
+    }
+
+    /// A signed request with a JSON body (`Value::Null`: no body) to another server.
+    pub async fn federation_send(
+        &self,
+        method: reqwest::Method,
+        destination: &ServerName,
+        path_and_query: &str,
+        body: &Value,
+    ) -> Result<Value, FederationError> {
+        let content = (!body.is_null()).then_some(body);
+        let raw = self.federation_request(method, destination, path_and_query, content, true).await?;
+        serde_json::from_slice(&raw).map_err(|e| FederationError::BadResponse {
+            destination: destination.to_string(),
+            reason: format!("not JSON: {e}"),
+        })
+    }
+
+    /// A request to another server, signed or not; the answer's raw body.
+    pub(super) async fn federation_request(
+        &self,
+        method: reqwest::Method,
+        destination: &ServerName,
+        path_and_query: &str,
+        content: Option<&Value>,
+        sign: bool,
+    ) -> Result<Vec<u8>, FederationError> {
+        if destination == self.server_name {
+            return Err(FederationError::OwnServer(destination.to_owned()));
+        }
+        let name = destination.to_string();
+        let target = self.federation_destination(destination).await?;
+        let url = format!("{}{path_and_query}", target.base_url());
+        let mut request = self.federation.http.request(method.clone(), &url);
+        if sign {
+            let header = xmatrix::sign_request(
+                &self.keys.key_pair,
+                &self.server_name,
+                destination,
+                method.as_str(),
+                path_and_query,
+                content,
+            )
+            .map_err(|reason| FederationError::BadResponse { destination: name.clone(), reason })?;
+            request = request.header(reqwest::header::AUTHORIZATION, header);
+        }
+        if let Some(content) = content {
+            request = request.json(content);
+        }
+        let response = request.send().await.map_err(|e| send_error(&name, &e))?;
+        let status = response.status();
+        let body = read_body(&name, response, MAX_RESPONSE_BYTES).await?;
+        if !status.is_success() {
+            let error: Option<Value> = serde_json::from_slice(&body).ok();
+            let field = |key: &str| error.as_ref().and_then(|e| e.get(key)).and_then(Value::as_str).map(str::to_owned);
+            return Err(FederationError::Status {
+                destination: name,
+                status: status.as_u16(),
+                errcode: field("errcode"),
+                error: field("error"),
+            });
+        }
+        Ok(body)
+    }
+}
