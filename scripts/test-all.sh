@@ -33,6 +33,11 @@ export MYELIN_NODE22
 MYELIN_NODE22=$(./scripts/js-deps.sh | tail -1)
 echo "$MYELIN_NODE22"
 
+echo "== Synapse from PyPI for the federation interoperability tests (pip, cached beside the builds)"
+export MYELIN_SYNAPSE_VENV
+MYELIN_SYNAPSE_VENV=$(./scripts/synapse-venv.sh | tail -1)
+echo "$MYELIN_SYNAPSE_VENV"
+
 log=$(mktemp)
 # Tests that run on PostgreSQL whatever the backend (clusters, migration) skip themselves on the
 # PostgreSQL pass and say so here; the summary counts them as skipped, not passed.

@@ -14,6 +14,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+mod synapse;
+pub use synapse::SynapsePeer;
+
 /// Server name every test server runs under.
 pub const SERVER_NAME: &str = "localhost";
 
@@ -65,7 +68,7 @@ pub fn server_binary() -> PathBuf {
     target.join("debug").join("myelin")
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0 to find a free port")?;
     Ok(listener.local_addr()?.port())
 }

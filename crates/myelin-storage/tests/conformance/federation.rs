@@ -131,7 +131,7 @@ pub async fn the_outbox_and_the_inbound_transaction_log(url: String) {
         persisted(&store, ev).await;
         prev = id;
     }
-    store.queue_edu(&[remote.clone()], r#"{"edu_type":"m.typing"}"#, 9).await.expect("edu");
+    store.queue_edu(std::slice::from_ref(&remote), r#"{"edu_type":"m.typing"}"#, 9).await.expect("edu");
     let mut destinations = store.outbox_destinations().await.expect("destinations");
     destinations.sort();
     assert_eq!(destinations, vec![other.clone(), remote.clone()]);
