@@ -7,21 +7,16 @@
 
 use anyhow::{Context, Result, ensure};
 use base64::Engine as _;
-use myelin_e2e::{TestServer, enc};
+use myelin_e2e::{
+    TestServer, enc,
+    federation::{canonical, https, signing_key, x_matrix},
+};
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue,
     serde::Base64,
     signatures::{Ed25519KeyPair, PublicKeyMap, sign_json, verify_json},
 };
 use serde_json::{Value, json};
-
-/// An HTTPS client that accepts the servers' self-signed certificates.
-fn https() -> Result<reqwest_tls::Client> {
-    Ok(reqwest_tls::Client::builder()
-        .tls_danger_accept_invalid_certs(true)
-        .timeout(std::time::Duration::from_secs(30))
-        .build()?)
-}
 
 async fn get_json(client: &reqwest_tls::Client, url: &str, auth: Option<&str>) -> Result<(u16, Value)> {
     let mut request = client.get(url);
@@ -32,13 +27,6 @@ async fn get_json(client: &reqwest_tls::Client, url: &str, auth: Option<&str>) -
     let status = response.status().as_u16();
     let body = response.json().await.with_context(|| format!("GET {url}: JSON"))?;
     Ok((status, body))
-}
-
-fn canonical(value: &Value) -> Result<CanonicalJsonObject> {
-    match CanonicalJsonValue::try_from(value.clone())? {
-        CanonicalJsonValue::Object(object) => Ok(object),
-        _ => anyhow::bail!("not an object"),
-    }
 }
 
 /// Checks `document`'s signature by `signer` with the keys of `signer_keys` (a key document),
@@ -54,27 +42,6 @@ fn verify_signed_by(document: &Value, signer: &str, signer_keys: &Value) -> Resu
     }
     let map = PublicKeyMap::from([(signer.to_owned(), keys)]);
     verify_json(&map, &object).map_err(|e| anyhow::anyhow!("signature by {signer} does not verify: {e}"))
-}
-
-/// The signing key of a server, from its data directory.
-fn signing_key(server: &TestServer) -> Result<Ed25519KeyPair> {
-    let text = std::fs::read_to_string(server.data_dir().join("signing.key"))?;
-    let parts: Vec<&str> = text.split_whitespace().collect();
-    ensure!(parts.len() == 3 && parts[0] == "ed25519", "unexpected signing.key");
-    let der = base64::engine::general_purpose::STANDARD.decode(parts[2])?;
-    Ok(Ed25519KeyPair::from_der(&der, parts[1].to_owned())?)
-}
-
-/// An `X-Matrix` header for a GET of `uri`, signed as `origin` with `key`.
-fn x_matrix(key: &Ed25519KeyPair, origin: &str, destination: &str, uri: &str) -> Result<String> {
-    let mut object = canonical(&json!({
-        "method": "GET", "uri": uri, "origin": origin, "destination": destination,
-    }))?;
-    sign_json(origin, key, &mut object)?;
-    let key_id = format!("ed25519:{}", key.version());
-    let signatures = serde_json::to_value(&object)?;
-    let sig = signatures["signatures"][origin][&key_id].as_str().context("signature")?.to_owned();
-    Ok(format!("X-Matrix origin=\"{origin}\",destination=\"{destination}\",key=\"{key_id}\",sig=\"{sig}\""))
 }
 
 #[tokio::test]
@@ -134,11 +101,11 @@ async fn two_servers_fetch_each_others_keys_and_sign_their_requests() -> Result<
     let uri = format!("/_matrix/federation/v1/query/directory?room_alias={}", enc(&alias));
     let url = format!("{a_url}{uri}");
     let b_key = signing_key(&b)?;
-    let good = x_matrix(&b_key, b.server_name(), a.server_name(), &uri)?;
+    let good = x_matrix(&b_key, b.server_name(), a.server_name(), "GET", &uri, None)?;
     let (status, answer) = get_json(&https, &url, Some(&good)).await?;
     ensure!(status == 200 && answer["room_id"] == room["room_id"], "signed by B: {status} {answer}");
-    let wrong_destination = x_matrix(&b_key, b.server_name(), "elsewhere.example", &uri)?;
-    let other_uri = x_matrix(&b_key, b.server_name(), a.server_name(), "/_matrix/federation/v1/version")?;
+    let wrong_destination = x_matrix(&b_key, b.server_name(), "elsewhere.example", "GET", &uri, None)?;
+    let other_uri = x_matrix(&b_key, b.server_name(), a.server_name(), "GET", "/_matrix/federation/v1/version", None)?;
     let bad_sig = good.replace("sig=\"", "sig=\"AAAA");
     for (what, auth) in [
         ("unsigned", None),
