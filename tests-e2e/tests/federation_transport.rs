@@ -6,15 +6,14 @@
 //! so A checks them against keys it really fetches from B over federation.
 
 use anyhow::{Context, Result, ensure};
-use base64::Engine as _;
 use myelin_e2e::{
     TestServer, enc,
     federation::{canonical, https, signing_key, x_matrix},
 };
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue,
+    CanonicalJsonValue,
     serde::Base64,
-    signatures::{Ed25519KeyPair, PublicKeyMap, sign_json, verify_json},
+    signatures::{PublicKeyMap, verify_json},
 };
 use serde_json::{Value, json};
 
