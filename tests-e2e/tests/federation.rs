@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use myelin_e2e::{Client, TestServer, bodies, enc, errcode, room_path};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// How long a message may take to cross (the sender's queue runs at once; this is slack for CI).
 const CROSSING: Duration = Duration::from_secs(20);
@@ -139,4 +139,139 @@ async fn joining_an_unknown_remote_room_fails_cleanly() -> Result<()> {
     assert_eq!(status, 404, "{body}");
     assert_eq!(errcode(&body), "M_NOT_FOUND");
     Ok(())
+}
+
+/// Alice on A and Bob on B share a room; returns their clients and the room id.
+async fn shared_room(a: &TestServer, b: &TestServer, version: &str) -> Result<(Client, Client, String)> {
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat", "room_version": version })).await?;
+    let (status, body) = bob
+        .post(&format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(a.server_name())), &json!({}))
+        .await?;
+    if status != 200 {
+        bail!("join over federation: {status} {body}");
+    }
+    let both = [a.user_id("alice"), b.user_id("bob")];
+    wait_for_members(&alice, &room, &[both[0].as_str(), both[1].as_str()]).await?;
+    Ok((alice, bob, room))
+}
+
+/// B is killed with `kill -9` right after Bob's sends were acknowledged, Alice goes on talking
+/// while it is down; once B is back, each side has every message the other acknowledged.
+#[tokio::test]
+async fn a_server_killed_during_traffic_catches_up_and_loses_nothing() -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let mut b = TestServer::start_federating().await?;
+    let (alice, bob, room) = shared_room(&a, &b, "12").await?;
+    for i in 0..5 {
+        bob.send_message(&room, &format!("bob {i}")).await?;
+    }
+    b.kill9();
+    for i in 0..10 {
+        alice.send_message(&room, &format!("alice {i}")).await?;
+    }
+    b.start_again().await?;
+    // Bob's first message after the restart tells A that B is back (its sender stops waiting).
+    bob.send_message(&room, "bob is back").await?;
+    let expected_on_a: Vec<String> = (0..5).map(|i| format!("bob {i}")).chain(["bob is back".to_owned()]).collect();
+    wait_for_messages(&alice, &room, "A has everything Bob sent", |m| expected_on_a.iter().all(|e| m.contains(e)))
+        .await
+        .with_context(|| format!("A's log:\n{}\nB's log:\n{}", a.log(), b.log()))?;
+    let expected_on_b: Vec<String> = (0..10).map(|i| format!("alice {i}")).collect();
+    wait_for_messages(&bob, &room, "B caught up with Alice", |m| expected_on_b.iter().all(|e| m.contains(e)))
+        .await
+        .with_context(|| format!("A's log:\n{}\nB's log:\n{}", a.log(), b.log()))?;
+    Ok(())
+}
+
+/// The room's current state as event ids (sorted), as a member sees it.
+async fn state_ids(client: &Client, room: &str) -> Result<Vec<String>> {
+    let (status, state) = client.get(&room_path(room, "state")).await?;
+    if status != 200 {
+        bail!("state: {status} {state}");
+    }
+    let mut ids: Vec<String> =
+        state.as_array().context("state")?.iter().filter_map(|e| e["event_id"].as_str().map(str::to_owned)).collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// Alice and Bob (both with power 100) change the power levels and the topic at the same moment,
+/// several times: each pair forks the room; both servers resolve every fork the same way and
+/// end with identical state.
+#[tokio::test]
+async fn concurrent_conflicting_state_changes_converge_on_both_servers() -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let (alice, bob, room) = shared_room(&a, &b, "11").await?;
+    let bob_id = b.user_id("bob");
+    let (_, mut levels) = alice.get(&room_path(&room, "state/m.room.power_levels/")).await?;
+    levels["users"][&bob_id] = 100.into();
+    let (status, body) = alice.put(&room_path(&room, "state/m.room.power_levels/"), &levels).await?;
+    assert_eq!(status, 200, "{body}");
+    // Bob's server has the promotion before the race starts.
+    let deadline = Instant::now() + CROSSING;
+    loop {
+        let (_, seen) = bob.get(&room_path(&room, "state/m.room.power_levels/")).await?;
+        if seen["users"][&bob_id] == 100 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("B never saw Bob's promotion: {seen}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for round in 0..5 {
+        let mut mine = levels.clone();
+        mine["events_default"] = (10 + round).into();
+        let mut theirs = levels.clone();
+        theirs["events_default"] = (20 + round).into();
+        let pl_path = room_path(&room, "state/m.room.power_levels/");
+        let topic_path = room_path(&room, "state/m.room.topic/");
+        let (alice_topic, bob_topic) =
+            (json!({ "topic": format!("alice {round}") }), json!({ "topic": format!("bob {round}") }));
+        let (x, y, z, w) = tokio::join!(
+            alice.put(&pl_path, &mine),
+            bob.put(&pl_path, &theirs),
+            alice.put(&topic_path, &alice_topic),
+            bob.put(&topic_path, &bob_topic),
+        );
+        for (who, result) in [("alice PL", x), ("bob PL", y), ("alice topic", z), ("bob topic", w)] {
+            let (status, body) = result?;
+            assert_eq!(status, 200, "{who} in round {round}: {body}");
+        }
+    }
+    // Quiet now: both servers must reach one and the same state.
+    let deadline = Instant::now() + CROSSING;
+    loop {
+        let (on_a, on_b) = (state_ids(&alice, &room).await?, state_ids(&bob, &room).await?);
+        if on_a == on_b {
+            let (_, pl_a) = alice.get(&room_path(&room, "state/m.room.power_levels/")).await?;
+            let (_, pl_b) = bob.get(&room_path(&room, "state/m.room.power_levels/")).await?;
+            assert_eq!(pl_a, pl_b);
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let describe = |state: Value, others: &[String]| -> Vec<String> {
+                state
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e["event_id"].as_str().is_some_and(|id| !others.contains(&id.to_owned())))
+                    .map(|e| format!("{} {} by {}: {}", e["type"], e["state_key"], e["sender"], e["content"]))
+                    .collect()
+            };
+            let (_, state_a) = alice.get(&room_path(&room, "state")).await?;
+            let (_, state_b) = bob.get(&room_path(&room, "state")).await?;
+            bail!(
+                "the servers disagree on the state:\nonly on A: {:?}\nonly on B: {:?}\nA's log:\n{}\nB's log:\n{}",
+                describe(state_a, &on_b),
+                describe(state_b, &on_a),
+                a.log(),
+                b.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

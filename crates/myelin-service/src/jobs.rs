@@ -19,8 +19,10 @@ use myelin_storage::{ClaimedJob, NewJob};
 
 use crate::Services;
 
-/// How long a claimed job is leased to its process; a run that takes longer may be run again.
-const LEASE_MS: u64 = 5 * 60 * 1000;
+/// How long a claimed job is leased to its process. A live process renews its leases every
+/// [`LEASE_RENEWAL`]; the jobs of a process that died are claimed again once their lease is out.
+const LEASE_MS: u64 = 60 * 1000;
+const LEASE_RENEWAL: Duration = Duration::from_secs(20);
 /// The runner looks at the queue at least this often (jobs queued by other processes).
 const POLL: Duration = Duration::from_secs(1);
 /// Jobs claimed at once.
@@ -118,12 +120,28 @@ fn retry_after_failure(now_ms: u64, attempts: u32, interval_ms: Option<u64>) -> 
 /// Queues the periodic jobs (once per deployment: they are keyed by name) and spawns the runner;
 /// it stops when the services are dropped.
 pub fn spawn(services: &Arc<Services>) {
+    let renewals = Arc::downgrade(services);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(LEASE_RENEWAL).await;
+            let Some(s) = renewals.upgrade() else { return };
+            if let Err(err) = s.store.extend_leases(&s.worker_id, s.now_ms() + LEASE_MS).await {
+                tracing::warn!(%err, "could not renew the job leases");
+            }
+        }
+    });
     let services = Arc::downgrade(services);
     tokio::spawn(async move {
-        if let Some(s) = services.upgrade()
-            && let Err(err) = s.schedule_periodic_jobs().await
-        {
-            tracing::warn!(%err, "could not queue the periodic jobs");
+        if let Some(s) = services.upgrade() {
+            // An embedded database has one process: leases left are from its previous life.
+            if !s.config().database_url().starts_with("postgres")
+                && let Err(err) = s.store.release_all_leases().await
+            {
+                tracing::warn!(%err, "could not free the job leases of the previous run");
+            }
+            if let Err(err) = s.schedule_periodic_jobs().await {
+                tracing::warn!(%err, "could not queue the periodic jobs");
+            }
         }
         loop {
             let Some(s) = services.upgrade() else { return };
@@ -187,8 +205,10 @@ impl Services {
 
     async fn run_job(&self, job: ClaimedJob, now: u64) -> MatrixResult<()> {
         let Some(kind) = JobKind::parse(&job.kind) else {
+            // Queued by a newer process of the deployment, perhaps: retried, then kept.
             let err = format!("unknown job kind {:?}", job.kind);
-            self.store.fail_job(job.id, &self.worker_id, &err, None).await?;
+            tracing::warn!(kind = job.kind, attempts = job.attempts, "job of an unknown kind");
+            self.store.fail_job(job.id, &self.worker_id, &err, retry_at(now, job.attempts)).await?;
             return Ok(());
         };
         match self.run_job_kind(kind, &job.payload, now).await {

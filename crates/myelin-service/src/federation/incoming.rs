@@ -25,7 +25,11 @@ use ruma::{
 use serde_json::{Map, Value, json};
 
 use super::encode_component;
-use crate::{Services, pdu::Pdu, rooms::version_rules};
+use crate::{
+    Services,
+    pdu::Pdu,
+    rooms::{RoomHead, version_rules},
+};
 
 /// Most PDUs and EDUs one transaction may carry (specification).
 pub const MAX_TXN_PDUS: usize = 50;
@@ -398,6 +402,10 @@ impl Services {
         for attempt in 0..MAX_STALE_HEAD_RETRIES {
             let (pending, wake, outcome) = {
                 let _room_guard = self.locks.lock(room_id.as_str()).await;
+                // This process's queued events of the room become durable first, so the head
+                // read next names only stored events (each forward extremity's state is read).
+                self.store.flush_writes().await?;
+                self.heads.cache.invalidate(room_id);
                 let head = self.room_head(room_id).await?;
                 // The state before the event: the resolution of the states after its prevs.
                 let prev_events = self.events(&pdu.prev_events).await?;
@@ -408,7 +416,7 @@ impl Services {
                     })?;
                     prev_states.push(self.state_group(group).await?);
                 }
-                let before = self.resolve_states(rules, &prev_states).await?;
+                let before = self.resolve_states(rules, &prev_states, None).await?;
                 let mut loaded = HashMap::new();
                 let roots = pdu.auth_events.iter().cloned().chain(create_event_id(rules, pdu));
                 self.load_auth_closure(roots, &mut loaded).await?;
@@ -429,15 +437,28 @@ impl Services {
                 if let Some((key, id)) = &state_change {
                     after.insert(key.clone(), id.clone());
                 }
-                // The room's new current state: the event's, unless other extremities remain.
+                // The room's new current state: the resolution of the states after every forward
+                // extremity it will have (the event's own when it follows all of them).
                 let extremity_ids: Vec<OwnedEventId> = head.extremities.iter().map(|(id, _)| id.clone()).collect();
-                let extends_all = extremity_ids.iter().all(|e| pdu.prev_events.contains(e));
-                let current = if !accepted || extends_all {
+                let others: Vec<OwnedEventId> =
+                    extremity_ids.iter().filter(|e| !pdu.prev_events.contains(e)).cloned().collect();
+                let current = if !accepted || others.is_empty() {
                     None
                 } else {
-                    Some(self.resolve_states(rules, &[head.state.clone(), Arc::new(after.clone())]).await?)
+                    let mut states = vec![Arc::new(after.clone())];
+                    for ev in self.events(&others).await? {
+                        let group = ev.state_after.ok_or_else(|| {
+                            MatrixError::internal(format!("forward extremity {} has no state", ev.event_id))
+                        })?;
+                        states.push(self.state_group(group).await?);
+                    }
+                    Some(self.resolve_states(rules, &states, Some(pdu)).await?)
                 };
                 let new_current = current.as_ref().unwrap_or(&after);
+                tracing::debug!(
+                    event_id = %pdu.event_id, kind = %pdu.kind, prevs = ?pdu.prev_events, extremities = ?extremity_ids,
+                    ?rejection, resolved = current.is_some(), "placing an event"
+                );
                 let member_changes = if accepted {
                     self.member_changes(&head.state, new_current, &pdu.event_id).await?
                 } else {
@@ -511,11 +532,35 @@ impl Services {
                 if !accepted {
                     wake.clear();
                 }
-                (self.store.enqueue_event(new_event), wake, rejection)
+                let pending = self.store.enqueue_event(new_event);
+                // The room's next events (local ones too) are built on this event's outcome,
+                // while its commit is pending.
+                if accepted {
+                    let mut extremities: Vec<(OwnedEventId, i64)> =
+                        head.extremities.iter().filter(|(id, _)| !pdu.prev_events.contains(id)).cloned().collect();
+                    extremities.push((pdu.event_id.clone(), parsed.depth()));
+                    self.heads.replace(
+                        room_id,
+                        RoomHead {
+                            room_version: head.room_version.clone(),
+                            rules: head.rules.clone(),
+                            state: Arc::new(new_current.clone()),
+                            extremities,
+                        },
+                    );
+                    if pdu.state_key.is_some() {
+                        self.heads.queue_state(pdu.clone());
+                    }
+                }
+                (pending, wake, rejection)
             };
-            match pending.await {
+            let persisted = pending.await;
+            if !matches!(persisted, Ok(PersistOutcome::Persisted { .. })) {
+                self.heads.cache.invalidate(room_id);
+            }
+            self.heads.unqueue_state(&pdu.event_id);
+            match persisted {
                 Ok(PersistOutcome::Persisted { .. }) => {
-                    self.heads.cache.invalidate(room_id);
                     self.invalidate_elsewhere(&self.heads.cache, room_id);
                     if let Some(redacted) = &pdu.redacts {
                         self.invalidate(&self.events_cache, redacted);

@@ -45,10 +45,12 @@ impl Services {
     }
 
     /// The state after several events merged: ruma's state resolution over their state maps.
+    /// `unstored` is an event the states may name that is not stored yet (the one being placed).
     pub(crate) async fn resolve_states(
         &self,
         rules: &RoomVersionRules,
         states: &[Arc<StateMap>],
+        unstored: Option<&Pdu>,
     ) -> MatrixResult<StateMap> {
         match states {
             [] => return Ok(StateMap::new()),
@@ -61,7 +63,14 @@ impl Services {
             .v2_rules()
             .ok_or_else(|| MatrixError::internal("room version 1 state resolution is not supported"))?;
         let mut loaded = LoadedEvents::new();
-        self.load_auth_closure(states.iter().flat_map(|s| s.values().cloned()), &mut loaded).await?;
+        if let Some(pdu) = unstored {
+            loaded.insert(pdu.event_id.clone(), pdu.clone());
+        }
+        let roots = states
+            .iter()
+            .flat_map(|s| s.values().cloned())
+            .chain(unstored.into_iter().flat_map(|p| p.auth_events.clone()));
+        self.load_auth_closure(roots, &mut loaded).await?;
         let auth_chains: Vec<EventIdSet<OwnedEventId>> =
             states.iter().map(|s| auth_chain(s.values(), &loaded).into_iter().collect()).collect();
         let resolved = state_res::resolve(

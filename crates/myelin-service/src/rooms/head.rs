@@ -6,7 +6,7 @@
 //! (an invalidation of the `room_heads` cache); the write path's extremity check (`StaleHead`)
 //! catches any race left.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use myelin_core::{
     Clock, StateKey, StateMap,
@@ -14,7 +14,7 @@ use myelin_core::{
 };
 use ruma::room_version_rules::RoomVersionRules;
 
-use crate::cache::Cache;
+use crate::{cache::Cache, pdu::Pdu};
 
 /// Rooms whose head is kept (the least recently written to go first).
 const HEADS_CACHED: usize = 10_000;
@@ -29,11 +29,39 @@ pub struct RoomHead {
 
 pub struct RoomHeads {
     pub(crate) cache: Cache<OwnedRoomId, Arc<RoomHead>>,
+    /// State events built and queued whose commit is still pending: a head may name them before
+    /// they can be read back, and the next event's auth checks need them.
+    queued: std::sync::Mutex<HashMap<OwnedEventId, Pdu>>,
 }
 
 impl RoomHeads {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self { cache: Cache::new("room_heads", HEADS_CACHED, None, clock) }
+        Self { cache: Cache::new("room_heads", HEADS_CACHED, None, clock), queued: Default::default() }
+    }
+
+    fn queued_map(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedEventId, Pdu>> {
+        // A panic while holding the lock leaves a usable map: the entries are plain data.
+        self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn queue_state(&self, pdu: Pdu) {
+        self.queued_map().insert(pdu.event_id.clone(), pdu);
+    }
+
+    /// The event is durable (or failed): read it from storage from now on.
+    pub(crate) fn unqueue_state(&self, event_id: &OwnedEventId) {
+        self.queued_map().remove(event_id);
+    }
+
+    pub(crate) fn queued_state(&self, ids: &[&OwnedEventId]) -> Vec<Pdu> {
+        let queued = self.queued_map();
+        ids.iter().filter_map(|id| queued.get(*id).cloned()).collect()
+    }
+
+    /// Replaces the room's head (under the room's lock): the head after an event received over
+    /// federation, whose state is the resolved one.
+    pub(crate) fn replace(&self, room_id: &RoomId, head: RoomHead) {
+        self.cache.insert(room_id.to_owned(), Arc::new(head), 1);
     }
 
     /// The head after `event_id` (at `depth`, following `prevs`, maybe setting one state entry).

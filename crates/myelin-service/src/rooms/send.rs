@@ -76,6 +76,8 @@ pub(super) struct Built {
     state_change: Option<(StateKey, OwnedEventId)>,
     /// Other servers it goes to (queued in the federation outbox with it).
     destinations: Vec<OwnedServerName>,
+    /// A state event, known to the room's next events until it is durable.
+    queued_state: Option<Pdu>,
 }
 
 /// Everything an event is built from (`build_and_enqueue`).
@@ -295,9 +297,21 @@ impl Services {
                 };
                 let built = self.build_and_enqueue(draft).await?;
                 self.heads.advance(room_id, &head, &built.event_id, depth + 1, &prevs, built.state_change.clone());
+                if let Some(pdu) = &built.queued_state {
+                    self.heads.queue_state(pdu.clone());
+                }
                 built
             };
-            match built.pending.await {
+            let outcome = built.pending.await;
+            if !matches!(outcome, Ok(PersistOutcome::Persisted { .. })) {
+                // The cached head names the event that was not written: drop the head before
+                // the event stops being readable from the queue.
+                self.heads.cache.invalidate(&room_id.to_owned());
+            }
+            if built.queued_state.is_some() {
+                self.heads.unqueue_state(&built.event_id);
+            }
+            match outcome {
                 Ok(PersistOutcome::Persisted { .. }) => {
                     self.drop_redacted_from_caches(&spec);
                     // Other processes drop their copy of the room's head.
@@ -408,21 +422,22 @@ impl Services {
             &rules.authorization,
         )
         .map_err(|e| MatrixError::bad_json(format!("Invalid event content: {e}")))?;
-        let mut auth_state: HashMap<StateKey, Pdu> = HashMap::new();
         let auth_ids: Vec<OwnedEventId> = auth_types.iter().filter_map(|key| state.get(key).cloned()).collect();
-        for ev in self.events(&auth_ids).await? {
-            let key = (state_event_type(&ev.event_type), ev.state_key.clone().unwrap_or_default());
-            auth_state.insert(key, Pdu::from_stored(&ev)?);
-        }
         // The create event is needed by the state-dependent rules even where it is not an auth
         // event (v12).
         let create_key: StateKey = (StateEventType::RoomCreate, String::new());
+        let mut wanted = auth_ids.clone();
         if let Some(create_id) = state.get(&create_key)
-            && !auth_state.contains_key(&create_key)
-            && let Some(ev) = self.event(create_id).await?
+            && !wanted.contains(create_id)
         {
-            auth_state.insert(create_key.clone(), Pdu::from_stored(&ev)?);
+            wanted.push(create_id.clone());
         }
+        let auth_state: HashMap<StateKey, Pdu> = self
+            .state_pdus(&wanted)
+            .await?
+            .into_iter()
+            .map(|pdu| ((state_event_type(&pdu.kind), pdu.state_key.clone().unwrap_or_default()), pdu))
+            .collect();
 
         let ts = self.event_timestamp(&spec.event_type, ts_bump);
         let mut object = assemble_pdu(PduFields {
@@ -527,7 +542,24 @@ impl Services {
         if let Some(m) = membership {
             wake.push(m.user_id);
         }
-        Ok(Built { event_id, room_id, pending, wake, state_change, destinations })
+        let queued_state = spec.state_key.is_some().then_some(pdu);
+        Ok(Built { event_id, room_id, pending, wake, state_change, destinations, queued_state })
+    }
+
+    /// The PDUs of state events by id: stored ones, and those built and queued whose commit is
+    /// still pending (the room's next event may be built on them).
+    async fn state_pdus(&self, ids: &[OwnedEventId]) -> MatrixResult<Vec<Pdu>> {
+        let stored = self.events(ids).await?;
+        let mut pdus = Vec::with_capacity(ids.len());
+        for ev in &stored {
+            pdus.push(Pdu::from_stored(ev)?);
+        }
+        if stored.len() < ids.len() {
+            let missing: Vec<&OwnedEventId> =
+                ids.iter().filter(|id| !stored.iter().any(|e| e.event_id == **id)).collect();
+            pdus.extend(self.heads.queued_state(&missing));
+        }
+        Ok(pdus)
     }
 
     pub(crate) async fn push_actions(

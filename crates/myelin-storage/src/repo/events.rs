@@ -177,6 +177,8 @@ pub trait EventRepo {
     async fn persist_event(&self, event: NewEvent) -> StorageResult<PersistOutcome> {
         self.enqueue_event(event).await
     }
+    /// Resolves once every write this process queued before the call is durable (or failed).
+    async fn flush_writes(&self) -> StorageResult<()>;
     /// A position at or below which every write has committed (or never will), as far as this
     /// process knows.
     fn stream_head(&self) -> StreamPos;

@@ -58,6 +58,12 @@ pub trait JobRepo {
     /// backoff runs now); false if there is no such job waiting (none, claimed, failed or due
     /// already).
     async fn advance_job(&self, dedupe_key: &str, run_at_ms: u64) -> StorageResult<bool>;
+    /// Extends the lease of every job `worker` holds to `lease_until_ms` (a heartbeat while the
+    /// worker lives); returns how many.
+    async fn extend_leases(&self, worker: &str, lease_until_ms: u64) -> StorageResult<u64>;
+    /// Frees every lease: for a database only one process uses (SQLite), whose earlier life's
+    /// claims died with it.
+    async fn release_all_leases(&self) -> StorageResult<u64>;
     /// The run succeeded: the job is deleted (if `worker` still holds it).
     async fn complete_job(&self, id: i64, worker: &str) -> StorageResult<bool>;
     /// The run succeeded and the job runs again at `run_at_ms` (periodic jobs): the lease is

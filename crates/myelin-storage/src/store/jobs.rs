@@ -75,6 +75,30 @@ impl JobRepo for Database {
         .await
     }
 
+    async fn extend_leases(&self, worker: &str, lease_until_ms: u64) -> StorageResult<u64> {
+        let worker = worker.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute("UPDATE jobs SET claimed_until_ms = $2 WHERE claimed_by = $1", &[&worker, &lease_until_ms])
+                    .await
+            })
+        })
+        .await
+    }
+
+    async fn release_all_leases(&self) -> StorageResult<u64> {
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "UPDATE jobs SET claimed_by = NULL, claimed_until_ms = NULL WHERE claimed_by IS NOT NULL",
+                    &[],
+                )
+                .await
+            })
+        })
+        .await
+    }
+
     async fn complete_job(&self, id: i64, worker: &str) -> StorageResult<bool> {
         let worker = worker.to_owned();
         self.transaction(move |c| {
