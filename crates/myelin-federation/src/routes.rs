@@ -9,7 +9,7 @@ use axum::{
 };
 use myelin_core::{
     MatrixError,
-    types::{OwnedRoomAliasId, OwnedServerName},
+    types::{OwnedRoomAliasId, OwnedServerName, OwnedUserId},
 };
 use myelin_service::Services;
 use serde_json::{Value, json};
@@ -27,6 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_matrix/key/v2/query/{server_name}/{key_id}", get(notary_server_key))
         .route("/_matrix/federation/v1/version", get(version))
         .route("/_matrix/federation/v1/query/directory", get(query_directory))
+        .route("/_matrix/federation/v1/query/profile", get(query_profile))
 }
 
 async fn own_keys(State(state): State<AppState>) -> FedResult<Json<Value>> {
@@ -83,4 +84,15 @@ async fn query_directory(
         OwnedRoomAliasId::try_from(raw.as_str()).map_err(|_| MatrixError::invalid_param("Invalid room alias"))?;
     let (room_id, servers) = state.query_directory(&alias).await?;
     Ok(Json(json!({ "room_id": room_id, "servers": servers })))
+}
+
+async fn query_profile(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    signed: SignedRequest,
+) -> FedResult<Json<Value>> {
+    tracing::debug!(origin = %signed.origin, "profile query");
+    let raw = query.get("user_id").ok_or_else(|| MatrixError::missing_param("user_id is required"))?;
+    let user_id = OwnedUserId::try_from(raw.as_str()).map_err(|_| MatrixError::invalid_param("Invalid user id"))?;
+    Ok(Json(state.query_profile(&user_id, query.get("field").map(String::as_str)).await?))
 }
