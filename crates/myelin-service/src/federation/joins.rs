@@ -401,6 +401,11 @@ impl Services {
             .map_err(|reason| MatrixError::forbidden(format!("The join does not pass the auth rules: {reason}")))?;
         let existing = self.store.get_room(room_id).await?;
         let old_state = if existing.is_some() { self.current_state(room_id).await? } else { StateMap::new() };
+        let stale_extremities: Vec<OwnedEventId> = if existing.is_some() {
+            self.store.forward_extremities(room_id).await?.into_iter().map(|e| e.event_id).collect()
+        } else {
+            Vec::new()
+        };
         let mut after = state.clone();
         after.insert((StateEventType::RoomMember, pdu.sender.to_string()), pdu.event_id.clone());
         let member_changes = self.member_changes(&old_state, &after, &pdu.event_id).await?;
@@ -427,7 +432,9 @@ impl Services {
                 _ => 1,
             },
             json: join.json()?,
-            prev_events: pdu.prev_events.clone(),
+            // The join replaces the room's forward extremities: what this server had of the room
+            // from an earlier stay is behind it.
+            prev_events: pdu.prev_events.iter().cloned().chain(stale_extremities).collect(),
             txn: None,
             redacts: None,
             relation: None,
