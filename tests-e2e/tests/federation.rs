@@ -402,9 +402,9 @@ async fn a_server_acl_shuts_a_server_out() -> Result<()> {
     Ok(())
 }
 
-/// A user's profile is asked of their server.
+/// A user's profile and a server's public room directory are asked of that server.
 #[tokio::test]
-async fn profiles_across_servers() -> Result<()> {
+async fn profiles_and_room_directories_across_servers() -> Result<()> {
     let a = TestServer::start_federating().await?;
     let b = TestServer::start_federating().await?;
     let alice = a.register("alice").await?;
@@ -425,5 +425,24 @@ async fn profiles_across_servers() -> Result<()> {
     let (status, body) =
         bob.get(&format!("/_matrix/client/v3/profile/{}", enc(&format!("@nobody:{}", a.server_name())))).await?;
     assert_eq!(status, 404, "{body}");
+
+    let room = alice
+        .create_room(
+            json!({ "preset": "public_chat", "visibility": "public", "name": "Lobby", "topic": "all welcome" }),
+        )
+        .await?;
+    alice.create_room(json!({ "preset": "private_chat", "name": "Hidden" })).await?;
+    let (status, body) = bob.get(&format!("/_matrix/client/v3/publicRooms?server={}", enc(a.server_name()))).await?;
+    assert_eq!(status, 200, "{body}");
+    let chunk = body["chunk"].as_array().context("chunk")?;
+    assert_eq!(chunk.len(), 1, "only the published room: {body}");
+    assert_eq!((chunk[0]["room_id"].as_str(), chunk[0]["name"].as_str()), (Some(room.as_str()), Some("Lobby")));
+    let search = json!({ "filter": { "generic_search_term": "nothing like it" } });
+    let (status, body) =
+        bob.post(&format!("/_matrix/client/v3/publicRooms?server={}", enc(a.server_name())), &search).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["chunk"].as_array().map(Vec::len), Some(0), "{body}");
+    let (status, body) = bob.get("/_matrix/client/v3/publicRooms").await?;
+    assert_eq!((status, body["chunk"].as_array().map(Vec::len)), (200, Some(0)), "B's own directory: {body}");
     Ok(())
 }

@@ -243,3 +243,70 @@ async fn invites_between_myelin_and_synapse_version_11() -> Result<()> {
 async fn invites_between_myelin_and_synapse_version_12() -> Result<()> {
     invites_between_myelin_and_synapse("12").await
 }
+
+/// Knocks both ways: a Myelin user knocks on a Synapse room and a Synapse user on a Myelin room;
+/// each is let in by an invite and joins. Each directory is read from the other server.
+#[tokio::test]
+async fn knocks_and_directories_between_myelin_and_synapse() -> Result<()> {
+    let myelin = TestServer::start_federating().await?;
+    let synapse = SynapsePeer::start().await?;
+    let alice = myelin.register("alice").await?;
+    let sam = synapse.register("sam").await?;
+    let logs = || format!("Myelin's log:\n{}\nSynapse's log:\n{}", myelin.log(), synapse.log());
+    let (alice_id, sam_id) = (myelin.user_id("alice"), synapse.user_id("sam"));
+    let knock_rule = json!([{ "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "knock" } }]);
+    let knock = |client: &Client, room: &str, server: &str| {
+        let path = format!("/_matrix/client/v3/knock/{}?server_name={}", enc(room), enc(server));
+        let client = client.clone();
+        async move { client.post(&path, &json!({ "reason": "hello" })).await }
+    };
+
+    // Myelin knocks on Synapse.
+    let room = sam.create_room(json!({ "room_version": "11", "name": "S", "initial_state": knock_rule })).await?;
+    let (status, body) = knock(&alice, &room, &synapse.server_name()).await?;
+    if status != 200 {
+        bail!("Myelin knocking on a Synapse room: {status} {body}\n{}", logs());
+    }
+    let entry = sync_shows(&alice, &room, "knock", "Myelin").await.with_context(logs)?;
+    let state = entry["knock_state"]["events"].as_array().cloned().unwrap_or_default();
+    assert!(state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "S"), "{state:?}");
+    sees_membership(&sam, &room, &alice_id, "knock", "Synapse").await.with_context(logs)?;
+    let (status, body) = sam.post(&room_path(&room, "invite"), &json!({ "user_id": alice_id })).await?;
+    assert_eq!(status, 200, "invite: {body}");
+    sync_shows(&alice, &room, "invite", "Myelin").await.with_context(logs)?;
+    let (status, body) = alice.post(&room_path(&room, "join"), &json!({})).await?;
+    if status != 200 {
+        bail!("Myelin joining after the knock: {status} {body}\n{}", logs());
+    }
+    sees_members(&sam, &room, &[alice_id.clone(), sam_id.clone()], "Synapse").await.with_context(logs)?;
+
+    // Synapse knocks on Myelin.
+    let room = alice.create_room(json!({ "room_version": "11", "name": "M", "initial_state": knock_rule })).await?;
+    let (status, body) = knock(&sam, &room, myelin.server_name()).await?;
+    if status != 200 {
+        bail!("Synapse knocking on a Myelin room: {status} {body}\n{}", logs());
+    }
+    sees_membership(&alice, &room, &sam_id, "knock", "Myelin").await.with_context(logs)?;
+    let (status, body) = alice.post(&room_path(&room, "invite"), &json!({ "user_id": sam_id })).await?;
+    assert_eq!(status, 200, "invite: {body}");
+    sync_shows(&sam, &room, "invite", "Synapse").await.with_context(logs)?;
+    let (status, body) = sam.post(&room_path(&room, "join"), &json!({})).await?;
+    if status != 200 {
+        bail!("Synapse joining after the knock: {status} {body}\n{}", logs());
+    }
+    sees_members(&alice, &room, &[alice_id.clone(), sam_id.clone()], "Myelin").await.with_context(logs)?;
+
+    // Directories across.
+    let published = alice.create_room(json!({ "preset": "public_chat", "visibility": "public", "name": "ML" })).await?;
+    let (status, body) =
+        sam.get(&format!("/_matrix/client/v3/publicRooms?server={}", enc(myelin.server_name()))).await?;
+    assert_eq!(status, 200, "{body}\n{}", logs());
+    assert!(body["chunk"].as_array().is_some_and(|c| c.iter().any(|r| r["room_id"] == published.as_str())), "{body}");
+    // Synapse publishes only its admins' rooms by default (`room_list_publication_rules`): its
+    // directory answers, but empty.
+    let (status, body) =
+        alice.get(&format!("/_matrix/client/v3/publicRooms?server={}", enc(&synapse.server_name()))).await?;
+    assert_eq!(status, 200, "{body}\n{}", logs());
+    assert!(body["chunk"].is_array(), "{body}");
+    Ok(())
+}

@@ -233,3 +233,29 @@ impl Services {
         Ok(crate::accounts::Profile { displayname: text("displayname"), avatar_url: text("avatar_url") })
     }
 }
+
+impl Services {
+    /// Another server's public room directory (`POST /publicRooms` over federation), as it answers.
+    pub(crate) async fn remote_public_rooms(
+        &self,
+        server: &ServerName,
+        req: &crate::rooms::PublicRoomsRequest,
+    ) -> MatrixResult<Value> {
+        let mut body = json!({ "limit": req.limit });
+        if req.since > 0 {
+            body["since"] = req.since.to_string().into();
+        }
+        if let Some(term) = &req.filter {
+            body["filter"] = json!({ "generic_search_term": term });
+        }
+        let answer = self
+            .federation_send(reqwest::Method::POST, server, "/_matrix/federation/v1/publicRooms", &body)
+            .await
+            .map_err(MatrixError::from)?;
+        if !answer.get("chunk").is_some_and(Value::is_array) {
+            return Err(MatrixError::new(myelin_core::ErrorCode::Unknown, "The server answered no room directory")
+                .with_status(502));
+        }
+        Ok(answer)
+    }
+}
