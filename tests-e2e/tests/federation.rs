@@ -446,3 +446,23 @@ async fn profiles_and_room_directories_across_servers() -> Result<()> {
     assert_eq!((status, body["chunk"].as_array().map(Vec::len)), (200, Some(0)), "B's own directory: {body}");
     Ok(())
 }
+
+/// An invite from a server that no longer answers can still be rejected: the leave is recorded
+/// locally only.
+#[tokio::test]
+async fn rejecting_an_invite_from_an_unreachable_server() -> Result<()> {
+    let mut a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "private_chat", "room_version": "12" })).await?;
+    let (status, body) = alice.post(&room_path(&room, "invite"), &json!({ "user_id": b.user_id("bob") })).await?;
+    assert_eq!(status, 200, "invite: {body}");
+    wait_for_sync_section(&bob, &room, "invite").await?;
+    a.stop().await?;
+    let (status, body) = bob.post(&room_path(&room, "leave"), &json!({})).await?;
+    assert_eq!(status, 200, "rejecting while the inviter is down: {body}\nB's log:\n{}", b.log());
+    let sync = bob.sync(None, 0, None).await?;
+    assert!(sync["rooms"]["invite"].get(&room).is_none(), "the invite is gone: {sync}");
+    Ok(())
+}

@@ -310,3 +310,25 @@ async fn knocks_and_directories_between_myelin_and_synapse() -> Result<()> {
     assert!(body["chunk"].is_array(), "{body}");
     Ok(())
 }
+
+/// Server ACLs both ways (every IP literal denied, as both servers are `127.0.0.1:port`): Myelin
+/// refuses a Synapse user's join to its room, Synapse refuses a Myelin user's join to its room.
+#[tokio::test]
+async fn server_acls_between_myelin_and_synapse() -> Result<()> {
+    let myelin = TestServer::start_federating().await?;
+    let synapse = SynapsePeer::start().await?;
+    let alice = myelin.register("alice").await?;
+    let sam = synapse.register("sam").await?;
+    let logs = || format!("Myelin's log:\n{}\nSynapse's log:\n{}", myelin.log(), synapse.log());
+    let acl = json!([{ "type": "m.room.server_acl", "state_key": "",
+                       "content": { "allow": ["*"], "deny": [], "allow_ip_literals": false } }]);
+
+    let room = alice.create_room(json!({ "preset": "public_chat", "initial_state": acl })).await?;
+    let (status, body) = join_via(&sam, &room, myelin.server_name()).await?;
+    assert_eq!(status, 403, "Myelin refuses a denied Synapse: {body}\n{}", logs());
+
+    let room = sam.create_room(json!({ "preset": "public_chat", "initial_state": acl })).await?;
+    let (status, body) = join_via(&alice, &room, &synapse.server_name()).await?;
+    assert_eq!(status, 403, "Synapse refuses a denied Myelin: {body}\n{}", logs());
+    Ok(())
+}

@@ -276,17 +276,55 @@ impl Services {
         if let Some(reason) = reason {
             content.insert("reason".into(), reason.into());
         }
-        let mut last_error = MatrixError::not_found("No server to leave the room through");
         for server in &servers {
             match self.remote_membership_through(user_id, room_id, server, Membership::Leave, &content).await {
                 Ok((event, _)) => return self.record_outside_membership(&event, None).await,
                 Err(e) => {
                     tracing::info!(%room_id, %server, error = %e.message, "leaving through a server failed");
-                    last_error = e;
                 }
             }
         }
-        Err(last_error)
+        // No server of the room answers: the user is not left with an invite they cannot get
+        // rid of. The leave is recorded here only (an outlier on top of the invite or knock).
+        self.leave_out_of_band(user_id, room_id, content).await
+    }
+
+    /// A leave event this server signs on top of the user's invite or knock, recorded here and
+    /// sent nowhere (the room's servers could not be reached).
+    async fn leave_out_of_band(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        mut content: serde_json::Map<String, Value>,
+    ) -> MatrixResult<()> {
+        let member = self
+            .store
+            .membership(room_id, user_id)
+            .await?
+            .ok_or_else(|| MatrixError::not_found("You are not invited to this room"))?;
+        let previous =
+            self.event(&member.event_id).await?.ok_or_else(|| MatrixError::not_found("The invite is unknown"))?;
+        let room = self.store.get_room(room_id).await?.ok_or_else(|| MatrixError::not_found("Unknown room"))?;
+        let (room_version, rules) = version_rules(room.room_version.as_str())?;
+        content.insert("membership".into(), "leave".into());
+        let ids = [previous.event_id.clone()];
+        let mut object = crate::rooms::assemble_pdu(crate::rooms::PduFields {
+            rules: &rules,
+            room_id: Some(room_id),
+            sender: user_id,
+            event_type: &TimelineEventType::RoomMember,
+            state_key: Some(user_id.as_str()),
+            redacts: None,
+            content: &Value::Object(content),
+            auth_events: &ids,
+            prev_events: &ids,
+            depth: previous.depth + 1,
+            origin_server_ts: self.now_ms(),
+        })?;
+        crate::pdu::sign_and_id(&mut object, &rules, &self.server_name, &self.keys, self.random.as_ref())?;
+        let parsed = ParsedPdu::parse(&Value::from(CanonicalJsonValue::Object(object)), &room_version)?;
+        tracing::info!(%room_id, %user_id, "no server of the room answers: the leave is recorded locally only");
+        self.record_outside_membership(&parsed, None).await
     }
 
     /// Knocks on a room this server is not in, through the first of `via` that lets it.
