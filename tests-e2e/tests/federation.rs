@@ -239,6 +239,19 @@ async fn invites_kicks_and_bans_across_servers(version: &str) -> Result<()> {
     alice.send_message(&room, "welcome").await?;
     wait_for_messages(&bob, &room, "Bob sees Alice", |m| m.iter().any(|b| b == "welcome")).await?;
 
+    // B is in the room now: Carol's second invite reaches B as a room event, and she joins and
+    // leaves on B itself.
+    let (status, body) = alice.post(&room_path(&room, "invite"), &json!({ "user_id": carol_id })).await?;
+    assert_eq!(status, 200, "invite while B is in the room: {body}");
+    let invite = wait_for_sync_section(&carol, &room, "invite").await.with_context(logs)?;
+    assert!(invite["invite_state"]["events"].as_array().is_some_and(|e| e.iter().any(|e| e["type"] == "m.room.name")));
+    let (status, body) = carol.post(&room_path(&room, "join"), &json!({})).await?;
+    assert_eq!(status, 200, "join: {body}\n{}", logs());
+    wait_for_members(&alice, &room, &[alice_id.as_str(), bob_id.as_str(), carol_id.as_str()]).await?;
+    let (status, body) = carol.post(&room_path(&room, "leave"), &json!({})).await?;
+    assert_eq!(status, 200, "leave: {body}");
+    wait_for_members(&alice, &room, &both).await?;
+
     // A power-level change on A is seen on B.
     let (status, mut levels) = alice.get(&room_path(&room, "state/m.room.power_levels/")).await?;
     assert_eq!(status, 200, "{levels}");
