@@ -275,3 +275,342 @@ async fn concurrent_conflicting_state_changes_converge_on_both_servers() -> Resu
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The user's joined rooms.
+async fn joined_rooms(client: &Client) -> Result<Vec<String>> {
+    let (status, body) = client.get("/_matrix/client/v3/joined_rooms").await?;
+    if status != 200 {
+        bail!("joined_rooms: {status} {body}");
+    }
+    Ok(body["joined_rooms"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned)).collect())
+}
+
+/// Waits until the user's sync shows `room` in `section` (`invite`, `knock`, `join`, `leave`) and
+/// answers that room's entry.
+async fn wait_for_sync_section(client: &Client, room: &str, section: &str) -> Result<serde_json::Value> {
+    let deadline = Instant::now() + CROSSING;
+    loop {
+        let sync = client.sync(None, 0, None).await?;
+        let entry = &sync["rooms"][section][room];
+        if entry.is_object() {
+            return Ok(entry.clone());
+        }
+        if Instant::now() > deadline {
+            bail!("{room} never showed in rooms.{section}: {sync}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A member's membership as `client` sees it in the room's state.
+async fn membership_of(client: &Client, room: &str, user: &str) -> Result<String> {
+    let (status, body) = client.get(&room_path(room, &format!("state/m.room.member/{}", enc(user)))).await?;
+    Ok(if status == 200 { body["membership"].as_str().unwrap_or_default().to_owned() } else { format!("{status}") })
+}
+
+async fn wait_for_membership(client: &Client, room: &str, user: &str, expected: &str) -> Result<()> {
+    let deadline = Instant::now() + CROSSING;
+    loop {
+        let found = membership_of(client, room, user).await?;
+        if found == expected {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{user} in {room}: expected {expected}, still {found}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Invites across servers: rejected (this server is not in the room, so through the inviter's),
+/// accepted (joined through the inviter's server, no `via`); a power-level change crosses; kick and
+/// ban of a remote member, after which the banned user's join is refused.
+async fn invites_kicks_and_bans_across_servers(version: &str) -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let logs = || format!("A's log:\n{}\nB's log:\n{}", a.log(), b.log());
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let carol = b.register("carol").await?;
+    let room =
+        alice.create_room(json!({ "preset": "private_chat", "room_version": version, "name": "Secret" })).await?;
+    let (alice_id, bob_id, carol_id) = (a.user_id("alice"), b.user_id("bob"), b.user_id("carol"));
+
+    // Carol is invited and rejects: B is not in the room, so the leave goes through A.
+    let (status, body) = alice.post(&room_path(&room, "invite"), &json!({ "user_id": carol_id })).await?;
+    if status != 200 {
+        bail!("inviting a remote user: {status} {body}\n{}", logs());
+    }
+    let invite = wait_for_sync_section(&carol, &room, "invite").await.with_context(logs)?;
+    let state = invite["invite_state"]["events"].as_array().context("invite_state")?.clone();
+    assert!(state.iter().any(|e| e["type"] == "m.room.create"), "the create event is in the invite state: {state:?}");
+    assert!(state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Secret"), "{state:?}");
+    assert!(
+        state.iter().any(|e| e["type"] == "m.room.member"
+            && e["state_key"] == carol_id.as_str()
+            && e["content"]["membership"] == "invite"),
+        "{state:?}"
+    );
+    wait_for_membership(&alice, &room, &carol_id, "invite").await?;
+    let (status, body) = carol.post(&room_path(&room, "leave"), &json!({})).await?;
+    if status != 200 {
+        bail!("rejecting a remote invite: {status} {body}\n{}", logs());
+    }
+    wait_for_membership(&alice, &room, &carol_id, "leave").await.context("A sees the rejection")?;
+    let sync = carol.sync(None, 0, None).await?;
+    assert!(sync["rooms"]["invite"].get(&room).is_none(), "the invite is gone: {sync}");
+
+    // Bob is invited and accepts, joining through the inviter's server without naming it.
+    let (status, body) = alice.post(&room_path(&room, "invite"), &json!({ "user_id": bob_id })).await?;
+    assert_eq!(status, 200, "invite: {body}");
+    wait_for_sync_section(&bob, &room, "invite").await.with_context(logs)?;
+    let (status, body) = bob.post(&room_path(&room, "join"), &json!({})).await?;
+    if status != 200 {
+        bail!("accepting a remote invite: {status} {body}\n{}", logs());
+    }
+    let both = [alice_id.as_str(), bob_id.as_str()];
+    wait_for_members(&alice, &room, &both).await.with_context(logs)?;
+    wait_for_members(&bob, &room, &both).await.with_context(logs)?;
+    alice.send_message(&room, "welcome").await?;
+    wait_for_messages(&bob, &room, "Bob sees Alice", |m| m.iter().any(|b| b == "welcome")).await?;
+
+    // B is in the room now: Carol's second invite reaches B as a room event, and she joins and
+    // leaves on B itself.
+    let (status, body) = alice.post(&room_path(&room, "invite"), &json!({ "user_id": carol_id })).await?;
+    assert_eq!(status, 200, "invite while B is in the room: {body}");
+    let invite = wait_for_sync_section(&carol, &room, "invite").await.with_context(logs)?;
+    assert!(invite["invite_state"]["events"].as_array().is_some_and(|e| e.iter().any(|e| e["type"] == "m.room.name")));
+    let (status, body) = carol.post(&room_path(&room, "join"), &json!({})).await?;
+    assert_eq!(status, 200, "join: {body}\n{}", logs());
+    wait_for_members(&alice, &room, &[alice_id.as_str(), bob_id.as_str(), carol_id.as_str()]).await?;
+    let (status, body) = carol.post(&room_path(&room, "leave"), &json!({})).await?;
+    assert_eq!(status, 200, "leave: {body}");
+    wait_for_members(&alice, &room, &both).await?;
+
+    // A power-level change on A is seen on B.
+    let (status, mut levels) = alice.get(&room_path(&room, "state/m.room.power_levels/")).await?;
+    assert_eq!(status, 200, "{levels}");
+    levels["users"][&bob_id] = json!(50);
+    let (status, body) = alice.put(&room_path(&room, "state/m.room.power_levels/"), &levels).await?;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + CROSSING;
+    loop {
+        let (_, seen) = bob.get(&room_path(&room, "state/m.room.power_levels/")).await?;
+        if seen["users"][&bob_id] == 50 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("B never saw the power levels: {seen}\n{}", logs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Kicked: both servers see it; Bob may come back.
+    let (status, body) = alice.post(&room_path(&room, "kick"), &json!({ "user_id": bob_id, "reason": "out" })).await?;
+    assert_eq!(status, 200, "kick: {body}");
+    wait_for_members(&alice, &room, &[alice_id.as_str()]).await?;
+    let deadline = Instant::now() + CROSSING;
+    while joined_rooms(&bob).await?.contains(&room) {
+        if Instant::now() > deadline {
+            bail!("B never saw the kick\n{}", logs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = alice.post(&room_path(&room, "invite"), &json!({ "user_id": bob_id })).await?;
+    assert_eq!(status, 200, "invite again: {body}");
+    wait_for_membership(&alice, &room, &bob_id, "invite").await?;
+    let (status, body) = bob.post(&room_path(&room, "join"), &json!({})).await?;
+    if status != 200 {
+        bail!("joining again after a kick: {status} {body}\n{}", logs());
+    }
+    wait_for_members(&alice, &room, &both).await?;
+
+    // Banned: both servers see it, and Bob's join is refused.
+    let (status, body) = alice.post(&room_path(&room, "ban"), &json!({ "user_id": bob_id })).await?;
+    assert_eq!(status, 200, "ban: {body}");
+    wait_for_membership(&alice, &room, &bob_id, "ban").await?;
+    let deadline = Instant::now() + CROSSING;
+    while joined_rooms(&bob).await?.contains(&room) {
+        if Instant::now() > deadline {
+            bail!("B never saw the ban\n{}", logs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = bob
+        .post(&format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(a.server_name())), &json!({}))
+        .await?;
+    assert_eq!(status, 403, "a banned user's join is refused: {body}");
+    assert_eq!(membership_of(&alice, &room, &bob_id).await?, "ban");
+    Ok(())
+}
+
+#[tokio::test]
+async fn invites_kicks_and_bans_across_servers_version_10() -> Result<()> {
+    invites_kicks_and_bans_across_servers("10").await
+}
+
+#[tokio::test]
+async fn invites_kicks_and_bans_across_servers_version_12() -> Result<()> {
+    invites_kicks_and_bans_across_servers("12").await
+}
+
+/// Bob knocks on a room on A (his sync shows the knock with the room's state), Alice sees the
+/// knock and invites him, he joins.
+#[tokio::test]
+async fn knock_then_invite_across_servers() -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let logs = || format!("A's log:\n{}\nB's log:\n{}", a.log(), b.log());
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let room = alice
+        .create_room(json!({
+            "room_version": "12",
+            "name": "Knock here",
+            "initial_state": [{ "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "knock" } }],
+        }))
+        .await?;
+    let (alice_id, bob_id) = (a.user_id("alice"), b.user_id("bob"));
+    let (status, body) = bob
+        .post(
+            &format!("/_matrix/client/v3/knock/{}?server_name={}", enc(&room), enc(a.server_name())),
+            &json!({ "reason": "let me in" }),
+        )
+        .await?;
+    if status != 200 {
+        bail!("knocking over federation: {status} {body}\n{}", logs());
+    }
+    let knock = wait_for_sync_section(&bob, &room, "knock").await.with_context(logs)?;
+    let state = knock["knock_state"]["events"].as_array().context("knock_state")?.clone();
+    assert!(state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Knock here"), "{state:?}");
+    wait_for_membership(&alice, &room, &bob_id, "knock").await.with_context(logs)?;
+
+    let (status, body) = alice.post(&room_path(&room, "invite"), &json!({ "user_id": bob_id })).await?;
+    if status != 200 {
+        bail!("inviting a knocking remote user: {status} {body}\n{}", logs());
+    }
+    wait_for_sync_section(&bob, &room, "invite").await.with_context(logs)?;
+    let (status, body) = bob.post(&room_path(&room, "join"), &json!({})).await?;
+    if status != 200 {
+        bail!("joining after the invite: {status} {body}\n{}", logs());
+    }
+    wait_for_members(&alice, &room, &[alice_id.as_str(), bob_id.as_str()]).await.with_context(logs)?;
+    Ok(())
+}
+
+/// A room's server ACL denying B (every IP literal, as both test servers are `127.0.0.1:port`):
+/// A drops Bob's messages and refuses B's joins.
+#[tokio::test]
+async fn a_server_acl_shuts_a_server_out() -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let logs = || format!("A's log:\n{}\nB's log:\n{}", a.log(), b.log());
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let dave = b.register("dave").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat", "room_version": "11" })).await?;
+    let join = |client: &Client| {
+        let path = format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(a.server_name()));
+        let client = client.clone();
+        async move { client.post(&path, &json!({})).await }
+    };
+    let (status, body) = join(&bob).await?;
+    assert_eq!(status, 200, "join: {body}");
+    wait_for_members(&alice, &room, &[a.user_id("alice").as_str(), b.user_id("bob").as_str()]).await?;
+    bob.send_message(&room, "before").await?;
+    wait_for_messages(&alice, &room, "Alice sees Bob", |m| m.iter().any(|b| b == "before")).await?;
+
+    let acl = json!({ "allow": ["*"], "deny": [], "allow_ip_literals": false });
+    let (status, body) = alice.put(&room_path(&room, "state/m.room.server_acl/"), &acl).await?;
+    assert_eq!(status, 200, "{body}");
+    // B is told of the ACL before anything it sends next.
+    let deadline = Instant::now() + CROSSING;
+    loop {
+        let (status, _) = bob.get(&room_path(&room, "state/m.room.server_acl/")).await?;
+        if status == 200 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("B never got the ACL\n{}", logs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bob.send_message(&room, "after").await?;
+    alice.send_message(&room, "marker").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = bodies(&alice.all_messages(&room, 50).await?);
+    assert!(!seen.iter().any(|b| b == "after"), "A drops messages from a denied server: {seen:?}");
+
+    // Once B has no member left, a join from B must go through A, which refuses it.
+    let (status, body) = bob.post(&room_path(&room, "leave"), &json!({})).await?;
+    assert_eq!(status, 200, "leave: {body}");
+    let (status, body) = join(&dave).await?;
+    assert_eq!(status, 403, "a denied server cannot join: {body}\n{}", logs());
+    assert_eq!(errcode(&body), "M_FORBIDDEN");
+    Ok(())
+}
+
+/// A user's profile and a server's public room directory are asked of that server.
+#[tokio::test]
+async fn profiles_and_room_directories_across_servers() -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let alice_id = a.user_id("alice");
+    let (status, body) = alice
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", enc(&alice_id)),
+            &json!({ "displayname": "Alice A" }),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = bob.get(&format!("/_matrix/client/v3/profile/{}", enc(&alice_id))).await?;
+    assert_eq!(status, 200, "{body}\nA's log:\n{}\nB's log:\n{}", a.log(), b.log());
+    assert_eq!(body["displayname"], "Alice A");
+    let (status, body) = bob.get(&format!("/_matrix/client/v3/profile/{}/displayname", enc(&alice_id))).await?;
+    assert_eq!((status, body["displayname"].clone()), (200, json!("Alice A")));
+    let (status, body) =
+        bob.get(&format!("/_matrix/client/v3/profile/{}", enc(&format!("@nobody:{}", a.server_name())))).await?;
+    assert_eq!(status, 404, "{body}");
+
+    let room = alice
+        .create_room(
+            json!({ "preset": "public_chat", "visibility": "public", "name": "Lobby", "topic": "all welcome" }),
+        )
+        .await?;
+    alice.create_room(json!({ "preset": "private_chat", "name": "Hidden" })).await?;
+    let (status, body) = bob.get(&format!("/_matrix/client/v3/publicRooms?server={}", enc(a.server_name()))).await?;
+    assert_eq!(status, 200, "{body}");
+    let chunk = body["chunk"].as_array().context("chunk")?;
+    assert_eq!(chunk.len(), 1, "only the published room: {body}");
+    assert_eq!((chunk[0]["room_id"].as_str(), chunk[0]["name"].as_str()), (Some(room.as_str()), Some("Lobby")));
+    let search = json!({ "filter": { "generic_search_term": "nothing like it" } });
+    let (status, body) =
+        bob.post(&format!("/_matrix/client/v3/publicRooms?server={}", enc(a.server_name())), &search).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["chunk"].as_array().map(Vec::len), Some(0), "{body}");
+    let (status, body) = bob.get("/_matrix/client/v3/publicRooms").await?;
+    assert_eq!((status, body["chunk"].as_array().map(Vec::len)), (200, Some(0)), "B's own directory: {body}");
+    Ok(())
+}
+
+/// An invite from a server that no longer answers can still be rejected: the leave is recorded
+/// locally only.
+#[tokio::test]
+async fn rejecting_an_invite_from_an_unreachable_server() -> Result<()> {
+    let mut a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "private_chat", "room_version": "12" })).await?;
+    let (status, body) = alice.post(&room_path(&room, "invite"), &json!({ "user_id": b.user_id("bob") })).await?;
+    assert_eq!(status, 200, "invite: {body}");
+    wait_for_sync_section(&bob, &room, "invite").await?;
+    a.stop().await?;
+    let (status, body) = bob.post(&room_path(&room, "leave"), &json!({})).await?;
+    assert_eq!(status, 200, "rejecting while the inviter is down: {body}\nB's log:\n{}", b.log());
+    let sync = bob.sync(None, 0, None).await?;
+    assert!(sync["rooms"]["invite"].get(&room).is_none(), "the invite is gone: {sync}");
+    Ok(())
+}

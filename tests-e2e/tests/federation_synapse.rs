@@ -109,3 +109,226 @@ async fn myelin_and_synapse_share_version_11_rooms() -> Result<()> {
 async fn myelin_and_synapse_share_version_12_rooms() -> Result<()> {
     myelin_and_synapse_share_rooms("12").await
 }
+
+/// Waits until `client`'s sync shows `room` in `rooms.{section}` and answers that entry.
+async fn sync_shows(client: &Client, room: &str, section: &str, who: &str) -> Result<serde_json::Value> {
+    let deadline = Instant::now() + CROSSING;
+    loop {
+        let sync = client.sync(None, 0, None).await?;
+        let found = &sync["rooms"][section][room];
+        if found.is_object() {
+            return Ok(found.clone());
+        }
+        if Instant::now() > deadline {
+            bail!("{who} never saw {room} in rooms.{section}: {}", sync["rooms"]);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn sees_membership(client: &Client, room: &str, user: &str, expected: &str, who: &str) -> Result<()> {
+    wait_until(&format!("{who} sees {user} as {expected}"), || async {
+        let (status, body) = client.get(&room_path(room, &format!("state/m.room.member/{}", enc(user)))).await?;
+        Ok((status != 200 || body["membership"] != expected).then(|| format!("{status} {body}")))
+    })
+    .await
+}
+
+/// Invites both ways between Myelin and Synapse: a Synapse user invited to a Myelin room joins
+/// and is later banned (and cannot come back); a Myelin user invited to Synapse rooms rejects one
+/// invite and accepts another (joining through the inviter, no `via`); profiles are asked across.
+async fn invites_between_myelin_and_synapse(version: &str) -> Result<()> {
+    let myelin = TestServer::start_federating().await?;
+    let synapse = SynapsePeer::start().await?;
+    let alice = myelin.register("alice").await?;
+    let sam = synapse.register("sam").await?;
+    let logs = || format!("Myelin's log:\n{}\nSynapse's log:\n{}", myelin.log(), synapse.log());
+    let (alice_id, sam_id) = (myelin.user_id("alice"), synapse.user_id("sam"));
+
+    // Myelin invites a Synapse user, who joins without naming a server.
+    let room = alice.create_room(json!({ "preset": "private_chat", "room_version": version, "name": "M" })).await?;
+    let (status, body) = alice.post(&room_path(&room, "invite"), &json!({ "user_id": sam_id })).await?;
+    if status != 200 {
+        bail!("Myelin inviting a Synapse user: {status} {body}\n{}", logs());
+    }
+    let invite = sync_shows(&sam, &room, "invite", "Synapse").await.with_context(logs)?;
+    let state = invite["invite_state"]["events"].as_array().cloned().unwrap_or_default();
+    assert!(state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "M"), "{state:?}");
+    let (status, body) = sam.post(&room_path(&room, "join"), &json!({})).await?;
+    if status != 200 {
+        bail!("Synapse user accepting a Myelin invite: {status} {body}\n{}", logs());
+    }
+    let members = vec![alice_id.clone(), sam_id.clone()];
+    sees_members(&alice, &room, &members, "Myelin").await.with_context(logs)?;
+    sam.send_message(&room, "thanks").await?;
+    sees_message(&alice, &room, "thanks", "Myelin").await.with_context(logs)?;
+
+    // Myelin bans the Synapse user; Synapse sees it and the user cannot join again.
+    let (status, body) = alice.post(&room_path(&room, "ban"), &json!({ "user_id": sam_id })).await?;
+    assert_eq!(status, 200, "ban: {body}");
+    wait_until("Synapse sees the ban", || async {
+        let (_, body) = sam.get("/_matrix/client/v3/joined_rooms").await?;
+        let joined = body["joined_rooms"].as_array().is_some_and(|r| r.iter().any(|r| r == room.as_str()));
+        Ok(joined.then(|| body.to_string()))
+    })
+    .await
+    .with_context(logs)?;
+    let (status, body) = join_via(&sam, &room, myelin.server_name()).await?;
+    assert_ne!(status, 200, "a banned Synapse user cannot join again: {body}");
+    sees_membership(&alice, &room, &sam_id, "ban", "Myelin").await?;
+
+    // Synapse invites a Myelin user, who rejects.
+    let room = sam.create_room(json!({ "preset": "private_chat", "room_version": version, "name": "S1" })).await?;
+    let (status, body) = sam.post(&room_path(&room, "invite"), &json!({ "user_id": alice_id })).await?;
+    if status != 200 {
+        bail!("Synapse inviting a Myelin user: {status} {body}\n{}", logs());
+    }
+    let invite = sync_shows(&alice, &room, "invite", "Myelin").await.with_context(logs)?;
+    let state = invite["invite_state"]["events"].as_array().cloned().unwrap_or_default();
+    assert!(state.iter().any(|e| e["type"] == "m.room.create"), "{state:?}");
+    assert!(state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "S1"), "{state:?}");
+    let (status, body) = alice.post(&room_path(&room, "leave"), &json!({})).await?;
+    if status != 200 {
+        bail!("Myelin user rejecting a Synapse invite: {status} {body}\n{}", logs());
+    }
+    sees_membership(&sam, &room, &alice_id, "leave", "Synapse").await.with_context(logs)?;
+
+    // Synapse invites again elsewhere; the Myelin user accepts through the inviter.
+    let room = sam.create_room(json!({ "preset": "private_chat", "room_version": version, "name": "S2" })).await?;
+    let (status, body) = sam.post(&room_path(&room, "invite"), &json!({ "user_id": alice_id })).await?;
+    assert_eq!(status, 200, "invite: {body}");
+    sync_shows(&alice, &room, "invite", "Myelin").await.with_context(logs)?;
+    let (status, body) = alice.post(&room_path(&room, "join"), &json!({})).await?;
+    if status != 200 {
+        bail!("Myelin user accepting a Synapse invite: {status} {body}\n{}", logs());
+    }
+    sees_members(&sam, &room, &members, "Synapse").await.with_context(logs)?;
+    sam.send_message(&room, "welcome to Synapse").await?;
+    sees_message(&alice, &room, "welcome to Synapse", "Myelin").await.with_context(logs)?;
+
+    // Power levels set on Synapse are seen on Myelin.
+    let (status, mut levels) = sam.get(&room_path(&room, "state/m.room.power_levels/")).await?;
+    assert_eq!(status, 200, "{levels}");
+    levels["users"][&alice_id] = json!(50);
+    let (status, body) = sam.put(&room_path(&room, "state/m.room.power_levels/"), &levels).await?;
+    assert_eq!(status, 200, "{body}");
+    wait_until("Myelin sees the power levels", || async {
+        let (_, seen) = alice.get(&room_path(&room, "state/m.room.power_levels/")).await?;
+        Ok((seen["users"][&alice_id] != 50).then(|| seen.to_string()))
+    })
+    .await
+    .with_context(logs)?;
+
+    // Profiles across.
+    let (status, body) = alice
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", enc(&alice_id)),
+            &json!({ "displayname": "Alice M" }),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = sam.get(&format!("/_matrix/client/v3/profile/{}", enc(&alice_id))).await?;
+    assert_eq!((status, body["displayname"].clone()), (200, json!("Alice M")), "{body}\n{}", logs());
+    let (status, body) = alice.get(&format!("/_matrix/client/v3/profile/{}", enc(&sam_id))).await?;
+    assert_eq!((status, body["displayname"].clone()), (200, json!("sam")), "{body}\n{}", logs());
+    Ok(())
+}
+
+#[tokio::test]
+async fn invites_between_myelin_and_synapse_version_11() -> Result<()> {
+    invites_between_myelin_and_synapse("11").await
+}
+
+#[tokio::test]
+async fn invites_between_myelin_and_synapse_version_12() -> Result<()> {
+    invites_between_myelin_and_synapse("12").await
+}
+
+/// Knocks both ways: a Myelin user knocks on a Synapse room and a Synapse user on a Myelin room;
+/// each is let in by an invite and joins. Each directory is read from the other server.
+#[tokio::test]
+async fn knocks_and_directories_between_myelin_and_synapse() -> Result<()> {
+    let myelin = TestServer::start_federating().await?;
+    let synapse = SynapsePeer::start().await?;
+    let alice = myelin.register("alice").await?;
+    let sam = synapse.register("sam").await?;
+    let logs = || format!("Myelin's log:\n{}\nSynapse's log:\n{}", myelin.log(), synapse.log());
+    let (alice_id, sam_id) = (myelin.user_id("alice"), synapse.user_id("sam"));
+    let knock_rule = json!([{ "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "knock" } }]);
+    let knock = |client: &Client, room: &str, server: &str| {
+        let path = format!("/_matrix/client/v3/knock/{}?server_name={}", enc(room), enc(server));
+        let client = client.clone();
+        async move { client.post(&path, &json!({ "reason": "hello" })).await }
+    };
+
+    // Myelin knocks on Synapse.
+    let room = sam.create_room(json!({ "room_version": "11", "name": "S", "initial_state": knock_rule })).await?;
+    let (status, body) = knock(&alice, &room, &synapse.server_name()).await?;
+    if status != 200 {
+        bail!("Myelin knocking on a Synapse room: {status} {body}\n{}", logs());
+    }
+    let entry = sync_shows(&alice, &room, "knock", "Myelin").await.with_context(logs)?;
+    let state = entry["knock_state"]["events"].as_array().cloned().unwrap_or_default();
+    assert!(state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "S"), "{state:?}");
+    sees_membership(&sam, &room, &alice_id, "knock", "Synapse").await.with_context(logs)?;
+    let (status, body) = sam.post(&room_path(&room, "invite"), &json!({ "user_id": alice_id })).await?;
+    assert_eq!(status, 200, "invite: {body}");
+    sync_shows(&alice, &room, "invite", "Myelin").await.with_context(logs)?;
+    let (status, body) = alice.post(&room_path(&room, "join"), &json!({})).await?;
+    if status != 200 {
+        bail!("Myelin joining after the knock: {status} {body}\n{}", logs());
+    }
+    sees_members(&sam, &room, &[alice_id.clone(), sam_id.clone()], "Synapse").await.with_context(logs)?;
+
+    // Synapse knocks on Myelin.
+    let room = alice.create_room(json!({ "room_version": "11", "name": "M", "initial_state": knock_rule })).await?;
+    let (status, body) = knock(&sam, &room, myelin.server_name()).await?;
+    if status != 200 {
+        bail!("Synapse knocking on a Myelin room: {status} {body}\n{}", logs());
+    }
+    sees_membership(&alice, &room, &sam_id, "knock", "Myelin").await.with_context(logs)?;
+    let (status, body) = alice.post(&room_path(&room, "invite"), &json!({ "user_id": sam_id })).await?;
+    assert_eq!(status, 200, "invite: {body}");
+    sync_shows(&sam, &room, "invite", "Synapse").await.with_context(logs)?;
+    let (status, body) = sam.post(&room_path(&room, "join"), &json!({})).await?;
+    if status != 200 {
+        bail!("Synapse joining after the knock: {status} {body}\n{}", logs());
+    }
+    sees_members(&alice, &room, &[alice_id.clone(), sam_id.clone()], "Myelin").await.with_context(logs)?;
+
+    // Directories across.
+    let published = alice.create_room(json!({ "preset": "public_chat", "visibility": "public", "name": "ML" })).await?;
+    let (status, body) =
+        sam.get(&format!("/_matrix/client/v3/publicRooms?server={}", enc(myelin.server_name()))).await?;
+    assert_eq!(status, 200, "{body}\n{}", logs());
+    assert!(body["chunk"].as_array().is_some_and(|c| c.iter().any(|r| r["room_id"] == published.as_str())), "{body}");
+    // Synapse publishes only its admins' rooms by default (`room_list_publication_rules`): its
+    // directory answers, but empty.
+    let (status, body) =
+        alice.get(&format!("/_matrix/client/v3/publicRooms?server={}", enc(&synapse.server_name()))).await?;
+    assert_eq!(status, 200, "{body}\n{}", logs());
+    assert!(body["chunk"].is_array(), "{body}");
+    Ok(())
+}
+
+/// Server ACLs both ways (every IP literal denied, as both servers are `127.0.0.1:port`): Myelin
+/// refuses a Synapse user's join to its room, Synapse refuses a Myelin user's join to its room.
+#[tokio::test]
+async fn server_acls_between_myelin_and_synapse() -> Result<()> {
+    let myelin = TestServer::start_federating().await?;
+    let synapse = SynapsePeer::start().await?;
+    let alice = myelin.register("alice").await?;
+    let sam = synapse.register("sam").await?;
+    let logs = || format!("Myelin's log:\n{}\nSynapse's log:\n{}", myelin.log(), synapse.log());
+    let acl = json!([{ "type": "m.room.server_acl", "state_key": "",
+                       "content": { "allow": ["*"], "deny": [], "allow_ip_literals": false } }]);
+
+    let room = alice.create_room(json!({ "preset": "public_chat", "initial_state": acl })).await?;
+    let (status, body) = join_via(&sam, &room, myelin.server_name()).await?;
+    assert_eq!(status, 403, "Myelin refuses a denied Synapse: {body}\n{}", logs());
+
+    let room = sam.create_room(json!({ "preset": "public_chat", "initial_state": acl })).await?;
+    let (status, body) = join_via(&alice, &room, &synapse.server_name()).await?;
+    assert_eq!(status, 403, "Synapse refuses a denied Myelin: {body}\n{}", logs());
+    Ok(())
+}

@@ -27,6 +27,11 @@ pub fn routes() -> Router<AppState> {
         .route("/_matrix/federation/v1/send/{txn_id}", put(send_transaction))
         .route("/_matrix/federation/v1/make_join/{room_id}/{user_id}", get(make_join))
         .route("/_matrix/federation/v2/send_join/{room_id}/{event_id}", put(send_join))
+        .route("/_matrix/federation/v2/invite/{room_id}/{event_id}", put(invite))
+        .route("/_matrix/federation/v1/make_leave/{room_id}/{user_id}", get(make_leave))
+        .route("/_matrix/federation/v2/send_leave/{room_id}/{event_id}", put(send_leave))
+        .route("/_matrix/federation/v1/make_knock/{room_id}/{user_id}", get(make_knock))
+        .route("/_matrix/federation/v1/send_knock/{room_id}/{event_id}", put(send_knock))
         .route("/_matrix/federation/v1/event/{event_id}", get(event))
         .route("/_matrix/federation/v1/state/{room_id}", get(state))
         .route("/_matrix/federation/v1/state_ids/{room_id}", get(state_ids))
@@ -81,6 +86,48 @@ async fn send_join(
     signed: SignedRequest,
 ) -> FedResult<Json<Value>> {
     Ok(Json(state.send_join(&signed.origin, &room_id(&room)?, &event, &signed.body).await?))
+}
+
+async fn invite(
+    State(state): State<AppState>,
+    Path((room, event)): Path<(String, String)>,
+    signed: SignedRequest,
+) -> FedResult<Json<Value>> {
+    Ok(Json(state.federation_invite(&signed.origin, &room_id(&room)?, &event, &signed.body).await?))
+}
+
+async fn make_leave(
+    State(state): State<AppState>,
+    Path((room, user)): Path<(String, String)>,
+    signed: SignedRequest,
+) -> FedResult<Json<Value>> {
+    Ok(Json(state.make_leave(&signed.origin, &room_id(&room)?, &user_id(&user)?).await?))
+}
+
+async fn send_leave(
+    State(state): State<AppState>,
+    Path((room, event)): Path<(String, String)>,
+    signed: SignedRequest,
+) -> FedResult<Json<Value>> {
+    Ok(Json(state.send_leave(&signed.origin, &room_id(&room)?, &event, &signed.body).await?))
+}
+
+async fn make_knock(
+    State(state): State<AppState>,
+    Path((room, user)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+    signed: SignedRequest,
+) -> FedResult<Json<Value>> {
+    let versions: Vec<String> = query.into_iter().filter(|(k, _)| k == "ver").map(|(_, v)| v).collect();
+    Ok(Json(state.make_knock(&signed.origin, &room_id(&room)?, &user_id(&user)?, &versions).await?))
+}
+
+async fn send_knock(
+    State(state): State<AppState>,
+    Path((room, event)): Path<(String, String)>,
+    signed: SignedRequest,
+) -> FedResult<Json<Value>> {
+    Ok(Json(state.send_knock(&signed.origin, &room_id(&room)?, &event, &signed.body).await?))
 }
 
 async fn event(

@@ -9,9 +9,9 @@ use axum::{
 };
 use myelin_core::{
     MatrixError,
-    types::{OwnedRoomAliasId, OwnedServerName},
+    types::{OwnedRoomAliasId, OwnedServerName, OwnedUserId},
 };
-use myelin_service::Services;
+use myelin_service::{Services, rooms::PublicRoomsRequest};
 use serde_json::{Value, json};
 
 use crate::{auth::SignedRequest, error::FedResult};
@@ -27,6 +27,8 @@ pub fn routes() -> Router<AppState> {
         .route("/_matrix/key/v2/query/{server_name}/{key_id}", get(notary_server_key))
         .route("/_matrix/federation/v1/version", get(version))
         .route("/_matrix/federation/v1/query/directory", get(query_directory))
+        .route("/_matrix/federation/v1/query/profile", get(query_profile))
+        .route("/_matrix/federation/v1/publicRooms", get(public_rooms_get).post(public_rooms_post))
 }
 
 async fn own_keys(State(state): State<AppState>) -> FedResult<Json<Value>> {
@@ -83,4 +85,62 @@ async fn query_directory(
         OwnedRoomAliasId::try_from(raw.as_str()).map_err(|_| MatrixError::invalid_param("Invalid room alias"))?;
     let (room_id, servers) = state.query_directory(&alias).await?;
     Ok(Json(json!({ "room_id": room_id, "servers": servers })))
+}
+
+async fn query_profile(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    signed: SignedRequest,
+) -> FedResult<Json<Value>> {
+    tracing::debug!(origin = %signed.origin, "profile query");
+    let raw = query.get("user_id").ok_or_else(|| MatrixError::missing_param("user_id is required"))?;
+    let user_id = OwnedUserId::try_from(raw.as_str()).map_err(|_| MatrixError::invalid_param("Invalid user id"))?;
+    Ok(Json(state.query_profile(&user_id, query.get("field").map(String::as_str)).await?))
+}
+
+/// Most rooms one federation directory page carries.
+const MAX_DIRECTORY_PAGE: u64 = 500;
+
+fn directory_since(raw: Option<&str>) -> FedResult<usize> {
+    raw.map_or(Ok(0), |s| s.parse().map_err(|_| MatrixError::invalid_param("Invalid since token").into()))
+}
+
+async fn public_rooms_get(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    signed: SignedRequest,
+) -> FedResult<Json<Value>> {
+    tracing::debug!(origin = %signed.origin, "public rooms");
+    let limit = match query.get("limit") {
+        Some(l) => l.parse::<u64>().map_err(|_| MatrixError::invalid_param("limit must be an integer"))?,
+        None => 100,
+    };
+    let req = PublicRoomsRequest {
+        since: directory_since(query.get("since").map(String::as_str))?,
+        limit: limit.min(MAX_DIRECTORY_PAGE) as usize,
+        filter: None,
+        server: None,
+    };
+    Ok(Json(state.public_rooms(req).await?))
+}
+
+async fn public_rooms_post(State(state): State<AppState>, signed: SignedRequest) -> FedResult<Json<Value>> {
+    let body = &signed.body;
+    if !body.is_object() {
+        return Err(MatrixError::bad_json("The body must be a JSON object").into());
+    }
+    let limit = body
+        .get("limit")
+        .map_or(Ok(100), |l| l.as_u64().ok_or_else(|| MatrixError::bad_json("limit must be a non-negative integer")))?;
+    let req = PublicRoomsRequest {
+        since: directory_since(body.get("since").and_then(Value::as_str))?,
+        limit: limit.min(MAX_DIRECTORY_PAGE) as usize,
+        filter: body
+            .get("filter")
+            .and_then(|f| f.get("generic_search_term"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        server: None,
+    };
+    Ok(Json(state.public_rooms(req).await?))
 }

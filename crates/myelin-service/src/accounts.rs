@@ -414,8 +414,11 @@ impl Services {
         Ok(token)
     }
 
-    /// A user's profile, if the user exists.
+    /// A user's profile, if the user exists (a user of another server: as that server answers).
     pub async fn profile(&self, user_id: &UserId) -> MatrixResult<Profile> {
+        if !self.is_local_user(user_id) {
+            return self.remote_profile(user_id).await;
+        }
         let record = self
             .store
             .get_user(user_id)

@@ -190,6 +190,18 @@ pub fn sign_and_id(
     OwnedEventId::try_from(id).map_err(|e| MatrixError::internal(format!("made an invalid event id: {e}")))
 }
 
+/// Adds this server's signature to another server's signed event (an invite of a local user):
+/// the signatures already there stay, the event id does not change.
+pub fn countersign(
+    object: &mut CanonicalJsonObject,
+    rules: &RoomVersionRules,
+    server_name: &ServerName,
+    keys: &crate::keys::ServerKeys,
+) -> MatrixResult<()> {
+    ruma::signatures::hash_and_sign_event(server_name.as_str(), &keys.key_pair, object, &rules.redaction)
+        .map_err(|e| MatrixError::bad_json(format!("cannot sign event: {e}")))
+}
+
 /// How a client sees an event.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum ClientFormat {

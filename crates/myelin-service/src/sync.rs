@@ -535,6 +535,18 @@ impl Services {
 
     /// Stripped state for invites and knocks, plus the membership event itself.
     pub async fn stripped_state(&self, room_id: &RoomId, membership_event_id: &EventId) -> MatrixResult<Vec<Value>> {
+        // A room this server is not in: the state another server sent with the invite or knock.
+        if let Some(ev) = self.event(membership_event_id).await?
+            && let Some(user_id) = ev.state_key.as_deref().and_then(|k| UserId::parse(k).ok())
+            && let Some(mut kept) = self.kept_stripped_state(room_id, &user_id, membership_event_id).await?
+        {
+            let v: Value = serde_json::from_str(&ev.json).unwrap_or(Value::Null);
+            kept.push(json!({
+                "type": ev.event_type, "state_key": ev.state_key, "sender": ev.sender,
+                "content": v.get("content").cloned().unwrap_or(Value::Null),
+            }));
+            return Ok(kept);
+        }
         let state = self.current_state(room_id).await?;
         let mut ids: Vec<OwnedEventId> = [
             StateEventType::RoomCreate,

@@ -4,7 +4,10 @@ use axum::{
     Json,
     extract::{Path, Query, State},
 };
-use myelin_core::{MatrixError, types::OwnedRoomAliasId};
+use myelin_core::{
+    MatrixError,
+    types::{OwnedRoomAliasId, OwnedServerName},
+};
 use myelin_service::rooms::{PublicRoomsRequest, RoomVisibility};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -86,9 +89,16 @@ fn since(raw: Option<&String>) -> Result<usize, MatrixError> {
     }
 }
 
+/// The `server` query parameter: another server's directory.
+fn directory_server(q: &QueryMap) -> Result<Option<OwnedServerName>, MatrixError> {
+    q.get("server")
+        .map(|s| OwnedServerName::try_from(s.as_str()).map_err(|_| MatrixError::invalid_param("Invalid server name")))
+        .transpose()
+}
+
 pub async fn public_rooms_get(State(state): State<AppState>, Query(q): Query<QueryMap>) -> ApiResult<Json<Value>> {
     let limit = query_u64(&q, "limit")?.unwrap_or(100) as usize;
-    let req = PublicRoomsRequest { since: since(q.get("since"))?, limit, filter: None };
+    let req = PublicRoomsRequest { since: since(q.get("since"))?, limit, filter: None, server: directory_server(&q)? };
     Ok(Json(state.public_rooms(req).await?))
 }
 
@@ -107,12 +117,14 @@ pub struct PublicRoomsFilter {
 pub async fn public_rooms_post(
     State(state): State<AppState>,
     _auth: Auth,
+    Query(q): Query<QueryMap>,
     JsonBody(body): JsonBody<PublicRoomsBody>,
 ) -> ApiResult<Json<Value>> {
     let req = PublicRoomsRequest {
         since: since(body.since.as_ref())?,
         limit: body.limit.unwrap_or(100) as usize,
         filter: body.filter.and_then(|f| f.generic_search_term),
+        server: directory_server(&q)?,
     };
     Ok(Json(state.public_rooms(req).await?))
 }

@@ -59,6 +59,7 @@ impl Services {
         match edu.get("edu_type").and_then(Value::as_str) {
             Some("m.typing") => {
                 let room_id = parse_room(content.get("room_id"))?;
+                self.check_server_acl(origin, &room_id).await?;
                 let user_id = self.remote_member(origin, content.get("user_id"), &room_id).await?;
                 let typing = content.get("typing").and_then(Value::as_bool).unwrap_or(false);
                 self.apply_typing(&room_id, &user_id, typing.then_some(REMOTE_TYPING_TIMEOUT)).await?;
@@ -68,6 +69,9 @@ impl Services {
                 let Some(rooms) = content.as_object() else { return Ok(()) };
                 for (room_id, types) in rooms {
                     let room_id = parse_room(Some(&Value::String(room_id.clone())))?;
+                    if self.check_server_acl(origin, &room_id).await.is_err() {
+                        continue;
+                    }
                     let Some(users) = types.get(ReceiptType::Read.as_str()).and_then(Value::as_object) else {
                         continue;
                     };

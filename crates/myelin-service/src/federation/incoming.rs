@@ -168,6 +168,10 @@ impl Services {
             match ParsedPdu::parse(raw, &room_version) {
                 Ok(parsed) => {
                     let event_id = parsed.event_id.clone();
+                    if let Err(e) = self.check_server_acl(origin, &parsed.room_id).await {
+                        results.insert(event_id.to_string(), json!({ "error": e.message }));
+                        continue;
+                    }
                     let result = match self.receive_pdu(origin, parsed, true).await {
                         Ok(PduOutcome::Accepted) => json!({}),
                         Ok(PduOutcome::NotAccepted(reason)) => json!({ "error": reason }),

@@ -36,22 +36,45 @@ impl Services {
         user_id: &UserId,
         versions: &[String],
     ) -> MatrixResult<Value> {
+        self.make_membership(origin, room_id, user_id, Membership::Join, Some(versions)).await
+    }
+
+    /// `make_join`, `make_leave`, `make_knock`: an unsigned membership event for `user_id` on the
+    /// room's head. `versions` (the joining server's `ver`) must include the room's version.
+    pub(crate) async fn make_membership(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        user_id: &UserId,
+        membership: Membership,
+        versions: Option<&[String]>,
+    ) -> MatrixResult<Value> {
         if user_id.server_name() != origin {
             return Err(MatrixError::forbidden("The user does not belong to the requesting server"));
         }
         let room = self.store.get_room(room_id).await?.ok_or_else(|| MatrixError::not_found("Unknown room"))?;
-        // Servers that send no `ver` support only room version 1.
-        let supported = if versions.is_empty() { vec!["1".to_owned()] } else { versions.to_vec() };
-        if !supported.iter().any(|v| v == room.room_version.as_str()) {
+        if let Some(versions) = versions {
+            // Servers that send no `ver` support only room version 1.
+            let supported = if versions.is_empty() { vec!["1".to_owned()] } else { versions.to_vec() };
+            if !supported.iter().any(|v| v == room.room_version.as_str()) {
+                return Err(MatrixError::new(
+                    ErrorCode::IncompatibleRoomVersion,
+                    format!("The room is version {}, which the requesting server does not support", room.room_version),
+                )
+                .with_field("room_version", room.room_version.as_str().into()));
+            }
+        }
+        self.require_resident(room_id).await?;
+        self.check_server_acl(origin, room_id).await?;
+        let head = self.room_head(room_id).await?;
+        if membership == Membership::Knock && !head.rules.authorization.knocking {
             return Err(MatrixError::new(
                 ErrorCode::IncompatibleRoomVersion,
-                format!("The room is version {}, which the joining server does not support", room.room_version),
+                format!("Room version {} does not support knocking", room.room_version),
             )
             .with_field("room_version", room.room_version.as_str().into()));
         }
-        self.require_resident(room_id).await?;
-        let head = self.room_head(room_id).await?;
-        let content = json!({ "membership": "join" });
+        let content = json!({ "membership": membership.as_str() });
         let auth_ids = self.auth_events_for(
             &head.rules,
             &head.state,
@@ -90,36 +113,7 @@ impl Services {
         event_id: &str,
         raw: &Value,
     ) -> MatrixResult<Value> {
-        let room = self.store.get_room(room_id).await?.ok_or_else(|| MatrixError::not_found("Unknown room"))?;
-        self.require_resident(room_id).await?;
-        let mut parsed = ParsedPdu::parse(raw, &room.room_version)?;
-        if parsed.event_id.as_str() != event_id || parsed.room_id != room_id {
-            return Err(MatrixError::bad_json("The event id or room id does not match the request"));
-        }
-        let pdu = parsed.pdu()?;
-        let membership = membership_update(&pdu).map(|m| m.membership);
-        if pdu.kind != TimelineEventType::RoomMember
-            || membership != Some(Membership::Join)
-            || pdu.state_key.as_deref() != Some(pdu.sender.as_str())
-        {
-            return Err(MatrixError::bad_json("send_join takes the sender's own join event"));
-        }
-        if pdu.sender.server_name() != origin {
-            return Err(MatrixError::forbidden("The joining user does not belong to the requesting server"));
-        }
-        self.verify_pdu(&mut parsed).await?;
-        // Every other server in the room hears of the join from us.
-        let relay_to: Vec<OwnedServerName> = self
-            .servers_in_room(room_id)
-            .await?
-            .into_iter()
-            .filter(|s| s != origin && *s != self.server_name)
-            .collect();
-        match self.place_pdu(&parsed, &pdu, relay_to.clone()).await? {
-            PduOutcome::Accepted => {}
-            PduOutcome::NotAccepted(reason) => return Err(MatrixError::forbidden(format!("Join refused: {reason}"))),
-        }
-        self.wake_senders(&relay_to).await?;
+        let parsed = self.send_membership(origin, room_id, event_id, raw, Membership::Join).await?;
         let stored = self
             .event(&parsed.event_id)
             .await?
@@ -140,6 +134,56 @@ impl Services {
             "members_omitted": false,
             "servers_in_room": servers,
         }))
+    }
+
+    /// `send_join`, `send_leave`, `send_knock`: checks the requesting server's signed membership
+    /// event of `membership` and places it like any PDU (relayed to the other servers in the room).
+    pub(crate) async fn send_membership(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &str,
+        raw: &Value,
+        membership: Membership,
+    ) -> MatrixResult<ParsedPdu> {
+        let room = self.store.get_room(room_id).await?.ok_or_else(|| MatrixError::not_found("Unknown room"))?;
+        self.require_resident(room_id).await?;
+        self.check_server_acl(origin, room_id).await?;
+        let mut parsed = ParsedPdu::parse(raw, &room.room_version)?;
+        if parsed.event_id.as_str() != event_id || parsed.room_id != room_id {
+            return Err(MatrixError::bad_json("The event id or room id does not match the request"));
+        }
+        let pdu = parsed.pdu()?;
+        let found = membership_update(&pdu).map(|m| m.membership);
+        if pdu.kind != TimelineEventType::RoomMember
+            || found != Some(membership)
+            || pdu.state_key.as_deref() != Some(pdu.sender.as_str())
+        {
+            return Err(MatrixError::bad_json(format!(
+                "send_{} takes the sender's own {} event",
+                membership.as_str(),
+                membership.as_str()
+            )));
+        }
+        if pdu.sender.server_name() != origin {
+            return Err(MatrixError::forbidden("The user does not belong to the requesting server"));
+        }
+        self.verify_pdu(&mut parsed).await?;
+        // Every other server in the room hears of it from us.
+        let relay_to: Vec<OwnedServerName> = self
+            .servers_in_room(room_id)
+            .await?
+            .into_iter()
+            .filter(|s| s != origin && *s != self.server_name)
+            .collect();
+        match self.place_pdu(&parsed, &pdu, relay_to.clone()).await? {
+            PduOutcome::Accepted => {}
+            PduOutcome::NotAccepted(reason) => {
+                return Err(MatrixError::forbidden(format!("{} refused: {reason}", membership.as_str())));
+            }
+        }
+        self.wake_senders(&relay_to).await?;
+        Ok(parsed)
     }
 
     /// The PDUs of a state, and of the auth chain of its events.
@@ -169,7 +213,7 @@ impl Services {
     }
 
     /// Refuses requests about a room none of this server's users are joined to.
-    async fn require_resident(&self, room_id: &RoomId) -> MatrixResult<()> {
+    pub(crate) async fn require_resident(&self, room_id: &RoomId) -> MatrixResult<()> {
         if self.servers_in_room(room_id).await?.contains(&self.server_name) {
             Ok(())
         } else {
@@ -224,56 +268,9 @@ impl Services {
         server: &ServerName,
         content_extra: &serde_json::Map<String, Value>,
     ) -> MatrixResult<OwnedRoomId> {
-        let versions: String = SUPPORTED_ROOM_VERSIONS.iter().map(|v| format!("ver={v}")).collect::<Vec<_>>().join("&");
-        let path = format!(
-            "/_matrix/federation/v1/make_join/{}/{}?{versions}",
-            encode_component(room_id.as_str()),
-            encode_component(user_id.as_str())
-        );
-        let answer = self.federation_get(server, &path).await.map_err(remote_error)?;
-        let version = answer.get("room_version").and_then(Value::as_str).unwrap_or("1");
-        let (room_version, rules) = version_rules(version)?;
-        let template = answer.get("event").ok_or_else(|| MatrixError::bad_json("make_join answered no event"))?;
-        let mut object = to_object(template)?;
-        // Only the fields a join takes from the template; time, content and signatures are ours.
-        for key in ["signatures", "hashes", "unsigned", "event_id"] {
-            object.remove(key);
-        }
-        let sender_ok = matches!(object.get("sender"), Some(CanonicalJsonValue::String(s)) if s == user_id.as_str());
-        let key_ok = matches!(object.get("state_key"), Some(CanonicalJsonValue::String(s)) if s == user_id.as_str());
-        let type_ok = matches!(object.get("type"), Some(CanonicalJsonValue::String(t)) if t == "m.room.member");
-        if !(sender_ok && key_ok && type_ok) {
-            return Err(MatrixError::bad_json("make_join answered a template for another event"));
-        }
-        let mut content = content_extra.clone();
-        content.insert("membership".into(), "join".into());
-        if let Some(profile) = self.store.get_user(user_id).await? {
-            if let Some(name) = profile.displayname {
-                content.entry("displayname").or_insert(name.into());
-            }
-            if let Some(url) = profile.avatar_url {
-                content.entry("avatar_url").or_insert(url.into());
-            }
-        }
-        object.insert("content".into(), pdu::to_canonical(Value::Object(content))?);
-        object.insert(
-            "origin_server_ts".into(),
-            CanonicalJsonValue::Integer(ruma::Int::new_saturating(i64::try_from(self.now_ms()).unwrap_or(i64::MAX))),
-        );
-        let event_id = pdu::sign_and_id(&mut object, &rules, &self.server_name, &self.keys, self.random.as_ref())?;
-        let path = format!(
-            "/_matrix/federation/v2/send_join/{}/{}",
-            encode_component(room_id.as_str()),
-            encode_component(event_id.as_str())
-        );
-        let body = Value::from(CanonicalJsonValue::Object(object.clone()));
-        let answer = self.federation_send(reqwest::Method::PUT, server, &path, &body).await.map_err(remote_error)?;
-        // A restricted join comes back countersigned by the resident server.
-        let join_raw = answer.get("event").cloned().unwrap_or(body);
-        let join = ParsedPdu::parse(&join_raw, &room_version)?;
-        if join.event_id != event_id {
-            return Err(MatrixError::bad_json("send_join answered another event"));
-        }
+        let (join, answer) =
+            self.remote_membership_through(user_id, room_id, server, Membership::Join, content_extra).await?;
+        let room_version = join.room_version.clone();
         let parse_all = |key: &str| -> Vec<ParsedPdu> {
             answer
                 .get(key)
@@ -309,6 +306,81 @@ impl Services {
         Ok(room_id.to_owned())
     }
 
+    /// Asks `server` for a template of `user_id`'s `membership` event (`make_join`, `make_leave`,
+    /// `make_knock`), signs it and sends it back (`send_join`, `send_leave`, `send_knock`).
+    /// Returns the event as the resident server answered it (countersigned for a restricted join)
+    /// and its whole answer.
+    pub(crate) async fn remote_membership_through(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        server: &ServerName,
+        membership: Membership,
+        content_extra: &serde_json::Map<String, Value>,
+    ) -> MatrixResult<(ParsedPdu, Value)> {
+        let versions: String = SUPPORTED_ROOM_VERSIONS.iter().map(|v| format!("ver={v}")).collect::<Vec<_>>().join("&");
+        let (make, send) = match membership {
+            Membership::Join => ("v1/make_join", "v2/send_join"),
+            Membership::Leave => ("v1/make_leave", "v2/send_leave"),
+            Membership::Knock => ("v1/make_knock", "v1/send_knock"),
+            _ => return Err(MatrixError::internal("no remote handshake for this membership")),
+        };
+        let path = format!(
+            "/_matrix/federation/{make}/{}/{}?{versions}",
+            encode_component(room_id.as_str()),
+            encode_component(user_id.as_str())
+        );
+        let answer = self.federation_get(server, &path).await.map_err(remote_error)?;
+        let version = answer.get("room_version").and_then(Value::as_str).unwrap_or("1");
+        let (room_version, rules) = version_rules(version)?;
+        let template =
+            answer.get("event").ok_or_else(|| MatrixError::bad_json("The resident server answered no event"))?;
+        let mut object = to_object(template)?;
+        // Only the fields the event takes from the template; time, content and signatures are ours.
+        for key in ["signatures", "hashes", "unsigned", "event_id"] {
+            object.remove(key);
+        }
+        let sender_ok = matches!(object.get("sender"), Some(CanonicalJsonValue::String(s)) if s == user_id.as_str());
+        let key_ok = matches!(object.get("state_key"), Some(CanonicalJsonValue::String(s)) if s == user_id.as_str());
+        let type_ok = matches!(object.get("type"), Some(CanonicalJsonValue::String(t)) if t == "m.room.member");
+        let room_ok = matches!(object.get("room_id"), Some(CanonicalJsonValue::String(r)) if r == room_id.as_str());
+        if !(sender_ok && key_ok && type_ok && room_ok) {
+            return Err(MatrixError::bad_json("The resident server answered a template for another event"));
+        }
+        let mut content = content_extra.clone();
+        content.insert("membership".into(), membership.as_str().into());
+        if membership != Membership::Leave
+            && let Some(profile) = self.store.get_user(user_id).await?
+        {
+            if let Some(name) = profile.displayname {
+                content.entry("displayname").or_insert(name.into());
+            }
+            if let Some(url) = profile.avatar_url {
+                content.entry("avatar_url").or_insert(url.into());
+            }
+        }
+        object.insert("content".into(), pdu::to_canonical(Value::Object(content))?);
+        object.insert(
+            "origin_server_ts".into(),
+            CanonicalJsonValue::Integer(ruma::Int::new_saturating(i64::try_from(self.now_ms()).unwrap_or(i64::MAX))),
+        );
+        let event_id = pdu::sign_and_id(&mut object, &rules, &self.server_name, &self.keys, self.random.as_ref())?;
+        let path = format!(
+            "/_matrix/federation/{send}/{}/{}",
+            encode_component(room_id.as_str()),
+            encode_component(event_id.as_str())
+        );
+        let body = Value::from(CanonicalJsonValue::Object(object.clone()));
+        let answer = self.federation_send(reqwest::Method::PUT, server, &path, &body).await.map_err(remote_error)?;
+        // A restricted join comes back countersigned by the resident server.
+        let raw = answer.get("event").cloned().unwrap_or(body);
+        let event = ParsedPdu::parse(&raw, &room_version)?;
+        if event.event_id != event_id {
+            return Err(MatrixError::bad_json("The resident server answered another event"));
+        }
+        Ok((event, answer))
+    }
+
     /// Persists our join to a room on another server with `state` as the state before it.
     async fn persist_remote_join(
         &self,
@@ -329,6 +401,11 @@ impl Services {
             .map_err(|reason| MatrixError::forbidden(format!("The join does not pass the auth rules: {reason}")))?;
         let existing = self.store.get_room(room_id).await?;
         let old_state = if existing.is_some() { self.current_state(room_id).await? } else { StateMap::new() };
+        let stale_extremities: Vec<OwnedEventId> = if existing.is_some() {
+            self.store.forward_extremities(room_id).await?.into_iter().map(|e| e.event_id).collect()
+        } else {
+            Vec::new()
+        };
         let mut after = state.clone();
         after.insert((StateEventType::RoomMember, pdu.sender.to_string()), pdu.event_id.clone());
         let member_changes = self.member_changes(&old_state, &after, &pdu.event_id).await?;
@@ -355,7 +432,9 @@ impl Services {
                 _ => 1,
             },
             json: join.json()?,
-            prev_events: pdu.prev_events.clone(),
+            // The join replaces the room's forward extremities: what this server had of the room
+            // from an earlier stay is behind it.
+            prev_events: pdu.prev_events.iter().cloned().chain(stale_extremities).collect(),
             txn: None,
             redacts: None,
             relation: None,

@@ -6,12 +6,14 @@
 //! servers may read (`queries`), EDUs (`edus`) and the durable outgoing queue (`sender`). The
 //! HTTP side is the `myelin-federation` crate.
 
+mod acl;
 pub mod client;
 pub mod discovery;
 mod edus;
 mod incoming;
 pub mod ip_policy;
 mod joins;
+mod memberships;
 mod queries;
 mod sender;
 pub mod server_keys;
@@ -27,6 +29,7 @@ use myelin_core::{
 };
 use myelin_storage::MemberRecord;
 
+pub use acl::ServerAcl;
 pub use client::FederationError;
 pub use discovery::Destination;
 pub(crate) use edus::receipt_edu;

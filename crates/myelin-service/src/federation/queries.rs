@@ -18,8 +18,10 @@ use crate::{Services, pdu::Pdu};
 const MAX_EVENTS_PER_ANSWER: usize = 100;
 
 impl Services {
-    /// Refuses a server with no member (joined, invited or knocking) in the room.
+    /// Refuses a server the room's ACL denies, or with no member (joined, invited or knocking)
+    /// in the room.
     pub(crate) async fn require_server_in_room(&self, origin: &ServerName, room_id: &RoomId) -> MatrixResult<()> {
+        self.check_server_acl(origin, room_id).await?;
         let members = self.store.room_members(room_id, None).await?;
         if members.iter().any(|m| m.user_id.server_name() == origin && m.membership.is_current()) {
             Ok(())
@@ -193,4 +195,67 @@ impl Services {
 /// A stored event as a PDU for another server.
 fn pdu_json(ev: &StoredEvent) -> Value {
     serde_json::from_str(&ev.json).unwrap_or(Value::Null)
+}
+
+impl Services {
+    /// `GET /query/profile?user_id=&field=`: a local user's profile, or one field of it.
+    pub async fn query_profile(&self, user_id: &ruma::UserId, field: Option<&str>) -> MatrixResult<Value> {
+        if !self.is_local_user(user_id) {
+            return Err(MatrixError::invalid_param("The user does not belong to this server"));
+        }
+        let profile = self.profile(user_id).await?;
+        let mut answer = serde_json::Map::new();
+        if field.is_none_or(|f| f == "displayname")
+            && let Some(name) = profile.displayname
+        {
+            answer.insert("displayname".into(), name.into());
+        }
+        if field.is_none_or(|f| f == "avatar_url")
+            && let Some(url) = profile.avatar_url
+        {
+            answer.insert("avatar_url".into(), url.into());
+        }
+        Ok(Value::Object(answer))
+    }
+
+    /// A remote user's profile, asked of their server.
+    pub(crate) async fn remote_profile(&self, user_id: &ruma::UserId) -> MatrixResult<crate::accounts::Profile> {
+        let path =
+            format!("/_matrix/federation/v1/query/profile?user_id={}", super::encode_component(user_id.as_str()));
+        let answer = match self.federation_get(user_id.server_name(), &path).await {
+            Ok(answer) => answer,
+            Err(super::FederationError::Status { status: 404, .. }) => {
+                return Err(MatrixError::not_found("Profile not found"));
+            }
+            Err(e) => return Err(MatrixError::from(e)),
+        };
+        let text = |key: &str| answer.get(key).and_then(Value::as_str).map(str::to_owned);
+        Ok(crate::accounts::Profile { displayname: text("displayname"), avatar_url: text("avatar_url") })
+    }
+}
+
+impl Services {
+    /// Another server's public room directory (`POST /publicRooms` over federation), as it answers.
+    pub(crate) async fn remote_public_rooms(
+        &self,
+        server: &ServerName,
+        req: &crate::rooms::PublicRoomsRequest,
+    ) -> MatrixResult<Value> {
+        let mut body = json!({ "limit": req.limit });
+        if req.since > 0 {
+            body["since"] = req.since.to_string().into();
+        }
+        if let Some(term) = &req.filter {
+            body["filter"] = json!({ "generic_search_term": term });
+        }
+        let answer = self
+            .federation_send(reqwest::Method::POST, server, "/_matrix/federation/v1/publicRooms", &body)
+            .await
+            .map_err(MatrixError::from)?;
+        if !answer.get("chunk").is_some_and(Value::is_array) {
+            return Err(MatrixError::new(myelin_core::ErrorCode::Unknown, "The server answered no room directory")
+                .with_status(502));
+        }
+        Ok(answer)
+    }
 }

@@ -43,6 +43,8 @@ pub struct PublicRoomsRequest {
     pub since: usize,
     pub limit: usize,
     pub filter: Option<String>,
+    /// Another server whose directory to read (over federation); `None` or this server: ours.
+    pub server: Option<myelin_core::types::OwnedServerName>,
 }
 
 impl Services {
@@ -150,6 +152,9 @@ impl Services {
 
     /// One page of the public room directory as the spec's `PublicRoomsChunk`s.
     pub async fn public_rooms(&self, req: PublicRoomsRequest) -> MatrixResult<Value> {
+        if let Some(server) = req.server.as_ref().filter(|s| **s != self.server_name) {
+            return self.remote_public_rooms(server, &req).await;
+        }
         let limit = req.limit.clamp(1, MAX_DIRECTORY_PAGE);
         let since = req.since;
         let (rooms, total) = self.store.public_rooms(0, 10_000).await?;

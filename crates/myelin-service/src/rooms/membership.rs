@@ -71,12 +71,23 @@ impl Services {
             return Err(MatrixError::not_found("Unknown room"));
         }
         if change.membership == Membership::Invite {
-            if !self.is_local_user(change.target) {
-                return Err(MatrixError::forbidden("Inviting users of other servers is not supported yet"));
-            }
-            if self.store.get_user(change.target).await?.is_none_or(|u| u.deactivated) {
+            // A remote invitee's server answers for its user when it countersigns the invite.
+            if self.is_local_user(change.target)
+                && self.store.get_user(change.target).await?.is_none_or(|u| u.deactivated)
+            {
                 return Err(MatrixError::not_found("Unknown user"));
             }
+        }
+        // Rejecting an invite to (or withdrawing a knock on) a room this server is not in goes
+        // through a server that is.
+        if change.membership == Membership::Leave
+            && change.actor == change.target
+            && self.outside_membership(change.room_id, change.target).await?.is_some()
+        {
+            check_reason(&change.reason)?;
+            self.leave_remote_room(change.target, change.room_id, change.reason).await?;
+            let record = self.store.membership(change.room_id, change.target).await?;
+            return record.map(|m| m.event_id).ok_or_else(|| MatrixError::internal("the leave was not recorded"));
         }
         let mut content = change.content;
         content.insert("membership".into(), change.membership.as_str().into());
@@ -109,14 +120,16 @@ impl Services {
         via: &[OwnedServerName],
     ) -> MatrixResult<OwnedRoomId> {
         let room_id = self.resolve_room(room).await?;
+        if membership == Membership::Knock && self.needs_remote_join(&room_id).await? {
+            check_reason(&reason)?;
+            self.check_rate_limit(Limit::Messages, requester.user_id.as_str())?;
+            return self.knock_remote_room(&requester.user_id, &room_id, reason, via).await;
+        }
         if membership == Membership::Join && self.needs_remote_join(&room_id).await? {
             check_reason(&reason)?;
-            // Through the servers the client named, then those in the room, then the room's own.
-            let mut servers: Vec<OwnedServerName> = via.to_vec();
-            servers.extend(self.servers_in_room(&room_id).await?);
-            servers.extend(room_id.server_name().map(ToOwned::to_owned));
-            let mut seen = std::collections::HashSet::new();
-            servers.retain(|s| seen.insert(s.clone()));
+            // Through the server that invited the user, those the client named, those in the
+            // room, then the room's own.
+            let servers = self.servers_for_outside_user(&room_id, &requester.user_id, via).await?;
             let mut content = Map::new();
             if let Some(reason) = reason {
                 content.insert("reason".into(), reason.into());
@@ -136,11 +149,10 @@ impl Services {
     /// A join must go through another server: this server does not know the room, or none of
     /// its users is in it while other servers are.
     async fn needs_remote_join(&self, room_id: &RoomId) -> MatrixResult<bool> {
-        if self.store.get_room(room_id).await?.is_none() {
-            return Ok(true);
-        }
+        let Some(room) = self.store.get_room(room_id).await? else { return Ok(true) };
         let servers = self.servers_in_room(room_id).await?;
-        Ok(!servers.contains(&self.server_name) && !servers.is_empty())
+        // A room known only from an invite or a knock has no state here.
+        Ok(!servers.contains(&self.server_name) && (!servers.is_empty() || room.current_state_group.is_none()))
     }
 
     /// `/rooms/{id}/leave`.

@@ -469,7 +469,7 @@ impl Services {
                 OwnedRoomId::try_from(id).map_err(|e| MatrixError::internal(format!("made an invalid room id: {e}")))?
             }
         };
-        let json = serde_json::to_string(&object).map_err(|e| MatrixError::internal(e.to_string()))?;
+        let mut json = serde_json::to_string(&object).map_err(|e| MatrixError::internal(e.to_string()))?;
         if json.len() > MAX_PDU_BYTES {
             return Err(MatrixError::new(ErrorCode::TooLarge, "Event is larger than 64 KiB"));
         }
@@ -482,6 +482,16 @@ impl Services {
             auth_state.get(&(t.clone(), k.to_owned())).cloned()
         })
         .map_err(|e| MatrixError::forbidden(format!("Event not allowed: {e}")))?;
+
+        // An invite of a user of another server is countersigned by that server before it is stored.
+        if spec.event_type == TimelineEventType::RoomMember
+            && content.get("membership").and_then(Value::as_str) == Some("invite")
+            && let Some(invitee) = spec.state_key.as_deref().and_then(|k| UserId::parse(k).ok())
+            && !self.is_local_user(&invitee)
+        {
+            let signed = self.countersign_invite(&room_id, room_version, &event_id, &object, state, sender).await?;
+            json = serde_json::to_string(&signed).map_err(|e| MatrixError::internal(e.to_string()))?;
+        }
 
         let membership = match (&spec.event_type, &spec.state_key) {
             (TimelineEventType::RoomMember, Some(target)) => Some(MembershipUpdate {

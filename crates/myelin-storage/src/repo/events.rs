@@ -135,6 +135,21 @@ pub struct OutlierEvent {
     pub rejection: Option<String>,
 }
 
+/// A local user's membership of a room this server is not in: an invite received over
+/// federation, a knock sent, or the rejection of either. Written at once: the room's row if it has
+/// none, the event as an outlier, the membership row at a new stream position and the stripped
+/// state the user may see of the room.
+#[derive(Clone, Debug)]
+pub struct OutOfRoomMembership {
+    pub event: OutlierEvent,
+    /// The room's row, created if the room is unknown.
+    pub room_version: RoomVersionId,
+    pub creator: OwnedUserId,
+    pub update: MembershipUpdate,
+    /// The stripped state (a JSON array) shown with the membership; `None` removes it.
+    pub stripped_state: Option<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct NewRoom {
     pub room_version: RoomVersionId,
@@ -193,6 +208,16 @@ pub trait EventRepo {
     fn written_head(&self) -> StreamPos;
     /// Stores events as outliers (an event already stored is left as it is).
     async fn persist_outliers(&self, events: Vec<OutlierEvent>) -> StorageResult<()>;
+    /// Writes a local user's membership of a room this server is not in (see
+    /// [`OutOfRoomMembership`]); returns its stream position.
+    async fn persist_out_of_room_membership(&self, membership: OutOfRoomMembership) -> StorageResult<StreamPos>;
+    /// The stripped state stored with a user's membership of a room this server is not in:
+    /// (the membership event it came with, the JSON array).
+    async fn remote_room_state(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> StorageResult<Option<(OwnedEventId, String)>>;
     async fn get_event(&self, event_id: &EventId) -> StorageResult<Option<StoredEvent>>;
     /// The events that exist among `event_ids`, in the order asked.
     async fn get_events(&self, event_ids: &[OwnedEventId]) -> StorageResult<Vec<StoredEvent>>;

@@ -16,8 +16,8 @@ use super::{
     state::{create_state_group, create_state_snapshot, load_state_group},
 };
 use crate::{
-    Database, Direction, EventRepo, EventState, MembershipUpdate, NewEvent, OutlierEvent, PendingPersist,
-    PersistOutcome, StorageError, StorageResult, StoredEvent, StreamPos,
+    Database, Direction, EventRepo, EventState, MembershipUpdate, NewEvent, OutOfRoomMembership, OutlierEvent,
+    PendingPersist, PersistOutcome, StorageError, StorageResult, StoredEvent, StreamPos,
     db::{Conn, Params, Positions, ToValue, Write},
 };
 
@@ -349,6 +349,63 @@ async fn persist_outliers(c: &mut Conn<'_>, positions: &mut Positions, events: &
     Ok(())
 }
 
+/// See [`OutOfRoomMembership`].
+async fn persist_out_of_room_membership(
+    c: &mut Conn<'_>,
+    positions: &mut Positions,
+    m: &OutOfRoomMembership,
+) -> StorageResult<StreamPos> {
+    let ev = &m.event;
+    c.execute(
+        "INSERT INTO rooms (room_id, room_version, creator) VALUES ($1, $2, $3) ON CONFLICT (room_id) DO NOTHING",
+        &[&ev.room_id, &m.room_version, &m.creator],
+    )
+    .await?;
+    persist_outliers(c, positions, std::slice::from_ref(ev)).await?;
+    let pos = positions.next().await?;
+    let u = &m.update;
+    let joins = i64::from(u.membership == Membership::Join);
+    let invites = i64::from(u.membership == Membership::Invite);
+    c.execute(
+        "UPDATE rooms SET
+             joined_members = joined_members + $3
+                 - (SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND user_id = $2 AND membership = $5),
+             invited_members = invited_members + $4
+                 - (SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND user_id = $2 AND membership = $6),
+             last_event_pos = $7
+         WHERE room_id = $1",
+        &[&ev.room_id, &u.user_id, &joins, &invites, &Membership::Join, &Membership::Invite, &pos],
+    )
+    .await?;
+    let current = u.membership.is_current();
+    c.execute(
+        "INSERT INTO room_members (room_id, user_id, membership, event_id, stream_pos, displayname, avatar_url, forgotten, sender)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)
+         ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id,
+             sender = excluded.sender, stream_pos = excluded.stream_pos, displayname = excluded.displayname,
+             avatar_url = excluded.avatar_url,
+             forgotten = CASE WHEN $9 THEN 0 ELSE room_members.forgotten END",
+        &[&ev.room_id, &u.user_id, &u.membership, &ev.event_id, &pos, &u.displayname, &u.avatar_url, &ev.sender, &current],
+    )
+    .await?;
+    match &m.stripped_state {
+        Some(stripped) => {
+            c.execute(
+                "INSERT INTO remote_room_state (room_id, user_id, event_id, stripped_state) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (room_id, user_id) DO UPDATE SET event_id = excluded.event_id,
+                     stripped_state = excluded.stripped_state",
+                &[&ev.room_id, &u.user_id, &ev.event_id, stripped],
+            )
+            .await?;
+        }
+        None => {
+            c.execute("DELETE FROM remote_room_state WHERE room_id = $1 AND user_id = $2", &[&ev.room_id, &u.user_id])
+                .await?;
+        }
+    }
+    Ok(pos)
+}
+
 #[async_trait]
 impl EventRepo for Database {
     fn enqueue_event(&self, event: NewEvent) -> PendingPersist {
@@ -381,6 +438,32 @@ impl EventRepo for Database {
             return Ok(());
         }
         self.write(move |c, positions| Box::pin(async move { persist_outliers(c, positions, &events).await })).await
+    }
+
+    async fn persist_out_of_room_membership(&self, membership: OutOfRoomMembership) -> StorageResult<StreamPos> {
+        self.write(move |c, positions| {
+            Box::pin(async move { persist_out_of_room_membership(c, positions, &membership).await })
+        })
+        .await
+    }
+
+    async fn remote_room_state(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> StorageResult<Option<(OwnedEventId, String)>> {
+        let (room_id, user_id) = (room_id.to_owned(), user_id.to_owned());
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query_opt(
+                    "SELECT event_id, stripped_state FROM remote_room_state WHERE room_id = $1 AND user_id = $2",
+                    &[&room_id, &user_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .await
+            })
+        })
+        .await
     }
 
     async fn get_event(&self, event_id: &EventId) -> StorageResult<Option<StoredEvent>> {

@@ -166,3 +166,65 @@ pub async fn the_outbox_and_the_inbound_transaction_log(url: String) {
     assert!(!store.advance_job("send:remote", 7).await.expect("advance"), "already due sooner");
     assert!(!store.advance_job("send:nobody", 1).await.expect("advance"), "no such job");
 }
+
+/// A local user's invite to a room this server is not in: the room gets a row (no state), the
+/// user a membership row at a new position (their room list sees it), the invite is an outlier
+/// and the stripped state is kept with it; the rejection replaces all three.
+pub async fn memberships_of_rooms_this_server_is_not_in(url: String) {
+    let store = open_store(&url).await;
+    let room = "!elsewhere:remote";
+    let user = uid("@local:test");
+    let head = store.stream_head();
+    let outlier = |id: &str, membership: &str| OutlierEvent {
+        event_id: eid(id),
+        room_id: rid(room),
+        sender: uid("@inviter:remote"),
+        event_type: "m.room.member".into(),
+        state_key: Some(user.to_string()),
+        origin_server_ts: 5,
+        depth: 7,
+        json: format!(r#"{{"content":{{"membership":"{membership}"}}}}"#),
+        rejection: None,
+    };
+    let update =
+        |membership| MembershipUpdate { user_id: user.clone(), membership, displayname: None, avatar_url: None };
+    let invite = OutOfRoomMembership {
+        event: outlier("$invite", "invite"),
+        room_version: ruma::RoomVersionId::V12,
+        creator: uid("@creator:remote"),
+        update: update(Membership::Invite),
+        stripped_state: Some(r#"[{"type":"m.room.name"}]"#.to_owned()),
+    };
+    let pos = store.persist_out_of_room_membership(invite.clone()).await.expect("invite");
+    assert!(pos > head);
+    let row = store.get_room(&rid(room)).await.expect("room").expect("a room row");
+    assert_eq!((row.room_version.as_str(), row.current_state_group), ("12", None));
+    assert_eq!(row.creator, uid("@creator:remote"));
+    let member = store.membership(&rid(room), &user).await.expect("membership").expect("row");
+    assert_eq!((member.membership, member.event_id.as_str()), (Membership::Invite, "$invite"));
+    let rooms = store.rooms_for_user_since(&user, head, 10).await.expect("rooms");
+    assert_eq!(rooms.len(), 1, "the user's room list moves");
+    let stored = store.get_event(&eid("$invite")).await.expect("get").expect("stored");
+    assert!(stored.outlier);
+    let kept = store.remote_room_state(&rid(room), &user).await.expect("stripped").expect("kept");
+    assert_eq!((kept.0.as_str(), kept.1.as_str()), ("$invite", r#"[{"type":"m.room.name"}]"#));
+
+    // Rejected: the invite's state goes, the row moves on, the room's row stays as it was.
+    let reject = OutOfRoomMembership {
+        event: outlier("$reject", "leave"),
+        room_version: ruma::RoomVersionId::V11,
+        creator: uid("@someone:else"),
+        update: update(Membership::Leave),
+        stripped_state: None,
+    };
+    let later = store.persist_out_of_room_membership(reject).await.expect("reject");
+    assert!(later > pos);
+    let member = store.membership(&rid(room), &user).await.expect("membership").expect("row");
+    assert_eq!((member.membership, member.event_id.as_str()), (Membership::Leave, "$reject"));
+    assert!(store.remote_room_state(&rid(room), &user).await.expect("stripped").is_none());
+    let row = store.get_room(&rid(room)).await.expect("room").expect("a room row");
+    assert_eq!(row.room_version.as_str(), "12", "an existing room row is kept");
+    // The same invite again changes nothing but the membership row.
+    store.persist_out_of_room_membership(invite).await.expect("invite again");
+    assert_eq!(store.get_events(&[eid("$invite")]).await.expect("get").len(), 1);
+}

@@ -206,6 +206,7 @@ all_backends!(
     federation::events_with_given_state_fork_and_merge,
     federation::rejected_events_and_outliers_stay_out_of_the_timeline,
     federation::the_outbox_and_the_inbound_transaction_log,
+    federation::memberships_of_rooms_this_server_is_not_in,
     jobs::the_job_queue_hands_each_due_job_to_one_worker,
     cluster::the_stream_head_reaches_every_process,
     cluster::signals_reach_the_other_processes_only,
