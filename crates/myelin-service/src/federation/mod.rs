@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod discovery;
+mod e2ee;
 mod edus;
 mod incoming;
 pub mod ip_policy;

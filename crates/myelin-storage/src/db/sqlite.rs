@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0009_house.sql"),
     include_str!("../../migrations/0010_server_keys.sql"),
     include_str!("../../migrations/0011_federation_events.sql"),
+    include_str!("../../migrations/0012_federated_e2ee.sql"),
 ];
 
 pub struct Sqlite {
