@@ -28,9 +28,9 @@ const OPENID_TOKEN_LIFETIME_MS: u64 = 60 * 60 * 1000;
 /// Most devices taken from one `/user/devices` answer.
 const MAX_REMOTE_DEVICES: usize = 1_000;
 
-/// The job key of a remote user's device-list resync.
+/// The job key of a remote user's device-list resync (no NUL: PostgreSQL text holds none).
 fn resync_key(user_id: &UserId) -> String {
-    format!("device_list_resync\u{0}{user_id}")
+    format!("device_list_resync {user_id}")
 }
 
 /// A user id from an EDU field, if valid and of `origin`.

@@ -24,9 +24,10 @@ const TXNS_PER_RUN: usize = 20;
 const RETRY_FIRST_MS: u64 = 5_000;
 const RETRY_MAX_MS: u64 = 60 * 60 * 1000;
 
-/// The job key of a destination's sender.
+/// The job key of a destination's sender (a space separates: PostgreSQL text holds no NUL, and
+/// server names have no spaces).
 fn sender_key(destination: &ServerName) -> String {
-    format!("federation_send\u{0}{destination}")
+    format!("federation_send {destination}")
 }
 
 /// When a destination whose sending failed `attempts` times in a row is tried again: never
