@@ -394,3 +394,85 @@ async fn openid_tokens_round_trip() -> Result<()> {
     assert_eq!(status, 401, "{body}");
     Ok(())
 }
+
+/// A sends B's user's device-list updates on from where its kept list is; an update after a gap
+/// (a `prev_id` it has not seen) makes it resync the whole list from B's `/user/devices`.
+#[tokio::test]
+async fn device_list_gaps_are_resynced() -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let (alice, bob, _room) = alice_and_bob(&a, &b).await?;
+    let alice_since = next_batch(&alice.sync(None, 0, None).await?)?;
+
+    // Bob's first device keys: A hears of it, resyncs (it kept nothing yet), and tells Alice.
+    DeviceKeys::new(&bob.device_id)?.upload(&bob, 1).await?;
+    sync_until(&alice, &alice_since, "Bob's device list change", |s| {
+        s["device_lists"]["changed"].as_array().is_some_and(|c| c.iter().any(|u| u == bob.user_id.as_str()))
+    })
+    .await
+    .with_context(|| format!("A's log:\n{}", a.log()))?;
+    let uri = format!("/_matrix/federation/v1/user/devices/{}", enc(&bob.user_id));
+    let (status, devices) = signed_request(&a, &b, reqwest::Method::GET, &uri, None).await?;
+    ensure!(status == 200, "B's /user/devices: {status} {devices}");
+    let stream_id = devices["stream_id"].as_i64().context("stream_id")?;
+
+    let update = |txn: &str, device: &str, stream_id: i64, prev: i64| {
+        let edu = json!({ "edu_type": "m.device_list_update", "content": {
+            "user_id": bob.user_id, "device_id": device, "stream_id": stream_id, "prev_id": [prev],
+            "deleted": false, "device_display_name": device,
+            "keys": { "user_id": bob.user_id, "device_id": device, "algorithms": [], "keys": {} },
+        } });
+        (
+            format!("/_matrix/federation/v1/send/{txn}"),
+            json!({
+                "origin": b.server_name(), "origin_server_ts": 1, "pdus": [], "edus": [edu],
+            }),
+        )
+    };
+    let devices_of_bob = async || -> Result<Vec<String>> {
+        let answer = query(&alice, &bob.user_id).await?;
+        let mut ids: Vec<String> =
+            answer["device_keys"][&bob.user_id].as_object().context("devices")?.keys().cloned().collect();
+        ids.sort();
+        Ok(ids)
+    };
+
+    // The next update in order is applied to A's kept list (B itself never had this device, so
+    // only the kept list can show it).
+    let (path, txn) = update("next", "GHOST", stream_id + 1, stream_id);
+    let (status, body) = signed_request(&b, &a, reqwest::Method::PUT, &path, Some(&txn)).await?;
+    ensure!(status == 200, "transaction: {status} {body}");
+    let mut expected = vec![bob.device_id.clone(), "GHOST".to_owned()];
+    expected.sort();
+    assert_eq!(devices_of_bob().await?, expected, "the update followed the kept list");
+
+    // An update after a gap: A resyncs from B, whose list has neither ghost.
+    let (path, txn) = update("gap", "GHOST2", stream_id + 10, stream_id + 9);
+    let (status, body) = signed_request(&b, &a, reqwest::Method::PUT, &path, Some(&txn)).await?;
+    ensure!(status == 200, "transaction: {status} {body}");
+    let deadline = Instant::now() + CROSSING;
+    loop {
+        let ids = devices_of_bob().await?;
+        if ids == [bob.device_id.clone()] {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "A never resynced Bob's list: {ids:?}\nA's log:\n{}", a.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Once resynced, A's kept list is at B's stream id again: the update that follows it is
+    // applied (sent until the resync has finished; one sent while the list is stale is not).
+    let mut expected = vec![bob.device_id.clone(), "GHOST3".to_owned()];
+    expected.sort();
+    for attempt in 0.. {
+        let (path, txn) = update(&format!("after-{attempt}"), "GHOST3", stream_id + 1, stream_id);
+        let (status, body) = signed_request(&b, &a, reqwest::Method::PUT, &path, Some(&txn)).await?;
+        ensure!(status == 200, "transaction: {status} {body}");
+        let ids = devices_of_bob().await?;
+        if ids == expected {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "the resynced list does not follow B: {ids:?}\nA's log:\n{}", a.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}

@@ -54,12 +54,19 @@ impl Services {
         for (user, devices) in users {
             let Ok(user_id) = UserId::parse(user) else { continue };
             match self.store.remote_device_list_state(&user_id).await? {
-                Some(state) if !state.stale => {
+                // Kept lists are current only while a room is shared (else no updates come).
+                Some(state) if !state.stale && !self.local_mates(&user_id).await?.is_empty() => {
                     let only: Vec<&str> =
                         devices.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
                     self.cached_keys(&user_id, &only, &mut answer).await?;
                 }
-                _ => {
+                Some(state) => {
+                    if !state.stale {
+                        self.store.forget_remote_device_list(&user_id).await?;
+                    }
+                    ask.insert(user.clone(), devices.clone());
+                }
+                None => {
                     ask.insert(user.clone(), devices.clone());
                 }
             }

@@ -1,4 +1,5 @@
-//! EDUs: typing notifications and read receipts, to and from the other servers in a room.
+//! EDUs: typing notifications and read receipts, to and from the other servers in a room; the
+//! end-to-end encryption EDUs are handed to `e2ee.rs`.
 
 use std::time::Duration;
 
