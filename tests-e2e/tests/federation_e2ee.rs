@@ -2,13 +2,14 @@
 //! `127.0.0.1:<federation port>`): key queries and claims for remote users go to their server,
 //! device-list changes cross as EDUs and reach the other side's sync, to-device messages cross,
 //! OpenID tokens are checked by the issuing server. Requests the test signs itself use a
-//! server's own signing key from its data directory.
+//! server's own signing key from its data directory. The last test does the same with a real
+//! Synapse as the other server.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use base64::Engine as _;
-use myelin_e2e::{Client, TestServer, enc, errcode, next_batch};
+use myelin_e2e::{Client, SynapsePeer, TestServer, enc, errcode, next_batch};
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue,
     serde::Base64,
@@ -474,5 +475,84 @@ async fn device_list_gaps_are_resynced() -> Result<()> {
         ensure!(Instant::now() < deadline, "the resynced list does not follow B: {ids:?}\nA's log:\n{}", a.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    Ok(())
+}
+
+/// The same with a real Synapse as the other server: Sam on Synapse queries and claims Alice's
+/// keys, sees her second device arrive; Alice queries Sam's keys; to-device messages cross both
+/// ways.
+#[tokio::test]
+async fn e2ee_with_synapse() -> Result<()> {
+    let myelin = TestServer::start_federating().await?;
+    let synapse = SynapsePeer::start().await?;
+    let logs = || format!("Myelin's log:\n{}\nSynapse's log:\n{}", myelin.log(), synapse.log());
+    let alice = myelin.register("alice").await?;
+    let sam = synapse.register("sam").await?;
+    DeviceKeys::new(&alice.device_id)?.upload(&alice, 2).await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    let (status, body) = sam
+        .post(&format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(myelin.server_name())), &json!({}))
+        .await?;
+    ensure!(status == 200, "Synapse user joining: {status} {body}\n{}", logs());
+    DeviceKeys::new(&sam.device_id)?.upload(&sam, 1).await?;
+
+    let answer = eventually(
+        "Sam sees Alice's device keys",
+        async || query(&sam, &alice.user_id).await,
+        |q| q["device_keys"][&alice.user_id][&alice.device_id]["keys"].is_object(),
+    )
+    .await
+    .with_context(logs)?;
+    assert_eq!(answer["failures"], json!({}), "{answer}");
+    let claim = json!({ "one_time_keys": { &alice.user_id: { &alice.device_id: "signed_curve25519" } } });
+    let (status, body) = sam.post("/_matrix/client/v3/keys/claim", &claim).await?;
+    ensure!(status == 200, "claim: {status} {body}");
+    let keys = body["one_time_keys"][&alice.user_id][&alice.device_id].as_object().context("claimed")?;
+    assert!(keys.contains_key("signed_curve25519:AAAA0"), "{body}\n{}", logs());
+
+    eventually(
+        "Alice sees Sam's device keys",
+        async || query(&alice, &sam.user_id).await,
+        |q| q["device_keys"][&sam.user_id][&sam.device_id]["keys"].is_object(),
+    )
+    .await
+    .with_context(logs)?;
+
+    // Alice's second device reaches Synapse (as an update or through a resync).
+    let alice2 = myelin.login("alice").await?;
+    DeviceKeys::new(&alice2.device_id)?.upload(&alice2, 1).await?;
+    eventually(
+        "Sam sees Alice's second device",
+        async || query(&sam, &alice.user_id).await,
+        |q| q["device_keys"][&alice.user_id][&alice2.device_id]["keys"].is_object(),
+    )
+    .await
+    .with_context(logs)?;
+
+    // A to-device message from Synapse arrives on Alice's device.
+    let since = next_batch(&alice.sync(None, 0, None).await?)?;
+    let message = json!({ "messages": { &alice.user_id: { &alice.device_id: { "secret": "from synapse" } } } });
+    let (status, body) = sam.put("/_matrix/client/v3/sendToDevice/m.test.secret/t1", &message).await?;
+    ensure!(status == 200, "sendToDevice: {status} {body}");
+    sync_until(&alice, &since, "Sam's to-device message", |s| {
+        to_device_events(s)
+            .iter()
+            .any(|e| e["content"]["secret"] == "from synapse" && e["sender"] == sam.user_id.as_str())
+    })
+    .await
+    .with_context(logs)?;
+
+    // And one from Myelin arrives on Sam's device.
+    let since = next_batch(&sam.sync(None, 0, None).await?)?;
+    let message = json!({ "messages": { &sam.user_id: { "*": { "secret": "from myelin" } } } });
+    let (status, body) = alice.put("/_matrix/client/v3/sendToDevice/m.test.secret/t1", &message).await?;
+    ensure!(status == 200, "sendToDevice: {status} {body}");
+    sync_until(&sam, &since, "Alice's to-device message", |s| {
+        to_device_events(s)
+            .iter()
+            .any(|e| e["content"]["secret"] == "from myelin" && e["sender"] == alice.user_id.as_str())
+    })
+    .await
+    .with_context(logs)?;
     Ok(())
 }
