@@ -29,6 +29,10 @@ pub fn routes() -> Router<AppState> {
         .route("/_matrix/federation/v1/query/directory", get(query_directory))
         .route("/_matrix/federation/v1/query/profile", get(query_profile))
         .route("/_matrix/federation/v1/publicRooms", get(public_rooms_get).post(public_rooms_post))
+        .route("/_matrix/federation/v1/user/keys/query", axum::routing::post(user_keys_query))
+        .route("/_matrix/federation/v1/user/keys/claim", axum::routing::post(user_keys_claim))
+        .route("/_matrix/federation/v1/user/devices/{user_id}", get(user_devices))
+        .route("/_matrix/federation/v1/openid/userinfo", get(openid_userinfo))
 }
 
 async fn own_keys(State(state): State<AppState>) -> FedResult<Json<Value>> {
@@ -143,4 +147,30 @@ async fn public_rooms_post(State(state): State<AppState>, signed: SignedRequest)
         server: None,
     };
     Ok(Json(state.public_rooms(req).await?))
+}
+
+async fn user_keys_query(State(state): State<AppState>, signed: SignedRequest) -> FedResult<Json<Value>> {
+    Ok(Json(state.federation_query_keys(&signed.origin, &signed.body).await?))
+}
+
+async fn user_keys_claim(State(state): State<AppState>, signed: SignedRequest) -> FedResult<Json<Value>> {
+    Ok(Json(state.federation_claim_keys(&signed.origin, &signed.body).await?))
+}
+
+async fn user_devices(
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+    signed: SignedRequest,
+) -> FedResult<Json<Value>> {
+    let user = OwnedUserId::try_from(user.as_str()).map_err(|_| MatrixError::invalid_param("Invalid user id"))?;
+    Ok(Json(state.federation_user_devices(&signed.origin, &user).await?))
+}
+
+/// Not signed: the caller is any service holding a token a user gave it.
+async fn openid_userinfo(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> FedResult<Json<Value>> {
+    let token = query.get("access_token").ok_or_else(|| MatrixError::unknown_token("access_token is required"))?;
+    Ok(Json(state.openid_userinfo(token).await?))
 }

@@ -50,6 +50,8 @@ pub enum JobKind {
     FederationSend,
     /// Periodic: wakes the sender of every destination with queued entries.
     FederationSweep,
+    /// Fetches a remote user's whole device list after a gap.
+    DeviceListResync,
 }
 
 /// What a job run asks for next.
@@ -67,6 +69,7 @@ impl JobKind {
             JobKind::Cleanup => "cleanup",
             JobKind::FederationSend => "federation_send",
             JobKind::FederationSweep => "federation_sweep",
+            JobKind::DeviceListResync => "device_list_resync",
         }
     }
 
@@ -75,6 +78,7 @@ impl JobKind {
             "cleanup" => Some(JobKind::Cleanup),
             "federation_send" => Some(JobKind::FederationSend),
             "federation_sweep" => Some(JobKind::FederationSweep),
+            "device_list_resync" => Some(JobKind::DeviceListResync),
             _ => None,
         }
     }
@@ -84,7 +88,7 @@ impl JobKind {
         match self {
             JobKind::Cleanup => Some(CLEANUP_INTERVAL_MS),
             JobKind::FederationSweep => Some(FEDERATION_SWEEP_INTERVAL_MS),
-            JobKind::FederationSend => None,
+            JobKind::FederationSend | JobKind::DeviceListResync => None,
         }
     }
 
@@ -243,8 +247,13 @@ impl Services {
                 self.sweep_outbox().await?;
                 Ok(Next::Done)
             }
+            JobKind::DeviceListResync => {
+                self.run_device_list_resync(payload).await?;
+                Ok(Next::Done)
+            }
             JobKind::Cleanup => {
-                let tokens = self.store.delete_expired_login_tokens(now).await?;
+                let tokens = self.store.delete_expired_login_tokens(now).await?
+                    + self.store.delete_expired_openid_tokens(now).await?;
                 let txns = self.store.delete_txn_ids_before(now.saturating_sub(TXN_ID_LIFETIME_MS)).await?;
                 let connections = self
                     .store

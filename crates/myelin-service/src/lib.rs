@@ -91,8 +91,6 @@ pub struct Services {
     server_name: OwnedServerName,
     /// Outbound federation: the HTTP client and the discovery cache.
     federation: federation::Federation,
-    /// Other servers' keys and device lists (federation; `Unfederated` until it exists).
-    remote_keys: Arc<dyn e2ee::remote::RemoteKeys>,
     /// This process's name on the job queue (the holder of its leases).
     worker_id: String,
     /// Wakes this process's job runner when a job is queued here.
@@ -138,7 +136,6 @@ impl Services {
             trusted_proxies,
             passwords: passwords::PasswordHasher::new(2),
             server_name,
-            remote_keys: Arc::new(e2ee::remote::Unfederated),
             federation,
             worker_id,
             jobs_queued: Arc::new(tokio::sync::Notify::new()),

@@ -1,8 +1,8 @@
-//! Registration, login, logout, refresh, whoami, password change, deactivation.
+//! Registration, login, logout, refresh, whoami, password change, deactivation, OpenID tokens.
 
 use axum::{
     Json,
-    extract::{Query, State},
+    extract::{Path, Query, State},
 };
 use myelin_core::{ErrorCode, MatrixError};
 use myelin_service::{
@@ -144,4 +144,14 @@ pub async fn get_login_token(
 ) -> ApiResult<Json<Value>> {
     let token = state.create_login_token(&r, body.auth.as_ref()).await?;
     Ok(Json(json!({ "login_token": token, "expires_in_ms": myelin_service::accounts::LOGIN_TOKEN_LIFETIME_MS })))
+}
+
+/// `POST /user/{userId}/openid/request_token` (the body is `{}`).
+pub async fn openid_request_token(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(user): Path<String>,
+    JsonBody(_body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.request_openid_token(&r, &super::user_id(&user)?).await?))
 }

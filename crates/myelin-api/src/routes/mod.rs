@@ -105,6 +105,7 @@ pub fn client_routes() -> Router<AppState> {
         .route("/user/{user_id}/rooms/{room_id}/tags", get(ephemeral::get_tags))
         .route("/user/{user_id}/rooms/{room_id}/tags/{tag}", put(ephemeral::put_tag).delete(ephemeral::delete_tag))
         .route("/user/{user_id}/filter", post(sync::create_filter))
+        .route("/user/{user_id}/openid/request_token", post(account::openid_request_token))
         .route("/user/{user_id}/filter/{filter_id}", get(sync::get_filter))
         .route("/sync", get(sync::sync))
         .route(

@@ -9,7 +9,7 @@ use myelin_core::{
 use myelin_storage::{KeyUpload, KeyUploadOutcome, NewDehydratedDevice};
 use serde_json::{Value, json};
 
-use super::keys::{checked_device_keys, parse_keys};
+use super::keys::{DeviceChange, checked_device_keys, parse_keys};
 use crate::{Services, accounts::Requester};
 
 /// To-device events per page of `/dehydrated_device/{id}/events`.
@@ -55,7 +55,7 @@ impl Services {
             }
             Err(err) => return Err(err.into()),
         }
-        self.announce_device_change(&r.user_id).await?;
+        self.announce_device_change(&r.user_id, DeviceChange::Devices(vec![device_id.clone()])).await?;
         Ok(json!({ "device_id": device_id }))
     }
 
@@ -76,7 +76,7 @@ impl Services {
             .delete_dehydrated_device(&r.user_id)
             .await?
             .ok_or_else(|| MatrixError::not_found("No dehydrated device"))?;
-        self.announce_device_change(&r.user_id).await?;
+        self.announce_device_change(&r.user_id, DeviceChange::Devices(vec![device_id.clone()])).await?;
         Ok(json!({ "device_id": device_id }))
     }
 

@@ -92,13 +92,18 @@ impl Services {
     /// Deletes devices (tokens, keys, inbox) and tells everyone sharing a room with the user.
     pub async fn delete_devices(&self, user_id: &UserId, device_ids: &[OwnedDeviceId]) -> MatrixResult<()> {
         self.store.delete_devices(user_id, device_ids).await?;
-        self.announce_device_change(user_id).await
+        self.announce_device_change(user_id, super::keys::DeviceChange::Devices(device_ids.to_vec())).await
     }
 
     /// Deletes every device of the user but `keep`, as `delete_devices` does.
     pub async fn delete_all_devices(&self, user_id: &UserId, keep: Option<&DeviceId>) -> MatrixResult<()> {
+        let before: Vec<OwnedDeviceId> =
+            self.store.list_devices(user_id).await?.into_iter().map(|d| d.device_id).collect();
         self.store.delete_all_devices(user_id, keep).await?;
-        self.announce_device_change(user_id).await
+        let after: Vec<OwnedDeviceId> =
+            self.store.list_devices(user_id).await?.into_iter().map(|d| d.device_id).collect();
+        let gone = before.into_iter().filter(|d| !after.contains(d)).collect();
+        self.announce_device_change(user_id, super::keys::DeviceChange::Devices(gone)).await
     }
 
     /// `/logout`: the requester's device goes.

@@ -12,6 +12,15 @@ use serde_json::{Map, Value, json};
 use super::{invalid_signature, signatures};
 use crate::{Services, accounts::Requester};
 
+/// What changed in a local user's device list (for the update other servers receive).
+#[derive(Clone, Debug)]
+pub enum DeviceChange {
+    /// These devices were added, changed or deleted.
+    Devices(Vec<OwnedDeviceId>),
+    /// The cross-signing keys changed.
+    CrossSigning,
+}
+
 /// Most one-time keys in one upload (clients send 50 at a time).
 const MAX_KEYS_PER_UPLOAD: usize = 1_000;
 /// Longest key id (`algorithm:id`) accepted.
@@ -144,7 +153,7 @@ impl Services {
             }
             KeyUploadOutcome::Stored { device_list_changed } => {
                 if device_list_changed {
-                    self.announce_device_change(&r.user_id).await?;
+                    self.announce_device_change(&r.user_id, DeviceChange::Devices(vec![r.device_id.clone()])).await?;
                 }
             }
         }
@@ -161,68 +170,61 @@ impl Services {
         Ok(Value::Object(counts))
     }
 
-    /// Wakes everyone who shares a room with the user (and the user's other devices).
-    pub async fn announce_device_change(&self, user_id: &UserId) -> MatrixResult<()> {
+    /// Wakes everyone who shares a room with the user (and the user's other devices), and tells
+    /// the other servers sharing a room with them.
+    pub async fn announce_device_change(&self, user_id: &UserId, change: DeviceChange) -> MatrixResult<()> {
         let mut mates = self.store.room_mates(user_id).await?;
         mates.push(user_id.to_owned());
         mates.sort();
         mates.dedup();
         self.notifier.notify_users(&mates);
-        self.remote_keys.device_list_changed(user_id).await;
-        Ok(())
+        self.send_device_list_updates(user_id, &mates, change).await
     }
 
     /// `POST /keys/query`.
     pub async fn query_keys(&self, r: &Requester, body: &Value) -> MatrixResult<Value> {
-        let Some(wanted) = body.get("device_keys").and_then(Value::as_object) else {
-            return Err(MatrixError::bad_json("device_keys must be an object"));
-        };
-        if wanted.len() > MAX_QUERY_USERS {
-            return Err(MatrixError::new(ErrorCode::TooLarge, "Too many users in one query"));
-        }
-        let mut device_keys = Map::new();
-        let mut master = Map::new();
-        let mut self_signing = Map::new();
-        let mut user_signing = Map::new();
+        let wanted = parse_query(body)?;
         let mut failures = Map::new();
-        let parsed: Vec<(OwnedUserId, &Value)> =
-            wanted.iter().filter_map(|(u, devices)| Some((UserId::parse(u).ok()?, devices))).collect();
-        let local: Vec<OwnedUserId> =
-            parsed.iter().filter(|(u, _)| self.is_local_user(u)).map(|(u, _)| u.clone()).collect();
-        let remote =
-            super::remote::by_server(parsed.iter().filter(|(u, _)| !self.is_local_user(u)).map(|(u, v)| (u, *v)));
-        for (server, users) in remote {
-            match self.remote_keys.query(&server, &users).await {
-                Ok(answer) => {
-                    // Only what was asked for, from the users of that server.
-                    for (field, into) in [
-                        ("device_keys", &mut device_keys),
-                        ("master_keys", &mut master),
-                        ("self_signing_keys", &mut self_signing),
-                    ] {
-                        for (user, keys) in answer.get(field).and_then(Value::as_object).into_iter().flatten() {
-                            if users.contains_key(user) {
-                                into.insert(user.clone(), keys.clone());
-                            }
-                        }
-                    }
-                }
-                Err(failure) => {
-                    failures.insert(server, json!({ "errcode": failure.errcode, "error": failure.error }));
-                }
+        let local: Vec<(OwnedUserId, Vec<String>)> =
+            wanted.iter().filter(|(u, _)| self.is_local_user(u)).cloned().collect();
+        let mut answer = self.local_device_keys(&local, Some(&r.user_id)).await?;
+        let remote: Vec<(OwnedUserId, Value)> = wanted
+            .iter()
+            .filter(|(u, _)| !self.is_local_user(u))
+            .map(|(u, devices)| (u.clone(), json!(devices)))
+            .collect();
+        for (server, users) in super::remote::by_server(remote.iter().map(|(u, v)| (u, v))) {
+            let (found, failure) = self.remote_device_keys(&server, &users).await?;
+            answer.merge(found);
+            if let Some(failure) = failure {
+                failures.insert(server, json!({ "errcode": failure.errcode, "error": failure.error }));
             }
         }
-        let all = self.store.device_keys(&local).await?;
-        for user in &local {
-            let only: Vec<&str> = wanted[user.as_str()]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+        Ok(json!({
+            "device_keys": answer.device_keys,
+            "master_keys": answer.master_keys,
+            "self_signing_keys": answer.self_signing_keys,
+            "user_signing_keys": answer.user_signing_keys,
+            "failures": failures,
+        }))
+    }
+
+    /// Device and cross-signing keys of local users (`devices` empty: all of them); the
+    /// user-signing key only to its owner (`requester`).
+    pub(crate) async fn local_device_keys(
+        &self,
+        users: &[(OwnedUserId, Vec<String>)],
+        requester: Option<&UserId>,
+    ) -> MatrixResult<KeysAnswer> {
+        let mut answer = KeysAnswer::default();
+        let ids: Vec<OwnedUserId> = users.iter().map(|(u, _)| u.clone()).collect();
+        let all = self.store.device_keys(&ids).await?;
+        for (user, only) in users {
             let names: HashMap<OwnedDeviceId, Option<String>> =
                 self.store.list_devices(user).await?.into_iter().map(|d| (d.device_id, d.display_name)).collect();
             let mut devices = Map::new();
             for stored in all.iter().filter(|k| k.user_id == *user) {
-                if !only.is_empty() && !only.contains(&stored.device_id.as_str()) {
+                if !only.is_empty() && !only.iter().any(|d| d == stored.device_id.as_str()) {
                     continue;
                 }
                 let Ok(mut keys) = serde_json::from_str::<Value>(&stored.json) else { continue };
@@ -231,63 +233,38 @@ impl Services {
                 }
                 devices.insert(stored.device_id.to_string(), keys);
             }
-            device_keys.insert(user.to_string(), Value::Object(devices));
+            answer.device_keys.insert(user.to_string(), Value::Object(devices));
             for (key_type, json) in self.store.cross_signing_keys(user).await? {
                 let Ok(key) = serde_json::from_str::<Value>(&json) else { continue };
                 match key_type.as_str() {
-                    "master" => master.insert(user.to_string(), key),
-                    "self_signing" => self_signing.insert(user.to_string(), key),
-                    "user_signing" if *user == r.user_id => user_signing.insert(user.to_string(), key),
+                    "master" => answer.master_keys.insert(user.to_string(), key),
+                    "self_signing" => answer.self_signing_keys.insert(user.to_string(), key),
+                    "user_signing" if Some(user.as_ref()) == requester => {
+                        answer.user_signing_keys.insert(user.to_string(), key)
+                    }
                     _ => None,
                 };
             }
         }
-        Ok(json!({
-            "device_keys": device_keys,
-            "master_keys": master,
-            "self_signing_keys": self_signing,
-            "user_signing_keys": user_signing,
-            "failures": failures,
-        }))
+        Ok(answer)
     }
 
     /// `POST /keys/claim`.
     pub async fn claim_keys(&self, body: &Value) -> MatrixResult<Value> {
-        let Some(wanted) = body.get("one_time_keys").and_then(Value::as_object) else {
-            return Err(MatrixError::bad_json("one_time_keys must be an object"));
-        };
-        let mut claims = Vec::new();
+        let wanted = parse_claims(body)?;
         let mut failures = Map::new();
-        let mut remote_users = Vec::new();
-        for (user, devices) in wanted {
-            let Some(devices) = devices.as_object() else {
-                return Err(MatrixError::bad_json("one_time_keys must map users to {device: algorithm}"));
-            };
-            let Ok(user_id) = UserId::parse(user) else { continue };
-            if !self.is_local_user(&user_id) {
-                remote_users.push((user_id, devices));
-                continue; // claimed from its server below
-            }
-            for (device, algorithm) in devices {
-                let Some(algorithm) = algorithm.as_str() else {
-                    return Err(MatrixError::bad_json("Each device must map to an algorithm name"));
-                };
-                claims.push(KeyClaim {
-                    user_id: user_id.clone(),
-                    device_id: OwnedDeviceId::from(device.as_str()),
-                    algorithm: algorithm.to_owned(),
-                });
-            }
+        let local: Vec<KeyClaim> = wanted.iter().filter(|c| self.is_local_user(&c.user_id)).cloned().collect();
+        let mut out = self.claim_local_keys(&local).await?;
+        let mut remote: BTreeMap<OwnedUserId, Map<String, Value>> = BTreeMap::new();
+        for claim in wanted.iter().filter(|c| !self.is_local_user(&c.user_id)) {
+            remote
+                .entry(claim.user_id.clone())
+                .or_default()
+                .insert(claim.device_id.to_string(), json!(claim.algorithm));
         }
-        if claims.len() > MAX_CLAIMS {
-            return Err(MatrixError::new(ErrorCode::TooLarge, "Too many keys claimed at once"));
-        }
-        let claimed = self.store.claim_keys(&claims).await?;
-        let mut out: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-        let remote: Vec<(OwnedUserId, Value)> =
-            remote_users.into_iter().map(|(u, devices)| (u, Value::Object(devices.clone()))).collect();
+        let remote: Vec<(OwnedUserId, Value)> = remote.into_iter().map(|(u, d)| (u, Value::Object(d))).collect();
         for (server, users) in super::remote::by_server(remote.iter().map(|(u, v)| (u, v))) {
-            match self.remote_keys.claim(&server, &users).await {
+            match self.remote_claim_keys(&server, &users).await {
                 Ok(answer) => {
                     for (user, devices) in answer.as_object().into_iter().flatten() {
                         if let (true, Some(devices)) = (users.contains_key(user), devices.as_object()) {
@@ -300,6 +277,19 @@ impl Services {
                 }
             }
         }
+        Ok(json!({ "one_time_keys": out, "failures": failures }))
+    }
+
+    /// Claims one key per local (user, device, algorithm): `{user: {device: {key_id: key}}}`.
+    pub(crate) async fn claim_local_keys(
+        &self,
+        claims: &[KeyClaim],
+    ) -> MatrixResult<BTreeMap<String, Map<String, Value>>> {
+        let mut out: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+        if claims.is_empty() {
+            return Ok(out);
+        }
+        let claimed = self.store.claim_keys(claims).await?;
         let mut owners = Vec::new();
         for ClaimedKey { user_id, device_id, key_id, json } in claimed {
             let key = serde_json::from_str::<Value>(&json).unwrap_or(Value::Null);
@@ -310,7 +300,7 @@ impl Services {
         owners.sort();
         owners.dedup();
         self.notifier.notify_users(&owners);
-        Ok(json!({ "one_time_keys": out, "failures": failures }))
+        Ok(out)
     }
 
     /// The user's cross-signing keys by type (`master`, `self_signing`, `user_signing`).
@@ -360,7 +350,7 @@ impl Services {
             return Err(MatrixError::missing_param("No cross-signing key in the upload"));
         }
         if self.store.put_cross_signing_keys(&r.user_id, keys).await? {
-            self.announce_device_change(&r.user_id).await?;
+            self.announce_device_change(&r.user_id, DeviceChange::CrossSigning).await?;
         }
         Ok(())
     }
@@ -447,10 +437,11 @@ impl Services {
                 } else {
                     None
                 };
-                if let Some(device) = own_device {
+                let change = if let Some(device) = own_device {
                     let mut stored: Value = serde_json::from_str(&device.json).unwrap_or(Value::Null);
                     merge_signatures(&mut stored, signed);
                     self.store.replace_device_keys(user, &device.device_id, stored.to_string()).await?;
+                    DeviceChange::Devices(vec![device.device_id])
                 } else if let Some((key_type, json)) =
                     self.store.cross_signing_keys(user).await?.into_iter().find(|(_, j)| {
                         serde_json::from_str::<Value>(j)
@@ -462,11 +453,12 @@ impl Services {
                     let mut stored: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
                     merge_signatures(&mut stored, signed);
                     self.store.put_cross_signing_keys(user, vec![(key_type, stored.to_string())]).await?;
+                    DeviceChange::CrossSigning
                 } else {
                     fail("M_NOT_FOUND", "Unknown key");
                     continue;
-                }
-                self.announce_device_change(user).await?;
+                };
+                self.announce_device_change(user, change).await?;
             }
         }
         Ok(json!({ "failures": failures }))
@@ -500,4 +492,69 @@ fn device_signing_needs_auth(body: &Value, existing: &HashMap<String, Value>) ->
     ![("master_key", "master"), ("self_signing_key", "self_signing"), ("user_signing_key", "user_signing")]
         .iter()
         .all(|(field, key_type)| body.get(*field).is_none_or(|k| existing.get(*key_type) == Some(k)))
+}
+
+/// The keys of a `/keys/query` answer.
+#[derive(Debug, Default)]
+pub(crate) struct KeysAnswer {
+    pub device_keys: Map<String, Value>,
+    pub master_keys: Map<String, Value>,
+    pub self_signing_keys: Map<String, Value>,
+    pub user_signing_keys: Map<String, Value>,
+}
+
+impl KeysAnswer {
+    pub(crate) fn merge(&mut self, other: KeysAnswer) {
+        self.device_keys.extend(other.device_keys);
+        self.master_keys.extend(other.master_keys);
+        self.self_signing_keys.extend(other.self_signing_keys);
+        self.user_signing_keys.extend(other.user_signing_keys);
+    }
+}
+
+/// The `device_keys` of a key query (client or federation): `{user: [device, …]}`, bounded;
+/// invalid user ids are skipped.
+pub(crate) fn parse_query(body: &Value) -> MatrixResult<Vec<(OwnedUserId, Vec<String>)>> {
+    let Some(wanted) = body.get("device_keys").and_then(Value::as_object) else {
+        return Err(MatrixError::bad_json("device_keys must be an object"));
+    };
+    if wanted.len() > MAX_QUERY_USERS {
+        return Err(MatrixError::new(ErrorCode::TooLarge, "Too many users in one query"));
+    }
+    Ok(wanted
+        .iter()
+        .filter_map(|(u, devices)| {
+            let devices = devices.as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect());
+            Some((UserId::parse(u).ok()?, devices.unwrap_or_default()))
+        })
+        .collect())
+}
+
+/// The `one_time_keys` of a key claim (client or federation): `{user: {device: algorithm}}`,
+/// bounded; invalid user ids are skipped.
+pub(crate) fn parse_claims(body: &Value) -> MatrixResult<Vec<KeyClaim>> {
+    let Some(wanted) = body.get("one_time_keys").and_then(Value::as_object) else {
+        return Err(MatrixError::bad_json("one_time_keys must be an object"));
+    };
+    let mut claims = Vec::new();
+    for (user, devices) in wanted {
+        let Some(devices) = devices.as_object() else {
+            return Err(MatrixError::bad_json("one_time_keys must map users to {device: algorithm}"));
+        };
+        let Ok(user_id) = UserId::parse(user) else { continue };
+        for (device, algorithm) in devices {
+            let Some(algorithm) = algorithm.as_str() else {
+                return Err(MatrixError::bad_json("Each device must map to an algorithm name"));
+            };
+            claims.push(KeyClaim {
+                user_id: user_id.clone(),
+                device_id: OwnedDeviceId::from(device.as_str()),
+                algorithm: algorithm.to_owned(),
+            });
+        }
+        if claims.len() > MAX_CLAIMS {
+            return Err(MatrixError::new(ErrorCode::TooLarge, "Too many keys claimed at once"));
+        }
+    }
+    Ok(claims)
 }

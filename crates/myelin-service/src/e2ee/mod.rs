@@ -1,8 +1,8 @@
 //! End-to-end encryption, server side: the key infrastructure clients rely on so that no message
 //! is ever undecryptable because of the server. Device, one-time, fallback and cross-signing keys
 //! (`keys.rs`), signature checks (`signatures.rs`), device-list tracking (`device_lists.rs`) and
-//! to-device messages (`to_device.rs`). What other servers must answer goes through the
-//! [`remote::RemoteKeys`] interface, which the federation work implements.
+//! to-device messages (`to_device.rs`). What other servers must answer goes over federation
+//! (`federation/e2ee.rs`); `remote.rs` turns their failures into `failures` entries.
 
 pub mod backup;
 pub mod dehydrated;

@@ -2,14 +2,14 @@
 //! device acknowledges them by syncing past them; at most 100 are delivered per response, in
 //! order.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use myelin_core::{
     ErrorCode, MatrixError, MatrixResult,
-    types::{DeviceId, OwnedDeviceId, OwnedUserId, TransactionId, UserId},
+    types::{DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, TransactionId, UserId},
 };
 use myelin_storage::{StreamPos, ToDeviceSend};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::{Services, accounts::Requester};
 
@@ -34,13 +34,23 @@ impl Services {
             return Err(MatrixError::bad_json("messages must be an object"));
         };
         let mut messages = Vec::new();
+        let mut remote: BTreeMap<OwnedServerName, Map<String, Value>> = BTreeMap::new();
+        let mut remote_count = 0;
         for (user, devices) in users {
             let Some(devices) = devices.as_object() else {
                 return Err(MatrixError::bad_json("messages must map users to {device: content}"));
             };
             let Ok(user) = UserId::parse(user) else { continue };
             if !self.is_local_user(&user) {
-                continue; // no federation yet
+                if devices.values().any(|c| !c.is_object()) {
+                    return Err(MatrixError::bad_json("Each message content must be an object"));
+                }
+                remote_count += devices.len();
+                remote
+                    .entry(user.server_name().to_owned())
+                    .or_default()
+                    .insert(user.to_string(), Value::Object(devices.clone()));
+                continue; // sent to its server below
             }
             let known: HashSet<OwnedDeviceId> = if devices.is_empty() {
                 HashSet::new()
@@ -60,7 +70,7 @@ impl Services {
                     messages.push((user.clone(), target.clone(), content.to_string()));
                 }
             }
-            if messages.len() > MAX_MESSAGES_PER_REQUEST {
+            if messages.len() + remote_count > MAX_MESSAGES_PER_REQUEST {
                 return Err(MatrixError::new(ErrorCode::TooLarge, "Too many to-device messages in one request"));
             }
         }
@@ -80,6 +90,8 @@ impl Services {
         };
         if self.store.send_to_device(send).await? {
             self.notifier.notify_users(&recipients);
+            // Only on the first use of the transaction id: a retry sends nothing twice.
+            self.send_remote_to_device(r, event_type, txn_id, remote).await?;
         }
         Ok(())
     }

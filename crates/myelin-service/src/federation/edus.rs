@@ -1,4 +1,5 @@
-//! EDUs: typing notifications and read receipts, to and from the other servers in a room.
+//! EDUs: typing notifications and read receipts, to and from the other servers in a room; the
+//! end-to-end encryption EDUs are handed to `e2ee.rs`.
 
 use std::time::Duration;
 
@@ -83,6 +84,9 @@ impl Services {
                 }
                 Ok(())
             }
+            Some("m.device_list_update") => self.receive_device_list_update(origin, content).await,
+            Some("m.signing_key_update") => self.receive_signing_key_update(origin, content).await,
+            Some("m.direct_to_device") => self.receive_direct_to_device(origin, content).await,
             _ => Ok(()),
         }
     }

@@ -3,12 +3,13 @@
 //! in (`xmatrix`, `authenticate_federation_request`), signing keys, ours and theirs, with the
 //! notary (`server_keys`). Rooms — receiving PDUs in the specification's order of checks
 //! (`incoming`), state resolution (`state_resolution`), joins both ways (`joins`), what other
-//! servers may read (`queries`), EDUs (`edus`) and the durable outgoing queue (`sender`). The
-//! HTTP side is the `myelin-federation` crate.
+//! servers may read (`queries`), EDUs (`edus`) and the durable outgoing queue (`sender`).
+//! End-to-end encryption across servers (`e2ee`). The HTTP side is the `myelin-federation` crate.
 
 mod acl;
 pub mod client;
 pub mod discovery;
+mod e2ee;
 mod edus;
 mod incoming;
 pub mod ip_policy;

@@ -13,6 +13,7 @@ mod jobs;
 mod key_json;
 mod keys;
 mod receipts;
+mod remote_devices;
 mod rooms;
 mod server_keys;
 mod sliding_sync;
@@ -32,6 +33,7 @@ pub use jobs::*;
 pub use key_json::same_key;
 pub use keys::*;
 pub use receipts::*;
+pub use remote_devices::*;
 pub use rooms::*;
 pub use server_keys::*;
 pub use sliding_sync::*;
@@ -60,6 +62,7 @@ pub trait Store:
     + SlidingSyncRepo
     + UiaRepo
     + ServerKeyRepo
+    + RemoteDeviceRepo
     + Send
     + Sync
     + 'static
@@ -84,6 +87,7 @@ impl<T> Store for T where
         + SlidingSyncRepo
         + UiaRepo
         + ServerKeyRepo
+        + RemoteDeviceRepo
         + Send
         + Sync
         + 'static

@@ -18,6 +18,7 @@ mod federation;
 mod jobs;
 mod keys;
 mod receipts;
+mod remote_devices;
 mod rooms;
 mod server_keys;
 mod sliding_sync;

@@ -3,7 +3,7 @@
 
 use myelin_storage::*;
 
-use super::{did, open_store, rid, uid, user};
+use super::{another_process, did, open_store, rid, uid, user};
 
 fn key(id: &str, json: &str) -> UploadedKey {
     UploadedKey { key_id: id.into(), json: json.into() }
@@ -274,4 +274,88 @@ pub async fn dehydrated_devices_are_replaced_whole(url: String) {
     assert!(s.dehydrated_device(&a).await.expect("get").is_none());
     assert!(s.get_device(&a, &did("DH2")).await.expect("device").is_none());
     assert_eq!(s.delete_dehydrated_device(&a).await.expect("delete"), None);
+}
+
+pub async fn remote_device_lists_stream_ids_and_openid_tokens(url: String) {
+    let s = open_store(&url).await;
+    let bob = uid("@bob:remote");
+    let dev = |id: &str, keys: Option<&str>| RemoteDevice {
+        device_id: did(id),
+        keys: keys.map(str::to_owned),
+        display_name: Some(format!("{id} name")),
+    };
+    assert_eq!(s.remote_device_list_state(&bob).await.expect("state"), None);
+
+    // A resync replaces the whole list and records a change on the stream.
+    let start = s.stream_head();
+    let resync = RemoteDeviceChange::Resync {
+        stream_id: 7,
+        devices: vec![dev("B1", Some("{\"k\":1}")), dev("B2", None)],
+        cross_signing: vec![("master".into(), "{\"m\":1}".into())],
+    };
+    let p = s.update_remote_device_list(&bob, resync).await.expect("resync");
+    assert!(p > start);
+    assert_eq!(s.device_list_changes(start, s.stream_head()).await.expect("changes"), std::slice::from_ref(&bob));
+    assert_eq!(
+        s.remote_device_list_state(&bob).await.expect("state"),
+        Some(RemoteDeviceListState { stream_id: 7, stale: false })
+    );
+    assert_eq!(s.remote_devices(&bob).await.expect("devices"), [dev("B1", Some("{\"k\":1}")), dev("B2", None)]);
+    assert_eq!(s.remote_cross_signing_keys(&bob).await.expect("keys"), [("master".into(), "{\"m\":1}".into())]);
+
+    // Single updates: a device changed, one deleted; the stream id follows.
+    let change = RemoteDeviceChange::Device { stream_id: 8, device: dev("B2", Some("{\"k\":2}")), deleted: false };
+    s.update_remote_device_list(&bob, change).await.expect("update");
+    let gone = RemoteDeviceChange::Device { stream_id: 9, device: dev("B1", None), deleted: true };
+    let middle = s.stream_head();
+    s.update_remote_device_list(&bob, gone).await.expect("delete");
+    assert_eq!(s.device_list_changes(middle, s.stream_head()).await.expect("changes"), std::slice::from_ref(&bob));
+    assert_eq!(s.remote_devices(&bob).await.expect("devices"), [dev("B2", Some("{\"k\":2}"))]);
+    assert_eq!(s.remote_device_list_state(&bob).await.expect("state").map(|st| st.stream_id), Some(9));
+    let keys = RemoteDeviceChange::CrossSigning(vec![
+        ("master".into(), "{\"m\":2}".into()),
+        ("self_signing".into(), "{\"s\":1}".into()),
+    ]);
+    s.update_remote_device_list(&bob, keys).await.expect("signing keys");
+    assert_eq!(
+        s.remote_cross_signing_keys(&bob).await.expect("keys"),
+        [("master".into(), "{\"m\":2}".into()), ("self_signing".into(), "{\"s\":1}".into())]
+    );
+
+    // Stale until the next resync; forgetting drops everything.
+    s.mark_remote_device_list_stale(&bob).await.expect("stale");
+    assert_eq!(
+        s.remote_device_list_state(&bob).await.expect("state"),
+        Some(RemoteDeviceListState { stream_id: 9, stale: true })
+    );
+    let resync = RemoteDeviceChange::Resync { stream_id: 12, devices: vec![], cross_signing: vec![] };
+    s.update_remote_device_list(&bob, resync).await.expect("resync");
+    assert_eq!(
+        s.remote_device_list_state(&bob).await.expect("state"),
+        Some(RemoteDeviceListState { stream_id: 12, stale: false })
+    );
+    assert!(s.remote_devices(&bob).await.expect("devices").is_empty());
+    assert!(s.remote_cross_signing_keys(&bob).await.expect("keys").is_empty(), "a resync replaces the keys");
+    s.forget_remote_device_list(&bob).await.expect("forget");
+    assert_eq!(s.remote_device_list_state(&bob).await.expect("state"), None);
+
+    // Local users' stream ids for other servers: consecutive, never reused, across processes.
+    let alice = uid("@alice:test");
+    assert_eq!(s.device_list_stream_id(&alice).await.expect("id"), 0);
+    assert_eq!(s.next_device_list_stream_ids(&alice, 1).await.expect("ids"), (0, 1));
+    let other = another_process(&url, &s).await;
+    assert_eq!(other.next_device_list_stream_ids(&alice, 3).await.expect("ids"), (1, 2));
+    assert_eq!(s.next_device_list_stream_ids(&alice, 1).await.expect("ids"), (4, 5));
+    assert_eq!(s.device_list_stream_id(&alice).await.expect("id"), 5);
+    assert_eq!(s.device_list_stream_id(&uid("@carol:test")).await.expect("id"), 0);
+
+    // OpenID tokens: valid until they expire, then cleaned up.
+    s.create_openid_token("tok", &alice, 1_000).await.expect("token");
+    assert_eq!(s.openid_token_user("tok", 999).await.expect("user"), Some(alice.clone()));
+    assert_eq!(s.openid_token_user("tok", 1_000).await.expect("user"), Some(alice.clone()));
+    assert_eq!(s.openid_token_user("tok", 1_001).await.expect("user"), None);
+    assert_eq!(s.openid_token_user("other", 0).await.expect("user"), None);
+    assert_eq!(s.delete_expired_openid_tokens(1_000).await.expect("clean"), 0);
+    assert_eq!(s.delete_expired_openid_tokens(1_001).await.expect("clean"), 1);
+    assert_eq!(s.openid_token_user("tok", 0).await.expect("user"), None);
 }

@@ -202,6 +202,7 @@ all_backends!(
     e2ee::to_device_inboxes,
     e2ee::key_backup_versions_and_keys,
     e2ee::dehydrated_devices_are_replaced_whole,
+    e2ee::remote_device_lists_stream_ids_and_openid_tokens,
     sliding_sync::connections_are_saved_conditionally_and_trimmed,
     federation::events_with_given_state_fork_and_merge,
     federation::rejected_events_and_outliers_stay_out_of_the_timeline,
