@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 
 /// How long a message may take to cross (the sender's queue runs at once; this is slack for CI).
 const CROSSING: Duration = Duration::from_secs(20);
+/// How long a server back from a crash may take to catch up: a federation request cut by the
+/// crash times out (30 s) before the sender backs off and retries.
+const CATCH_UP: Duration = Duration::from_secs(75);
 
 /// Waits until `check` holds for the messages `client` sees in `room`.
 async fn wait_for_messages(
@@ -18,7 +21,17 @@ async fn wait_for_messages(
     what: &str,
     check: impl Fn(&[String]) -> bool,
 ) -> Result<Vec<String>> {
-    let deadline = Instant::now() + CROSSING;
+    wait_for_messages_within(client, room, what, CROSSING, check).await
+}
+
+async fn wait_for_messages_within(
+    client: &Client,
+    room: &str,
+    what: &str,
+    within: Duration,
+    check: impl Fn(&[String]) -> bool,
+) -> Result<Vec<String>> {
+    let deadline = Instant::now() + within;
     loop {
         let messages = bodies(&client.all_messages(room, 50).await?);
         if check(&messages) {
@@ -175,13 +188,18 @@ async fn a_server_killed_during_traffic_catches_up_and_loses_nothing() -> Result
     // Bob's first message after the restart tells A that B is back (its sender stops waiting).
     bob.send_message(&room, "bob is back").await?;
     let expected_on_a: Vec<String> = (0..5).map(|i| format!("bob {i}")).chain(["bob is back".to_owned()]).collect();
-    wait_for_messages(&alice, &room, "A has everything Bob sent", |m| expected_on_a.iter().all(|e| m.contains(e)))
-        .await
-        .with_context(|| format!("A's log:\n{}\nB's log:\n{}", a.log(), b.log()))?;
+    // A request cut by the kill may leave the sender waiting out its timeout and a backoff.
+    wait_for_messages_within(&alice, &room, "A has everything Bob sent", CATCH_UP, |m| {
+        expected_on_a.iter().all(|e| m.contains(e))
+    })
+    .await
+    .with_context(|| format!("A's log:\n{}\nB's log:\n{}", a.log(), b.log()))?;
     let expected_on_b: Vec<String> = (0..10).map(|i| format!("alice {i}")).collect();
-    wait_for_messages(&bob, &room, "B caught up with Alice", |m| expected_on_b.iter().all(|e| m.contains(e)))
-        .await
-        .with_context(|| format!("A's log:\n{}\nB's log:\n{}", a.log(), b.log()))?;
+    wait_for_messages_within(&bob, &room, "B caught up with Alice", CATCH_UP, |m| {
+        expected_on_b.iter().all(|e| m.contains(e))
+    })
+    .await
+    .with_context(|| format!("A's log:\n{}\nB's log:\n{}", a.log(), b.log()))?;
     Ok(())
 }
 
