@@ -89,7 +89,7 @@ impl Pdu {
 
     pub fn from_stored(ev: &StoredEvent) -> MatrixResult<Self> {
         let mut pdu = Self::from_json(&ev.event_id, &ev.json)?;
-        pdu.rejected = ev.rejection.as_deref().is_some_and(|r| r.starts_with("rejected"));
+        pdu.rejected = myelin_storage::is_rejection(ev.rejection.as_deref());
         Ok(pdu)
     }
 }

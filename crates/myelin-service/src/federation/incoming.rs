@@ -175,7 +175,17 @@ impl Services {
                     let result = match self.receive_pdu(origin, parsed, true).await {
                         Ok(PduOutcome::Accepted) => json!({}),
                         Ok(PduOutcome::NotAccepted(reason)) => json!({ "error": reason }),
-                        Err(e) => json!({ "error": e.message }),
+                        // Our failure, not the PDU's: the whole transaction is answered with an
+                        // error and not recorded, so the sender retries it (what was stored
+                        // meanwhile is recognised then).
+                        Err(e) if e.status >= 500 => {
+                            tracing::warn!(%origin, %event_id, error = %e.message, "could not process a PDU; the transaction will be retried");
+                            return Err(e);
+                        }
+                        Err(e) => {
+                            tracing::info!(%origin, %event_id, error = %e.message, "refused a PDU");
+                            json!({ "error": e.message })
+                        }
                     };
                     results.insert(event_id.to_string(), result);
                 }
@@ -373,7 +383,7 @@ impl Services {
             pdus.insert(p.event_id.clone(), pdu);
         }
         for ev in self.events(&wanted).await? {
-            if ev.rejection.as_deref().is_some_and(|r| r.starts_with("rejected")) {
+            if myelin_storage::is_rejection(ev.rejection.as_deref()) {
                 rejected.insert(ev.event_id.clone());
             }
             pdus.insert(ev.event_id.clone(), Pdu::from_stored(&ev)?);

@@ -55,6 +55,16 @@ pub struct PushActionRecord {
     pub thread_id: Option<OwnedEventId>,
 }
 
+/// How the reason of a rejected event begins (`rejected: …`). A rejected event changes no state:
+/// the state after it is the state before it. A soft-failed one (`soft_failed: …`) passed the
+/// auth rules against the state before it and keeps its place in the state after it.
+pub const REJECTED: &str = "rejected";
+
+/// Whether a stored event's reason marks it rejected (not merely soft-failed).
+pub fn is_rejection(reason: Option<&str>) -> bool {
+    reason.is_some_and(|r| r.starts_with(REJECTED))
+}
+
 /// Everything persisted together with one new event.
 #[derive(Clone, Debug)]
 pub struct NewEvent {

@@ -96,11 +96,12 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
         }
     };
     let state_after = match &ev.state_key {
-        Some(state_key) => {
+        Some(state_key) if !crate::is_rejection(ev.rejection.as_deref()) => {
             let state_type = state_event_type(&ev.event_type);
             Some(create_state_group(c, &ev.room_id, state_before, &state_type, state_key, &ev.event_id).await?)
         }
-        None => state_before,
+        // A rejected event changes no state.
+        _ => state_before,
     };
     if !accepted {
         return persist_rejected(c, positions, &ev, state_before, state_after).await;

@@ -74,7 +74,8 @@ pub async fn rejected_events_and_outliers_stay_out_of_the_timeline(url: String) 
     let stored = store.get_event(&eid("$bad")).await.expect("get").expect("kept");
     assert_eq!(stored.rejection.as_deref(), Some("rejected: not invited"));
     assert!(stored.outlier && stored.state_before.is_some());
-    assert_eq!(sorted(store.current_state_ids(&rid(room)).await.expect("state")), sorted(state));
+    assert_eq!(stored.state_after, stored.state_before, "a rejected event changes no state");
+    assert_eq!(sorted(store.current_state_ids(&rid(room)).await.expect("state")), sorted(state.clone()));
     assert!(store.membership(&rid(room), &uid("@mallory:evil")).await.expect("membership").is_none());
     let extremities = store.forward_extremities(&rid(room)).await.expect("extremities");
     assert_eq!(extremities.iter().map(|e| e.event_id.to_string()).collect::<Vec<_>>(), vec![last.clone()]);
@@ -83,6 +84,14 @@ pub async fn rejected_events_and_outliers_stay_out_of_the_timeline(url: String) 
         .await
         .expect("timeline");
     assert!(timeline.is_empty(), "a rejected event is not in the timeline: {timeline:?}");
+
+    let mut soft = member_event(room, "$soft", "@eve:evil", Membership::Join, &[&last]);
+    soft.state = EventState::Resolved { before: state.clone(), current: None };
+    soft.rejection = Some("soft_failed: banned in the current state".to_owned());
+    persisted(&store, soft).await;
+    let stored = store.get_event(&eid("$soft")).await.expect("get").expect("kept");
+    assert_ne!(stored.state_after, stored.state_before, "a soft-failed event keeps its place in the state after it");
+    assert!(store.membership(&rid(room), &uid("@eve:evil")).await.expect("membership").is_none());
 
     let outlier = |id: &str| OutlierEvent {
         event_id: eid(id),
