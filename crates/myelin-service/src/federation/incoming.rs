@@ -419,6 +419,14 @@ impl Services {
                 // This process's queued events of the room become durable first, so the head
                 // read next names only stored events (each forward extremity's state is read).
                 self.store.flush_writes().await?;
+                // The same event may arrive twice at once (a retried transaction beside the
+                // first, or from two servers): the second placement finds it stored.
+                if let Some(known) = self.store.get_event(&pdu.event_id).await? {
+                    return Ok(match known.rejection {
+                        Some(reason) => PduOutcome::NotAccepted(reason),
+                        None => PduOutcome::Accepted,
+                    });
+                }
                 self.heads.cache.invalidate(room_id);
                 let head = self.room_head(room_id).await?;
                 // The state before the event: the resolution of the states after its prevs.
