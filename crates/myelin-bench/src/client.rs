@@ -214,9 +214,12 @@ impl User {
         value.get("room_id").and_then(Value::as_str).map(str::to_owned).context("createRoom response without room_id")
     }
 
-    /// POST /join/{roomIdOrAlias}.
-    pub async fn join(&self, room_id: &str) -> Result<()> {
-        let path = format!("/_matrix/client/v3/join/{}", encode(room_id));
+    /// POST /join/{roomIdOrAlias}, with `?server_name=VIA` for a room on another server.
+    pub async fn join_via(&self, room_id: &str, via: Option<&str>) -> Result<()> {
+        let mut path = format!("/_matrix/client/v3/join/{}", encode(room_id));
+        if let Some(via) = via {
+            path.push_str(&format!("?server_name={}", encode(via)));
+        }
         self.call(Method::POST, &path, &[], Some(&json!({})), None)
             .await
             .with_context(|| format!("{} joining {room_id}", self.user_id))?;

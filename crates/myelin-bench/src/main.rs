@@ -38,6 +38,8 @@ enum Scenario {
     InitialSync,
     Keys,
     SlidingSync,
+    /// Cross-server latency; needs `--peer` for the target.
+    Federation,
 }
 
 /// Benchmark Matrix homeservers side by side over the client-server API.
@@ -79,6 +81,17 @@ struct Args {
     /// Keys scenario: timed repetitions of the claim and the to-device send.
     #[arg(long = "key-repeats", default_value_t = 3)]
     key_repeats: usize,
+    /// Federation scenario: the server whose users listen, for a target, as
+    /// NAME=LISTENER_URL@TARGET_SERVER_NAME (the target's server name is what the listeners join
+    /// through). Repeatable, one per target.
+    #[arg(long = "peer", value_name = "NAME=URL@SERVER_NAME")]
+    peers: Vec<String>,
+    /// Federation scenario: listeners on the peer server.
+    #[arg(long = "federation-listeners", default_value_t = 5)]
+    federation_listeners: usize,
+    /// Federation scenario: measured messages, sent one at a time.
+    #[arg(long = "federation-messages", default_value_t = 30)]
+    federation_messages: usize,
     /// Sliding-sync scenario: rooms the user is in (the first window is [0,19]; live updates
     /// reuse --fanout-messages, repeats --sync-repeats).
     #[arg(long = "ss-rooms", default_value_t = 1000)]
@@ -186,8 +199,18 @@ async fn main() -> Result<()> {
         key_devices: args.key_devices.max(1),
         key_repeats: args.key_repeats.max(1),
         ss_rooms: args.ss_rooms.max(20),
+        federation_listeners: args.federation_listeners.max(1),
+        federation_messages: args.federation_messages.max(1),
     };
     let request_timeout = Duration::from_secs(args.request_timeout_secs.max(1));
+    let mut peers = std::collections::HashMap::new();
+    for p in &args.peers {
+        let (name, value) = split_pair(p, "--peer")?;
+        let (url, server_name) = value
+            .rsplit_once('@')
+            .with_context(|| format!("--peer {name}: expected URL@SERVER_NAME, got {value:?}"))?;
+        peers.insert(name.to_owned(), (Server::new(url, request_timeout)?, server_name.to_owned()));
+    }
     let limit = Duration::from_secs(args.scenario_timeout_secs.max(1));
     let run = |s: Scenario| args.scenario == Scenario::All || args.scenario == s;
     eprintln!("user-name prefix for this run: {}", params.prefix);
@@ -245,6 +268,15 @@ async fn main() -> Result<()> {
         } else {
             Outcome::NotRun
         };
+        // Not part of "all": it needs a peer server.
+        let federation = match (args.scenario == Scenario::Federation, peers.get(name)) {
+            (true, Some((peer, sender_name))) => {
+                let fut = scenarios::federation_fanout(&server, sender_name, peer, &params);
+                run_scenario("federation", name, limit, fut).await
+            }
+            (true, None) => Outcome::Failed(format!("--scenario federation needs --peer {name}=URL@SERVER_NAME")),
+            (false, _) => Outcome::NotRun,
+        };
         let rss_after_mb = rss("after");
         reports.push(TargetReport {
             name: name.clone(),
@@ -257,6 +289,7 @@ async fn main() -> Result<()> {
             initial_sync,
             keys,
             sliding_sync,
+            federation,
             rate_limit_retries: server.rate_limit_retries(),
         });
     }
@@ -264,7 +297,8 @@ async fn main() -> Result<()> {
     let table = report::table(&reports, args.rooms);
     let settings = format!(
         "Settings: send {} senders × {} messages; fan-out {} listeners, {} messages; \
-         initial sync {} rooms, {} runs; keys {} devices, {} runs; sliding sync {} rooms. Targets: {}.",
+         initial sync {} rooms, {} runs; keys {} devices, {} runs; sliding sync {} rooms; \
+         federation {} listeners on the peer, {} messages. Targets: {}.",
         args.senders,
         args.count,
         args.listeners,
@@ -274,7 +308,16 @@ async fn main() -> Result<()> {
         args.key_devices,
         args.key_repeats,
         args.ss_rooms,
-        reports.iter().map(|r| format!("{} = {}", r.name, r.url)).collect::<Vec<_>>().join(", ")
+        args.federation_listeners,
+        args.federation_messages,
+        reports
+            .iter()
+            .map(|r| match peers.get(&r.name) {
+                Some((_, via)) => format!("{} = {} (peer joining through {via})", r.name, r.url),
+                None => format!("{} = {}", r.name, r.url),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!("{settings}\n\n{table}");
 

@@ -36,6 +36,7 @@ pub struct TargetReport {
     pub initial_sync: Outcome<InitialSyncResult>,
     pub keys: Outcome<KeysResult>,
     pub sliding_sync: Outcome<SlidingSyncResult>,
+    pub federation: Outcome<FanoutResult>,
     pub rate_limit_retries: u64,
 }
 
@@ -49,6 +50,7 @@ impl TargetReport {
             ("initial sync", failure(&self.initial_sync)),
             ("keys", failure(&self.keys)),
             ("sliding sync", failure(&self.sliding_sync)),
+            ("federation", failure(&self.federation)),
         ] {
             if let Some(err) = outcome {
                 out.push(format!("{} / {scenario}: {err}", self.name));
@@ -144,6 +146,24 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             0,
             Better::Neither,
             Box::new(|t| t.fanout.cell(|r| Some(r.missed as f64))),
+        ),
+        (
+            "across servers: last listener p50 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.federation.cell(|r| p50(&r.last_seen_ms))),
+        ),
+        (
+            "across servers: last listener p99 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.federation.cell(|r| p99(&r.last_seen_ms))),
+        ),
+        (
+            "across servers: missed deliveries".into(),
+            0,
+            Better::Neither,
+            Box::new(|t| t.federation.cell(|r| Some(r.missed as f64))),
         ),
         (
             format!("initial sync, {params_rooms} rooms: median (ms)"),
@@ -388,6 +408,7 @@ mod tests {
             }),
             rooms_send: Outcome::NotRun,
             fanout: Outcome::NotRun,
+            federation: Outcome::NotRun,
             initial_sync: Outcome::Failed("boom".into()),
             keys: Outcome::NotRun,
             sliding_sync: Outcome::NotRun,

@@ -38,6 +38,10 @@ pub struct Params {
     pub key_devices: usize,
     /// Keys scenario: timed repetitions of each request.
     pub key_repeats: usize,
+    /// Federation scenario: listeners on the other server.
+    pub federation_listeners: usize,
+    /// Federation scenario: measured messages.
+    pub federation_messages: usize,
     /// Sliding-sync scenario: rooms the user is in.
     pub ss_rooms: usize,
 }
@@ -113,15 +117,21 @@ async fn register_users(server: &Server, params: &Params, tag: &str, n: usize) -
 
 /// Makes every user in `users` join `room_id`, `concurrency` at a time.
 async fn join_all(users: &[User], room_id: &str, params: &Params) -> Result<()> {
+    join_all_via(users, room_id, None, params).await
+}
+
+/// Joins every user to the room, through `via` (a server name) when the room lives elsewhere.
+async fn join_all_via(users: &[User], room_id: &str, via: Option<&str>, params: &Params) -> Result<()> {
     let sem = Arc::new(Semaphore::new(params.setup_concurrency.max(1)));
     let mut set = JoinSet::new();
     for user in users {
         let user = user.clone();
         let sem = Arc::clone(&sem);
         let room_id = room_id.to_owned();
+        let via = via.map(str::to_owned);
         set.spawn(async move {
             let _permit = sem.acquire_owned().await.context("semaphore closed")?;
-            user.join(&room_id).await
+            user.join_via(&room_id, via.as_deref()).await
         });
     }
     while let Some(joined) = set.join_next().await {
@@ -299,6 +309,33 @@ pub async fn fanout(server: &Server, params: &Params) -> Result<FanoutResult> {
     let room_id = sender.create_room(&public_room("myelin-bench fanout")).await?;
     eprintln!("  fanout: {n} listeners joining {room_id}");
     join_all(&listeners, &room_id, params).await?;
+    fanout_to(&sender, listeners, &room_id, params).await
+}
+
+/// Cross-server latency: the sender on `sender_server` (federation server name
+/// `sender_name`), `federation_listeners` listeners on `listener_server` who joined over
+/// federation; for each message, how long until every listener has seen it.
+pub async fn federation_fanout(
+    sender_server: &Server,
+    sender_name: &str,
+    listener_server: &Server,
+    params: &Params,
+) -> Result<FanoutResult> {
+    let n = params.federation_listeners.max(1);
+    eprintln!("  federation: registering 1 sender and {n} listeners on the other server");
+    let sender = register_users(sender_server, params, "xs", 1).await?.pop().context("no sender")?;
+    let listeners = register_users(listener_server, params, "xl", n).await?;
+    let room_id = sender.create_room(&public_room("myelin-bench federation")).await?;
+    eprintln!("  federation: {n} listeners joining {room_id} through {sender_name}");
+    join_all_via(&listeners, &room_id, Some(sender_name), params).await?;
+    let params = Params { fanout_messages: params.federation_messages, ..params.clone() };
+    fanout_to(&sender, listeners, &room_id, &params).await
+}
+
+/// The measured part of a fan-out: listeners long-poll, the sender sends one message at a time.
+async fn fanout_to(sender: &User, listeners: Vec<User>, room_id: &str, params: &Params) -> Result<FanoutResult> {
+    let n = listeners.len();
+    let room_id = room_id.to_owned();
 
     eprintln!("  fanout: initial syncs");
     let filter = json!({ "room": { "timeline": { "limit": 1 } } }).to_string();
@@ -329,7 +366,7 @@ pub async fn fanout(server: &Server, params: &Params) -> Result<FanoutResult> {
         listening.spawn(listen(user.clone(), i, room_id.clone(), token, Arc::clone(&sightings)));
     }
 
-    let result = measure_fanout(&sender, &room_id, params, n, &sightings, &mut listening).await;
+    let result = measure_fanout(sender, &room_id, params, n, &sightings, &mut listening).await;
     listening.abort_all();
     while listening.join_next().await.is_some() {}
     result
