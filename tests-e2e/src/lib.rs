@@ -757,6 +757,39 @@ pub fn bodies(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// Pages `room` back to its start as `client` (`page` events a request) and checks that the
+/// user sees the room's whole history: the messages `expected` in that order, the room's
+/// creation first, no event twice. What a user of a server that joined late sees once its server
+/// fetched the history from the others.
+pub async fn check_whole_history(client: &Client, room: &str, page: u32, expected: &[String]) -> Result<()> {
+    let events = client.all_messages(room, page).await?;
+    let mut ids = std::collections::HashSet::new();
+    for ev in &events {
+        let id = ev["event_id"].as_str().with_context(|| format!("an event without id: {ev}"))?;
+        anyhow::ensure!(ids.insert(id.to_owned()), "{id} is shown twice");
+    }
+    anyhow::ensure!(
+        events.first().is_some_and(|e| e["type"] == "m.room.create"),
+        "the history does not begin with the room's creation: {:?}",
+        events.first()
+    );
+    let seen = bodies(&events);
+    anyhow::ensure!(seen == expected, "the messages, oldest first: {seen:?}");
+    Ok(())
+}
+
+/// A `createRoom` body for a room of `version` that those joined to `allowed` may join without
+/// an invite (join rule `restricted`).
+pub fn restricted_room(allowed: &str, version: &str) -> Value {
+    json!({
+        "preset": "private_chat", "room_version": version,
+        "initial_state": [{
+            "type": "m.room.join_rules", "state_key": "",
+            "content": { "join_rule": "restricted", "allow": [{ "type": "m.room_membership", "room_id": allowed }] },
+        }],
+    })
+}
+
 /// `next_batch` of a sync response.
 pub fn next_batch(sync: &Value) -> Result<String> {
     sync["next_batch"].as_str().map(str::to_owned).with_context(|| format!("no next_batch in sync {sync}"))

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use myelin_e2e::{Client, TestServer, bodies, enc, errcode, room_path};
+use myelin_e2e::{Client, TestServer, bodies, check_whole_history, enc, errcode, next_batch, room_path, timeline};
 use serde_json::{Value, json};
 
 /// How long a message may take to cross (the sender's queue runs at once; this is slack for CI).
@@ -630,5 +630,118 @@ async fn rejecting_an_invite_from_an_unreachable_server() -> Result<()> {
     assert_eq!(status, 200, "rejecting while the inviter is down: {body}\nB's log:\n{}", b.log());
     let sync = bob.sync(None, 0, None).await?;
     assert!(sync["rooms"]["invite"].get(&room).is_none(), "the invite is gone: {sync}");
+    Ok(())
+}
+
+/// Bob's server joins a room after Alice's has held it a while: paging back, Bob sees the whole
+/// history from the room's creation, in order and once, fetched from A; his sync never shows it
+/// as new, and what is said next reaches him as usual.
+#[tokio::test]
+async fn history_from_before_a_join_is_fetched_from_the_other_server() -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat", "room_version": "12" })).await?;
+    let history: Vec<String> = (0..45).map(|i| format!("old {i}")).collect();
+    for body in &history {
+        alice.send_message(&room, body).await?;
+    }
+    let (status, body) = bob
+        .post(&format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(a.server_name())), &json!({}))
+        .await?;
+    if status != 200 {
+        bail!("join over federation: {status} {body}");
+    }
+    let since = next_batch(&bob.sync(None, 0, None).await?)?;
+    // Pages of 10: the history comes from A in several rounds.
+    check_whole_history(&bob, &room, 10, &history)
+        .await
+        .with_context(|| format!("A's log:\n{}\nB's log:\n{}", a.log(), b.log()))?;
+    // Again: served from B now, still whole and once.
+    check_whole_history(&bob, &room, 7, &history).await.context("a second time")?;
+
+    alice.send_message(&room, "new").await?;
+    wait_for_messages(&bob, &room, "Bob sees the new message", |m| m.last().is_some_and(|b| b == "new")).await?;
+    let sync = bob.sync(Some(&since), 0, None).await?;
+    let new: Vec<String> = bodies(&timeline(&sync, &room));
+    assert_eq!(new, vec!["new"], "only the new message is new to Bob's sync");
+    Ok(())
+}
+
+/// What A sends B of history: under `joined` history visibility, what was said before any user
+/// of B joined goes out redacted (B learns where it sits in the DAG, not what it says), as does a
+/// message redacted since; what was said after goes out whole. Bob's own view agrees.
+#[tokio::test]
+async fn history_is_served_to_a_server_as_its_users_may_see_it() -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let room = alice
+        .create_room(json!({
+            "preset": "public_chat", "room_version": "11",
+            "initial_state": [{ "type": "m.room.history_visibility", "state_key": "", "content": { "history_visibility": "joined" } }],
+        }))
+        .await?;
+    alice.send_message(&room, "before B").await?;
+    let (status, body) = bob
+        .post(&format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(a.server_name())), &json!({}))
+        .await?;
+    if status != 200 {
+        bail!("join over federation: {status} {body}");
+    }
+    let regret = alice.send_message(&room, "regret").await?;
+    let (status, body) = alice.put(&room_path(&room, &format!("redact/{}/r1", enc(&regret))), &json!({})).await?;
+    assert_eq!(status, 200, "redact: {body}");
+    alice.send_message(&room, "after B").await?;
+    let (_, page) = alice.get(&format!("{}?dir=b&limit=1", room_path(&room, "messages"))).await?;
+    let newest = page["chunk"][0]["event_id"].as_str().context("newest event")?.to_owned();
+
+    let as_b = myelin_e2e::federation::FederationIdentity::of(&b)?;
+    let uri = format!("/_matrix/federation/v1/backfill/{}?v={}&limit=100", enc(&room), enc(&newest));
+    let (status, answer) = as_b.request(&a, "GET", &uri, None).await?;
+    assert_eq!(status, 200, "backfill: {answer}");
+    let pdus = answer["pdus"].as_array().context("pdus")?;
+    let messages: Vec<&Value> = pdus.iter().filter(|p| p["type"] == "m.room.message").collect();
+    assert_eq!(messages.len(), 3, "every message has its place: {answer}");
+    let shown: Vec<&str> = messages.iter().filter_map(|p| p["content"]["body"].as_str()).collect();
+    assert_eq!(shown, vec!["after B"], "only what B's users may see goes out whole: {answer}");
+
+    wait_for_messages(&bob, &room, "Bob sees what was said after he joined", |m| m == ["after B"]).await?;
+    Ok(())
+}
+
+/// A restricted room on A, open to the members of a public room on A: Bob on B is refused until
+/// he joins the public room, then joins the restricted one through A, which vouches for him and
+/// signs his join; both servers see him in it.
+#[tokio::test]
+async fn restricted_joins_across_servers() -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let space = alice.create_room(json!({ "preset": "public_chat", "room_version": "10" })).await?;
+    let room = alice.create_room(myelin_e2e::restricted_room(&space, "10")).await?;
+    let join = |room: &str| {
+        let path = format!("/_matrix/client/v3/join/{}?server_name={}", enc(room), enc(a.server_name()));
+        let bob = &bob;
+        async move { bob.post(&path, &json!({})).await }
+    };
+
+    let (status, body) = join(&room).await?;
+    assert_eq!((status, errcode(&body)), (403, "M_FORBIDDEN"), "Bob is in no allowed room yet: {body}");
+    let (status, body) = join(&space).await?;
+    assert_eq!(status, 200, "joining the public room: {body}");
+    let (status, body) = join(&room).await?;
+    if status != 200 {
+        bail!("restricted join through A: {status} {body}\nA's log:\n{}\nB's log:\n{}", a.log(), b.log());
+    }
+    let members = [a.user_id("alice"), b.user_id("bob")];
+    let members: Vec<&str> = members.iter().map(String::as_str).collect();
+    wait_for_members(&alice, &room, &members).await.context("A sees Bob in the restricted room")?;
+    wait_for_members(&bob, &room, &members).await.context("B sees both")?;
+    let (_, member) = bob.get(&room_path(&room, &format!("state/m.room.member/{}", enc(&b.user_id("bob"))))).await?;
+    assert_eq!(member["join_authorised_via_users_server"], a.user_id("alice").as_str(), "{member}");
     Ok(())
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use myelin_e2e::{Client, SynapsePeer, TestServer, bodies, enc, room_path};
+use myelin_e2e::{Client, SynapsePeer, TestServer, bodies, check_whole_history, enc, room_path};
 use serde_json::json;
 
 /// Slack for a message to cross (Synapse's sender batches; CI machines are slow).
@@ -330,5 +330,79 @@ async fn server_acls_between_myelin_and_synapse() -> Result<()> {
     let room = sam.create_room(json!({ "preset": "public_chat", "initial_state": acl })).await?;
     let (status, body) = join_via(&alice, &room, &synapse.server_name()).await?;
     assert_eq!(status, 403, "Synapse refuses a denied Myelin: {body}\n{}", logs());
+    Ok(())
+}
+
+/// History from before a join, both ways: a Myelin user joining a room that has lived on
+/// Synapse pages back through all of it (Myelin backfills from Synapse), and a Synapse user
+/// joining a room that has lived on Myelin does the same (Synapse backfills from Myelin).
+#[tokio::test]
+async fn history_from_before_a_join_between_myelin_and_synapse() -> Result<()> {
+    let myelin = TestServer::start_federating().await?;
+    let synapse = SynapsePeer::start().await?;
+    let alice = myelin.register("alice").await?;
+    let sam = synapse.register("sam").await?;
+    let logs = || format!("Myelin's log:\n{}\nSynapse's log:\n{}", myelin.log(), synapse.log());
+
+    let history: Vec<String> = (0..35).map(|i| format!("said on Synapse {i}")).collect();
+    let room = sam.create_room(json!({ "preset": "public_chat", "room_version": "11" })).await?;
+    for body in &history {
+        sam.send_message(&room, body).await?;
+    }
+    let (status, body) = join_via(&alice, &room, &synapse.server_name()).await?;
+    if status != 200 {
+        bail!("Myelin user joining a Synapse room: {status} {body}\n{}", logs());
+    }
+    check_whole_history(&alice, &room, 10, &history).await.with_context(logs)?;
+
+    let history: Vec<String> = (0..35).map(|i| format!("said on Myelin {i}")).collect();
+    let room = alice.create_room(json!({ "preset": "public_chat", "room_version": "11" })).await?;
+    for body in &history {
+        alice.send_message(&room, body).await?;
+    }
+    let (status, body) = join_via(&sam, &room, myelin.server_name()).await?;
+    if status != 200 {
+        bail!("Synapse user joining a Myelin room: {status} {body}\n{}", logs());
+    }
+    check_whole_history(&sam, &room, 10, &history).await.with_context(logs)?;
+    Ok(())
+}
+
+/// Restricted rooms both ways: a Myelin user joins a Synapse room open to the members of another
+/// Synapse room once in that room (Synapse vouches), and a Synapse user does the same with rooms
+/// on Myelin (Myelin vouches and signs).
+#[tokio::test]
+async fn restricted_joins_between_myelin_and_synapse() -> Result<()> {
+    let myelin = TestServer::start_federating().await?;
+    let synapse = SynapsePeer::start().await?;
+    let alice = myelin.register("alice").await?;
+    let sam = synapse.register("sam").await?;
+    let logs = || format!("Myelin's log:\n{}\nSynapse's log:\n{}", myelin.log(), synapse.log());
+
+    let space = sam.create_room(json!({ "preset": "public_chat", "room_version": "10" })).await?;
+    let room = sam.create_room(myelin_e2e::restricted_room(&space, "10")).await?;
+    let (status, body) = join_via(&alice, &room, &synapse.server_name()).await?;
+    assert_eq!(status, 403, "a Myelin user in no allowed room is refused: {body}");
+    let (status, body) = join_via(&alice, &space, &synapse.server_name()).await?;
+    assert_eq!(status, 200, "joining the Synapse space: {body}");
+    let (status, body) = join_via(&alice, &room, &synapse.server_name()).await?;
+    if status != 200 {
+        bail!("Myelin user's restricted join through Synapse: {status} {body}\n{}", logs());
+    }
+    let members = vec![myelin.user_id("alice"), synapse.user_id("sam")];
+    sees_members(&sam, &room, &members, "Synapse").await.with_context(logs)?;
+
+    let space = alice.create_room(json!({ "preset": "public_chat", "room_version": "10" })).await?;
+    let room = alice.create_room(myelin_e2e::restricted_room(&space, "10")).await?;
+    let (status, body) = join_via(&sam, &room, myelin.server_name()).await?;
+    assert_eq!(status, 403, "a Synapse user in no allowed room is refused: {body}");
+    let (status, body) = join_via(&sam, &space, myelin.server_name()).await?;
+    assert_eq!(status, 200, "joining the Myelin space: {body}");
+    let (status, body) = join_via(&sam, &room, myelin.server_name()).await?;
+    if status != 200 {
+        bail!("Synapse user's restricted join through Myelin: {status} {body}\n{}", logs());
+    }
+    sees_members(&alice, &room, &members, "Myelin").await.with_context(logs)?;
+    sees_members(&sam, &room, &members, "Synapse").await.with_context(logs)?;
     Ok(())
 }

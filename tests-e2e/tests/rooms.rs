@@ -437,3 +437,27 @@ async fn an_event_hidden_by_history_visibility_stays_hidden_in_relations_and_thr
     ensure!(!bob_threads.to_string().contains(&hidden), "the hidden reply leaks into bob's threads: {bob_threads}");
     Ok(())
 }
+
+/// A restricted room: a user joined to none of the allowed rooms is refused; once joined to one,
+/// they may join without an invite, vouched for by a member who may invite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restricted_rooms_admit_the_members_of_the_allowed_rooms() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let space = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    let room = alice.create_room(myelin_e2e::restricted_room(&space, "10")).await?;
+
+    let (status, body) = bob.join(&room).await?;
+    ensure!(status == 403 && body["errcode"] == "M_FORBIDDEN", "not in the space: {status} {body}");
+    let (status, body) = bob.join(&space).await?;
+    ensure!(status == 200, "joining the space: {status} {body}");
+    let (status, body) = bob.join(&room).await?;
+    ensure!(status == 200, "joining the restricted room from the space: {status} {body}");
+    let bob_id = server.user_id("bob");
+    let (status, member) = bob.get(&room_path(&room, &format!("state/m.room.member/{}", enc(&bob_id)))).await?;
+    ensure!(status == 200, "{member}");
+    ensure!(member["membership"] == "join", "{member}");
+    ensure!(member["join_authorised_via_users_server"] == server.user_id("alice"), "vouched for by Alice: {member}");
+    Ok(())
+}

@@ -94,7 +94,7 @@ impl ParsedPdu {
         })
     }
 
-    fn depth(&self) -> i64 {
+    pub(crate) fn depth(&self) -> i64 {
         match self.object.get("depth") {
             Some(CanonicalJsonValue::Integer(d)) => i64::from(*d),
             _ => 0,
@@ -495,11 +495,7 @@ impl Services {
                     None
                 };
                 let content: Value = serde_json::from_str(pdu.content.get()).unwrap_or(Value::Null);
-                let relation = content.get("m.relates_to").and_then(|r| {
-                    let rel_type = RelationType::from(r.get("rel_type")?.as_str()?);
-                    let target = OwnedEventId::try_from(r.get("event_id")?.as_str()?).ok()?;
-                    Some((rel_type, target))
-                });
+                let relation = relation_of(&content);
                 let json = parsed.json()?;
                 let local_joined: Vec<_> = self
                     .store
@@ -696,6 +692,14 @@ pub(crate) fn membership_update(pdu: &Pdu) -> Option<MembershipUpdate> {
         displayname: content.get("displayname").and_then(Value::as_str).map(str::to_owned),
         avatar_url: content.get("avatar_url").and_then(Value::as_str).map(str::to_owned),
     })
+}
+
+/// An event content's `m.relates_to`: (rel_type, the event it relates to).
+pub(crate) fn relation_of(content: &Value) -> Option<(RelationType, OwnedEventId)> {
+    let relates_to = content.get("m.relates_to")?;
+    let rel_type = RelationType::from(relates_to.get("rel_type")?.as_str()?);
+    let target = OwnedEventId::try_from(relates_to.get("event_id")?.as_str()?).ok()?;
+    Some((rel_type, target))
 }
 
 /// The auth rules against an event's own auth events (which must be known and not rejected):

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     Services, pdu,
-    rooms::{PduFields, SUPPORTED_ROOM_VERSIONS, assemble_pdu, version_rules},
+    rooms::{JOIN_AUTHORISED_VIA, PduFields, SUPPORTED_ROOM_VERSIONS, assemble_pdu, version_rules},
 };
 
 impl Services {
@@ -74,7 +74,12 @@ impl Services {
             )
             .with_field("room_version", room.room_version.as_str().into()));
         }
-        let content = json!({ "membership": membership.as_str() });
+        let mut content = json!({ "membership": membership.as_str() });
+        if membership == Membership::Join
+            && let Some(authoriser) = self.join_authoriser(room_id, user_id).await?
+        {
+            content[JOIN_AUTHORISED_VIA] = authoriser.as_str().into();
+        }
         let auth_ids = self.auth_events_for(
             &head.rules,
             &head.state,
@@ -114,6 +119,7 @@ impl Services {
         raw: &Value,
     ) -> MatrixResult<Value> {
         let parsed = self.send_membership(origin, room_id, event_id, raw, Membership::Join).await?;
+        let countersigned = self.vouched_here(&content_of(&parsed));
         let stored = self
             .event(&parsed.event_id)
             .await?
@@ -127,13 +133,18 @@ impl Services {
         if !servers.contains(&self.server_name) {
             servers.push(self.server_name.clone());
         }
-        Ok(json!({
+        let mut answer = json!({
             "origin": self.server_name,
             "state": state_pdus,
             "auth_chain": auth_chain,
             "members_omitted": false,
             "servers_in_room": servers,
-        }))
+        });
+        // A restricted join goes back with this server's signature.
+        if countersigned {
+            answer["event"] = Value::from(CanonicalJsonValue::Object(parsed.object.clone()));
+        }
+        Ok(answer)
     }
 
     /// `send_join`, `send_leave`, `send_knock`: checks the requesting server's signed membership
@@ -167,6 +178,13 @@ impl Services {
         }
         if pdu.sender.server_name() != origin {
             return Err(MatrixError::forbidden("The user does not belong to the requesting server"));
+        }
+        // A restricted join that names one of our users as vouching for it: this server checks
+        // the user may join and signs it (the auth rules require that signature).
+        if membership == Membership::Join && self.vouched_here(&content_of(&parsed)) {
+            // Refused if the user is in none of the allowed rooms.
+            self.join_authoriser(room_id, &pdu.sender).await?;
+            pdu::countersign(&mut parsed.object, &parsed.rules, &self.server_name, &self.keys)?;
         }
         self.verify_pdu(&mut parsed).await?;
         // Every other server in the room hears of it from us.
@@ -349,6 +367,12 @@ impl Services {
         }
         let mut content = content_extra.clone();
         content.insert("membership".into(), membership.as_str().into());
+        // The user the resident server named to vouch for a restricted join.
+        if let Some(CanonicalJsonValue::Object(template_content)) = object.get("content")
+            && let Some(CanonicalJsonValue::String(via)) = template_content.get(JOIN_AUTHORISED_VIA)
+        {
+            content.insert(JOIN_AUTHORISED_VIA.into(), via.clone().into());
+        }
         if membership != Membership::Leave
             && let Some(profile) = self.store.get_user(user_id).await?
         {
@@ -464,7 +488,12 @@ impl Services {
 
 /// A remote server's refusal, as this server answers it to its client: a refusal (403) or an
 /// unknown room (404) stays one; anything else is the remote's failure (502/504).
-fn remote_error(e: super::FederationError) -> MatrixError {
+/// A parsed PDU's content (`null` if it has none).
+fn content_of(parsed: &ParsedPdu) -> Value {
+    parsed.object.get("content").map_or(Value::Null, |c| Value::from(c.clone()))
+}
+
+pub(crate) fn remote_error(e: super::FederationError) -> MatrixError {
     match &e {
         super::FederationError::Status { status: 403, error, .. } => {
             MatrixError::forbidden(error.clone().unwrap_or_else(|| e.to_string()))

@@ -3,10 +3,11 @@
 //! in (`xmatrix`, `authenticate_federation_request`), signing keys, ours and theirs, with the
 //! notary (`server_keys`). Rooms — receiving PDUs in the specification's order of checks
 //! (`incoming`), state resolution (`state_resolution`), joins both ways (`joins`), what other
-//! servers may read (`queries`), EDUs (`edus`) and the durable outgoing queue (`sender`).
+//! servers may read (`queries`), history from before a join (`backfill`), EDUs (`edus`) and the durable outgoing queue (`sender`).
 //! End-to-end encryption across servers (`e2ee`). The HTTP side is the `myelin-federation` crate.
 
 mod acl;
+mod backfill;
 pub mod client;
 pub mod discovery;
 mod e2ee;
@@ -26,7 +27,7 @@ use std::{collections::HashMap, sync::Mutex};
 use myelin_core::{
     ErrorCode, MatrixError,
     config::FederationConfig,
-    types::{OwnedServerName, UserId},
+    types::{OwnedRoomId, OwnedServerName, RoomId, UserId},
 };
 use myelin_storage::MemberRecord;
 
@@ -45,6 +46,9 @@ pub struct Federation {
     policy: std::sync::Arc<IpPolicy>,
     /// Each server's destination and when (clock milliseconds) to look it up again.
     destinations: Mutex<HashMap<OwnedServerName, (Destination, u64)>>,
+    /// Rooms whose servers had no history to give: until when (clock milliseconds) they are not
+    /// asked again.
+    backfill_quiet: Mutex<HashMap<OwnedRoomId, u64>>,
 }
 
 impl Federation {
@@ -53,7 +57,20 @@ impl Federation {
             IpPolicy::new(&config.ip_range_allowlist).map_err(|e| format!("federation.ip_range_allowlist: {e}"))?,
         );
         let http = client::build_http_client(policy.clone(), config.verify_certificates)?;
-        Ok(Self { http, policy, destinations: Mutex::new(HashMap::new()) })
+        Ok(Self { http, policy, destinations: Mutex::new(HashMap::new()), backfill_quiet: Mutex::new(HashMap::new()) })
+    }
+
+    fn backfill_quiet_until(&self, room_id: &RoomId) -> u64 {
+        let quiet = self.backfill_quiet.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        quiet.get(room_id).copied().unwrap_or(0)
+    }
+
+    fn set_backfill_quiet_until(&self, room_id: &RoomId, until: u64) {
+        let mut quiet = self.backfill_quiet.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if quiet.len() > 10_000 {
+            quiet.clear();
+        }
+        quiet.insert(room_id.to_owned(), until);
     }
 }
 

@@ -1,15 +1,18 @@
 //! What other servers may read of a room to fill their gaps: single events, the state at an
 //! event (full or as ids) with its auth chain, an event's auth chain, the events missing between
 //! two points of the DAG, and history before some events (backfill). Only a server with members
-//! in the room may read it.
+//! in the room may read it, and an event from a time when the room's history visibility kept it
+//! from every user of that server is sent redacted (as is one redacted since), so the server
+//! learns its place in the DAG and not its content.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use myelin_core::{
-    MatrixError, MatrixResult, StateMap,
-    types::{EventId, OwnedEventId, RoomId, ServerName},
+    MatrixError, MatrixResult, StateGroupId, StateMap,
+    types::{EventId, OwnedEventId, RoomId, ServerName, TimelineEventType, UserId},
 };
 use myelin_storage::StoredEvent;
+use ruma::events::StateEventType;
 use serde_json::{Value, json};
 
 use crate::{Services, pdu::Pdu};
@@ -45,7 +48,7 @@ impl Services {
         Ok(json!({
             "origin": self.server_name,
             "origin_server_ts": self.now_ms(),
-            "pdus": [pdu_json(&ev)],
+            "pdus": self.pdus_for_server(origin, std::slice::from_ref(&ev)).await?,
         }))
     }
 
@@ -148,7 +151,7 @@ impl Services {
             found.push(ev);
         }
         found.sort_by_key(|e| (e.depth, e.stream_pos));
-        Ok(json!({ "events": found.iter().map(pdu_json).collect::<Vec<_>>() }))
+        Ok(json!({ "events": self.pdus_for_server(origin, &found).await? }))
     }
 
     /// `GET /backfill/{roomId}?v=…&limit=`: the given events and those before them, newest
@@ -187,7 +190,7 @@ impl Services {
         Ok(json!({
             "origin": self.server_name,
             "origin_server_ts": self.now_ms(),
-            "pdus": found.iter().map(pdu_json).collect::<Vec<_>>(),
+            "pdus": self.pdus_for_server(origin, &found).await?,
         }))
     }
 }
@@ -195,6 +198,78 @@ impl Services {
 /// A stored event as a PDU for another server.
 fn pdu_json(ev: &StoredEvent) -> Value {
     serde_json::from_str(&ev.json).unwrap_or(Value::Null)
+}
+
+impl Services {
+    /// Events as PDUs for `origin`, redacted where its users may not see them or where they were
+    /// redacted.
+    async fn pdus_for_server(&self, origin: &ServerName, events: &[StoredEvent]) -> MatrixResult<Vec<Value>> {
+        let mut verdicts: HashMap<StateGroupId, bool> = HashMap::new();
+        let mut out = Vec::with_capacity(events.len());
+        for ev in events {
+            let own_member = ev.event_type == TimelineEventType::RoomMember
+                && ev
+                    .state_key
+                    .as_deref()
+                    .and_then(|k| UserId::parse(k).ok())
+                    .is_some_and(|u| u.server_name() == origin);
+            let visible = match ev.state_before.filter(|_| !own_member) {
+                None => true,
+                Some(group) => match verdicts.get(&group) {
+                    Some(verdict) => *verdict,
+                    None => {
+                        let verdict = self.server_sees(origin, group).await?;
+                        verdicts.insert(group, verdict);
+                        verdict
+                    }
+                },
+            };
+            if visible && ev.redacted_by.is_none() {
+                out.push(pdu_json(ev));
+                continue;
+            }
+            let room = self.store.get_room(&ev.room_id).await?.ok_or_else(|| MatrixError::not_found("No room"))?;
+            let (_, rules) = crate::rooms::version_rules(room.room_version.as_str())?;
+            let object = super::incoming::to_object(&pdu_json(ev))?;
+            let redacted = ruma::canonical_json::redact(object, &rules.redaction, None)
+                .map_err(|e| MatrixError::internal(format!("cannot redact {}: {e}", ev.event_id)))?;
+            out.push(serde_json::to_value(redacted).map_err(|e| MatrixError::internal(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    /// Whether a server's users could see events sent in a state: the history visibility is
+    /// `shared` or `world_readable`, or one of them was joined (or invited, where that is
+    /// enough).
+    async fn server_sees(&self, origin: &ServerName, group: StateGroupId) -> MatrixResult<bool> {
+        let state = self.state_group(group).await?;
+        let visibility = match state.get(&(StateEventType::RoomHistoryVisibility, String::new())) {
+            Some(id) => self
+                .event(id)
+                .await?
+                .and_then(|e| Self::event_content(&e)["history_visibility"].as_str().map(str::to_owned)),
+            None => None,
+        };
+        let visibility = visibility.as_deref().unwrap_or("shared");
+        if !matches!(visibility, "joined" | "invited") {
+            return Ok(true);
+        }
+        let members: Vec<OwnedEventId> = state
+            .iter()
+            .filter(|((kind, key), _)| {
+                *kind == StateEventType::RoomMember && UserId::parse(key).is_ok_and(|u| u.server_name() == origin)
+            })
+            .map(|(_, id)| id.clone())
+            .collect();
+        for member in self.events(&members).await? {
+            match Self::event_content(&member)["membership"].as_str() {
+                Some("join") => return Ok(true),
+                Some("invite") if visibility == "invited" => return Ok(true),
+                _ => {}
+            }
+        }
+        Ok(false)
+    }
 }
 
 impl Services {

@@ -104,6 +104,13 @@ impl Services {
                 content.entry("avatar_url").or_insert(url.into());
             }
         }
+        // A join to a restricted room is vouched for by a user of this server who may invite.
+        if change.membership == Membership::Join
+            && change.actor == change.target
+            && let Some(authoriser) = self.join_authoriser(change.room_id, change.target).await?
+        {
+            content.insert(super::JOIN_AUTHORISED_VIA.into(), authoriser.as_str().into());
+        }
         let spec = EventSpec::state(StateEventType::RoomMember, change.target.as_str(), Value::Object(content));
         let target = Target::Existing(change.room_id);
         Ok(self.send_event(change.actor, change.device_id, target, spec, false).await?.0)

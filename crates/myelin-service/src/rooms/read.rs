@@ -264,13 +264,18 @@ impl Services {
         let dir = if req.backward { Direction::Backward } else { Direction::Forward };
         let start = match dir {
             Direction::Backward => req.from.unwrap_or(cap).min(cap),
-            Direction::Forward => req.from.unwrap_or(StreamPos::ZERO),
+            Direction::Forward => req.from.unwrap_or(StreamPos::MIN),
         };
         let upper = match dir {
             Direction::Forward => Some(req.to.map_or(cap, |t| t.min(cap))),
             Direction::Backward => req.to,
         };
-        let raw = self.store.room_events(room_id, start, upper, dir, limit).await?;
+        let mut raw = self.store.room_events(room_id, start, upper, dir, limit).await?;
+        // Paging back past the oldest event this server holds: the room's other servers may
+        // have history from before it joined.
+        if dir == Direction::Backward && upper.is_none() && raw.len() < limit && self.backfill_room(room_id).await? {
+            raw = self.store.room_events(room_id, start, upper, dir, limit).await?;
+        }
         let exhausted = raw.len() < limit;
         let end = match (raw.last(), dir) {
             (_, _) if exhausted => None,

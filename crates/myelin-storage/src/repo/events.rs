@@ -160,6 +160,19 @@ pub struct OutOfRoomMembership {
     pub stripped_state: Option<String>,
 }
 
+/// An event of a room's history fetched from another server (`/backfill`), stored as an accepted
+/// outlier and now given a place in the timeline.
+#[derive(Clone, Debug)]
+pub struct BackfilledEvent {
+    pub event_id: OwnedEventId,
+    /// The state group it is shown against (its state before and after).
+    pub state_group: StateGroupId,
+    /// `m.relates_to`: (rel_type, the event it relates to).
+    pub relation: Option<(RelationType, OwnedEventId)>,
+    /// The event this redaction redacts (already checked as allowed).
+    pub redacts: Option<OwnedEventId>,
+}
+
 #[derive(Clone, Debug)]
 pub struct NewRoom {
     pub room_version: RoomVersionId,
@@ -218,6 +231,11 @@ pub trait EventRepo {
     fn written_head(&self) -> StreamPos;
     /// Stores events as outliers (an event already stored is left as it is).
     async fn persist_outliers(&self, events: Vec<OutlierEvent>) -> StorageResult<()>;
+    /// Gives history fetched from another server a place in its room's timeline before every
+    /// event the database holds: negative stream positions, so that no sync ever shows it as
+    /// new, in the order given (newest first). Only events stored as accepted outliers are
+    /// placed (one already in a timeline, unknown or rejected is skipped). Answers the ids placed.
+    async fn place_backfilled(&self, events: Vec<BackfilledEvent>) -> StorageResult<Vec<OwnedEventId>>;
     /// Writes a local user's membership of a room this server is not in (see
     /// [`OutOfRoomMembership`]); returns its stream position.
     async fn persist_out_of_room_membership(&self, membership: OutOfRoomMembership) -> StorageResult<StreamPos>;

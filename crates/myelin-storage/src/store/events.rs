@@ -16,8 +16,8 @@ use super::{
     state::{create_state_group, create_state_snapshot, load_state_group},
 };
 use crate::{
-    Database, Direction, EventRepo, EventState, MembershipUpdate, NewEvent, OutOfRoomMembership, OutlierEvent,
-    PendingPersist, PersistOutcome, StorageError, StorageResult, StoredEvent, StreamPos,
+    BackfilledEvent, Database, Direction, EventRepo, EventState, MembershipUpdate, NewEvent, OutOfRoomMembership,
+    OutlierEvent, PendingPersist, PersistOutcome, StorageError, StorageResult, StoredEvent, StreamPos,
     db::{Conn, Params, Positions, ToValue, Write},
 };
 
@@ -350,6 +350,44 @@ async fn persist_outliers(c: &mut Conn<'_>, positions: &mut Positions, events: &
     Ok(())
 }
 
+/// See [`EventRepo::place_backfilled`]. Positions go down from the lowest one taken, under a
+/// lock that orders two processes backfilling at once.
+async fn place_backfilled(c: &mut Conn<'_>, events: &[BackfilledEvent]) -> StorageResult<Vec<OwnedEventId>> {
+    c.lock_until_commit("backfill positions").await?;
+    let lowest: Option<StreamPos> =
+        c.query_opt("SELECT MIN(stream_pos) FROM events", &[], |r| r.get(0)).await?.flatten();
+    let mut next = lowest.map_or(0, |p| p.get().min(0)) - 1;
+    let mut placed = Vec::new();
+    for ev in events {
+        let (rel_type, relates_to) = match &ev.relation {
+            Some((r, e)) => (Some(r.as_str()), Some(e.as_str())),
+            None => (None, None),
+        };
+        let pos = StreamPos(next);
+        let changed = c
+            .execute(
+                "UPDATE events SET stream_pos = $1, outlier = 0, state_before = $2, state_after = $2,
+                                   rel_type = $3, relates_to = $4
+                 WHERE event_id = $5 AND outlier = 1 AND rejection IS NULL",
+                &[&pos, &ev.state_group, &rel_type, &relates_to, &ev.event_id],
+            )
+            .await?;
+        if changed == 0 {
+            continue;
+        }
+        next -= 1;
+        if let Some(target) = &ev.redacts {
+            c.execute(
+                "UPDATE events SET redacted_by = $2 WHERE event_id = $1 AND redacted_by IS NULL",
+                &[target, &ev.event_id],
+            )
+            .await?;
+        }
+        placed.push(ev.event_id.clone());
+    }
+    Ok(placed)
+}
+
 /// See [`OutOfRoomMembership`].
 async fn persist_out_of_room_membership(
     c: &mut Conn<'_>,
@@ -439,6 +477,13 @@ impl EventRepo for Database {
             return Ok(());
         }
         self.write(move |c, positions| Box::pin(async move { persist_outliers(c, positions, &events).await })).await
+    }
+
+    async fn place_backfilled(&self, events: Vec<BackfilledEvent>) -> StorageResult<Vec<OwnedEventId>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.transaction(move |c| Box::pin(async move { place_backfilled(c, &events).await })).await
     }
 
     async fn persist_out_of_room_membership(&self, membership: OutOfRoomMembership) -> StorageResult<StreamPos> {

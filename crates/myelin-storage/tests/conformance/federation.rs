@@ -237,3 +237,66 @@ pub async fn memberships_of_rooms_this_server_is_not_in(url: String) {
     store.persist_out_of_room_membership(invite).await.expect("invite again");
     assert_eq!(store.get_events(&[eid("$invite")]).await.expect("get").len(), 1);
 }
+
+/// History fetched from another server goes before everything the room holds, newest first as
+/// given, at positions below every sync token; a second batch goes before the first; rejected
+/// and unknown events and events already in a timeline are skipped; a backfilled redaction marks
+/// its target.
+pub async fn backfilled_history_goes_before_the_timeline(url: String) {
+    let store = open_store(&url).await;
+    let room = "!history:test";
+    let last = room_with(&store, room, &["@a:test"]).await;
+    let head = store.stream_head();
+    let group = store.get_event(&eid(&last)).await.expect("get").expect("stored").state_after.expect("group");
+    let outlier = |id: &str, rejection: Option<&str>| OutlierEvent {
+        event_id: eid(id),
+        room_id: rid(room),
+        sender: uid("@c:remote"),
+        event_type: "m.room.message".into(),
+        state_key: None,
+        origin_server_ts: 5,
+        depth: 2,
+        json: r#"{"type":"m.room.message","content":{}}"#.into(),
+        rejection: rejection.map(Into::into),
+    };
+    store
+        .persist_outliers(vec![outlier("$h3", None), outlier("$h2", None), outlier("$bad", Some("rejected: no"))])
+        .await
+        .expect("outliers");
+    let backfilled =
+        |id: &str| BackfilledEvent { event_id: eid(id), state_group: group, relation: None, redacts: None };
+    let mut reaction = backfilled("$h2");
+    reaction.relation = Some((ruma::events::relation::RelationType::Thread, eid("$h3")));
+    let placed = store
+        .place_backfilled(vec![
+            backfilled("$h3"),
+            reaction,
+            backfilled("$bad"),
+            backfilled("$unknown"),
+            backfilled(&last),
+        ])
+        .await
+        .expect("place");
+    assert_eq!(placed, vec![eid("$h3"), eid("$h2")], "only accepted outliers are placed");
+    store.persist_outliers(vec![outlier("$h1", None)]).await.expect("outlier");
+    let mut redaction = backfilled("$h1");
+    redaction.redacts = Some(eid("$h2"));
+    assert_eq!(store.place_backfilled(vec![redaction]).await.expect("place"), vec![eid("$h1")]);
+
+    let everything =
+        store.room_events(&rid(room), store.stream_head(), None, Direction::Backward, 100).await.expect("timeline");
+    let ids: Vec<String> = everything.iter().map(|e| e.event_id.to_string()).collect();
+    assert_eq!(&ids[ids.len() - 3..], ["$h3", "$h2", "$h1"], "backfilled history is older than the room's events");
+    assert!(everything[everything.len() - 3..].iter().all(|e| e.stream_pos < StreamPos::ZERO && !e.outlier));
+    let h2 = store.get_event(&eid("$h2")).await.expect("get").expect("stored");
+    assert_eq!((h2.state_before, h2.state_after), (Some(group), Some(group)));
+    assert_eq!(h2.redacted_by, Some(eid("$h1")), "a backfilled redaction applies");
+    let threads = store.thread_roots(&rid(room), store.stream_head(), 10).await.expect("threads");
+    assert_eq!(threads.iter().map(|(e, _)| e.event_id.to_string()).collect::<Vec<_>>(), vec!["$h3"]);
+    // A sync from any token it handed out never sees them.
+    let since_start =
+        store.room_events(&rid(room), store.stream_head(), Some(StreamPos::ZERO), Direction::Backward, 100).await;
+    assert!(since_start.expect("sync").iter().all(|e| e.stream_pos > StreamPos::ZERO));
+    let forward = store.room_events(&rid(room), head, None, Direction::Forward, 100).await.expect("forward");
+    assert!(forward.is_empty(), "nothing new after the head: {forward:?}");
+}
