@@ -745,3 +745,63 @@ async fn restricted_joins_across_servers() -> Result<()> {
     assert_eq!(member["join_authorised_via_users_server"], a.user_id("alice").as_str(), "{member}");
     Ok(())
 }
+
+/// B joins a room on A asking for partial state (`omit_members`) as a faster-joining server
+/// would: the state comes without member events (but for the heroes of a room without a name),
+/// the auth chain without what the state holds, and the servers in the room are named.
+#[tokio::test]
+async fn a_join_answers_partial_state_when_asked() -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let alice = a.register("alice").await?;
+    let carol = a.register("carol").await?;
+    let as_b = myelin_e2e::federation::FederationIdentity::of(&b)?;
+    let bob = b.user_id("bob");
+
+    for (named, version) in [(true, "10"), (false, "11")] {
+        let mut body = json!({ "preset": "public_chat", "room_version": version });
+        if named {
+            body["name"] = "Named".into();
+        }
+        let room = alice.create_room(body).await?;
+        let (status, joined) = carol.join(&room).await?;
+        assert_eq!(status, 200, "{joined}");
+        let uri = format!("/_matrix/federation/v1/make_join/{}/{}?ver={version}", enc(&room), enc(&bob));
+        let (status, template) = as_b.request(&a, "GET", &uri, None).await?;
+        assert_eq!(status, 200, "make_join: {template}");
+        let mut event = template["event"].clone();
+        event["origin_server_ts"] = 1_700_000_000_000u64.into();
+        let room_version = ruma::RoomVersionId::try_from(version)?;
+        let (event_id, signed) = as_b.sign_pdu(&event, &room_version)?;
+        let send = |omit: &str| {
+            format!("/_matrix/federation/v2/send_join/{}/{}?omit_members={omit}", enc(&room), enc(&event_id))
+        };
+        let (status, refused) = as_b.request(&a, "PUT", &send("perhaps"), Some(&signed)).await?;
+        assert_eq!((status, errcode(&refused)), (400, "M_INVALID_PARAM"), "{refused}");
+        let (status, answer) = as_b.request(&a, "PUT", &send("true"), Some(&signed)).await?;
+        assert_eq!(status, 200, "send_join: {answer}");
+        assert_eq!(answer["members_omitted"], true);
+        assert_eq!(answer["servers_in_room"], json!([a.server_name()]), "{answer}");
+        let state = answer["state"].as_array().context("state")?;
+        let members: Vec<&str> =
+            state.iter().filter(|e| e["type"] == "m.room.member").filter_map(|e| e["state_key"].as_str()).collect();
+        if named {
+            assert!(members.is_empty(), "a named room's members are omitted: {members:?}");
+        } else {
+            let mut members = members;
+            members.sort();
+            assert_eq!(members, vec![a.user_id("alice"), a.user_id("carol")], "the heroes of a room without a name");
+        }
+        assert!(state.iter().any(|e| e["type"] == "m.room.power_levels"), "other state is whole");
+        let chain = answer["auth_chain"].as_array().context("auth chain")?;
+        assert!(chain.iter().all(|e| !state.contains(e)), "the auth chain leaves out what the state holds");
+        assert!(
+            chain.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == a.user_id("alice").as_str())
+                || !named,
+            "the auth chain still holds the member events the state needs: {chain:?}"
+        );
+        let members = joined_members(&alice, &room).await?;
+        assert!(members.contains(&bob), "A placed the join: {members:?}");
+    }
+    Ok(())
+}

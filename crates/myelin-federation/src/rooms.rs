@@ -83,9 +83,15 @@ async fn make_join(
 async fn send_join(
     State(state): State<AppState>,
     Path((room, event)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
     signed: SignedRequest,
 ) -> FedResult<Json<Value>> {
-    Ok(Json(state.send_join(&signed.origin, &room_id(&room)?, &event, &signed.body).await?))
+    let omit_members = match query.get("omit_members").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(MatrixError::invalid_param("omit_members must be true or false").into()),
+    };
+    Ok(Json(state.send_join(&signed.origin, &room_id(&room)?, &event, &signed.body, omit_members).await?))
 }
 
 async fn invite(

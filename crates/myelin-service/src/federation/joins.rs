@@ -110,13 +110,17 @@ impl Services {
     }
 
     /// `PUT /v2/send_join/{roomId}/{eventId}`: places the join and answers the room's state
-    /// before it, its auth chain and the servers in the room.
+    /// before it, its auth chain and the servers in the room. With `omit_members` (a joining
+    /// server that takes partial state) the state leaves out member events but those of the
+    /// room's heroes where the room has no name nor alias, and the auth chain leaves out what
+    /// the state holds.
     pub async fn send_join(
         &self,
         origin: &ServerName,
         room_id: &RoomId,
         event_id: &str,
         raw: &Value,
+        omit_members: bool,
     ) -> MatrixResult<Value> {
         let parsed = self.send_membership(origin, room_id, event_id, raw, Membership::Join).await?;
         let countersigned = self.vouched_here(&content_of(&parsed));
@@ -128,8 +132,15 @@ impl Services {
             Some(group) => self.state_group(group).await?,
             None => return Err(MatrixError::internal("the join was stored without state")),
         };
-        let (state_pdus, auth_chain) = self.state_and_auth_chain(&state).await?;
+        let (state_pdus, auth_chain) = if omit_members {
+            let kept = self.state_without_members(&state, &pdu_sender(&parsed)?).await?;
+            self.partial_state_and_auth_chain(&kept, &parsed.event_id).await?
+        } else {
+            self.state_and_auth_chain(&state).await?
+        };
         let mut servers = self.servers_in_room(room_id).await?;
+        // Those in the room before the join: the joining server knows of itself.
+        servers.retain(|s| s != origin);
         if !servers.contains(&self.server_name) {
             servers.push(self.server_name.clone());
         }
@@ -137,7 +148,7 @@ impl Services {
             "origin": self.server_name,
             "state": state_pdus,
             "auth_chain": auth_chain,
-            "members_omitted": false,
+            "members_omitted": omit_members,
             "servers_in_room": servers,
         });
         // A restricted join goes back with this server's signature.
@@ -202,6 +213,56 @@ impl Services {
         }
         self.wake_senders(&relay_to).await?;
         Ok(parsed)
+    }
+
+    /// A state without its member events, but for those of up to five heroes (joined or invited
+    /// members other than `joining`) when the room has no name nor canonical alias: what a
+    /// joining server needs to name the room.
+    async fn state_without_members(&self, state: &StateMap, joining: &UserId) -> MatrixResult<StateMap> {
+        let named = state.contains_key(&(StateEventType::RoomName, String::new()))
+            || state.contains_key(&(StateEventType::RoomCanonicalAlias, String::new()));
+        let mut kept: StateMap = state
+            .iter()
+            .filter(|((kind, _), _)| *kind != StateEventType::RoomMember)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !named {
+            let mut members: Vec<_> = state
+                .iter()
+                .filter(|((kind, key), _)| *kind == StateEventType::RoomMember && key != joining.as_str())
+                .map(|(_, id)| id.clone())
+                .collect();
+            members.sort();
+            let mut heroes = self.events(&members).await?;
+            heroes.retain(|ev| matches!(Self::event_content(ev)["membership"].as_str(), Some("join" | "invite")));
+            heroes.sort_by_key(|ev| ev.stream_pos);
+            for ev in heroes.into_iter().take(5) {
+                kept.insert((StateEventType::RoomMember, ev.state_key.clone().unwrap_or_default()), ev.event_id);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The PDUs of a partial state, and of the auth chains of its events and of the join, less
+    /// the events the state holds.
+    async fn partial_state_and_auth_chain(
+        &self,
+        state: &StateMap,
+        join: &OwnedEventId,
+    ) -> MatrixResult<(Vec<Value>, Vec<Value>)> {
+        let ids: Vec<OwnedEventId> = state.values().cloned().collect();
+        let mut loaded = HashMap::new();
+        let roots: Vec<OwnedEventId> = ids.iter().cloned().chain([join.clone()]).collect();
+        self.load_auth_closure(roots.iter().cloned(), &mut loaded).await?;
+        let held: HashSet<&OwnedEventId> = ids.iter().collect();
+        let chain: Vec<OwnedEventId> = super::state_resolution::auth_chain(roots.iter(), &loaded)
+            .into_iter()
+            .filter(|id| !held.contains(id) && id != join)
+            .collect();
+        let to_json = |events: Vec<myelin_storage::StoredEvent>| -> Vec<Value> {
+            events.iter().filter_map(|ev| serde_json::from_str::<Value>(&ev.json).ok()).collect()
+        };
+        Ok((to_json(self.events(&ids).await?), to_json(self.events(&chain).await?)))
     }
 
     /// The PDUs of a state, and of the auth chain of its events.
@@ -488,6 +549,11 @@ impl Services {
 
 /// A remote server's refusal, as this server answers it to its client: a refusal (403) or an
 /// unknown room (404) stays one; anything else is the remote's failure (502/504).
+/// A parsed PDU's sender.
+fn pdu_sender(parsed: &ParsedPdu) -> MatrixResult<OwnedUserId> {
+    Ok(parsed.pdu()?.sender)
+}
+
 /// A parsed PDU's content (`null` if it has none).
 fn content_of(parsed: &ParsedPdu) -> Value {
     parsed.object.get("content").map_or(Value::Null, |c| Value::from(c.clone()))
