@@ -464,6 +464,7 @@ impl Services {
                 let extremity_ids: Vec<OwnedEventId> = head.extremities.iter().map(|(id, _)| id.clone()).collect();
                 let others: Vec<OwnedEventId> =
                     extremity_ids.iter().filter(|e| !pdu.prev_events.contains(e)).cloned().collect();
+                let on_every_extremity = others.is_empty() && pdu.prev_events.len() == extremity_ids.len();
                 let current = if !accepted || others.is_empty() {
                     None
                 } else {
@@ -533,9 +534,15 @@ impl Services {
                         .then(|| content.get("join_rule").and_then(Value::as_str).unwrap_or("invite").to_owned()),
                     push_actions,
                     expected_extremities: Some(extremity_ids),
-                    state: EventState::Resolved {
-                        before: to_entries(&before),
-                        current: current.as_ref().map(to_entries),
+                    // An event on every forward extremity and nothing else (the usual case) has
+                    // the room's current state before it: its state group is reused, not copied.
+                    state: if on_every_extremity {
+                        EventState::Current
+                    } else {
+                        EventState::Resolved {
+                            before: to_entries(&before),
+                            current: current.as_ref().map(to_entries),
+                        }
                     },
                     member_changes,
                     rejection: rejection.clone(),

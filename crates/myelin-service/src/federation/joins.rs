@@ -547,8 +547,6 @@ impl Services {
     }
 }
 
-/// A remote server's refusal, as this server answers it to its client: a refusal (403) or an
-/// unknown room (404) stays one; anything else is the remote's failure (502/504).
 /// A parsed PDU's sender.
 fn pdu_sender(parsed: &ParsedPdu) -> MatrixResult<OwnedUserId> {
     Ok(parsed.pdu()?.sender)
@@ -559,6 +557,8 @@ fn content_of(parsed: &ParsedPdu) -> Value {
     parsed.object.get("content").map_or(Value::Null, |c| Value::from(c.clone()))
 }
 
+/// A remote server's refusal, as this server answers it to its client: a refusal (403) or an
+/// unknown room (404) stays one; anything else is the remote's failure (502/504).
 pub(crate) fn remote_error(e: super::FederationError) -> MatrixError {
     match &e {
         super::FederationError::Status { status: 403, error, .. } => {
