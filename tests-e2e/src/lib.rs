@@ -184,14 +184,20 @@ impl TestServer {
     /// `localhost` that may resolve to ::1), remote certificates not checked and loopback allowed
     /// as a destination, so servers of one machine reach each other.
     pub async fn start_federating() -> Result<Self> {
+        Self::start_federating_with_env(&[]).await
+    }
+
+    /// [`start_federating`](Self::start_federating) with more environment (`RUST_LOG`, say).
+    pub async fn start_federating_with_env(extra_env: &[(&str, &str)]) -> Result<Self> {
         let data_dir = std::env::temp_dir().join(format!("myelin-e2e-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
         let database = if postgres_backend() { Some(new_postgres_database().await?) } else { None };
         let federation_port = free_port()?;
-        let env = vec![
+        let mut env = vec![
             ("MYELIN_FEDERATION_VERIFY_CERTIFICATES".to_owned(), "false".to_owned()),
             ("MYELIN_FEDERATION_IP_RANGE_ALLOWLIST".to_owned(), "127.0.0.1/32,::1/128".to_owned()),
         ];
+        env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let mut server = Self {
             child: None,
             data_dir,

@@ -805,3 +805,56 @@ async fn a_join_answers_partial_state_when_asked() -> Result<()> {
     }
     Ok(())
 }
+
+/// Logs of a server that say when a room joined with partial state became whole.
+const PARTIAL_STATE_LOG: (&str, &str) = ("RUST_LOG", "warn,myelin_service::federation::partial_state=info");
+
+/// Bob's server B joins a room on A with partial state (A leaves the members out): Bob is in at
+/// once; the member list he asks for is whole (it waits for the state B fetches behind the
+/// join), with Dave of a third server C that B learnt of only from A's list of servers; messages
+/// cross from a member B had no event of, and from Bob to both other servers.
+#[tokio::test]
+async fn joining_with_partial_state_then_the_whole_state() -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating_with_env(&[PARTIAL_STATE_LOG]).await?;
+    let c = TestServer::start_federating().await?;
+    let alice = a.register("alice").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat", "name": "Big room", "room_version": "11" })).await?;
+    let mut everyone = vec![a.user_id("alice")];
+    let mut locals = Vec::new();
+    for i in 0..6 {
+        let user = a.register(&format!("member{i}")).await?;
+        let (status, body) = user.join(&room).await?;
+        assert_eq!(status, 200, "{body}");
+        everyone.push(a.user_id(&format!("member{i}")));
+        locals.push(user);
+    }
+    let dave = c.register("dave").await?;
+    let join_path = |server: &TestServer| {
+        format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(server.server_name()))
+    };
+    let (status, body) = dave.post(&join_path(&a), &json!({})).await?;
+    assert_eq!(status, 200, "Dave joins through A: {body}");
+    everyone.push(c.user_id("dave"));
+
+    let bob = b.register("bob").await?;
+    let (status, body) = bob.post(&join_path(&a), &json!({})).await?;
+    if status != 200 {
+        bail!("join with partial state: {status} {body}\nA's log:\n{}\nB's log:\n{}", a.log(), b.log());
+    }
+    everyone.push(b.user_id("bob"));
+    // A member B had no event of speaks at once.
+    locals[3].send_message(&room, "from a member left out").await?;
+    let all: Vec<&str> = everyone.iter().map(String::as_str).collect();
+    wait_for_members(&bob, &room, &all).await.with_context(|| format!("B's log:\n{}", b.log()))?;
+    wait_for_messages(&bob, &room, "Bob sees the member left out", |m| m.iter().any(|b| b == "from a member left out"))
+        .await?;
+    bob.send_message(&room, "from B").await?;
+    for (client, who) in [(&alice, "Alice on A"), (&dave, "Dave on C")] {
+        wait_for_messages(client, &room, &format!("{who} sees Bob"), |m| m.iter().any(|b| b == "from B"))
+            .await
+            .with_context(|| format!("B's log:\n{}", b.log()))?;
+    }
+    assert!(b.log().contains("the room's whole state is known"), "B joined with partial state:\n{}", b.log());
+    Ok(())
+}

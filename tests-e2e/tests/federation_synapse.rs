@@ -406,3 +406,41 @@ async fn restricted_joins_between_myelin_and_synapse() -> Result<()> {
     sees_members(&sam, &room, &members, "Synapse").await.with_context(logs)?;
     Ok(())
 }
+
+/// A Myelin user joins a room on Synapse with partial state (Synapse leaves the members out of
+/// its answer): she is in at once, the member list she asks for is whole once Myelin has
+/// fetched the state behind the join, and messages cross both ways with members Myelin had no
+/// event of.
+#[tokio::test]
+async fn joining_a_synapse_room_with_partial_state() -> Result<()> {
+    let myelin =
+        TestServer::start_federating_with_env(&[("RUST_LOG", "warn,myelin_service::federation::partial_state=info")])
+            .await?;
+    let synapse = SynapsePeer::start().await?;
+    let alice = myelin.register("alice").await?;
+    let sam = synapse.register("sam").await?;
+    let logs = || format!("Myelin's log:\n{}\nSynapse's log:\n{}", myelin.log(), synapse.log());
+    let room =
+        sam.create_room(json!({ "preset": "public_chat", "name": "Synapse's room", "room_version": "11" })).await?;
+    let mut members = vec![synapse.user_id("sam")];
+    let mut others = Vec::new();
+    for i in 0..4 {
+        let user = synapse.register(&format!("member{i}")).await?;
+        let (status, body) = user.join(&room).await?;
+        assert_eq!(status, 200, "{body}");
+        members.push(synapse.user_id(&format!("member{i}")));
+        others.push(user);
+    }
+    let (status, body) = join_via(&alice, &room, &synapse.server_name()).await?;
+    if status != 200 {
+        bail!("Myelin user joining a Synapse room: {status} {body}\n{}", logs());
+    }
+    members.push(myelin.user_id("alice"));
+    others[2].send_message(&room, "from a member left out").await?;
+    sees_members(&alice, &room, &members, "Myelin").await.with_context(logs)?;
+    sees_message(&alice, &room, "from a member left out", "Myelin").await.with_context(logs)?;
+    alice.send_message(&room, "from Myelin").await?;
+    sees_message(&others[0], &room, "from Myelin", "Synapse").await.with_context(logs)?;
+    assert!(myelin.log().contains("the room's whole state is known"), "joined with partial state\n{}", logs());
+    Ok(())
+}

@@ -10,7 +10,9 @@
 //! transaction ids, idle sliding sync connections, expired
 //! user-interactive authentication sessions; `federation_send`, one per destination with
 //! something to send (`federation/sender.rs`); `federation_sweep`, every half minute, which
-//! wakes the sender of any destination left with queued entries.
+//! wakes the sender of any destination left with queued entries; `device_list_resync`, a remote
+//! user's device list after a gap; `partial_state_resync`, the whole state of a room joined with
+//! partial state (`federation/partial_state.rs`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -52,6 +54,8 @@ pub enum JobKind {
     FederationSweep,
     /// Fetches a remote user's whole device list after a gap.
     DeviceListResync,
+    /// Fetches the whole state of a room joined with partial state.
+    PartialStateResync,
 }
 
 /// What a job run asks for next.
@@ -70,6 +74,7 @@ impl JobKind {
             JobKind::FederationSend => "federation_send",
             JobKind::FederationSweep => "federation_sweep",
             JobKind::DeviceListResync => "device_list_resync",
+            JobKind::PartialStateResync => "partial_state_resync",
         }
     }
 
@@ -79,6 +84,7 @@ impl JobKind {
             "federation_send" => Some(JobKind::FederationSend),
             "federation_sweep" => Some(JobKind::FederationSweep),
             "device_list_resync" => Some(JobKind::DeviceListResync),
+            "partial_state_resync" => Some(JobKind::PartialStateResync),
             _ => None,
         }
     }
@@ -88,15 +94,18 @@ impl JobKind {
         match self {
             JobKind::Cleanup => Some(CLEANUP_INTERVAL_MS),
             JobKind::FederationSweep => Some(FEDERATION_SWEEP_INTERVAL_MS),
-            JobKind::FederationSend | JobKind::DeviceListResync => None,
+            JobKind::FederationSend | JobKind::DeviceListResync | JobKind::PartialStateResync => None,
         }
     }
 
     /// When a run that failed for the `attempts`-th time is tried again (`None`: given up).
     fn retry_at(self, now_ms: u64, attempts: u32) -> Option<u64> {
         match self {
-            // A destination's queue waits for it however long it is down.
-            JobKind::FederationSend => Some(crate::federation::destination_retry_at(now_ms, attempts)),
+            // A destination's queue waits for it however long it is down; a room's state is
+            // fetched however long its servers are.
+            JobKind::FederationSend | JobKind::PartialStateResync => {
+                Some(crate::federation::destination_retry_at(now_ms, attempts))
+            }
             kind => retry_after_failure(now_ms, attempts, kind.interval_ms()),
         }
     }
@@ -249,6 +258,10 @@ impl Services {
             }
             JobKind::DeviceListResync => {
                 self.run_device_list_resync(payload).await?;
+                Ok(Next::Done)
+            }
+            JobKind::PartialStateResync => {
+                self.run_partial_state_resync(payload).await?;
                 Ok(Next::Done)
             }
             JobKind::Cleanup => {

@@ -445,10 +445,13 @@ impl Services {
                 let rejected_ids: HashSet<OwnedEventId> =
                     loaded.values().filter(|p| p.rejected).map(|p| p.event_id.clone()).collect();
                 let mut rejection = check_against_auth_events(rules, pdu, &loaded, &rejected_ids).err();
-                if rejection.is_none() {
+                // With partial state (members left out), the state before the event and the
+                // current state cannot judge it: its auth events do, until the state is whole.
+                let partial = head.partial_servers.is_some();
+                if rejection.is_none() && !partial {
                     rejection = self.check_against_state(rules, pdu, &before).await?.map(|r| format!("rejected: {r}"));
                 }
-                if rejection.is_none() {
+                if rejection.is_none() && !partial {
                     rejection =
                         self.check_against_state(rules, pdu, &head.state).await?.map(|r| format!("soft_failed: {r}"));
                 }
@@ -539,10 +542,7 @@ impl Services {
                     state: if on_every_extremity {
                         EventState::Current
                     } else {
-                        EventState::Resolved {
-                            before: to_entries(&before),
-                            current: current.as_ref().map(to_entries),
-                        }
+                        EventState::Resolved { before: to_entries(&before), current: current.as_ref().map(to_entries) }
                     },
                     member_changes,
                     rejection: rejection.clone(),
@@ -571,6 +571,7 @@ impl Services {
                             rules: head.rules.clone(),
                             state: Arc::new(new_current.clone()),
                             extremities,
+                            partial_servers: head.partial_servers.clone(),
                         },
                     );
                     if pdu.state_key.is_some() {

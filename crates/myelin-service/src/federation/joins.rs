@@ -277,7 +277,8 @@ impl Services {
         Ok((to_json(self.events(&ids).await?), to_json(self.events(&chain).await?)))
     }
 
-    /// Servers with members joined to the room (this one included if it has any).
+    /// Servers with members joined to the room (this one included if it has any), and while
+    /// the room's state is partial those the resident server named.
     pub(crate) async fn servers_in_room(&self, room_id: &RoomId) -> MatrixResult<Vec<OwnedServerName>> {
         let mut servers: Vec<OwnedServerName> = self
             .store
@@ -286,18 +287,24 @@ impl Services {
             .into_iter()
             .map(|m| m.user_id.server_name().to_owned())
             .collect();
+        if let Some(partial) = self.store.partial_state(room_id).await? {
+            servers.extend(partial.servers);
+        }
         servers.sort();
         servers.dedup();
         Ok(servers)
     }
 
-    /// Refuses requests about a room none of this server's users are joined to.
+    /// Refuses requests about a room none of this server's users are joined to, or whose state
+    /// it does not wholly know yet (joined with partial state).
     pub(crate) async fn require_resident(&self, room_id: &RoomId) -> MatrixResult<()> {
-        if self.servers_in_room(room_id).await?.contains(&self.server_name) {
-            Ok(())
-        } else {
-            Err(MatrixError::not_found("This server has no member in the room"))
+        if !self.servers_in_room(room_id).await?.contains(&self.server_name) {
+            return Err(MatrixError::not_found("This server has no member in the room"));
         }
+        if self.store.partial_state(room_id).await?.is_some() {
+            return Err(MatrixError::not_found("This server does not know the room's whole state yet"));
+        }
+        Ok(())
     }
 
     /// The auth events of a new event from a state, as the room version selects them.
@@ -347,8 +354,12 @@ impl Services {
         server: &ServerName,
         content_extra: &serde_json::Map<String, Value>,
     ) -> MatrixResult<OwnedRoomId> {
-        let (join, answer) =
-            self.remote_membership_through(user_id, room_id, server, Membership::Join, content_extra).await?;
+        // A room this server holds no state of is joined with partial state where the resident
+        // server offers it: the member events come later, in the background.
+        let omit_members = self.store.get_room(room_id).await?.is_none_or(|room| room.current_state_group.is_none());
+        let (join, answer) = self
+            .remote_membership_through(user_id, room_id, server, Membership::Join, content_extra, omit_members)
+            .await?;
         let room_version = join.room_version.clone();
         let parse_all = |key: &str| -> Vec<ParsedPdu> {
             answer
@@ -380,8 +391,31 @@ impl Services {
         }
         let create =
             create.ok_or_else(|| MatrixError::bad_json("send_join answered a state without a create event"))?;
+        let partial = omit_members && answer.get("members_omitted").and_then(Value::as_bool) == Some(true);
+        if partial {
+            let mut servers: Vec<OwnedServerName> = answer
+                .get("servers_in_room")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().and_then(|s| OwnedServerName::try_from(s).ok()))
+                .filter(|s| *s != self.server_name)
+                .collect();
+            servers.push(server.to_owned());
+            servers.sort();
+            servers.dedup();
+            self.store.mark_partial_state(room_id, &join.event_id, &servers).await?;
+        }
         // The resident server relays the join to the other servers in the room.
-        self.persist_remote_join(&join, &room_version, &create.sender, state).await?;
+        if let Err(e) = self.persist_remote_join(&join, &room_version, &create.sender, state).await {
+            if partial {
+                self.store.clear_partial_state(room_id).await?;
+            }
+            return Err(e);
+        }
+        if partial {
+            self.schedule_partial_state_resync(room_id).await?;
+        }
         Ok(room_id.to_owned())
     }
 
@@ -396,6 +430,7 @@ impl Services {
         server: &ServerName,
         membership: Membership,
         content_extra: &serde_json::Map<String, Value>,
+        omit_members: bool,
     ) -> MatrixResult<(ParsedPdu, Value)> {
         let versions: String = SUPPORTED_ROOM_VERSIONS.iter().map(|v| format!("ver={v}")).collect::<Vec<_>>().join("&");
         let (make, send) = match membership {
@@ -451,9 +486,10 @@ impl Services {
         );
         let event_id = pdu::sign_and_id(&mut object, &rules, &self.server_name, &self.keys, self.random.as_ref())?;
         let path = format!(
-            "/_matrix/federation/{send}/{}/{}",
+            "/_matrix/federation/{send}/{}/{}{}",
             encode_component(room_id.as_str()),
-            encode_component(event_id.as_str())
+            encode_component(event_id.as_str()),
+            if omit_members { "?omit_members=true" } else { "" }
         );
         let body = Value::from(CanonicalJsonValue::Object(object.clone()));
         let answer = self.federation_send(reqwest::Method::PUT, server, &path, &body).await.map_err(remote_error)?;

@@ -277,7 +277,7 @@ impl Services {
             content.insert("reason".into(), reason.into());
         }
         for server in &servers {
-            match self.remote_membership_through(user_id, room_id, server, Membership::Leave, &content).await {
+            match self.remote_membership_through(user_id, room_id, server, Membership::Leave, &content, false).await {
                 Ok((event, _)) => return self.record_outside_membership(&event, None).await,
                 Err(e) => {
                     tracing::info!(%room_id, %server, error = %e.message, "leaving through a server failed");
@@ -342,7 +342,7 @@ impl Services {
         }
         let mut last_error = MatrixError::not_found("No server to knock through");
         for server in &servers {
-            match self.remote_membership_through(user_id, room_id, server, Membership::Knock, &content).await {
+            match self.remote_membership_through(user_id, room_id, server, Membership::Knock, &content, false).await {
                 Ok((event, answer)) => {
                     let stripped: Vec<Value> = answer
                         .get("knock_room_state")

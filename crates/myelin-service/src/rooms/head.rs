@@ -10,7 +10,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use myelin_core::{
     Clock, StateKey, StateMap,
-    types::{OwnedEventId, OwnedRoomId, RoomId, RoomVersionId},
+    types::{OwnedEventId, OwnedRoomId, OwnedServerName, RoomId, RoomVersionId},
 };
 use ruma::room_version_rules::RoomVersionRules;
 
@@ -25,6 +25,9 @@ pub struct RoomHead {
     pub state: Arc<StateMap>,
     /// (event id, depth) of each forward extremity.
     pub extremities: Vec<(OwnedEventId, i64)>,
+    /// Set while the room's state is partial (joined with `omit_members`): the servers in the
+    /// room the resident server named, which events go to besides those of the members known.
+    pub partial_servers: Option<Vec<OwnedServerName>>,
 }
 
 pub struct RoomHeads {
@@ -82,7 +85,13 @@ impl RoomHeads {
         let mut extremities: Vec<(OwnedEventId, i64)> =
             old.extremities.iter().filter(|(id, _)| !prevs.iter().any(|(p, _)| p == id)).cloned().collect();
         extremities.push((event_id.clone(), depth));
-        let head = RoomHead { room_version: old.room_version.clone(), rules: old.rules.clone(), state, extremities };
+        let head = RoomHead {
+            room_version: old.room_version.clone(),
+            rules: old.rules.clone(),
+            state,
+            extremities,
+            partial_servers: old.partial_servers.clone(),
+        };
         self.cache.insert(room_id.to_owned(), Arc::new(head), 1);
     }
 }

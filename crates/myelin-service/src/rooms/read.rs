@@ -402,6 +402,8 @@ impl Services {
         membership: Option<Membership>,
         not_membership: Option<Membership>,
     ) -> MatrixResult<Vec<Value>> {
+        self.room_visibility(user_id, room_id).await?;
+        self.wait_for_whole_state(room_id).await?;
         let events = self.room_state(user_id, room_id).await?;
         let members: Vec<StoredEvent> = events
             .into_iter()
@@ -417,6 +419,7 @@ impl Services {
     /// `/joined_members`: display name and avatar of every joined member.
     pub async fn joined_members(&self, user_id: &UserId, room_id: &RoomId) -> MatrixResult<Map<String, Value>> {
         self.room_visibility(user_id, room_id).await?;
+        self.wait_for_whole_state(room_id).await?;
         let members = self.store.room_members(room_id, Some(Membership::Join)).await?;
         Ok(members
             .into_iter()

@@ -380,7 +380,14 @@ impl Services {
         let state = self.current_state(room_id).await?;
         let extremities =
             self.store.forward_extremities(room_id).await?.into_iter().map(|e| (e.event_id, e.depth)).collect();
-        let head = Arc::new(RoomHead { room_version: room.room_version, rules, state: Arc::new(state), extremities });
+        let partial_servers = self.store.partial_state(room_id).await?.map(|p| p.servers);
+        let head = Arc::new(RoomHead {
+            room_version: room.room_version,
+            rules,
+            state: Arc::new(state),
+            extremities,
+            partial_servers,
+        });
         self.heads.cache.insert_if_current(key, head.clone(), 1, epoch);
         Ok(head)
     }
@@ -507,15 +514,17 @@ impl Services {
             }),
             _ => None,
         };
-        let relation = content.get("m.relates_to").and_then(|r| {
-            let rel_type = RelationType::from(r.get("rel_type")?.as_str()?);
-            let target = OwnedEventId::try_from(r.get("event_id")?.as_str()?).ok()?;
-            Some((rel_type, target))
-        });
+        let relation = crate::federation::relation_of(&content);
         let is_create = spec.event_type == TimelineEventType::RoomCreate;
         let joined =
             if is_create { Vec::new() } else { self.store.room_members(&room_id, Some(Membership::Join)).await? };
-        let destinations = self.destinations_for(&joined, membership.as_ref().map(|m| m.user_id.as_ref()));
+        let mut destinations = self.destinations_for(&joined, membership.as_ref().map(|m| m.user_id.as_ref()));
+        // A room joined with partial state: the members known do not name every server.
+        if !is_create && let Some(servers) = &self.room_head(&room_id).await?.partial_servers {
+            destinations.extend(servers.iter().filter(|s| **s != self.server_name).cloned());
+            destinations.sort();
+            destinations.dedup();
+        }
         let power_ctx = push_power_levels(rules, &auth_state);
         let push_actions =
             self.push_actions(&room_id, &json, sender, &joined, relation.as_ref(), power_ctx.as_ref()).await?;

@@ -12,6 +12,7 @@ mod federation;
 mod jobs;
 mod key_json;
 mod keys;
+mod partial_state;
 mod receipts;
 mod remote_devices;
 mod rooms;
@@ -32,6 +33,7 @@ pub use federation::*;
 pub use jobs::*;
 pub use key_json::same_key;
 pub use keys::*;
+pub use partial_state::*;
 pub use receipts::*;
 pub use remote_devices::*;
 pub use rooms::*;
@@ -63,6 +65,7 @@ pub trait Store:
     + UiaRepo
     + ServerKeyRepo
     + RemoteDeviceRepo
+    + PartialStateRepo
     + Send
     + Sync
     + 'static
@@ -88,6 +91,7 @@ impl<T> Store for T where
         + UiaRepo
         + ServerKeyRepo
         + RemoteDeviceRepo
+        + PartialStateRepo
         + Send
         + Sync
         + 'static

@@ -17,6 +17,7 @@ mod events;
 mod federation;
 mod jobs;
 mod keys;
+mod partial_state;
 mod receipts;
 mod remote_devices;
 mod rooms;

@@ -300,3 +300,53 @@ pub async fn backfilled_history_goes_before_the_timeline(url: String) {
     let forward = store.room_events(&rid(room), head, None, Direction::Forward, 100).await.expect("forward");
     assert!(forward.is_empty(), "nothing new after the head: {forward:?}");
 }
+
+/// A room joined with partial state is marked until its state is completed: then every state
+/// of the room holds the members that were left out, but for a member whose event came later
+/// (the later one stays); the member rows and counts follow, and the mark goes.
+pub async fn partial_state_is_completed_without_undoing_later_changes(url: String) {
+    let store = open_store(&url).await;
+    let room = "!partial:test";
+    let last = room_with(&store, room, &["@a:test"]).await;
+    let servers: Vec<OwnedServerName> = vec!["remote.test".try_into().expect("name")];
+    store.mark_partial_state(&rid(room), &eid(&last), &servers).await.expect("mark");
+    let marked = store.partial_state(&rid(room)).await.expect("read").expect("marked");
+    assert_eq!((marked.join_event_id, marked.servers), (eid(&last), servers));
+    // @b changes after the join; @b's and @c's earlier events were left out of the state.
+    persisted(&store, member_event(room, "$b-new", "@b:remote", Membership::Leave, &[&last])).await;
+    persisted(&store, event(room, "$after", "m.room.message", None, &["$b-new"])).await;
+    let joined_before = store.room_members(&rid(room), Some(Membership::Join)).await.expect("members").len();
+    let member = |id: &str, user: &str| MemberChange {
+        event_id: eid(id),
+        sender: uid(user),
+        update: MembershipUpdate {
+            user_id: uid(user),
+            membership: Membership::Join,
+            displayname: None,
+            avatar_url: None,
+        },
+    };
+    let missing = vec![
+        (StateEventType::RoomMember, "@b:remote".to_owned(), eid("$b-old")),
+        (StateEventType::RoomMember, "@c:remote".to_owned(), eid("$c")),
+    ];
+    let groups = store
+        .complete_partial_state(&rid(room), missing, vec![member("$b-old", "@b:remote"), member("$c", "@c:remote")])
+        .await
+        .expect("complete");
+    assert!(!groups.is_empty());
+    assert!(store.partial_state(&rid(room)).await.expect("read").is_none(), "the mark goes");
+    let current = sorted(store.current_state_ids(&rid(room)).await.expect("state"));
+    assert!(current.contains(&(StateEventType::RoomMember, "@c:remote".to_owned(), eid("$c"))));
+    assert!(current.contains(&(StateEventType::RoomMember, "@b:remote".to_owned(), eid("$b-new"))), "{current:?}");
+    let after = store.get_event(&eid("$after")).await.expect("get").expect("stored");
+    let state = sorted(store.state_group(after.state_before.expect("group")).await.expect("group"));
+    assert!(state.contains(&(StateEventType::RoomMember, "@c:remote".to_owned(), eid("$c"))), "{state:?}");
+    assert!(state.contains(&(StateEventType::RoomMember, "@b:remote".to_owned(), eid("$b-new"))), "{state:?}");
+    let c = store.membership(&rid(room), &uid("@c:remote")).await.expect("membership").expect("row");
+    assert_eq!(c.membership, Membership::Join);
+    let b = store.membership(&rid(room), &uid("@b:remote")).await.expect("membership").expect("row");
+    assert_eq!(b.membership, Membership::Leave, "the later membership stays");
+    let joined = store.room_members(&rid(room), Some(Membership::Join)).await.expect("members").len();
+    assert_eq!(joined, joined_before + 1, "one more joined member");
+}

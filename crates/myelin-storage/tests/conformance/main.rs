@@ -209,6 +209,7 @@ all_backends!(
     federation::the_outbox_and_the_inbound_transaction_log,
     federation::memberships_of_rooms_this_server_is_not_in,
     federation::backfilled_history_goes_before_the_timeline,
+    federation::partial_state_is_completed_without_undoing_later_changes,
     jobs::the_job_queue_hands_each_due_job_to_one_worker,
     cluster::the_stream_head_reaches_every_process,
     cluster::signals_reach_the_other_processes_only,
