@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! myelin-bench --target myelin=http://127.0.0.1:8008 --target synapse=http://127.0.0.1:8448 \
-//!     [--pid myelin=PID --pid synapse=PID] [--scenario all|send|rooms-send|fanout|initial-sync|keys|sliding-sync] \
+//!     [--pid myelin=PID --pid synapse=PID] \
+//!     [--scenario all|send|rooms-send|fanout|initial-sync|keys|sliding-sync|federation|join] \
 //!     [--output docs/benchmarks.md]
 //! ```
 //!
@@ -40,6 +41,8 @@ enum Scenario {
     SlidingSync,
     /// Cross-server latency; needs `--peer` for the target.
     Federation,
+    /// Joining a big room that lives on another server; needs `--join-host`.
+    Join,
 }
 
 /// Benchmark Matrix homeservers side by side over the client-server API.
@@ -92,6 +95,16 @@ struct Args {
     /// Federation scenario: measured messages, sent one at a time.
     #[arg(long = "federation-messages", default_value_t = 30)]
     federation_messages: usize,
+    /// Join scenario: the server the big room lives on, as URL@SERVER_NAME (every target's
+    /// user joins it through that server name).
+    #[arg(long = "join-host", value_name = "URL@SERVER_NAME")]
+    join_host: Option<String>,
+    /// Join scenario: members of the big room.
+    #[arg(long = "join-members", default_value_t = 2000)]
+    join_members: usize,
+    /// Join scenario: state events of the big room (members included).
+    #[arg(long = "join-state-events", default_value_t = 10_000)]
+    join_state_events: usize,
     /// Sliding-sync scenario: rooms the user is in (the first window is [0,19]; live updates
     /// reuse --fanout-messages, repeats --sync-repeats).
     #[arg(long = "ss-rooms", default_value_t = 1000)]
@@ -215,6 +228,21 @@ async fn main() -> Result<()> {
     let run = |s: Scenario| args.scenario == Scenario::All || args.scenario == s;
     eprintln!("user-name prefix for this run: {}", params.prefix);
 
+    // The join scenario's room, built once on its host for every target.
+    let big_room = match (args.scenario == Scenario::Join, &args.join_host) {
+        (true, Some(host)) => {
+            let (url, host_name) = host
+                .rsplit_once('@')
+                .with_context(|| format!("--join-host: expected URL@SERVER_NAME, got {host:?}"))?;
+            let host_server = Server::new(url, request_timeout)?;
+            let params = Params { prefix: format!("{}host_", params.prefix), ..params.clone() };
+            let room = scenarios::big_room(&host_server, &params, args.join_members, args.join_state_events).await?;
+            Some((room, host_name.to_owned()))
+        }
+        (true, None) => bail!("--scenario join needs --join-host URL@SERVER_NAME"),
+        (false, _) => None,
+    };
+
     let mut reports = Vec::new();
     for (index, (name, url)) in targets.iter().enumerate() {
         // Per-target prefix, so two targets may even point at the same server.
@@ -277,6 +305,12 @@ async fn main() -> Result<()> {
             (true, None) => Outcome::Failed(format!("--scenario federation needs --peer {name}=URL@SERVER_NAME")),
             (false, _) => Outcome::NotRun,
         };
+        let join = match &big_room {
+            Some((room, host_name)) => {
+                run_scenario("join", name, limit, scenarios::join_big_room(&server, host_name, room, &params)).await
+            }
+            None => Outcome::NotRun,
+        };
         let rss_after_mb = rss("after");
         reports.push(TargetReport {
             name: name.clone(),
@@ -290,6 +324,7 @@ async fn main() -> Result<()> {
             keys,
             sliding_sync,
             federation,
+            join,
             rate_limit_retries: server.rate_limit_retries(),
         });
     }
@@ -298,7 +333,8 @@ async fn main() -> Result<()> {
     let settings = format!(
         "Settings: send {} senders × {} messages; fan-out {} listeners, {} messages; \
          initial sync {} rooms, {} runs; keys {} devices, {} runs; sliding sync {} rooms; \
-         federation {} listeners on the peer, {} messages. Targets: {}.",
+         federation {} listeners on the peer, {} messages; join a room of {} members, {} state events{}. \
+         Targets: {}.",
         args.senders,
         args.count,
         args.listeners,
@@ -310,6 +346,9 @@ async fn main() -> Result<()> {
         args.ss_rooms,
         args.federation_listeners,
         args.federation_messages,
+        args.join_members,
+        args.join_state_events,
+        args.join_host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default(),
         reports
             .iter()
             .map(|r| match peers.get(&r.name) {

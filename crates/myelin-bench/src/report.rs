@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::scenarios::{FanoutResult, InitialSyncResult, KeysResult, SendResult, SlidingSyncResult, avg, p50, p99};
+use crate::scenarios::{
+    FanoutResult, InitialSyncResult, JoinResult, KeysResult, SendResult, SlidingSyncResult, avg, p50, p99,
+};
 
 /// Outcome of one scenario on one target.
 pub enum Outcome<T> {
@@ -37,6 +39,7 @@ pub struct TargetReport {
     pub keys: Outcome<KeysResult>,
     pub sliding_sync: Outcome<SlidingSyncResult>,
     pub federation: Outcome<FanoutResult>,
+    pub join: Outcome<JoinResult>,
     pub rate_limit_retries: u64,
 }
 
@@ -51,6 +54,7 @@ impl TargetReport {
             ("keys", failure(&self.keys)),
             ("sliding sync", failure(&self.sliding_sync)),
             ("federation", failure(&self.federation)),
+            ("join", failure(&self.join)),
         ] {
             if let Some(err) = outcome {
                 out.push(format!("{} / {scenario}: {err}", self.name));
@@ -164,6 +168,18 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             0,
             Better::Neither,
             Box::new(|t| t.federation.cell(|r| Some(r.missed as f64))),
+        ),
+        (
+            "join a big room on another server: /join (ms)".into(),
+            0,
+            Better::Lower("time"),
+            Box::new(|t| t.join.cell(|r| Some(r.join_ms))),
+        ),
+        (
+            "join a big room on another server: until the member list is whole (ms)".into(),
+            0,
+            Better::Lower("time"),
+            Box::new(|t| t.join.cell(|r| Some(r.whole_ms))),
         ),
         (
             format!("initial sync, {params_rooms} rooms: median (ms)"),
@@ -409,6 +425,7 @@ mod tests {
             rooms_send: Outcome::NotRun,
             fanout: Outcome::NotRun,
             federation: Outcome::NotRun,
+            join: Outcome::NotRun,
             initial_sync: Outcome::Failed("boom".into()),
             keys: Outcome::NotRun,
             sliding_sync: Outcome::NotRun,

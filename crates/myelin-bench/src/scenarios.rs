@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::client::{Server, User};
+use crate::client::{Server, User, encode};
 use crate::stats::{mean, median, ms, percentile};
 
 /// Knobs shared by all scenarios.
@@ -330,6 +330,72 @@ pub async fn federation_fanout(
     join_all_via(&listeners, &room_id, Some(sender_name), params).await?;
     let params = Params { fanout_messages: params.federation_messages, ..params.clone() };
     fanout_to(&sender, listeners, &room_id, &params).await
+}
+
+/// A big room on a host server, built once for the join scenario.
+pub struct BigRoom {
+    pub room_id: String,
+    /// Members joined (the creator included).
+    pub members: usize,
+}
+
+/// Builds the join scenario's room on `host`: `members` users joined, and state events of a
+/// filler type up to about `state_events` in all.
+pub async fn big_room(host: &Server, params: &Params, members: usize, state_events: usize) -> Result<BigRoom> {
+    let members = members.max(1);
+    eprintln!("  join: registering {members} members on the host");
+    let creator = register_users(host, params, "bo", 1).await?.pop().context("no creator")?;
+    let room_id = creator.create_room(&public_room("myelin-bench big room")).await?;
+    let users = register_users(host, params, "bm", members - 1).await?;
+    eprintln!("  join: {} members joining {room_id}", members - 1);
+    join_all(&users, &room_id, params).await?;
+    // createRoom's own state events are about six.
+    let filler = state_events.saturating_sub(members + 6);
+    eprintln!("  join: {filler} more state events");
+    let sem = Arc::new(Semaphore::new(params.setup_concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for i in 0..filler {
+        let user = creator.clone();
+        let sem = Arc::clone(&sem);
+        let path = format!("/_matrix/client/v3/rooms/{}/state/org.myelin.bench.filler/{i}", encode(&room_id));
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.context("semaphore closed")?;
+            user.call(reqwest::Method::PUT, &path, &[], Some(&json!({ "i": i })), None).await
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        done.context("state task panicked")??;
+    }
+    Ok(BigRoom { room_id, members })
+}
+
+pub struct JoinResult {
+    /// The `/join` request, from sending it to its answer.
+    pub join_ms: f64,
+    /// From sending the join until `/joined_members` on the joining server lists every member.
+    pub whole_ms: f64,
+}
+
+/// A user of `joiner` joins the big room through `host_name`: how long `/join` takes, and how
+/// long until the joining server's member list is whole.
+pub async fn join_big_room(joiner: &Server, host_name: &str, room: &BigRoom, params: &Params) -> Result<JoinResult> {
+    let user = register_users(joiner, params, "bj", 1).await?.pop().context("no joiner")?;
+    let start = Instant::now();
+    user.join_via(&room.room_id, Some(host_name)).await?;
+    let join_ms = ms(start.elapsed());
+    let path = format!("/_matrix/client/v3/rooms/{}/joined_members", encode(&room.room_id));
+    loop {
+        let answer = user.call(reqwest::Method::GET, &path, &[], None, Some(Duration::from_secs(120))).await;
+        let count = answer.ok().and_then(|a| a.get("joined").and_then(Value::as_object).map(|m| m.len())).unwrap_or(0);
+        if count > room.members {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            bail!("the member list stayed at {count} of {}", room.members + 1);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(JoinResult { join_ms, whole_ms: ms(start.elapsed()) })
 }
 
 /// The measured part of a fan-out: listeners long-poll, the sender sends one message at a time.
