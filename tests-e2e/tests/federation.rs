@@ -858,3 +858,42 @@ async fn joining_with_partial_state_then_the_whole_state() -> Result<()> {
     assert!(b.log().contains("the room's whole state is known"), "B joined with partial state:\n{}", b.log());
     Ok(())
 }
+
+/// A space on A whose rooms B holds nothing of: once Bob joined the space through A, his
+/// server asks A for the children's summaries (`/hierarchy` over federation): the public room,
+/// and the room open to the space's members (Bob is one); not the invite-only room.
+#[tokio::test]
+async fn a_space_hierarchy_across_servers() -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let space = alice
+        .create_room(json!({ "preset": "public_chat", "name": "Space", "room_version": "10", "creation_content": { "type": "m.space" } }))
+        .await?;
+    let public = alice.create_room(json!({ "preset": "public_chat", "name": "Public" })).await?;
+    let mut members_only = myelin_e2e::restricted_room(&space, "10");
+    members_only["name"] = "Members only".into();
+    let members_only = alice.create_room(members_only).await?;
+    let private = alice.create_room(json!({ "preset": "private_chat", "name": "Private" })).await?;
+    for child in [&public, &members_only, &private] {
+        let path = room_path(&space, &format!("state/m.space.child/{}", enc(child)));
+        let (status, body) = alice.put(&path, &json!({ "via": [a.server_name()] })).await?;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = bob
+        .post(&format!("/_matrix/client/v3/join/{}?server_name={}", enc(&space), enc(a.server_name())), &json!({}))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = bob.get(&format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(&space))).await?;
+    assert_eq!(status, 200, "{body}");
+    let mut names: Vec<&str> =
+        body["rooms"].as_array().into_iter().flatten().filter_map(|r| r["name"].as_str()).collect();
+    names.sort();
+    assert_eq!(names, vec!["Members only", "Public", "Space"], "{body}\nB's log:\n{}", b.log());
+    let public_chunk =
+        body["rooms"].as_array().into_iter().flatten().find(|r| r["name"] == "Public").context("public")?;
+    assert_eq!(public_chunk["num_joined_members"], 1);
+    assert!(public_chunk.get("allowed_room_ids").is_none(), "server-only fields are not shown to clients");
+    Ok(())
+}

@@ -444,3 +444,53 @@ async fn joining_a_synapse_room_with_partial_state() -> Result<()> {
     assert!(myelin.log().contains("the room's whole state is known"), "joined with partial state\n{}", logs());
     Ok(())
 }
+
+/// The names `/hierarchy` of `space` shows `client`, sorted.
+async fn hierarchy_names(client: &Client, space: &str) -> Result<Vec<String>> {
+    let (status, body) = client.get(&format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(space))).await?;
+    if status != 200 {
+        bail!("hierarchy: {status} {body}");
+    }
+    let mut names: Vec<String> =
+        body["rooms"].as_array().into_iter().flatten().filter_map(|r| r["name"].as_str().map(str::to_owned)).collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Spaces across servers both ways: a Myelin user in a Synapse space sees its child rooms on
+/// Synapse (Myelin asks Synapse's `/hierarchy`), and a Synapse user in a Myelin space sees its
+/// child rooms on Myelin (Synapse asks Myelin's).
+#[tokio::test]
+async fn space_hierarchies_between_myelin_and_synapse() -> Result<()> {
+    let myelin = TestServer::start_federating().await?;
+    let synapse = SynapsePeer::start().await?;
+    let alice = myelin.register("alice").await?;
+    let sam = synapse.register("sam").await?;
+    let logs = || format!("Myelin's log:\n{}\nSynapse's log:\n{}", myelin.log(), synapse.log());
+    for (owner, owner_server, member, member_server) in [
+        (&sam, synapse.server_name(), &alice, myelin.server_name().to_owned()),
+        (&alice, myelin.server_name().to_owned(), &sam, synapse.server_name()),
+    ] {
+        let space = owner
+            .create_room(json!({ "preset": "public_chat", "name": "Space", "creation_content": { "type": "m.space" } }))
+            .await?;
+        let child = owner.create_room(json!({ "preset": "public_chat", "name": "Child" })).await?;
+        let path = room_path(&space, &format!("state/m.space.child/{}", enc(&child)));
+        let (status, body) = owner.put(&path, &json!({ "via": [owner_server] })).await?;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = join_via(member, &space, &owner_server).await?;
+        if status != 200 {
+            bail!("{member_server} joining the space: {status} {body}\n{}", logs());
+        }
+        let mut last = Vec::new();
+        for _ in 0..50 {
+            last = hierarchy_names(member, &space).await?;
+            if last == ["Child", "Space"] {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(last, ["Child", "Space"], "{member_server} shows the space's child\n{}", logs());
+    }
+    Ok(())
+}

@@ -461,3 +461,81 @@ async fn restricted_rooms_admit_the_members_of_the_allowed_rooms() -> Result<()>
     ensure!(member["join_authorised_via_users_server"] == server.user_id("alice"), "vouched for by Alice: {member}");
     Ok(())
 }
+
+/// The names of the rooms of a `/hierarchy` answer, in order.
+fn hierarchy_names(body: &Value) -> Vec<String> {
+    body["rooms"].as_array().into_iter().flatten().filter_map(|r| r["name"].as_str().map(str::to_owned)).collect()
+}
+
+/// A space's hierarchy shows the rooms under it that the asking user may see, breadth first,
+/// within the depth asked, the suggested ones alone if asked, page by page; a child without
+/// `via` is no child; a room the user may not see is left out, and asking for it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_space_hierarchy_shows_the_rooms_a_user_may_see() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = |name: &str, space: bool| {
+        let mut body = json!({ "preset": "public_chat", "name": name });
+        if space {
+            body["creation_content"] = json!({ "type": "m.space" });
+        }
+        body
+    };
+    let space = alice.create_room(room("Space", true)).await?;
+    let public = alice.create_room(room("Public", false)).await?;
+    let private = alice.create_room(json!({ "preset": "private_chat", "name": "Private" })).await?;
+    let sub = alice.create_room(room("Subspace", true)).await?;
+    let deep = alice.create_room(room("Deep", false)).await?;
+    let removed = alice.create_room(room("Removed", false)).await?;
+    let via = json!([server.server_name()]);
+    for (parent, child, suggested, via) in [
+        (&space, &public, true, via.clone()),
+        (&space, &private, false, via.clone()),
+        (&space, &sub, false, via.clone()),
+        (&space, &removed, false, json!([])),
+        (&sub, &deep, false, via.clone()),
+    ] {
+        let path = room_path(parent, &format!("state/m.space.child/{}", enc(child)));
+        let (status, body) = alice.put(&path, &json!({ "via": via, "suggested": suggested })).await?;
+        ensure!(status == 200, "{body}");
+    }
+    let hierarchy = |query: &str| {
+        let path = format!("/_matrix/client/v1/rooms/{}/hierarchy{query}", enc(&space));
+        let bob = &bob;
+        async move { bob.get(&path).await }
+    };
+    let (status, body) = hierarchy("").await?;
+    ensure!(status == 200, "{body}");
+    let names = hierarchy_names(&body);
+    ensure!(names.first().map(String::as_str) == Some("Space"), "the space comes first: {names:?}");
+    let mut sorted = names.clone();
+    sorted.sort();
+    ensure!(sorted == ["Deep", "Public", "Space", "Subspace"], "what Bob may see: {names:?}");
+    ensure!(names.last().map(String::as_str) == Some("Deep"), "breadth first: {names:?}");
+    ensure!(body["rooms"][0]["room_type"] == "m.space", "{body}");
+    ensure!(body["rooms"][0]["children_state"].as_array().map(Vec::len) == Some(3), "three children: {body}");
+    ensure!(body.get("next_batch").is_none(), "one page: {body}");
+
+    let (_, shallow) = hierarchy("?max_depth=1").await?;
+    ensure!(!hierarchy_names(&shallow).contains(&"Deep".to_owned()), "{shallow}");
+    let (_, suggested) = hierarchy("?suggested_only=true").await?;
+    ensure!(hierarchy_names(&suggested) == ["Space", "Public"], "{suggested}");
+
+    let (_, first) = hierarchy("?limit=2").await?;
+    let next = first["next_batch"].as_str().context("a second page")?.to_owned();
+    let (_, second) = hierarchy(&format!("?limit=2&from={next}")).await?;
+    let mut paged = hierarchy_names(&first);
+    paged.extend(hierarchy_names(&second));
+    ensure!(paged == names, "the pages make the whole walk: {paged:?}");
+
+    let (status, _) = alice.get(&format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(&space))).await?;
+    ensure!(status == 200);
+    let (_, as_alice) = alice.get(&format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(&space))).await?;
+    ensure!(hierarchy_names(&as_alice).contains(&"Private".to_owned()), "Alice is in the private room");
+    let (status, body) = bob.get(&format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(&private))).await?;
+    ensure!(status == 403 && body["errcode"] == "M_FORBIDDEN", "{status} {body}");
+    let (status, body) = hierarchy("?from=nonsense").await?;
+    ensure!(status == 400, "{status} {body}");
+    Ok(())
+}

@@ -38,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/_matrix/federation/v1/event_auth/{room_id}/{event_id}", get(event_auth))
         .route("/_matrix/federation/v1/get_missing_events/{room_id}", post(get_missing_events))
         .route("/_matrix/federation/v1/backfill/{room_id}", get(backfill))
+        .route("/_matrix/federation/v1/hierarchy/{room_id}", get(hierarchy))
 }
 
 fn room_id(raw: &str) -> FedResult<OwnedRoomId> {
@@ -199,4 +200,18 @@ async fn backfill(
         return Err(MatrixError::missing_param("v is required").into());
     }
     Ok(Json(state.federation_backfill(&signed.origin, &room_id(&room)?, &from, limit.min(MAX_BACKFILL)).await?))
+}
+
+async fn hierarchy(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    signed: SignedRequest,
+) -> FedResult<Json<Value>> {
+    let suggested_only = match query.get("suggested_only").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(MatrixError::invalid_param("suggested_only must be true or false").into()),
+    };
+    Ok(Json(state.federation_hierarchy(&signed.origin, &room_id(&room)?, suggested_only).await?))
 }

@@ -129,6 +129,7 @@ pub fn client_routes() -> Router<AppState> {
 /// Routes served under `/_matrix/client/v1`.
 pub fn v1_routes() -> Router<AppState> {
     Router::new()
+        .route("/rooms/{room_id}/hierarchy", get(rooms::hierarchy))
         .route("/rooms/{room_id}/relations/{event_id}", get(rooms::relations))
         .route("/rooms/{room_id}/relations/{event_id}/{rel_type}", get(rooms::relations_typed))
         .route("/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}", get(rooms::relations_typed_evtype))

@@ -11,7 +11,7 @@ use myelin_core::{
 use myelin_service::{
     accounts::Requester,
     filter::RoomEventFilter,
-    rooms::{CreateRoomRequest, EventSpec, MemberAction, MessagesRequest, RelationsRequest},
+    rooms::{CreateRoomRequest, EventSpec, HierarchyRequest, MemberAction, MessagesRequest, RelationsRequest},
     sync::{pagination_token, parse_pagination_token},
 };
 use ruma::events::relation::RelationType;
@@ -372,6 +372,22 @@ async fn relations_inner(
         body["next_batch"] = pagination_token(next).into();
     }
     Ok(Json(body))
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/hierarchy`.
+pub async fn hierarchy(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(room): Path<String>,
+    Query(q): Query<QueryMap>,
+) -> ApiResult<Json<Value>> {
+    let req = HierarchyRequest {
+        from: q.get("from").cloned(),
+        limit: query_u64(&q, "limit")?.map(|l| l as usize),
+        max_depth: query_u64(&q, "max_depth")?.map(|d| d as usize),
+        suggested_only: super::query_bool(&q, "suggested_only")?,
+    };
+    Ok(Json(state.hierarchy(&r.user_id, &room_id(&room)?, req).await?))
 }
 
 pub async fn relations(

@@ -39,6 +39,36 @@ fn user_of(origin: &ServerName, value: Option<&Value>) -> Option<OwnedUserId> {
     (user.server_name() == origin).then_some(user)
 }
 
+/// Most bytes of the messages of one `m.direct_to_device` EDU: under the 64 KiB other servers
+/// accept of an EDU, with room for its envelope.
+const MAX_TO_DEVICE_EDU_BYTES: usize = 60 * 1024;
+
+/// Splits to-device messages (user → device → message) into parts of at most `budget` bytes of
+/// JSON each; a single message larger than that goes alone.
+fn split_to_device(users: Map<String, Value>, budget: usize) -> Vec<Map<String, Value>> {
+    let mut parts: Vec<Map<String, Value>> = Vec::new();
+    let mut current = Map::new();
+    let mut size = 0;
+    for (user, devices) in users {
+        let Value::Object(devices) = devices else { continue };
+        for (device, message) in devices {
+            let weight = user.len() + device.len() + message.to_string().len() + 8;
+            if size + weight > budget && !current.is_empty() {
+                parts.push(std::mem::take(&mut current));
+                size = 0;
+            }
+            size += weight;
+            if let Value::Object(of_user) = current.entry(user.clone()).or_insert_with(|| Value::Object(Map::new())) {
+                of_user.insert(device, message);
+            }
+        }
+    }
+    if !current.is_empty() || parts.is_empty() {
+        parts.push(current);
+    }
+    parts
+}
+
 impl Services {
     // ----- Client requests about remote users -----
 
@@ -143,7 +173,8 @@ impl Services {
         Ok(answer.get("one_time_keys").cloned().unwrap_or_else(|| json!({})))
     }
 
-    /// The remote part of a `/sendToDevice`: one `m.direct_to_device` EDU per server, queued.
+    /// The remote part of a `/sendToDevice`: `m.direct_to_device` EDUs per server, queued, each
+    /// under the size servers accept (a room key for hundreds of devices is split by recipient).
     pub(crate) async fn send_remote_to_device(
         &self,
         r: &Requester,
@@ -152,18 +183,19 @@ impl Services {
         messages: BTreeMap<OwnedServerName, Map<String, Value>>,
     ) -> MatrixResult<()> {
         for (server, users) in messages {
-            let edu = json!({
-                "edu_type": "m.direct_to_device",
-                "content": {
-                    "sender": r.user_id,
-                    "type": event_type,
-                    // Unique per sender: the device and its transaction id.
-                    "message_id": format!("{}/{}", r.device_id, txn_id),
-                    "messages": users,
-                },
-            });
             let destinations = [server];
-            self.store.queue_edu(&destinations, &edu.to_string(), self.now_ms()).await?;
+            for (part, users) in split_to_device(users, MAX_TO_DEVICE_EDU_BYTES).into_iter().enumerate() {
+                // Unique per sender: the device and its transaction id (and the part).
+                let mut message_id = format!("{}/{}", r.device_id, txn_id);
+                if part > 0 {
+                    message_id.push_str(&format!("/{part}"));
+                }
+                let edu = json!({
+                    "edu_type": "m.direct_to_device",
+                    "content": { "sender": r.user_id, "type": event_type, "message_id": message_id, "messages": users },
+                });
+                self.store.queue_edu(&destinations, &edu.to_string(), self.now_ms()).await?;
+            }
             self.wake_senders(&destinations).await?;
         }
         Ok(())
@@ -490,5 +522,34 @@ impl Services {
             Some(user_id) => Ok(json!({ "sub": user_id })),
             None => Err(MatrixError::unknown_token("Unknown or expired OpenID token")),
         }
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use serde_json::{Map, Value, json};
+
+    use super::split_to_device;
+
+    #[test]
+    fn to_device_messages_are_split_by_recipient_under_the_budget() {
+        let mut users = Map::new();
+        for u in 0..3 {
+            let devices: Map<String, Value> =
+                (0..50).map(|d| (format!("D{d}"), json!({ "ciphertext": "x".repeat(900) }))).collect();
+            users.insert(format!("@u{u}:remote"), Value::Object(devices));
+        }
+        let parts = split_to_device(users, 60 * 1024);
+        assert!(parts.len() >= 3, "150 messages of ~1 KiB make several parts: {}", parts.len());
+        let mut count = 0;
+        for part in &parts {
+            assert!(Value::Object(part.clone()).to_string().len() <= 60 * 1024 + 1024);
+            count += part.values().map(|d| d.as_object().map_or(0, Map::len)).sum::<usize>();
+        }
+        assert_eq!(count, 150, "every message in exactly one part");
+        let one: Map<String, Value> =
+            [("@a:b".to_owned(), json!({ "D": { "big": "y".repeat(100_000) } }))].into_iter().collect();
+        assert_eq!(split_to_device(one, 60 * 1024).len(), 1, "an oversized message goes alone");
+        assert_eq!(split_to_device(Map::new(), 10).len(), 1, "nothing to send is one empty part");
     }
 }

@@ -4,6 +4,7 @@
 mod create;
 mod directory;
 mod head;
+mod hierarchy;
 mod membership;
 mod power;
 mod read;
@@ -16,6 +17,7 @@ mod user_rooms;
 pub use create::{CreateRoomRequest, InitialStateEvent};
 pub use directory::{PublicRoomsRequest, RoomVisibility};
 pub use head::{RoomHead, RoomHeads};
+pub use hierarchy::HierarchyRequest;
 pub use membership::{MemberAction, MembershipChange};
 pub use power::PowerLevels;
 pub use read::{MessagesPage, MessagesRequest, RelationsPage, RelationsRequest, ThreadsPage, Visibility};
