@@ -343,29 +343,27 @@ pub struct BigRoom {
 /// filler type up to about `state_events` in all.
 pub async fn big_room(host: &Server, params: &Params, members: usize, state_events: usize) -> Result<BigRoom> {
     let members = members.max(1);
-    eprintln!("  join: registering {members} members on the host");
+    // createRoom's own state events are about six; the rest of the state comes with the room
+    // (one request: sent one by one, a server slows down as the state grows).
+    let filler = state_events.saturating_sub(members + 6);
+    eprintln!("  join: a room with {filler} state events besides its members");
     let creator = register_users(host, params, "bo", 1).await?.pop().context("no creator")?;
-    let room_id = creator.create_room(&public_room("myelin-bench big room")).await?;
+    let mut body = public_room("myelin-bench big room");
+    body["initial_state"] = (0..filler)
+        .map(|i| json!({ "type": "org.myelin.bench.filler", "state_key": i.to_string(), "content": { "i": i } }))
+        .collect::<Vec<_>>()
+        .into();
+    let room_id = creator
+        .call(reqwest::Method::POST, "/_matrix/client/v3/createRoom", &[], Some(&body), Some(Duration::from_secs(1800)))
+        .await?
+        .get("room_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .context("createRoom response without room_id")?;
+    eprintln!("  join: registering {members} members on the host");
     let users = register_users(host, params, "bm", members - 1).await?;
     eprintln!("  join: {} members joining {room_id}", members - 1);
     join_all(&users, &room_id, params).await?;
-    // createRoom's own state events are about six.
-    let filler = state_events.saturating_sub(members + 6);
-    eprintln!("  join: {filler} more state events");
-    let sem = Arc::new(Semaphore::new(params.setup_concurrency.max(1)));
-    let mut set = JoinSet::new();
-    for i in 0..filler {
-        let user = creator.clone();
-        let sem = Arc::clone(&sem);
-        let path = format!("/_matrix/client/v3/rooms/{}/state/org.myelin.bench.filler/{i}", encode(&room_id));
-        set.spawn(async move {
-            let _permit = sem.acquire_owned().await.context("semaphore closed")?;
-            user.call(reqwest::Method::PUT, &path, &[], Some(&json!({ "i": i })), None).await
-        });
-    }
-    while let Some(done) = set.join_next().await {
-        done.context("state task panicked")??;
-    }
     Ok(BigRoom { room_id, members })
 }
 
