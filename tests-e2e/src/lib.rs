@@ -189,6 +189,12 @@ impl TestServer {
 
     /// [`start_federating`](Self::start_federating) with more environment (`RUST_LOG`, say).
     pub async fn start_federating_with_env(extra_env: &[(&str, &str)]) -> Result<Self> {
+        Self::start_federating_as(None, extra_env).await
+    }
+
+    /// A federating server named `server_name` (a name without a port, found by discovery: its
+    /// federation listener is still on a free 127.0.0.1 port), or `127.0.0.1:<that port>`.
+    pub async fn start_federating_as(server_name: Option<&str>, extra_env: &[(&str, &str)]) -> Result<Self> {
         let data_dir = std::env::temp_dir().join(format!("myelin-e2e-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
         let database = if postgres_backend() { Some(new_postgres_database().await?) } else { None };
@@ -205,7 +211,7 @@ impl TestServer {
             env,
             database,
             owns_data_dir: true,
-            server_name: format!("127.0.0.1:{federation_port}"),
+            server_name: server_name.map_or_else(|| format!("127.0.0.1:{federation_port}"), str::to_owned),
             federation_port: Some(federation_port),
         };
         std::fs::write(server.config_path(), NO_RATE_LIMITS)?;

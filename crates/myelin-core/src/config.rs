@@ -50,11 +50,21 @@ pub struct FederationConfig {
     /// Address ranges (CIDR) outbound requests may reach although they are loopback, private or
     /// otherwise refused by default (e.g. `127.0.0.1/32` for servers on one machine).
     pub ip_range_allowlist: Vec<String>,
+    /// The DNS server (`IP:PORT`) asked for SRV records in server discovery. Unset: the first
+    /// `nameserver` of `/etc/resolv.conf`.
+    pub dns_server: Option<SocketAddr>,
 }
 
 impl Default for FederationConfig {
     fn default() -> Self {
-        Self { listen: None, tls_cert: None, tls_key: None, verify_certificates: true, ip_range_allowlist: Vec::new() }
+        Self {
+            listen: None,
+            tls_cert: None,
+            tls_key: None,
+            verify_certificates: true,
+            ip_range_allowlist: Vec::new(),
+            dns_server: None,
+        }
     }
 }
 

@@ -54,6 +54,9 @@ pub struct ConfigOpts {
         value_delimiter = ','
     )]
     pub federation_ip_range_allowlist: Option<Vec<String>>,
+    /// The DNS server (IP:PORT) asked for SRV records in server discovery (federation.dns_server).
+    #[arg(long = "federation-dns-server", hide = true, env = "MYELIN_FEDERATION_DNS_SERVER")]
+    pub federation_dns_server: Option<SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -156,6 +159,9 @@ pub fn load_config(opts: &ConfigOpts) -> anyhow::Result<Config> {
     if let Some(ranges) = &opts.federation_ip_range_allowlist {
         config.federation.ip_range_allowlist =
             ranges.iter().map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()).collect();
+    }
+    if let Some(dns) = opts.federation_dns_server {
+        config.federation.dns_server = Some(dns);
     }
     let problems = config.validate();
     if !problems.is_empty() {

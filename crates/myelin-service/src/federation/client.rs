@@ -72,13 +72,20 @@ impl From<FederationError> for MatrixError {
 #[error("{0}")]
 struct Refused(String);
 
-/// Resolves names with the system resolver, keeping only addresses the policy allows.
-struct PolicyResolver(Arc<IpPolicy>);
+/// Hosts whose connections go to another host (an SRV target).
+type ConnectAliases = Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>;
+
+/// Resolves names with the system resolver (a host with an SRV target: the target), keeping
+/// only addresses the policy allows.
+struct PolicyResolver(Arc<IpPolicy>, ConnectAliases);
 
 impl reqwest::dns::Resolve for PolicyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = self.0.clone();
-        let host = name.as_str().to_owned();
+        let host = {
+            let aliases = self.1.lock().unwrap_or_else(PoisonError::into_inner);
+            aliases.get(name.as_str()).cloned().unwrap_or_else(|| name.as_str().to_owned())
+        };
         Box::pin(async move {
             let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let allowed: Vec<SocketAddr> = found.iter().copied().filter(|a| policy.allows(a.ip())).collect();
@@ -95,9 +102,13 @@ impl reqwest::dns::Resolve for PolicyResolver {
     }
 }
 
-pub(super) fn build_http_client(policy: Arc<IpPolicy>, verify_certificates: bool) -> Result<reqwest::Client, String> {
+pub(super) fn build_http_client(
+    policy: Arc<IpPolicy>,
+    aliases: ConnectAliases,
+    verify_certificates: bool,
+) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
-        .dns_resolver(Arc::new(PolicyResolver(policy)))
+        .dns_resolver(Arc::new(PolicyResolver(policy, aliases)))
         .tls_danger_accept_invalid_certs(!verify_certificates)
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
@@ -166,7 +177,7 @@ impl Services {
             None => match discovery::direct(server) {
                 Some(destination) => (destination, None),
                 None => {
-                    let (destination, ttl) = self.well_known(server).await;
+                    let (destination, ttl) = self.discover(server).await;
                     (destination, Some(ttl))
                 }
             },
@@ -188,10 +199,50 @@ impl Services {
         Ok(destination)
     }
 
-    /// The delegation `https://host/.well-known/matrix/server` names and how long to keep it;
-    /// `host:8448` when there is none.
-    async fn well_known(&self, server: &ServerName) -> (Destination, Duration) {
-        let fallback = discovery::delegated(server);
+    /// A server name without a port: its well-known delegation, then the SRV records of the
+    /// name left without a port, then port 8448; and how long to keep the answer.
+    async fn discover(&self, server: &ServerName) -> (Destination, Duration) {
+        let (delegated, ttl) = self.well_known(server).await;
+        let name = match delegated {
+            Some(name) => match discovery::direct(&name) {
+                Some(destination) => return (destination, ttl),
+                None => name,
+            },
+            None => server.to_owned(),
+        };
+        match self.srv_destination(name.host()).await {
+            Some(destination) => (destination, ttl.max(discovery::WELL_KNOWN_ERROR_TTL)),
+            None => (discovery::delegated(&name), ttl),
+        }
+    }
+
+    /// The destination the SRV records of `host` give, if any (the connection to it is aliased).
+    async fn srv_destination(&self, host: &str) -> Option<Destination> {
+        let nameserver = self.federation.nameserver?;
+        for name in discovery::srv_names(host) {
+            match super::dns::lookup_srv(nameserver, &name).await {
+                Ok(records) => {
+                    if let Some(record) = records.first() {
+                        let destination = discovery::via_srv(host, record);
+                        let mut aliases =
+                            self.federation.connect_aliases.lock().unwrap_or_else(PoisonError::into_inner);
+                        if aliases.len() > 10_000 {
+                            aliases.clear();
+                        }
+                        aliases.insert(host.to_owned(), record.target.clone());
+                        return Some(destination);
+                    }
+                }
+                Err(e) => tracing::debug!(%name, error = %e, "SRV lookup failed"),
+            }
+        }
+        None
+    }
+
+    /// The delegation `https://host/.well-known/matrix/server` names and how long to keep the
+    /// answer (`None`: no delegation).
+    async fn well_known(&self, server: &ServerName) -> (Option<OwnedServerName>, Duration) {
+        let fallback = None;
         let url = format!("https://{}/.well-known/matrix/server", server.host());
         let response = match self.federation.http.get(&url).send().await {
             Ok(r) if r.status().is_success() => r,
@@ -209,7 +260,7 @@ impl Services {
         );
         match read_body(server.as_str(), response, discovery::WELL_KNOWN_MAX_BYTES).await {
             Ok(body) => match discovery::parse_well_known(&body) {
-                Some(delegated) => (delegated, ttl),
+                Some(delegated) => (Some(delegated), ttl),
                 None => (fallback, discovery::WELL_KNOWN_ERROR_TTL),
             },
             Err(_) => (fallback, discovery::WELL_KNOWN_ERROR_TTL),

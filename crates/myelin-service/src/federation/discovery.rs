@@ -2,12 +2,14 @@
 //!
 //! An IP literal is that address (port given or 8448); a name with a port is that name and port;
 //! otherwise `https://host/.well-known/matrix/server` may delegate to another name, resolved by
-//! the same two rules, else port 8448. (SRV records are not looked up.) The host found is the
-//! URL's host, so it is also the TLS server name and the `Host` header.
+//! the same two rules; a name left without a port (the server's own, or the delegated one) is
+//! looked up as SRV `_matrix-fed._tcp.<name>`, then `_matrix._tcp.<name>`, else port 8448. The
+//! name found is the URL's host, so it is also the TLS server name and the `Host` header; an SRV
+//! target is only where the connection goes (`connect_to`).
 
 use std::{net::IpAddr, time::Duration};
 
-use myelin_core::types::ServerName;
+use myelin_core::types::{OwnedServerName, ServerName};
 use serde_json::Value;
 
 /// The default federation port.
@@ -27,6 +29,8 @@ pub struct Destination {
     /// A DNS name, an IPv4 address, or an IPv6 address in brackets.
     pub host: String,
     pub port: u16,
+    /// The host an SRV record named: the connection goes there, the rest is about `host`.
+    pub connect_to: Option<String>,
 }
 
 impl Destination {
@@ -47,23 +51,36 @@ pub fn direct(server: &ServerName) -> Option<Destination> {
     let host = server.host().to_owned();
     let port = server.port();
     if server.is_ip_literal() {
-        return Some(Destination { host, port: port.unwrap_or(DEFAULT_PORT) });
+        return Some(Destination { host, port: port.unwrap_or(DEFAULT_PORT), connect_to: None });
     }
-    port.map(|port| Destination { host, port })
+    port.map(|port| Destination { host, port, connect_to: None })
 }
 
 /// The destination a delegation (the well-known `m.server`) names: it is resolved by the same
 /// rules as a server name, without a second well-known lookup.
 pub fn delegated(server: &ServerName) -> Destination {
-    direct(server).unwrap_or_else(|| Destination { host: server.host().to_owned(), port: DEFAULT_PORT })
+    direct(server).unwrap_or_else(|| Destination {
+        host: server.host().to_owned(),
+        port: DEFAULT_PORT,
+        connect_to: None,
+    })
+}
+
+/// The SRV names of a host, in the order they are asked.
+pub fn srv_names(host: &str) -> [String; 2] {
+    [format!("_matrix-fed._tcp.{host}"), format!("_matrix._tcp.{host}")]
+}
+
+/// The destination an SRV record gives `host`.
+pub fn via_srv(host: &str, record: &super::dns::SrvRecord) -> Destination {
+    Destination { host: host.to_owned(), port: record.port, connect_to: Some(record.target.clone()) }
 }
 
 /// The delegated server of a well-known body, if it names a valid one.
-pub fn parse_well_known(body: &[u8]) -> Option<Destination> {
+pub fn parse_well_known(body: &[u8]) -> Option<OwnedServerName> {
     let json: Value = serde_json::from_slice(body).ok()?;
     let name = json.get("m.server")?.as_str()?;
-    let name = <&ServerName>::try_from(name).ok()?;
-    Some(delegated(name))
+    OwnedServerName::try_from(name).ok()
 }
 
 /// How long a well-known answer is kept: its `Cache-Control: max-age`, capped, unless
@@ -98,7 +115,7 @@ mod tests {
     }
 
     fn dest(host: &str, port: u16) -> Destination {
-        Destination { host: host.into(), port }
+        Destination { host: host.into(), port, connect_to: None }
     }
 
     #[test]
@@ -116,7 +133,7 @@ mod tests {
 
     #[test]
     fn well_known_delegation_is_resolved_by_the_same_rules() {
-        let parse = |s: &str| parse_well_known(s.as_bytes());
+        let parse = |s: &str| parse_well_known(s.as_bytes()).map(|name| delegated(&name));
         assert_eq!(parse(r#"{"m.server": "matrix.example.org"}"#), Some(dest("matrix.example.org", 8448)));
         assert_eq!(parse(r#"{"m.server": "matrix.example.org:443"}"#), Some(dest("matrix.example.org", 443)));
         assert_eq!(parse(r#"{"m.server": "10.0.0.1"}"#), Some(dest("10.0.0.1", 8448)));
@@ -133,5 +150,15 @@ mod tests {
         assert_eq!(well_known_ttl(Some("max-age=999999999")), WELL_KNOWN_MAX_TTL);
         assert_eq!(well_known_ttl(Some("no-store")), Duration::ZERO);
         assert_eq!(well_known_ttl(Some("max-age=abc")), WELL_KNOWN_DEFAULT_TTL);
+    }
+
+    #[test]
+    fn an_srv_record_gives_the_port_and_where_to_connect() {
+        assert_eq!(srv_names("example.org"), ["_matrix-fed._tcp.example.org", "_matrix._tcp.example.org"]);
+        let record =
+            crate::federation::dns::SrvRecord { priority: 0, weight: 0, port: 443, target: "m.example.org".into() };
+        let found = via_srv("example.org", &record);
+        assert_eq!(found.base_url(), "https://example.org:443", "the server's name stays the URL's host");
+        assert_eq!(found.connect_to.as_deref(), Some("m.example.org"));
     }
 }

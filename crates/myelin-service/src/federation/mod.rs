@@ -10,6 +10,7 @@ mod acl;
 mod backfill;
 pub mod client;
 pub mod discovery;
+pub mod dns;
 mod e2ee;
 mod edus;
 mod incoming;
@@ -45,6 +46,10 @@ pub use sender::destination_retry_at;
 /// discovery cache.
 pub struct Federation {
     http: reqwest::Client,
+    /// Hosts whose connections go elsewhere (an SRV target), as the HTTP client resolves them.
+    connect_aliases: std::sync::Arc<Mutex<HashMap<String, String>>>,
+    /// The DNS server SRV records are asked of (`federation.dns_server`, else resolv.conf's).
+    nameserver: Option<std::net::SocketAddr>,
     policy: std::sync::Arc<IpPolicy>,
     /// Each server's destination and when (clock milliseconds) to look it up again.
     destinations: Mutex<HashMap<OwnedServerName, (Destination, u64)>>,
@@ -58,8 +63,19 @@ impl Federation {
         let policy = std::sync::Arc::new(
             IpPolicy::new(&config.ip_range_allowlist).map_err(|e| format!("federation.ip_range_allowlist: {e}"))?,
         );
-        let http = client::build_http_client(policy.clone(), config.verify_certificates)?;
-        Ok(Self { http, policy, destinations: Mutex::new(HashMap::new()), backfill_quiet: Mutex::new(HashMap::new()) })
+        let connect_aliases = std::sync::Arc::new(Mutex::new(HashMap::new()));
+        let http = client::build_http_client(policy.clone(), connect_aliases.clone(), config.verify_certificates)?;
+        let nameserver = config
+            .dns_server
+            .or_else(|| std::fs::read_to_string("/etc/resolv.conf").ok().and_then(|conf| dns::nameserver_of(&conf)));
+        Ok(Self {
+            http,
+            connect_aliases,
+            nameserver,
+            policy,
+            destinations: Mutex::new(HashMap::new()),
+            backfill_quiet: Mutex::new(HashMap::new()),
+        })
     }
 
     fn backfill_quiet_until(&self, room_id: &RoomId) -> u64 {

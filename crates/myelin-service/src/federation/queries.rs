@@ -52,8 +52,12 @@ impl Services {
         }))
     }
 
-    /// The state before an event of the room.
+    /// The state before an event of the room (not while this server knows only part of the
+    /// room's state: it would answer a partial state as whole).
     async fn state_before(&self, room_id: &RoomId, event_id: &EventId) -> MatrixResult<std::sync::Arc<StateMap>> {
+        if self.store.partial_state(room_id).await?.is_some() {
+            return Err(MatrixError::not_found("This server does not know the room's whole state yet"));
+        }
         let ev = self.room_event(room_id, event_id).await?;
         match ev.state_before {
             Some(group) => self.state_group(group).await,
