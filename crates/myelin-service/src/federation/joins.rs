@@ -265,6 +265,42 @@ impl Services {
         Ok((to_json(self.events(&ids).await?), to_json(self.events(&chain).await?)))
     }
 
+    /// A state another server sent (`answer[state_key]`, with `answer.auth_chain`): every event
+    /// checked and stored as an outlier; answers the state its accepted events make.
+    pub(crate) async fn store_sent_state(
+        &self,
+        answer: &Value,
+        state_key: &str,
+        room_version: &RoomVersionId,
+        room_id: &RoomId,
+    ) -> MatrixResult<StateMap> {
+        let parse_all = |key: &str| -> Vec<ParsedPdu> {
+            answer
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|raw| ParsedPdu::parse(raw, room_version).ok())
+                .filter(|p| p.room_id == room_id)
+                .collect()
+        };
+        let state_events = parse_all(state_key);
+        let mut everything = parse_all("auth_chain");
+        everything.extend(state_events.iter().cloned());
+        self.store_checked_outliers(everything).await?;
+        let ids: Vec<OwnedEventId> = state_events.iter().map(|p| p.event_id.clone()).collect();
+        let mut state = StateMap::new();
+        for ev in self.events(&ids).await? {
+            if ev.rejection.is_some() {
+                continue;
+            }
+            if let Some(key) = ev.state_key.clone() {
+                state.insert((myelin_core::types::state_event_type(&ev.event_type), key), ev.event_id.clone());
+            }
+        }
+        Ok(state)
+    }
+
     /// The PDUs of a state, and of the auth chain of its events.
     pub(crate) async fn state_and_auth_chain(&self, state: &StateMap) -> MatrixResult<(Vec<Value>, Vec<Value>)> {
         let ids: Vec<OwnedEventId> = state.values().cloned().collect();
@@ -361,36 +397,12 @@ impl Services {
             .remote_membership_through(user_id, room_id, server, Membership::Join, content_extra, omit_members)
             .await?;
         let room_version = join.room_version.clone();
-        let parse_all = |key: &str| -> Vec<ParsedPdu> {
-            answer
-                .get(key)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|raw| ParsedPdu::parse(raw, &room_version).ok())
-                .filter(|p| p.room_id == room_id)
-                .collect()
-        };
-        let state_events = parse_all("state");
-        let mut everything = parse_all("auth_chain");
-        everything.extend(state_events.iter().cloned());
-        self.store_checked_outliers(everything).await?;
-        // The state: the state events that were stored and accepted.
-        let state_ids: Vec<OwnedEventId> = state_events.iter().map(|p| p.event_id.clone()).collect();
-        let mut state = StateMap::new();
-        let mut create = None;
-        for ev in self.events(&state_ids).await? {
-            if ev.rejection.is_some() {
-                continue;
-            }
-            let Some(state_key) = ev.state_key.clone() else { continue };
-            if ev.event_type == TimelineEventType::RoomCreate {
-                create = Some(ev.clone());
-            }
-            state.insert((myelin_core::types::state_event_type(&ev.event_type), state_key), ev.event_id.clone());
+        let state = self.store_sent_state(&answer, "state", &room_version, room_id).await?;
+        let create = match state.get(&(StateEventType::RoomCreate, String::new())) {
+            Some(id) => self.event(id).await?,
+            None => None,
         }
-        let create =
-            create.ok_or_else(|| MatrixError::bad_json("send_join answered a state without a create event"))?;
+        .ok_or_else(|| MatrixError::bad_json("send_join answered a state without a create event"))?;
         let partial = omit_members && answer.get("members_omitted").and_then(Value::as_bool) == Some(true);
         if partial {
             let mut servers: Vec<OwnedServerName> = answer

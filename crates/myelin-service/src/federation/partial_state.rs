@@ -21,7 +21,7 @@ use myelin_core::{
 use myelin_storage::NewJob;
 use serde_json::{Value, json};
 
-use super::{ParsedPdu, encode_component};
+use super::encode_component;
 use crate::{Services, jobs::JobKind};
 
 /// How long a member list waits for a room's whole state.
@@ -87,30 +87,7 @@ impl Services {
             encode_component(event_id.as_str())
         );
         let answer = self.federation_get(server, &path).await.map_err(super::joins::remote_error)?;
-        let parse_all = |key: &str| -> Vec<ParsedPdu> {
-            answer
-                .get(key)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|raw| ParsedPdu::parse(raw, &room.room_version).ok())
-                .filter(|p| p.room_id == room_id)
-                .collect()
-        };
-        let state_events = parse_all("pdus");
-        let mut everything = parse_all("auth_chain");
-        everything.extend(state_events.iter().cloned());
-        self.store_checked_outliers(everything).await?;
-        let ids: Vec<OwnedEventId> = state_events.iter().map(|p| p.event_id.clone()).collect();
-        let mut state = StateMap::new();
-        for ev in self.events(&ids).await? {
-            if ev.rejection.is_some() {
-                continue;
-            }
-            if let Some(key) = ev.state_key.clone() {
-                state.insert((myelin_core::types::state_event_type(&ev.event_type), key), ev.event_id.clone());
-            }
-        }
+        let state = self.store_sent_state(&answer, "pdus", &room.room_version, room_id).await?;
         if !state.contains_key(&(StateEventType::RoomCreate, String::new())) {
             return Err(MatrixError::bad_json("The state answered holds no create event"));
         }
