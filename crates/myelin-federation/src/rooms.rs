@@ -45,6 +45,15 @@ fn room_id(raw: &str) -> FedResult<OwnedRoomId> {
     OwnedRoomId::try_from(raw).map_err(|_| MatrixError::invalid_param("Invalid room id").into())
 }
 
+/// A `true`/`false` query parameter (absent: false; anything else: `M_INVALID_PARAM`).
+fn flag(query: &HashMap<String, String>, key: &str) -> FedResult<bool> {
+    match query.get(key).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(MatrixError::invalid_param(format!("{key} must be true or false")).into()),
+    }
+}
+
 fn event_id(raw: &str) -> FedResult<OwnedEventId> {
     OwnedEventId::try_from(raw).map_err(|_| MatrixError::invalid_param("Invalid event id").into())
 }
@@ -87,11 +96,7 @@ async fn send_join(
     Query(query): Query<HashMap<String, String>>,
     signed: SignedRequest,
 ) -> FedResult<Json<Value>> {
-    let omit_members = match query.get("omit_members").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(MatrixError::invalid_param("omit_members must be true or false").into()),
-    };
+    let omit_members = flag(&query, "omit_members")?;
     Ok(Json(state.send_join(&signed.origin, &room_id(&room)?, &event, &signed.body, omit_members).await?))
 }
 
@@ -208,10 +213,6 @@ async fn hierarchy(
     Query(query): Query<HashMap<String, String>>,
     signed: SignedRequest,
 ) -> FedResult<Json<Value>> {
-    let suggested_only = match query.get("suggested_only").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(MatrixError::invalid_param("suggested_only must be true or false").into()),
-    };
+    let suggested_only = flag(&query, "suggested_only")?;
     Ok(Json(state.federation_hierarchy(&signed.origin, &room_id(&room)?, suggested_only).await?))
 }
