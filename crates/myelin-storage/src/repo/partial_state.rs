@@ -31,8 +31,9 @@ pub trait PartialStateRepo {
     /// Completes a room's state with what the partial state left out: every state group of the
     /// room gains each entry of `missing` whose (type, state key) it does not hold (a later change
     /// stays), and so does the current state; the members of `members` get their rows where they
-    /// have none; the member counts follow and the mark goes. Answers the room's state groups
-    /// (their cached copies are stale).
+    /// have none, at a new stream position that becomes the room's newest (a sync after it tells
+    /// clients of the users they now share the room with); the member counts follow and the mark
+    /// goes. Answers the room's state groups (their cached copies are stale).
     async fn complete_partial_state(
         &self,
         room_id: &RoomId,

@@ -139,12 +139,15 @@ impl PartialStateRepo for Database {
                     &member_sets,
                 )
                 .await?;
+                // The room has news at `pos` (its new member rows): a sync after it looks at the
+                // room and tells its members' clients of the users they now share it with.
                 c.execute(
                     "UPDATE rooms SET
                          joined_members = (SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND membership = $2),
-                         invited_members = (SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND membership = $3)
+                         invited_members = (SELECT COUNT(*) FROM room_members WHERE room_id = $1 AND membership = $3),
+                         last_event_pos = $4
                      WHERE room_id = $1",
-                    &[&room_id, &Membership::Join, &Membership::Invite],
+                    &[&room_id, &Membership::Join, &Membership::Invite, &pos],
                 )
                 .await?;
                 c.execute("DELETE FROM partial_state_rooms WHERE room_id = $1", &[&room_id]).await?;

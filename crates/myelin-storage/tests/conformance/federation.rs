@@ -330,10 +330,16 @@ pub async fn partial_state_is_completed_without_undoing_later_changes(url: Strin
         (StateEventType::RoomMember, "@b:remote".to_owned(), eid("$b-old")),
         (StateEventType::RoomMember, "@c:remote".to_owned(), eid("$c")),
     ];
+    let before_completion = store.stream_head();
     let groups = store
         .complete_partial_state(&rid(room), missing, vec![member("$b-old", "@b:remote"), member("$c", "@c:remote")])
         .await
         .expect("complete");
+    let changes = store.membership_changes(&rid(room), before_completion, store.stream_head()).await.expect("changes");
+    let changed: Vec<String> = changes.iter().map(|m| m.user_id.to_string()).collect();
+    assert_eq!(changed, vec!["@c:remote"], "the members learnt are news after the completion");
+    let newest = store.get_room(&rid(room)).await.expect("room").expect("row").last_event_pos;
+    assert!(newest > before_completion, "the room has news for syncs");
     assert!(!groups.is_empty());
     assert!(store.partial_state(&rid(room)).await.expect("read").is_none(), "the mark goes");
     let current = sorted(store.current_state_ids(&rid(room)).await.expect("state"));
