@@ -4,7 +4,8 @@
 //! transactions of at most 50 PDUs and 100 EDUs, oldest first, and deletes what the destination
 //! accepted. A failure retries the job with backoff, which a request from that server cuts short;
 //! a destination that is down costs the others nothing (each has its own job). A periodic sweep
-//! wakes destinations whose job went missing.
+//! wakes destinations whose job went missing. Typing notifications that waited out an outage are
+//! dropped rather than sent late.
 
 use myelin_core::{
     MatrixError, MatrixResult,
@@ -20,6 +21,9 @@ const TXN_PDUS: usize = 50;
 const TXN_EDUS: usize = 100;
 /// Transactions sent per job run before it yields to other jobs.
 const TXNS_PER_RUN: usize = 20;
+/// A typing notification older than this when its transaction goes out is dropped: after an
+/// outage it would tell of typing long over.
+const TYPING_STALE_MS: u64 = 30_000;
 /// A failed destination is retried after this long at first, doubled per failure up to the cap.
 const RETRY_FIRST_MS: u64 = 5_000;
 const RETRY_MAX_MS: u64 = 60 * 60 * 1000;
@@ -35,6 +39,11 @@ fn sender_key(destination: &ServerName) -> String {
 pub fn destination_retry_at(now_ms: u64, attempts: u32) -> u64 {
     let backoff = RETRY_FIRST_MS.saturating_mul(1 << attempts.saturating_sub(1).min(20)).min(RETRY_MAX_MS);
     now_ms.saturating_add(backoff)
+}
+
+/// Whether an EDU queued at `created_ms` would only mislead at `now_ms`: typing long over.
+fn stale_on_arrival(edu: &Value, created_ms: u64, now_ms: u64) -> bool {
+    edu["edu_type"] == "m.typing" && now_ms.saturating_sub(created_ms) > TYPING_STALE_MS
 }
 
 fn destination_of(payload: &str) -> MatrixResult<OwnedServerName> {
@@ -80,6 +89,7 @@ impl Services {
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else { return Ok(false) };
             let mut pdus = Vec::new();
             let mut edus = Vec::new();
+            let now = self.now_ms();
             for entry in &batch {
                 if let Some((_, Some(json))) = &entry.event
                     && let Ok(pdu) = serde_json::from_str::<Value>(json)
@@ -88,9 +98,16 @@ impl Services {
                 }
                 if let Some(edu) = &entry.edu
                     && let Ok(edu) = serde_json::from_str::<Value>(edu)
+                    && !stale_on_arrival(&edu, entry.created_ms, now)
                 {
                     edus.push(edu);
                 }
+            }
+            let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+            if pdus.is_empty() && edus.is_empty() {
+                // Only what went stale (or vanished): nothing to send.
+                self.store.delete_outbox(&ids).await?;
+                continue;
             }
             // The same entries always make the same transaction id: a retry after a crash is
             // recognised by the destination.
@@ -114,7 +131,6 @@ impl Services {
                     }
                 }
             }
-            let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
             self.store.delete_outbox(&ids).await?;
         }
         Ok(true)
@@ -134,5 +150,21 @@ impl Services {
     pub(crate) async fn sweep_outbox(&self) -> MatrixResult<()> {
         let destinations = self.store.outbox_destinations().await?;
         self.wake_senders(&destinations).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::stale_on_arrival;
+
+    #[test]
+    fn typing_queued_through_an_outage_is_dropped_and_nothing_else() {
+        let typing = json!({ "edu_type": "m.typing", "content": {} });
+        let receipt = json!({ "edu_type": "m.receipt", "content": {} });
+        assert!(!stale_on_arrival(&typing, 1_000, 20_000), "fresh typing goes");
+        assert!(stale_on_arrival(&typing, 1_000, 60_000), "typing from a minute ago does not");
+        assert!(!stale_on_arrival(&receipt, 1_000, 10_000_000), "a receipt is never stale");
     }
 }

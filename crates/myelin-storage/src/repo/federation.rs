@@ -11,6 +11,8 @@ pub struct OutboxEntry {
     pub event: Option<(OwnedEventId, Option<String>)>,
     /// An EDU's JSON.
     pub edu: Option<String>,
+    /// When it was queued (clock milliseconds).
+    pub created_ms: u64,
 }
 
 /// The federation sender's queue and the receiver's transaction log.

@@ -35,15 +35,17 @@ impl FederationRepo for Database {
         self.read(move |c| {
             Box::pin(async move {
                 let sql = format!(
-                    "SELECT o.id, o.event_id, e.json, o.edu FROM federation_outbox o
+                    "SELECT o.id, o.event_id, e.json, o.edu, o.created_ms FROM federation_outbox o
                      LEFT JOIN events e ON e.event_id = o.event_id
                      WHERE o.destination = $1 ORDER BY o.id LIMIT {limit}"
                 );
-                let rows: Vec<(i64, Option<OwnedEventId>, Option<String>, Option<String>)> =
-                    c.query(&sql, &[&destination], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).await?;
+                type Row = (i64, Option<OwnedEventId>, Option<String>, Option<String>, u64);
+                let rows: Vec<Row> = c
+                    .query(&sql, &[&destination], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+                    .await?;
                 let (mut pdus, mut edus) = (0, 0);
                 let mut out = Vec::new();
-                for (id, event_id, json, edu) in rows {
+                for (id, event_id, json, edu, created_ms) in rows {
                     if event_id.is_some() {
                         pdus += 1;
                     } else {
@@ -52,7 +54,7 @@ impl FederationRepo for Database {
                     if pdus > max_pdus || edus > max_edus {
                         break;
                     }
-                    out.push(OutboxEntry { id, event: event_id.map(|e| (e, json)), edu });
+                    out.push(OutboxEntry { id, event: event_id.map(|e| (e, json)), edu, created_ms });
                 }
                 Ok(out)
             })

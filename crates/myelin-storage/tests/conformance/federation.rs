@@ -153,6 +153,7 @@ pub async fn the_outbox_and_the_inbound_transaction_log(url: String) {
     let rest = store.outbox(&remote, 50, 100).await.expect("outbox");
     assert_eq!(rest.len(), 2);
     assert_eq!(rest[1].edu.as_deref(), Some(r#"{"edu_type":"m.typing"}"#));
+    assert_eq!(rest[1].created_ms, 9, "with when it was queued");
     store.delete_outbox(&rest.iter().map(|e| e.id).collect::<Vec<_>>()).await.expect("delete");
     assert_eq!(store.outbox_destinations().await.expect("destinations"), vec![other.clone()]);
 
