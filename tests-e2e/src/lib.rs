@@ -14,6 +14,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+pub mod device_keys;
 pub mod federation;
 mod synapse;
 pub use synapse::SynapsePeer;

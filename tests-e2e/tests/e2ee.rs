@@ -6,70 +6,12 @@
 use std::collections::HashSet;
 
 use anyhow::{Context, Result, ensure};
-use myelin_e2e::{Client, TestServer, errcode, next_batch};
-use ruma::{
-    CanonicalJsonObject,
-    serde::Base64,
-    signatures::{Ed25519KeyPair, sign_json},
+use myelin_e2e::{
+    Client, TestServer,
+    device_keys::{DeviceKeys, cross_signing_pair, key_pair, signed},
+    errcode, next_batch,
 };
 use serde_json::{Value, json};
-
-/// A device's signing key, and how to produce what a client uploads.
-struct DeviceKeys {
-    pair: Ed25519KeyPair,
-    public: String,
-}
-
-fn key_pair(name: &str) -> Result<(Ed25519KeyPair, String)> {
-    let pair = Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), name.to_owned()).context("parse key")?;
-    let public = Base64::<ruma::serde::base64::Standard>::new(pair.public_key().to_vec()).encode();
-    Ok((pair, public))
-}
-
-/// A cross-signing key pair: its key id is `ed25519:<its own public key>`.
-fn cross_signing_pair() -> Result<(Ed25519KeyPair, String)> {
-    let der = Ed25519KeyPair::generate();
-    let probe = Ed25519KeyPair::from_der(&der, "probe".into()).context("parse key")?;
-    let public = Base64::<ruma::serde::base64::Standard>::new(probe.public_key().to_vec()).encode();
-    Ok((Ed25519KeyPair::from_der(&der, public.clone()).context("parse key")?, public))
-}
-
-fn signed(signer: &str, pair: &Ed25519KeyPair, value: Value) -> Result<Value> {
-    let mut object: CanonicalJsonObject = serde_json::from_value(value)?;
-    sign_json(signer, pair, &mut object).context("sign")?;
-    Ok(serde_json::to_value(object)?)
-}
-
-impl DeviceKeys {
-    fn new(device_id: &str) -> Result<Self> {
-        let (pair, public) = key_pair(device_id)?;
-        Ok(Self { pair, public })
-    }
-
-    fn device_keys(&self, client: &Client) -> Result<Value> {
-        signed(
-            &client.user_id,
-            &self.pair,
-            json!({
-                "user_id": client.user_id,
-                "device_id": client.device_id,
-                "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-                "keys": {
-                    format!("curve25519:{}", client.device_id): "Y3VydmUyNTUxOWtleW9mdGhlZGV2aWNlMTIzNDU2Nzg",
-                    format!("ed25519:{}", client.device_id): self.public,
-                },
-            }),
-        )
-    }
-
-    fn otk(&self, client: &Client, id: &str, fallback: bool) -> Result<(String, Value)> {
-        let mut key = json!({ "key": format!("otk-{id}") });
-        if fallback {
-            key["fallback"] = json!(true);
-        }
-        Ok((format!("signed_curve25519:{id}"), signed(&client.user_id, &self.pair, key)?))
-    }
-}
 
 async fn upload(client: &Client, body: Value) -> Result<(u16, Value)> {
     client.post("/_matrix/client/v3/keys/upload", &body).await

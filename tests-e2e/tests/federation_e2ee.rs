@@ -8,81 +8,29 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use base64::Engine as _;
-use myelin_e2e::{Client, SynapsePeer, TestServer, enc, errcode, next_batch};
-use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue,
-    serde::Base64,
-    signatures::{Ed25519KeyPair, sign_json},
+use myelin_e2e::{
+    Client, SynapsePeer, TestServer,
+    device_keys::{DeviceKeys, signed},
+    enc, errcode,
+    federation::{signing_key, x_matrix},
+    next_batch,
 };
 use serde_json::{Value, json};
 
 /// How long something may take to cross (the sender's queue runs at once; slack for CI).
 const CROSSING: Duration = Duration::from_secs(20);
 
-fn canonical(value: &Value) -> Result<CanonicalJsonObject> {
-    match CanonicalJsonValue::try_from(value.clone())? {
-        CanonicalJsonValue::Object(object) => Ok(object),
-        _ => bail!("not an object"),
+/// Uploads the device keys and `otks` signed one-time keys (`AAAA0`, `AAAA1`, …).
+async fn upload(keys: &DeviceKeys, client: &Client, otks: usize) -> Result<Value> {
+    let mut one_time_keys = serde_json::Map::new();
+    for i in 0..otks {
+        let key = signed(&client.user_id, &keys.pair, json!({ "key": format!("otk-{}-{i}", client.device_id) }))?;
+        one_time_keys.insert(format!("signed_curve25519:AAAA{i}"), key);
     }
-}
-
-fn signed(signer: &str, pair: &Ed25519KeyPair, value: Value) -> Result<Value> {
-    let mut object = canonical(&value)?;
-    sign_json(signer, pair, &mut object).context("sign")?;
-    Ok(serde_json::to_value(object)?)
-}
-
-/// A device's signing key and what its client uploads.
-struct DeviceKeys {
-    pair: Ed25519KeyPair,
-    public: String,
-}
-
-impl DeviceKeys {
-    fn new(device_id: &str) -> Result<Self> {
-        let pair = Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), device_id.to_owned()).context("key")?;
-        let public = Base64::<ruma::serde::base64::Standard>::new(pair.public_key().to_vec()).encode();
-        Ok(Self { pair, public })
-    }
-
-    fn device_keys(&self, client: &Client) -> Result<Value> {
-        signed(
-            &client.user_id,
-            &self.pair,
-            json!({
-                "user_id": client.user_id,
-                "device_id": client.device_id,
-                "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-                "keys": {
-                    format!("curve25519:{}", client.device_id): "Y3VydmUyNTUxOWtleW9mdGhlZGV2aWNlMTIzNDU2Nzg",
-                    format!("ed25519:{}", client.device_id): self.public,
-                },
-            }),
-        )
-    }
-
-    /// Uploads the device keys and `otks` signed one-time keys (`AAAA0`, `AAAA1`, …).
-    async fn upload(&self, client: &Client, otks: usize) -> Result<Value> {
-        let mut keys = serde_json::Map::new();
-        for i in 0..otks {
-            let key = signed(&client.user_id, &self.pair, json!({ "key": format!("otk-{}-{i}", client.device_id) }))?;
-            keys.insert(format!("signed_curve25519:AAAA{i}"), key);
-        }
-        let body = json!({ "device_keys": self.device_keys(client)?, "one_time_keys": keys });
-        let (status, answer) = client.post("/_matrix/client/v3/keys/upload", &body).await?;
-        ensure!(status == 200, "upload: {status} {answer}");
-        Ok(answer)
-    }
-}
-
-/// A server's signing key, from its data directory.
-fn signing_key(server: &TestServer) -> Result<Ed25519KeyPair> {
-    let text = std::fs::read_to_string(server.data_dir().join("signing.key"))?;
-    let parts: Vec<&str> = text.split_whitespace().collect();
-    ensure!(parts.len() == 3 && parts[0] == "ed25519", "unexpected signing.key");
-    let der = base64::engine::general_purpose::STANDARD.decode(parts[2])?;
-    Ok(Ed25519KeyPair::from_der(&der, parts[1].to_owned())?)
+    let body = json!({ "device_keys": keys.device_keys(client)?, "one_time_keys": one_time_keys });
+    let (status, answer) = client.post("/_matrix/client/v3/keys/upload", &body).await?;
+    ensure!(status == 200, "upload: {status} {answer}");
+    Ok(answer)
 }
 
 /// A federation request from `from` to `to`, signed with `from`'s key, sent to `to`'s client
@@ -95,29 +43,8 @@ async fn signed_request(
     content: Option<&Value>,
 ) -> Result<(u16, Value)> {
     let key = signing_key(from)?;
-    let mut request = json!({
-        "method": method.as_str(), "uri": uri, "origin": from.server_name(), "destination": to.server_name(),
-    });
-    if let Some(content) = content {
-        request["content"] = content.clone();
-    }
-    let mut object = canonical(&request)?;
-    sign_json(from.server_name(), &key, &mut object)?;
-    let key_id = format!("ed25519:{}", key.version());
-    let sig = serde_json::to_value(&object)?["signatures"][from.server_name()][&key_id]
-        .as_str()
-        .context("signature")?
-        .to_owned();
-    let auth = format!(
-        "X-Matrix origin=\"{}\",destination=\"{}\",key=\"{key_id}\",sig=\"{sig}\"",
-        from.server_name(),
-        to.server_name()
-    );
-    let client = to.anonymous().with_header("Authorization", &auth);
-    match content {
-        Some(body) => client.request(method, uri, Some(body)).await,
-        None => client.request(method, uri, None).await,
-    }
+    let auth = x_matrix(&key, from.server_name(), to.server_name(), method.as_str(), uri, content)?;
+    to.anonymous().with_header("Authorization", &auth).request(method, uri, content).await
 }
 
 /// Syncs `client` (long-polling from `since`) until `check` holds for a response; returns it.
@@ -190,7 +117,7 @@ async fn keys_device_lists_and_to_device_messages_cross_servers() -> Result<()> 
     let b = TestServer::start_federating().await?;
     let (alice, bob, _room) = alice_and_bob(&a, &b).await?;
     let alice_keys = DeviceKeys::new(&alice.device_id)?;
-    let counts = alice_keys.upload(&alice, 3).await?;
+    let counts = upload(&alice_keys, &alice, 3).await?;
     assert_eq!(counts["one_time_key_counts"]["signed_curve25519"], 3);
     let bob_since = next_batch(&bob.sync(None, 0, None).await?)?;
 
@@ -217,7 +144,7 @@ async fn keys_device_lists_and_to_device_messages_cross_servers() -> Result<()> 
     // Alice logs in a second device and uploads its keys: Bob's sync on B reports her device list
     // changed, and his query shows both devices.
     let alice2 = a.login("alice").await?;
-    DeviceKeys::new(&alice2.device_id)?.upload(&alice2, 1).await?;
+    upload(&DeviceKeys::new(&alice2.device_id)?, &alice2, 1).await?;
     let sync = sync_until(&bob, &bob_since, "Alice's device list change", |s| {
         s["device_lists"]["changed"].as_array().is_some_and(|c| c.iter().any(|u| u == alice.user_id.as_str()))
     })
@@ -275,7 +202,7 @@ async fn keys_device_lists_and_to_device_messages_cross_servers() -> Result<()> 
     }
 
     // And the other way: Bob's keys reach Alice through A.
-    DeviceKeys::new(&bob.device_id)?.upload(&bob, 1).await?;
+    upload(&DeviceKeys::new(&bob.device_id)?, &bob, 1).await?;
     eventually(
         "Alice sees Bob's device keys",
         async || query(&alice, &bob.user_id).await,
@@ -292,7 +219,7 @@ async fn servers_speak_only_for_their_own_users() -> Result<()> {
     let a = TestServer::start_federating().await?;
     let b = TestServer::start_federating().await?;
     let (alice, bob, _room) = alice_and_bob(&a, &b).await?;
-    DeviceKeys::new(&alice.device_id)?.upload(&alice, 2).await?;
+    upload(&DeviceKeys::new(&alice.device_id)?, &alice, 2).await?;
     let alice_since = next_batch(&alice.sync(None, 0, None).await?)?;
 
     // B sends A EDUs about a user of another server (and about Alice): A ignores them.
@@ -406,7 +333,7 @@ async fn device_list_gaps_are_resynced() -> Result<()> {
     let alice_since = next_batch(&alice.sync(None, 0, None).await?)?;
 
     // Bob's first device keys: A hears of it, resyncs (it kept nothing yet), and tells Alice.
-    DeviceKeys::new(&bob.device_id)?.upload(&bob, 1).await?;
+    upload(&DeviceKeys::new(&bob.device_id)?, &bob, 1).await?;
     sync_until(&alice, &alice_since, "Bob's device list change", |s| {
         s["device_lists"]["changed"].as_array().is_some_and(|c| c.iter().any(|u| u == bob.user_id.as_str()))
     })
@@ -488,13 +415,13 @@ async fn e2ee_with_synapse() -> Result<()> {
     let logs = || format!("Myelin's log:\n{}\nSynapse's log:\n{}", myelin.log(), synapse.log());
     let alice = myelin.register("alice").await?;
     let sam = synapse.register("sam").await?;
-    DeviceKeys::new(&alice.device_id)?.upload(&alice, 2).await?;
+    upload(&DeviceKeys::new(&alice.device_id)?, &alice, 2).await?;
     let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
     let (status, body) = sam
         .post(&format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(myelin.server_name())), &json!({}))
         .await?;
     ensure!(status == 200, "Synapse user joining: {status} {body}\n{}", logs());
-    DeviceKeys::new(&sam.device_id)?.upload(&sam, 1).await?;
+    upload(&DeviceKeys::new(&sam.device_id)?, &sam, 1).await?;
 
     let answer = eventually(
         "Sam sees Alice's device keys",
@@ -520,7 +447,7 @@ async fn e2ee_with_synapse() -> Result<()> {
 
     // Alice's second device reaches Synapse (as an update or through a resync).
     let alice2 = myelin.login("alice").await?;
-    DeviceKeys::new(&alice2.device_id)?.upload(&alice2, 1).await?;
+    upload(&DeviceKeys::new(&alice2.device_id)?, &alice2, 1).await?;
     eventually(
         "Sam sees Alice's second device",
         async || query(&sam, &alice.user_id).await,

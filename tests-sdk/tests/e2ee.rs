@@ -31,17 +31,6 @@ use matrix_sdk_crypto::{
 };
 use myelin_e2e::TestServer;
 
-/// Syncs until `check` holds (each sync long-polls up to 1 s), at most `rounds` times.
-async fn sync_until<F: Fn() -> bool>(client: &Client, rounds: usize, check: F) -> Result<()> {
-    for _ in 0..rounds {
-        client.sync_once(SyncSettings::default().timeout(Duration::from_millis(1_000))).await?;
-        if check() {
-            return Ok(());
-        }
-    }
-    anyhow::bail!("condition not reached after {rounds} syncs")
-}
-
 async fn encrypted_room(alice: &Client, invite: &Client) -> Result<matrix_sdk::Room> {
     let mut request = CreateRoomRequest::new();
     request.invite = vec![uid(invite)?];

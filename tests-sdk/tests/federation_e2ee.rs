@@ -9,26 +9,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use common::*;
-use matrix_sdk::{
-    Client,
-    config::SyncSettings,
-    ruma::{
-        OwnedServerName,
-        api::client::room::{Visibility, create_room::v3::Request as CreateRoomRequest},
-        events::{InitialStateEvent, room::encryption::RoomEncryptionEventContent},
-    },
+use matrix_sdk::ruma::{
+    OwnedServerName,
+    api::client::room::{Visibility, create_room::v3::Request as CreateRoomRequest},
+    events::{InitialStateEvent, room::encryption::RoomEncryptionEventContent},
 };
 use myelin_e2e::TestServer;
-
-async fn sync_until<F: Fn() -> bool>(client: &Client, rounds: usize, check: F) -> Result<()> {
-    for _ in 0..rounds {
-        client.sync_once(SyncSettings::default().timeout(Duration::from_millis(1_000))).await?;
-        if check() {
-            return Ok(());
-        }
-    }
-    anyhow::bail!("condition not reached after {rounds} syncs")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_of_two_servers_read_each_others_encrypted_messages() -> Result<()> {

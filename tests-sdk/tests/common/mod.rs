@@ -51,6 +51,17 @@ pub async fn sync(client: &Client) -> Result<()> {
     Ok(())
 }
 
+/// Syncs until `check` holds (each sync long-polls up to 1 s), at most `rounds` times.
+pub async fn sync_until<F: Fn() -> bool>(client: &Client, rounds: usize, check: F) -> Result<()> {
+    for _ in 0..rounds {
+        client.sync_once(SyncSettings::default().timeout(Duration::from_millis(1_000))).await?;
+        if check() {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("condition not reached after {rounds} syncs")
+}
+
 pub fn uid(client: &Client) -> Result<OwnedUserId> {
     client.user_id().map(ToOwned::to_owned).context("logged in")
 }

@@ -173,6 +173,22 @@ impl Services {
         Ok(answer.get("one_time_keys").cloned().unwrap_or_else(|| json!({})))
     }
 
+    /// Adds a local user's public cross-signing keys (`master_key`, `self_signing_key`: what other
+    /// servers are told) to `target`.
+    async fn add_public_cross_signing_keys(&self, user_id: &UserId, target: &mut Value) -> MatrixResult<()> {
+        for (key_type, json) in self.store.cross_signing_keys(user_id).await? {
+            let field = match key_type.as_str() {
+                "master" => "master_key",
+                "self_signing" => "self_signing_key",
+                _ => continue,
+            };
+            if let Ok(key) = serde_json::from_str::<Value>(&json) {
+                target[field] = key;
+            }
+        }
+        Ok(())
+    }
+
     /// The remote part of a `/sendToDevice`: `m.direct_to_device` EDUs per server, queued, each
     /// under the size servers accept (a room key for hundreds of devices is split by recipient).
     pub(crate) async fn send_remote_to_device(
@@ -218,16 +234,7 @@ impl Services {
         let edus = match change {
             DeviceChange::CrossSigning => {
                 let mut content = json!({ "user_id": user_id });
-                for (key_type, json) in self.store.cross_signing_keys(user_id).await? {
-                    let field = match key_type.as_str() {
-                        "master" => "master_key",
-                        "self_signing" => "self_signing_key",
-                        _ => continue,
-                    };
-                    if let Ok(key) = serde_json::from_str::<Value>(&json) {
-                        content[field] = key;
-                    }
-                }
+                self.add_public_cross_signing_keys(user_id, &mut content).await?;
                 vec![json!({ "edu_type": "m.signing_key_update", "content": content })]
             }
             DeviceChange::Devices(devices) if !devices.is_empty() => {
@@ -317,16 +324,7 @@ impl Services {
             devices.push(entry);
         }
         let mut answer = json!({ "user_id": user_id, "stream_id": stream_id, "devices": devices });
-        for (key_type, json) in self.store.cross_signing_keys(user_id).await? {
-            let field = match key_type.as_str() {
-                "master" => "master_key",
-                "self_signing" => "self_signing_key",
-                _ => continue,
-            };
-            if let Ok(key) = serde_json::from_str::<Value>(&json) {
-                answer[field] = key;
-            }
-        }
+        self.add_public_cross_signing_keys(user_id, &mut answer).await?;
         Ok(answer)
     }
 

@@ -209,6 +209,8 @@ impl Services {
     /// redacted.
     async fn pdus_for_server(&self, origin: &ServerName, events: &[StoredEvent]) -> MatrixResult<Vec<Value>> {
         let mut verdicts: HashMap<StateGroupId, bool> = HashMap::new();
+        // The events are of one room (every caller reads one): its rules, read once if needed.
+        let mut rules = None;
         let mut out = Vec::with_capacity(events.len());
         for ev in events {
             let own_member = ev.event_type == TimelineEventType::RoomMember
@@ -232,8 +234,14 @@ impl Services {
                 out.push(pdu_json(ev));
                 continue;
             }
-            let room = self.store.get_room(&ev.room_id).await?.ok_or_else(|| MatrixError::not_found("No room"))?;
-            let (_, rules) = crate::rooms::version_rules(room.room_version.as_str())?;
+            let rules = match &rules {
+                Some(rules) => rules,
+                None => {
+                    let room =
+                        self.store.get_room(&ev.room_id).await?.ok_or_else(|| MatrixError::not_found("No room"))?;
+                    rules.insert(crate::rooms::version_rules(room.room_version.as_str())?.1)
+                }
+            };
             let object = super::incoming::to_object(&pdu_json(ev))?;
             let redacted = ruma::canonical_json::redact(object, &rules.redaction, None)
                 .map_err(|e| MatrixError::internal(format!("cannot redact {}: {e}", ev.event_id)))?;

@@ -97,6 +97,8 @@ struct Draft<'a> {
     ts_bump: u64,
     /// The extremities the event was built on, checked again when it is written.
     expected_extremities: Option<Vec<OwnedEventId>>,
+    /// The head's servers of a room with partial state (events go to them too).
+    partial_servers: Option<&'a [OwnedServerName]>,
 }
 
 impl Services {
@@ -243,6 +245,7 @@ impl Services {
                 prev_depth: 0,
                 ts_bump: attempt,
                 expected_extremities: None,
+                partial_servers: None,
             };
             let built = self.build_and_enqueue(draft).await?;
             match built.pending.await {
@@ -294,6 +297,7 @@ impl Services {
                     prev_depth: depth,
                     ts_bump: 0,
                     expected_extremities: Some(head.extremities.iter().map(|(id, _)| id.clone()).collect()),
+                    partial_servers: head.partial_servers.as_deref(),
                 };
                 let built = self.build_and_enqueue(draft).await?;
                 self.heads.advance(room_id, &head, &built.event_id, depth + 1, &prevs, built.state_change.clone());
@@ -409,6 +413,7 @@ impl Services {
             prev_depth,
             ts_bump,
             expected_extremities,
+            partial_servers,
         } = draft;
         let mut content = spec.content;
         if !content.is_object() {
@@ -520,7 +525,7 @@ impl Services {
             if is_create { Vec::new() } else { self.store.room_members(&room_id, Some(Membership::Join)).await? };
         let mut destinations = self.destinations_for(&joined, membership.as_ref().map(|m| m.user_id.as_ref()));
         // A room joined with partial state: the members known do not name every server.
-        if !is_create && let Some(servers) = &self.room_head(&room_id).await?.partial_servers {
+        if let Some(servers) = partial_servers {
             destinations.extend(servers.iter().filter(|s| **s != self.server_name).cloned());
             destinations.sort();
             destinations.dedup();
