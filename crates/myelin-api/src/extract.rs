@@ -40,6 +40,20 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// A request that may come with an access token (a wrong token is still refused).
+pub struct MaybeAuth(pub Option<Requester>);
+
+impl FromRequestParts<AppState> for MaybeAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match access_token(parts)? {
+            Some(token) => Ok(MaybeAuth(Some(state.resolve_token(&token).await?))),
+            None => Ok(MaybeAuth(None)),
+        }
+    }
+}
+
 /// The client's address (for rate limits): the peer, or the client a trusted proxy names in
 /// `X-Forwarded-For` (`trusted_proxies`); "unknown" when not served over a socket.
 pub struct ClientAddr(pub String);

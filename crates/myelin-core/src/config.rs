@@ -30,6 +30,43 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub rate_limits: RateLimitsConfig,
     pub federation: FederationConfig,
+    pub rtc: RtcConfig,
+}
+
+/// MatrixRTC: delayed events (MSC4140) and the embedded LiveKit JWT service.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtcConfig {
+    /// Longest delay a client may give a delayed event, in milliseconds; 0 turns delayed events
+    /// off. Calls restart theirs every few seconds, so anything from a minute up serves them.
+    pub max_event_delay_ms: u64,
+    /// Delayed events one user may have pending at once.
+    pub max_delayed_events_per_user: usize,
+    /// The LiveKit SFU calls use (`[rtc.livekit]`). Unset: no call transport is advertised and
+    /// the JWT service answers 404.
+    pub livekit: Option<LiveKitConfig>,
+}
+
+impl Default for RtcConfig {
+    fn default() -> Self {
+        Self { max_event_delay_ms: 24 * 3600 * 1000, max_delayed_events_per_user: 100, livekit: None }
+    }
+}
+
+/// A LiveKit SFU: where clients connect, and the API key and secret access tokens are signed with.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveKitConfig {
+    /// The SFU's WebSocket URL handed to clients (`wss://livekit.example.com`).
+    pub url: String,
+    /// The API key (the tokens' issuer).
+    pub key: String,
+    /// The API secret the tokens are signed with (HS256).
+    pub secret: String,
+    /// Servers whose users may start a call (create its LiveKit room); users of other servers
+    /// only join calls already running. This server is always one of them.
+    #[serde(default)]
+    pub full_access_homeservers: Vec<String>,
 }
 
 /// The server-server API: its TLS listener and how this server reaches others.
@@ -147,6 +184,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             federation: FederationConfig::default(),
+            rtc: RtcConfig::default(),
         }
     }
 }
@@ -214,6 +252,14 @@ impl Config {
         }
         if self.federation.tls_cert.is_some() != self.federation.tls_key.is_some() {
             problems.push("federation.tls_cert and federation.tls_key go together: set both or neither".to_owned());
+        }
+        if let Some(livekit) = &self.rtc.livekit {
+            if !(livekit.url.starts_with("wss://") || livekit.url.starts_with("ws://")) {
+                problems.push(format!("rtc.livekit.url {:?}: expected a ws:// or wss:// URL", livekit.url));
+            }
+            if livekit.key.is_empty() || livekit.secret.is_empty() {
+                problems.push("rtc.livekit.key and rtc.livekit.secret must not be empty".to_owned());
+            }
         }
         for (name, limit) in [
             ("messages", self.rate_limits.messages),

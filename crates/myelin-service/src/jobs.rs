@@ -12,7 +12,12 @@
 //! something to send (`federation/sender.rs`); `federation_sweep`, every half minute, which
 //! wakes the sender of any destination left with queued entries; `device_list_resync`, a remote
 //! user's device list after a gap; `partial_state_resync`, the whole state of a room joined with
-//! partial state (`federation/partial_state.rs`).
+//! partial state (`federation/partial_state.rs`); `delayed_event`, one delayed event due
+//! (`delayed_events.rs`).
+//!
+//! Jobs that wait on other servers (federation sends, resyncs) run beside the runner, not in its
+//! loop: a destination that takes its time must not hold up a timer due meanwhile (delayed events
+//! fire within milliseconds of their time). The others run one after another, oldest due first.
 
 use std::{sync::Arc, time::Duration};
 
@@ -29,6 +34,8 @@ const LEASE_RENEWAL: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_secs(1);
 /// Jobs claimed at once.
 const CLAIM_BATCH: usize = 16;
+/// Jobs waiting on other servers that run at once in one process.
+const NETWORK_JOBS_AT_ONCE: usize = 32;
 /// Attempts before a job is kept as failed.
 pub const MAX_ATTEMPTS: u32 = 8;
 /// First retry delay; doubled for each further attempt, up to [`MAX_BACKOFF_MS`].
@@ -56,6 +63,8 @@ pub enum JobKind {
     DeviceListResync,
     /// Fetches the whole state of a room joined with partial state.
     PartialStateResync,
+    /// Sends a delayed event when it is due.
+    DelayedEvent,
 }
 
 /// What a job run asks for next.
@@ -65,6 +74,8 @@ enum Next {
     Done,
     /// More work is waiting: run again as soon as possible.
     Again,
+    /// Not yet: run again at this time.
+    At(u64),
 }
 
 impl JobKind {
@@ -75,6 +86,7 @@ impl JobKind {
             JobKind::FederationSweep => "federation_sweep",
             JobKind::DeviceListResync => "device_list_resync",
             JobKind::PartialStateResync => "partial_state_resync",
+            JobKind::DelayedEvent => myelin_storage::DELAYED_EVENT_JOB,
         }
     }
 
@@ -85,6 +97,7 @@ impl JobKind {
             "federation_sweep" => Some(JobKind::FederationSweep),
             "device_list_resync" => Some(JobKind::DeviceListResync),
             "partial_state_resync" => Some(JobKind::PartialStateResync),
+            myelin_storage::DELAYED_EVENT_JOB => Some(JobKind::DelayedEvent),
             _ => None,
         }
     }
@@ -94,8 +107,16 @@ impl JobKind {
         match self {
             JobKind::Cleanup => Some(CLEANUP_INTERVAL_MS),
             JobKind::FederationSweep => Some(FEDERATION_SWEEP_INTERVAL_MS),
-            JobKind::FederationSend | JobKind::DeviceListResync | JobKind::PartialStateResync => None,
+            JobKind::FederationSend
+            | JobKind::DeviceListResync
+            | JobKind::PartialStateResync
+            | JobKind::DelayedEvent => None,
         }
+    }
+
+    /// Jobs that wait on other servers: run beside the runner's loop.
+    fn waits_on_network(self) -> bool {
+        matches!(self, JobKind::FederationSend | JobKind::DeviceListResync | JobKind::PartialStateResync)
     }
 
     /// When a run that failed for the `attempts`-th time is tried again (`None`: given up).
@@ -156,9 +177,10 @@ pub fn spawn(services: &Arc<Services>) {
                 tracing::warn!(%err, "could not queue the periodic jobs");
             }
         }
+        let network_slots = Arc::new(tokio::sync::Semaphore::new(NETWORK_JOBS_AT_ONCE));
         loop {
             let Some(s) = services.upgrade() else { return };
-            let worked = match s.run_due_jobs(s.now_ms()).await {
+            let worked = match s.dispatch_due_jobs(s.now_ms(), &network_slots).await {
                 Ok(n) => n > 0,
                 Err(err) => {
                     tracing::warn!(%err, "job runner");
@@ -206,12 +228,40 @@ impl Services {
         Ok(())
     }
 
-    /// Claims and runs the jobs due at `now`; returns how many ran.
+    /// Claims and runs the jobs due at `now`, all to the end; returns how many ran.
     pub async fn run_due_jobs(&self, now: u64) -> MatrixResult<usize> {
         let claimed = self.store.claim_jobs(&self.worker_id, now, now + LEASE_MS, CLAIM_BATCH).await?;
         let count = claimed.len();
         for job in claimed {
             self.run_job(job, now).await?;
+        }
+        Ok(count)
+    }
+
+    /// The runner's step: claims the jobs due at `now`, starts those that wait on other servers
+    /// as tasks of their own (at most [`NETWORK_JOBS_AT_ONCE`]) and runs the others in order.
+    async fn dispatch_due_jobs(
+        self: &Arc<Self>,
+        now: u64,
+        network_slots: &Arc<tokio::sync::Semaphore>,
+    ) -> MatrixResult<usize> {
+        let claimed = self.store.claim_jobs(&self.worker_id, now, now + LEASE_MS, CLAIM_BATCH).await?;
+        let count = claimed.len();
+        for job in claimed {
+            if JobKind::parse(&job.kind).is_some_and(JobKind::waits_on_network) {
+                let Ok(slot) = network_slots.clone().acquire_owned().await else { continue };
+                let services = self.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = services.run_job(job, now).await {
+                        tracing::warn!(%err, "job runner");
+                    }
+                    drop(slot);
+                    // Its end may have queued more (another send of the destination).
+                    services.jobs_queued.notify_one();
+                });
+            } else {
+                self.run_job(job, now).await?;
+            }
         }
         Ok(count)
     }
@@ -227,6 +277,9 @@ impl Services {
         match self.run_job_kind(kind, &job.payload, now).await {
             Ok(Next::Again) => {
                 self.store.reschedule_job(job.id, &self.worker_id, now).await?;
+            }
+            Ok(Next::At(run_at)) => {
+                self.store.reschedule_job(job.id, &self.worker_id, run_at).await?;
             }
             Ok(Next::Done) => match kind.interval_ms() {
                 Some(interval) => {
@@ -264,6 +317,10 @@ impl Services {
                 self.run_partial_state_resync(payload).await?;
                 Ok(Next::Done)
             }
+            JobKind::DelayedEvent => Ok(match self.run_delayed_event_job(payload, now).await? {
+                Some(run_at) => Next::At(run_at),
+                None => Next::Done,
+            }),
             JobKind::Cleanup => {
                 let tokens = self.store.delete_expired_login_tokens(now).await?
                     + self.store.delete_expired_openid_tokens(now).await?;

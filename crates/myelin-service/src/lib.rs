@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod cache;
 pub mod cluster;
+pub mod delayed_events;
 pub mod e2ee;
 pub mod ephemeral;
 pub mod event_cache;
@@ -20,6 +21,7 @@ pub mod presence;
 pub mod push;
 pub mod ratelimit;
 pub mod rooms;
+pub mod rtc;
 pub mod sliding_sync;
 pub mod sync;
 pub mod typing;

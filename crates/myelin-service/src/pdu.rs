@@ -260,10 +260,20 @@ pub fn client_event(
     unsigned.insert("age".to_owned(), Value::from(now_ms.saturating_sub(ev.origin_server_ts)));
     if let Some(viewer) = viewer
         && ev.sender == viewer.user_id
-        && ev.sender_device.as_deref() == Some(viewer.device_id)
         && let Some(txn) = &ev.txn_id
     {
-        unsigned.insert("transaction_id".to_owned(), Value::String(txn.to_string()));
+        // A delayed event names its delay id to every device of its sender; a transaction id
+        // goes to the device that chose it.
+        match crate::delayed_events::delay_id_of_txn(txn) {
+            Some(delay_id) => {
+                unsigned
+                    .insert(crate::delayed_events::UNSIGNED_DELAY_ID.to_owned(), Value::String(delay_id.to_owned()));
+            }
+            None if ev.sender_device.as_deref() == Some(viewer.device_id) => {
+                unsigned.insert("transaction_id".to_owned(), Value::String(txn.to_string()));
+            }
+            None => {}
+        }
     }
     if let Some(redaction) = redaction {
         unsigned.insert("redacted_because".to_owned(), redaction);

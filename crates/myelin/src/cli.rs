@@ -57,6 +57,15 @@ pub struct ConfigOpts {
     /// The DNS server (IP:PORT) asked for SRV records in server discovery (federation.dns_server).
     #[arg(long = "federation-dns-server", hide = true, env = "MYELIN_FEDERATION_DNS_SERVER")]
     pub federation_dns_server: Option<SocketAddr>,
+    /// The LiveKit SFU's WebSocket URL for calls (rtc.livekit.url; needs the key and secret too).
+    #[arg(long = "livekit-url", hide = true, env = "MYELIN_LIVEKIT_URL")]
+    pub livekit_url: Option<String>,
+    /// The LiveKit API key (rtc.livekit.key).
+    #[arg(long = "livekit-key", hide = true, env = "MYELIN_LIVEKIT_KEY")]
+    pub livekit_key: Option<String>,
+    /// The LiveKit API secret (rtc.livekit.secret).
+    #[arg(long = "livekit-secret", hide = true, env = "MYELIN_LIVEKIT_SECRET", hide_env_values = true)]
+    pub livekit_secret: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -163,11 +172,46 @@ pub fn load_config(opts: &ConfigOpts) -> anyhow::Result<Config> {
     if let Some(dns) = opts.federation_dns_server {
         config.federation.dns_server = Some(dns);
     }
+    apply_livekit_overrides(&mut config, opts)?;
     let problems = config.validate();
     if !problems.is_empty() {
         bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
     }
     Ok(config)
+}
+
+/// The LiveKit settings from flags and environment: each replaces its TOML key; a section that
+/// does not exist yet needs all three.
+fn apply_livekit_overrides(config: &mut Config, opts: &ConfigOpts) -> anyhow::Result<()> {
+    let (url, key, secret) = (&opts.livekit_url, &opts.livekit_key, &opts.livekit_secret);
+    if url.is_none() && key.is_none() && secret.is_none() {
+        return Ok(());
+    }
+    match &mut config.rtc.livekit {
+        Some(livekit) => {
+            if let Some(url) = url {
+                livekit.url = url.clone();
+            }
+            if let Some(key) = key {
+                livekit.key = key.clone();
+            }
+            if let Some(secret) = secret {
+                livekit.secret = secret.clone();
+            }
+        }
+        None => match (url, key, secret) {
+            (Some(url), Some(key), Some(secret)) => {
+                config.rtc.livekit = Some(myelin_core::config::LiveKitConfig {
+                    url: url.clone(),
+                    key: key.clone(),
+                    secret: secret.clone(),
+                    full_access_homeservers: Vec::new(),
+                });
+            }
+            _ => bail!("LiveKit needs MYELIN_LIVEKIT_URL, MYELIN_LIVEKIT_KEY and MYELIN_LIVEKIT_SECRET together"),
+        },
+    }
+    Ok(())
 }
 
 /// Opens storage and services for a configuration (creating the data directory and key).

@@ -1,6 +1,7 @@
 //! Route tables. One module per API area; each handler parses, calls a service, serialises.
 
 mod account;
+mod delayed_events;
 mod devices;
 mod directory;
 mod ephemeral;
@@ -8,6 +9,7 @@ mod keys;
 mod profile;
 mod push_rules;
 mod rooms;
+mod rtc;
 mod sync;
 mod versions;
 
@@ -135,6 +137,28 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}", get(rooms::relations_typed_evtype))
         .route("/rooms/{room_id}/threads", get(rooms::threads))
         .route("/login/get_token", post(account::get_login_token))
+        .route("/rtc/transports", get(rtc::transports))
+}
+
+/// Delayed events (MSC4140), under `/_matrix/client/unstable/org.matrix.msc4140`.
+pub fn msc4140_routes() -> Router<AppState> {
+    Router::new()
+        .route("/delayed_events", get(delayed_events::list))
+        .route("/delayed_events/{delay_id}", post(delayed_events::update))
+        .route("/delayed_events/{delay_id}/{action}", post(delayed_events::update_action))
+}
+
+/// MatrixRTC transports (MSC4143), under `/_matrix/client/unstable/org.matrix.msc4143`.
+pub fn msc4143_routes() -> Router<AppState> {
+    Router::new().route("/rtc/transports", get(rtc::transports))
+}
+
+/// The embedded LiveKit JWT service, under `myelin_service::rtc::LIVEKIT_SERVICE_PATH`.
+pub fn livekit_routes() -> Router<AppState> {
+    Router::new()
+        .route("/sfu/get", post(rtc::sfu_get))
+        .route("/get_token", post(rtc::get_token))
+        .route("/healthz", get(rtc::healthz))
 }
 
 /// Dehydrated devices (MSC3814), under `/_matrix/client/unstable/org.matrix.msc3814.v1`.

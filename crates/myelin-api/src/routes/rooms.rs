@@ -27,6 +27,8 @@ use crate::{
 
 /// Longest event type and state key accepted in a path.
 const MAX_TYPE_LEN: usize = 255;
+/// The query parameter that delays a send (MSC4140).
+const DELAY_PARAM: &str = "org.matrix.msc4140.delay";
 
 pub async fn create_room(
     State(state): State<AppState>,
@@ -179,41 +181,50 @@ pub async fn send(
     State(state): State<AppState>,
     Auth(r): Auth,
     Path((room, raw_type, txn)): Path<(String, String, String)>,
+    Query(query): Query<QueryMap>,
     JsonBody(content): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
     let spec = EventSpec::message(event_type(&raw_type)?, content).with_txn(txn_id(&txn)?);
-    let event_id = state.send_client_event(&r, &room_id(&room)?, spec).await?;
-    Ok(Json(json!({ "event_id": event_id })))
+    send_now_or_later(&state, &r, &room, spec, &query).await
 }
 
 pub async fn put_state(
     State(state): State<AppState>,
     Auth(r): Auth,
     Path((room, raw_type, state_key)): Path<(String, String, String)>,
+    Query(query): Query<QueryMap>,
     JsonBody(content): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    put_state_inner(&state, &r, &room, &raw_type, &state_key, content).await
+    let spec = EventSpec::state(state_address(&raw_type, &state_key)?, &state_key, content);
+    send_now_or_later(&state, &r, &room, spec, &query).await
 }
 
 pub async fn put_state_empty_key(
     State(state): State<AppState>,
     Auth(r): Auth,
     Path((room, raw_type)): Path<(String, String)>,
+    Query(query): Query<QueryMap>,
     JsonBody(content): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    put_state_inner(&state, &r, &room, &raw_type, "", content).await
+    let spec = EventSpec::state(state_address(&raw_type, "")?, "", content);
+    send_now_or_later(&state, &r, &room, spec, &query).await
 }
 
-async fn put_state_inner(
+/// Sends an event, or with `org.matrix.msc4140.delay=<ms>` schedules it (MSC4140): the answer is
+/// then its `delay_id`, not an event id.
+async fn send_now_or_later(
     state: &AppState,
     r: &Requester,
     room: &str,
-    raw_type: &str,
-    state_key: &str,
-    content: Value,
+    spec: EventSpec,
+    query: &QueryMap,
 ) -> ApiResult<Json<Value>> {
-    let spec = EventSpec::state(state_address(raw_type, state_key)?, state_key, content);
-    let event_id = state.send_client_event(r, &room_id(room)?, spec).await?;
+    let room_id = room_id(room)?;
+    if let Some(delay_ms) = query_u64(query, DELAY_PARAM)? {
+        let delay_id = state.schedule_delayed_event(r, &room_id, spec, delay_ms).await?;
+        return Ok(Json(json!({ "delay_id": delay_id })));
+    }
+    let event_id = state.send_client_event(r, &room_id, spec).await?;
     Ok(Json(json!({ "event_id": event_id })))
 }
 

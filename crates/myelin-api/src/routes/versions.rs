@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 
-pub async fn versions() -> Json<Value> {
+pub async fn versions(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "versions": [
             "r0.0.1", "r0.1.0", "r0.2.0", "r0.3.0", "r0.4.0", "r0.5.0", "r0.6.0", "r0.6.1",
@@ -13,12 +13,20 @@ pub async fn versions() -> Json<Value> {
         "unstable_features": {
             "org.matrix.msc3814": true,
             "org.matrix.simplified_msc3575": true,
+            "org.matrix.msc4140": state.config().rtc.max_event_delay_ms > 0,
+            "org.matrix.msc4143": true,
         }
     }))
 }
 
 pub async fn well_known(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "m.homeserver": { "base_url": state.config().base_url() } }))
+    let mut body = json!({ "m.homeserver": { "base_url": state.config().base_url() } });
+    let transports = state.rtc_transports();
+    if !transports.is_empty() {
+        // Where clients before `rtc/transports` look for the call transports (MSC4143).
+        body["org.matrix.msc4143.rtc_foci"] = Value::Array(transports);
+    }
+    Json(body)
 }
 
 pub async fn capabilities(_auth: crate::extract::Auth, State(state): State<AppState>) -> Json<Value> {
@@ -34,6 +42,10 @@ pub async fn capabilities(_auth: crate::extract::Auth, State(state): State<AppSt
             "m.set_avatar_url": { "enabled": true },
             "m.3pid_changes": { "enabled": false },
             "m.get_login_token": { "enabled": true },
+            "org.matrix.msc4140.delayed_events": {
+                "max_delay_ms": state.config().rtc.max_event_delay_ms,
+                "max_scheduled": state.config().rtc.max_delayed_events_per_user,
+            },
         }
     }))
 }

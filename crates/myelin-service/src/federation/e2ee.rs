@@ -514,6 +514,31 @@ impl Services {
         }))
     }
 
+    /// The user an OpenID token of `server` stands for (asked of `server`'s `/openid/userinfo`
+    /// unless it is this server); `None` if the token is unknown, expired, or names a user of
+    /// another server.
+    pub(crate) async fn openid_token_owner(
+        &self,
+        server: &ServerName,
+        token: &str,
+    ) -> MatrixResult<Option<OwnedUserId>> {
+        if server == self.server_name() {
+            return Ok(self.store.openid_token_user(token, self.now_ms()).await?);
+        }
+        let path = format!("/_matrix/federation/v1/openid/userinfo?access_token={}", encode_component(token));
+        let body = match self.federation_request(reqwest::Method::GET, server, &path, None, false).await {
+            Ok(body) => body,
+            Err(err) => {
+                tracing::info!(%server, error = %err, "an OpenID token could not be checked with its server");
+                return Ok(None);
+            }
+        };
+        let sub = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("sub").and_then(Value::as_str).and_then(|s| OwnedUserId::try_from(s).ok()));
+        Ok(sub.filter(|user| user.server_name() == server))
+    }
+
     /// `GET /_matrix/federation/v1/openid/userinfo`: the user of a valid OpenID token.
     pub async fn openid_userinfo(&self, token: &str) -> MatrixResult<Value> {
         match self.store.openid_token_user(token, self.now_ms()).await? {

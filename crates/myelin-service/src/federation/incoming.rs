@@ -592,6 +592,11 @@ impl Services {
                         self.invalidate(&self.events_cache, redacted);
                     }
                     self.notifier.notify_users(&wake);
+                    if outcome.is_none()
+                        && let Some(state_key) = &pdu.state_key
+                    {
+                        self.state_written(room_id, &pdu.kind.to_string(), state_key, &pdu.sender).await;
+                    }
                     return Ok(match outcome {
                         None => PduOutcome::Accepted,
                         Some(reason) => PduOutcome::NotAccepted(reason),

@@ -110,6 +110,19 @@ impl Services {
         room_id: &RoomId,
         spec: EventSpec,
     ) -> MatrixResult<OwnedEventId> {
+        self.send_event_for(requester, room_id, spec, true).await
+    }
+
+    /// Sends an event for a user's device as a client request would (membership changes
+    /// included); `rate_limited` is false for what the server sends for them later (delayed
+    /// events, whose scheduling was rate-limited).
+    pub(crate) async fn send_event_for(
+        &self,
+        requester: &Requester,
+        room_id: &RoomId,
+        spec: EventSpec,
+        rate_limited: bool,
+    ) -> MatrixResult<OwnedEventId> {
         if spec.event_type == TimelineEventType::RoomRedaction {
             return Err(MatrixError::invalid_param("Use the /redact endpoint to redact events"));
         }
@@ -131,11 +144,13 @@ impl Services {
             let change = super::MembershipChange::new(&requester.user_id, room_id, &target, membership)
                 .from_device(&requester.device_id)
                 .with_content(spec.content.as_object().cloned().unwrap_or_default());
-            self.check_rate_limit(Limit::Messages, requester.user_id.as_str())?;
+            if rate_limited {
+                self.check_rate_limit(Limit::Messages, requester.user_id.as_str())?;
+            }
             return self.update_membership(change).await;
         }
         Ok(self
-            .send_event(&requester.user_id, Some(&requester.device_id), Target::Existing(room_id), spec, true)
+            .send_event(&requester.user_id, Some(&requester.device_id), Target::Existing(room_id), spec, rate_limited)
             .await?
             .0)
     }
@@ -322,6 +337,9 @@ impl Services {
                     self.invalidate_elsewhere(&self.heads.cache, &room_id.to_owned());
                     self.notifier.notify_users(&built.wake);
                     self.wake_senders(&built.destinations).await?;
+                    if let Some(state_key) = &spec.state_key {
+                        self.state_written(room_id, &spec.event_type.to_string(), state_key, sender).await;
+                    }
                     return Ok((built.event_id, built.room_id));
                 }
                 Ok(PersistOutcome::DuplicateTxn { event_id }) => {

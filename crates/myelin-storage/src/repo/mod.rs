@@ -6,6 +6,7 @@ mod accounts;
 mod backup;
 mod cluster;
 mod dehydrated;
+mod delayed_events;
 mod devices;
 mod events;
 mod federation;
@@ -27,6 +28,7 @@ pub use accounts::*;
 pub use backup::*;
 pub use cluster::*;
 pub use dehydrated::*;
+pub use delayed_events::*;
 pub use devices::*;
 pub use events::*;
 pub use federation::*;
@@ -66,6 +68,7 @@ pub trait Store:
     + ServerKeyRepo
     + RemoteDeviceRepo
     + PartialStateRepo
+    + DelayedEventRepo
     + Send
     + Sync
     + 'static
@@ -92,6 +95,7 @@ impl<T> Store for T where
         + ServerKeyRepo
         + RemoteDeviceRepo
         + PartialStateRepo
+        + DelayedEventRepo
         + Send
         + Sync
         + 'static

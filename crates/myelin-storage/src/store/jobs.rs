@@ -39,20 +39,22 @@ impl JobRepo for Database {
                                   WHERE failed = 0 AND run_at_ms <= $3
                                     AND (claimed_until_ms IS NULL OR claimed_until_ms < $3)
                                   ORDER BY run_at_ms, id LIMIT {limit} FOR UPDATE SKIP LOCKED)
-                     RETURNING id, kind, payload, attempts"
+                     RETURNING id, kind, payload, attempts, run_at_ms"
                 );
                 let mut claimed = c
                     .query(&sql, &[&worker, &lease_until_ms, &now_ms], |r| {
-                        Ok(ClaimedJob {
+                        let job = ClaimedJob {
                             id: r.get(0)?,
                             kind: r.get(1)?,
                             payload: r.get(2)?,
                             attempts: u32::try_from(r.get::<i64>(3)?).unwrap_or(u32::MAX),
-                        })
+                        };
+                        Ok((r.get::<i64>(4)?, job))
                     })
                     .await?;
-                claimed.sort_by_key(|j| j.id);
-                Ok(claimed)
+                // In the order they were due (delayed events are sent in that order).
+                claimed.sort_by_key(|(run_at, job)| (*run_at, job.id));
+                Ok(claimed.into_iter().map(|(_, job)| job).collect())
             })
         })
         .await

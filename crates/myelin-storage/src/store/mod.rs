@@ -12,6 +12,7 @@ mod account_data;
 mod accounts;
 mod backup;
 mod dehydrated;
+mod delayed_events;
 mod devices;
 mod events;
 mod federation;

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod cluster;
+mod delayed_events;
 mod e2ee;
 mod ephemeral;
 mod events;
@@ -211,6 +212,7 @@ all_backends!(
     federation::backfilled_history_goes_before_the_timeline,
     federation::partial_state_is_completed_without_undoing_later_changes,
     jobs::the_job_queue_hands_each_due_job_to_one_worker,
+    delayed_events::delayed_events_have_one_job_each_and_a_limit_per_user,
     cluster::the_stream_head_reaches_every_process,
     cluster::signals_reach_the_other_processes_only,
     server_keys::server_keys_are_cached_per_server_and_key_id,

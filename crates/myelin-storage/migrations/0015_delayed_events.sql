@@ -1,0 +1,17 @@
+-- Delayed events (MSC4140): events a client scheduled to be sent later unless it restarts or
+-- cancels them (MatrixRTC's dead man's switch). Each is sent by a `delayed_event` job of the job
+-- queue (dedupe key `delayed_event:<delay_id>`), due at `send_at_ms`; a restart moves both.
+CREATE TABLE delayed_events (
+    delay_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,          -- the device that scheduled it (it sends it)
+    room_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    state_key TEXT,                   -- NULL for a message event
+    content TEXT NOT NULL,            -- JSON
+    delay_ms INTEGER NOT NULL,        -- what a restart adds to the time of the restart
+    send_at_ms INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX delayed_events_by_user ON delayed_events (user_id, send_at_ms);
+CREATE INDEX delayed_events_by_state ON delayed_events (room_id, event_type, state_key);

@@ -1,0 +1,94 @@
+//! Delayed events (MSC4140) and the jobs that send them.
+
+use myelin_storage::*;
+
+use super::{another_process, open_store, rid, uid};
+
+fn delayed(id: &str, user: &str, state_key: Option<&str>, send_at_ms: u64) -> DelayedEvent {
+    DelayedEvent {
+        delay_id: id.into(),
+        user_id: uid(user),
+        device_id: "DEV".into(),
+        room_id: rid("!call:test"),
+        event_type: "org.matrix.msc3401.call.member".into(),
+        state_key: state_key.map(Into::into),
+        content: r#"{"k":1}"#.into(),
+        delay_ms: 10_000,
+        send_at_ms,
+        created_ms: send_at_ms - 10_000,
+    }
+}
+
+/// The run time of a delayed event's job, if it has one.
+async fn job_due(store: &std::sync::Arc<dyn Store>, delay_id: &str) -> Option<u64> {
+    let key = delayed_event_job_key(delay_id);
+    store.jobs().await.expect("jobs").into_iter().find(|j| j.dedupe_key.as_deref() == Some(&key)).map(|j| j.run_at_ms)
+}
+
+/// Each delayed event has one job due when it is; restarts move both, deletions take both; a
+/// user's limit holds across processes; another user's state write cancels only the others'.
+pub async fn delayed_events_have_one_job_each_and_a_limit_per_user(url: String) {
+    let first = open_store(&url).await;
+    let second = another_process(&url, &first).await;
+
+    assert!(
+        first.schedule_delayed_event(&delayed("d2", "@a:test", Some("_@a:test_DEV"), 30_000), 10).await.expect("store")
+    );
+    assert!(first.schedule_delayed_event(&delayed("d1", "@a:test", None, 20_000), 10).await.expect("store"));
+    assert_eq!(job_due(&first, "d1").await, Some(20_000), "the job is due when the event is");
+    let listed: Vec<String> =
+        first.delayed_events_of(&uid("@a:test")).await.expect("store").into_iter().map(|e| e.delay_id).collect();
+    assert_eq!(listed, ["d1", "d2"], "soonest first");
+    assert_eq!(
+        first.delayed_event("d2").await.expect("store"),
+        Some(delayed("d2", "@a:test", Some("_@a:test_DEV"), 30_000))
+    );
+    assert_eq!(first.delayed_event("nope").await.expect("store"), None);
+
+    assert!(second.restart_delayed_event("d1", &uid("@a:test"), 45_000).await.expect("store"));
+    assert!(!second.restart_delayed_event("d1", &uid("@b:test"), 45_000).await.expect("store"), "only its user's");
+    assert!(!second.restart_delayed_event("nope", &uid("@a:test"), 45_000).await.expect("store"));
+    assert_eq!(first.delayed_event("d1").await.expect("store").map(|e| e.send_at_ms), Some(45_000));
+    assert_eq!(job_due(&first, "d1").await, Some(45_000), "the job moves with it");
+
+    assert!(first.delete_delayed_event("d1").await.expect("store"));
+    assert!(!first.delete_delayed_event("d1").await.expect("store"), "once");
+    assert_eq!(job_due(&first, "d1").await, None, "its job goes with it");
+
+    // The limit: twelve schedules race from two processes for the eight places left of ten.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let s = if i % 2 == 0 { first.clone() } else { second.clone() };
+        tasks.push(tokio::spawn(async move {
+            s.schedule_delayed_event(&delayed(&format!("r{i}"), "@b:test", None, 50_000 + i), 10).await.expect("store")
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += usize::from(t.await.expect("task"));
+    }
+    assert_eq!(accepted, 10, "ten places per user, however the schedules race");
+    assert_eq!(first.delayed_events_of(&uid("@b:test")).await.expect("store").len(), 10);
+
+    // Another user's write to the state entry cancels a's pending write to it; c's own
+    // delayed state write at that entry stays, as do message events and other entries.
+    let c_state = delayed("c-state", "@c:test", Some("_@a:test_DEV"), 60_000);
+    assert!(first.schedule_delayed_event(&c_state, 10).await.expect("store"));
+    let cancelled = second
+        .cancel_delayed_state_of_others(
+            &rid("!call:test"),
+            "org.matrix.msc3401.call.member",
+            "_@a:test_DEV",
+            &uid("@c:test"),
+        )
+        .await
+        .expect("store");
+    assert_eq!(cancelled, ["d2"]);
+    assert_eq!(job_due(&first, "d2").await, None);
+    assert!(first.delayed_event("c-state").await.expect("store").is_some(), "the writer's own stays");
+    let none = first
+        .cancel_delayed_state_of_others(&rid("!call:test"), "org.matrix.msc3401.call.member", "other", &uid("@z:test"))
+        .await
+        .expect("store");
+    assert!(none.is_empty());
+}

@@ -1,0 +1,480 @@
+//! MatrixRTC on the wire: delayed events (MSC4140) as calls use them — a dead man's switch that
+//! restarts hold and that fires on time when they stop, survives `kill -9`, and fires once across
+//! processes — with every management path and error; transport discovery; and the embedded
+//! LiveKit JWT service checked as the SFU would check its tokens.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use myelin_e2e::{Client, NO_RATE_LIMITS, TestServer, enc, errcode, room_path};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const MEMBER_TYPE: &str = "org.matrix.msc3401.call.member";
+const DELAYED: &str = "/_matrix/client/unstable/org.matrix.msc4140/delayed_events";
+const LIVEKIT_SECRET: &str = "a-livekit-api-secret-of-thirty-two-chars";
+
+fn livekit_env() -> [(&'static str, &'static str); 3] {
+    [
+        ("MYELIN_LIVEKIT_URL", "wss://sfu.test.invalid"),
+        ("MYELIN_LIVEKIT_KEY", "devkey"),
+        ("MYELIN_LIVEKIT_SECRET", LIVEKIT_SECRET),
+    ]
+}
+
+/// `PUT` of a state event, delayed by `delay_ms`; answers the delay id.
+async fn delay_state(client: &Client, room: &str, key: &str, content: Value, delay_ms: u64) -> Result<String> {
+    let path = room_path(room, &format!("state/{MEMBER_TYPE}/{}?org.matrix.msc4140.delay={delay_ms}", enc(key)));
+    let (status, body) = client.put(&path, &content).await?;
+    ensure!(status == 200, "delayed state: {status} {body}");
+    body["delay_id"].as_str().map(str::to_owned).context("no delay_id")
+}
+
+/// A delayed `m.room.message`; answers the delay id.
+async fn delay_message(client: &Client, room: &str, body: &str, delay_ms: u64) -> Result<String> {
+    let txn = format!("d{:016x}", rand::random::<u64>());
+    let path = room_path(room, &format!("send/m.room.message/{txn}?org.matrix.msc4140.delay={delay_ms}"));
+    let (status, resp) = client.put(&path, &json!({ "msgtype": "m.text", "body": body })).await?;
+    ensure!(status == 200, "delayed send: {status} {resp}");
+    resp["delay_id"].as_str().map(str::to_owned).context("no delay_id")
+}
+
+/// The call member state at `key` (its content), as the room shows it now.
+async fn member_state(client: &Client, room: &str, key: &str) -> Result<Option<Value>> {
+    let (status, body) = client.get(&room_path(room, &format!("state/{MEMBER_TYPE}/{}", enc(key)))).await?;
+    Ok((status == 200).then_some(body))
+}
+
+/// The full state event at `key`, from `/state`.
+async fn member_event(client: &Client, room: &str, key: &str) -> Result<Option<Value>> {
+    let (status, body) = client.get(&room_path(room, "state")).await?;
+    ensure!(status == 200, "state: {status} {body}");
+    Ok(body
+        .as_array()
+        .and_then(|events| events.iter().find(|e| e["type"] == MEMBER_TYPE && e["state_key"] == key).cloned()))
+}
+
+/// The bodies of the room's messages, oldest first.
+async fn message_bodies(client: &Client, room: &str) -> Result<Vec<String>> {
+    Ok(client
+        .all_messages_forward(room, 100)
+        .await?
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect())
+}
+
+fn join_content(device: &str) -> Value {
+    json!({ "application": "m.call", "call_id": "", "scope": "m.room", "device_id": device, "expires": 14_400_000 })
+}
+
+/// A call: the members join with a delayed leave and restart it every 400 ms; it stays pending
+/// while they do, and fires on its time once they stop (as when a client dies).
+#[tokio::test]
+async fn a_dead_mans_switch_holds_while_restarted_and_fires_on_time() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let room = alice.create_room(json!({ "preset": "private_chat" })).await?;
+    let key = format!("_{}_{}_m.call", alice.user_id, alice.device_id);
+
+    let delay_ms = 1_500;
+    let delay_id = delay_state(&alice, &room, &key, json!({}), delay_ms).await?;
+    let (status, body) = alice
+        .put(&room_path(&room, &format!("state/{MEMBER_TYPE}/{}", enc(&key))), &join_content(&alice.device_id))
+        .await?;
+    ensure!(status == 200, "join the call: {status} {body}");
+
+    // The last restart happened between these two instants.
+    let (mut restart_sent, mut restart_answered) = (Instant::now(), Instant::now());
+    let held_until = Instant::now() + Duration::from_millis(3_500);
+    while Instant::now() < held_until {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        restart_sent = Instant::now();
+        let (status, body) = alice.post(&format!("{DELAYED}/{delay_id}/restart"), &json!({})).await?;
+        ensure!(status == 200, "restart: {status} {body}");
+        restart_answered = Instant::now();
+    }
+    ensure!(
+        member_state(&alice, &room, &key).await? == Some(join_content(&alice.device_id)),
+        "restarted every 400 ms, a 1.5 s delayed leave has not fired"
+    );
+
+    // The client "dies": no more restarts. The leave arrives when it was due, not before.
+    let delay = Duration::from_millis(delay_ms);
+    let fired_at = loop {
+        if member_state(&alice, &room, &key).await? == Some(json!({})) {
+            break Instant::now();
+        }
+        ensure!(Instant::now() < restart_answered + delay + Duration::from_secs(5), "the delayed leave never fired");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let early = (restart_sent + delay).saturating_duration_since(fired_at);
+    let late = fired_at.saturating_duration_since(restart_answered + delay);
+    eprintln!("delayed leave: seen at most {late:?} after its time (polling every 10 ms)");
+    // The server moved the timer while the restart was in flight: the event cannot be seen before
+    // the restart was sent plus the delay, and a timer fires within milliseconds (the bound has
+    // slack for a loaded CI machine).
+    ensure!(early.is_zero(), "fired {early:?} before its time");
+    ensure!(late < Duration::from_millis(500), "fired {late:?} late");
+
+    // Sent from the scheduling device: its sender sees the delay id, others do not.
+    let event = member_event(&alice, &room, &key).await?.context("the leave event")?;
+    ensure!(event["sender"] == alice.user_id.as_str());
+    let (status, listed) = alice.get(DELAYED).await?;
+    ensure!(status == 200 && listed["delayed_events"] == json!([]), "nothing pending after it fired: {listed}");
+    let (status, body) = alice.post(&format!("{DELAYED}/{delay_id}/restart"), &json!({})).await?;
+    ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "a fired event cannot be restarted: {status} {body}");
+    Ok(())
+}
+
+/// Listing, cancel / restart / send in both path forms, with and without a token, and every
+/// error a client can provoke.
+#[tokio::test]
+async fn delayed_events_are_managed_and_limited() -> Result<()> {
+    let config = format!("{NO_RATE_LIMITS}\n[rtc]\nmax_event_delay_ms = 60000\nmax_delayed_events_per_user = 3\n");
+    let server = TestServer::start_with(&config).await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+
+    // Advertised: the unstable feature and the capability with the configured limits.
+    let (_, versions) = alice.get("/_matrix/client/versions").await?;
+    ensure!(versions["unstable_features"]["org.matrix.msc4140"] == true, "{versions}");
+    let (_, caps) = alice.get("/_matrix/client/v3/capabilities").await?;
+    ensure!(
+        caps["capabilities"]["org.matrix.msc4140.delayed_events"]
+            == json!({ "max_delay_ms": 60000, "max_scheduled": 3 }),
+        "{caps}"
+    );
+
+    let first = delay_message(&alice, &room, "first", 50_000).await?;
+    let second = delay_message(&alice, &room, "second", 40_000).await?;
+    let (status, listed) = alice.get(DELAYED).await?;
+    ensure!(status == 200, "{listed}");
+    let ids: Vec<&str> =
+        listed["delayed_events"].as_array().context("list")?.iter().filter_map(|e| e["delay_id"].as_str()).collect();
+    ensure!(ids == [second.as_str(), first.as_str()], "soonest first: {listed}");
+    let entry = &listed["delayed_events"][0];
+    ensure!(
+        entry["room_id"] == room.as_str() && entry["type"] == "m.room.message" && entry["delay"] == 40_000,
+        "{entry}"
+    );
+    ensure!(
+        entry["content"]["body"] == "second" && entry["running_since"].is_u64() && entry.get("state_key").is_none()
+    );
+    let (_, bobs) = bob.get(DELAYED).await?;
+    ensure!(bobs["delayed_events"] == json!([]), "a user lists their own only: {bobs}");
+
+    // Bob's token does not find alice's events; no token at all acts on the id (the capability).
+    let (status, body) = bob.post(&format!("{DELAYED}/{first}/send"), &json!({})).await?;
+    ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "another user's event: {status} {body}");
+    let anonymous = server.anonymous();
+    let (status, body) = anonymous.post(&format!("{DELAYED}/{first}"), &json!({ "action": "restart" })).await?;
+    ensure!(status == 200 && body == json!({}), "restart without a token: {status} {body}");
+
+    // `send` now: the event appears at once, and its sender sees the delay id in `unsigned`.
+    let (status, body) = alice.post(&format!("{DELAYED}/{first}"), &json!({ "action": "send" })).await?;
+    ensure!(status == 200, "send: {status} {body}");
+    ensure!(message_bodies(&alice, &room).await? == ["first"], "sent at once");
+    let sent = alice
+        .all_messages_forward(&room, 100)
+        .await?
+        .into_iter()
+        .find(|e| e["content"]["body"] == "first")
+        .context("sent")?;
+    ensure!(sent["unsigned"]["org.matrix.msc4140.delay_id"] == first.as_str(), "the sender sees its delay id: {sent}");
+    ensure!(sent["unsigned"].get("transaction_id").is_none(), "{sent}");
+    let seen_by_bob = bob
+        .all_messages_forward(&room, 100)
+        .await?
+        .into_iter()
+        .find(|e| e["content"]["body"] == "first")
+        .context("bob")?;
+    ensure!(seen_by_bob["unsigned"].get("org.matrix.msc4140.delay_id").is_none(), "others do not: {seen_by_bob}");
+
+    // `cancel`: gone for good.
+    let (status, _) = alice.post(&format!("{DELAYED}/{second}/cancel"), &json!({})).await?;
+    ensure!(status == 200);
+    for action in ["cancel", "restart", "send"] {
+        let (status, body) = alice.post(&format!("{DELAYED}/{second}/{action}"), &json!({})).await?;
+        ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "{action} after cancel: {status} {body}");
+    }
+
+    // Malformed management requests.
+    let (status, body) = alice.post(&format!("{DELAYED}/{first}"), &json!({})).await?;
+    ensure!(status == 400 && errcode(&body) == "M_MISSING_PARAM", "no action: {status} {body}");
+    let (status, body) = alice.post(&format!("{DELAYED}/{first}"), &json!({ "action": "explode" })).await?;
+    ensure!(status == 400 && errcode(&body) == "M_INVALID_PARAM", "unknown action: {status} {body}");
+    let (status, body) = alice.post(&format!("{DELAYED}/{first}/explode"), &json!({})).await?;
+    ensure!(status == 404 && errcode(&body) == "M_UNRECOGNIZED", "unknown action path: {status} {body}");
+    let (status, body) =
+        alice.with_token(Some("nonsense")).post(&format!("{DELAYED}/{first}/send"), &json!({})).await?;
+    ensure!(status == 401 && errcode(&body) == "M_UNKNOWN_TOKEN", "a wrong token is refused: {status} {body}");
+
+    // Scheduling errors: a bad delay, one past the maximum (the shape matrix-js-sdk shrinks its
+    // delay on), a room the user is not in, too many pending.
+    for bad in ["-5", "soon", "1.5"] {
+        let path = room_path(&room, &format!("send/m.room.message/bad{bad}?org.matrix.msc4140.delay={bad}"));
+        let (status, body) = alice.put(&path, &json!({ "body": "x" })).await?;
+        ensure!(status == 400 && errcode(&body) == "M_INVALID_PARAM", "delay {bad}: {status} {body}");
+    }
+    let path = room_path(&room, "send/m.room.message/toolong?org.matrix.msc4140.delay=60001");
+    let (status, body) = alice.put(&path, &json!({ "body": "x" })).await?;
+    ensure!(
+        status == 400
+            && body["org.matrix.msc4140.errcode"] == "M_MAX_DELAY_EXCEEDED"
+            && body["org.matrix.msc4140.max_delay"] == 60000,
+        "past the maximum: {status} {body}"
+    );
+    let carol = server.register("carol").await?;
+    let path = room_path(&room, "send/m.room.message/outsider?org.matrix.msc4140.delay=1000");
+    let (status, body) = carol.put(&path, &json!({ "body": "x" })).await?;
+    ensure!(status == 403 && errcode(&body) == "M_FORBIDDEN", "not in the room: {status} {body}");
+    // Nothing of alice's is pending now (one sent, one cancelled): three places.
+    for i in 0..3 {
+        delay_message(&alice, &room, &format!("filler {i}"), 30_000).await?;
+    }
+    let path = room_path(&room, "send/m.room.message/fourth?org.matrix.msc4140.delay=1000");
+    let (status, body) = alice.put(&path, &json!({ "body": "x" })).await?;
+    ensure!(
+        status == 429 && errcode(&body) == "M_LIMIT_EXCEEDED" && body["retry_after_ms"].is_u64(),
+        "fourth: {status} {body}"
+    );
+    Ok(())
+}
+
+/// A write to a state entry by another user cancels the delayed writes to it others have
+/// pending; the writer's own pending write stays.
+#[tokio::test]
+async fn another_users_write_cancels_a_pending_delayed_state_write() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    let key = "_shared_slot";
+
+    let alices = delay_state(&alice, &room, key, json!({ "by": "alice" }), 30_000).await?;
+    let bobs = delay_state(&bob, &room, key, json!({ "by": "bob later" }), 30_000).await?;
+    // Alice writes it herself: her own pending write stays, bob's goes.
+    let path = room_path(&room, &format!("state/{MEMBER_TYPE}/{key}"));
+    ensure!(alice.put(&path, &join_content("A")).await?.0 == 200, "call.member is open to members by default");
+    let (_, listed) = alice.get(DELAYED).await?;
+    ensure!(listed["delayed_events"][0]["delay_id"] == alices.as_str(), "her own stays: {listed}");
+    let (_, listed) = bob.get(DELAYED).await?;
+    ensure!(listed["delayed_events"] == json!([]), "bob's is cancelled by alice's write: {listed}");
+    let (status, _) = bob.post(&format!("{DELAYED}/{bobs}/send"), &json!({})).await?;
+    ensure!(status == 404, "a cancelled event cannot be sent");
+
+    // Bob's write cancels alice's.
+    ensure!(bob.put(&path, &join_content("B")).await?.0 == 200);
+    let (_, listed) = alice.get(DELAYED).await?;
+    ensure!(listed["delayed_events"] == json!([]), "cancelled by bob's write: {listed}");
+    ensure!(member_state(&alice, &room, key).await? == Some(join_content("B")));
+    Ok(())
+}
+
+/// Delayed events due while the server was down (killed with SIGKILL) are sent once each when
+/// it is back, in the order they were due — not the order they were scheduled.
+#[tokio::test]
+async fn overdue_delayed_events_are_sent_once_in_order_after_a_crash() -> Result<()> {
+    let mut server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let room = alice.create_room(json!({ "preset": "private_chat" })).await?;
+    delay_message(&alice, &room, "third", 1_400).await?;
+    delay_message(&alice, &room, "first", 1_000).await?;
+    delay_message(&alice, &room, "second", 1_200).await?;
+    server.kill9();
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    server.start_again().await?;
+    let alice = alice.on(&server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let bodies = message_bodies(&alice, &room).await?;
+        if bodies.len() >= 3 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let bodies = message_bodies(&alice, &room).await?;
+            ensure!(bodies == ["first", "second", "third"], "once each, in the order due: {bodies:?}");
+            break;
+        }
+        ensure!(Instant::now() < deadline, "overdue events not sent after the restart: {bodies:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, listed) = alice.get(DELAYED).await?;
+    ensure!(listed["delayed_events"] == json!([]), "{listed}");
+    Ok(())
+}
+
+/// Two processes on one PostgreSQL database: each delayed event is sent by exactly one of them.
+#[tokio::test]
+async fn each_delayed_event_fires_once_across_processes() -> Result<()> {
+    if myelin_e2e::repeat_of_sqlite_pass("each_delayed_event_fires_once_across_processes") {
+        return Ok(());
+    }
+    let a = TestServer::start_postgres().await?;
+    let b = a.start_peer().await?;
+    let alice = a.register("alice").await?;
+    let room = alice.create_room(json!({ "preset": "private_chat" })).await?;
+    let on_b = alice.on(&b);
+    let count = 20;
+    for i in 0..count {
+        let via = if i % 2 == 0 { &alice } else { &on_b };
+        delay_message(via, &room, &format!("m{i:02}"), 800).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while message_bodies(&alice, &room).await?.len() < count {
+        ensure!(Instant::now() < deadline, "not every delayed event was sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut bodies = message_bodies(&on_b, &room).await?;
+    bodies.sort();
+    let want: Vec<String> = (0..count).map(|i| format!("m{i:02}")).collect();
+    ensure!(bodies == want, "each exactly once: {bodies:?}");
+    Ok(())
+}
+
+/// The SHA-256 of the parts as a JSON array, unpadded standard base64 (the reference service's
+/// identities and room names).
+fn livekit_hash(parts: &[&str]) -> String {
+    let json = serde_json::to_string(parts).expect("json");
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(json.as_bytes()))
+}
+
+/// The claims of a LiveKit JWT after checking its HS256 signature with `secret`.
+fn verified_claims(jwt: &str, secret: &str) -> Result<Value> {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    ensure!(parts.len() == 3, "not a JWT: {jwt}");
+    let header: Value = serde_json::from_slice(&b64.decode(parts[0])?)?;
+    ensure!(header["alg"] == "HS256", "{header}");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())?;
+    mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
+    mac.verify_slice(&b64.decode(parts[2])?).map_err(|_| anyhow::anyhow!("bad signature"))?;
+    Ok(serde_json::from_slice(&b64.decode(parts[1])?)?)
+}
+
+async fn openid_token(client: &Client) -> Result<Value> {
+    let (status, token) = client
+        .post(&format!("/_matrix/client/v3/user/{}/openid/request_token", enc(&client.user_id)), &json!({}))
+        .await?;
+    ensure!(status == 200, "openid: {status} {token}");
+    Ok(token)
+}
+
+/// The embedded JWT service: discovered through `rtc/transports` and `.well-known`, it turns an
+/// OpenID token of a room member into a LiveKit token the SFU accepts, and refuses everyone else.
+#[tokio::test]
+async fn the_livekit_jwt_service_admits_room_members_only() -> Result<()> {
+    let server = TestServer::start_with_env(NO_RATE_LIMITS, &livekit_env()).await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "private_chat" })).await?;
+
+    // Discovery.
+    let (status, body) = server.anonymous().get("/_matrix/client/unstable/org.matrix.msc4143/rtc/transports").await?;
+    ensure!(status == 401, "transports need a token: {status} {body}");
+    let (status, transports) = alice.get("/_matrix/client/unstable/org.matrix.msc4143/rtc/transports").await?;
+    ensure!(status == 200, "{transports}");
+    let service = transports["rtc_transports"][0]["livekit_service_url"].as_str().context("service url")?.to_owned();
+    ensure!(transports["rtc_transports"][0]["type"] == "livekit");
+    ensure!(service == format!("{}/_myelin/livekit/jwt", server.base_url()), "on Myelin's own listener: {service}");
+    let (_, stable) = alice.get("/_matrix/client/v1/rtc/transports").await?;
+    ensure!(stable == transports, "{stable}");
+    let (_, well_known) = server.anonymous().get("/.well-known/matrix/client").await?;
+    ensure!(well_known["org.matrix.msc4143.rtc_foci"] == transports["rtc_transports"], "{well_known}");
+    let jwt_service = Client::new(&service);
+    let (status, _) = jwt_service.get("/healthz").await?;
+    ensure!(status == 200);
+
+    // A member's token: the reference service's identity and room, signed with the secret.
+    let token = openid_token(&alice).await?;
+    let request = json!({
+        "room_id": room,
+        "slot_id": "m.call#ROOM",
+        "openid_token": token,
+        "member": { "id": "member-1", "claimed_user_id": alice.user_id, "claimed_device_id": alice.device_id },
+    });
+    let (status, granted) = jwt_service.post("/get_token", &request).await?;
+    ensure!(status == 200, "get_token: {status} {granted}");
+    ensure!(granted["url"] == "wss://sfu.test.invalid", "{granted}");
+    let jwt = granted["jwt"].as_str().context("jwt")?;
+    let claims = verified_claims(jwt, LIVEKIT_SECRET)?;
+    ensure!(verified_claims(jwt, "another secret").is_err(), "only the configured secret verifies it");
+    ensure!(claims["iss"] == "devkey", "{claims}");
+    ensure!(claims["sub"] == livekit_hash(&[&alice.user_id, &alice.device_id, "member-1"]), "{claims}");
+    ensure!(claims["video"]["room"] == livekit_hash(&[&room, "m.call#ROOM"]), "{claims}");
+    ensure!(claims["video"]["roomJoin"] == true && claims["video"]["canPublish"] == true, "{claims}");
+    let (exp, nbf) = (claims["exp"].as_u64().context("exp")?, claims["nbf"].as_u64().context("nbf")?);
+    ensure!(exp - nbf == 3600, "an hour: {claims}");
+
+    // The legacy endpoint: identity `user:device`, the room's call.
+    let legacy = json!({ "room": room, "openid_token": openid_token(&alice).await?, "device_id": alice.device_id });
+    let (status, granted) = jwt_service.post("/sfu/get", &legacy).await?;
+    ensure!(status == 200, "sfu/get: {status} {granted}");
+    let claims = verified_claims(granted["jwt"].as_str().context("jwt")?, LIVEKIT_SECRET)?;
+    ensure!(claims["sub"] == format!("{}:{}", alice.user_id, alice.device_id), "{claims}");
+    ensure!(claims["video"]["room"] == livekit_hash(&[&room, "m.call#ROOM"]), "{claims}");
+
+    // Refusals.
+    let mut not_member = request.clone();
+    not_member["openid_token"] = openid_token(&bob).await?;
+    not_member["member"]["claimed_user_id"] = json!(bob.user_id);
+    let (status, body) = jwt_service.post("/get_token", &not_member).await?;
+    ensure!(status == 403 && errcode(&body) == "M_FORBIDDEN", "bob is not in the room: {status} {body}");
+    let mut impostor = request.clone();
+    impostor["openid_token"] = openid_token(&bob).await?;
+    let (status, body) = jwt_service.post("/get_token", &impostor).await?;
+    ensure!(status == 401 && errcode(&body) == "M_UNAUTHORIZED", "bob claiming to be alice: {status} {body}");
+    let mut forged = request.clone();
+    forged["openid_token"]["access_token"] = json!("forged");
+    let (status, body) = jwt_service.post("/get_token", &forged).await?;
+    ensure!(status == 401 && errcode(&body) == "M_UNAUTHORIZED", "unknown OpenID token: {status} {body}");
+    let mut extra = request.clone();
+    extra["surprise"] = json!(1);
+    let (status, body) = jwt_service.post("/get_token", &extra).await?;
+    ensure!(status == 400 && errcode(&body) == "M_NOT_JSON", "unknown field: {status} {body}");
+    let (status, body) = jwt_service.raw(reqwest::Method::POST, "/get_token", b"{not json".to_vec()).await?;
+    ensure!(status == 400 && errcode(&body) == "M_NOT_JSON", "not JSON: {status} {body}");
+    for missing in ["room_id", "slot_id", "member", "openid_token"] {
+        let mut partial = request.clone();
+        partial.as_object_mut().context("object")?.remove(missing);
+        let (status, body) = jwt_service.post("/get_token", &partial).await?;
+        ensure!(status == 400 && errcode(&body) == "M_BAD_JSON", "without {missing}: {status} {body}");
+    }
+    let (status, body) = jwt_service.post("/sfu/get", &json!({ "openid_token": token })).await?;
+    ensure!(status == 400 && errcode(&body) == "M_BAD_JSON", "sfu/get without a room: {status} {body}");
+
+    // Browsers (Element Call is a web page) may call it from anywhere.
+    let preflight = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, format!("{service}/get_token"))
+        .header("Origin", "https://call.example.org")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type")
+        .send()
+        .await?;
+    ensure!(preflight.status().is_success(), "preflight: {}", preflight.status());
+    ensure!(preflight.headers().contains_key("access-control-allow-origin"), "{:?}", preflight.headers());
+    Ok(())
+}
+
+/// Without a LiveKit SFU configured nothing is advertised and the JWT service is absent.
+#[tokio::test]
+async fn without_livekit_no_transport_is_advertised() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let (status, body) = alice.get("/_matrix/client/unstable/org.matrix.msc4143/rtc/transports").await?;
+    ensure!(status == 200 && body == json!({ "rtc_transports": [] }), "{status} {body}");
+    let (_, well_known) = server.anonymous().get("/.well-known/matrix/client").await?;
+    ensure!(well_known.get("org.matrix.msc4143.rtc_foci").is_none(), "{well_known}");
+    let jwt_service = Client::new(&format!("{}/_myelin/livekit/jwt", server.base_url()));
+    let (status, _) = jwt_service.get("/healthz").await?;
+    ensure!(status == 404);
+    let (status, body) = jwt_service.post("/get_token", &json!({})).await?;
+    ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "{status} {body}");
+    Ok(())
+}
