@@ -116,6 +116,8 @@ $FEDERATION_YAML
 presence:
   enabled: false
 enable_metrics: false
+# Delayed events (MSC4140, what MatrixRTC calls use) are off unless a maximum delay is set.
+max_event_delay_duration: 24h
 
 listeners:
   - port: $PORT

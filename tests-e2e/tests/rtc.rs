@@ -478,3 +478,113 @@ async fn without_livekit_no_transport_is_advertised() -> Result<()> {
     ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "{status} {body}");
     Ok(())
 }
+
+const STICKY_TYPE: &str = "org.matrix.msc4143.rtc.member";
+
+/// Sends a sticky event for `duration_ms` (optionally delayed); answers the send's JSON.
+async fn send_sticky(client: &Client, room: &str, key: &str, duration_ms: u64, delay_ms: Option<u64>) -> Result<Value> {
+    let txn = format!("s{:016x}", rand::random::<u64>());
+    let mut path =
+        room_path(room, &format!("send/{STICKY_TYPE}/{txn}?org.matrix.msc4354.sticky_duration_ms={duration_ms}"));
+    if let Some(delay) = delay_ms {
+        path.push_str(&format!("&org.matrix.msc4140.delay={delay}"));
+    }
+    let (status, body) = client.put(&path, &json!({ "msc4354_sticky_key": key, "member": { "id": key } })).await?;
+    ensure!(status == 200, "sticky send: {status} {body}");
+    Ok(body)
+}
+
+/// The ids of a synced room's sticky events, and the events.
+fn sticky_of(sync: &Value, room: &str) -> Vec<Value> {
+    sync["rooms"]["join"][room]["msc4354_sticky"]["events"].as_array().cloned().unwrap_or_default()
+}
+
+/// Sticky events (MSC4354): a member who joins later is sent the unexpired ones with the time
+/// they have left; a client whose timeline skipped one gets it beside the timeline; one in the
+/// timeline is not repeated; expired ones are not sent; a delayed event can be sticky.
+#[tokio::test]
+async fn sticky_events_reach_later_joiners_and_gapped_syncs_until_they_expire() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    let (_, versions) = alice.get("/_matrix/client/versions").await?;
+    ensure!(versions["unstable_features"]["org.matrix.msc4354"] == true, "{versions}");
+    let bob_since = myelin_e2e::next_batch(&bob.sync(None, 0, None).await?)?;
+
+    let long = send_sticky(&alice, &room, "long", 600_000, None).await?;
+    let long_id = long["event_id"].as_str().context("event id")?.to_owned();
+    let short = send_sticky(&alice, &room, "short", 1_500, None).await?;
+    let short_id = short["event_id"].as_str().context("event id")?.to_owned();
+
+    // Bob's incremental sync has both in the timeline: not repeated as sticky.
+    let sync = bob.sync(Some(&bob_since), 0, None).await?;
+    let in_timeline: Vec<String> =
+        myelin_e2e::timeline(&sync, &room).iter().filter_map(|e| e["event_id"].as_str().map(str::to_owned)).collect();
+    ensure!(in_timeline.contains(&long_id) && in_timeline.contains(&short_id), "{sync}");
+    ensure!(sticky_of(&sync, &room).is_empty(), "a timeline event is not repeated: {sync}");
+    let bob_since = myelin_e2e::next_batch(&sync)?;
+
+    // A gap: ten messages after another sticky event, and a timeline of one.
+    let gapped = send_sticky(&alice, &room, "gapped", 600_000, None).await?;
+    for i in 0..10 {
+        alice.send_message(&room, &format!("chatter {i}")).await?;
+    }
+    let filter = json!({ "room": { "timeline": { "limit": 1 } } });
+    let sync = bob.sync(Some(&bob_since), 0, Some(&filter)).await?;
+    let sticky = sticky_of(&sync, &room);
+    let sticky: Vec<&str> = sticky.iter().filter_map(|e| e["event_id"].as_str()).collect();
+    ensure!(sticky == [gapped["event_id"].as_str().context("id")?], "the skipped sticky event, alone: {sync}");
+
+    // Carol joins later: every unexpired one, with its time left, whatever she may see of the
+    // history before her join.
+    let carol = server.register("carol").await?;
+    ensure!(carol.join(&room).await?.0 == 200);
+    let sync = carol.sync(None, 0, Some(&filter)).await?;
+    let sticky = sticky_of(&sync, &room);
+    let ids: Vec<&str> = sticky.iter().filter_map(|e| e["event_id"].as_str()).collect();
+    ensure!(ids.contains(&long_id.as_str()), "the long one reaches a later joiner: {sync}");
+    let long_event = sticky.iter().find(|e| e["event_id"] == long_id.as_str()).context("long")?;
+    let ttl = long_event["unsigned"]["msc4354_sticky_duration_ttl_ms"].as_u64().context("ttl")?;
+    ensure!(ttl > 500_000 && ttl <= 600_000, "time left: {ttl}");
+    ensure!(long_event["content"]["msc4354_sticky_key"] == "long" && long_event["sender"] == alice.user_id.as_str());
+
+    // After 1.5 s the short one has expired: a new joiner does not get it.
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let dave = server.register("dave").await?;
+    ensure!(dave.join(&room).await?.0 == 200);
+    let sync = dave.sync(None, 0, Some(&filter)).await?;
+    let ids: Vec<String> =
+        sticky_of(&sync, &room).iter().filter_map(|e| e["event_id"].as_str().map(str::to_owned)).collect();
+    ensure!(ids.contains(&long_id) && !ids.contains(&short_id), "expired ones are not sent: {ids:?}");
+
+    // A delayed sticky event (matrix-js-sdk's call leave) is sticky when it fires.
+    let scheduled = send_sticky(&alice, &room, "leave", 600_000, Some(300)).await?;
+    ensure!(scheduled["delay_id"].is_string(), "{scheduled}");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let erin = server.register("erin").await?;
+    ensure!(erin.join(&room).await?.0 == 200);
+    let sync = erin.sync(None, 0, Some(&filter)).await?;
+    ensure!(
+        sticky_of(&sync, &room).iter().any(|e| e["content"]["msc4354_sticky_key"] == "leave"),
+        "the delayed one fired sticky: {sync}"
+    );
+
+    // Sliding sync's extension gives a new room its sticky events too.
+    let body = json!({
+        "lists": { "all": { "ranges": [[0, 9]], "timeline_limit": 1 } },
+        "extensions": { "org.matrix.msc4354.sticky_events": { "enabled": true } },
+    });
+    let (status, resp) = erin.post("/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", &body).await?;
+    ensure!(status == 200, "{resp}");
+    let ext = &resp["extensions"]["org.matrix.msc4354.sticky_events"];
+    let events = ext["rooms"][&room]["events"].as_array().context("sticky extension")?;
+    ensure!(events.iter().any(|e| e["event_id"] == long_id.as_str()), "{ext}");
+
+    // Out of range.
+    let path = room_path(&room, &format!("send/{STICKY_TYPE}/toolong?org.matrix.msc4354.sticky_duration_ms=3600001"));
+    let (status, body) = alice.put(&path, &json!({})).await?;
+    ensure!(status == 400 && errcode(&body) == "M_INVALID_PARAM", "{status} {body}");
+    Ok(())
+}

@@ -12,6 +12,7 @@
 //! off; 429 answers are nevertheless retried after `retry_after_ms` and counted.
 
 mod client;
+mod delayed;
 mod report;
 mod scenarios;
 mod stats;
@@ -43,6 +44,8 @@ enum Scenario {
     Federation,
     /// Joining a big room that lives on another server; needs `--join-host`.
     Join,
+    /// Delayed-event timers (MSC4140): how late many concurrent timers fire.
+    Delayed,
 }
 
 /// Benchmark Matrix homeservers side by side over the client-server API.
@@ -105,6 +108,9 @@ struct Args {
     /// Join scenario: state events of the big room (members included).
     #[arg(long = "join-state-events", default_value_t = 10_000)]
     join_state_events: usize,
+    /// Delayed scenario: concurrent delayed events (timers), due over three seconds.
+    #[arg(long = "delayed-timers", default_value_t = 1000)]
+    delayed_timers: usize,
     /// Sliding-sync scenario: rooms the user is in (the first window is [0,19]; live updates
     /// reuse --fanout-messages, repeats --sync-repeats).
     #[arg(long = "ss-rooms", default_value_t = 1000)]
@@ -311,6 +317,12 @@ async fn main() -> Result<()> {
             }
             None => Outcome::NotRun,
         };
+        let delayed = if run(Scenario::Delayed) {
+            run_scenario("delayed", name, limit, delayed::delayed_timers(&server, &params, args.delayed_timers.max(1)))
+                .await
+        } else {
+            Outcome::NotRun
+        };
         let rss_after_mb = rss("after");
         reports.push(TargetReport {
             name: name.clone(),
@@ -325,6 +337,7 @@ async fn main() -> Result<()> {
             sliding_sync,
             federation,
             join,
+            delayed,
             rate_limit_retries: server.rate_limit_retries(),
         });
     }
@@ -333,7 +346,8 @@ async fn main() -> Result<()> {
     let settings = format!(
         "Settings: send {} senders × {} messages; fan-out {} listeners, {} messages; \
          initial sync {} rooms, {} runs; keys {} devices, {} runs; sliding sync {} rooms; \
-         federation {} listeners on the peer, {} messages; join a room of {} members, {} state events{}. \
+         federation {} listeners on the peer, {} messages; join a room of {} members, {} state events{}; \
+         {} delayed-event timers. \
          Targets: {}.",
         args.senders,
         args.count,
@@ -349,6 +363,7 @@ async fn main() -> Result<()> {
         args.join_members,
         args.join_state_events,
         args.join_host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default(),
+        args.delayed_timers,
         reports
             .iter()
             .map(|r| match peers.get(&r.name) {

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::delayed::DelayedResult;
 use crate::scenarios::{
     FanoutResult, InitialSyncResult, JoinResult, KeysResult, SendResult, SlidingSyncResult, avg, p50, p99,
 };
@@ -40,6 +41,7 @@ pub struct TargetReport {
     pub sliding_sync: Outcome<SlidingSyncResult>,
     pub federation: Outcome<FanoutResult>,
     pub join: Outcome<JoinResult>,
+    pub delayed: Outcome<DelayedResult>,
     pub rate_limit_retries: u64,
 }
 
@@ -55,6 +57,7 @@ impl TargetReport {
             ("sliding sync", failure(&self.sliding_sync)),
             ("federation", failure(&self.federation)),
             ("join", failure(&self.join)),
+            ("delayed events", failure(&self.delayed)),
         ] {
             if let Some(err) = outcome {
                 out.push(format!("{} / {scenario}: {err}", self.name));
@@ -180,6 +183,24 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             0,
             Better::Lower("time"),
             Box::new(|t| t.join.cell(|r| Some(r.whole_ms))),
+        ),
+        (
+            "delayed-event timers: lateness p50 (ms)".into(),
+            1,
+            Better::Lower("lateness"),
+            Box::new(|t| t.delayed.cell(|r| p50(&r.lateness_ms))),
+        ),
+        (
+            "delayed-event timers: lateness p99 (ms)".into(),
+            1,
+            Better::Lower("lateness"),
+            Box::new(|t| t.delayed.cell(|r| p99(&r.lateness_ms))),
+        ),
+        (
+            "delayed-event timers: never fired".into(),
+            0,
+            Better::Neither,
+            Box::new(|t| t.delayed.cell(|r| Some(r.missed as f64))),
         ),
         (
             format!("initial sync, {params_rooms} rooms: median (ms)"),
@@ -426,6 +447,7 @@ mod tests {
             fanout: Outcome::NotRun,
             federation: Outcome::NotRun,
             join: Outcome::NotRun,
+            delayed: Outcome::NotRun,
             initial_sync: Outcome::Failed("boom".into()),
             keys: Outcome::NotRun,
             sliding_sync: Outcome::NotRun,

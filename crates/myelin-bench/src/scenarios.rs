@@ -92,7 +92,7 @@ impl InitialSyncResult {
 }
 
 /// Registers `n` users named `{prefix}{tag}{i}`, `concurrency` at a time.
-async fn register_users(server: &Server, params: &Params, tag: &str, n: usize) -> Result<Vec<User>> {
+pub(crate) async fn register_users(server: &Server, params: &Params, tag: &str, n: usize) -> Result<Vec<User>> {
     let sem = Arc::new(Semaphore::new(params.setup_concurrency.max(1)));
     let mut set = JoinSet::new();
     for i in 0..n {
@@ -116,7 +116,7 @@ async fn register_users(server: &Server, params: &Params, tag: &str, n: usize) -
 }
 
 /// Makes every user in `users` join `room_id`, `concurrency` at a time.
-async fn join_all(users: &[User], room_id: &str, params: &Params) -> Result<()> {
+pub(crate) async fn join_all(users: &[User], room_id: &str, params: &Params) -> Result<()> {
     join_all_via(users, room_id, None, params).await
 }
 

@@ -63,10 +63,6 @@ pub struct LiveKitConfig {
     pub key: String,
     /// The API secret the tokens are signed with (HS256).
     pub secret: String,
-    /// Servers whose users may start a call (create its LiveKit room); users of other servers
-    /// only join calls already running. This server is always one of them.
-    #[serde(default)]
-    pub full_access_homeservers: Vec<String>,
 }
 
 /// The server-server API: its TLS listener and how this server reaches others.

@@ -110,6 +110,7 @@ impl Services {
             state_key: spec.state_key.clone(),
             content: spec.content.to_string(),
             delay_ms,
+            sticky_duration_ms: spec.sticky_duration_ms,
             send_at_ms: now.saturating_add(delay_ms),
             created_ms: now,
         };
@@ -212,7 +213,8 @@ impl Services {
             Some(state_key) => EventSpec::state(StateEventType::from(event.event_type.as_str()), state_key, content),
             None => EventSpec::message(TimelineEventType::from(event.event_type.as_str()), content),
         }
-        .with_txn(delayed_txn_id(&event.delay_id));
+        .with_txn(delayed_txn_id(&event.delay_id))
+        .sticky(event.sticky_duration_ms);
         let sent = self.send_event_for(&requester, &event.room_id, spec, false).await;
         match &sent {
             Err(err) if err.status >= 500 => {}

@@ -329,6 +329,7 @@ impl Services {
                     .store
                     .delete_idle_sliding_sync_connections((now as i64).saturating_sub(self.sliding_idle_expiry_ms()))
                     .await?;
+                let sticky_events = self.store.delete_expired_sticky_events(now).await?;
                 let uia_sessions = self
                     .store
                     .delete_uia_sessions_before(now.saturating_sub(crate::uia::SESSION_LIFETIME.as_millis() as u64))
@@ -338,8 +339,9 @@ impl Services {
                     txns,
                     connections,
                     uia_sessions,
-                    "clean-up: expired login tokens, old transaction ids, idle sliding sync connections and \
-                     expired authentication sessions removed"
+                    sticky_events,
+                    "clean-up: expired login tokens, old transaction ids, idle sliding sync connections, \
+                     expired authentication sessions and expired sticky events removed"
                 );
                 Ok(Next::Done)
             }

@@ -23,6 +23,7 @@ pub mod ratelimit;
 pub mod rooms;
 pub mod rtc;
 pub mod sliding_sync;
+pub mod sticky_events;
 pub mod sync;
 pub mod typing;
 pub mod uia;

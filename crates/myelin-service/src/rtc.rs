@@ -203,12 +203,7 @@ mod tests {
     fn an_access_token_carries_livekit_claims_and_verifies() {
         use base64::Engine;
         use hmac::{Hmac, Mac};
-        let livekit = LiveKitConfig {
-            url: "wss://sfu.test".into(),
-            key: "devkey".into(),
-            secret: "secret".into(),
-            full_access_homeservers: vec![],
-        };
+        let livekit = LiveKitConfig { url: "wss://sfu.test".into(), key: "devkey".into(), secret: "secret".into() };
         let jwt = livekit_access_token(&livekit, "ident", "room", 1_000);
         let parts: Vec<&str> = jwt.split('.').collect();
         assert_eq!(parts.len(), 3);

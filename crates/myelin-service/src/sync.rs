@@ -43,6 +43,8 @@ struct RoomSection<'a> {
     full: bool,
     filter: &'a Filter,
     room_account_data: Vec<Value>,
+    /// The room's unexpired sticky events (MSC4354).
+    sticky: Vec<myelin_storage::StickyEvent>,
 }
 
 /// The section of the response a room goes into.
@@ -213,6 +215,9 @@ impl Services {
                 }
             }
         }
+        let joined: Vec<OwnedRoomId> =
+            rooms.iter().filter(|r| r.membership == Membership::Join).map(|r| r.room_id.clone()).collect();
+        let mut sticky_by_room = self.sticky_events_by_room(&joined, now.pos).await?;
         // Rooms are independent: build their sections concurrently (reads overlap on the pool).
         let mut work = Vec::new();
         for room in rooms.iter().filter(|r| filter.room.room_allowed(r.room_id.as_str())) {
@@ -220,13 +225,14 @@ impl Services {
                 continue; // committed after our snapshot: the next sync has it
             }
             let data = room_account_data.remove(&room.room_id).unwrap_or_default();
+            let sticky = sticky_by_room.remove(&room.room_id).unwrap_or_default();
             let ignored = ignored.clone();
             work.push(async move {
                 let changed_membership = since_pos.is_none_or(|s| room.membership_pos > s);
                 let entry = match room.membership {
                     Membership::Join => {
                         let full = full_state || changed_membership;
-                        let section = RoomSection { since, now, full, filter, room_account_data: data };
+                        let section = RoomSection { since, now, full, filter, room_account_data: data, sticky };
                         self.joined_room(requester, room, section).await?.map(|e| (Section::Join, e))
                     }
                     Membership::Invite if ignored.contains(&room.membership_sender) => None,
@@ -380,7 +386,7 @@ impl Services {
         room: &UserRoom,
         section: RoomSection<'_>,
     ) -> MatrixResult<Option<Value>> {
-        let RoomSection { since, now, full, filter, room_account_data } = section;
+        let RoomSection { since, now, full, filter, room_account_data, sticky } = section;
         let user_id: &UserId = &requester.user_id;
         let room_id: &RoomId = &room.room_id;
         let since_pos = if full { None } else { since.map(|s| s.pos) };
@@ -439,16 +445,19 @@ impl Services {
                 }
             }
         }
+        let viewer = Some(Viewer { user_id, device_id: &requester.device_id });
+        let in_timeline: HashSet<&EventId> = timeline.iter().map(|e| e.event_id.as_ref()).collect();
+        let sticky = self.sticky_section(&sticky, since_pos, &in_timeline, viewer).await?;
         if since_pos.is_some()
             && timeline.is_empty()
             && state_events.is_empty()
             && ephemeral.is_empty()
             && room_account_data.is_empty()
+            && sticky.is_empty()
             && !limited
         {
             return Ok(None);
         }
-        let viewer = Some(Viewer { user_id, device_id: &requester.device_id });
         let prev_batch = timeline.first().map(|e| crate::sync::pagination_token(e.stream_pos.prev()));
         let (notifications, highlights) = self.store.unread_counts(user_id, room_id, now.pos).await?;
         // The summary reads the whole member list: send it when it can have changed (a full
@@ -472,6 +481,9 @@ impl Services {
         ]);
         if let Some(prev) = prev_batch {
             entry["timeline"]["prev_batch"] = prev.into();
+        }
+        if !sticky.is_empty() {
+            entry[crate::sticky_events::SYNC_SECTION] = json!({ "events": sticky });
         }
         Ok(Some(entry))
     }

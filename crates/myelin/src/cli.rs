@@ -205,7 +205,6 @@ fn apply_livekit_overrides(config: &mut Config, opts: &ConfigOpts) -> anyhow::Re
                     url: url.clone(),
                     key: key.clone(),
                     secret: secret.clone(),
-                    full_access_homeservers: Vec::new(),
                 });
             }
             _ => bail!("LiveKit needs MYELIN_LIVEKIT_URL, MYELIN_LIVEKIT_KEY and MYELIN_LIVEKIT_SECRET together"),

@@ -29,6 +29,8 @@ use crate::{
 const MAX_TYPE_LEN: usize = 255;
 /// The query parameter that delays a send (MSC4140).
 const DELAY_PARAM: &str = "org.matrix.msc4140.delay";
+/// The query parameter that makes an event sticky (MSC4354).
+const STICKY_PARAM: &str = "org.matrix.msc4354.sticky_duration_ms";
 
 pub async fn create_room(
     State(state): State<AppState>,
@@ -211,7 +213,8 @@ pub async fn put_state_empty_key(
 }
 
 /// Sends an event, or with `org.matrix.msc4140.delay=<ms>` schedules it (MSC4140): the answer is
-/// then its `delay_id`, not an event id.
+/// then its `delay_id`, not an event id. `org.matrix.msc4354.sticky_duration_ms=<ms>` makes it
+/// sticky (MSC4354).
 async fn send_now_or_later(
     state: &AppState,
     r: &Requester,
@@ -220,6 +223,11 @@ async fn send_now_or_later(
     query: &QueryMap,
 ) -> ApiResult<Json<Value>> {
     let room_id = room_id(room)?;
+    let sticky = query_u64(query, STICKY_PARAM)?;
+    if sticky.is_some_and(|ms| ms > myelin_service::sticky_events::MAX_STICKY_DURATION_MS) {
+        return Err(MatrixError::invalid_param(format!("{STICKY_PARAM} must be between 0 and 3600000")).into());
+    }
+    let spec = spec.sticky(sticky);
     if let Some(delay_ms) = query_u64(query, DELAY_PARAM)? {
         let delay_id = state.schedule_delayed_event(r, &room_id, spec, delay_ms).await?;
         return Ok(Json(json!({ "delay_id": delay_id })));

@@ -15,6 +15,7 @@ pub async fn versions(State(state): State<AppState>) -> Json<Value> {
             "org.matrix.simplified_msc3575": true,
             "org.matrix.msc4140": state.config().rtc.max_event_delay_ms > 0,
             "org.matrix.msc4143": true,
+            "org.matrix.msc4354": true,
         }
     }))
 }

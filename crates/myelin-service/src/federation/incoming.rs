@@ -501,6 +501,11 @@ impl Services {
                 let content: Value = serde_json::from_str(pdu.content.get()).unwrap_or(Value::Null);
                 let relation = relation_of(&content);
                 let json = parsed.json()?;
+                let sticky_until = json
+                    .contains(crate::sticky_events::PDU_FIELD)
+                    .then(|| serde_json::from_str::<Value>(&json).ok())
+                    .flatten()
+                    .and_then(|v| crate::sticky_events::sticky_until(&v, self.now_ms()));
                 let local_joined: Vec<_> = self
                     .store
                     .room_members(room_id, Some(Membership::Join))
@@ -547,6 +552,7 @@ impl Services {
                     member_changes,
                     rejection: rejection.clone(),
                     destinations: if accepted { relay_to.clone() } else { Vec::new() },
+                    sticky_until_ms: if accepted { sticky_until } else { None },
                 };
                 let mut wake: Vec<OwnedUserId> = local_joined.into_iter().map(|m| m.user_id).collect();
                 if let Some(m) = &own_membership

@@ -582,6 +582,7 @@ impl Services {
             member_changes,
             rejection: None,
             destinations: Vec::new(),
+            sticky_until_ms: None,
         };
         match self.store.persist_event(new_event).await? {
             PersistOutcome::Persisted { .. } | PersistOutcome::DuplicateTxn { .. } => {}

@@ -45,22 +45,37 @@ pub struct EventSpec {
     pub content: Value,
     pub redacts: Option<OwnedEventId>,
     pub txn_id: Option<OwnedTransactionId>,
+    /// Sent as a sticky event (MSC4354) for this long (at most an hour).
+    pub sticky_duration_ms: Option<u64>,
 }
 
 impl EventSpec {
     /// A message-like event.
     pub fn message(event_type: TimelineEventType, content: Value) -> Self {
-        Self { event_type, state_key: None, content, redacts: None, txn_id: None }
+        Self { event_type, state_key: None, content, redacts: None, txn_id: None, sticky_duration_ms: None }
     }
 
     /// A state event.
     pub fn state(event_type: StateEventType, state_key: impl Into<String>, content: Value) -> Self {
-        Self { event_type: event_type.into(), state_key: Some(state_key.into()), content, redacts: None, txn_id: None }
+        Self {
+            event_type: event_type.into(),
+            state_key: Some(state_key.into()),
+            content,
+            redacts: None,
+            txn_id: None,
+            sticky_duration_ms: None,
+        }
     }
 
     /// The same, sent under a client's transaction id.
     pub fn with_txn(mut self, txn_id: OwnedTransactionId) -> Self {
         self.txn_id = Some(txn_id);
+        self
+    }
+
+    /// The same, sticky for `duration_ms` (MSC4354; capped at an hour).
+    pub fn sticky(mut self, duration_ms: Option<u64>) -> Self {
+        self.sticky_duration_ms = duration_ms.map(|d| d.min(crate::sticky_events::MAX_STICKY_DURATION_MS));
         self
     }
 }
@@ -200,6 +215,7 @@ impl Services {
             content,
             redacts: Some(target.to_owned()),
             txn_id: Some(txn_id),
+            sticky_duration_ms: None,
         };
         Ok(self.send_event(sender, Some(&requester.device_id), Target::Existing(room_id), spec, true).await?.0)
     }
@@ -483,6 +499,9 @@ impl Services {
             depth: prev_depth + 1,
             origin_server_ts: ts,
         })?;
+        if let Some(duration_ms) = spec.sticky_duration_ms {
+            object.insert(crate::sticky_events::PDU_FIELD.into(), crate::sticky_events::pdu_field(duration_ms));
+        }
         if room_id.is_none() && !rules.authorization.room_create_event_id_as_room_id {
             let room_id = format!("!{}:{}", self.random.alphanumeric(18), self.server_name);
             object.insert("room_id".into(), CanonicalJsonValue::String(room_id));
@@ -574,6 +593,7 @@ impl Services {
             member_changes: Vec::new(),
             rejection: None,
             destinations: destinations.clone(),
+            sticky_until_ms: spec.sticky_duration_ms.map(|d| ts.saturating_add(d)),
         };
         let state_change = spec.state_key.clone().map(|k| ((state_event_type(&spec.event_type), k), event_id.clone()));
         let pending = self.store.enqueue_event(new_event);

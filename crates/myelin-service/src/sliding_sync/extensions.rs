@@ -1,5 +1,6 @@
 //! The extensions of a sliding sync response: `to_device`, `e2ee`, `account_data`, `receipts`,
-//! `typing`. Each says whether it carries news, which decides whether a long-poll returns.
+//! `typing`, sticky events (MSC4354). Each says whether it carries news, which decides whether a
+//! long-poll returns.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -168,6 +169,33 @@ impl Services {
             }
             news |= !typing.is_empty();
             out.insert("typing".into(), object([("rooms", typing.into())]));
+        }
+
+        if let Some(limit) = requested.sticky_events {
+            // The response's joined rooms: new ones get every unexpired sticky event, known ones
+            // those written since; none that the room's timeline in this response carries.
+            let joined: Vec<OwnedRoomId> = window.iter().filter(|w| w.joined).map(|w| w.room_id.clone()).collect();
+            let mut by_room = self.sticky_events_by_room(&joined, now).await?;
+            let viewer = Some(crate::pdu::Viewer { user_id, device_id });
+            let mut sticky = Map::new();
+            for room_id in &joined {
+                let Some(events) = by_room.remove(room_id) else { continue };
+                let (since_pos, sent): (Option<StreamPos>, HashSet<&EventId>) = match new_rooms.get(room_id) {
+                    Some(timeline) => (None, timeline.iter().map(|id| id.as_ref()).collect()),
+                    None => (since.map(|s| s.0), HashSet::new()),
+                };
+                let mut section = self.sticky_section(&events, since_pos, &sent, viewer).await?;
+                let excess = section.len().saturating_sub(limit);
+                section.drain(..excess);
+                if !section.is_empty() {
+                    sticky.insert(room_id.to_string(), json!({ "events": section }));
+                }
+            }
+            news |= !sticky.is_empty();
+            out.insert(
+                super::request::STICKY_EXTENSION.into(),
+                object([("next_batch", now.to_string().into()), ("rooms", sticky.into())]),
+            );
         }
         Ok((Value::Object(out), news))
     }

@@ -131,6 +131,9 @@ pub struct ListRequest {
     pub filters: ListFilters,
 }
 
+/// The sliding sync extension of sticky events (MSC4354).
+pub const STICKY_EXTENSION: &str = "org.matrix.msc4354.sticky_events";
+
 #[derive(Clone, Debug, Default)]
 pub struct Extensions {
     /// `Some(since)` when enabled.
@@ -139,6 +142,9 @@ pub struct Extensions {
     pub account_data: bool,
     pub receipts: Option<ExtensionScope>,
     pub typing: Option<ExtensionScope>,
+    /// `org.matrix.msc4354.sticky_events`: sticky events of the response's rooms, at most
+    /// this many per room.
+    pub sticky_events: Option<usize>,
 }
 
 /// Which rooms of the response a per-room extension (receipts, typing) covers: those in the
@@ -412,6 +418,16 @@ impl SlidingSyncRequest {
             extensions.receipts =
                 enabled(map, "receipts")?.map(|ext| ExtensionScope::parse(&ext, "receipts")).transpose()?;
             extensions.typing = enabled(map, "typing")?.map(|ext| ExtensionScope::parse(&ext, "typing")).transpose()?;
+            if let Some(ext) = enabled(map, STICKY_EXTENSION)? {
+                let limit = match ext.get("limit") {
+                    None | Some(Value::Null) => crate::sticky_events::MAX_PER_ROOM,
+                    Some(v) => v
+                        .as_u64()
+                        .ok_or_else(|| MatrixError::bad_json("sticky_events.limit"))?
+                        .clamp(1, crate::sticky_events::MAX_PER_ROOM as u64) as usize,
+                };
+                extensions.sticky_events = Some(limit);
+            }
         }
         Ok(Self { pos, timeout, conn_id, txn_id, lists, room_subscriptions, extensions })
     }

@@ -38,7 +38,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0012_remote_memberships.sql"),
     include_str!("../../migrations/0013_federated_e2ee.sql"),
     include_str!("../../migrations/0014_partial_state.sql"),
-    include_str!("../../migrations/0015_delayed_events.sql"),
+    include_str!("../../migrations/0015_matrixrtc.sql"),
 ];
 
 pub struct Sqlite {

@@ -26,6 +26,8 @@ pub struct DelayedEvent {
     pub content: String,
     /// What a restart adds to the time of the restart.
     pub delay_ms: u64,
+    /// Sent as a sticky event (MSC4354) for this long.
+    pub sticky_duration_ms: Option<u64>,
     pub send_at_ms: u64,
     pub created_ms: u64,
 }

@@ -106,6 +106,9 @@ pub struct NewEvent {
     /// Other servers that must receive the event (a row each in the federation outbox, written
     /// in the same transaction).
     pub destinations: Vec<OwnedServerName>,
+    /// A sticky event (MSC4354) is sent to the room's members until this time (an accepted
+    /// event only; a row of `StickyEventRepo`).
+    pub sticky_until_ms: Option<u64>,
 }
 
 /// The state before a new event.

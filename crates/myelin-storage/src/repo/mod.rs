@@ -20,6 +20,7 @@ mod rooms;
 mod server_keys;
 mod sliding_sync;
 mod state;
+mod sticky_events;
 mod to_device;
 mod uia;
 
@@ -42,6 +43,7 @@ pub use rooms::*;
 pub use server_keys::*;
 pub use sliding_sync::*;
 pub use state::*;
+pub use sticky_events::*;
 pub use to_device::*;
 pub use uia::*;
 
@@ -69,6 +71,7 @@ pub trait Store:
     + RemoteDeviceRepo
     + PartialStateRepo
     + DelayedEventRepo
+    + StickyEventRepo
     + Send
     + Sync
     + 'static
@@ -96,6 +99,7 @@ impl<T> Store for T where
         + RemoteDeviceRepo
         + PartialStateRepo
         + DelayedEventRepo
+        + StickyEventRepo
         + Send
         + Sync
         + 'static

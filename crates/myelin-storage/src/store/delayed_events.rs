@@ -9,8 +9,8 @@ use crate::{
     repo::{DELAYED_EVENT_JOB, delayed_event_job_key},
 };
 
-const COLUMNS: &str =
-    "delay_id, user_id, device_id, room_id, event_type, state_key, content, delay_ms, send_at_ms, created_ms";
+const COLUMNS: &str = "delay_id, user_id, device_id, room_id, event_type, state_key, content, delay_ms, send_at_ms, \
+                       created_ms, sticky_duration_ms";
 
 fn delayed_event(r: &Row<'_>) -> StorageResult<DelayedEvent> {
     Ok(DelayedEvent {
@@ -24,6 +24,7 @@ fn delayed_event(r: &Row<'_>) -> StorageResult<DelayedEvent> {
         delay_ms: r.get(7)?,
         send_at_ms: r.get(8)?,
         created_ms: r.get(9)?,
+        sticky_duration_ms: r.get(10)?,
     })
 }
 
@@ -50,7 +51,9 @@ impl DelayedEventRepo for Database {
                     return Ok(false);
                 }
                 c.execute(
-                    &format!("INSERT INTO delayed_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+                    &format!(
+                        "INSERT INTO delayed_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                    ),
                     &[
                         &e.delay_id,
                         &e.user_id,
@@ -62,6 +65,7 @@ impl DelayedEventRepo for Database {
                         &e.delay_ms,
                         &e.send_at_ms,
                         &e.created_ms,
+                        &e.sticky_duration_ms,
                     ],
                 )
                 .await?;

@@ -159,6 +159,15 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
         Write::Sql("DELETE FROM forward_extremities WHERE room_id = $1 AND event_id = ANY($2)", &prev_params),
         Write::Sql("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)", &extremity_params),
     ];
+    let sticky_params: [&dyn ToValue; 4];
+    if let Some(until) = &ev.sticky_until_ms {
+        sticky_params = [&ev.event_id, &ev.room_id, &pos, until];
+        writes.push(Write::Sql(
+            "INSERT INTO sticky_events (event_id, room_id, stream_pos, expires_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (event_id) DO NOTHING",
+            &sticky_params,
+        ));
+    }
     let current_state_params: [&dyn ToValue; 4];
     let replace_params: [&dyn ToValue; 1] = [&ev.room_id];
     let current_rows: Vec<Vec<&dyn ToValue>>;

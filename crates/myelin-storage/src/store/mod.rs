@@ -25,6 +25,7 @@ mod rooms;
 mod server_keys;
 mod sliding_sync;
 mod state;
+mod sticky_events;
 mod to_device;
 mod uia;
 

@@ -14,6 +14,7 @@ fn delayed(id: &str, user: &str, state_key: Option<&str>, send_at_ms: u64) -> De
         state_key: state_key.map(Into::into),
         content: r#"{"k":1}"#.into(),
         delay_ms: 10_000,
+        sticky_duration_ms: state_key.is_none().then_some(60_000),
         send_at_ms,
         created_ms: send_at_ms - 10_000,
     }

@@ -14,6 +14,7 @@ mod jobs;
 mod rooms;
 mod server_keys;
 mod sliding_sync;
+mod sticky_events;
 
 use std::sync::Arc;
 
@@ -111,6 +112,7 @@ fn event(room: &str, id: &str, event_type: &str, state_key: Option<&str>, prev: 
         member_changes: vec![],
         rejection: None,
         destinations: vec![],
+        sticky_until_ms: None,
     }
 }
 
@@ -213,6 +215,7 @@ all_backends!(
     federation::partial_state_is_completed_without_undoing_later_changes,
     jobs::the_job_queue_hands_each_due_job_to_one_worker,
     delayed_events::delayed_events_have_one_job_each_and_a_limit_per_user,
+    sticky_events::sticky_events_last_until_they_expire,
     cluster::the_stream_head_reaches_every_process,
     cluster::signals_reach_the_other_processes_only,
     server_keys::server_keys_are_cached_per_server_and_key_id,

@@ -1,0 +1,121 @@
+//! Sticky events (MSC4354): events every member's client is sent until they expire, however
+//! big the timeline gap and whenever the member joined — MatrixRTC call memberships in
+//! matrix-js-sdk's newer mode. A client asks with `?org.matrix.msc4354.sticky_duration_ms=` on
+//! a send; the PDU carries `msc4354_sticky: {duration_ms}` (so other servers keep it sticky too);
+//! the event is sticky from `min(received, origin_server_ts)` for at most an hour.
+//!
+//! A sync (v2, and the sliding sync extension) gives each joined room the unexpired sticky
+//! events written since its token — all of them for a room new to the client — except those
+//! already in its timeline, each with the time it has left in `unsigned`. History visibility
+//! does not apply (the MSC's rule: a member who joins mid-call must see the call).
+
+use std::collections::{HashMap, HashSet};
+
+use myelin_core::{
+    MatrixResult, StreamPos,
+    types::{EventId, OwnedRoomId},
+};
+use myelin_storage::StickyEvent;
+use ruma::CanonicalJsonValue;
+use serde_json::Value;
+
+use crate::{
+    Services,
+    pdu::{self, ClientFormat, Viewer},
+};
+
+/// The longest a sticky event stays sticky.
+pub const MAX_STICKY_DURATION_MS: u64 = 3_600_000;
+/// The PDU's top-level field.
+pub const PDU_FIELD: &str = "msc4354_sticky";
+/// Where a sync v2 room carries its sticky events.
+pub const SYNC_SECTION: &str = "msc4354_sticky";
+/// The `unsigned` field with the milliseconds a sticky event has left.
+pub const UNSIGNED_TTL: &str = "msc4354_sticky_duration_ttl_ms";
+/// Sticky events one room carries in one sync response at most (the newest).
+pub const MAX_PER_ROOM: usize = 100;
+
+/// The PDU field of a sticky event.
+pub fn pdu_field(duration_ms: u64) -> CanonicalJsonValue {
+    let mut object = ruma::CanonicalJsonObject::new();
+    object.insert(
+        "duration_ms".into(),
+        CanonicalJsonValue::Integer(ruma::Int::from(duration_ms.min(u32::MAX as u64) as u32)),
+    );
+    CanonicalJsonValue::Object(object)
+}
+
+/// Until when an event another server sent, received at `received_ms`, is sticky: `None` if
+/// it is not a sticky event or has expired already.
+pub fn sticky_until(pdu_json: &Value, received_ms: u64) -> Option<u64> {
+    let duration = pdu_json.get(PDU_FIELD)?.get("duration_ms")?.as_u64()?.min(MAX_STICKY_DURATION_MS);
+    let origin = pdu_json.get("origin_server_ts").and_then(Value::as_u64).unwrap_or(received_ms);
+    let until = origin.min(received_ms).saturating_add(duration);
+    (until > received_ms).then_some(until)
+}
+
+impl Services {
+    /// The unexpired sticky events of these rooms up to `upto`, by room.
+    pub(crate) async fn sticky_events_by_room(
+        &self,
+        rooms: &[OwnedRoomId],
+        upto: StreamPos,
+    ) -> MatrixResult<HashMap<OwnedRoomId, Vec<StickyEvent>>> {
+        let mut by_room: HashMap<OwnedRoomId, Vec<StickyEvent>> = HashMap::new();
+        for sticky in self.store.sticky_events_in(rooms, upto, self.now_ms()).await? {
+            by_room.entry(sticky.room_id.clone()).or_default().push(sticky);
+        }
+        Ok(by_room)
+    }
+
+    /// A room's sticky events for a client whose last view of it was `since` (`None`: the room
+    /// is new to it), leaving out those in `timeline`; client format with their time left.
+    pub(crate) async fn sticky_section(
+        &self,
+        sticky: &[StickyEvent],
+        since: Option<StreamPos>,
+        timeline: &HashSet<&EventId>,
+        viewer: Option<Viewer<'_>>,
+    ) -> MatrixResult<Vec<Value>> {
+        let wanted: Vec<&StickyEvent> = sticky
+            .iter()
+            .filter(|s| since.is_none_or(|since| s.stream_pos > since))
+            .filter(|s| !timeline.contains::<EventId>(s.event_id.as_ref()))
+            .collect();
+        let wanted = &wanted[wanted.len().saturating_sub(MAX_PER_ROOM)..];
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<_> = wanted.iter().map(|s| s.event_id.clone()).collect();
+        let expiry: HashMap<&EventId, u64> = wanted.iter().map(|s| (s.event_id.as_ref(), s.expires_ms)).collect();
+        let now = self.now_ms();
+        let mut out = Vec::with_capacity(ids.len());
+        for ev in self.events(&ids).await? {
+            let mut value = pdu::client_event(&ev, None, ClientFormat::Sync, viewer, None, now);
+            if let Some(expires) = expiry.get::<EventId>(ev.event_id.as_ref()) {
+                value["unsigned"][UNSIGNED_TTL] = Value::from(expires.saturating_sub(now));
+            }
+            out.push(value);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::sticky_until;
+
+    #[test]
+    fn stickiness_starts_at_the_earlier_of_sending_and_receipt_and_lasts_an_hour_at_most() {
+        let pdu =
+            |ts: u64, duration: u64| json!({ "origin_server_ts": ts, "msc4354_sticky": { "duration_ms": duration } });
+        assert_eq!(sticky_until(&pdu(1_000, 5_000), 2_000), Some(6_000), "from the origin's time, earlier");
+        assert_eq!(sticky_until(&pdu(9_000, 5_000), 2_000), Some(7_000), "a clock ahead does not extend it");
+        assert_eq!(sticky_until(&pdu(0, 99_999_999), 1_000), Some(3_600_000), "capped at an hour");
+        assert_eq!(sticky_until(&pdu(1_000, 500), 2_000), None, "expired on arrival");
+        assert_eq!(sticky_until(&json!({ "origin_server_ts": 1 }), 2), None, "not sticky");
+        assert_eq!(sticky_until(&json!({ "msc4354_sticky": { "duration_ms": "x" } }), 2), None);
+    }
+}
