@@ -28,7 +28,7 @@ stop_cluster() {
 trap stop_cluster EXIT
 echo "$MYELIN_TEST_POSTGRES"
 
-echo "== Node 22 and matrix-js-sdk for the interoperability test (npm)"
+echo "== Node 22, matrix-js-sdk and livekit-server-sdk for the interoperability tests (npm)"
 export MYELIN_NODE22
 MYELIN_NODE22=$(./scripts/js-deps.sh | tail -1)
 echo "$MYELIN_NODE22"

@@ -43,8 +43,9 @@ let logHttp = false;
 /**
  * The SDK's fetch: reports every answer that is not a success (method, path, status, body) as
  * progress, so a server's error is in the peer's stderr; with MYELIN_JS_LOG=debug, every request.
+ * Exported for peers that make their clients themselves.
  */
-async function loggingFetch(resource, options) {
+export async function loggingFetch(resource, options) {
     const method = options?.method || "GET";
     const url = new URL(resource instanceof Request ? resource.url : String(resource));
     const path = url.pathname;

@@ -23,7 +23,7 @@ pub use synapse::SynapsePeer;
 pub const SERVER_NAME: &str = "localhost";
 
 /// Environment variables of the binary that must not leak from the developer's shell into tests.
-const MYELIN_ENV: [&str; 13] = [
+const MYELIN_ENV: [&str; 17] = [
     "MYELIN_CONFIG",
     "MYELIN_DATA_DIR",
     "MYELIN_LISTEN",
@@ -37,6 +37,10 @@ const MYELIN_ENV: [&str; 13] = [
     "MYELIN_FEDERATION_LISTEN",
     "MYELIN_FEDERATION_VERIFY_CERTIFICATES",
     "MYELIN_FEDERATION_IP_RANGE_ALLOWLIST",
+    "MYELIN_FEDERATION_DNS_SERVER",
+    "MYELIN_LIVEKIT_URL",
+    "MYELIN_LIVEKIT_KEY",
+    "MYELIN_LIVEKIT_SECRET",
 ];
 
 /// Path of the server binary: `$MYELIN_BIN` as given, else the workspace's debug build of

@@ -588,3 +588,85 @@ async fn sticky_events_reach_later_joiners_and_gapped_syncs_until_they_expire() 
     ensure!(status == 400 && errcode(&body) == "M_INVALID_PARAM", "{status} {body}");
     Ok(())
 }
+
+/// The unread counts a synced room shows (notifications, highlights).
+fn unread(sync: &Value, room: &str) -> (u64, u64) {
+    let counts = &sync["rooms"]["join"][room]["unread_notifications"];
+    (counts["notification_count"].as_u64().unwrap_or(0), counts["highlight_count"].as_u64().unwrap_or(0))
+}
+
+/// Ringing: a call notification (MSC4075, and its legacy name) that mentions the room or the
+/// callee notifies the callee through the default push rules, highlighted; a decline (MSC4310)
+/// does not notify the caller.
+#[tokio::test]
+async fn a_call_notification_rings_and_a_decline_does_not() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "private_chat", "invite": [bob.user_id] })).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+
+    let ring = json!({
+        "m.mentions": { "user_ids": [], "room": true },
+        "notification_type": "ring",
+        "sender_ts": now,
+        "lifetime": 30000,
+    });
+    let path = room_path(&room, "send/org.matrix.msc4075.rtc.notification/ring1");
+    let (status, sent) = alice.put(&path, &ring).await?;
+    ensure!(status == 200, "{sent}");
+    let sync = bob.sync(None, 0, None).await?;
+    ensure!(unread(&sync, &room) == (1, 1), "a room mention rings, highlighted: {:?}", unread(&sync, &room));
+
+    let legacy = json!({ "m.mentions": { "user_ids": [bob.user_id] }, "notify_type": "ring", "application": "m.call", "call_id": "" });
+    let (status, _) = alice.put(&room_path(&room, "send/org.matrix.msc4075.call.notify/ring2"), &legacy).await?;
+    ensure!(status == 200);
+    let sync = bob.sync(None, 0, None).await?;
+    ensure!(unread(&sync, &room) == (2, 2), "the legacy one, mentioning bob, too: {:?}", unread(&sync, &room));
+
+    let decline = json!({ "m.relates_to": { "rel_type": "m.reference", "event_id": sent["event_id"] } });
+    let (status, _) = bob.put(&room_path(&room, "send/org.matrix.msc4310.rtc.decline/no"), &decline).await?;
+    ensure!(status == 200);
+    let sync = alice.sync(None, 0, None).await?;
+    ensure!(unread(&sync, &room) == (0, 0), "a decline does not notify: {:?}", unread(&sync, &room));
+    Ok(())
+}
+
+/// A remote member of a room gets a LiveKit token for its call: the JWT service checks the
+/// member's OpenID token with the member's own server over federation; a remote user who is not
+/// in the room, or whose server does not know the token, gets none.
+#[tokio::test]
+async fn the_jwt_service_checks_a_remote_members_openid_token_with_its_server() -> Result<()> {
+    let a = TestServer::start_federating_with_env(&livekit_env()).await?;
+    let b = TestServer::start_federating().await?;
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let carol = b.register("carol").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    let join = format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(a.server_name()));
+    let (status, body) = bob.post(&join, &json!({})).await?;
+    ensure!(status == 200, "join over federation: {status} {body}");
+
+    let jwt_service = Client::new(&format!("{}/_myelin/livekit/jwt", a.base_url()));
+    let request = |client: &Client, token: Value| {
+        json!({
+            "room_id": room,
+            "slot_id": "m.call#ROOM",
+            "openid_token": token,
+            "member": { "id": "m", "claimed_user_id": client.user_id, "claimed_device_id": client.device_id },
+        })
+    };
+    let (status, granted) = jwt_service.post("/get_token", &request(&bob, openid_token(&bob).await?)).await?;
+    ensure!(status == 200, "bob, on B, in the room: {status} {granted}\nA's log:\n{}", a.log());
+    let claims = verified_claims(granted["jwt"].as_str().context("jwt")?, LIVEKIT_SECRET)?;
+    ensure!(claims["sub"] == livekit_hash(&[&bob.user_id, &bob.device_id, "m"]), "{claims}");
+
+    let (status, body) = jwt_service.post("/get_token", &request(&carol, openid_token(&carol).await?)).await?;
+    ensure!(status == 403 && errcode(&body) == "M_FORBIDDEN", "carol is not in the room: {status} {body}");
+    let mut forged = request(&bob, openid_token(&bob).await?);
+    forged["openid_token"]["access_token"] = json!("not-a-token-of-b");
+    let (status, body) = jwt_service.post("/get_token", &forged).await?;
+    ensure!(status == 401 && errcode(&body) == "M_UNAUTHORIZED", "B does not know the token: {status} {body}");
+    Ok(())
+}

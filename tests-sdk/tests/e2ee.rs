@@ -100,20 +100,6 @@ async fn a_new_device_is_announced_and_decrypts_new_messages() -> Result<()> {
     Ok(())
 }
 
-/// Node 22 with matrix-js-sdk installed: `$MYELIN_NODE22`, else what `scripts/js-deps.sh`
-/// installs (it prints the binary's path last).
-fn node22() -> Result<String> {
-    if let Ok(node) = std::env::var("MYELIN_NODE22")
-        && !node.is_empty()
-    {
-        return Ok(node);
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/js-deps.sh");
-    let out = std::process::Command::new("bash").arg(script).output().context("run scripts/js-deps.sh")?;
-    ensure!(out.status.success(), "js-deps.sh failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().last().map(str::to_owned).context("js-deps.sh printed no path")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matrix_js_sdk_and_matrix_sdk_read_each_others_encrypted_messages() -> Result<()> {
     let node = node22()?;

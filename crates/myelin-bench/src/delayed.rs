@@ -1,14 +1,16 @@
 //! Delayed-event timers (MSC4140): many delayed messages scheduled at once, each due at its own
-//! time; how late the server sends each one. Calls rest on these timers (a member's leave fires
-//! when its client stops restarting it), so their precision is what a call's "left" feels like.
+//! time; how late a member of the room sees each one. Calls rest on these timers (a member's
+//! leave fires when its client stops restarting it), so their precision is what a call's "left"
+//! feels like.
 //!
-//! Lateness of an event = its `origin_server_ts` − (the wall-clock time its schedule request was
-//! sent + its delay). The server received the request after it was sent, so this over-states
-//! lateness by the request's way in (well under a millisecond on loopback); clocks are the same
-//! machine's.
+//! Lateness of an event = when a listening member's long-poll `/sync` returned it − (the
+//! wall-clock time its schedule request was sent + its delay). The server received the request
+//! after it was sent, so this over-states lateness by the request's way in; clocks are the same
+//! machine's. (`origin_server_ts` cannot be used: Synapse stamps a delayed event with the time
+//! it was due, not the time it was sent.)
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -27,6 +29,8 @@ const FIRST_DELAY_MS: u64 = 3_000;
 const DELAY_SPREAD_MS: u64 = 3_000;
 /// Concurrent schedule requests.
 const SCHEDULE_CONCURRENCY: usize = 16;
+/// A timer not seen this long after the last one was due counts as never fired.
+const LATE_LIMIT_MS: u64 = 60_000;
 
 pub struct DelayedResult {
     /// Per timer: how late it fired, in ms.
@@ -39,20 +43,24 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Schedules `timers` delayed messages in one room (spread over users of [`PER_USER`] each) and
-/// reads back when each was sent.
+/// Schedules `timers` delayed messages in one room (spread over users of [`PER_USER`] each)
+/// while another member long-polls the room, and reports when that member saw each one.
 pub async fn delayed_timers(server: &Server, params: &Params, timers: usize) -> Result<DelayedResult> {
-    let users = register_users(server, params, "dly", timers.div_ceil(PER_USER)).await?;
-    let owner = users.first().context("no users")?.clone();
-    let room = owner.create_room(&json!({ "preset": "public_chat" })).await?;
-    join_all(&users[1..], &room, params).await?;
+    let users = register_users(server, params, "dly", timers.div_ceil(PER_USER) + 1).await?;
+    let (listener, senders) = users.split_first().context("no users")?;
+    let room = listener.create_room(&json!({ "preset": "public_chat" })).await?;
+    join_all(senders, &room, params).await?;
+
+    let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let since = initial_token(listener).await?;
+    let listening = tokio::spawn(listen(listener.clone(), room.clone(), since, seen.clone(), timers));
 
     // Timer i is due FIRST_DELAY_MS + i * spread / timers after its request was sent.
     let mut due_at: HashMap<String, u64> = HashMap::new();
     let limit = Arc::new(Semaphore::new(SCHEDULE_CONCURRENCY));
     let mut tasks = JoinSet::new();
     for i in 0..timers {
-        let user = users[i / PER_USER].clone();
+        let user = senders[i / PER_USER].clone();
         let room = room.clone();
         let limit = limit.clone();
         let delay = FIRST_DELAY_MS + (i as u64 * DELAY_SPREAD_MS) / timers.max(1) as u64;
@@ -69,19 +77,67 @@ pub async fn delayed_timers(server: &Server, params: &Params, timers: usize) -> 
         due_at.insert(label, due);
     }
 
-    // Wait past the last due time, then read the room's messages.
+    // The listener stops when it has seen them all, or a minute after the last was due.
     let last_due = due_at.values().copied().max().unwrap_or(0);
-    tokio::time::sleep(Duration::from_millis(last_due.saturating_sub(now_ms()) + 2_000)).await;
-    let sent_at = messages_sent_at(&owner, &room).await?;
+    let wait = Duration::from_millis(last_due.saturating_sub(now_ms()) + LATE_LIMIT_MS);
+    // Timers not seen by then count as never fired.
+    let mut listening = listening;
+    if let Ok(done) = tokio::time::timeout(wait, &mut listening).await {
+        done??;
+    }
+    listening.abort();
+    let seen = seen.lock().map_err(|_| anyhow::anyhow!("listener poisoned"))?.clone();
     let mut lateness_ms = Vec::with_capacity(timers);
     let mut missed = 0;
     for (label, due) in &due_at {
-        match sent_at.get(label) {
-            Some(&ts) => lateness_ms.push(ts as f64 - *due as f64),
+        match seen.get(label) {
+            Some(&at) => lateness_ms.push(at as f64 - *due as f64),
             None => missed += 1,
         }
     }
     Ok(DelayedResult { lateness_ms, missed })
+}
+
+/// A `since` token from an initial sync that carries almost nothing.
+async fn initial_token(user: &User) -> Result<String> {
+    let filter = json!({ "room": { "timeline": { "limit": 1 } } }).to_string();
+    let sync = user.sync(&[("filter", filter.as_str())], Duration::from_secs(60)).await?;
+    sync.get("next_batch").and_then(Value::as_str).map(str::to_owned).context("no next_batch")
+}
+
+/// Long-polls the room and notes when each timer's message arrives, until `want` have; a
+/// message seen twice (a timer fired twice) is an error.
+async fn listen(
+    user: User,
+    room: String,
+    mut since: String,
+    seen: Arc<Mutex<HashMap<String, u64>>>,
+    want: usize,
+) -> Result<()> {
+    let filter = json!({ "room": { "timeline": { "limit": 1000 } } }).to_string();
+    loop {
+        let query = [("since", since.as_str()), ("timeout", "30000"), ("filter", filter.as_str())];
+        let sync = user.sync(&query, Duration::from_secs(75)).await?;
+        let arrived = now_ms();
+        let events = sync
+            .pointer(&format!("/rooms/join/{}/timeline/events", room.replace('~', "~0").replace('/', "~1")))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        {
+            let mut seen = seen.lock().map_err(|_| anyhow::anyhow!("listener poisoned"))?;
+            for ev in events.iter().filter(|e| e.get("type").and_then(Value::as_str) == Some("m.room.message")) {
+                let body = ev.pointer("/content/body").and_then(Value::as_str).unwrap_or_default();
+                if seen.insert(body.to_owned(), arrived).is_some() {
+                    bail!("{body:?} was sent twice");
+                }
+            }
+            if seen.len() >= want {
+                return Ok(());
+            }
+        }
+        since = sync.get("next_batch").and_then(Value::as_str).context("no next_batch")?.to_owned();
+    }
 }
 
 async fn schedule(user: &User, room: &str, label: &str, delay_ms: u64) -> Result<()> {
@@ -100,34 +156,4 @@ async fn schedule(user: &User, room: &str, label: &str, delay_ms: u64) -> Result
 fn rand_u64() -> u64 {
     use std::hash::BuildHasher;
     std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now())
-}
-
-/// `origin_server_ts` of every message in the room, by body (a body seen twice is an error: a
-/// timer fired twice).
-async fn messages_sent_at(user: &User, room: &str) -> Result<HashMap<String, u64>> {
-    let mut out = HashMap::new();
-    let mut from: Option<String> = None;
-    loop {
-        let path = format!("/_matrix/client/v3/rooms/{}/messages", encode(room));
-        let mut query = vec![("dir", "b"), ("limit", "500")];
-        if let Some(from) = &from {
-            query.push(("from", from.as_str()));
-        }
-        let page = user.call(Method::GET, &path, &query, None, None).await?;
-        let chunk = page.get("chunk").and_then(Value::as_array).cloned().unwrap_or_default();
-        for ev in &chunk {
-            if ev.get("type").and_then(Value::as_str) != Some("m.room.message") {
-                continue;
-            }
-            let body = ev.pointer("/content/body").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let ts = ev.get("origin_server_ts").and_then(Value::as_u64).unwrap_or(0);
-            if out.insert(body.clone(), ts).is_some() {
-                bail!("{body:?} was sent twice");
-            }
-        }
-        match page.get("end").and_then(Value::as_str) {
-            Some(end) if !chunk.is_empty() => from = Some(end.to_owned()),
-            _ => return Ok(out),
-        }
-    }
 }

@@ -13,7 +13,7 @@
 
 use myelin_core::{
     ErrorCode, MatrixError, MatrixResult,
-    types::{OwnedTransactionId, RoomId, StateEventType, TimelineEventType, TransactionId, UserId},
+    types::{OwnedEventId, OwnedTransactionId, RoomId, StateEventType, TimelineEventType, TransactionId, UserId},
 };
 use myelin_storage::{DelayedEvent, StorageError};
 use serde_json::{Value, json};
@@ -25,6 +25,14 @@ const DELAYED_TXN_PREFIX: &str = "org.matrix.msc4140.delay:";
 /// The `unsigned` field that names a delayed event's delay id to its sender.
 pub const UNSIGNED_DELAY_ID: &str = "org.matrix.msc4140.delay_id";
 
+/// The delay id a `delayed_event` job is for, from its payload.
+pub(crate) fn delay_id_of_job(payload: &str) -> MatrixResult<String> {
+    serde_json::from_str::<Value>(payload)
+        .ok()
+        .and_then(|p| p.get("delay_id").and_then(Value::as_str).map(str::to_owned))
+        .ok_or_else(|| MatrixError::new(ErrorCode::Unknown, "delayed_event job without a delay id"))
+}
+
 /// The delay id of an event sent as a delayed event, from its transaction id.
 pub fn delay_id_of_txn(txn_id: &TransactionId) -> Option<&str> {
     txn_id.as_str().strip_prefix(DELAYED_TXN_PREFIX)
@@ -32,6 +40,17 @@ pub fn delay_id_of_txn(txn_id: &TransactionId) -> Option<&str> {
 
 fn delayed_txn_id(delay_id: &str) -> OwnedTransactionId {
     OwnedTransactionId::from(format!("{DELAYED_TXN_PREFIX}{delay_id}"))
+}
+
+/// What a delayed event's job found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DelayedRun {
+    /// Sent (or refused by the room, and so dropped): to be forgotten.
+    Sent,
+    /// Restarted meanwhile: due at this time.
+    NotYet(u64),
+    /// Cancelled or sent by a request meanwhile.
+    Gone,
 }
 
 /// What a client asks of a delayed event.
@@ -181,26 +200,46 @@ impl Services {
         Ok(())
     }
 
-    /// The `delayed_event` job: sends the event if it is due (a restart may have moved it
-    /// while the job was claimed: it then answers the new time to wait for).
-    pub(crate) async fn run_delayed_event_job(&self, payload: &str, now: u64) -> MatrixResult<Option<u64>> {
-        let delay_id = serde_json::from_str::<Value>(payload)
-            .ok()
-            .and_then(|p| p.get("delay_id").and_then(Value::as_str).map(str::to_owned))
-            .ok_or_else(|| MatrixError::new(ErrorCode::Unknown, "delayed_event job without a delay id"))?;
-        let Some(event) = self.store.delayed_event(&delay_id).await? else {
-            return Ok(None);
-        };
-        if event.send_at_ms > now {
-            return Ok(Some(event.send_at_ms));
+    /// The `delayed_event` job, whole: sends the event if it is due and forgets it (a restart
+    /// may have moved it while the job was claimed: it then answers the new time to wait for).
+    pub(crate) async fn run_delayed_event(&self, delay_id: &str, now: u64) -> MatrixResult<Option<u64>> {
+        match self.fire_delayed_event(delay_id, now).await? {
+            DelayedRun::NotYet(at) => Ok(Some(at)),
+            DelayedRun::Gone => Ok(None),
+            DelayedRun::Sent => {
+                self.store.delete_delayed_event(delay_id).await?;
+                Ok(None)
+            }
         }
-        self.send_delayed_event(&event).await?;
-        Ok(None)
     }
 
-    /// Sends a delayed event and forgets it. An event the room no longer allows (the user left,
-    /// lost the power) is dropped with the error; a failure of the server is kept to retry.
+    /// Sends a delayed event if it is due, without forgetting it (the caller does, with its
+    /// job). An event the room no longer allows (the user left, lost the power) counts as sent:
+    /// it is dropped with the error logged; a failure of the server is kept to retry.
+    pub(crate) async fn fire_delayed_event(&self, delay_id: &str, now: u64) -> MatrixResult<DelayedRun> {
+        let Some(event) = self.store.delayed_event(delay_id).await? else {
+            return Ok(DelayedRun::Gone);
+        };
+        if event.send_at_ms > now {
+            return Ok(DelayedRun::NotYet(event.send_at_ms));
+        }
+        match self.send_delayed_now(&event).await {
+            Err(err) if err.status >= 500 => Err(err),
+            _ => Ok(DelayedRun::Sent),
+        }
+    }
+
+    /// The `send` action: sends a delayed event now and forgets it (unless the server failed).
     async fn send_delayed_event(&self, event: &DelayedEvent) -> MatrixResult<()> {
+        let sent = self.send_delayed_now(event).await;
+        if !matches!(&sent, Err(err) if err.status >= 500) {
+            self.store.delete_delayed_event(&event.delay_id).await?;
+        }
+        sent.map(|_| ())
+    }
+
+    /// Sends a delayed event from the device that scheduled it.
+    async fn send_delayed_now(&self, event: &DelayedEvent) -> MatrixResult<OwnedEventId> {
         let requester = Requester {
             user_id: event.user_id.clone(),
             device_id: event.device_id.clone(),
@@ -217,17 +256,13 @@ impl Services {
         .sticky(event.sticky_duration_ms);
         let sent = self.send_event_for(&requester, &event.room_id, spec, false).await;
         match &sent {
+            Ok(event_id) => tracing::debug!(delay_id = event.delay_id, %event_id, "delayed event sent"),
             Err(err) if err.status >= 500 => {}
             Err(err) => {
                 tracing::info!(delay_id = event.delay_id, error = %err, "delayed event refused when due; dropped");
-                self.store.delete_delayed_event(&event.delay_id).await?;
-            }
-            Ok(event_id) => {
-                tracing::debug!(delay_id = event.delay_id, %event_id, "delayed event sent");
-                self.store.delete_delayed_event(&event.delay_id).await?;
             }
         }
-        sent.map(|_| ())
+        sent
     }
 
     /// A state entry was written by `writer`: the delayed writes to it other users have pending

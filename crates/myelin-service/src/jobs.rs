@@ -24,7 +24,7 @@ use std::{sync::Arc, time::Duration};
 use myelin_core::MatrixResult;
 use myelin_storage::{ClaimedJob, NewJob};
 
-use crate::Services;
+use crate::{Services, delayed_events::DelayedRun};
 
 /// How long a claimed job is leased to its process. A live process renews its leases every
 /// [`LEASE_RENEWAL`]; the jobs of a process that died are claimed again once their lease is out.
@@ -247,6 +247,10 @@ impl Services {
     ) -> MatrixResult<usize> {
         let claimed = self.store.claim_jobs(&self.worker_id, now, now + LEASE_MS, CLAIM_BATCH).await?;
         let count = claimed.len();
+        let (timers, claimed): (Vec<ClaimedJob>, Vec<ClaimedJob>) =
+            claimed.into_iter().partition(|job| JobKind::parse(&job.kind) == Some(JobKind::DelayedEvent));
+        // Delayed events: rooms side by side, each room's in the order they were due.
+        self.run_delayed_event_jobs(timers, now).await?;
         for job in claimed {
             if JobKind::parse(&job.kind).is_some_and(JobKind::waits_on_network) {
                 let Ok(slot) = network_slots.clone().acquire_owned().await else { continue };
@@ -264,6 +268,66 @@ impl Services {
             }
         }
         Ok(count)
+    }
+
+    /// Runs the claimed `delayed_event` jobs: the rooms side by side, each room's events one
+    /// after another in the order they were due (a room's timers due together — a call's
+    /// members leaving — cost one commit each, not one claim, send and clean-up each in turn).
+    async fn run_delayed_event_jobs(&self, jobs: Vec<ClaimedJob>, now: u64) -> MatrixResult<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let rooms = futures_util::future::try_join_all(jobs.iter().map(|job| async move {
+            let delay_id = crate::delayed_events::delay_id_of_job(&job.payload)?;
+            MatrixResult::Ok(self.store.delayed_event(&delay_id).await?.map(|e| e.room_id))
+        }))
+        .await?;
+        let mut by_room: Vec<(Option<myelin_core::types::OwnedRoomId>, Vec<ClaimedJob>)> = Vec::new();
+        for (job, room) in jobs.into_iter().zip(rooms) {
+            match by_room.iter_mut().find(|(r, _)| *r == room) {
+                Some((_, group)) => group.push(job),
+                None => by_room.push((room, vec![job])),
+            }
+        }
+        futures_util::future::try_join_all(by_room.into_iter().map(|(_, group)| async move {
+            // Each send waits for the one before it; the bookkeeping after a send (forgetting
+            // the event, ending its job) goes on beside the next send.
+            let mut bookkeeping = Vec::with_capacity(group.len());
+            for job in group {
+                let delay_id = crate::delayed_events::delay_id_of_job(&job.payload);
+                let fired = match &delay_id {
+                    Ok(delay_id) => self.fire_delayed_event(delay_id, now).await,
+                    Err(err) => Err(err.clone()),
+                };
+                bookkeeping.push(async move {
+                    let worker = &self.worker_id;
+                    match fired {
+                        Ok(DelayedRun::Sent) => {
+                            if let Ok(delay_id) = &delay_id {
+                                self.store.delete_delayed_event(delay_id).await?;
+                            }
+                            self.store.complete_job(job.id, worker).await?;
+                        }
+                        Ok(DelayedRun::Gone) => {
+                            self.store.complete_job(job.id, worker).await?;
+                        }
+                        Ok(DelayedRun::NotYet(at)) => {
+                            self.store.reschedule_job(job.id, worker, at).await?;
+                        }
+                        Err(err) => {
+                            let retry = JobKind::DelayedEvent.retry_at(now, job.attempts);
+                            tracing::warn!(attempts = job.attempts, retry_at = ?retry, error = %err, "delayed event failed");
+                            self.store.fail_job(job.id, worker, &err.to_string(), retry).await?;
+                        }
+                    }
+                    MatrixResult::Ok(())
+                });
+            }
+            futures_util::future::try_join_all(bookkeeping).await?;
+            MatrixResult::Ok(())
+        }))
+        .await?;
+        Ok(())
     }
 
     async fn run_job(&self, job: ClaimedJob, now: u64) -> MatrixResult<()> {
@@ -317,10 +381,12 @@ impl Services {
                 self.run_partial_state_resync(payload).await?;
                 Ok(Next::Done)
             }
-            JobKind::DelayedEvent => Ok(match self.run_delayed_event_job(payload, now).await? {
-                Some(run_at) => Next::At(run_at),
-                None => Next::Done,
-            }),
+            JobKind::DelayedEvent => {
+                Ok(match self.run_delayed_event(&crate::delayed_events::delay_id_of_job(payload)?, now).await? {
+                    Some(run_at) => Next::At(run_at),
+                    None => Next::Done,
+                })
+            }
             JobKind::Cleanup => {
                 let tokens = self.store.delete_expired_login_tokens(now).await?
                     + self.store.delete_expired_openid_tokens(now).await?;

@@ -84,3 +84,17 @@ pub fn collect_texts(client: &Client) -> Arc<Mutex<Vec<String>>> {
 pub async fn send_text(room: &Room, body: &str) -> Result<OwnedEventId> {
     Ok(room.send(RoomMessageEventContent::text_plain(body)).await?.response.event_id)
 }
+
+/// Node 22 with the npm packages of tests-js/ installed, for the matrix-js-sdk peers:
+/// `$MYELIN_NODE22`, else what `scripts/js-deps.sh` installs (it prints the binary's path last).
+pub fn node22() -> Result<String> {
+    if let Ok(node) = std::env::var("MYELIN_NODE22")
+        && !node.is_empty()
+    {
+        return Ok(node);
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/js-deps.sh");
+    let out = std::process::Command::new("bash").arg(script).output().context("run scripts/js-deps.sh")?;
+    ensure!(out.status.success(), "js-deps.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().last().map(str::to_owned).context("js-deps.sh printed no path")
+}
