@@ -234,8 +234,20 @@ async fn delayed_events_are_managed_and_limited() -> Result<()> {
     let path = room_path(&room, "send/m.room.message/outsider?org.matrix.msc4140.delay=1000");
     let (status, body) = carol.put(&path, &json!({ "body": "x" })).await?;
     ensure!(status == 403 && errcode(&body) == "M_FORBIDDEN", "not in the room: {status} {body}");
-    // Nothing of alice's is pending now (one sent, one cancelled): three places.
-    for i in 0..3 {
+    // A retried schedule (same transaction id, its answer lost): the same delayed event.
+    let retried = room_path(&room, "send/m.room.message/retried?org.matrix.msc4140.delay=30000");
+    let (_, one) = alice.put(&retried, &json!({ "body": "once" })).await?;
+    let (_, two) = alice.put(&retried, &json!({ "body": "once" })).await?;
+    ensure!(one["delay_id"].is_string() && one == two, "one delayed event per transaction id: {one} {two}");
+    let (status, body) =
+        alice.put(&room_path(&room, "send/m.room.message/org.matrix.msc4140.delay:x"), &json!({ "body": "x" })).await?;
+    ensure!(status == 400 && errcode(&body) == "M_INVALID_PARAM", "the server's own txn prefix: {status} {body}");
+    let path = room_path(&room, &format!("state/m.room.member/{}?org.matrix.msc4140.delay=1000", enc(&alice.user_id)));
+    let (status, body) = alice.put(&path, &json!({ "membership": "leave" })).await?;
+    ensure!(status == 400 && errcode(&body) == "M_INVALID_PARAM", "membership is not delayed: {status} {body}");
+
+    // Alice has one pending now (one sent, one cancelled, one retried): two places left.
+    for i in 0..2 {
         delay_message(&alice, &room, &format!("filler {i}"), 30_000).await?;
     }
     let path = room_path(&room, "send/m.room.message/fourth?org.matrix.msc4140.delay=1000");

@@ -15,7 +15,7 @@ use myelin_core::{
     ErrorCode, MatrixError, MatrixResult,
     types::{OwnedEventId, OwnedTransactionId, RoomId, StateEventType, TimelineEventType, TransactionId, UserId},
 };
-use myelin_storage::{DelayedEvent, StorageError};
+use myelin_storage::{DelayedEvent, Scheduled, StorageError};
 use serde_json::{Value, json};
 
 use crate::{Services, accounts::Requester, rooms::EventSpec};
@@ -106,7 +106,12 @@ impl Services {
             .cloned();
             return Err(err);
         }
-        if spec.event_type == TimelineEventType::RoomCreate || spec.event_type == TimelineEventType::RoomRedaction {
+        // Membership changes may need other servers (a remote invite is countersigned first):
+        // not something a timer waits on.
+        if matches!(
+            spec.event_type,
+            TimelineEventType::RoomCreate | TimelineEventType::RoomRedaction | TimelineEventType::RoomMember
+        ) {
             return Err(MatrixError::invalid_param("This event type cannot be delayed"));
         }
         if !spec.content.is_object() {
@@ -130,19 +135,27 @@ impl Services {
             content: spec.content.to_string(),
             delay_ms,
             sticky_duration_ms: spec.sticky_duration_ms,
+            txn_id: spec.txn_id.as_ref().map(ToString::to_string),
             send_at_ms: now.saturating_add(delay_ms),
             created_ms: now,
         };
-        if !self.store.schedule_delayed_event(&event, rtc.max_delayed_events_per_user).await? {
-            // A place frees when the soonest pending one is sent.
-            let soonest = self.store.delayed_events_of(&requester.user_id).await?.first().map(|e| e.send_at_ms);
-            let retry_after = soonest.map_or(1000, |at| at.saturating_sub(now).max(1000));
-            let mut err = MatrixError::limit_exceeded(retry_after);
-            err.message = format!("You may have at most {} delayed events pending", rtc.max_delayed_events_per_user);
-            return Err(err);
+        match self.store.schedule_delayed_event(&event, rtc.max_delayed_events_per_user).await? {
+            Scheduled::New => {
+                self.jobs_queued.notify_one();
+                Ok(event.delay_id)
+            }
+            // A retried request (its answer was lost): the same delayed event.
+            Scheduled::Repeat(delay_id) => Ok(delay_id),
+            Scheduled::LimitReached => {
+                // A place frees when the soonest pending one is sent.
+                let soonest = self.store.delayed_events_of(&requester.user_id).await?.first().map(|e| e.send_at_ms);
+                let retry_after = soonest.map_or(1000, |at| at.saturating_sub(now).max(1000));
+                let mut err = MatrixError::limit_exceeded(retry_after);
+                err.message =
+                    format!("You may have at most {} delayed events pending", rtc.max_delayed_events_per_user);
+                Err(err)
+            }
         }
-        self.jobs_queued.notify_one();
-        Ok(event.delay_id)
     }
 
     /// The requester's pending delayed events, as the unstable list endpoint shows them.
@@ -184,8 +197,9 @@ impl Services {
             return Err(not_found());
         }
         match action {
+            // An event being sent (its time came, or a `send`) is no longer cancelled or restarted.
             DelayedAction::Cancel => {
-                if !self.store.delete_delayed_event(delay_id).await? {
+                if !self.store.cancel_delayed_event(delay_id).await? {
                     return Err(not_found());
                 }
             }
@@ -195,7 +209,11 @@ impl Services {
                     return Err(not_found());
                 }
             }
-            DelayedAction::Send => self.send_delayed_event(&event).await?,
+            DelayedAction::Send => {
+                let ids = [delay_id.to_owned()];
+                let event = self.store.fire_delayed_events(&ids, u64::MAX).await?.pop().ok_or_else(not_found)?;
+                self.send_delayed_event(&event).await?;
+            }
         }
         Ok(())
     }
@@ -203,33 +221,36 @@ impl Services {
     /// The `delayed_event` job, whole: sends the event if it is due and forgets it (a restart
     /// may have moved it while the job was claimed: it then answers the new time to wait for).
     pub(crate) async fn run_delayed_event(&self, delay_id: &str, now: u64) -> MatrixResult<Option<u64>> {
-        match self.fire_delayed_event(delay_id, now).await? {
-            DelayedRun::NotYet(at) => Ok(Some(at)),
-            DelayedRun::Gone => Ok(None),
-            DelayedRun::Sent => {
-                self.store.delete_delayed_event(delay_id).await?;
+        match self.store.fire_delayed_events(&[delay_id.to_owned()], now).await?.pop() {
+            Some(event) => {
+                self.send_delayed_event(&event).await?;
                 Ok(None)
             }
+            None => Ok(self.store.delayed_event(delay_id).await?.map(|e| e.send_at_ms)),
         }
     }
 
-    /// Sends a delayed event if it is due, without forgetting it (the caller does, with its
-    /// job). An event the room no longer allows (the user left, lost the power) counts as sent:
+    /// What became of a delayed event a job found not due: cancelled or sent by a request
+    /// (gone), or restarted while the job was claimed.
+    pub(crate) async fn unfired_delayed_event(&self, delay_id: &str) -> MatrixResult<DelayedRun> {
+        Ok(match self.store.delayed_event(delay_id).await? {
+            Some(event) => DelayedRun::NotYet(event.send_at_ms),
+            None => DelayedRun::Gone,
+        })
+    }
+
+    /// Sends a delayed event marked as being sent, without forgetting it (its job's clean-up
+    /// does). An event the room no longer allows (the user left, lost the power) counts as sent:
     /// it is dropped with the error logged; a failure of the server is kept to retry.
-    pub(crate) async fn fire_delayed_event(&self, delay_id: &str, now: u64) -> MatrixResult<DelayedRun> {
-        let Some(event) = self.store.delayed_event(delay_id).await? else {
-            return Ok(DelayedRun::Gone);
-        };
-        if event.send_at_ms > now {
-            return Ok(DelayedRun::NotYet(event.send_at_ms));
-        }
-        match self.send_delayed_now(&event).await {
+    pub(crate) async fn send_fired_delayed_event(&self, event: &DelayedEvent) -> MatrixResult<DelayedRun> {
+        match self.send_delayed_now(event).await {
             Err(err) if err.status >= 500 => Err(err),
             _ => Ok(DelayedRun::Sent),
         }
     }
 
-    /// The `send` action: sends a delayed event now and forgets it (unless the server failed).
+    /// The `send` action: sends a delayed event (marked as being sent) now and forgets it
+    /// (unless the server failed: its job sends it then).
     async fn send_delayed_event(&self, event: &DelayedEvent) -> MatrixResult<()> {
         let sent = self.send_delayed_now(event).await;
         if !matches!(&sent, Err(err) if err.status >= 500) {

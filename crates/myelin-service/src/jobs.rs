@@ -32,10 +32,12 @@ const LEASE_MS: u64 = 60 * 1000;
 const LEASE_RENEWAL: Duration = Duration::from_secs(20);
 /// The runner looks at the queue at least this often (jobs queued by other processes).
 const POLL: Duration = Duration::from_secs(1);
-/// Jobs claimed at once.
-const CLAIM_BATCH: usize = 16;
+/// Jobs claimed at once (a call's members' timers due together fire in one batch).
+const CLAIM_BATCH: usize = 64;
 /// Jobs waiting on other servers that run at once in one process.
 const NETWORK_JOBS_AT_ONCE: usize = 32;
+/// A job waiting on other servers found every slot busy: it is claimable again this much later.
+const NETWORK_BUSY_RETRY_MS: u64 = 500;
 /// Attempts before a job is kept as failed.
 pub const MAX_ATTEMPTS: u32 = 8;
 /// First retry delay; doubled for each further attempt, up to [`MAX_BACKOFF_MS`].
@@ -232,6 +234,9 @@ impl Services {
     pub async fn run_due_jobs(&self, now: u64) -> MatrixResult<usize> {
         let claimed = self.store.claim_jobs(&self.worker_id, now, now + LEASE_MS, CLAIM_BATCH).await?;
         let count = claimed.len();
+        let (timers, claimed): (Vec<ClaimedJob>, Vec<ClaimedJob>) =
+            claimed.into_iter().partition(|job| JobKind::parse(&job.kind) == Some(JobKind::DelayedEvent));
+        self.run_delayed_event_jobs(timers, now).await;
         for job in claimed {
             self.run_job(job, now).await?;
         }
@@ -250,10 +255,19 @@ impl Services {
         let (timers, claimed): (Vec<ClaimedJob>, Vec<ClaimedJob>) =
             claimed.into_iter().partition(|job| JobKind::parse(&job.kind) == Some(JobKind::DelayedEvent));
         // Delayed events: rooms side by side, each room's in the order they were due.
-        self.run_delayed_event_jobs(timers, now).await?;
+        self.run_delayed_event_jobs(timers, now).await;
         for job in claimed {
             if JobKind::parse(&job.kind).is_some_and(JobKind::waits_on_network) {
-                let Ok(slot) = network_slots.clone().acquire_owned().await else { continue };
+                // All slots busy: the job goes back to the queue for a moment rather than the
+                // runner waiting (timers due meanwhile must not).
+                let Ok(slot) = network_slots.clone().try_acquire_owned() else {
+                    if let Err(err) =
+                        self.store.reschedule_job(job.id, &self.worker_id, now + NETWORK_BUSY_RETRY_MS).await
+                    {
+                        tracing::warn!(%err, "could not put a job back in the queue");
+                    }
+                    continue;
+                };
                 let services = self.clone();
                 tokio::spawn(async move {
                     if let Err(err) = services.run_job(job, now).await {
@@ -263,71 +277,99 @@ impl Services {
                     // Its end may have queued more (another send of the destination).
                     services.jobs_queued.notify_one();
                 });
-            } else {
-                self.run_job(job, now).await?;
+            } else if let Err(err) = self.run_job(job, now).await {
+                // Its outcome could not be recorded (storage failing): the others still run.
+                tracing::warn!(%err, "job runner");
             }
         }
         Ok(count)
     }
 
-    /// Runs the claimed `delayed_event` jobs: the rooms side by side, each room's events one
-    /// after another in the order they were due (a room's timers due together — a call's
-    /// members leaving — cost one commit each, not one claim, send and clean-up each in turn).
-    async fn run_delayed_event_jobs(&self, jobs: Vec<ClaimedJob>, now: u64) -> MatrixResult<()> {
+    /// Runs the claimed `delayed_event` jobs: marks the due ones as being sent in one write,
+    /// sends them — the rooms side by side, each room's one after another in the order they were
+    /// due — then cleans up at once (forgetting the events, ending their jobs: their commits are
+    /// shared). A job that fails is failed alone (retried with backoff), never holding up or
+    /// stranding the others.
+    async fn run_delayed_event_jobs(&self, jobs: Vec<ClaimedJob>, now: u64) {
+        use crate::delayed_events::delay_id_of_job;
         if jobs.is_empty() {
-            return Ok(());
+            return;
         }
-        let rooms = futures_util::future::try_join_all(jobs.iter().map(|job| async move {
-            let delay_id = crate::delayed_events::delay_id_of_job(&job.payload)?;
-            MatrixResult::Ok(self.store.delayed_event(&delay_id).await?.map(|e| e.room_id))
-        }))
-        .await?;
-        let mut by_room: Vec<(Option<myelin_core::types::OwnedRoomId>, Vec<ClaimedJob>)> = Vec::new();
-        for (job, room) in jobs.into_iter().zip(rooms) {
-            match by_room.iter_mut().find(|(r, _)| *r == room) {
-                Some((_, group)) => group.push(job),
-                None => by_room.push((room, vec![job])),
+        let ids: Vec<String> = jobs.iter().filter_map(|job| delay_id_of_job(&job.payload).ok()).collect();
+        let fired = match self.store.fire_delayed_events(&ids, now).await {
+            Ok(fired) => fired,
+            Err(err) => {
+                tracing::warn!(%err, "could not mark delayed events as being sent");
+                Vec::new()
+            }
+        };
+        // The fired events by room, soonest due first.
+        let mut by_room: Vec<Vec<&myelin_storage::DelayedEvent>> = Vec::new();
+        for event in &fired {
+            match by_room.iter_mut().find(|group| group[0].room_id == event.room_id) {
+                Some(group) => group.push(event),
+                None => by_room.push(vec![event]),
             }
         }
-        futures_util::future::try_join_all(by_room.into_iter().map(|(_, group)| async move {
-            // Each send waits for the one before it; the bookkeeping after a send (forgetting
-            // the event, ending its job) goes on beside the next send.
-            let mut bookkeeping = Vec::with_capacity(group.len());
-            for job in group {
-                let delay_id = crate::delayed_events::delay_id_of_job(&job.payload);
-                let fired = match &delay_id {
-                    Ok(delay_id) => self.fire_delayed_event(delay_id, now).await,
-                    Err(err) => Err(err.clone()),
+        let sent: Vec<(String, MatrixResult<DelayedRun>)> =
+            futures_util::future::join_all(by_room.into_iter().map(|group| async move {
+                let mut outcomes = Vec::with_capacity(group.len());
+                for event in group {
+                    outcomes.push((event.delay_id.clone(), self.send_fired_delayed_event(event).await));
+                }
+                outcomes
+            }))
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut outcomes: std::collections::HashMap<String, MatrixResult<DelayedRun>> = sent.into_iter().collect();
+        let bookkeeping = jobs.into_iter().map(|job| {
+            let delay_id = delay_id_of_job(&job.payload);
+            let outcome = match &delay_id {
+                Ok(id) => outcomes.remove(id),
+                Err(err) => Some(Err(err.clone())),
+            };
+            async move {
+                let worker = &self.worker_id;
+                let outcome = match (outcome, &delay_id) {
+                    (Some(outcome), _) => outcome,
+                    (None, Ok(id)) => self.unfired_delayed_event(id).await,
+                    (None, Err(err)) => Err(err.clone()),
                 };
-                bookkeeping.push(async move {
-                    let worker = &self.worker_id;
-                    match fired {
-                        Ok(DelayedRun::Sent) => {
-                            if let Ok(delay_id) = &delay_id {
-                                self.store.delete_delayed_event(delay_id).await?;
-                            }
-                            self.store.complete_job(job.id, worker).await?;
+                match outcome {
+                    Ok(DelayedRun::Sent) => {
+                        if let Ok(id) = &delay_id {
+                            self.store.delete_delayed_event(id).await?;
                         }
-                        Ok(DelayedRun::Gone) => {
-                            self.store.complete_job(job.id, worker).await?;
-                        }
-                        Ok(DelayedRun::NotYet(at)) => {
-                            self.store.reschedule_job(job.id, worker, at).await?;
-                        }
-                        Err(err) => {
-                            let retry = JobKind::DelayedEvent.retry_at(now, job.attempts);
-                            tracing::warn!(attempts = job.attempts, retry_at = ?retry, error = %err, "delayed event failed");
-                            self.store.fail_job(job.id, worker, &err.to_string(), retry).await?;
-                        }
+                        self.store.complete_job(job.id, worker).await?;
                     }
-                    MatrixResult::Ok(())
-                });
+                    Ok(DelayedRun::Gone) => {
+                        self.store.complete_job(job.id, worker).await?;
+                    }
+                    Ok(DelayedRun::NotYet(at)) => {
+                        self.store.reschedule_job(job.id, worker, at).await?;
+                    }
+                    Err(err) => {
+                        let retry = JobKind::DelayedEvent.retry_at(now, job.attempts);
+                        tracing::warn!(attempts = job.attempts, retry_at = ?retry, error = %err, "delayed event failed");
+                        if retry.is_none()
+                            && let Ok(id) = &delay_id
+                        {
+                            // Given up: it no longer holds one of its user's places.
+                            self.store.delete_delayed_event(id).await?;
+                        }
+                        self.store.fail_job(job.id, worker, &err.to_string(), retry).await?;
+                    }
+                }
+                MatrixResult::Ok(())
             }
-            futures_util::future::try_join_all(bookkeeping).await?;
-            MatrixResult::Ok(())
-        }))
-        .await?;
-        Ok(())
+        });
+        for result in futures_util::future::join_all(bookkeeping).await {
+            if let Err(err) = result {
+                tracing::warn!(%err, "could not record the outcome of a delayed event's job");
+            }
+        }
     }
 
     async fn run_job(&self, job: ClaimedJob, now: u64) -> MatrixResult<()> {

@@ -145,6 +145,13 @@ impl Services {
             LiveKitTokenRequest::Legacy { room, openid, .. } => (room, openid),
             LiveKitTokenRequest::Slot { room_id, openid, .. } => (room_id, openid),
         };
+        // Checked before the OpenID token: a server is asked about it only if one of its users
+        // is in the room (nobody makes this server call arbitrary hosts).
+        let room = <&RoomId>::try_from(room_id.as_str()).map_err(|_| MatrixError::bad_json("Invalid room id"))?;
+        let server = <&ServerName>::try_from(openid.matrix_server_name.as_str()).map_err(|_| unauthorised())?;
+        if server != self.server_name() && !self.server_in_room(room, server).await? {
+            return Err(MatrixError::forbidden("You are not a member of this room"));
+        }
         let user_id = self.openid_user(openid).await?;
         let (identity, livekit_room) = match &request {
             LiveKitTokenRequest::Legacy { room, device_id, .. } => {
@@ -166,6 +173,16 @@ impl Services {
     async fn openid_user(&self, openid: &OpenIdToken) -> MatrixResult<OwnedUserId> {
         let server = <&ServerName>::try_from(openid.matrix_server_name.as_str()).map_err(|_| unauthorised())?;
         self.openid_token_owner(server, &openid.access_token).await?.ok_or_else(unauthorised)
+    }
+
+    /// Whether a user of `server` is joined to the room, as this server knows it.
+    async fn server_in_room(&self, room_id: &RoomId, server: &ServerName) -> MatrixResult<bool> {
+        Ok(self
+            .store
+            .room_members(room_id, Some(Membership::Join))
+            .await?
+            .iter()
+            .any(|m| m.user_id.server_name() == server))
     }
 
     /// A call's participants are the room's members: a user this server does not know to be

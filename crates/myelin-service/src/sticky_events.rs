@@ -69,7 +69,8 @@ impl Services {
     }
 
     /// A room's sticky events for a client whose last view of it was `since` (`None`: the room
-    /// is new to it), leaving out those in `timeline`; client format with their time left.
+    /// is new to it), leaving out those in `timeline` and those of users the viewer ignores;
+    /// client format with their time left.
     pub(crate) async fn sticky_section(
         &self,
         sticky: &[StickyEvent],
@@ -89,8 +90,16 @@ impl Services {
         let ids: Vec<_> = wanted.iter().map(|s| s.event_id.clone()).collect();
         let expiry: HashMap<&EventId, u64> = wanted.iter().map(|s| (s.event_id.as_ref(), s.expires_ms)).collect();
         let now = self.now_ms();
+        let ignored = match viewer {
+            Some(viewer) => Some(self.ignored_users(viewer.user_id).await?),
+            None => None,
+        };
         let mut out = Vec::with_capacity(ids.len());
         for ev in self.events(&ids).await? {
+            // Like timelines, nothing from users the viewer ignores.
+            if ignored.as_ref().is_some_and(|ignored| ignored.contains(&ev.sender)) {
+                continue;
+            }
             let mut value = pdu::client_event(&ev, None, ClientFormat::Sync, viewer, None, now);
             if let Some(expires) = expiry.get::<EventId>(ev.event_id.as_ref()) {
                 value["unsigned"][UNSIGNED_TTL] = Value::from(expires.saturating_sub(now));

@@ -11,11 +11,14 @@ CREATE TABLE delayed_events (
     content TEXT NOT NULL,            -- JSON
     delay_ms INTEGER NOT NULL,        -- what a restart adds to the time of the restart
     sticky_duration_ms INTEGER,       -- sent as a sticky event (MSC4354) for this long
+    txn_id TEXT,                      -- the client's transaction id (a repeated request schedules nothing)
+    firing INTEGER NOT NULL DEFAULT 0, -- 1 once it is being sent: no longer restarted or cancelled
     send_at_ms INTEGER NOT NULL,
     created_ms INTEGER NOT NULL
 );
 CREATE INDEX delayed_events_by_user ON delayed_events (user_id, send_at_ms);
 CREATE INDEX delayed_events_by_state ON delayed_events (room_id, event_type, state_key);
+CREATE UNIQUE INDEX delayed_events_by_txn ON delayed_events (user_id, device_id, txn_id);
 
 -- Sticky events (MSC4354): events that every member's client (a member who joins later too) is
 -- sent until they expire, whatever the timeline gaps — MatrixRTC call memberships. A row per

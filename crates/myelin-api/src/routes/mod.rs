@@ -221,7 +221,8 @@ pub(crate) fn user_id(raw: &str) -> Result<OwnedUserId, MatrixError> {
 
 /// A transaction id from a path: 1 to 255 bytes.
 pub(crate) fn txn_id(raw: &str) -> Result<OwnedTransactionId, MatrixError> {
-    if raw.is_empty() || raw.len() > 255 {
+    // The prefix names the server's own sends of delayed events.
+    if raw.is_empty() || raw.len() > 255 || raw.starts_with("org.matrix.msc4140.delay:") {
         return Err(MatrixError::invalid_param("Invalid transaction id"));
     }
     Ok(OwnedTransactionId::from(raw))

@@ -39,6 +39,8 @@ pub struct ExtensionInput<'a> {
     pub window: &'a [WindowRoom],
     /// Rooms sent as new in this response, with the timeline event ids sent.
     pub new_rooms: &'a HashMap<OwnedRoomId, Vec<OwnedEventId>>,
+    /// Every room with an entry in this response, with the timeline event ids sent.
+    pub timelines: &'a HashMap<OwnedRoomId, Vec<OwnedEventId>>,
 }
 
 impl Services {
@@ -48,7 +50,7 @@ impl Services {
         r: &Requester,
         input: ExtensionInput<'_>,
     ) -> MatrixResult<(Value, bool)> {
-        let ExtensionInput { requested, since, now, rooms, window, new_rooms } = input;
+        let ExtensionInput { requested, since, now, rooms, window, new_rooms, timelines } = input;
         let user_id = &r.user_id;
         let device_id = &r.device_id;
         let mut out = Map::new();
@@ -180,10 +182,9 @@ impl Services {
             let mut sticky = Map::new();
             for room_id in &joined {
                 let Some(events) = by_room.remove(room_id) else { continue };
-                let (since_pos, sent): (Option<StreamPos>, HashSet<&EventId>) = match new_rooms.get(room_id) {
-                    Some(timeline) => (None, timeline.iter().map(|id| id.as_ref()).collect()),
-                    None => (since.map(|s| s.0), HashSet::new()),
-                };
+                let since_pos = if new_rooms.contains_key(room_id) { None } else { since.map(|s| s.0) };
+                let sent: HashSet<&EventId> =
+                    timelines.get(room_id).map(|ids| ids.iter().map(|id| id.as_ref()).collect()).unwrap_or_default();
                 let mut section = self.sticky_section(&events, since_pos, &sent, viewer).await?;
                 let excess = section.len().saturating_sub(limit);
                 section.drain(..excess);

@@ -319,6 +319,7 @@ impl Services {
         let mut results = futures_util::stream::iter(work).buffer_unordered(ROOM_CONCURRENCY);
         let mut out_rooms = Map::new();
         let mut new_rooms: HashMap<OwnedRoomId, Vec<OwnedEventId>> = HashMap::new();
+        let mut timelines: HashMap<OwnedRoomId, Vec<OwnedEventId>> = HashMap::new();
         while let Some(result) = results.next().await {
             let (room_id, config, mut output) = result?;
             // The timeline the client holds: a smaller limit than before only counts when the
@@ -332,8 +333,9 @@ impl Services {
             }
             if let Some(entry) = output.entry {
                 if output.initial {
-                    new_rooms.insert(room_id.clone(), output.timeline_ids);
+                    new_rooms.insert(room_id.clone(), output.timeline_ids.clone());
                 }
+                timelines.insert(room_id.clone(), output.timeline_ids);
                 out_rooms.insert(room_id.to_string(), entry);
             }
             state.rooms.insert(room_id, output.sent);
@@ -365,6 +367,7 @@ impl Services {
                     rooms: &rooms,
                     window: &window,
                     new_rooms: &new_rooms,
+                    timelines: &timelines,
                 },
             )
             .await?;

@@ -15,8 +15,9 @@ fn delayed(id: &str, user: &str, state_key: Option<&str>, send_at_ms: u64) -> De
         content: r#"{"k":1}"#.into(),
         delay_ms: 10_000,
         sticky_duration_ms: state_key.is_none().then_some(60_000),
+        txn_id: Some(format!("txn-{id}")),
         send_at_ms,
-        created_ms: send_at_ms - 10_000,
+        created_ms: send_at_ms.saturating_sub(10_000),
     }
 }
 
@@ -32,10 +33,14 @@ pub async fn delayed_events_have_one_job_each_and_a_limit_per_user(url: String) 
     let first = open_store(&url).await;
     let second = another_process(&url, &first).await;
 
-    assert!(
-        first.schedule_delayed_event(&delayed("d2", "@a:test", Some("_@a:test_DEV"), 30_000), 10).await.expect("store")
-    );
-    assert!(first.schedule_delayed_event(&delayed("d1", "@a:test", None, 20_000), 10).await.expect("store"));
+    let d2 = delayed("d2", "@a:test", Some("_@a:test_DEV"), 30_000);
+    assert_eq!(first.schedule_delayed_event(&d2, 10).await.expect("store"), Scheduled::New);
+    let d1 = delayed("d1", "@a:test", None, 20_000);
+    assert_eq!(first.schedule_delayed_event(&d1, 10).await.expect("store"), Scheduled::New);
+    // The same request again (its answer was lost): the first one's id, nothing new.
+    let mut again = delayed("d1-again", "@a:test", None, 25_000);
+    again.txn_id = d1.txn_id.clone();
+    assert_eq!(second.schedule_delayed_event(&again, 10).await.expect("store"), Scheduled::Repeat("d1".into()));
     assert_eq!(job_due(&first, "d1").await, Some(20_000), "the job is due when the event is");
     let listed: Vec<String> =
         first.delayed_events_of(&uid("@a:test")).await.expect("store").into_iter().map(|e| e.delay_id).collect();
@@ -66,15 +71,18 @@ pub async fn delayed_events_have_one_job_each_and_a_limit_per_user(url: String) 
     }
     let mut accepted = 0;
     for t in tasks {
-        accepted += usize::from(t.await.expect("task"));
+        accepted += usize::from(t.await.expect("task") == Scheduled::New);
     }
     assert_eq!(accepted, 10, "ten places per user, however the schedules race");
+    let mut over = delayed("over", "@b:test", None, 1);
+    over.txn_id = None;
+    assert_eq!(first.schedule_delayed_event(&over, 10).await.expect("store"), Scheduled::LimitReached);
     assert_eq!(first.delayed_events_of(&uid("@b:test")).await.expect("store").len(), 10);
 
     // Another user's write to the state entry cancels a's pending write to it; c's own
     // delayed state write at that entry stays, as do message events and other entries.
     let c_state = delayed("c-state", "@c:test", Some("_@a:test_DEV"), 60_000);
-    assert!(first.schedule_delayed_event(&c_state, 10).await.expect("store"));
+    assert_eq!(first.schedule_delayed_event(&c_state, 10).await.expect("store"), Scheduled::New);
     let cancelled = second
         .cancel_delayed_state_of_others(
             &rid("!call:test"),
@@ -92,4 +100,34 @@ pub async fn delayed_events_have_one_job_each_and_a_limit_per_user(url: String) 
         .await
         .expect("store");
     assert!(none.is_empty());
+}
+
+/// Firing marks the due ones, soonest first, in one write; a fired event is no longer restarted
+/// or cancelled, and firing it again (after a crash) answers it again.
+pub async fn firing_a_delayed_event_ends_restarts_and_cancels(url: String) {
+    let store = open_store(&url).await;
+    for (id, at) in [("late", 9_000), ("b", 2_000), ("a", 1_000)] {
+        assert_eq!(
+            store.schedule_delayed_event(&delayed(id, "@a:test", None, at), 10).await.expect("store"),
+            Scheduled::New
+        );
+    }
+    let ids: Vec<String> = ["late", "a", "b", "unknown"].iter().map(|s| s.to_string()).collect();
+    let fired = store.fire_delayed_events(&ids, 5_000).await.expect("fire");
+    assert_eq!(
+        fired.iter().map(|e| e.delay_id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"],
+        "the due ones, soonest first"
+    );
+    assert!(!store.restart_delayed_event("a", &uid("@a:test"), 50_000).await.expect("restart"), "being sent");
+    assert!(!store.cancel_delayed_event("a").await.expect("cancel"), "being sent");
+    assert!(
+        store.restart_delayed_event("late", &uid("@a:test"), 50_000).await.expect("restart"),
+        "not due: still pending"
+    );
+    assert_eq!(store.fire_delayed_events(&ids, 5_000).await.expect("fire").len(), 2, "a crashed send is redone");
+    assert!(store.delete_delayed_event("a").await.expect("delete"), "sent: forgotten");
+    assert!(store.cancel_delayed_event("late").await.expect("cancel"));
+    assert!(store.delayed_event("late").await.expect("read").is_none());
+    assert!(store.fire_delayed_events(&[], 5_000).await.expect("fire").is_empty());
 }

@@ -215,6 +215,7 @@ all_backends!(
     federation::partial_state_is_completed_without_undoing_later_changes,
     jobs::the_job_queue_hands_each_due_job_to_one_worker,
     delayed_events::delayed_events_have_one_job_each_and_a_limit_per_user,
+    delayed_events::firing_a_delayed_event_ends_restarts_and_cancels,
     sticky_events::sticky_events_last_until_they_expire,
     cluster::the_stream_head_reaches_every_process,
     cluster::signals_reach_the_other_processes_only,
