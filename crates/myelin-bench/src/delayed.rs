@@ -1,7 +1,7 @@
-//! Delayed-event timers (MSC4140): many delayed messages scheduled at once, each due at its own
-//! time; how late a member of the room sees each one. Calls rest on these timers (a member's
-//! leave fires when its client stops restarting it), so their precision is what a call's "left"
-//! feels like.
+//! Delayed-event timers (MSC4140): many delayed messages scheduled at once in many rooms, each
+//! due at its own time; how late a member of the rooms sees each one. Calls rest on these timers
+//! (a member's leave fires when its client stops restarting it), so their precision is what a
+//! call's "left" feels like.
 //!
 //! Lateness of an event = when a listening member's long-poll `/sync` returned it − (the
 //! wall-clock time its schedule request was sent + its delay). The server received the request
@@ -24,6 +24,8 @@ use crate::scenarios::{Params, join_all, register_users};
 
 /// Delayed events one user may have pending on Synapse (its default per-user limit).
 const PER_USER: usize = 100;
+/// Timers per room (calls are many rooms of a few members; a room's timers fire in order).
+const PER_ROOM: usize = 50;
 /// Delays are spread evenly over this window, from its start.
 const FIRST_DELAY_MS: u64 = 3_000;
 const DELAY_SPREAD_MS: u64 = 3_000;
@@ -43,17 +45,22 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Schedules `timers` delayed messages in one room (spread over users of [`PER_USER`] each)
-/// while another member long-polls the room, and reports when that member saw each one.
+/// Schedules `timers` delayed messages in rooms of [`PER_ROOM`] (spread over users of
+/// [`PER_USER`] each) while another member long-polls them, and reports when that member saw
+/// each one.
 pub async fn delayed_timers(server: &Server, params: &Params, timers: usize) -> Result<DelayedResult> {
     let users = register_users(server, params, "dly", timers.div_ceil(PER_USER) + 1).await?;
     let (listener, senders) = users.split_first().context("no users")?;
-    let room = listener.create_room(&json!({ "preset": "public_chat" })).await?;
-    join_all(senders, &room, params).await?;
+    let mut rooms = Vec::new();
+    for _ in 0..timers.div_ceil(PER_ROOM) {
+        let room = listener.create_room(&json!({ "preset": "public_chat" })).await?;
+        join_all(senders, &room, params).await?;
+        rooms.push(room);
+    }
 
     let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let since = initial_token(listener).await?;
-    let listening = tokio::spawn(listen(listener.clone(), room.clone(), since, seen.clone(), timers));
+    let listening = tokio::spawn(listen(listener.clone(), rooms.clone(), since, seen.clone(), timers));
 
     // Timer i is due FIRST_DELAY_MS + i * spread / timers after its request was sent.
     let mut due_at: HashMap<String, u64> = HashMap::new();
@@ -61,7 +68,7 @@ pub async fn delayed_timers(server: &Server, params: &Params, timers: usize) -> 
     let mut tasks = JoinSet::new();
     for i in 0..timers {
         let user = senders[i / PER_USER].clone();
-        let room = room.clone();
+        let room = rooms[i % rooms.len()].clone();
         let limit = limit.clone();
         let delay = FIRST_DELAY_MS + (i as u64 * DELAY_SPREAD_MS) / timers.max(1) as u64;
         tasks.spawn(async move {
@@ -105,11 +112,11 @@ async fn initial_token(user: &User) -> Result<String> {
     sync.get("next_batch").and_then(Value::as_str).map(str::to_owned).context("no next_batch")
 }
 
-/// Long-polls the room and notes when each timer's message arrives, until `want` have; a
+/// Long-polls the rooms and notes when each timer's message arrives, until `want` have; a
 /// message seen twice (a timer fired twice) is an error.
 async fn listen(
     user: User,
-    room: String,
+    rooms: Vec<String>,
     mut since: String,
     seen: Arc<Mutex<HashMap<String, u64>>>,
     want: usize,
@@ -119,11 +126,15 @@ async fn listen(
         let query = [("since", since.as_str()), ("timeout", "30000"), ("filter", filter.as_str())];
         let sync = user.sync(&query, Duration::from_secs(75)).await?;
         let arrived = now_ms();
-        let events = sync
-            .pointer(&format!("/rooms/join/{}/timeline/events", room.replace('~', "~0").replace('/', "~1")))
-            .and_then(Value::as_array)
+        let events: Vec<Value> = rooms
+            .iter()
+            .filter_map(|room| {
+                sync.pointer(&format!("/rooms/join/{}/timeline/events", room.replace('~', "~0").replace('/', "~1")))
+            })
+            .filter_map(Value::as_array)
+            .flatten()
             .cloned()
-            .unwrap_or_default();
+            .collect();
         {
             let mut seen = seen.lock().map_err(|_| anyhow::anyhow!("listener poisoned"))?;
             for ev in events.iter().filter(|e| e.get("type").and_then(Value::as_str) == Some("m.room.message")) {
