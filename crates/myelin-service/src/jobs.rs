@@ -232,15 +232,22 @@ impl Services {
 
     /// Claims and runs the jobs due at `now`, all to the end; returns how many ran.
     pub async fn run_due_jobs(&self, now: u64) -> MatrixResult<usize> {
-        let claimed = self.store.claim_jobs(&self.worker_id, now, now + LEASE_MS, CLAIM_BATCH).await?;
-        let count = claimed.len();
-        let (timers, claimed): (Vec<ClaimedJob>, Vec<ClaimedJob>) =
-            claimed.into_iter().partition(|job| JobKind::parse(&job.kind) == Some(JobKind::DelayedEvent));
-        self.run_delayed_event_jobs(timers, now).await;
-        for job in claimed {
+        let (count, others) = self.claim_and_fire_timers(now).await?;
+        for job in others {
             self.run_job(job, now).await?;
         }
         Ok(count)
+    }
+
+    /// Claims the jobs due at `now` and runs the delayed events among them (rooms side by side,
+    /// each room's in the order they were due); answers how many were claimed and the others.
+    async fn claim_and_fire_timers(&self, now: u64) -> MatrixResult<(usize, Vec<ClaimedJob>)> {
+        let claimed = self.store.claim_jobs(&self.worker_id, now, now + LEASE_MS, CLAIM_BATCH).await?;
+        let count = claimed.len();
+        let (timers, others): (Vec<ClaimedJob>, Vec<ClaimedJob>) =
+            claimed.into_iter().partition(|job| JobKind::parse(&job.kind) == Some(JobKind::DelayedEvent));
+        self.run_delayed_event_jobs(timers, now).await;
+        Ok((count, others))
     }
 
     /// The runner's step: claims the jobs due at `now`, starts those that wait on other servers
@@ -250,13 +257,8 @@ impl Services {
         now: u64,
         network_slots: &Arc<tokio::sync::Semaphore>,
     ) -> MatrixResult<usize> {
-        let claimed = self.store.claim_jobs(&self.worker_id, now, now + LEASE_MS, CLAIM_BATCH).await?;
-        let count = claimed.len();
-        let (timers, claimed): (Vec<ClaimedJob>, Vec<ClaimedJob>) =
-            claimed.into_iter().partition(|job| JobKind::parse(&job.kind) == Some(JobKind::DelayedEvent));
-        // Delayed events: rooms side by side, each room's in the order they were due.
-        self.run_delayed_event_jobs(timers, now).await;
-        for job in claimed {
+        let (count, others) = self.claim_and_fire_timers(now).await?;
+        for job in others {
             if JobKind::parse(&job.kind).is_some_and(JobKind::waits_on_network) {
                 // All slots busy: the job goes back to the queue for a moment rather than the
                 // runner waiting (timers due meanwhile must not).

@@ -533,10 +533,7 @@ impl Services {
                 return Ok(None);
             }
         };
-        let sub = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("sub").and_then(Value::as_str).and_then(|s| OwnedUserId::try_from(s).ok()));
-        Ok(sub.filter(|user| user.server_name() == server))
+        Ok(userinfo_user(&body, server))
     }
 
     /// `GET /_matrix/federation/v1/openid/userinfo`: the user of a valid OpenID token.
@@ -545,6 +542,35 @@ impl Services {
             Some(user_id) => Ok(json!({ "sub": user_id })),
             None => Err(MatrixError::unknown_token("Unknown or expired OpenID token")),
         }
+    }
+}
+
+/// The user an `/openid/userinfo` answer of `server` names, if it is one of `server`'s users (a
+/// server vouches for its own users only).
+fn userinfo_user(body: &[u8], server: &ServerName) -> Option<OwnedUserId> {
+    let sub = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("sub").and_then(Value::as_str).and_then(|s| OwnedUserId::try_from(s).ok()));
+    sub.filter(|user| user.server_name() == server)
+}
+
+#[cfg(test)]
+mod userinfo_tests {
+    use ruma::server_name;
+
+    use super::userinfo_user;
+
+    #[test]
+    fn a_server_vouches_for_its_own_users_only() {
+        let b = server_name!("b.example");
+        assert_eq!(
+            userinfo_user(br#"{"sub":"@bob:b.example"}"#, b).map(|u| u.to_string()),
+            Some("@bob:b.example".into())
+        );
+        assert_eq!(userinfo_user(br#"{"sub":"@alice:a.example"}"#, b), None, "b cannot vouch for a's alice");
+        assert_eq!(userinfo_user(br#"{"sub":"not a user"}"#, b), None);
+        assert_eq!(userinfo_user(br#"{"error":"M_UNKNOWN_TOKEN"}"#, b), None);
+        assert_eq!(userinfo_user(b"<html>", b), None);
     }
 }
 
