@@ -15,9 +15,8 @@
 //! partial state (`federation/partial_state.rs`); `delayed_event`, one delayed event due
 //! (`delayed_events.rs`).
 //!
-//! Jobs that wait on other servers (federation sends, resyncs) run beside the runner, not in its
-//! loop: a destination that takes its time must not hold up a timer due meanwhile (delayed events
-//! fire within milliseconds of their time). The others run one after another, oldest due first.
+//! The delayed events of a claimed batch fire first, before its other jobs (federation sends and
+//! resyncs, which wait on other servers, run in the runner after them).
 
 use std::{sync::Arc, time::Duration};
 
@@ -34,10 +33,6 @@ const LEASE_RENEWAL: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_secs(1);
 /// Jobs claimed at once (a call's members' timers due together fire in one batch).
 const CLAIM_BATCH: usize = 64;
-/// Jobs waiting on other servers that run at once in one process.
-const NETWORK_JOBS_AT_ONCE: usize = 32;
-/// A job waiting on other servers found every slot busy: it is claimable again this much later.
-const NETWORK_BUSY_RETRY_MS: u64 = 500;
 /// Attempts before a job is kept as failed.
 pub const MAX_ATTEMPTS: u32 = 8;
 /// First retry delay; doubled for each further attempt, up to [`MAX_BACKOFF_MS`].
@@ -116,11 +111,6 @@ impl JobKind {
         }
     }
 
-    /// Jobs that wait on other servers: run beside the runner's loop.
-    fn waits_on_network(self) -> bool {
-        matches!(self, JobKind::FederationSend | JobKind::DeviceListResync | JobKind::PartialStateResync)
-    }
-
     /// When a run that failed for the `attempts`-th time is tried again (`None`: given up).
     fn retry_at(self, now_ms: u64, attempts: u32) -> Option<u64> {
         match self {
@@ -179,10 +169,9 @@ pub fn spawn(services: &Arc<Services>) {
                 tracing::warn!(%err, "could not queue the periodic jobs");
             }
         }
-        let network_slots = Arc::new(tokio::sync::Semaphore::new(NETWORK_JOBS_AT_ONCE));
         loop {
             let Some(s) = services.upgrade() else { return };
-            let worked = match s.dispatch_due_jobs(s.now_ms(), &network_slots).await {
+            let worked = match s.dispatch_due_jobs(s.now_ms()).await {
                 Ok(n) => n > 0,
                 Err(err) => {
                     tracing::warn!(%err, "job runner");
@@ -250,36 +239,12 @@ impl Services {
         Ok((count, others))
     }
 
-    /// The runner's step: claims the jobs due at `now`, starts those that wait on other servers
-    /// as tasks of their own (at most [`NETWORK_JOBS_AT_ONCE`]) and runs the others in order.
-    async fn dispatch_due_jobs(
-        self: &Arc<Self>,
-        now: u64,
-        network_slots: &Arc<tokio::sync::Semaphore>,
-    ) -> MatrixResult<usize> {
+    /// The runner's step: claims the jobs due at `now`, fires the delayed events among them,
+    /// then runs the others in order, each failure recorded alone.
+    async fn dispatch_due_jobs(&self, now: u64) -> MatrixResult<usize> {
         let (count, others) = self.claim_and_fire_timers(now).await?;
         for job in others {
-            if JobKind::parse(&job.kind).is_some_and(JobKind::waits_on_network) {
-                // All slots busy: the job goes back to the queue for a moment rather than the
-                // runner waiting (timers due meanwhile must not).
-                let Ok(slot) = network_slots.clone().try_acquire_owned() else {
-                    if let Err(err) =
-                        self.store.reschedule_job(job.id, &self.worker_id, now + NETWORK_BUSY_RETRY_MS).await
-                    {
-                        tracing::warn!(%err, "could not put a job back in the queue");
-                    }
-                    continue;
-                };
-                let services = self.clone();
-                tokio::spawn(async move {
-                    if let Err(err) = services.run_job(job, now).await {
-                        tracing::warn!(%err, "job runner");
-                    }
-                    drop(slot);
-                    // Its end may have queued more (another send of the destination).
-                    services.jobs_queued.notify_one();
-                });
-            } else if let Err(err) = self.run_job(job, now).await {
+            if let Err(err) = self.run_job(job, now).await {
                 // Its outcome could not be recorded (storage failing): the others still run.
                 tracing::warn!(%err, "job runner");
             }
