@@ -215,9 +215,15 @@ impl Services {
                 }
             }
         }
-        let joined: Vec<OwnedRoomId> =
-            rooms.iter().filter(|r| r.membership == Membership::Join).map(|r| r.room_id.clone()).collect();
-        let mut sticky_by_room = self.sticky_events_by_room(&joined, now.pos).await?;
+        // Sticky events come with events: only rooms with news since the token (or sent whole)
+        // can have new ones, so a quiet sync asks for none.
+        let sticky_rooms: Vec<OwnedRoomId> = rooms
+            .iter()
+            .filter(|r| r.membership == Membership::Join)
+            .filter(|r| full_state || since_pos.is_none_or(|s| r.last_event_pos > s || r.membership_pos > s))
+            .map(|r| r.room_id.clone())
+            .collect();
+        let mut sticky_by_room = self.sticky_events_by_room(&sticky_rooms, now.pos).await?;
         // Rooms are independent: build their sections concurrently (reads overlap on the pool).
         let mut work = Vec::new();
         for room in rooms.iter().filter(|r| filter.room.room_allowed(r.room_id.as_str())) {
