@@ -19,7 +19,8 @@
 // or after 60 s. Progress goes to stderr (MYELIN_JS_LOG=debug for every request).
 
 import { createHash } from "node:crypto";
-import { TokenVerifier } from "livekit-server-sdk";
+import { AccessToken, TokenVerifier, WebhookReceiver } from "livekit-server-sdk";
+import { DisconnectReason, WebhookEvent } from "@livekit/protocol";
 import { start, progress, fail, succeed, describe, loggingFetch, startAndSync } from "./common.mjs";
 
 const DEADLINE_SECS = 60;
@@ -302,6 +303,36 @@ async function main() {
     }
     assert(wrongSecretError, "a verifier with the wrong secret rejects the JWT");
     progress(`with the wrong secret the JWT is refused: ${wrongSecretError.code ?? wrongSecretError.message}`);
+
+    // 2b. The SFU's webhooks, built and signed by livekit-server-sdk as a LiveKit server signs
+    //     them (a token whose sha256 claim hashes the body): the JWT service takes them, and
+    //     refuses one signed with another secret.
+    const webhookUrl = `${livekit.livekit_service_url.replace(/\/$/, "")}/sfu_webhook`;
+    const joinedEvent = new WebhookEvent({
+        event: "participant_joined",
+        room: { name: expectedRoom },
+        participant: { identity: expectedIdentity, disconnectReason: DisconnectReason.UNKNOWN_REASON },
+    }).toJsonString();
+    const signWebhook = async (body, secret) => {
+        const at = new AccessToken(livekitKey, secret);
+        at.sha256 = createHash("sha256").update(body).digest("base64");
+        return at.toJwt();
+    };
+    const goodAuth = await signWebhook(joinedEvent, livekitSecret);
+    await new WebhookReceiver(livekitKey, livekitSecret).receive(joinedEvent, goodAuth); // LiveKit's own check
+    const postWebhook = async (auth) => {
+        const res = await fetch(webhookUrl, {
+            method: "POST",
+            headers: { Authorization: auth, "Content-Type": "application/webhook+json" },
+            body: joinedEvent,
+        });
+        return res.status;
+    };
+    const accepted = await postWebhook(goodAuth);
+    assert(accepted === 200, `POST ${webhookUrl} takes a webhook signed as LiveKit signs them: ${accepted}`);
+    const refused = await postWebhook(await signWebhook(joinedEvent, `${livekitSecret}-but-wrong`));
+    assert(refused === 401, `a webhook signed with another secret is refused: ${refused}`);
+    progress("the JWT service takes the SFU's webhooks signed by livekit-server-sdk and refuses forged ones");
 
     // 3a. The restarts keep alice in the call well past the delay of her delayed leave event.
     const aliveUntil = joinedAt + DELAY_MS + 1500;

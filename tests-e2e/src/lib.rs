@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 pub mod device_keys;
+pub mod fake_sfu;
 pub mod federation;
 mod synapse;
 pub use synapse::SynapsePeer;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use myelin_e2e::{Client, NO_RATE_LIMITS, TestServer, enc, errcode, room_path};
+use myelin_e2e::{Client, NO_RATE_LIMITS, TestServer, enc, errcode, fake_sfu::FakeSfu, room_path};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -16,12 +16,9 @@ const MEMBER_TYPE: &str = "org.matrix.msc3401.call.member";
 const DELAYED: &str = "/_matrix/client/unstable/org.matrix.msc4140/delayed_events";
 const LIVEKIT_SECRET: &str = "a-livekit-api-secret-of-thirty-two-chars";
 
-fn livekit_env() -> [(&'static str, &'static str); 3] {
-    [
-        ("MYELIN_LIVEKIT_URL", "wss://sfu.test.invalid"),
-        ("MYELIN_LIVEKIT_KEY", "devkey"),
-        ("MYELIN_LIVEKIT_SECRET", LIVEKIT_SECRET),
-    ]
+/// The server's LiveKit settings for an SFU at `url`.
+fn livekit_env(url: &str) -> [(&'static str, &str); 3] {
+    [("MYELIN_LIVEKIT_URL", url), ("MYELIN_LIVEKIT_KEY", "devkey"), ("MYELIN_LIVEKIT_SECRET", LIVEKIT_SECRET)]
 }
 
 /// `PUT` of a state event, delayed by `delay_ms`; answers the delay id.
@@ -379,10 +376,12 @@ async fn openid_token(client: &Client) -> Result<Value> {
 }
 
 /// The embedded JWT service: discovered through `rtc/transports` and `.well-known`, it turns an
-/// OpenID token of a room member into a LiveKit token the SFU accepts, and refuses everyone else.
+/// OpenID token of a room member into a LiveKit token the SFU accepts (having the SFU create the
+/// call's room: this server's users have full access), and refuses everyone else.
 #[tokio::test]
 async fn the_livekit_jwt_service_admits_room_members_only() -> Result<()> {
-    let server = TestServer::start_with_env(NO_RATE_LIMITS, &livekit_env()).await?;
+    let sfu = FakeSfu::start("devkey", LIVEKIT_SECRET).await?;
+    let server = TestServer::start_with_env(NO_RATE_LIMITS, &livekit_env(sfu.url())).await?;
     let alice = server.register("alice").await?;
     let bob = server.register("bob").await?;
     let room = alice.create_room(json!({ "preset": "private_chat" })).await?;
@@ -413,7 +412,7 @@ async fn the_livekit_jwt_service_admits_room_members_only() -> Result<()> {
     });
     let (status, granted) = jwt_service.post("/get_token", &request).await?;
     ensure!(status == 200, "get_token: {status} {granted}");
-    ensure!(granted["url"] == "wss://sfu.test.invalid", "{granted}");
+    ensure!(granted["url"] == sfu.url(), "{granted}");
     let jwt = granted["jwt"].as_str().context("jwt")?;
     let claims = verified_claims(jwt, LIVEKIT_SECRET)?;
     ensure!(verified_claims(jwt, "another secret").is_err(), "only the configured secret verifies it");
@@ -423,6 +422,11 @@ async fn the_livekit_jwt_service_admits_room_members_only() -> Result<()> {
     ensure!(claims["video"]["roomJoin"] == true && claims["video"]["canPublish"] == true, "{claims}");
     let (exp, nbf) = (claims["exp"].as_u64().context("exp")?, claims["nbf"].as_u64().context("nbf")?);
     ensure!(exp - nbf == 3600, "an hour: {claims}");
+    let created = sfu.calls("CreateRoom");
+    ensure!(created.len() == 1, "the call's room created on the SFU first: {created:?}");
+    ensure!(created[0].body["name"] == claims["video"]["room"], "{:?}", created[0]);
+    ensure!(created[0].body["empty_timeout"] == 300 && created[0].body["departure_timeout"] == 20, "{:?}", created[0]);
+    ensure!(sfu.refused() == 0, "every call to the SFU's API carried a valid token");
 
     // The legacy endpoint: identity `user:device`, the room's call.
     let legacy = json!({ "room": room, "openid_token": openid_token(&alice).await?, "device_id": alice.device_id });
@@ -460,6 +464,23 @@ async fn the_livekit_jwt_service_admits_room_members_only() -> Result<()> {
     }
     let (status, body) = jwt_service.post("/sfu/get", &json!({ "openid_token": token })).await?;
     ensure!(status == 400 && errcode(&body) == "M_BAD_JSON", "sfu/get without a room: {status} {body}");
+    let mut half_delegation = request.clone();
+    half_delegation["delay_id"] = json!("someid");
+    let (status, body) = jwt_service.post("/get_token", &half_delegation).await?;
+    ensure!(status == 400 && errcode(&body) == "M_BAD_JSON", "delay_id without delay_timeout: {status} {body}");
+
+    // An SFU whose API fails: no token (the room would not exist for the client to join).
+    drop(sfu);
+    let down = TestServer::start_with_env(NO_RATE_LIMITS, &livekit_env("ws://127.0.0.1:9")).await?;
+    let carol = down.register("carol").await?;
+    let room = carol.create_room(json!({})).await?;
+    let jwt_down = Client::new(&format!("{}/_myelin/livekit/jwt", down.base_url()));
+    let mut request = request.clone();
+    request["room_id"] = json!(room);
+    request["openid_token"] = openid_token(&carol).await?;
+    request["member"]["claimed_user_id"] = json!(carol.user_id);
+    let (status, body) = jwt_down.post("/get_token", &request).await?;
+    ensure!(status == 500 && errcode(&body) == "M_UNKNOWN", "the SFU is unreachable: {status} {body}");
 
     // Browsers (Element Call is a web page) may call it from anywhere.
     let preflight = reqwest::Client::new()
@@ -650,7 +671,8 @@ async fn a_call_notification_rings_and_a_decline_does_not() -> Result<()> {
 /// in the room, or whose server does not know the token, gets none.
 #[tokio::test]
 async fn the_jwt_service_checks_a_remote_members_openid_token_with_its_server() -> Result<()> {
-    let a = TestServer::start_federating_with_env(&livekit_env()).await?;
+    let sfu = FakeSfu::start("devkey", LIVEKIT_SECRET).await?;
+    let a = TestServer::start_federating_with_env(&livekit_env(sfu.url())).await?;
     let b = TestServer::start_federating().await?;
     let alice = a.register("alice").await?;
     let bob = b.register("bob").await?;
@@ -673,6 +695,14 @@ async fn the_jwt_service_checks_a_remote_members_openid_token_with_its_server() 
     ensure!(status == 200, "bob, on B, in the room: {status} {granted}\nA's log:\n{}", a.log());
     let claims = verified_claims(granted["jwt"].as_str().context("jwt")?, LIVEKIT_SECRET)?;
     ensure!(claims["sub"] == livekit_hash(&[&bob.user_id, &bob.device_id, "m"]), "{claims}");
+    ensure!(sfu.calls("CreateRoom").is_empty(), "B is not a full-access server: bob only joins a room that exists");
+    let mut delegating = request(&bob, openid_token(&bob).await?);
+    delegating["delay_id"] = json!("bobs-delay");
+    delegating["delay_timeout"] = json!(5000);
+    let (status, body) = jwt_service.post("/get_token", &delegating).await?;
+    ensure!(status == 400 && errcode(&body) == "M_BAD_JSON", "no delegation for restricted users: {status} {body}");
+    let (status, body) = jwt_service.post("/delegate_delayed_leave", &delegating).await?;
+    ensure!(status == 403 && errcode(&body) == "M_FORBIDDEN", "nor on its own endpoint: {status} {body}");
 
     let (status, body) = jwt_service.post("/get_token", &request(&carol, openid_token(&carol).await?)).await?;
     ensure!(status == 403 && errcode(&body) == "M_FORBIDDEN", "carol is not in the room: {status} {body}");
@@ -680,5 +710,138 @@ async fn the_jwt_service_checks_a_remote_members_openid_token_with_its_server() 
     forged["openid_token"]["access_token"] = json!("not-a-token-of-b");
     let (status, body) = jwt_service.post("/get_token", &forged).await?;
     ensure!(status == 401 && errcode(&body) == "M_UNAUTHORIZED", "B does not know the token: {status} {body}");
+    Ok(())
+}
+
+/// Posts an SFU webhook to the JWT service; answers the status.
+async fn post_webhook(service: &str, body: &str, token: &str) -> Result<u16> {
+    let response = reqwest::Client::new()
+        .post(format!("{service}/sfu_webhook"))
+        .header("Authorization", token)
+        .header("Content-Type", "application/webhook+json")
+        .body(body.to_owned())
+        .send()
+        .await?;
+    Ok(response.status().as_u16())
+}
+
+/// Waits up to `within` for the call member state at `key` to become `{}` (the leave); answers
+/// how long it took.
+async fn wait_for_leave(client: &Client, room: &str, key: &str, within: Duration) -> Result<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if member_state(client, room, key).await? == Some(json!({})) {
+            return Ok(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("no leave within {within:?}")
+}
+
+/// Delegated leave (`/delegate_delayed_leave`): while the member's participant is on the SFU the
+/// server keeps its delayed leave from firing, past several of its delays; the SFU's
+/// `participant_left` webhook sends it at once; a participant the SFU no longer has (a webhook
+/// lost) is found at the next restart. Forged webhooks and foreign delay ids are refused.
+#[tokio::test]
+async fn a_delegated_leave_lasts_while_the_participant_is_on_the_sfu() -> Result<()> {
+    let sfu = FakeSfu::start("devkey", LIVEKIT_SECRET).await?;
+    let server = TestServer::start_with_env(NO_RATE_LIMITS, &livekit_env(sfu.url())).await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    let service = format!("{}/_myelin/livekit/jwt", server.base_url());
+    let jwt_service = Client::new(&service);
+    let lk_room = livekit_hash(&[&room, "m.call#ROOM"]);
+
+    // Alice joins the call as Element Call does: leave scheduled, membership sent, then the leave
+    // handed to the JWT service with her token request's member.
+    const DELAY_MS: u64 = 1_500;
+    let key = format!("_{}_{}", alice.user_id, alice.device_id);
+    let delay_id = delay_state(&alice, &room, &key, json!({}), DELAY_MS).await?;
+    let (status, _) =
+        alice.put(&room_path(&room, &format!("state/{MEMBER_TYPE}/{}", enc(&key))), &json!({ "joined": true })).await?;
+    ensure!(status == 200);
+    let delegate = |client: &Client, token: Value, member: &str, delay_id: &str| {
+        json!({
+            "room_id": room,
+            "slot_id": "m.call#ROOM",
+            "openid_token": token,
+            "member": { "id": member, "claimed_user_id": client.user_id, "claimed_device_id": client.device_id },
+            "delay_id": delay_id,
+            "delay_timeout": DELAY_MS,
+        })
+    };
+    let alice_identity = livekit_hash(&[&alice.user_id, &alice.device_id, "alice-member"]);
+    sfu.set_present(&lk_room, &alice_identity, true);
+    let (status, body) = jwt_service
+        .post("/delegate_delayed_leave", &delegate(&alice, openid_token(&alice).await?, "alice-member", &delay_id))
+        .await?;
+    ensure!(status == 200 && body == json!({}), "delegated: {status} {body}");
+
+    // Three delays later she is still in the call: the server restarted her leave.
+    tokio::time::sleep(Duration::from_millis(3 * DELAY_MS)).await;
+    ensure!(member_state(&alice, &room, &key).await? == Some(json!({ "joined": true })), "kept alive");
+    let lookups = sfu.calls("GetParticipant");
+    ensure!(
+        !lookups.is_empty() && lookups.iter().all(|c| c.body["identity"] == alice_identity.as_str()),
+        "{lookups:?}"
+    );
+
+    // A forged webhook changes nothing.
+    let (body, token) = sfu.webhook("participant_left", &lk_room, &alice_identity, Some("CLIENT_INITIATED"));
+    let forged = myelin_e2e::fake_sfu::webhook_token("devkey", "not-the-secret", body.as_bytes());
+    ensure!(post_webhook(&service, &body, &forged).await? == 401, "forged");
+    ensure!(post_webhook(&service, &body.replace("CLIENT", "SERVER"), &token).await? == 401, "another body");
+    ensure!(post_webhook(&service, &body, "").await? == 401, "unsigned");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ensure!(member_state(&alice, &room, &key).await? == Some(json!({ "joined": true })), "still in");
+
+    // She hangs up: the SFU's webhook sends her leave at once.
+    sfu.set_present(&lk_room, &alice_identity, false);
+    ensure!(post_webhook(&service, &body, &token).await? == 200, "the SFU's webhook");
+    let took = wait_for_leave(&alice, &room, &key, Duration::from_millis(DELAY_MS)).await?;
+    ensure!(took < Duration::from_millis(500), "sent on the webhook, not at the delay: {took:?}");
+    let (status, _) = alice.post(&format!("{DELAYED}/{delay_id}"), &json!({ "action": "restart" })).await?;
+    ensure!(status == 404, "the delayed leave is gone");
+
+    // Bob's webhook is lost: the server finds him gone when it asks the SFU before a restart.
+    let bob_key = format!("_{}_{}", bob.user_id, bob.device_id);
+    let bob_delay = delay_state(&bob, &room, &bob_key, json!({}), DELAY_MS).await?;
+    let (status, _) = bob
+        .put(&room_path(&room, &format!("state/{MEMBER_TYPE}/{}", enc(&bob_key))), &json!({ "joined": true }))
+        .await?;
+    ensure!(status == 200);
+    let bob_identity = livekit_hash(&[&bob.user_id, &bob.device_id, "bob-member"]);
+    let (status, body) = jwt_service
+        .post("/delegate_delayed_leave", &delegate(&bob, openid_token(&bob).await?, "bob-member", &bob_delay))
+        .await?;
+    ensure!(status == 200, "{status} {body}");
+    let (joined, token) = sfu.webhook("participant_joined", &lk_room, &bob_identity, None);
+    sfu.set_present(&lk_room, &bob_identity, true);
+    ensure!(post_webhook(&service, &joined, &token).await? == 200);
+    tokio::time::sleep(Duration::from_millis(2 * DELAY_MS)).await;
+    ensure!(member_state(&bob, &room, &bob_key).await? == Some(json!({ "joined": true })), "bob kept alive");
+    let gone_at = Instant::now();
+    sfu.set_present(&lk_room, &bob_identity, false);
+    wait_for_leave(&bob, &room, &bob_key, Duration::from_millis(2 * DELAY_MS)).await?;
+    ensure!(gone_at.elapsed() <= Duration::from_millis(DELAY_MS + 300), "at the next check: {:?}", gone_at.elapsed());
+
+    // Refusals: another user's delay id, a missing delay, a user not in the room.
+    let other = delay_state(&bob, &room, &bob_key, json!({}), 60_000).await?;
+    let (status, body) = jwt_service
+        .post("/delegate_delayed_leave", &delegate(&alice, openid_token(&alice).await?, "m2", &other))
+        .await?;
+    ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "bob's delay id for alice: {status} {body}");
+    let mut no_delay = delegate(&alice, openid_token(&alice).await?, "m2", &other);
+    no_delay.as_object_mut().context("object")?.remove("delay_id");
+    let (status, body) = jwt_service.post("/delegate_delayed_leave", &no_delay).await?;
+    ensure!(status == 400 && errcode(&body) == "M_BAD_JSON", "{status} {body}");
+    let carol = server.register("carol").await?;
+    let (status, body) = jwt_service
+        .post("/delegate_delayed_leave", &delegate(&carol, openid_token(&carol).await?, "m3", &other))
+        .await?;
+    ensure!(status == 403 && errcode(&body) == "M_FORBIDDEN", "carol is not in the room: {status} {body}");
+    ensure!(sfu.refused() == 0, "every call to the SFU's API carried a valid token");
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! room's call with a LiveKit transport from `rtc/transports`, the other member sees her in it,
 //! her LiveKit JWT from the embedded JWT service verifies with livekit-server-sdk, and when her
 //! device dies the server's delayed leave event (MSC4140) ends her membership. The call itself is
-//! `tests-js/rtc-call.mjs`; no SFU runs (the token is checked, not used).
+//! `tests-js/rtc-call.mjs`; no SFU runs (the token is checked, not used): a stand-in for the
+//! SFU's server API sees the call's room created.
 
 mod common;
 
@@ -10,20 +11,20 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use common::node22;
-use myelin_e2e::{NO_RATE_LIMITS, TestServer};
+use myelin_e2e::{NO_RATE_LIMITS, TestServer, fake_sfu::FakeSfu};
 
-/// The SFU the server advertises (nothing listens there) and its API credentials.
-const LIVEKIT_URL: &str = "ws://127.0.0.1:7880";
+/// The SFU's API credentials.
 const LIVEKIT_KEY: &str = "devkey";
 const LIVEKIT_SECRET: &str = "myelin-rtc-test-secret-0123456789abcdef";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matrix_js_sdk_joins_a_call_gets_a_livekit_token_and_is_dropped_when_its_device_dies() -> Result<()> {
     let node = node22()?;
+    let sfu = FakeSfu::start(LIVEKIT_KEY, LIVEKIT_SECRET).await?;
     let server = TestServer::start_with_env(
         NO_RATE_LIMITS,
         &[
-            ("MYELIN_LIVEKIT_URL", LIVEKIT_URL),
+            ("MYELIN_LIVEKIT_URL", sfu.url()),
             ("MYELIN_LIVEKIT_KEY", LIVEKIT_KEY),
             ("MYELIN_LIVEKIT_SECRET", LIVEKIT_SECRET),
         ],
@@ -33,7 +34,7 @@ async fn matrix_js_sdk_joins_a_call_gets_a_livekit_token_and_is_dropped_when_its
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests-js/rtc-call.mjs");
     let call = tokio::process::Command::new(&node)
         .arg(script)
-        .args([server.base_url().as_str(), LIVEKIT_KEY, LIVEKIT_SECRET, LIVEKIT_URL])
+        .args([server.base_url().as_str(), LIVEKIT_KEY, LIVEKIT_SECRET, sfu.url()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -66,5 +67,7 @@ async fn matrix_js_sdk_joins_a_call_gets_a_livekit_token_and_is_dropped_when_its
         (delay..=delay + 3000).contains(&left_after),
         "the membership ended {left_after} ms after the last restart, delay {delay} ms"
     );
+    let created = sfu.calls("CreateRoom");
+    ensure!(created.len() == 1 && sfu.refused() == 0, "the call's room was created on the SFU once: {created:?}");
     Ok(())
 }

@@ -63,6 +63,35 @@ pub struct LiveKitConfig {
     pub key: String,
     /// The API secret the tokens are signed with (HS256).
     pub secret: String,
+    /// The homeservers whose users may have the SFU create a call's room and may delegate their
+    /// delayed leave (lk-jwt-service's `LIVEKIT_FULL_ACCESS_HOMESERVERS`); `"*"` for every one.
+    /// This server is always one. Users of other servers may only join rooms that exist.
+    #[serde(default)]
+    pub full_access_homeservers: Vec<String>,
+    /// The SFU's server API (room creation, participant lookups). Unset: the `url` with
+    /// `ws`/`wss` read as `http`/`https`.
+    #[serde(default)]
+    pub api_url: Option<String>,
+}
+
+impl LiveKitConfig {
+    /// An SFU at `url` with this API key and secret, full access for this server's users only.
+    pub fn new(url: String, key: String, secret: String) -> Self {
+        Self { url, key, secret, full_access_homeservers: Vec::new(), api_url: None }
+    }
+
+    /// The base URL of the SFU's server API.
+    pub fn server_api_url(&self) -> String {
+        let url = match &self.api_url {
+            Some(url) => url.clone(),
+            None => match self.url.split_once("://") {
+                Some(("wss", rest)) => format!("https://{rest}"),
+                Some(("ws", rest)) => format!("http://{rest}"),
+                _ => self.url.clone(),
+            },
+        };
+        url.trim_end_matches('/').to_owned()
+    }
 }
 
 /// The server-server API: its TLS listener and how this server reaches others.
@@ -255,6 +284,16 @@ impl Config {
             }
             if livekit.key.is_empty() || livekit.secret.is_empty() {
                 problems.push("rtc.livekit.key and rtc.livekit.secret must not be empty".to_owned());
+            }
+            if let Some(api) = &livekit.api_url
+                && !(api.starts_with("https://") || api.starts_with("http://"))
+            {
+                problems.push(format!("rtc.livekit.api_url {api:?}: expected an http:// or https:// URL"));
+            }
+            for server in &livekit.full_access_homeservers {
+                if server != "*" && ruma::ServerName::parse(server).is_err() {
+                    problems.push(format!("rtc.livekit.full_access_homeservers: {server:?} is not a server name"));
+                }
             }
         }
         for (name, limit) in [

@@ -13,7 +13,8 @@
 //! wakes the sender of any destination left with queued entries; `device_list_resync`, a remote
 //! user's device list after a gap; `partial_state_resync`, the whole state of a room joined with
 //! partial state (`federation/partial_state.rs`); `delayed_event`, one delayed event due
-//! (`delayed_events.rs`).
+//! (`delayed_events.rs`); `delegated_leave`, a call member's delayed leave kept pending while its
+//! participant is on the SFU (`rtc/delegated_leave.rs`).
 //!
 //! The delayed events of a claimed batch fire first, before its other jobs (federation sends and
 //! resyncs, which wait on other servers, run in the runner after them).
@@ -62,6 +63,8 @@ pub enum JobKind {
     PartialStateResync,
     /// Sends a delayed event when it is due.
     DelayedEvent,
+    /// Keeps a call member's delegated leave pending while its participant is on the SFU.
+    DelegatedLeave,
 }
 
 /// What a job run asks for next.
@@ -84,6 +87,7 @@ impl JobKind {
             JobKind::DeviceListResync => "device_list_resync",
             JobKind::PartialStateResync => "partial_state_resync",
             JobKind::DelayedEvent => myelin_storage::DELAYED_EVENT_JOB,
+            JobKind::DelegatedLeave => myelin_storage::DELEGATED_LEAVE_JOB,
         }
     }
 
@@ -95,6 +99,7 @@ impl JobKind {
             "device_list_resync" => Some(JobKind::DeviceListResync),
             "partial_state_resync" => Some(JobKind::PartialStateResync),
             myelin_storage::DELAYED_EVENT_JOB => Some(JobKind::DelayedEvent),
+            myelin_storage::DELEGATED_LEAVE_JOB => Some(JobKind::DelegatedLeave),
             _ => None,
         }
     }
@@ -107,7 +112,8 @@ impl JobKind {
             JobKind::FederationSend
             | JobKind::DeviceListResync
             | JobKind::PartialStateResync
-            | JobKind::DelayedEvent => None,
+            | JobKind::DelayedEvent
+            | JobKind::DelegatedLeave => None,
         }
     }
 
@@ -396,6 +402,10 @@ impl Services {
                     None => Next::Done,
                 })
             }
+            JobKind::DelegatedLeave => Ok(match self.run_delegated_leave(payload, now).await? {
+                Some(run_at) => Next::At(run_at),
+                None => Next::Done,
+            }),
             JobKind::Cleanup => {
                 let tokens = self.store.delete_expired_login_tokens(now).await?
                     + self.store.delete_expired_openid_tokens(now).await?;

@@ -98,6 +98,8 @@ pub struct Services {
     worker_id: String,
     /// Wakes this process's job runner when a job is queued here.
     jobs_queued: Arc<tokio::sync::Notify>,
+    /// Calls to the LiveKit SFU's server API (`rtc/sfu_api.rs`).
+    livekit_http: reqwest::Client,
 }
 
 impl Services {
@@ -121,6 +123,10 @@ impl Services {
             .map_err(|e| format!("trusted_proxies: {e}"))?;
         let federation = federation::Federation::new(&config.federation)?;
         let worker_id = format!("{}-{}", std::process::id(), random.alphanumeric(8));
+        let livekit_http = reqwest::Client::builder()
+            .timeout(rtc::SFU_API_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot build the LiveKit API client: {e}"))?;
         let services = Arc::new(Self {
             config,
             store: store.clone(),
@@ -142,6 +148,7 @@ impl Services {
             federation,
             worker_id,
             jobs_queued: Arc::new(tokio::sync::Notify::new()),
+            livekit_http,
             clock,
             random,
         });

@@ -201,11 +201,8 @@ fn apply_livekit_overrides(config: &mut Config, opts: &ConfigOpts) -> anyhow::Re
         }
         None => match (url, key, secret) {
             (Some(url), Some(key), Some(secret)) => {
-                config.rtc.livekit = Some(myelin_core::config::LiveKitConfig {
-                    url: url.clone(),
-                    key: key.clone(),
-                    secret: secret.clone(),
-                });
+                config.rtc.livekit =
+                    Some(myelin_core::config::LiveKitConfig::new(url.clone(), key.clone(), secret.clone()));
             }
             _ => bail!("LiveKit needs MYELIN_LIVEKIT_URL, MYELIN_LIVEKIT_KEY and MYELIN_LIVEKIT_SECRET together"),
         },

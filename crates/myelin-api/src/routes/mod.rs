@@ -158,6 +158,8 @@ pub fn livekit_routes() -> Router<AppState> {
     Router::new()
         .route("/sfu/get", post(rtc::sfu_get))
         .route("/get_token", post(rtc::get_token))
+        .route("/delegate_delayed_leave", post(rtc::delegate_delayed_leave))
+        .route("/sfu_webhook", post(rtc::sfu_webhook))
         .route("/healthz", get(rtc::healthz))
 }
 

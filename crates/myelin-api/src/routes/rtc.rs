@@ -1,9 +1,14 @@
 //! MatrixRTC: transport discovery (MSC4143) and the embedded LiveKit JWT service, whose requests
 //! and errors are those of element-hq/lk-jwt-service (clients talk to either the same way).
 
-use axum::{Json, body::Bytes, extract::State, http::StatusCode};
+use axum::{
+    Json,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode, header::AUTHORIZATION},
+};
 use myelin_core::{ErrorCode, MatrixError};
-use myelin_service::rtc::{LiveKitTokenRequest, OpenIdToken};
+use myelin_service::rtc::{LeaveDelegation, LiveKitTokenRequest, OpenIdToken};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -104,13 +109,14 @@ fn openid(token: Option<OpenIdBody>) -> Result<OpenIdToken, MatrixError> {
     }
 }
 
-fn refuse_delegation(delay: DelayFields) -> Result<(), MatrixError> {
+/// The delayed leave a token request hands over, if it does (both fields, or neither).
+fn delegation(delay: DelayFields) -> Result<Option<LeaveDelegation>, MatrixError> {
     match (delay.delay_id, delay.delay_timeout) {
-        (None, None) => Ok(()),
-        (Some(_), Some(_)) => {
-            Err(MatrixError::bad_json("Delegation of delayed events is not supported by this service yet"))
+        (None, None) => Ok(None),
+        (Some(delay_id), Some(delay_timeout_ms)) if !delay_id.is_empty() && delay_timeout_ms > 0 => {
+            Ok(Some(LeaveDelegation { delay_id, delay_timeout_ms }))
         }
-        _ => Err(MatrixError::bad_json("delay_id and delay_timeout go together")),
+        _ => Err(MatrixError::bad_json("The request body is missing `delay_id` or `delay_timeout`")),
     }
 }
 
@@ -122,29 +128,26 @@ pub async fn sfu_get(State(state): State<AppState>, body: Bytes) -> ApiResult<Js
         return Err(MatrixError::bad_json("Missing room parameter").into());
     }
     let openid = openid(req.openid_token)?;
-    refuse_delegation(DelayFields { delay_id: req.delay_id, delay_timeout: req.delay_timeout })?;
+    let delegation = delegation(DelayFields { delay_id: req.delay_id, delay_timeout: req.delay_timeout })?;
     let request = LiveKitTokenRequest::Legacy { room: req.room, device_id: req.device_id, openid };
-    Ok(Json(state.livekit_token(request).await?))
+    Ok(Json(state.livekit_token(request, delegation).await?))
 }
 
-/// `POST /get_token`.
-pub async fn get_token(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
-    require_livekit(&state)?;
-    let req: SlotBody = parse(&body)?;
+/// A slot request (`/get_token`, `/delegate_delayed_leave`), its fields checked as the reference
+/// service checks them, with the delay fields it carries.
+fn slot_request(req: SlotBody) -> Result<(LiveKitTokenRequest, DelayFields), MatrixError> {
     if req.room_id.is_empty() || req.slot_id.is_empty() {
-        return Err(MatrixError::bad_json("The request body is missing `room_id` or `slot_id`").into());
+        return Err(MatrixError::bad_json("The request body is missing `room_id` or `slot_id`"));
     }
     let member = match req.member {
         Some(m) if !m.id.is_empty() && !m.claimed_user_id.is_empty() && !m.claimed_device_id.is_empty() => m,
         _ => {
             return Err(MatrixError::bad_json(
                 "The request body `member` is missing an `id`, `claimed_user_id` or `claimed_device_id`",
-            )
-            .into());
+            ));
         }
     };
     let openid = openid(req.openid_token)?;
-    refuse_delegation(DelayFields { delay_id: req.delay_id, delay_timeout: req.delay_timeout })?;
     let request = LiveKitTokenRequest::Slot {
         room_id: req.room_id,
         slot_id: req.slot_id,
@@ -153,7 +156,33 @@ pub async fn get_token(State(state): State<AppState>, body: Bytes) -> ApiResult<
         claimed_user_id: member.claimed_user_id,
         claimed_device_id: member.claimed_device_id,
     };
-    Ok(Json(state.livekit_token(request).await?))
+    Ok((request, DelayFields { delay_id: req.delay_id, delay_timeout: req.delay_timeout }))
+}
+
+/// `POST /get_token`.
+pub async fn get_token(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
+    require_livekit(&state)?;
+    let (request, delay) = slot_request(parse(&body)?)?;
+    let delegation = delegation(delay)?;
+    Ok(Json(state.livekit_token(request, delegation).await?))
+}
+
+/// `POST /delegate_delayed_leave`: the delay fields are required; answers `{}`.
+pub async fn delegate_delayed_leave(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
+    require_livekit(&state)?;
+    let (request, delay) = slot_request(parse(&body)?)?;
+    let delegation = delegation(delay)?
+        .ok_or_else(|| MatrixError::bad_json("The request body is missing `delay_id` or `delay_timeout`"))?;
+    state.delegate_delayed_leave(request, delegation).await?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /sfu_webhook`: the SFU's participant events, signed with its API key.
+pub async fn sfu_webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Value>> {
+    require_livekit(&state)?;
+    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    state.livekit_webhook(authorization, &body).await?;
+    Ok(Json(json!({})))
 }
 
 /// `GET /healthz`: 200 while a LiveKit SFU is configured.

@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0013_federated_e2ee.sql"),
     include_str!("../../migrations/0014_partial_state.sql"),
     include_str!("../../migrations/0015_matrixrtc.sql"),
+    include_str!("../../migrations/0016_delegated_leaves.sql"),
 ];
 
 pub struct Sqlite {

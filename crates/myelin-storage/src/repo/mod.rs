@@ -7,6 +7,7 @@ mod backup;
 mod cluster;
 mod dehydrated;
 mod delayed_events;
+mod delegated_leaves;
 mod devices;
 mod events;
 mod federation;
@@ -30,6 +31,7 @@ pub use backup::*;
 pub use cluster::*;
 pub use dehydrated::*;
 pub use delayed_events::*;
+pub use delegated_leaves::*;
 pub use devices::*;
 pub use events::*;
 pub use federation::*;
@@ -71,6 +73,7 @@ pub trait Store:
     + RemoteDeviceRepo
     + PartialStateRepo
     + DelayedEventRepo
+    + DelegatedLeaveRepo
     + StickyEventRepo
     + Send
     + Sync
@@ -99,6 +102,7 @@ impl<T> Store for T where
         + RemoteDeviceRepo
         + PartialStateRepo
         + DelayedEventRepo
+        + DelegatedLeaveRepo
         + StickyEventRepo
         + Send
         + Sync

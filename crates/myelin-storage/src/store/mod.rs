@@ -13,6 +13,7 @@ mod accounts;
 mod backup;
 mod dehydrated;
 mod delayed_events;
+mod delegated_leaves;
 mod devices;
 mod events;
 mod federation;

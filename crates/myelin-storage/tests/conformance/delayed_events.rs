@@ -131,3 +131,62 @@ pub async fn firing_a_delayed_event_ends_restarts_and_cancels(url: String) {
     assert!(store.delayed_event("late").await.expect("read").is_none());
     assert!(store.fire_delayed_events(&[], 5_000).await.expect("fire").is_empty());
 }
+
+/// A delegated leave (MatrixRTC) is one row and one job per participant: a new delegation
+/// replaces the old one and brings the job forward; connecting moves an idle job only; taking it
+/// removes both, once, across processes.
+pub async fn delegated_leaves_are_one_per_participant_and_taken_once(url: String) {
+    let first = open_store(&url).await;
+    let second = another_process(&url, &first).await;
+    let leave = |delay_id: &str, created_ms: u64| DelegatedLeave {
+        livekit_room: "lkroom".into(),
+        livekit_identity: "ident+/=".into(),
+        delay_id: delay_id.into(),
+        user_id: uid("@a:test"),
+        connected: false,
+        wait_until_ms: created_ms + 8_000,
+        created_ms,
+    };
+    let key = delegated_leave_job_key("lkroom", "ident+/=");
+    let job = |store: std::sync::Arc<dyn Store>| {
+        let key = key.clone();
+        async move {
+            store
+                .jobs()
+                .await
+                .expect("jobs")
+                .into_iter()
+                .filter(|j| j.dedupe_key.as_deref() == Some(&key))
+                .collect::<Vec<_>>()
+        }
+    };
+
+    first.put_delegated_leave(&leave("d1", 1_000), 1_000).await.expect("put");
+    assert_eq!(second.delegated_leave("lkroom", "ident+/=").await.expect("read"), Some(leave("d1", 1_000)));
+    assert!(second.delegated_leave("lkroom", "other").await.expect("read").is_none());
+    let jobs = job(first.clone()).await;
+    assert_eq!((jobs.len(), jobs[0].kind.as_str(), jobs[0].run_at_ms), (1, DELEGATED_LEAVE_JOB, 1_000));
+
+    // The client delegates again (a new delay id): replaced, one job.
+    second.put_delegated_leave(&leave("d2", 2_000), 2_500).await.expect("replace");
+    let stored = first.delegated_leave("lkroom", "ident+/=").await.expect("read").expect("there");
+    assert_eq!((stored.delay_id.as_str(), stored.created_ms), ("d2", 2_000));
+    let jobs = job(first.clone()).await;
+    assert_eq!((jobs.len(), jobs[0].run_at_ms), (1, 2_500));
+
+    assert!(first.mark_delegated_leave_connected("lkroom", "ident+/=", 3_000).await.expect("mark"));
+    assert!(!first.mark_delegated_leave_connected("lkroom", "other", 3_000).await.expect("mark"), "no such one");
+    assert!(second.delegated_leave("lkroom", "ident+/=").await.expect("read").expect("there").connected);
+    assert_eq!(job(first.clone()).await[0].run_at_ms, 3_000, "brought forward");
+
+    // Both processes try to take it (a webhook and the job): one gets it.
+    let (a, b) = tokio::join!(
+        first.take_delegated_leave("lkroom", "ident+/="),
+        second.take_delegated_leave("lkroom", "ident+/=")
+    );
+    let taken: Vec<DelegatedLeave> = [a.expect("take"), b.expect("take")].into_iter().flatten().collect();
+    assert_eq!(taken.len(), 1, "taken once: {taken:?}");
+    assert!(taken[0].connected);
+    assert!(first.delegated_leave("lkroom", "ident+/=").await.expect("read").is_none());
+    assert!(job(first.clone()).await.is_empty(), "its idle job went with it");
+}

@@ -216,6 +216,7 @@ all_backends!(
     jobs::the_job_queue_hands_each_due_job_to_one_worker,
     delayed_events::delayed_events_have_one_job_each_and_a_limit_per_user,
     delayed_events::firing_a_delayed_event_ends_restarts_and_cancels,
+    delayed_events::delegated_leaves_are_one_per_participant_and_taken_once,
     sticky_events::sticky_events_last_until_they_expire,
     cluster::the_stream_head_reaches_every_process,
     cluster::signals_reach_the_other_processes_only,

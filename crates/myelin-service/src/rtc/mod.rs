@@ -10,7 +10,11 @@
 //! checks that the user is in the room of the call. Identities and room names are the reference
 //! service's, byte for byte (`livekit_hash`), so calls mix clients of either.
 
-use hmac::{Hmac, Mac};
+mod delegated_leave;
+mod sfu_api;
+
+pub use sfu_api::SFU_API_TIMEOUT;
+
 use myelin_core::{
     ErrorCode, MatrixError, MatrixResult, Membership,
     config::LiveKitConfig,
@@ -23,8 +27,6 @@ use crate::Services;
 
 /// Where the JWT service is mounted on the client listener.
 pub const LIVEKIT_SERVICE_PATH: &str = "/_myelin/livekit/jwt";
-/// Lifetime of a LiveKit access token (the reference service's).
-const LIVEKIT_TOKEN_LIFETIME_S: u64 = 3600;
 /// The slot of a call in the legacy `/sfu/get` request.
 const LEGACY_CALL_SLOT: &str = "m.call#ROOM";
 
@@ -49,6 +51,22 @@ pub enum LiveKitTokenRequest {
         claimed_user_id: String,
         claimed_device_id: String,
     },
+}
+
+/// A delayed leave event handed over with a request (`delay_id`, `delay_timeout` in ms).
+#[derive(Clone, Debug)]
+pub struct LeaveDelegation {
+    pub delay_id: String,
+    pub delay_timeout_ms: u64,
+}
+
+/// A user allowed into a call, as the SFU knows them.
+struct CallParticipant {
+    user_id: OwnedUserId,
+    /// The homeserver that vouched for the user's OpenID token.
+    server: myelin_core::types::OwnedServerName,
+    identity: String,
+    livekit_room: String,
 }
 
 /// The LiveKit identity or room name of these parts, as the reference service derives it: the
@@ -78,39 +96,6 @@ fn go_json_string(s: &str) -> String {
         .replace('\u{2029}', "\\u2029")
 }
 
-/// A LiveKit access token: HS256 over LiveKit's claims (`iss` the API key, `sub` the identity,
-/// a `video` grant to join, publish and subscribe in `room`), valid for an hour from `now_s`.
-pub fn livekit_access_token(livekit: &LiveKitConfig, identity: &str, room: &str, now_s: u64) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header = json!({ "alg": "HS256", "typ": "JWT" });
-    let claims = json!({
-        "iss": livekit.key,
-        "sub": identity,
-        "identity": identity,
-        "iat": now_s,
-        "nbf": now_s,
-        "exp": now_s + LIVEKIT_TOKEN_LIFETIME_S,
-        "video": {
-            "roomJoin": true,
-            "room": room,
-            "canPublish": true,
-            "canSubscribe": true,
-            "canUpdateOwnMetadata": true,
-        },
-    });
-    let signing_input = format!("{}.{}", b64.encode(header.to_string()), b64.encode(claims.to_string()));
-    // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
-    let signature = match Hmac::<Sha256>::new_from_slice(livekit.secret.as_bytes()) {
-        Ok(mut mac) => {
-            mac.update(signing_input.as_bytes());
-            mac.finalize().into_bytes().to_vec()
-        }
-        Err(_) => Vec::new(),
-    };
-    format!("{signing_input}.{}", b64.encode(signature))
-}
-
 fn unauthorised() -> MatrixError {
     MatrixError::new(ErrorCode::Unauthorized, "The request could not be authorised.").with_status(401)
 }
@@ -135,13 +120,64 @@ impl Services {
     }
 
     /// `/sfu/get` and `/get_token`: checks the OpenID token, the claimed identity and that the
-    /// user is in the room; answers the SFU's URL and an access token for the call.
-    pub async fn livekit_token(&self, request: LiveKitTokenRequest) -> MatrixResult<Value> {
+    /// user is in the room; for a user of a full-access homeserver, has the SFU create the call's
+    /// room and takes over the delayed leave if the request hands one over; answers the SFU's URL
+    /// and an access token for the call.
+    pub async fn livekit_token(
+        &self,
+        request: LiveKitTokenRequest,
+        delegation: Option<LeaveDelegation>,
+    ) -> MatrixResult<Value> {
+        let (livekit, participant) = self.call_participant(&request).await?;
+        let full_access = self.full_access(&participant.server);
+        if delegation.is_some() && !full_access {
+            return Err(MatrixError::bad_json("Delegation of delayed events is only supported for full access users"));
+        }
+        let now_s = self.now_ms() / 1000;
+        if full_access {
+            if let Err(err) = sfu_api::create_room(&self.livekit_http, &livekit, &participant.livekit_room, now_s).await
+            {
+                tracing::warn!(room = participant.livekit_room, %err, "the SFU did not create a call's room");
+                return Err(MatrixError::internal("Unable to create room on SFU"));
+            }
+            if let Some(delegation) = delegation {
+                self.delegate_leave(&participant, delegation).await?;
+            }
+        }
+        let jwt = sfu_api::access_token(&livekit, &participant.identity, &participant.livekit_room, now_s);
+        Ok(json!({ "url": livekit.url, "jwt": jwt }))
+    }
+
+    /// `/delegate_delayed_leave`: the member's client is connected to the SFU and hands its
+    /// delayed leave over: this server keeps it from firing while the participant stays.
+    pub async fn delegate_delayed_leave(
+        &self,
+        request: LiveKitTokenRequest,
+        delegation: LeaveDelegation,
+    ) -> MatrixResult<()> {
+        let (_, participant) = self.call_participant(&request).await?;
+        if !self.full_access(&participant.server) {
+            return Err(MatrixError::forbidden("Delegation of delayed events is only supported for full access users"));
+        }
+        self.delegate_leave(&participant, delegation).await
+    }
+
+    /// Whether users of `server` may have the SFU create rooms and delegate their leaves.
+    fn full_access(&self, server: &ServerName) -> bool {
+        server == self.server_name()
+            || self.livekit().is_some_and(|lk| {
+                lk.full_access_homeservers.iter().any(|allowed| allowed == "*" || allowed == server.as_str())
+            })
+    }
+
+    /// Who asks, checked: the OpenID token, the claimed identity and the room membership; with
+    /// the participant's LiveKit identity and room.
+    async fn call_participant(&self, request: &LiveKitTokenRequest) -> MatrixResult<(LiveKitConfig, CallParticipant)> {
         let livekit = self
             .livekit()
             .ok_or_else(|| MatrixError::not_found("No LiveKit SFU is configured on this server"))?
             .clone();
-        let (room_id, openid) = match &request {
+        let (room_id, openid) = match request {
             LiveKitTokenRequest::Legacy { room, openid, .. } => (room, openid),
             LiveKitTokenRequest::Slot { room_id, openid, .. } => (room_id, openid),
         };
@@ -153,7 +189,7 @@ impl Services {
             return Err(MatrixError::forbidden("You are not a member of this room"));
         }
         let user_id = self.openid_user(openid).await?;
-        let (identity, livekit_room) = match &request {
+        let (identity, livekit_room) = match request {
             LiveKitTokenRequest::Legacy { room, device_id, .. } => {
                 (format!("{user_id}:{device_id}"), livekit_hash(&[room, LEGACY_CALL_SLOT]))
             }
@@ -165,8 +201,8 @@ impl Services {
             }
         };
         self.require_call_member(&user_id, room_id).await?;
-        let jwt = livekit_access_token(&livekit, &identity, &livekit_room, self.now_ms() / 1000);
-        Ok(json!({ "url": livekit.url, "jwt": jwt }))
+        let server = server.to_owned();
+        Ok((livekit, CallParticipant { user_id, server, identity, livekit_room }))
     }
 
     /// The user an OpenID token stands for (401 `M_UNAUTHORIZED` if none).
@@ -199,9 +235,7 @@ impl Services {
 
 #[cfg(test)]
 mod tests {
-    use myelin_core::config::LiveKitConfig;
-
-    use super::{livekit_access_token, livekit_hash};
+    use super::livekit_hash;
 
     #[test]
     fn identities_and_rooms_hash_like_the_reference_service() {
@@ -214,25 +248,5 @@ mod tests {
         // Go escapes what HTML would read: the hash is over `"\u003c"`, not `"<"`.
         assert_ne!(livekit_hash(&["<&>"]), livekit_hash(&["\\u003c\\u0026\\u003e"]));
         assert_eq!(super::go_json_string("a<b>&\u{2028}"), r#""a\u003cb\u003e\u0026\u2028""#);
-    }
-
-    #[test]
-    fn an_access_token_carries_livekit_claims_and_verifies() {
-        use base64::Engine;
-        use hmac::{Hmac, Mac};
-        let livekit = LiveKitConfig { url: "wss://sfu.test".into(), key: "devkey".into(), secret: "secret".into() };
-        let jwt = livekit_access_token(&livekit, "ident", "room", 1_000);
-        let parts: Vec<&str> = jwt.split('.').collect();
-        assert_eq!(parts.len(), 3);
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let claims: serde_json::Value = serde_json::from_slice(&b64.decode(parts[1]).expect("b64")).expect("json");
-        assert_eq!(claims["iss"], "devkey");
-        assert_eq!(claims["sub"], "ident");
-        assert_eq!(claims["exp"], 4_600);
-        assert_eq!(claims["video"]["room"], "room");
-        assert_eq!(claims["video"]["roomJoin"], true);
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"secret").expect("key");
-        mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
-        mac.verify_slice(&b64.decode(parts[2]).expect("b64")).expect("signed with the secret");
     }
 }
