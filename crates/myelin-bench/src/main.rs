@@ -4,13 +4,14 @@
 //! ```text
 //! myelin-bench --target myelin=http://127.0.0.1:8008 --target synapse=http://127.0.0.1:8448 \
 //!     [--pid myelin=PID --pid synapse=PID] \
-//!     [--scenario all|send|rooms-send|fanout|initial-sync|keys|sliding-sync|federation|join] \
+//!     [--scenario all|send|rooms-send|fanout|initial-sync|keys|sliding-sync|federation|join|delayed|call] \
 //!     [--output docs/benchmarks.md]
 //! ```
 //!
 //! Targets need open registration (m.login.dummy) and should have rate limits
 //! off; 429 answers are nevertheless retried after `retry_after_ms` and counted.
 
+mod call;
 mod client;
 mod delayed;
 mod report;
@@ -46,6 +47,8 @@ enum Scenario {
     Join,
     /// Delayed-event timers (MSC4140): how late many concurrent timers fire.
     Delayed,
+    /// Call joins (MatrixRTC): the Matrix side of joining, keeping alive and hanging up.
+    Call,
 }
 
 /// Benchmark Matrix homeservers side by side over the client-server API.
@@ -111,6 +114,9 @@ struct Args {
     /// Delayed scenario: concurrent delayed events (timers), due over three seconds.
     #[arg(long = "delayed-timers", default_value_t = 1000)]
     delayed_timers: usize,
+    /// Call scenario: calls joined and hung up, one after another, each in its own room.
+    #[arg(long = "calls", default_value_t = 50)]
+    calls: usize,
     /// Sliding-sync scenario: rooms the user is in (the first window is [0,19]; live updates
     /// reuse --fanout-messages, repeats --sync-repeats).
     #[arg(long = "ss-rooms", default_value_t = 1000)]
@@ -323,6 +329,11 @@ async fn main() -> Result<()> {
         } else {
             Outcome::NotRun
         };
+        let call = if run(Scenario::Call) {
+            run_scenario("call", name, limit, call::call_joins(&server, &params, args.calls.max(1))).await
+        } else {
+            Outcome::NotRun
+        };
         let rss_after_mb = rss("after");
         reports.push(TargetReport {
             name: name.clone(),
@@ -338,6 +349,7 @@ async fn main() -> Result<()> {
             federation,
             join,
             delayed,
+            call,
             rate_limit_retries: server.rate_limit_retries(),
         });
     }
@@ -347,7 +359,7 @@ async fn main() -> Result<()> {
         "Settings: send {} senders × {} messages; fan-out {} listeners, {} messages; \
          initial sync {} rooms, {} runs; keys {} devices, {} runs; sliding sync {} rooms; \
          federation {} listeners on the peer, {} messages; join a room of {} members, {} state events{}; \
-         {} delayed-event timers. \
+         {} delayed-event timers; {} calls. \
          Targets: {}.",
         args.senders,
         args.count,
@@ -364,6 +376,7 @@ async fn main() -> Result<()> {
         args.join_state_events,
         args.join_host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default(),
         args.delayed_timers,
+        args.calls,
         reports
             .iter()
             .map(|r| match peers.get(&r.name) {

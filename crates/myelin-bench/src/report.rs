@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::call::CallResult;
 use crate::delayed::DelayedResult;
 use crate::scenarios::{
     FanoutResult, InitialSyncResult, JoinResult, KeysResult, SendResult, SlidingSyncResult, avg, p50, p99,
@@ -42,6 +43,7 @@ pub struct TargetReport {
     pub federation: Outcome<FanoutResult>,
     pub join: Outcome<JoinResult>,
     pub delayed: Outcome<DelayedResult>,
+    pub call: Outcome<CallResult>,
     pub rate_limit_retries: u64,
 }
 
@@ -58,6 +60,7 @@ impl TargetReport {
             ("federation", failure(&self.federation)),
             ("join", failure(&self.join)),
             ("delayed events", failure(&self.delayed)),
+            ("call", failure(&self.call)),
         ] {
             if let Some(err) = outcome {
                 out.push(format!("{} / {scenario}: {err}", self.name));
@@ -201,6 +204,36 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             0,
             Better::Neither,
             Box::new(|t| t.delayed.cell(|r| Some(r.missed as f64))),
+        ),
+        (
+            "call join (OpenID, delayed leave, membership): p50 (ms)".into(),
+            1,
+            Better::Lower("time"),
+            Box::new(|t| t.call.cell(|r| p50(&r.join_ms))),
+        ),
+        (
+            "call join until the other member sees it: p50 (ms)".into(),
+            1,
+            Better::Lower("time"),
+            Box::new(|t| t.call.cell(|r| p50(&r.join_seen_ms))),
+        ),
+        (
+            "call join until the other member sees it: p99 (ms)".into(),
+            1,
+            Better::Lower("time"),
+            Box::new(|t| t.call.cell(|r| p99(&r.join_seen_ms))),
+        ),
+        (
+            "call keep-alive (delayed leave restart): p50 (ms)".into(),
+            1,
+            Better::Lower("time"),
+            Box::new(|t| t.call.cell(|r| p50(&r.restart_ms))),
+        ),
+        (
+            "call hang-up until the other member sees it: p50 (ms)".into(),
+            1,
+            Better::Lower("time"),
+            Box::new(|t| t.call.cell(|r| p50(&r.hangup_seen_ms))),
         ),
         (
             format!("initial sync, {params_rooms} rooms: median (ms)"),
@@ -448,6 +481,7 @@ mod tests {
             federation: Outcome::NotRun,
             join: Outcome::NotRun,
             delayed: Outcome::NotRun,
+            call: Outcome::NotRun,
             initial_sync: Outcome::Failed("boom".into()),
             keys: Outcome::NotRun,
             sliding_sync: Outcome::NotRun,
