@@ -845,3 +845,40 @@ async fn a_delegated_leave_lasts_while_the_participant_is_on_the_sfu() -> Result
     ensure!(sfu.refused() == 0, "every call to the SFU's API carried a valid token");
     Ok(())
 }
+
+/// A server that joins a room later is pushed the unexpired sticky events of the room's servers
+/// (MSC4354): bob, on B, joins after alice on A sent her call membership as a sticky event and
+/// chatted on; B's sync gives bob the membership though it is far behind his join.
+#[tokio::test]
+async fn a_server_that_joins_later_is_sent_the_sticky_events() -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    let sticky = send_sticky(&alice, &room, "alice-call", 600_000, None).await?;
+    let sticky_id = sticky["event_id"].as_str().context("event id")?.to_owned();
+    let expired = send_sticky(&alice, &room, "short", 1, None).await?;
+    for i in 0..30 {
+        alice.send_message(&room, &format!("after the call started {i}")).await?;
+    }
+    let join = format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(a.server_name()));
+    let (status, body) = bob.post(&join, &json!({})).await?;
+    ensure!(status == 200, "join over federation: {status} {body}");
+
+    let start = Instant::now();
+    let mut since: Option<String> = None;
+    let mut seen: Vec<Value> = Vec::new();
+    while start.elapsed() < Duration::from_secs(20) && !seen.iter().any(|e| e["event_id"] == sticky_id.as_str()) {
+        let sync = bob.sync(since.as_deref(), 2_000, None).await?;
+        seen.extend(sticky_of(&sync, &room));
+        seen.extend(myelin_e2e::timeline(&sync, &room));
+        since = Some(myelin_e2e::next_batch(&sync)?);
+    }
+    let got = seen.iter().find(|e| e["event_id"] == sticky_id.as_str());
+    let got = got
+        .with_context(|| format!("bob never got alice's sticky event; A's log:\n{}\nB's log:\n{}", a.log(), b.log()))?;
+    ensure!(got["content"]["msc4354_sticky_key"] == "alice-call", "{got}");
+    ensure!(!seen.iter().any(|e| e["event_id"] == expired["event_id"]), "an expired one is not pushed: {seen:?}");
+    Ok(())
+}

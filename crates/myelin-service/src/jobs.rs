@@ -14,7 +14,8 @@
 //! user's device list after a gap; `partial_state_resync`, the whole state of a room joined with
 //! partial state (`federation/partial_state.rs`); `delayed_event`, one delayed event due
 //! (`delayed_events.rs`); `delegated_leave`, a call member's delayed leave kept pending while its
-//! participant is on the SFU (`rtc/delegated_leave.rs`).
+//! participant is on the SFU (`rtc/delegated_leave.rs`); `sticky_catch_up`, this server's sticky
+//! events of a room for a server that joined it (`sticky_events.rs`).
 //!
 //! The delayed events of a claimed batch fire first, before its other jobs (federation sends and
 //! resyncs, which wait on other servers, run in the runner after them).
@@ -65,6 +66,8 @@ pub enum JobKind {
     DelayedEvent,
     /// Keeps a call member's delegated leave pending while its participant is on the SFU.
     DelegatedLeave,
+    /// Sends this server's sticky events of a room to a server that joined it.
+    StickyCatchUp,
 }
 
 /// What a job run asks for next.
@@ -88,6 +91,7 @@ impl JobKind {
             JobKind::PartialStateResync => "partial_state_resync",
             JobKind::DelayedEvent => myelin_storage::DELAYED_EVENT_JOB,
             JobKind::DelegatedLeave => myelin_storage::DELEGATED_LEAVE_JOB,
+            JobKind::StickyCatchUp => "sticky_catch_up",
         }
     }
 
@@ -100,6 +104,7 @@ impl JobKind {
             "partial_state_resync" => Some(JobKind::PartialStateResync),
             myelin_storage::DELAYED_EVENT_JOB => Some(JobKind::DelayedEvent),
             myelin_storage::DELEGATED_LEAVE_JOB => Some(JobKind::DelegatedLeave),
+            "sticky_catch_up" => Some(JobKind::StickyCatchUp),
             _ => None,
         }
     }
@@ -113,7 +118,8 @@ impl JobKind {
             | JobKind::DeviceListResync
             | JobKind::PartialStateResync
             | JobKind::DelayedEvent
-            | JobKind::DelegatedLeave => None,
+            | JobKind::DelegatedLeave
+            | JobKind::StickyCatchUp => None,
         }
     }
 
@@ -401,6 +407,10 @@ impl Services {
                     Some(run_at) => Next::At(run_at),
                     None => Next::Done,
                 })
+            }
+            JobKind::StickyCatchUp => {
+                self.run_sticky_catch_up(payload).await?;
+                Ok(Next::Done)
             }
             JobKind::DelegatedLeave => Ok(match self.run_delegated_leave(payload, now).await? {
                 Some(run_at) => Next::At(run_at),

@@ -12,12 +12,12 @@
 use std::collections::{HashMap, HashSet};
 
 use myelin_core::{
-    MatrixResult, StreamPos,
-    types::{EventId, OwnedRoomId},
+    MatrixError, MatrixResult, StreamPos,
+    types::{EventId, OwnedRoomId, RoomId, ServerName},
 };
-use myelin_storage::StickyEvent;
+use myelin_storage::{NewJob, StickyEvent};
 use ruma::CanonicalJsonValue;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::{
     Services,
@@ -107,6 +107,63 @@ impl Services {
             out.push(value);
         }
         Ok(out)
+    }
+}
+
+/// A server that joined a room is sent this server's unexpired sticky events of the room this
+/// long after its join (by a `sticky_catch_up` job): it is still taking in the room's state from
+/// its join when the join is placed.
+pub const CATCH_UP_DELAY_MS: u64 = 2_000;
+
+/// The job queue key of a room's catch-up for a server.
+fn catch_up_key(room_id: &RoomId, server: &ServerName) -> String {
+    format!("sticky_catch_up:{room_id} {server}")
+}
+
+impl Services {
+    /// A server joined the room (its first member): it will be pushed this server's own sticky
+    /// events of the room (MSC4354: sticky events reach servers that join later).
+    pub(crate) async fn server_joined(&self, room_id: &RoomId, server: &ServerName) {
+        let payload = json!({ "room_id": room_id, "destination": server }).to_string();
+        let job = NewJob {
+            kind: crate::jobs::JobKind::StickyCatchUp.as_str().to_owned(),
+            dedupe_key: Some(catch_up_key(room_id, server)),
+            payload,
+            run_at_ms: self.now_ms().saturating_add(CATCH_UP_DELAY_MS),
+        };
+        match self.store.schedule_job(job, self.now_ms()).await {
+            Ok(_) => self.jobs_queued.notify_one(),
+            Err(err) => {
+                tracing::warn!(%room_id, %server, %err, "could not queue the sticky events for a joined server")
+            }
+        }
+    }
+
+    /// The `sticky_catch_up` job: queues this server's unexpired sticky events of the room for
+    /// the destination, oldest first, if it is still in the room.
+    pub(crate) async fn run_sticky_catch_up(&self, payload: &str) -> MatrixResult<()> {
+        let bad = || MatrixError::internal(format!("bad sticky_catch_up payload {payload}"));
+        let payload: Value = serde_json::from_str(payload).map_err(|_| bad())?;
+        let room_id = payload["room_id"].as_str().and_then(|r| RoomId::parse(r).ok()).ok_or_else(bad)?;
+        let destination = payload["destination"].as_str().and_then(|d| ServerName::parse(d).ok()).ok_or_else(bad)?;
+        if !self.servers_in_room(&room_id).await?.contains(&destination) {
+            return Ok(());
+        }
+        let sticky = self.store.sticky_events_in(std::slice::from_ref(&room_id), StreamPos::MAX, self.now_ms()).await?;
+        let ids: Vec<_> = sticky.into_iter().map(|s| s.event_id).collect();
+        let own: Vec<_> = self
+            .events(&ids)
+            .await?
+            .into_iter()
+            .filter(|e| self.is_local_user(&e.sender))
+            .map(|e| e.event_id.clone())
+            .collect();
+        if own.is_empty() {
+            return Ok(());
+        }
+        tracing::debug!(%room_id, %destination, events = own.len(), "sending our sticky events to a server that joined");
+        self.store.queue_pdus(&destination, &own, self.now_ms()).await?;
+        self.wake_senders(&[destination]).await
     }
 }
 

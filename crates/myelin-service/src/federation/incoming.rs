@@ -283,7 +283,68 @@ impl Services {
         if !self.missing_events(&pdu.auth_events).await?.is_empty() {
             self.fetch_auth_chain(origin, &parsed).await?;
         }
-        self.place_pdu(&parsed, &pdu, Vec::new()).await
+        // Prev events held without state (outliers: a join's state, auth events) — an old event
+        // pushed late, a sticky event for a server that joined after it: their state comes from
+        // the origin.
+        let prev_states =
+            if fill_gaps { self.fetch_prev_states(origin, &parsed, &pdu.prev_events).await? } else { HashMap::new() };
+        self.place_pdu_with(&parsed, &pdu, Vec::new(), &prev_states).await
+    }
+
+    /// The state after each of `prevs` this server holds without state: `GET /state` at the
+    /// event from `origin` (the state before it; the events stored as checked outliers) plus the
+    /// event itself if it is an accepted state event. Prevs the origin cannot tell of are left
+    /// out (the event then cannot be placed).
+    async fn fetch_prev_states(
+        &self,
+        origin: &ServerName,
+        parsed: &ParsedPdu,
+        prevs: &[OwnedEventId],
+    ) -> MatrixResult<HashMap<OwnedEventId, StateMap>> {
+        let mut states = HashMap::new();
+        for prev in self.events(prevs).await? {
+            if prev.state_after.is_some() {
+                continue;
+            }
+            let path = format!(
+                "/_matrix/federation/v1/state/{}?event_id={}",
+                encode_component(parsed.room_id.as_str()),
+                encode_component(prev.event_id.as_str())
+            );
+            let answer = match self.federation_get(origin, &path).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    tracing::info!(%origin, error = %e, prev = %prev.event_id, "no state at a prev event");
+                    continue;
+                }
+            };
+            let parse = |key: &str| -> Vec<ParsedPdu> {
+                answer
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|raw| ParsedPdu::parse(raw, &parsed.room_version).ok())
+                    .filter(|p| p.room_id == parsed.room_id)
+                    .collect()
+            };
+            let (state_pdus, auth_chain) = (parse("pdus"), parse("auth_chain"));
+            let state_ids: Vec<OwnedEventId> = state_pdus.iter().map(|p| p.event_id.clone()).collect();
+            self.store_checked_outliers(auth_chain.into_iter().chain(state_pdus).collect()).await?;
+            let mut state = StateMap::new();
+            for ev in self.events(&state_ids).await? {
+                if let Some(key) = &ev.state_key {
+                    state.insert((state_event_type(&ev.event_type), key.clone()), ev.event_id.clone());
+                }
+            }
+            if let Some(key) = &prev.state_key
+                && !myelin_storage::is_rejection(prev.rejection.as_deref())
+            {
+                state.insert((state_event_type(&prev.event_type), key.clone()), prev.event_id.clone());
+            }
+            states.insert(prev.event_id.clone(), state);
+        }
+        Ok(states)
     }
 
     /// The ids among `ids` this server has not stored.
@@ -411,10 +472,21 @@ impl Services {
         pdu: &Pdu,
         relay_to: Vec<OwnedServerName>,
     ) -> MatrixResult<PduOutcome> {
+        self.place_pdu_with(parsed, pdu, relay_to, &HashMap::new()).await
+    }
+
+    /// [`Self::place_pdu`], with the state after prev events this server holds without state.
+    async fn place_pdu_with(
+        &self,
+        parsed: &ParsedPdu,
+        pdu: &Pdu,
+        relay_to: Vec<OwnedServerName>,
+        known_prev_states: &HashMap<OwnedEventId, StateMap>,
+    ) -> MatrixResult<PduOutcome> {
         let room_id = &parsed.room_id;
         let rules = &parsed.rules;
         for attempt in 0..MAX_STALE_HEAD_RETRIES {
-            let (pending, wake, outcome) = {
+            let (pending, wake, outcome, joined_server) = {
                 let _room_guard = self.locks.lock(room_id.as_str()).await;
                 // This process's queued events of the room become durable first, so the head
                 // read next names only stored events (each forward extremity's state is read).
@@ -433,10 +505,16 @@ impl Services {
                 let prev_events = self.events(&pdu.prev_events).await?;
                 let mut prev_states = Vec::with_capacity(prev_events.len());
                 for prev in &prev_events {
-                    let group = prev.state_after.ok_or_else(|| {
-                        MatrixError::new(ErrorCode::NotFound, format!("No state known at prev event {}", prev.event_id))
-                    })?;
-                    prev_states.push(self.state_group(group).await?);
+                    match (prev.state_after, known_prev_states.get(&prev.event_id)) {
+                        (Some(group), _) => prev_states.push(self.state_group(group).await?),
+                        (None, Some(state)) => prev_states.push(Arc::new(state.clone())),
+                        (None, None) => {
+                            return Err(MatrixError::new(
+                                ErrorCode::NotFound,
+                                format!("No state known at prev event {}", prev.event_id),
+                            ));
+                        }
+                    }
                 }
                 let before = self.resolve_states(rules, &prev_states, None).await?;
                 let mut loaded = HashMap::new();
@@ -506,13 +584,15 @@ impl Services {
                     .then(|| serde_json::from_str::<Value>(&json).ok())
                     .flatten()
                     .and_then(|v| crate::sticky_events::sticky_until(&v, self.now_ms()));
-                let local_joined: Vec<_> = self
-                    .store
-                    .room_members(room_id, Some(Membership::Join))
-                    .await?
-                    .into_iter()
-                    .filter(|m| self.is_local_user(&m.user_id))
-                    .collect();
+                let joined_members = self.store.room_members(room_id, Some(Membership::Join)).await?;
+                // A remote server's first member joining: the server joins the room.
+                let joined_server = own_membership
+                    .as_ref()
+                    .filter(|m| m.membership == Membership::Join && !self.is_local_user(&m.user_id))
+                    .map(|m| m.user_id.server_name().to_owned())
+                    .filter(|server| !joined_members.iter().any(|m| m.user_id.server_name() == *server));
+                let local_joined: Vec<_> =
+                    joined_members.into_iter().filter(|m| self.is_local_user(&m.user_id)).collect();
                 let push_actions = if accepted {
                     let power = self.push_power_context(rules, new_current).await?;
                     self.push_actions(room_id, &json, &pdu.sender, &local_joined, relation.as_ref(), power.as_ref())
@@ -584,7 +664,7 @@ impl Services {
                         self.heads.queue_state(pdu.clone());
                     }
                 }
-                (pending, wake, rejection)
+                (pending, wake, rejection, joined_server)
             };
             let persisted = pending.await;
             if !matches!(persisted, Ok(PersistOutcome::Persisted { .. })) {
@@ -602,6 +682,9 @@ impl Services {
                         && let Some(state_key) = &pdu.state_key
                     {
                         self.state_written(room_id, &pdu.kind.to_string(), state_key, &pdu.sender).await;
+                    }
+                    if let Some(server) = &joined_server {
+                        self.server_joined(room_id, server).await;
                     }
                     return Ok(match outcome {
                         None => PduOutcome::Accepted,

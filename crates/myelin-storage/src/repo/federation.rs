@@ -20,6 +20,9 @@ pub struct OutboxEntry {
 pub trait FederationRepo {
     /// Queues an EDU for each destination.
     async fn queue_edu(&self, destinations: &[OwnedServerName], edu: &str, now_ms: u64) -> StorageResult<()>;
+    /// Queues events already stored for one destination (sticky events for a server that just
+    /// joined), in this order.
+    async fn queue_pdus(&self, destination: &ServerName, event_ids: &[OwnedEventId], now_ms: u64) -> StorageResult<()>;
     /// The oldest queued entries for `destination`: up to `max_pdus` PDUs and `max_edus` EDUs
     /// (in queue order, stopping at the first entry over either limit).
     async fn outbox(

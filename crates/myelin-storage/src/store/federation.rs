@@ -24,6 +24,22 @@ impl FederationRepo for Database {
         .await
     }
 
+    async fn queue_pdus(&self, destination: &ServerName, event_ids: &[OwnedEventId], now_ms: u64) -> StorageResult<()> {
+        if event_ids.is_empty() {
+            return Ok(());
+        }
+        let (destination, event_ids) = (destination.to_owned(), event_ids.to_vec());
+        self.transaction(move |c| {
+            Box::pin(async move {
+                let rows: Vec<Vec<&dyn ToValue>> =
+                    event_ids.iter().map(|e| -> Vec<&dyn ToValue> { vec![&destination, e, &now_ms] }).collect();
+                c.insert_rows("INSERT INTO federation_outbox (destination, event_id, created_ms)", &rows).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
     async fn outbox(
         &self,
         destination: &ServerName,

@@ -157,6 +157,18 @@ pub async fn the_outbox_and_the_inbound_transaction_log(url: String) {
     store.delete_outbox(&rest.iter().map(|e| e.id).collect::<Vec<_>>()).await.expect("delete");
     assert_eq!(store.outbox_destinations().await.expect("destinations"), vec![other.clone()]);
 
+    // Stored events queued again for one server (sticky events for a server that just joined).
+    let late: OwnedServerName = "late.test".try_into().expect("name");
+    let ids = [eid("$m2"), eid("$m0")];
+    store.queue_pdus(&late, &ids, 11).await.expect("queue");
+    store.queue_pdus(&late, &[], 11).await.expect("nothing to queue");
+    let queued = store.outbox(&late, 50, 100).await.expect("outbox");
+    let queued_ids: Vec<String> =
+        queued.iter().filter_map(|e| e.event.as_ref().map(|(id, _)| id.to_string())).collect();
+    assert_eq!(queued_ids, ["$m2", "$m0"], "in the order given");
+    assert!(queued.iter().all(|e| e.created_ms == 11 && e.event.as_ref().is_some_and(|(_, json)| json.is_some())));
+    store.delete_outbox(&queued.iter().map(|e| e.id).collect::<Vec<_>>()).await.expect("delete");
+
     assert_eq!(store.inbound_txn(&remote, "t1").await.expect("txn"), None);
     store.record_inbound_txn(&remote, "t1", r#"{"pdus":{}}"#, 1).await.expect("record");
     store.record_inbound_txn(&remote, "t1", r#"{"other":1}"#, 2).await.expect("record again");
