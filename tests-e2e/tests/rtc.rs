@@ -882,3 +882,65 @@ async fn a_server_that_joins_later_is_sent_the_sticky_events() -> Result<()> {
     ensure!(!seen.iter().any(|e| e["event_id"] == expired["event_id"]), "an expired one is not pushed: {seen:?}");
     Ok(())
 }
+
+/// Sliding sync's sticky extension, for a room that left the window and came back: the sticky
+/// event written while it was out is sent when it returns, though the connection's position
+/// moved past it meanwhile.
+#[tokio::test]
+async fn a_room_back_in_the_sliding_window_brings_its_sticky_events() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let call_room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    let chat_room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    ensure!(bob.join(&call_room).await?.0 == 200 && bob.join(&chat_room).await?.0 == 200);
+    const SS: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+    let body = json!({
+        "lists": { "top": { "ranges": [[0, 0]], "timeline_limit": 1 } },
+        "extensions": { "org.matrix.msc4354.sticky_events": { "enabled": true } },
+    });
+    let request = |pos: Option<String>| {
+        let path = match pos {
+            Some(pos) => format!("{SS}?pos={pos}&timeout=0"),
+            None => format!("{SS}?timeout=0"),
+        };
+        let (alice, body) = (&alice, body.clone());
+        async move {
+            let (status, resp) = alice.post(&path, &body).await?;
+            ensure!(status == 200, "{status} {resp}");
+            anyhow::Ok(resp)
+        }
+    };
+    // The rooms the response carries (a window of one: the one in it, when it has news).
+    let window = |resp: &Value| -> Value {
+        resp["rooms"].as_object().map(|rooms| rooms.keys().cloned().collect::<Vec<_>>()).unwrap_or_default().into()
+    };
+    let sticky_ids = |resp: &Value, room: &str| -> Vec<String> {
+        resp["extensions"]["org.matrix.msc4354.sticky_events"]["rooms"][room]["events"]
+            .as_array()
+            .map(|events| events.iter().filter_map(|e| e["event_id"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+
+    // The call room is sent first (the most recent), then the chat room takes the window.
+    bob.send_message(&call_room, "hello").await?;
+    let first = request(None).await?;
+    ensure!(window(&first) == json!([call_room]), "{first}");
+    let pos = first["pos"].as_str().context("pos")?.to_owned();
+    let sticky = send_sticky(&bob, &call_room, "bob-call", 600_000, None).await?;
+    let sticky_id = sticky["event_id"].as_str().context("event id")?.to_owned();
+    bob.send_message(&chat_room, "meanwhile").await?;
+    let second = request(Some(pos)).await?;
+    ensure!(window(&second) == json!([chat_room]), "{second}");
+    ensure!(sticky_ids(&second, &call_room).is_empty(), "the call room is out of the window: {second}");
+    let pos = second["pos"].as_str().context("pos")?.to_owned();
+
+    // The call room comes back with a timeline of one: its sticky event comes beside it.
+    for i in 0..3 {
+        bob.send_message(&call_room, &format!("back {i}")).await?;
+    }
+    let third = request(Some(pos)).await?;
+    ensure!(window(&third) == json!([call_room]), "{third}");
+    ensure!(sticky_ids(&third, &call_room) == [sticky_id.clone()], "the sticky event from its time out: {third}");
+    Ok(())
+}

@@ -41,6 +41,9 @@ pub struct ExtensionInput<'a> {
     pub new_rooms: &'a HashMap<OwnedRoomId, Vec<OwnedEventId>>,
     /// Every room with an entry in this response, with the timeline event ids sent.
     pub timelines: &'a HashMap<OwnedRoomId, Vec<OwnedEventId>>,
+    /// What the connection had sent of each room before this response (a room back in the
+    /// window after a while out of it was sent up to its own position, not the connection's).
+    pub previously_sent: &'a BTreeMap<OwnedRoomId, super::connection::RoomSent>,
 }
 
 impl Services {
@@ -50,7 +53,7 @@ impl Services {
         r: &Requester,
         input: ExtensionInput<'_>,
     ) -> MatrixResult<(Value, bool)> {
-        let ExtensionInput { requested, since, now, rooms, window, new_rooms, timelines } = input;
+        let ExtensionInput { requested, since, now, rooms, window, new_rooms, timelines, previously_sent } = input;
         let user_id = &r.user_id;
         let device_id = &r.device_id;
         let mut out = Map::new();
@@ -182,7 +185,11 @@ impl Services {
             let mut sticky = Map::new();
             for room_id in &joined {
                 let Some(events) = by_room.remove(room_id) else { continue };
-                let since_pos = if new_rooms.contains_key(room_id) { None } else { since.map(|s| s.0) };
+                let since_pos = match previously_sent.get(room_id) {
+                    _ if new_rooms.contains_key(room_id) => None,
+                    Some(sent) => Some(sent.pos),
+                    None => since.map(|s| s.0),
+                };
                 let sent: HashSet<&EventId> =
                     timelines.get(room_id).map(|ids| ids.iter().map(|id| id.as_ref()).collect()).unwrap_or_default();
                 let mut section = self.sticky_section(&events, since_pos, &sent, viewer).await?;

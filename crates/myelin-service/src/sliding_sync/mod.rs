@@ -368,6 +368,7 @@ impl Services {
                     window: &window,
                     new_rooms: &new_rooms,
                     timelines: &timelines,
+                    previously_sent: &base.rooms,
                 },
             )
             .await?;
