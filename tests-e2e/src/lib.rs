@@ -441,6 +441,16 @@ impl TestServer {
         }
     }
 
+    /// Freezes (`true`: SIGSTOP) or thaws (SIGCONT) the server: its port still accepts
+    /// connections, nothing answers them, as a server that hangs.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        let child = self.child.as_ref().context("the server is not running")?;
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill {signal} failed");
+        Ok(())
+    }
+
     /// Kills the server with SIGKILL, as a crash or power cut would.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

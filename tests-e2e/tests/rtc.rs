@@ -944,3 +944,37 @@ async fn a_room_back_in_the_sliding_window_brings_its_sticky_events() -> Result<
     ensure!(sticky_ids(&third, &call_room) == [sticky_id.clone()], "the sticky event from its time out: {third}");
     Ok(())
 }
+
+/// Timers do not wait on other servers: with a room's other server hanging (its federation
+/// sends stuck until they time out), a delayed event still fires on time.
+#[tokio::test]
+async fn a_hanging_server_does_not_hold_up_a_delayed_event() -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    let join = format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(a.server_name()));
+    let (status, body) = bob.post(&join, &json!({})).await?;
+    ensure!(status == 200, "join over federation: {status} {body}");
+
+    b.freeze(true)?;
+    // A message for B: A's send to B now hangs until its request times out (30 s).
+    alice.send_message(&room, "into the void").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let key = format!("_{}_{}", alice.user_id, alice.device_id);
+    let scheduled = Instant::now();
+    delay_state(&alice, &room, &key, json!({ "left": true }), 1_000).await?;
+    let mut fired = None;
+    while scheduled.elapsed() < Duration::from_secs(10) {
+        if member_state(&alice, &room, &key).await? == Some(json!({ "left": true })) {
+            fired = Some(scheduled.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.freeze(false)?;
+    let fired = fired.context("the delayed event did not fire while B hung")?;
+    ensure!(fired < Duration::from_millis(1_500), "fired {fired:?} after scheduling a 1 s delay");
+    Ok(())
+}

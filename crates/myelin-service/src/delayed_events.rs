@@ -141,7 +141,7 @@ impl Services {
         };
         match self.store.schedule_delayed_event(&event, rtc.max_delayed_events_per_user).await? {
             Scheduled::New => {
-                self.jobs_queued.notify_one();
+                self.timers_queued.notify_one();
                 Ok(event.delay_id)
             }
             // A retried request (its answer was lost): the same delayed event.

@@ -17,13 +17,13 @@
 //! participant is on the SFU (`rtc/delegated_leave.rs`); `sticky_catch_up`, this server's sticky
 //! events of a room for a server that joined it (`sticky_events.rs`).
 //!
-//! The delayed events of a claimed batch fire first, before its other jobs (federation sends and
-//! resyncs, which wait on other servers, run in the runner after them).
+//! A process's runner has two lanes (`Lane`): delayed events' timers, and everything else, each
+//! claiming its own kinds; a federation send stuck on a slow server never holds up a timer.
 
 use std::{sync::Arc, time::Duration};
 
 use myelin_core::MatrixResult;
-use myelin_storage::{ClaimedJob, NewJob};
+use myelin_storage::{ClaimedJob, JobKinds, NewJob};
 
 use crate::{Services, delayed_events::DelayedRun};
 
@@ -155,8 +155,28 @@ fn retry_after_failure(now_ms: u64, attempts: u32, interval_ms: Option<u64>) -> 
     }
 }
 
-/// Queues the periodic jobs (once per deployment: they are keyed by name) and spawns the runner;
-/// it stops when the services are dropped.
+/// The two lanes of a process's runner, each claiming and running its own kinds of job: the
+/// delayed events' timers, and everything else (federation sends and resyncs that wait on other
+/// servers, delegated leaves that ask the SFU, clean-up), so that no slow request holds a timer
+/// up. Within a lane, jobs run one after another as before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    Timers,
+    Background,
+}
+
+impl Lane {
+    fn kinds(self) -> JobKinds {
+        let timers = vec![myelin_storage::DELAYED_EVENT_JOB.to_owned()];
+        match self {
+            Lane::Timers => JobKinds::Only(timers),
+            Lane::Background => JobKinds::AllBut(timers),
+        }
+    }
+}
+
+/// Queues the periodic jobs (once per deployment: they are keyed by name) and spawns the
+/// runner's lanes; they stop when the services are dropped.
 pub fn spawn(services: &Arc<Services>) {
     let renewals = Arc::downgrade(services);
     tokio::spawn(async move {
@@ -181,32 +201,43 @@ pub fn spawn(services: &Arc<Services>) {
                 tracing::warn!(%err, "could not queue the periodic jobs");
             }
         }
-        loop {
-            let Some(s) = services.upgrade() else { return };
-            let worked = match s.dispatch_due_jobs(s.now_ms()).await {
-                Ok(n) => n > 0,
-                Err(err) => {
-                    tracing::warn!(%err, "job runner");
-                    false
-                }
-            };
-            // Due jobs may be waiting beyond the batch: look again at once.
-            if worked {
-                continue;
-            }
-            let wait = match s.store.next_job_due().await {
-                Ok(Some(due)) => Duration::from_millis(due.saturating_sub(s.now_ms())).min(POLL),
-                _ => POLL,
-            };
-            // A notification sent meanwhile is kept by `Notify` until this wait takes it.
-            let queued = s.jobs_queued.clone();
-            drop(s);
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = queued.notified() => {}
-            }
-        }
+        tokio::spawn(run_lane(services.clone(), Lane::Timers));
+        run_lane(services, Lane::Background).await;
     });
+}
+
+/// One lane of the runner: claims its due jobs and runs them, then waits for the next one due
+/// (at most [`POLL`]: other processes queue jobs too) or a wake-up from this process.
+async fn run_lane(services: std::sync::Weak<Services>, lane: Lane) {
+    let kinds = lane.kinds();
+    loop {
+        let Some(s) = services.upgrade() else { return };
+        let worked = match s.dispatch_due_jobs(s.now_ms(), &kinds).await {
+            Ok(n) => n > 0,
+            Err(err) => {
+                tracing::warn!(%err, ?lane, "job runner");
+                false
+            }
+        };
+        // Due jobs may be waiting beyond the batch: look again at once.
+        if worked {
+            continue;
+        }
+        let wait = match s.store.next_job_due(&kinds).await {
+            Ok(Some(due)) => Duration::from_millis(due.saturating_sub(s.now_ms())).min(POLL),
+            _ => POLL,
+        };
+        // A notification sent meanwhile is kept by `Notify` until this wait takes it.
+        let queued = match lane {
+            Lane::Timers => s.timers_queued.clone(),
+            Lane::Background => s.jobs_queued.clone(),
+        };
+        drop(s);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = queued.notified() => {}
+        }
+    }
 }
 
 impl Services {
@@ -233,17 +264,18 @@ impl Services {
 
     /// Claims and runs the jobs due at `now`, all to the end; returns how many ran.
     pub async fn run_due_jobs(&self, now: u64) -> MatrixResult<usize> {
-        let (count, others) = self.claim_and_fire_timers(now).await?;
+        let (count, others) = self.claim_and_fire_timers(now, &JobKinds::All).await?;
         for job in others {
             self.run_job(job, now).await?;
         }
         Ok(count)
     }
 
-    /// Claims the jobs due at `now` and runs the delayed events among them (rooms side by side,
-    /// each room's in the order they were due); answers how many were claimed and the others.
-    async fn claim_and_fire_timers(&self, now: u64) -> MatrixResult<(usize, Vec<ClaimedJob>)> {
-        let claimed = self.store.claim_jobs(&self.worker_id, now, now + LEASE_MS, CLAIM_BATCH).await?;
+    /// Claims the jobs of `kinds` due at `now` and runs the delayed events among them (rooms side
+    /// by side, each room's in the order they were due); answers how many were claimed and the
+    /// others.
+    async fn claim_and_fire_timers(&self, now: u64, kinds: &JobKinds) -> MatrixResult<(usize, Vec<ClaimedJob>)> {
+        let claimed = self.store.claim_jobs(&self.worker_id, now, now + LEASE_MS, CLAIM_BATCH, kinds).await?;
         let count = claimed.len();
         let (timers, others): (Vec<ClaimedJob>, Vec<ClaimedJob>) =
             claimed.into_iter().partition(|job| JobKind::parse(&job.kind) == Some(JobKind::DelayedEvent));
@@ -251,10 +283,10 @@ impl Services {
         Ok((count, others))
     }
 
-    /// The runner's step: claims the jobs due at `now`, fires the delayed events among them,
-    /// then runs the others in order, each failure recorded alone.
-    async fn dispatch_due_jobs(&self, now: u64) -> MatrixResult<usize> {
-        let (count, others) = self.claim_and_fire_timers(now).await?;
+    /// A lane's step: claims its jobs due at `now`, fires the delayed events among them, then
+    /// runs the others in order, each failure recorded alone.
+    async fn dispatch_due_jobs(&self, now: u64, kinds: &JobKinds) -> MatrixResult<usize> {
+        let (count, others) = self.claim_and_fire_timers(now, kinds).await?;
         for job in others {
             if let Err(err) = self.run_job(job, now).await {
                 // Its outcome could not be recorded (storage failing): the others still run.

@@ -96,8 +96,9 @@ pub struct Services {
     federation: federation::Federation,
     /// This process's name on the job queue (the holder of its leases).
     worker_id: String,
-    /// Wakes this process's job runner when a job is queued here.
+    /// Wakes this process's job runner when a job is queued here (its timers' lane: `timers_queued`).
     jobs_queued: Arc<tokio::sync::Notify>,
+    timers_queued: Arc<tokio::sync::Notify>,
     /// Calls to the LiveKit SFU's server API (`rtc/sfu_api.rs`).
     livekit_http: reqwest::Client,
 }
@@ -148,6 +149,7 @@ impl Services {
             federation,
             worker_id,
             jobs_queued: Arc::new(tokio::sync::Notify::new()),
+            timers_queued: Arc::new(tokio::sync::Notify::new()),
             livekit_http,
             clock,
             random,

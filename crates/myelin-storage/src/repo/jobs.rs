@@ -38,6 +38,15 @@ pub struct JobRecord {
     pub failed: bool,
 }
 
+/// Which kinds of job a claim takes (a process runs timers in a lane of their own, so that no
+/// slow network job holds them up).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobKinds {
+    All,
+    Only(Vec<String>),
+    AllBut(Vec<String>),
+}
+
 /// The durable job queue: jobs scheduled for a time, claimed by one worker at a time across
 /// processes (a lease; a worker that dies loses its jobs to the next claimer), retried with
 /// backoff, kept as failed after the last attempt.
@@ -45,14 +54,15 @@ pub struct JobRecord {
 pub trait JobRepo {
     /// Queues a job; with a `dedupe_key` already queued, nothing is queued and the answer is false.
     async fn schedule_job(&self, job: NewJob, now_ms: u64) -> StorageResult<bool>;
-    /// Claims up to `limit` jobs due at `now_ms` whose lease is free, for `worker` until
-    /// `lease_until_ms`, oldest due first. Each claim counts as an attempt.
+    /// Claims up to `limit` jobs of `kinds` due at `now_ms` whose lease is free, for `worker`
+    /// until `lease_until_ms`, oldest due first. Each claim counts as an attempt.
     async fn claim_jobs(
         &self,
         worker: &str,
         now_ms: u64,
         lease_until_ms: u64,
         limit: usize,
+        kinds: &JobKinds,
     ) -> StorageResult<Vec<ClaimedJob>>;
     /// Brings the queued job with this key forward to `run_at_ms` (a retry waiting out its
     /// backoff runs now); false if there is no such job waiting (none, claimed, failed or due
@@ -71,9 +81,9 @@ pub trait JobRepo {
     async fn reschedule_job(&self, id: i64, worker: &str, run_at_ms: u64) -> StorageResult<bool>;
     /// The run failed: it is tried again at `retry_at_ms`, or, with `None`, marked failed.
     async fn fail_job(&self, id: i64, worker: &str, error: &str, retry_at_ms: Option<u64>) -> StorageResult<bool>;
-    /// The earliest time a claim can take a job: when the first job that is not failed is due,
-    /// or, for a job leased to a worker, when its lease runs out.
-    async fn next_job_due(&self) -> StorageResult<Option<u64>>;
+    /// The earliest time a claim of `kinds` can take a job: when the first job that is not
+    /// failed is due, or, for a job leased to a worker, when its lease runs out.
+    async fn next_job_due(&self, kinds: &JobKinds) -> StorageResult<Option<u64>>;
     /// Every job, oldest first.
     async fn jobs(&self) -> StorageResult<Vec<JobRecord>>;
 }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::{ClaimedJob, Database, JobRecord, JobRepo, NewJob, StorageResult};
+use crate::{ClaimedJob, Database, JobKinds, JobRecord, JobRepo, NewJob, StorageResult};
 
 #[async_trait]
 impl JobRepo for Database {
@@ -28,8 +28,10 @@ impl JobRepo for Database {
         now_ms: u64,
         lease_until_ms: u64,
         limit: usize,
+        kinds: &JobKinds,
     ) -> StorageResult<Vec<ClaimedJob>> {
         let worker = worker.to_owned();
+        let (kind_filter, kind_list) = kind_filter(kinds, 4);
         self.transaction(move |c| {
             Box::pin(async move {
                 // Jobs another worker is claiming right now are skipped, not waited for.
@@ -37,12 +39,12 @@ impl JobRepo for Database {
                     "UPDATE jobs SET claimed_by = $1, claimed_until_ms = $2, attempts = attempts + 1
                      WHERE id IN (SELECT id FROM jobs
                                   WHERE failed = 0 AND run_at_ms <= $3
-                                    AND (claimed_until_ms IS NULL OR claimed_until_ms < $3)
+                                    AND (claimed_until_ms IS NULL OR claimed_until_ms < $3){kind_filter}
                                   ORDER BY run_at_ms, id LIMIT {limit} FOR UPDATE SKIP LOCKED)
                      RETURNING id, kind, payload, attempts, run_at_ms"
                 );
                 let mut claimed = c
-                    .query(&sql, &[&worker, &lease_until_ms, &now_ms], |r| {
+                    .query(&sql, &[&worker, &lease_until_ms, &now_ms, &kind_list], |r| {
                         let job = ClaimedJob {
                             id: r.get(0)?,
                             kind: r.get(1)?,
@@ -148,14 +150,17 @@ impl JobRepo for Database {
         .await
     }
 
-    async fn next_job_due(&self) -> StorageResult<Option<u64>> {
+    async fn next_job_due(&self, kinds: &JobKinds) -> StorageResult<Option<u64>> {
+        let (kind_filter, kind_list) = kind_filter(kinds, 1);
         self.read(move |c| {
             Box::pin(async move {
                 // A leased job can be claimed again only once its lease has run out.
                 c.query_one(
-                    "SELECT MIN(CASE WHEN claimed_until_ms >= run_at_ms THEN claimed_until_ms + 1 ELSE run_at_ms END)
-                     FROM jobs WHERE failed = 0",
-                    &[],
+                    &format!(
+                        "SELECT MIN(CASE WHEN claimed_until_ms >= run_at_ms THEN claimed_until_ms + 1 ELSE run_at_ms END)
+                         FROM jobs WHERE failed = 0{kind_filter}"
+                    ),
+                    &[&kind_list],
                     |r| r.get::<Option<u64>>(0),
                 )
                 .await
@@ -189,5 +194,15 @@ impl JobRepo for Database {
             })
         })
         .await
+    }
+}
+
+/// The SQL condition for a claim's kinds (parameter `$n`, bound to the returned list).
+fn kind_filter(kinds: &JobKinds, n: usize) -> (String, Vec<String>) {
+    match kinds {
+        // Every kind: a condition that holds, so the parameter is still used.
+        JobKinds::All => (format!(" AND NOT (kind = ANY(${n}))"), Vec::new()),
+        JobKinds::Only(list) => (format!(" AND kind = ANY(${n})"), list.clone()),
+        JobKinds::AllBut(list) => (format!(" AND NOT (kind = ANY(${n}))"), list.clone()),
     }
 }

@@ -184,7 +184,7 @@ pub async fn the_outbox_and_the_inbound_transaction_log(url: String) {
     };
     assert!(store.schedule_job(job, 0).await.expect("schedule"));
     assert!(store.advance_job("send:remote", 5).await.expect("advance"));
-    assert_eq!(store.next_job_due().await.expect("due"), Some(5));
+    assert_eq!(store.next_job_due(&JobKinds::All).await.expect("due"), Some(5));
     assert!(!store.advance_job("send:remote", 7).await.expect("advance"), "already due sooner");
     assert!(!store.advance_job("send:nobody", 1).await.expect("advance"), "no such job");
 }

@@ -20,13 +20,14 @@ pub async fn the_job_queue_hands_each_due_job_to_one_worker(url: String) {
     assert!(first.schedule_job(job("later", None, 5_000), 0).await.expect("schedule"));
     assert!(first.schedule_job(job("tick", Some("tick"), 100), 0).await.expect("schedule"));
     assert!(!second.schedule_job(job("tick", Some("tick"), 50), 0).await.expect("schedule"), "one job per key");
-    assert_eq!(first.next_job_due().await.expect("due"), Some(100));
+    assert_eq!(first.next_job_due(&JobKinds::All).await.expect("due"), Some(100));
 
     let mut claims = Vec::new();
     for i in 0..8 {
         let s = if i % 2 == 0 { first.clone() } else { second.clone() };
-        claims
-            .push(tokio::spawn(async move { s.claim_jobs(&format!("w{i}"), 2_000, 60_000, 2).await.expect("claim") }));
+        claims.push(tokio::spawn(async move {
+            s.claim_jobs(&format!("w{i}"), 2_000, 60_000, 2, &JobKinds::All).await.expect("claim")
+        }));
     }
     let mut claimed = Vec::new();
     for c in claims {
@@ -38,17 +39,20 @@ pub async fn the_job_queue_hands_each_due_job_to_one_worker(url: String) {
     assert_eq!(ids.len(), claimed.len(), "no job is handed out twice");
     assert_eq!(claimed.len(), 11, "every due job is claimed: the ten, and the tick (not the later one)");
     assert!(claimed.iter().all(|j| j.attempts == 1));
-    assert!(first.claim_jobs("w9", 2_000, 60_000, 10).await.expect("claim").is_empty(), "leased jobs are taken");
+    assert!(
+        first.claim_jobs("w9", 2_000, 60_000, 10, &JobKinds::All).await.expect("claim").is_empty(),
+        "leased jobs are taken"
+    );
     assert_eq!(
-        first.next_job_due().await.expect("due"),
+        first.next_job_due(&JobKinds::All).await.expect("due"),
         Some(5_000),
         "a runner waits for the unleased later job, not for jobs due but leased"
     );
 
     // The workers died: after their leases, another worker takes their jobs over.
-    let later = second.claim_jobs("w9", 59_999, 120_000, 10).await.expect("claim");
+    let later = second.claim_jobs("w9", 59_999, 120_000, 10, &JobKinds::All).await.expect("claim");
     assert_eq!(later.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>(), ["later"], "the leases still run");
-    let mut retaken = second.claim_jobs("w9", 60_001, 120_000, 20).await.expect("claim");
+    let mut retaken = second.claim_jobs("w9", 60_001, 120_000, 20, &JobKinds::All).await.expect("claim");
     assert_eq!(retaken.len(), 11, "every lease ran out");
     retaken.extend(later);
     let tick = retaken.iter().find(|j| j.kind == "tick").expect("tick").clone();
@@ -72,7 +76,26 @@ pub async fn the_job_queue_hands_each_due_job_to_one_worker(url: String) {
     assert!(jobs.iter().find(|j| j.id == work[1].id).expect("failed").failed);
     let tick = jobs.iter().find(|j| j.kind == "tick").expect("tick");
     assert_eq!((tick.run_at_ms, tick.attempts, tick.claimed_by.as_deref()), (200_000, 0, None));
-    assert_eq!(first.next_job_due().await.expect("due"), Some(150_000), "failed jobs are not due");
-    let again = first.claim_jobs("w1", 150_000, 200_000, 10).await.expect("claim");
+    assert_eq!(first.next_job_due(&JobKinds::All).await.expect("due"), Some(150_000), "failed jobs are not due");
+    let again = first.claim_jobs("w1", 150_000, 200_000, 10, &JobKinds::All).await.expect("claim");
     assert_eq!(again.iter().map(|j| (j.id, j.attempts)).collect::<Vec<_>>(), [(work[0].id, 3)]);
+}
+
+/// A claim takes only the kinds asked for (timers run in a lane of their own); the next due time
+/// is that of the kinds asked for.
+pub async fn claims_take_the_kinds_asked_for(url: String) {
+    let store = open_store(&url).await;
+    assert!(store.schedule_job(job("timer", None, 1_000), 0).await.expect("schedule"));
+    assert!(store.schedule_job(job("network", None, 500), 0).await.expect("schedule"));
+    assert!(store.schedule_job(job("other", None, 700), 0).await.expect("schedule"));
+    let timers = JobKinds::Only(vec!["timer".into()]);
+    let background = JobKinds::AllBut(vec!["timer".into()]);
+    assert_eq!(store.next_job_due(&timers).await.expect("due"), Some(1_000));
+    assert_eq!(store.next_job_due(&background).await.expect("due"), Some(500));
+    assert_eq!(store.next_job_due(&JobKinds::Only(Vec::new())).await.expect("due"), None, "no kind");
+    let claimed = store.claim_jobs("w", 2_000, 9_000, 10, &timers).await.expect("claim");
+    assert_eq!(claimed.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>(), ["timer"]);
+    let claimed = store.claim_jobs("w", 2_000, 9_000, 10, &background).await.expect("claim");
+    assert_eq!(claimed.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>(), ["network", "other"]);
+    assert!(store.claim_jobs("w", 2_000, 9_000, 10, &JobKinds::All).await.expect("claim").is_empty(), "all leased");
 }
