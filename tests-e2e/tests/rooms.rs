@@ -539,3 +539,147 @@ async fn a_space_hierarchy_shows_the_rooms_a_user_may_see() -> Result<()> {
     ensure!(status == 400, "{status} {body}");
     Ok(())
 }
+
+/// The membership of `user` in `room` as the room's state shows it, and its event id.
+async fn membership_of(client: &myelin_e2e::Client, room: &str, user: &str) -> Result<(String, String)> {
+    let (status, state) = client.get(&room_path(room, "state")).await?;
+    ensure!(status == 200, "{status} {state}");
+    let event = state
+        .as_array()
+        .and_then(|events| events.iter().find(|e| e["type"] == "m.room.member" && e["state_key"] == user))
+        .with_context(|| format!("no member event for {user}"))?;
+    Ok((
+        event["content"]["membership"].as_str().unwrap_or_default().to_owned(),
+        event["event_id"].as_str().unwrap_or_default().to_owned(),
+    ))
+}
+
+/// A kick needs someone in the room (joined, invited or knocking): a banned user is not
+/// unbanned by a kick, and nobody is kicked out of a room they are not in (403 each, as Synapse
+/// answers); a banned user cannot be invited.
+#[tokio::test]
+async fn a_kick_needs_someone_in_the_room() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let carol = server.register("carol").await?;
+    let dave = server.register("dave").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    let act = |action: &str, user: &str| {
+        let path = room_path(&room, action);
+        let body = json!({ "user_id": user, "reason": "test" });
+        let alice = &alice;
+        async move { alice.post(&path, &body).await }
+    };
+
+    ensure!(act("ban", &bob.user_id).await?.0 == 200);
+    let (status, body) = act("kick", &bob.user_id).await?;
+    ensure!(status == 403 && myelin_e2e::errcode(&body) == "M_FORBIDDEN", "kick of a banned user: {status} {body}");
+    ensure!(membership_of(&alice, &room, &bob.user_id).await?.0 == "ban", "still banned");
+    let (status, body) = act("invite", &bob.user_id).await?;
+    ensure!(status == 403, "invite of a banned user: {status} {body}");
+    let (status, body) = act("kick", &carol.user_id).await?;
+    ensure!(status == 403 && myelin_e2e::errcode(&body) == "M_FORBIDDEN", "never joined: {status} {body}");
+    ensure!(act("unban", &bob.user_id).await?.0 == 200);
+    let (status, body) = act("kick", &bob.user_id).await?;
+    ensure!(status == 403, "left already: {status} {body}");
+
+    // Kicking an invited user takes the invite back.
+    ensure!(act("invite", &dave.user_id).await?.0 == 200);
+    let (status, body) = act("kick", &dave.user_id).await?;
+    ensure!(status == 200, "{status} {body}");
+    ensure!(membership_of(&alice, &room, &dave.user_id).await?.0 == "leave");
+    Ok(())
+}
+
+/// The same state from the same sender is one event (Synapse's de-duplication): joining twice
+/// and re-sending identical state answer the existing event; other content is a new event.
+#[tokio::test]
+async fn the_same_state_twice_is_one_event() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    let (_, joined) = membership_of(&alice, &room, &bob.user_id).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    ensure!(membership_of(&alice, &room, &bob.user_id).await?.1 == joined, "a second join is the first one");
+
+    let topic = room_path(&room, "state/m.room.topic/");
+    let (_, first) = alice.put(&topic, &json!({ "topic": "cats" })).await?;
+    let (_, again) = alice.put(&topic, &json!({ "topic": "cats" })).await?;
+    ensure!(first["event_id"].is_string() && again["event_id"] == first["event_id"], "{first} {again}");
+    let (_, other) = alice.put(&topic, &json!({ "topic": "dogs" })).await?;
+    ensure!(other["event_id"] != first["event_id"], "new content, new event");
+    let (_, back) = alice.put(&topic, &json!({ "topic": "cats" })).await?;
+    ensure!(back["event_id"] != first["event_id"], "the old content again is a change: {back}");
+
+    let messages = alice.all_messages(&room, 50).await?;
+    let member_events =
+        messages.iter().filter(|e| e["type"] == "m.room.member" && e["state_key"] == bob.user_id.as_str()).count();
+    ensure!(member_events == 1, "one join in the timeline, not {member_events}");
+    let topics = messages.iter().filter(|e| e["type"] == "m.room.topic").count();
+    ensure!(topics == 3, "cats, dogs, cats: {topics}");
+    Ok(())
+}
+
+/// `m.room.canonical_alias` may only add aliases that exist and point to the room (400
+/// `M_BAD_ALIAS`); unchanged ones are not checked again.
+#[tokio::test]
+async fn a_canonical_alias_must_point_to_the_room() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat", "room_alias_name": "home" })).await?;
+    let elsewhere = alice.create_room(json!({ "preset": "public_chat", "room_alias_name": "away" })).await?;
+    ensure!(room != elsewhere);
+    let home = format!("#home:{}", server.server_name());
+    let away = format!("#away:{}", server.server_name());
+    let path = room_path(&room, "state/m.room.canonical_alias/");
+    let bad = |body: Value| {
+        let (alice, path) = (&alice, path.clone());
+        async move {
+            let (status, answer) = alice.put(&path, &body).await?;
+            anyhow::Ok((status, myelin_e2e::errcode(&answer).to_owned()))
+        }
+    };
+    ensure!(
+        bad(json!({ "alias": format!("#missing:{}", server.server_name()) })).await? == (400, "M_BAD_ALIAS".into())
+    );
+    ensure!(bad(json!({ "alias": away })).await? == (400, "M_BAD_ALIAS".into()), "another room's alias");
+    ensure!(bad(json!({ "alias": home, "alt_aliases": [away] })).await? == (400, "M_BAD_ALIAS".into()));
+    ensure!(bad(json!({ "alias": home, "alt_aliases": "x" })).await? == (400, "M_INVALID_PARAM".into()));
+    ensure!(bad(json!({ "alias": "not an alias" })).await?.0 == 400);
+
+    let (status, body) = alice.put(&path, &json!({ "alias": home })).await?;
+    ensure!(status == 200, "{status} {body}");
+    // The alias goes; the state keeps naming it and may be re-sent with something else beside.
+    let (status, _) = alice.delete(&format!("/_matrix/client/v3/directory/room/{}", enc(&home)), &json!({})).await?;
+    ensure!(status == 200);
+    let (status, body) = alice.put(&path, &json!({ "alias": home, "alt_aliases": [] })).await?;
+    ensure!(status == 200, "an unchanged alias is not checked again: {status} {body}");
+    Ok(())
+}
+
+/// The old `POST /rooms/{roomId}/send/{eventType}` (no transaction id): every request is a new
+/// event.
+#[tokio::test]
+async fn sending_without_a_transaction_id() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let room = alice.create_room(json!({})).await?;
+    let path = room_path(&room, "send/m.room.message");
+    let content = json!({ "msgtype": "m.text", "body": "old bot" });
+    let (status, first) = alice.post(&path, &content).await?;
+    ensure!(status == 200 && first["event_id"].is_string(), "{status} {first}");
+    let (_, second) = alice.post(&path, &content).await?;
+    ensure!(second["event_id"].is_string() && second["event_id"] != first["event_id"], "{first} {second}");
+    let bodies: Vec<String> = alice
+        .all_messages(&room, 10)
+        .await?
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(bodies.iter().filter(|b| *b == "old bot").count() == 2, "{bodies:?}");
+    Ok(())
+}

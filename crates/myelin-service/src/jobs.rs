@@ -17,8 +17,9 @@
 //! participant is on the SFU (`rtc/delegated_leave.rs`); `sticky_catch_up`, this server's sticky
 //! events of a room for a server that joined it (`sticky_events.rs`).
 //!
-//! A process's runner has two lanes (`Lane`): delayed events' timers, and everything else, each
-//! claiming its own kinds; a federation send stuck on a slow server never holds up a timer.
+//! A process's runner has three lanes (`Lane`): delayed events' timers, calls' delegated leaves,
+//! and everything else, each claiming its own kinds; a federation send stuck on a slow server
+//! never holds up a timer or a call.
 
 use std::{sync::Arc, time::Duration};
 
@@ -155,22 +156,25 @@ fn retry_after_failure(now_ms: u64, attempts: u32, interval_ms: Option<u64>) -> 
     }
 }
 
-/// The two lanes of a process's runner, each claiming and running its own kinds of job: the
-/// delayed events' timers, and everything else (federation sends and resyncs that wait on other
-/// servers, delegated leaves that ask the SFU, clean-up), so that no slow request holds a timer
-/// up. Within a lane, jobs run one after another as before.
+/// The lanes of a process's runner, each claiming and running its own kinds of job: the
+/// delayed events' timers; the delegated leaves of calls (their restarts have a fifth of the
+/// leave's delay to spare, and they ask the SFU, which may be slow itself); and everything else
+/// (federation sends and resyncs that wait on other servers, clean-up). No slow request in one
+/// lane holds up another; within a lane, jobs run one after another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lane {
     Timers,
+    Calls,
     Background,
 }
 
 impl Lane {
     fn kinds(self) -> JobKinds {
-        let timers = vec![myelin_storage::DELAYED_EVENT_JOB.to_owned()];
+        let (timers, calls) = (myelin_storage::DELAYED_EVENT_JOB, myelin_storage::DELEGATED_LEAVE_JOB);
         match self {
-            Lane::Timers => JobKinds::Only(timers),
-            Lane::Background => JobKinds::AllBut(timers),
+            Lane::Timers => JobKinds::Only(vec![timers.to_owned()]),
+            Lane::Calls => JobKinds::Only(vec![calls.to_owned()]),
+            Lane::Background => JobKinds::AllBut(vec![timers.to_owned(), calls.to_owned()]),
         }
     }
 }
@@ -202,6 +206,7 @@ pub fn spawn(services: &Arc<Services>) {
             }
         }
         tokio::spawn(run_lane(services.clone(), Lane::Timers));
+        tokio::spawn(run_lane(services.clone(), Lane::Calls));
         run_lane(services, Lane::Background).await;
     });
 }
@@ -230,6 +235,7 @@ async fn run_lane(services: std::sync::Weak<Services>, lane: Lane) {
         // A notification sent meanwhile is kept by `Notify` until this wait takes it.
         let queued = match lane {
             Lane::Timers => s.timers_queued.clone(),
+            Lane::Calls => s.calls_queued.clone(),
             Lane::Background => s.jobs_queued.clone(),
         };
         drop(s);

@@ -96,9 +96,10 @@ pub struct Services {
     federation: federation::Federation,
     /// This process's name on the job queue (the holder of its leases).
     worker_id: String,
-    /// Wakes this process's job runner when a job is queued here (its timers' lane: `timers_queued`).
+    /// Wake this process's job runner's lanes when a job is queued here (`jobs.rs`).
     jobs_queued: Arc<tokio::sync::Notify>,
     timers_queued: Arc<tokio::sync::Notify>,
+    calls_queued: Arc<tokio::sync::Notify>,
     /// Calls to the LiveKit SFU's server API (`rtc/sfu_api.rs`).
     livekit_http: reqwest::Client,
 }
@@ -150,6 +151,7 @@ impl Services {
             worker_id,
             jobs_queued: Arc::new(tokio::sync::Notify::new()),
             timers_queued: Arc::new(tokio::sync::Notify::new()),
+            calls_queued: Arc::new(tokio::sync::Notify::new()),
             livekit_http,
             clock,
             random,

@@ -80,6 +80,7 @@ pub fn client_routes() -> Router<AppState> {
         .route("/rooms/{room_id}/ban", post(rooms::ban))
         .route("/rooms/{room_id}/unban", post(rooms::unban))
         .route("/rooms/{room_id}/send/{event_type}/{txn_id}", put(rooms::send))
+        .route("/rooms/{room_id}/send/{event_type}", post(rooms::send_without_txn))
         .route("/rooms/{room_id}/state", get(rooms::all_state))
         .route("/rooms/{room_id}/state/{event_type}", get(rooms::get_state_empty_key).put(rooms::put_state_empty_key))
         // An empty state key written out as a trailing slash (matrix-sdk does this).

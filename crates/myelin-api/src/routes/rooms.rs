@@ -190,6 +190,19 @@ pub async fn send(
     send_now_or_later(&state, &r, &room, spec, &query).await
 }
 
+/// `POST /rooms/{roomId}/send/{eventType}`: the old form without a transaction id (Synapse
+/// still serves it; old bots use it). Each request is a new event.
+pub async fn send_without_txn(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path((room, raw_type)): Path<(String, String)>,
+    Query(query): Query<QueryMap>,
+    JsonBody(content): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    let spec = EventSpec::message(event_type(&raw_type)?, content);
+    send_now_or_later(&state, &r, &room, spec, &query).await
+}
+
 pub async fn put_state(
     State(state): State<AppState>,
     Auth(r): Auth,

@@ -188,7 +188,18 @@ impl Services {
         self.check_rate_limit(Limit::Messages, requester.user_id.as_str())?;
         let membership = match action {
             MemberAction::Invite => Membership::Invite,
-            MemberAction::Kick => Membership::Leave,
+            MemberAction::Kick => {
+                // Only someone in the room (or invited to it, or knocking) can be kicked: the
+                // auth rules would let a kick turn a ban into a leave, which is an unban.
+                match self.store.membership(room_id, target).await?.map(|m| m.membership) {
+                    Some(Membership::Join | Membership::Invite | Membership::Knock) => {}
+                    Some(Membership::Ban) => {
+                        return Err(MatrixError::forbidden("The user is banned: unban them instead"));
+                    }
+                    _ => return Err(MatrixError::forbidden("The user is not in the room")),
+                }
+                Membership::Leave
+            }
             MemberAction::Ban => Membership::Ban,
             MemberAction::Unban => {
                 // Unbanning moves the target from ban to leave; the auth rules require the ban level.

@@ -144,6 +144,9 @@ impl Services {
         if spec.event_type == TimelineEventType::RoomCreate {
             return Err(MatrixError::forbidden("The create event cannot be replaced"));
         }
+        if spec.event_type == TimelineEventType::RoomCanonicalAlias {
+            self.check_canonical_aliases(room_id, &spec.content).await?;
+        }
         if spec.event_type == TimelineEventType::RoomMember {
             let target =
                 spec.state_key.as_deref().ok_or_else(|| MatrixError::bad_json("A member event needs a state key"))?;
@@ -312,6 +315,9 @@ impl Services {
                 // it, so a busy room's events share one group commit.
                 let _room_guard = self.locks.lock(room_id.as_str()).await;
                 let head = self.room_head(room_id).await?;
+                if let Some(existing) = self.same_state_again(&head, sender, &spec).await? {
+                    return Ok((existing, room_id.to_owned()));
+                }
                 let mut extremities = head.extremities.clone();
                 extremities.sort_by_key(|(_, depth)| std::cmp::Reverse(*depth));
                 let prevs: Vec<(OwnedEventId, i64)> = extremities.iter().take(MAX_PREV_EVENTS).cloned().collect();
@@ -606,6 +612,78 @@ impl Services {
         }
         let queued_state = spec.state_key.is_some().then_some(pdu);
         Ok(Built { event_id, room_id, pending, wake, state_change, destinations, queued_state })
+    }
+
+    /// `m.room.canonical_alias`: each alias it adds (`alias` if changed, `alt_aliases` not in
+    /// the current event) must exist and point to this room (400 `M_BAD_ALIAS`), as Synapse
+    /// checks; another server's aliases are asked of it.
+    async fn check_canonical_aliases(&self, room_id: &RoomId, content: &Value) -> MatrixResult<()> {
+        let current = self
+            .store
+            .current_state_event(room_id, &StateEventType::RoomCanonicalAlias, "")
+            .await?
+            .map(|ev| Self::event_content(&ev))
+            .unwrap_or(Value::Null);
+        let mut added: Vec<&str> = Vec::new();
+        match content.get("alias") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(alias)) if current.get("alias").and_then(Value::as_str) == Some(alias) => {}
+            Some(Value::String(alias)) => added.push(alias),
+            Some(_) => return Err(MatrixError::invalid_param("alias must be a string")),
+        }
+        let before: Vec<&str> = current
+            .get("alt_aliases")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        match content.get("alt_aliases") {
+            None => {}
+            Some(Value::Array(aliases)) => {
+                for alias in aliases {
+                    let alias =
+                        alias.as_str().ok_or_else(|| MatrixError::invalid_param("alt_aliases must be strings"))?;
+                    if !before.contains(&alias) {
+                        added.push(alias);
+                    }
+                }
+            }
+            Some(_) => return Err(MatrixError::invalid_param("The alt_aliases property must be a list")),
+        }
+        for alias in added {
+            let parsed = ruma::RoomAliasId::parse(alias)
+                .map_err(|_| MatrixError::invalid_param(format!("{alias:?} is not a room alias")))?;
+            let points_here = matches!(self.resolve_alias(&parsed).await, Ok((target, _)) if target == room_id);
+            if !points_here {
+                return Err(MatrixError::new(
+                    ErrorCode::BadAlias,
+                    format!("Room alias {alias} does not point to the room"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A state event its sender already set, with the same content, is not sent again (as
+    /// Synapse does: clients and bots that re-send state in loops, or join twice, do not flood
+    /// the room): the current event's id. Sticky events are always sent.
+    async fn same_state_again(
+        &self,
+        head: &RoomHead,
+        sender: &UserId,
+        spec: &EventSpec,
+    ) -> MatrixResult<Option<OwnedEventId>> {
+        let Some(state_key) = &spec.state_key else { return Ok(None) };
+        if spec.sticky_duration_ms.is_some() {
+            return Ok(None);
+        }
+        let key = (myelin_core::types::state_event_type(&spec.event_type), state_key.clone());
+        let Some(current) = head.state.get(&key) else { return Ok(None) };
+        let Some(pdu) = self.state_pdus(std::slice::from_ref(current)).await?.pop() else { return Ok(None) };
+        let same = pdu.sender == sender
+            && serde_json::from_str::<Value>(pdu.content.get()).is_ok_and(|content| content == spec.content);
+        Ok(same.then(|| current.clone()))
     }
 
     /// The PDUs of state events by id: stored ones, and those built and queued whose commit is

@@ -74,7 +74,7 @@ impl Services {
             created_ms: now,
         };
         self.store.put_delegated_leave(&leave, now).await?;
-        self.jobs_queued.notify_one();
+        self.calls_queued.notify_one();
         Ok(())
     }
 
@@ -98,7 +98,7 @@ impl Services {
             ParticipantChange::Joined => {
                 // The job restarts the leave now and keeps doing so.
                 if self.store.mark_delegated_leave_connected(room, identity, self.now_ms()).await? {
-                    self.jobs_queued.notify_one();
+                    self.calls_queued.notify_one();
                 }
             }
             ParticipantChange::Left | ParticipantChange::Lost => {
