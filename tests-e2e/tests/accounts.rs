@@ -346,3 +346,39 @@ async fn login_tokens_are_single_use() -> Result<()> {
     ensure!(flows["flows"].as_array().is_some_and(|f| f.iter().any(|x| x["type"] == "m.login.token")), "{flows}");
     Ok(())
 }
+
+/// A registration retried in its user-interactive session (the answer was lost) gets the same
+/// account and a new device, with or without a user name; a new session is a new registration.
+#[tokio::test]
+async fn a_retried_registration_gets_the_same_account() -> Result<()> {
+    let server = TestServer::start().await?;
+    let anon = server.anonymous();
+    for username in [Some("retrier"), None] {
+        let mut body = json!({ "password": "a-long-enough-password" });
+        if let Some(name) = username {
+            body["username"] = json!(name);
+        }
+        let (status, challenge) = anon.post("/_matrix/client/v3/register", &body).await?;
+        ensure!(status == 401, "{challenge}");
+        body["auth"] = json!({ "type": "m.login.dummy", "session": challenge["session"] });
+        let (status, first) = anon.post("/_matrix/client/v3/register", &body).await?;
+        ensure!(status == 200, "{status} {first}");
+        let (status, again) = anon.post("/_matrix/client/v3/register", &body).await?;
+        ensure!(status == 200 && again["user_id"] == first["user_id"], "the same account: {status} {again}");
+        ensure!(again["device_id"] != first["device_id"] && again["access_token"].is_string(), "a new device: {again}");
+        let client = anon.with_token(again["access_token"].as_str());
+        let (status, whoami) = client.get("/_matrix/client/v3/account/whoami").await?;
+        ensure!(status == 200 && whoami["user_id"] == first["user_id"], "{whoami}");
+    }
+    // Another session with a taken name is the usual answer.
+    let (_, challenge) = anon.post("/_matrix/client/v3/register", &json!({ "username": "retrier" })).await?;
+    let (status, body) = anon
+        .post(
+            "/_matrix/client/v3/register",
+            &json!({ "username": "retrier", "password": "a-long-enough-password",
+                     "auth": { "type": "m.login.dummy", "session": challenge["session"] } }),
+        )
+        .await?;
+    ensure!(status == 400 && body["errcode"] == "M_USER_IN_USE", "{status} {body}");
+    Ok(())
+}

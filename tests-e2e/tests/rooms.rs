@@ -253,6 +253,7 @@ async fn room_upgrade_leaves_a_tombstone() -> Result<()> {
     let server = TestServer::start().await?;
     let alice = server.register("alice").await?;
     let old = alice.create_room(json!({ "room_version": "10", "name": "Old", "room_alias_name": "up" })).await?;
+    let last_before = alice.send_message(&old, "the last word").await?;
     let (status, body) = alice.post(&room_path(&old, "upgrade"), &json!({ "new_version": "12" })).await?;
     ensure!(status == 200, "upgrade: {body}");
     let new = body["replacement_room"].as_str().context("replacement_room")?;
@@ -260,6 +261,8 @@ async fn room_upgrade_leaves_a_tombstone() -> Result<()> {
     ensure!(tomb["replacement_room"] == new, "tombstone: {tomb}");
     let (_, create) = alice.get(&room_path(new, "state/m.room.create")).await?;
     ensure!(create["predecessor"]["room_id"] == old.as_str() && create["room_version"] == "12", "create: {create}");
+    // Clients link to the old room at `predecessor.event_id`: its last event before the upgrade.
+    ensure!(create["predecessor"]["event_id"] == last_before.as_str(), "the old room's last event: {create}");
     let (_, name) = alice.get(&room_path(new, "state/m.room.name")).await?;
     ensure!(name["name"] == "Old", "name copied: {name}");
     let (_, alias) = alice.get("/_matrix/client/v3/directory/room/%23up:localhost").await?;
@@ -322,6 +325,22 @@ async fn account_data_tags_filters_and_push_rules() -> Result<()> {
     ensure!(status == 200, "create filter");
     let (_, filter) = alice.get(&format!("/_matrix/client/v3/user/@alice:localhost/filter/{filter_id}")).await?;
     ensure!(filter["room"]["timeline"]["limit"] == 3, "{filter}");
+    // Parts of a filter that are objects must be objects; a wrong shape is 400, not ignored.
+    for bad in [
+        json!([]),
+        json!({ "room": [] }),
+        json!({ "room": { "timeline": [] } }),
+        json!({ "room": { "state": "all" } }),
+        json!({ "presence": 5 }),
+        json!({ "room": { "timeline": { "limit": "ten" } } }),
+        json!({ "room": { "timeline": { "types": "m.room.message" } } }),
+    ] {
+        let (status, body) = alice.post("/_matrix/client/v3/user/@alice:localhost/filter", &bad).await?;
+        ensure!(status == 400 && body["errcode"] == "M_BAD_JSON", "{bad}: {status} {body}");
+    }
+    let (status, _) =
+        alice.post("/_matrix/client/v3/user/@alice:localhost/filter", &json!({ "room": null, "x": [] })).await?;
+    ensure!(status == 200, "null parts and unknown fields are fine");
 
     let (_, rules) = alice.get("/_matrix/client/v3/pushrules/").await?;
     ensure!(

@@ -199,6 +199,15 @@ impl Services {
             return Err(MatrixError::forbidden("Registration has been disabled"));
         }
         self.check_rate_limit(Limit::Registration, client)?;
+        // A retry of a registration that went through (same session): the same account.
+        if let Some(user_id) = self.registered_in_session(req.auth.as_ref()).await? {
+            if req.inhibit_login {
+                return Ok(Registered { user_id, session: None });
+            }
+            let session =
+                self.issue_session(&user_id, req.device_id, req.initial_device_display_name, req.refresh_token).await?;
+            return Ok(Registered { user_id, session: Some(session) });
+        }
         let localpart = match &req.username {
             Some(name) => {
                 let name = name.to_lowercase();
@@ -213,6 +222,7 @@ impl Services {
         self.require_registration_auth(req.auth.as_ref()).await?;
         let localpart = localpart.unwrap_or_else(|| self.random.alphanumeric(12).to_lowercase());
         let user_id = self.create_user(&localpart, req.password, false).await?;
+        self.note_registration(req.auth.as_ref(), &user_id).await?;
         if req.inhibit_login {
             return Ok(Registered { user_id, session: None });
         }

@@ -6,17 +6,42 @@ use serde::{Deserialize, Serialize};
 
 use myelin_storage::StoredEvent;
 
+/// A filter's part that must be a JSON object (an array would otherwise read as an empty one):
+/// a client that sends another shape gets 400, not a filter that silently matches everything.
+fn object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    use serde::de::Error;
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Null => Ok(T::default()),
+        value @ serde_json::Value::Object(_) => serde_json::from_value(value).map_err(D::Error::custom),
+        other => Err(D::Error::custom(format!("expected an object, not {other}"))),
+    }
+}
+
+impl Filter {
+    /// A filter from JSON, which must be an object.
+    pub fn from_json(json: &serde_json::Value) -> Result<Self, String> {
+        if !json.is_object() {
+            return Err("a filter is a JSON object".to_owned());
+        }
+        Self::deserialize(json).map_err(|e| e.to_string())
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Filter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_fields: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_format: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub presence: EventFilter,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub account_data: EventFilter,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub room: RoomFilter,
 }
 
@@ -42,13 +67,13 @@ pub struct RoomFilter {
     pub not_rooms: Option<Vec<String>>,
     #[serde(default)]
     pub include_leave: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub timeline: RoomEventFilter,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub state: RoomEventFilter,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub ephemeral: RoomEventFilter,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub account_data: RoomEventFilter,
 }
 

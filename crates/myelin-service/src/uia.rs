@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use myelin_core::{ErrorCode, MatrixError, MatrixResult, UiaChallenge};
+use myelin_core::{
+    ErrorCode, MatrixError, MatrixResult, UiaChallenge,
+    types::{OwnedUserId, UserId},
+};
 use serde::Deserialize;
 
 use crate::{Services, accounts::Requester};
@@ -109,9 +112,27 @@ impl Services {
                 .then(|| MatrixError::new(ErrorCode::Unauthorized, "Invalid registration token"));
             return Err(self.uia_challenge(&flows, auth.session.as_deref(), cause).await?);
         }
-        if let Some(session) = &auth.session {
-            self.store.delete_uia_session(session).await?;
+        // The session stays until it expires: it remembers the account it registered, so a
+        // retried request (its answer was lost) gets that account, not `M_USER_IN_USE`.
+        Ok(())
+    }
+
+    /// The account a registration session already created, if any.
+    pub(crate) async fn registered_in_session(&self, auth: Option<&AuthData>) -> MatrixResult<Option<OwnedUserId>> {
+        let Some(session) = auth.and_then(|a| a.session.as_deref()) else { return Ok(None) };
+        let oldest = self.clock.now_ms().saturating_sub(SESSION_LIFETIME.as_millis() as u64);
+        let stages = self.store.uia_session(session, oldest).await?.unwrap_or_default();
+        Ok(stages.iter().find_map(|stage| stage.strip_prefix(REGISTERED_MARK)).and_then(|id| UserId::parse(id).ok()))
+    }
+
+    /// Notes in the registration session the account it created.
+    pub(crate) async fn note_registration(&self, auth: Option<&AuthData>, user_id: &UserId) -> MatrixResult<()> {
+        if let Some(session) = auth.and_then(|a| a.session.as_deref()) {
+            self.store.complete_uia_stage(session, &format!("{REGISTERED_MARK}{user_id}")).await?;
         }
         Ok(())
     }
 }
+
+/// How a registration session's stages note the account it created.
+const REGISTERED_MARK: &str = "registered:";

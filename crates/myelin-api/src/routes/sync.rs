@@ -53,8 +53,9 @@ pub async fn create_filter(
     State(state): State<AppState>,
     Auth(r): Auth,
     Path(user): Path<String>,
-    JsonBody(filter): JsonBody<Filter>,
+    JsonBody(filter): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
+    let filter = Filter::from_json(&filter).map_err(|e| MatrixError::bad_json(format!("Invalid filter: {e}")))?;
     let id = state.create_filter(&r, &user_id(&user)?, &filter).await?;
     Ok(Json(json!({ "filter_id": id })))
 }

@@ -43,9 +43,21 @@ impl Services {
             return Err(MatrixError::forbidden("You may not upgrade this room"));
         }
         let old_create = self.store.current_state_event(old_room, &StateEventType::RoomCreate, "").await?;
-        let old_create_id = old_create.as_ref().map(|e| e.event_id.to_string()).unwrap_or_default();
+        // The last event of the old room before the upgrade (the specification's meaning of
+        // `predecessor.event_id`: clients link to the old room there, at its end).
+        let last_event = self
+            .room_head(old_room)
+            .await?
+            .extremities
+            .iter()
+            .max_by_key(|(_, depth)| *depth)
+            .map(|(id, _)| id.to_string());
+        let mut predecessor = json!({ "room_id": old_room.as_str() });
+        if let Some(last_event) = last_event {
+            predecessor["event_id"] = last_event.into();
+        }
         let mut creation = serde_json::Map::new();
-        creation.insert("predecessor".into(), json!({ "room_id": old_room.as_str(), "event_id": old_create_id }));
+        creation.insert("predecessor".into(), predecessor);
         if let Some(create) = &old_create
             && let Some(kind) = Self::event_content(create).get("type").cloned()
         {
