@@ -382,3 +382,56 @@ async fn a_retried_registration_gets_the_same_account() -> Result<()> {
     ensure!(status == 400 && body["errcode"] == "M_USER_IN_USE", "{status} {body}");
     Ok(())
 }
+
+/// Deactivates `client` (password `<name>-password`), erasing it or not.
+async fn deactivate(client: &myelin_e2e::Client, name: &str, erase: bool) -> Result<()> {
+    let (status, challenge) = client.post("/_matrix/client/v3/account/deactivate", &json!({})).await?;
+    ensure!(status == 401, "{challenge}");
+    let body = json!({
+        "erase": erase,
+        "auth": { "type": "m.login.password", "session": challenge["session"],
+                  "identifier": { "type": "m.id.user", "user": name }, "password": format!("{name}-password") },
+    });
+    let (status, body) = client.post("/_matrix/client/v3/account/deactivate", &body).await?;
+    ensure!(status == 200, "deactivate {name}: {status} {body}");
+    Ok(())
+}
+
+/// Deactivation with `erase: true`: the user's messages are shown redacted to users who join
+/// later; members who were there when they were sent still see them; without `erase` nothing
+/// changes for anyone.
+#[tokio::test]
+async fn an_erased_users_messages_are_hidden_from_later_joiners() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let dave = server.register("dave").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    ensure!(bob.join(&room).await?.0 == 200 && dave.join(&room).await?.0 == 200);
+    bob.send_message(&room, "bob's words").await?;
+    dave.send_message(&room, "dave's words").await?;
+    deactivate(&bob, "bob", true).await?;
+    deactivate(&dave, "dave", false).await?;
+
+    let bodies = |events: Vec<serde_json::Value>| -> Vec<String> {
+        events.iter().filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)).collect()
+    };
+    let carol = server.register("carol").await?;
+    ensure!(carol.join(&room).await?.0 == 200);
+    let seen_by_carol = bodies(carol.all_messages(&room, 50).await?);
+    ensure!(!seen_by_carol.contains(&"bob's words".to_owned()), "erased for a later joiner: {seen_by_carol:?}");
+    ensure!(seen_by_carol.contains(&"dave's words".to_owned()), "not erased: {seen_by_carol:?}");
+    let bob_event = carol
+        .all_messages(&room, 50)
+        .await?
+        .into_iter()
+        .find(|e| e["sender"] == bob.user_id.as_str() && e["type"] == "m.room.message")
+        .context("bob's message is still there, redacted")?;
+    ensure!(bob_event["content"] == json!({}), "{bob_event}");
+    let sync = carol.sync(None, 0, None).await?;
+    ensure!(!bodies(myelin_e2e::timeline(&sync, &room)).contains(&"bob's words".to_owned()), "in sync too");
+
+    let seen_by_alice = bodies(alice.all_messages(&room, 50).await?);
+    ensure!(seen_by_alice.contains(&"bob's words".to_owned()), "alice was there: {seen_by_alice:?}");
+    Ok(())
+}

@@ -396,9 +396,20 @@ impl Services {
     }
 
     /// `POST /account/deactivate`, with the current password (UIA).
-    pub async fn deactivate_account(&self, requester: &Requester, auth: Option<&AuthData>) -> MatrixResult<()> {
+    /// `erase`: the user's messages are also hidden (shown redacted) from users who were not in
+    /// the room when they were sent.
+    pub async fn deactivate_account(
+        &self,
+        requester: &Requester,
+        auth: Option<&AuthData>,
+        erase: bool,
+    ) -> MatrixResult<()> {
         self.require_password_auth(requester, auth).await?;
-        self.deactivate(&requester.user_id).await
+        self.deactivate(&requester.user_id).await?;
+        if erase {
+            self.store.mark_user_erased(&requester.user_id, self.clock.now_ms()).await?;
+        }
+        Ok(())
     }
 
     /// Deactivates a user: leaves every room, removes devices and tokens, clears the profile.

@@ -311,6 +311,14 @@ fn client_fields(ev: &StoredEvent) -> serde_json::Map<String, Value> {
     out
 }
 
+/// A PDU's JSON in its redacted form (erased users' events for later joiners).
+pub(crate) fn redacted_json(json: &str, rules: &RoomVersionRules) -> Option<String> {
+    match serde_json::from_str(json).ok()? {
+        Value::Object(object) => redact_object(&object, rules).map(|o| Value::Object(o).to_string()),
+        _ => None,
+    }
+}
+
 /// The redacted form of a PDU object, per the room version's redaction rules.
 fn redact_object(
     object: &serde_json::Map<String, Value>,

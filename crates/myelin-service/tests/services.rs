@@ -113,16 +113,16 @@ async fn an_authentication_session_is_continued_until_it_expires_and_then_cleane
     let alice = h.user("alice").await;
     let challenge = |err: MatrixError| err.uia.expect("a UIA challenge");
 
-    let first = challenge(assert_code(h.services.deactivate_account(&alice, None).await, "M_UNAUTHORIZED"));
+    let first = challenge(assert_code(h.services.deactivate_account(&alice, None, false).await, "M_UNAUTHORIZED"));
     assert_eq!(first.flows, vec![vec!["m.login.password".to_owned()]]);
     // A wrong stage continues the same session, and is told so.
     let other_stage: AuthData =
         serde_json::from_value(json!({ "type": "m.login.dummy", "session": first.session })).expect("auth data");
-    let again = h.services.deactivate_account(&alice, Some(&other_stage)).await;
+    let again = h.services.deactivate_account(&alice, Some(&other_stage), false).await;
     assert_eq!(challenge(assert_code(again, "M_UNAUTHORIZED")).session, first.session);
 
     h.clock.advance(myelin_service::uia::SESSION_LIFETIME + Duration::from_secs(1));
-    let late = h.services.deactivate_account(&alice, Some(&other_stage)).await;
+    let late = h.services.deactivate_account(&alice, Some(&other_stage), false).await;
     assert_ne!(challenge(assert_code(late, "M_UNAUTHORIZED")).session, first.session, "expired: a new one");
 
     // The clean-up job removes expired sessions from the database.
@@ -133,7 +133,7 @@ async fn an_authentication_session_is_continued_until_it_expires_and_then_cleane
     assert_eq!(h.services.run_due_jobs(h.services.now_ms()).await.expect("jobs"), 1);
     assert_eq!(h.store.uia_session(&first.session, 0).await.expect("read"), None, "cleaned up");
 
-    h.services.deactivate_account(&alice, Some(&password_auth(None))).await.expect("password passes");
+    h.services.deactivate_account(&alice, Some(&password_auth(None)), false).await.expect("password passes");
     assert_code(h.services.resolve_token(&alice.access_token).await, "M_UNKNOWN_TOKEN");
 }
 

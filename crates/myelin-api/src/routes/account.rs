@@ -128,12 +128,19 @@ pub struct AuthOnlyBody {
     auth: Option<AuthData>,
 }
 
+#[derive(Deserialize)]
+pub struct DeactivateBody {
+    auth: Option<AuthData>,
+    #[serde(default)]
+    erase: bool,
+}
+
 pub async fn deactivate(
     State(state): State<AppState>,
     Auth(r): Auth,
-    JsonBody(body): JsonBody<AuthOnlyBody>,
+    JsonBody(body): JsonBody<DeactivateBody>,
 ) -> ApiResult<Json<Value>> {
-    state.deactivate_account(&r, body.auth.as_ref()).await?;
+    state.deactivate_account(&r, body.auth.as_ref(), body.erase).await?;
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
 }
 

@@ -102,6 +102,10 @@ impl Services {
     /// messages of users they ignore).
     pub async fn filter_visible(&self, user_id: &UserId, events: Vec<StoredEvent>) -> MatrixResult<Vec<StoredEvent>> {
         let mut verdicts: HashMap<i64, bool> = HashMap::new();
+        // Per state group: whether the viewer was joined then (erased users' events seen from
+        // outside are redacted).
+        let mut joined_at: HashMap<i64, bool> = HashMap::new();
+        let mut seen_from_outside: Vec<usize> = Vec::new();
         // Per room: since which position the user has been joined without interruption, if joined now.
         let mut joined_since: HashMap<OwnedRoomId, Option<StreamPos>> = HashMap::new();
         let ignored = self.ignored_users(user_id).await?;
@@ -149,6 +153,7 @@ impl Services {
                         None => None,
                     };
                     let joined_then = membership == Some(Membership::Join);
+                    joined_at.insert(group, joined_then);
                     let verdict = match history.as_str() {
                         "world_readable" => true,
                         "joined" => joined_then,
@@ -160,10 +165,42 @@ impl Services {
                 }
             };
             if visible {
+                if !joined_at.get(&group).copied().unwrap_or(false) {
+                    seen_from_outside.push(out.len());
+                }
                 out.push(ev);
             }
         }
+        self.redact_erased(&mut out, &seen_from_outside).await?;
         Ok(out)
+    }
+
+    /// Events of erased users that the viewer sees without having been in the room when they
+    /// were sent (`outside`: indexes into `events`) are shown redacted, as Synapse does.
+    async fn redact_erased(&self, events: &mut [StoredEvent], outside: &[usize]) -> MatrixResult<()> {
+        if outside.is_empty() {
+            return Ok(());
+        }
+        let mut senders: Vec<myelin_core::types::OwnedUserId> =
+            outside.iter().filter_map(|&i| events.get(i)).map(|e| e.sender.clone()).collect();
+        senders.sort();
+        senders.dedup();
+        let erased = self.store.erased_users_among(&senders).await?;
+        if erased.is_empty() {
+            return Ok(());
+        }
+        for &i in outside {
+            let Some(ev) = events.get_mut(i) else { continue };
+            if !erased.contains(&ev.sender) {
+                continue;
+            }
+            let Some(room) = self.store.get_room(&ev.room_id).await? else { continue };
+            let (_, rules) = super::version_rules(room.room_version.as_str())?;
+            if let Some(json) = crate::pdu::redacted_json(&ev.json, &rules) {
+                ev.json = json;
+            }
+        }
+        Ok(())
     }
 
     /// Serialises events for a client, fetching redaction events for redacted ones.

@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0014_partial_state.sql"),
     include_str!("../../migrations/0015_matrixrtc.sql"),
     include_str!("../../migrations/0016_delegated_leaves.sql"),
+    include_str!("../../migrations/0017_erased_users.sql"),
 ];
 
 pub struct Sqlite {

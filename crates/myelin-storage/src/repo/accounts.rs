@@ -32,6 +32,10 @@ pub trait AccountRepo {
     /// Marks the user deactivated, clears the password and profile, and deletes every device,
     /// token and key.
     async fn deactivate_user(&self, user_id: &UserId) -> StorageResult<()>;
+    /// Marks a (deactivated) user erased: their messages are hidden from later joiners.
+    async fn mark_user_erased(&self, user_id: &UserId, now_ms: u64) -> StorageResult<()>;
+    /// Those of `users` who were erased.
+    async fn erased_users_among(&self, users: &[OwnedUserId]) -> StorageResult<Vec<OwnedUserId>>;
     async fn set_displayname(&self, user_id: &UserId, name: Option<String>) -> StorageResult<()>;
     async fn set_avatar_url(&self, user_id: &UserId, url: Option<String>) -> StorageResult<()>;
     /// Users whose id or display name contains `term` (ignoring case), visible to `searcher`:

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use myelin_core::{
     Membership,
-    types::{OwnedDeviceId, UserId},
+    types::{OwnedDeviceId, OwnedUserId, UserId},
 };
 
 use crate::{AccountRepo, Database, StorageResult, UserDirectoryHit, UserRecord, db::Row};
@@ -94,6 +94,34 @@ impl AccountRepo for Database {
                     c.execute(&format!("DELETE FROM {table} WHERE user_id = $1"), &[&user_id]).await?;
                 }
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn mark_user_erased(&self, user_id: &UserId, now_ms: u64) -> StorageResult<()> {
+        let user_id = user_id.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "INSERT INTO erased_users (user_id, erased_ms) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING",
+                    &[&user_id, &now_ms],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn erased_users_among(&self, users: &[OwnedUserId]) -> StorageResult<Vec<OwnedUserId>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let users = users.to_vec();
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query("SELECT user_id FROM erased_users WHERE user_id = ANY($1)", &[&users], |r| r.get(0)).await
             })
         })
         .await

@@ -204,3 +204,16 @@ pub async fn uia_sessions_remember_their_stages(url: String) {
     s.delete_uia_session("sess").await.expect("delete");
     assert!(s.uia_session("sess", 0).await.expect("get").is_none());
 }
+
+/// Erased users are remembered once, and found among any list of users.
+pub async fn erased_users_are_remembered(url: String) {
+    let s = open_store(&url).await;
+    s.create_user(user("@gone:test")).await.expect("create");
+    s.create_user(user("@here:test")).await.expect("create");
+    assert!(s.erased_users_among(&[uid("@gone:test")]).await.expect("read").is_empty());
+    s.mark_user_erased(&uid("@gone:test"), 5).await.expect("erase");
+    s.mark_user_erased(&uid("@gone:test"), 6).await.expect("erasing twice is fine");
+    let found = s.erased_users_among(&[uid("@here:test"), uid("@gone:test"), uid("@nobody:test")]).await.expect("read");
+    assert_eq!(found, vec![uid("@gone:test")]);
+    assert!(s.erased_users_among(&[]).await.expect("read").is_empty());
+}
