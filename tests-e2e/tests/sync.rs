@@ -405,3 +405,50 @@ async fn ignored_users_disappear_from_sync_history_and_invites() -> Result<()> {
     ensure!(bodies(&history).contains(&"noise".to_owned()), "un-ignored messages are visible again");
     Ok(())
 }
+
+/// Lazy-loaded members (Element Web's sync): an incremental sync sends the membership of a
+/// sender the device has not been sent, and only once; `include_redundant_members` asks for it
+/// each time; an initial sync starts afresh.
+#[tokio::test]
+async fn lazy_loaded_members_are_sent_once_per_device() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    let lazy = json!({ "room": { "state": { "lazy_load_members": true }, "timeline": { "limit": 10 } } });
+    let redundant = json!({ "room": { "state": { "lazy_load_members": true, "include_redundant_members": true }, "timeline": { "limit": 10 } } });
+    let bob_member = |sync: &serde_json::Value| -> usize {
+        sync["rooms"]["join"][&room]["state"]["events"]
+            .as_array()
+            .map(|events| {
+                events.iter().filter(|e| e["type"] == "m.room.member" && e["state_key"] == bob.user_id.as_str()).count()
+            })
+            .unwrap_or(0)
+    };
+    // An initial sync whose timeline holds nothing of bob's: his membership is not sent yet.
+    for i in 0..12 {
+        alice.send_message(&room, &format!("alice {i}")).await?;
+    }
+    let first = alice.sync(None, 0, Some(&lazy)).await?;
+    ensure!(bob_member(&first) == 0, "bob has not spoken in the timeline: {first}");
+    let mut since = myelin_e2e::next_batch(&first)?;
+
+    bob.send_message(&room, "bob speaks").await?;
+    let sync = alice.sync(Some(&since), 0, Some(&lazy)).await?;
+    ensure!(bob_member(&sync) == 1, "bob's membership comes with his first message: {sync}");
+    since = myelin_e2e::next_batch(&sync)?;
+    bob.send_message(&room, "bob again").await?;
+    let sync = alice.sync(Some(&since), 0, Some(&lazy)).await?;
+    ensure!(bob_member(&sync) == 0, "not a second time: {sync}");
+    since = myelin_e2e::next_batch(&sync)?;
+    bob.send_message(&room, "and again").await?;
+    let sync = alice.sync(Some(&since), 0, Some(&redundant)).await?;
+    ensure!(bob_member(&sync) == 1, "include_redundant_members asks for it: {sync}");
+
+    // A fresh start: an initial sync whose timeline has bob sends him again, and so does the
+    // next message only if it had not.
+    let fresh = alice.sync(None, 0, Some(&lazy)).await?;
+    ensure!(bob_member(&fresh) == 1, "an initial sync sends the timeline's senders: {fresh}");
+    Ok(())
+}

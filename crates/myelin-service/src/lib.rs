@@ -13,6 +13,7 @@ pub mod federation;
 pub mod filter;
 pub mod jobs;
 pub mod keys;
+pub mod lazy_members;
 pub mod locks;
 pub mod notifier;
 pub mod passwords;
@@ -102,6 +103,8 @@ pub struct Services {
     calls_queued: Arc<tokio::sync::Notify>,
     /// Calls to the LiveKit SFU's server API (`rtc/sfu_api.rs`).
     livekit_http: reqwest::Client,
+    /// Member events each device was sent under lazy loading (sync v2).
+    lazy_members: lazy_members::LazyMembersSent,
 }
 
 impl Services {
@@ -153,6 +156,7 @@ impl Services {
             timers_queued: Arc::new(tokio::sync::Notify::new()),
             calls_queued: Arc::new(tokio::sync::Notify::new()),
             livekit_http,
+            lazy_members: lazy_members::LazyMembersSent::default(),
             clock,
             random,
         });

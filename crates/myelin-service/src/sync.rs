@@ -140,6 +140,10 @@ impl Services {
     pub async fn sync(&self, requester: &Requester, req: SyncRequest) -> MatrixResult<Value> {
         // Subscribe before reading, so a write between the read and the wait still wakes us.
         let filter = self.resolve_filter(&requester.user_id, req.filter.as_deref()).await?;
+        if req.since.is_none() && filter.room.state.lazy_load_members {
+            // A new start: the device holds no member events.
+            self.lazy_members.forget_device(&(requester.user_id.clone(), requester.device_id.clone()));
+        }
         let mut wake = self.notifier.subscribe(&requester.user_id);
         let timeout = req.timeout.min(Duration::from_millis(self.config.limits.max_sync_timeout_ms));
         let deadline = tokio::time::Instant::now() + timeout;
@@ -394,6 +398,7 @@ impl Services {
     ) -> MatrixResult<Option<Value>> {
         let RoomSection { since, now, full, filter, room_account_data, sticky } = section;
         let user_id: &UserId = &requester.user_id;
+        let device = (requester.user_id.clone(), requester.device_id.clone());
         let room_id: &RoomId = &room.room_id;
         let since_pos = if full { None } else { since.map(|s| s.pos) };
         let new_events = since_pos.is_none_or(|s| room.last_event_pos > s);
@@ -414,8 +419,7 @@ impl Services {
             state_events = self.state_section(user_id, &state, previous.as_deref(), &timeline, filter).await?;
         } else if filter.room.state.lazy_load_members && !timeline.is_empty() {
             // Lazy loading: the client may never have seen these senders. Send their membership
-            // as of the timeline start (a repeat is harmless; Synapse skips repeats with a
-            // per-device cache, which this server does not keep yet).
+            // as of the timeline start, unless this device was sent it already.
             let start = timeline.first().map_or(now.pos, |e| e.stream_pos.prev());
             let state = self.state_at(room_id, start).await?;
             let in_timeline: HashSet<&EventId> = timeline.iter().map(|e| e.event_id.as_ref()).collect();
@@ -429,7 +433,15 @@ impl Services {
                 .cloned()
                 .collect();
             ids.sort();
+            if !filter.room.state.include_redundant_members {
+                ids = self.lazy_members.unsent(&device, ids);
+            }
             state_events = self.events(&ids).await?;
+        }
+        if filter.room.state.lazy_load_members {
+            let members =
+                state_events.iter().chain(&timeline).filter(|e| e.event_type == TimelineEventType::RoomMember);
+            self.lazy_members.record(&device, members.map(|e| e.event_id.clone()));
         }
 
         let mut ephemeral = Vec::new();
