@@ -452,3 +452,34 @@ async fn lazy_loaded_members_are_sent_once_per_device() -> Result<()> {
     ensure!(bob_member(&fresh) == 1, "an initial sync sends the timeline's senders: {fresh}");
     Ok(())
 }
+
+/// After a gap (a limited incremental sync with lazy-loaded members), a member who was quiet
+/// until now and whose membership did not change in the gap is sent with their first message.
+#[tokio::test]
+async fn a_quiet_member_who_speaks_after_a_gap_comes_with_their_membership() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    for i in 0..5 {
+        alice.send_message(&room, &format!("before {i}")).await?;
+    }
+    let lazy = json!({ "room": { "state": { "lazy_load_members": true }, "timeline": { "limit": 2 } } });
+    let first = alice.sync(None, 0, Some(&lazy)).await?;
+    let has_bob = |sync: &Value| {
+        state_events(sync, "join", &room)
+            .iter()
+            .any(|e| e["type"] == "m.room.member" && e["state_key"] == bob.user_id.as_str())
+    };
+    ensure!(!has_bob(&first), "bob has not spoken: {first}");
+    let since = next_batch(&first)?;
+    for i in 0..5 {
+        alice.send_message(&room, &format!("gap {i}")).await?;
+    }
+    bob.send_message(&room, "finally").await?;
+    let sync = alice.sync(Some(&since), 0, Some(&lazy)).await?;
+    ensure!(sync["rooms"]["join"][&room]["timeline"]["limited"] == true, "a gap: {sync}");
+    ensure!(has_bob(&sync), "bob's membership comes with his message: {sync}");
+    Ok(())
+}

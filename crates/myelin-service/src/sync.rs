@@ -417,6 +417,26 @@ impl Services {
                 None => None,
             };
             state_events = self.state_section(user_id, &state, previous.as_deref(), &timeline, filter).await?;
+            if filter.room.state.lazy_load_members && previous.is_some() {
+                // After a gap: a sender whose membership did not change in it may still never
+                // have been sent to this device (they were quiet until now).
+                let have: HashSet<&EventId> =
+                    state_events.iter().chain(&timeline).map(|e| e.event_id.as_ref()).collect();
+                let senders: HashSet<&str> = timeline.iter().map(|e| e.sender.as_str()).collect();
+                let mut quiet: Vec<OwnedEventId> = senders
+                    .into_iter()
+                    .filter_map(|sender| state.get(&(StateEventType::RoomMember, sender.to_owned())))
+                    .filter(|id| !have.contains::<EventId>(id.as_ref()))
+                    .cloned()
+                    .collect();
+                if !filter.room.state.include_redundant_members {
+                    quiet = self.lazy_members.unsent(&device, quiet);
+                }
+                if !quiet.is_empty() {
+                    state_events.extend(self.events(&quiet).await?);
+                    state_events.sort_by_key(|e| e.stream_pos);
+                }
+            }
         } else if filter.room.state.lazy_load_members && !timeline.is_empty() {
             // Lazy loading: the client may never have seen these senders. Send their membership
             // as of the timeline start, unless this device was sent it already.
