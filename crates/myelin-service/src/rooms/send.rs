@@ -689,15 +689,16 @@ impl Services {
     /// The PDUs of state events by id: stored ones, and those built and queued whose commit is
     /// still pending (the room's next event may be built on them).
     async fn state_pdus(&self, ids: &[OwnedEventId]) -> MatrixResult<Vec<Pdu>> {
-        let stored = self.events(ids).await?;
-        let mut pdus = Vec::with_capacity(ids.len());
-        for ev in &stored {
-            pdus.push(Pdu::from_stored(ev)?);
-        }
-        if stored.len() < ids.len() {
-            let missing: Vec<&OwnedEventId> =
-                ids.iter().filter(|id| !stored.iter().any(|e| e.event_id == **id)).collect();
-            pdus.extend(self.heads.queued_state(&missing));
+        // The queue first: an event that leaves it after this look is durable by then, so the
+        // store has it. (Store first would race: not yet stored, then unqueued before the queue
+        // is looked at, and found in neither.)
+        let mut pdus = self.heads.queued_state(&ids.iter().collect::<Vec<_>>());
+        let rest: Vec<OwnedEventId> =
+            ids.iter().filter(|id| !pdus.iter().any(|p| p.event_id == **id)).cloned().collect();
+        if !rest.is_empty() {
+            for ev in &self.events(&rest).await? {
+                pdus.push(Pdu::from_stored(ev)?);
+            }
         }
         Ok(pdus)
     }
