@@ -8,7 +8,7 @@ use std::{collections::HashSet, sync::Mutex};
 
 use myelin_core::{
     lru::Lru,
-    types::{OwnedDeviceId, OwnedEventId, OwnedUserId},
+    types::{DeviceId, OwnedDeviceId, OwnedEventId, OwnedUserId, UserId},
 };
 
 /// Member events remembered at most, over all devices.
@@ -35,32 +35,38 @@ impl LazyMembersSent {
     }
 
     /// The device starts from nothing (an initial sync).
-    pub fn forget_device(&self, device: &Device) {
-        self.with(|lru| lru.remove(device));
+    pub fn forget_device(&self, user: &UserId, device: &DeviceId) {
+        let device = (user.to_owned(), device.to_owned());
+        self.with(|lru| lru.remove(&device));
     }
 
     /// Those of `ids` the device was not sent.
-    pub fn unsent(&self, device: &Device, ids: Vec<OwnedEventId>) -> Vec<OwnedEventId> {
-        self.with(|lru| match lru.get(device) {
+    pub fn unsent(&self, user: &UserId, device: &DeviceId, ids: Vec<OwnedEventId>) -> Vec<OwnedEventId> {
+        if ids.is_empty() {
+            return ids;
+        }
+        let device = (user.to_owned(), device.to_owned());
+        self.with(|lru| match lru.get(&device) {
             Some(sent) => ids.into_iter().filter(|id| !sent.contains(id)).collect(),
             None => ids,
         })
     }
 
     /// The device was sent these member events.
-    pub fn record(&self, device: &Device, ids: impl IntoIterator<Item = OwnedEventId>) {
+    pub fn record(&self, user: &UserId, device: &DeviceId, ids: impl IntoIterator<Item = OwnedEventId>) {
         let mut ids = ids.into_iter().peekable();
         if ids.peek().is_none() {
             return;
         }
+        let device = (user.to_owned(), device.to_owned());
         self.with(|lru| {
-            let mut sent = lru.remove(device).unwrap_or_default();
+            let mut sent = lru.remove(&device).unwrap_or_default();
             if sent.len() >= MAX_PER_DEVICE {
                 sent.clear();
             }
             sent.extend(ids);
             let weight = sent.len().max(1);
-            lru.insert_weighted(device.clone(), sent, weight);
+            lru.insert_weighted(device, sent, weight);
         });
     }
 }
@@ -69,8 +75,8 @@ impl LazyMembersSent {
 mod tests {
     use super::*;
 
-    fn device(user: &str, device: &str) -> Device {
-        (OwnedUserId::try_from(user).expect("user"), OwnedDeviceId::from(device))
+    fn user() -> OwnedUserId {
+        OwnedUserId::try_from("@a:test").expect("user")
     }
 
     fn ids(list: &[&str]) -> Vec<OwnedEventId> {
@@ -80,12 +86,12 @@ mod tests {
     #[test]
     fn a_device_is_not_sent_a_member_event_twice() {
         let sent = LazyMembersSent::default();
-        let (phone, laptop) = (device("@a:test", "PHONE"), device("@a:test", "LAPTOP"));
-        assert_eq!(sent.unsent(&phone, ids(&["$m1", "$m2"])), ids(&["$m1", "$m2"]));
-        sent.record(&phone, ids(&["$m1"]));
-        assert_eq!(sent.unsent(&phone, ids(&["$m1", "$m2"])), ids(&["$m2"]));
-        assert_eq!(sent.unsent(&laptop, ids(&["$m1"])), ids(&["$m1"]), "per device");
-        sent.forget_device(&phone);
-        assert_eq!(sent.unsent(&phone, ids(&["$m1"])), ids(&["$m1"]), "after an initial sync");
+        let (user, phone, laptop) = (user(), OwnedDeviceId::from("PHONE"), OwnedDeviceId::from("LAPTOP"));
+        assert_eq!(sent.unsent(&user, &phone, ids(&["$m1", "$m2"])), ids(&["$m1", "$m2"]));
+        sent.record(&user, &phone, ids(&["$m1"]));
+        assert_eq!(sent.unsent(&user, &phone, ids(&["$m1", "$m2"])), ids(&["$m2"]));
+        assert_eq!(sent.unsent(&user, &laptop, ids(&["$m1"])), ids(&["$m1"]), "per device");
+        sent.forget_device(&user, &phone);
+        assert_eq!(sent.unsent(&user, &phone, ids(&["$m1"])), ids(&["$m1"]), "after an initial sync");
     }
 }

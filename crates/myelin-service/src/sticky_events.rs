@@ -117,7 +117,7 @@ pub const CATCH_UP_DELAY_MS: u64 = 2_000;
 
 /// The job queue key of a room's catch-up for a server.
 fn catch_up_key(room_id: &RoomId, server: &ServerName) -> String {
-    format!("sticky_catch_up:{room_id} {server}")
+    format!("{}:{room_id} {server}", crate::jobs::JobKind::StickyCatchUp.as_str())
 }
 
 impl Services {

@@ -142,7 +142,7 @@ impl Services {
         let filter = self.resolve_filter(&requester.user_id, req.filter.as_deref()).await?;
         if req.since.is_none() && filter.room.state.lazy_load_members {
             // A new start: the device holds no member events.
-            self.lazy_members.forget_device(&(requester.user_id.clone(), requester.device_id.clone()));
+            self.lazy_members.forget_device(&requester.user_id, &requester.device_id);
         }
         let mut wake = self.notifier.subscribe(&requester.user_id);
         let timeout = req.timeout.min(Duration::from_millis(self.config.limits.max_sync_timeout_ms));
@@ -390,6 +390,31 @@ impl Services {
         Ok(events)
     }
 
+    /// Lazy loading: the membership, as of `state`, of the timeline's senders that the device
+    /// lacks — not among `have`, and not sent to it before unless the filter asks for repeats —
+    /// in a stable order.
+    fn unsent_sender_members(
+        &self,
+        requester: &Requester,
+        state: &StateMap,
+        timeline: &[StoredEvent],
+        have: &HashSet<&EventId>,
+        filter: &Filter,
+    ) -> Vec<OwnedEventId> {
+        let senders: HashSet<&str> = timeline.iter().map(|e| e.sender.as_str()).collect();
+        let mut ids: Vec<OwnedEventId> = senders
+            .into_iter()
+            .filter_map(|sender| state.get(&(StateEventType::RoomMember, sender.to_owned())))
+            .filter(|id| !have.contains::<EventId>(id.as_ref()))
+            .cloned()
+            .collect();
+        ids.sort();
+        if filter.room.state.include_redundant_members {
+            return ids;
+        }
+        self.lazy_members.unsent(&requester.user_id, &requester.device_id, ids)
+    }
+
     async fn joined_room(
         &self,
         requester: &Requester,
@@ -398,7 +423,6 @@ impl Services {
     ) -> MatrixResult<Option<Value>> {
         let RoomSection { since, now, full, filter, room_account_data, sticky } = section;
         let user_id: &UserId = &requester.user_id;
-        let device = (requester.user_id.clone(), requester.device_id.clone());
         let room_id: &RoomId = &room.room_id;
         let since_pos = if full { None } else { since.map(|s| s.pos) };
         let new_events = since_pos.is_none_or(|s| room.last_event_pos > s);
@@ -422,16 +446,7 @@ impl Services {
                 // have been sent to this device (they were quiet until now).
                 let have: HashSet<&EventId> =
                     state_events.iter().chain(&timeline).map(|e| e.event_id.as_ref()).collect();
-                let senders: HashSet<&str> = timeline.iter().map(|e| e.sender.as_str()).collect();
-                let mut quiet: Vec<OwnedEventId> = senders
-                    .into_iter()
-                    .filter_map(|sender| state.get(&(StateEventType::RoomMember, sender.to_owned())))
-                    .filter(|id| !have.contains::<EventId>(id.as_ref()))
-                    .cloned()
-                    .collect();
-                if !filter.room.state.include_redundant_members {
-                    quiet = self.lazy_members.unsent(&device, quiet);
-                }
+                let quiet = self.unsent_sender_members(requester, &state, &timeline, &have, filter);
                 if !quiet.is_empty() {
                     state_events.extend(self.events(&quiet).await?);
                     state_events.sort_by_key(|e| e.stream_pos);
@@ -443,25 +458,13 @@ impl Services {
             let start = timeline.first().map_or(now.pos, |e| e.stream_pos.prev());
             let state = self.state_at(room_id, start).await?;
             let in_timeline: HashSet<&EventId> = timeline.iter().map(|e| e.event_id.as_ref()).collect();
-            let mut ids: Vec<OwnedEventId> = timeline
-                .iter()
-                .map(|e| e.sender.as_str())
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .filter_map(|sender| state.get(&(StateEventType::RoomMember, sender.to_owned())))
-                .filter(|id| !in_timeline.contains::<EventId>(id.as_ref()))
-                .cloned()
-                .collect();
-            ids.sort();
-            if !filter.room.state.include_redundant_members {
-                ids = self.lazy_members.unsent(&device, ids);
-            }
+            let ids = self.unsent_sender_members(requester, &state, &timeline, &in_timeline, filter);
             state_events = self.events(&ids).await?;
         }
         if filter.room.state.lazy_load_members {
             let members =
                 state_events.iter().chain(&timeline).filter(|e| e.event_type == TimelineEventType::RoomMember);
-            self.lazy_members.record(&device, members.map(|e| e.event_id.clone()));
+            self.lazy_members.record(user_id, &requester.device_id, members.map(|e| e.event_id.clone()));
         }
 
         let mut ephemeral = Vec::new();

@@ -189,14 +189,22 @@ impl Services {
         if erased.is_empty() {
             return Ok(());
         }
+        let mut rules_of: HashMap<OwnedRoomId, Option<ruma::room_version_rules::RoomVersionRules>> = HashMap::new();
         for &i in outside {
             let Some(ev) = events.get_mut(i) else { continue };
             if !erased.contains(&ev.sender) {
                 continue;
             }
-            let Some(room) = self.store.get_room(&ev.room_id).await? else { continue };
-            let (_, rules) = super::version_rules(room.room_version.as_str())?;
-            if let Some(json) = crate::pdu::redacted_json(&ev.json, &rules) {
+            if !rules_of.contains_key(&ev.room_id) {
+                let rules = match self.store.get_room(&ev.room_id).await? {
+                    Some(room) => Some(super::version_rules(room.room_version.as_str())?.1),
+                    None => None,
+                };
+                rules_of.insert(ev.room_id.clone(), rules);
+            }
+            if let Some(Some(rules)) = rules_of.get(&ev.room_id)
+                && let Some(json) = crate::pdu::redacted_json(&ev.json, rules)
+            {
                 ev.json = json;
             }
         }

@@ -56,9 +56,6 @@ impl Services {
                 "Delegation of delayed events is only supported for users of this homeserver",
             ));
         }
-        if delegation.delay_id.is_empty() || delegation.delay_timeout_ms == 0 {
-            return Err(MatrixError::bad_json("The request body is missing `delay_id` or `delay_timeout`"));
-        }
         let event = self.store.delayed_event(&delegation.delay_id).await?;
         if event.is_none_or(|e| e.user_id != participant.user_id) {
             return Err(MatrixError::not_found("Delayed event not found"));

@@ -185,10 +185,10 @@ impl Services {
         // is in the room (nobody makes this server call arbitrary hosts).
         let room = <&RoomId>::try_from(room_id.as_str()).map_err(|_| MatrixError::bad_json("Invalid room id"))?;
         let server = <&ServerName>::try_from(openid.matrix_server_name.as_str()).map_err(|_| unauthorised())?;
-        if server != self.server_name() && !self.server_in_room(room, server).await? {
+        if server != self.server_name() && !self.servers_in_room(room).await?.iter().any(|s| s == server) {
             return Err(MatrixError::forbidden("You are not a member of this room"));
         }
-        let user_id = self.openid_user(openid).await?;
+        let user_id = self.openid_token_owner(server, &openid.access_token).await?.ok_or_else(unauthorised)?;
         let (identity, livekit_room) = match request {
             LiveKitTokenRequest::Legacy { room, device_id, .. } => {
                 (format!("{user_id}:{device_id}"), livekit_hash(&[room, LEGACY_CALL_SLOT]))
@@ -200,31 +200,14 @@ impl Services {
                 (livekit_hash(&[user_id.as_str(), claimed_device_id, member_id]), livekit_hash(&[room_id, slot_id]))
             }
         };
-        self.require_call_member(&user_id, room_id).await?;
+        self.require_call_member(&user_id, room).await?;
         let server = server.to_owned();
         Ok((livekit, CallParticipant { user_id, server, identity, livekit_room }))
     }
 
-    /// The user an OpenID token stands for (401 `M_UNAUTHORIZED` if none).
-    async fn openid_user(&self, openid: &OpenIdToken) -> MatrixResult<OwnedUserId> {
-        let server = <&ServerName>::try_from(openid.matrix_server_name.as_str()).map_err(|_| unauthorised())?;
-        self.openid_token_owner(server, &openid.access_token).await?.ok_or_else(unauthorised)
-    }
-
-    /// Whether a user of `server` is joined to the room, as this server knows it.
-    async fn server_in_room(&self, room_id: &RoomId, server: &ServerName) -> MatrixResult<bool> {
-        Ok(self
-            .store
-            .room_members(room_id, Some(Membership::Join))
-            .await?
-            .iter()
-            .any(|m| m.user_id.server_name() == server))
-    }
-
     /// A call's participants are the room's members: a user this server does not know to be
     /// joined to the room gets no token for its call.
-    async fn require_call_member(&self, user_id: &OwnedUserId, room_id: &str) -> MatrixResult<()> {
-        let room_id = <&RoomId>::try_from(room_id).map_err(|_| MatrixError::bad_json("Invalid room id"))?;
+    async fn require_call_member(&self, user_id: &OwnedUserId, room_id: &RoomId) -> MatrixResult<()> {
         let membership = self.store.membership(room_id, user_id).await?.map(|m| m.membership);
         if membership != Some(Membership::Join) {
             return Err(MatrixError::forbidden("You are not a member of this room"));
