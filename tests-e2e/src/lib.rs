@@ -669,6 +669,41 @@ impl Client {
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
     }
 
+    /// Sends `body` as it is with this content type (media uploads).
+    pub async fn send_bytes(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Value)> {
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).body(body);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req
+            .header("content-type", content_type)
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}: no HTTP answer"))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+
+    /// A GET answered with status, headers and the body's bytes (media downloads).
+    pub async fn get_bytes(&self, path: &str) -> Result<(u16, reqwest::header::HeaderMap, Vec<u8>)> {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.with_context(|| format!("GET {path}: no HTTP answer"))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.with_context(|| format!("GET {path}: body"))?;
+        Ok((status, headers, body.to_vec()))
+    }
+
     pub async fn get(&self, path: &str) -> Result<(u16, Value)> {
         self.request(reqwest::Method::GET, path, None).await
     }

@@ -483,3 +483,190 @@ async fn a_quiet_member_who_speaks_after_a_gap_comes_with_their_membership() -> 
     ensure!(has_bob(&sync), "bob's membership comes with his message: {sync}");
     Ok(())
 }
+
+/// The memberships a sync's `state` section holds for `room`: user id → membership.
+fn state_members(sync: &Value, room: &str) -> Vec<(String, String)> {
+    let mut members: Vec<(String, String)> = state_events(sync, "join", room)
+        .iter()
+        .filter(|e| e["type"] == "m.room.member")
+        .map(|e| {
+            (
+                e["state_key"].as_str().unwrap_or_default().to_owned(),
+                e["content"]["membership"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    members.sort();
+    members
+}
+
+/// Sytest's "Gapped incremental syncs include all state changes" and "Old leaves are present in
+/// gapped incremental syncs": with lazy-loaded members, a gap's membership changes reach the
+/// client even from members who said nothing — a join it would not know of, a leave it must
+/// not miss — and members it already has are not sent again.
+#[tokio::test]
+async fn a_gapped_lazy_sync_carries_every_membership_change_of_the_gap() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let charlie = server.register("charlie").await?;
+    let dave = server.register("dave").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    for member in [&bob, &charlie] {
+        ensure!(member.join(&room).await?.0 == 200);
+    }
+    for i in 0..10 {
+        bob.send_message(&room, &format!("bob {i}")).await?;
+    }
+    let lazy = json!({ "room": { "state": { "lazy_load_members": true }, "timeline": { "limit": 10 } } });
+    let first = alice.sync(None, 0, Some(&lazy)).await?;
+    let member = |user: &myelin_e2e::Client, membership: &str| (user.user_id.to_string(), membership.to_owned());
+    ensure!(
+        state_members(&first, &room) == vec![member(&alice, "join"), member(&bob, "join")],
+        "only the timeline's sender and alice herself: {first}"
+    );
+
+    ensure!(dave.join(&room).await?.0 == 200);
+    for i in 0..20 {
+        charlie.send_message(&room, &format!("charlie {i}")).await?;
+    }
+    let second = alice.sync(Some(&next_batch(&first)?), 0, Some(&lazy)).await?;
+    ensure!(second["rooms"]["join"][&room]["timeline"]["limited"] == true, "a gap: {second}");
+    ensure!(
+        state_members(&second, &room) == vec![member(&charlie, "join"), member(&dave, "join")],
+        "charlie speaks, dave joined in the gap without a word: {second}"
+    );
+
+    let (status, body) = dave.post(&myelin_e2e::room_path(&room, "leave"), &json!({})).await?;
+    ensure!(status == 200, "{body}");
+    for i in 0..20 {
+        charlie.send_message(&room, &format!("charlie again {i}")).await?;
+    }
+    let third = alice.sync(Some(&next_batch(&second)?), 0, Some(&lazy)).await?;
+    ensure!(third["rooms"]["join"][&room]["timeline"]["limited"] == true, "a gap: {third}");
+    ensure!(
+        state_members(&third, &room) == vec![member(&dave, "leave")],
+        "only dave's leave: charlie was sent already: {third}"
+    );
+    Ok(())
+}
+
+/// Sytest's "When user joins and leaves a room in the same batch, the full state is still
+/// included in the next sync": the client never had the room, so its leave entry carries the
+/// room's state (here what the filter asks for), not only what changed since the token.
+#[tokio::test]
+async fn a_room_joined_and_left_between_two_syncs_comes_with_its_state() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    let (status, body) =
+        alice.put(&myelin_e2e::room_path(&room, "state/a.madeup.test.state"), &json!({ "my_key": 1 })).await?;
+    ensure!(status == 200, "{body}");
+    let filter = json!({
+        "room": {
+            "timeline": { "types": [] },
+            "state": { "types": ["a.madeup.test.state"] },
+            "ephemeral": { "types": [] },
+            "include_leave": true,
+        },
+        "presence": { "types": [] },
+    });
+    let first = bob.sync(None, 0, Some(&filter)).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    let (status, body) = bob.post(&myelin_e2e::room_path(&room, "leave"), &json!({})).await?;
+    ensure!(status == 200, "{body}");
+    let sync = bob.sync(Some(&next_batch(&first)?), 0, Some(&filter)).await?;
+    let state = state_events(&sync, "leave", &room);
+    ensure!(state.len() == 1, "the room's state, as the filter asks: {sync}");
+    ensure!(state[0]["type"] == "a.madeup.test.state" && state[0]["content"]["my_key"] == 1, "{sync}");
+    Ok(())
+}
+
+/// Sytest's "Current state appears in timeline in private history" (with many messages before
+/// and after): somebody who left a `joined`-visibility room and came back sees, in the timeline,
+/// the join of a member who arrived while they were away — it is the room's current state —
+/// though not the messages they could not read, even when those fill many timeline pages.
+#[tokio::test]
+async fn current_state_from_an_absence_is_in_the_timeline_whatever_the_history_visibility() -> Result<()> {
+    let server = TestServer::start().await?;
+    let creator = server.register("creator").await?;
+    let invitee = server.register("invitee").await?;
+    for (messages_before, messages_after) in [(0, 0), (30, 0), (0, 30)] {
+        let syncer = server.register(&format!("syncer{messages_before}x{messages_after}")).await?;
+        let room = creator.create_room(json!({ "preset": "public_chat" })).await?;
+        ensure!(syncer.join(&room).await?.0 == 200);
+        let (status, body) = creator
+            .put(
+                &myelin_e2e::room_path(&room, "state/m.room.history_visibility"),
+                &json!({ "history_visibility": "joined" }),
+            )
+            .await?;
+        ensure!(status == 200, "{body}");
+        let (status, body) =
+            creator.post(&myelin_e2e::room_path(&room, "invite"), &json!({ "user_id": invitee.user_id })).await?;
+        ensure!(status == 200, "{body}");
+        let first = syncer.sync(None, 0, None).await?;
+        for i in 0..messages_before {
+            creator.send_message(&room, &format!("before {i}")).await?;
+        }
+        let (status, body) = syncer.post(&myelin_e2e::room_path(&room, "leave"), &json!({})).await?;
+        ensure!(status == 200, "{body}");
+        ensure!(invitee.join(&room).await?.0 == 200);
+        for i in 0..messages_after {
+            creator.send_message(&room, &format!("while away {i}")).await?;
+        }
+        ensure!(syncer.join(&room).await?.0 == 200);
+        let sync = syncer.sync(Some(&next_batch(&first)?), 0, None).await?;
+        let events = timeline(&sync, &room);
+        ensure!(
+            events.iter().any(|e| e["type"] == "m.room.member"
+                && e["state_key"] == invitee.user_id.as_str()
+                && e["content"]["membership"] == "join"),
+            "({messages_before} before, {messages_after} after) the invitee's join is in the timeline: {sync}"
+        );
+        ensure!(
+            !bodies(&events).iter().any(|b| b.starts_with("while away")),
+            "what was said while away stays hidden: {sync}"
+        );
+    }
+    Ok(())
+}
+
+/// A state change the timeline filter leaves out of an incremental sync still reaches the
+/// client, in the state section; and a filtered timeline is filled from older pages, not left
+/// short by the events the filter dropped.
+#[tokio::test]
+async fn state_the_timeline_filter_leaves_out_comes_in_the_state_section() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    let only_messages = json!({ "room": { "timeline": { "types": ["m.room.message"], "limit": 3 } } });
+    for i in 0..3 {
+        alice.send_message(&room, &format!("early {i}")).await?;
+    }
+    for i in 0..5 {
+        let (status, body) = alice
+            .put(&myelin_e2e::room_path(&room, "state/m.room.topic"), &json!({ "topic": format!("t{i}") }))
+            .await?;
+        ensure!(status == 200, "{body}");
+    }
+    let first = alice.sync(None, 0, Some(&only_messages)).await?;
+    ensure!(
+        bodies(&timeline(&first, &room)) == ["early 0", "early 1", "early 2"],
+        "the messages from before the topic changes fill the timeline: {first}"
+    );
+    let (status, body) =
+        alice.put(&myelin_e2e::room_path(&room, "state/m.room.name"), &json!({ "name": "Renamed" })).await?;
+    ensure!(status == 200, "{body}");
+    alice.send_message(&room, "after the rename").await?;
+    let sync = alice.sync(Some(&next_batch(&first)?), 0, Some(&only_messages)).await?;
+    ensure!(bodies(&timeline(&sync, &room)) == ["after the rename"], "{sync}");
+    ensure!(
+        state_events(&sync, "join", &room)
+            .iter()
+            .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Renamed"),
+        "the rename the filter kept out of the timeline: {sync}"
+    );
+    Ok(())
+}

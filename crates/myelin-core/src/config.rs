@@ -31,6 +31,34 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     pub federation: FederationConfig,
     pub rtc: RtcConfig,
+    pub media: MediaConfig,
+}
+
+/// The content repository (`[media]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Largest upload, in bytes; larger ones get `M_TOO_LARGE` (413). Published as
+    /// `m.upload.size` in the media config.
+    pub max_upload_bytes: u64,
+    /// Where the filesystem blob store keeps media; empty means `<data_dir>/media`. Processes
+    /// sharing a PostgreSQL database must share this directory.
+    pub path: PathBuf,
+    /// Asynchronous uploads (MSC2246) one user may have reserved and not yet filled.
+    pub max_pending_uploads: usize,
+    /// How long a reserved media id may wait for its bytes, in milliseconds.
+    pub unused_expiry_ms: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 50 * 1024 * 1024,
+            path: PathBuf::new(),
+            max_pending_uploads: 5,
+            unused_expiry_ms: 24 * 3600 * 1000,
+        }
+    }
 }
 
 /// MatrixRTC: delayed events (MSC4140) and the embedded LiveKit JWT service.
@@ -210,11 +238,17 @@ impl Default for Config {
             rate_limits: RateLimitsConfig::default(),
             federation: FederationConfig::default(),
             rtc: RtcConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
 
 impl Config {
+    /// The filesystem blob store's directory, with the default filled in.
+    pub fn media_path(&self) -> PathBuf {
+        if self.media.path.as_os_str().is_empty() { self.data_dir.join("media") } else { self.media.path.clone() }
+    }
+
     /// The database URL, with the embedded default filled in.
     pub fn database_url(&self) -> String {
         if self.database.is_empty() {

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod keys;
 pub mod lazy_members;
 pub mod locks;
+pub mod media;
 pub mod notifier;
 pub mod passwords;
 pub mod pdu;
@@ -105,6 +106,8 @@ pub struct Services {
     livekit_http: reqwest::Client,
     /// Member events each device was sent under lazy loading (sync v2).
     lazy_members: lazy_members::LazyMembersSent,
+    /// Media bytes (`media.rs`).
+    blobs: Arc<dyn myelin_storage::blob::BlobStore>,
 }
 
 impl Services {
@@ -132,6 +135,7 @@ impl Services {
             .timeout(rtc::SFU_API_TIMEOUT)
             .build()
             .map_err(|e| format!("cannot build the LiveKit API client: {e}"))?;
+        let config_media_path = config.media_path();
         let services = Arc::new(Self {
             config,
             store: store.clone(),
@@ -157,6 +161,7 @@ impl Services {
             calls_queued: Arc::new(tokio::sync::Notify::new()),
             livekit_http,
             lazy_members: lazy_members::LazyMembersSent::default(),
+            blobs: Arc::new(myelin_storage::blob::FsBlobStore::new(config_media_path)),
             clock,
             random,
         });

@@ -32,6 +32,8 @@ const MAX_FILTER_BYTES: usize = 65_536;
 /// Default number of timeline events per room when the filter gives none.
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
 const MAX_TIMELINE_LIMIT: usize = 500;
+/// Older pages read at most when the filter or history visibility leaves a timeline short.
+const TIMELINE_REFILL_PAGES: usize = 5;
 /// Rooms of one sync computed at the same time.
 const ROOM_CONCURRENCY: usize = 16;
 
@@ -45,6 +47,17 @@ struct RoomSection<'a> {
     room_account_data: Vec<Value>,
     /// The room's unexpired sticky events (MSC4354).
     sticky: Vec<myelin_storage::StickyEvent>,
+}
+
+/// A room's timeline for one response.
+#[derive(Default)]
+struct Timeline {
+    /// Oldest first.
+    events: Vec<StoredEvent>,
+    /// Events before the first are not in the response (a gap).
+    limited: bool,
+    /// State events in the range were left out (by the filter or history visibility).
+    state_skipped: bool,
 }
 
 /// The section of the response a room goes into.
@@ -340,7 +353,9 @@ impl Services {
         filter.room.timeline.limit.map_or(DEFAULT_TIMELINE_LIMIT, |l| (l as usize).clamp(1, MAX_TIMELINE_LIMIT))
     }
 
-    /// Timeline of a room in `(since, until]`: (events oldest first, limited).
+    /// Timeline of a room in `(since, until]`: (events oldest first, limited). When the filter
+    /// or history visibility drops events, older pages are read to fill the limit (a few at
+    /// most, as Synapse does), so a reader back after an absence still gets a timeline.
     async fn timeline(
         &self,
         user_id: &UserId,
@@ -348,15 +363,67 @@ impl Services {
         since: Option<StreamPos>,
         until: StreamPos,
         filter: &Filter,
-    ) -> MatrixResult<(Vec<StoredEvent>, bool)> {
+    ) -> MatrixResult<Timeline> {
         let limit = Self::timeline_limit(filter);
-        let mut events = self.store.room_events(room_id, until, since, Direction::Backward, limit + 1).await?;
-        let limited = events.len() > limit;
-        events.truncate(limit);
-        events.reverse();
-        let events: Vec<StoredEvent> = events.into_iter().filter(|e| filter.room.timeline.matches(e)).collect();
-        let events = self.filter_visible(user_id, events).await?;
-        Ok((events, limited))
+        let mut kept: Vec<StoredEvent> = Vec::new();
+        let mut state_skipped = false;
+        let mut upper = until;
+        let mut page = limit;
+        let mut more = true;
+        for _ in 0..=TIMELINE_REFILL_PAGES {
+            if !more || kept.len() >= limit {
+                break;
+            }
+            let mut events = self.store.room_events(room_id, upper, since, Direction::Backward, page + 1).await?;
+            more = events.len() > page;
+            events.truncate(page);
+            let Some(oldest) = events.last() else { break };
+            upper = oldest.stream_pos.prev();
+            events.reverse();
+            let state_read = events.iter().filter(|e| e.state_key.is_some()).count();
+            let matching: Vec<StoredEvent> = events.into_iter().filter(|e| filter.room.timeline.matches(e)).collect();
+            let mut visible = self.visible_in_timeline(user_id, room_id, matching).await?;
+            state_skipped |= visible.iter().filter(|e| e.state_key.is_some()).count() < state_read;
+            visible.append(&mut kept);
+            kept = visible;
+            page = (2 * limit).max(DEFAULT_TIMELINE_LIMIT);
+        }
+        let limited = more || kept.len() > limit;
+        if kept.len() > limit {
+            kept.drain(..kept.len() - limit);
+        }
+        Ok(Timeline { events: kept, limited, state_skipped })
+    }
+
+    /// What of a room's timeline events the user sees: what history visibility allows, and
+    /// state events that are still the room's current state even where it hides them (somebody
+    /// who joined while the reader was away is part of the room they come back to).
+    async fn visible_in_timeline(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        events: Vec<StoredEvent>,
+    ) -> MatrixResult<Vec<StoredEvent>> {
+        let state_events: Vec<StoredEvent> = events.iter().filter(|e| e.state_key.is_some()).cloned().collect();
+        let mut visible = self.filter_visible(user_id, events).await?;
+        if state_events.is_empty() {
+            return Ok(visible);
+        }
+        let shown: HashSet<OwnedEventId> = visible.iter().map(|e| e.event_id.clone()).collect();
+        let mut current = Vec::new();
+        for ev in state_events.into_iter().filter(|e| !shown.contains(&e.event_id)) {
+            let Some(state_key) = ev.state_key.as_deref() else { continue };
+            let event_type = StateEventType::from(ev.event_type.to_string());
+            let now = self.store.current_state_event(room_id, &event_type, state_key).await?;
+            if now.is_some_and(|now| now.event_id == ev.event_id) {
+                current.push(ev);
+            }
+        }
+        if !current.is_empty() {
+            visible.extend(current);
+            visible.sort_by_key(|e| e.stream_pos);
+        }
+        Ok(visible)
     }
 
     /// The state section: entries of `state` not in `previous`, filtered and lazy-loaded.
@@ -376,11 +443,14 @@ impl Services {
             .iter()
             .filter(|(key, id)| {
                 let (t, k) = key;
+                // Lazy loading sends the timeline's senders, and every membership that changed
+                // in a gap (a leave the client must not miss, a join it would not know of).
                 previous.is_none_or(|p| p.get(*key) != Some(*id))
                     && !timeline_ids.contains::<EventId>(id.as_ref())
                     && state_filter.allows_type(t)
                     && (!state_filter.lazy_load_members
                         || *t != StateEventType::RoomMember
+                        || previous.is_some()
                         || senders.contains(k.as_str()))
             })
             .map(|(_, id)| id.clone())
@@ -426,14 +496,16 @@ impl Services {
         let room_id: &RoomId = &room.room_id;
         let since_pos = if full { None } else { since.map(|s| s.pos) };
         let new_events = since_pos.is_none_or(|s| room.last_event_pos > s);
-        let (timeline, limited) = if new_events {
+        let Timeline { events: timeline, limited, state_skipped } = if new_events {
             self.timeline(user_id, room_id, since_pos, now.pos, filter).await?
         } else {
-            (Vec::new(), false)
+            Timeline::default()
         };
 
         let mut state_events = Vec::new();
-        if since_pos.is_none() || limited {
+        // State changes the timeline does not show (a gap, or state the filter left out) go in
+        // the state section.
+        if since_pos.is_none() || limited || state_skipped {
             let start = timeline.first().map_or(now.pos, |e| e.stream_pos.prev());
             let state = self.state_at(room_id, start).await?;
             let previous = match since_pos {
@@ -550,13 +622,25 @@ impl Services {
         filter: &Filter,
     ) -> MatrixResult<Option<Value>> {
         let user_id: &UserId = &requester.user_id;
-        let (timeline, limited) = self.timeline(user_id, &room.room_id, since, room.membership_pos, filter).await?;
+        let mut since = since;
+        let mut previous = None;
+        if let Some(s) = since {
+            let at_since = self.state_at(&room.room_id, s).await?;
+            let before_leaving = self.state_at(&room.room_id, room.membership_pos.prev()).await?;
+            if self.membership_in(&at_since, user_id).await? != Some(Membership::Join)
+                && self.membership_in(&before_leaving, user_id).await? == Some(Membership::Join)
+            {
+                // Joined and left since the token: the client never had this room, so it
+                // comes whole, as a newly joined room would.
+                since = None;
+            } else {
+                previous = Some(at_since);
+            }
+        }
+        let Timeline { events: timeline, limited, .. } =
+            self.timeline(user_id, &room.room_id, since, room.membership_pos, filter).await?;
         let start = timeline.first().map_or(room.membership_pos, |e| e.stream_pos.prev());
         let state = self.state_at(&room.room_id, start).await?;
-        let previous = match since {
-            Some(s) => Some(self.state_at(&room.room_id, s).await?),
-            None => None,
-        };
         let state_events = self.state_section(user_id, &state, previous.as_deref(), &timeline, filter).await?;
         let viewer = Some(Viewer { user_id, device_id: &requester.device_id });
         let (timeline_section, state_section) =

@@ -23,6 +23,9 @@ pub enum StorageError {
     /// A task or pool of the storage layer failed.
     #[error("storage task: {0}")]
     Task(String),
+    /// The blob store's files (or the stream handed to it) failed.
+    #[error("blob store: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl StorageError {

@@ -10,6 +10,7 @@
 //!   at or below which everything has committed (or never will); readers never look past it.
 //! - Both backends pass the same conformance suite (`tests/conformance/`).
 
+pub mod blob;
 pub mod db;
 pub mod error;
 pub mod migrate;

@@ -6,6 +6,7 @@ mod devices;
 mod directory;
 mod ephemeral;
 mod keys;
+mod media;
 mod profile;
 mod push_rules;
 mod rooms;
@@ -139,6 +140,22 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/rooms/{room_id}/threads", get(rooms::threads))
         .route("/login/get_token", post(account::get_login_token))
         .route("/rtc/transports", get(rtc::transports))
+        .route("/media/config", get(media::config))
+        .route("/media/download/{server_name}/{media_id}", get(media::download))
+        .route("/media/download/{server_name}/{media_id}/{file_name}", get(media::download_named))
+        .route("/media/thumbnail/{server_name}/{media_id}", get(media::thumbnail))
+}
+
+/// Uploads, under `/_matrix/media/{v3,r0,v1}`; the unauthenticated downloads there are frozen.
+pub fn media_routes() -> Router<AppState> {
+    Router::new()
+        .route("/upload", post(media::upload))
+        .route("/create", post(media::create))
+        .route("/upload/{server_name}/{media_id}", put(media::upload_reserved))
+        .route("/config", get(media::frozen))
+        .route("/preview_url", get(media::frozen))
+        .route("/download/{*rest}", get(media::frozen))
+        .route("/thumbnail/{*rest}", get(media::frozen))
 }
 
 /// Delayed events (MSC4140), under `/_matrix/client/unstable/org.matrix.msc4140`.

@@ -145,13 +145,7 @@ impl Services {
                         None => None,
                     }
                     .unwrap_or_else(|| "shared".to_owned());
-                    let membership = match state.get(&(StateEventType::RoomMember, user_id.to_string())) {
-                        Some(id) => self
-                            .event(id)
-                            .await?
-                            .and_then(|e| Self::event_content(&e)["membership"].as_str().and_then(|m| m.parse().ok())),
-                        None => None,
-                    };
+                    let membership = self.membership_in(&state, user_id).await?;
                     let joined_then = membership == Some(Membership::Join);
                     joined_at.insert(group, joined_then);
                     let verdict = match history.as_str() {

@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use myelin_core::{MatrixResult, StateGroupId, StateMap, StreamPos, types::RoomId};
+use myelin_core::{
+    MatrixResult, Membership, StateGroupId, StateMap, StreamPos,
+    types::{RoomId, StateEventType, UserId},
+};
 
 use crate::Services;
 
@@ -25,5 +28,14 @@ impl Services {
             Some(group) => self.state_group(group).await,
             None => Ok(Default::default()),
         }
+    }
+
+    /// `user_id`'s membership in `state`, if it has one.
+    pub(crate) async fn membership_in(&self, state: &StateMap, user_id: &UserId) -> MatrixResult<Option<Membership>> {
+        let Some(id) = state.get(&(StateEventType::RoomMember, user_id.to_string())) else { return Ok(None) };
+        Ok(self
+            .event(id)
+            .await?
+            .and_then(|e| Self::event_content(&e)["membership"].as_str().and_then(|m| m.parse().ok())))
     }
 }

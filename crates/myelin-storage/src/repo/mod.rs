@@ -14,6 +14,7 @@ mod federation;
 mod jobs;
 mod key_json;
 mod keys;
+mod media;
 mod partial_state;
 mod receipts;
 mod remote_devices;
@@ -38,6 +39,7 @@ pub use federation::*;
 pub use jobs::*;
 pub use key_json::same_key;
 pub use keys::*;
+pub use media::*;
 pub use partial_state::*;
 pub use receipts::*;
 pub use remote_devices::*;
@@ -75,6 +77,7 @@ pub trait Store:
     + DelayedEventRepo
     + DelegatedLeaveRepo
     + StickyEventRepo
+    + MediaRepo
     + Send
     + Sync
     + 'static
@@ -104,6 +107,7 @@ impl<T> Store for T where
         + DelayedEventRepo
         + DelegatedLeaveRepo
         + StickyEventRepo
+        + MediaRepo
         + Send
         + Sync
         + 'static

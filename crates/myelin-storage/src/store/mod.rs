@@ -19,6 +19,7 @@ mod events;
 mod federation;
 mod jobs;
 mod keys;
+mod media;
 mod partial_state;
 mod receipts;
 mod remote_devices;

@@ -11,6 +11,7 @@ mod ephemeral;
 mod events;
 mod federation;
 mod jobs;
+mod media;
 mod rooms;
 mod server_keys;
 mod sliding_sync;
@@ -223,4 +224,5 @@ all_backends!(
     cluster::the_stream_head_reaches_every_process,
     cluster::signals_reach_the_other_processes_only,
     server_keys::server_keys_are_cached_per_server_and_key_id,
+    media::media_records_reservations_and_fills,
 );

@@ -1,0 +1,174 @@
+//! The content repository: uploads under `/_matrix/media`, authenticated downloads under
+//! `/_matrix/client/v1/media` (MSC3916), and the frozen unauthenticated paths.
+
+use std::time::Duration;
+
+use axum::{
+    body::Body,
+    extract::{Path, Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use futures_util::TryStreamExt;
+use myelin_core::MatrixError;
+use myelin_service::media::{Download, Upload};
+use serde_json::{Value, json};
+
+use super::{QueryMap, query_u64};
+use crate::{ApiError, AppState, extract::Auth};
+
+/// What a downloaded file may do in a browser: nothing (Synapse's policy).
+const MEDIA_CSP: &str = "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; \
+                         style-src 'unsafe-inline'; media-src 'self'; object-src 'self';";
+
+fn upload_of(headers: &HeaderMap, q: &QueryMap, body: Body) -> Upload {
+    let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Upload {
+        content_type: header_str(header::CONTENT_TYPE),
+        filename: q.get("filename").cloned(),
+        declared_length: header_str(header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+        bytes: Box::pin(body.into_data_stream().map_err(std::io::Error::other)),
+    }
+}
+
+/// `POST /_matrix/media/{v3,r0,v1}/upload`.
+pub async fn upload(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Query(q): Query<QueryMap>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<axum::Json<Value>, ApiError> {
+    let uri = state.upload_media(&r, upload_of(&headers, &q, body)).await?;
+    Ok(axum::Json(json!({ "content_uri": uri })))
+}
+
+/// `POST /_matrix/media/v1/create` (MSC2246).
+pub async fn create(State(state): State<AppState>, Auth(r): Auth) -> Result<axum::Json<Value>, ApiError> {
+    Ok(axum::Json(state.create_media(&r).await?))
+}
+
+/// `PUT /_matrix/media/v3/upload/{serverName}/{mediaId}` (MSC2246).
+pub async fn upload_reserved(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path((server_name, media_id)): Path<(String, String)>,
+    Query(q): Query<QueryMap>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<axum::Json<Value>, ApiError> {
+    state.upload_reserved_media(&r, &server_name, &media_id, upload_of(&headers, &q, body)).await?;
+    Ok(axum::Json(json!({})))
+}
+
+/// `GET /_matrix/client/v1/media/config`.
+pub async fn config(State(state): State<AppState>, Auth(_): Auth) -> axum::Json<Value> {
+    axum::Json(state.media_config())
+}
+
+fn wait_of(q: &QueryMap) -> Result<Option<Duration>, ApiError> {
+    Ok(query_u64(q, "timeout_ms")?.map(Duration::from_millis))
+}
+
+/// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`.
+pub async fn download(
+    State(state): State<AppState>,
+    Auth(_): Auth,
+    Path((server_name, media_id)): Path<(String, String)>,
+    Query(q): Query<QueryMap>,
+) -> Result<Response, ApiError> {
+    let download = state.download_media(&server_name, &media_id, wait_of(&q)?).await?;
+    Ok(media_response(download, None))
+}
+
+/// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}`: the file name is
+/// the one given.
+pub async fn download_named(
+    State(state): State<AppState>,
+    Auth(_): Auth,
+    Path((server_name, media_id, file_name)): Path<(String, String, String)>,
+    Query(q): Query<QueryMap>,
+) -> Result<Response, ApiError> {
+    let download = state.download_media(&server_name, &media_id, wait_of(&q)?).await?;
+    Ok(media_response(download, Some(file_name)))
+}
+
+/// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`: until thumbnails are made,
+/// an image is answered with itself (never smaller than asked), anything else with 404.
+pub async fn thumbnail(
+    State(state): State<AppState>,
+    Auth(_): Auth,
+    Path((server_name, media_id)): Path<(String, String)>,
+    Query(q): Query<QueryMap>,
+) -> Result<Response, ApiError> {
+    for key in ["width", "height"] {
+        if query_u64(&q, key)?.is_none() {
+            return Err(MatrixError::missing_param(format!("{key} is required")).into());
+        }
+    }
+    let download = state.download_media(&server_name, &media_id, wait_of(&q)?).await?;
+    if !download.inline || !download.content_type.starts_with("image/") {
+        return Err(MatrixError::not_found("No thumbnail for this media").into());
+    }
+    Ok(media_response(download, None))
+}
+
+/// The unauthenticated media paths, frozen by MSC3916: this server has no media from before the
+/// freeze, so there is nothing to serve there.
+pub async fn frozen() -> ApiError {
+    MatrixError::not_found("Media is served at /_matrix/client/v1/media with authentication").into()
+}
+
+/// RFC 6266 / 5987: `filename*=utf-8''…` with everything but unreserved characters escaped.
+fn content_disposition(inline: bool, file_name: Option<&str>) -> String {
+    let kind = if inline { "inline" } else { "attachment" };
+    match file_name {
+        Some(name) => {
+            let mut escaped = String::new();
+            for b in name.bytes() {
+                if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                    escaped.push(char::from(b));
+                } else {
+                    escaped.push_str(&format!("%{b:02X}"));
+                }
+            }
+            format!("{kind}; filename*=utf-8''{escaped}")
+        }
+        None => kind.to_owned(),
+    }
+}
+
+fn media_response(download: Download, file_name: Option<String>) -> Response {
+    let Download { content_type, filename, length, inline, bytes } = download;
+    let name = file_name.or(filename);
+    let mut response = Body::from_stream(bytes).into_response();
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    let content_type =
+        HeaderValue::from_str(&content_type).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let Ok(value) = HeaderValue::from_str(&content_disposition(inline, name.as_deref())) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(MEDIA_CSP));
+    headers.insert("cross-origin-resource-policy", HeaderValue::from_static("cross-origin"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=86400, immutable"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_disposition;
+
+    #[test]
+    fn file_names_are_escaped_in_the_disposition() {
+        assert_eq!(content_disposition(true, None), "inline");
+        assert_eq!(content_disposition(false, Some("a b.png")), "attachment; filename*=utf-8''a%20b.png");
+        assert_eq!(
+            content_disposition(true, Some("\"x\";\r\nSet-Cookie: y é")),
+            "inline; filename*=utf-8''%22x%22%3B%0D%0ASet-Cookie%3A%20y%20%C3%A9"
+        );
+    }
+}

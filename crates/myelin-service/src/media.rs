@@ -1,0 +1,280 @@
+//! The content repository: uploads (whole, or reserved first and filled later as MSC2246 has
+//! it), downloads and the media config. Records live in the database (`MediaRepo`), bytes in the
+//! blob store, content-addressed, so the same file uploaded twice is stored once.
+
+use std::time::Duration;
+
+use myelin_core::{ErrorCode, MatrixError, MatrixResult};
+use myelin_storage::{
+    FillOutcome, MediaFill, MediaRecord,
+    blob::{ByteStream, PutOutcome},
+};
+use serde_json::{Value, json};
+
+use crate::{Services, accounts::Requester};
+
+/// Length of the media ids this server makes.
+const MEDIA_ID_LEN: usize = 24;
+/// Longest content type or file name kept.
+const MAX_NAME_BYTES: usize = 255;
+/// Default and longest wait for a reserved upload's bytes (`timeout_ms`).
+const DEFAULT_DOWNLOAD_WAIT: Duration = Duration::from_secs(20);
+const MAX_DOWNLOAD_WAIT: Duration = Duration::from_secs(60);
+/// How often a download waiting for a reserved upload looks again (any process may fill it).
+const PENDING_POLL: Duration = Duration::from_millis(100);
+
+/// Types a browser may render in place (the spec's list); anything else is served as an
+/// attachment so an uploaded page cannot run in the server's origin.
+const INLINE_TYPES: &[&str] = &[
+    "text/css",
+    "text/plain",
+    "text/csv",
+    "application/json",
+    "application/ld+json",
+    "image/jpeg",
+    "image/gif",
+    "image/png",
+    "image/apng",
+    "image/webp",
+    "image/avif",
+    "video/mp4",
+    "video/webm",
+    "video/ogg",
+    "video/quicktime",
+    "audio/mp4",
+    "audio/webm",
+    "audio/aac",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/wave",
+    "audio/wav",
+    "audio/x-wav",
+    "audio/x-pn-wav",
+    "audio/flac",
+    "audio/x-flac",
+];
+
+/// An upload as it comes in.
+pub struct Upload {
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    /// What the request said its length is, if it did (refused early when over the limit).
+    pub declared_length: Option<u64>,
+    pub bytes: ByteStream,
+}
+
+/// A media's bytes and how to present them.
+pub struct Download {
+    pub content_type: String,
+    pub filename: Option<String>,
+    pub length: u64,
+    /// Whether a browser may show it in place (else: as an attachment).
+    pub inline: bool,
+    pub bytes: ByteStream,
+}
+
+fn too_large(max: u64) -> MatrixError {
+    MatrixError::new(ErrorCode::TooLarge, format!("Uploads are limited to {max} bytes"))
+}
+
+/// A content type or file name as given, refused if unreasonable.
+fn checked_name(value: Option<String>, what: &str) -> MatrixResult<Option<String>> {
+    match value {
+        Some(v) if v.len() > MAX_NAME_BYTES || v.chars().any(char::is_control) => {
+            Err(MatrixError::invalid_param(format!("Invalid {what}")))
+        }
+        Some(v) if v.is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
+
+/// Whether `id` can be a media id (`[A-Za-z0-9_-]+`).
+pub fn valid_media_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_NAME_BYTES
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Services {
+    /// `GET /_matrix/client/v1/media/config`.
+    pub fn media_config(&self) -> Value {
+        json!({ "m.upload.size": self.config.media.max_upload_bytes })
+    }
+
+    /// Stores an upload's bytes; `None` when it was larger than allowed.
+    async fn store_upload_bytes(&self, upload: &mut Upload) -> MatrixResult<myelin_storage::MediaContent> {
+        let max = self.config.media.max_upload_bytes;
+        if upload.declared_length.is_some_and(|n| n > max) {
+            return Err(too_large(max));
+        }
+        let bytes = std::mem::replace(&mut upload.bytes, Box::pin(futures_util::stream::empty()));
+        match self.blobs.put(bytes, max).await? {
+            PutOutcome::Stored(content) => Ok(content),
+            PutOutcome::TooLarge => Err(too_large(max)),
+        }
+    }
+
+    /// `POST /_matrix/media/v3/upload`: stores the bytes, then the record; answers the `mxc://` URI.
+    pub async fn upload_media(&self, requester: &Requester, mut upload: Upload) -> MatrixResult<String> {
+        let content_type = checked_name(upload.content_type.take(), "content type")?;
+        let filename = checked_name(upload.filename.take(), "filename")?;
+        let content = self.store_upload_bytes(&mut upload).await?;
+        let media_id = self.random.alphanumeric(MEDIA_ID_LEN);
+        let now = self.clock.now_ms();
+        let record = MediaRecord {
+            origin: self.server_name.to_string(),
+            media_id: media_id.clone(),
+            uploader: Some(requester.user_id.clone()),
+            content_type,
+            upload_name: filename,
+            content: Some(content),
+            created_ms: now,
+            unused_expires_ms: None,
+        };
+        self.store.put_media(&record).await?;
+        Ok(format!("mxc://{}/{media_id}", self.server_name))
+    }
+
+    /// `POST /_matrix/media/v1/create` (MSC2246): reserves an id to upload to later.
+    pub async fn create_media(&self, requester: &Requester) -> MatrixResult<Value> {
+        let media_id = self.random.alphanumeric(MEDIA_ID_LEN);
+        let now = self.clock.now_ms();
+        let expires = now + self.config.media.unused_expiry_ms;
+        let record = MediaRecord {
+            origin: self.server_name.to_string(),
+            media_id: media_id.clone(),
+            uploader: Some(requester.user_id.clone()),
+            content_type: None,
+            upload_name: None,
+            content: None,
+            created_ms: now,
+            unused_expires_ms: Some(expires),
+        };
+        if !self.store.reserve_media(&record, self.config.media.max_pending_uploads, now).await? {
+            return Err(MatrixError::new(
+                ErrorCode::LimitExceeded { retry_after_ms: 60_000 },
+                "Too many pending uploads: upload to the ones you have first",
+            )
+            .with_status(429));
+        }
+        Ok(json!({ "content_uri": format!("mxc://{}/{media_id}", self.server_name), "unused_expires_at": expires }))
+    }
+
+    /// `PUT /_matrix/media/v3/upload/{serverName}/{mediaId}` (MSC2246): fills a reserved id.
+    pub async fn upload_reserved_media(
+        &self,
+        requester: &Requester,
+        server_name: &str,
+        media_id: &str,
+        mut upload: Upload,
+    ) -> MatrixResult<()> {
+        if server_name != self.server_name.as_str() || !valid_media_id(media_id) {
+            return Err(MatrixError::not_found("No such reserved media"));
+        }
+        let content_type = checked_name(upload.content_type.take(), "content type")?;
+        let filename = checked_name(upload.filename.take(), "filename")?;
+        // Refuse what can be refused before reading the body.
+        let now = self.clock.now_ms();
+        self.check_fillable(self.store.media(server_name, media_id).await?, requester, now)?;
+        let content = self.store_upload_bytes(&mut upload).await?;
+        let fill = MediaFill {
+            origin: server_name,
+            media_id,
+            uploader: &requester.user_id,
+            content_type: content_type.as_deref(),
+            upload_name: filename.as_deref(),
+            content: &content,
+            now_ms: self.clock.now_ms(),
+        };
+        match self.store.fill_reserved_media(fill).await? {
+            FillOutcome::Filled => Ok(()),
+            FillOutcome::NotFound | FillOutcome::Expired => Err(MatrixError::not_found("No such reserved media")),
+            FillOutcome::NotYours => Err(MatrixError::forbidden("This media id was reserved by another user")),
+            FillOutcome::AlreadyUploaded => Err(cannot_overwrite()),
+        }
+    }
+
+    fn check_fillable(&self, record: Option<MediaRecord>, requester: &Requester, now: u64) -> MatrixResult<()> {
+        let Some(record) = record else { return Err(MatrixError::not_found("No such reserved media")) };
+        if record.uploader.as_ref() != Some(&requester.user_id) {
+            return Err(MatrixError::forbidden("This media id was reserved by another user"));
+        }
+        if record.content.is_some() {
+            return Err(cannot_overwrite());
+        }
+        if record.unused_expires_ms.is_some_and(|t| t <= now) {
+            return Err(MatrixError::not_found("No such reserved media"));
+        }
+        Ok(())
+    }
+
+    /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`: the bytes, waiting up to
+    /// `timeout` for a reserved upload to be filled.
+    pub async fn download_media(
+        &self,
+        server_name: &str,
+        media_id: &str,
+        timeout: Option<Duration>,
+    ) -> MatrixResult<Download> {
+        if !valid_media_id(media_id) {
+            return Err(MatrixError::not_found("No such media"));
+        }
+        let wait = timeout.unwrap_or(DEFAULT_DOWNLOAD_WAIT).min(MAX_DOWNLOAD_WAIT);
+        let deadline = tokio::time::Instant::now() + wait;
+        let record = loop {
+            let Some(record) = self.store.media(server_name, media_id).await? else {
+                return Err(MatrixError::not_found("No such media"));
+            };
+            if record.content.is_some() {
+                break record;
+            }
+            if record.unused_expires_ms.is_some_and(|t| t <= self.clock.now_ms()) {
+                return Err(MatrixError::not_found("No such media"));
+            }
+            if tokio::time::Instant::now() + PENDING_POLL > deadline {
+                return Err(MatrixError::new(
+                    ErrorCode::Other("M_NOT_YET_UPLOADED"),
+                    "The media has not been uploaded yet",
+                )
+                .with_status(504));
+            }
+            tokio::time::sleep(PENDING_POLL).await;
+        };
+        let Some(content) = record.content else { return Err(MatrixError::not_found("No such media")) };
+        let Some(bytes) = self.blobs.get(&content.sha256).await? else {
+            tracing::error!(media_id, sha256 = %content.sha256, "a media's blob is missing from the store");
+            return Err(MatrixError::not_found("No such media"));
+        };
+        let content_type = record.content_type.unwrap_or_else(|| "application/octet-stream".to_owned());
+        let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        Ok(Download {
+            inline: INLINE_TYPES.contains(&essence.as_str()),
+            content_type,
+            filename: record.upload_name,
+            length: content.length,
+            bytes,
+        })
+    }
+}
+
+fn cannot_overwrite() -> MatrixError {
+    MatrixError::new(ErrorCode::Other("M_CANNOT_OVERWRITE_MEDIA"), "This media has already been uploaded")
+        .with_status(409)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{checked_name, valid_media_id};
+
+    #[test]
+    fn media_ids_and_names_are_checked() {
+        assert!(valid_media_id("abcXYZ019_-"));
+        for bad in ["", "a/b", "a.b", "..", "a b", "ü"] {
+            assert!(!valid_media_id(bad), "{bad:?}");
+        }
+        assert_eq!(checked_name(Some(String::new()), "x").ok(), Some(None));
+        assert!(checked_name(Some("a\nb".into()), "x").is_err());
+        assert!(checked_name(Some("x".repeat(256)), "x").is_err());
+        assert_eq!(checked_name(Some("photo.png".into()), "x").ok(), Some(Some("photo.png".into())));
+    }
+}

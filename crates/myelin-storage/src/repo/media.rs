@@ -1,0 +1,62 @@
+use async_trait::async_trait;
+use myelin_core::types::{OwnedUserId, UserId};
+
+use crate::StorageResult;
+
+/// One entry of the content repository: what an `mxc://{origin}/{media_id}` URI names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaRecord {
+    pub origin: String,
+    pub media_id: String,
+    pub uploader: Option<OwnedUserId>,
+    pub content_type: Option<String>,
+    pub upload_name: Option<String>,
+    /// The blob's length and sha256 (hex); `None` while an asynchronous upload is pending.
+    pub content: Option<MediaContent>,
+    pub created_ms: u64,
+    /// A pending upload may be filled until then.
+    pub unused_expires_ms: Option<u64>,
+}
+
+/// Where a media's bytes are: the blob of this hash, this long.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaContent {
+    pub sha256: String,
+    pub length: u64,
+}
+
+/// The bytes and description that fill a reserved media id.
+#[derive(Clone, Debug)]
+pub struct MediaFill<'a> {
+    pub origin: &'a str,
+    pub media_id: &'a str,
+    pub uploader: &'a UserId,
+    pub content_type: Option<&'a str>,
+    pub upload_name: Option<&'a str>,
+    pub content: &'a MediaContent,
+    pub now_ms: u64,
+}
+
+/// What filling a reserved media id came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FillOutcome {
+    Filled,
+    NotFound,
+    /// Another user reserved it.
+    NotYours,
+    AlreadyUploaded,
+    Expired,
+}
+
+/// The content repository's records.
+#[async_trait]
+pub trait MediaRepo {
+    /// Stores the record of a complete upload (or of a remote media fetched).
+    async fn put_media(&self, record: &MediaRecord) -> StorageResult<()>;
+    /// Reserves an id for an asynchronous upload (`record` has no content), unless its uploader
+    /// already holds `max_pending` unexpired reservations: false then.
+    async fn reserve_media(&self, record: &MediaRecord, max_pending: usize, now_ms: u64) -> StorageResult<bool>;
+    /// Fills a reserved id, if it is the uploader's, still empty and not expired.
+    async fn fill_reserved_media(&self, fill: MediaFill<'_>) -> StorageResult<FillOutcome>;
+    async fn media(&self, origin: &str, media_id: &str) -> StorageResult<Option<MediaRecord>>;
+}

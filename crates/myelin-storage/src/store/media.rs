@@ -1,0 +1,142 @@
+//! The content repository's records.
+
+use async_trait::async_trait;
+
+use crate::{Database, FillOutcome, MediaContent, MediaFill, MediaRecord, MediaRepo, StorageResult, db::Row};
+
+const COLUMNS: &str =
+    "origin, media_id, uploader, content_type, upload_name, length, sha256, created_ms, unused_expires_ms";
+
+fn media_record(r: &Row<'_>) -> StorageResult<MediaRecord> {
+    let length: Option<u64> = r.get(5)?;
+    let sha256: Option<String> = r.get(6)?;
+    Ok(MediaRecord {
+        origin: r.get(0)?,
+        media_id: r.get(1)?,
+        uploader: r.get(2)?,
+        content_type: r.get(3)?,
+        upload_name: r.get(4)?,
+        content: match (sha256, length) {
+            (Some(sha256), Some(length)) => Some(MediaContent { sha256, length }),
+            _ => None,
+        },
+        created_ms: r.get(7)?,
+        unused_expires_ms: r.get(8)?,
+    })
+}
+
+#[async_trait]
+impl MediaRepo for Database {
+    async fn put_media(&self, record: &MediaRecord) -> StorageResult<()> {
+        let m = record.clone();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                let length = m.content.as_ref().map(|c| c.length);
+                let sha256 = m.content.as_ref().map(|c| c.sha256.clone());
+                c.execute(
+                    &format!(
+                        "INSERT INTO media ({COLUMNS}, last_access_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8)"
+                    ),
+                    &[
+                        &m.origin,
+                        &m.media_id,
+                        &m.uploader,
+                        &m.content_type,
+                        &m.upload_name,
+                        &length,
+                        &sha256,
+                        &m.created_ms,
+                        &m.unused_expires_ms,
+                    ],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn reserve_media(&self, record: &MediaRecord, max_pending: usize, now_ms: u64) -> StorageResult<bool> {
+        let m = record.clone();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                let uploader = m.uploader.as_ref().map(|u| u.to_string()).unwrap_or_default();
+                // Two reservations of one user must not both see room for one more.
+                c.lock_until_commit(&format!("media_reservations:{uploader}")).await?;
+                let pending: i64 = c
+                    .query_one(
+                        "SELECT COUNT(*) FROM media WHERE uploader = $1 AND sha256 IS NULL AND unused_expires_ms > $2",
+                        &[&uploader, &now_ms],
+                        |r| r.get(0),
+                    )
+                    .await?;
+                if pending >= max_pending as i64 {
+                    return Ok(false);
+                }
+                c.execute(
+                    &format!(
+                        "INSERT INTO media ({COLUMNS}, last_access_ms) VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6, $7, $6)"
+                    ),
+                    &[&m.origin, &m.media_id, &m.uploader, &m.content_type, &m.upload_name, &m.created_ms, &m.unused_expires_ms],
+                )
+                .await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn fill_reserved_media(&self, fill: MediaFill<'_>) -> StorageResult<FillOutcome> {
+        let (origin, media_id, uploader) = (fill.origin.to_owned(), fill.media_id.to_owned(), fill.uploader.to_owned());
+        let (content_type, upload_name) = (fill.content_type.map(str::to_owned), fill.upload_name.map(str::to_owned));
+        let content = fill.content.clone();
+        let now_ms = fill.now_ms;
+        self.transaction(move |c| {
+            Box::pin(async move {
+                let Some(record) = c
+                    .query_opt(
+                        &format!("SELECT {COLUMNS} FROM media WHERE origin = $1 AND media_id = $2 FOR UPDATE"),
+                        &[&origin, &media_id],
+                        media_record,
+                    )
+                    .await?
+                else {
+                    return Ok(FillOutcome::NotFound);
+                };
+                if record.uploader.as_deref() != Some(&*uploader) {
+                    return Ok(FillOutcome::NotYours);
+                }
+                if record.content.is_some() {
+                    return Ok(FillOutcome::AlreadyUploaded);
+                }
+                if record.unused_expires_ms.is_some_and(|t| t <= now_ms) {
+                    return Ok(FillOutcome::Expired);
+                }
+                c.execute(
+                    "UPDATE media SET content_type = COALESCE($3, content_type), upload_name = COALESCE($4, upload_name),
+                       length = $5, sha256 = $6, unused_expires_ms = NULL, last_access_ms = $7
+                     WHERE origin = $1 AND media_id = $2",
+                    &[&origin, &media_id, &content_type, &upload_name, &content.length, &content.sha256, &now_ms],
+                )
+                .await?;
+                Ok(FillOutcome::Filled)
+            })
+        })
+        .await
+    }
+
+    async fn media(&self, origin: &str, media_id: &str) -> StorageResult<Option<MediaRecord>> {
+        let (origin, media_id) = (origin.to_owned(), media_id.to_owned());
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query_opt(
+                    &format!("SELECT {COLUMNS} FROM media WHERE origin = $1 AND media_id = $2"),
+                    &[&origin, &media_id],
+                    media_record,
+                )
+                .await
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,257 @@
+//! The content repository as a client uses it: uploads, authenticated downloads (MSC3916),
+//! asynchronous uploads (MSC2246), limits, the headers that keep uploaded files harmless, and
+//! bytes that survive a crash.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use myelin_e2e::{Client, TestServer, errcode};
+use reqwest::Method;
+use serde_json::Value;
+
+/// `mxc://server/id` → (server, id).
+fn mxc_parts(uri: &Value) -> Result<(String, String)> {
+    let uri = uri.as_str().context("content_uri is a string")?;
+    let rest = uri.strip_prefix("mxc://").context("an mxc URI")?;
+    let (server, id) = rest.split_once('/').context("server/id")?;
+    Ok((server.to_owned(), id.to_owned()))
+}
+
+async fn upload(client: &Client, name: &str, content_type: &str, bytes: &[u8]) -> Result<(String, String)> {
+    let (status, body) = client
+        .send_bytes(Method::POST, &format!("/_matrix/media/v3/upload?filename={name}"), content_type, bytes.to_vec())
+        .await?;
+    ensure!(status == 200, "upload: {status} {body}");
+    mxc_parts(&body["content_uri"])
+}
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// Count of blob files under the data directory's media store.
+fn blob_files(server: &TestServer) -> usize {
+    fn walk(dir: &std::path::Path) -> usize {
+        let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+        entries
+            .flatten()
+            .map(|e| {
+                let path = e.path();
+                if path.is_dir() {
+                    if path.file_name().is_some_and(|n| n == "tmp") { 0 } else { walk(&path) }
+                } else {
+                    1
+                }
+            })
+            .sum()
+    }
+    walk(&server.data_dir().join("media"))
+}
+
+/// Upload, then download with a token (never without), by the uploader and by another user; the
+/// file name and type come back; the same bytes are stored once; the old unauthenticated paths
+/// are frozen; an HTML upload is served as an attachment under a sandboxing CSP.
+#[tokio::test]
+async fn uploads_are_downloaded_with_a_token_and_served_harmlessly() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let png: Vec<u8> = (0..=255u8).cycle().take(200_000).collect();
+    let (origin, id) = upload(&alice, "cat%20photo.png", "image/png", &png).await?;
+    ensure!(origin == server.server_name(), "{origin}");
+    let path = format!("/_matrix/client/v1/media/download/{origin}/{id}");
+
+    let (status, _, body) = server.anonymous().get_bytes(&path).await?;
+    ensure!(status == 401, "no token, no media: {status} {}", String::from_utf8_lossy(&body));
+    for reader in [&alice, &bob] {
+        let (status, headers, body) = reader.get_bytes(&path).await?;
+        ensure!(status == 200, "{status}");
+        ensure!(body == png, "the same {} bytes back (got {})", png.len(), body.len());
+        ensure!(header(&headers, "content-type") == "image/png", "{headers:?}");
+        ensure!(header(&headers, "content-disposition") == "inline; filename*=utf-8''cat%20photo.png", "{headers:?}");
+        ensure!(header(&headers, "content-security-policy").starts_with("sandbox"), "{headers:?}");
+        ensure!(header(&headers, "cross-origin-resource-policy") == "cross-origin", "{headers:?}");
+    }
+    let (status, headers, _) = bob.get_bytes(&format!("{path}/renamed.png")).await?;
+    ensure!(status == 200 && header(&headers, "content-disposition").ends_with("''renamed.png"), "{headers:?}");
+
+    // The same bytes again: a new id, one blob.
+    let (_, second) = upload(&bob, "copy.png", "image/png", &png).await?;
+    ensure!(second != id, "each upload has its own id");
+    ensure!(blob_files(&server) == 1, "one stored file for both: {}", blob_files(&server));
+
+    for legacy in [
+        format!("/_matrix/media/v3/download/{origin}/{id}"),
+        format!("/_matrix/media/r0/download/{origin}/{id}"),
+        format!("/_matrix/media/v3/thumbnail/{origin}/{id}?width=32&height=32"),
+        "/_matrix/media/v3/config".to_owned(),
+    ] {
+        let (status, body) = alice.get(&legacy).await?;
+        ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "{legacy}: frozen: {status} {body}");
+    }
+
+    let (_, page) = upload(&alice, "page.html", "text/html", b"<script>alert(1)</script>").await?;
+    let (status, headers, _) = bob.get_bytes(&format!("/_matrix/client/v1/media/download/{origin}/{page}")).await?;
+    ensure!(status == 200, "{status}");
+    ensure!(header(&headers, "content-disposition").starts_with("attachment"), "{headers:?}");
+    ensure!(header(&headers, "x-content-type-options") == "nosniff", "{headers:?}");
+
+    // A thumbnail of an image is (for now) the image itself; of anything else, none.
+    let (status, _, body) = bob
+        .get_bytes(&format!("/_matrix/client/v1/media/thumbnail/{origin}/{id}?width=32&height=32&method=crop"))
+        .await?;
+    ensure!(status == 200 && body == png, "{status}");
+    let (status, body) =
+        bob.get(&format!("/_matrix/client/v1/media/thumbnail/{origin}/{page}?width=32&height=32")).await?;
+    ensure!(status == 404, "{status} {body}");
+
+    for (missing, what) in [
+        (format!("/_matrix/client/v1/media/download/{origin}/nothere"), "unknown id"),
+        (format!("/_matrix/client/v1/media/download/{origin}/..%2F..%2Fetc"), "not a media id"),
+        (format!("/_matrix/client/v1/media/download/elsewhere.test/{id}"), "another server's"),
+    ] {
+        let (status, body) = alice.get(&missing).await?;
+        ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "{what}: {status} {body}");
+    }
+    Ok(())
+}
+
+/// The configured limit is published and enforced, whether the request says its length or not;
+/// nothing of a refused upload is kept.
+#[tokio::test]
+async fn uploads_over_the_limit_are_refused_and_leave_nothing() -> Result<()> {
+    let server = TestServer::start_with("[media]\nmax_upload_bytes = 1000\n").await?;
+    let alice = server.register("alice").await?;
+    let (status, body) = alice.get("/_matrix/client/v1/media/config").await?;
+    ensure!(status == 200 && body["m.upload.size"] == 1000, "{status} {body}");
+    let (status, body) = server.anonymous().get("/_matrix/client/v1/media/config").await?;
+    ensure!(status == 401, "{status} {body}");
+
+    let (status, body) =
+        alice.send_bytes(Method::POST, "/_matrix/media/v3/upload", "application/octet-stream", vec![7; 1001]).await?;
+    ensure!(status == 413 && errcode(&body) == "M_TOO_LARGE", "{status} {body}");
+    upload(&alice, "fits.bin", "application/octet-stream", &[7; 1000]).await?;
+
+    // Chunked (no Content-Length): stopped while streaming.
+    let (status, body) = chunked_upload(&server, &alice, 20, 100).await?;
+    ensure!(status == 413 && body.contains("M_TOO_LARGE"), "{status} {body}");
+    let (status, body) = chunked_upload(&server, &alice, 9, 100).await?;
+    ensure!(status == 200 && body.contains("mxc://"), "900 bytes in chunks fit: {status} {body}");
+    ensure!(blob_files(&server) == 2, "only the uploads that fitted are stored: {}", blob_files(&server));
+    Ok(())
+}
+
+/// Uploads `chunks` chunks of `size` bytes with chunked transfer encoding (no length given):
+/// the status and body of the answer.
+async fn chunked_upload(server: &TestServer, client: &Client, chunks: usize, size: usize) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.base_url().trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await?;
+    let head = format!(
+        "POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        client.token.clone().unwrap_or_default()
+    );
+    socket.write_all(head.as_bytes()).await?;
+    for _ in 0..chunks {
+        // The server may answer and close before the end: later writes may fail.
+        if socket.write_all(format!("{size:x}\r\n").as_bytes()).await.is_err()
+            || socket.write_all(&vec![b'x'; size]).await.is_err()
+            || socket.write_all(b"\r\n").await.is_err()
+        {
+            break;
+        }
+    }
+    let _ = socket.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok((status, answer))
+}
+
+/// MSC2246 (Complement's TestAsyncUpload): an id is reserved, then filled by its owner only,
+/// once; a download waits for the bytes (504 `M_NOT_YET_UPLOADED` if they do not come in time)
+/// and gets them when they arrive while it waits; a user may hold only so many reservations.
+#[tokio::test]
+async fn reserved_uploads_are_filled_once_by_their_owner_and_awaited_by_readers() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let (status, created) = alice.post("/_matrix/media/v1/create", &serde_json::json!({})).await?;
+    ensure!(status == 200, "{status} {created}");
+    ensure!(created["unused_expires_at"].as_u64().is_some(), "{created}");
+    let (origin, id) = mxc_parts(&created["content_uri"])?;
+    let download = format!("/_matrix/client/v1/media/download/{origin}/{id}");
+    let put = format!("/_matrix/media/v3/upload/{origin}/{id}?filename=late.txt");
+
+    let started = Instant::now();
+    let (status, body) = bob.get(&format!("{download}?timeout_ms=300")).await?;
+    ensure!(status == 504 && errcode(&body) == "M_NOT_YET_UPLOADED", "{status} {body}");
+    ensure!(started.elapsed() >= Duration::from_millis(200), "it waited: {:?}", started.elapsed());
+
+    let (status, body) = bob.send_bytes(Method::PUT, &put, "text/plain", b"not mine".to_vec()).await?;
+    ensure!(status == 403 && errcode(&body) == "M_FORBIDDEN", "{status} {body}");
+
+    // A reader waiting when the bytes arrive gets them.
+    let waiting = {
+        let bob = bob.clone();
+        let download = download.clone();
+        tokio::spawn(async move { bob.get_bytes(&format!("{download}?timeout_ms=10000")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = alice.send_bytes(Method::PUT, &put, "text/plain", b"here at last".to_vec()).await?;
+    ensure!(status == 200, "{status} {body}");
+    let (status, headers, bytes) = waiting.await??;
+    ensure!(status == 200 && bytes == b"here at last", "{status} {}", String::from_utf8_lossy(&bytes));
+    ensure!(header(&headers, "content-disposition").ends_with("''late.txt"), "{headers:?}");
+
+    let (status, body) = alice.send_bytes(Method::PUT, &put, "text/plain", b"again".to_vec()).await?;
+    ensure!(status == 409 && errcode(&body) == "M_CANNOT_OVERWRITE_MEDIA", "{status} {body}");
+    let (status, body) = alice
+        .send_bytes(
+            Method::PUT,
+            &format!("/_matrix/media/v3/upload/{origin}/neverreserved"),
+            "text/plain",
+            b"x".to_vec(),
+        )
+        .await?;
+    ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "{status} {body}");
+
+    // Five reservations at most (the default), a sixth is refused until one is filled.
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (status, body) = alice.post("/_matrix/media/v1/create", &serde_json::json!({})).await?;
+        ensure!(status == 200, "{status} {body}");
+        ids.push(mxc_parts(&body["content_uri"])?.1);
+    }
+    let (status, body) = alice.post("/_matrix/media/v1/create", &serde_json::json!({})).await?;
+    ensure!(status == 429 && errcode(&body) == "M_LIMIT_EXCEEDED", "{status} {body}");
+    let (status, body) = alice
+        .send_bytes(
+            Method::PUT,
+            &format!("/_matrix/media/v3/upload/{origin}/{}", ids[0]),
+            "text/plain",
+            b"one".to_vec(),
+        )
+        .await?;
+    ensure!(status == 200, "{status} {body}");
+    let (status, body) = alice.post("/_matrix/media/v1/create", &serde_json::json!({})).await?;
+    ensure!(status == 200, "room for one more: {status} {body}");
+    Ok(())
+}
+
+/// An upload acknowledged to the client survives `kill -9`.
+#[tokio::test]
+async fn an_acknowledged_upload_survives_kill_9() -> Result<()> {
+    let mut server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    let (origin, id) = upload(&alice, "kept.bin", "application/octet-stream", &bytes).await?;
+    server.kill9();
+    server.start_again().await?;
+    let (status, _, body) =
+        alice.on(&server).get_bytes(&format!("/_matrix/client/v1/media/download/{origin}/{id}")).await?;
+    ensure!(status == 200 && body == bytes, "{status}, {} bytes", body.len());
+    Ok(())
+}
