@@ -96,14 +96,10 @@ async fn uploads_are_downloaded_with_a_token_and_served_harmlessly() -> Result<(
     ensure!(header(&headers, "content-disposition").starts_with("attachment"), "{headers:?}");
     ensure!(header(&headers, "x-content-type-options") == "nosniff", "{headers:?}");
 
-    // A thumbnail of an image is (for now) the image itself; of anything else, none.
-    let (status, _, body) = bob
-        .get_bytes(&format!("/_matrix/client/v1/media/thumbnail/{origin}/{id}?width=32&height=32&method=crop"))
-        .await?;
-    ensure!(status == 200 && body == png, "{status}");
+    // Not an image: no thumbnail.
     let (status, body) =
         bob.get(&format!("/_matrix/client/v1/media/thumbnail/{origin}/{page}?width=32&height=32")).await?;
-    ensure!(status == 404, "{status} {body}");
+    ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "{status} {body}");
 
     for (missing, what) in [
         (format!("/_matrix/client/v1/media/download/{origin}/nothere"), "unknown id"),
@@ -113,6 +109,59 @@ async fn uploads_are_downloaded_with_a_token_and_served_harmlessly() -> Result<(
         let (status, body) = alice.get(&missing).await?;
         ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "{what}: {status} {body}");
     }
+    Ok(())
+}
+
+fn png(width: u32, height: u32) -> Result<Vec<u8>> {
+    let picture = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(picture).write_with_encoder(image::codecs::png::PngEncoder::new(&mut out))?;
+    Ok(out)
+}
+
+/// Thumbnails as Element asks for them: a crop is exactly the size asked, a scale keeps the
+/// aspect ratio, a picture smaller than asked is its own thumbnail, odd sizes are served from the
+/// standard ones (so repeated odd requests make nothing new), bad parameters are refused.
+#[tokio::test]
+async fn thumbnails_are_made_at_standard_sizes_and_never_upscaled() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let (origin, big) = upload(&alice, "big.png", "image/png", &png(1000, 500)?).await?;
+    let small_png = png(20, 20)?;
+    let (_, small) = upload(&alice, "small.png", "image/png", &small_png).await?;
+    let thumbnail = |id: &str, query: &str| format!("/_matrix/client/v1/media/thumbnail/{origin}/{id}?{query}");
+
+    let (status, headers, body) = alice.get_bytes(&thumbnail(&big, "width=96&height=96&method=crop")).await?;
+    ensure!(status == 200 && header(&headers, "content-type") == "image/png", "{status} {headers:?}");
+    let crop = image::load_from_memory(&body)?;
+    ensure!((crop.width(), crop.height()) == (96, 96), "{}×{}", crop.width(), crop.height());
+    let (status, _, body) = alice.get_bytes(&thumbnail(&big, "width=320&height=240&method=scale")).await?;
+    ensure!(status == 200, "{status}");
+    let scale = image::load_from_memory(&body)?;
+    ensure!((scale.width(), scale.height()) == (320, 160), "{}×{}", scale.width(), scale.height());
+
+    let (status, _, body) = alice.get_bytes(&thumbnail(&small, "width=800&height=600")).await?;
+    ensure!(status == 200 && body == small_png, "a 20×20 picture is its own 800×600 thumbnail: {status}");
+
+    // Odd sizes: served from the standard ones already made.
+    let files = blob_files(&server);
+    for query in ["width=90&height=90&method=crop", "width=300&height=200", "width=33&height=17&method=crop"] {
+        let (status, _, _) = alice.get_bytes(&thumbnail(&big, query)).await?;
+        ensure!(status == 200, "{query}: {status}");
+    }
+    ensure!(blob_files(&server) == files, "no new thumbnail for sizes snapped to made ones");
+
+    for (query, code) in [
+        ("height=32", "M_MISSING_PARAM"),
+        ("width=32&height=abc", "M_INVALID_PARAM"),
+        ("width=0&height=32", "M_INVALID_PARAM"),
+        ("width=32&height=32&method=stretch", "M_INVALID_PARAM"),
+    ] {
+        let (status, body) = alice.get(&thumbnail(&big, query)).await?;
+        ensure!(status == 400 && errcode(&body) == code, "{query}: {status} {body}");
+    }
+    let (status, body) = server.anonymous().get(&thumbnail(&big, "width=32&height=32")).await?;
+    ensure!(status == 401, "{status} {body}");
     Ok(())
 }
 

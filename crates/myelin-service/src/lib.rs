@@ -47,6 +47,8 @@ pub use notifier::{ClusterNotifier, LocalNotifier};
 const STATE_GROUPS_CACHED: usize = 4096;
 const RULESETS_CACHED: usize = 10_000;
 const IGNORED_LISTS_CACHED: usize = 10_000;
+/// Thumbnails made at once: each decodes a whole image on a blocking thread (2 cores here).
+const THUMBNAILS_AT_ONCE: usize = 2;
 /// Bytes of event JSON kept by the event cache.
 const EVENT_CACHE_BYTES: usize = 32 << 20;
 /// An event is read again after this long: the backstop for a redaction whose signal never
@@ -108,6 +110,8 @@ pub struct Services {
     lazy_members: lazy_members::LazyMembersSent,
     /// Media bytes (`media.rs`).
     blobs: Arc<dyn myelin_storage::blob::BlobStore>,
+    /// Thumbnails being made at once (CPU work, off the async threads).
+    thumbnailer: tokio::sync::Semaphore,
 }
 
 impl Services {
@@ -162,6 +166,7 @@ impl Services {
             livekit_http,
             lazy_members: lazy_members::LazyMembersSent::default(),
             blobs: Arc::new(myelin_storage::blob::FsBlobStore::new(config_media_path)),
+            thumbnailer: tokio::sync::Semaphore::new(THUMBNAILS_AT_ONCE),
             clock,
             random,
         });

@@ -19,3 +19,18 @@ CREATE TABLE media (
 CREATE INDEX media_pending_by_uploader ON media (uploader, unused_expires_ms) WHERE sha256 IS NULL;
 -- Blobs still referenced (a blob is deleted only when no row names it).
 CREATE INDEX media_by_sha256 ON media (sha256) WHERE sha256 IS NOT NULL;
+
+-- Thumbnails made of a media, one per standard size and method asked for (sizes are snapped to
+-- a few, so a media has at most five). A source smaller than the size is its own thumbnail: the
+-- row then names the original's blob.
+CREATE TABLE media_thumbnails (
+    origin TEXT NOT NULL,
+    media_id TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    method TEXT NOT NULL,              -- crop | scale
+    content_type TEXT NOT NULL,
+    length INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (origin, media_id, width, height, method)
+);

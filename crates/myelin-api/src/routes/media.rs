@@ -11,7 +11,7 @@ use axum::{
 };
 use futures_util::TryStreamExt;
 use myelin_core::MatrixError;
-use myelin_service::media::{Download, Upload};
+use myelin_service::media::{Download, Upload, thumbnail::Method};
 use serde_json::{Value, json};
 
 use super::{QueryMap, query_u64};
@@ -93,23 +93,24 @@ pub async fn download_named(
     Ok(media_response(download, Some(file_name)))
 }
 
-/// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`: until thumbnails are made,
-/// an image is answered with itself (never smaller than asked), anything else with 404.
+/// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}?width&height&method`.
 pub async fn thumbnail(
     State(state): State<AppState>,
     Auth(_): Auth,
     Path((server_name, media_id)): Path<(String, String)>,
     Query(q): Query<QueryMap>,
 ) -> Result<Response, ApiError> {
-    for key in ["width", "height"] {
-        if query_u64(&q, key)?.is_none() {
-            return Err(MatrixError::missing_param(format!("{key} is required")).into());
-        }
-    }
-    let download = state.download_media(&server_name, &media_id, wait_of(&q)?).await?;
-    if !download.inline || !download.content_type.starts_with("image/") {
-        return Err(MatrixError::not_found("No thumbnail for this media").into());
-    }
+    let dimension = |key: &str| -> Result<u32, ApiError> {
+        let value = query_u64(&q, key)?.ok_or_else(|| MatrixError::missing_param(format!("{key} is required")))?;
+        u32::try_from(value)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| MatrixError::invalid_param(format!("Invalid {key}")).into())
+    };
+    let (width, height) = (dimension("width")?, dimension("height")?);
+    let method = Method::parse(q.get("method").map(String::as_str))
+        .ok_or_else(|| MatrixError::invalid_param("method must be crop or scale"))?;
+    let download = state.thumbnail_media(&server_name, &media_id, width, height, method, wait_of(&q)?).await?;
     Ok(media_response(download, None))
 }
 

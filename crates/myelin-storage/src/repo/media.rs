@@ -48,6 +48,19 @@ pub enum FillOutcome {
     Expired,
 }
 
+/// A thumbnail of a media at one of the standard sizes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThumbnailRecord {
+    pub origin: String,
+    pub media_id: String,
+    pub width: u32,
+    pub height: u32,
+    /// `crop` or `scale`.
+    pub method: String,
+    pub content_type: String,
+    pub content: MediaContent,
+}
+
 /// The content repository's records.
 #[async_trait]
 pub trait MediaRepo {
@@ -59,4 +72,14 @@ pub trait MediaRepo {
     /// Fills a reserved id, if it is the uploader's, still empty and not expired.
     async fn fill_reserved_media(&self, fill: MediaFill<'_>) -> StorageResult<FillOutcome>;
     async fn media(&self, origin: &str, media_id: &str) -> StorageResult<Option<MediaRecord>>;
+    /// Stores a thumbnail's record; one made meanwhile by another request stays.
+    async fn put_media_thumbnail(&self, thumbnail: &ThumbnailRecord) -> StorageResult<()>;
+    async fn media_thumbnail(
+        &self,
+        origin: &str,
+        media_id: &str,
+        width: u32,
+        height: u32,
+        method: &str,
+    ) -> StorageResult<Option<ThumbnailRecord>>;
 }

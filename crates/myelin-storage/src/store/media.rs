@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 
-use crate::{Database, FillOutcome, MediaContent, MediaFill, MediaRecord, MediaRepo, StorageResult, db::Row};
+use crate::{
+    Database, FillOutcome, MediaContent, MediaFill, MediaRecord, MediaRepo, StorageResult, ThumbnailRecord, db::Row,
+};
 
 const COLUMNS: &str =
     "origin, media_id, uploader, content_type, upload_name, length, sha256, created_ms, unused_expires_ms";
@@ -133,6 +135,66 @@ impl MediaRepo for Database {
                     &format!("SELECT {COLUMNS} FROM media WHERE origin = $1 AND media_id = $2"),
                     &[&origin, &media_id],
                     media_record,
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn put_media_thumbnail(&self, thumbnail: &ThumbnailRecord) -> StorageResult<()> {
+        let t = thumbnail.clone();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "INSERT INTO media_thumbnails (origin, media_id, width, height, method, content_type, length, sha256)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (origin, media_id, width, height, method) DO NOTHING",
+                    &[
+                        &t.origin,
+                        &t.media_id,
+                        &u64::from(t.width),
+                        &u64::from(t.height),
+                        &t.method,
+                        &t.content_type,
+                        &t.content.length,
+                        &t.content.sha256,
+                    ],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn media_thumbnail(
+        &self,
+        origin: &str,
+        media_id: &str,
+        width: u32,
+        height: u32,
+        method: &str,
+    ) -> StorageResult<Option<ThumbnailRecord>> {
+        let (origin, media_id, method) = (origin.to_owned(), media_id.to_owned(), method.to_owned());
+        let (w, h) = (u64::from(width), u64::from(height));
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query_opt(
+                    "SELECT content_type, length, sha256 FROM media_thumbnails
+                     WHERE origin = $1 AND media_id = $2 AND width = $3 AND height = $4 AND method = $5",
+                    &[&origin, &media_id, &w, &h, &method],
+                    |r| {
+                        Ok(ThumbnailRecord {
+                            origin: origin.clone(),
+                            media_id: media_id.clone(),
+                            width,
+                            height,
+                            method: method.clone(),
+                            content_type: r.get(0)?,
+                            content: MediaContent { length: r.get(1)?, sha256: r.get(2)? },
+                        })
+                    },
                 )
                 .await
             })

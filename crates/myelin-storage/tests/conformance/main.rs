@@ -225,4 +225,5 @@ all_backends!(
     cluster::signals_reach_the_other_processes_only,
     server_keys::server_keys_are_cached_per_server_and_key_id,
     media::media_records_reservations_and_fills,
+    media::media_thumbnails_are_kept_per_size_and_method,
 );

@@ -67,3 +67,24 @@ pub async fn media_records_reservations_and_fills(url: String) {
     // A filled reservation no longer counts against the limit.
     assert!(store.reserve_media(&record("p3", "@a:test", None, Some(90_000)), 2, 3_000).await.expect("reserve"));
 }
+
+/// A thumbnail is found by its size and method; a second one made meanwhile leaves the first.
+pub async fn media_thumbnails_are_kept_per_size_and_method(url: String) {
+    let store = open_store(&url).await;
+    let thumb = |method: &str, sha: &str| ThumbnailRecord {
+        origin: "test".into(),
+        media_id: "pic".into(),
+        width: 96,
+        height: 96,
+        method: method.into(),
+        content_type: "image/png".into(),
+        content: MediaContent { sha256: sha.repeat(64), length: 7 },
+    };
+    assert!(store.media_thumbnail("test", "pic", 96, 96, "crop").await.expect("read").is_none());
+    store.put_media_thumbnail(&thumb("crop", "a")).await.expect("put");
+    store.put_media_thumbnail(&thumb("crop", "b")).await.expect("a second one is no error");
+    store.put_media_thumbnail(&thumb("scale", "c")).await.expect("put");
+    assert_eq!(store.media_thumbnail("test", "pic", 96, 96, "crop").await.expect("read"), Some(thumb("crop", "a")));
+    assert_eq!(store.media_thumbnail("test", "pic", 96, 96, "scale").await.expect("read"), Some(thumb("scale", "c")));
+    assert!(store.media_thumbnail("test", "pic", 32, 32, "crop").await.expect("read").is_none());
+}

@@ -1,12 +1,16 @@
 //! The content repository: uploads (whole, or reserved first and filled later as MSC2246 has
 //! it), downloads and the media config. Records live in the database (`MediaRepo`), bytes in the
-//! blob store, content-addressed, so the same file uploaded twice is stored once.
+//! blob store, content-addressed, so the same file uploaded twice is stored once. Thumbnails
+//! (`thumbnail.rs`) are made on first request at one of a few standard sizes and kept.
+
+pub mod thumbnail;
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use myelin_core::{ErrorCode, MatrixError, MatrixResult};
 use myelin_storage::{
-    FillOutcome, MediaFill, MediaRecord,
+    FillOutcome, MediaFill, MediaRecord, ThumbnailRecord,
     blob::{ByteStream, PutOutcome},
 };
 use serde_json::{Value, json};
@@ -22,6 +26,9 @@ const DEFAULT_DOWNLOAD_WAIT: Duration = Duration::from_secs(20);
 const MAX_DOWNLOAD_WAIT: Duration = Duration::from_secs(60);
 /// How often a download waiting for a reserved upload looks again (any process may fill it).
 const PENDING_POLL: Duration = Duration::from_millis(100);
+
+/// Images with more pixels than this are not thumbnailed (checked from the header).
+const MAX_THUMBNAIL_SOURCE_PIXELS: u64 = 32_000_000;
 
 /// Types a browser may render in place (the spec's list); anything else is served as an
 /// attachment so an uploaded page cannot run in the server's origin.
@@ -208,25 +215,102 @@ impl Services {
         Ok(())
     }
 
-    /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`: the bytes, waiting up to
-    /// `timeout` for a reserved upload to be filled.
-    pub async fn download_media(
+    /// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`: the thumbnail at the
+    /// standard size serving the request, made now if it was never asked for.
+    pub async fn thumbnail_media(
+        &self,
+        server_name: &str,
+        media_id: &str,
+        width: u32,
+        height: u32,
+        method: thumbnail::Method,
+        timeout: Option<Duration>,
+    ) -> MatrixResult<Download> {
+        let size = thumbnail::snap(width, height, method);
+        let record = self.media_record(server_name, media_id, timeout).await?;
+        let kept =
+            self.store.media_thumbnail(server_name, media_id, size.width, size.height, size.method.as_str()).await?;
+        let thumb = match kept {
+            Some(kept) => kept,
+            None => self.make_thumbnail(record, size).await?,
+        };
+        let Some(bytes) = self.blobs.get(&thumb.content.sha256).await? else {
+            tracing::error!(media_id, sha256 = %thumb.content.sha256, "a thumbnail's blob is missing from the store");
+            return Err(MatrixError::not_found("No such media"));
+        };
+        Ok(Download {
+            inline: true,
+            content_type: thumb.content_type,
+            filename: None,
+            length: thumb.content.length,
+            bytes,
+        })
+    }
+
+    async fn make_thumbnail(&self, record: MediaRecord, size: thumbnail::Size) -> MatrixResult<ThumbnailRecord> {
+        let no_thumbnail = || MatrixError::not_found("No thumbnail can be made of this media");
+        let Some(content) = record.content.clone() else { return Err(no_thumbnail()) };
+        let content_type = record.content_type.clone().unwrap_or_default();
+        if !content_type.starts_with("image/") || content.length > self.config.media.max_upload_bytes {
+            return Err(no_thumbnail());
+        }
+        let Some(mut stream) = self.blobs.get(&content.sha256).await? else { return Err(no_thumbnail()) };
+        let mut data = Vec::with_capacity(usize::try_from(content.length).unwrap_or(0));
+        while let Some(chunk) = stream.next().await {
+            data.extend_from_slice(&chunk.map_err(myelin_storage::StorageError::from)?);
+        }
+        // Decoding is CPU work: off the async threads, a few at a time.
+        let _permit = self.thumbnailer.acquire().await.map_err(|_| MatrixError::internal("Thumbnailer closed"))?;
+        let made = tokio::task::spawn_blocking(move || thumbnail::make(&data, size, MAX_THUMBNAIL_SOURCE_PIXELS))
+            .await
+            .map_err(|e| MatrixError::internal(format!("Thumbnailer failed: {e}")))?;
+        let (content_type, content) = match made {
+            thumbnail::Outcome::Made(thumb) => {
+                let bytes: ByteStream =
+                    Box::pin(futures_util::stream::once(async move { Ok(bytes::Bytes::from(thumb.bytes)) }));
+                match self.blobs.put(bytes, u64::MAX).await? {
+                    PutOutcome::Stored(stored) => (thumb.content_type.to_owned(), stored),
+                    PutOutcome::TooLarge => return Err(no_thumbnail()),
+                }
+            }
+            thumbnail::Outcome::Original => (content_type, content),
+            thumbnail::Outcome::Refused(why) => {
+                tracing::debug!(media_id = %record.media_id, %why, "no thumbnail");
+                return Err(no_thumbnail());
+            }
+        };
+        let thumb = ThumbnailRecord {
+            origin: record.origin,
+            media_id: record.media_id,
+            width: size.width,
+            height: size.height,
+            method: size.method.as_str().to_owned(),
+            content_type,
+            content,
+        };
+        self.store.put_media_thumbnail(&thumb).await?;
+        Ok(thumb)
+    }
+
+    /// A media's record once its bytes are there, waiting up to `timeout` for a reserved
+    /// upload to be filled.
+    async fn media_record(
         &self,
         server_name: &str,
         media_id: &str,
         timeout: Option<Duration>,
-    ) -> MatrixResult<Download> {
+    ) -> MatrixResult<MediaRecord> {
         if !valid_media_id(media_id) {
             return Err(MatrixError::not_found("No such media"));
         }
         let wait = timeout.unwrap_or(DEFAULT_DOWNLOAD_WAIT).min(MAX_DOWNLOAD_WAIT);
         let deadline = tokio::time::Instant::now() + wait;
-        let record = loop {
+        loop {
             let Some(record) = self.store.media(server_name, media_id).await? else {
                 return Err(MatrixError::not_found("No such media"));
             };
             if record.content.is_some() {
-                break record;
+                return Ok(record);
             }
             if record.unused_expires_ms.is_some_and(|t| t <= self.clock.now_ms()) {
                 return Err(MatrixError::not_found("No such media"));
@@ -239,7 +323,18 @@ impl Services {
                 .with_status(504));
             }
             tokio::time::sleep(PENDING_POLL).await;
-        };
+        }
+    }
+
+    /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`: the bytes, waiting up to
+    /// `timeout` for a reserved upload to be filled.
+    pub async fn download_media(
+        &self,
+        server_name: &str,
+        media_id: &str,
+        timeout: Option<Duration>,
+    ) -> MatrixResult<Download> {
+        let record = self.media_record(server_name, media_id, timeout).await?;
         let Some(content) = record.content else { return Err(MatrixError::not_found("No such media")) };
         let Some(bytes) = self.blobs.get(&content.sha256).await? else {
             tracing::error!(media_id, sha256 = %content.sha256, "a media's blob is missing from the store");
