@@ -38,6 +38,11 @@ export MYELIN_SYNAPSE_VENV
 MYELIN_SYNAPSE_VENV=$(./scripts/synapse-venv.sh | tail -1)
 echo "$MYELIN_SYNAPSE_VENV"
 
+echo "== moto's S3 server from PyPI for the S3 blob store tests (pip, cached beside the builds)"
+export MYELIN_TEST_TOOLS_VENV
+MYELIN_TEST_TOOLS_VENV=$(./scripts/test-tools-venv.sh | tail -1)
+echo "$MYELIN_TEST_TOOLS_VENV"
+
 log=$(mktemp)
 # Tests that run on PostgreSQL whatever the backend (clusters, migration) skip themselves on the
 # PostgreSQL pass and say so here; the summary counts them as skipped, not passed.

@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 pub mod device_keys;
 pub mod fake_sfu;
 pub mod federation;
+mod s3;
 mod synapse;
+pub use s3::S3Server;
 pub use synapse::SynapsePeer;
 
 /// Server name every test server runs under.

@@ -304,3 +304,35 @@ async fn an_acknowledged_upload_survives_kill_9() -> Result<()> {
     ensure!(status == 200 && body == bytes, "{status}, {} bytes", body.len());
     Ok(())
 }
+
+/// With `[media.s3]`, the bytes live in the S3 store (moto here) under their hash, nothing stays
+/// on local disk, and downloads, thumbnails and a restart work as with files.
+#[tokio::test]
+async fn media_lives_in_an_s3_store_when_one_is_configured() -> Result<()> {
+    let s3 = myelin_e2e::S3Server::start("myelin-media").await?;
+    let mut server = TestServer::start_with(&s3.config("myelin-media")).await?;
+    let alice = server.register("alice").await?;
+    let picture = png(400, 300)?;
+    let (origin, id) = upload(&alice, "s3.png", "image/png", &picture).await?;
+    let sha256: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&picture).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    ensure!(s3.object("myelin-media", &sha256).await?.as_deref() == Some(&picture[..]), "the object is the upload");
+    ensure!(blob_files(&server) == 0, "nothing kept on local disk: {}", blob_files(&server));
+
+    let path = format!("/_matrix/client/v1/media/download/{origin}/{id}");
+    let (status, _, body) = alice.get_bytes(&path).await?;
+    ensure!(status == 200 && body == picture, "{status}");
+    let (status, _, body) = alice
+        .get_bytes(&format!("/_matrix/client/v1/media/thumbnail/{origin}/{id}?width=96&height=96&method=crop"))
+        .await?;
+    ensure!(status == 200, "{status}");
+    let thumb = image::load_from_memory(&body)?;
+    ensure!((thumb.width(), thumb.height()) == (96, 96), "{}×{}", thumb.width(), thumb.height());
+
+    server.restart().await?;
+    let (status, _, body) = alice.on(&server).get_bytes(&path).await?;
+    ensure!(status == 200 && body == picture, "after a restart: {status}");
+    Ok(())
+}

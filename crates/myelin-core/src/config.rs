@@ -48,6 +48,26 @@ pub struct MediaConfig {
     pub max_pending_uploads: usize,
     /// How long a reserved media id may wait for its bytes, in milliseconds.
     pub unused_expiry_ms: u64,
+    /// An S3-compatible object store for the bytes instead of `path` (`[media.s3]`): what
+    /// processes on several machines share. Uploads are still spooled under `path`.
+    pub s3: Option<S3Config>,
+}
+
+/// An S3-compatible bucket (path-style requests, SigV4).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// `https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:9000`, …
+    pub endpoint: String,
+    pub bucket: String,
+    #[serde(default = "default_s3_region")]
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+fn default_s3_region() -> String {
+    "us-east-1".to_owned()
 }
 
 impl Default for MediaConfig {
@@ -57,6 +77,7 @@ impl Default for MediaConfig {
             path: PathBuf::new(),
             max_pending_uploads: 5,
             unused_expiry_ms: 24 * 3600 * 1000,
+            s3: None,
         }
     }
 }

@@ -139,7 +139,7 @@ impl Services {
             .timeout(rtc::SFU_API_TIMEOUT)
             .build()
             .map_err(|e| format!("cannot build the LiveKit API client: {e}"))?;
-        let config_media_path = config.media_path();
+        let blobs = myelin_storage::blob::open_blob_store(&config)?;
         let services = Arc::new(Self {
             config,
             store: store.clone(),
@@ -165,7 +165,7 @@ impl Services {
             calls_queued: Arc::new(tokio::sync::Notify::new()),
             livekit_http,
             lazy_members: lazy_members::LazyMembersSent::default(),
-            blobs: Arc::new(myelin_storage::blob::FsBlobStore::new(config_media_path)),
+            blobs,
             thumbnailer: tokio::sync::Semaphore::new(THUMBNAILS_AT_ONCE),
             clock,
             random,
