@@ -494,3 +494,49 @@ async fn space_hierarchies_between_myelin_and_synapse() -> Result<()> {
     }
     Ok(())
 }
+
+/// Media across Myelin and Synapse both ways (authenticated media over federation): a Synapse
+/// user's upload downloaded by a Myelin user (Myelin reads Synapse's multipart answer), and a
+/// Myelin user's upload downloaded by a Synapse user (Synapse reads Myelin's).
+#[tokio::test]
+async fn media_crosses_between_myelin_and_synapse() -> Result<()> {
+    let myelin = TestServer::start_federating().await?;
+    let synapse = SynapsePeer::start().await?;
+    let alice = myelin.register("alice").await?;
+    let sam = synapse.register("sam").await?;
+    let logs = || format!("Myelin's log:\n{}\nSynapse's log:\n{}", myelin.log(), synapse.log());
+    let upload = |client: &Client, bytes: Vec<u8>| {
+        let client = client.clone();
+        async move {
+            let (status, body) = client
+                .send_bytes(reqwest::Method::POST, "/_matrix/media/v3/upload?filename=note.txt", "text/plain", bytes)
+                .await?;
+            let uri = body["content_uri"].as_str().map(str::to_owned);
+            uri.filter(|_| status == 200).with_context(|| format!("upload: {status} {body}"))
+        }
+    };
+    let download = |client: &Client, uri: &str| {
+        let client = client.clone();
+        let path = format!("/_matrix/client/v1/media/download/{}", uri.trim_start_matches("mxc://"));
+        async move { client.get_bytes(&path).await }
+    };
+
+    let from_synapse: Vec<u8> = b"written on Synapse ".repeat(1000);
+    let uri = upload(&sam, from_synapse.clone()).await?;
+    let (status, headers, body) = download(&alice, &uri).await?;
+    if status != 200 || body != from_synapse {
+        bail!("Myelin fetching Synapse's media: {status} {} bytes\n{}", body.len(), logs());
+    }
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.starts_with("text/plain") {
+        bail!("content type {content_type:?}");
+    }
+
+    let from_myelin: Vec<u8> = b"written on Myelin ".repeat(1000);
+    let uri = upload(&alice, from_myelin.clone()).await?;
+    let (status, _, body) = download(&sam, &uri).await?;
+    if status != 200 || body != from_myelin {
+        bail!("Synapse fetching Myelin's media: {status} {}\n{}", String::from_utf8_lossy(&body), logs());
+    }
+    Ok(())
+}

@@ -336,3 +336,36 @@ async fn media_lives_in_an_s3_store_when_one_is_configured() -> Result<()> {
     ensure!(status == 200 && body == picture, "after a restart: {status}");
     Ok(())
 }
+
+/// Another server's media (MSC3916 over federation): fetched from its server on first request,
+/// with its type and name, then served from here (even with the other server gone); thumbnails
+/// of it are made here; a media the other server lacks is 404.
+#[tokio::test]
+async fn media_of_another_server_is_fetched_over_federation_and_kept() -> Result<()> {
+    let mut a = TestServer::start_federating().await?;
+    let b = a.start_peer().await?;
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let picture = png(300, 200)?;
+    let (origin, id) = upload(&alice, "from%20a.png", "image/png", &picture).await?;
+    ensure!(origin == a.server_name(), "{origin}");
+    let path = format!("/_matrix/client/v1/media/download/{origin}/{id}");
+
+    let (status, headers, body) = bob.get_bytes(&path).await?;
+    ensure!(status == 200, "{status} {}\n{}", String::from_utf8_lossy(&body), b.log());
+    ensure!(body == picture, "the same bytes across servers");
+    ensure!(header(&headers, "content-type") == "image/png", "{headers:?}");
+    ensure!(header(&headers, "content-disposition") == "inline; filename*=utf-8''from%20a.png", "{headers:?}");
+    let (status, _, body) = bob
+        .get_bytes(&format!("/_matrix/client/v1/media/thumbnail/{origin}/{id}?width=32&height=32&method=crop"))
+        .await?;
+    ensure!(status == 200 && image::load_from_memory(&body)?.width() == 32, "{status}");
+    let (status, body) = bob.get(&format!("/_matrix/client/v1/media/download/{origin}/nosuchmedia")).await?;
+    ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "{status} {body}");
+
+    // Kept: served with its origin stopped.
+    a.stop().await?;
+    let (status, _, body) = bob.get_bytes(&path).await?;
+    ensure!(status == 200 && body == picture, "from the copy kept: {status}");
+    Ok(())
+}

@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod error;
+mod media;
 mod rooms;
 mod routes;
 pub mod tls;
@@ -24,6 +25,7 @@ pub fn routes(services: Arc<Services>) -> Router {
     let max_body = services.config().limits.max_request_body_bytes;
     routes::routes()
         .merge(rooms::routes())
+        .merge(media::routes())
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             tracing::error!("federation handler panicked");

@@ -324,18 +324,60 @@ impl Services {
             request = request.json(content);
         }
         let response = request.send().await.map_err(|e| send_error(&name, &e))?;
-        let status = response.status();
-        let body = read_body(&name, response, MAX_RESPONSE_BYTES).await?;
-        if !status.is_success() {
-            let error: Option<Value> = serde_json::from_slice(&body).ok();
-            let field = |key: &str| error.as_ref().and_then(|e| e.get(key)).and_then(Value::as_str).map(str::to_owned);
-            return Err(FederationError::Status {
-                destination: name,
-                status: status.as_u16(),
-                errcode: field("errcode"),
-                error: field("error"),
-            });
-        }
-        Ok(body)
+        let response = successful(&name, response).await?;
+        read_body(&name, response, MAX_RESPONSE_BYTES).await
     }
+
+    /// A `GET` to another server, signed or not, whose answer is read as it streams (media):
+    /// the response, once its status says success.
+    pub(crate) async fn federation_get_streaming(
+        &self,
+        destination: &ServerName,
+        path_and_query: &str,
+        sign: bool,
+    ) -> Result<reqwest::Response, FederationError> {
+        if destination == self.server_name {
+            return Err(FederationError::OwnServer(destination.to_owned()));
+        }
+        let name = destination.to_string();
+        let target = self.federation_destination(destination).await?;
+        let url = format!("{}{path_and_query}", target.base_url());
+        let mut request = self.federation.http.get(&url);
+        if sign {
+            let header =
+                xmatrix::sign_request(&self.keys.key_pair, &self.server_name, destination, "GET", path_and_query, None)
+                    .map_err(|reason| FederationError::BadResponse { destination: name.clone(), reason })?;
+            request = request.header(reqwest::header::AUTHORIZATION, header);
+        }
+        let response = request.send().await.map_err(|e| send_error(&name, &e))?;
+        successful(&name, response).await
+    }
+
+    /// An unsigned `GET` of a URL another server pointed to (a media `Location`), under the same
+    /// outbound address policy.
+    pub(crate) async fn federation_get_url(
+        &self,
+        origin: &str,
+        url: &str,
+    ) -> Result<reqwest::Response, FederationError> {
+        let response = self.federation.http.get(url).send().await.map_err(|e| send_error(origin, &e))?;
+        successful(origin, response).await
+    }
+}
+
+/// The response if its status is a success; else the remote's Matrix error.
+async fn successful(destination: &str, response: reqwest::Response) -> Result<reqwest::Response, FederationError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = read_body(destination, response, 64 * 1024).await.unwrap_or_default();
+    let error: Option<Value> = serde_json::from_slice(&body).ok();
+    let field = |key: &str| error.as_ref().and_then(|e| e.get(key)).and_then(Value::as_str).map(str::to_owned);
+    Err(FederationError::Status {
+        destination: destination.to_owned(),
+        status: status.as_u16(),
+        errcode: field("errcode"),
+        error: field("error"),
+    })
 }

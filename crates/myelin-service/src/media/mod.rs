@@ -3,6 +3,7 @@
 //! blob store, content-addressed, so the same file uploaded twice is stored once. Thumbnails
 //! (`thumbnail.rs`) are made on first request at one of a few standard sizes and kept.
 
+pub mod multipart;
 pub mod thumbnail;
 
 use std::time::Duration;
@@ -103,6 +104,16 @@ pub fn valid_media_id(id: &str) -> bool {
 }
 
 impl Services {
+    /// A download as another server receives it: the `Content-Type` (multipart/mixed with a
+    /// fresh boundary) and the body.
+    pub fn media_as_multipart(&self, download: Download) -> (String, ByteStream) {
+        let Download { content_type, filename, inline, bytes, .. } = download;
+        let boundary = self.random.alphanumeric(32);
+        let disposition = multipart::content_disposition(inline, filename.as_deref());
+        let body = multipart::body(&boundary, &content_type, &disposition, bytes);
+        (format!("multipart/mixed; boundary={boundary}"), body)
+    }
+
     /// `GET /_matrix/client/v1/media/config`.
     pub fn media_config(&self) -> Value {
         json!({ "m.upload.size": self.config.media.max_upload_bytes })
@@ -307,6 +318,9 @@ impl Services {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let Some(record) = self.store.media(server_name, media_id).await? else {
+                if server_name != self.server_name.as_str() {
+                    return self.fetch_remote_media(server_name, media_id, wait).await;
+                }
                 return Err(MatrixError::not_found("No such media"));
             };
             if record.content.is_some() {
@@ -323,6 +337,92 @@ impl Services {
                 .with_status(504));
             }
             tokio::time::sleep(PENDING_POLL).await;
+        }
+    }
+
+    /// Another server's media, fetched over federation (`/_matrix/federation/v1/media/download`,
+    /// else the legacy unauthenticated path with `allow_remote=false`), stored like a local
+    /// upload and kept. One fetch per media at a time in this process.
+    async fn fetch_remote_media(&self, origin: &str, media_id: &str, wait: Duration) -> MatrixResult<MediaRecord> {
+        let not_found = || MatrixError::not_found("No such media");
+        let server = ruma::ServerName::parse(origin).map_err(|_| not_found())?;
+        let _fetching = self.locks.lock(&format!("remote_media:{origin}/{media_id}")).await;
+        if let Some(record) = self.store.media(origin, media_id).await?.filter(|r| r.content.is_some()) {
+            return Ok(record); // fetched meanwhile
+        }
+        let timeout_ms = wait.as_millis();
+        let path = format!("/_matrix/federation/v1/media/download/{media_id}?timeout_ms={timeout_ms}");
+        let (content_type, disposition, bytes) = match self.federation_get_streaming(&server, &path, true).await {
+            Ok(response) => {
+                let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let boundary =
+                    header(reqwest::header::CONTENT_TYPE).as_deref().and_then(multipart::boundary_of).ok_or_else(
+                        || MatrixError::internal(format!("{origin} sent media not as multipart")).with_status(502),
+                    )?;
+                let answer: ByteStream =
+                    Box::pin(futures_util::TryStreamExt::map_err(response.bytes_stream(), std::io::Error::other));
+                let part = multipart::file_part(&boundary, answer).await.map_err(|e| {
+                    MatrixError::internal(format!("{origin} sent unreadable media: {e}")).with_status(502)
+                })?;
+                match part.body {
+                    multipart::FileBody::Bytes(bytes) => (part.content_type, part.content_disposition, bytes),
+                    multipart::FileBody::Location(url) => {
+                        let response = self.federation_get_url(origin, &url).await?;
+                        let header =
+                            |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                        let content_type = part.content_type.or_else(|| header(reqwest::header::CONTENT_TYPE));
+                        let disposition =
+                            part.content_disposition.or_else(|| header(reqwest::header::CONTENT_DISPOSITION));
+                        let bytes: ByteStream = Box::pin(futures_util::TryStreamExt::map_err(
+                            response.bytes_stream(),
+                            std::io::Error::other,
+                        ));
+                        (content_type, disposition, bytes)
+                    }
+                }
+            }
+            // A server from before authenticated media: its legacy path, asking it not to fetch further.
+            Err(err) if err.errcode() == Some("M_UNRECOGNIZED") => {
+                let legacy = format!(
+                    "/_matrix/media/v3/download/{origin}/{media_id}?allow_remote=false&timeout_ms={timeout_ms}"
+                );
+                let response = self.federation_get_streaming(&server, &legacy, false).await?;
+                let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let (content_type, disposition) =
+                    (header(reqwest::header::CONTENT_TYPE), header(reqwest::header::CONTENT_DISPOSITION));
+                let bytes: ByteStream =
+                    Box::pin(futures_util::TryStreamExt::map_err(response.bytes_stream(), std::io::Error::other));
+                (content_type, disposition, bytes)
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let max = self.config.media.max_upload_bytes;
+        let content = match self.blobs.put(bytes, max).await {
+            Ok(PutOutcome::Stored(content)) => content,
+            Ok(PutOutcome::TooLarge) => return Err(too_large(max).with_status(502)),
+            Err(err) => {
+                tracing::warn!(origin, media_id, error = %err, "fetching remote media failed");
+                return Err(MatrixError::internal(format!("Fetching the media from {origin} failed")).with_status(502));
+            }
+        };
+        let record = MediaRecord {
+            origin: origin.to_owned(),
+            media_id: media_id.to_owned(),
+            uploader: None,
+            content_type: checked_name(content_type, "content type").ok().flatten(),
+            upload_name: disposition
+                .as_deref()
+                .and_then(multipart::disposition_filename)
+                .and_then(|n| checked_name(Some(n), "filename").ok().flatten()),
+            content: Some(content),
+            created_ms: self.clock.now_ms(),
+            unused_expires_ms: None,
+        };
+        match self.store.put_media(&record).await {
+            Ok(()) => Ok(record),
+            // Another process fetched it meanwhile.
+            Err(err) if err.is_conflict() => self.store.media(origin, media_id).await?.ok_or_else(not_found),
+            Err(err) => Err(err.into()),
         }
     }
 
