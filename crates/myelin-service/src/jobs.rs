@@ -15,7 +15,8 @@
 //! partial state (`federation/partial_state.rs`); `delayed_event`, one delayed event due
 //! (`delayed_events.rs`); `delegated_leave`, a call member's delayed leave kept pending while its
 //! participant is on the SFU (`rtc/delegated_leave.rs`); `sticky_catch_up`, this server's sticky
-//! events of a room for a server that joined it (`sticky_events.rs`).
+//! events of a room for a server that joined it (`sticky_events.rs`); `push`, a user's
+//! notifications to their pushers' gateways (`pushers.rs`, queued by the event write).
 //!
 //! A process's runner has three lanes (`Lane`): delayed events' timers, calls' delegated leaves,
 //! and everything else, each claiming its own kinds; a federation send stuck on a slow server
@@ -69,6 +70,8 @@ pub enum JobKind {
     DelegatedLeave,
     /// Sends this server's sticky events of a room to a server that joined it.
     StickyCatchUp,
+    /// Sends a user's notifications to their pushers' gateways.
+    Push,
 }
 
 /// What a job run asks for next.
@@ -93,6 +96,7 @@ impl JobKind {
             JobKind::DelayedEvent => myelin_storage::DELAYED_EVENT_JOB,
             JobKind::DelegatedLeave => myelin_storage::DELEGATED_LEAVE_JOB,
             JobKind::StickyCatchUp => "sticky_catch_up",
+            JobKind::Push => myelin_storage::PUSH_JOB,
         }
     }
 
@@ -106,6 +110,7 @@ impl JobKind {
             myelin_storage::DELAYED_EVENT_JOB => Some(JobKind::DelayedEvent),
             myelin_storage::DELEGATED_LEAVE_JOB => Some(JobKind::DelegatedLeave),
             "sticky_catch_up" => Some(JobKind::StickyCatchUp),
+            myelin_storage::PUSH_JOB => Some(JobKind::Push),
             _ => None,
         }
     }
@@ -120,7 +125,8 @@ impl JobKind {
             | JobKind::PartialStateResync
             | JobKind::DelayedEvent
             | JobKind::DelegatedLeave
-            | JobKind::StickyCatchUp => None,
+            | JobKind::StickyCatchUp
+            | JobKind::Push => None,
         }
     }
 
@@ -129,7 +135,7 @@ impl JobKind {
         match self {
             // A destination's queue waits for it however long it is down; a room's state is
             // fetched however long its servers are.
-            JobKind::FederationSend | JobKind::PartialStateResync => {
+            JobKind::FederationSend | JobKind::PartialStateResync | JobKind::Push => {
                 Some(crate::federation::destination_retry_at(now_ms, attempts))
             }
             kind => retry_after_failure(now_ms, attempts, kind.interval_ms()),
@@ -414,6 +420,9 @@ impl Services {
                         // Entries queued while the job was finishing found it still there.
                         self.recheck_sender(&job.payload).await?;
                     }
+                    if kind == JobKind::Push {
+                        self.recheck_push(&job.payload).await?;
+                    }
                 }
             },
             Err(err) => {
@@ -448,6 +457,10 @@ impl Services {
             }
             JobKind::StickyCatchUp => {
                 self.run_sticky_catch_up(payload).await?;
+                Ok(Next::Done)
+            }
+            JobKind::Push => {
+                self.run_push(payload).await?;
                 Ok(Next::Done)
             }
             JobKind::DelegatedLeave => Ok(match self.run_delegated_leave(payload, now).await? {

@@ -21,6 +21,7 @@ pub mod passwords;
 pub mod pdu;
 pub mod presence;
 pub mod push;
+pub mod pushers;
 pub mod ratelimit;
 pub mod rooms;
 pub mod rtc;

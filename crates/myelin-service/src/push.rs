@@ -51,7 +51,13 @@ pub struct EvaluationContext<'a> {
 
 /// What the rules say about one event for one user: (notify, highlight).
 pub async fn evaluate(ruleset: &Ruleset, event_json: &str, cx: &EvaluationContext<'_>) -> (bool, bool) {
-    let Ok(raw) = Raw::<Value>::from_json_string(event_json.to_owned()) else { return (false, false) };
+    let actions = evaluate_actions(ruleset, event_json, cx).await;
+    (actions.iter().any(|a| a.should_notify()), actions.iter().any(|a| a.is_highlight()))
+}
+
+/// The actions of the first rule matching the event for one user.
+pub async fn evaluate_actions(ruleset: &Ruleset, event_json: &str, cx: &EvaluationContext<'_>) -> Vec<Action> {
+    let Ok(raw) = Raw::<Value>::from_json_string(event_json.to_owned()) else { return Vec::new() };
     let mut ctx = PushConditionRoomCtx::new(
         OwnedRoomId::from(cx.room_id),
         UInt::new_saturating(cx.member_count),
@@ -61,8 +67,7 @@ pub async fn evaluate(ruleset: &Ruleset, event_json: &str, cx: &EvaluationContex
     if let Some(pl) = cx.power_levels {
         ctx = ctx.with_power_levels(pl.clone());
     }
-    let actions = ruleset.get_actions(&raw, &ctx).await;
-    (actions.iter().any(|a| a.should_notify()), actions.iter().any(|a| a.is_highlight()))
+    ruleset.get_actions(&raw, &ctx).await.to_vec()
 }
 
 /// A rule as the push rules API sends it (`PUT /pushrules/global/{kind}/{ruleId}`).

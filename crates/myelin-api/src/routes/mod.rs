@@ -128,6 +128,9 @@ pub fn client_routes() -> Router<AppState> {
         .route("/pushrules/global/{kind}/{rule_id}/enabled", get(push_rules::get_enabled).put(push_rules::put_enabled))
         .route("/pushrules/global/{kind}/{rule_id}/actions", get(push_rules::get_actions).put(push_rules::put_actions))
         .route("/presence/{user_id}/status", get(ephemeral::get_presence).put(ephemeral::put_presence))
+        .route("/pushers", get(push_rules::get_pushers))
+        .route("/pushers/set", post(push_rules::set_pusher))
+        .route("/notifications", get(push_rules::notifications))
 }
 
 /// Routes served under `/_matrix/client/v1`.

@@ -1,4 +1,4 @@
-//! Push rules: the user's ruleset (server default until changed) and its CRUD API.
+//! Push rules (the user's ruleset, server default until changed, and its CRUD API) and pushers.
 
 use axum::{
     Json,
@@ -104,4 +104,31 @@ pub async fn put_actions(
 ) -> ApiResult<Json<Value>> {
     state.change_push_rule(&r, &kind, &rule_id, RuleChange::Actions(body.actions)).await?;
     Ok(Json(json!({})))
+}
+
+/// `GET /pushers`.
+pub async fn get_pushers(State(state): State<AppState>, Auth(r): Auth) -> ApiResult<Json<Value>> {
+    Ok(Json(state.get_pushers(&r).await?))
+}
+
+/// `POST /pushers/set`.
+pub async fn set_pusher(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    state.set_pusher(&r, &body).await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /notifications`.
+pub async fn notifications(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Query(q): Query<QueryMap>,
+) -> ApiResult<Json<Value>> {
+    let limit = super::query_u64(&q, "limit")?;
+    Ok(Json(
+        state.notifications(&r, q.get("from").map(String::as_str), limit, q.get("only").map(String::as_str)).await?,
+    ))
 }

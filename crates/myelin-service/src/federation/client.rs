@@ -360,8 +360,34 @@ impl Services {
         origin: &str,
         url: &str,
     ) -> Result<reqwest::Response, FederationError> {
+        self.check_url_address(url)?;
         let response = self.federation.http.get(url).send().await.map_err(|e| send_error(origin, &e))?;
         successful(origin, response).await
+    }
+
+    /// A JSON `POST` to a URL a user gave (a push gateway), under the outbound address policy:
+    /// the answer's JSON (`{}` if it is not JSON).
+    pub(crate) async fn push_gateway_post(&self, url: &str, body: &Value) -> Result<Value, FederationError> {
+        self.check_url_address(url)?;
+        let response = self.federation.http.post(url).json(body).send().await.map_err(|e| send_error(url, &e))?;
+        let response = successful(url, response).await?;
+        let raw = read_body(url, response, 64 * 1024).await?;
+        Ok(serde_json::from_slice(&raw).unwrap_or_else(|_| Value::Object(Default::default())))
+    }
+
+    /// A URL's host, when it is an address rather than a name (names are checked as they are
+    /// resolved), must be one the outbound policy allows.
+    fn check_url_address(&self, url: &str) -> Result<(), FederationError> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| FederationError::Blocked { destination: url.to_owned(), reason: e.to_string() })?;
+        let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) if !self.federation.policy.allows(ip) => Err(FederationError::Blocked {
+                destination: url.to_owned(),
+                reason: format!("{ip} is refused by the outbound address policy"),
+            }),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -93,6 +93,8 @@ pub(super) struct Built {
     destinations: Vec<OwnedServerName>,
     /// A state event, known to the room's next events until it is durable.
     queued_state: Option<Pdu>,
+    /// It notifies someone: their push job may have been queued with it.
+    notifies: bool,
 }
 
 /// Everything an event is built from (`build_and_enqueue`).
@@ -359,6 +361,9 @@ impl Services {
                     self.invalidate_elsewhere(&self.heads.cache, &room_id.to_owned());
                     self.notifier.notify_users(&built.wake);
                     self.wake_senders(&built.destinations).await?;
+                    if built.notifies {
+                        self.jobs_queued.notify_one();
+                    }
                     if let Some(state_key) = &spec.state_key {
                         self.state_written(room_id, &spec.event_type.to_string(), state_key, sender).await;
                     }
@@ -576,6 +581,7 @@ impl Services {
         let power_ctx = push_power_levels(rules, &auth_state);
         let push_actions =
             self.push_actions(&room_id, &json, sender, &joined, relation.as_ref(), power_ctx.as_ref()).await?;
+        let notifies = !push_actions.is_empty();
         let new_event = NewEvent {
             event_id: event_id.clone(),
             room_id: room_id.clone(),
@@ -611,7 +617,7 @@ impl Services {
             wake.push(m.user_id);
         }
         let queued_state = spec.state_key.is_some().then_some(pdu);
-        Ok(Built { event_id, room_id, pending, wake, state_change, destinations, queued_state })
+        Ok(Built { event_id, room_id, pending, wake, state_change, destinations, queued_state, notifies })
     }
 
     /// `m.room.canonical_alias`: each alias it adds (`alias` if changed, `alt_aliases` not in

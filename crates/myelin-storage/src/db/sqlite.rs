@@ -42,6 +42,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0016_delegated_leaves.sql"),
     include_str!("../../migrations/0017_erased_users.sql"),
     include_str!("../../migrations/0018_media.sql"),
+    include_str!("../../migrations/0019_pushers.sql"),
 ];
 
 pub struct Sqlite {

@@ -16,6 +16,7 @@ mod key_json;
 mod keys;
 mod media;
 mod partial_state;
+mod pushers;
 mod receipts;
 mod remote_devices;
 mod rooms;
@@ -41,6 +42,7 @@ pub use key_json::same_key;
 pub use keys::*;
 pub use media::*;
 pub use partial_state::*;
+pub use pushers::*;
 pub use receipts::*;
 pub use remote_devices::*;
 pub use rooms::*;
@@ -78,6 +80,7 @@ pub trait Store:
     + DelegatedLeaveRepo
     + StickyEventRepo
     + MediaRepo
+    + PusherRepo
     + Send
     + Sync
     + 'static
@@ -108,6 +111,7 @@ impl<T> Store for T where
         + DelegatedLeaveRepo
         + StickyEventRepo
         + MediaRepo
+        + PusherRepo
         + Send
         + Sync
         + 'static

@@ -21,6 +21,13 @@ use crate::{
     db::{Conn, Params, Positions, ToValue, Write},
 };
 
+/// Queues a push job (`PUSH_JOB`, keyed as `push_job_key`, the user id as its payload) for each
+/// of users `$1` who has a pusher, due at `$2`, unless the user has one queued already.
+const PUSH_JOB_INSERT: &str = "INSERT INTO jobs (kind, dedupe_key, payload, run_at_ms, created_ms)
+     SELECT DISTINCT 'push', 'push:' || user_id, user_id, CAST($2 AS BIGINT), CAST($2 AS BIGINT)
+     FROM pushers WHERE user_id = ANY($1)
+     ON CONFLICT (dedupe_key) DO NOTHING";
+
 /// A room's events in `(to, from]`, newest first, at most `limit` (also read for many rooms at
 /// once by sliding sync).
 pub(crate) fn backward_events_sql(limit: usize) -> String {
@@ -259,6 +266,12 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
             "INSERT INTO event_push_actions (room_id, user_id, stream_pos, highlight, thread_id)",
             &push_rows,
         ));
+    }
+    // A user with a pusher gets a push job (one per user: queued unless one is waiting).
+    let push_users: Vec<OwnedUserId> = ev.push_actions.iter().map(|a| a.user_id.clone()).collect();
+    let push_job_params: [&dyn ToValue; 2] = [&push_users, &ev.origin_server_ts];
+    if !push_users.is_empty() {
+        writes.push(Write::Sql(PUSH_JOB_INSERT, &push_job_params));
     }
     let txn_params: [&dyn ToValue; 5];
     if let Some((device_id, txn_id)) = &ev.txn {

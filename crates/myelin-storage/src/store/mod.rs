@@ -21,6 +21,7 @@ mod jobs;
 mod keys;
 mod media;
 mod partial_state;
+mod pushers;
 mod receipts;
 mod remote_devices;
 mod rooms;

@@ -31,6 +31,11 @@ fn receipt_from_row(r: &Row<'_>) -> StorageResult<ReceiptRecord> {
     })
 }
 
+/// A condition on a push action `a` of user `$1`: after their newest read receipt in its room.
+pub(crate) const UNREAD_AFTER_RECEIPT: &str = "a.stream_pos > (SELECT COALESCE(MAX(r.event_pos), 0) FROM receipts r
+       WHERE r.room_id = a.room_id AND r.user_id = $1
+         AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main'))";
+
 /// `(notifications, highlights)` of user `$1` in room `$2` after their newest read receipt, up
 /// to position `$3` (also read for a whole sliding sync window).
 pub(crate) const UNREAD_COUNTS: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(highlight), 0) AS BIGINT)

@@ -12,6 +12,7 @@ mod events;
 mod federation;
 mod jobs;
 mod media;
+mod pushers;
 mod rooms;
 mod server_keys;
 mod sliding_sync;
@@ -226,4 +227,5 @@ all_backends!(
     server_keys::server_keys_are_cached_per_server_and_key_id,
     media::media_records_reservations_and_fills,
     media::media_thumbnails_are_kept_per_size_and_method,
+    pushers::pushers_positions_and_push_jobs,
 );

@@ -1,0 +1,351 @@
+//! Pushers and push delivery: `/pushers` and `/pushers/set`, and the `push` job that sends a
+//! user's notifications to their push gateways (the push gateway API, `/_matrix/push/v1/notify`).
+//!
+//! The job is queued by the event write itself (storage: a notifying push action for a user with
+//! a pusher queues `push:<user>`), so a notification survives any crash after its event
+//! committed. Each pusher keeps the position up to which it was sent; a run sends what is after
+//! it, oldest first, and moves it on event by event. A gateway that fails is retried with
+//! backoff (forever, capped at an hour, as the federation outbox is); notifications more than a
+//! day old when their turn comes are dropped; a pushkey the gateway says it rejected loses its
+//! pusher.
+
+use myelin_core::{
+    MatrixError, MatrixResult,
+    types::{OwnedDeviceId, UserId},
+};
+use myelin_storage::{PendingPush, PusherRecord};
+use serde_json::{Map, Value, json};
+
+use crate::{Services, accounts::Requester, push};
+
+/// The path a push gateway's URL must have.
+const NOTIFY_PATH: &str = "/_matrix/push/v1/notify";
+/// Notifications read per pusher at a time.
+const PUSH_BATCH: usize = 20;
+/// A notification this old when its turn comes is not sent (its gateway was down that long).
+const MAX_NOTIFICATION_AGE_MS: u64 = 24 * 3600 * 1000;
+const MAX_PUSHKEY_BYTES: usize = 512;
+const MAX_APP_ID_BYTES: usize = 64;
+const MAX_FIELD_BYTES: usize = 512;
+/// `/notifications` page size when the client gives none, and the largest.
+const NOTIFICATIONS_PAGE: usize = 50;
+const MAX_NOTIFICATIONS_PAGE: usize = 1000;
+
+/// What a gateway made of one notification.
+enum Delivery {
+    Sent,
+    /// The gateway rejected the pushkey: the pusher goes.
+    Rejected,
+}
+
+fn string_field<'a>(body: &'a Value, key: &str, max: usize) -> MatrixResult<&'a str> {
+    match body.get(key) {
+        None | Some(Value::Null) => Err(MatrixError::missing_param(format!("{key} is required"))),
+        Some(Value::String(s)) if s.len() <= max => Ok(s),
+        Some(Value::String(_)) => Err(MatrixError::invalid_param(format!("{key} is too long"))),
+        Some(_) => Err(MatrixError::invalid_param(format!("{key} must be a string"))),
+    }
+}
+
+/// The pusher JSON clients read back.
+fn pusher_json(p: &PusherRecord) -> Value {
+    let mut out = json!({
+        "pushkey": p.pushkey,
+        "kind": p.kind,
+        "app_id": p.app_id,
+        "app_display_name": p.app_display_name,
+        "device_display_name": p.device_display_name,
+        "lang": p.lang,
+        "data": serde_json::from_str::<Value>(&p.data).unwrap_or_else(|_| json!({})),
+    });
+    if let Some(tag) = &p.profile_tag {
+        out["profile_tag"] = tag.clone().into();
+    }
+    out
+}
+
+/// `set_tweak` actions as the gateway's `tweaks` object (a highlight without a value is true).
+fn tweaks_of(actions: &[ruma::push::Action]) -> Map<String, Value> {
+    let mut tweaks = Map::new();
+    for action in serde_json::to_value(actions).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default() {
+        if let Some(name) = action.get("set_tweak").and_then(Value::as_str) {
+            tweaks.insert(name.to_owned(), action.get("value").cloned().unwrap_or(Value::Bool(true)));
+        }
+    }
+    tweaks
+}
+
+impl Services {
+    /// `GET /pushers`.
+    pub async fn get_pushers(&self, requester: &Requester) -> MatrixResult<Value> {
+        let pushers = self.store.pushers(&requester.user_id).await?;
+        Ok(json!({ "pushers": pushers.iter().map(pusher_json).collect::<Vec<_>>() }))
+    }
+
+    /// `POST /pushers/set`: adds, replaces or (with `kind: null`) removes a pusher.
+    pub async fn set_pusher(&self, requester: &Requester, body: &Value) -> MatrixResult<()> {
+        if !body.is_object() {
+            return Err(MatrixError::bad_json("The body must be an object"));
+        }
+        let pushkey = string_field(body, "pushkey", MAX_PUSHKEY_BYTES)?;
+        let app_id = string_field(body, "app_id", MAX_APP_ID_BYTES)?;
+        let kind = match body.get("kind") {
+            None => return Err(MatrixError::missing_param("kind is required")),
+            Some(Value::Null) => {
+                self.store.delete_pusher(&requester.user_id, app_id, pushkey).await?;
+                return Ok(());
+            }
+            Some(Value::String(kind)) if kind == "http" => kind.clone(),
+            Some(Value::String(kind)) if kind == "email" => {
+                return Err(MatrixError::invalid_param("Email pushers need SMTP, which this server does not have"));
+            }
+            Some(_) => return Err(MatrixError::invalid_param("kind must be http or null")),
+        };
+        let app_display_name = string_field(body, "app_display_name", MAX_FIELD_BYTES)?;
+        let device_display_name = string_field(body, "device_display_name", MAX_FIELD_BYTES)?;
+        let lang = string_field(body, "lang", MAX_FIELD_BYTES)?;
+        let profile_tag = match body.get("profile_tag") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(string_field(body, "profile_tag", MAX_FIELD_BYTES)?.to_owned()),
+        };
+        let data = match body.get("data") {
+            Some(data @ Value::Object(_)) => data,
+            None => return Err(MatrixError::missing_param("data is required")),
+            Some(_) => return Err(MatrixError::invalid_param("data must be an object")),
+        };
+        let url = data
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| MatrixError::missing_param("data.url is required for http pushers"))?;
+        let parsed = reqwest::Url::parse(url).map_err(|_| MatrixError::invalid_param("data.url is not a URL"))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.path() != NOTIFY_PATH {
+            return Err(MatrixError::invalid_param(format!(
+                "data.url must be an http(s) URL with the path {NOTIFY_PATH}"
+            )));
+        }
+        match data.get("format") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(f)) if f == "event_id_only" => {}
+            Some(_) => return Err(MatrixError::invalid_param("data.format may only be event_id_only")),
+        }
+        let append = match body.get("append") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(MatrixError::invalid_param("append must be a boolean")),
+        };
+        let record = PusherRecord {
+            user_id: requester.user_id.clone(),
+            app_id: app_id.to_owned(),
+            pushkey: pushkey.to_owned(),
+            kind,
+            app_display_name: app_display_name.to_owned(),
+            device_display_name: device_display_name.to_owned(),
+            profile_tag,
+            lang: lang.to_owned(),
+            data: data.to_string(),
+            device_id: Some(OwnedDeviceId::from(requester.device_id.as_str())),
+            created_ms: self.clock.now_ms(),
+            // Notifications from before the pusher are not sent to it.
+            pushed_pos: self.store.stream_head(),
+        };
+        self.store.put_pusher(&record, append).await?;
+        Ok(())
+    }
+
+    /// `GET /notifications`: the requester's notifications, newest first, `from` a token of an
+    /// earlier page.
+    pub async fn notifications(
+        &self,
+        requester: &Requester,
+        from: Option<&str>,
+        limit: Option<u64>,
+        only: Option<&str>,
+    ) -> MatrixResult<Value> {
+        let before = match from {
+            None => None,
+            Some(token) => Some(
+                token
+                    .parse::<i64>()
+                    .map(myelin_core::StreamPos)
+                    .map_err(|_| MatrixError::invalid_param("Invalid from token"))?,
+            ),
+        };
+        let limit = limit.map_or(NOTIFICATIONS_PAGE, |l| (l as usize).clamp(1, MAX_NOTIFICATIONS_PAGE));
+        let highlights_only = only == Some("highlight");
+        let found = self.store.notifications(&requester.user_id, before, limit, highlights_only).await?;
+        let events = self.events(&found.iter().map(|n| n.event_id.clone()).collect::<Vec<_>>()).await?;
+        let viewer = Some(crate::pdu::Viewer { user_id: &requester.user_id, device_id: &requester.device_id });
+        let formatted = self.client_events(&events, crate::pdu::ClientFormat::Client, viewer).await?;
+        let by_id: std::collections::HashMap<String, Value> =
+            events.iter().zip(formatted).map(|(e, v)| (e.event_id.to_string(), v)).collect();
+        let mut out = Vec::new();
+        for n in &found {
+            let Some(event) = by_id.get(n.event_id.as_str()) else { continue };
+            let ts = event["origin_server_ts"].clone();
+            out.push(json!({
+                "actions": ["notify", { "set_tweak": "highlight", "value": n.highlight }],
+                "event": event,
+                "read": n.read,
+                "room_id": n.room_id,
+                "ts": ts,
+            }));
+        }
+        let mut body = json!({ "notifications": out });
+        if found.len() == limit
+            && let Some(last) = found.last()
+        {
+            body["next_token"] = last.stream_pos.0.to_string().into();
+        }
+        Ok(body)
+    }
+
+    /// The `push` job of a user (payload: the user id): sends each pusher what it has not been
+    /// sent. An error leaves the job to be retried; positions already moved stay moved.
+    pub(crate) async fn run_push(&self, payload: &str) -> MatrixResult<()> {
+        let user_id = UserId::parse(payload).map_err(|_| MatrixError::internal("push job without a user"))?;
+        for pusher in self.store.pushers(&user_id).await? {
+            let mut position = pusher.pushed_pos;
+            'pusher: loop {
+                let pending = self.store.pending_pushes(&user_id, position, PUSH_BATCH).await?;
+                if pending.is_empty() {
+                    break;
+                }
+                for push in &pending {
+                    let sent = self.push_one(&pusher, push).await;
+                    match sent {
+                        Ok(Delivery::Sent) => position = push.stream_pos,
+                        Ok(Delivery::Rejected) => {
+                            tracing::info!(user = %user_id, app_id = pusher.app_id, "push gateway rejected the pushkey: pusher removed");
+                            self.store.delete_pusher(&user_id, &pusher.app_id, &pusher.pushkey).await?;
+                            break 'pusher;
+                        }
+                        Err(err) => {
+                            self.store.set_pusher_position(&user_id, &pusher.app_id, &pusher.pushkey, position).await?;
+                            return Err(err);
+                        }
+                    }
+                }
+                self.store.set_pusher_position(&user_id, &pusher.app_id, &pusher.pushkey, position).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After the job finished: notifications queued while it was finishing found it still there,
+    /// so it is queued again if any are waiting.
+    pub(crate) async fn recheck_push(&self, payload: &str) -> MatrixResult<()> {
+        let Ok(user_id) = UserId::parse(payload) else { return Ok(()) };
+        for pusher in self.store.pushers(&user_id).await? {
+            if !self.store.pending_pushes(&user_id, pusher.pushed_pos, 1).await?.is_empty() {
+                let job = myelin_storage::NewJob {
+                    kind: myelin_storage::PUSH_JOB.to_owned(),
+                    dedupe_key: Some(myelin_storage::push_job_key(&user_id)),
+                    payload: user_id.to_string(),
+                    run_at_ms: self.clock.now_ms(),
+                };
+                self.store.schedule_job(job, self.clock.now_ms()).await?;
+                self.jobs_queued.notify_one();
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one notification to one pusher's gateway.
+    async fn push_one(&self, pusher: &PusherRecord, push: &PendingPush) -> MatrixResult<Delivery> {
+        let Some(event) = self.event(&push.event_id).await? else { return Ok(Delivery::Sent) };
+        if self.clock.now_ms().saturating_sub(event.origin_server_ts) > MAX_NOTIFICATION_AGE_MS {
+            return Ok(Delivery::Sent); // too late to be of use
+        }
+        let content = Self::event_content(&event);
+        let mut data: Value = serde_json::from_str(&pusher.data).unwrap_or_else(|_| json!({}));
+        let Some(url) = data.get("url").and_then(Value::as_str).map(str::to_owned) else {
+            return Ok(Delivery::Rejected);
+        };
+        let event_id_only = data.get("format").and_then(Value::as_str) == Some("event_id_only");
+        if let Some(map) = data.as_object_mut() {
+            map.remove("url");
+        }
+        // Tweaks as the user's rules give them now (sound, highlight).
+        let member = self.store.membership(&push.room_id, &pusher.user_id).await?;
+        let display_name =
+            member.as_ref().and_then(|m| m.displayname.clone()).unwrap_or_else(|| pusher.user_id.to_string());
+        let member_count = self
+            .store
+            .room_members(&push.room_id, None)
+            .await?
+            .iter()
+            .filter(|m| m.membership == myelin_core::Membership::Join)
+            .count() as u64;
+        let ruleset = self.push_ruleset(&pusher.user_id).await?;
+        let context = push::EvaluationContext {
+            room_id: &push.room_id,
+            user_id: &pusher.user_id,
+            display_name: &display_name,
+            member_count,
+            power_levels: None,
+        };
+        let mut tweaks = tweaks_of(&push::evaluate_actions(&ruleset, &event.json, &context).await);
+        if push.highlight {
+            tweaks.insert("highlight".to_owned(), Value::Bool(true));
+        }
+        let high = push.highlight || tweaks.contains_key("sound") || event.event_type.to_string() == "m.room.encrypted";
+        let unread = self.store.unread_notification_total(&pusher.user_id).await?;
+        let device = json!({
+            "app_id": pusher.app_id,
+            "pushkey": pusher.pushkey,
+            "pushkey_ts": pusher.created_ms / 1000,
+            "data": data,
+            "tweaks": tweaks,
+        });
+        let mut notification = json!({
+            "event_id": event.event_id,
+            "room_id": event.room_id,
+            "counts": { "unread": unread },
+            "devices": [device],
+            "prio": if high { "high" } else { "low" },
+        });
+        if !event_id_only {
+            notification["type"] = event.event_type.to_string().into();
+            notification["sender"] = event.sender.to_string().into();
+            notification["content"] = content;
+            if let Some(sender) = self.store.membership(&push.room_id, &event.sender).await?
+                && let Some(name) = sender.displayname
+            {
+                notification["sender_display_name"] = name.into();
+            }
+            if let Some(name) =
+                self.store.current_state_event(&push.room_id, &ruma::events::StateEventType::RoomName, "").await?
+                && let Some(name) = Self::event_content(&name)["name"].as_str()
+            {
+                notification["room_name"] = name.into();
+            }
+            if event.state_key.as_deref() == Some(pusher.user_id.as_str()) {
+                notification["user_is_target"] = true.into();
+            }
+        }
+        let answer = self.push_gateway_post(&url, &json!({ "notification": notification })).await?;
+        let rejected = answer["rejected"].as_array().is_some_and(|r| r.iter().any(|k| k == pusher.pushkey.as_str()));
+        Ok(if rejected { Delivery::Rejected } else { Delivery::Sent })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::push::{Action, Tweak};
+
+    use super::tweaks_of;
+
+    #[test]
+    fn tweaks_are_read_from_the_actions() {
+        let actions = vec![
+            Action::Notify,
+            Action::SetTweak(Tweak::Sound("default".into())),
+            Action::SetTweak(Tweak::Highlight(ruma::push::HighlightTweakValue::Yes)),
+        ];
+        let tweaks = tweaks_of(&actions);
+        assert_eq!(tweaks.get("sound"), Some(&serde_json::json!("default")));
+        assert_eq!(tweaks.get("highlight"), Some(&serde_json::json!(true)));
+        assert!(tweaks_of(&[Action::Notify]).is_empty());
+    }
+}
