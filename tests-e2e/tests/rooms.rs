@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use anyhow::{Context, Result, ensure};
-use myelin_e2e::{TestServer, bodies, enc, room_path};
+use myelin_e2e::{TestServer, bodies, enc, errcode, room_path};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -700,5 +700,114 @@ async fn sending_without_a_transaction_id() -> Result<()> {
         .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
         .collect();
     ensure!(bodies.iter().filter(|b| *b == "old bot").count() == 2, "{bodies:?}");
+    Ok(())
+}
+
+/// Room summaries (MSC3266), as a client previews a room before joining: an open room to anyone
+/// (by id or alias, on the stable and unstable paths), an invite-only room only to its members
+/// and invitees (with their membership), an unknown or hidden room 404.
+#[tokio::test]
+async fn room_summaries_preview_what_the_asker_may_see() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let carol = server.register("carol").await?;
+    let open = alice
+        .create_room(json!({
+            "preset": "public_chat", "name": "Open garden", "topic": "flowers",
+            "room_alias_name": "garden",
+            "initial_state": [{ "type": "m.room.encryption", "state_key": "", "content": { "algorithm": "m.megolm.v1.aes-sha2" } }],
+        }))
+        .await?;
+    let alias = format!("#garden:{}", server.server_name());
+    for path in [
+        format!("/_matrix/client/v1/room_summary/{}", enc(&open)),
+        format!("/_matrix/client/v1/room_summary/{}", enc(&alias)),
+        format!("/_matrix/client/unstable/im.nheko.summary/summary/{}", enc(&open)),
+        format!("/_matrix/client/unstable/im.nheko.summary/rooms/{}/summary", enc(&alias)),
+    ] {
+        let (status, body) = server.anonymous().get(&path).await?;
+        ensure!(status == 200, "{path}: {status} {body}");
+        ensure!(
+            body["room_id"] == open.as_str() && body["name"] == "Open garden" && body["topic"] == "flowers",
+            "{body}"
+        );
+        ensure!(body["canonical_alias"] == alias.as_str() && body["join_rule"] == "public", "{body}");
+        ensure!(body["num_joined_members"] == 1 && body["room_version"] == "12", "{body}");
+        ensure!(body["encryption"] == "m.megolm.v1.aes-sha2" && body.get("membership").is_none(), "{body}");
+        ensure!(body.get("children_state").is_none(), "{body}");
+    }
+    let (status, body) = bob.get(&format!("/_matrix/client/v1/room_summary/{}", enc(&open))).await?;
+    ensure!(status == 200 && body["membership"] == "leave", "{status} {body}");
+
+    let private = alice.create_room(json!({ "preset": "private_chat", "name": "Secret" })).await?;
+    let path = format!("/_matrix/client/v1/room_summary/{}", enc(&private));
+    let (status, invited) = alice
+        .post(&format!("/_matrix/client/v3/rooms/{}/invite", enc(&private)), &json!({ "user_id": bob.user_id }))
+        .await?;
+    ensure!(status == 200, "{invited}");
+    for (who, client, expected) in
+        [("alice", &alice, Some("join")), ("bob", &bob, Some("invite")), ("carol", &carol, None)]
+    {
+        let (status, body) = client.get(&path).await?;
+        match expected {
+            Some(membership) => ensure!(
+                status == 200 && body["membership"] == membership && body["name"] == "Secret",
+                "{who}: {status} {body}"
+            ),
+            None => ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "{who}: {status} {body}"),
+        }
+    }
+    let (status, body) = server.anonymous().get(&path).await?;
+    ensure!(status == 404, "anonymous: {status} {body}");
+    let (status, body) = alice.get(&format!("/_matrix/client/v1/room_summary/{}", enc("!nothere:localhost"))).await?;
+    ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "{status} {body}");
+    let (status, body) = alice.get("/_matrix/client/v1/room_summary/not-a-room").await?;
+    ensure!(status == 400 && errcode(&body) == "M_INVALID_PARAM", "{status} {body}");
+    Ok(())
+}
+
+/// Reporting an event, a room or a user: kept for the admins; an event the reporter cannot see,
+/// or an unknown room or user, is 404; bad bodies are refused.
+#[tokio::test]
+async fn events_rooms_and_users_can_be_reported() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    let bad = alice.send_message(&room, "something nasty").await?;
+    let private = alice.create_room(json!({ "preset": "private_chat" })).await?;
+    let hidden = alice.send_message(&private, "not for bob").await?;
+
+    let report = |room: &str, event: &str| format!("/_matrix/client/v3/rooms/{}/report/{}", enc(room), enc(event));
+    let (status, body) = bob.post(&report(&room, &bad), &json!({ "reason": "spam", "score": -100 })).await?;
+    ensure!(status == 200 && body == json!({}), "{status} {body}");
+    let (status, body) = bob.post(&report(&room, &bad), &json!({})).await?;
+    ensure!(status == 200, "reason and score are optional: {status} {body}");
+    for (path, what) in [
+        (report(&private, &hidden), "an event bob cannot see"),
+        (report(&room, &hidden), "an event of another room"),
+        (report(&room, "$nothere"), "an unknown event"),
+        (format!("/_matrix/client/v3/rooms/{}/report", enc("!nothere:localhost")), "an unknown room"),
+        (format!("/_matrix/client/v3/users/{}/report", enc("@nobody:localhost")), "an unknown user"),
+    ] {
+        let (status, body) = bob.post(&path, &json!({ "reason": "x" })).await?;
+        ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "{what}: {status} {body}");
+    }
+    for (body, what) in [(json!({ "score": 5 }), "score above 0"), (json!({ "reason": 7 }), "reason not a string")] {
+        let (status, answer) = bob.post(&report(&room, &bad), &body).await?;
+        ensure!(status == 400 && errcode(&answer) == "M_INVALID_PARAM", "{what}: {status} {answer}");
+    }
+    let (status, body) = bob
+        .post(&format!("/_matrix/client/v3/rooms/{}/report", enc(&room)), &json!({ "reason": "a spam room" }))
+        .await?;
+    ensure!(status == 200, "{status} {body}");
+    let (status, body) = bob
+        .post(&format!("/_matrix/client/v3/users/{}/report", enc(&alice.user_id)), &json!({ "reason": "troll" }))
+        .await?;
+    ensure!(status == 200, "{status} {body}");
+    let (status, body) = server.anonymous().post(&report(&room, &bad), &json!({})).await?;
+    ensure!(status == 401, "{status} {body}");
     Ok(())
 }

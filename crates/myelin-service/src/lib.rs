@@ -23,6 +23,7 @@ pub mod presence;
 pub mod push;
 pub mod pushers;
 pub mod ratelimit;
+pub mod reports;
 pub mod rooms;
 pub mod rtc;
 pub mod sliding_sync;

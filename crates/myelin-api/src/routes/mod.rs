@@ -89,6 +89,9 @@ pub fn client_routes() -> Router<AppState> {
         .route("/rooms/{room_id}/state/{event_type}/{state_key}", get(rooms::get_state).put(rooms::put_state))
         .route("/rooms/{room_id}/redact/{event_id}/{txn_id}", put(rooms::redact))
         .route("/rooms/{room_id}/upgrade", post(rooms::upgrade))
+        .route("/rooms/{room_id}/report/{event_id}", post(rooms::report_event))
+        .route("/rooms/{room_id}/report", post(rooms::report_room))
+        .route("/users/{user_id}/report", post(rooms::report_user))
         .route("/rooms/{room_id}/messages", get(rooms::messages))
         .route("/rooms/{room_id}/context/{event_id}", get(rooms::context))
         .route("/rooms/{room_id}/event/{event_id}", get(rooms::event))
@@ -137,6 +140,7 @@ pub fn client_routes() -> Router<AppState> {
 pub fn v1_routes() -> Router<AppState> {
     Router::new()
         .route("/rooms/{room_id}/hierarchy", get(rooms::hierarchy))
+        .route("/room_summary/{room}", get(rooms::room_summary))
         .route("/rooms/{room_id}/relations/{event_id}", get(rooms::relations))
         .route("/rooms/{room_id}/relations/{event_id}/{rel_type}", get(rooms::relations_typed))
         .route("/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}", get(rooms::relations_typed_evtype))
@@ -159,6 +163,13 @@ pub fn media_routes() -> Router<AppState> {
         .route("/preview_url", get(media::frozen))
         .route("/download/{*rest}", get(media::frozen))
         .route("/thumbnail/{*rest}", get(media::frozen))
+}
+
+/// Room summaries (MSC3266) under their unstable prefix `/_matrix/client/unstable/im.nheko.summary`.
+pub fn msc3266_routes() -> Router<AppState> {
+    Router::new()
+        .route("/summary/{room}", get(rooms::room_summary))
+        .route("/rooms/{room}/summary", get(rooms::room_summary))
 }
 
 /// Delayed events (MSC4140), under `/_matrix/client/unstable/org.matrix.msc4140`.

@@ -22,7 +22,7 @@ use super::{QueryMap, event_id, query_u64, room_id, txn_id, user_id};
 use crate::{
     AppState,
     error::ApiResult,
-    extract::{Auth, JsonBody},
+    extract::{Auth, JsonBody, MaybeAuth},
 };
 
 /// Longest event type and state key accepted in a path.
@@ -422,6 +422,25 @@ pub async fn hierarchy(
     Ok(Json(state.hierarchy(&r.user_id, &room_id(&room)?, req).await?))
 }
 
+/// `GET /_matrix/client/v1/room_summary/{roomIdOrAlias}` (MSC3266; also its unstable paths):
+/// with or without an access token; `via` may repeat.
+pub async fn room_summary(
+    State(state): State<AppState>,
+    MaybeAuth(r): MaybeAuth,
+    Path(room): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult<Json<Value>> {
+    let mut via = Vec::new();
+    for (key, value) in q.iter().filter(|(k, _)| k == "via" || k == "server_name") {
+        via.push(
+            OwnedServerName::try_from(value.as_str())
+                .map_err(|_| MatrixError::invalid_param(format!("Invalid server name in {key}")))?,
+        );
+    }
+    let user = r.as_ref().map(|r| r.user_id.as_ref());
+    Ok(Json(state.room_summary_of(user, &room, via).await?))
+}
+
 pub async fn relations(
     State(state): State<AppState>,
     Auth(r): Auth,
@@ -482,4 +501,37 @@ pub async fn upgrade(
 ) -> ApiResult<Json<Value>> {
     let replacement = state.upgrade_room(&r, &room_id(&room)?, &body.new_version).await?;
     Ok(Json(json!({ "replacement_room": replacement })))
+}
+
+/// `POST /rooms/{roomId}/report/{eventId}`.
+pub async fn report_event(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path((room, event)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    state.report_event(&r, &room_id(&room)?, &event_id(&event)?, &body).await?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /rooms/{roomId}/report`.
+pub async fn report_room(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(room): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    state.report_room(&r, &room_id(&room)?, &body).await?;
+    Ok(Json(json!({})))
+}
+
+/// `POST /users/{userId}/report`.
+pub async fn report_user(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(user): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    state.report_user(&r, &user_id(&user)?, &body).await?;
+    Ok(Json(json!({})))
 }

@@ -12,6 +12,8 @@ pub async fn versions(State(state): State<AppState>) -> Json<Value> {
         ],
         "unstable_features": {
             "org.matrix.msc3814": true,
+            "im.nheko.summary": true,
+            "org.matrix.msc3266": true,
             "org.matrix.simplified_msc3575": true,
             "org.matrix.msc4140": state.config().rtc.max_event_delay_ms > 0,
             "org.matrix.msc4143": true,

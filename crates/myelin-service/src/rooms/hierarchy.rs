@@ -33,6 +33,8 @@ pub struct HierarchyRequest {
 enum Asker<'a> {
     User(&'a UserId),
     Server(&'a ServerName),
+    /// Someone without an access token (a room summary): open rooms only.
+    Anyone,
 }
 
 /// A room's summary and its children: (child room id, servers to ask) in state order.
@@ -114,6 +116,54 @@ impl Services {
             }
         }
         Ok(json!({ "room": summary.chunk, "children": children, "inaccessible_children": inaccessible }))
+    }
+
+    /// `GET /_matrix/client/v1/room_summary/{roomIdOrAlias}` (MSC3266): what a client shows of a
+    /// room before joining it — to a user who may see it (joined or invited, or the room is
+    /// open: public, knockable, world readable, or restricted to a room they are in), or without
+    /// a token to anyone for an open room. A room this server is not in is asked of the servers
+    /// `via` names (and those its alias resolved to). Unknown and hidden rooms are both 404.
+    pub async fn room_summary_of(
+        &self,
+        user_id: Option<&UserId>,
+        room_id_or_alias: &str,
+        mut via: Vec<OwnedServerName>,
+    ) -> MatrixResult<Value> {
+        let not_found = || MatrixError::not_found("No summary of this room: it is unknown, or not visible to you");
+        let room_id = if room_id_or_alias.starts_with('#') {
+            let alias = ruma::RoomAliasId::parse(room_id_or_alias)
+                .map_err(|_| MatrixError::invalid_param("Invalid room alias"))?;
+            let (room_id, servers) = self.resolve_alias(&alias).await?;
+            via.extend(servers.iter().filter_map(|s| OwnedServerName::try_from(s.as_str()).ok()));
+            room_id
+        } else {
+            OwnedRoomId::try_from(room_id_or_alias)
+                .map_err(|_| MatrixError::invalid_param("Invalid room id or alias"))?
+        };
+        let summary = match user_id {
+            Some(user) => self.summary_for(Asker::User(user), &room_id, &via, false, &mut HashMap::new()).await?,
+            None => self.local_summary(Asker::Anyone, &room_id, false).await?,
+        };
+        let mut chunk = summary.ok_or_else(not_found)?.chunk;
+        if let Some(fields) = chunk.as_object_mut() {
+            fields.remove("children_state");
+        }
+        if let Some(room) = self.store.get_room(&room_id).await?.filter(|r| r.current_state_group.is_some()) {
+            chunk["room_version"] = room.room_version.as_str().into();
+            chunk["im.nheko.summary.room_version"] = room.room_version.as_str().into();
+            if let Some(encryption) =
+                self.store.current_state_event(&room_id, &StateEventType::RoomEncryption, "").await?
+                && let Some(algorithm) = Self::event_content(&encryption)["algorithm"].as_str()
+            {
+                chunk["encryption"] = algorithm.into();
+                chunk["im.nheko.summary.encryption"] = algorithm.into();
+            }
+        }
+        if let Some(user) = user_id {
+            let membership = self.store.membership(&room_id, user).await?.map(|m| m.membership);
+            chunk["membership"] = membership.map_or("leave", |m| m.as_str()).into();
+        }
+        Ok(chunk)
     }
 
     /// A room's summary from this server's state, or from the servers `via` names.
@@ -237,6 +287,7 @@ impl Services {
                 }
                 // The asking server judges its users by the allowed rooms.
                 Asker::Server(server) => restricted || self.servers_in_room(room_id).await?.iter().any(|s| s == server),
+                Asker::Anyone => false,
             };
         if !visible {
             return Ok(None);

@@ -43,6 +43,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0017_erased_users.sql"),
     include_str!("../../migrations/0018_media.sql"),
     include_str!("../../migrations/0019_pushers.sql"),
+    include_str!("../../migrations/0020_reports.sql"),
 ];
 
 pub struct Sqlite {

@@ -19,6 +19,7 @@ mod partial_state;
 mod pushers;
 mod receipts;
 mod remote_devices;
+mod reports;
 mod rooms;
 mod server_keys;
 mod sliding_sync;
@@ -45,6 +46,7 @@ pub use partial_state::*;
 pub use pushers::*;
 pub use receipts::*;
 pub use remote_devices::*;
+pub use reports::*;
 pub use rooms::*;
 pub use server_keys::*;
 pub use sliding_sync::*;
@@ -81,6 +83,7 @@ pub trait Store:
     + StickyEventRepo
     + MediaRepo
     + PusherRepo
+    + ReportRepo
     + Send
     + Sync
     + 'static
@@ -112,6 +115,7 @@ impl<T> Store for T where
         + StickyEventRepo
         + MediaRepo
         + PusherRepo
+        + ReportRepo
         + Send
         + Sync
         + 'static

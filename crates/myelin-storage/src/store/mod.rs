@@ -24,6 +24,7 @@ mod partial_state;
 mod pushers;
 mod receipts;
 mod remote_devices;
+mod reports;
 mod rooms;
 mod server_keys;
 mod sliding_sync;

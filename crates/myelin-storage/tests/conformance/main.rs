@@ -13,6 +13,7 @@ mod federation;
 mod jobs;
 mod media;
 mod pushers;
+mod reports;
 mod rooms;
 mod server_keys;
 mod sliding_sync;
@@ -228,4 +229,5 @@ all_backends!(
     media::media_records_reservations_and_fills,
     media::media_thumbnails_are_kept_per_size_and_method,
     pushers::pushers_positions_and_push_jobs,
+    reports::reports_are_kept_and_listed_newest_first,
 );
