@@ -10,20 +10,4 @@
 # Environment: PYTHON (default python3), SYNAPSE_VERSION (pip version spec, default the pinned one).
 set -euo pipefail
 target="${CARGO_TARGET_DIR:-/var/tmp/myelin-ci-target}"
-venv="${1:-$target/synapse-venv}"
-spec="matrix-synapse${SYNAPSE_VERSION:-==1.163.2}"
-PYTHON=${PYTHON:-python3}
-mkdir -p "$(dirname "$venv")"
-exec 9>"$venv.lock"
-flock 9
-stamp="$venv/.myelin-installed"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$spec" ] || ! "$venv/bin/python" -c 'import synapse' 2>/dev/null; then
-    echo "synapse-venv: installing $spec into $venv (a few minutes the first time)" >&2
-    rm -rf "$venv"
-    "$PYTHON" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
-    "$venv/bin/python" -m pip install --quiet "$spec" >&2
-    echo "$spec" > "$stamp"
-fi
-echo "synapse-venv: $("$venv/bin/python" -c 'import synapse; print("synapse", synapse.__version__)')" >&2
-cd "$venv" && pwd
+exec "$(dirname "$0")/pip-venv.sh" "${1:-$target/synapse-venv}" "matrix-synapse${SYNAPSE_VERSION:-==1.163.2}" synapse

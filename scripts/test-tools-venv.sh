@@ -9,20 +9,4 @@
 # the same machine reuse it). Idempotent and safe to call concurrently (one install at a time).
 set -euo pipefail
 target="${CARGO_TARGET_DIR:-/var/tmp/myelin-ci-target}"
-venv="${1:-$target/test-tools-venv}"
-spec="moto[server]==5.2.5"
-PYTHON=${PYTHON:-python3}
-mkdir -p "$(dirname "$venv")"
-exec 9>"$venv.lock"
-flock 9
-stamp="$venv/.myelin-installed"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$spec" ] || [ ! -x "$venv/bin/moto_server" ]; then
-    echo "test-tools-venv: installing $spec into $venv" >&2
-    rm -rf "$venv"
-    "$PYTHON" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
-    "$venv/bin/python" -m pip install --quiet "$spec" >&2
-    echo "$spec" > "$stamp"
-fi
-echo "test-tools-venv: $("$venv/bin/python" -c 'import moto; print("moto", moto.__version__)')" >&2
-cd "$venv" && pwd
+exec "$(dirname "$0")/pip-venv.sh" "${1:-$target/test-tools-venv}" "moto[server]==5.2.5" moto

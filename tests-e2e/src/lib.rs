@@ -657,18 +657,7 @@ impl Client {
 
     /// Sends raw bytes as an `application/json` body, for malformed-input tests.
     pub async fn raw(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> Result<(u16, Value)> {
-        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).body(body);
-        if let Some(token) = &self.token {
-            req = req.bearer_auth(token);
-        }
-        let resp = req
-            .header("content-type", "application/json")
-            .send()
-            .await
-            .with_context(|| format!("{method} {path}: no HTTP answer"))?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        self.send_bytes(method, path, "application/json", body).await
     }
 
     /// Sends `body` as it is with this content type (media uploads).

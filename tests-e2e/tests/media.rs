@@ -141,6 +141,10 @@ async fn thumbnails_are_made_at_standard_sizes_and_never_upscaled() -> Result<()
 
     let (status, _, body) = alice.get_bytes(&thumbnail(&small, "width=800&height=600")).await?;
     ensure!(status == 200 && body == small_png, "a 20×20 picture is its own 800×600 thumbnail: {status}");
+    // Served as what its bytes are, not as what the uploader called them.
+    let (_, disguised) = upload(&alice, "x.svg", "image/svg+xml", &small_png).await?;
+    let (status, headers, _) = alice.get_bytes(&thumbnail(&disguised, "width=96&height=96")).await?;
+    ensure!(status == 200 && header(&headers, "content-type") == "image/png", "{status} {headers:?}");
 
     // Odd sizes: served from the standard ones already made.
     let files = blob_files(&server);

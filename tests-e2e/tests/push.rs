@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 /// set.
 #[derive(Clone, Default)]
 struct Gateway {
+    addr: String,
     received: Arc<Mutex<Vec<Value>>>,
     status: Arc<AtomicU16>,
     reject: Arc<Mutex<Vec<String>>>,
@@ -36,10 +37,15 @@ async fn notify(State(g): State<Gateway>, Json(body): Json<Value>) -> (StatusCod
 
 impl Gateway {
     async fn start() -> Result<(Self, String)> {
-        let gateway = Gateway::default();
+        Self::start_on("127.0.0.1").await
+    }
+
+    async fn start_on(ip: &str) -> Result<(Self, String)> {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await?;
+        let addr = listener.local_addr()?.to_string();
+        let gateway = Gateway { addr: addr.clone(), ..Gateway::default() };
         gateway.status.store(200, Ordering::SeqCst);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/_matrix/push/v1/notify", listener.local_addr()?);
+        let url = format!("http://{addr}/_matrix/push/v1/notify");
         let app = Router::new().route("/_matrix/push/v1/notify", post(notify)).with_state(gateway.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok((gateway, url))
@@ -152,6 +158,42 @@ async fn a_message_reaches_the_push_gateway_with_what_a_phone_shows() -> Result<
     bob.send_message(&room, "into the void").await?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     ensure!(gateway.received().len() == 2, "nothing after the pusher went: {:?}", gateway.received());
+
+    // Signing the device out takes its pushers with it.
+    let (status, body) = alice.post("/_matrix/client/v3/pushers/set", &pusher(&url, "key-1")).await?;
+    ensure!(status == 200, "{status} {body}");
+    let (status, body) = alice.post("/_matrix/client/v3/logout", &json!({})).await?;
+    ensure!(status == 200, "{status} {body}");
+    let alice = server.login("alice").await?;
+    let (_, listed) = alice.get("/_matrix/client/v3/pushers").await?;
+    ensure!(listed["pushers"].as_array().is_some_and(Vec::is_empty), "{listed}");
+    Ok(())
+}
+
+/// A gateway that redirects to an address the outbound policy refuses is not followed there.
+#[tokio::test]
+async fn a_gateway_redirect_to_a_refused_address_is_not_followed() -> Result<()> {
+    let server = TestServer::start_with(LOOPBACK_ALLOWED).await?;
+    // The real receiver, on 127.0.0.2 (not allowed: only 127.0.0.1/32 is).
+    let (hidden, _) = Gateway::start_on("127.0.0.2").await?;
+    let hidden_url = format!("http://{}/_matrix/push/v1/notify", hidden.addr);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/_matrix/push/v1/notify", listener.local_addr()?);
+    let redirector = Router::new().route(
+        "/_matrix/push/v1/notify",
+        post(move || {
+            let to = hidden_url.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", to)]) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, redirector).await });
+    let (alice, bob, room) = room_of_two(&server).await?;
+    let (status, body) = alice.post("/_matrix/client/v3/pushers/set", &pusher(&url, "key-r")).await?;
+    ensure!(status == 200, "{status} {body}");
+    bob.send_message(&room, "follow me").await?;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    ensure!(hidden.received().is_empty(), "the redirect was followed: {:?}", hidden.received());
+    ensure!(server.log().contains("redirect to refused address"), "the push was tried and refused:\n{}", server.log());
     Ok(())
 }
 

@@ -54,7 +54,7 @@ pub struct MediaConfig {
 }
 
 /// An S3-compatible bucket (path-style requests, SigV4).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     /// `https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:9000`, …
@@ -64,6 +64,19 @@ pub struct S3Config {
     pub region: String,
     pub access_key: String,
     pub secret_key: String,
+}
+
+/// Without the secret key (configurations are logged).
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .finish()
+    }
 }
 
 fn default_s3_region() -> String {

@@ -203,6 +203,8 @@ impl Services {
     /// sent. An error leaves the job to be retried; positions already moved stay moved.
     pub(crate) async fn run_push(&self, payload: &str) -> MatrixResult<()> {
         let user_id = UserId::parse(payload).map_err(|_| MatrixError::internal("push job without a user"))?;
+        // The job may come from another process's commit this one has not heard of yet.
+        self.store.refresh_stream_head().await?;
         for pusher in self.store.pushers(&user_id).await? {
             let mut position = pusher.pushed_pos;
             'pusher: loop {
@@ -235,6 +237,7 @@ impl Services {
     /// so it is queued again if any are waiting.
     pub(crate) async fn recheck_push(&self, payload: &str) -> MatrixResult<()> {
         let Ok(user_id) = UserId::parse(payload) else { return Ok(()) };
+        self.store.refresh_stream_head().await?;
         for pusher in self.store.pushers(&user_id).await? {
             if !self.store.pending_pushes(&user_id, pusher.pushed_pos, 1).await?.is_empty() {
                 let job = myelin_storage::NewJob {

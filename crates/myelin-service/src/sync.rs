@@ -355,15 +355,17 @@ impl Services {
 
     /// Timeline of a room in `(since, until]`: (events oldest first, limited). When the filter
     /// or history visibility drops events, older pages are read to fill the limit (a few at
-    /// most, as Synapse does), so a reader back after an absence still gets a timeline.
+    /// most, as Synapse does), so a reader back after an absence still gets a timeline. With
+    /// `joined`, state that is still current shows whatever the history visibility.
     async fn timeline(
         &self,
         user_id: &UserId,
         room_id: &RoomId,
-        since: Option<StreamPos>,
-        until: StreamPos,
+        span: (Option<StreamPos>, StreamPos),
         filter: &Filter,
+        joined: bool,
     ) -> MatrixResult<Timeline> {
+        let (since, until) = span;
         let limit = Self::timeline_limit(filter);
         let mut kept: Vec<StoredEvent> = Vec::new();
         let mut state_skipped = false;
@@ -382,7 +384,11 @@ impl Services {
             events.reverse();
             let state_read = events.iter().filter(|e| e.state_key.is_some()).count();
             let matching: Vec<StoredEvent> = events.into_iter().filter(|e| filter.room.timeline.matches(e)).collect();
-            let mut visible = self.visible_in_timeline(user_id, room_id, matching).await?;
+            let mut visible = if joined {
+                self.visible_in_timeline(user_id, room_id, matching).await?
+            } else {
+                self.filter_visible(user_id, matching).await?
+            };
             state_skipped |= visible.iter().filter(|e| e.state_key.is_some()).count() < state_read;
             visible.append(&mut kept);
             kept = visible;
@@ -497,7 +503,7 @@ impl Services {
         let since_pos = if full { None } else { since.map(|s| s.pos) };
         let new_events = since_pos.is_none_or(|s| room.last_event_pos > s);
         let Timeline { events: timeline, limited, state_skipped } = if new_events {
-            self.timeline(user_id, room_id, since_pos, now.pos, filter).await?
+            self.timeline(user_id, room_id, (since_pos, now.pos), filter, true).await?
         } else {
             Timeline::default()
         };
@@ -506,8 +512,10 @@ impl Services {
         // State changes the timeline does not show (a gap, or state the filter left out) go in
         // the state section.
         if since_pos.is_none() || limited || state_skipped {
+            // State as of the timeline's start; when the filter dropped state events (which may
+            // come after the start), as of its end: what changed and is not in the timeline.
             let start = timeline.first().map_or(now.pos, |e| e.stream_pos.prev());
-            let state = self.state_at(room_id, start).await?;
+            let state = self.state_at(room_id, if state_skipped { now.pos } else { start }).await?;
             let previous = match since_pos {
                 Some(s) => Some(self.state_at(room_id, s).await?),
                 None => None,
@@ -638,7 +646,7 @@ impl Services {
             }
         }
         let Timeline { events: timeline, limited, .. } =
-            self.timeline(user_id, &room.room_id, since, room.membership_pos, filter).await?;
+            self.timeline(user_id, &room.room_id, (since, room.membership_pos), filter, false).await?;
         let start = timeline.first().map_or(room.membership_pos, |e| e.stream_pos.prev());
         let state = self.state_at(&room.room_id, start).await?;
         let state_events = self.state_section(user_id, &state, previous.as_deref(), &timeline, filter).await?;

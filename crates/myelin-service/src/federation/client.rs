@@ -22,6 +22,13 @@ use crate::Services;
 
 /// A whole request, from connecting to the last byte of the answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A media file fetched from another server (or where it points) may take this long in all.
+const MEDIA_TIMEOUT: Duration = Duration::from_secs(300);
+/// A push gateway answers within this, or the push is tried again later (the job runner's
+/// lane is not held long).
+const PUSH_GATEWAY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Redirects followed at most.
+const MAX_REDIRECTS: usize = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest answer read (room state for a join can be large).
 const MAX_RESPONSE_BYTES: usize = 100 << 20;
@@ -107,7 +114,22 @@ pub(super) fn build_http_client(
     aliases: ConnectAliases,
     verify_certificates: bool,
 ) -> Result<reqwest::Client, String> {
+    // A redirect to an address (not a name, which the resolver checks) must be allowed too.
+    let redirect_policy = policy.clone();
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= MAX_REDIRECTS {
+            return attempt.error("too many redirects");
+        }
+        let host = attempt.url().host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) if !redirect_policy.allows(ip) => {
+                attempt.error(Refused(format!("redirect to refused address {ip}")))
+            }
+            _ => attempt.follow(),
+        }
+    });
     reqwest::Client::builder()
+        .redirect(redirects)
         .dns_resolver(Arc::new(PolicyResolver(policy, aliases)))
         .tls_danger_accept_invalid_certs(!verify_certificates)
         .timeout(REQUEST_TIMEOUT)
@@ -342,7 +364,7 @@ impl Services {
         let name = destination.to_string();
         let target = self.federation_destination(destination).await?;
         let url = format!("{}{path_and_query}", target.base_url());
-        let mut request = self.federation.http.get(&url);
+        let mut request = self.federation.http.get(&url).timeout(MEDIA_TIMEOUT);
         if sign {
             let header =
                 xmatrix::sign_request(&self.keys.key_pair, &self.server_name, destination, "GET", path_and_query, None)
@@ -361,7 +383,8 @@ impl Services {
         url: &str,
     ) -> Result<reqwest::Response, FederationError> {
         self.check_url_address(url)?;
-        let response = self.federation.http.get(url).send().await.map_err(|e| send_error(origin, &e))?;
+        let response =
+            self.federation.http.get(url).timeout(MEDIA_TIMEOUT).send().await.map_err(|e| send_error(origin, &e))?;
         successful(origin, response).await
     }
 
@@ -369,7 +392,15 @@ impl Services {
     /// the answer's JSON (`{}` if it is not JSON).
     pub(crate) async fn push_gateway_post(&self, url: &str, body: &Value) -> Result<Value, FederationError> {
         self.check_url_address(url)?;
-        let response = self.federation.http.post(url).json(body).send().await.map_err(|e| send_error(url, &e))?;
+        let response = self
+            .federation
+            .http
+            .post(url)
+            .timeout(PUSH_GATEWAY_TIMEOUT)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| send_error(url, &e))?;
         let response = successful(url, response).await?;
         let raw = read_body(url, response, 64 * 1024).await?;
         Ok(serde_json::from_slice(&raw).unwrap_or_else(|_| Value::Object(Default::default())))

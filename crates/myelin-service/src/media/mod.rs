@@ -239,11 +239,19 @@ impl Services {
     ) -> MatrixResult<Download> {
         let size = thumbnail::snap(width, height, method);
         let record = self.media_record(server_name, media_id, timeout).await?;
-        let kept =
-            self.store.media_thumbnail(server_name, media_id, size.width, size.height, size.method.as_str()).await?;
+        let method = size.method.as_str();
+        let kept = self.store.media_thumbnail(server_name, media_id, size.width, size.height, method).await?;
         let thumb = match kept {
             Some(kept) => kept,
-            None => self.make_thumbnail(record, size).await?,
+            None => {
+                // One request makes it; the others wait and find it made.
+                let key = format!("thumbnail:{server_name}/{media_id}/{}x{}/{method}", size.width, size.height);
+                let _making = self.locks.lock(&key).await;
+                match self.store.media_thumbnail(server_name, media_id, size.width, size.height, method).await? {
+                    Some(kept) => kept,
+                    None => self.make_thumbnail(record, size).await?,
+                }
+            }
         };
         let Some(bytes) = self.blobs.get(&thumb.content.sha256).await? else {
             tracing::error!(media_id, sha256 = %thumb.content.sha256, "a thumbnail's blob is missing from the store");
@@ -265,13 +273,14 @@ impl Services {
         if !content_type.starts_with("image/") || content.length > self.config.media.max_upload_bytes {
             return Err(no_thumbnail());
         }
+        // Decoding is CPU work and holds the whole image: off the async threads, a few at a time
+        // (the bytes are read only once a turn has come).
+        let _permit = self.thumbnailer.acquire().await.map_err(|_| MatrixError::internal("Thumbnailer closed"))?;
         let Some(mut stream) = self.blobs.get(&content.sha256).await? else { return Err(no_thumbnail()) };
         let mut data = Vec::with_capacity(usize::try_from(content.length).unwrap_or(0));
         while let Some(chunk) = stream.next().await {
             data.extend_from_slice(&chunk.map_err(myelin_storage::StorageError::from)?);
         }
-        // Decoding is CPU work: off the async threads, a few at a time.
-        let _permit = self.thumbnailer.acquire().await.map_err(|_| MatrixError::internal("Thumbnailer closed"))?;
         let made = tokio::task::spawn_blocking(move || thumbnail::make(&data, size, MAX_THUMBNAIL_SOURCE_PIXELS))
             .await
             .map_err(|e| MatrixError::internal(format!("Thumbnailer failed: {e}")))?;
@@ -284,7 +293,7 @@ impl Services {
                     PutOutcome::TooLarge => return Err(no_thumbnail()),
                 }
             }
-            thumbnail::Outcome::Original => (content_type, content),
+            thumbnail::Outcome::Original(detected) => (detected.to_owned(), content),
             thumbnail::Outcome::Refused(why) => {
                 tracing::debug!(media_id = %record.media_id, %why, "no thumbnail");
                 return Err(no_thumbnail());

@@ -75,8 +75,9 @@ pub struct Thumbnail {
 #[derive(Debug)]
 pub enum Outcome {
     Made(Thumbnail),
-    /// The source is no bigger than the size: it is its own thumbnail (never upscaled).
-    Original,
+    /// The source is no bigger than the size: it is its own thumbnail (never upscaled), of
+    /// this type (what its bytes are, whatever the uploader said).
+    Original(&'static str),
     /// Not an image this server thumbnails, or one too big to decode safely.
     Refused(String),
 }
@@ -96,9 +97,11 @@ fn reader(data: &[u8]) -> image::ImageResult<ImageReader<Cursor<&[u8]>>> {
 
 fn try_make(data: &[u8], size: Size, max_pixels: u64) -> image::ImageResult<Outcome> {
     let format = reader(data)?.format();
-    let output = match format {
-        Some(ImageFormat::Jpeg | ImageFormat::WebP) => ImageFormat::Jpeg,
-        Some(ImageFormat::Png | ImageFormat::Gif) => ImageFormat::Png,
+    let (output, source_type) = match format {
+        Some(ImageFormat::Jpeg) => (ImageFormat::Jpeg, "image/jpeg"),
+        Some(ImageFormat::WebP) => (ImageFormat::Jpeg, "image/webp"),
+        Some(ImageFormat::Png) => (ImageFormat::Png, "image/png"),
+        Some(ImageFormat::Gif) => (ImageFormat::Png, "image/gif"),
         _ => return Ok(Outcome::Refused("not an image format thumbnails are made of".into())),
     };
     let (width, height) = reader(data)?.into_dimensions()?;
@@ -116,7 +119,7 @@ fn try_make(data: &[u8], size: Size, max_pixels: u64) -> image::ImageResult<Outc
     image.apply_orientation(orientation);
     let (width, height) = (image.width(), image.height());
     if width <= size.width && height <= size.height {
-        return Ok(Outcome::Original);
+        return Ok(Outcome::Original(source_type));
     }
     let thumbnail = match size.method {
         // Never upscaled: a side already shorter than the box stays as it is.
@@ -200,7 +203,7 @@ mod tests {
         assert_eq!((crop.width, crop.height), (50, 96));
         // Smaller than the box: the original serves.
         let small = png(&picture(20, 20));
-        assert!(matches!(make(&small, snap(96, 96, Method::Crop), 32_000_000), Outcome::Original));
+        assert!(matches!(make(&small, snap(96, 96, Method::Crop), 32_000_000), Outcome::Original("image/png")));
     }
 
     #[test]

@@ -40,6 +40,9 @@ impl S3BlobStore {
             .filter(|h| !h.is_empty() && !h.contains('/'))
             .ok_or_else(|| format!("media.s3.endpoint must be http(s)://host[:port], not {endpoint:?}"))?
             .to_owned();
+        // The Host header leaves out a default port: so must the signature.
+        let default_port = if endpoint.starts_with("https://") { ":443" } else { ":80" };
+        let host = host.strip_suffix(default_port).map_or(host.clone(), str::to_owned);
         let bucket_ok = !config.bucket.is_empty()
             && config.bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
         if !bucket_ok {

@@ -12,7 +12,7 @@ use crate::{
 
 /// Everything kept per device, deleted with it. The inbox goes up to now: messages for a reused
 /// device id that commit later are kept.
-const DEVICE_TABLES: [&str; 9] = [
+const DEVICE_TABLES: [&str; 10] = [
     "access_tokens",
     "refresh_tokens",
     "devices",
@@ -22,6 +22,8 @@ const DEVICE_TABLES: [&str; 9] = [
     "fallback_keys",
     "to_device_inbox",
     "sliding_sync_connections",
+    // A signed-out phone gets no more notifications.
+    "pushers",
 ];
 
 /// Deletes the devices' rows everywhere and records a device-list change (in a stream write).

@@ -22,9 +22,11 @@ use crate::{
 };
 
 /// Queues a push job (`PUSH_JOB`, keyed as `push_job_key`, the user id as its payload) for each
-/// of users `$1` who has a pusher, due at `$2`, unless the user has one queued already.
+/// of users `$1` who has a pusher, due at once (not at the event's own time, which another
+/// server may have set anywhere), unless the user has one queued already; `$2` is its creation
+/// time.
 const PUSH_JOB_INSERT: &str = "INSERT INTO jobs (kind, dedupe_key, payload, run_at_ms, created_ms)
-     SELECT DISTINCT 'push', 'push:' || user_id, user_id, CAST($2 AS BIGINT), CAST($2 AS BIGINT)
+     SELECT DISTINCT 'push', 'push:' || user_id, user_id, 0, CAST($2 AS BIGINT)
      FROM pushers WHERE user_id = ANY($1)
      ON CONFLICT (dedupe_key) DO NOTHING";
 

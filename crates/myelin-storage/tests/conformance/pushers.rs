@@ -39,13 +39,13 @@ pub async fn pushers_positions_and_push_jobs(url: String) {
         .iter()
         .map(|u| PushActionRecord { user_id: uid(u), highlight: *u == "@a:test", thread_id: None })
         .collect();
-    message.origin_server_ts = 5_000;
+    message.origin_server_ts = 4_000_000_000_000; // far in the future, as another server may say
     let p1 = persisted(&store, message).await;
     let jobs = store.jobs().await.expect("jobs");
     let push_jobs: Vec<_> = jobs.iter().filter(|j| j.kind == PUSH_JOB).collect();
     assert_eq!(push_jobs.len(), 1, "only @a has a pusher: {jobs:?}");
     assert_eq!(push_jobs[0].dedupe_key.as_deref(), Some(push_job_key(&uid("@a:test")).as_str()));
-    assert_eq!(push_jobs[0].run_at_ms, 5_000);
+    assert_eq!(push_jobs[0].run_at_ms, 0, "due at once, whatever the event's own time");
     assert_eq!(push_jobs[0].payload, "@a:test", "the job names its user");
     let mut second = event("!r:test", "$m2", "m.room.message", None, &["$m1"]);
     second.push_actions = vec![PushActionRecord { user_id: uid("@a:test"), highlight: false, thread_id: None }];
@@ -104,4 +104,8 @@ pub async fn pushers_positions_and_push_jobs(url: String) {
     assert!(store.pushers(&uid("@a:test")).await.expect("list").is_empty(), "taken over by @c");
     assert!(store.delete_pusher(&uid("@c:test"), "app", "key-a").await.expect("delete"));
     assert!(!store.delete_pusher(&uid("@c:test"), "app", "key-a").await.expect("delete"), "gone already");
+
+    // Signing the device out removes its pushers.
+    store.delete_devices(&uid("@b:test"), &[did("PHONE")]).await.expect("delete device");
+    assert!(store.pushers(&uid("@b:test")).await.expect("list").is_empty(), "the device's pushers went with it");
 }
