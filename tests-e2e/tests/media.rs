@@ -372,3 +372,63 @@ async fn media_of_another_server_is_fetched_over_federation_and_kept() -> Result
     ensure!(status == 200 && body == picture, "from the copy kept: {status}");
     Ok(())
 }
+
+/// A small web site on 127.0.0.1 for URL previews: a page with Open Graph tags and an image.
+async fn web_site(picture: Vec<u8>) -> Result<String> {
+    use axum::{Router, http::header, routing::get};
+    let page = "<html><head><title>Ignored</title>\
+                <meta property=\"og:title\" content=\"The rose garden &amp; more\">\
+                <meta name=\"description\" content=\"Flowers in spring\">\
+                <meta property=\"og:image\" content=\"/rose.png\"></head><body>hello</body></html>";
+    let app = Router::new()
+        .route("/page.html", get(move || async move { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page) }))
+        .route("/rose.png", get(move || async move { ([(header::CONTENT_TYPE, "image/png")], picture) }))
+        .route("/moved", get(|| async { axum::response::Redirect::temporary("/page.html") }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(base)
+}
+
+/// URL previews when turned on: the page's Open Graph title, its description as the fallback,
+/// its image stored here as media (downloadable), redirects followed; off by default; pages on
+/// private addresses refused unless the outbound policy allows them.
+#[tokio::test]
+async fn url_previews_show_a_pages_open_graph_data_when_turned_on() -> Result<()> {
+    let picture = png(64, 32)?;
+    let site = web_site(picture.clone()).await?;
+    let preview = |url: &str| format!("/_matrix/client/v1/media/preview_url?url={}", myelin_e2e::enc(url));
+
+    let off = TestServer::start().await?;
+    let alice = off.register("alice").await?;
+    let (status, body) = alice.get(&preview(&format!("{site}/page.html"))).await?;
+    ensure!(status == 404 && errcode(&body) == "M_UNRECOGNIZED", "off by default: {status} {body}");
+
+    let private = TestServer::start_with("[media]\nurl_previews = true\n").await?;
+    let alice = private.register("alice").await?;
+    let (status, body) = alice.get(&preview(&format!("{site}/page.html"))).await?;
+    ensure!(status == 502, "127.0.0.1 is refused unless allowed: {status} {body}");
+
+    let server =
+        TestServer::start_with("[media]\nurl_previews = true\n[federation]\nip_range_allowlist = [\"127.0.0.1/32\"]\n")
+            .await?;
+    let alice = server.register("alice").await?;
+    for page in ["page.html", "moved"] {
+        let (status, og) = alice.get(&preview(&format!("{site}/{page}"))).await?;
+        ensure!(status == 200, "{page}: {status} {og}");
+        ensure!(og["og:title"] == "The rose garden & more" && og["og:description"] == "Flowers in spring", "{og}");
+        ensure!(og["og:image:type"] == "image/png" && og["matrix:image:size"] == picture.len(), "{og}");
+        let image = og["og:image"].as_str().unwrap_or_default().trim_start_matches("mxc://").to_owned();
+        let (status, _, body) = alice.get_bytes(&format!("/_matrix/client/v1/media/download/{image}")).await?;
+        ensure!(status == 200 && body == picture, "the image is kept as media: {status}");
+    }
+    let (status, og) = alice.get(&preview(&format!("{site}/rose.png"))).await?;
+    ensure!(status == 200 && og["og:image:type"] == "image/png", "an image link: {status} {og}");
+    for (url, code) in [("ftp://example.org/x", "M_INVALID_PARAM"), ("not a url", "M_INVALID_PARAM")] {
+        let (status, body) = alice.get(&preview(url)).await?;
+        ensure!(status == 400 && errcode(&body) == code, "{url}: {status} {body}");
+    }
+    let (status, body) = alice.get("/_matrix/client/v1/media/preview_url").await?;
+    ensure!(status == 400 && errcode(&body) == "M_MISSING_PARAM", "{status} {body}");
+    Ok(())
+}

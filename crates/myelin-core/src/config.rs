@@ -48,6 +48,9 @@ pub struct MediaConfig {
     pub max_pending_uploads: usize,
     /// How long a reserved media id may wait for its bytes, in milliseconds.
     pub unused_expiry_ms: u64,
+    /// URL previews (`preview_url`): the server fetches the pages its users link to. Off by
+    /// default; fetches obey `federation.ip_range_allowlist` (no private addresses).
+    pub url_previews: bool,
     /// An S3-compatible object store for the bytes instead of `path` (`[media.s3]`): what
     /// processes on several machines share. Uploads are still spooled under `path`.
     pub s3: Option<S3Config>,
@@ -90,6 +93,7 @@ impl Default for MediaConfig {
             path: PathBuf::new(),
             max_pending_uploads: 5,
             unused_expiry_ms: 24 * 3600 * 1000,
+            url_previews: false,
             s3: None,
         }
     }

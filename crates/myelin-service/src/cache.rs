@@ -40,6 +40,16 @@ impl CacheKey for OwnedUserId {
     }
 }
 
+/// Plain strings (URLs of URL previews).
+impl CacheKey for String {
+    fn to_signal(&self) -> String {
+        self.clone()
+    }
+    fn from_signal(key: &str) -> Option<Self> {
+        Some(key.to_owned())
+    }
+}
+
 impl CacheKey for OwnedRoomId {
     fn to_signal(&self) -> String {
         self.to_string()

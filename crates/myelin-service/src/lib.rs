@@ -114,6 +114,8 @@ pub struct Services {
     blobs: Arc<dyn myelin_storage::blob::BlobStore>,
     /// Thumbnails being made at once (CPU work, off the async threads).
     thumbnailer: tokio::sync::Semaphore,
+    /// URL previews by URL (`media/preview.rs`).
+    url_previews: cache::Cache<String, Arc<serde_json::Value>>,
 }
 
 impl Services {
@@ -169,6 +171,12 @@ impl Services {
             lazy_members: lazy_members::LazyMembersSent::default(),
             blobs,
             thumbnailer: tokio::sync::Semaphore::new(THUMBNAILS_AT_ONCE),
+            url_previews: cache::Cache::new(
+                "url_previews",
+                media::preview::PREVIEWS_CACHED,
+                Some(media::preview::PREVIEW_MAX_AGE),
+                clock.clone(),
+            ),
             clock,
             random,
         });

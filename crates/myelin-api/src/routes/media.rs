@@ -114,6 +114,17 @@ pub async fn thumbnail(
     Ok(media_response(download, None))
 }
 
+/// `GET /_matrix/client/v1/media/preview_url?url=…[&ts=…]`.
+pub async fn preview_url(
+    State(state): State<AppState>,
+    Auth(_): Auth,
+    Query(q): Query<QueryMap>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let url = q.get("url").ok_or_else(|| MatrixError::missing_param("url is required"))?;
+    query_u64(&q, "ts")?;
+    Ok(axum::Json(state.preview_url(url).await?))
+}
+
 /// The unauthenticated media paths, frozen by MSC3916: this server has no media from before the
 /// freeze, so there is nothing to serve there.
 pub async fn frozen() -> ApiError {

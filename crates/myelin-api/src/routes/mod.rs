@@ -151,6 +151,7 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/media/download/{server_name}/{media_id}", get(media::download))
         .route("/media/download/{server_name}/{media_id}/{file_name}", get(media::download_named))
         .route("/media/thumbnail/{server_name}/{media_id}", get(media::thumbnail))
+        .route("/media/preview_url", get(media::preview_url))
 }
 
 /// Uploads, under `/_matrix/media/{v3,r0,v1}`; the unauthenticated downloads there are frozen.

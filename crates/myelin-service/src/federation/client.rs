@@ -27,6 +27,8 @@ const MEDIA_TIMEOUT: Duration = Duration::from_secs(300);
 /// A push gateway answers within this, or the push is tried again later (the job runner's
 /// lane is not held long).
 const PUSH_GATEWAY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A page or image fetched for a URL preview may take this long.
+const PREVIEW_TIMEOUT: Duration = Duration::from_secs(10);
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -388,6 +390,35 @@ impl Services {
         successful(origin, response).await
     }
 
+    /// A `GET` of a URL a user gave (a URL preview), reading at most `limit` bytes of the answer.
+    pub(crate) async fn fetch_limited(&self, url: &reqwest::Url, limit: usize) -> Result<Fetched, FederationError> {
+        let name = url.as_str();
+        self.check_url_address(name)?;
+        let response = self
+            .federation
+            .http
+            .get(url.clone())
+            .timeout(PREVIEW_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| send_error(name, &e))?;
+        let mut response = successful(name, response).await?;
+        let final_url = response.url().clone();
+        let content_type =
+            response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let mut bytes = Vec::new();
+        let mut complete = true;
+        while let Some(chunk) = response.chunk().await.map_err(|e| send_error(name, &e))? {
+            if bytes.len() + chunk.len() > limit {
+                bytes.extend_from_slice(&chunk[..limit - bytes.len()]);
+                complete = false;
+                break;
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Fetched { url: final_url, content_type, bytes, complete })
+    }
+
     /// A JSON `POST` to a URL a user gave (a push gateway), under the outbound address policy:
     /// the answer's JSON (`{}` if it is not JSON).
     pub(crate) async fn push_gateway_post(&self, url: &str, body: &Value) -> Result<Value, FederationError> {
@@ -420,6 +451,16 @@ impl Services {
             _ => Ok(()),
         }
     }
+}
+
+/// What a bounded fetch read.
+pub(crate) struct Fetched {
+    /// Where the answer came from, after redirects.
+    pub url: reqwest::Url,
+    pub content_type: Option<String>,
+    pub bytes: Vec<u8>,
+    /// False when the answer was longer than the limit (`bytes` is its start).
+    pub complete: bool,
 }
 
 /// The response if its status is a success; else the remote's Matrix error.

@@ -4,6 +4,7 @@
 //! (`thumbnail.rs`) are made on first request at one of a few standard sizes and kept.
 
 pub mod multipart;
+pub mod preview;
 pub mod thumbnail;
 
 use std::time::Duration;
