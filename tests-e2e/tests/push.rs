@@ -323,3 +323,24 @@ async fn bad_pushers_are_refused_and_private_gateways_are_not_called() -> Result
     ensure!(gateway.received().is_empty(), "{:?}", gateway.received());
     Ok(())
 }
+
+/// A notification waiting for its gateway survives `kill -9` and arrives once afterwards.
+#[tokio::test]
+async fn a_push_waiting_for_its_gateway_arrives_once_after_kill_9() -> Result<()> {
+    let mut server = TestServer::start_with(LOOPBACK_ALLOWED).await?;
+    let (gateway, url) = Gateway::start().await?;
+    let (alice, bob, room) = room_of_two(&server).await?;
+    let (status, body) = alice.post("/_matrix/client/v3/pushers/set", &pusher(&url, "key-k")).await?;
+    ensure!(status == 200, "{status} {body}");
+    gateway.status.store(503, Ordering::SeqCst);
+    let event_id = bob.send_message(&room, "while the gateway is down").await?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    server.kill9();
+    gateway.status.store(200, Ordering::SeqCst);
+    server.start_again().await?;
+    let got = gateway.wait_for(1, Duration::from_secs(30), "after the restart").await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got_now = gateway.received();
+    ensure!(got_now.len() == 1 && got[0]["notification"]["event_id"] == event_id.as_str(), "once: {got_now:?}");
+    Ok(())
+}
