@@ -811,3 +811,22 @@ async fn events_rooms_and_users_can_be_reported() -> Result<()> {
     ensure!(status == 401, "{status} {body}");
     Ok(())
 }
+
+/// An invite to a room everyone has since left cannot be accepted (404, as on Synapse, whose
+/// server is no longer in such a room): the room is gone.
+#[tokio::test]
+async fn an_invite_to_a_room_everyone_left_cannot_be_accepted() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "private_chat" })).await?;
+    let (status, body) = alice.post(&room_path(&room, "invite"), &json!({ "user_id": bob.user_id })).await?;
+    ensure!(status == 200, "{body}");
+    let (status, body) = alice.post(&room_path(&room, "leave"), &json!({})).await?;
+    ensure!(status == 200, "{body}");
+    let (status, body) = bob.join(&room).await?;
+    ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "{status} {body}");
+    let (status, body) = bob.post(&room_path(&room, "leave"), &json!({})).await?;
+    ensure!(status == 200, "the invite can still be declined: {status} {body}");
+    Ok(())
+}

@@ -146,6 +146,14 @@ impl Services {
                 .join_remote_room(&requester.user_id, Some(&requester.device_id), &room_id, &servers, content)
                 .await;
         }
+        // A room everyone has left is gone, as on Synapse (whose server leaves it with its last
+        // user): an old invite to it cannot bring it back to life.
+        if matches!(membership, Membership::Join | Membership::Knock)
+            && self.store.get_room(&room_id).await?.is_some()
+            && self.servers_in_room(&room_id).await?.is_empty()
+        {
+            return Err(MatrixError::not_found("Everyone has left this room: it no longer exists"));
+        }
         let change = MembershipChange::new(&requester.user_id, &room_id, &requester.user_id, membership)
             .from_device(&requester.device_id)
             .with_reason(reason);
