@@ -61,6 +61,14 @@ impl Server {
     }
 
     /// GET /_matrix/client/versions, to check the server is there.
+    /// The HTTP client and base URL, for requests that are not JSON (media).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub async fn versions(&self) -> Result<Value> {
         self.call(Method::GET, "/_matrix/client/versions", None, &[], None, None).await
     }
@@ -194,6 +202,11 @@ impl User {
     }
 
     fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The access token (for requests the helpers here do not make: media bodies).
+    pub fn access_token(&self) -> &str {
         &self.token
     }
 

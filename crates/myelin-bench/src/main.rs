@@ -14,6 +14,7 @@
 mod call;
 mod client;
 mod delayed;
+mod media;
 mod report;
 mod scenarios;
 mod stats;
@@ -49,6 +50,8 @@ enum Scenario {
     Delayed,
     /// Call joins (MatrixRTC): the Matrix side of joining, keeping alive and hanging up.
     Call,
+    /// Media: upload and download throughput, thumbnail latency.
+    Media,
 }
 
 /// Benchmark Matrix homeservers side by side over the client-server API.
@@ -117,6 +120,14 @@ struct Args {
     /// Call scenario: calls joined and hung up, one after another, each in its own room.
     #[arg(long = "calls", default_value_t = 50)]
     calls: usize,
+    /// Media scenario: files uploaded then downloaded, of --media-mb MiB each.
+    #[arg(long = "media-files", default_value_t = 10)]
+    media_files: usize,
+    #[arg(long = "media-mb", default_value_t = 4)]
+    media_mb: usize,
+    /// Media scenario: photos (2000×1500 JPEG) thumbnailed.
+    #[arg(long = "media-photos", default_value_t = 10)]
+    media_photos: usize,
     /// Sliding-sync scenario: rooms the user is in (the first window is [0,19]; live updates
     /// reuse --fanout-messages, repeats --sync-repeats).
     #[arg(long = "ss-rooms", default_value_t = 1000)]
@@ -334,6 +345,18 @@ async fn main() -> Result<()> {
         } else {
             Outcome::NotRun
         };
+        let media = if run(Scenario::Media) {
+            let files = args.media_files.max(1);
+            run_scenario(
+                "media",
+                name,
+                limit,
+                media::media(&params, &server, files, args.media_mb.max(1), args.media_photos),
+            )
+            .await
+        } else {
+            Outcome::NotRun
+        };
         let rss_after_mb = rss("after");
         reports.push(TargetReport {
             name: name.clone(),
@@ -350,6 +373,7 @@ async fn main() -> Result<()> {
             join,
             delayed,
             call,
+            media,
             rate_limit_retries: server.rate_limit_retries(),
         });
     }
@@ -359,7 +383,7 @@ async fn main() -> Result<()> {
         "Settings: send {} senders × {} messages; fan-out {} listeners, {} messages; \
          initial sync {} rooms, {} runs; keys {} devices, {} runs; sliding sync {} rooms; \
          federation {} listeners on the peer, {} messages; join a room of {} members, {} state events{}; \
-         {} delayed-event timers; {} calls. \
+         {} delayed-event timers; {} calls; media {} files of {} MiB, {} photos of 2000×1500. \
          Targets: {}.",
         args.senders,
         args.count,
@@ -377,6 +401,9 @@ async fn main() -> Result<()> {
         args.join_host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default(),
         args.delayed_timers,
         args.calls,
+        args.media_files,
+        args.media_mb,
+        args.media_photos,
         reports
             .iter()
             .map(|r| match peers.get(&r.name) {

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::call::CallResult;
 use crate::delayed::DelayedResult;
+use crate::media::MediaResult;
 use crate::scenarios::{
     FanoutResult, InitialSyncResult, JoinResult, KeysResult, SendResult, SlidingSyncResult, avg, p50, p99,
 };
@@ -44,6 +45,7 @@ pub struct TargetReport {
     pub join: Outcome<JoinResult>,
     pub delayed: Outcome<DelayedResult>,
     pub call: Outcome<CallResult>,
+    pub media: Outcome<MediaResult>,
     pub rate_limit_retries: u64,
 }
 
@@ -61,6 +63,7 @@ impl TargetReport {
             ("join", failure(&self.join)),
             ("delayed events", failure(&self.delayed)),
             ("call", failure(&self.call)),
+            ("media", failure(&self.media)),
         ] {
             if let Some(err) = outcome {
                 out.push(format!("{} / {scenario}: {err}", self.name));
@@ -204,6 +207,30 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             0,
             Better::Neither,
             Box::new(|t| t.delayed.cell(|r| Some(r.missed as f64))),
+        ),
+        (
+            "media upload, 4 MiB files: median (MB/s)".into(),
+            1,
+            Better::Higher("throughput"),
+            Box::new(|t| t.media.cell(|r| p50(&r.upload_mb_s))),
+        ),
+        (
+            "media download (authenticated): median (MB/s)".into(),
+            1,
+            Better::Higher("throughput"),
+            Box::new(|t| t.media.cell(|r| p50(&r.download_mb_s))),
+        ),
+        (
+            "thumbnail 320×240 of a 3 Mpx JPEG, first request: p50 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.media.cell(|r| p50(&r.thumbnail_first_ms))),
+        ),
+        (
+            "thumbnail again: p50 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.media.cell(|r| p50(&r.thumbnail_again_ms))),
         ),
         (
             "call join (OpenID, delayed leave, membership): p50 (ms)".into(),
@@ -482,6 +509,7 @@ mod tests {
             join: Outcome::NotRun,
             delayed: Outcome::NotRun,
             call: Outcome::NotRun,
+            media: Outcome::NotRun,
             initial_sync: Outcome::Failed("boom".into()),
             keys: Outcome::NotRun,
             sliding_sync: Outcome::NotRun,

@@ -53,7 +53,7 @@ pub trait DelayedEventRepo {
     /// transaction id or the user has `max_per_user` pending.
     async fn schedule_delayed_event(&self, event: &DelayedEvent, max_per_user: usize) -> StorageResult<Scheduled>;
     async fn delayed_event(&self, delay_id: &str) -> StorageResult<Option<DelayedEvent>>;
-    /// A user's pending delayed events, soonest first.
+    /// A user's pending delayed events (not those being sent), soonest first.
     async fn delayed_events_of(&self, user_id: &UserId) -> StorageResult<Vec<DelayedEvent>>;
     /// Moves a delayed event of `user_id` that is not being sent (and its job, unless a process
     /// is running it) to `send_at_ms`; false if the user has no such delayed event.

@@ -116,7 +116,10 @@ impl DelayedEventRepo for Database {
         self.read(move |c| {
             Box::pin(async move {
                 c.query(
-                    &format!("SELECT {COLUMNS} FROM delayed_events WHERE user_id = $1 ORDER BY send_at_ms, delay_id"),
+                    &format!(
+                        "SELECT {COLUMNS} FROM delayed_events WHERE user_id = $1 AND firing = 0
+                         ORDER BY send_at_ms, delay_id"
+                    ),
                     &[&user_id],
                     delayed_event,
                 )

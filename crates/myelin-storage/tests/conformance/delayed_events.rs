@@ -121,6 +121,9 @@ pub async fn firing_a_delayed_event_ends_restarts_and_cancels(url: String) {
     );
     assert!(!store.restart_delayed_event("a", &uid("@a:test"), 50_000).await.expect("restart"), "being sent");
     assert!(!store.cancel_delayed_event("a").await.expect("cancel"), "being sent");
+    let pending: Vec<String> =
+        store.delayed_events_of(&uid("@a:test")).await.expect("list").into_iter().map(|e| e.delay_id).collect();
+    assert_eq!(pending, ["late"], "those being sent are no longer listed as pending");
     assert!(
         store.restart_delayed_event("late", &uid("@a:test"), 50_000).await.expect("restart"),
         "not due: still pending"
