@@ -103,6 +103,8 @@ pub async fn serve_tls(
                 }
             },
         };
+        // No Nagle: streamed answers (media) go out in pieces.
+        let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = service.clone();
         tokio::spawn(async move {

@@ -49,6 +49,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let server = tokio::spawn({
         let stop = stopped(stop_rx.clone());
+        // No Nagle: a response written in pieces (a streamed file's head, then its bytes) would
+        // otherwise wait for the client's delayed ACK, 40 ms on Linux.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY");
+            }
+        });
         async move { axum::serve(listener, app).with_graceful_shutdown(stop).await }
     });
     let federation = match (federation_listener, federation_tls) {
