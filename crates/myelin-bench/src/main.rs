@@ -4,7 +4,7 @@
 //! ```text
 //! myelin-bench --target myelin=http://127.0.0.1:8008 --target synapse=http://127.0.0.1:8448 \
 //!     [--pid myelin=PID --pid synapse=PID] \
-//!     [--scenario all|send|rooms-send|fanout|initial-sync|keys|sliding-sync|federation|join|delayed|call] \
+//!     [--scenario all|send|rooms-send|fanout|initial-sync|keys|sliding-sync|federation|join|delayed|call|media|search] \
 //!     [--output docs/benchmarks.md]
 //! ```
 //!
@@ -17,6 +17,7 @@ mod delayed;
 mod media;
 mod report;
 mod scenarios;
+mod search;
 mod stats;
 
 use std::collections::HashSet;
@@ -52,6 +53,8 @@ enum Scenario {
     Call,
     /// Media: upload and download throughput, thumbnail latency.
     Media,
+    /// Search: query latency over a room of many messages.
+    Search,
 }
 
 /// Benchmark Matrix homeservers side by side over the client-server API.
@@ -128,6 +131,12 @@ struct Args {
     /// Media scenario: photos (2000×1500 JPEG) thumbnailed.
     #[arg(long = "media-photos", default_value_t = 10)]
     media_photos: usize,
+    /// Search scenario: messages in the searched room.
+    #[arg(long = "search-messages", default_value_t = 20_000)]
+    search_messages: usize,
+    /// Search scenario: timed repetitions of each query.
+    #[arg(long = "search-repeats", default_value_t = 20)]
+    search_repeats: usize,
     /// Sliding-sync scenario: rooms the user is in (the first window is [0,19]; live updates
     /// reuse --fanout-messages, repeats --sync-repeats).
     #[arg(long = "ss-rooms", default_value_t = 1000)]
@@ -357,6 +366,13 @@ async fn main() -> Result<()> {
         } else {
             Outcome::NotRun
         };
+        // Not part of "all": filling the room takes minutes on slower servers.
+        let search = if args.scenario == Scenario::Search {
+            let fut = search::search_latency(&params, &server, args.search_messages.max(1), args.search_repeats.max(1));
+            run_scenario("search", name, limit, fut).await
+        } else {
+            Outcome::NotRun
+        };
         let rss_after_mb = rss("after");
         reports.push(TargetReport {
             name: name.clone(),
@@ -374,6 +390,7 @@ async fn main() -> Result<()> {
             delayed,
             call,
             media,
+            search,
             rate_limit_retries: server.rate_limit_retries(),
         });
     }
@@ -383,7 +400,8 @@ async fn main() -> Result<()> {
         "Settings: send {} senders × {} messages; fan-out {} listeners, {} messages; \
          initial sync {} rooms, {} runs; keys {} devices, {} runs; sliding sync {} rooms; \
          federation {} listeners on the peer, {} messages; join a room of {} members, {} state events{}; \
-         {} delayed-event timers; {} calls; media {} files of {} MiB, {} photos of 2000×1500. \
+         {} delayed-event timers; {} calls; media {} files of {} MiB, {} photos of 2000×1500; \
+         search over {} messages, {} runs per query. \
          Targets: {}.",
         args.senders,
         args.count,
@@ -404,6 +422,8 @@ async fn main() -> Result<()> {
         args.media_files,
         args.media_mb,
         args.media_photos,
+        args.search_messages,
+        args.search_repeats,
         reports
             .iter()
             .map(|r| match peers.get(&r.name) {

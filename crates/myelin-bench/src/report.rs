@@ -11,6 +11,7 @@ use crate::media::MediaResult;
 use crate::scenarios::{
     FanoutResult, InitialSyncResult, JoinResult, KeysResult, SendResult, SlidingSyncResult, avg, p50, p99,
 };
+use crate::search::SearchResult;
 
 /// Outcome of one scenario on one target.
 pub enum Outcome<T> {
@@ -46,6 +47,7 @@ pub struct TargetReport {
     pub delayed: Outcome<DelayedResult>,
     pub call: Outcome<CallResult>,
     pub media: Outcome<MediaResult>,
+    pub search: Outcome<SearchResult>,
     pub rate_limit_retries: u64,
 }
 
@@ -64,6 +66,7 @@ impl TargetReport {
             ("delayed events", failure(&self.delayed)),
             ("call", failure(&self.call)),
             ("media", failure(&self.media)),
+            ("search", failure(&self.search)),
         ] {
             if let Some(err) = outcome {
                 out.push(format!("{} / {scenario}: {err}", self.name));
@@ -231,6 +234,36 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             1,
             Better::Lower("latency"),
             Box::new(|t| t.media.cell(|r| p50(&r.thumbnail_again_ms))),
+        ),
+        (
+            "search: filling the room, messages/s".into(),
+            0,
+            Better::Higher("throughput"),
+            Box::new(|t| t.search.cell(|r| Some(r.fill_msgs_per_s))),
+        ),
+        (
+            "search: common word (¼ of messages), by rank: p50 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.search.cell(|r| p50(&r.common_rank_ms))),
+        ),
+        (
+            "search: common word, newest first: p50 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.search.cell(|r| p50(&r.common_recent_ms))),
+        ),
+        (
+            "search: rare word (1 in 1000): p50 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.search.cell(|r| p50(&r.rare_ms))),
+        ),
+        (
+            "search: two-word phrase: p50 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.search.cell(|r| p50(&r.phrase_ms))),
         ),
         (
             "call join (OpenID, delayed leave, membership): p50 (ms)".into(),
@@ -510,6 +543,7 @@ mod tests {
             delayed: Outcome::NotRun,
             call: Outcome::NotRun,
             media: Outcome::NotRun,
+            search: Outcome::NotRun,
             initial_sync: Outcome::Failed("boom".into()),
             keys: Outcome::NotRun,
             sliding_sync: Outcome::NotRun,

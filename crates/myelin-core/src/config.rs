@@ -32,6 +32,52 @@ pub struct Config {
     pub federation: FederationConfig,
     pub rtc: RtcConfig,
     pub media: MediaConfig,
+    pub presence: PresenceConfig,
+}
+
+/// Presence (`[presence]`): who is online, shown to the users they share a room with.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// `true` (tracked: syncing shows a user online, timers make them idle and offline),
+    /// `"untracked"` (only what users set themselves) or `false` (no presence at all).
+    pub enabled: PresenceEnabled,
+    /// An online user who has done nothing for this long shows as `unavailable` (idle).
+    pub idle_after_ms: u64,
+    /// A user shows as `offline` this long after their last sync ended.
+    pub offline_after_ms: u64,
+}
+
+/// `presence.enabled`: a boolean or `"untracked"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PresenceEnabled {
+    Flag(bool),
+    Mode(PresenceMode),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceMode {
+    Untracked,
+}
+
+impl PresenceConfig {
+    /// Presence is answered and sent at all.
+    pub fn enabled(&self) -> bool {
+        self.enabled != PresenceEnabled::Flag(false)
+    }
+
+    /// The server keeps presence from activity and timers.
+    pub fn tracked(&self) -> bool {
+        self.enabled == PresenceEnabled::Flag(true)
+    }
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self { enabled: PresenceEnabled::Flag(true), idle_after_ms: 5 * 60 * 1000, offline_after_ms: 30_000 }
+    }
 }
 
 /// The content repository (`[media]`).
@@ -277,6 +323,7 @@ impl Default for Config {
             federation: FederationConfig::default(),
             rtc: RtcConfig::default(),
             media: MediaConfig::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }
@@ -367,6 +414,9 @@ impl Config {
                     problems.push(format!("rtc.livekit.full_access_homeservers: {server:?} is not a server name"));
                 }
             }
+        }
+        if self.presence.idle_after_ms < 1000 || self.presence.offline_after_ms < 1000 {
+            problems.push("presence.idle_after_ms and presence.offline_after_ms must be at least 1000".to_owned());
         }
         for (name, limit) in [
             ("messages", self.rate_limits.messages),

@@ -26,6 +26,7 @@ pub mod ratelimit;
 pub mod reports;
 pub mod rooms;
 pub mod rtc;
+pub mod search;
 pub mod sliding_sync;
 pub mod sticky_events;
 pub mod sync;
@@ -116,6 +117,8 @@ pub struct Services {
     thumbnailer: tokio::sync::Semaphore,
     /// URL previews by URL (`media/preview.rs`).
     url_previews: cache::Cache<String, Arc<serde_json::Value>>,
+    /// What this process last wrote of its users' presence (`presence.rs`).
+    presence_seen: presence::PresenceSeen,
 }
 
 impl Services {
@@ -177,6 +180,7 @@ impl Services {
                 Some(media::preview::PREVIEW_MAX_AGE),
                 clock.clone(),
             ),
+            presence_seen: presence::PresenceSeen::default(),
             clock,
             random,
         });

@@ -310,7 +310,8 @@ impl Services {
             Some(since) => self.device_list_delta(user_id, &rooms, since.pos, now.pos).await?,
             None => Default::default(),
         };
-        has_updates |= !to_device.is_empty() || !device_lists.is_empty();
+        let presence = self.presence_for_sync(user_id, since_pos, now.pos, &filter.presence).await?;
+        has_updates |= !to_device.is_empty() || !device_lists.is_empty() || !presence.is_empty();
         let next_batch = SyncToken { to_device: Some(to_device_next), ..now };
         let mut body = object([
             ("next_batch", next_batch.render().into()),
@@ -324,7 +325,7 @@ impl Services {
                 ]),
             ),
             ("account_data", object([("events", account_data.into())])),
-            ("presence", json!({ "events": [] })),
+            ("presence", object([("events", presence.into())])),
             ("to_device", object([("events", to_device.into())])),
             ("device_lists", json!({ "changed": device_lists.changed, "left": device_lists.left })),
             ("device_one_time_keys_count", self.one_time_key_counts(user_id, device_id).await?),

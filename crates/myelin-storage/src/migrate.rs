@@ -35,8 +35,17 @@ fn tables(conn: &Connection) -> StorageResult<Vec<Table>> {
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
+    // Full-text indexes (FTS5 virtual tables and their shadow tables `<name>_*`) are SQLite's
+    // own: PostgreSQL builds its index from the copied rows.
+    let virtual_tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
     for name in names {
+        if virtual_tables.iter().any(|v| name == *v || name.starts_with(&format!("{v}_"))) {
+            continue;
+        }
         let columns = conn
             .prepare(&format!("SELECT name, type FROM pragma_table_info('{name}') ORDER BY cid"))?
             .query_map([], |r| {
@@ -191,11 +200,14 @@ async fn copy_all(
             progress(&table.name, done, total);
         }
     }
-    // Identity columns continue after the copied ids.
-    for table in ["state_groups", "jobs"] {
+    // Identity columns (every `id INTEGER PRIMARY KEY` of the schema) continue after the
+    // copied ids.
+    for table in tables.iter().filter(|t| t.columns.iter().any(|(c, _)| c == "id")) {
+        let name = &table.name;
+        let sequence = format!("pg_get_serial_sequence('{name}', 'id')");
         target
             .batch(&format!(
-                "SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST((SELECT MAX(id) FROM {table}), 1))"
+                "SELECT setval({sequence}, GREATEST((SELECT MAX(id) FROM {name}), 1)) WHERE {sequence} IS NOT NULL"
             ))
             .await?;
     }

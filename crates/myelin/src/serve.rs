@@ -31,6 +31,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     myelin_service::jobs::spawn(&services);
+    myelin_service::presence::spawn_timers(&services);
     tracing::info!(
         %listen,
         federation_listen = ?services.config().federation.listen,

@@ -133,13 +133,13 @@ pub async fn delete_tag(
     Ok(Json(json!({})))
 }
 
-/// Presence is basic: the server answers what the user set, without tracking activity.
+/// `GET /presence/{userId}/status`: oneself or a user one shares a room with.
 pub async fn get_presence(
     State(state): State<AppState>,
-    _auth: Auth,
+    Auth(r): Auth,
     Path(user): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(state.presence(&user_id(&user)?).await?))
+    Ok(Json(state.presence(&r, &user_id(&user)?).await?))
 }
 
 #[derive(Deserialize)]

@@ -11,6 +11,7 @@ mod profile;
 mod push_rules;
 mod rooms;
 mod rtc;
+mod search;
 mod sync;
 mod versions;
 
@@ -122,6 +123,7 @@ pub fn client_routes() -> Router<AppState> {
         .route("/directory/list/room/{room_id}", get(directory::get_visibility).put(directory::set_visibility))
         .route("/publicRooms", get(directory::public_rooms_get).post(directory::public_rooms_post))
         .route("/user_directory/search", post(directory::user_search))
+        .route("/search", post(search::search))
         .route("/pushrules/", get(push_rules::get_all))
         .route("/pushrules/global/", get(push_rules::get_global))
         .route(

@@ -25,15 +25,14 @@ pub async fn sync(State(state): State<AppState>, Auth(r): Auth, Query(q): Query<
         Some(t) => Some(SyncToken::parse(t).ok_or_else(|| MatrixError::invalid_param("Invalid since token"))?),
         None => None,
     };
-    if let Some(presence) = q.get("set_presence") {
-        PresenceState::parse(presence)?;
-    }
+    let set_presence = q.get("set_presence").map(|p| PresenceState::parse(p)).transpose()?;
     let req = SyncRequest {
         since,
         timeout: Duration::from_millis(query_u64(&q, "timeout")?.unwrap_or(0)),
         full_state: query_bool(&q, "full_state")?,
         filter: q.get("filter").cloned(),
     };
+    state.presence_on_sync(&r.user_id, set_presence, req.timeout).await?;
     Ok(Json(state.sync(&r, req).await?))
 }
 
@@ -45,7 +44,9 @@ pub async fn sliding_sync(
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
     let timeout = Duration::from_millis(query_u64(&q, "timeout")?.unwrap_or(0));
+    let set_presence = q.get("set_presence").map(|p| PresenceState::parse(p)).transpose()?;
     let req = SlidingSyncRequest::parse(&body, q.get("pos").cloned(), timeout)?;
+    state.presence_on_sync(&r.user_id, set_presence, timeout).await?;
     Ok(Json(state.sliding_sync(&r, req).await?))
 }
 

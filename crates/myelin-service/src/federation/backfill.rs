@@ -174,6 +174,7 @@ impl Services {
                     state_group,
                     relation: relation_of(&content),
                     redacts: pdu.redacts.clone(),
+                    search: crate::search::search_entry(&pdu.kind, &content),
                 }
             })
             .collect();

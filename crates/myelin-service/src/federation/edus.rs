@@ -84,6 +84,7 @@ impl Services {
                 }
                 Ok(())
             }
+            Some("m.presence") => self.receive_presence_edu(origin, content).await,
             Some("m.device_list_update") => self.receive_device_list_update(origin, content).await,
             Some("m.signing_key_update") => self.receive_signing_key_update(origin, content).await,
             Some("m.direct_to_device") => self.receive_direct_to_device(origin, content).await,

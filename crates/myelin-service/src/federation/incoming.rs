@@ -633,6 +633,7 @@ impl Services {
                     rejection: rejection.clone(),
                     destinations: if accepted { relay_to.clone() } else { Vec::new() },
                     sticky_until_ms: if accepted { sticky_until } else { None },
+                    search: if accepted { crate::search::search_entry(&pdu.kind, &content) } else { None },
                 };
                 let mut wake: Vec<OwnedUserId> = local_joined.into_iter().map(|m| m.user_id).collect();
                 if let Some(m) = &own_membership

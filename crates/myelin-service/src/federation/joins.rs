@@ -583,6 +583,7 @@ impl Services {
             rejection: None,
             destinations: Vec::new(),
             sticky_until_ms: None,
+            search: None,
         };
         match self.store.persist_event(new_event).await? {
             PersistOutcome::Persisted { .. } | PersistOutcome::DuplicateTxn { .. } => {}

@@ -252,7 +252,12 @@ impl Services {
                 if rate_limited {
                     self.check_rate_limit(Limit::Messages, sender.as_str())?;
                 }
-                self.send_to_room(sender, device_id, room_id, spec).await
+                let sent = self.send_to_room(sender, device_id, room_id, spec).await?;
+                // A user's own send (not the server's on their behalf) is activity.
+                if rate_limited && let Err(err) = self.presence_active(sender).await {
+                    tracing::warn!(%err, "could not record presence activity");
+                }
+                Ok(sent)
             }
         }
     }
@@ -606,6 +611,7 @@ impl Services {
             rejection: None,
             destinations: destinations.clone(),
             sticky_until_ms: spec.sticky_duration_ms.map(|d| ts.saturating_add(d)),
+            search: crate::search::search_entry(&spec.event_type, &content),
         };
         let state_change = spec.state_key.clone().map(|k| ((state_event_type(&spec.event_type), k), event_id.clone()));
         let pending = self.store.enqueue_event(new_event);

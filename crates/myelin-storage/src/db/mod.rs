@@ -50,6 +50,35 @@ pub enum Write<'a> {
     Rows(&'a str, &'a [Vec<&'a dyn ToValue>]),
 }
 
+/// Which database a connection talks to, for the few statements that cannot be written once
+/// (full-text search) and for migrations' backend-only sections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A migration file as `dialect` runs it: the lines between `-- @sqlite` (or `-- @postgres`)
+/// and the next marker (`-- @sqlite`, `-- @postgres`, `-- @end`) are kept only for that backend;
+/// everything else is shared.
+pub fn migration_for(sql: &str, dialect: Dialect) -> String {
+    let mut keep = true;
+    let mut out = String::with_capacity(sql.len());
+    for line in sql.lines() {
+        match line.trim() {
+            "-- @sqlite" => keep = dialect == Dialect::Sqlite,
+            "-- @postgres" => keep = dialect == Dialect::Postgres,
+            "-- @end" => keep = true,
+            _ if keep => {
+                out.push_str(line);
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// One result row. Columns are read by index with [`Row::get`].
 pub struct Row<'r>(RowInner<'r>);
 
@@ -80,6 +109,13 @@ impl<'a> Conn<'a> {
 
     pub(crate) fn postgres(conn: &'a mut postgres::PgConn) -> Self {
         Self(ConnInner::Postgres(conn))
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.0 {
+            ConnInner::Sqlite(_) => Dialect::Sqlite,
+            ConnInner::Postgres(_) => Dialect::Postgres,
+        }
     }
 
     /// Every row of `sql`, each turned into a `T` by `map`.
@@ -416,5 +452,24 @@ impl Database {
             Backend::Postgres(db) => Some(db),
             Backend::Sqlite(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Dialect, migration_for};
+
+    #[test]
+    fn migration_sections_go_to_their_backend_only() {
+        let sql = "CREATE TABLE a (x INTEGER);\n-- @sqlite\nCREATE VIRTUAL TABLE f USING fts5(x);\n\
+                   -- @postgres\nALTER TABLE a ADD COLUMN v tsvector;\n-- @end\nCREATE INDEX i ON a (x);\n";
+        assert_eq!(
+            migration_for(sql, Dialect::Sqlite),
+            "CREATE TABLE a (x INTEGER);\nCREATE VIRTUAL TABLE f USING fts5(x);\nCREATE INDEX i ON a (x);\n"
+        );
+        assert_eq!(
+            migration_for(sql, Dialect::Postgres),
+            "CREATE TABLE a (x INTEGER);\nALTER TABLE a ADD COLUMN v tsvector;\nCREATE INDEX i ON a (x);\n"
+        );
     }
 }

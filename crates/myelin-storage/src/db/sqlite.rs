@@ -44,6 +44,8 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0018_media.sql"),
     include_str!("../../migrations/0019_pushers.sql"),
     include_str!("../../migrations/0020_reports.sql"),
+    include_str!("../../migrations/0021_search.sql"),
+    include_str!("../../migrations/0022_presence.sql"),
 ];
 
 pub struct Sqlite {
@@ -73,7 +75,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?.max(0) as usize;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        tx.execute_batch(&super::migration_for(sql, super::Dialect::Sqlite))?;
         tx.pragma_update(None, "user_version", (index + 1) as i64)?;
         tx.commit()?;
         tracing::info!(version = index + 1, "applied database migration");

@@ -289,6 +289,28 @@ impl FromColumn for Option<u64> {
     }
 }
 
+/// Floating-point results (search ranks).
+impl FromColumn for f64 {
+    fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
+        use rusqlite::types::ValueRef;
+        match value {
+            ValueRef::Real(v) => Ok(v),
+            ValueRef::Integer(v) => Ok(v as f64),
+            other => Err(format!("expected a number, found {:?}", other.data_type())),
+        }
+    }
+
+    fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, String> {
+        let ty = row.columns().get(idx).ok_or("no such column")?.type_().clone();
+        let err = |e: tokio_postgres::Error| e.to_string();
+        match ty {
+            Type::FLOAT8 => row.try_get::<_, f64>(idx).map_err(err),
+            Type::FLOAT4 => row.try_get::<_, f32>(idx).map(f64::from).map_err(err),
+            _ => pg_int(row, idx)?.map(|v| v as f64).ok_or_else(|| "unexpected NULL".to_owned()),
+        }
+    }
+}
+
 impl FromColumn for bool {
     fn from_sqlite(value: rusqlite::types::ValueRef<'_>) -> Result<Self, String> {
         i64::from_sqlite(value).map(|v| v != 0)

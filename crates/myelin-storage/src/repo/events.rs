@@ -8,7 +8,7 @@ use myelin_core::{
 };
 use ruma::events::relation::RelationType;
 
-use crate::{StateEntry, StorageResult};
+use crate::{SearchEntry, StateEntry, StorageResult};
 
 /// An event as stored: the PDU JSON plus the indexes the server keeps about it.
 #[derive(Clone, Debug)]
@@ -109,6 +109,8 @@ pub struct NewEvent {
     /// A sticky event (MSC4354) is sent to the room's members until this time (an accepted
     /// event only; a row of `StickyEventRepo`).
     pub sticky_until_ms: Option<u64>,
+    /// Its searchable text (an accepted event only; a row of `SearchRepo`'s index).
+    pub search: Option<SearchEntry>,
 }
 
 /// The state before a new event.
@@ -174,6 +176,8 @@ pub struct BackfilledEvent {
     pub relation: Option<(RelationType, OwnedEventId)>,
     /// The event this redaction redacts (already checked as allowed).
     pub redacts: Option<OwnedEventId>,
+    /// Its searchable text.
+    pub search: Option<SearchEntry>,
 }
 
 #[derive(Clone, Debug)]

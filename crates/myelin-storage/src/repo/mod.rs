@@ -16,11 +16,13 @@ mod key_json;
 mod keys;
 mod media;
 mod partial_state;
+mod presence;
 mod pushers;
 mod receipts;
 mod remote_devices;
 mod reports;
 mod rooms;
+mod search;
 mod server_keys;
 mod sliding_sync;
 mod state;
@@ -43,11 +45,13 @@ pub use key_json::same_key;
 pub use keys::*;
 pub use media::*;
 pub use partial_state::*;
+pub use presence::*;
 pub use pushers::*;
 pub use receipts::*;
 pub use remote_devices::*;
 pub use reports::*;
 pub use rooms::*;
+pub use search::*;
 pub use server_keys::*;
 pub use sliding_sync::*;
 pub use state::*;
@@ -84,6 +88,8 @@ pub trait Store:
     + MediaRepo
     + PusherRepo
     + ReportRepo
+    + SearchRepo
+    + PresenceRepo
     + Send
     + Sync
     + 'static
@@ -116,6 +122,8 @@ impl<T> Store for T where
         + MediaRepo
         + PusherRepo
         + ReportRepo
+        + SearchRepo
+        + PresenceRepo
         + Send
         + Sync
         + 'static

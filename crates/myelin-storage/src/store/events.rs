@@ -30,6 +30,10 @@ const PUSH_JOB_INSERT: &str = "INSERT INTO jobs (kind, dedupe_key, payload, run_
      FROM pushers WHERE user_id = ANY($1)
      ON CONFLICT (dedupe_key) DO NOTHING";
 
+/// A row of the search index (`SearchRepo`): event id, room, sender, key, position, text.
+const SEARCH_INSERT: &str = "INSERT INTO event_search (event_id, room_id, sender, search_key, stream_pos, body)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
 /// A room's events in `(to, from]`, newest first, at most `limit` (also read for many rooms at
 /// once by sliding sync).
 pub(crate) fn backward_events_sql(limit: usize) -> String {
@@ -251,12 +255,21 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
         writes.push(Write::Sql("UPDATE rooms SET join_rule = $2 WHERE room_id = $1", &join_rule_params));
     }
     let redaction_params: [&dyn ToValue; 3];
+    let unsearch_params: [&dyn ToValue; 2];
     if let Some(target) = &ev.redacts {
         redaction_params = [target, &ev.room_id, &ev.event_id];
         writes.push(Write::Sql(
             "UPDATE events SET redacted_by = $3 WHERE event_id = $1 AND room_id = $2 AND redacted_by IS NULL",
             &redaction_params,
         ));
+        // A redacted event is no longer found by search.
+        unsearch_params = [target, &ev.room_id];
+        writes.push(Write::Sql("DELETE FROM event_search WHERE event_id = $1 AND room_id = $2", &unsearch_params));
+    }
+    let search_params: [&dyn ToValue; 6];
+    if let Some(entry) = &ev.search {
+        search_params = [&ev.event_id, &ev.room_id, &ev.sender, &entry.key, &pos, &entry.text];
+        writes.push(Write::Sql(SEARCH_INSERT, &search_params));
     }
     let push_rows: Vec<Vec<&dyn ToValue>> = ev
         .push_actions
@@ -404,6 +417,17 @@ async fn place_backfilled(c: &mut Conn<'_>, events: &[BackfilledEvent]) -> Stora
             c.execute(
                 "UPDATE events SET redacted_by = $2 WHERE event_id = $1 AND redacted_by IS NULL",
                 &[target, &ev.event_id],
+            )
+            .await?;
+            c.execute("DELETE FROM event_search WHERE event_id = $1", &[target]).await?;
+        }
+        if let Some(entry) = &ev.search {
+            // Unless it was redacted before it took its place.
+            c.execute(
+                "INSERT INTO event_search (event_id, room_id, sender, search_key, stream_pos, body)
+                 SELECT event_id, room_id, sender, CAST($2 AS TEXT), CAST($3 AS BIGINT), CAST($4 AS TEXT)
+                 FROM events WHERE event_id = $1 AND redacted_by IS NULL",
+                &[&ev.event_id, &entry.key, &pos, &entry.text],
             )
             .await?;
         }

@@ -276,8 +276,13 @@ pub async fn backfilled_history_goes_before_the_timeline(url: String) {
         .persist_outliers(vec![outlier("$h3", None), outlier("$h2", None), outlier("$bad", Some("rejected: no"))])
         .await
         .expect("outliers");
-    let backfilled =
-        |id: &str| BackfilledEvent { event_id: eid(id), state_group: group, relation: None, redacts: None };
+    let backfilled = |id: &str| BackfilledEvent {
+        event_id: eid(id),
+        state_group: group,
+        relation: None,
+        redacts: None,
+        search: None,
+    };
     let mut reaction = backfilled("$h2");
     reaction.relation = Some((ruma::events::relation::RelationType::Thread, eid("$h3")));
     let placed = store

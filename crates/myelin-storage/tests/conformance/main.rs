@@ -12,9 +12,11 @@ mod events;
 mod federation;
 mod jobs;
 mod media;
+mod presence;
 mod pushers;
 mod reports;
 mod rooms;
+mod search;
 mod server_keys;
 mod sliding_sync;
 mod sticky_events;
@@ -116,6 +118,7 @@ fn event(room: &str, id: &str, event_type: &str, state_key: Option<&str>, prev: 
         rejection: None,
         destinations: vec![],
         sticky_until_ms: None,
+        search: None,
     }
 }
 
@@ -230,4 +233,6 @@ all_backends!(
     media::media_thumbnails_are_kept_per_size_and_method,
     pushers::pushers_positions_and_push_jobs,
     reports::reports_are_kept_and_listed_newest_first,
+    search::indexed_events_are_found_by_words_phrases_and_prefixes,
+    presence::presence_changes_take_positions_and_timers_expire_them,
 );
