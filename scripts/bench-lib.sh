@@ -10,11 +10,12 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-start_myelin() { # NAME -> prints "URL SERVER_NAME PID"
+start_myelin() { # NAME [MORE_TOML] -> prints "URL SERVER_NAME PID"
     local dir="$work/$1" client fed
     client=$(port); fed=$(port)
     mkdir -p "$dir"
     printf '[rate_limits]\nmessages = { per_second = 0.0, burst = 0 }\nlogin = { per_second = 0.0, burst = 0 }\nregistration = { per_second = 0.0, burst = 0 }\n' > "$dir/myelin.toml"
+    printf '%b' "${2:-}" >> "$dir/myelin.toml"
     MYELIN_FEDERATION_VERIFY_CERTIFICATES=false MYELIN_FEDERATION_IP_RANGE_ALLOWLIST=127.0.0.1/32 \
         RUST_LOG=warn "$bin/myelin" serve --data-dir "$dir" --config "$dir/myelin.toml" \
         --listen "127.0.0.1:$client" --server-name "127.0.0.1:$fed" --federation-listen "127.0.0.1:$fed" \

@@ -415,7 +415,7 @@ impl Services {
                 // The newest change of each user counts.
                 let mut latest: HashMap<OwnedUserId, PresenceRecord> = HashMap::new();
                 for record in self.store.presence_changes(since, until, MAX_CHANGES).await? {
-                    latest.insert(record.user_id.clone(), record);
+                    latest.entry(record.user_id.clone()).or_insert(record);
                 }
                 if latest.is_empty() {
                     return Ok(Vec::new());

@@ -30,7 +30,8 @@ pub trait PresenceRepo {
     async fn get_presence(&self, user_id: &UserId) -> StorageResult<Option<PresenceRecord>>;
     /// The rows of these users.
     async fn presence_of(&self, user_ids: &[OwnedUserId]) -> StorageResult<Vec<PresenceRecord>>;
-    /// Rows changed in `(since, until]`, oldest first, at most `limit`.
+    /// Rows changed in `(since, until]`, newest first, at most `limit` (a sync far behind gets
+    /// the newest changes).
     async fn presence_changes(
         &self,
         since: StreamPos,

@@ -82,7 +82,7 @@ impl PresenceRepo for Database {
                 c.query(
                     &format!(
                         "SELECT {COLUMNS} FROM presence WHERE stream_pos > $1 AND stream_pos <= $2
-                         ORDER BY stream_pos LIMIT {limit}"
+                         ORDER BY stream_pos DESC LIMIT {limit}"
                     ),
                     &[&since, &until],
                     record,

@@ -29,7 +29,7 @@ pub async fn presence_changes_take_positions_and_timers_expire_them(url: String)
     assert_eq!(got, PresenceRecord { stream_pos: b, ..busy });
     let since_a: Vec<String> =
         store.presence_changes(a, remote, 10).await.expect("changes").iter().map(|r| r.user_id.to_string()).collect();
-    assert_eq!(since_a, ["@b:test", "@r:remote"]);
+    assert_eq!(since_a, ["@r:remote", "@b:test"], "newest first");
     assert_eq!(store.presence_of(&[uid("@a:test"), uid("@nobody:test")]).await.expect("of").len(), 1);
 
     // Activity moves times up, never down, and takes no position.
