@@ -435,3 +435,63 @@ async fn an_erased_users_messages_are_hidden_from_later_joiners() -> Result<()> 
     ensure!(seen_by_alice.contains(&"bob's words".to_owned()), "alice was there: {seen_by_alice:?}");
     Ok(())
 }
+
+/// Registration token validity, whois (self and admin only), unsetting a profile field, and the
+/// 3PID endpoints of a server that sends no email or SMS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_validity_whois_profile_delete_and_threepids() -> Result<()> {
+    let server = TestServer::start_with(&format!(
+        "{}[registration]\nenabled = false\ntokens = [\"let-me-in\"]\n",
+        myelin_e2e::NO_RATE_LIMITS
+    ))
+    .await?;
+    let anon = server.anonymous();
+    let validity = "/_matrix/client/v1/register/m.login.registration_token/validity";
+    let (status, body) = anon.get(&format!("{validity}?token=let-me-in")).await?;
+    ensure!(status == 200 && body["valid"] == true, "{status} {body}");
+    let (status, body) = anon.get(&format!("{validity}?token=guess")).await?;
+    ensure!(status == 200 && body["valid"] == false, "{status} {body}");
+    let (status, body) = anon.get(validity).await?;
+    ensure!(status == 400 && myelin_e2e::errcode(&body) == "M_MISSING_PARAM", "{status} {body}");
+
+    let output = server.admin(&["user", "create", "root", "--password", "root-password", "--admin"])?;
+    ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let root = server.login("root").await?;
+    let output = server.admin(&["user", "create", "alice", "--password", "alice-password"])?;
+    ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let alice = server.login("alice").await?;
+    let whois = |user: &str| format!("/_matrix/client/v3/admin/whois/{}", enc(user));
+    let (status, body) = alice.get(&whois(&alice.user_id)).await?;
+    ensure!(status == 200 && body["user_id"] == alice.user_id.as_str(), "{status} {body}");
+    ensure!(body["devices"].as_object().is_some_and(|d| d.contains_key(&alice.device_id)), "{body}");
+    let (status, body) = alice.get(&whois(&root.user_id)).await?;
+    ensure!(status == 403 && myelin_e2e::errcode(&body) == "M_FORBIDDEN", "another's: {status} {body}");
+    let (status, body) = root.get(&whois(&alice.user_id)).await?;
+    ensure!(status == 200 && body["devices"][&alice.device_id]["sessions"][0]["connections"].is_array(), "{body}");
+    let (status, body) = root.get(&whois("@nobody:localhost")).await?;
+    ensure!(status == 404, "{status} {body}");
+
+    let field = format!("/_matrix/client/v3/profile/{}/displayname", enc(&alice.user_id));
+    ensure!(alice.put(&field, &json!({ "displayname": "Alice" })).await?.0 == 200);
+    let (status, body) = alice.delete(&field, &json!({})).await?;
+    ensure!(status == 200, "{status} {body}");
+    let (status, body) = alice.get(&field).await?;
+    ensure!(status == 404, "unset: {status} {body}");
+    let (status, body) = root.delete(&field, &json!({})).await?;
+    ensure!(status == 403, "another's profile: {status} {body}");
+
+    let (status, body) = alice.get("/_matrix/client/v3/account/3pid").await?;
+    ensure!(status == 200 && body == json!({ "threepids": [] }), "{status} {body}");
+    for path in
+        ["/account/3pid/email/requestToken", "/register/email/requestToken", "/account/password/email/requestToken"]
+    {
+        let (status, body) = anon
+            .post(
+                &format!("/_matrix/client/v3{path}"),
+                &json!({ "client_secret": "s", "email": "a@example.org", "send_attempt": 1 }),
+            )
+            .await?;
+        ensure!(status == 400 && myelin_e2e::errcode(&body) == "M_THREEPID_DENIED", "{path}: {status} {body}");
+    }
+    Ok(())
+}

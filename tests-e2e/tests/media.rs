@@ -346,7 +346,7 @@ async fn media_lives_in_an_s3_store_when_one_is_configured() -> Result<()> {
 #[tokio::test]
 async fn media_of_another_server_is_fetched_over_federation_and_kept() -> Result<()> {
     let mut a = TestServer::start_federating().await?;
-    let b = a.start_peer().await?;
+    let b = TestServer::start_federating().await?;
     let alice = a.register("alice").await?;
     let bob = b.register("bob").await?;
     let picture = png(300, 200)?;
@@ -430,5 +430,91 @@ async fn url_previews_show_a_pages_open_graph_data_when_turned_on() -> Result<()
     }
     let (status, body) = alice.get("/_matrix/client/v1/media/preview_url").await?;
     ensure!(status == 400 && errcode(&body) == "M_MISSING_PARAM", "{status} {body}");
+    Ok(())
+}
+
+/// Retention of this server's media: what nobody downloads for the lifetime is deleted, bytes
+/// and all; what is downloaded stays, and so do avatars however old.
+#[tokio::test]
+async fn unused_local_media_is_deleted_after_its_lifetime_and_avatars_are_kept() -> Result<()> {
+    let config = format!("{}[media]\nlocal_media_lifetime_ms = 3000\n", myelin_e2e::NO_RATE_LIMITS);
+    let server = TestServer::start_with(&config).await?;
+    let alice = server.register("alice").await?;
+    let (origin, avatar) = upload(&alice, "me.png", "image/png", b"avatar bytes").await?;
+    let (status, body) = alice
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/avatar_url", myelin_e2e::enc(&alice.user_id)),
+            &serde_json::json!({ "avatar_url": format!("mxc://{origin}/{avatar}") }),
+        )
+        .await?;
+    ensure!(status == 200, "{body}");
+    let (_, unused) = upload(&alice, "old.txt", "text/plain", b"nobody reads this").await?;
+    let (_, read) = upload(&alice, "news.txt", "text/plain", b"read every second").await?;
+    ensure!(blob_files(&server) == 3);
+    let download = |id: &str| format!("/_matrix/client/v1/media/download/{origin}/{id}");
+
+    // Only "read" is downloaded meanwhile (a download of "unused" would keep it).
+    let started = Instant::now();
+    while blob_files(&server) > 2 {
+        let (status, _, _) = alice.get_bytes(&download(&read)).await?;
+        ensure!(status == 200, "the media downloaded all along is kept");
+        ensure!(started.elapsed() < Duration::from_secs(15), "unused media never deleted\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (status, _, _) = alice.get_bytes(&download(&unused)).await?;
+    ensure!(status == 404, "the unused media is gone: {status}");
+    let (status, _, _) = alice.get_bytes(&download(&read)).await?;
+    ensure!(status == 200, "the media downloaded all along is kept");
+    let (status, _, body) = alice.get_bytes(&download(&avatar)).await?;
+    ensure!(status == 200 && body == b"avatar bytes", "the avatar is kept: {status}");
+    Ok(())
+}
+
+/// Retention of other servers' media: the cached copy goes after its lifetime and is fetched
+/// again when asked for.
+#[tokio::test]
+async fn cached_remote_media_is_purged_and_fetched_again() -> Result<()> {
+    let a = TestServer::start_federating().await?;
+    let mut b = TestServer::start_federating().await?;
+    std::fs::write(
+        b.data_dir().join("e2e-config.toml"),
+        format!("{}[media]\nremote_media_lifetime_ms = 2000\n", myelin_e2e::NO_RATE_LIMITS),
+    )?;
+    b.restart().await?;
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let (origin, id) = upload(&alice, "shared.bin", "application/octet-stream", b"cached over there").await?;
+    let path = format!("/_matrix/client/v1/media/download/{origin}/{id}");
+    let (status, _, body) = bob.get_bytes(&path).await?;
+    ensure!(status == 200 && body == b"cached over there", "{status}\n{}", b.log());
+    ensure!(blob_files(&b) == 1, "cached on B");
+    let started = Instant::now();
+    while blob_files(&b) > 0 {
+        ensure!(started.elapsed() < Duration::from_secs(15), "B never purged its copy\n{}", b.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (status, _, body) = bob.get_bytes(&path).await?;
+    ensure!(status == 200 && body == b"cached over there", "fetched again: {status}");
+    ensure!(blob_files(&a) == 1 && blob_files(&b) == 1, "A keeps its own; B has it again");
+    Ok(())
+}
+
+/// Upload limits per user and period: past one, 400 `M_RESOURCE_LIMIT_EXCEEDED`; another user
+/// has their own.
+#[tokio::test]
+async fn uploads_past_a_users_limit_are_refused() -> Result<()> {
+    let config = format!(
+        "{}[media]\n[[media.upload_limits]]\nperiod_ms = 3600000\nmax_bytes = 1000\n",
+        myelin_e2e::NO_RATE_LIMITS
+    );
+    let server = TestServer::start_with(&config).await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    upload(&alice, "a", "application/octet-stream", &[1u8; 600]).await?;
+    let (status, body) =
+        alice.send_bytes(Method::POST, "/_matrix/media/v3/upload", "application/octet-stream", vec![2u8; 600]).await?;
+    ensure!(status == 400 && errcode(&body) == "M_RESOURCE_LIMIT_EXCEEDED", "{status} {body}");
+    upload(&alice, "b", "application/octet-stream", &[3u8; 300]).await?;
+    upload(&bob, "c", "application/octet-stream", &[4u8; 900]).await?;
     Ok(())
 }

@@ -830,3 +830,61 @@ async fn an_invite_to_a_room_everyone_left_cannot_be_accepted() -> Result<()> {
     ensure!(status == 200, "the invite can still be declined: {status} {body}");
     Ok(())
 }
+
+/// Mutual rooms: the rooms two users are both joined to (stable and MSC2666 paths).
+#[tokio::test]
+async fn mutual_rooms_are_the_rooms_both_are_joined_to() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let shared = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    let left = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    alice.create_room(json!({ "preset": "public_chat" })).await?;
+    ensure!(bob.join(&shared).await?.0 == 200 && bob.join(&left).await?.0 == 200);
+    ensure!(bob.post(&room_path(&left, "leave"), &json!({})).await?.0 == 200);
+    for path in ["/_matrix/client/v1/mutual_rooms", "/_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms"] {
+        let (status, body) = alice.get(&format!("{path}?user_id={}", enc(&bob.user_id))).await?;
+        ensure!(status == 200 && body["joined"] == json!([shared]), "{path}: {status} {body}");
+    }
+    let (status, body) = alice.get(&format!("/_matrix/client/v1/mutual_rooms?user_id={}", enc(&alice.user_id))).await?;
+    ensure!(status == 400 && errcode(&body) == "M_INVALID_PARAM", "oneself: {status} {body}");
+    let (status, body) = alice.get("/_matrix/client/v1/mutual_rooms").await?;
+    ensure!(status == 400 && errcode(&body) == "M_MISSING_PARAM", "{status} {body}");
+    Ok(())
+}
+
+/// Jump to date: the event nearest a time in either direction, only for those who may read it.
+#[tokio::test]
+async fn timestamp_to_event_finds_the_nearest_event_in_either_direction() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "private_chat" })).await?;
+    let first = alice.send_message(&room, "first").await?;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let second = alice.send_message(&room, "second").await?;
+    let ts_of = |event: String| {
+        let alice = alice.clone();
+        let room = room.clone();
+        async move {
+            let (status, body) = alice.get(&room_path(&room, &format!("event/{}", enc(&event)))).await?;
+            ensure!(status == 200, "{body}");
+            body["origin_server_ts"].as_u64().context("origin_server_ts")
+        }
+    };
+    let (t1, t2) = (ts_of(first.clone()).await?, ts_of(second.clone()).await?);
+    ensure!(t2 > t1);
+    let jump = |ts: u64, dir: &str| room_path(&room, &format!("timestamp_to_event?ts={ts}&dir={dir}"));
+    let jump = |ts, dir| jump(ts, dir).replace("/client/v3/", "/client/v1/");
+    let (status, body) = alice.get(&jump(t1 + 1, "f")).await?;
+    ensure!(status == 200 && body["event_id"] == second.as_str() && body["origin_server_ts"] == t2, "{body}");
+    let (status, body) = alice.get(&jump(t2 - 1, "b")).await?;
+    ensure!(status == 200 && body["event_id"] == first.as_str(), "{body}");
+    let (status, body) = alice.get(&jump(t2 + 60_000, "f")).await?;
+    ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "nothing later: {status} {body}");
+    let (status, body) = alice.get(&jump(t1, "sideways")).await?;
+    ensure!(status == 400 && errcode(&body) == "M_INVALID_PARAM", "{status} {body}");
+    let (status, body) = bob.get(&jump(t1, "f")).await?;
+    ensure!(status == 403, "not a member: {status} {body}");
+    Ok(())
+}

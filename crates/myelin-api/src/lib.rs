@@ -34,6 +34,7 @@ pub fn router(services: AppState) -> Router {
         .nest("/_matrix/client/unstable/org.matrix.simplified_msc3575", routes::sliding_sync_routes())
         .nest("/_matrix/client/unstable/org.matrix.msc4140", routes::msc4140_routes())
         .nest("/_matrix/client/unstable/im.nheko.summary", routes::msc3266_routes())
+        .nest("/_matrix/client/unstable/uk.half-shot.msc2666", routes::msc2666_routes())
         .nest("/_matrix/client/unstable/org.matrix.msc4143", routes::msc4143_routes())
         .nest(myelin_service::rtc::LIVEKIT_SERVICE_PATH, routes::livekit_routes())
         .merge(routes::unversioned_routes())

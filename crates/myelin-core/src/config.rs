@@ -33,6 +33,40 @@ pub struct Config {
     pub rtc: RtcConfig,
     pub media: MediaConfig,
     pub presence: PresenceConfig,
+    pub turn: TurnConfig,
+    pub support: SupportConfig,
+}
+
+/// TURN servers for VoIP calls (`GET /voip/turnServer`, `[turn]`): either a shared secret
+/// (credentials made per user, as coturn's `use-auth-secret`) or a fixed username and password.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// `turn:` / `turns:` URIs; none: clients get no TURN server.
+    pub uris: Vec<String>,
+    pub shared_secret: String,
+    pub username: String,
+    pub password: String,
+    /// How long credentials made from the shared secret last; 0 means a day.
+    pub user_lifetime_ms: u64,
+}
+
+/// Who to contact about the server (`/.well-known/matrix/support`, `[support]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupportConfig {
+    /// A web page for help.
+    pub page: String,
+    pub contacts: Vec<SupportContact>,
+}
+
+/// One contact: a role (`m.role.admin`, `m.role.security`) and a Matrix id and/or an email address.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupportContact {
+    pub role: String,
+    pub matrix_id: String,
+    pub email_address: String,
 }
 
 /// Presence (`[presence]`): who is online, shown to the users they share a room with.
@@ -100,6 +134,23 @@ pub struct MediaConfig {
     /// An S3-compatible object store for the bytes instead of `path` (`[media.s3]`): what
     /// processes on several machines share. Uploads are still spooled under `path`.
     pub s3: Option<S3Config>,
+    /// This server's media not downloaded for this long is deleted (0: kept forever). Avatars
+    /// (of users and rooms) are always kept.
+    pub local_media_lifetime_ms: u64,
+    /// Other servers' media cached here and not downloaded for this long is deleted (0: kept
+    /// forever); it is fetched again when asked for.
+    pub remote_media_lifetime_ms: u64,
+    /// How much one user may upload per period (`[[media.upload_limits]]`, `period_ms` and
+    /// `max_bytes`); past it, uploads get 400 `M_RESOURCE_LIMIT_EXCEEDED`.
+    pub upload_limits: Vec<UploadLimit>,
+}
+
+/// At most `max_bytes` uploaded by one user in any `period_ms`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadLimit {
+    pub period_ms: u64,
+    pub max_bytes: u64,
 }
 
 /// An S3-compatible bucket (path-style requests, SigV4).
@@ -141,6 +192,9 @@ impl Default for MediaConfig {
             unused_expiry_ms: 24 * 3600 * 1000,
             url_previews: false,
             s3: None,
+            local_media_lifetime_ms: 0,
+            remote_media_lifetime_ms: 0,
+            upload_limits: Vec::new(),
         }
     }
 }
@@ -324,6 +378,8 @@ impl Default for Config {
             rtc: RtcConfig::default(),
             media: MediaConfig::default(),
             presence: PresenceConfig::default(),
+            turn: TurnConfig::default(),
+            support: SupportConfig::default(),
         }
     }
 }
@@ -413,6 +469,19 @@ impl Config {
                 if server != "*" && ruma::ServerName::parse(server).is_err() {
                     problems.push(format!("rtc.livekit.full_access_homeservers: {server:?} is not a server name"));
                 }
+            }
+        }
+        if self.media.upload_limits.iter().any(|l| l.period_ms == 0) {
+            problems.push("media.upload_limits: period_ms must be more than 0".to_owned());
+        }
+        for uri in &self.turn.uris {
+            if !(uri.starts_with("turn:") || uri.starts_with("turns:") || uri.starts_with("stun:")) {
+                problems.push(format!("turn.uris: {uri:?} is not a turn:, turns: or stun: URI"));
+            }
+        }
+        for contact in &self.support.contacts {
+            if contact.role.is_empty() || (contact.matrix_id.is_empty() && contact.email_address.is_empty()) {
+                problems.push("support.contacts: each needs a role and a matrix_id or an email_address".to_owned());
             }
         }
         if self.presence.idle_after_ms < 1000 || self.presence.offline_after_ms < 1000 {

@@ -495,3 +495,37 @@ impl Services {
         Ok(())
     }
 }
+
+impl Services {
+    /// `GET /admin/whois/{userId}`: a user's devices with where and when each was last seen; for
+    /// admins, and for the user themself.
+    pub async fn whois(&self, requester: &Requester, user_id: &UserId) -> MatrixResult<serde_json::Value> {
+        if !requester.is_admin && requester.user_id != user_id {
+            return Err(MatrixError::forbidden("You are not a server admin"));
+        }
+        if !self.is_local_user(user_id) || self.store.get_user(user_id).await?.is_none() {
+            return Err(MatrixError::not_found("No such user on this server"));
+        }
+        let mut devices = serde_json::Map::new();
+        for device in self.store.list_devices(user_id).await? {
+            let mut connection = serde_json::json!({ "last_seen": device.last_seen_ms });
+            if let Some(ip) = device.last_seen_ip {
+                connection["ip"] = ip.into();
+            }
+            devices.insert(
+                device.device_id.to_string(),
+                serde_json::json!({ "sessions": [{ "connections": [connection] }] }),
+            );
+        }
+        Ok(serde_json::json!({ "user_id": user_id, "devices": devices }))
+    }
+
+    /// `GET /register/m.login.registration_token/validity`: whether `token` would let someone
+    /// register (403 if registration is closed to everyone).
+    pub fn registration_token_valid(&self, token: &str) -> MatrixResult<bool> {
+        if !self.config.open_registration() && self.config.registration.tokens.is_empty() {
+            return Err(MatrixError::forbidden("Registration is not enabled on this server"));
+        }
+        Ok(self.config.registration.tokens.iter().any(|t| t == token))
+    }
+}

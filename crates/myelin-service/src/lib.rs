@@ -119,6 +119,8 @@ pub struct Services {
     url_previews: cache::Cache<String, Arc<serde_json::Value>>,
     /// What this process last wrote of its users' presence (`presence.rs`).
     presence_seen: presence::PresenceSeen,
+    /// Downloads recently recorded (`media/retention.rs`).
+    media_accesses: media::retention::MediaAccesses,
 }
 
 impl Services {
@@ -181,6 +183,7 @@ impl Services {
                 clock.clone(),
             ),
             presence_seen: presence::PresenceSeen::default(),
+            media_accesses: media::retention::MediaAccesses::default(),
             clock,
             random,
         });

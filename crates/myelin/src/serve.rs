@@ -32,6 +32,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     myelin_service::jobs::spawn(&services);
     myelin_service::presence::spawn_timers(&services);
+    myelin_service::media::retention::spawn_retention(&services);
     tracing::info!(
         %listen,
         federation_listen = ?services.config().federation.listen,

@@ -162,3 +162,34 @@ pub async fn openid_request_token(
 ) -> ApiResult<Json<Value>> {
     Ok(Json(state.request_openid_token(&r, &super::user_id(&user)?).await?))
 }
+
+/// `GET /account/3pid`: Myelin binds no email addresses or phone numbers (it sends neither).
+pub async fn threepids(_auth: Auth) -> Json<Value> {
+    Json(json!({ "threepids": [] }))
+}
+
+/// `POST /{register,account/3pid,account/password}/{email,msisdn}/requestToken`: refused, as the
+/// server sends no email or SMS (`m.3pid_changes` is false in the capabilities).
+pub async fn threepid_request_token() -> ApiResult<Json<Value>> {
+    Err(MatrixError::new(
+        ErrorCode::Other("M_THREEPID_DENIED"),
+        "This server does not send email or SMS, so it cannot validate an address",
+    )
+    .into())
+}
+
+/// `GET /admin/whois/{userId}`.
+pub async fn whois(State(state): State<AppState>, Auth(r): Auth, Path(user): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(state.whois(&r, &super::user_id(&user)?).await?))
+}
+
+/// `GET /_matrix/client/v1/register/m.login.registration_token/validity?token=`.
+pub async fn registration_token_validity(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    Query(q): Query<QueryMap>,
+) -> ApiResult<Json<Value>> {
+    state.check_rate_limit(myelin_service::ratelimit::Limit::Registration, &addr)?;
+    let token = q.get("token").ok_or_else(|| MatrixError::missing_param("token is required"))?;
+    Ok(Json(json!({ "valid": state.registration_token_valid(token)? })))
+}

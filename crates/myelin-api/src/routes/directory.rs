@@ -144,3 +144,19 @@ pub async fn user_search(
     let (results, limited) = state.search_user_directory(&r, &body.search_term, limit).await?;
     Ok(Json(json!({ "results": results, "limited": limited })))
 }
+
+/// `GET /thirdparty/protocols`: no bridges (application services) provide any.
+pub async fn thirdparty_protocols(_auth: Auth) -> Json<Value> {
+    Json(json!({}))
+}
+
+/// `GET /thirdparty/{protocol,location,user}/{protocol}`: no protocol is known.
+pub async fn thirdparty_unknown_protocol(_auth: Auth, Path(_protocol): Path<String>) -> ApiResult<Json<Value>> {
+    Err(MatrixError::not_found("No such protocol").into())
+}
+
+/// `GET /thirdparty/location?alias=` and `GET /thirdparty/user?userid=`: no portal rooms or
+/// users on other networks.
+pub async fn thirdparty_lookup(_auth: Auth) -> Json<Value> {
+    Json(json!([]))
+}

@@ -42,7 +42,25 @@ pub fn client_routes() -> Router<AppState> {
         .route("/account/password", post(account::change_password))
         .route("/account/deactivate", post(account::deactivate))
         .route("/profile/{user_id}", get(profile::get_profile))
-        .route("/profile/{user_id}/{field}", get(profile::get_field).put(profile::set_field))
+        .route(
+            "/profile/{user_id}/{field}",
+            get(profile::get_field).put(profile::set_field).delete(profile::delete_field),
+        )
+        .route("/account/3pid", get(account::threepids))
+        .route("/account/3pid/email/requestToken", post(account::threepid_request_token))
+        .route("/account/3pid/msisdn/requestToken", post(account::threepid_request_token))
+        .route("/account/password/email/requestToken", post(account::threepid_request_token))
+        .route("/account/password/msisdn/requestToken", post(account::threepid_request_token))
+        .route("/register/email/requestToken", post(account::threepid_request_token))
+        .route("/register/msisdn/requestToken", post(account::threepid_request_token))
+        .route("/admin/whois/{user_id}", get(account::whois))
+        .route("/thirdparty/protocols", get(directory::thirdparty_protocols))
+        .route("/thirdparty/protocol/{protocol}", get(directory::thirdparty_unknown_protocol))
+        .route("/thirdparty/location/{protocol}", get(directory::thirdparty_unknown_protocol))
+        .route("/thirdparty/user/{protocol}", get(directory::thirdparty_unknown_protocol))
+        .route("/thirdparty/location", get(directory::thirdparty_lookup))
+        .route("/thirdparty/user", get(directory::thirdparty_lookup))
+        .route("/voip/turnServer", get(rtc::turn_server))
         .route("/devices", get(devices::list))
         .route("/devices/{device_id}", get(devices::get).put(devices::update).delete(devices::delete))
         .route("/delete_devices", post(devices::delete_many))
@@ -147,6 +165,9 @@ pub fn v1_routes() -> Router<AppState> {
         .route("/rooms/{room_id}/relations/{event_id}/{rel_type}", get(rooms::relations_typed))
         .route("/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}", get(rooms::relations_typed_evtype))
         .route("/rooms/{room_id}/threads", get(rooms::threads))
+        .route("/rooms/{room_id}/timestamp_to_event", get(rooms::timestamp_to_event))
+        .route("/mutual_rooms", get(rooms::mutual_rooms))
+        .route("/register/m.login.registration_token/validity", get(account::registration_token_validity))
         .route("/login/get_token", post(account::get_login_token))
         .route("/rtc/transports", get(rtc::transports))
         .route("/media/config", get(media::config))
@@ -173,6 +194,11 @@ pub fn msc3266_routes() -> Router<AppState> {
     Router::new()
         .route("/summary/{room}", get(rooms::room_summary))
         .route("/rooms/{room}/summary", get(rooms::room_summary))
+}
+
+/// Mutual rooms as MSC2666 first had them, under `/_matrix/client/unstable/uk.half-shot.msc2666`.
+pub fn msc2666_routes() -> Router<AppState> {
+    Router::new().route("/user/mutual_rooms", get(rooms::mutual_rooms))
 }
 
 /// Delayed events (MSC4140), under `/_matrix/client/unstable/org.matrix.msc4140`.
@@ -221,6 +247,7 @@ pub fn unversioned_routes() -> Router<AppState> {
     Router::new()
         .route("/_matrix/client/versions", get(versions::versions))
         .route("/.well-known/matrix/client", get(versions::well_known))
+        .route("/.well-known/matrix/support", get(versions::well_known_support))
         .route("/health", get(|| async { "OK" }))
 }
 

@@ -56,3 +56,16 @@ pub async fn set_field(
     state.set_profile_field(&r, &user_id, field_kind, value).await?;
     Ok(Json(json!({})))
 }
+
+/// `DELETE /profile/{userId}/{keyName}`: unsets a field.
+pub async fn delete_field(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path((user, field)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let user_id = user_id(&user)?;
+    let field_kind = ProfileField::parse(&field)
+        .ok_or_else(|| MatrixError::invalid_param("Only displayname and avatar_url can be set"))?;
+    state.set_profile_field(&r, &user_id, field_kind, None).await?;
+    Ok(Json(json!({})))
+}

@@ -535,3 +535,32 @@ pub async fn report_user(
     state.report_user(&r, &user_id(&user)?, &body).await?;
     Ok(Json(json!({})))
 }
+
+/// `GET /_matrix/client/v1/mutual_rooms?user_id=` (and MSC2666's unstable path).
+pub async fn mutual_rooms(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Query(q): Query<QueryMap>,
+) -> ApiResult<Json<Value>> {
+    let other = q.get("user_id").ok_or_else(|| MatrixError::missing_param("user_id is required"))?;
+    let joined = state.mutual_rooms(&r, &user_id(other)?).await?;
+    Ok(Json(json!({ "joined": joined, "count": joined.len() })))
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event?ts=&dir=f|b` (jump to date).
+pub async fn timestamp_to_event(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(room): Path<String>,
+    Query(q): Query<QueryMap>,
+) -> ApiResult<Json<Value>> {
+    let ts = query_u64(&q, "ts")?.ok_or_else(|| MatrixError::missing_param("ts is required"))?;
+    let forward = match q.get("dir").map(String::as_str) {
+        Some("f") => true,
+        Some("b") => false,
+        Some(_) => return Err(MatrixError::invalid_param("dir must be f or b").into()),
+        None => return Err(MatrixError::missing_param("dir is required").into()),
+    };
+    let (event_id, origin_server_ts) = state.timestamp_to_event(&r, &room_id(&room)?, ts, forward).await?;
+    Ok(Json(json!({ "event_id": event_id, "origin_server_ts": origin_server_ts })))
+}

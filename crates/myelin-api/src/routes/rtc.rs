@@ -189,3 +189,11 @@ pub async fn sfu_webhook(State(state): State<AppState>, headers: HeaderMap, body
 pub async fn healthz(State(state): State<AppState>) -> StatusCode {
     if state.livekit().is_some() { StatusCode::OK } else { StatusCode::NOT_FOUND }
 }
+
+/// `GET /voip/turnServer`: TURN servers for 1:1 calls (`{}` when none is configured).
+pub async fn turn_server(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    crate::extract::Auth(r): crate::extract::Auth,
+) -> crate::error::ApiResult<axum::Json<serde_json::Value>> {
+    Ok(axum::Json(state.turn_server(&r.user_id)?))
+}

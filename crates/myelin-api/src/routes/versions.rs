@@ -14,6 +14,7 @@ pub async fn versions(State(state): State<AppState>) -> Json<Value> {
             "org.matrix.msc3814": true,
             "im.nheko.summary": true,
             "org.matrix.msc3266": true,
+            "uk.half-shot.msc2666.query_mutual_rooms": true,
             "org.matrix.simplified_msc3575": true,
             "org.matrix.msc4140": state.config().rtc.max_event_delay_ms > 0,
             "org.matrix.msc4143": true,
@@ -30,6 +31,33 @@ pub async fn well_known(State(state): State<AppState>) -> Json<Value> {
         body["org.matrix.msc4143.rtc_foci"] = Value::Array(transports);
     }
     Json(body)
+}
+
+/// `/.well-known/matrix/support`: the configured contacts and page; 404 when there are none.
+pub async fn well_known_support(State(state): State<AppState>) -> crate::error::ApiResult<Json<Value>> {
+    let support = &state.config().support;
+    if support.page.is_empty() && support.contacts.is_empty() {
+        return Err(myelin_core::MatrixError::not_found("No support information is published").into());
+    }
+    let contacts: Vec<Value> = support
+        .contacts
+        .iter()
+        .map(|c| {
+            let mut contact = json!({ "role": c.role });
+            if !c.matrix_id.is_empty() {
+                contact["matrix_id"] = c.matrix_id.clone().into();
+            }
+            if !c.email_address.is_empty() {
+                contact["email_address"] = c.email_address.clone().into();
+            }
+            contact
+        })
+        .collect();
+    let mut body = json!({ "contacts": contacts });
+    if !support.page.is_empty() {
+        body["support_page"] = support.page.clone().into();
+    }
+    Ok(Json(body))
 }
 
 pub async fn capabilities(_auth: crate::extract::Auth, State(state): State<AppState>) -> Json<Value> {

@@ -5,12 +5,13 @@
 
 pub mod multipart;
 pub mod preview;
+pub mod retention;
 pub mod thumbnail;
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use myelin_core::{ErrorCode, MatrixError, MatrixResult};
+use myelin_core::{ErrorCode, MatrixError, MatrixResult, types::UserId};
 use myelin_storage::{
     FillOutcome, MediaFill, MediaRecord, ThumbnailRecord,
     blob::{ByteStream, PutOutcome},
@@ -121,23 +122,33 @@ impl Services {
     }
 
     /// Stores an upload's bytes; `None` when it was larger than allowed.
-    async fn store_upload_bytes(&self, upload: &mut Upload) -> MatrixResult<myelin_storage::MediaContent> {
+    async fn store_upload_bytes(
+        &self,
+        uploader: &UserId,
+        upload: &mut Upload,
+    ) -> MatrixResult<myelin_storage::MediaContent> {
         let max = self.config.media.max_upload_bytes;
         if upload.declared_length.is_some_and(|n| n > max) {
             return Err(too_large(max));
         }
+        self.check_upload_limits(uploader, upload.declared_length.unwrap_or(0)).await?;
         let bytes = std::mem::replace(&mut upload.bytes, Box::pin(futures_util::stream::empty()));
-        match self.blobs.put(bytes, max).await? {
-            PutOutcome::Stored(content) => Ok(content),
-            PutOutcome::TooLarge => Err(too_large(max)),
+        let content = match self.blobs.put(bytes, max).await? {
+            PutOutcome::Stored(content) => content,
+            PutOutcome::TooLarge => return Err(too_large(max)),
+        };
+        if upload.declared_length.is_none() {
+            // Sent without a length: checked again now that it is known.
+            self.check_upload_limits(uploader, content.length).await?;
         }
+        Ok(content)
     }
 
     /// `POST /_matrix/media/v3/upload`: stores the bytes, then the record; answers the `mxc://` URI.
     pub async fn upload_media(&self, requester: &Requester, mut upload: Upload) -> MatrixResult<String> {
         let content_type = checked_name(upload.content_type.take(), "content type")?;
         let filename = checked_name(upload.filename.take(), "filename")?;
-        let content = self.store_upload_bytes(&mut upload).await?;
+        let content = self.store_upload_bytes(&requester.user_id, &mut upload).await?;
         let media_id = self.random.alphanumeric(MEDIA_ID_LEN);
         let now = self.clock.now_ms();
         let record = MediaRecord {
@@ -195,7 +206,7 @@ impl Services {
         // Refuse what can be refused before reading the body.
         let now = self.clock.now_ms();
         self.check_fillable(self.store.media(server_name, media_id).await?, requester, now)?;
-        let content = self.store_upload_bytes(&mut upload).await?;
+        let content = self.store_upload_bytes(&requester.user_id, &mut upload).await?;
         let fill = MediaFill {
             origin: server_name,
             media_id,
@@ -334,6 +345,7 @@ impl Services {
                 return Err(MatrixError::not_found("No such media"));
             };
             if record.content.is_some() {
+                self.media_accessed(server_name, media_id).await;
                 return Ok(record);
             }
             if record.unused_expires_ms.is_some_and(|t| t <= self.clock.now_ms()) {

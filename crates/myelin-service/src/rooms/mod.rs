@@ -6,6 +6,7 @@ mod directory;
 mod head;
 mod hierarchy;
 mod membership;
+mod mutual;
 mod power;
 mod read;
 mod restricted;

@@ -363,6 +363,26 @@ impl Services {
         Ok((ev, json))
     }
 
+    /// `/rooms/{roomId}/timestamp_to_event` (jump to date): the event nearest `ts_ms` in that
+    /// direction, if the user may see it: (event id, its timestamp).
+    pub async fn timestamp_to_event(
+        &self,
+        requester: &Requester,
+        room_id: &RoomId,
+        ts_ms: u64,
+        forward: bool,
+    ) -> MatrixResult<(OwnedEventId, u64)> {
+        let user_id = &requester.user_id;
+        let cap = match self.room_visibility(user_id, room_id).await? {
+            Visibility::Until(pos) => pos,
+            _ => self.store.refresh_stream_head().await?,
+        };
+        let not_found = || MatrixError::not_found("No event found in that direction");
+        let ev = self.store.event_near_timestamp(room_id, ts_ms, forward, cap).await?.ok_or_else(not_found)?;
+        let ev = self.filter_visible(user_id, vec![ev]).await?.pop().ok_or_else(not_found)?;
+        Ok((ev.event_id, ev.origin_server_ts))
+    }
+
     /// `/context/{eventId}`: the event, some before and after it, and the room state.
     pub async fn context(
         &self,

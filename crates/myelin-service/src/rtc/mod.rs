@@ -12,6 +12,7 @@
 
 mod delegated_leave;
 mod sfu_api;
+pub mod turn;
 
 pub use sfu_api::SFU_API_TIMEOUT;
 

@@ -53,6 +53,15 @@ impl BlobStore for FsBlobStore {
             Err(err) => Err(err.into()),
         }
     }
+
+    async fn delete(&self, sha256: &str) -> StorageResult<()> {
+        let Some(path) = self.path_of(sha256) else { return Ok(()) };
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -47,6 +47,8 @@ pub trait BlobStore: Send + Sync {
     async fn put(&self, bytes: ByteStream, max_len: u64) -> StorageResult<PutOutcome>;
     /// The blob's bytes, if the store has it.
     async fn get(&self, sha256: &str) -> StorageResult<Option<ByteStream>>;
+    /// Removes the blob (no record names it any more); a blob that is not there is no error.
+    async fn delete(&self, sha256: &str) -> StorageResult<()>;
 }
 
 /// The blob store the configuration names: S3 if `[media.s3]` is set, else files under

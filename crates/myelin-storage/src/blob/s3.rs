@@ -137,4 +137,22 @@ impl BlobStore for S3BlobStore {
         }
         Ok(Some(Box::pin(response.bytes_stream().map_err(std::io::Error::other))))
     }
+
+    async fn delete(&self, sha256: &str) -> StorageResult<()> {
+        if !valid_hash(sha256) {
+            return Ok(());
+        }
+        let response = self
+            .request(reqwest::Method::DELETE, sha256, sigv4::EMPTY_PAYLOAD_SHA256)
+            .send()
+            .await
+            .map_err(|e| s3_error("DELETE", e))?;
+        // S3 answers 204 whether or not the object was there.
+        if !response.status().is_success() && response.status() != reqwest::StatusCode::NOT_FOUND {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            return Err(s3_error("DELETE", format!("{status}: {body}")));
+        }
+        Ok(())
+    }
 }

@@ -46,6 +46,8 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0020_reports.sql"),
     include_str!("../../migrations/0021_search.sql"),
     include_str!("../../migrations/0022_presence.sql"),
+    include_str!("../../migrations/0023_media_retention.sql"),
+    include_str!("../../migrations/0024_jump_to_date.sql"),
 ];
 
 pub struct Sqlite {

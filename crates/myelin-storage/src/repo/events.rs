@@ -298,6 +298,15 @@ pub trait EventRepo {
         limit: usize,
     ) -> StorageResult<Vec<(StoredEvent, StreamPos)>>;
     async fn forward_extremities(&self, room_id: &RoomId) -> StorageResult<Vec<StoredEvent>>;
+    /// The room's timeline event closest to `ts_ms` at or after it (`forward`) or at or before
+    /// it, by `origin_server_ts`, at or below `until`.
+    async fn event_near_timestamp(
+        &self,
+        room_id: &RoomId,
+        ts_ms: u64,
+        forward: bool,
+        until: StreamPos,
+    ) -> StorageResult<Option<StoredEvent>>;
     /// Forgets transaction ids recorded before `before_ms` (retries older than that are new sends).
     async fn delete_txn_ids_before(&self, before_ms: u64) -> StorageResult<u64>;
 }

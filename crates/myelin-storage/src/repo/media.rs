@@ -82,4 +82,23 @@ pub trait MediaRepo {
         height: u32,
         method: &str,
     ) -> StorageResult<Option<ThumbnailRecord>>;
+    /// Records a download at `now_ms`.
+    async fn touch_media(&self, origin: &str, media_id: &str, now_ms: u64) -> StorageResult<()>;
+    /// Complete media of `origin` (or, if `other_origins`, of every origin but it) not downloaded
+    /// since `before_ms`, oldest access first, at most `limit`.
+    async fn media_unused_since(
+        &self,
+        origin: &str,
+        other_origins: bool,
+        before_ms: u64,
+        limit: usize,
+    ) -> StorageResult<Vec<MediaRecord>>;
+    /// Deletes these media (`(origin, media_id)`) and their thumbnails; answers the blobs no
+    /// record names any more (the caller deletes them from the blob store).
+    async fn delete_media(&self, media: &[(String, String)]) -> StorageResult<Vec<String>>;
+    /// Bytes `uploader` uploaded since `since_ms`.
+    async fn uploaded_bytes_since(&self, uploader: &UserId, since_ms: u64) -> StorageResult<u64>;
+    /// Every `mxc://` URI in use as a picture that must outlive retention: users' avatars (global
+    /// and per room) and rooms' avatars.
+    async fn avatar_uris(&self) -> StorageResult<Vec<String>>;
 }

@@ -730,6 +730,28 @@ impl EventRepo for Database {
         .await
     }
 
+    async fn event_near_timestamp(
+        &self,
+        room_id: &RoomId,
+        ts_ms: u64,
+        forward: bool,
+        until: StreamPos,
+    ) -> StorageResult<Option<StoredEvent>> {
+        let room_id = room_id.to_owned();
+        let (cmp, order) = if forward { (">=", "ASC") } else { ("<=", "DESC") };
+        self.read(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS} FROM events e
+                     WHERE e.room_id = $1 AND e.outlier = 0 AND e.origin_server_ts {cmp} $2 AND e.stream_pos <= $3
+                     ORDER BY e.origin_server_ts {order}, e.stream_pos {order} LIMIT 1"
+                );
+                Ok(events(c, &sql, &[&room_id, &ts_ms, &until]).await?.pop())
+            })
+        })
+        .await
+    }
+
     async fn delete_txn_ids_before(&self, before_ms: u64) -> StorageResult<u64> {
         self.transaction(move |c| {
             Box::pin(async move { c.execute("DELETE FROM txn_ids WHERE created_ms < $1", &[&before_ms]).await })

@@ -2,6 +2,8 @@
 
 use async_trait::async_trait;
 
+use myelin_core::types::UserId;
+
 use crate::{
     Database, FillOutcome, MediaContent, MediaFill, MediaRecord, MediaRepo, StorageResult, ThumbnailRecord, db::Row,
 };
@@ -197,6 +199,137 @@ impl MediaRepo for Database {
                     },
                 )
                 .await
+            })
+        })
+        .await
+    }
+
+    async fn touch_media(&self, origin: &str, media_id: &str, now_ms: u64) -> StorageResult<()> {
+        let (origin, media_id) = (origin.to_owned(), media_id.to_owned());
+        // Lost with the machine at worst: the next download moves it again.
+        self.transaction_relaxed(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "UPDATE media SET last_access_ms = $3 WHERE origin = $1 AND media_id = $2 AND last_access_ms < $3",
+                    &[&origin, &media_id, &now_ms],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn media_unused_since(
+        &self,
+        origin: &str,
+        other_origins: bool,
+        before_ms: u64,
+        limit: usize,
+    ) -> StorageResult<Vec<MediaRecord>> {
+        let origin = origin.to_owned();
+        let which = if other_origins { "origin <> $1" } else { "origin = $1" };
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query(
+                    &format!(
+                        "SELECT {COLUMNS} FROM media WHERE {which} AND sha256 IS NOT NULL AND last_access_ms < $2
+                         ORDER BY last_access_ms LIMIT {limit}"
+                    ),
+                    &[&origin, &before_ms],
+                    media_record,
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn delete_media(&self, media: &[(String, String)]) -> StorageResult<Vec<String>> {
+        let media = media.to_vec();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                let mut blobs: Vec<String> = Vec::new();
+                for (origin, media_id) in &media {
+                    blobs.extend(
+                        c.query(
+                            "SELECT sha256 FROM media WHERE origin = $1 AND media_id = $2 AND sha256 IS NOT NULL
+                             UNION SELECT sha256 FROM media_thumbnails WHERE origin = $1 AND media_id = $2",
+                            &[origin, media_id],
+                            |r| r.get::<String>(0),
+                        )
+                        .await?,
+                    );
+                    c.execute("DELETE FROM media_thumbnails WHERE origin = $1 AND media_id = $2", &[origin, media_id])
+                        .await?;
+                    c.execute("DELETE FROM media WHERE origin = $1 AND media_id = $2", &[origin, media_id]).await?;
+                }
+                blobs.sort();
+                blobs.dedup();
+                let mut unreferenced = Vec::new();
+                for sha256 in blobs {
+                    let used: bool = c
+                        .query_one(
+                            "SELECT EXISTS (SELECT 1 FROM media WHERE sha256 = $1)
+                                 OR EXISTS (SELECT 1 FROM media_thumbnails WHERE sha256 = $1)",
+                            &[&sha256],
+                            |r| r.get(0),
+                        )
+                        .await?;
+                    if !used {
+                        unreferenced.push(sha256);
+                    }
+                }
+                Ok(unreferenced)
+            })
+        })
+        .await
+    }
+
+    async fn uploaded_bytes_since(&self, uploader: &UserId, since_ms: u64) -> StorageResult<u64> {
+        let uploader = uploader.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query_one(
+                    "SELECT CAST(COALESCE(SUM(length), 0) AS BIGINT) FROM media WHERE uploader = $1 AND created_ms >= $2",
+                    &[&uploader, &since_ms],
+                    |r| r.get(0),
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn avatar_uris(&self) -> StorageResult<Vec<String>> {
+        self.read(move |c| {
+            Box::pin(async move {
+                let mut uris: Vec<String> = c
+                    .query(
+                        "SELECT avatar_url FROM users WHERE avatar_url LIKE 'mxc://%'
+                         UNION SELECT avatar_url FROM room_members WHERE avatar_url LIKE 'mxc://%'",
+                        &[],
+                        |r| r.get(0),
+                    )
+                    .await?;
+                let room_avatars: Vec<String> = c
+                    .query(
+                        "SELECT e.json FROM current_state cs JOIN events e ON e.event_id = cs.event_id
+                         WHERE cs.event_type = 'm.room.avatar'",
+                        &[],
+                        |r| r.get(0),
+                    )
+                    .await?;
+                for json in room_avatars {
+                    if let Ok(event) = serde_json::from_str::<serde_json::Value>(&json)
+                        && let Some(url) = event["content"]["url"].as_str()
+                    {
+                        uris.push(url.to_owned());
+                    }
+                }
+                uris.sort();
+                uris.dedup();
+                Ok(uris)
             })
         })
         .await

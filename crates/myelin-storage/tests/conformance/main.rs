@@ -231,6 +231,7 @@ all_backends!(
     server_keys::server_keys_are_cached_per_server_and_key_id,
     media::media_records_reservations_and_fills,
     media::media_thumbnails_are_kept_per_size_and_method,
+    media::unused_media_is_found_and_deleted_with_its_unshared_blobs,
     pushers::pushers_positions_and_push_jobs,
     reports::reports_are_kept_and_listed_newest_first,
     search::indexed_events_are_found_by_words_phrases_and_prefixes,

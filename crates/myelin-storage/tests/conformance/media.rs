@@ -88,3 +88,68 @@ pub async fn media_thumbnails_are_kept_per_size_and_method(url: String) {
     assert_eq!(store.media_thumbnail("test", "pic", 96, 96, "scale").await.expect("read"), Some(thumb("scale", "c")));
     assert!(store.media_thumbnail("test", "pic", 32, 32, "crop").await.expect("read").is_none());
 }
+
+/// Retention: downloads move the last access; unused media of this origin or of others is
+/// listed oldest first; deleting media answers only the blobs no record names any more; the
+/// bytes a user uploaded in a period; avatars in use.
+pub async fn unused_media_is_found_and_deleted_with_its_unshared_blobs(url: String) {
+    let store = open_store(&url).await;
+    let shared = MediaContent { sha256: "aa".repeat(32), length: 10 };
+    let own = MediaContent { sha256: "bb".repeat(32), length: 20 };
+    let thumb = MediaContent { sha256: "cc".repeat(32), length: 5 };
+    let mut remote = record("remote", "@a:test", Some(own.clone()), None);
+    remote.origin = "elsewhere".into();
+    remote.uploader = None;
+    for media in [
+        record("one", "@a:test", Some(shared.clone()), None),
+        record("two", "@a:test", Some(shared.clone()), None),
+        record("three", "@b:test", Some(own.clone()), None),
+        remote,
+    ] {
+        store.put_media(&media).await.expect("put");
+    }
+    store
+        .put_media_thumbnail(&ThumbnailRecord {
+            origin: "test".into(),
+            media_id: "one".into(),
+            width: 32,
+            height: 32,
+            method: "crop".into(),
+            content_type: "image/png".into(),
+            content: thumb.clone(),
+        })
+        .await
+        .expect("thumbnail");
+
+    // All created at 1 000; "two" downloaded at 5 000.
+    store.touch_media("test", "two", 5_000).await.expect("touch");
+    store.touch_media("test", "two", 4_000).await.expect("an older access changes nothing");
+    let ids = |media: Vec<MediaRecord>| media.into_iter().map(|m| m.media_id).collect::<Vec<_>>();
+    let mut local = ids(store.media_unused_since("test", false, 3_000, 10).await.expect("unused"));
+    local.sort();
+    assert_eq!(local, ["one", "three"]);
+    assert_eq!(ids(store.media_unused_since("test", true, 3_000, 10).await.expect("unused")), ["remote"]);
+    assert_eq!(store.media_unused_since("test", false, 6_000, 1).await.expect("unused").len(), 1, "the limit");
+
+    // "one" shares its blob with "two": only its thumbnail's blob goes; "three" shares with the
+    // remote copy: nothing goes; then the remote copy: its blob goes.
+    assert_eq!(store.delete_media(&[("test".into(), "one".into())]).await.expect("delete"), [thumb.sha256]);
+    assert!(store.media("test", "one").await.expect("read").is_none());
+    assert!(store.media_thumbnail("test", "one", 32, 32, "crop").await.expect("read").is_none());
+    assert!(store.delete_media(&[("test".into(), "three".into())]).await.expect("delete").is_empty());
+    assert_eq!(store.delete_media(&[("elsewhere".into(), "remote".into())]).await.expect("delete"), [own.sha256]);
+    assert!(store.delete_media(&[("test".into(), "gone".into())]).await.expect("nothing").is_empty());
+
+    // Uploads per user and period.
+    let a = UserId::parse("@a:test").expect("user id");
+    assert_eq!(store.uploaded_bytes_since(&a, 0).await.expect("sum"), 10, "two is left");
+    assert_eq!(store.uploaded_bytes_since(&a, 2_000).await.expect("sum"), 0);
+
+    // Avatars: a user's, a member's in a room.
+    store.create_user(super::user("@pic:test")).await.expect("user");
+    store
+        .set_avatar_url(&UserId::parse("@pic:test").expect("user id"), Some("mxc://test/avatar".into()))
+        .await
+        .expect("avatar");
+    assert_eq!(store.avatar_uris().await.expect("avatars"), ["mxc://test/avatar"]);
+}
