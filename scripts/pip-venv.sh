@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs a pip requirement into a Python venv (once; again when the requirement changes) and
+# Installs pip requirements (one argument, space-separated) into a Python venv (once; again when the requirement changes) and
 # prints the venv's absolute path as the last line of stdout. Shared by synapse-venv.sh and
 # test-tools-venv.sh:
 #
@@ -21,7 +21,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$spec" ] || ! "$venv/bin/python"
     rm -rf "$venv"
     "$PYTHON" -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
-    "$venv/bin/python" -m pip install --quiet "$spec" >&2
+    # shellcheck disable=SC2086 # REQUIREMENT may name several packages
+    "$venv/bin/python" -m pip install --quiet $spec >&2
     echo "$spec" > "$stamp"
 fi
 echo "pip-venv: $("$venv/bin/python" -c "import $module; print('$module', $module.__version__)")" >&2

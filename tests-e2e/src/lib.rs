@@ -18,6 +18,7 @@ pub mod device_keys;
 pub mod fake_sfu;
 pub mod federation;
 mod s3;
+pub mod smtp;
 mod synapse;
 pub use s3::S3Server;
 pub use synapse::SynapsePeer;

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::free_port;
 
-fn tools_venv() -> Result<PathBuf> {
+pub(crate) fn tools_venv() -> Result<PathBuf> {
     if let Some(venv) = std::env::var_os("MYELIN_TEST_TOOLS_VENV") {
         return Ok(PathBuf::from(venv));
     }

@@ -35,6 +35,58 @@ pub struct Config {
     pub presence: PresenceConfig,
     pub turn: TurnConfig,
     pub support: SupportConfig,
+    pub email: EmailConfig,
+}
+
+/// Sending email (`[email]`): validation links for addresses (adding one to an account,
+/// resetting a forgotten password). Off while `smtp_host` is empty.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// Login for the SMTP server (AUTH PLAIN), if it needs one.
+    pub smtp_user: String,
+    pub smtp_pass: String,
+    /// `starttls` (upgrade after connecting; refused if the server cannot), `tls` (TLS from the
+    /// start, usually port 465) or `none` (plain text: a relay on the same machine only).
+    pub tls: String,
+    /// The sender, e.g. `Example <noreply@example.org>`; empty means `noreply@<server_name>`.
+    pub from: String,
+    /// How long a validation link works.
+    pub validation_token_lifetime_ms: u64,
+}
+
+impl std::fmt::Debug for EmailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailConfig")
+            .field("smtp_host", &self.smtp_host)
+            .field("smtp_port", &self.smtp_port)
+            .field("smtp_user", &self.smtp_user)
+            .field("tls", &self.tls)
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self {
+            smtp_host: String::new(),
+            smtp_port: 25,
+            smtp_user: String::new(),
+            smtp_pass: String::new(),
+            tls: "starttls".to_owned(),
+            from: String::new(),
+            validation_token_lifetime_ms: 60 * 60 * 1000,
+        }
+    }
+}
+
+impl EmailConfig {
+    pub fn enabled(&self) -> bool {
+        !self.smtp_host.is_empty()
+    }
 }
 
 /// TURN servers for VoIP calls (`GET /voip/turnServer`, `[turn]`): either a shared secret
@@ -380,6 +432,7 @@ impl Default for Config {
             presence: PresenceConfig::default(),
             turn: TurnConfig::default(),
             support: SupportConfig::default(),
+            email: EmailConfig::default(),
         }
     }
 }
@@ -473,6 +526,9 @@ impl Config {
         }
         if self.media.upload_limits.iter().any(|l| l.period_ms == 0) {
             problems.push("media.upload_limits: period_ms must be more than 0".to_owned());
+        }
+        if !matches!(self.email.tls.as_str(), "starttls" | "tls" | "none") {
+            problems.push(format!("email.tls must be \"starttls\", \"tls\" or \"none\", not {:?}", self.email.tls));
         }
         for uri in &self.turn.uris {
             if !(uri.starts_with("turn:") || uri.starts_with("turns:") || uri.starts_with("stun:")) {

@@ -238,6 +238,15 @@ impl Services {
             crate::uia::PASSWORD => {
                 let user = match &req.identifier {
                     Some(id) if id.kind == "m.id.user" => id.user.clone(),
+                    Some(id) if id.kind == "m.id.thirdparty" => {
+                        let address = id.address.as_deref().unwrap_or_default();
+                        // An unknown address fails as a wrong password does.
+                        let owner = match id.medium.as_deref() {
+                            Some("email") => self.email_owner(address).await?,
+                            _ => None,
+                        };
+                        Some(owner.map_or_else(|| "@unknown:invalid".to_owned(), |o| o.to_string()))
+                    }
                     Some(_) => {
                         return Err(MatrixError::new(ErrorCode::Unknown, "Only m.id.user identifiers are supported")
                             .with_status(400));
@@ -415,6 +424,7 @@ impl Services {
     /// Deactivates a user: leaves every room, removes devices and tokens, clears the profile.
     pub async fn deactivate(&self, user_id: &UserId) -> MatrixResult<()> {
         self.existing_user(user_id).await?;
+        self.delete_all_threepids(user_id).await?;
         for room in self.store.rooms_for_user(user_id).await? {
             if room.membership.is_current() {
                 let change = crate::rooms::MembershipChange::new(user_id, &room.room_id, user_id, Membership::Leave);

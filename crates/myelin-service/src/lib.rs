@@ -7,6 +7,7 @@ pub mod cache;
 pub mod cluster;
 pub mod delayed_events;
 pub mod e2ee;
+pub mod email;
 pub mod ephemeral;
 pub mod event_cache;
 pub mod federation;

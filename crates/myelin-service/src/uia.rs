@@ -18,6 +18,8 @@ pub const SESSION_LIFETIME: Duration = Duration::from_secs(15 * 60);
 pub const PASSWORD: &str = "m.login.password";
 pub const DUMMY: &str = "m.login.dummy";
 pub const REGISTRATION_TOKEN: &str = "m.login.registration_token";
+/// A validated email address (a `requestToken` session) proves who one is.
+pub const EMAIL_IDENTITY: &str = "m.login.email.identity";
 
 /// The `auth` object of a request.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -29,6 +31,8 @@ pub struct AuthData {
     pub token: Option<String>,
     pub identifier: Option<Identifier>,
     pub user: Option<String>,
+    #[serde(alias = "threepidCreds")]
+    pub threepid_creds: Option<ThreepidCreds>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -36,11 +40,21 @@ pub struct Identifier {
     #[serde(rename = "type")]
     pub kind: String,
     pub user: Option<String>,
+    /// `m.id.thirdparty`: `email` and the address.
+    pub medium: Option<String>,
+    pub address: Option<String>,
+}
+
+/// `m.login.email.identity`'s proof: a validated `requestToken` session.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ThreepidCreds {
+    pub sid: String,
+    pub client_secret: String,
 }
 
 impl Services {
     /// The 401 that asks for `flows`, continuing `session` if it is still known (else a new one).
-    async fn uia_challenge(
+    pub(crate) async fn uia_challenge(
         &self,
         flows: &[&[&str]],
         session: Option<&str>,

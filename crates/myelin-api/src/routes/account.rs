@@ -114,12 +114,17 @@ fn yes() -> bool {
     true
 }
 
+/// `POST /account/password`: with an access token, a change (the current password as UIA);
+/// without one, a reset proved by a validated email address (`m.login.email.identity`).
 pub async fn change_password(
     State(state): State<AppState>,
-    Auth(r): Auth,
+    crate::extract::MaybeAuth(r): crate::extract::MaybeAuth,
     JsonBody(body): JsonBody<PasswordBody>,
 ) -> ApiResult<Json<Value>> {
-    state.change_password(&r, body.new_password, body.logout_devices, body.auth.as_ref()).await?;
+    match r {
+        Some(r) => state.change_password(&r, body.new_password, body.logout_devices, body.auth.as_ref()).await?,
+        None => state.reset_password_by_email(body.new_password, body.logout_devices, body.auth.as_ref()).await?,
+    }
     Ok(Json(json!({})))
 }
 
@@ -163,19 +168,97 @@ pub async fn openid_request_token(
     Ok(Json(state.request_openid_token(&r, &super::user_id(&user)?).await?))
 }
 
-/// `GET /account/3pid`: Myelin binds no email addresses or phone numbers (it sends neither).
-pub async fn threepids(_auth: Auth) -> Json<Value> {
-    Json(json!({ "threepids": [] }))
+/// `GET /account/3pid`: the requester's email addresses.
+pub async fn threepids(State(state): State<AppState>, Auth(r): Auth) -> ApiResult<Json<Value>> {
+    Ok(Json(state.threepids(&r).await?))
 }
 
-/// `POST /{register,account/3pid,account/password}/{email,msisdn}/requestToken`: refused, as the
-/// server sends no email or SMS (`m.3pid_changes` is false in the capabilities).
+/// `POST /register/*/requestToken` and the `msisdn` ones: refused — registration asks for no
+/// address, and the server sends no SMS.
 pub async fn threepid_request_token() -> ApiResult<Json<Value>> {
     Err(MatrixError::new(
         ErrorCode::Other("M_THREEPID_DENIED"),
-        "This server does not send email or SMS, so it cannot validate an address",
+        "This server does not validate addresses for this (no SMS, no email at registration)",
     )
     .into())
+}
+
+/// `POST /account/3pid/email/requestToken`.
+pub async fn add_email_request_token(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<myelin_service::email::EmailTokenRequest>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.request_email_token(myelin_service::email::EmailPurpose::Add, body).await?))
+}
+
+/// `POST /account/password/email/requestToken`.
+pub async fn password_email_request_token(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<myelin_service::email::EmailTokenRequest>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.request_email_token(myelin_service::email::EmailPurpose::Password, body).await?))
+}
+
+#[derive(Deserialize)]
+pub struct AddThreepidBody {
+    sid: String,
+    client_secret: String,
+    auth: Option<AuthData>,
+}
+
+/// `POST /account/3pid/add`.
+pub async fn add_threepid(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    JsonBody(body): JsonBody<AddThreepidBody>,
+) -> ApiResult<Json<Value>> {
+    state.add_email(&r, &body.sid, &body.client_secret, body.auth.as_ref()).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct DeleteThreepidBody {
+    medium: String,
+    address: String,
+}
+
+/// `POST /account/3pid/delete`.
+pub async fn delete_threepid(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    JsonBody(body): JsonBody<DeleteThreepidBody>,
+) -> ApiResult<Json<Value>> {
+    state.delete_email(&r, &body.medium, &body.address).await?;
+    Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
+}
+
+/// The link in a validation email (`/_myelin/email/validate?sid=&client_secret=&token=`): a
+/// small page saying whether it worked.
+pub async fn validate_email_link(State(state): State<AppState>, Query(q): Query<QueryMap>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let param = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+    let validated = state.submit_email_token(param("sid"), param("client_secret"), param("token")).await;
+    let (status, message) = match validated {
+        Ok(true) => {
+            (axum::http::StatusCode::OK, "Your email address is validated. You can return to your Matrix client.")
+        }
+        Ok(false) => (axum::http::StatusCode::BAD_REQUEST, "This link is not valid, or it has expired."),
+        Err(_) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong; try again later."),
+    };
+    let page = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Email validation</title></head>\
+         <body><main><p>{message}</p></main></body></html>"
+    );
+    (
+        status,
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+            (axum::http::header::REFERRER_POLICY, "no-referrer"),
+        ],
+        page,
+    )
+        .into_response()
 }
 
 /// `GET /admin/whois/{userId}`.

@@ -47,9 +47,11 @@ pub fn client_routes() -> Router<AppState> {
             get(profile::get_field).put(profile::set_field).delete(profile::delete_field),
         )
         .route("/account/3pid", get(account::threepids))
-        .route("/account/3pid/email/requestToken", post(account::threepid_request_token))
+        .route("/account/3pid/add", post(account::add_threepid))
+        .route("/account/3pid/delete", post(account::delete_threepid))
+        .route("/account/3pid/email/requestToken", post(account::add_email_request_token))
         .route("/account/3pid/msisdn/requestToken", post(account::threepid_request_token))
-        .route("/account/password/email/requestToken", post(account::threepid_request_token))
+        .route("/account/password/email/requestToken", post(account::password_email_request_token))
         .route("/account/password/msisdn/requestToken", post(account::threepid_request_token))
         .route("/register/email/requestToken", post(account::threepid_request_token))
         .route("/register/msisdn/requestToken", post(account::threepid_request_token))
@@ -248,6 +250,7 @@ pub fn unversioned_routes() -> Router<AppState> {
         .route("/_matrix/client/versions", get(versions::versions))
         .route("/.well-known/matrix/client", get(versions::well_known))
         .route("/.well-known/matrix/support", get(versions::well_known_support))
+        .route("/_myelin/email/validate", get(account::validate_email_link))
         .route("/health", get(|| async { "OK" }))
 }
 

@@ -71,7 +71,7 @@ pub async fn capabilities(_auth: crate::extract::Auth, State(state): State<AppSt
             "m.room_versions": { "default": state.config().default_room_version, "available": available },
             "m.set_displayname": { "enabled": true },
             "m.set_avatar_url": { "enabled": true },
-            "m.3pid_changes": { "enabled": false },
+            "m.3pid_changes": { "enabled": state.config().email.enabled() },
             "m.get_login_token": { "enabled": true },
             "org.matrix.msc4140.delayed_events": {
                 "max_delay_ms": state.config().rtc.max_event_delay_ms,

@@ -48,6 +48,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0022_presence.sql"),
     include_str!("../../migrations/0023_media_retention.sql"),
     include_str!("../../migrations/0024_jump_to_date.sql"),
+    include_str!("../../migrations/0025_threepids.sql"),
 ];
 
 pub struct Sqlite {

@@ -27,6 +27,7 @@ mod server_keys;
 mod sliding_sync;
 mod state;
 mod sticky_events;
+mod threepids;
 mod to_device;
 mod uia;
 
@@ -56,6 +57,7 @@ pub use server_keys::*;
 pub use sliding_sync::*;
 pub use state::*;
 pub use sticky_events::*;
+pub use threepids::*;
 pub use to_device::*;
 pub use uia::*;
 
@@ -90,6 +92,7 @@ pub trait Store:
     + ReportRepo
     + SearchRepo
     + PresenceRepo
+    + ThreepidRepo
     + Send
     + Sync
     + 'static
@@ -124,6 +127,7 @@ impl<T> Store for T where
         + ReportRepo
         + SearchRepo
         + PresenceRepo
+        + ThreepidRepo
         + Send
         + Sync
         + 'static

@@ -32,6 +32,7 @@ mod server_keys;
 mod sliding_sync;
 mod state;
 mod sticky_events;
+mod threepids;
 mod to_device;
 mod uia;
 
