@@ -177,3 +177,66 @@ async fn without_email_addresses_are_refused_and_a_dead_smtp_server_is_a_502() -
     ensure!(status == 502, "{status} {body}");
     Ok(())
 }
+
+/// Binds `address` to `client`'s account through the mail sink (the `n`-th message is its link).
+async fn bind_email(client: &myelin_e2e::Client, mail: &MailSink, address: &str, n: usize) -> Result<()> {
+    let request = json!({ "client_secret": "bind", "email": address, "send_attempt": 1 });
+    let (status, body) = client.post("/_matrix/client/v3/account/3pid/email/requestToken", &request).await?;
+    ensure!(status == 200, "{status} {body}");
+    let (status, _) = follow(&link_in(&mail.wait_for(n).await?)?).await?;
+    ensure!(status == 200);
+    let localpart = client.user_id.trim_start_matches('@').split(':').next().unwrap_or_default().to_owned();
+    let auth = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": localpart }, "password": format!("{localpart}-password") });
+    let add = json!({ "sid": body["sid"], "client_secret": "bind", "auth": auth });
+    let (status, body) = client.post("/_matrix/client/v3/account/3pid/add", &add).await?;
+    ensure!(status == 200, "{status} {body}");
+    Ok(())
+}
+
+/// An email pusher: notifications still unread after the delay are emailed, read ones are not;
+/// only an address of one's own account can be a pushkey.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_notifications_are_emailed_after_the_delay_and_read_ones_are_not() -> Result<()> {
+    let mail = MailSink::start().await?;
+    let server = TestServer::start_with(&format!("{NO_RATE_LIMITS}{}notif_delay_ms = 1500\n", mail.config())).await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    bind_email(&alice, &mail, "alice@example.org", 1).await?;
+
+    let pusher = |pushkey: &str, app_id: &str| {
+        json!({
+            "kind": "email", "app_id": app_id, "pushkey": pushkey, "app_display_name": "Email",
+            "device_display_name": "alice@example.org", "lang": "en", "data": {},
+        })
+    };
+    for (body, code, what) in [
+        (pusher("bob@example.org", "m.email"), "M_THREEPID_NOT_FOUND", "an address not alice's"),
+        (pusher("alice@example.org", "com.example"), "M_INVALID_PARAM", "another app id"),
+    ] {
+        let (status, answer) = alice.post("/_matrix/client/v3/pushers/set", &body).await?;
+        ensure!(status == 400 && errcode(&answer) == code, "{what}: {status} {answer}");
+    }
+    let (status, body) = alice.post("/_matrix/client/v3/pushers/set", &pusher("alice@example.org", "m.email")).await?;
+    ensure!(status == 200, "{status} {body}");
+    let (_, listed) = alice.get("/_matrix/client/v3/pushers").await?;
+    ensure!(listed["pushers"][0]["kind"] == "email", "{listed}");
+
+    let room = alice.create_room(json!({ "preset": "private_chat", "name": "Lunch", "invite": [bob.user_id] })).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    let sent = std::time::Instant::now();
+    bob.send_message(&room, "lunch at noon?").await?;
+    let email = mail.wait_for(2).await?;
+    ensure!(sent.elapsed() >= std::time::Duration::from_millis(1200), "emailed before the delay: {:?}", sent.elapsed());
+    ensure!(email.contains("To: alice@example.org") && email.contains("Subject: 1 unread notification"), "{email}");
+    ensure!(email.contains("[Lunch] bob: lunch at noon?"), "{email}");
+
+    // Read at once: no email.
+    let read = bob.send_message(&room, "never mind").await?;
+    let (status, body) = alice
+        .post(&myelin_e2e::room_path(&room, &format!("receipt/m.read/{}", myelin_e2e::enc(&read))), &json!({}))
+        .await?;
+    ensure!(status == 200, "{status} {body}");
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    ensure!(mail.messages().len() == 2, "a read message is not emailed: {:?}", mail.messages().last());
+    Ok(())
+}

@@ -55,6 +55,9 @@ pub struct EmailConfig {
     pub from: String,
     /// How long a validation link works.
     pub validation_token_lifetime_ms: u64,
+    /// Email pushers: a notification still unread this long after it came is emailed (with the
+    /// others waiting), as Synapse's 10 minutes.
+    pub notif_delay_ms: u64,
 }
 
 impl std::fmt::Debug for EmailConfig {
@@ -79,6 +82,7 @@ impl Default for EmailConfig {
             tls: "starttls".to_owned(),
             from: String::new(),
             validation_token_lifetime_ms: 60 * 60 * 1000,
+            notif_delay_ms: 10 * 60 * 1000,
         }
     }
 }

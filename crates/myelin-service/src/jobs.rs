@@ -48,6 +48,9 @@ const CLEANUP_INTERVAL_MS: u64 = 60 * 60 * 1000;
 /// Transaction ids are remembered for a day (like Synapse): a retry after that is a new send.
 const TXN_ID_LIFETIME_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// The job that emails a user's unread notifications (`pushers.rs`), keyed `email_push:<user>`.
+pub const EMAIL_PUSH_JOB: &str = "email_push";
+
 /// The federation outbox sweep runs this often per deployment.
 const FEDERATION_SWEEP_INTERVAL_MS: u64 = 30_000;
 
@@ -72,6 +75,8 @@ pub enum JobKind {
     StickyCatchUp,
     /// Sends a user's notifications to their pushers' gateways.
     Push,
+    /// Emails a user's notifications still unread after the delay to their email pushers.
+    EmailPush,
 }
 
 /// What a job run asks for next.
@@ -97,6 +102,7 @@ impl JobKind {
             JobKind::DelegatedLeave => myelin_storage::DELEGATED_LEAVE_JOB,
             JobKind::StickyCatchUp => "sticky_catch_up",
             JobKind::Push => myelin_storage::PUSH_JOB,
+            JobKind::EmailPush => EMAIL_PUSH_JOB,
         }
     }
 
@@ -111,6 +117,7 @@ impl JobKind {
             myelin_storage::DELEGATED_LEAVE_JOB => Some(JobKind::DelegatedLeave),
             "sticky_catch_up" => Some(JobKind::StickyCatchUp),
             myelin_storage::PUSH_JOB => Some(JobKind::Push),
+            EMAIL_PUSH_JOB => Some(JobKind::EmailPush),
             _ => None,
         }
     }
@@ -126,7 +133,8 @@ impl JobKind {
             | JobKind::DelayedEvent
             | JobKind::DelegatedLeave
             | JobKind::StickyCatchUp
-            | JobKind::Push => None,
+            | JobKind::Push
+            | JobKind::EmailPush => None,
         }
     }
 
@@ -135,7 +143,7 @@ impl JobKind {
         match self {
             // A destination's queue waits for it however long it is down; a room's state is
             // fetched however long its servers are.
-            JobKind::FederationSend | JobKind::PartialStateResync | JobKind::Push => {
+            JobKind::FederationSend | JobKind::PartialStateResync | JobKind::Push | JobKind::EmailPush => {
                 Some(crate::federation::destination_retry_at(now_ms, attempts))
             }
             kind => retry_after_failure(now_ms, attempts, kind.interval_ms()),
@@ -463,6 +471,10 @@ impl Services {
                 self.run_push(payload).await?;
                 Ok(Next::Done)
             }
+            JobKind::EmailPush => Ok(match self.run_email_push(payload).await? {
+                Some(run_at) => Next::At(run_at),
+                None => Next::Done,
+            }),
             JobKind::DelegatedLeave => Ok(match self.run_delegated_leave(payload, now).await? {
                 Some(run_at) => Next::At(run_at),
                 None => Next::Done,

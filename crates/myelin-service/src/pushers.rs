@@ -8,15 +8,28 @@
 //! backoff (forever, capped at an hour, as the federation outbox is); notifications more than a
 //! day old when their turn comes are dropped; a pushkey the gateway says it rejected loses its
 //! pusher.
+//!
+//! Email pushers (with `[email]`: `kind: email`, `app_id: m.email`, the pushkey an address bound
+//! to the account) have their own job, `email_push:<user>`, queued by the push job: it emails the
+//! notifications still unread `email.notif_delay_ms` after they came, all waiting ones in one
+//! message, and skips those the user has read meanwhile.
 
 use myelin_core::{
-    MatrixError, MatrixResult,
-    types::{OwnedDeviceId, UserId},
+    ErrorCode, MatrixError, MatrixResult,
+    types::{OwnedDeviceId, OwnedRoomId, UserId},
 };
 use myelin_storage::{PendingPush, PusherRecord};
 use serde_json::{Map, Value, json};
 
 use crate::{Services, accounts::Requester, push};
+
+/// The kind of pushers that email (the `app_id` they must have is [`EMAIL_APP_ID`]).
+const EMAIL_KIND: &str = "email";
+const EMAIL_APP_ID: &str = "m.email";
+/// Notifications one email lists at most.
+const EMAIL_BATCH: usize = 50;
+/// Longest message text quoted in an email.
+const EMAIL_QUOTE_CHARS: usize = 200;
 
 /// The path a push gateway's URL must have.
 const NOTIFY_PATH: &str = "/_matrix/push/v1/notify";
@@ -97,9 +110,9 @@ impl Services {
             }
             Some(Value::String(kind)) if kind == "http" => kind.clone(),
             Some(Value::String(kind)) if kind == "email" => {
-                return Err(MatrixError::invalid_param("Email pushers need SMTP, which this server does not have"));
+                return self.set_email_pusher(requester, body, app_id, pushkey).await;
             }
-            Some(_) => return Err(MatrixError::invalid_param("kind must be http or null")),
+            Some(_) => return Err(MatrixError::invalid_param("kind must be http, email or null")),
         };
         let app_display_name = string_field(body, "app_display_name", MAX_FIELD_BYTES)?;
         let device_display_name = string_field(body, "device_display_name", MAX_FIELD_BYTES)?;
@@ -206,6 +219,13 @@ impl Services {
         // The job may come from another process's commit this one has not heard of yet.
         self.store.refresh_stream_head().await?;
         for pusher in self.store.pushers(&user_id).await? {
+            if pusher.kind == EMAIL_KIND {
+                // Emailed by their own job, once unread long enough.
+                if !self.store.pending_pushes(&user_id, pusher.pushed_pos, 1).await?.is_empty() {
+                    self.schedule_email_push(&user_id).await?;
+                }
+                continue;
+            }
             let mut position = pusher.pushed_pos;
             'pusher: loop {
                 let pending = self.store.pending_pushes(&user_id, position, PUSH_BATCH).await?;
@@ -239,7 +259,8 @@ impl Services {
         let Ok(user_id) = UserId::parse(payload) else { return Ok(()) };
         self.store.refresh_stream_head().await?;
         for pusher in self.store.pushers(&user_id).await? {
-            if !self.store.pending_pushes(&user_id, pusher.pushed_pos, 1).await?.is_empty() {
+            if pusher.kind != EMAIL_KIND && !self.store.pending_pushes(&user_id, pusher.pushed_pos, 1).await?.is_empty()
+            {
                 let job = myelin_storage::NewJob {
                     kind: myelin_storage::PUSH_JOB.to_owned(),
                     dedupe_key: Some(myelin_storage::push_job_key(&user_id)),
@@ -330,6 +351,155 @@ impl Services {
         let answer = self.push_gateway_post(&url, &json!({ "notification": notification })).await?;
         let rejected = answer["rejected"].as_array().is_some_and(|r| r.iter().any(|k| k == pusher.pushkey.as_str()));
         Ok(if rejected { Delivery::Rejected } else { Delivery::Sent })
+    }
+}
+
+impl Services {
+    /// `POST /pushers/set` with `kind: email`.
+    async fn set_email_pusher(
+        &self,
+        requester: &Requester,
+        body: &Value,
+        app_id: &str,
+        pushkey: &str,
+    ) -> MatrixResult<()> {
+        if !self.config.email.enabled() {
+            return Err(MatrixError::invalid_param(
+                "Email pushers need an SMTP server, which this server does not have",
+            ));
+        }
+        if app_id != EMAIL_APP_ID {
+            return Err(MatrixError::invalid_param("Email pushers have the app_id m.email"));
+        }
+        let address = crate::email::normalise_email(pushkey);
+        let owner = match &address {
+            Some(address) => self.store.threepid_owner("email", address).await?,
+            None => None,
+        };
+        let Some(address) = address.filter(|_| owner.as_deref() == Some(&*requester.user_id)) else {
+            return Err(MatrixError::new(
+                ErrorCode::Other("M_THREEPID_NOT_FOUND"),
+                "The pushkey must be an email address of your account",
+            ));
+        };
+        let text = |key: &str| {
+            body.get(key).and_then(Value::as_str).unwrap_or_default().chars().take(MAX_FIELD_BYTES).collect::<String>()
+        };
+        let append = body.get("append").and_then(Value::as_bool).unwrap_or(false);
+        let data = match body.get("data") {
+            Some(data @ Value::Object(_)) => data.to_string(),
+            None | Some(Value::Null) => "{}".to_owned(),
+            Some(_) => return Err(MatrixError::invalid_param("data must be an object")),
+        };
+        let record = PusherRecord {
+            user_id: requester.user_id.clone(),
+            app_id: app_id.to_owned(),
+            pushkey: address,
+            kind: EMAIL_KIND.to_owned(),
+            app_display_name: text("app_display_name"),
+            device_display_name: text("device_display_name"),
+            profile_tag: None,
+            lang: text("lang"),
+            data,
+            device_id: Some(OwnedDeviceId::from(requester.device_id.as_str())),
+            created_ms: self.clock.now_ms(),
+            pushed_pos: self.store.stream_head(),
+        };
+        self.store.put_pusher(&record, append).await?;
+        Ok(())
+    }
+
+    /// Queues the user's email job (if none is queued) to run now: it works out when to email.
+    async fn schedule_email_push(&self, user_id: &UserId) -> MatrixResult<()> {
+        let now = self.clock.now_ms();
+        let job = myelin_storage::NewJob {
+            kind: crate::jobs::EMAIL_PUSH_JOB.to_owned(),
+            dedupe_key: Some(format!("{}:{user_id}", crate::jobs::EMAIL_PUSH_JOB)),
+            payload: user_id.to_string(),
+            run_at_ms: now,
+        };
+        self.store.schedule_job(job, now).await?;
+        self.jobs_queued.notify_one();
+        Ok(())
+    }
+
+    /// The `email_push` job of a user: for each email pusher, the notifications after its
+    /// position in rooms the user has not read are emailed together once the oldest is
+    /// `notif_delay_ms` old; read ones are passed over. Answers when to look again, if a
+    /// notification is still waiting for its time.
+    pub(crate) async fn run_email_push(&self, payload: &str) -> MatrixResult<Option<u64>> {
+        let user_id = UserId::parse(payload).map_err(|_| MatrixError::internal("email job without a user"))?;
+        let head = self.store.refresh_stream_head().await?;
+        let now = self.clock.now_ms();
+        let delay = self.config.email.notif_delay_ms;
+        let mut next: Option<u64> = None;
+        for pusher in self.store.pushers(&user_id).await?.into_iter().filter(|p| p.kind == EMAIL_KIND) {
+            let pending = self.store.pending_pushes(&user_id, pusher.pushed_pos, EMAIL_BATCH).await?;
+            let Some(last) = pending.last().map(|p| p.stream_pos) else { continue };
+            let mut unread_rooms: std::collections::HashMap<OwnedRoomId, bool> = std::collections::HashMap::new();
+            let mut unread: Vec<(PendingPush, myelin_storage::StoredEvent)> = Vec::new();
+            for push in pending {
+                if !unread_rooms.contains_key(&push.room_id) {
+                    let (count, _) = self.store.unread_counts(&user_id, &push.room_id, head).await?;
+                    unread_rooms.insert(push.room_id.clone(), count > 0);
+                }
+                if unread_rooms.get(&push.room_id) == Some(&true)
+                    && let Some(event) = self.event(&push.event_id).await?
+                {
+                    unread.push((push, event));
+                }
+            }
+            if let Some(oldest) = unread.iter().map(|(_, e)| e.origin_server_ts.min(now)).min() {
+                let due = oldest.saturating_add(delay);
+                if due > now {
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                    continue;
+                }
+                let body = self.notification_email(&user_id, &unread).await?;
+                let subject = format!(
+                    "{} unread notification{} on {}",
+                    unread.len(),
+                    if unread.len() == 1 { "" } else { "s" },
+                    self.server_name
+                );
+                self.send_email(&pusher.pushkey, &subject, body).await?;
+            }
+            self.store.set_pusher_position(&user_id, &pusher.app_id, &pusher.pushkey, last).await?;
+        }
+        Ok(next)
+    }
+
+    /// The text of a notification email: each message with its room and sender.
+    async fn notification_email(
+        &self,
+        user_id: &UserId,
+        unread: &[(PendingPush, myelin_storage::StoredEvent)],
+    ) -> MatrixResult<String> {
+        let mut out = format!("You have unread messages on {} ({user_id}):\n\n", self.server_name);
+        for (push, event) in unread {
+            let room =
+                match self.store.current_state_event(&push.room_id, &ruma::events::StateEventType::RoomName, "").await?
+                {
+                    Some(name) => Self::event_content(&name)["name"].as_str().map(str::to_owned),
+                    None => None,
+                }
+                .unwrap_or_else(|| push.room_id.to_string());
+            let sender = match self.store.membership(&push.room_id, &event.sender).await? {
+                Some(member) => member.displayname.unwrap_or_else(|| event.sender.to_string()),
+                None => event.sender.to_string(),
+            };
+            let content = Self::event_content(event);
+            let text = match event.event_type.to_string().as_str() {
+                "m.room.encrypted" => "(an encrypted message)".to_owned(),
+                _ => content["body"].as_str().map_or_else(
+                    || format!("({})", event.event_type),
+                    |b| b.chars().take(EMAIL_QUOTE_CHARS).collect::<String>().replace(['\r', '\n'], " "),
+                ),
+            };
+            out.push_str(&format!("[{room}] {sender}: {text}\n"));
+        }
+        out.push_str("\nOpen your Matrix client to read and answer them.\n");
+        Ok(out)
     }
 }
 
