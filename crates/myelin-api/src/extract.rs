@@ -27,6 +27,70 @@ fn access_token(parts: &Parts) -> Result<Option<String>, MatrixError> {
     Ok(query.split('&').find_map(|kv| kv.strip_prefix("access_token=")).map(str::to_owned).filter(|t| !t.is_empty()))
 }
 
+/// What guest accounts may use (the spec's guest access module, plus what a client needs to
+/// run: filters, push rules, capabilities, typing, receipts), as route templates after the
+/// `/_matrix/client/{version}` prefix.
+const GUEST_ROUTES: &[&str] = &[
+    "/account/whoami",
+    "/capabilities",
+    "/devices",
+    "/devices/{device_id}",
+    "/join/{room}",
+    "/keys/changes",
+    "/keys/claim",
+    "/keys/query",
+    "/keys/upload",
+    "/logout",
+    "/media/config",
+    "/media/download/{server_name}/{media_id}",
+    "/media/download/{server_name}/{media_id}/{file_name}",
+    "/media/thumbnail/{server_name}/{media_id}",
+    "/profile/{user_id}",
+    "/profile/{user_id}/{field}",
+    "/pushrules/",
+    "/pushrules/global/",
+    "/rooms/{room_id}/context/{event_id}",
+    "/rooms/{room_id}/event/{event_id}",
+    "/rooms/{room_id}/join",
+    "/rooms/{room_id}/joined_members",
+    "/rooms/{room_id}/leave",
+    "/rooms/{room_id}/members",
+    "/rooms/{room_id}/messages",
+    "/rooms/{room_id}/read_markers",
+    "/rooms/{room_id}/receipt/{receipt_type}/{event_id}",
+    "/rooms/{room_id}/send/{event_type}/{txn_id}",
+    "/rooms/{room_id}/state",
+    "/rooms/{room_id}/state/{event_type}",
+    "/rooms/{room_id}/state/{event_type}/",
+    "/rooms/{room_id}/state/{event_type}/{state_key}",
+    "/rooms/{room_id}/typing/{user_id}",
+    "/sendToDevice/{event_type}/{txn_id}",
+    "/sync",
+    "/user/{user_id}/filter",
+    "/user/{user_id}/filter/{filter_id}",
+    "/voip/turnServer",
+];
+
+/// Whether a guest may call the route `template` (as axum matched it).
+fn guest_may_call(template: &str) -> bool {
+    let rest = ["/_matrix/client/v3", "/_matrix/client/r0", "/_matrix/client/v1"]
+        .iter()
+        .find_map(|prefix| template.strip_prefix(prefix));
+    rest.is_some_and(|rest| GUEST_ROUTES.contains(&rest))
+}
+
+/// The requester a token names; a guest only on the routes open to guests.
+async fn requester(parts: &Parts, state: &AppState, token: &str) -> Result<Requester, ApiError> {
+    let requester = state.resolve_token(token).await?;
+    if requester.is_guest {
+        let template = parts.extensions.get::<axum::extract::MatchedPath>().map(|m| m.as_str()).unwrap_or_default();
+        if !guest_may_call(template) {
+            return Err(MatrixError::new(ErrorCode::GuestAccessForbidden, "Guest access is not allowed here").into());
+        }
+    }
+    Ok(requester)
+}
+
 /// An authenticated request.
 pub struct Auth(pub Requester);
 
@@ -36,7 +100,7 @@ impl FromRequestParts<AppState> for Auth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token =
             access_token(parts)?.ok_or_else(|| MatrixError::new(ErrorCode::MissingToken, "Missing access token"))?;
-        Ok(Auth(state.resolve_token(&token).await?))
+        Ok(Auth(requester(parts, state, &token).await?))
     }
 }
 
@@ -48,7 +112,7 @@ impl FromRequestParts<AppState> for MaybeAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match access_token(parts)? {
-            Some(token) => Ok(MaybeAuth(Some(state.resolve_token(&token).await?))),
+            Some(token) => Ok(MaybeAuth(Some(requester(parts, state, &token).await?))),
             None => Ok(MaybeAuth(None)),
         }
     }
@@ -104,5 +168,21 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         serde_json::from_value(value)
             .map(JsonBody)
             .map_err(|e| MatrixError::bad_json(format!("Invalid request body: {e}")).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guest_may_call;
+
+    #[test]
+    fn guests_reach_only_their_routes() {
+        assert!(guest_may_call("/_matrix/client/v3/sync"));
+        assert!(guest_may_call("/_matrix/client/r0/rooms/{room_id}/send/{event_type}/{txn_id}"));
+        assert!(guest_may_call("/_matrix/client/v1/media/download/{server_name}/{media_id}"));
+        assert!(!guest_may_call("/_matrix/client/v3/createRoom"));
+        assert!(!guest_may_call("/_matrix/client/v3/rooms/{room_id}/invite"));
+        assert!(!guest_may_call("/_matrix/media/v3/upload"));
+        assert!(!guest_may_call(""));
     }
 }

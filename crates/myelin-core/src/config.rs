@@ -360,6 +360,8 @@ pub struct RegistrationConfig {
     /// When non-empty, registering requires one of these tokens (`m.login.registration_token`),
     /// even if open registration is off.
     pub tokens: Vec<String>,
+    /// Guest accounts (`/register?kind=guest`): off unless set.
+    pub allow_guests: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

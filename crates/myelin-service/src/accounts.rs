@@ -25,6 +25,8 @@ pub struct Requester {
     pub user_id: OwnedUserId,
     pub device_id: OwnedDeviceId,
     pub is_admin: bool,
+    /// A guest account: only part of the API is open to it (`api` checks the route).
+    pub is_guest: bool,
     pub access_token: String,
 }
 
@@ -150,6 +152,7 @@ impl Services {
             user_id: owner.user_id,
             device_id: owner.device_id,
             is_admin: owner.is_admin,
+            is_guest: owner.is_guest,
             access_token: token.to_owned(),
         })
     }
@@ -181,6 +184,7 @@ impl Services {
             user_id: user_id.clone(),
             password_hash,
             is_admin,
+            is_guest: false,
             deactivated: false,
             displayname: Some(localpart.to_owned()),
             avatar_url: None,
@@ -191,6 +195,38 @@ impl Services {
             Err(err) if err.is_conflict() => Err(MatrixError::new(ErrorCode::UserInUse, "User ID already taken")),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// `POST /register?kind=guest`: a guest account with a random numeric name and no
+    /// password, logged in at once (no user-interactive auth, as Synapse).
+    pub async fn register_guest(
+        &self,
+        client: &str,
+        initial_device_display_name: Option<String>,
+    ) -> MatrixResult<Registered> {
+        if !self.config.registration.allow_guests {
+            return Err(MatrixError::new(ErrorCode::GuestAccessForbidden, "Guest access is disabled").with_status(403));
+        }
+        self.check_rate_limit(Limit::Registration, client)?;
+        let localpart = format!("guest-{}", self.random.alphanumeric(16).to_lowercase());
+        let user_id = self.user_id(&localpart)?;
+        let record = UserRecord {
+            user_id: user_id.clone(),
+            password_hash: None,
+            is_admin: false,
+            is_guest: true,
+            deactivated: false,
+            displayname: Some(localpart.clone()),
+            avatar_url: None,
+            created_ms: self.clock.now_ms(),
+        };
+        match self.store.create_user(record).await {
+            Ok(()) => {}
+            Err(err) if err.is_conflict() => return Err(MatrixError::new(ErrorCode::UserInUse, "Try again")),
+            Err(err) => return Err(err.into()),
+        }
+        let session = self.issue_session(&user_id, None, initial_device_display_name, false).await?;
+        Ok(Registered { user_id, session: Some(session) })
     }
 
     /// `POST /register` from the client address `client`.

@@ -265,6 +265,7 @@ impl Services {
             user_id: event.user_id.clone(),
             device_id: event.device_id.clone(),
             is_admin: false,
+            is_guest: false,
             access_token: String::new(),
         };
         let content = serde_json::from_str::<Value>(&event.content)

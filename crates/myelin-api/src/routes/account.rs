@@ -41,10 +41,11 @@ pub async fn register(
     Query(query): Query<QueryMap>,
     JsonBody(body): JsonBody<RegisterRequest>,
 ) -> ApiResult<Json<Value>> {
-    if query.get("kind").is_some_and(|k| k == "guest") {
-        return Err(MatrixError::new(ErrorCode::GuestAccessForbidden, "Guest access is not allowed").into());
-    }
-    let registered = state.register(body, &addr).await?;
+    let registered = match query.get("kind").map(String::as_str) {
+        None | Some("user") => state.register(body, &addr).await?,
+        Some("guest") => state.register_guest(&addr, body.initial_device_display_name).await?,
+        Some(_) => return Err(MatrixError::invalid_param("kind must be user or guest").into()),
+    };
     let server_name = state.server_name().as_str();
     Ok(Json(match registered.session {
         Some(session) => session_json(&session, server_name),
@@ -99,7 +100,7 @@ pub async fn logout_all(State(state): State<AppState>, Auth(r): Auth) -> ApiResu
 }
 
 pub async fn whoami(Auth(r): Auth) -> Json<Value> {
-    Json(json!({ "user_id": r.user_id, "device_id": r.device_id, "is_guest": false }))
+    Json(json!({ "user_id": r.user_id, "device_id": r.device_id, "is_guest": r.is_guest }))
 }
 
 #[derive(Deserialize)]

@@ -97,6 +97,9 @@ impl Services {
         if matches!(change.membership, Membership::Join | Membership::Knock)
             && let Some(profile) = self.store.get_user(change.target).await?
         {
+            if profile.is_guest && !self.guests_may_join(change.room_id).await? {
+                return Err(MatrixError::forbidden("Guests cannot join this room"));
+            }
             if let Some(name) = profile.displayname {
                 content.entry("displayname").or_insert(name.into());
             }
@@ -133,6 +136,9 @@ impl Services {
             return self.knock_remote_room(&requester.user_id, &room_id, reason, via).await;
         }
         if membership == Membership::Join && self.needs_remote_join(&room_id).await? {
+            if requester.is_guest {
+                return Err(MatrixError::forbidden("Guests cannot join rooms on other servers"));
+            }
             check_reason(&reason)?;
             // Through the server that invited the user, those the client named, those in the
             // room, then the room's own.
@@ -253,6 +259,32 @@ impl Services {
     }
 
     /// The rooms the user is joined to.
+    /// Whether the room lets guests join (`m.room.guest_access` is `can_join`).
+    async fn guests_may_join(&self, room_id: &RoomId) -> MatrixResult<bool> {
+        let event = self.store.current_state_event(room_id, &StateEventType::RoomGuestAccess, "").await?;
+        Ok(event.is_some_and(|e| Self::event_content(&e)["guest_access"] == "can_join"))
+    }
+
+    /// A room closed to guests: this server's guests in it leave, as the spec asks.
+    pub(crate) async fn remove_guests(&self, room_id: &RoomId) {
+        let members = match self.store.room_members(room_id, Some(Membership::Join)).await {
+            Ok(members) => members,
+            Err(err) => {
+                tracing::warn!(%err, %room_id, "could not list the members to remove guests");
+                return;
+            }
+        };
+        for member in members.into_iter().filter(|m| self.is_local_user(&m.user_id)) {
+            let is_guest = matches!(self.store.get_user(&member.user_id).await, Ok(Some(u)) if u.is_guest);
+            if is_guest {
+                let change = MembershipChange::new(&member.user_id, room_id, &member.user_id, Membership::Leave);
+                if let Err(err) = self.update_membership(change).await {
+                    tracing::warn!(%err, user = %member.user_id, %room_id, "could not remove a guest");
+                }
+            }
+        }
+    }
+
     pub async fn joined_rooms(&self, user_id: &UserId) -> MatrixResult<Vec<OwnedRoomId>> {
         let rooms = self.store.rooms_for_user(user_id).await?;
         Ok(rooms.into_iter().filter(|r| r.membership == Membership::Join).map(|r| r.room_id).collect())

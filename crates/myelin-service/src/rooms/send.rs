@@ -169,10 +169,16 @@ impl Services {
             }
             return self.update_membership(change).await;
         }
-        Ok(self
+        let closes_to_guests = spec.event_type == TimelineEventType::RoomGuestAccess
+            && spec.content.get("guest_access").and_then(Value::as_str) != Some("can_join");
+        let event_id = self
             .send_event(&requester.user_id, Some(&requester.device_id), Target::Existing(room_id), spec, rate_limited)
             .await?
-            .0)
+            .0;
+        if closes_to_guests {
+            self.remove_guests(room_id).await;
+        }
+        Ok(event_id)
     }
 
     /// Sends an event on behalf of the server (no rate limit): profile propagation, room set-up.

@@ -49,6 +49,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0023_media_retention.sql"),
     include_str!("../../migrations/0024_jump_to_date.sql"),
     include_str!("../../migrations/0025_threepids.sql"),
+    include_str!("../../migrations/0026_guests.sql"),
 ];
 
 pub struct Sqlite {

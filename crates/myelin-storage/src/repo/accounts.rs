@@ -9,6 +9,8 @@ pub struct UserRecord {
     /// PHC string (argon2id); `None`: cannot log in with a password.
     pub password_hash: Option<String>,
     pub is_admin: bool,
+    /// A guest account (`/register?kind=guest`).
+    pub is_guest: bool,
     pub deactivated: bool,
     pub displayname: Option<String>,
     pub avatar_url: Option<String>,

@@ -19,6 +19,7 @@ pub struct TokenOwner {
     pub device_id: OwnedDeviceId,
     pub expires_ms: Option<u64>,
     pub is_admin: bool,
+    pub is_guest: bool,
     pub deactivated: bool,
 }
 

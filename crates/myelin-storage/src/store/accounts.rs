@@ -18,6 +18,7 @@ fn user_from_row(r: &Row<'_>) -> StorageResult<UserRecord> {
         displayname: r.get(4)?,
         avatar_url: r.get(5)?,
         created_ms: r.get(6)?,
+        is_guest: r.get(7)?,
     })
 }
 
@@ -31,8 +32,9 @@ impl AccountRepo for Database {
         self.transaction(move |c| {
             Box::pin(async move {
                 c.execute(
-                    "INSERT INTO users (user_id, password_hash, is_admin, deactivated, displayname, avatar_url, created_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO users (user_id, password_hash, is_admin, deactivated, displayname, avatar_url, created_ms,
+                                        is_guest)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     &[
                         &user.user_id,
                         &user.password_hash,
@@ -41,6 +43,7 @@ impl AccountRepo for Database {
                         &user.displayname,
                         &user.avatar_url,
                         &user.created_ms,
+                        &user.is_guest,
                     ],
                 )
                 .await?;
@@ -55,7 +58,7 @@ impl AccountRepo for Database {
         self.read(move |c| {
             Box::pin(async move {
                 c.query_opt(
-                    "SELECT user_id, password_hash, is_admin, deactivated, displayname, avatar_url, created_ms
+                    "SELECT user_id, password_hash, is_admin, deactivated, displayname, avatar_url, created_ms, is_guest
                      FROM users WHERE user_id = $1",
                     &[&user_id],
                     user_from_row,

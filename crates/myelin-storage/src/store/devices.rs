@@ -99,7 +99,7 @@ impl DeviceRepo for Database {
         self.read(move |c| {
             Box::pin(async move {
                 c.query_opt(
-                    "SELECT t.user_id, t.device_id, t.expires_ms, u.is_admin, u.deactivated
+                    "SELECT t.user_id, t.device_id, t.expires_ms, u.is_admin, u.deactivated, u.is_guest
                      FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token = $1",
                     &[&token],
                     |r| {
@@ -109,6 +109,7 @@ impl DeviceRepo for Database {
                             expires_ms: r.get(2)?,
                             is_admin: r.get(3)?,
                             deactivated: r.get(4)?,
+                            is_guest: r.get(5)?,
                         })
                     },
                 )

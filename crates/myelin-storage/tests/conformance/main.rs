@@ -85,6 +85,7 @@ fn user(id: &str) -> UserRecord {
         user_id: uid(id),
         password_hash: Some("hash".into()),
         is_admin: false,
+        is_guest: false,
         deactivated: false,
         displayname: None,
         avatar_url: None,
