@@ -14,6 +14,42 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Instant;
 }
 
+/// A moment in UTC, broken into the calendar's fields (for dates in protocols: SigV4, email).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UtcDateTime {
+    pub year: i64,
+    /// 1 to 12.
+    pub month: u32,
+    /// 1 to 31.
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    /// 0 is Monday, 6 Sunday.
+    pub weekday: u32,
+}
+
+impl UtcDateTime {
+    /// The date and time of a Unix time in seconds (proleptic Gregorian calendar; Howard
+    /// Hinnant's civil-from-days).
+    pub fn from_unix_secs(unix_secs: u64) -> Self {
+        let days = (unix_secs / 86_400) as i64;
+        let secs = (unix_secs % 86_400) as u32;
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        // 1970-01-01 was a Thursday (3).
+        let weekday = ((days + 3).rem_euclid(7)) as u32;
+        Self { year, month, day, hour: secs / 3600, minute: secs / 60 % 60, second: secs % 60, weekday }
+    }
+}
+
 /// The machine's clocks.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
@@ -66,7 +102,19 @@ impl Clock for ManualClock {
 mod tests {
     use std::time::Duration;
 
-    use super::{Clock, ManualClock};
+    use super::{Clock, ManualClock, UtcDateTime};
+
+    #[test]
+    fn unix_times_become_calendar_dates() {
+        let epoch = UtcDateTime::from_unix_secs(0);
+        assert_eq!((epoch.year, epoch.month, epoch.day, epoch.weekday), (1970, 1, 1, 3));
+        // 2024-02-29T23:59:59Z, a Thursday.
+        let leap = UtcDateTime::from_unix_secs(1_709_251_199);
+        assert_eq!(
+            (leap.year, leap.month, leap.day, leap.hour, leap.minute, leap.second, leap.weekday),
+            (2024, 2, 29, 23, 59, 59, 3)
+        );
+    }
 
     #[test]
     fn a_manual_clock_moves_only_when_advanced() {

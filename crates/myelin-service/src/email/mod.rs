@@ -82,24 +82,19 @@ fn threepid_in_use() -> MatrixError {
 
 /// An RFC 5322 date (`Thu, 03 Dec 2026 05:00:00 +0000`) from Unix milliseconds.
 pub fn rfc5322_date(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let weekday = WEEKDAYS[days.rem_euclid(7) as usize];
-    let month_name = MONTHS[(month - 1).clamp(0, 11) as usize];
-    format!("{weekday}, {day:02} {month_name} {year} {:02}:{:02}:{:02} +0000", rem / 3600, (rem % 3600) / 60, rem % 60)
+    let t = myelin_core::clock::UtcDateTime::from_unix_secs(unix_ms / 1000);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
+        WEEKDAYS[t.weekday as usize % 7],
+        t.day,
+        MONTHS[(t.month as usize).clamp(1, 12) - 1],
+        t.year,
+        t.hour,
+        t.minute,
+        t.second
+    )
 }
 
 impl Services {
@@ -118,12 +113,13 @@ impl Services {
         let mail = smtp::Mail { to: to.to_owned(), subject: subject.to_owned(), body };
         let now = self.now_ms();
         let message_id = format!("{}@{}", self.random.alphanumeric(24), self.server_name.host());
-        smtp::send(config, &from, &mail, self.server_name.host(), &rfc5322_date(now), &message_id).await.map_err(
-            |err| {
-                tracing::warn!(%err, "sending an email failed");
-                MatrixError::new(ErrorCode::Unknown, "The email could not be sent").with_status(502)
-            },
-        )
+        let date = rfc5322_date(now);
+        let hello = self.server_name.host();
+        let envelope = smtp::Envelope { from: &from, mail: &mail, hello, date: &date, message_id: &message_id };
+        smtp::send(config, &envelope).await.map_err(|err| {
+            tracing::warn!(%err, "sending an email failed");
+            MatrixError::new(ErrorCode::Unknown, "The email could not be sent").with_status(502)
+        })
     }
 
     /// The account an address is bound to.

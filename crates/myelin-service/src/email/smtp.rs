@@ -132,31 +132,28 @@ fn encode_header(value: &str) -> String {
     }
 }
 
-/// Sends one message through the configured server. `hello` names this host in `EHLO`.
-pub async fn send(
-    config: &EmailConfig,
-    from: &str,
-    mail: &Mail,
-    hello: &str,
-    date: &str,
-    message_id: &str,
-) -> Result<(), String> {
-    if mail.to.contains(['\r', '\n', '<', '>']) || from.contains(['\r', '\n']) {
+/// One message with what goes around it: the sender, the name this host gives in `EHLO`, the
+/// `Date` and `Message-ID` headers.
+pub struct Envelope<'a> {
+    pub from: &'a str,
+    pub mail: &'a Mail,
+    pub hello: &'a str,
+    pub date: &'a str,
+    pub message_id: &'a str,
+}
+
+/// Sends one message through the configured server.
+pub async fn send(config: &EmailConfig, envelope: &Envelope<'_>) -> Result<(), String> {
+    if envelope.mail.to.contains(['\r', '\n', '<', '>']) || envelope.from.contains(['\r', '\n']) {
         return Err("an address with line breaks or brackets".to_owned());
     }
-    tokio::time::timeout(SMTP_TIMEOUT, exchange(config, from, mail, hello, date, message_id))
+    tokio::time::timeout(SMTP_TIMEOUT, exchange(config, envelope))
         .await
         .map_err(|_| "the SMTP server did not answer in time".to_owned())?
 }
 
-async fn exchange(
-    config: &EmailConfig,
-    from: &str,
-    mail: &Mail,
-    hello: &str,
-    date: &str,
-    message_id: &str,
-) -> Result<(), String> {
+async fn exchange(config: &EmailConfig, envelope: &Envelope<'_>) -> Result<(), String> {
+    let Envelope { from, mail, hello, date, message_id } = *envelope;
     let tcp = TcpStream::connect((config.smtp_host.as_str(), config.smtp_port)).await.map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
     let mut io: Box<dyn Io> = Box::new(tcp);

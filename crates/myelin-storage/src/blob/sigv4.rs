@@ -67,20 +67,9 @@ fn hex(bytes: &[u8]) -> String {
 
 /// `(YYYYMMDD, YYYYMMDDTHHMMSSZ)` in UTC.
 fn amz_dates(unix_time: u64) -> (String, String) {
-    let days = (unix_time / 86_400) as i64;
-    let secs = unix_time % 86_400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let date = format!("{year:04}{month:02}{day:02}");
-    let time = format!("{:02}{:02}{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let t = myelin_core::clock::UtcDateTime::from_unix_secs(unix_time);
+    let date = format!("{:04}{:02}{:02}", t.year, t.month, t.day);
+    let time = format!("{:02}{:02}{:02}", t.hour, t.minute, t.second);
     (date.clone(), format!("{date}T{time}Z"))
 }
 
