@@ -9,6 +9,7 @@ use myelin_core::config::Config;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
     let listen = config.listen;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let federation_listener = match config.federation.listen {
@@ -70,7 +71,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     if let Some(federation) = federation {
@@ -87,23 +88,34 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future of the first SIGTERM or Ctrl-C. The handlers are installed when this is called, not
+/// when the future is first polled: called before the listeners serve, a signal sent as soon as
+/// the server answers is a clean shutdown, not the default action (death by the signal).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (interrupt, term) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait(interrupt) => {}
+                _ = wait(term) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
