@@ -235,6 +235,36 @@ impl Services {
     }
 }
 
+/// "At most once per period per key", in memory (per process): `allow` answers true when the
+/// key was not allowed within the last `every_ms`, and records it. Forgets everything past
+/// [`THROTTLE_KEYS`] keys (a missed throttle only costs a write).
+pub struct Throttle<K> {
+    last: std::sync::Mutex<std::collections::HashMap<K, u64>>,
+}
+
+impl<K> Default for Throttle<K> {
+    fn default() -> Self {
+        Self { last: std::sync::Mutex::new(std::collections::HashMap::new()) }
+    }
+}
+
+/// Keys a [`Throttle`] holds before it starts over.
+const THROTTLE_KEYS: usize = 100_000;
+
+impl<K: std::hash::Hash + Eq> Throttle<K> {
+    pub fn allow(&self, key: K, now_ms: u64, every_ms: u64) -> bool {
+        let Ok(mut last) = self.last.lock() else { return false };
+        if last.get(&key).is_some_and(|at| now_ms.saturating_sub(*at) < every_ms) {
+            return false;
+        }
+        if last.len() > THROTTLE_KEYS {
+            last.clear();
+        }
+        last.insert(key, now_ms);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::{sync::Arc, time::Duration};

@@ -72,7 +72,7 @@ impl PresenceState {
 pub struct PresenceSeen {
     users: Mutex<HashMap<OwnedUserId, Seen>>,
     /// When each user's last action was written.
-    active: Mutex<HashMap<OwnedUserId, u64>>,
+    active: crate::cache::Throttle<OwnedUserId>,
 }
 
 #[derive(Clone, Copy)]
@@ -101,17 +101,9 @@ impl PresenceSeen {
     }
 
     /// Whether an action of the user at `now_ms` should be written (at most one per
-    /// [`TOUCH_EVERY_MS`] per user and process); records it if so.
+    /// [`TOUCH_EVERY_MS`] per user and process).
     fn mark_active(&self, user_id: &UserId, now_ms: u64) -> bool {
-        let Ok(mut active) = self.active.lock() else { return false };
-        if active.get(user_id).is_some_and(|at| now_ms.saturating_sub(*at) < TOUCH_EVERY_MS) {
-            return false;
-        }
-        if active.len() > 100_000 {
-            active.clear();
-        }
-        active.insert(user_id.to_owned(), now_ms);
-        true
+        self.active.allow(user_id.to_owned(), now_ms, TOUCH_EVERY_MS)
     }
 
     fn forget(&self, user_id: &UserId) {

@@ -9,11 +9,7 @@
 //! be left without bytes. The window is the few milliseconds between the two steps of that
 //! upload, for a file nobody had downloaded for the whole lifetime.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use myelin_core::{ErrorCode, MatrixError, MatrixResult, types::UserId};
 
@@ -27,7 +23,7 @@ const RETENTION_BATCH: usize = 500;
 /// Downloads already written recently, by `(origin, media_id)`.
 #[derive(Default)]
 pub struct MediaAccesses {
-    written: Mutex<HashMap<(String, String), u64>>,
+    written: crate::cache::Throttle<(String, String)>,
 }
 
 impl Services {
@@ -59,16 +55,8 @@ impl Services {
             .filter(|l| *l > 0)
             .map(|l| l / 4)
             .fold(ACCESS_GRANULARITY_MS, u64::min);
-        let key = (origin.to_owned(), media_id.to_owned());
-        {
-            let Ok(mut written) = self.media_accesses.written.lock() else { return };
-            if written.get(&key).is_some_and(|at| now.saturating_sub(*at) < granularity) {
-                return;
-            }
-            if written.len() > 100_000 {
-                written.clear();
-            }
-            written.insert(key, now);
+        if !self.media_accesses.written.allow((origin.to_owned(), media_id.to_owned()), now, granularity) {
+            return;
         }
         if let Err(err) = self.store.touch_media(origin, media_id, now).await {
             tracing::warn!(%err, origin, media_id, "could not record a media download");
