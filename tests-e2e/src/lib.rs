@@ -21,7 +21,7 @@ mod s3;
 pub mod smtp;
 mod synapse;
 pub use s3::S3Server;
-pub use synapse::SynapsePeer;
+pub use synapse::{SynapsePeer, run_synapse_python};
 
 /// Server name every test server runs under.
 pub const SERVER_NAME: &str = "localhost";

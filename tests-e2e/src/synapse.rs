@@ -40,6 +40,26 @@ fn synapse_venv() -> Result<PathBuf> {
     Ok(PathBuf::from(stdout.lines().last().context("synapse-venv.sh printed nothing")?.trim()))
 }
 
+/// Runs `tests-e2e/python/<script>` with the Python of Synapse's venv (so it can use Synapse's own
+/// code as an oracle), `input` as JSON on its stdin; returns the JSON it prints.
+pub fn run_synapse_python(script: &str, input: &serde_json::Value) -> Result<serde_json::Value> {
+    use std::io::Write;
+    let python = synapse_venv()?.join("bin/python");
+    let mut child = Command::new(&python)
+        .arg(repo_root().join("tests-e2e/python").join(script))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("run {}", python.display()))?;
+    child.stdin.take().context("stdin")?.write_all(input.to_string().as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("{script} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| format!("{script}'s output"))
+}
+
 impl SynapsePeer {
     /// Starts Synapse and waits until its client API answers.
     pub async fn start() -> Result<Self> {

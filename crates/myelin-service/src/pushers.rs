@@ -21,7 +21,7 @@ use myelin_core::{
 use myelin_storage::{PendingPush, PusherRecord};
 use serde_json::{Map, Value, json};
 
-use crate::{Services, accounts::Requester, push};
+use crate::{Services, accounts::Requester};
 
 /// The kind of pushers that email (the `app_id` they must have is [`EMAIL_APP_ID`]).
 const EMAIL_KIND: &str = "email";
@@ -77,10 +77,19 @@ fn pusher_json(p: &PusherRecord) -> Value {
     out
 }
 
+/// The actions a push action recorded (those of the rule that matched when the event came); a row
+/// from before they were recorded: `notify` and its highlight.
+fn recorded_actions(actions: Option<&str>, highlight: bool) -> Value {
+    actions
+        .and_then(|a| serde_json::from_str::<Value>(a).ok())
+        .filter(Value::is_array)
+        .unwrap_or_else(|| json!(["notify", { "set_tweak": "highlight", "value": highlight }]))
+}
+
 /// `set_tweak` actions as the gateway's `tweaks` object (a highlight without a value is true).
-fn tweaks_of(actions: &[ruma::push::Action]) -> Map<String, Value> {
+fn tweaks_of(actions: &Value) -> Map<String, Value> {
     let mut tweaks = Map::new();
-    for action in serde_json::to_value(actions).ok().and_then(|v| v.as_array().cloned()).unwrap_or_default() {
+    for action in actions.as_array().cloned().unwrap_or_default() {
         if let Some(name) = action.get("set_tweak").and_then(Value::as_str) {
             tweaks.insert(name.to_owned(), action.get("value").cloned().unwrap_or(Value::Bool(true)));
         }
@@ -196,7 +205,7 @@ impl Services {
             let Some(event) = by_id.get(n.event_id.as_str()) else { continue };
             let ts = event["origin_server_ts"].clone();
             out.push(json!({
-                "actions": ["notify", { "set_tweak": "highlight", "value": n.highlight }],
+                "actions": recorded_actions(n.actions.as_deref(), n.highlight),
                 "event": event,
                 "read": n.read,
                 "room_id": n.room_id,
@@ -290,29 +299,8 @@ impl Services {
         if let Some(map) = data.as_object_mut() {
             map.remove("url");
         }
-        // Tweaks as the user's rules give them now (sound, highlight).
-        let member = self.store.membership(&push.room_id, &pusher.user_id).await?;
-        let display_name =
-            member.as_ref().and_then(|m| m.displayname.clone()).unwrap_or_else(|| pusher.user_id.to_string());
-        let member_count = self
-            .store
-            .room_members(&push.room_id, None)
-            .await?
-            .iter()
-            .filter(|m| m.membership == myelin_core::Membership::Join)
-            .count() as u64;
-        let ruleset = self.push_ruleset(&pusher.user_id).await?;
-        let context = push::EvaluationContext {
-            room_id: &push.room_id,
-            user_id: &pusher.user_id,
-            display_name: &display_name,
-            member_count,
-            power_levels: None,
-        };
-        let mut tweaks = tweaks_of(&push::evaluate_actions(&ruleset, &event.json, &context).await);
-        if push.highlight {
-            tweaks.insert("highlight".to_owned(), Value::Bool(true));
-        }
+        // Tweaks of the rule that matched when the event came (sound, highlight).
+        let tweaks = tweaks_of(&recorded_actions(push.actions.as_deref(), push.highlight));
         let high = push.highlight || tweaks.contains_key("sound") || event.event_type.to_string() == "m.room.encrypted";
         let unread = self.store.unread_notification_total(&pusher.user_id).await?;
         let device = json!({
@@ -505,20 +493,23 @@ impl Services {
 
 #[cfg(test)]
 mod tests {
-    use ruma::push::{Action, Tweak};
+    use serde_json::json;
 
-    use super::tweaks_of;
+    use super::{recorded_actions, tweaks_of};
 
     #[test]
     fn tweaks_are_read_from_the_actions() {
-        let actions = vec![
-            Action::Notify,
-            Action::SetTweak(Tweak::Sound("default".into())),
-            Action::SetTweak(Tweak::Highlight(ruma::push::HighlightTweakValue::Yes)),
-        ];
+        let actions = json!(["notify", { "set_tweak": "sound", "value": "default" }, { "set_tweak": "highlight" }]);
         let tweaks = tweaks_of(&actions);
-        assert_eq!(tweaks.get("sound"), Some(&serde_json::json!("default")));
-        assert_eq!(tweaks.get("highlight"), Some(&serde_json::json!(true)));
-        assert!(tweaks_of(&[Action::Notify]).is_empty());
+        assert_eq!(tweaks.get("sound"), Some(&json!("default")));
+        assert_eq!(tweaks.get("highlight"), Some(&json!(true)), "a highlight without a value is true");
+        assert!(tweaks_of(&json!(["notify"])).is_empty());
+    }
+
+    #[test]
+    fn rows_without_recorded_actions_keep_their_highlight() {
+        assert_eq!(recorded_actions(None, true), json!(["notify", { "set_tweak": "highlight", "value": true }]));
+        assert_eq!(recorded_actions(Some("not json"), false)[1]["value"], json!(false));
+        assert_eq!(recorded_actions(Some(r#"["notify"]"#), true), json!(["notify"]));
     }
 }

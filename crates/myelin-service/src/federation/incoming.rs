@@ -591,12 +591,20 @@ impl Services {
                     .filter(|m| m.membership == Membership::Join && !self.is_local_user(&m.user_id))
                     .map(|m| m.user_id.server_name().to_owned())
                     .filter(|server| !joined_members.iter().any(|m| m.user_id.server_name() == *server));
+                let member_count = joined_members.len();
                 let local_joined: Vec<_> =
                     joined_members.into_iter().filter(|m| self.is_local_user(&m.user_id)).collect();
                 let push_actions = if accepted {
                     let power = self.push_power_context(rules, new_current).await?;
-                    self.push_actions(room_id, &json, &pdu.sender, &local_joined, relation.as_ref(), power.as_ref())
-                        .await?
+                    let pushed = crate::rooms::PushedEvent {
+                        room_id,
+                        json: &json,
+                        sender: &pdu.sender,
+                        membership: own_membership.as_ref(),
+                        relation: relation.as_ref(),
+                        power_levels: power.as_ref(),
+                    };
+                    self.push_actions(&pushed, &local_joined, member_count).await?
                 } else {
                     Vec::new()
                 };

@@ -24,7 +24,7 @@ pub use power::PowerLevels;
 pub use read::{MessagesPage, MessagesRequest, RelationsPage, RelationsRequest, ThreadsPage, Visibility};
 pub use restricted::JOIN_AUTHORISED_VIA;
 pub use send::EventSpec;
-pub(crate) use send::{PduFields, assemble_pdu, push_power_levels};
+pub(crate) use send::{PduFields, PushedEvent, assemble_pdu, push_power_levels};
 pub use user_rooms::UserRoomsCache;
 
 use myelin_core::{ErrorCode, MatrixError, MatrixResult};

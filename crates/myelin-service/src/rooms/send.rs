@@ -590,8 +590,15 @@ impl Services {
             destinations.dedup();
         }
         let power_ctx = push_power_levels(rules, &auth_state);
-        let push_actions =
-            self.push_actions(&room_id, &json, sender, &joined, relation.as_ref(), power_ctx.as_ref()).await?;
+        let pushed = PushedEvent {
+            room_id: &room_id,
+            json: &json,
+            sender,
+            membership: membership.as_ref(),
+            relation: relation.as_ref(),
+            power_levels: power_ctx.as_ref(),
+        };
+        let push_actions = self.push_actions(&pushed, &joined, joined.len()).await?;
         let notifies = !push_actions.is_empty();
         let new_event = NewEvent {
             event_id: event_id.clone(),
@@ -721,33 +728,45 @@ impl Services {
         Ok(pdus)
     }
 
+    /// The push actions of an event for its local recipients: the local joined members (but its
+    /// sender) and a local user it invites, each with their own rules; `member_count` is the
+    /// room's joined members on every server.
     pub(crate) async fn push_actions(
         &self,
-        room_id: &RoomId,
-        json: &str,
-        sender: &UserId,
-        joined: &[MemberRecord],
-        relation: Option<&(RelationType, OwnedEventId)>,
-        power_levels: Option<&ruma::push::PushConditionPowerLevelsCtx>,
+        event: &PushedEvent<'_>,
+        local_joined: &[MemberRecord],
+        member_count: usize,
     ) -> MatrixResult<Vec<PushActionRecord>> {
-        let thread_id = relation.filter(|(rel, _)| *rel == RelationType::Thread).map(|(_, root)| root.clone());
+        let thread_id =
+            event.relation.filter(|(rel, _)| *rel == RelationType::Thread).map(|(_, root)| root.clone());
+        let invited = event
+            .membership
+            .filter(|m| m.membership == Membership::Invite && self.is_local_user(&m.user_id))
+            .filter(|m| !local_joined.iter().any(|j| j.user_id == m.user_id))
+            .map(|m| (m.user_id.as_ref(), m.displayname.as_deref()));
+        let recipients = local_joined
+            .iter()
+            .map(|m| (m.user_id.as_ref(), m.displayname.as_deref()))
+            .chain(invited)
+            .filter(|(user_id, _)| *user_id != event.sender);
         let mut actions = Vec::new();
-        for member in joined.iter().filter(|m| m.user_id != sender) {
-            let ruleset = self.push_ruleset(&member.user_id).await?;
-            let name = member.displayname.clone().unwrap_or_else(|| member.user_id.to_string());
+        for (user_id, displayname) in recipients {
+            let ruleset = self.push_ruleset(user_id).await?;
+            let name = displayname.map_or_else(|| user_id.to_string(), str::to_owned);
             let context = push::EvaluationContext {
-                room_id,
-                user_id: &member.user_id,
+                room_id: event.room_id,
+                user_id,
                 display_name: &name,
-                member_count: joined.len() as u64,
-                power_levels,
+                member_count: member_count as u64,
+                power_levels: event.power_levels,
             };
-            let (notify, highlight) = push::evaluate(&ruleset, json, &context).await;
-            if notify {
+            let matched = push::evaluate_actions(&ruleset, event.json, &context).await;
+            if matched.iter().any(|a| a.should_notify()) {
                 actions.push(PushActionRecord {
-                    user_id: member.user_id.clone(),
-                    highlight,
+                    user_id: user_id.to_owned(),
+                    highlight: matched.iter().any(|a| a.is_highlight()),
                     thread_id: thread_id.clone(),
+                    actions: serde_json::to_string(&matched).map_err(|e| MatrixError::internal(e.to_string()))?,
                 });
             }
         }
@@ -785,6 +804,17 @@ impl Services {
         }
         serde_json::from_str::<Content>(&ev.json).map(|c| c.content).unwrap_or(Value::Null)
     }
+}
+
+/// An event as the push rules see it.
+pub(crate) struct PushedEvent<'a> {
+    pub room_id: &'a RoomId,
+    pub json: &'a str,
+    pub sender: &'a UserId,
+    /// The membership it changes, for a member event.
+    pub membership: Option<&'a MembershipUpdate>,
+    pub relation: Option<&'a (RelationType, OwnedEventId)>,
+    pub power_levels: Option<&'a ruma::push::PushConditionPowerLevelsCtx>,
 }
 
 /// The fields of a new PDU, before its hashes and signatures.

@@ -50,6 +50,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0024_jump_to_date.sql"),
     include_str!("../../migrations/0025_threepids.sql"),
     include_str!("../../migrations/0026_guests.sql"),
+    include_str!("../../migrations/0027_push_action_tweaks.sql"),
 ];
 
 pub struct Sqlite {

@@ -53,6 +53,8 @@ pub struct PushActionRecord {
     pub highlight: bool,
     /// The thread root, for an event in a thread.
     pub thread_id: Option<OwnedEventId>,
+    /// The actions of the rule that matched (JSON), tweaks and all.
+    pub actions: String,
 }
 
 /// How the reason of a rejected event begins (`rejected: …`). A rejected event changes no state:

@@ -37,6 +37,8 @@ pub struct PendingPush {
     pub event_id: OwnedEventId,
     pub stream_pos: StreamPos,
     pub highlight: bool,
+    /// The actions of the rule that matched (JSON); `None` for rows older than that record.
+    pub actions: Option<String>,
 }
 
 /// A notification as `/notifications` lists it.
@@ -48,6 +50,8 @@ pub struct NotificationRecord {
     pub highlight: bool,
     /// At or before the user's read receipt in the room.
     pub read: bool,
+    /// The actions of the rule that matched (JSON); `None` for rows older than that record.
+    pub actions: Option<String>,
 }
 
 /// Pushers and what they have been sent.

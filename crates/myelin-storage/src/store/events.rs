@@ -274,11 +274,11 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
     let push_rows: Vec<Vec<&dyn ToValue>> = ev
         .push_actions
         .iter()
-        .map(|a| -> Vec<&dyn ToValue> { vec![&ev.room_id, &a.user_id, &pos, &a.highlight, &a.thread_id] })
+        .map(|a| -> Vec<&dyn ToValue> { vec![&ev.room_id, &a.user_id, &pos, &a.highlight, &a.thread_id, &a.actions] })
         .collect();
     if !push_rows.is_empty() {
         writes.push(Write::Rows(
-            "INSERT INTO event_push_actions (room_id, user_id, stream_pos, highlight, thread_id)",
+            "INSERT INTO event_push_actions (room_id, user_id, stream_pos, highlight, thread_id, actions)",
             &push_rows,
         ));
     }

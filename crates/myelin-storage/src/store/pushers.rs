@@ -134,7 +134,7 @@ impl PusherRepo for Database {
         self.read(move |c| {
             Box::pin(async move {
                 c.query(
-                    "SELECT a.room_id, e.event_id, a.stream_pos, a.highlight
+                    "SELECT a.room_id, e.event_id, a.stream_pos, a.highlight, a.actions
                      FROM event_push_actions a JOIN events e ON e.stream_pos = a.stream_pos
                      WHERE a.user_id = $1 AND a.stream_pos > $2 AND a.stream_pos <= $3
                      ORDER BY a.stream_pos LIMIT $4",
@@ -145,6 +145,7 @@ impl PusherRepo for Database {
                             event_id: r.get(1)?,
                             stream_pos: r.get(2)?,
                             highlight: r.get(3)?,
+                            actions: r.get(4)?,
                         })
                     },
                 )
@@ -170,7 +171,7 @@ impl PusherRepo for Database {
                 c.query(
                     &format!(
                         "SELECT a.room_id, e.event_id, a.stream_pos, a.highlight,
-                           CAST(CASE WHEN {UNREAD_AFTER_RECEIPT} THEN 0 ELSE 1 END AS BIGINT)
+                           CAST(CASE WHEN {UNREAD_AFTER_RECEIPT} THEN 0 ELSE 1 END AS BIGINT), a.actions
                          FROM event_push_actions a JOIN events e ON e.stream_pos = a.stream_pos
                          WHERE a.user_id = $1 AND a.stream_pos < $2 AND a.stream_pos <= $3 AND ($4 = 0 OR a.highlight = 1)
                          ORDER BY a.stream_pos DESC LIMIT $5"
@@ -183,6 +184,7 @@ impl PusherRepo for Database {
                             stream_pos: r.get(2)?,
                             highlight: r.get(3)?,
                             read: r.get::<i64>(4)? != 0,
+                            actions: r.get(5)?,
                         })
                     },
                 )

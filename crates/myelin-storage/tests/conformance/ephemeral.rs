@@ -32,7 +32,12 @@ pub async fn account_data_receipts_and_unread_counts(url: String) {
     let mut positions = Vec::new();
     for i in 0..3 {
         let mut ev = event("!u:test", &format!("$n{i}"), "m.room.message", None, &[]);
-        ev.push_actions = vec![PushActionRecord { user_id: uid("@b:test"), highlight: i == 2, thread_id: None }];
+        ev.push_actions = vec![PushActionRecord {
+            user_id: uid("@b:test"),
+            highlight: i == 2,
+            thread_id: None,
+            actions: r#"["notify"]"#.to_owned(),
+        }];
         positions.push(persisted(&s, ev).await);
     }
     let b = uid("@b:test");

@@ -37,7 +37,12 @@ pub async fn pushers_positions_and_push_jobs(url: String) {
     let mut message = event("!r:test", "$m1", "m.room.message", None, &[&last]);
     message.push_actions = ["@a:test", "@c:test"]
         .iter()
-        .map(|u| PushActionRecord { user_id: uid(u), highlight: *u == "@a:test", thread_id: None })
+        .map(|u| PushActionRecord {
+            user_id: uid(u),
+            highlight: *u == "@a:test",
+            thread_id: None,
+            actions: r#"["notify",{"set_tweak":"sound","value":"ding"}]"#.to_owned(),
+        })
         .collect();
     message.origin_server_ts = 4_000_000_000_000; // far in the future, as another server may say
     let p1 = persisted(&store, message).await;
@@ -48,7 +53,12 @@ pub async fn pushers_positions_and_push_jobs(url: String) {
     assert_eq!(push_jobs[0].run_at_ms, 0, "due at once, whatever the event's own time");
     assert_eq!(push_jobs[0].payload, "@a:test", "the job names its user");
     let mut second = event("!r:test", "$m2", "m.room.message", None, &["$m1"]);
-    second.push_actions = vec![PushActionRecord { user_id: uid("@a:test"), highlight: false, thread_id: None }];
+    second.push_actions = vec![PushActionRecord {
+        user_id: uid("@a:test"),
+        highlight: false,
+        thread_id: None,
+        actions: r#"["notify"]"#.to_owned(),
+    }];
     let p2 = persisted(&store, second).await;
     assert_eq!(
         store.jobs().await.expect("jobs").iter().filter(|j| j.kind == PUSH_JOB).count(),
@@ -60,8 +70,20 @@ pub async fn pushers_positions_and_push_jobs(url: String) {
     assert_eq!(
         pending,
         vec![
-            PendingPush { room_id: rid("!r:test"), event_id: eid("$m1"), stream_pos: p1, highlight: true },
-            PendingPush { room_id: rid("!r:test"), event_id: eid("$m2"), stream_pos: p2, highlight: false },
+            PendingPush {
+                room_id: rid("!r:test"),
+                event_id: eid("$m1"),
+                stream_pos: p1,
+                highlight: true,
+                actions: Some(r#"["notify",{"set_tweak":"sound","value":"ding"}]"#.to_owned()),
+            },
+            PendingPush {
+                room_id: rid("!r:test"),
+                event_id: eid("$m2"),
+                stream_pos: p2,
+                highlight: false,
+                actions: Some(r#"["notify"]"#.to_owned()),
+            },
         ]
     );
     assert_eq!(store.pending_pushes(&uid("@a:test"), p1, 10).await.expect("pending").len(), 1);
