@@ -37,5 +37,7 @@ fi
 # Settings for many short-lived test servers; fsync stays on, so durability tests stay honest.
 "${run_as[@]}" "$bindir/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=800 -c shared_buffers=64MB" \
-    start >/dev/null
+    start >/dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
+# (The server must not keep descriptors it inherited: a build lock held by the caller, e.g.
+# `flock LOCK cargo test`, would stay held for as long as the cluster runs.)
 echo "$url"

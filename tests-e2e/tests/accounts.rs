@@ -495,3 +495,96 @@ async fn token_validity_whois_profile_delete_and_threepids() -> Result<()> {
     }
     Ok(())
 }
+
+/// The room a user's sync shows them invited to, if any.
+fn invited_room(sync: &serde_json::Value) -> Option<String> {
+    sync["rooms"]["invite"].as_object().and_then(|rooms| rooms.keys().next().cloned())
+}
+
+/// Server notices as a user gets them: an admin (API, or the CLI) sends one; the user is invited
+/// to one room tagged `m.server_notice` by `@notices`, cannot reject the invite, reads the notice
+/// after joining and cannot write there; later notices land in the same room, a repeated
+/// transaction sends nothing new; after the user leaves, the next notice opens a new room.
+/// Non-admins, remote and unknown users, and registering the system user's name are refused.
+#[tokio::test]
+async fn server_notices_reach_the_user_in_their_notices_room() -> Result<()> {
+    let server = TestServer::start().await?;
+    let out = server.admin(&["user", "create", "root", "--admin", "--password", "root-password"])?;
+    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let root = server.login("root").await?;
+    let bob = server.register("bob").await?;
+    let path = "/_synapse/admin/v1/send_server_notice";
+    let notice = |body: &str| json!({ "user_id": bob.user_id, "content": { "msgtype": "m.text", "body": body } });
+
+    let (status, body) = bob.post(path, &notice("from a non-admin")).await?;
+    ensure!(status == 403 && body["errcode"] == "M_FORBIDDEN", "{status} {body}");
+    let (status, body) = root.post(path, &notice("Maintenance tonight at 22:00")).await?;
+    ensure!(status == 200 && body["event_id"].is_string(), "{status} {body}\n{}", server.log());
+
+    let sync = bob.sync(None, 0, None).await?;
+    let room = invited_room(&sync).context("bob is invited to his notices room")?;
+    let (status, tags) =
+        bob.get(&format!("/_matrix/client/v3/user/{}/rooms/{}/tags", enc(&bob.user_id), enc(&room))).await?;
+    ensure!(status == 200 && tags["tags"].get("m.server_notice").is_some(), "{status} {tags}");
+    let (status, body) = bob.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), &json!({})).await?;
+    ensure!(status == 403 && body["errcode"] == "M_CANNOT_LEAVE_SERVER_NOTICE_ROOM", "{status} {body}");
+    let (status, body) = bob.join(&room).await?;
+    ensure!(status == 200, "{status} {body}");
+    let messages = bob.all_messages(&room, 50).await?;
+    let notices: Vec<_> = messages.iter().filter(|e| e["type"] == "m.room.message").collect();
+    ensure!(
+        notices.len() == 1
+            && notices[0]["content"]["body"] == "Maintenance tonight at 22:00"
+            && notices[0]["sender"] == server.user_id("notices").as_str(),
+        "{messages:?}"
+    );
+    let (status, body) = bob
+        .put(
+            &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/t1", enc(&room)),
+            &json!({ "msgtype": "m.text", "body": "hi" }),
+        )
+        .await?;
+    ensure!(status == 403, "nobody but the server writes there: {status} {body}");
+
+    // The CLI and a repeated transaction: the same room, one event per transaction.
+    let out = server.admin(&["user", "notice", "bob", "Second notice"])?;
+    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let txn_path = format!("{path}/txn-1");
+    let (status, first) = root.put(&txn_path, &notice("Third notice")).await?;
+    ensure!(status == 200, "{status} {first}");
+    let (status, again) = root.put(&txn_path, &notice("Third notice")).await?;
+    ensure!(status == 200 && again["event_id"] == first["event_id"], "{first} {again}");
+    let bodies: Vec<String> = bob
+        .all_messages(&room, 50)
+        .await?
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(bodies == ["Maintenance tonight at 22:00", "Second notice", "Third notice"], "{bodies:?}");
+
+    // Leaving after joining is allowed; the next notice comes in a new room.
+    let (status, body) = bob.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), &json!({})).await?;
+    ensure!(status == 200, "{status} {body}");
+    let since = bob.sync(None, 0, None).await?;
+    let (status, _) = root.post(path, &notice("After you left")).await?;
+    ensure!(status == 200);
+    let sync = bob.sync(Some(&myelin_e2e::next_batch(&since)?), 0, None).await?;
+    let new_room = invited_room(&sync).context("a new notices room")?;
+    ensure!(new_room != room, "a new room, not the one left");
+
+    // Refusals.
+    let (status, body) =
+        root.post(path, &json!({ "user_id": "@someone:elsewhere.example", "content": { "body": "x" } })).await?;
+    ensure!(status == 400, "{status} {body}");
+    let (status, body) =
+        root.post(path, &json!({ "user_id": server.user_id("nobody"), "content": { "body": "x" } })).await?;
+    ensure!(status == 404 && body["errcode"] == "M_NOT_FOUND", "{status} {body}");
+    let (status, body) = root.post(path, &json!({ "user_id": bob.user_id })).await?;
+    ensure!(status == 400 && body["errcode"] == "M_MISSING_PARAM", "{status} {body}");
+    let (status, body) = root.post(path, &json!({ "user_id": bob.user_id, "content": "text" })).await?;
+    ensure!(status == 400 && body["errcode"] == "M_BAD_JSON", "{status} {body}");
+    let (status, body) = server.anonymous().get("/_matrix/client/v3/register/available?username=notices").await?;
+    ensure!(status == 400 && body["errcode"] == "M_USER_IN_USE", "the system user's name is taken: {status} {body}");
+    Ok(())
+}

@@ -439,15 +439,23 @@ async fn push_rule_decisions_agree_with_synapses_evaluator_case_by_case() -> Res
 
     let group = alice.create_room(json!({ "preset": "public_chat" })).await?;
     ensure!(bob.join(&group).await?.0 == 200 && carol.join(&group).await?.0 == 200);
-    let dm = alice.create_room(json!({ "preset": "trusted_private_chat", "invite": [bob.user_id], "is_direct": true })).await?;
+    let dm = alice
+        .create_room(json!({ "preset": "trusted_private_chat", "invite": [bob.user_id], "is_direct": true }))
+        .await?;
     let muted = alice.create_room(json!({ "preset": "private_chat", "invite": [bob.user_id] })).await?;
     ensure!(bob.join(&dm).await?.0 == 200 && bob.join(&muted).await?.0 == 200);
     let invited_to = alice.create_room(json!({ "preset": "private_chat" })).await?;
 
     let rules = [
-        ("content/pineapple", json!({ "pattern": "pineapple", "actions": ["notify", { "set_tweak": "sound", "value": "fruit" }] })),
+        (
+            "content/pineapple",
+            json!({ "pattern": "pineapple", "actions": ["notify", { "set_tweak": "sound", "value": "fruit" }] }),
+        ),
         (&*format!("room/{}", enc(&muted)), json!({ "actions": [] })),
-        (&*format!("sender/{}", enc(&carol.user_id)), json!({ "actions": ["notify", { "set_tweak": "sound", "value": "carol" }] })),
+        (
+            &*format!("sender/{}", enc(&carol.user_id)),
+            json!({ "actions": ["notify", { "set_tweak": "sound", "value": "carol" }] }),
+        ),
         (
             "override/flagged",
             json!({ "conditions": [{ "kind": "event_property_is", "key": "content.m\\.flag", "value": true }],
@@ -467,8 +475,9 @@ async fn push_rule_decisions_agree_with_synapses_evaluator_case_by_case() -> Res
         let (status, body) = bob.put(&format!("/_matrix/client/v3/pushrules/global/{path}"), rule).await?;
         ensure!(status == 200, "{path}: {status} {body}");
     }
-    let (status, body) =
-        bob.put("/_matrix/client/v3/pushrules/global/underride/.m.rule.call/enabled", &json!({ "enabled": false })).await?;
+    let (status, body) = bob
+        .put("/_matrix/client/v3/pushrules/global/underride/.m.rule.call/enabled", &json!({ "enabled": false }))
+        .await?;
     ensure!(status == 200, "{status} {body}");
 
     let first = alice.send_message(&group, "the first message").await?;
@@ -483,36 +492,60 @@ async fn push_rule_decisions_agree_with_synapses_evaluator_case_by_case() -> Res
         ("localpart", &alice, text("bob: ping")),
         ("localpart inside a word", &alice, text("bobcat sighting")),
         ("mentioned by id", &alice, text_with("hi", json!({ "m.mentions": { "user_ids": [me] } }))),
-        ("empty m.mentions turns the display-name rule off", &alice, text_with("Bob Smith", json!({ "m.mentions": {} }))),
+        (
+            "empty m.mentions turns the display-name rule off",
+            &alice,
+            text_with("Bob Smith", json!({ "m.mentions": {} })),
+        ),
         ("@room by a moderator", &alice, text("@room lunch?")),
         ("@room by someone without the power", &carol, text("@room lunch?")),
         ("room mention by a moderator", &alice, text_with("lunch", json!({ "m.mentions": { "room": true } }))),
         ("room mention without the power", &carol, text_with("lunch", json!({ "m.mentions": { "room": true } }))),
-        ("@room with m.mentions but no room mention", &alice, text_with("@room", json!({ "m.mentions": { "user_ids": [] } }))),
-        ("a notice naming bob", &alice, Send::Event("m.room.message", json!({ "msgtype": "m.notice", "body": "a bot says Bob Smith" }))),
+        (
+            "@room with m.mentions but no room mention",
+            &alice,
+            text_with("@room", json!({ "m.mentions": { "user_ids": [] } })),
+        ),
+        (
+            "a notice naming bob",
+            &alice,
+            Send::Event("m.room.message", json!({ "msgtype": "m.notice", "body": "a bot says Bob Smith" })),
+        ),
         (
             "a reaction",
             &alice,
-            Send::Event("m.reaction", json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": first, "key": "👍" } })),
+            Send::Event(
+                "m.reaction",
+                json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": first, "key": "👍" } }),
+            ),
         ),
         (
             "an edit",
             &alice,
-            text_with("* fixed", json!({ "m.new_content": { "msgtype": "m.text", "body": "fixed" },
-                                         "m.relates_to": { "rel_type": "m.replace", "event_id": first } })),
+            text_with(
+                "* fixed",
+                json!({ "m.new_content": { "msgtype": "m.text", "body": "fixed" },
+                                         "m.relates_to": { "rel_type": "m.replace", "event_id": first } }),
+            ),
         ),
         (
             "an edit naming bob",
             &alice,
-            text_with("* Bob Smith", json!({ "m.new_content": { "msgtype": "m.text", "body": "Bob Smith" },
-                                             "m.relates_to": { "rel_type": "m.replace", "event_id": first } })),
+            text_with(
+                "* Bob Smith",
+                json!({ "m.new_content": { "msgtype": "m.text", "body": "Bob Smith" },
+                                             "m.relates_to": { "rel_type": "m.replace", "event_id": first } }),
+            ),
         ),
         ("encrypted in a group", &alice, Send::Event("m.room.encrypted", encrypted.clone())),
         (
             "a call (rule disabled)",
             &alice,
-            Send::Event("m.call.invite", json!({ "call_id": "c1", "lifetime": 60000, "version": 1,
-                                                 "offer": { "type": "offer", "sdp": "v=0" } })),
+            Send::Event(
+                "m.call.invite",
+                json!({ "call_id": "c1", "lifetime": 60000, "version": 1,
+                                                 "offer": { "type": "offer", "sdp": "v=0" } }),
+            ),
         ),
         ("keyword", &alice, text("I like PINEAPPLE pizza")),
         ("keyword inside a word", &alice, text("pineapples")),
@@ -532,7 +565,11 @@ async fn push_rule_decisions_agree_with_synapses_evaluator_case_by_case() -> Res
     let dm_table: Vec<(&str, &Client, Send)> = vec![
         ("one-to-one", &alice, text("just us")),
         ("encrypted one-to-one", &alice, Send::Event("m.room.encrypted", encrypted)),
-        ("a notice one-to-one", &alice, Send::Event("m.room.message", json!({ "msgtype": "m.notice", "body": "ping" }))),
+        (
+            "a notice one-to-one",
+            &alice,
+            Send::Event("m.room.message", json!({ "msgtype": "m.notice", "body": "ping" })),
+        ),
         ("keyword one-to-one", &alice, text("pineapple")),
     ];
     let muted_table: Vec<(&str, &Client, Send)> = vec![

@@ -37,6 +37,7 @@ pub fn router(services: AppState) -> Router {
         .nest("/_matrix/client/unstable/uk.half-shot.msc2666", routes::msc2666_routes())
         .nest("/_matrix/client/unstable/org.matrix.msc4143", routes::msc4143_routes())
         .nest(myelin_service::rtc::LIVEKIT_SERVICE_PATH, routes::livekit_routes())
+        .nest("/_synapse/admin", routes::admin_routes())
         .merge(routes::unversioned_routes())
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)

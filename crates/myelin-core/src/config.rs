@@ -36,6 +36,32 @@ pub struct Config {
     pub turn: TurnConfig,
     pub support: SupportConfig,
     pub email: EmailConfig,
+    pub server_notices: ServerNoticesConfig,
+}
+
+/// Server notices (`[server_notices]`): messages from the admins to a user (admin API
+/// `send_server_notice`, `myelin user notice`), in the user's server notices room, sent by a
+/// system user of this name. An empty `system_mxid_localpart` turns them off.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerNoticesConfig {
+    pub system_mxid_localpart: String,
+    pub system_mxid_display_name: String,
+    pub system_mxid_avatar_url: String,
+    pub room_name: String,
+    pub room_topic: String,
+}
+
+impl Default for ServerNoticesConfig {
+    fn default() -> Self {
+        Self {
+            system_mxid_localpart: "notices".to_owned(),
+            system_mxid_display_name: "Server Notices".to_owned(),
+            system_mxid_avatar_url: String::new(),
+            room_name: "Server Notices".to_owned(),
+            room_topic: String::new(),
+        }
+    }
 }
 
 /// Sending email (`[email]`): validation links for addresses (adding one to an account,
@@ -438,6 +464,7 @@ impl Default for Config {
             presence: PresenceConfig::default(),
             turn: TurnConfig::default(),
             support: SupportConfig::default(),
+            server_notices: ServerNoticesConfig::default(),
             email: EmailConfig::default(),
         }
     }
@@ -508,6 +535,10 @@ impl Config {
         }
         if let Err(err) = crate::proxies::TrustedProxies::parse(&self.federation.ip_range_allowlist) {
             problems.push(format!("federation.ip_range_allowlist: {err}"));
+        }
+        let notices = &self.server_notices.system_mxid_localpart;
+        if !notices.is_empty() && ruma::UserId::parse(format!("@{notices}:{}", self.server_name)).is_err() {
+            problems.push(format!("server_notices.system_mxid_localpart {notices:?} is not a valid user name"));
         }
         if self.federation.tls_cert.is_some() != self.federation.tls_key.is_some() {
             problems.push("federation.tls_cert and federation.tls_key go together: set both or neither".to_owned());

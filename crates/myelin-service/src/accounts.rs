@@ -161,7 +161,7 @@ impl Services {
     pub async fn username_available(&self, name: &str) -> MatrixResult<()> {
         let localpart = name.to_lowercase();
         validate_localpart(&localpart)?;
-        if self.store.get_user(&self.user_id(&localpart)?).await?.is_some() {
+        if self.is_reserved_localpart(&localpart) || self.store.get_user(&self.user_id(&localpart)?).await?.is_some() {
             return Err(MatrixError::new(ErrorCode::UserInUse, "User ID already taken"));
         }
         Ok(())

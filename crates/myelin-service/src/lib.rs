@@ -28,6 +28,7 @@ pub mod reports;
 pub mod rooms;
 pub mod rtc;
 pub mod search;
+pub mod server_notices;
 pub mod sliding_sync;
 pub mod sticky_events;
 pub mod sync;

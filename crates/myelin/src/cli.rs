@@ -115,6 +115,8 @@ pub enum UserCommand {
     },
     /// Deactivate a user: leave all rooms, remove devices, tokens and password.
     Deactivate { name: String },
+    /// Send a server notice (a message from the admins) to a user, in their server notices room.
+    Notice { name: String, message: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -288,6 +290,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     let user_id = services.login_user_id(&name).map_err(anyhow::Error::msg)?;
                     services.deactivate(&user_id).await.map_err(anyhow::Error::msg)?;
                     println!("deactivated {user_id}");
+                }
+                UserCommand::Notice { name, message } => {
+                    let user_id = services.login_user_id(&name).map_err(anyhow::Error::msg)?;
+                    let notice = myelin_service::server_notices::Notice::text(&message);
+                    let event_id = services.send_server_notice(&user_id, notice).await.map_err(anyhow::Error::msg)?;
+                    println!("sent {event_id} to {user_id}");
                 }
             }
             Ok(())

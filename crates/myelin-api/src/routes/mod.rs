@@ -1,6 +1,7 @@
 //! Route tables. One module per API area; each handler parses, calls a service, serialises.
 
 mod account;
+mod admin;
 mod delayed_events;
 mod devices;
 mod directory;
@@ -242,6 +243,13 @@ pub fn msc3814_routes() -> Router<AppState> {
 /// Simplified sliding sync (MSC4186), under `/_matrix/client/unstable/org.matrix.simplified_msc3575`.
 pub fn sliding_sync_routes() -> Router<AppState> {
     Router::new().route("/sync", post(sync::sliding_sync))
+}
+
+/// The admin API, under `/_synapse/admin`.
+pub fn admin_routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/send_server_notice", post(admin::send_server_notice))
+        .route("/v1/send_server_notice/{txn_id}", put(admin::send_server_notice_txn))
 }
 
 /// Routes outside the versioned prefixes.

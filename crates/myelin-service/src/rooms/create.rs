@@ -46,7 +46,7 @@ impl Services {
     }
 
     /// Creates a room with `sender` as its creator and returns its id.
-    pub(super) async fn create_room_as(
+    pub(crate) async fn create_room_as(
         &self,
         sender: &UserId,
         device_id: Option<&DeviceId>,

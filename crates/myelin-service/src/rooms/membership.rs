@@ -78,6 +78,9 @@ impl Services {
                 return Err(MatrixError::not_found("Unknown user"));
             }
         }
+        if change.membership == Membership::Leave && change.actor == change.target {
+            self.check_server_notice_leave(change.target, change.room_id).await?;
+        }
         // Rejecting an invite to (or withdrawing a knock on) a room this server is not in goes
         // through a server that is.
         if change.membership == Membership::Leave

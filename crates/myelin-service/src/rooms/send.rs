@@ -737,8 +737,7 @@ impl Services {
         local_joined: &[MemberRecord],
         member_count: usize,
     ) -> MatrixResult<Vec<PushActionRecord>> {
-        let thread_id =
-            event.relation.filter(|(rel, _)| *rel == RelationType::Thread).map(|(_, root)| root.clone());
+        let thread_id = event.relation.filter(|(rel, _)| *rel == RelationType::Thread).map(|(_, root)| root.clone());
         let invited = event
             .membership
             .filter(|m| m.membership == Membership::Invite && self.is_local_user(&m.user_id))

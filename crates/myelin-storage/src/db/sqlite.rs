@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0025_threepids.sql"),
     include_str!("../../migrations/0026_guests.sql"),
     include_str!("../../migrations/0027_push_action_tweaks.sql"),
+    include_str!("../../migrations/0028_server_notices.sql"),
 ];
 
 pub struct Sqlite {
@@ -160,11 +161,18 @@ fn run_writer(mut conn: Connection, rx: mpsc::Receiver<Queued>, head: Arc<Stream
         if relaxed {
             let _ = conn.pragma_update(None, "synchronous", "NORMAL");
         }
-        let start = head.get();
+        let mut start = head.get();
         let mut positions = Positions::after(start);
         let mut delivers = Vec::with_capacity(batch.len());
         let outcome = (|| -> StorageResult<()> {
             conn.execute_batch("BEGIN IMMEDIATE")?;
+            // Another process (the admin CLI) may have written since the last batch: positions go
+            // on from the stored head, read under the write lock.
+            let stored: i64 = conn.query_row("SELECT pos FROM stream_head WHERE id = 1", [], |r| r.get(0))?;
+            if stored > start.get() {
+                start = StreamPos(stored);
+                positions = Positions::after(start);
+            }
             for queued in batch {
                 conn.execute_batch("SAVEPOINT job")?;
                 let ran = {

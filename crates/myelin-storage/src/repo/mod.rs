@@ -24,6 +24,7 @@ mod reports;
 mod rooms;
 mod search;
 mod server_keys;
+mod server_notices;
 mod sliding_sync;
 mod state;
 mod sticky_events;
@@ -54,6 +55,7 @@ pub use reports::*;
 pub use rooms::*;
 pub use search::*;
 pub use server_keys::*;
+pub use server_notices::*;
 pub use sliding_sync::*;
 pub use state::*;
 pub use sticky_events::*;
@@ -91,6 +93,7 @@ pub trait Store:
     + PusherRepo
     + ReportRepo
     + SearchRepo
+    + ServerNoticeRepo
     + PresenceRepo
     + ThreepidRepo
     + Send
@@ -126,6 +129,7 @@ impl<T> Store for T where
         + PusherRepo
         + ReportRepo
         + SearchRepo
+        + ServerNoticeRepo
         + PresenceRepo
         + ThreepidRepo
         + Send

@@ -29,6 +29,7 @@ mod reports;
 mod rooms;
 mod search;
 mod server_keys;
+mod server_notices;
 mod sliding_sync;
 mod state;
 mod sticky_events;

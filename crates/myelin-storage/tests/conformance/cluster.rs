@@ -1,5 +1,6 @@
 //! Several processes on one database (PostgreSQL): the stream head and signals reach all of them.
-//! On SQLite there is one process, and signals go nowhere.
+//! On SQLite there is one server process (and perhaps the admin CLI beside it), and signals go
+//! nowhere.
 
 use std::time::Duration;
 
@@ -45,4 +46,19 @@ pub async fn signals_reach_the_other_processes_only(url: String) {
     }
     let echo = tokio::time::timeout(Duration::from_millis(300), at_first.recv()).await;
     assert!(echo.is_err(), "a process does not hear its own signals: {echo:?}");
+}
+
+/// A second writer opened on the same database — on SQLite, the admin CLI beside a running
+/// server — takes positions after the first's, and the first continues after the second's
+/// (no position is handed out twice); the first reads the second's event once it writes again.
+pub async fn a_second_writer_on_the_same_database_takes_later_positions(url: String) {
+    let first = open_store(&url).await;
+    let p1 = persisted(&first, event("!w:test", "$w1", "m.room.create", Some(""), &[])).await;
+    let second = open_store(&url).await;
+    let p2 = persisted(&second, event("!w:test", "$w2", "m.room.message", None, &["$w1"])).await;
+    assert!(p2 > p1, "{p2:?} after {p1:?}");
+    let p3 = persisted(&first, event("!w:test", "$w3", "m.room.message", None, &["$w2"])).await;
+    assert!(p3 > p2, "{p3:?} after {p2:?}: the first writer goes on after the second's position");
+    assert!(first.stream_head() >= p3);
+    assert!(first.get_event(&super::eid("$w2")).await.expect("get").is_some());
 }

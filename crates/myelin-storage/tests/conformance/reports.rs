@@ -1,4 +1,4 @@
-//! Reports for the admins.
+//! Reports for the admins, and the rooms the admins send server notices in.
 
 use myelin_storage::*;
 
@@ -26,4 +26,29 @@ pub async fn reports_are_kept_and_listed_newest_first(url: String) {
     assert_eq!(all[1], ReportRecord { id: first, ..report(1) });
     assert_eq!(store.reports(Some(second), 10).await.expect("list").len(), 1, "before the newest");
     assert_eq!(store.reports(None, 1).await.expect("list").len(), 1, "the limit");
+}
+
+/// A user's server notices room is set once, replaced only where it is still the one replaced
+/// (two processes making a room at once keep one of them).
+pub async fn server_notice_rooms_are_one_per_user(url: String) {
+    let store = open_store(&url).await;
+    let user = uid("@a:test");
+    assert_eq!(store.server_notice_room(&user).await.expect("read"), None);
+    assert_eq!(store.swap_server_notice_room(&user, None, &rid("!one:test")).await.expect("set"), rid("!one:test"));
+    assert_eq!(
+        store.swap_server_notice_room(&user, None, &rid("!two:test")).await.expect("set"),
+        rid("!one:test"),
+        "the first room made stays"
+    );
+    assert_eq!(
+        store.swap_server_notice_room(&user, Some(&rid("!stale:test")), &rid("!two:test")).await.expect("swap"),
+        rid("!one:test"),
+        "a swap from a room that is no longer the user's changes nothing"
+    );
+    assert_eq!(
+        store.swap_server_notice_room(&user, Some(&rid("!one:test")), &rid("!two:test")).await.expect("swap"),
+        rid("!two:test")
+    );
+    assert_eq!(store.server_notice_room(&user).await.expect("read"), Some(rid("!two:test")));
+    assert_eq!(store.server_notice_room(&uid("@b:test")).await.expect("read"), None, "per user");
 }
