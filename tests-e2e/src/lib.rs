@@ -235,6 +235,11 @@ impl TestServer {
 
     /// Starts a server on PostgreSQL whatever `MYELIN_TEST_BACKEND` says (for multi-process tests).
     pub async fn start_postgres() -> Result<Self> {
+        Self::start_postgres_with(NO_RATE_LIMITS).await
+    }
+
+    /// [`Self::start_postgres`] with this TOML configuration file.
+    pub async fn start_postgres_with(config_toml: &str) -> Result<Self> {
         let data_dir = std::env::temp_dir().join(format!("myelin-e2e-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
         let database = Some(new_postgres_database().await?);
@@ -248,7 +253,7 @@ impl TestServer {
             server_name: SERVER_NAME.to_owned(),
             federation_port: None,
         };
-        std::fs::write(server.config_path(), NO_RATE_LIMITS)?;
+        std::fs::write(server.config_path(), config_toml)?;
         server.spawn_on_free_port().await?;
         Ok(server)
     }

@@ -70,3 +70,59 @@ async fn guests_use_only_their_part_of_the_api_and_rooms_open_to_them() -> Resul
     ensure!(status == 403, "closed now: {status} {body}");
     Ok(())
 }
+
+/// A guest upgrades to a full account by registering with their guest access token and their own
+/// localpart as the user name: same user id, rooms kept, a password to log in with, no longer a
+/// guest (for the new session and the old token alike). Someone else's name, a full user's token
+/// or a second upgrade are refused.
+#[tokio::test]
+async fn a_guest_upgrades_to_a_full_account_and_keeps_their_rooms() -> Result<()> {
+    let server = TestServer::start_with(&format!("{NO_RATE_LIMITS}[registration]\nallow_guests = true\n")).await?;
+    let anon = server.anonymous();
+    let (status, body) = anon.post("/_matrix/client/v3/register?kind=guest", &json!({})).await?;
+    ensure!(status == 200, "{status} {body}");
+    let guest_token = body["access_token"].as_str().context("access_token")?.to_owned();
+    let guest_id = body["user_id"].as_str().context("user_id")?.to_owned();
+    let localpart = guest_id.trim_start_matches('@').split(':').next().unwrap_or_default().to_owned();
+    let guest = anon.with_token(Some(&guest_token));
+    let alice = server.register("alice").await?;
+    let room = alice
+        .create_room(json!({ "preset": "public_chat", "initial_state": [
+            { "type": "m.room.guest_access", "state_key": "", "content": { "guest_access": "can_join" } }
+        ] }))
+        .await?;
+    ensure!(guest.join(&room).await?.0 == 200);
+
+    let upgrade = |username: &str, token: &str| {
+        json!({ "username": username, "password": "upgraded-password", "guest_access_token": token,
+                "auth": { "type": "m.login.dummy" } })
+    };
+    let (status, body) = anon.post("/_matrix/client/v3/register", &upgrade("someoneelse", &guest_token)).await?;
+    ensure!(status == 403 && errcode(&body) == "M_FORBIDDEN", "another name: {status} {body}");
+    let (status, body) =
+        anon.post("/_matrix/client/v3/register", &upgrade("alice", alice.token.as_deref().unwrap_or_default())).await?;
+    ensure!(status == 403 && errcode(&body) == "M_FORBIDDEN", "a full user's token: {status} {body}");
+
+    let (status, body) = anon.post("/_matrix/client/v3/register", &upgrade(&localpart, &guest_token)).await?;
+    ensure!(status == 200 && body["user_id"] == guest_id.as_str(), "{status} {body}");
+    let upgraded = anon.with_token(body["access_token"].as_str());
+    let (_, whoami) = upgraded.get("/_matrix/client/v3/account/whoami").await?;
+    ensure!(whoami["user_id"] == guest_id.as_str() && whoami["is_guest"] == false, "{whoami}");
+    let (_, whoami) = guest.get("/_matrix/client/v3/account/whoami").await?;
+    ensure!(whoami["is_guest"] == false, "the guest's own token is a full user's now: {whoami}");
+    let (status, body) = upgraded.get("/_matrix/client/v3/joined_rooms").await?;
+    ensure!(status == 200 && body["joined_rooms"][0] == room.as_str(), "the rooms are kept: {status} {body}");
+    let (status, body) = upgraded.post("/_matrix/client/v3/createRoom", &json!({})).await?;
+    ensure!(status == 200, "the whole API now: {status} {body}");
+    let (status, body) = anon.post("/_matrix/client/v3/register", &upgrade(&localpart, &guest_token)).await?;
+    ensure!(status == 403, "upgraded once: {status} {body}");
+    let (status, body) = anon
+        .post(
+            "/_matrix/client/v3/login",
+            &json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": localpart },
+                     "password": "upgraded-password" }),
+        )
+        .await?;
+    ensure!(status == 200 && body["user_id"] == guest_id.as_str(), "logs in with the password: {status} {body}");
+    Ok(())
+}

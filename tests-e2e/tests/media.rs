@@ -340,6 +340,65 @@ async fn media_lives_in_an_s3_store_when_one_is_configured() -> Result<()> {
     Ok(())
 }
 
+/// Three processes of one deployment (PostgreSQL) sharing one S3 store: an upload through one is
+/// downloaded and thumbnailed through the others, the same bytes uploaded through another are kept
+/// once; an asynchronous upload (MSC2246) reserved through one is filled through a second while a
+/// reader waits on the third, which gets the bytes when they arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_processes_share_one_s3_store() -> Result<()> {
+    if myelin_e2e::repeat_of_sqlite_pass("three_processes_share_one_s3_store") {
+        return Ok(());
+    }
+    let s3 = myelin_e2e::S3Server::start("shared-media").await?;
+    let a = TestServer::start_postgres_with(&s3.config("shared-media")).await?;
+    let b = a.start_peer().await?;
+    let c = a.start_peer().await?;
+    let alice = a.register("alice").await?;
+    let (alice_b, alice_c) = (alice.on(&b), alice.on(&c));
+
+    let picture = png(640, 480)?;
+    let (origin, id) = upload(&alice, "shared.png", "image/png", &picture).await?;
+    let path = format!("/_matrix/client/v1/media/download/{origin}/{id}");
+    for (through, client) in [("b", &alice_b), ("c", &alice_c)] {
+        let (status, headers, body) = client.get_bytes(&path).await?;
+        ensure!(status == 200 && body == picture, "through {through}: {status}");
+        ensure!(header(&headers, "content-type") == "image/png", "{headers:?}");
+    }
+    let thumbnail = format!("/_matrix/client/v1/media/thumbnail/{origin}/{id}?width=320&height=240&method=scale");
+    let (status, _, from_b) = alice_b.get_bytes(&thumbnail).await?;
+    ensure!(status == 200 && image::load_from_memory(&from_b)?.width() == 320, "thumbnail through b: {status}");
+    let (status, _, from_c) = alice_c.get_bytes(&thumbnail).await?;
+    ensure!(status == 200 && from_c == from_b, "the thumbnail made through b, served by c: {status}");
+
+    let (again_origin, again_id) = upload(&alice_c, "same.png", "image/png", &picture).await?;
+    ensure!(again_id != id, "a new media id for the same bytes");
+    let (status, _, body) =
+        alice_b.get_bytes(&format!("/_matrix/client/v1/media/download/{again_origin}/{again_id}")).await?;
+    ensure!(status == 200 && body == picture, "{status}");
+    let sha256: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&picture).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    ensure!(s3.object("shared-media", &sha256).await?.as_deref() == Some(&picture[..]), "one object, by its hash");
+
+    // Reserved through a, filled through b, awaited through c.
+    let (status, created) = alice.post("/_matrix/media/v1/create", &serde_json::json!({})).await?;
+    ensure!(status == 200, "{status} {created}");
+    let (origin, id) = mxc_parts(&created["content_uri"])?;
+    let waiting = {
+        let reader = alice_c.clone();
+        let download = format!("/_matrix/client/v1/media/download/{origin}/{id}?timeout_ms=10000");
+        tokio::spawn(async move { reader.get_bytes(&download).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let put = format!("/_matrix/media/v3/upload/{origin}/{id}?filename=late.txt");
+    let (status, body) = alice_b.send_bytes(Method::PUT, &put, "text/plain", b"filled elsewhere".to_vec()).await?;
+    ensure!(status == 200, "{status} {body}");
+    let (status, _, bytes) = waiting.await??;
+    ensure!(status == 200 && bytes == b"filled elsewhere", "{status} {}", String::from_utf8_lossy(&bytes));
+    Ok(())
+}
+
 /// Another server's media (MSC3916 over federation): fetched from its server on first request,
 /// with its type and name, then served from here (even with the other server gone); thumbnails
 /// of it are made here; a media the other server lacks is 404.

@@ -15,6 +15,7 @@ mod call;
 mod client;
 mod delayed;
 mod media;
+mod push;
 mod report;
 mod scenarios;
 mod search;
@@ -55,6 +56,8 @@ enum Scenario {
     Media,
     /// Search: query latency over a room of many messages.
     Search,
+    /// Push: send → push gateway latency.
+    Push,
 }
 
 /// Benchmark Matrix homeservers side by side over the client-server API.
@@ -134,6 +137,9 @@ struct Args {
     /// Search scenario: messages in the searched room.
     #[arg(long = "search-messages", default_value_t = 20_000)]
     search_messages: usize,
+    /// Push scenario: messages sent one at a time, each awaited at the push gateway.
+    #[arg(long = "push-messages", default_value_t = 200)]
+    push_messages: usize,
     /// Search scenario: timed repetitions of each query.
     #[arg(long = "search-repeats", default_value_t = 20)]
     search_repeats: usize,
@@ -373,6 +379,11 @@ async fn main() -> Result<()> {
         } else {
             Outcome::NotRun
         };
+        let push = if run(Scenario::Push) {
+            run_scenario("push", name, limit, push::push_latency(&params, &server, args.push_messages.max(1))).await
+        } else {
+            Outcome::NotRun
+        };
         let rss_after_mb = rss("after");
         reports.push(TargetReport {
             name: name.clone(),
@@ -391,6 +402,7 @@ async fn main() -> Result<()> {
             call,
             media,
             search,
+            push,
             rate_limit_retries: server.rate_limit_retries(),
         });
     }
@@ -401,7 +413,7 @@ async fn main() -> Result<()> {
          initial sync {} rooms, {} runs; keys {} devices, {} runs; sliding sync {} rooms; \
          federation {} listeners on the peer, {} messages; join a room of {} members, {} state events{}; \
          {} delayed-event timers; {} calls; media {} files of {} MiB, {} photos of 2000×1500; \
-         search over {} messages, {} runs per query. \
+         search over {} messages, {} runs per query; push {} messages. \
          Targets: {}.",
         args.senders,
         args.count,
@@ -424,6 +436,7 @@ async fn main() -> Result<()> {
         args.media_photos,
         args.search_messages,
         args.search_repeats,
+        args.push_messages,
         reports
             .iter()
             .map(|r| match peers.get(&r.name) {

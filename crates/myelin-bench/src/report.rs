@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::call::CallResult;
 use crate::delayed::DelayedResult;
 use crate::media::MediaResult;
+use crate::push::PushResult;
 use crate::scenarios::{
     FanoutResult, InitialSyncResult, JoinResult, KeysResult, SendResult, SlidingSyncResult, avg, p50, p99,
 };
@@ -48,6 +49,7 @@ pub struct TargetReport {
     pub call: Outcome<CallResult>,
     pub media: Outcome<MediaResult>,
     pub search: Outcome<SearchResult>,
+    pub push: Outcome<PushResult>,
     pub rate_limit_retries: u64,
 }
 
@@ -67,6 +69,7 @@ impl TargetReport {
             ("call", failure(&self.call)),
             ("media", failure(&self.media)),
             ("search", failure(&self.search)),
+            ("push", failure(&self.push)),
         ] {
             if let Some(err) = outcome {
                 out.push(format!("{} / {scenario}: {err}", self.name));
@@ -264,6 +267,18 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             1,
             Better::Lower("latency"),
             Box::new(|t| t.search.cell(|r| p50(&r.phrase_ms))),
+        ),
+        (
+            "push: send → gateway receives: p50 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.push.cell(|r| p50(&r.latencies_ms))),
+        ),
+        (
+            "push: send → gateway receives: p99 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.push.cell(|r| p99(&r.latencies_ms))),
         ),
         (
             "call join (OpenID, delayed leave, membership): p50 (ms)".into(),
@@ -544,6 +559,7 @@ mod tests {
             call: Outcome::NotRun,
             media: Outcome::NotRun,
             search: Outcome::NotRun,
+            push: Outcome::NotRun,
             initial_sync: Outcome::Failed("boom".into()),
             keys: Outcome::NotRun,
             sliding_sync: Outcome::NotRun,

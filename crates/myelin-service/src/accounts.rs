@@ -62,6 +62,8 @@ pub struct RegisterRequest {
     pub inhibit_login: bool,
     #[serde(default)]
     pub refresh_token: bool,
+    /// A guest upgrading to a full account: their access token (and `username` their localpart).
+    pub guest_access_token: Option<String>,
 }
 
 /// What registration answers: the new user, and a session unless `inhibit_login`.
@@ -244,20 +246,38 @@ impl Services {
                 self.issue_session(&user_id, req.device_id, req.initial_device_display_name, req.refresh_token).await?;
             return Ok(Registered { user_id, session: Some(session) });
         }
-        let localpart = match &req.username {
-            Some(name) => {
+        let guest = match &req.guest_access_token {
+            Some(token) => Some(self.upgradable_guest(token, req.username.as_deref()).await?),
+            None => None,
+        };
+        let localpart = match (&req.username, &guest) {
+            (Some(name), None) => {
                 let name = name.to_lowercase();
                 self.username_available(&name).await?;
                 Some(name)
             }
-            None => None,
+            _ => None,
         };
         if let Some(password) = &req.password {
             check_new_password(password)?;
         }
         self.require_registration_auth(req.auth.as_ref()).await?;
-        let localpart = localpart.unwrap_or_else(|| self.random.alphanumeric(12).to_lowercase());
-        let user_id = self.create_user(&localpart, req.password, false).await?;
+        let user_id = match guest {
+            Some(guest) => {
+                let hash = match req.password {
+                    Some(p) => Some(self.hash_new_password(p).await?),
+                    None => None,
+                };
+                if !self.store.upgrade_guest(&guest, hash).await? {
+                    return Err(MatrixError::forbidden("This account is not a guest account"));
+                }
+                guest
+            }
+            None => {
+                let localpart = localpart.unwrap_or_else(|| self.random.alphanumeric(12).to_lowercase());
+                self.create_user(&localpart, req.password, false).await?
+            }
+        };
         self.note_registration(req.auth.as_ref(), &user_id).await?;
         if req.inhibit_login {
             return Ok(Registered { user_id, session: None });
@@ -265,6 +285,19 @@ impl Services {
         let session =
             self.issue_session(&user_id, req.device_id, req.initial_device_display_name, req.refresh_token).await?;
         Ok(Registered { user_id, session: Some(session) })
+    }
+
+    /// The guest a registration upgrades: the owner of `token`, a guest, whose localpart the
+    /// request names as `username` (as the spec asks).
+    async fn upgradable_guest(&self, token: &str, username: Option<&str>) -> MatrixResult<OwnedUserId> {
+        let refused =
+            || MatrixError::forbidden("Cannot register taken user ID without valid guest credentials for that user");
+        let owner = self.resolve_token(token).await.map_err(|_| refused())?;
+        let named = username.is_some_and(|name| name.to_lowercase() == owner.user_id.localpart());
+        if !owner.is_guest || !named {
+            return Err(refused());
+        }
+        Ok(owner.user_id)
     }
 
     /// `POST /login` from the client address `client`.

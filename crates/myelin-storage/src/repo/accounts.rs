@@ -31,6 +31,8 @@ pub trait AccountRepo {
     async fn create_user(&self, user: UserRecord) -> StorageResult<()>;
     async fn get_user(&self, user_id: &UserId) -> StorageResult<Option<UserRecord>>;
     async fn set_password_hash(&self, user_id: &UserId, hash: Option<String>) -> StorageResult<()>;
+    /// Makes a guest a full user with this password; false if the user is not a guest (any more).
+    async fn upgrade_guest(&self, user_id: &UserId, hash: Option<String>) -> StorageResult<bool>;
     /// Marks the user deactivated, clears the password and profile, and deletes every device,
     /// token and key.
     async fn deactivate_user(&self, user_id: &UserId) -> StorageResult<()>;

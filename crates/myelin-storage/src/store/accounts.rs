@@ -80,6 +80,22 @@ impl AccountRepo for Database {
         .await
     }
 
+    async fn upgrade_guest(&self, user_id: &UserId, hash: Option<String>) -> StorageResult<bool> {
+        let user_id = user_id.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                let changed = c
+                    .execute(
+                        "UPDATE users SET is_guest = 0, password_hash = $2 WHERE user_id = $1 AND is_guest = 1",
+                        &[&user_id, &hash],
+                    )
+                    .await?;
+                Ok(changed == 1)
+            })
+        })
+        .await
+    }
+
     async fn deactivate_user(&self, user_id: &UserId) -> StorageResult<()> {
         let user_id = user_id.to_owned();
         self.write(move |c, positions| {
