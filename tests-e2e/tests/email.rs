@@ -157,7 +157,7 @@ async fn without_email_addresses_are_refused_and_a_dead_smtp_server_is_a_502() -
     let alice = plain.register("alice").await?;
     let request = json!({ "client_secret": "s", "email": "a@example.org", "send_attempt": 1 });
     let (status, body) = alice.post("/_matrix/client/v3/account/3pid/email/requestToken", &request).await?;
-    ensure!(status == 400 && errcode(&body) == "M_THREEPID_DENIED", "{status} {body}");
+    ensure!(status == 403 && errcode(&body) == "M_THREEPID_DENIED", "{status} {body}");
     let (_, caps) = alice.get("/_matrix/client/v3/capabilities").await?;
     ensure!(caps["capabilities"]["m.3pid_changes"]["enabled"] == false, "{caps}");
     let (status, body) =
@@ -238,5 +238,81 @@ async fn unread_notifications_are_emailed_after_the_delay_and_read_ones_are_not(
     ensure!(status == 200, "{status} {body}");
     tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
     ensure!(mail.messages().len() == 2, "a read message is not emailed: {:?}", mail.messages().last());
+    Ok(())
+}
+
+/// With `registration.require_email`, registering needs a validated address: the flow asks for
+/// `m.login.email.identity` (after the token when tokens are set), a session not yet validated
+/// is refused, the link validates it, and the new account has the address (and logs in with it).
+/// Addresses in use are refused at `requestToken`; without the setting that endpoint is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_can_require_a_validated_email_address() -> Result<()> {
+    let mail = MailSink::start().await?;
+    let server = TestServer::start_with(&format!(
+        "{NO_RATE_LIMITS}{}[registration]\nrequire_email = true\ntokens = [\"invite-only\"]\n",
+        mail.config()
+    ))
+    .await?;
+    let anon = server.anonymous();
+    let (status, body) =
+        anon.post("/_matrix/client/v3/register", &json!({ "username": "carol", "password": "pw" })).await?;
+    ensure!(status == 401, "{status} {body}");
+    let flows: Vec<Value> = body["flows"].as_array().cloned().unwrap_or_default();
+    ensure!(
+        flows.contains(&json!({ "stages": ["m.login.email.identity"] }))
+            && flows.contains(&json!({ "stages": ["m.login.registration_token", "m.login.email.identity"] })),
+        "{body}"
+    );
+    ensure!(!flows.contains(&json!({ "stages": ["m.login.dummy"] })), "no dummy stage: {body}");
+    let session = body["session"].as_str().context("session")?.to_owned();
+
+    let request = json!({ "client_secret": "reg-secret", "email": "carol@example.org", "send_attempt": 1 });
+    let (status, token) = anon.post("/_matrix/client/v3/register/email/requestToken", &request).await?;
+    ensure!(status == 200, "{status} {token}");
+    let sid = token["sid"].as_str().context("sid")?.to_owned();
+    let link = link_in(&mail.wait_for(1).await?)?;
+    let register = |auth: Value| json!({ "username": "carol", "password": "carol-pw", "auth": auth });
+    let email_auth = json!({ "type": "m.login.email.identity", "session": session,
+                             "threepid_creds": { "sid": sid, "client_secret": "reg-secret" } });
+    let (status, body) = anon.post("/_matrix/client/v3/register", &register(email_auth.clone())).await?;
+    ensure!(status == 401 && errcode(&body) == "M_SESSION_NOT_VALIDATED", "before the link: {status} {body}");
+    let (status, _) = follow(&link).await?;
+    ensure!(status == 200);
+    let dummy = json!({ "type": "m.login.dummy", "session": session });
+    let (status, body) = anon.post("/_matrix/client/v3/register", &register(dummy)).await?;
+    ensure!(status == 401, "the dummy stage does not replace the address: {status} {body}");
+    let (status, body) = anon.post("/_matrix/client/v3/register", &register(email_auth)).await?;
+    ensure!(status == 200 && body["user_id"] == server.user_id("carol").as_str(), "{status} {body}");
+    let carol = anon.with_token(body["access_token"].as_str());
+    let (_, threepids) = carol.get("/_matrix/client/v3/account/3pid").await?;
+    ensure!(threepids["threepids"][0]["address"] == "carol@example.org", "{threepids}");
+    let (status, body) = anon
+        .post(
+            "/_matrix/client/v3/login",
+            &json!({ "type": "m.login.password", "password": "carol-pw",
+                     "identifier": { "type": "m.id.thirdparty", "medium": "email", "address": "carol@example.org" } }),
+        )
+        .await?;
+    ensure!(status == 200, "{status} {body}");
+
+    // The same validated address does not register a second account, in a new session.
+    let (status, body) = anon
+        .post(
+            "/_matrix/client/v3/register",
+            &json!({ "username": "carol2", "password": "pw2", "auth": { "type": "m.login.email.identity",
+                     "threepid_creds": { "sid": sid, "client_secret": "reg-secret" } } }),
+        )
+        .await?;
+    ensure!(status == 401 && errcode(&body) == "M_THREEPID_IN_USE", "{status} {body}");
+    let (status, body) = anon.get("/_matrix/client/v3/register/available?username=carol2").await?;
+    ensure!(status == 200, "no account was made: {status} {body}");
+
+    // In use now; and without the setting, the endpoint is refused.
+    let again = json!({ "client_secret": "other", "email": "carol@example.org", "send_attempt": 1 });
+    let (status, body) = anon.post("/_matrix/client/v3/register/email/requestToken", &again).await?;
+    ensure!(status == 400 && errcode(&body) == "M_THREEPID_IN_USE", "{status} {body}");
+    let plain = TestServer::start_with(&format!("{NO_RATE_LIMITS}{}", mail.config())).await?;
+    let (status, body) = plain.anonymous().post("/_matrix/client/v3/register/email/requestToken", &again).await?;
+    ensure!(status == 403 && errcode(&body) == "M_THREEPID_DENIED", "{status} {body}");
     Ok(())
 }

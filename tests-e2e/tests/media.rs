@@ -432,6 +432,34 @@ async fn media_of_another_server_is_fetched_over_federation_and_kept() -> Result
     Ok(())
 }
 
+/// A thumbnail of another server's media not fetched yet comes from that server as a thumbnail
+/// (the original is not fetched): served at the size asked for, kept (served with the origin
+/// stopped), while the original was never copied here.
+#[tokio::test]
+async fn a_remote_thumbnail_is_fetched_as_a_thumbnail_without_the_original() -> Result<()> {
+    let mut a = TestServer::start_federating().await?;
+    let b = TestServer::start_federating().await?;
+    let alice = a.register("alice").await?;
+    let bob = b.register("bob").await?;
+    let photo = png(1600, 1200)?;
+    let (origin, id) = upload(&alice, "big.png", "image/png", &photo).await?;
+    let thumbnail = format!("/_matrix/client/v1/media/thumbnail/{origin}/{id}?width=96&height=96&method=crop");
+    let (status, headers, body) = bob.get_bytes(&thumbnail).await?;
+    ensure!(status == 200, "{status} {}\n{}", String::from_utf8_lossy(&body), b.log());
+    let thumb = image::load_from_memory(&body)?;
+    ensure!((thumb.width(), thumb.height()) == (96, 96), "{}×{}", thumb.width(), thumb.height());
+    ensure!(header(&headers, "content-type").starts_with("image/"), "{headers:?}");
+    ensure!(body.len() < photo.len() / 4, "a thumbnail's bytes, not the photo's: {}", body.len());
+
+    a.stop().await?;
+    let (status, _, again) = bob.get_bytes(&thumbnail).await?;
+    ensure!(status == 200 && again == body, "kept: {status}");
+    let (status, _, _) =
+        bob.get_bytes(&format!("/_matrix/client/v1/media/download/{origin}/{id}?timeout_ms=2000")).await?;
+    ensure!(status != 200, "the original was never fetched: {status}");
+    Ok(())
+}
+
 /// A small web site on 127.0.0.1 for URL previews: a page with Open Graph tags and an image.
 async fn web_site(picture: Vec<u8>) -> Result<String> {
     use axum::{Router, http::header, routing::get};

@@ -617,6 +617,7 @@ async fn push_rule_decisions_agree_with_synapses_evaluator_case_by_case() -> Res
                  "enabled": enabled, "cases": cases }),
     )?;
 
+    ensure!(oracle.as_array().map_or(0, Vec::len) == sent.len(), "one answer per case: {oracle}");
     let (status, listed) = bob.get("/_matrix/client/v3/notifications?limit=200").await?;
     ensure!(status == 200, "{status} {listed}");
     let notified: std::collections::HashMap<String, Value> = listed["notifications"]

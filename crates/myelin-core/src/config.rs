@@ -388,6 +388,9 @@ pub struct RegistrationConfig {
     pub tokens: Vec<String>,
     /// Guest accounts (`/register?kind=guest`): off unless set.
     pub allow_guests: bool,
+    /// Registering needs a validated email address (`m.login.email.identity`), bound to the new
+    /// account; needs `[email]`.
+    pub require_email: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -535,6 +538,9 @@ impl Config {
         }
         if let Err(err) = crate::proxies::TrustedProxies::parse(&self.federation.ip_range_allowlist) {
             problems.push(format!("federation.ip_range_allowlist: {err}"));
+        }
+        if self.registration.require_email && !self.email.enabled() {
+            problems.push("registration.require_email needs [email] (an smtp_host) to send the links".to_owned());
         }
         let notices = &self.server_notices.system_mxid_localpart;
         if !notices.is_empty() && ruma::UserId::parse(format!("@{notices}:{}", self.server_name)).is_err() {

@@ -261,7 +261,8 @@ impl Services {
         if let Some(password) = &req.password {
             check_new_password(password)?;
         }
-        self.require_registration_auth(req.auth.as_ref()).await?;
+        let email_sid = self.require_registration_auth(req.auth.as_ref()).await?;
+        let upgraded = guest.is_some();
         let user_id = match guest {
             Some(guest) => {
                 let hash = match req.password {
@@ -278,6 +279,15 @@ impl Services {
                 self.create_user(&localpart, req.password, false).await?
             }
         };
+        if let Some(sid) = &email_sid
+            && let Err(err) = self.bind_registered_email(&user_id, sid).await
+        {
+            // Two registrations raced for one address: the one that did not get it is undone.
+            if !upgraded {
+                self.deactivate(&user_id).await?;
+            }
+            return Err(err);
+        }
         self.note_registration(req.auth.as_ref(), &user_id).await?;
         if req.inhibit_login {
             return Ok(Registered { user_id, session: None });

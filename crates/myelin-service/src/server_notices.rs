@@ -88,17 +88,26 @@ impl Services {
         self.send(&system, device, &room_id, spec).await
     }
 
-    /// The system user, made on the first notice (no password: nobody logs in as it); a person
-    /// who registered the name before is not taken over.
+    /// The system user, made on the first notice (no password: nobody logs in as it). An account
+    /// someone registered under the name before is not taken over: anyone who can reach it (a
+    /// password, a device, an address to reset a password through) keeps it theirs.
     async fn ensure_system_user(&self, system: &UserId) -> MatrixResult<()> {
         let config = &self.config.server_notices;
         match self.store.get_user(system).await? {
-            Some(user) if user.password_hash.is_some() || user.deactivated || user.is_guest => {
-                Err(MatrixError::invalid_param(format!(
-                    "server_notices.system_mxid_localpart names an account in use ({system}): choose another"
-                )))
+            Some(user) => {
+                let reachable = user.password_hash.is_some()
+                    || user.deactivated
+                    || user.is_guest
+                    || user.is_admin
+                    || !self.store.list_devices(system).await?.is_empty()
+                    || !self.store.user_threepids(system).await?.is_empty();
+                if reachable {
+                    return Err(MatrixError::invalid_param(format!(
+                        "server_notices.system_mxid_localpart names an account in use ({system}): choose another"
+                    )));
+                }
+                Ok(())
             }
-            Some(_) => Ok(()),
             None => {
                 let record = UserRecord {
                     user_id: system.to_owned(),
@@ -142,7 +151,10 @@ impl Services {
         let made = self.create_room_as(system, None, request).await?;
         let room_id = self.store.swap_server_notice_room(user_id, current.as_deref(), &made).await?;
         if room_id != made {
-            // Another process made the user's room at the same moment: theirs stands.
+            // Another process made the user's room at the same moment: theirs stands; this one's
+            // invite is withdrawn and the room left.
+            let withdraw = crate::rooms::MembershipChange::new(system, &made, user_id, Membership::Leave);
+            let _ = self.update_membership(withdraw).await;
             let leave = crate::rooms::MembershipChange::new(system, &made, system, Membership::Leave);
             let _ = self.update_membership(leave).await;
             return Ok(room_id);

@@ -74,6 +74,8 @@ impl Services {
             }
         };
         let flows = flows.iter().map(|stages| stages.iter().map(|s| (*s).to_owned()).collect()).collect();
+        // Stages only: what a session notes for itself (`registered:…`, `email-sid:…`) stays inside.
+        let completed = completed.into_iter().filter(|stage| !stage.contains(':')).collect();
         Ok(MatrixError::uia(UiaChallenge { flows, session, completed, failed: false }, cause))
     }
 
@@ -104,31 +106,95 @@ impl Services {
     }
 
     /// Registration's user-interactive auth: `m.login.dummy` while registration is open, a
-    /// registration token when tokens are configured.
-    pub(crate) async fn require_registration_auth(&self, auth: Option<&AuthData>) -> MatrixResult<()> {
+    /// registration token when tokens are configured; with `registration.require_email`, a
+    /// validated address (`m.login.email.identity`) instead of the dummy stage and after the
+    /// token. Stages are remembered in the session; answers the validation session (its `sid`)
+    /// of the address to bind, if the flow had one.
+    pub(crate) async fn require_registration_auth(&self, auth: Option<&AuthData>) -> MatrixResult<Option<String>> {
         let open = self.config.open_registration();
         let tokens = &self.config.registration.tokens;
+        let email = self.config.registration.require_email && self.config.email.enabled();
         let mut flows: Vec<&[&str]> = Vec::new();
         if open {
-            flows.push(&[DUMMY]);
+            flows.push(if email { &[EMAIL_IDENTITY] } else { &[DUMMY] });
         }
         if !tokens.is_empty() {
-            flows.push(&[REGISTRATION_TOKEN]);
+            flows.push(if email { &[REGISTRATION_TOKEN, EMAIL_IDENTITY] } else { &[REGISTRATION_TOKEN] });
         }
         let Some(auth) = auth else { return Err(self.uia_challenge(&flows, None, None).await?) };
-        let passed = match auth.kind.as_deref() {
-            Some(DUMMY) => open,
-            Some(REGISTRATION_TOKEN) => auth.token.as_ref().is_some_and(|t| tokens.contains(t)),
-            _ => false,
+        let oldest = self.clock.now_ms().saturating_sub(SESSION_LIFETIME.as_millis() as u64);
+        let mut completed = match &auth.session {
+            Some(session) => self.store.uia_session(session, oldest).await?.unwrap_or_default(),
+            None => Vec::new(),
         };
+        let mut cause = None;
+        let mut email_sid = None;
+        let mut stage_done: Option<&str> = None;
+        match auth.kind.as_deref() {
+            Some(DUMMY) if open && !email => stage_done = Some(DUMMY),
+            Some(REGISTRATION_TOKEN) => {
+                if auth.token.as_ref().is_some_and(|t| tokens.contains(t)) {
+                    stage_done = Some(REGISTRATION_TOKEN);
+                } else {
+                    cause = Some(MatrixError::new(ErrorCode::Unauthorized, "Invalid registration token"));
+                }
+            }
+            Some(EMAIL_IDENTITY) if email => match &auth.threepid_creds {
+                Some(creds) => {
+                    let purpose = crate::email::EmailPurpose::Register;
+                    match self.validated_email_session(&creds.sid, &creds.client_secret, purpose).await {
+                        Ok(session) => {
+                            // An address bound since it was validated (by an earlier registration
+                            // with the same session, say) does not register another account.
+                            if self.store.threepid_owner(&session.medium, &session.address).await?.is_some() {
+                                cause = Some(crate::email::threepid_in_use());
+                            } else {
+                                stage_done = Some(EMAIL_IDENTITY);
+                                email_sid = Some(session.sid);
+                            }
+                        }
+                        Err(err) => cause = Some(err),
+                    }
+                }
+                None => cause = Some(MatrixError::missing_param("threepid_creds is required")),
+            },
+            _ => {}
+        }
+        if let Some(stage) = stage_done {
+            completed.push(stage.to_owned());
+        }
+        let passed = flows.iter().any(|flow| flow.iter().all(|stage| completed.iter().any(|done| done == stage)));
+        if let Some(session) = &auth.session {
+            if let Some(stage) = stage_done {
+                self.store.complete_uia_stage(session, stage).await?;
+            }
+            if let Some(sid) = &email_sid {
+                self.store.complete_uia_stage(session, &format!("{EMAIL_SID_MARK}{sid}")).await?;
+            }
+        }
         if !passed {
-            let cause = (auth.kind.as_deref() == Some(REGISTRATION_TOKEN))
-                .then(|| MatrixError::new(ErrorCode::Unauthorized, "Invalid registration token"));
-            return Err(self.uia_challenge(&flows, auth.session.as_deref(), cause).await?);
+            let challenge = self.uia_challenge(&flows, auth.session.as_deref(), cause.clone()).await?;
+            // A stage done without a session (the first of two): kept in the session just made.
+            if auth.session.is_none()
+                && let (Some(stage), Some(uia)) = (stage_done, &challenge.uia)
+            {
+                self.store.complete_uia_stage(&uia.session, stage).await?;
+                if let Some(sid) = &email_sid {
+                    self.store.complete_uia_stage(&uia.session, &format!("{EMAIL_SID_MARK}{sid}")).await?;
+                }
+                return Err(self.uia_challenge(&flows, Some(&uia.session), cause).await?);
+            }
+            return Err(challenge);
         }
         // The session stays until it expires: it remembers the account it registered, so a
         // retried request (its answer was lost) gets that account, not `M_USER_IN_USE`.
-        Ok(())
+        if email && email_sid.is_none() {
+            email_sid = completed.iter().find_map(|stage| stage.strip_prefix(EMAIL_SID_MARK)).map(str::to_owned);
+            if email_sid.is_none() {
+                return Err(self.uia_challenge(&flows, auth.session.as_deref(), None).await?);
+            }
+        }
+        Ok(email_sid)
     }
 
     /// The account a registration session already created, if any.
@@ -150,3 +216,5 @@ impl Services {
 
 /// How a registration session's stages note the account it created.
 const REGISTERED_MARK: &str = "registered:";
+/// How a registration session notes the validated address it will bind.
+const EMAIL_SID_MARK: &str = "email-sid:";

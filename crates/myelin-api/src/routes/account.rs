@@ -174,30 +174,38 @@ pub async fn threepids(State(state): State<AppState>, Auth(r): Auth) -> ApiResul
     Ok(Json(state.threepids(&r).await?))
 }
 
-/// `POST /register/*/requestToken` and the `msisdn` ones: refused — registration asks for no
-/// address, and the server sends no SMS.
+/// The `msisdn` `requestToken` endpoints: refused — the server sends no SMS.
 pub async fn threepid_request_token() -> ApiResult<Json<Value>> {
-    Err(MatrixError::new(
-        ErrorCode::Other("M_THREEPID_DENIED"),
-        "This server does not validate addresses for this (no SMS, no email at registration)",
-    )
-    .into())
+    Err(MatrixError::new(ErrorCode::Other("M_THREEPID_DENIED"), "This server does not send SMS")
+        .with_status(403)
+        .into())
 }
 
 /// `POST /account/3pid/email/requestToken`.
 pub async fn add_email_request_token(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     JsonBody(body): JsonBody<myelin_service::email::EmailTokenRequest>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(state.request_email_token(myelin_service::email::EmailPurpose::Add, body).await?))
+    Ok(Json(state.request_email_token(myelin_service::email::EmailPurpose::Add, body, &addr).await?))
+}
+
+/// `POST /register/email/requestToken` (with `registration.require_email`; refused otherwise).
+pub async fn register_email_request_token(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    JsonBody(body): JsonBody<myelin_service::email::EmailTokenRequest>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.request_email_token(myelin_service::email::EmailPurpose::Register, body, &addr).await?))
 }
 
 /// `POST /account/password/email/requestToken`.
 pub async fn password_email_request_token(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     JsonBody(body): JsonBody<myelin_service::email::EmailTokenRequest>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(state.request_email_token(myelin_service::email::EmailPurpose::Password, body).await?))
+    Ok(Json(state.request_email_token(myelin_service::email::EmailPurpose::Password, body, &addr).await?))
 }
 
 #[derive(Deserialize)]

@@ -54,7 +54,7 @@ pub fn client_routes() -> Router<AppState> {
         .route("/account/3pid/msisdn/requestToken", post(account::threepid_request_token))
         .route("/account/password/email/requestToken", post(account::password_email_request_token))
         .route("/account/password/msisdn/requestToken", post(account::threepid_request_token))
-        .route("/register/email/requestToken", post(account::threepid_request_token))
+        .route("/register/email/requestToken", post(account::register_email_request_token))
         .route("/register/msisdn/requestToken", post(account::threepid_request_token))
         .route("/admin/whois/{user_id}", get(account::whois))
         .route("/thirdparty/protocols", get(directory::thirdparty_protocols))

@@ -34,6 +34,8 @@ pub enum EmailPurpose {
     Add,
     /// Resetting the password of the account the address is bound to.
     Password,
+    /// Registering an account with the address (`registration.require_email`).
+    Register,
 }
 
 impl EmailPurpose {
@@ -41,6 +43,7 @@ impl EmailPurpose {
         match self {
             Self::Add => "add",
             Self::Password => "password",
+            Self::Register => "register",
         }
     }
 }
@@ -76,7 +79,7 @@ fn valid_client_secret(secret: &str) -> bool {
         && secret.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'=' | b'_' | b'-'))
 }
 
-fn threepid_in_use() -> MatrixError {
+pub(crate) fn threepid_in_use() -> MatrixError {
     MatrixError::new(ErrorCode::Other("M_THREEPID_IN_USE"), "This email address is already in use")
 }
 
@@ -103,6 +106,7 @@ impl Services {
             ErrorCode::Other("M_THREEPID_DENIED"),
             "This server does not send email or SMS, so it cannot validate an address",
         )
+        .with_status(403)
     }
 
     /// Sends a plain-text email through the configured SMTP server (502 if it fails).
@@ -130,19 +134,34 @@ impl Services {
 
     /// `POST /account/3pid/email/requestToken` (`Add`) and
     /// `POST /account/password/email/requestToken` (`Password`): starts (or repeats) a
-    /// validation session and emails its link unless this send attempt was sent already.
-    pub async fn request_email_token(&self, purpose: EmailPurpose, req: EmailTokenRequest) -> MatrixResult<Value> {
+    /// validation session and emails its link unless this send attempt was sent already. Rate
+    /// limited per address and per client address (`client`): nobody gets the server to mail
+    /// many addresses.
+    pub async fn request_email_token(
+        &self,
+        purpose: EmailPurpose,
+        req: EmailTokenRequest,
+        client: &str,
+    ) -> MatrixResult<Value> {
         if !self.config.email.enabled() {
             return Err(Self::email_disabled());
+        }
+        if purpose == EmailPurpose::Register && !self.config.registration.require_email {
+            return Err(MatrixError::new(
+                ErrorCode::Other("M_THREEPID_DENIED"),
+                "Registration on this server does not ask for an email address",
+            )
+            .with_status(403));
         }
         if !valid_client_secret(&req.client_secret) {
             return Err(MatrixError::invalid_param("client_secret must be 1 to 255 of [0-9a-zA-Z.=_-]"));
         }
         let address = normalise_email(&req.email).ok_or_else(|| MatrixError::invalid_param("Not an email address"))?;
         self.check_rate_limit(Limit::Registration, &format!("email {address}"))?;
+        self.check_rate_limit(Limit::Registration, &format!("email from {client}"))?;
         let owner = self.store.threepid_owner("email", &address).await?;
         match (purpose, owner) {
-            (EmailPurpose::Add, Some(_)) => return Err(threepid_in_use()),
+            (EmailPurpose::Add | EmailPurpose::Register, Some(_)) => return Err(threepid_in_use()),
             (EmailPurpose::Password, None) => {
                 return Err(MatrixError::new(
                     ErrorCode::Other("M_THREEPID_NOT_FOUND"),
@@ -176,6 +195,9 @@ impl Services {
             let (subject, action) = match purpose {
                 EmailPurpose::Add => ("Validate your email address", "add this address to your Matrix account"),
                 EmailPurpose::Password => ("Reset your password", "reset the password of your Matrix account"),
+                EmailPurpose::Register => {
+                    ("Validate your email address", "register a Matrix account with this address")
+                }
             };
             let body = format!(
                 "Someone (hopefully you) asked to {action} on {server}.\n\nTo go ahead, open this link:\n\n{link}\n\n\
@@ -193,7 +215,7 @@ impl Services {
     }
 
     /// A validated, unexpired session for `purpose` matching the client's credentials.
-    async fn validated_session(
+    pub(crate) async fn validated_email_session(
         &self,
         sid: &str,
         client_secret: &str,
@@ -226,7 +248,7 @@ impl Services {
             return Err(Self::email_disabled());
         }
         self.require_password_auth(requester, auth).await?;
-        let session = self.validated_session(sid, client_secret, EmailPurpose::Add).await?;
+        let session = self.validated_email_session(sid, client_secret, EmailPurpose::Add).await?;
         let record = ThreepidRecord {
             medium: session.medium,
             address: session.address,
@@ -239,6 +261,25 @@ impl Services {
             {
                 return Ok(());
             }
+            return Err(threepid_in_use());
+        }
+        Ok(())
+    }
+
+    /// Registration with `registration.require_email`: the new account gets the address its
+    /// registration validated; `M_THREEPID_IN_USE` if another account took it meanwhile.
+    pub(crate) async fn bind_registered_email(&self, user_id: &UserId, sid: &str) -> MatrixResult<()> {
+        let Some(session) = self.store.threepid_validation(sid).await? else {
+            return Err(MatrixError::new(ErrorCode::Other("M_NO_VALID_SESSION"), "The validation session expired"));
+        };
+        let record = ThreepidRecord {
+            medium: session.medium,
+            address: session.address,
+            user_id: user_id.to_owned(),
+            validated_ms: session.validated_ms.unwrap_or_default(),
+            added_ms: self.now_ms(),
+        };
+        if !self.store.add_threepid(&record).await? {
             return Err(threepid_in_use());
         }
         Ok(())
@@ -295,7 +336,8 @@ impl Services {
             (Some(EMAIL_IDENTITY), Some(creds)) => creds,
             _ => return Err(self.uia_challenge(FLOWS, auth.session.as_deref(), None).await?),
         };
-        let session = match self.validated_session(&creds.sid, &creds.client_secret, EmailPurpose::Password).await {
+        let session = match self.validated_email_session(&creds.sid, &creds.client_secret, EmailPurpose::Password).await
+        {
             Ok(session) => session,
             Err(err) => return Err(self.uia_challenge(FLOWS, auth.session.as_deref(), Some(err)).await?),
         };

@@ -32,6 +32,8 @@ const PENDING_POLL: Duration = Duration::from_millis(100);
 
 /// Images with more pixels than this are not thumbnailed (checked from the header).
 const MAX_THUMBNAIL_SOURCE_PIXELS: u64 = 32_000_000;
+/// Largest thumbnail kept from another server.
+const MAX_REMOTE_THUMBNAIL_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Types a browser may render in place (the spec's list); anything else is served as an
 /// attachment so an uploaded page cannot run in the server's origin.
@@ -250,6 +252,27 @@ impl Services {
         timeout: Option<Duration>,
     ) -> MatrixResult<Download> {
         let size = thumbnail::snap(width, height, method);
+        if server_name != self.server_name.as_str() && valid_media_id(media_id) {
+            let method = size.method.as_str();
+            // Another server's media: a thumbnail kept here is served whether or not the
+            // original is; one not fetched yet comes from its server, without the original.
+            let kept = self.store.media_thumbnail(server_name, media_id, size.width, size.height, method).await?;
+            if let Some(kept) = kept {
+                // Viewing a thumbnail is using the media (a thumbnail fetched without the original
+                // is fetched again once per `remote_media_lifetime_ms`: it has no media row).
+                self.media_accessed(server_name, media_id).await;
+                return self.serve_thumbnail(kept).await;
+            }
+            if self.store.media(server_name, media_id).await?.is_none() {
+                let wait = timeout.unwrap_or(DEFAULT_DOWNLOAD_WAIT).min(MAX_DOWNLOAD_WAIT);
+                match self.fetch_remote_thumbnail(server_name, media_id, size, wait).await {
+                    Ok(thumb) => return self.serve_thumbnail(thumb).await,
+                    // A server from before authenticated media: the original, thumbnailed here.
+                    Err(err) if err.code == ErrorCode::Unrecognized => {}
+                    Err(err) => return Err(err),
+                }
+            }
+        }
         let record = self.media_record(server_name, media_id, timeout).await?;
         let method = size.method.as_str();
         let kept = self.store.media_thumbnail(server_name, media_id, size.width, size.height, method).await?;
@@ -265,8 +288,13 @@ impl Services {
                 }
             }
         };
+        self.serve_thumbnail(thumb).await
+    }
+
+    /// A kept thumbnail's bytes.
+    async fn serve_thumbnail(&self, thumb: ThumbnailRecord) -> MatrixResult<Download> {
         let Some(bytes) = self.blobs.get(&thumb.content.sha256).await? else {
-            tracing::error!(media_id, sha256 = %thumb.content.sha256, "a thumbnail's blob is missing from the store");
+            tracing::error!(media_id = %thumb.media_id, sha256 = %thumb.content.sha256, "a thumbnail's blob is missing from the store");
             return Err(MatrixError::not_found("No such media"));
         };
         Ok(Download {
@@ -319,9 +347,104 @@ impl Services {
             method: size.method.as_str().to_owned(),
             content_type,
             content,
+            created_ms: self.clock.now_ms(),
         };
         self.store.put_media_thumbnail(&thumb).await?;
         Ok(thumb)
+    }
+
+    /// Another server's thumbnail of its media (`/_matrix/federation/v1/media/thumbnail`), kept
+    /// like one made here. Only an image this server recognises is kept and served, with the
+    /// type its bytes show (not the one the other server claims). One fetch per thumbnail at a
+    /// time in this process.
+    async fn fetch_remote_thumbnail(
+        &self,
+        origin: &str,
+        media_id: &str,
+        size: thumbnail::Size,
+        wait: Duration,
+    ) -> MatrixResult<ThumbnailRecord> {
+        let not_found = || MatrixError::not_found("No such media");
+        let server = ruma::ServerName::parse(origin).map_err(|_| not_found())?;
+        let method = size.method.as_str();
+        let key = format!("remote_thumbnail:{origin}/{media_id}/{}x{}/{method}", size.width, size.height);
+        let _fetching = self.locks.lock(&key).await;
+        if let Some(kept) = self.store.media_thumbnail(origin, media_id, size.width, size.height, method).await? {
+            return Ok(kept); // fetched meanwhile
+        }
+        let path = format!(
+            "/_matrix/federation/v1/media/thumbnail/{media_id}?width={}&height={}&method={method}&animated=false&timeout_ms={}",
+            size.width,
+            size.height,
+            wait.as_millis()
+        );
+        let response = match self.federation_get_streaming(&server, &path, true).await {
+            Ok(response) => response,
+            Err(err) if err.errcode() == Some("M_UNRECOGNIZED") => {
+                return Err(MatrixError::new(ErrorCode::Unrecognized, "No thumbnails over federation there"));
+            }
+            Err(err) if err.errcode() == Some("M_NOT_FOUND") => return Err(not_found()),
+            Err(err) => return Err(err.into()),
+        };
+        let (_, _, mut bytes) = self.media_part_of(origin, response).await?;
+        let mut data = Vec::new();
+        while let Some(chunk) = bytes.next().await {
+            data.extend_from_slice(&chunk.map_err(myelin_storage::StorageError::from)?);
+            if data.len() as u64 > MAX_REMOTE_THUMBNAIL_BYTES {
+                return Err(MatrixError::internal(format!("{origin} sent an oversized thumbnail")).with_status(502));
+            }
+        }
+        let Some(content_type) = thumbnail::image_type(&data) else {
+            return Err(MatrixError::internal(format!("{origin} sent a thumbnail that is no image")).with_status(502));
+        };
+        let stream: ByteStream = Box::pin(futures_util::stream::once(async move { Ok(bytes::Bytes::from(data)) }));
+        let content = match self.blobs.put(stream, MAX_REMOTE_THUMBNAIL_BYTES).await? {
+            PutOutcome::Stored(content) => content,
+            PutOutcome::TooLarge => return Err(not_found()),
+        };
+        let thumb = ThumbnailRecord {
+            origin: origin.to_owned(),
+            media_id: media_id.to_owned(),
+            width: size.width,
+            height: size.height,
+            method: method.to_owned(),
+            content_type: content_type.to_owned(),
+            content,
+            created_ms: self.clock.now_ms(),
+        };
+        self.store.put_media_thumbnail(&thumb).await?;
+        Ok(thumb)
+    }
+
+    /// The file part of another server's multipart media answer (MSC3916): its content type,
+    /// disposition and bytes, following a `Location` part to where the bytes are.
+    async fn media_part_of(
+        &self,
+        origin: &str,
+        response: reqwest::Response,
+    ) -> MatrixResult<(Option<String>, Option<String>, ByteStream)> {
+        let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let boundary = header(reqwest::header::CONTENT_TYPE)
+            .as_deref()
+            .and_then(multipart::boundary_of)
+            .ok_or_else(|| MatrixError::internal(format!("{origin} sent media not as multipart")).with_status(502))?;
+        let answer: ByteStream =
+            Box::pin(futures_util::TryStreamExt::map_err(response.bytes_stream(), std::io::Error::other));
+        let part = multipart::file_part(&boundary, answer)
+            .await
+            .map_err(|e| MatrixError::internal(format!("{origin} sent unreadable media: {e}")).with_status(502))?;
+        Ok(match part.body {
+            multipart::FileBody::Bytes(bytes) => (part.content_type, part.content_disposition, bytes),
+            multipart::FileBody::Location(url) => {
+                let response = self.federation_get_url(origin, &url).await?;
+                let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let content_type = part.content_type.or_else(|| header(reqwest::header::CONTENT_TYPE));
+                let disposition = part.content_disposition.or_else(|| header(reqwest::header::CONTENT_DISPOSITION));
+                let bytes: ByteStream =
+                    Box::pin(futures_util::TryStreamExt::map_err(response.bytes_stream(), std::io::Error::other));
+                (content_type, disposition, bytes)
+            }
+        })
     }
 
     /// A media's record once its bytes are there, waiting up to `timeout` for a reserved
@@ -375,34 +498,7 @@ impl Services {
         let timeout_ms = wait.as_millis();
         let path = format!("/_matrix/federation/v1/media/download/{media_id}?timeout_ms={timeout_ms}");
         let (content_type, disposition, bytes) = match self.federation_get_streaming(&server, &path, true).await {
-            Ok(response) => {
-                let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                let boundary =
-                    header(reqwest::header::CONTENT_TYPE).as_deref().and_then(multipart::boundary_of).ok_or_else(
-                        || MatrixError::internal(format!("{origin} sent media not as multipart")).with_status(502),
-                    )?;
-                let answer: ByteStream =
-                    Box::pin(futures_util::TryStreamExt::map_err(response.bytes_stream(), std::io::Error::other));
-                let part = multipart::file_part(&boundary, answer).await.map_err(|e| {
-                    MatrixError::internal(format!("{origin} sent unreadable media: {e}")).with_status(502)
-                })?;
-                match part.body {
-                    multipart::FileBody::Bytes(bytes) => (part.content_type, part.content_disposition, bytes),
-                    multipart::FileBody::Location(url) => {
-                        let response = self.federation_get_url(origin, &url).await?;
-                        let header =
-                            |name| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                        let content_type = part.content_type.or_else(|| header(reqwest::header::CONTENT_TYPE));
-                        let disposition =
-                            part.content_disposition.or_else(|| header(reqwest::header::CONTENT_DISPOSITION));
-                        let bytes: ByteStream = Box::pin(futures_util::TryStreamExt::map_err(
-                            response.bytes_stream(),
-                            std::io::Error::other,
-                        ));
-                        (content_type, disposition, bytes)
-                    }
-                }
-            }
+            Ok(response) => self.media_part_of(origin, response).await?,
             // A server from before authenticated media: its legacy path, asking it not to fetch further.
             Err(err) if err.errcode() == Some("M_UNRECOGNIZED") => {
                 let legacy = format!(

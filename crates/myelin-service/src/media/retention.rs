@@ -85,6 +85,14 @@ impl Services {
                     .filter(|m| !kept.contains(&format!("mxc://{}/{}", m.origin, m.media_id)))
                     .map(|m| (m.origin, m.media_id)),
             );
+            if remote {
+                // Thumbnails fetched from other servers without their original.
+                let fetched = self
+                    .store
+                    .thumbnailed_remote_media_since(origin, now.saturating_sub(lifetime), RETENTION_BATCH)
+                    .await?;
+                doomed.extend(fetched.into_iter().filter(|(o, id)| !kept.contains(&format!("mxc://{o}/{id}"))));
+            }
         }
         if doomed.is_empty() {
             return Ok(0);

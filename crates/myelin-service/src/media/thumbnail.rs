@@ -91,6 +91,18 @@ pub fn make(data: &[u8], size: Size, max_pixels: u64) -> Outcome {
     }
 }
 
+/// The type of an image whose bytes are PNG, JPEG, GIF or WebP (what a thumbnail may be), read
+/// from the bytes themselves.
+pub fn image_type(data: &[u8]) -> Option<&'static str> {
+    match image::guess_format(data).ok()? {
+        ImageFormat::Png => Some("image/png"),
+        ImageFormat::Jpeg => Some("image/jpeg"),
+        ImageFormat::Gif => Some("image/gif"),
+        ImageFormat::WebP => Some("image/webp"),
+        _ => None,
+    }
+}
+
 fn reader(data: &[u8]) -> image::ImageResult<ImageReader<Cursor<&[u8]>>> {
     ImageReader::new(Cursor::new(data)).with_guessed_format().map_err(image::ImageError::IoError)
 }

@@ -728,15 +728,16 @@ impl Services {
         Ok(pdus)
     }
 
-    /// The push actions of an event for its local recipients: the local joined members (but its
-    /// sender) and a local user it invites, each with their own rules; `member_count` is the
-    /// room's joined members on every server.
+    /// The push actions of an event for its local recipients: the local ones of the joined
+    /// members (but its sender) and a local user it invites, each with their own rules;
+    /// `member_count` is the room's joined members on every server.
     pub(crate) async fn push_actions(
         &self,
         event: &PushedEvent<'_>,
-        local_joined: &[MemberRecord],
+        joined: &[MemberRecord],
         member_count: usize,
     ) -> MatrixResult<Vec<PushActionRecord>> {
+        let local_joined: Vec<&MemberRecord> = joined.iter().filter(|m| self.is_local_user(&m.user_id)).collect();
         let thread_id = event.relation.filter(|(rel, _)| *rel == RelationType::Thread).map(|(_, root)| root.clone());
         let invited = event
             .membership

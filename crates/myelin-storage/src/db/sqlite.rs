@@ -52,6 +52,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0026_guests.sql"),
     include_str!("../../migrations/0027_push_action_tweaks.sql"),
     include_str!("../../migrations/0028_server_notices.sql"),
+    include_str!("../../migrations/0029_remote_thumbnails.sql"),
 ];
 
 pub struct Sqlite {
@@ -118,6 +119,7 @@ impl Sqlite {
                 move || run_writer(conn, rx, head)
             })
             .map_err(|e| StorageError::Task(format!("cannot start the writer: {e}")))?;
+        watch_other_writers(&path, Arc::downgrade(&head));
         let backend = Self { writer, readers: ReadPool::new(path), signals: tokio::sync::broadcast::channel(1).0 };
         Ok((backend, head))
     }
@@ -136,6 +138,32 @@ impl Sqlite {
 
     pub(crate) fn signals(&self) -> tokio::sync::broadcast::Receiver<Signal> {
         self.signals.subscribe()
+    }
+}
+
+/// How often the stored head is looked at for another writer's positions.
+const OTHER_WRITERS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Another process writing to the same file (the admin CLI beside a running server): the stored
+/// head is read every second and this process's head moves up to it, so its readers see those
+/// writes without waiting for a write of their own. Ends when the store is dropped.
+fn watch_other_writers(path: &Path, head: std::sync::Weak<StreamHead>) {
+    let path = path.to_owned();
+    let spawned = std::thread::Builder::new().name("myelin-sqlite-head".into()).spawn(move || {
+        let Ok(conn) = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY) else { return };
+        loop {
+            std::thread::sleep(OTHER_WRITERS_POLL);
+            let Some(head) = head.upgrade() else { return };
+            if let Ok(stored) = conn.query_row("SELECT pos FROM stream_head WHERE id = 1", [], |r| r.get::<_, i64>(0))
+                && stored > head.get().get()
+            {
+                head.wrote(StreamPos(stored));
+                head.advance(StreamPos(stored));
+            }
+        }
+    });
+    if let Err(err) = spawned {
+        tracing::warn!(%err, "cannot watch the database for other writers");
     }
 }
 

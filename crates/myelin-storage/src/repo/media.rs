@@ -59,6 +59,8 @@ pub struct ThumbnailRecord {
     pub method: String,
     pub content_type: String,
     pub content: MediaContent,
+    /// When it was made (or fetched from the media's server).
+    pub created_ms: u64,
 }
 
 /// The content repository's records.
@@ -93,6 +95,14 @@ pub trait MediaRepo {
         before_ms: u64,
         limit: usize,
     ) -> StorageResult<Vec<MediaRecord>>;
+    /// Other origins' media (not `origin`'s) that have thumbnails here made before `before_ms`
+    /// but no media row (their server's thumbnail was fetched, not the original), at most `limit`.
+    async fn thumbnailed_remote_media_since(
+        &self,
+        origin: &str,
+        before_ms: u64,
+        limit: usize,
+    ) -> StorageResult<Vec<(String, String)>>;
     /// Deletes these media (`(origin, media_id)`) and their thumbnails; answers the blobs no
     /// record names any more (the caller deletes them from the blob store).
     async fn delete_media(&self, media: &[(String, String)]) -> StorageResult<Vec<String>>;

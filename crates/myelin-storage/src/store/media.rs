@@ -149,8 +149,9 @@ impl MediaRepo for Database {
         self.transaction(move |c| {
             Box::pin(async move {
                 c.execute(
-                    "INSERT INTO media_thumbnails (origin, media_id, width, height, method, content_type, length, sha256)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                    "INSERT INTO media_thumbnails
+                       (origin, media_id, width, height, method, content_type, length, sha256, created_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                      ON CONFLICT (origin, media_id, width, height, method) DO NOTHING",
                     &[
                         &t.origin,
@@ -161,6 +162,7 @@ impl MediaRepo for Database {
                         &t.content_type,
                         &t.content.length,
                         &t.content.sha256,
+                        &t.created_ms,
                     ],
                 )
                 .await?;
@@ -183,7 +185,7 @@ impl MediaRepo for Database {
         self.read(move |c| {
             Box::pin(async move {
                 c.query_opt(
-                    "SELECT content_type, length, sha256 FROM media_thumbnails
+                    "SELECT content_type, length, sha256, created_ms FROM media_thumbnails
                      WHERE origin = $1 AND media_id = $2 AND width = $3 AND height = $4 AND method = $5",
                     &[&origin, &media_id, &w, &h, &method],
                     |r| {
@@ -195,6 +197,7 @@ impl MediaRepo for Database {
                             method: method.clone(),
                             content_type: r.get(0)?,
                             content: MediaContent { length: r.get(1)?, sha256: r.get(2)? },
+                            created_ms: r.get(3)?,
                         })
                     },
                 )
@@ -238,6 +241,31 @@ impl MediaRepo for Database {
                     ),
                     &[&origin, &before_ms],
                     media_record,
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn thumbnailed_remote_media_since(
+        &self,
+        origin: &str,
+        before_ms: u64,
+        limit: usize,
+    ) -> StorageResult<Vec<(String, String)>> {
+        let origin = origin.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query(
+                    &format!(
+                        "SELECT DISTINCT t.origin, t.media_id FROM media_thumbnails t
+                         WHERE t.origin <> $1 AND t.created_ms < $2
+                           AND NOT EXISTS (SELECT 1 FROM media m WHERE m.origin = t.origin AND m.media_id = t.media_id)
+                         LIMIT {limit}"
+                    ),
+                    &[&origin, &before_ms],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .await
             })

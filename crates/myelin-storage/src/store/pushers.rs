@@ -200,7 +200,9 @@ impl PusherRepo for Database {
             Box::pin(async move {
                 c.query_one(
                     &format!(
-                        "SELECT COUNT(*) FROM event_push_actions a WHERE a.user_id = $1 AND {UNREAD_AFTER_RECEIPT}"
+                        "SELECT COUNT(*) FROM event_push_actions a WHERE a.user_id = $1 AND {UNREAD_AFTER_RECEIPT}
+                           AND EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = a.room_id
+                                       AND m.user_id = a.user_id AND m.membership IN ('join', 'invite'))"
                     ),
                     &[&user_id],
                     |r| r.get::<u64>(0),

@@ -79,6 +79,7 @@ pub async fn media_thumbnails_are_kept_per_size_and_method(url: String) {
         method: method.into(),
         content_type: "image/png".into(),
         content: MediaContent { sha256: sha.repeat(64), length: 7 },
+        created_ms: 1_000,
     };
     assert!(store.media_thumbnail("test", "pic", 96, 96, "crop").await.expect("read").is_none());
     store.put_media_thumbnail(&thumb("crop", "a")).await.expect("put");
@@ -117,6 +118,22 @@ pub async fn unused_media_is_found_and_deleted_with_its_unshared_blobs(url: Stri
             method: "crop".into(),
             content_type: "image/png".into(),
             content: thumb.clone(),
+            created_ms: 1_000,
+        })
+        .await
+        .expect("thumbnail");
+    // A thumbnail fetched from another server without its original (no media row).
+    let fetched = MediaContent { sha256: "dd".repeat(32), length: 6 };
+    store
+        .put_media_thumbnail(&ThumbnailRecord {
+            origin: "elsewhere".into(),
+            media_id: "thumbonly".into(),
+            width: 96,
+            height: 96,
+            method: "crop".into(),
+            content_type: "image/jpeg".into(),
+            content: fetched.clone(),
+            created_ms: 2_000,
         })
         .await
         .expect("thumbnail");
@@ -139,6 +156,12 @@ pub async fn unused_media_is_found_and_deleted_with_its_unshared_blobs(url: Stri
     assert!(store.delete_media(&[("test".into(), "three".into())]).await.expect("delete").is_empty());
     assert_eq!(store.delete_media(&[("elsewhere".into(), "remote".into())]).await.expect("delete"), [own.sha256]);
     assert!(store.delete_media(&[("test".into(), "gone".into())]).await.expect("nothing").is_empty());
+    // The fetched thumbnail: listed once older than asked, not as this origin's, then deleted.
+    assert!(store.thumbnailed_remote_media_since("test", 2_000, 10).await.expect("list").is_empty());
+    let orphans = store.thumbnailed_remote_media_since("test", 2_001, 10).await.expect("list");
+    assert_eq!(orphans, [("elsewhere".to_owned(), "thumbonly".to_owned())]);
+    assert!(store.thumbnailed_remote_media_since("elsewhere", 9_000, 10).await.expect("list").is_empty());
+    assert_eq!(store.delete_media(&orphans).await.expect("delete"), [fetched.sha256]);
 
     // Uploads per user and period.
     let a = UserId::parse("@a:test").expect("user id");
