@@ -3,6 +3,7 @@
 //! reaches it only through `Services`' methods.
 
 pub mod accounts;
+pub mod admin;
 pub mod cache;
 pub mod cluster;
 pub mod delayed_events;

@@ -117,6 +117,11 @@ pub enum UserCommand {
     Deactivate { name: String },
     /// Send a server notice (a message from the admins) to a user, in their server notices room.
     Notice { name: String, message: String },
+    /// List the users, guests included (deactivated ones too with --deactivated).
+    List {
+        #[arg(long)]
+        deactivated: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -296,6 +301,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     let notice = myelin_service::server_notices::Notice::text(&message);
                     let event_id = services.send_server_notice(&user_id, notice).await.map_err(anyhow::Error::msg)?;
                     println!("sent {event_id} to {user_id}");
+                }
+                UserCommand::List { deactivated } => {
+                    for user_id in services.all_user_ids(deactivated).await.map_err(anyhow::Error::msg)? {
+                        println!("{user_id}");
+                    }
                 }
             }
             Ok(())

@@ -1,21 +1,23 @@
 //! The admin API under `/_synapse/admin`, in Synapse's shapes (admin UIs speak it). Every
 //! handler requires a server admin's access token.
 
-use axum::{Json, extract::Path, extract::State};
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+};
 use myelin_core::MatrixError;
-use myelin_service::{accounts::Requester, server_notices::Notice};
+use myelin_service::{Services, admin::UserListQuery, server_notices::Notice};
 use ruma::events::TimelineEventType;
+use serde::Deserialize;
 use serde_json::{Value, json};
+
+use super::{QueryMap, query_bool_or, query_u64};
 
 use crate::{
     AppState,
     error::ApiResult,
     extract::{Auth, JsonBody},
 };
-
-fn require_admin(r: &Requester) -> Result<(), MatrixError> {
-    if r.is_admin { Ok(()) } else { Err(MatrixError::forbidden("You are not a server admin")) }
-}
 
 /// The notice a `send_server_notice` body describes: `user_id`, `content`, optional `type`.
 fn notice_of(body: &Value) -> Result<(ruma::OwnedUserId, Notice), MatrixError> {
@@ -39,7 +41,7 @@ pub async fn send_server_notice(
     Auth(r): Auth,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&r)?;
+    Services::require_admin(&r)?;
     let (user, notice) = notice_of(&body)?;
     let event_id = state.send_server_notice(&user, notice).await?;
     Ok(Json(json!({ "event_id": event_id })))
@@ -53,10 +55,91 @@ pub async fn send_server_notice_txn(
     Path(txn): Path<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&r)?;
+    Services::require_admin(&r)?;
     let txn = super::txn_id(&txn)?;
     let (user, mut notice) = notice_of(&body)?;
     notice.txn = Some((format!("{}|{}", r.user_id, r.device_id), txn));
     let event_id = state.send_server_notice(&user, notice).await?;
     Ok(Json(json!({ "event_id": event_id })))
+}
+
+/// `GET /_synapse/admin/v1/server_version` (no token needed, as Synapse).
+pub async fn server_version() -> Json<Value> {
+    Json(json!({ "server_version": format!("Myelin {}", env!("CARGO_PKG_VERSION")) }))
+}
+
+/// `GET /_synapse/admin/v2/users?from&limit&name&user_id&guests&deactivated`.
+pub async fn list_users(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Query(q): Query<QueryMap>,
+) -> ApiResult<Json<Value>> {
+    let from = query_u64(&q, "from")?.unwrap_or(0);
+    let limit = query_u64(&q, "limit")?.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
+    let query = UserListQuery {
+        from,
+        limit,
+        name: q.get("name").or_else(|| q.get("user_id")).filter(|n| !n.is_empty()).cloned(),
+        guests: query_bool_or(&q, "guests", true)?,
+        deactivated: query_bool_or(&q, "deactivated", false)?,
+    };
+    Ok(Json(state.admin_list_users(&r, query).await?))
+}
+
+/// `GET /_synapse/admin/v2/users/{userId}`.
+pub async fn user(State(state): State<AppState>, Auth(r): Auth, Path(user): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(state.admin_user(&r, &super::user_id(&user)?).await?))
+}
+
+/// `GET /_synapse/admin/v1/whois/{userId}`.
+pub async fn whois(State(state): State<AppState>, Auth(r): Auth, Path(user): Path<String>) -> ApiResult<Json<Value>> {
+    Services::require_admin(&r)?;
+    Ok(Json(state.whois(&r, &super::user_id(&user)?).await?))
+}
+
+#[derive(Deserialize)]
+pub struct DeactivateBody {
+    #[serde(default)]
+    erase: bool,
+}
+
+/// `POST /_synapse/admin/v1/deactivate/{userId}`.
+pub async fn deactivate(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(user): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    // The body may be left out (as Synapse allows).
+    let erase = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|_| MatrixError::new(myelin_core::ErrorCode::NotJson, "The body is not JSON"))?;
+        serde_json::from_value::<DeactivateBody>(value).map_err(|e| MatrixError::bad_json(e.to_string()))?.erase
+    };
+    state.admin_deactivate(&r, &super::user_id(&user)?, erase).await?;
+    Ok(Json(json!({ "id_server_unbind_result": "success" })))
+}
+
+#[derive(Deserialize)]
+pub struct ResetPasswordBody {
+    new_password: String,
+    #[serde(default = "default_true")]
+    logout_devices: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `POST /_synapse/admin/v1/reset_password/{userId}`.
+pub async fn reset_password(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(user): Path<String>,
+    JsonBody(body): JsonBody<ResetPasswordBody>,
+) -> ApiResult<Json<Value>> {
+    state.admin_reset_password(&r, &super::user_id(&user)?, body.new_password, body.logout_devices).await?;
+    Ok(Json(json!({})))
 }

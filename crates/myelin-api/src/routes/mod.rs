@@ -250,6 +250,12 @@ pub fn admin_routes() -> Router<AppState> {
     Router::new()
         .route("/v1/send_server_notice", post(admin::send_server_notice))
         .route("/v1/send_server_notice/{txn_id}", put(admin::send_server_notice_txn))
+        .route("/v1/server_version", get(admin::server_version))
+        .route("/v2/users", get(admin::list_users))
+        .route("/v2/users/{user_id}", get(admin::user))
+        .route("/v1/whois/{user_id}", get(admin::whois))
+        .route("/v1/deactivate/{user_id}", post(admin::deactivate))
+        .route("/v1/reset_password/{user_id}", post(admin::reset_password))
 }
 
 /// Routes outside the versioned prefixes.
@@ -276,8 +282,13 @@ pub(crate) fn query_u64(q: &QueryMap, key: &str) -> Result<Option<u64>, MatrixEr
 }
 
 pub(crate) fn query_bool(q: &QueryMap, key: &str) -> Result<bool, MatrixError> {
+    query_bool_or(q, key, false)
+}
+
+/// A boolean query parameter, `default` when absent.
+pub(crate) fn query_bool_or(q: &QueryMap, key: &str, default: bool) -> Result<bool, MatrixError> {
     match q.get(key).map(String::as_str) {
-        None => Ok(false),
+        None => Ok(default),
         Some("true") | Some("1") => Ok(true),
         Some("false") | Some("0") => Ok(false),
         Some(_) => Err(MatrixError::invalid_param(format!("{key} must be true or false"))),

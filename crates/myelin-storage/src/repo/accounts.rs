@@ -24,6 +24,17 @@ pub struct UserDirectoryHit {
     pub avatar_url: Option<String>,
 }
 
+/// Which users the admins' list shows.
+#[derive(Clone, Debug, Default)]
+pub struct UserListFilter {
+    /// A part of the user id or display name (ignoring case).
+    pub name: Option<String>,
+    /// Guests are listed too.
+    pub guests: bool,
+    /// Deactivated users are listed too.
+    pub deactivated: bool,
+}
+
 /// Users: credentials, admin flag, deactivation and the global profile.
 #[async_trait]
 pub trait AccountRepo {
@@ -45,4 +56,12 @@ pub trait AccountRepo {
     /// Users whose id or display name contains `term` (ignoring case), visible to `searcher`:
     /// those who share a room with them or are joined to a room whose join rule is `public`.
     async fn search_users(&self, searcher: &UserId, term: &str, limit: usize) -> StorageResult<Vec<UserDirectoryHit>>;
+    /// The users `filter` lets through, in user id order, from the `offset`-th, at most
+    /// `limit`; and how many it lets through in all.
+    async fn list_users(
+        &self,
+        filter: &UserListFilter,
+        offset: u64,
+        limit: usize,
+    ) -> StorageResult<(Vec<UserRecord>, u64)>;
 }

@@ -7,7 +7,7 @@ use myelin_core::{
     types::{OwnedDeviceId, OwnedUserId, UserId},
 };
 
-use crate::{AccountRepo, Database, StorageResult, UserDirectoryHit, UserRecord, db::Row};
+use crate::{AccountRepo, Database, StorageResult, UserDirectoryHit, UserListFilter, UserRecord, db::Row};
 
 fn user_from_row(r: &Row<'_>) -> StorageResult<UserRecord> {
     Ok(UserRecord {
@@ -163,6 +163,46 @@ impl AccountRepo for Database {
             Box::pin(async move {
                 c.execute("UPDATE users SET avatar_url = $2 WHERE user_id = $1", &[&user_id, &url]).await?;
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_users(
+        &self,
+        filter: &UserListFilter,
+        offset: u64,
+        limit: usize,
+    ) -> StorageResult<(Vec<UserRecord>, u64)> {
+        let pattern = filter.name.as_deref().map_or_else(String::new, |name| {
+            format!("%{}%", name.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+        });
+        let guests = i64::from(filter.guests);
+        let deactivated = i64::from(filter.deactivated);
+        self.read(move |c| {
+            Box::pin(async move {
+                let matching = "($1 = '' OR LOWER(user_id) LIKE $1 ESCAPE '\\'
+                                 OR LOWER(COALESCE(displayname, '')) LIKE $1 ESCAPE '\\')
+                                AND ($2 = 1 OR is_guest = 0) AND ($3 = 1 OR deactivated = 0)";
+                let total: u64 = c
+                    .query_one(
+                        &format!("SELECT COUNT(*) FROM users WHERE {matching}"),
+                        &[&pattern, &guests, &deactivated],
+                        |r| r.get(0),
+                    )
+                    .await?;
+                let users = c
+                    .query(
+                        &format!(
+                            "SELECT user_id, password_hash, is_admin, deactivated, displayname, avatar_url, created_ms,
+                                    is_guest
+                             FROM users WHERE {matching} ORDER BY user_id LIMIT {limit} OFFSET {offset}"
+                        ),
+                        &[&pattern, &guests, &deactivated],
+                        user_from_row,
+                    )
+                    .await?;
+                Ok((users, total))
             })
         })
         .await

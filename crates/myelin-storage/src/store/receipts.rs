@@ -31,10 +31,14 @@ fn receipt_from_row(r: &Row<'_>) -> StorageResult<ReceiptRecord> {
     })
 }
 
-/// A condition on a push action `a` of user `$1`: after their newest read receipt in its room.
+/// A condition on a push action `a` of user `$1`: after their newest read receipt in its room,
+/// and after they joined it (an invite's own notification does not stay unread once they joined,
+/// as on Synapse, which counts from the join when there is no receipt).
 pub(crate) const UNREAD_AFTER_RECEIPT: &str = "a.stream_pos > (SELECT COALESCE(MAX(r.event_pos), 0) FROM receipts r
        WHERE r.room_id = a.room_id AND r.user_id = $1
-         AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main'))";
+         AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', 'main'))
+     AND a.stream_pos > COALESCE((SELECT m.stream_pos FROM room_members m
+       WHERE m.room_id = a.room_id AND m.user_id = $1 AND m.membership = 'join'), 0)";
 
 /// `(notifications, highlights)` of user `$1` in room `$2` after their newest read receipt, up
 /// to position `$3` (also read for a whole sliding sync window).
@@ -42,7 +46,9 @@ pub(crate) const UNREAD_COUNTS: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(highl
      FROM event_push_actions
      WHERE user_id = $1 AND room_id = $2 AND stream_pos <= $3
        AND stream_pos > (SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = $2 AND user_id = $1
-                         AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main'))";
+                         AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main'))
+       AND stream_pos > COALESCE((SELECT stream_pos FROM room_members
+                                  WHERE room_id = $2 AND user_id = $1 AND membership = 'join'), 0)";
 
 #[async_trait]
 impl ReceiptRepo for Database {

@@ -217,3 +217,40 @@ pub async fn erased_users_are_remembered(url: String) {
     assert_eq!(found, vec![uid("@gone:test")]);
     assert!(s.erased_users_among(&[]).await.expect("read").is_empty());
 }
+
+/// The admins' list of users: in user id order, paged by offset with the total, filtered by a
+/// part of the id or display name (`%` and `_` taken literally), guests and deactivated users
+/// only when asked for; a guest upgrades to a full user once.
+pub async fn users_are_listed_for_the_admins(url: String) {
+    let store = open_store(&url).await;
+    for (id, name, guest) in [
+        ("@carol:test", Some("Carol 100%"), false),
+        ("@alice:test", Some("Alice"), false),
+        ("@bob:test", None, false),
+        ("@guest-1:test", None, true),
+    ] {
+        store
+            .create_user(UserRecord { displayname: name.map(Into::into), is_guest: guest, ..user(id) })
+            .await
+            .expect("create");
+    }
+    store.deactivate_user(&uid("@bob:test")).await.expect("deactivate");
+    let ids = |users: &[UserRecord]| users.iter().map(|u| u.user_id.to_string()).collect::<Vec<_>>();
+    let everyone = UserListFilter { guests: true, deactivated: true, ..UserListFilter::default() };
+    let (users, total) = store.list_users(&everyone, 0, 10).await.expect("list");
+    assert_eq!(ids(&users), ["@alice:test", "@bob:test", "@carol:test", "@guest-1:test"]);
+    assert_eq!(total, 4);
+    let (page, total) = store.list_users(&everyone, 1, 2).await.expect("list");
+    assert_eq!((ids(&page), total), (vec!["@bob:test".to_owned(), "@carol:test".to_owned()], 4));
+    let (users, total) = store.list_users(&UserListFilter::default(), 0, 10).await.expect("list");
+    assert_eq!((ids(&users), total), (vec!["@alice:test".to_owned(), "@carol:test".to_owned()], 2));
+    let by_name = |name: &str| UserListFilter { name: Some(name.into()), ..everyone.clone() };
+    assert_eq!(ids(&store.list_users(&by_name("ALI"), 0, 10).await.expect("list").0), ["@alice:test"]);
+    assert_eq!(ids(&store.list_users(&by_name("100%"), 0, 10).await.expect("list").0), ["@carol:test"]);
+    assert!(store.list_users(&by_name("_"), 0, 10).await.expect("list").0.is_empty(), "`_` is no wildcard");
+
+    assert!(store.upgrade_guest(&uid("@guest-1:test"), Some("hash".into())).await.expect("upgrade"));
+    assert!(!store.upgrade_guest(&uid("@guest-1:test"), None).await.expect("upgrade"), "once");
+    assert!(!store.upgrade_guest(&uid("@alice:test"), None).await.expect("upgrade"), "not a guest");
+    assert!(!store.get_user(&uid("@guest-1:test")).await.expect("get").expect("user").is_guest);
+}

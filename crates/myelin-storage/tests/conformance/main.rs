@@ -188,6 +188,7 @@ all_backends!(
     accounts::devices_are_listed_renamed_touched_and_deleted,
     accounts::expired_login_tokens_are_cleaned_up,
     accounts::erased_users_are_remembered,
+    accounts::users_are_listed_for_the_admins,
     accounts::uia_sessions_remember_their_stages,
     events::events_positions_state_and_extremities,
     events::long_state_chains_resolve_through_snapshots,
