@@ -493,9 +493,15 @@ impl Services {
         erase: bool,
     ) -> MatrixResult<()> {
         self.require_password_auth(requester, auth).await?;
-        self.deactivate(&requester.user_id).await?;
+        self.deactivate_erasing(&requester.user_id, erase).await
+    }
+
+    /// Deactivates a user and, with `erase`, marks them erased: their messages are hidden from
+    /// users who join later.
+    pub async fn deactivate_erasing(&self, user_id: &UserId, erase: bool) -> MatrixResult<()> {
+        self.deactivate(user_id).await?;
         if erase {
-            self.store.mark_user_erased(&requester.user_id, self.clock.now_ms()).await?;
+            self.store.mark_user_erased(user_id, self.clock.now_ms()).await?;
         }
         Ok(())
     }

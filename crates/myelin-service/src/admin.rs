@@ -113,10 +113,7 @@ impl Services {
     pub async fn admin_deactivate(&self, requester: &Requester, user_id: &UserId, erase: bool) -> MatrixResult<()> {
         Self::require_admin(requester)?;
         self.local_user_for_admin(user_id)?;
-        self.deactivate(user_id).await?;
-        if erase {
-            self.store.mark_user_erased(user_id, self.clock.now_ms()).await?;
-        }
+        self.deactivate_erasing(user_id, erase).await?;
         tracing::warn!(admin = %requester.user_id, %user_id, erase, "admin API: user deactivated");
         Ok(())
     }

@@ -49,12 +49,6 @@ pub struct EvaluationContext<'a> {
     pub power_levels: Option<&'a PushConditionPowerLevelsCtx>,
 }
 
-/// What the rules say about one event for one user: (notify, highlight).
-pub async fn evaluate(ruleset: &Ruleset, event_json: &str, cx: &EvaluationContext<'_>) -> (bool, bool) {
-    let actions = evaluate_actions(ruleset, event_json, cx).await;
-    (actions.iter().any(|a| a.should_notify()), actions.iter().any(|a| a.is_highlight()))
-}
-
 /// The actions of the first rule matching the event for one user.
 pub async fn evaluate_actions(ruleset: &Ruleset, event_json: &str, cx: &EvaluationContext<'_>) -> Vec<Action> {
     let Ok(raw) = Raw::<Value>::from_json_string(event_json.to_owned()) else { return Vec::new() };
@@ -220,7 +214,13 @@ mod tests {
         room_id, user_id,
     };
 
-    use super::{EvaluationContext, Placement, RuleBody, RuleChange, apply, evaluate, rule_json};
+    use super::{EvaluationContext, Placement, RuleBody, RuleChange, apply, evaluate_actions, rule_json};
+
+    /// (notify, highlight) of the actions the rules give.
+    async fn evaluate(rules: &Ruleset, event: &str, cx: &EvaluationContext<'_>) -> (bool, bool) {
+        let actions = evaluate_actions(rules, event, cx).await;
+        (actions.iter().any(|a| a.should_notify()), actions.iter().any(|a| a.is_highlight()))
+    }
 
     #[tokio::test]
     async fn default_rules_notify_on_messages_and_highlight_mentions() {

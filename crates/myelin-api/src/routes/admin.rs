@@ -103,22 +103,14 @@ pub struct DeactivateBody {
     erase: bool,
 }
 
-/// `POST /_synapse/admin/v1/deactivate/{userId}`.
+/// `POST /_synapse/admin/v1/deactivate/{userId}` (an empty body is `{}`).
 pub async fn deactivate(
     State(state): State<AppState>,
     Auth(r): Auth,
     Path(user): Path<String>,
-    body: axum::body::Bytes,
+    JsonBody(body): JsonBody<DeactivateBody>,
 ) -> ApiResult<Json<Value>> {
-    // The body may be left out (as Synapse allows).
-    let erase = if body.iter().all(u8::is_ascii_whitespace) {
-        false
-    } else {
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|_| MatrixError::new(myelin_core::ErrorCode::NotJson, "The body is not JSON"))?;
-        serde_json::from_value::<DeactivateBody>(value).map_err(|e| MatrixError::bad_json(e.to_string()))?.erase
-    };
-    state.admin_deactivate(&r, &super::user_id(&user)?, erase).await?;
+    state.admin_deactivate(&r, &super::user_id(&user)?, body.erase).await?;
     Ok(Json(json!({ "id_server_unbind_result": "success" })))
 }
 

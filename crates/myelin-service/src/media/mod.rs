@@ -32,6 +32,11 @@ const PENDING_POLL: Duration = Duration::from_millis(100);
 
 /// Images with more pixels than this are not thumbnailed (checked from the header).
 const MAX_THUMBNAIL_SOURCE_PIXELS: u64 = 32_000_000;
+/// Bytes held in memory, as the stream the blob store takes.
+fn stream_of(bytes: Vec<u8>) -> ByteStream {
+    Box::pin(futures_util::stream::once(async move { Ok(bytes::Bytes::from(bytes)) }))
+}
+
 /// Largest thumbnail kept from another server.
 const MAX_REMOTE_THUMBNAIL_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -325,14 +330,10 @@ impl Services {
             .await
             .map_err(|e| MatrixError::internal(format!("Thumbnailer failed: {e}")))?;
         let (content_type, content) = match made {
-            thumbnail::Outcome::Made(thumb) => {
-                let bytes: ByteStream =
-                    Box::pin(futures_util::stream::once(async move { Ok(bytes::Bytes::from(thumb.bytes)) }));
-                match self.blobs.put(bytes, u64::MAX).await? {
-                    PutOutcome::Stored(stored) => (thumb.content_type.to_owned(), stored),
-                    PutOutcome::TooLarge => return Err(no_thumbnail()),
-                }
-            }
+            thumbnail::Outcome::Made(thumb) => match self.blobs.put(stream_of(thumb.bytes), u64::MAX).await? {
+                PutOutcome::Stored(stored) => (thumb.content_type.to_owned(), stored),
+                PutOutcome::TooLarge => return Err(no_thumbnail()),
+            },
             thumbnail::Outcome::Original(detected) => (detected.to_owned(), content),
             thumbnail::Outcome::Refused(why) => {
                 tracing::debug!(media_id = %record.media_id, %why, "no thumbnail");
@@ -397,8 +398,7 @@ impl Services {
         let Some(content_type) = thumbnail::image_type(&data) else {
             return Err(MatrixError::internal(format!("{origin} sent a thumbnail that is no image")).with_status(502));
         };
-        let stream: ByteStream = Box::pin(futures_util::stream::once(async move { Ok(bytes::Bytes::from(data)) }));
-        let content = match self.blobs.put(stream, MAX_REMOTE_THUMBNAIL_BYTES).await? {
+        let content = match self.blobs.put(stream_of(data), MAX_REMOTE_THUMBNAIL_BYTES).await? {
             PutOutcome::Stored(content) => content,
             PutOutcome::TooLarge => return Err(not_found()),
         };

@@ -221,9 +221,9 @@ impl Services {
 
     /// Keeps fetched bytes as this server's media; answers its `mxc://` URI.
     async fn store_fetched_media(&self, bytes: Vec<u8>, content_type: &str) -> MatrixResult<String> {
-        let stream: myelin_storage::blob::ByteStream =
-            Box::pin(futures_util::stream::once(async move { Ok(bytes::Bytes::from(bytes)) }));
-        let PutOutcome::Stored(content) = self.blobs.put(stream, self.config.media.max_upload_bytes).await? else {
+        let PutOutcome::Stored(content) =
+            self.blobs.put(super::stream_of(bytes), self.config.media.max_upload_bytes).await?
+        else {
             return Err(MatrixError::new(ErrorCode::TooLarge, "Too large"));
         };
         let media_id = self.random.alphanumeric(24);

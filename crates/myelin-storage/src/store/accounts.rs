@@ -9,6 +9,11 @@ use myelin_core::{
 
 use crate::{AccountRepo, Database, StorageResult, UserDirectoryHit, UserListFilter, UserRecord, db::Row};
 
+/// A `LIKE … ESCAPE '\\'` pattern for text containing `term`, its `%` and `_` taken literally.
+fn contains_pattern(term: &str) -> String {
+    format!("%{}%", term.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+}
+
 fn user_from_row(r: &Row<'_>) -> StorageResult<UserRecord> {
     Ok(UserRecord {
         user_id: r.get(0)?,
@@ -174,9 +179,7 @@ impl AccountRepo for Database {
         offset: u64,
         limit: usize,
     ) -> StorageResult<(Vec<UserRecord>, u64)> {
-        let pattern = filter.name.as_deref().map_or_else(String::new, |name| {
-            format!("%{}%", name.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
-        });
+        let pattern = filter.name.as_deref().map_or_else(String::new, |name| contains_pattern(&name.to_lowercase()));
         let guests = i64::from(filter.guests);
         let deactivated = i64::from(filter.deactivated);
         self.read(move |c| {
@@ -212,7 +215,7 @@ impl AccountRepo for Database {
         let searcher = searcher.to_owned();
         // Case-insensitive on both backends: the pattern is lowercased here, the columns in SQL.
         let term = term.to_lowercase();
-        let pattern = format!("%{}%", term.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern = contains_pattern(&term);
         self.read(move |c| {
             Box::pin(async move {
                 let sql = format!(
