@@ -2,7 +2,7 @@
 
 use myelin_core::{
     ErrorCode, MatrixError, MatrixResult, Membership,
-    types::{OwnedDeviceId, OwnedUserId, StateEventType, UserId},
+    types::{OwnedDeviceId, OwnedUserId, ServerName, StateEventType, UserId},
 };
 use myelin_storage::{NewSession, SessionRefresh, UserRecord};
 use serde::Deserialize;
@@ -31,6 +31,20 @@ pub struct Requester {
 }
 
 impl Requester {
+    /// The server's operator at the admin CLI: an admin with no account or device
+    /// (`@myelin-cli:{server}` in the log and in what records who acted).
+    pub fn operator(server_name: &ServerName) -> MatrixResult<Self> {
+        let user_id = UserId::parse(format!("@myelin-cli:{server_name}"))
+            .map_err(|e| MatrixError::internal(format!("the operator's id: {e}")))?;
+        Ok(Self {
+            user_id,
+            device_id: OwnedDeviceId::from("CLI"),
+            is_admin: true,
+            is_guest: false,
+            access_token: String::new(),
+        })
+    }
+
     /// `M_FORBIDDEN` (saying `what`) unless `user_id` is the requester: a user acts for themself.
     pub fn require_self(&self, user_id: &UserId, what: &str) -> MatrixResult<()> {
         if self.user_id != user_id {
@@ -233,7 +247,7 @@ impl Services {
 
     /// `POST /register` from the client address `client`.
     pub async fn register(&self, req: RegisterRequest, client: &str) -> MatrixResult<Registered> {
-        if !self.config.open_registration() && self.config.registration.tokens.is_empty() {
+        if !self.config.open_registration() && !self.registration_tokens_in_use().await? {
             return Err(MatrixError::forbidden("Registration has been disabled"));
         }
         self.check_rate_limit(Limit::Registration, client)?;
@@ -261,7 +275,8 @@ impl Services {
         if let Some(password) = &req.password {
             check_new_password(password)?;
         }
-        let email_sid = self.require_registration_auth(req.auth.as_ref()).await?;
+        let auth = self.require_registration_auth(req.auth.as_ref()).await?;
+        let email_sid = auth.email_sid;
         let upgraded = guest.is_some();
         let user_id = match guest {
             Some(guest) => {
@@ -287,6 +302,9 @@ impl Services {
                 self.deactivate(&user_id).await?;
             }
             return Err(err);
+        }
+        if let Some(token) = &auth.stored_token {
+            self.store.complete_registration_token(token).await?;
         }
         self.note_registration(req.auth.as_ref(), &user_id).await?;
         if req.inhibit_login {
@@ -617,10 +635,13 @@ impl Services {
 
     /// `GET /register/m.login.registration_token/validity`: whether `token` would let someone
     /// register (403 if registration is closed to everyone).
-    pub fn registration_token_valid(&self, token: &str) -> MatrixResult<bool> {
-        if !self.config.open_registration() && self.config.registration.tokens.is_empty() {
+    pub async fn registration_token_valid(&self, token: &str) -> MatrixResult<bool> {
+        if !self.config.open_registration() && !self.registration_tokens_in_use().await? {
             return Err(MatrixError::forbidden("Registration is not enabled on this server"));
         }
-        Ok(self.config.registration.tokens.iter().any(|t| t == token))
+        if self.config.registration.tokens.iter().any(|t| t == token) {
+            return Ok(true);
+        }
+        Ok(self.store.registration_token(token).await?.is_some_and(|t| t.usable(self.now_ms())))
     }
 }

@@ -77,6 +77,8 @@ pub enum JobKind {
     Push,
     /// Emails a user's notifications still unread after the delay to their email pushers.
     EmailPush,
+    /// Deletes a room an admin asked to delete (`DELETE /_synapse/admin/v2/rooms/{roomId}`).
+    RoomDeletion,
 }
 
 /// What a job run asks for next.
@@ -103,6 +105,7 @@ impl JobKind {
             JobKind::StickyCatchUp => "sticky_catch_up",
             JobKind::Push => myelin_storage::PUSH_JOB,
             JobKind::EmailPush => EMAIL_PUSH_JOB,
+            JobKind::RoomDeletion => "room_deletion",
         }
     }
 
@@ -118,6 +121,7 @@ impl JobKind {
             "sticky_catch_up" => Some(JobKind::StickyCatchUp),
             myelin_storage::PUSH_JOB => Some(JobKind::Push),
             EMAIL_PUSH_JOB => Some(JobKind::EmailPush),
+            "room_deletion" => Some(JobKind::RoomDeletion),
             _ => None,
         }
     }
@@ -134,7 +138,8 @@ impl JobKind {
             | JobKind::DelegatedLeave
             | JobKind::StickyCatchUp
             | JobKind::Push
-            | JobKind::EmailPush => None,
+            | JobKind::EmailPush
+            | JobKind::RoomDeletion => None,
         }
     }
 
@@ -469,6 +474,10 @@ impl Services {
             }
             JobKind::Push => {
                 self.run_push(payload).await?;
+                Ok(Next::Done)
+            }
+            JobKind::RoomDeletion => {
+                self.run_room_deletion_job(payload).await?;
                 Ok(Next::Done)
             }
             JobKind::EmailPush => Ok(match self.run_email_push(payload).await? {

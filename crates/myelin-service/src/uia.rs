@@ -52,6 +52,15 @@ pub struct ThreepidCreds {
     pub client_secret: String,
 }
 
+/// What registration's user-interactive auth established.
+#[derive(Debug, Default)]
+pub(crate) struct RegistrationAuth {
+    /// The validation session of the address to bind, if the flow had one.
+    pub email_sid: Option<String>,
+    /// The stored registration token whose use the registration took, if it used one.
+    pub stored_token: Option<String>,
+}
+
 impl Services {
     /// The 401 that asks for `flows`, continuing `session` if it is still known (else a new one).
     pub(crate) async fn uia_challenge(
@@ -110,7 +119,7 @@ impl Services {
     /// validated address (`m.login.email.identity`) instead of the dummy stage and after the
     /// token. Stages are remembered in the session; answers the validation session (its `sid`)
     /// of the address to bind, if the flow had one.
-    pub(crate) async fn require_registration_auth(&self, auth: Option<&AuthData>) -> MatrixResult<Option<String>> {
+    pub(crate) async fn require_registration_auth(&self, auth: Option<&AuthData>) -> MatrixResult<RegistrationAuth> {
         let open = self.config.open_registration();
         let tokens = &self.config.registration.tokens;
         let email = self.config.registration.require_email && self.config.email.enabled();
@@ -118,7 +127,7 @@ impl Services {
         if open {
             flows.push(if email { &[EMAIL_IDENTITY] } else { &[DUMMY] });
         }
-        if !tokens.is_empty() {
+        if self.registration_tokens_in_use().await? {
             flows.push(if email { &[REGISTRATION_TOKEN, EMAIL_IDENTITY] } else { &[REGISTRATION_TOKEN] });
         }
         let Some(auth) = auth else { return Err(self.uia_challenge(&flows, None, None).await?) };
@@ -129,16 +138,20 @@ impl Services {
         };
         let mut cause = None;
         let mut email_sid = None;
+        let mut stored_token: Option<String> = None;
         let mut stage_done: Option<&str> = None;
         match auth.kind.as_deref() {
             Some(DUMMY) if open && !email => stage_done = Some(DUMMY),
-            Some(REGISTRATION_TOKEN) => {
-                if auth.token.as_ref().is_some_and(|t| tokens.contains(t)) {
+            Some(REGISTRATION_TOKEN) => match auth.token.as_deref() {
+                Some(t) if tokens.iter().any(|c| c == t) => stage_done = Some(REGISTRATION_TOKEN),
+                // A stored token: one of its uses is taken now (two registrations cannot take its
+                // last one), and counted as completed when the account is made.
+                Some(t) if self.store.take_registration_token(t, self.clock.now_ms()).await? => {
                     stage_done = Some(REGISTRATION_TOKEN);
-                } else {
-                    cause = Some(MatrixError::new(ErrorCode::Unauthorized, "Invalid registration token"));
+                    stored_token = Some(t.to_owned());
                 }
-            }
+                _ => cause = Some(MatrixError::new(ErrorCode::Unauthorized, "Invalid registration token")),
+            },
             Some(EMAIL_IDENTITY) if email => match &auth.threepid_creds {
                 Some(creds) => {
                     let purpose = crate::email::EmailPurpose::Register;
@@ -171,6 +184,9 @@ impl Services {
             if let Some(sid) = &email_sid {
                 self.store.complete_uia_stage(session, &format!("{EMAIL_SID_MARK}{sid}")).await?;
             }
+            if let Some(token) = &stored_token {
+                self.store.complete_uia_stage(session, &format!("{TOKEN_MARK}{token}")).await?;
+            }
         }
         if !passed {
             let challenge = self.uia_challenge(&flows, auth.session.as_deref(), cause.clone()).await?;
@@ -181,6 +197,9 @@ impl Services {
                 self.store.complete_uia_stage(&uia.session, stage).await?;
                 if let Some(sid) = &email_sid {
                     self.store.complete_uia_stage(&uia.session, &format!("{EMAIL_SID_MARK}{sid}")).await?;
+                }
+                if let Some(token) = &stored_token {
+                    self.store.complete_uia_stage(&uia.session, &format!("{TOKEN_MARK}{token}")).await?;
                 }
                 return Err(self.uia_challenge(&flows, Some(&uia.session), cause).await?);
             }
@@ -194,7 +213,16 @@ impl Services {
                 return Err(self.uia_challenge(&flows, auth.session.as_deref(), None).await?);
             }
         }
-        Ok(email_sid)
+        if stored_token.is_none() {
+            stored_token = completed.iter().find_map(|stage| stage.strip_prefix(TOKEN_MARK)).map(str::to_owned);
+        }
+        Ok(RegistrationAuth { email_sid, stored_token })
+    }
+
+    /// Whether registration offers the token stage: tokens in the configuration or made by
+    /// admins.
+    pub(crate) async fn registration_tokens_in_use(&self) -> MatrixResult<bool> {
+        Ok(!self.config.registration.tokens.is_empty() || !self.store.registration_tokens().await?.is_empty())
     }
 
     /// The account a registration session already created, if any.
@@ -216,5 +244,8 @@ impl Services {
 
 /// How a registration session's stages note the account it created.
 const REGISTERED_MARK: &str = "registered:";
+/// Marks, among a registration session's stages, the stored registration token whose use it
+/// took.
+const TOKEN_MARK: &str = "registration-token:";
 /// How a registration session notes the validated address it will bind.
 const EMAIL_SID_MARK: &str = "email-sid:";

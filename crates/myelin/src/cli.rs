@@ -6,7 +6,12 @@ use std::{io::BufRead, net::SocketAddr, path::PathBuf, sync::Arc};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use myelin_core::config::Config;
-use myelin_service::{Services, keys::ServerKeys};
+use myelin_service::{
+    Services,
+    accounts::Requester,
+    admin::{NewRegistrationToken, Page, RoomDeletionRequest, RoomListQuery},
+    keys::ServerKeys,
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "myelin", version, about = "Myelin: a Matrix 2.0 homeserver in one binary")]
@@ -75,6 +80,12 @@ pub enum Command {
     /// Manage local users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage rooms.
+    #[command(subcommand)]
+    Room(RoomCommand),
+    /// Manage registration tokens (kept in the database; those in the configuration stay).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -122,6 +133,42 @@ pub enum UserCommand {
         #[arg(long)]
         deactivated: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RoomCommand {
+    /// List the rooms: id, joined members, name.
+    List {
+        /// Only rooms whose name, alias or id contains this.
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// Delete a room: this server's members leave it, its local aliases go, and (unless
+    /// --keep-history) everything about it is purged.
+    Delete {
+        room_id: String,
+        /// Nobody of this server may join it again.
+        #[arg(long)]
+        block: bool,
+        /// Keep its events in the database.
+        #[arg(long)]
+        keep_history: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Make a registration token (random unless given), printed.
+    Create {
+        token: Option<String>,
+        /// How many registrations it allows (any number if not given).
+        #[arg(long)]
+        uses: Option<u64>,
+    },
+    /// List the registration tokens with their uses.
+    List,
+    /// Delete a registration token.
+    Delete { token: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -271,6 +318,67 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Check) => {
             println!("{}", toml::to_string_pretty(&config).context("cannot print configuration")?);
             println!("# configuration is valid");
+            Ok(())
+        }
+        Command::Room(cmd) => {
+            let services = open_services(config).await?;
+            let operator = Requester::operator(services.server_name()).map_err(anyhow::Error::msg)?;
+            match cmd {
+                RoomCommand::List { search } => {
+                    let mut page = Page::default();
+                    loop {
+                        let query = RoomListQuery { page, search_term: search.clone(), ..RoomListQuery::default() };
+                        let list = services.admin_list_rooms(&operator, query).await.map_err(anyhow::Error::msg)?;
+                        for room in list["rooms"].as_array().into_iter().flatten() {
+                            let name = room["name"].as_str().unwrap_or("");
+                            println!("{}\t{}\t{name}", room["room_id"].as_str().unwrap_or(""), room["joined_members"]);
+                        }
+                        match list["next_batch"].as_u64() {
+                            Some(next) => page.from = next,
+                            None => break,
+                        }
+                    }
+                }
+                RoomCommand::Delete { room_id, block, keep_history } => {
+                    let room_id = ruma::OwnedRoomId::try_from(room_id).context("not a room id")?;
+                    let request = RoomDeletionRequest { block, purge: !keep_history, new_room_user_id: None };
+                    let outcome = services
+                        .admin_delete_room_now(&operator, &room_id, request)
+                        .await
+                        .map_err(anyhow::Error::msg)?;
+                    println!("deleted {room_id}: {outcome}");
+                }
+            }
+            Ok(())
+        }
+        Command::Token(cmd) => {
+            let services = open_services(config).await?;
+            let operator = Requester::operator(services.server_name()).map_err(anyhow::Error::msg)?;
+            match cmd {
+                TokenCommand::Create { token, uses } => {
+                    let new = NewRegistrationToken { token, uses_allowed: uses, ..NewRegistrationToken::default() };
+                    let made =
+                        services.admin_create_registration_token(&operator, new).await.map_err(anyhow::Error::msg)?;
+                    println!("{}", made["token"].as_str().unwrap_or_default());
+                }
+                TokenCommand::List => {
+                    let tokens =
+                        services.admin_registration_tokens(&operator, None).await.map_err(anyhow::Error::msg)?;
+                    for t in tokens["registration_tokens"].as_array().into_iter().flatten() {
+                        println!(
+                            "{}\tuses_allowed={}\tcompleted={}\tpending={}",
+                            t["token"].as_str().unwrap_or_default(),
+                            t["uses_allowed"],
+                            t["completed"],
+                            t["pending"]
+                        );
+                    }
+                }
+                TokenCommand::Delete { token } => {
+                    services.admin_delete_registration_token(&operator, &token).await.map_err(anyhow::Error::msg)?;
+                    println!("deleted {token}");
+                }
+            }
             Ok(())
         }
         Command::User(cmd) => {

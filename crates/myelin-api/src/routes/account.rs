@@ -283,5 +283,5 @@ pub async fn registration_token_validity(
 ) -> ApiResult<Json<Value>> {
     state.check_rate_limit(myelin_service::ratelimit::Limit::Registration, &addr)?;
     let token = q.get("token").ok_or_else(|| MatrixError::missing_param("token is required"))?;
-    Ok(Json(json!({ "valid": state.registration_token_valid(token)? })))
+    Ok(Json(json!({ "valid": state.registration_token_valid(token).await? })))
 }

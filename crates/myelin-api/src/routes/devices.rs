@@ -32,7 +32,7 @@ pub async fn get(
     Auth(r): Auth,
     Path(device_id): Path<OwnedDeviceId>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(device_json(&state.device(&r, &device_id).await?)))
+    Ok(Json(device_json(&state.device(&r.user_id, &device_id).await?)))
 }
 
 #[derive(Deserialize)]
@@ -46,7 +46,7 @@ pub async fn update(
     Path(device_id): Path<OwnedDeviceId>,
     JsonBody(body): JsonBody<UpdateBody>,
 ) -> ApiResult<Json<Value>> {
-    state.rename_device(&r, &device_id, body.display_name).await?;
+    state.rename_device(&r.user_id, &device_id, body.display_name).await?;
     Ok(Json(json!({})))
 }
 

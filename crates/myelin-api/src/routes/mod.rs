@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use axum::{
     Router,
-    routing::{get, post, put},
+    routing::{delete, get, post, put},
 };
 use myelin_core::{
     MatrixError,
@@ -256,6 +256,49 @@ pub fn admin_routes() -> Router<AppState> {
         .route("/v1/whois/{user_id}", get(admin::whois))
         .route("/v1/deactivate/{user_id}", post(admin::deactivate))
         .route("/v1/reset_password/{user_id}", post(admin::reset_password))
+        .route("/v2/users/{user_id}/devices", get(admin::devices))
+        .route(
+            "/v2/users/{user_id}/devices/{device_id}",
+            get(admin::device).put(admin::rename_device).delete(admin::delete_device),
+        )
+        .route("/v2/users/{user_id}/delete_devices", post(admin::delete_devices))
+        .route("/v1/users/{user_id}/joined_rooms", get(admin::joined_rooms))
+        .route("/v1/users/{user_id}/memberships", get(admin::memberships))
+        .route("/v1/users/{user_id}/pushers", get(admin::pushers))
+        .route("/v1/users/{user_id}/media", get(admin::user_media).delete(admin::delete_user_media))
+        .route("/v1/user/{user_id}/media/quarantine", post(admin::quarantine_user_media))
+        .route("/v1/rooms", get(admin::list_rooms))
+        .route("/v1/rooms/{room_id}", get(admin::room).delete(admin::delete_room_now))
+        .route("/v2/rooms/{room_id}", delete(admin::delete_room))
+        .route("/v1/rooms/{room_id}/members", get(admin::room_members))
+        .route("/v1/rooms/{room_id}/state", get(admin::room_state))
+        .route("/v1/rooms/{room_id}/block", get(admin::room_block).put(admin::set_room_block))
+        .route("/v2/rooms/{room_id}/delete_status", get(admin::room_delete_status))
+        .route("/v2/rooms/delete_status/{delete_id}", get(admin::delete_status))
+        .route("/v1/room/{room_id}/media", get(admin::room_media))
+        .route("/v1/room/{room_id}/media/quarantine", post(admin::quarantine_room_media))
+        .route("/v1/media/{server_name}/{media_id}", get(admin::media_info).delete(admin::delete_media))
+        .route("/v1/media/quarantine/{server_name}/{media_id}", post(admin::quarantine_media))
+        .route("/v1/media/unquarantine/{server_name}/{media_id}", post(admin::unquarantine_media))
+        .route("/v1/media/protect/{media_id}", post(admin::protect_media))
+        .route("/v1/media/unprotect/{media_id}", post(admin::unprotect_media))
+        .route("/v1/media/delete", post(admin::delete_old_media))
+        .route("/v1/media/{server_name}/delete", post(admin::delete_old_media))
+        .route("/v1/purge_media_cache", post(admin::purge_media_cache))
+        .route("/v1/statistics/users/media", get(admin::media_statistics))
+        .route("/v1/event_reports", get(admin::event_reports))
+        .route("/v1/event_reports/{report_id}", get(admin::event_report).delete(admin::delete_event_report))
+        .route("/v1/registration_tokens", get(admin::registration_tokens))
+        .route("/v1/registration_tokens/new", post(admin::new_registration_token))
+        .route(
+            "/v1/registration_tokens/{token}",
+            get(admin::registration_token)
+                .put(admin::update_registration_token)
+                .delete(admin::delete_registration_token),
+        )
+        .route("/v1/federation/destinations", get(admin::destinations))
+        .route("/v1/federation/destinations/{destination}", get(admin::destination_info))
+        .route("/v1/federation/destinations/{destination}/reset_connection", post(admin::reset_destination))
 }
 
 /// Routes outside the versioned prefixes.

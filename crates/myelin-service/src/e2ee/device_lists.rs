@@ -138,7 +138,7 @@ impl Services {
         device_id: &DeviceId,
         auth: Option<&AuthData>,
     ) -> MatrixResult<()> {
-        self.device(requester, device_id).await?;
+        self.device(&requester.user_id, device_id).await?;
         self.delete_devices_with_auth(requester, &[device_id.to_owned()], auth).await
     }
 
@@ -147,29 +147,25 @@ impl Services {
         Ok(self.store.list_devices(&requester.user_id).await?)
     }
 
-    /// One of the requester's devices.
-    pub async fn device(
-        &self,
-        requester: &Requester,
-        device_id: &DeviceId,
-    ) -> MatrixResult<myelin_storage::DeviceRecord> {
+    /// One of the user's devices.
+    pub async fn device(&self, user_id: &UserId, device_id: &DeviceId) -> MatrixResult<myelin_storage::DeviceRecord> {
         self.store
-            .get_device(&requester.user_id, device_id)
+            .get_device(user_id, device_id)
             .await?
             .ok_or_else(|| myelin_core::MatrixError::not_found("Device not found"))
     }
 
-    /// Renames one of the requester's devices.
+    /// Renames one of the user's devices.
     pub async fn rename_device(
         &self,
-        requester: &Requester,
+        user_id: &UserId,
         device_id: &DeviceId,
         name: Option<String>,
     ) -> MatrixResult<()> {
         if name.as_ref().is_some_and(|n| n.len() > MAX_DEVICE_NAME_BYTES) {
             return Err(myelin_core::MatrixError::invalid_param("display_name is too long"));
         }
-        if !self.store.set_device_display_name(&requester.user_id, device_id, name).await? {
+        if !self.store.set_device_display_name(user_id, device_id, name).await? {
             return Err(myelin_core::MatrixError::not_found("Device not found"));
         }
         Ok(())

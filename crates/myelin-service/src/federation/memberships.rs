@@ -127,6 +127,7 @@ impl Services {
         if self.store.get_room(room_id).await?.is_some() {
             self.check_server_acl(origin, room_id).await?;
         }
+        self.check_room_not_blocked(room_id).await?;
         let raw = body.get("event").ok_or_else(|| MatrixError::missing_param("event is required"))?;
         let mut parsed = ParsedPdu::parse(raw, &room_version)?;
         if parsed.event_id.as_str() != event_id || parsed.room_id != room_id {

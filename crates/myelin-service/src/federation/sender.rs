@@ -30,15 +30,19 @@ const RETRY_MAX_MS: u64 = 60 * 60 * 1000;
 
 /// The job key of a destination's sender (a space: no server name has one, and PostgreSQL text
 /// takes no NUL).
-fn sender_key(destination: &ServerName) -> String {
+pub(crate) fn sender_key(destination: &ServerName) -> String {
     format!("federation_send {destination}")
 }
 
 /// When a destination whose sending failed `attempts` times in a row is tried again: never
 /// given up (the outbox waits), at most an hour apart.
 pub fn destination_retry_at(now_ms: u64, attempts: u32) -> u64 {
-    let backoff = RETRY_FIRST_MS.saturating_mul(1 << attempts.saturating_sub(1).min(20)).min(RETRY_MAX_MS);
-    now_ms.saturating_add(backoff)
+    now_ms.saturating_add(destination_backoff_ms(attempts))
+}
+
+/// How long a destination whose sending failed `attempts` times in a row is left alone.
+pub fn destination_backoff_ms(attempts: u32) -> u64 {
+    RETRY_FIRST_MS.saturating_mul(1 << attempts.saturating_sub(1).min(20)).min(RETRY_MAX_MS)
 }
 
 /// Whether an EDU queued at `created_ms` would only mislead at `now_ms`: typing long over.

@@ -256,6 +256,7 @@ impl Services {
         method: thumbnail::Method,
         timeout: Option<Duration>,
     ) -> MatrixResult<Download> {
+        self.check_not_quarantined(server_name, media_id).await?;
         let size = thumbnail::snap(width, height, method);
         if server_name != self.server_name.as_str() && valid_media_id(media_id) {
             let method = size.method.as_str();
@@ -552,6 +553,7 @@ impl Services {
         media_id: &str,
         timeout: Option<Duration>,
     ) -> MatrixResult<Download> {
+        self.check_not_quarantined(server_name, media_id).await?;
         let record = self.media_record(server_name, media_id, timeout).await?;
         let Some(content) = record.content else { return Err(MatrixError::not_found("No such media")) };
         let Some(bytes) = self.blobs.get(&content.sha256).await? else {

@@ -70,6 +70,9 @@ impl Services {
         if self.store.get_room(change.room_id).await?.is_none() {
             return Err(MatrixError::not_found("Unknown room"));
         }
+        if matches!(change.membership, Membership::Join | Membership::Invite | Membership::Knock) {
+            self.check_room_not_blocked(change.room_id).await?;
+        }
         if change.membership == Membership::Invite {
             // A remote invitee's server answers for its user when it countersigns the invite.
             if self.is_local_user(change.target)
@@ -133,6 +136,7 @@ impl Services {
         via: &[OwnedServerName],
     ) -> MatrixResult<OwnedRoomId> {
         let room_id = self.resolve_room(room).await?;
+        self.check_room_not_blocked(&room_id).await?;
         if membership == Membership::Knock && self.needs_remote_join(&room_id).await? {
             check_reason(&reason)?;
             self.check_rate_limit(Limit::Messages, requester.user_id.as_str())?;
@@ -261,7 +265,6 @@ impl Services {
         }
     }
 
-    /// The rooms the user is joined to.
     /// Whether the room lets guests join (`m.room.guest_access` is `can_join`).
     async fn guests_may_join(&self, room_id: &RoomId) -> MatrixResult<bool> {
         let event = self.store.current_state_event(room_id, &StateEventType::RoomGuestAccess, "").await?;
@@ -288,6 +291,7 @@ impl Services {
         }
     }
 
+    /// The rooms the user is joined to.
     pub async fn joined_rooms(&self, user_id: &UserId) -> MatrixResult<Vec<OwnedRoomId>> {
         let rooms = self.store.rooms_for_user(user_id).await?;
         Ok(rooms.into_iter().filter(|r| r.membership == Membership::Join).map(|r| r.room_id).collect())

@@ -53,6 +53,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0027_push_action_tweaks.sql"),
     include_str!("../../migrations/0028_server_notices.sql"),
     include_str!("../../migrations/0029_remote_thumbnails.sql"),
+    include_str!("../../migrations/0030_admin.sql"),
 ];
 
 pub struct Sqlite {

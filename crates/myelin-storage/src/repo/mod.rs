@@ -15,12 +15,15 @@ mod jobs;
 mod key_json;
 mod keys;
 mod media;
+mod media_admin;
 mod partial_state;
 mod presence;
 mod pushers;
 mod receipts;
+mod registration_tokens;
 mod remote_devices;
 mod reports;
+mod room_admin;
 mod rooms;
 mod search;
 mod server_keys;
@@ -46,12 +49,15 @@ pub use jobs::*;
 pub use key_json::same_key;
 pub use keys::*;
 pub use media::*;
+pub use media_admin::*;
 pub use partial_state::*;
 pub use presence::*;
 pub use pushers::*;
 pub use receipts::*;
+pub use registration_tokens::*;
 pub use remote_devices::*;
 pub use reports::*;
+pub use room_admin::*;
 pub use rooms::*;
 pub use search::*;
 pub use server_keys::*;
@@ -96,6 +102,9 @@ pub trait Store:
     + ServerNoticeRepo
     + PresenceRepo
     + ThreepidRepo
+    + MediaAdminRepo
+    + RoomAdminRepo
+    + RegistrationTokenRepo
     + Send
     + Sync
     + 'static
@@ -132,6 +141,9 @@ impl<T> Store for T where
         + ServerNoticeRepo
         + PresenceRepo
         + ThreepidRepo
+        + MediaAdminRepo
+        + RoomAdminRepo
+        + RegistrationTokenRepo
         + Send
         + Sync
         + 'static

@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use myelin_core::types::ServerName;
+use myelin_core::types::{OwnedServerName, ServerName};
 
 use crate::StorageResult;
 
@@ -26,4 +26,6 @@ pub trait ServerKeyRepo {
     async fn put_server_keys(&self, server: &ServerName, keys: Vec<ServerKeyRecord>) -> StorageResult<()>;
     /// Every stored key of `server`, by key id.
     async fn server_keys(&self, server: &ServerName) -> StorageResult<Vec<ServerKeyRecord>>;
+    /// Every server whose keys are kept here: those this server has talked with.
+    async fn key_servers(&self) -> StorageResult<Vec<OwnedServerName>>;
 }

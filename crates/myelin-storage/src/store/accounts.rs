@@ -9,9 +9,9 @@ use myelin_core::{
 
 use crate::{AccountRepo, Database, StorageResult, UserDirectoryHit, UserListFilter, UserRecord, db::Row};
 
-/// A `LIKE … ESCAPE '\\'` pattern for text containing `term`, its `%` and `_` taken literally.
+/// A `LIKE … ESCAPE '\\'` pattern for text containing `term`, taken literally.
 fn contains_pattern(term: &str) -> String {
-    format!("%{}%", term.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+    format!("%{}%", super::escape_like(term))
 }
 
 fn user_from_row(r: &Row<'_>) -> StorageResult<UserRecord> {

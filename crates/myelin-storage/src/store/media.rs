@@ -8,10 +8,10 @@ use crate::{
     Database, FillOutcome, MediaContent, MediaFill, MediaRecord, MediaRepo, StorageResult, ThumbnailRecord, db::Row,
 };
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "origin, media_id, uploader, content_type, upload_name, length, sha256, created_ms, unused_expires_ms";
 
-fn media_record(r: &Row<'_>) -> StorageResult<MediaRecord> {
+pub(super) fn media_record(r: &Row<'_>) -> StorageResult<MediaRecord> {
     let length: Option<u64> = r.get(5)?;
     let sha256: Option<String> = r.get(6)?;
     Ok(MediaRecord {

@@ -20,12 +20,15 @@ mod federation;
 mod jobs;
 mod keys;
 mod media;
+mod media_admin;
 mod partial_state;
 mod presence;
 mod pushers;
 mod receipts;
+mod registration_tokens;
 mod remote_devices;
 mod reports;
+mod room_admin;
 mod rooms;
 mod search;
 mod server_keys;
@@ -36,6 +39,11 @@ mod sticky_events;
 mod threepids;
 mod to_device;
 mod uia;
+
+/// `text` for a `LIKE … ESCAPE '\\'` pattern: its `\\`, `%` and `_` taken literally.
+pub(crate) fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
 
 use crate::{MemberRecord, StorageResult, StoredEvent, UserRoom, db::Row};
 

@@ -1,7 +1,7 @@
 //! Other servers' signing keys.
 
 use async_trait::async_trait;
-use myelin_core::types::ServerName;
+use myelin_core::types::{OwnedServerName, ServerName};
 
 use crate::{Database, ServerKeyRecord, ServerKeyRepo, StorageResult};
 
@@ -58,6 +58,15 @@ impl ServerKeyRepo for Database {
                     },
                 )
                 .await
+            })
+        })
+        .await
+    }
+
+    async fn key_servers(&self) -> StorageResult<Vec<OwnedServerName>> {
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query("SELECT DISTINCT server_name FROM server_keys ORDER BY server_name", &[], |r| r.get(0)).await
             })
         })
         .await

@@ -4,6 +4,7 @@
 //! test cluster. Every repository method is exercised by at least one test.
 
 mod accounts;
+mod admin;
 mod cluster;
 mod delayed_events;
 mod e2ee;
@@ -236,8 +237,11 @@ all_backends!(
     media::media_thumbnails_are_kept_per_size_and_method,
     media::unused_media_is_found_and_deleted_with_its_unshared_blobs,
     pushers::pushers_positions_and_push_jobs,
-    reports::reports_are_kept_and_listed_newest_first,
+    reports::event_reports_are_listed_filtered_and_deleted,
     reports::server_notice_rooms_are_one_per_user,
     search::indexed_events_are_found_by_words_phrases_and_prefixes,
     presence::presence_changes_take_positions_and_timers_expire_them,
+    admin::registration_tokens_are_used_up_atomically,
+    admin::media_quarantine_protection_and_lists,
+    admin::rooms_are_blocked_listed_and_purged,
 );

@@ -4,8 +4,9 @@ use myelin_storage::*;
 
 use super::{eid, open_store, rid, uid};
 
-/// Reports get increasing ids and are read back newest first, in pages.
-pub async fn reports_are_kept_and_listed_newest_first(url: String) {
+/// Reports get increasing ids; event reports are listed in either order, filtered and paged,
+/// read one by one and deleted.
+pub async fn event_reports_are_listed_filtered_and_deleted(url: String) {
     let store = open_store(&url).await;
     let report = |n: u64| ReportRecord {
         id: 0,
@@ -20,12 +21,29 @@ pub async fn reports_are_kept_and_listed_newest_first(url: String) {
     let first = store.add_report(&report(1)).await.expect("add");
     let second = store.add_report(&report(2)).await.expect("add");
     assert!(second > first);
-    let all = store.reports(None, 10).await.expect("list");
-    assert_eq!(all.len(), 2);
-    assert_eq!(all[0], ReportRecord { id: second, ..report(2) });
-    assert_eq!(all[1], ReportRecord { id: first, ..report(1) });
-    assert_eq!(store.reports(Some(second), 10).await.expect("list").len(), 1, "before the newest");
-    assert_eq!(store.reports(None, 1).await.expect("list").len(), 1, "the limit");
+    let third = store.add_report(&ReportRecord { reporter: uid("@b:test"), ..report(1) }).await.expect("add");
+    let newest = ReportFilter { newest_first: true, ..ReportFilter::default() };
+    let (events, total) = store.event_reports(&newest, 0, 10).await.expect("list");
+    assert_eq!(total, 2, "only reports of events");
+    assert_eq!(
+        events,
+        vec![
+            ReportRecord { id: third, reporter: uid("@b:test"), ..report(1) },
+            ReportRecord { id: first, ..report(1) }
+        ]
+    );
+    let (oldest, _) = store.event_reports(&ReportFilter::default(), 0, 1).await.expect("list");
+    assert_eq!(oldest.iter().map(|r| r.id).collect::<Vec<_>>(), vec![first], "oldest first, the limit");
+    let (page, total) = store.event_reports(&ReportFilter::default(), 1, 10).await.expect("list");
+    assert_eq!((page.iter().map(|r| r.id).collect::<Vec<_>>(), total), (vec![third], 2), "the offset");
+    let by_b = ReportFilter { reporter: Some(uid("@b:test")), ..ReportFilter::default() };
+    assert_eq!(store.event_reports(&by_b, 0, 10).await.expect("list").1, 1, "by reporter");
+    let elsewhere = ReportFilter { room_id: Some(rid("!other:test")), ..ReportFilter::default() };
+    assert_eq!(store.event_reports(&elsewhere, 0, 10).await.expect("list").1, 0, "by room");
+    assert_eq!(store.report(second).await.expect("read"), Some(ReportRecord { id: second, ..report(2) }));
+    assert!(store.delete_report(first).await.expect("delete"));
+    assert!(!store.delete_report(first).await.expect("delete"), "gone");
+    assert_eq!(store.report(first).await.expect("read"), None);
 }
 
 /// A user's server notices room is set once, replaced only where it is still the one replaced

@@ -1,17 +1,30 @@
 //! The admin API under `/_synapse/admin`, in Synapse's shapes (admin UIs speak it). Every
-//! handler requires a server admin's access token.
+//! handler but `server_version` requires a server admin's access token (the services check).
+
+mod media;
+mod rooms;
+mod server;
+
+pub use media::*;
+pub use rooms::*;
+pub use server::*;
 
 use axum::{
     Json,
     extract::{Path, Query, State},
 };
 use myelin_core::MatrixError;
-use myelin_service::{Services, admin::UserListQuery, server_notices::Notice};
+use myelin_service::{
+    Services,
+    admin::{Page, UserListQuery},
+    server_notices::Notice,
+};
 use ruma::events::TimelineEventType;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{QueryMap, query_bool_or, query_u64};
+use ruma::OwnedDeviceId;
 
 use crate::{
     AppState,
@@ -74,11 +87,8 @@ pub async fn list_users(
     Auth(r): Auth,
     Query(q): Query<QueryMap>,
 ) -> ApiResult<Json<Value>> {
-    let from = query_u64(&q, "from")?.unwrap_or(0);
-    let limit = query_u64(&q, "limit")?.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
     let query = UserListQuery {
-        from,
-        limit,
+        page: page(&q)?,
         name: q.get("name").or_else(|| q.get("user_id")).filter(|n| !n.is_empty()).cloned(),
         guests: query_bool_or(&q, "guests", true)?,
         deactivated: query_bool_or(&q, "deactivated", false)?,
@@ -134,4 +144,91 @@ pub async fn reset_password(
 ) -> ApiResult<Json<Value>> {
     state.admin_reset_password(&r, &super::user_id(&user)?, body.new_password, body.logout_devices).await?;
     Ok(Json(json!({})))
+}
+
+/// The page a list request asks for (`from`, `limit`).
+pub(crate) fn page(q: &QueryMap) -> Result<Page, MatrixError> {
+    let from = query_u64(q, "from")?.unwrap_or(0);
+    let limit = query_u64(q, "limit")?.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
+    Ok(Page { from, limit })
+}
+
+/// `GET /_synapse/admin/v2/users/{userId}/devices`.
+pub async fn devices(State(state): State<AppState>, Auth(r): Auth, Path(user): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(state.admin_devices(&r, &super::user_id(&user)?).await?))
+}
+
+/// `GET /_synapse/admin/v2/users/{userId}/devices/{deviceId}`.
+pub async fn device(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path((user, device)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.admin_device(&r, &super::user_id(&user)?, &OwnedDeviceId::from(device)).await?))
+}
+
+#[derive(Deserialize)]
+pub struct RenameBody {
+    display_name: Option<String>,
+}
+
+/// `PUT /_synapse/admin/v2/users/{userId}/devices/{deviceId}`.
+pub async fn rename_device(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path((user, device)): Path<(String, String)>,
+    JsonBody(body): JsonBody<RenameBody>,
+) -> ApiResult<Json<Value>> {
+    state.admin_rename_device(&r, &super::user_id(&user)?, &OwnedDeviceId::from(device), body.display_name).await?;
+    Ok(Json(json!({})))
+}
+
+/// `DELETE /_synapse/admin/v2/users/{userId}/devices/{deviceId}`.
+pub async fn delete_device(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path((user, device)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    state.admin_delete_devices(&r, &super::user_id(&user)?, vec![OwnedDeviceId::from(device)]).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct DeleteDevicesBody {
+    devices: Vec<String>,
+}
+
+/// `POST /_synapse/admin/v2/users/{userId}/delete_devices`.
+pub async fn delete_devices(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(user): Path<String>,
+    JsonBody(body): JsonBody<DeleteDevicesBody>,
+) -> ApiResult<Json<Value>> {
+    let devices = body.devices.into_iter().map(OwnedDeviceId::from).collect();
+    state.admin_delete_devices(&r, &super::user_id(&user)?, devices).await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /_synapse/admin/v1/users/{userId}/joined_rooms`.
+pub async fn joined_rooms(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(user): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.admin_joined_rooms(&r, &super::user_id(&user)?).await?))
+}
+
+/// `GET /_synapse/admin/v1/users/{userId}/memberships`.
+pub async fn memberships(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(user): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.admin_memberships(&r, &super::user_id(&user)?).await?))
+}
+
+/// `GET /_synapse/admin/v1/users/{userId}/pushers`.
+pub async fn pushers(State(state): State<AppState>, Auth(r): Auth, Path(user): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(state.admin_pushers(&r, &super::user_id(&user)?).await?))
 }

@@ -1,0 +1,132 @@
+//! What admins decide: registration tokens, quarantined and protected media, blocked rooms,
+//! room deletions and purges.
+
+use myelin_storage::*;
+
+use super::{open_store, rid, room_with, uid};
+
+fn token(name: &str, uses_allowed: Option<u64>, expiry_time: Option<u64>) -> RegistrationTokenRecord {
+    RegistrationTokenRecord { token: name.into(), uses_allowed, pending: 0, completed: 0, expiry_time }
+}
+
+/// A token's uses are taken one at a time, never past its limit or its expiry, even by two
+/// registrations at once; a finished registration's use counts as completed.
+pub async fn registration_tokens_are_used_up_atomically(url: String) {
+    let store = open_store(&url).await;
+    assert!(store.create_registration_token(&token("once", Some(1), None)).await.expect("create"));
+    assert!(!store.create_registration_token(&token("once", None, None)).await.expect("create"), "exists");
+    let (a, b) = tokio::join!(store.take_registration_token("once", 10), store.take_registration_token("once", 10));
+    assert_eq!(u8::from(a.expect("take")) + u8::from(b.expect("take")), 1, "one of two racing takes wins");
+    store.complete_registration_token("once").await.expect("complete");
+    let once = store.registration_token("once").await.expect("read").expect("exists");
+    assert_eq!((once.pending, once.completed), (0, 1));
+    assert!(!once.usable(10));
+    assert!(!store.take_registration_token("once", 10).await.expect("take"), "used up");
+
+    assert!(store.create_registration_token(&token("until", None, Some(100))).await.expect("create"));
+    assert!(store.take_registration_token("until", 99).await.expect("take"));
+    assert!(!store.take_registration_token("until", 100).await.expect("take"), "expired");
+    assert!(!store.take_registration_token("missing", 0).await.expect("take"));
+
+    assert!(store.update_registration_token("once", Some(Some(3)), None).await.expect("update"));
+    assert!(store.take_registration_token("once", 10).await.expect("take"), "more uses allowed");
+    assert!(store.update_registration_token("until", Some(None), Some(None)).await.expect("update"));
+    let until = store.registration_token("until").await.expect("read").expect("exists");
+    assert_eq!((until.uses_allowed, until.expiry_time), (None, None));
+    assert!(!store.update_registration_token("missing", None, None).await.expect("update"));
+    assert_eq!(store.registration_tokens().await.expect("list").len(), 2);
+    assert!(store.delete_registration_token("once").await.expect("delete"));
+    assert!(!store.delete_registration_token("once").await.expect("delete"));
+    assert_eq!(store.registration_token("once").await.expect("read"), None);
+}
+
+fn upload(id: &str, uploader: &str, length: u64, at: u64) -> MediaRecord {
+    MediaRecord {
+        origin: "test".into(),
+        media_id: id.into(),
+        uploader: Some(uid(uploader)),
+        content_type: Some("text/plain".into()),
+        upload_name: None,
+        content: Some(MediaContent { sha256: format!("{id:0>64}"), length }),
+        created_ms: at,
+        unused_expires_ms: None,
+    }
+}
+
+/// Quarantine spares protected media; the admin lists page a user's uploads, total uploads per
+/// user, and find old unprotected local media.
+pub async fn media_quarantine_protection_and_lists(url: String) {
+    let store = open_store(&url).await;
+    for (id, user, length, at) in [("a", "@a:test", 10, 1), ("b", "@a:test", 20, 2), ("c", "@b:test", 5, 3)] {
+        store.put_media(&upload(id, user, length, at)).await.expect("put");
+    }
+    store.set_media_protected("test", "b", true).await.expect("protect");
+    let both = [("test".to_owned(), "a".to_owned()), ("test".to_owned(), "b".to_owned())];
+    assert_eq!(store.quarantine_media(&both, &uid("@admin:test"), 5).await.expect("quarantine"), 1);
+    assert!(store.is_quarantined("test", "a").await.expect("read"));
+    assert!(!store.is_quarantined("test", "b").await.expect("read"), "protected");
+    let a = store.admin_media("test", "a").await.expect("read").expect("exists");
+    assert_eq!((a.quarantined_by, a.protected), (Some(uid("@admin:test")), false));
+    assert!(store.admin_media("test", "b").await.expect("read").expect("exists").protected);
+    assert!(store.unquarantine_media("test", "a").await.expect("lift"));
+    assert!(!store.unquarantine_media("test", "a").await.expect("lift"), "not quarantined any more");
+
+    let (page, total) = store.uploads_of(&uid("@a:test"), 0, 1).await.expect("list");
+    assert_eq!((page.iter().map(|m| m.media.media_id.as_str()).collect::<Vec<_>>(), total), (vec!["b"], 2));
+    let (usage, users) = store.media_usage(0, 10).await.expect("usage");
+    assert_eq!(users, 2);
+    assert_eq!(
+        usage,
+        vec![
+            MediaUsage { user_id: uid("@a:test"), displayname: None, media_count: 2, media_length: 30 },
+            MediaUsage { user_id: uid("@b:test"), displayname: None, media_count: 1, media_length: 5 },
+        ]
+    );
+    let old = |before_ms, size_gt| OldMediaQuery { origin: "test", before_ms, size_gt, limit: 10 };
+    let ids = |v: Vec<(String, String)>| v.into_iter().map(|(_, id)| id).collect::<Vec<_>>();
+    assert_eq!(ids(store.old_local_media(old(100, 0)).await.expect("old")), vec!["a", "c"], "b is protected");
+    assert_eq!(ids(store.old_local_media(old(100, 6)).await.expect("old")), vec!["a"], "larger than 6 bytes");
+    assert_eq!(ids(store.old_local_media(old(2, 0)).await.expect("old")), vec!["a"], "accessed before 2");
+}
+
+/// Blocks and deletions are recorded; a purge removes the room and its members but not the
+/// deletion's record or the block.
+pub async fn rooms_are_blocked_listed_and_purged(url: String) {
+    let store = open_store(&url).await;
+    let room = rid("!doomed:test");
+    room_with(&store, room.as_str(), &["@a:test", "@b:other"]).await;
+    room_with(&store, "!kept:test", &["@a:test"]).await;
+    let rooms = store.admin_rooms("test").await.expect("list");
+    let doomed = rooms.iter().find(|r| r.room_id == room).expect("listed");
+    assert_eq!((doomed.joined_members, doomed.joined_local_members, doomed.state_events), (2, 1, 3));
+    let state = store.room_state_contents(Some(&room), &["m.room.create"]).await.expect("state");
+    assert_eq!(state.len(), 1);
+    assert_eq!(store.room_state_contents(None, &["m.room.create"]).await.expect("state").len(), 2);
+
+    store.block_room(&room, &uid("@admin:test"), 1).await.expect("block");
+    assert_eq!(store.room_blocked_by(&room).await.expect("read"), Some(uid("@admin:test")));
+    let mut deletion = RoomDeletion {
+        delete_id: "d1".into(),
+        room_id: room.clone(),
+        status: "shutting_down".into(),
+        error: None,
+        result: None,
+        created_ms: 1,
+    };
+    store.put_room_deletion(&deletion).await.expect("record");
+    deletion.status = "complete".into();
+    deletion.result = Some("{}".into());
+    store.put_room_deletion(&deletion).await.expect("update");
+    assert_eq!(store.room_deletion("d1").await.expect("read"), Some(deletion.clone()));
+    assert_eq!(store.room_deletions(&room).await.expect("read"), vec![deletion]);
+
+    store.purge_room(&room).await.expect("purge");
+    assert!(store.get_room(&room).await.expect("read").is_none());
+    assert!(store.room_members(&room, None).await.expect("members").is_empty());
+    assert!(store.rooms_for_user(&uid("@a:test")).await.expect("rooms").iter().all(|r| r.room_id != room));
+    assert!(store.get_room(&rid("!kept:test")).await.expect("read").is_some(), "other rooms stay");
+    assert_eq!(store.room_blocked_by(&room).await.expect("read"), Some(uid("@admin:test")), "the block stays");
+    assert_eq!(store.room_deletions(&room).await.expect("read").len(), 1);
+    store.unblock_room(&room).await.expect("unblock");
+    assert_eq!(store.room_blocked_by(&room).await.expect("read"), None);
+}
