@@ -78,7 +78,14 @@ pub fn server_binary() -> PathBuf {
     target.join("debug").join("myelin")
 }
 
-pub(crate) fn free_port() -> Result<u16> {
+/// Runs `tests-e2e/python/<script>` with the Python of the test tools' venv (moto, aiosmtpd,
+/// prometheus-client), `input` as JSON on its stdin; returns the JSON it prints.
+pub fn run_tools_python(script: &str, input: &serde_json::Value) -> Result<serde_json::Value> {
+    synapse::run_python(&s3::tools_venv()?.join("bin/python"), script, input)
+}
+
+/// A TCP port on 127.0.0.1 nothing listens on (for a listener a test configures).
+pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0 to find a free port")?;
     Ok(listener.local_addr()?.port())
 }

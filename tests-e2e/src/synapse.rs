@@ -43,9 +43,18 @@ fn synapse_venv() -> Result<PathBuf> {
 /// Runs `tests-e2e/python/<script>` with the Python of Synapse's venv (so it can use Synapse's own
 /// code as an oracle), `input` as JSON on its stdin; returns the JSON it prints.
 pub fn run_synapse_python(script: &str, input: &serde_json::Value) -> Result<serde_json::Value> {
+    run_python(&synapse_venv()?.join("bin/python"), script, input)
+}
+
+/// Runs `tests-e2e/python/<script>` with `python`, `input` as JSON on its stdin; returns the
+/// JSON it prints.
+pub(crate) fn run_python(
+    python: &std::path::Path,
+    script: &str,
+    input: &serde_json::Value,
+) -> Result<serde_json::Value> {
     use std::io::Write;
-    let python = synapse_venv()?.join("bin/python");
-    let mut child = Command::new(&python)
+    let mut child = Command::new(python)
         .arg(repo_root().join("tests-e2e/python").join(script))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -332,7 +332,10 @@ async fn admins_list_block_and_delete_rooms() -> Result<()> {
 
     let out = server.admin(&["room", "list"])?;
     let printed = String::from_utf8_lossy(&out.stdout);
-    ensure!(out.status.success() && printed.contains(&format!("{apples}\t2\tApples")), "the CLI lists rooms: {printed}");
+    ensure!(
+        out.status.success() && printed.contains(&format!("{apples}\t2\tApples")),
+        "the CLI lists rooms: {printed}"
+    );
 
     // v1: deleted before the answer; the members see themselves leave; the room is gone.
     let since = myelin_e2e::next_batch(&bob.sync(None, 0, None).await?)?;

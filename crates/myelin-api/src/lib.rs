@@ -6,6 +6,7 @@
 
 mod error;
 mod extract;
+mod metrics;
 mod routes;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use myelin_core::{ErrorCode, MatrixError};
 use myelin_service::Services;
 
 pub use error::ApiError;
+pub use metrics::{metrics_router, record_http_metrics};
 
 pub type AppState = Arc<Services>;
 

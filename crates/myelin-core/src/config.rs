@@ -37,6 +37,16 @@ pub struct Config {
     pub support: SupportConfig,
     pub email: EmailConfig,
     pub server_notices: ServerNoticesConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics (`[metrics]`): served at `/metrics` on a listener of their own, off by
+/// default (never on the public listener).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where to serve them (`--metrics-listen`, `MYELIN_METRICS_LISTEN`), e.g. 127.0.0.1:9090.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Server notices (`[server_notices]`): messages from the admins to a user (admin API
@@ -468,6 +478,7 @@ impl Default for Config {
             turn: TurnConfig::default(),
             support: SupportConfig::default(),
             server_notices: ServerNoticesConfig::default(),
+            metrics: MetricsConfig::default(),
             email: EmailConfig::default(),
         }
     }
@@ -541,6 +552,11 @@ impl Config {
         }
         if self.registration.require_email && !self.email.enabled() {
             problems.push("registration.require_email needs [email] (an smtp_host) to send the links".to_owned());
+        }
+        if let Some(metrics) = self.metrics.listen
+            && (metrics == self.listen || Some(metrics) == self.federation.listen)
+        {
+            problems.push(format!("metrics.listen {metrics} must be a listener of its own"));
         }
         let notices = &self.server_notices.system_mxid_localpart;
         if !notices.is_empty() && ruma::UserId::parse(format!("@{notices}:{}", self.server_name)).is_err() {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod json;
 pub mod lru;
+pub mod metrics;
 pub mod proxies;
 pub mod random;
 pub mod types;

@@ -90,13 +90,32 @@ pub struct Cache<K, V> {
     epoch: AtomicU64,
     max_age: Option<Duration>,
     clock: Arc<dyn Clock>,
+    /// Lookups that found a fresh entry, and all lookups (the metrics).
+    hits: AtomicU64,
+    lookups: AtomicU64,
+}
+
+/// A cache's use, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub lookups: u64,
+    pub size: usize,
 }
 
 impl<K: CacheKey, V: Clone> Cache<K, V> {
     /// A cache named `name` (the name its invalidation signals carry) holding entries that weigh
     /// `capacity` in all, each re-read after `max_age` if given.
     pub fn new(name: &'static str, capacity: usize, max_age: Option<Duration>, clock: Arc<dyn Clock>) -> Self {
-        Self { name, entries: Mutex::new(Lru::new(capacity)), epoch: AtomicU64::new(0), max_age, clock }
+        Self {
+            name,
+            entries: Mutex::new(Lru::new(capacity)),
+            epoch: AtomicU64::new(0),
+            max_age,
+            clock,
+            hits: AtomicU64::new(0),
+            lookups: AtomicU64::new(0),
+        }
     }
 
     pub fn name(&self) -> &'static str {
@@ -118,12 +137,23 @@ impl<K: CacheKey, V: Clone> Cache<K, V> {
     /// The cached value and when it was loaded.
     pub fn get_with_age(&self, key: &K) -> Option<(V, Instant)> {
         let now = self.clock.now();
+        self.lookups.fetch_add(1, Ordering::Relaxed);
         let mut entries = self.lock();
         let entry = entries.get(key)?;
         if self.max_age.is_some_and(|max| now.saturating_duration_since(entry.loaded) >= max) {
             return None;
         }
+        self.hits.fetch_add(1, Ordering::Relaxed);
         Some((entry.value.clone(), entry.loaded))
+    }
+
+    /// How much it was used and how many entries it holds.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            lookups: self.lookups.load(Ordering::Relaxed),
+            size: self.len(),
+        }
     }
 
     /// The invalidation counter, to take before reading what will be stored.
@@ -188,6 +218,7 @@ pub trait Invalidate: Send + Sync {
     fn name(&self) -> &'static str;
     fn invalidate_key(&self, key: &str);
     fn clear_all(&self);
+    fn cache_stats(&self) -> CacheStats;
 }
 
 impl<K: CacheKey, V: Clone + Send + Sync> Invalidate for Cache<K, V> {
@@ -206,6 +237,10 @@ impl<K: CacheKey, V: Clone + Send + Sync> Invalidate for Cache<K, V> {
     fn clear_all(&self) {
         self.clear();
     }
+
+    fn cache_stats(&self) -> CacheStats {
+        self.stats()
+    }
 }
 
 impl Services {
@@ -222,7 +257,7 @@ impl Services {
             .broadcast(myelin_storage::Signal::Invalidate { cache: cache.name().to_owned(), key: key.to_signal() });
     }
 
-    /// Every cache of this process, for invalidations from other processes.
+    /// Every cache of this process, for invalidations from other processes (and the metrics).
     pub(crate) fn caches(&self) -> [&dyn Invalidate; 6] {
         [
             &self.heads.cache,

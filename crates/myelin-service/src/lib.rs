@@ -18,6 +18,7 @@ pub mod keys;
 pub mod lazy_members;
 pub mod locks;
 pub mod media;
+pub mod metrics;
 pub mod notifier;
 pub mod passwords;
 pub mod pdu;
@@ -124,6 +125,8 @@ pub struct Services {
     presence_seen: presence::PresenceSeen,
     /// Downloads recently recorded (`media/retention.rs`).
     media_accesses: media::retention::MediaAccesses,
+    /// What the server counts for Prometheus (`metrics.rs`).
+    metrics: metrics::Metrics,
 }
 
 impl Services {
@@ -187,6 +190,7 @@ impl Services {
             ),
             presence_seen: presence::PresenceSeen::default(),
             media_accesses: media::retention::MediaAccesses::default(),
+            metrics: metrics::Metrics::default(),
             clock,
             random,
         });

@@ -244,13 +244,18 @@ impl Services {
                 for push in &pending {
                     let sent = self.push_one(&pusher, push).await;
                     match sent {
-                        Ok(Delivery::Sent) => position = push.stream_pos,
+                        Ok(Delivery::Sent) => {
+                            self.metrics.pushes_processed.inc();
+                            position = push.stream_pos;
+                        }
                         Ok(Delivery::Rejected) => {
+                            self.metrics.pushes_failed.inc();
                             tracing::info!(user = %user_id, app_id = pusher.app_id, "push gateway rejected the pushkey: pusher removed");
                             self.store.delete_pusher(&user_id, &pusher.app_id, &pusher.pushkey).await?;
                             break 'pusher;
                         }
                         Err(err) => {
+                            self.metrics.pushes_failed.inc();
                             self.store.set_pusher_position(&user_id, &pusher.app_id, &pusher.pushkey, position).await?;
                             return Err(err);
                         }

@@ -169,7 +169,9 @@ impl Services {
                 head = self.store.refresh_stream_head().await?;
             }
             let now = SyncToken { pos: head, typing: self.typing.serial(), to_device: None };
+            let started = std::time::Instant::now();
             let (response, has_updates) = self.sync_once(requester, since, now, req.full_state, &filter).await?;
+            self.metrics.sync_build_time.with(&["v2"]).observe(started.elapsed());
             // One-time keys claimed while the device waits: the new count is news by itself.
             let counts = response["device_one_time_keys_count"].clone();
             let counts_moved = first_counts.as_ref().is_some_and(|first| *first != counts);

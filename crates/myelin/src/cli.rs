@@ -48,6 +48,9 @@ pub struct ConfigOpts {
     /// Listener address of the built-in federation TLS listener (e.g. 0.0.0.0:8448).
     #[arg(long, global = true, env = "MYELIN_FEDERATION_LISTEN")]
     pub federation_listen: Option<SocketAddr>,
+    /// Serve Prometheus metrics at /metrics on this address (metrics.listen; off by default).
+    #[arg(long, global = true, env = "MYELIN_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Check other servers' TLS certificates (federation.verify_certificates).
     #[arg(long = "federation-verify-certificates", hide = true, env = "MYELIN_FEDERATION_VERIFY_CERTIFICATES")]
     pub federation_verify_certificates: Option<bool>,
@@ -215,6 +218,9 @@ pub fn load_config(opts: &ConfigOpts) -> anyhow::Result<Config> {
     }
     if let Some(l) = opts.federation_listen {
         config.federation.listen = Some(l);
+    }
+    if let Some(l) = opts.metrics_listen {
+        config.metrics.listen = Some(l);
     }
     if let Some(verify) = opts.federation_verify_certificates {
         config.federation.verify_certificates = verify;

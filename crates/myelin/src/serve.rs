@@ -20,6 +20,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+        ),
+        None => None,
+    };
     let services = crate::cli::open_services(config).await?;
     let federation_tls = match &federation_listener {
         Some(_) => {
@@ -37,6 +45,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         %listen,
         federation_listen = ?services.config().federation.listen,
+        metrics_listen = ?services.config().metrics.listen,
         server_name = %services.server_name(),
         database = %services.config().database_url_for_logs(),
         open_registration = services.config().open_registration(),
@@ -45,6 +54,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // The federation routes are also on the client listener, for a TLS-terminating proxy.
     let app = myelin_api::router(services.clone())
         .merge(myelin_federation::routes(services.clone()))
+        .route_layer(axum::middleware::from_fn_with_state(services.clone(), myelin_api::record_http_metrics))
         .into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -61,9 +71,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
         async move { axum::serve(listener, app).with_graceful_shutdown(stop).await }
     });
+    let metrics = metrics_listener.map(|listener| {
+        let router = myelin_api::metrics_router(services.clone());
+        let stop = stopped(stop_rx.clone());
+        tokio::spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stop).await })
+    });
     let federation = match (federation_listener, federation_tls) {
         (Some(listener), Some((cert, key))) => {
-            let router = myelin_federation::router(services.clone());
+            let router = myelin_federation::router(services.clone())
+                .route_layer(axum::middleware::from_fn_with_state(services.clone(), myelin_api::record_http_metrics));
             let stop = stopped(stop_rx);
             Some(tokio::spawn(
                 async move { myelin_federation::tls::serve_tls(listener, &cert, &key, router, stop).await },
@@ -74,6 +90,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    if let Some(metrics) = metrics {
+        match metrics.await {
+            Ok(result) => result.context("metrics listener error")?,
+            Err(join) => return Err(join).context("metrics listener task failed"),
+        }
+    }
     if let Some(federation) = federation {
         match federation.await {
             Ok(result) => result.map_err(anyhow::Error::msg).context("federation listener error")?,

@@ -32,7 +32,7 @@ impl Services {
     /// Every known destination with its sender's job, if it has one.
     async fn destinations(&self) -> MatrixResult<BTreeMap<OwnedServerName, Option<JobRecord>>> {
         let mut senders: HashMap<String, JobRecord> = HashMap::new();
-        for job in self.store.jobs().await? {
+        for job in self.store.jobs_keyed(&federation::sender_key_prefix()).await? {
             if let Some(key) = job.dedupe_key.clone() {
                 senders.insert(key, job);
             }

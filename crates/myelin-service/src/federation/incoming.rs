@@ -159,6 +159,9 @@ impl Services {
         if let Some(answer) = self.store.inbound_txn(origin, txn_id).await? {
             return serde_json::from_str(&answer).map_err(|e| MatrixError::internal(e.to_string()));
         }
+        self.metrics.federation_received_transactions.inc();
+        self.metrics.federation_received_pdus.add(pdus.len() as u64);
+        self.metrics.federation_received_edus.add(edus.len() as u64);
         let mut results = Map::new();
         for raw in &pdus {
             let Some(room_version) = self.room_version_of_pdu(raw).await? else {
@@ -682,6 +685,7 @@ impl Services {
             self.heads.unqueue_state(&pdu.event_id);
             match persisted {
                 Ok(PersistOutcome::Persisted { .. }) => {
+                    self.metrics.events_persisted.inc();
                     self.invalidate_elsewhere(&self.heads.cache, room_id);
                     if let Some(redacted) = &pdu.redacts {
                         self.invalidate(&self.events_cache, redacted);

@@ -586,7 +586,8 @@ impl Services {
             search: None,
         };
         match self.store.persist_event(new_event).await? {
-            PersistOutcome::Persisted { .. } | PersistOutcome::DuplicateTxn { .. } => {}
+            PersistOutcome::Persisted { .. } => self.metrics.events_persisted.inc(),
+            PersistOutcome::DuplicateTxn { .. } => {}
             PersistOutcome::StaleHead => return Err(MatrixError::internal("the room moved while joining")),
         }
         self.heads.cache.invalidate(&room_id.to_owned());

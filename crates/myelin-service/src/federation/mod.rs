@@ -40,8 +40,8 @@ pub(crate) use edus::receipt_edu;
 pub(crate) use incoming::relation_of;
 pub use incoming::{MAX_TXN_EDUS, MAX_TXN_PDUS, ParsedPdu, PduOutcome};
 pub use ip_policy::IpPolicy;
-pub(crate) use sender::sender_key;
 pub use sender::{destination_backoff_ms, destination_retry_at};
+pub(crate) use sender::{sender_key, sender_key_prefix};
 
 /// The federation state of the services: one HTTP client (connections are reused) and the
 /// discovery cache.

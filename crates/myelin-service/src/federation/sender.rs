@@ -31,7 +31,12 @@ const RETRY_MAX_MS: u64 = 60 * 60 * 1000;
 /// The job key of a destination's sender (a space: no server name has one, and PostgreSQL text
 /// takes no NUL).
 pub(crate) fn sender_key(destination: &ServerName) -> String {
-    format!("federation_send {destination}")
+    format!("{}{destination}", sender_key_prefix())
+}
+
+/// What every sender's job key starts with.
+pub(crate) fn sender_key_prefix() -> String {
+    "federation_send ".to_owned()
 }
 
 /// When a destination whose sending failed `attempts` times in a row is tried again: never
@@ -124,10 +129,16 @@ impl Services {
             });
             let path = format!("/_matrix/federation/v1/send/{txn_id}");
             tracing::debug!(%destination, %txn_id, pdus = pdus.len(), edus = edus.len(), "sending a transaction");
-            let answer = self
-                .federation_send(reqwest::Method::PUT, &destination, &path, &body)
-                .await
-                .map_err(|e| MatrixError::internal(format!("sending to {destination}: {e}")))?;
+            let answer = match self.federation_send(reqwest::Method::PUT, &destination, &path, &body).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    self.metrics.federation_failed_transactions.inc();
+                    return Err(MatrixError::internal(format!("sending to {destination}: {e}")));
+                }
+            };
+            self.metrics.federation_sent_transactions.inc();
+            self.metrics.federation_sent_pdus.add(pdus.len() as u64);
+            self.metrics.federation_sent_edus.add(edus.len() as u64);
             if let Some(results) = answer.get("pdus").and_then(Value::as_object) {
                 for (event_id, result) in results {
                     if let Some(error) = result.get("error") {

@@ -297,6 +297,7 @@ impl Services {
             let built = self.build_and_enqueue(draft).await?;
             match built.pending.await {
                 Ok(PersistOutcome::Persisted { .. }) => {
+                    self.metrics.events_persisted.inc();
                     self.notifier.notify_users(&built.wake);
                     return Ok((built.event_id, built.room_id));
                 }
@@ -367,6 +368,7 @@ impl Services {
             }
             match outcome {
                 Ok(PersistOutcome::Persisted { .. }) => {
+                    self.metrics.events_persisted.inc();
                     self.drop_redacted_from_caches(&spec);
                     // Other processes drop their copy of the room's head.
                     self.invalidate_elsewhere(&self.heads.cache, &room_id.to_owned());

@@ -93,6 +93,7 @@ impl Services {
             if !wait || computed.news || counts_moved || tokio::time::Instant::now() >= deadline {
                 let rooms = computed.body["rooms"].as_object().map_or(0, serde_json::Map::len);
                 let body = self.sliding_store(r, &req, base, computed).await?;
+                self.metrics.sync_build_time.with(&["sliding_sync"]).observe(started.elapsed());
                 tracing::debug!(
                     conn_id = %req.conn_id,
                     rooms,

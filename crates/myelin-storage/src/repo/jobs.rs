@@ -38,6 +38,17 @@ pub struct JobRecord {
     pub failed: bool,
 }
 
+/// One kind of job in the queue, for the metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobQueueStats {
+    pub kind: String,
+    /// Jobs not given up, due or not.
+    pub queued: u64,
+    pub due: u64,
+    pub failed: u64,
+    pub oldest_due_ms: Option<u64>,
+}
+
 /// Which kinds of job a claim takes (a process runs timers in a lane of their own, so that no
 /// slow network job holds them up).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,4 +97,9 @@ pub trait JobRepo {
     async fn next_job_due(&self, kinds: &JobKinds) -> StorageResult<Option<u64>>;
     /// Every job, oldest first.
     async fn jobs(&self) -> StorageResult<Vec<JobRecord>>;
+    /// The jobs whose dedupe key starts with `prefix`, oldest first.
+    async fn jobs_keyed(&self, prefix: &str) -> StorageResult<Vec<JobRecord>>;
+    /// The queue by kind at `now_ms`: how many jobs wait, are due, have failed, and since when
+    /// the oldest due one is due.
+    async fn job_queue_stats(&self, now_ms: u64) -> StorageResult<Vec<JobQueueStats>>;
 }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::{ClaimedJob, Database, JobKinds, JobRecord, JobRepo, NewJob, StorageResult};
+use crate::{ClaimedJob, Database, JobKinds, JobQueueStats, JobRecord, JobRepo, NewJob, StorageResult};
 
 #[async_trait]
 impl JobRepo for Database {
@@ -170,12 +170,17 @@ impl JobRepo for Database {
     }
 
     async fn jobs(&self) -> StorageResult<Vec<JobRecord>> {
+        self.jobs_keyed("").await
+    }
+
+    async fn jobs_keyed(&self, prefix: &str) -> StorageResult<Vec<JobRecord>> {
+        let pattern = if prefix.is_empty() { String::new() } else { format!("{}%", super::escape_like(prefix)) };
         self.read(move |c| {
             Box::pin(async move {
                 c.query(
                     "SELECT id, kind, dedupe_key, payload, run_at_ms, attempts, claimed_by, last_error, failed
-                     FROM jobs ORDER BY id",
-                    &[],
+                     FROM jobs WHERE $1 = '' OR dedupe_key LIKE $1 ESCAPE '\\' ORDER BY id",
+                    &[&pattern],
                     |r| {
                         Ok(JobRecord {
                             id: r.get(0)?,
@@ -187,6 +192,33 @@ impl JobRepo for Database {
                             claimed_by: r.get(6)?,
                             last_error: r.get(7)?,
                             failed: r.get(8)?,
+                        })
+                    },
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn job_queue_stats(&self, now_ms: u64) -> StorageResult<Vec<JobQueueStats>> {
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query(
+                    "SELECT kind,
+                            SUM(CASE WHEN failed = 0 THEN 1 ELSE 0 END),
+                            SUM(CASE WHEN failed = 0 AND run_at_ms <= $1 THEN 1 ELSE 0 END),
+                            SUM(CASE WHEN failed = 1 THEN 1 ELSE 0 END),
+                            MIN(CASE WHEN failed = 0 AND run_at_ms <= $1 THEN run_at_ms END)
+                     FROM jobs GROUP BY kind ORDER BY kind",
+                    &[&now_ms],
+                    |r| {
+                        Ok(JobQueueStats {
+                            kind: r.get(0)?,
+                            queued: r.get(1)?,
+                            due: r.get(2)?,
+                            failed: r.get(3)?,
+                            oldest_due_ms: r.get(4)?,
                         })
                     },
                 )

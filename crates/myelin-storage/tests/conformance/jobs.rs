@@ -99,3 +99,31 @@ pub async fn claims_take_the_kinds_asked_for(url: String) {
     assert_eq!(claimed.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>(), ["network", "other"]);
     assert!(store.claim_jobs("w", 2_000, 9_000, 10, &JobKinds::All).await.expect("claim").is_empty(), "all leased");
 }
+
+/// The queue as the metrics and the admin API read it: per kind, how many wait, are due and
+/// failed, and the oldest due; jobs found by the start of their key.
+pub async fn the_queue_is_counted_per_kind_and_found_by_key(url: String) {
+    let store = open_store(&url).await;
+    assert!(store.schedule_job(job("send", Some("send a.example"), 100), 0).await.expect("schedule"));
+    assert!(store.schedule_job(job("send", Some("send b.example"), 300), 0).await.expect("schedule"));
+    assert!(store.schedule_job(job("send", Some("send c.example"), 5_000), 0).await.expect("schedule"));
+    assert!(store.schedule_job(job("other", Some("sender%"), 100), 0).await.expect("schedule"));
+    let claimed = store.claim_jobs("w", 1_000, 60_000, 10, &JobKinds::Only(vec!["other".into()])).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert!(store.fail_job(claimed[0].id, "w", "broken", None).await.expect("fail"));
+    let stats = store.job_queue_stats(1_000).await.expect("stats");
+    assert_eq!(
+        stats,
+        vec![
+            JobQueueStats { kind: "other".into(), queued: 0, due: 0, failed: 1, oldest_due_ms: None },
+            JobQueueStats { kind: "send".into(), queued: 3, due: 2, failed: 0, oldest_due_ms: Some(100) },
+        ]
+    );
+    let keys = |jobs: Vec<JobRecord>| jobs.into_iter().filter_map(|j| j.dedupe_key).collect::<Vec<_>>();
+    assert_eq!(
+        keys(store.jobs_keyed("send ").await.expect("jobs")),
+        ["send a.example", "send b.example", "send c.example"]
+    );
+    assert_eq!(keys(store.jobs_keyed("sender%").await.expect("jobs")), ["sender%"], "% taken literally");
+    assert_eq!(store.jobs().await.expect("jobs").len(), 4);
+}

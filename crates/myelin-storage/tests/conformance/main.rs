@@ -225,6 +225,7 @@ all_backends!(
     federation::partial_state_is_completed_without_undoing_later_changes,
     jobs::the_job_queue_hands_each_due_job_to_one_worker,
     jobs::claims_take_the_kinds_asked_for,
+    jobs::the_queue_is_counted_per_kind_and_found_by_key,
     delayed_events::delayed_events_have_one_job_each_and_a_limit_per_user,
     delayed_events::firing_a_delayed_event_ends_restarts_and_cancels,
     delayed_events::delegated_leaves_are_one_per_participant_and_taken_once,
