@@ -14,6 +14,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+pub mod bridge;
 pub mod device_keys;
 pub mod fake_sfu;
 pub mod federation;
@@ -556,6 +557,8 @@ pub struct Client {
     pub device_id: String,
     /// Extra headers sent with every request (e.g. what a reverse proxy adds).
     headers: Vec<(String, String)>,
+    /// Extra query parameters sent with every request (an application service's `user_id`).
+    query: Vec<(String, String)>,
 }
 
 impl Client {
@@ -572,6 +575,7 @@ impl Client {
             user_id: String::new(),
             device_id: String::new(),
             headers: Vec::new(),
+            query: Vec::new(),
         }
     }
 
@@ -579,6 +583,13 @@ impl Client {
     pub fn with_header(&self, name: &str, value: &str) -> Client {
         let mut client = self.clone();
         client.headers.push((name.to_owned(), value.to_owned()));
+        client
+    }
+
+    /// This client, adding `name=value` to every request's query.
+    pub fn with_query(&self, name: &str, value: &str) -> Client {
+        let mut client = self.clone();
+        client.query.push((name.to_owned(), value.to_owned()));
         client
     }
 
@@ -591,6 +602,7 @@ impl Client {
             user_id: String::new(),
             device_id: String::new(),
             headers: self.headers.clone(),
+            query: self.query.clone(),
         }
     }
 
@@ -603,6 +615,7 @@ impl Client {
             user_id: self.user_id.clone(),
             device_id: self.device_id.clone(),
             headers: self.headers.clone(),
+            query: self.query.clone(),
         }
     }
 
@@ -615,6 +628,7 @@ impl Client {
             user_id: session["user_id"].as_str().unwrap_or_default().to_owned(),
             device_id: session["device_id"].as_str().unwrap_or_default().to_owned(),
             headers: self.headers.clone(),
+            query: self.query.clone(),
         }
     }
 
@@ -651,7 +665,7 @@ impl Client {
     }
 
     pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
-        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).query(&self.query);
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }

@@ -20,7 +20,7 @@ pub struct SynapsePeer {
     federation_port: u16,
 }
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 

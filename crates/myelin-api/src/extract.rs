@@ -8,7 +8,7 @@ use axum::{
     http::{header, request::Parts},
 };
 use myelin_core::{ErrorCode, MatrixError};
-use myelin_service::accounts::Requester;
+use myelin_service::{accounts::Requester, appservices::Masquerade};
 use serde::de::DeserializeOwned;
 
 use crate::{AppState, error::ApiError};
@@ -79,9 +79,28 @@ fn guest_may_call(template: &str) -> bool {
     rest.is_some_and(|rest| GUEST_ROUTES.contains(&rest))
 }
 
+/// Who an application service's request acts as: its `user_id` and `device_id` (or
+/// `org.matrix.msc3202.device_id`) query parameters. `/register` acts as the service itself (the
+/// user it names is the one being registered).
+fn masquerade(parts: &Parts) -> Masquerade {
+    let template = parts.extensions.get::<axum::extract::MatchedPath>().map(|m| m.as_str()).unwrap_or_default();
+    if template.ends_with("/register") {
+        return Masquerade::default();
+    }
+    let Ok(axum::extract::Query(mut query)) =
+        axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(&parts.uri)
+    else {
+        return Masquerade::default();
+    };
+    Masquerade {
+        user_id: query.remove("user_id"),
+        device_id: query.remove("device_id").or_else(|| query.remove("org.matrix.msc3202.device_id")),
+    }
+}
+
 /// The requester a token names; a guest only on the routes open to guests.
 async fn requester(parts: &Parts, state: &AppState, token: &str) -> Result<Requester, ApiError> {
-    let requester = state.resolve_token(token).await?;
+    let requester = state.resolve_token_masquerading(token, &masquerade(parts)).await?;
     if requester.is_guest {
         let template = parts.extensions.get::<axum::extract::MatchedPath>().map(|m| m.as_str()).unwrap_or_default();
         if !guest_may_call(template) {

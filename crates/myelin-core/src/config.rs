@@ -38,6 +38,9 @@ pub struct Config {
     pub email: EmailConfig,
     pub server_notices: ServerNoticesConfig,
     pub metrics: MetricsConfig,
+    /// Application service registration files (Synapse's YAML format), loaded at start
+    /// (`MYELIN_APPSERVICES`, comma-separated).
+    pub appservices: Vec<String>,
 }
 
 /// Prometheus metrics (`[metrics]`): served at `/metrics` on a listener of their own, off by
@@ -479,6 +482,7 @@ impl Default for Config {
             support: SupportConfig::default(),
             server_notices: ServerNoticesConfig::default(),
             metrics: MetricsConfig::default(),
+            appservices: Vec::new(),
             email: EmailConfig::default(),
         }
     }

@@ -28,6 +28,8 @@ pub struct Requester {
     /// A guest account: only part of the API is open to it (`api` checks the route).
     pub is_guest: bool,
     pub access_token: String,
+    /// The application service acting (its `as_token`), if one is.
+    pub appservice: Option<String>,
 }
 
 impl Requester {
@@ -42,6 +44,7 @@ impl Requester {
             is_admin: true,
             is_guest: false,
             access_token: String::new(),
+            appservice: None,
         })
     }
 
@@ -64,9 +67,15 @@ pub struct IssuedSession {
     pub expires_in_ms: Option<u64>,
 }
 
+/// The registration and login type of application services.
+pub const APPSERVICE_LOGIN: &str = "m.login.application_service";
+
 /// `POST /register`.
 #[derive(Debug, Deserialize)]
 pub struct RegisterRequest {
+    /// `m.login.application_service`: an application service registers one of its users.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
     pub auth: Option<AuthData>,
@@ -155,6 +164,19 @@ fn check_new_password(password: &str) -> MatrixResult<()> {
 
 impl Services {
     pub async fn resolve_token(&self, token: &str) -> MatrixResult<Requester> {
+        self.resolve_token_masquerading(token, &crate::appservices::Masquerade::default()).await
+    }
+
+    /// The requester of an access token; an application service's token acts as the user (and
+    /// device) its `user_id` (and `device_id`) parameters name.
+    pub async fn resolve_token_masquerading(
+        &self,
+        token: &str,
+        masquerade: &crate::appservices::Masquerade,
+    ) -> MatrixResult<Requester> {
+        if let Some(service) = self.appservice_by_token(token).cloned() {
+            return self.appservice_requester(&service, token, masquerade).await;
+        }
         let Some(owner) = self.store.token_owner(token).await? else {
             return Err(MatrixError::unknown_token("Unrecognised access token"));
         };
@@ -170,6 +192,7 @@ impl Services {
             is_admin: owner.is_admin,
             is_guest: owner.is_guest,
             access_token: token.to_owned(),
+            appservice: None,
         })
     }
 
@@ -245,8 +268,17 @@ impl Services {
         Ok(Registered { user_id, session: Some(session) })
     }
 
-    /// `POST /register` from the client address `client`.
-    pub async fn register(&self, req: RegisterRequest, client: &str) -> MatrixResult<Registered> {
+    /// `POST /register` from the client address `client`, by `requester` if the request had an
+    /// access token (an application service registering its users).
+    pub async fn register(
+        &self,
+        req: RegisterRequest,
+        client: &str,
+        requester: Option<&Requester>,
+    ) -> MatrixResult<Registered> {
+        if req.kind.as_deref() == Some(APPSERVICE_LOGIN) {
+            return self.register_appservice_user(req, requester).await;
+        }
         if !self.config.open_registration() && !self.registration_tokens_in_use().await? {
             return Err(MatrixError::forbidden("Registration has been disabled"));
         }
@@ -268,6 +300,7 @@ impl Services {
             (Some(name), None) => {
                 let name = name.to_lowercase();
                 self.username_available(&name).await?;
+                self.check_user_namespace(&self.user_id(&name)?, None)?;
                 Some(name)
             }
             _ => None,
@@ -328,9 +361,17 @@ impl Services {
         Ok(owner.user_id)
     }
 
-    /// `POST /login` from the client address `client`.
-    pub async fn login(&self, req: LoginRequest, client: &str) -> MatrixResult<IssuedSession> {
-        self.check_rate_limit(Limit::Login, client)?;
+    /// `POST /login` from the client address `client` (with an access token: an application
+    /// service logging one of its users in).
+    pub async fn login(
+        &self,
+        req: LoginRequest,
+        client: &str,
+        requester: Option<&Requester>,
+    ) -> MatrixResult<IssuedSession> {
+        if requester.is_none_or(|r| r.appservice.is_none()) {
+            self.check_rate_limit(Limit::Login, client)?;
+        }
         let user_id = match req.kind.as_str() {
             crate::uia::PASSWORD => {
                 let user = match &req.identifier {
@@ -362,6 +403,7 @@ impl Services {
                 let user = self.store.take_login_token(token, self.clock.now_ms()).await?;
                 user.ok_or_else(|| MatrixError::forbidden("Invalid or expired login token"))?
             }
+            APPSERVICE_LOGIN => self.appservice_login_user(&req, requester).await?,
             other => {
                 return Err(
                     MatrixError::new(ErrorCode::Unknown, format!("Unsupported login type {other:?}")).with_status(400)
@@ -553,12 +595,12 @@ impl Services {
         if !self.is_local_user(user_id) {
             return self.remote_profile(user_id).await;
         }
-        let record = self
-            .store
-            .get_user(user_id)
-            .await?
-            .filter(|u| !u.deactivated)
-            .ok_or_else(|| MatrixError::not_found("Profile not found"))?;
+        let mut record = self.store.get_user(user_id).await?;
+        // A user an application service's namespace holds may exist once the service is asked.
+        if record.is_none() && self.query_appservices_for_user(user_id).await {
+            record = self.store.get_user(user_id).await?;
+        }
+        let record = record.filter(|u| !u.deactivated).ok_or_else(|| MatrixError::not_found("Profile not found"))?;
         Ok(Profile { displayname: record.displayname, avatar_url: record.avatar_url })
     }
 
@@ -643,5 +685,65 @@ impl Services {
             return Ok(true);
         }
         Ok(self.store.registration_token(token).await?.is_some_and(|t| t.usable(self.now_ms())))
+    }
+}
+
+impl Services {
+    /// `POST /register` with `m.login.application_service`: a user in the requesting service's
+    /// namespace, without password or user-interactive auth.
+    async fn register_appservice_user(
+        &self,
+        req: RegisterRequest,
+        requester: Option<&Requester>,
+    ) -> MatrixResult<Registered> {
+        let Some(appservice) = requester.and_then(|r| r.appservice.clone()) else {
+            return Err(MatrixError::forbidden("Only application services can use m.login.application_service"));
+        };
+        let name = req.username.ok_or_else(|| MatrixError::missing_param("username is required"))?.to_lowercase();
+        validate_localpart(&name)?;
+        let user_id = self.user_id(&name)?;
+        self.check_user_namespace(&user_id, Some(&appservice))?;
+        let user_id = self.create_user(&name, None, false).await?;
+        if req.inhibit_login {
+            return Ok(Registered { user_id, session: None });
+        }
+        let session =
+            self.issue_session(&user_id, req.device_id, req.initial_device_display_name, req.refresh_token).await?;
+        Ok(Registered { user_id, session: Some(session) })
+    }
+
+    /// `POST /login` with `m.login.application_service`: one of the requesting service's users
+    /// (refused to services that manage devices themselves, MSC4190).
+    async fn appservice_login_user(
+        &self,
+        req: &LoginRequest,
+        requester: Option<&Requester>,
+    ) -> MatrixResult<OwnedUserId> {
+        let Some(service) = requester.and_then(|r| r.appservice.as_deref()).and_then(|id| self.appservice_by_id(id))
+        else {
+            return Err(MatrixError::new(
+                ErrorCode::Other("M_MISSING_TOKEN"),
+                "An application service token is required",
+            )
+            .with_status(401));
+        };
+        if service.msc4190 {
+            return Err(MatrixError::new(
+                ErrorCode::Other("M_APPSERVICE_LOGIN_UNSUPPORTED"),
+                "This application service manages its devices itself (MSC4190): create one with PUT /devices",
+            )
+            .with_status(400));
+        }
+        let user = match &req.identifier {
+            Some(id) if id.kind == "m.id.user" => id.user.clone(),
+            _ => req.user.clone(),
+        }
+        .ok_or_else(|| MatrixError::missing_param("identifier.user is required"))?;
+        let user_id = self.login_user_id(&user)?;
+        if !service.is_interested_in_user(&user_id) {
+            return Err(MatrixError::forbidden("The user is not in the application service's namespace"));
+        }
+        self.existing_user(&user_id).await?;
+        Ok(user_id)
     }
 }

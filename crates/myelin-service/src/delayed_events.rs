@@ -267,6 +267,7 @@ impl Services {
             is_admin: false,
             is_guest: false,
             access_token: String::new(),
+            appservice: None,
         };
         let content = serde_json::from_str::<Value>(&event.content)
             .map_err(|e| StorageError::Corrupt(format!("delayed event {}: {e}", event.delay_id)))?;

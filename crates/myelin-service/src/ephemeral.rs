@@ -92,7 +92,22 @@ impl Services {
             ts: self.clock.now_ms(),
         };
         let edu = (!private).then(|| receipt_edu(&receipt));
+        let for_appservices = (!private).then(|| {
+            let mut data = json!({ "ts": receipt.ts });
+            if let Some(thread) = receipt.thread.as_str() {
+                data["thread_id"] = thread.into();
+            }
+            json!({
+                "type": "m.receipt",
+                "room_id": room_id,
+                "content": { (event_id.as_str()): { (receipt.receipt_type.as_str()): { (user_id.as_str()): data } } },
+            })
+        });
         if self.store.put_receipt(receipt, event.stream_pos).await?.is_some() {
+            if let Some(receipt) = &for_appservices {
+                let services = self.appservices_for_ephemeral(room_id).await?;
+                self.queue_appservice_ephemeral(&services, receipt).await;
+            }
             if private {
                 self.notifier.notify_users(&[user_id.to_owned()]);
             } else {
@@ -168,6 +183,12 @@ impl Services {
             serial,
         });
         self.notifier.notify_users(&self.joined_user_ids(room_id).await?);
+        let services = self.appservices_for_ephemeral(room_id).await?;
+        if !services.is_empty() {
+            let typing = self.typing.typing_since(room_id, 0).unwrap_or_default();
+            let edu = json!({ "type": "m.typing", "room_id": room_id, "content": { "user_ids": typing } });
+            self.queue_appservice_ephemeral(&services, &edu).await;
+        }
         Ok(true)
     }
 

@@ -79,6 +79,8 @@ pub enum JobKind {
     EmailPush,
     /// Deletes a room an admin asked to delete (`DELETE /_synapse/admin/v2/rooms/{roomId}`).
     RoomDeletion,
+    /// Sends one application service's outbox.
+    Appservice,
 }
 
 /// What a job run asks for next.
@@ -106,6 +108,7 @@ impl JobKind {
             JobKind::Push => myelin_storage::PUSH_JOB,
             JobKind::EmailPush => EMAIL_PUSH_JOB,
             JobKind::RoomDeletion => "room_deletion",
+            JobKind::Appservice => myelin_storage::APPSERVICE_JOB,
         }
     }
 
@@ -122,6 +125,7 @@ impl JobKind {
             myelin_storage::PUSH_JOB => Some(JobKind::Push),
             EMAIL_PUSH_JOB => Some(JobKind::EmailPush),
             "room_deletion" => Some(JobKind::RoomDeletion),
+            myelin_storage::APPSERVICE_JOB => Some(JobKind::Appservice),
             _ => None,
         }
     }
@@ -139,7 +143,8 @@ impl JobKind {
             | JobKind::StickyCatchUp
             | JobKind::Push
             | JobKind::EmailPush
-            | JobKind::RoomDeletion => None,
+            | JobKind::RoomDeletion
+            | JobKind::Appservice => None,
         }
     }
 
@@ -151,6 +156,8 @@ impl JobKind {
             JobKind::FederationSend | JobKind::PartialStateResync | JobKind::Push | JobKind::EmailPush => {
                 Some(crate::federation::destination_retry_at(now_ms, attempts))
             }
+            // An application service's queue waits for it however long it is down.
+            JobKind::Appservice => Some(crate::appservices::appservice_retry_at(now_ms, attempts)),
             kind => retry_after_failure(now_ms, attempts, kind.interval_ms()),
         }
     }
@@ -436,6 +443,9 @@ impl Services {
                     if kind == JobKind::Push {
                         self.recheck_push(&job.payload).await?;
                     }
+                    if kind == JobKind::Appservice {
+                        self.recheck_appservice(&job.payload).await?;
+                    }
                 }
             },
             Err(err) => {
@@ -479,6 +489,9 @@ impl Services {
             JobKind::RoomDeletion => {
                 self.run_room_deletion_job(payload).await?;
                 Ok(Next::Done)
+            }
+            JobKind::Appservice => {
+                Ok(if self.run_appservice_sender(payload).await? { Next::Again } else { Next::Done })
             }
             JobKind::EmailPush => Ok(match self.run_email_push(payload).await? {
                 Some(run_at) => Next::At(run_at),

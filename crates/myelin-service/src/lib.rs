@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod appservices;
 pub mod cache;
 pub mod cluster;
 pub mod delayed_events;
@@ -127,6 +128,11 @@ pub struct Services {
     media_accesses: media::retention::MediaAccesses,
     /// What the server counts for Prometheus (`metrics.rs`).
     metrics: metrics::Metrics,
+    /// The application services of the registration files (`appservices/`).
+    appservices: Vec<Arc<appservices::Appservice>>,
+    /// Transactions, queries and pings to application services (their URLs are the admins'
+    /// choice: no outbound address policy).
+    appservice_http: reqwest::Client,
 }
 
 impl Services {
@@ -155,6 +161,15 @@ impl Services {
             .build()
             .map_err(|e| format!("cannot build the LiveKit API client: {e}"))?;
         let blobs = myelin_storage::blob::open_blob_store(&config)?;
+        let appservices = appservices::load_registrations(&config.appservices, &server_name)
+            .map_err(|problems| problems.join("\n"))?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let appservice_http = reqwest::Client::builder()
+            .timeout(appservices::APPSERVICE_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot build the application service client: {e}"))?;
         let services = Arc::new(Self {
             config,
             store: store.clone(),
@@ -191,6 +206,8 @@ impl Services {
             presence_seen: presence::PresenceSeen::default(),
             media_accesses: media::retention::MediaAccesses::default(),
             metrics: metrics::Metrics::default(),
+            appservices,
+            appservice_http,
             clock,
             random,
         });

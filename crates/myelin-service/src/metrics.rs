@@ -32,6 +32,9 @@ pub struct Metrics {
     pub federation_received_edus: Counter,
     pub pushes_processed: Counter,
     pub pushes_failed: Counter,
+    pub appservice_sent_transactions: Counter,
+    pub appservice_sent_events: Counter,
+    pub appservice_failed_transactions: Counter,
     /// Time a sync (v2 or sliding, by `api`) spent building its answer once it had something
     /// to say (long-poll waiting excluded).
     pub sync_build_time: Family<Histogram>,
@@ -60,6 +63,9 @@ impl Default for Metrics {
             federation_received_edus: Counter::default(),
             pushes_processed: Counter::default(),
             pushes_failed: Counter::default(),
+            appservice_sent_transactions: Counter::default(),
+            appservice_sent_events: Counter::default(),
+            appservice_failed_transactions: Counter::default(),
             sync_build_time: Family::new(&["api"], latency_histogram),
             started_at_s,
         }
@@ -234,6 +240,24 @@ impl Services {
             &m.pushes_failed,
         );
 
+        render_counter(
+            &mut out,
+            "synapse_appservice_api_sent_transactions_total",
+            "Transactions application services accepted.",
+            &m.appservice_sent_transactions,
+        );
+        render_counter(
+            &mut out,
+            "synapse_appservice_api_sent_events_total",
+            "Events sent to application services.",
+            &m.appservice_sent_events,
+        );
+        render_counter(
+            &mut out,
+            "synapse_appservice_api_failed_transactions_total",
+            "Transactions to application services that failed (retried later).",
+            &m.appservice_failed_transactions,
+        );
         let caches: Vec<(&str, crate::cache::CacheStats)> =
             self.caches().iter().map(|c| (c.name(), c.cache_stats())).collect();
         let series = |f: fn(&crate::cache::CacheStats) -> f64| -> Vec<(Vec<String>, f64)> {

@@ -83,6 +83,9 @@ impl RateLimiters {
 impl crate::Services {
     /// Takes a token of `limit` for `key` (a user id or a client address).
     pub fn check_rate_limit(&self, limit: Limit, key: &str) -> Result<(), MatrixError> {
+        if self.exempt_from_rate_limits(key) {
+            return Ok(());
+        }
         self.limits.check(limit, key)
     }
 }

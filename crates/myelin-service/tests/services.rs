@@ -83,13 +83,13 @@ async fn a_login_token_works_once_and_only_until_it_expires() {
     };
 
     let token = h.services.create_login_token(&alice, Some(&password_auth(None))).await.expect("token");
-    let session = h.services.login(login(&token), "client").await.expect("fresh token logs in");
+    let session = h.services.login(login(&token), "client", None).await.expect("fresh token logs in");
     assert_eq!(session.user_id, alice.user_id);
-    assert_code(h.services.login(login(&token), "client").await, "M_FORBIDDEN");
+    assert_code(h.services.login(login(&token), "client", None).await, "M_FORBIDDEN");
 
     let token = h.services.create_login_token(&alice, Some(&password_auth(None))).await.expect("token");
     h.clock.advance(Duration::from_millis(LOGIN_TOKEN_LIFETIME_MS + 1));
-    assert_code(h.services.login(login(&token), "client").await, "M_FORBIDDEN");
+    assert_code(h.services.login(login(&token), "client", None).await, "M_FORBIDDEN");
 }
 
 #[tokio::test]
@@ -147,13 +147,13 @@ async fn rate_limits_refill_as_the_clock_moves() {
         serde_json::from_value(json!({ "type": "m.login.password", "user": "alice", "password": "secret" }))
             .expect("login request")
     };
-    h.services.login(login(), "10.0.0.1").await.expect("first");
-    h.services.login(login(), "10.0.0.1").await.expect("second (burst)");
-    let err = assert_code(h.services.login(login(), "10.0.0.1").await, "M_LIMIT_EXCEEDED");
+    h.services.login(login(), "10.0.0.1", None).await.expect("first");
+    h.services.login(login(), "10.0.0.1", None).await.expect("second (burst)");
+    let err = assert_code(h.services.login(login(), "10.0.0.1", None).await, "M_LIMIT_EXCEEDED");
     assert_eq!(err.status, 429);
-    h.services.login(login(), "10.0.0.2").await.expect("another client has its own bucket");
+    h.services.login(login(), "10.0.0.2", None).await.expect("another client has its own bucket");
     h.clock.advance(Duration::from_secs(1));
-    h.services.login(login(), "10.0.0.1").await.expect("refilled after a second");
+    h.services.login(login(), "10.0.0.1", None).await.expect("refilled after a second");
 }
 
 #[tokio::test]

@@ -48,6 +48,9 @@ pub struct ConfigOpts {
     /// Listener address of the built-in federation TLS listener (e.g. 0.0.0.0:8448).
     #[arg(long, global = true, env = "MYELIN_FEDERATION_LISTEN")]
     pub federation_listen: Option<SocketAddr>,
+    /// Application service registration files, comma-separated (appservices).
+    #[arg(long, global = true, env = "MYELIN_APPSERVICES", value_delimiter = ',')]
+    pub appservices: Option<Vec<String>>,
     /// Serve Prometheus metrics at /metrics on this address (metrics.listen; off by default).
     #[arg(long, global = true, env = "MYELIN_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -219,6 +222,9 @@ pub fn load_config(opts: &ConfigOpts) -> anyhow::Result<Config> {
     if let Some(l) = opts.federation_listen {
         config.federation.listen = Some(l);
     }
+    if let Some(files) = &opts.appservices {
+        config.appservices = files.iter().map(|f| f.trim().to_owned()).filter(|f| !f.is_empty()).collect();
+    }
     if let Some(l) = opts.metrics_listen {
         config.metrics.listen = Some(l);
     }
@@ -322,6 +328,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Db(DbCommand::Migrate { from, to }) => crate::db::migrate(&from, &to).await,
         Command::Config(ConfigCommand::Check) => {
+            let server_name = ruma::ServerName::parse(&config.server_name).context("server_name")?;
+            if let Err(problems) = myelin_service::appservices::load_registrations(&config.appservices, &server_name) {
+                bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
+            }
             println!("{}", toml::to_string_pretty(&config).context("cannot print configuration")?);
             println!("# configuration is valid");
             Ok(())

@@ -29,6 +29,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let services = crate::cli::open_services(config).await?;
+    services.register_appservice_users().await.map_err(anyhow::Error::msg).context("application service users")?;
     let federation_tls = match &federation_listener {
         Some(_) => {
             let (cert, key) =

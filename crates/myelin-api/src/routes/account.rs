@@ -16,7 +16,7 @@ use super::QueryMap;
 use crate::{
     AppState,
     error::ApiResult,
-    extract::{Auth, ClientAddr, JsonBody},
+    extract::{Auth, ClientAddr, JsonBody, MaybeAuth},
 };
 
 fn session_json(s: &IssuedSession, server_name: &str) -> Value {
@@ -38,11 +38,12 @@ fn session_json(s: &IssuedSession, server_name: &str) -> Value {
 pub async fn register(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
+    MaybeAuth(requester): MaybeAuth,
     Query(query): Query<QueryMap>,
     JsonBody(body): JsonBody<RegisterRequest>,
 ) -> ApiResult<Json<Value>> {
     let registered = match query.get("kind").map(String::as_str) {
-        None | Some("user") => state.register(body, &addr).await?,
+        None | Some("user") => state.register(body, &addr, requester.as_ref()).await?,
         Some("guest") => state.register_guest(&addr, body.initial_device_display_name).await?,
         Some(_) => return Err(MatrixError::invalid_param("kind must be user or guest").into()),
     };
@@ -63,15 +64,17 @@ pub async fn login_flows() -> Json<Value> {
     Json(json!({ "flows": [
         { "type": "m.login.password" },
         { "type": "m.login.token", "get_login_token": true },
+        { "type": "m.login.application_service" },
     ]}))
 }
 
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
+    MaybeAuth(requester): MaybeAuth,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> ApiResult<Json<Value>> {
-    let session = state.login(body, &addr).await?;
+    let session = state.login(body, &addr, requester.as_ref()).await?;
     Ok(Json(session_json(&session, state.server_name().as_str())))
 }
 

@@ -1,6 +1,7 @@
 use axum::{
     Json,
     extract::{Path, State},
+    http::StatusCode,
 };
 use myelin_core::types::OwnedDeviceId;
 use myelin_service::{DeviceRecord, uia::AuthData};
@@ -45,9 +46,9 @@ pub async fn update(
     Auth(r): Auth,
     Path(device_id): Path<OwnedDeviceId>,
     JsonBody(body): JsonBody<UpdateBody>,
-) -> ApiResult<Json<Value>> {
-    state.rename_device(&r.user_id, &device_id, body.display_name).await?;
-    Ok(Json(json!({})))
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let created = state.put_device(&r, &device_id, body.display_name).await?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(json!({}))))
 }
 
 #[derive(Deserialize)]

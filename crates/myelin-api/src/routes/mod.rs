@@ -2,6 +2,7 @@
 
 mod account;
 mod admin;
+mod appservice;
 mod delayed_events;
 mod devices;
 mod directory;
@@ -162,6 +163,7 @@ pub fn client_routes() -> Router<AppState> {
 /// Routes served under `/_matrix/client/v1`.
 pub fn v1_routes() -> Router<AppState> {
     Router::new()
+        .route("/appservice/{appservice_id}/ping", post(appservice::ping))
         .route("/rooms/{room_id}/hierarchy", get(rooms::hierarchy))
         .route("/room_summary/{room}", get(rooms::room_summary))
         .route("/rooms/{room_id}/relations/{event_id}", get(rooms::relations))

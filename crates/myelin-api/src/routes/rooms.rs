@@ -249,22 +249,35 @@ async fn send_now_or_later(
     Ok(Json(json!({ "event_id": event_id })))
 }
 
+/// `?format=event` (spec v1.16): the whole event rather than its content.
+fn whole_event(q: &QueryMap) -> Result<bool, MatrixError> {
+    match q.get("format").map(String::as_str) {
+        None | Some("content") => Ok(false),
+        Some("event") => Ok(true),
+        Some(_) => Err(MatrixError::invalid_param("format must be content or event")),
+    }
+}
+
 pub async fn get_state(
     State(state): State<AppState>,
     Auth(r): Auth,
     Path((room, raw_type, state_key)): Path<(String, String, String)>,
+    Query(q): Query<QueryMap>,
 ) -> ApiResult<Json<Value>> {
     let event_type = state_address(&raw_type, &state_key)?;
-    Ok(Json(state.state_event_content(&r.user_id, &room_id(&room)?, &event_type, &state_key).await?))
+    let whole = whole_event(&q)?;
+    Ok(Json(state.state_event_json(&r.user_id, &room_id(&room)?, &event_type, &state_key, whole).await?))
 }
 
 pub async fn get_state_empty_key(
     State(state): State<AppState>,
     Auth(r): Auth,
     Path((room, raw_type)): Path<(String, String)>,
+    Query(q): Query<QueryMap>,
 ) -> ApiResult<Json<Value>> {
     let event_type = state_address(&raw_type, "")?;
-    Ok(Json(state.state_event_content(&r.user_id, &room_id(&room)?, &event_type, "").await?))
+    let whole = whole_event(&q)?;
+    Ok(Json(state.state_event_json(&r.user_id, &room_id(&room)?, &event_type, "", whole).await?))
 }
 
 pub async fn all_state(

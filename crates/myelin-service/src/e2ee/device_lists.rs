@@ -155,6 +155,27 @@ impl Services {
             .ok_or_else(|| myelin_core::MatrixError::not_found("Device not found"))
     }
 
+    /// `PUT /devices/{deviceId}`: renames one of the requester's devices; an application service
+    /// creates the device if its user has none of that id (MSC4190). True if it was created.
+    pub async fn put_device(
+        &self,
+        requester: &Requester,
+        device_id: &DeviceId,
+        name: Option<String>,
+    ) -> MatrixResult<bool> {
+        if requester.appservice.is_some() && self.store.get_device(&requester.user_id, device_id).await?.is_none() {
+            if name.as_ref().is_some_and(|n| n.len() > MAX_DEVICE_NAME_BYTES) {
+                return Err(myelin_core::MatrixError::invalid_param("display_name is too long"));
+            }
+            // The session's token is never handed out: the service acts with its own token and
+            // `device_id`.
+            self.issue_session(&requester.user_id, Some(device_id.to_string()), name, false).await?;
+            return Ok(true);
+        }
+        self.rename_device(&requester.user_id, device_id, name).await?;
+        Ok(false)
+    }
+
     /// Renames one of the user's devices.
     pub async fn rename_device(
         &self,

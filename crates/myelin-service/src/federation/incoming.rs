@@ -489,7 +489,7 @@ impl Services {
         let room_id = &parsed.room_id;
         let rules = &parsed.rules;
         for attempt in 0..MAX_STALE_HEAD_RETRIES {
-            let (pending, wake, outcome, joined_server) = {
+            let (pending, wake, outcome, joined_server, queues_jobs) = {
                 let _room_guard = self.locks.lock(room_id.as_str()).await;
                 // This process's queued events of the room become durable first, so the head
                 // read next names only stored events (each forward extremity's state is read).
@@ -611,6 +611,13 @@ impl Services {
                 } else {
                     Vec::new()
                 };
+                let appservices = if accepted {
+                    self.appservices_interested(room_id, &pdu.sender, pdu.state_key.as_deref(), &local_joined).await?
+                } else {
+                    Vec::new()
+                };
+                // Push and application service jobs were queued with the event: wake the runner.
+                let queues_jobs = !push_actions.is_empty() || !appservices.is_empty();
                 let to_entries = |map: &StateMap| -> Vec<StateEntry> {
                     map.iter().map(|((t, k), e)| (t.clone(), k.clone(), e.clone())).collect()
                 };
@@ -643,6 +650,7 @@ impl Services {
                     member_changes,
                     rejection: rejection.clone(),
                     destinations: if accepted { relay_to.clone() } else { Vec::new() },
+                    appservices,
                     sticky_until_ms: if accepted { sticky_until } else { None },
                     search: if accepted { crate::search::search_entry(&pdu.kind, &content) } else { None },
                 };
@@ -676,7 +684,7 @@ impl Services {
                         self.heads.queue_state(pdu.clone());
                     }
                 }
-                (pending, wake, rejection, joined_server)
+                (pending, wake, rejection, joined_server, queues_jobs)
             };
             let persisted = pending.await;
             if !matches!(persisted, Ok(PersistOutcome::Persisted { .. })) {
@@ -686,6 +694,9 @@ impl Services {
             match persisted {
                 Ok(PersistOutcome::Persisted { .. }) => {
                     self.metrics.events_persisted.inc();
+                    if queues_jobs {
+                        self.jobs_queued.notify_one();
+                    }
                     self.invalidate_elsewhere(&self.heads.cache, room_id);
                     if let Some(redacted) = &pdu.redacts {
                         self.invalidate(&self.events_cache, redacted);

@@ -582,6 +582,7 @@ impl Services {
             member_changes,
             rejection: None,
             destinations: Vec::new(),
+            appservices: Vec::new(),
             sticky_until_ms: None,
             search: None,
         };

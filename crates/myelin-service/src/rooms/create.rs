@@ -42,6 +42,13 @@ impl Services {
     /// `/createRoom` (counted against the requester's message rate limit).
     pub async fn create_room(&self, requester: &Requester, req: CreateRoomRequest) -> MatrixResult<OwnedRoomId> {
         self.check_rate_limit(Limit::Messages, requester.user_id.as_str())?;
+        if let Some(alias) = req
+            .room_alias_name
+            .as_ref()
+            .and_then(|name| RoomAliasId::parse(format!("#{name}:{}", self.server_name)).ok())
+        {
+            self.check_alias_namespace(&alias, requester.appservice.as_deref())?;
+        }
         self.create_room_as(&requester.user_id, Some(&requester.device_id), req).await
     }
 

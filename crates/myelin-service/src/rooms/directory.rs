@@ -53,6 +53,7 @@ impl Services {
         if alias.server_name() != self.server_name {
             return Err(MatrixError::invalid_param("Alias must be on this server"));
         }
+        self.check_alias_namespace(alias, requester.appservice.as_deref())?;
         if self.store.get_room(room_id).await?.is_none() {
             return Err(MatrixError::not_found("Unknown room"));
         }
@@ -74,6 +75,7 @@ impl Services {
         let Some((room_id, creator)) = self.store.resolve_alias(alias).await? else {
             return Err(MatrixError::not_found("Room alias not found"));
         };
+        self.check_alias_namespace(alias, requester.appservice.as_deref())?;
         if creator != requester.user_id && !requester.is_admin {
             let power = self.power_levels(&room_id).await?;
             let needed = power.event_level(StateEventType::RoomCanonicalAlias.to_string().as_str(), true);
@@ -117,8 +119,23 @@ impl Services {
             return Err(MatrixError::not_found("Room alias not found"));
         }
         let (room_id, _) =
-            self.store.resolve_alias(alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
+            self.local_alias(alias).await?.ok_or_else(|| MatrixError::not_found("Room alias not found"))?;
         Ok((room_id, vec![self.server_name.to_string()]))
+    }
+
+    /// A local alias's room and creator; one not found is asked of the application services
+    /// whose namespace holds it (one of them may make it).
+    pub(crate) async fn local_alias(
+        &self,
+        alias: &RoomAliasId,
+    ) -> MatrixResult<Option<(myelin_core::types::OwnedRoomId, myelin_core::types::OwnedUserId)>> {
+        if let Some(found) = self.store.resolve_alias(alias).await? {
+            return Ok(Some(found));
+        }
+        if self.query_appservices_for_alias(alias).await {
+            return Ok(self.store.resolve_alias(alias).await?);
+        }
+        Ok(None)
     }
 
     /// `/rooms/{id}/aliases`, for users who may read the room.

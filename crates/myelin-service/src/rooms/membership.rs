@@ -75,10 +75,15 @@ impl Services {
         }
         if change.membership == Membership::Invite {
             // A remote invitee's server answers for its user when it countersigns the invite.
-            if self.is_local_user(change.target)
-                && self.store.get_user(change.target).await?.is_none_or(|u| u.deactivated)
-            {
-                return Err(MatrixError::not_found("Unknown user"));
+            if self.is_local_user(change.target) {
+                let mut user = self.store.get_user(change.target).await?;
+                // A user an application service's namespace holds may exist once it is asked.
+                if user.is_none() && self.query_appservices_for_user(change.target).await {
+                    user = self.store.get_user(change.target).await?;
+                }
+                if user.is_none_or(|u| u.deactivated) {
+                    return Err(MatrixError::not_found("Unknown user"));
+                }
             }
         }
         if change.membership == Membership::Leave && change.actor == change.target {
@@ -243,7 +248,7 @@ impl Services {
         if room_id_or_alias.starts_with('#') {
             let alias =
                 RoomAliasId::parse(room_id_or_alias).map_err(|_| MatrixError::invalid_param("Invalid room alias"))?;
-            let resolved = self.store.resolve_alias(&alias).await?;
+            let resolved = self.local_alias(&alias).await?;
             resolved.map(|(room, _)| room).ok_or_else(|| MatrixError::not_found("Room alias not found"))
         } else {
             RoomId::parse(room_id_or_alias).map_err(|_| MatrixError::invalid_param("Invalid room id or alias"))

@@ -443,6 +443,19 @@ impl Services {
         event_type: &StateEventType,
         state_key: &str,
     ) -> MatrixResult<Value> {
+        self.state_event_json(user_id, room_id, event_type, state_key, false).await
+    }
+
+    /// `/state/{eventType}/{stateKey}`: one state event's content, or (`whole`, the
+    /// `format=event` of spec v1.16) the whole event in client format.
+    pub async fn state_event_json(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        event_type: &StateEventType,
+        state_key: &str,
+        whole: bool,
+    ) -> MatrixResult<Value> {
         let wanted = TimelineEventType::from(event_type.clone());
         let events = self.room_state(user_id, room_id).await?;
         let ev = events
@@ -450,6 +463,9 @@ impl Services {
             .find(|e| e.event_type == wanted && e.state_key.as_deref() == Some(state_key))
             .ok_or_else(|| MatrixError::not_found("Event not found"))?;
         let json = self.client_event(ev, None).await?;
+        if whole {
+            return Ok(json);
+        }
         Ok(json.get("content").cloned().unwrap_or_else(|| json!({})))
     }
 

@@ -602,6 +602,8 @@ impl Services {
         };
         let push_actions = self.push_actions(&pushed, &joined, joined.len()).await?;
         let notifies = !push_actions.is_empty();
+        let appservices = self.appservices_interested(&room_id, sender, spec.state_key.as_deref(), &joined).await?;
+        let notifies = notifies || !appservices.is_empty();
         let new_event = NewEvent {
             event_id: event_id.clone(),
             room_id: room_id.clone(),
@@ -625,6 +627,7 @@ impl Services {
             member_changes: Vec::new(),
             rejection: None,
             destinations: destinations.clone(),
+            appservices,
             sticky_until_ms: spec.sticky_duration_ms.map(|d| ts.saturating_add(d)),
             search: crate::search::search_entry(&spec.event_type, &content),
         };

@@ -54,6 +54,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0028_server_notices.sql"),
     include_str!("../../migrations/0029_remote_thumbnails.sql"),
     include_str!("../../migrations/0030_admin.sql"),
+    include_str!("../../migrations/0031_appservices.sql"),
 ];
 
 pub struct Sqlite {

@@ -108,6 +108,9 @@ pub struct NewEvent {
     /// Other servers that must receive the event (a row each in the federation outbox, written
     /// in the same transaction).
     pub destinations: Vec<OwnedServerName>,
+    /// Application services interested in the event (a row each in their outbox and their
+    /// sender job, written in the same transaction).
+    pub appservices: Vec<String>,
     /// A sticky event (MSC4354) is sent to the room's members until this time (an accepted
     /// event only; a row of `StickyEventRepo`).
     pub sticky_until_ms: Option<u64>,

@@ -3,6 +3,7 @@
 
 mod account_data;
 mod accounts;
+mod appservices;
 mod backup;
 mod cluster;
 mod dehydrated;
@@ -37,6 +38,7 @@ mod uia;
 
 pub use account_data::*;
 pub use accounts::*;
+pub use appservices::*;
 pub use backup::*;
 pub use cluster::*;
 pub use dehydrated::*;
@@ -105,6 +107,7 @@ pub trait Store:
     + MediaAdminRepo
     + RoomAdminRepo
     + RegistrationTokenRepo
+    + AppserviceRepo
     + Send
     + Sync
     + 'static
@@ -144,6 +147,7 @@ impl<T> Store for T where
         + MediaAdminRepo
         + RoomAdminRepo
         + RegistrationTokenRepo
+        + AppserviceRepo
         + Send
         + Sync
         + 'static

@@ -301,6 +301,15 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
     if !outbox_rows.is_empty() {
         writes.push(Write::Rows("INSERT INTO federation_outbox (destination, event_id, created_ms)", &outbox_rows));
     }
+    let appservice_rows: Vec<Vec<&dyn ToValue>> =
+        ev.appservices.iter().map(|a| -> Vec<&dyn ToValue> { vec![a, &ev.event_id, &ev.origin_server_ts] }).collect();
+    if !appservice_rows.is_empty() {
+        writes
+            .push(Write::Rows("INSERT INTO appservice_outbox (appservice_id, event_id, created_ms)", &appservice_rows));
+    }
+    let appservice_jobs: Vec<[&dyn ToValue; 2]> =
+        ev.appservices.iter().map(|a| [a as &dyn ToValue, &ev.origin_server_ts]).collect();
+    writes.extend(appservice_jobs.iter().map(|params| Write::Sql(super::appservices::APPSERVICE_JOB_INSERT, params)));
     c.execute_all(&writes).await?;
     Ok(PersistOutcome::Persisted { stream_pos: pos })
 }

@@ -10,6 +10,7 @@
 
 mod account_data;
 mod accounts;
+mod appservices;
 mod backup;
 mod dehydrated;
 mod delayed_events;

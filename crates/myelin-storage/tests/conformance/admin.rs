@@ -130,3 +130,41 @@ pub async fn rooms_are_blocked_listed_and_purged(url: String) {
     store.unblock_room(&room).await.expect("unblock");
     assert_eq!(store.room_blocked_by(&room).await.expect("read"), None);
 }
+
+/// An application service's outbox: events queued with the event's write, ephemeral events and
+/// to-device messages beside them, each queuing the service's job; a transaction's entries are
+/// recorded so a retry is the same, whatever was queued meanwhile; accepted ones go.
+pub async fn appservice_outboxes_and_their_transactions(url: String) {
+    let store = open_store(&url).await;
+    let mut ev = super::event("!r:test", "$create-r", "m.room.create", Some(""), &[]);
+    ev.appservices = vec!["bridge".into(), "other".into()];
+    super::persisted(&store, ev).await;
+    let jobs = store.jobs_keyed("appservice ").await.expect("jobs");
+    let keys: Vec<String> = jobs.iter().filter_map(|j| j.dedupe_key.clone()).collect();
+    assert_eq!(keys, ["appservice bridge", "appservice other"], "one sender job per service");
+    store
+        .queue_appservice_item(&["bridge".into()], &AppserviceItem::Ephemeral("{\"type\":\"m.typing\"}".into()), 5)
+        .await
+        .expect("queue");
+    assert_eq!(store.jobs_keyed("appservice ").await.expect("jobs").len(), 2, "the waiting job is reused");
+    let entries = store.appservice_outbox("bridge", 10).await.expect("outbox");
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].event_id, Some(super::eid("$create-r")));
+    assert_eq!(entries[1].ephemeral.as_deref(), Some("{\"type\":\"m.typing\"}"));
+    assert_eq!(store.appservice_txn("bridge").await.expect("txn"), None);
+    let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
+    store.start_appservice_txn("bridge", "t1", "{\"events\":[]}", &ids).await.expect("start");
+    store
+        .queue_appservice_item(&["bridge".into()], &AppserviceItem::ToDevice("{\"type\":\"m.x\"}".into()), 6)
+        .await
+        .expect("queue");
+    let (txn_id, body) = store.appservice_txn("bridge").await.expect("txn").expect("in flight");
+    assert_eq!((txn_id.as_str(), body.as_str()), ("t1", "{\"events\":[]}"), "the same transaction");
+    assert_eq!(store.appservice_outbox_len("bridge").await.expect("len"), 3);
+    store.finish_appservice_txn("bridge").await.expect("finish");
+    assert_eq!(store.appservice_txn("bridge").await.expect("txn"), None);
+    let left = store.appservice_outbox("bridge", 10).await.expect("outbox");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].to_device.as_deref(), Some("{\"type\":\"m.x\"}"));
+    assert_eq!(store.appservice_outbox_len("other").await.expect("len"), 1, "per service");
+}

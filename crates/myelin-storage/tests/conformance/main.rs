@@ -119,6 +119,7 @@ fn event(room: &str, id: &str, event_type: &str, state_key: Option<&str>, prev: 
         member_changes: vec![],
         rejection: None,
         destinations: vec![],
+        appservices: vec![],
         sticky_until_ms: None,
         search: None,
     }
@@ -245,4 +246,5 @@ all_backends!(
     admin::registration_tokens_are_used_up_atomically,
     admin::media_quarantine_protection_and_lists,
     admin::rooms_are_blocked_listed_and_purged,
+    admin::appservice_outboxes_and_their_transactions,
 );
