@@ -19,7 +19,7 @@
 #
 # Stop it with: kill "$(cat DIR/synapse.pid)"
 # Environment: PYTHON (default python3), SYNAPSE_VERSION (pip spec suffix, e.g. "==1.120.0"),
-#              SYNAPSE_VENV, SYNAPSE_FEDERATION_PORT, SYNAPSE_SERVER_NAME,
+#              SYNAPSE_VENV, SYNAPSE_FEDERATION_PORT, SYNAPSE_SERVER_NAME, SYNAPSE_APPSERVICES (registration files, comma-separated),
 #              START_TIMEOUT (seconds to wait for /versions, default 120).
 set -euo pipefail
 
@@ -48,6 +48,11 @@ else
     SERVER_NAME="localhost"
 fi
 DATA="$DIR/data"
+# Application service registration files, comma-separated (SYNAPSE_APPSERVICES).
+APPSERVICES_YAML=""
+if [ -n "${SYNAPSE_APPSERVICES:-}" ]; then
+    APPSERVICES_YAML="app_service_config_files: [$(printf '%s' "$SYNAPSE_APPSERVICES" | sed 's/[^,][^,]*/"&"/g')]"
+fi
 CONFIG="$DIR/homeserver.yaml"
 LOG="$DIR/synapse.log"
 PIDFILE="$DIR/synapse.pid"
@@ -113,6 +118,7 @@ report_stats: false
 suppress_key_server_warning: true
 trusted_key_servers: []
 $FEDERATION_YAML
+$APPSERVICES_YAML
 presence:
   enabled: false
 enable_metrics: false

@@ -286,6 +286,11 @@ impl TestServer {
     }
 
     /// Stops the server and starts it again on another database (e.g. after `myelin db migrate`).
+    /// The PostgreSQL database the server runs on (`None`: its SQLite file in the data dir).
+    pub fn database_url(&self) -> Option<&str> {
+        self.database.as_deref()
+    }
+
     pub async fn restart_on_database(&mut self, url: &str) -> Result<()> {
         self.stop().await?;
         self.database = Some(url.to_owned());
@@ -336,7 +341,8 @@ impl TestServer {
         Err(last_err.unwrap_or_else(|| anyhow::anyhow!("server did not start")))
     }
 
-    fn config_path(&self) -> PathBuf {
+    /// The configuration file the server was started with (`--config`).
+    pub fn config_path(&self) -> PathBuf {
         self.data_dir.join("e2e-config.toml")
     }
 
@@ -455,6 +461,14 @@ impl TestServer {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Sends the server a signal by name (`HUP`: reload the log filter and registration files).
+    pub fn signal(&self, name: &str) -> Result<()> {
+        let child = self.child.as_ref().context("the server is not running")?;
+        let status = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill -{name} failed");
+        Ok(())
     }
 
     /// Freezes (`true`: SIGSTOP) or thaws (SIGCONT) the server: its port still accepts

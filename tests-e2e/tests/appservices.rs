@@ -297,3 +297,109 @@ async fn transactions_survive_failures_and_restarts_and_are_retried_unchanged() 
     ensure!(all.len() >= 3 && all[0].0 == all[1].0 && all[1].0 == all[2].0, "the failed transaction was retried as is");
     Ok(())
 }
+
+/// SIGHUP reads the registration files and the log filter again; a broken file changes nothing.
+#[tokio::test]
+async fn sighup_reloads_registration_files_and_the_log_filter() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("myelin-as-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir)?;
+    let registration = write_registration(&dir, 9)?;
+    let path = registration.display().to_string();
+    let config = format!("log_filter = \"info\"\n{NO_RATE_LIMITS}");
+    let server = TestServer::start_with_env(&config, &[("MYELIN_APPSERVICES", &path)]).await?;
+    let register = |name: &str| json!({ "username": name, "password": format!("{name}-password-1"), "auth": { "type": "m.login.dummy" } });
+    let (status, body) = server.anonymous().post("/_matrix/client/v3/register", &register("other_one")).await?;
+    ensure!(status == 200, "not in any namespace yet: {status} {body}");
+
+    // The bridge now claims @other_… too, and the log is to say more.
+    let yaml =
+        std::fs::read_to_string(&registration)?.replace("regex: \"@bridge_.*\"", "regex: \"@(bridge|other)_.*\"");
+    std::fs::write(&registration, yaml)?;
+    std::fs::write(server.config_path(), format!("log_filter = \"debug\"\n{NO_RATE_LIMITS}"))?;
+    server.signal("HUP")?;
+    let mut claimed = false;
+    for _ in 0..50 {
+        let (status, body) = server.anonymous().post("/_matrix/client/v3/register", &register("other_two")).await?;
+        if status == 400 && errcode(&body) == "M_EXCLUSIVE" {
+            claimed = true;
+            break;
+        }
+        ensure!(status == 200 || status == 400, "{status} {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ensure!(claimed, "the new namespace applies after SIGHUP\n{}", server.log());
+    let log = server.log();
+    ensure!(log.contains("SIGHUP: configuration reloaded"), "{log}");
+    ensure!(log.contains("DEBUG"), "debug lines once the filter says debug");
+
+    // A broken file: refused, the namespaces in use stay.
+    std::fs::write(&registration, "id: [")?;
+    server.signal("HUP")?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    ensure!(server.log().contains("reload refused"), "{}", server.log());
+    let (status, body) = server.anonymous().post("/_matrix/client/v3/register", &register("other_three")).await?;
+    ensure!(status == 400 && errcode(&body) == "M_EXCLUSIVE", "{status} {body}");
+    Ok(())
+}
+
+/// To-device messages to a service's users reach the service (MSC2409), as the service reads
+/// them: recipient, device, sender, type and content; with the one-time key counts of the
+/// recipient's devices (MSC3202), which the service keeps topped up.
+#[tokio::test]
+async fn to_device_messages_and_key_counts_reach_the_service() -> Result<()> {
+    let (port, received) = flaky_service(0).await?;
+    let dir = std::env::temp_dir().join(format!("myelin-as-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir)?;
+    let registration = write_registration(&dir, port)?;
+    let yaml = std::fs::read_to_string(&registration)?;
+    std::fs::write(&registration, format!("{yaml}org.matrix.msc3202: true\n"))?;
+    let registration = registration.display().to_string();
+    let server = TestServer::start_with_env(NO_RATE_LIMITS, &[("MYELIN_APPSERVICES", &registration)]).await?;
+    let alice = server.register("alice").await?;
+    let bridge = as_bridge(&server, None);
+    let register = json!({ "type": "m.login.application_service", "username": "bridge_bob", "inhibit_login": true });
+    let (status, body) = bridge.post("/_matrix/client/v3/register", &register).await?;
+    ensure!(status == 200, "{status} {body}");
+    let bob = server.user_id("bridge_bob");
+    let (status, body) = as_bridge(&server, Some(&bob)).put("/_matrix/client/v3/devices/BOBDEV", &json!({})).await?;
+    ensure!(status == 201, "{status} {body}");
+    // One-time keys uploaded for the bridge's device, as the bridge does (device_id masquerading).
+    let keys = json!({ "one_time_keys": { "curve25519:AAAAAQ": "dGhpcyBpcyBub3QgYSByZWFsIGtleSBidXQgYSB0ZXN0" } });
+    let (status, body) = as_bridge(&server, Some(&bob))
+        .with_query("org.matrix.msc3202.device_id", "BOBDEV")
+        .post("/_matrix/client/v3/keys/upload", &keys)
+        .await?;
+    ensure!(status == 200 && body["one_time_key_counts"]["curve25519"] == 1, "{status} {body}");
+    let message = json!({ "messages": { (bob.as_str()): { "BOBDEV": { "algorithm": "m.olm.v1.curve25519-aes-sha2", "ciphertext": {} } } } });
+    let (status, body) = alice.put("/_matrix/client/v3/sendToDevice/m.room.encrypted/t1", &message).await?;
+    ensure!(status == 200, "{status} {body}");
+    let mut found = Value::Null;
+    let mut counts = Value::Null;
+    for _ in 0..100 {
+        let all = received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+        if let Some((m, c)) = all
+            .iter()
+            .flat_map(|(_, body)| {
+                let counts = body["org.matrix.msc3202.device_one_time_keys_count"].clone();
+                let messages = body["de.sorunome.msc2409.to_device"].as_array().cloned().unwrap_or_default();
+                messages.into_iter().map(move |m| (m, counts.clone()))
+            })
+            .next()
+        {
+            found = m;
+            counts = c;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ensure!(
+        found["to_user_id"] == bob.as_str()
+            && found["to_device_id"] == "BOBDEV"
+            && found["sender"] == alice.user_id.as_str()
+            && found["type"] == "m.room.encrypted"
+            && found["content"]["algorithm"] == "m.olm.v1.curve25519-aes-sha2",
+        "{found}"
+    );
+    ensure!(counts[bob.as_str()]["BOBDEV"]["curve25519"] == 1, "the device's key count: {counts}");
+    Ok(())
+}

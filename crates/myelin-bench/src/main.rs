@@ -11,6 +11,7 @@
 //! Targets need open registration (m.login.dummy) and should have rate limits
 //! off; 429 answers are nevertheless retried after `retry_after_ms` and counted.
 
+mod appservice;
 mod call;
 mod client;
 mod delayed;
@@ -58,6 +59,8 @@ enum Scenario {
     Search,
     /// Push: send → push gateway latency.
     Push,
+    /// Application services: many messages through a slow service; needs `--appservice`.
+    Appservice,
 }
 
 /// Benchmark Matrix homeservers side by side over the client-server API.
@@ -140,6 +143,16 @@ struct Args {
     /// Push scenario: messages sent one at a time, each awaited at the push gateway.
     #[arg(long = "push-messages", default_value_t = 200)]
     push_messages: usize,
+    /// Appservice scenario: the service of a target, as NAME=PORT:AS_TOKEN (its registration
+    /// file, given to the server, names http://127.0.0.1:PORT and that token).
+    #[arg(long = "appservice")]
+    appservices: Vec<String>,
+    /// Appservice scenario: messages sent (by --senders senders).
+    #[arg(long = "appservice-messages", default_value_t = 10_000)]
+    appservice_messages: usize,
+    /// Appservice scenario: how long the service takes to answer each transaction, in ms.
+    #[arg(long = "appservice-delay-ms", default_value_t = 50)]
+    appservice_delay_ms: u64,
     /// Search scenario: timed repetitions of each query.
     #[arg(long = "search-repeats", default_value_t = 20)]
     search_repeats: usize,
@@ -253,6 +266,14 @@ async fn main() -> Result<()> {
         federation_listeners: args.federation_listeners.max(1),
         federation_messages: args.federation_messages.max(1),
     };
+    let mut appservices = std::collections::HashMap::new();
+    for a in &args.appservices {
+        let (name, value) = split_pair(a, "--appservice")?;
+        let (port, token) =
+            value.split_once(':').with_context(|| format!("--appservice {name}: expected PORT:AS_TOKEN"))?;
+        let port: u16 = port.parse().with_context(|| format!("--appservice {name}: {port:?} is not a port"))?;
+        appservices.insert(name.to_owned(), (port, token.to_owned()));
+    }
     let request_timeout = Duration::from_secs(args.request_timeout_secs.max(1));
     let mut peers = std::collections::HashMap::new();
     for p in &args.peers {
@@ -384,6 +405,25 @@ async fn main() -> Result<()> {
         } else {
             Outcome::NotRun
         };
+        // Not part of "all": it needs a registration file on the server.
+        let appservice = if args.scenario == Scenario::Appservice {
+            match appservices.get(name) {
+                Some((port, token)) => {
+                    let fut = appservice::appservice_load(
+                        &params,
+                        &server,
+                        *port,
+                        token,
+                        args.appservice_messages.max(1),
+                        Duration::from_millis(args.appservice_delay_ms),
+                    );
+                    run_scenario("appservice", name, limit, fut).await
+                }
+                None => Outcome::Failed(format!("no --appservice {name}=PORT:AS_TOKEN")),
+            }
+        } else {
+            Outcome::NotRun
+        };
         let rss_after_mb = rss("after");
         reports.push(TargetReport {
             name: name.clone(),
@@ -403,6 +443,7 @@ async fn main() -> Result<()> {
             media,
             search,
             push,
+            appservice,
             rate_limit_retries: server.rate_limit_retries(),
         });
     }
@@ -413,7 +454,8 @@ async fn main() -> Result<()> {
          initial sync {} rooms, {} runs; keys {} devices, {} runs; sliding sync {} rooms; \
          federation {} listeners on the peer, {} messages; join a room of {} members, {} state events{}; \
          {} delayed-event timers; {} calls; media {} files of {} MiB, {} photos of 2000×1500; \
-         search over {} messages, {} runs per query; push {} messages. \
+         search over {} messages, {} runs per query; push {} messages; application service {} messages, \
+         answered after {} ms each. \
          Targets: {}.",
         args.senders,
         args.count,
@@ -437,6 +479,8 @@ async fn main() -> Result<()> {
         args.search_messages,
         args.search_repeats,
         args.push_messages,
+        args.appservice_messages,
+        args.appservice_delay_ms,
         reports
             .iter()
             .map(|r| match peers.get(&r.name) {

@@ -8,11 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::call::CallResult;
 use crate::delayed::DelayedResult;
 use crate::media::MediaResult;
-use crate::push::PushResult;
 use crate::scenarios::{
     FanoutResult, InitialSyncResult, JoinResult, KeysResult, SendResult, SlidingSyncResult, avg, p50, p99,
 };
 use crate::search::SearchResult;
+use crate::{appservice::AppserviceResult, push::PushResult};
 
 /// Outcome of one scenario on one target.
 pub enum Outcome<T> {
@@ -50,6 +50,7 @@ pub struct TargetReport {
     pub media: Outcome<MediaResult>,
     pub search: Outcome<SearchResult>,
     pub push: Outcome<PushResult>,
+    pub appservice: Outcome<AppserviceResult>,
     pub rate_limit_retries: u64,
 }
 
@@ -70,6 +71,7 @@ impl TargetReport {
             ("media", failure(&self.media)),
             ("search", failure(&self.search)),
             ("push", failure(&self.push)),
+            ("application service", failure(&self.appservice)),
         ] {
             if let Some(err) = outcome {
                 out.push(format!("{} / {scenario}: {err}", self.name));
@@ -279,6 +281,36 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             1,
             Better::Lower("latency"),
             Box::new(|t| t.push.cell(|r| p99(&r.latencies_ms))),
+        ),
+        (
+            "application service: messages sent per second (all senders)".into(),
+            0,
+            Better::Higher("throughput"),
+            Box::new(|t| t.appservice.cell(|r| Some(r.messages as f64 / r.send_secs.max(1e-9)))),
+        ),
+        (
+            "application service: messages delivered per second (first send → all received)".into(),
+            0,
+            Better::Higher("throughput"),
+            Box::new(|t| t.appservice.cell(|r| Some(r.messages as f64 / r.drain_secs.max(1e-9)))),
+        ),
+        (
+            "application service: messages lost".into(),
+            0,
+            Better::Neither,
+            Box::new(|t| t.appservice.cell(|r| Some(r.lost as f64))),
+        ),
+        (
+            "application service: messages delivered twice".into(),
+            0,
+            Better::Neither,
+            Box::new(|t| t.appservice.cell(|r| Some(r.duplicated as f64))),
+        ),
+        (
+            "application service: transactions".into(),
+            0,
+            Better::Neither,
+            Box::new(|t| t.appservice.cell(|r| Some(r.transactions as f64))),
         ),
         (
             "call join (OpenID, delayed leave, membership): p50 (ms)".into(),
@@ -560,6 +592,7 @@ mod tests {
             media: Outcome::NotRun,
             search: Outcome::NotRun,
             push: Outcome::NotRun,
+            appservice: Outcome::NotRun,
             initial_sync: Outcome::Failed("boom".into()),
             keys: Outcome::NotRun,
             sliding_sync: Outcome::NotRun,

@@ -23,6 +23,9 @@ pub struct Config {
     pub default_room_version: String,
     /// `text` (human-readable) or `json`.
     pub log_format: String,
+    /// What to log, as `RUST_LOG` says it (e.g. `info,myelin_service=debug`); empty: `RUST_LOG`,
+    /// else `info`. Read again on SIGHUP.
+    pub log_filter: String,
     /// Reverse proxies whose `X-Forwarded-For` names the client (addresses or CIDR ranges, e.g.
     /// `10.0.0.0/8`). Requests from anywhere else are attributed to their peer address.
     pub trusted_proxies: Vec<String>,
@@ -470,6 +473,7 @@ impl Default for Config {
             public_baseurl: String::new(),
             default_room_version: "12".to_owned(),
             log_format: "text".to_owned(),
+            log_filter: String::new(),
             trusted_proxies: Vec::new(),
             registration: RegistrationConfig::default(),
             limits: LimitsConfig::default(),

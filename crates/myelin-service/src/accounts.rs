@@ -174,7 +174,7 @@ impl Services {
         token: &str,
         masquerade: &crate::appservices::Masquerade,
     ) -> MatrixResult<Requester> {
-        if let Some(service) = self.appservice_by_token(token).cloned() {
+        if let Some(service) = self.appservice_by_token(token) {
             return self.appservice_requester(&service, token, masquerade).await;
         }
         let Some(owner) = self.store.token_owner(token).await? else {

@@ -129,7 +129,7 @@ pub struct Services {
     /// What the server counts for Prometheus (`metrics.rs`).
     metrics: metrics::Metrics,
     /// The application services of the registration files (`appservices/`).
-    appservices: Vec<Arc<appservices::Appservice>>,
+    appservices: std::sync::RwLock<Arc<Vec<Arc<appservices::Appservice>>>>,
     /// Transactions, queries and pings to application services (their URLs are the admins'
     /// choice: no outbound address policy).
     appservice_http: reqwest::Client,
@@ -165,7 +165,8 @@ impl Services {
             .map_err(|problems| problems.join("\n"))?
             .into_iter()
             .map(Arc::new)
-            .collect();
+            .collect::<Vec<_>>();
+        let appservices = std::sync::RwLock::new(Arc::new(appservices));
         let appservice_http = reqwest::Client::builder()
             .timeout(appservices::APPSERVICE_TIMEOUT)
             .build()

@@ -15,6 +15,7 @@ pub mod db;
 pub mod error;
 pub mod migrate;
 pub mod repo;
+pub mod snapshot;
 mod store;
 
 use std::sync::Arc;

@@ -102,6 +102,13 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum DbCommand {
+    /// Copy an SQLite installation's database, consistently, into a new file while the server
+    /// keeps running (PostgreSQL installations: pg_dump, see docs/operations.md).
+    Backup {
+        /// The new file.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Copy an SQLite installation into an empty PostgreSQL database, then verify every table by
     /// row count and checksum. Stop the server first: writes after the copy starts are not moved.
     Migrate {
@@ -239,7 +246,13 @@ pub fn load_config(opts: &ConfigOpts) -> anyhow::Result<Config> {
         config.federation.dns_server = Some(dns);
     }
     apply_livekit_overrides(&mut config, opts)?;
-    let problems = config.validate();
+    let mut problems = config.validate();
+    if !config.log_filter.is_empty() && tracing_subscriber::EnvFilter::try_new(&config.log_filter).is_err() {
+        problems.push(format!(
+            "log_filter {:?} is not a valid filter (e.g. \"info,myelin_service=debug\")",
+            config.log_filter
+        ));
+    }
     if !problems.is_empty() {
         bail!("invalid configuration:\n  - {}", problems.join("\n  - "));
     }
@@ -293,16 +306,51 @@ pub async fn open_services(config: Config) -> anyhow::Result<Arc<Services>> {
     Services::new(config, store, keys).map_err(anyhow::Error::msg)
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ruma_state_res=warn"));
+/// The filter logs start with: `log_filter`, else `RUST_LOG`, else `info`.
+fn log_filter(config: &Config) -> tracing_subscriber::EnvFilter {
+    if !config.log_filter.is_empty()
+        && let Ok(filter) = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
+    {
+        return filter;
+    }
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ruma_state_res=warn"))
+}
+
+/// Changes the log filter of a running server (SIGHUP).
+pub type LogReload = tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+fn init_logging(config: &Config) -> LogReload {
+    use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
+    let (filter, reload) = tracing_subscriber::reload::Layer::new(log_filter(config));
     // Colours only for a terminal: logs piped to a file or journald stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if format == "json" {
-        builder.json().init();
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let registry = tracing_subscriber::registry().with(filter);
+    if config.log_format == "json" {
+        registry.with(output.json()).init();
     } else {
-        builder.init();
+        registry.with(output).init();
+    }
+    reload
+}
+
+/// What SIGHUP reads again: the configuration's log filter and application service
+/// registration files (the rest needs a restart).
+pub struct Reloader {
+    pub opts: ConfigOpts,
+    pub log: LogReload,
+}
+
+impl Reloader {
+    /// Applies the configuration as it is now; what changed, for the log.
+    pub fn reload(&self, services: &Services) -> anyhow::Result<String> {
+        let config = load_config(&self.opts)?;
+        let appservices = services
+            .reload_appservices(&config.appservices)
+            .map_err(|problems| anyhow::anyhow!("application services: {}", problems.join("; ")))?;
+        self.log.reload(log_filter(&config)).context("cannot change the log filter")?;
+        Ok(format!("log filter {:?}, {appservices} application services", config.log_filter))
     }
 }
 
@@ -323,10 +371,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli.opts)?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            init_logging(&config.log_format);
-            crate::serve::serve(config).await
+            let log = init_logging(&config);
+            crate::serve::serve(config, Reloader { opts: cli.opts.clone(), log }).await
         }
         Command::Db(DbCommand::Migrate { from, to }) => crate::db::migrate(&from, &to).await,
+        Command::Db(DbCommand::Backup { to }) => {
+            let database = config.database_url();
+            let bytes = myelin_storage::snapshot::sqlite_snapshot(&database, &to).context("backup failed")?;
+            println!("backed up {database} to {} ({bytes} bytes)", to.display());
+            Ok(())
+        }
         Command::Config(ConfigCommand::Check) => {
             let server_name = ruma::ServerName::parse(&config.server_name).context("server_name")?;
             if let Err(problems) = myelin_service::appservices::load_registrations(&config.appservices, &server_name) {

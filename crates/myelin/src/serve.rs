@@ -8,8 +8,9 @@ use myelin_core::config::Config;
 /// How long in-flight requests (long-polls included) get after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(config: Config, reloader: crate::cli::Reloader) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
+    let hangups = hangup_signals();
     let listen = config.listen;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let federation_listener = match config.federation.listen {
@@ -40,6 +41,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    spawn_reloads(hangups, reloader, services.clone());
     myelin_service::jobs::spawn(&services);
     myelin_service::presence::spawn_timers(&services);
     myelin_service::media::retention::spawn_retention(&services);
@@ -110,6 +112,40 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// SIGHUP's stream, installed now (a signal sent as soon as the server answers is a reload, not
+/// death by the signal's default action).
+#[cfg(unix)]
+fn hangup_signals() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+#[cfg(not(unix))]
+fn hangup_signals() -> Option<()> {
+    None
+}
+
+/// On each SIGHUP: the log filter and the application service registration files are read
+/// again (a mistake in them is logged and changes nothing).
+#[cfg(unix)]
+fn spawn_reloads(
+    hangups: Option<tokio::signal::unix::Signal>,
+    reloader: crate::cli::Reloader,
+    services: std::sync::Arc<myelin_service::Services>,
+) {
+    let Some(mut hangups) = hangups else { return };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match reloader.reload(&services) {
+                Ok(what) => tracing::info!(reloaded = %what, "SIGHUP: configuration reloaded"),
+                Err(err) => tracing::error!(error = %format!("{err:#}"), "SIGHUP: reload refused; nothing changed"),
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_reloads(_: Option<()>, _: crate::cli::Reloader, _: std::sync::Arc<myelin_service::Services>) {}
 
 /// A future of the first SIGTERM or Ctrl-C. The handlers are installed when this is called, not
 /// when the future is first polled: called before the listeners serve, a signal sent as soon as

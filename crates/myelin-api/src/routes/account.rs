@@ -16,7 +16,7 @@ use super::QueryMap;
 use crate::{
     AppState,
     error::ApiResult,
-    extract::{Auth, ClientAddr, JsonBody, MaybeAuth},
+    extract::{Auth, ClientAddr, JsonBody, RawToken},
 };
 
 fn session_json(s: &IssuedSession, server_name: &str) -> Value {
@@ -38,10 +38,14 @@ fn session_json(s: &IssuedSession, server_name: &str) -> Value {
 pub async fn register(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
-    MaybeAuth(requester): MaybeAuth,
+    RawToken(token): RawToken,
     Query(query): Query<QueryMap>,
     JsonBody(body): JsonBody<RegisterRequest>,
 ) -> ApiResult<Json<Value>> {
+    let requester = match (&token, body.kind.as_deref()) {
+        (Some(token), Some(myelin_service::accounts::APPSERVICE_LOGIN)) => Some(state.resolve_token(token).await?),
+        _ => None,
+    };
     let registered = match query.get("kind").map(String::as_str) {
         None | Some("user") => state.register(body, &addr, requester.as_ref()).await?,
         Some("guest") => state.register_guest(&addr, body.initial_device_display_name).await?,
@@ -71,9 +75,13 @@ pub async fn login_flows() -> Json<Value> {
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
-    MaybeAuth(requester): MaybeAuth,
+    RawToken(token): RawToken,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> ApiResult<Json<Value>> {
+    let requester = match (&token, body.kind.as_str()) {
+        (Some(token), myelin_service::accounts::APPSERVICE_LOGIN) => Some(state.resolve_token(token).await?),
+        _ => None,
+    };
     let session = state.login(body, &addr, requester.as_ref()).await?;
     Ok(Json(session_json(&session, state.server_name().as_str())))
 }

@@ -41,18 +41,28 @@ fn exclusive(what: &str) -> MatrixError {
 }
 
 impl Services {
-    /// The configured application services.
-    pub fn appservices(&self) -> &[Arc<Appservice>] {
-        &self.appservices
+    /// The configured application services (as last loaded: at start or on SIGHUP).
+    pub fn appservices(&self) -> Arc<Vec<Arc<Appservice>>> {
+        self.appservices.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub(crate) fn appservice_by_id(&self, id: &str) -> Option<&Arc<Appservice>> {
-        self.appservices.iter().find(|a| a.id == id)
+    pub(crate) fn appservice_by_id(&self, id: &str) -> Option<Arc<Appservice>> {
+        self.appservices().iter().find(|a| a.id == id).cloned()
     }
 
     /// The service whose `as_token` this is.
-    pub(crate) fn appservice_by_token(&self, token: &str) -> Option<&Arc<Appservice>> {
-        self.appservices.iter().find(|a| a.as_token == token)
+    pub(crate) fn appservice_by_token(&self, token: &str) -> Option<Arc<Appservice>> {
+        self.appservices().iter().find(|a| a.as_token == token).cloned()
+    }
+
+    /// Loads the registration files of `paths` again and uses them from now on (SIGHUP); the
+    /// ones in use stay if any file is wrong. Answers how many services there are.
+    pub fn reload_appservices(&self, paths: &[String]) -> Result<usize, Vec<String>> {
+        let loaded: Vec<Arc<Appservice>> =
+            load_registrations(paths, &self.server_name)?.into_iter().map(Arc::new).collect();
+        let count = loaded.len();
+        *self.appservices.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+        Ok(count)
     }
 
     /// The requester of an application service's token, as the user (and device) it names.
@@ -107,8 +117,10 @@ impl Services {
         match by.and_then(|id| self.appservice_by_id(id)) {
             Some(service) if !service.is_interested_in_user(user_id) => Err(exclusive("user id")),
             by_service => {
-                let held_elsewhere =
-                    self.appservices.iter().any(|a| a.claims_user(user_id) && by_service.is_none_or(|s| s.id != a.id));
+                let held_elsewhere = self
+                    .appservices()
+                    .iter()
+                    .any(|a| a.claims_user(user_id) && by_service.as_ref().is_none_or(|s| s.id != a.id));
                 if held_elsewhere { Err(exclusive("user id")) } else { Ok(()) }
             }
         }
@@ -116,7 +128,7 @@ impl Services {
 
     /// `M_EXCLUSIVE` for an alias a service holds, unless that service asks.
     pub(crate) fn check_alias_namespace(&self, alias: &RoomAliasId, by: Option<&str>) -> MatrixResult<()> {
-        if self.appservices.iter().any(|a| a.claims_alias(alias) && by != Some(a.id.as_str())) {
+        if self.appservices().iter().any(|a| a.claims_alias(alias) && by != Some(a.id.as_str())) {
             return Err(exclusive("room alias"));
         }
         Ok(())
@@ -125,9 +137,9 @@ impl Services {
     /// Whether requests as this user skip the rate limits (users of a service registered with
     /// `rate_limited: false`).
     pub(crate) fn exempt_from_rate_limits(&self, user_id: &str) -> bool {
-        !self.appservices.is_empty()
+        !self.appservices().is_empty()
             && UserId::parse(user_id)
-                .is_ok_and(|u| self.appservices.iter().any(|a| !a.rate_limited && a.is_interested_in_user(&u)))
+                .is_ok_and(|u| self.appservices().iter().any(|a| !a.rate_limited && a.is_interested_in_user(&u)))
     }
 
     /// The services interested in an event of `room_id` sent by `sender` (with `state_key`),
@@ -140,17 +152,17 @@ impl Services {
         state_key: Option<&str>,
         joined: &[MemberRecord],
     ) -> MatrixResult<Vec<String>> {
-        if self.appservices.is_empty() {
+        if self.appservices().is_empty() {
             return Ok(Vec::new());
         }
-        let aliases = if self.appservices.iter().any(|a| a.has_alias_namespaces()) {
+        let aliases = if self.appservices().iter().any(|a| a.has_alias_namespaces()) {
             self.store.room_aliases(room_id).await?
         } else {
             Vec::new()
         };
         let target = state_key.and_then(|k| UserId::parse(k).ok());
         Ok(self
-            .appservices
+            .appservices()
             .iter()
             .filter(|a| a.url.is_some())
             .filter(|a| {
@@ -166,13 +178,13 @@ impl Services {
 
     /// The services that receive ephemeral events (MSC2409) and are interested in the room.
     pub(crate) async fn appservices_for_ephemeral(&self, room_id: &RoomId) -> MatrixResult<Vec<String>> {
-        if !self.appservices.iter().any(|a| a.receive_ephemeral && a.url.is_some()) {
+        if !self.appservices().iter().any(|a| a.receive_ephemeral && a.url.is_some()) {
             return Ok(Vec::new());
         }
         let joined = self.store.room_members(room_id, Some(myelin_storage::Membership::Join)).await?;
         let aliases = self.store.room_aliases(room_id).await?;
         Ok(self
-            .appservices
+            .appservices()
             .iter()
             .filter(|a| a.receive_ephemeral && a.url.is_some())
             .filter(|a| {
@@ -186,7 +198,7 @@ impl Services {
 
     /// Each service's own user, registered if it is not yet (at start).
     pub async fn register_appservice_users(&self) -> MatrixResult<()> {
-        for service in &self.appservices {
+        for service in self.appservices().iter() {
             if self.store.get_user(&service.sender).await?.is_none() {
                 match self.create_user(service.sender.localpart(), None, false).await {
                     Ok(_) => {

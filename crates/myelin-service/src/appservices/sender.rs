@@ -45,20 +45,62 @@ impl Services {
     /// Queues an ephemeral event (typing, a receipt) for the services that receive them and are
     /// interested in the room.
     pub(crate) async fn queue_appservice_ephemeral(&self, services: &[String], edu: &Value) {
-        if services.is_empty() {
-            return;
+        let item = [AppserviceItem::Ephemeral(edu.to_string())];
+        for service in services {
+            match self.store.queue_appservice_items(service, &item, self.now_ms()).await {
+                Ok(()) => self.jobs_queued.notify_one(),
+                Err(err) => tracing::warn!(%err, "could not queue an ephemeral event for application services"),
+            }
         }
-        let item = AppserviceItem::Ephemeral(edu.to_string());
-        match self.store.queue_appservice_item(services, &item, self.now_ms()).await {
-            Ok(()) => self.jobs_queued.notify_one(),
-            Err(err) => tracing::warn!(%err, "could not queue an ephemeral event for application services"),
+    }
+
+    /// The to-device messages (recipient, device, content) of a send that go to services too:
+    /// those to users of a service that receives ephemeral events (MSC2409), as the service
+    /// reads them (`to_user_id`, `to_device_id`, `sender`, `type`, `content`), by service.
+    pub(crate) fn appservice_to_device(
+        &self,
+        sender: &UserId,
+        event_type: &str,
+        messages: &[(myelin_core::types::OwnedUserId, myelin_core::types::OwnedDeviceId, String)],
+    ) -> Vec<(String, Vec<AppserviceItem>)> {
+        let services = self.appservices();
+        services
+            .iter()
+            .filter(|a| a.receive_ephemeral && a.url.is_some())
+            .filter_map(|a| {
+                let items: Vec<AppserviceItem> = messages
+                    .iter()
+                    .filter(|(user, ..)| a.is_interested_in_user(user))
+                    .map(|(user, device, content)| {
+                        let content = serde_json::from_str::<Value>(content).unwrap_or_else(|_| json!({}));
+                        let message = json!({
+                            "to_user_id": user, "to_device_id": device, "sender": sender, "type": event_type,
+                            "content": content,
+                        });
+                        AppserviceItem::ToDevice(message.to_string())
+                    })
+                    .collect();
+                (!items.is_empty()).then(|| (a.id.clone(), items))
+            })
+            .collect()
+    }
+
+    /// Queues what [`Self::appservice_to_device`] found.
+    pub(crate) async fn queue_appservice_to_device(
+        &self,
+        queued: Vec<(String, Vec<AppserviceItem>)>,
+    ) -> MatrixResult<()> {
+        for (service, items) in queued {
+            self.store.queue_appservice_items(&service, &items, self.now_ms()).await?;
+            self.jobs_queued.notify_one();
         }
+        Ok(())
     }
 
     /// The `appservice` job: sends the service's outbox, transaction by transaction. True if
     /// entries are left (the job runs again).
     pub(crate) async fn run_appservice_sender(&self, appservice_id: &str) -> MatrixResult<bool> {
-        let Some(service) = self.appservice_by_id(appservice_id).cloned() else {
+        let Some(service) = self.appservice_by_id(appservice_id) else {
             // A service removed from the configuration: its outbox waits for it to come back.
             tracing::info!(appservice = appservice_id, "no such application service configured: its queue waits");
             return Ok(false);
@@ -72,7 +114,7 @@ impl Services {
                     let (Some(first), Some(last)) = (entries.first(), entries.last()) else { return Ok(false) };
                     let txn_id = format!("{}-{}", first.id, last.id);
                     let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
-                    let body = self.transaction_body(&entries).await?.to_string();
+                    let body = self.transaction_body(&service, &entries).await?.to_string();
                     self.store.start_appservice_txn(&service.id, &txn_id, &body, &ids).await?;
                     (txn_id, body)
                 }
@@ -136,8 +178,10 @@ impl Services {
     }
 
     /// A transaction's body: the events (client format), the ephemeral events and to-device
-    /// messages (MSC2409, under their unstable and stable names).
-    async fn transaction_body(&self, entries: &[AppserviceOutboxEntry]) -> MatrixResult<Value> {
+    /// messages (MSC2409, under their unstable and stable names), and for a service that asks
+    /// (MSC3202) the one-time key counts and unused fallback key types of its users' devices
+    /// that the transaction concerns (its own user's, the events' and the messages' recipients').
+    async fn transaction_body(&self, service: &Appservice, entries: &[AppserviceOutboxEntry]) -> MatrixResult<Value> {
         let event_ids: Vec<OwnedEventId> = entries.iter().filter_map(|e| e.event_id.clone()).collect();
         let stored = self.events(&event_ids).await?;
         let events = self.client_events(&stored, ClientFormat::Client, None).await?;
@@ -149,16 +193,51 @@ impl Services {
             body["ephemeral"] = ephemeral.clone().into();
             body["de.sorunome.msc2409.ephemeral"] = ephemeral.into();
         }
+        if service.msc3202 {
+            let mut users: Vec<myelin_core::types::OwnedUserId> = vec![service.sender.clone()];
+            for event in &stored {
+                users.push(event.sender.clone());
+                users.extend(event.state_key.as_deref().and_then(|k| UserId::parse(k).ok()));
+            }
+            users.extend(to_device.iter().filter_map(|m| m["to_user_id"].as_str().and_then(|u| UserId::parse(u).ok())));
+            users.retain(|u| self.is_local_user(u) && service.is_interested_in_user(u));
+            users.sort();
+            users.dedup();
+            let (counts, fallbacks) = self.key_counts_of(&users).await?;
+            body["org.matrix.msc3202.device_one_time_keys_count"] = counts.clone();
+            body["org.matrix.msc3202.device_one_time_key_counts"] = counts;
+            body["org.matrix.msc3202.device_unused_fallback_key_types"] = fallbacks;
+        }
         if !to_device.is_empty() {
             body["de.sorunome.msc2409.to_device"] = to_device.into();
         }
         Ok(body)
     }
 
+    /// One-time key counts and unused fallback key types of these users' devices, by user and
+    /// device (MSC3202's shapes).
+    async fn key_counts_of(&self, users: &[myelin_core::types::OwnedUserId]) -> MatrixResult<(Value, Value)> {
+        let mut counts = serde_json::Map::new();
+        let mut fallbacks = serde_json::Map::new();
+        for user in users {
+            let mut user_counts = serde_json::Map::new();
+            let mut user_fallbacks = serde_json::Map::new();
+            for device in self.store.list_devices(user).await? {
+                user_counts
+                    .insert(device.device_id.to_string(), self.one_time_key_counts(user, &device.device_id).await?);
+                let unused = self.store.unused_fallback_key_types(user, &device.device_id).await?;
+                user_fallbacks.insert(device.device_id.to_string(), unused.into());
+            }
+            counts.insert(user.to_string(), user_counts.into());
+            fallbacks.insert(user.to_string(), user_fallbacks.into());
+        }
+        Ok((counts.into(), fallbacks.into()))
+    }
+
     /// Asks the services whose namespace holds `user_id` whether it exists
     /// (`GET /_matrix/app/v1/users/{userId}`); true if one said so and made it.
     pub(crate) async fn query_appservices_for_user(&self, user_id: &UserId) -> bool {
-        for service in self.appservices.iter().filter(|a| a.url.is_some() && a.is_interested_in_user(user_id)) {
+        for service in self.appservices().iter().filter(|a| a.url.is_some() && a.is_interested_in_user(user_id)) {
             let path = format!("/_matrix/app/v1/users/{}", segment(user_id.as_str()));
             if self.query_appservice(service, &path).await && matches!(self.store.get_user(user_id).await, Ok(Some(_)))
             {
@@ -171,7 +250,7 @@ impl Services {
     /// Asks the services whose namespace holds `alias` to make it
     /// (`GET /_matrix/app/v1/rooms/{roomAlias}`); true if one said it did.
     pub(crate) async fn query_appservices_for_alias(&self, alias: &RoomAliasId) -> bool {
-        for service in self.appservices.iter().filter(|a| a.url.is_some() && a.is_interested_in_alias(alias)) {
+        for service in self.appservices().iter().filter(|a| a.url.is_some() && a.is_interested_in_alias(alias)) {
             let path = format!("/_matrix/app/v1/rooms/{}", segment(alias.as_str()));
             if self.query_appservice(service, &path).await {
                 return true;
@@ -208,7 +287,7 @@ impl Services {
         transaction_id: Option<String>,
     ) -> MatrixResult<Value> {
         let service = match (&requester.appservice, self.appservice_by_id(appservice_id)) {
-            (Some(own), Some(service)) if *own == service.id => service.clone(),
+            (Some(own), Some(service)) if *own == service.id => service,
             _ => return Err(MatrixError::forbidden("This is not your application service")),
         };
         let Some(url) = &service.url else {

@@ -80,6 +80,7 @@ impl Services {
             users.dedup();
             users
         };
+        let for_appservices = self.appservice_to_device(&r.user_id, event_type, &messages);
         let send = ToDeviceSend {
             sender: r.user_id.clone(),
             sender_device: r.device_id.clone(),
@@ -90,6 +91,7 @@ impl Services {
         };
         if self.store.send_to_device(send).await? {
             self.notifier.notify_users(&recipients);
+            self.queue_appservice_to_device(for_appservices).await?;
             // Only on the first use of the transaction id: a retry sends nothing twice.
             self.send_remote_to_device(r, event_type, txn_id, remote).await?;
         }

@@ -481,6 +481,7 @@ impl Services {
         let mut recipients: Vec<OwnedUserId> = messages.iter().map(|(u, ..)| u.clone()).collect();
         recipients.sort();
         recipients.dedup();
+        let for_appservices = self.appservice_to_device(&sender, event_type, &messages);
         let send = ToDeviceSend {
             sender,
             // A remote sender's messages are told apart by their origin's message id.
@@ -492,6 +493,7 @@ impl Services {
         };
         if self.store.send_to_device(send).await? {
             self.notifier.notify_users(&recipients);
+            self.queue_appservice_to_device(for_appservices).await?;
         }
         Ok(())
     }

@@ -80,8 +80,16 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+fn migrate(conn: &mut Connection) -> StorageResult<()> {
     let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?.max(0) as usize;
+    if current > MIGRATIONS.len() {
+        // A newer Myelin's database: this binary would misread it (downgrade by restoring a backup).
+        return Err(StorageError::Corrupt(format!(
+            "the database is at schema version {current}, newer than this Myelin's {}: run the newer \
+             version or restore a backup taken before the upgrade",
+            MIGRATIONS.len()
+        )));
+    }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(&super::migration_for(sql, super::Dialect::Sqlite))?;

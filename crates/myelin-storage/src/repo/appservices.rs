@@ -36,11 +36,11 @@ pub enum AppserviceItem {
 /// `NewEvent::appservices`).
 #[async_trait]
 pub trait AppserviceRepo {
-    /// Queues an item for each service, and its sender job.
-    async fn queue_appservice_item(
+    /// Queues items for a service, and its sender job.
+    async fn queue_appservice_items(
         &self,
-        appservice_ids: &[String],
-        item: &AppserviceItem,
+        appservice_id: &str,
+        items: &[AppserviceItem],
         now_ms: u64,
     ) -> StorageResult<()>;
     /// The oldest entries of a service's outbox, at most `limit`.

@@ -27,28 +27,35 @@ fn entry_from_row(r: &Row<'_>) -> StorageResult<AppserviceOutboxEntry> {
 
 #[async_trait]
 impl AppserviceRepo for Database {
-    async fn queue_appservice_item(
+    async fn queue_appservice_items(
         &self,
-        appservice_ids: &[String],
-        item: &AppserviceItem,
+        appservice_id: &str,
+        items: &[AppserviceItem],
         now_ms: u64,
     ) -> StorageResult<()> {
-        let ids = appservice_ids.to_vec();
-        let (ephemeral, to_device) = match item {
-            AppserviceItem::Ephemeral(json) => (Some(json.clone()), None),
-            AppserviceItem::ToDevice(json) => (None, Some(json.clone())),
-        };
+        let id = appservice_id.to_owned();
+        let columns: Vec<(Option<String>, Option<String>)> = items
+            .iter()
+            .map(|item| match item {
+                AppserviceItem::Ephemeral(json) => (Some(json.clone()), None),
+                AppserviceItem::ToDevice(json) => (None, Some(json.clone())),
+            })
+            .collect();
         self.transaction(move |c| {
             Box::pin(async move {
-                let rows: Vec<Vec<&dyn ToValue>> =
-                    ids.iter().map(|id| -> Vec<&dyn ToValue> { vec![id, &ephemeral, &to_device, &now_ms] }).collect();
-                let job_params: Vec<[&dyn ToValue; 2]> = ids.iter().map(|id| [id as &dyn ToValue, &now_ms]).collect();
-                let mut writes = vec![Write::Rows(
-                    "INSERT INTO appservice_outbox (appservice_id, ephemeral, to_device, created_ms)",
-                    &rows,
-                )];
-                writes.extend(job_params.iter().map(|params| Write::Sql(APPSERVICE_JOB_INSERT, params)));
-                c.execute_all(&writes).await?;
+                let rows: Vec<Vec<&dyn ToValue>> = columns
+                    .iter()
+                    .map(|(ephemeral, to_device)| -> Vec<&dyn ToValue> { vec![&id, ephemeral, to_device, &now_ms] })
+                    .collect();
+                let job_params: [&dyn ToValue; 2] = [&id, &now_ms];
+                c.execute_all(&[
+                    Write::Rows(
+                        "INSERT INTO appservice_outbox (appservice_id, ephemeral, to_device, created_ms)",
+                        &rows,
+                    ),
+                    Write::Sql(APPSERVICE_JOB_INSERT, &job_params),
+                ])
+                .await?;
                 Ok(())
             })
         })

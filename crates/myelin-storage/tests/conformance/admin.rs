@@ -143,7 +143,7 @@ pub async fn appservice_outboxes_and_their_transactions(url: String) {
     let keys: Vec<String> = jobs.iter().filter_map(|j| j.dedupe_key.clone()).collect();
     assert_eq!(keys, ["appservice bridge", "appservice other"], "one sender job per service");
     store
-        .queue_appservice_item(&["bridge".into()], &AppserviceItem::Ephemeral("{\"type\":\"m.typing\"}".into()), 5)
+        .queue_appservice_items("bridge", &[AppserviceItem::Ephemeral("{\"type\":\"m.typing\"}".into())], 5)
         .await
         .expect("queue");
     assert_eq!(store.jobs_keyed("appservice ").await.expect("jobs").len(), 2, "the waiting job is reused");
@@ -155,7 +155,7 @@ pub async fn appservice_outboxes_and_their_transactions(url: String) {
     let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
     store.start_appservice_txn("bridge", "t1", "{\"events\":[]}", &ids).await.expect("start");
     store
-        .queue_appservice_item(&["bridge".into()], &AppserviceItem::ToDevice("{\"type\":\"m.x\"}".into()), 6)
+        .queue_appservice_items("bridge", &[AppserviceItem::ToDevice("{\"type\":\"m.x\"}".into())], 6)
         .await
         .expect("queue");
     let (txn_id, body) = store.appservice_txn("bridge").await.expect("txn").expect("in flight");

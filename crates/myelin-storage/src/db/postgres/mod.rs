@@ -173,6 +173,13 @@ async fn apply_migrations(conn: &mut PgConn) -> StorageResult<()> {
         .query_opt("SELECT version FROM schema_version WHERE id = 1", &[], |r| r.get(0))
         .await?
         .unwrap_or(0);
+    if current > MIGRATIONS.len() as i64 {
+        return Err(StorageError::Corrupt(format!(
+            "the database is at schema version {current}, newer than this Myelin's {}: run the newer version or \
+             restore a backup taken before the upgrade",
+            MIGRATIONS.len()
+        )));
+    }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
         let version = (index + 1) as i64;
         conn.batch("BEGIN").await?;
