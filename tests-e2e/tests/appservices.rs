@@ -401,5 +401,36 @@ async fn to_device_messages_and_key_counts_reach_the_service() -> Result<()> {
         "{found}"
     );
     ensure!(counts[bob.as_str()]["BOBDEV"]["curve25519"] == 1, "the device's key count: {counts}");
+
+    // Device lists (MSC3202): the bot shares a room with alice; she signs out of a device and the
+    // service is told her device list changed, without any event to carry it.
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    let (status, body) = bridge.join(&room).await?;
+    ensure!(status == 200, "{status} {body}");
+    let joined_at = received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len();
+    for _ in 0..100 {
+        if received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len() > joined_at {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let seen = received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.len();
+    let (status, body) = alice.post("/_matrix/client/v3/logout", &json!({})).await?;
+    ensure!(status == 200, "{status} {body}");
+    let mut changed = Value::Null;
+    for _ in 0..100 {
+        let all = received.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+        if let Some(lists) =
+            all[seen..].iter().map(|(_, b)| b["org.matrix.msc3202.device_lists"].clone()).find(|l| !l.is_null())
+        {
+            changed = lists;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ensure!(
+        changed["changed"].as_array().is_some_and(|c| c.iter().any(|u| u == alice.user_id.as_str())),
+        "alice's new device: {changed}"
+    );
     Ok(())
 }

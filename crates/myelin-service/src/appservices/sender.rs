@@ -85,6 +85,46 @@ impl Services {
             .collect()
     }
 
+    /// A device list changed that these users must hear of: the services that track device
+    /// lists (MSC3202) and hold one of them get a transaction, which says which lists changed.
+    pub(crate) async fn wake_appservices_for_device_lists(&self, told: &[myelin_core::types::OwnedUserId]) {
+        for service in self.appservices().iter().filter(|a| a.msc3202 && a.url.is_some()) {
+            if told.iter().any(|u| service.is_interested_in_user(u)) {
+                match self.store.queue_appservice_items(&service.id, &[AppserviceItem::Wake], self.now_ms()).await {
+                    Ok(()) => self.jobs_queued.notify_one(),
+                    Err(err) => tracing::warn!(%err, appservice = %service.id, "could not queue a device-list wake-up"),
+                }
+            }
+        }
+    }
+
+    /// Device lists that changed since the service last heard (MSC3202), for its users in
+    /// `users`: `changed` and `left` as sync gives them to a client. The first time, nothing
+    /// (the service starts from the present).
+    async fn appservice_device_lists(
+        &self,
+        service: &Appservice,
+        users: &[myelin_core::types::OwnedUserId],
+    ) -> MatrixResult<Option<Value>> {
+        let until = self.store.refresh_stream_head().await?;
+        let since = self.store.appservice_device_list_pos(&service.id).await?;
+        self.store.set_appservice_device_list_pos(&service.id, until).await?;
+        let Some(since) = since.filter(|s| *s < until) else { return Ok(None) };
+        let mut changed = std::collections::BTreeSet::new();
+        let mut left = std::collections::BTreeSet::new();
+        for user in users {
+            let rooms = self.store.rooms_for_user(user).await?;
+            let delta = self.device_list_delta(user, &rooms, since, until).await?;
+            changed.extend(delta.changed);
+            left.extend(delta.left);
+        }
+        let left: Vec<_> = left.difference(&changed).cloned().collect();
+        if changed.is_empty() && left.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(json!({ "changed": changed, "left": left })))
+    }
+
     /// Queues what [`Self::appservice_to_device`] found.
     pub(crate) async fn queue_appservice_to_device(
         &self,
@@ -203,6 +243,9 @@ impl Services {
             users.retain(|u| self.is_local_user(u) && service.is_interested_in_user(u));
             users.sort();
             users.dedup();
+            if let Some(lists) = self.appservice_device_lists(service, &users).await? {
+                body["org.matrix.msc3202.device_lists"] = lists;
+            }
             let (counts, fallbacks) = self.key_counts_of(&users).await?;
             body["org.matrix.msc3202.device_one_time_keys_count"] = counts.clone();
             body["org.matrix.msc3202.device_one_time_key_counts"] = counts;

@@ -178,6 +178,7 @@ impl Services {
         mates.sort();
         mates.dedup();
         self.notifier.notify_users(&mates);
+        self.wake_appservices_for_device_lists(&mates).await;
         self.send_device_list_updates(user_id, &mates, change).await
     }
 

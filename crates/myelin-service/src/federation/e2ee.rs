@@ -360,6 +360,7 @@ impl Services {
                     .update_remote_device_list(&user_id, RemoteDeviceChange::Device { stream_id, device, deleted })
                     .await?;
                 self.notifier.notify_users(&mates);
+                self.wake_appservices_for_device_lists(&mates).await;
                 Ok(())
             }
             _ => self.schedule_device_list_resync(&user_id).await,

@@ -55,6 +55,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0029_remote_thumbnails.sql"),
     include_str!("../../migrations/0030_admin.sql"),
     include_str!("../../migrations/0031_appservices.sql"),
+    include_str!("../../migrations/0032_appservice_device_lists.sql"),
 ];
 
 pub struct Sqlite {

@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use myelin_core::types::OwnedEventId;
+use myelin_core::{StreamPos, types::OwnedEventId};
 
 use crate::StorageResult;
 
@@ -30,6 +30,8 @@ pub enum AppserviceItem {
     Ephemeral(String),
     /// A to-device message's JSON.
     ToDevice(String),
+    /// Nothing to send but a reason for a transaction (device lists changed, MSC3202).
+    Wake,
 }
 
 /// Application services' outboxes (events are queued by `EventRepo::persist_event` through
@@ -60,4 +62,7 @@ pub trait AppserviceRepo {
     ) -> StorageResult<()>;
     /// The service accepted its transaction: its entries and the record go.
     async fn finish_appservice_txn(&self, appservice_id: &str) -> StorageResult<()>;
+    /// Where the service's device-list updates have reached (MSC3202), if they started.
+    async fn appservice_device_list_pos(&self, appservice_id: &str) -> StorageResult<Option<StreamPos>>;
+    async fn set_appservice_device_list_pos(&self, appservice_id: &str, pos: StreamPos) -> StorageResult<()>;
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use crate::{
-    AppserviceItem, AppserviceOutboxEntry, AppserviceRepo, Database, StorageError, StorageResult,
+    AppserviceItem, AppserviceOutboxEntry, AppserviceRepo, Database, StorageError, StorageResult, StreamPos,
     db::{Row, ToValue, Write},
 };
 
@@ -39,6 +39,7 @@ impl AppserviceRepo for Database {
             .map(|item| match item {
                 AppserviceItem::Ephemeral(json) => (Some(json.clone()), None),
                 AppserviceItem::ToDevice(json) => (None, Some(json.clone())),
+                AppserviceItem::Wake => (None, None),
             })
             .collect();
         self.transaction(move |c| {
@@ -142,6 +143,37 @@ impl AppserviceRepo for Database {
                 };
                 c.execute("DELETE FROM appservice_outbox WHERE id = ANY($1)", &[&ids]).await?;
                 c.execute("DELETE FROM appservice_txns WHERE appservice_id = $1", &[&appservice_id]).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn appservice_device_list_pos(&self, appservice_id: &str) -> StorageResult<Option<StreamPos>> {
+        let appservice_id = appservice_id.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query_opt(
+                    "SELECT pos FROM appservice_device_lists WHERE appservice_id = $1",
+                    &[&appservice_id],
+                    |r| r.get(0),
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn set_appservice_device_list_pos(&self, appservice_id: &str, pos: StreamPos) -> StorageResult<()> {
+        let appservice_id = appservice_id.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "INSERT INTO appservice_device_lists (appservice_id, pos) VALUES ($1, $2)
+                     ON CONFLICT (appservice_id) DO UPDATE SET pos = $2",
+                    &[&appservice_id, &pos],
+                )
+                .await?;
                 Ok(())
             })
         })

@@ -168,3 +168,17 @@ pub async fn appservice_outboxes_and_their_transactions(url: String) {
     assert_eq!(left[0].to_device.as_deref(), Some("{\"type\":\"m.x\"}"));
     assert_eq!(store.appservice_outbox_len("other").await.expect("len"), 1, "per service");
 }
+
+/// An application service's device-list position (MSC3202) starts unset and moves where told.
+pub async fn appservice_device_list_positions(url: String) {
+    let store = open_store(&url).await;
+    assert_eq!(store.appservice_device_list_pos("bridge").await.expect("read"), None);
+    store.set_appservice_device_list_pos("bridge", StreamPos(5)).await.expect("set");
+    store.set_appservice_device_list_pos("bridge", StreamPos(9)).await.expect("move");
+    assert_eq!(store.appservice_device_list_pos("bridge").await.expect("read"), Some(StreamPos(9)));
+    assert_eq!(store.appservice_device_list_pos("other").await.expect("read"), None, "per service");
+    store.queue_appservice_items("bridge", &[AppserviceItem::Wake], 1).await.expect("wake");
+    let entries = store.appservice_outbox("bridge", 10).await.expect("outbox");
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0].event_id.is_none() && entries[0].ephemeral.is_none() && entries[0].to_device.is_none());
+}

@@ -247,4 +247,5 @@ all_backends!(
     admin::media_quarantine_protection_and_lists,
     admin::rooms_are_blocked_listed_and_purged,
     admin::appservice_outboxes_and_their_transactions,
+    admin::appservice_device_list_positions,
 );
