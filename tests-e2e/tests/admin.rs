@@ -139,6 +139,7 @@ async fn every_admin_endpoint_refuses_non_admins() -> Result<()> {
         ("DELETE", format!("/v2/rooms/{r}")),
         ("GET", format!("/v1/rooms/{r}/members")),
         ("GET", format!("/v1/rooms/{r}/state")),
+        ("GET", format!("/v1/rooms/{r}/forward_extremities")),
         ("GET", format!("/v1/rooms/{r}/block")),
         ("PUT", format!("/v1/rooms/{r}/block")),
         ("GET", format!("/v2/rooms/{r}/delete_status")),
@@ -312,6 +313,9 @@ async fn admins_list_block_and_delete_rooms() -> Result<()> {
     let (_, state) = root.get(&format!("/_synapse/admin/v1/rooms/{a}/state")).await?;
     let types: Vec<&str> = state["state"].as_array().into_iter().flatten().filter_map(|e| e["type"].as_str()).collect();
     ensure!(types.contains(&"m.room.create") && types.contains(&"m.room.name"), "{state}");
+    let (status, extremities) = root.get(&format!("/_synapse/admin/v1/rooms/{a}/forward_extremities")).await?;
+    ensure!(status == 200 && extremities["count"] == 1, "{status} {extremities}");
+    ensure!(extremities["results"][0]["event_id"] == message.as_str(), "the newest event: {extremities}");
     let (status, body) = root.get("/_synapse/admin/v1/rooms/!nowhere:localhost").await?;
     ensure!(status == 404 && errcode(&body) == "M_NOT_FOUND", "{status} {body}");
 

@@ -274,6 +274,7 @@ pub fn admin_routes() -> Router<AppState> {
         .route("/v2/rooms/{room_id}", delete(admin::delete_room))
         .route("/v1/rooms/{room_id}/members", get(admin::room_members))
         .route("/v1/rooms/{room_id}/state", get(admin::room_state))
+        .route("/v1/rooms/{room_id}/forward_extremities", get(admin::forward_extremities))
         .route("/v1/rooms/{room_id}/block", get(admin::room_block).put(admin::set_room_block))
         .route("/v2/rooms/{room_id}/delete_status", get(admin::room_delete_status))
         .route("/v2/rooms/delete_status/{delete_id}", get(admin::delete_status))

@@ -216,6 +216,28 @@ impl Services {
         Ok(json!({ "state": self.client_events(&events, ClientFormat::Client, None).await? }))
     }
 
+    /// `GET /_synapse/admin/v1/rooms/{roomId}/forward_extremities`: the events new ones are
+    /// built on (many of them slow a room down).
+    pub async fn admin_forward_extremities(&self, requester: &Requester, room_id: &RoomId) -> MatrixResult<Value> {
+        Self::require_admin(requester)?;
+        self.known_room(room_id).await?;
+        let extremities: Vec<Value> = self
+            .store
+            .forward_extremities(room_id)
+            .await?
+            .iter()
+            .map(|e| {
+                json!({
+                    "event_id": e.event_id,
+                    "state_group": e.state_after,
+                    "depth": e.depth,
+                    "received_ts": e.origin_server_ts,
+                })
+            })
+            .collect();
+        Ok(json!({ "count": extremities.len(), "results": extremities }))
+    }
+
     /// `GET /_synapse/admin/v1/rooms/{roomId}/block`.
     pub async fn admin_room_block(&self, requester: &Requester, room_id: &RoomId) -> MatrixResult<Value> {
         Self::require_admin(requester)?;
@@ -258,8 +280,7 @@ impl Services {
         room_id: &RoomId,
         request: RoomDeletionRequest,
     ) -> MatrixResult<Value> {
-        let job = self.deletion_job(requester, room_id, request).await?;
-        self.store.put_room_deletion(&deletion_record(&job, "shutting_down", None, None, self.now_ms())).await?;
+        let job = self.start_deletion(requester, room_id, request).await?;
         self.run_room_deletion(&job).await?;
         let record = self.store.room_deletion(&job.delete_id).await?.ok_or_else(unknown_room)?;
         match record.error {
@@ -276,9 +297,8 @@ impl Services {
         room_id: &RoomId,
         request: RoomDeletionRequest,
     ) -> MatrixResult<Value> {
-        let job = self.deletion_job(requester, room_id, request).await?;
+        let job = self.start_deletion(requester, room_id, request).await?;
         let now = self.now_ms();
-        self.store.put_room_deletion(&deletion_record(&job, "shutting_down", None, None, now)).await?;
         let payload = serde_json::to_string(&job).map_err(|e| MatrixError::internal(e.to_string()))?;
         let new_job = NewJob {
             kind: JobKind::RoomDeletion.as_str().to_owned(),
@@ -291,7 +311,8 @@ impl Services {
         Ok(json!({ "delete_id": job.delete_id }))
     }
 
-    async fn deletion_job(
+    /// Checks a deletion request and records the deletion as `shutting_down`.
+    async fn start_deletion(
         &self,
         requester: &Requester,
         room_id: &RoomId,
@@ -308,12 +329,22 @@ impl Services {
         }
         tracing::warn!(admin = %requester.user_id, %room_id, block = request.block, purge = request.purge,
             "admin API: room deletion asked");
-        Ok(DeletionJob {
+        let job = DeletionJob {
             delete_id: self.random.alphanumeric(16),
             room_id: room_id.to_owned(),
             admin: requester.user_id.clone(),
             request,
-        })
+        };
+        let record = RoomDeletion {
+            delete_id: job.delete_id.clone(),
+            room_id: job.room_id.clone(),
+            status: "shutting_down".to_owned(),
+            error: None,
+            result: None,
+            created_ms: self.now_ms(),
+        };
+        self.store.put_room_deletion(&record).await?;
+        Ok(job)
     }
 
     /// The room deletion job.
@@ -421,23 +452,6 @@ impl Services {
 
 fn unknown_room() -> MatrixError {
     MatrixError::not_found("Room not found")
-}
-
-fn deletion_record(
-    job: &DeletionJob,
-    status: &str,
-    error: Option<String>,
-    result: Option<String>,
-    now: u64,
-) -> RoomDeletion {
-    RoomDeletion {
-        delete_id: job.delete_id.clone(),
-        room_id: job.room_id.clone(),
-        status: status.to_owned(),
-        error,
-        result,
-        created_ms: now,
-    }
 }
 
 /// A deletion in Synapse's status shape.

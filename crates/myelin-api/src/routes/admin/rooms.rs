@@ -59,6 +59,15 @@ pub async fn room_state(
     Ok(Json(state.admin_room_state(&r, &room_id(&room)?).await?))
 }
 
+/// `GET /_synapse/admin/v1/rooms/{roomId}/forward_extremities`.
+pub async fn forward_extremities(
+    State(state): State<AppState>,
+    Auth(r): Auth,
+    Path(room): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(state.admin_forward_extremities(&r, &room_id(&room)?).await?))
+}
+
 /// `GET /_synapse/admin/v1/rooms/{roomId}/block`.
 pub async fn room_block(
     State(state): State<AppState>,
