@@ -4,14 +4,31 @@ line each), joins rooms its bot is invited to, answers "hello …" through a pup
 (`@bridge_alice`), and answers the homeserver's user and alias queries by making the user or a
 room with the alias.
 
-Usage: python bridge.py CONFIG_JSON   (homeserver, domain, as_token, hs_token, port, log)
+With "e2ee": true it is an encrypted bridge as mautrix bridges are: its bot has a device it makes
+itself (MSC4190, `PUT /devices`), uploads that device's keys, and follows to-device messages,
+device lists and one-time key counts through its transactions (MSC2409, MSC3202), with
+mautrix's OlmMachine; it decrypts what is sent in its rooms and logs it ("decrypted").
+
+Usage: python bridge.py CONFIG_JSON   (homeserver, domain, as_token, hs_token, port, log[, e2ee])
 """
 import asyncio
 import json
 import sys
 
 from mautrix.appservice import AppService
-from mautrix.types import EventType, Membership, RoomCreatePreset, UserID
+from mautrix.client import Client
+from mautrix.client.state_store import MemoryStateStore
+from mautrix.crypto import MemoryCryptoStore, OlmMachine
+from mautrix.crypto.store import StateStore as CryptoStateStore
+from mautrix.errors import SessionNotFound
+from mautrix.types import (
+    EncryptionAlgorithm,
+    EventType,
+    Membership,
+    RoomCreatePreset,
+    RoomEncryptionStateEventContent,
+    UserID,
+)
 
 config = json.loads(sys.argv[1])
 domain = config["domain"]
@@ -20,6 +37,38 @@ log = open(config["log"], "a", buffering=1)
 
 def record(kind, **fields):
     log.write(json.dumps({"kind": kind, **fields}) + "\n")
+
+
+class RoomsStateStore(CryptoStateStore):
+    """The crypto state the OlmMachine asks about: every room is taken as encrypted and shared."""
+
+    def __init__(self):
+        self.rooms = set()
+
+    async def is_encrypted(self, room_id):
+        return True
+
+    async def get_encryption_info(self, room_id):
+        return RoomEncryptionStateEventContent(algorithm=EncryptionAlgorithm.MEGOLM_V1)
+
+    async def find_shared_rooms(self, user_id):
+        return list(self.rooms)
+
+
+async def start_crypto(az):
+    """The bot's own device (MSC4190) with its keys uploaded, fed by the transactions."""
+    store = MemoryCryptoStore("testbridge", "pickle-key")
+    client = Client(base_url=config["homeserver"], mxid=az.bot_mxid, sync_store=store, state_store=MemoryStateStore())
+    crypto = OlmMachine(client, store, RoomsStateStore())
+    az.otk_handler = crypto.handle_as_otk_counts
+    az.device_list_handler = crypto.handle_as_device_lists
+    az.to_device_handler = crypto.handle_as_to_device_event
+    client.api.token = az.as_token
+    await client.create_device_msc4190(device_id="BRIDGEBOT", initial_display_name="Test bridge")
+    await crypto.load()
+    await crypto.share_keys()
+    record("crypto_ready", device_id=client.device_id)
+    return crypto
 
 
 async def main():
@@ -31,7 +80,9 @@ async def main():
         bot_localpart="bridgebot",
         id="testbridge",
         ephemeral_events=True,
+        encryption_events=bool(config.get("e2ee")),
     )
+    crypto = await start_crypto(az) if config.get("e2ee") else None
 
     async def query_user(user_id):
         record("query_user", user_id=user_id)
@@ -59,7 +110,14 @@ async def main():
             event_id=getattr(evt, "event_id", None),
             content=content,
         )
-        if (
+        if crypto is not None and evt.type == EventType.ROOM_ENCRYPTED:
+            try:
+                decrypted = await crypto.decrypt_megolm_event(evt)
+            except SessionNotFound as e:
+                await crypto.wait_for_session(evt.room_id, e.session_id, timeout=10)
+                decrypted = await crypto.decrypt_megolm_event(evt)
+            record("decrypted", event_id=evt.event_id, sender=evt.sender, body=decrypted.content.body)
+        elif (
             evt.type == EventType.ROOM_MEMBER
             and evt.state_key == az.bot_mxid
             and evt.content.membership == Membership.INVITE

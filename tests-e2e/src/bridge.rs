@@ -46,12 +46,19 @@ impl MautrixBridge {
     /// Starts the bridge on `port`, talking to the homeserver at `homeserver` (server name
     /// `domain`), and waits until it listens.
     pub async fn start(homeserver: &str, domain: &str, port: u16) -> Result<Self> {
+        Self::start_with(homeserver, domain, port, false).await
+    }
+
+    /// [`MautrixBridge::start`], as an encrypted bridge if `e2ee` (its bot's own device and keys,
+    /// to-device messages, device lists and key counts through transactions: the registration
+    /// must say `org.matrix.msc3202` and `io.element.msc4190`).
+    pub async fn start_with(homeserver: &str, domain: &str, port: u16, e2ee: bool) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("myelin-bridge-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir)?;
         let log = dir.join("received.jsonl");
         let config = json!({
             "homeserver": homeserver, "domain": domain, "as_token": BRIDGE_AS_TOKEN, "hs_token": BRIDGE_HS_TOKEN,
-            "port": port, "log": log,
+            "port": port, "log": log, "e2ee": e2ee,
         });
         let mut child = tokio::process::Command::new(tools_venv()?.join("bin/python"))
             .arg(repo_root().join("tests-e2e/python/bridge.py"))
