@@ -132,6 +132,22 @@ async fn namespaces_masquerading_registration_and_ping() -> Result<()> {
 
     // Masquerading: its users only, registered ones only.
     let bob = server.user_id("bridge_bob");
+    // A bridged message keeps the time it was sent elsewhere (`ts`); nobody else's `ts` counts.
+    let as_bob = as_bridge(&server, Some(&bob));
+    let (status, body) = as_bob.join(&room).await?;
+    ensure!(status == 200, "{status} {body}");
+    let message = json!({ "msgtype": "m.text", "body": "from the past" });
+    let (status, sent) =
+        as_bob.with_query("ts", "1600000000000").put(&room_path(&room, "send/m.room.message/ts1"), &message).await?;
+    ensure!(status == 200, "{status} {sent}");
+    let event = |id: &Value| room_path(&room, &format!("event/{}", enc(id.as_str().unwrap_or_default())));
+    let (_, seen) = alice.get(&event(&sent["event_id"])).await?;
+    ensure!(seen["origin_server_ts"] == 1_600_000_000_000u64, "{seen}");
+    let (status, mine) =
+        alice.with_query("ts", "1").put(&room_path(&room, "send/m.room.message/ts2"), &message).await?;
+    ensure!(status == 200, "{status} {mine}");
+    let (_, seen) = alice.get(&event(&mine["event_id"])).await?;
+    ensure!(seen["origin_server_ts"].as_u64().is_some_and(|ts| ts > 1_600_000_000_000), "{seen}");
     let (status, body) = as_bridge(&server, Some(&bob)).get("/_matrix/client/v3/account/whoami").await?;
     ensure!(status == 200 && body["user_id"] == bob.as_str(), "{status} {body}");
     let (status, body) = as_bridge(&server, None).get("/_matrix/client/v3/account/whoami").await?;

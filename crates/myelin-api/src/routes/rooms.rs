@@ -240,7 +240,14 @@ async fn send_now_or_later(
     if sticky.is_some_and(|ms| ms > myelin_service::sticky_events::MAX_STICKY_DURATION_MS) {
         return Err(MatrixError::invalid_param(format!("{STICKY_PARAM} must be between 0 and 3600000")).into());
     }
-    let spec = spec.sticky(sticky);
+    let mut spec = spec.sticky(sticky);
+    // An application service bridging a message sent earlier elsewhere keeps its time (`ts`);
+    // anyone else's `ts` is ignored, as Synapse does.
+    if r.appservice.is_some()
+        && let Some(ts) = query_u64(query, "ts")?
+    {
+        spec = spec.at(ts);
+    }
     if let Some(delay_ms) = query_u64(query, DELAY_PARAM)? {
         let delay_id = state.schedule_delayed_event(r, &room_id, spec, delay_ms).await?;
         return Ok(Json(json!({ "delay_id": delay_id })));

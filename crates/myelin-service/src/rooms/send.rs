@@ -47,12 +47,22 @@ pub struct EventSpec {
     pub txn_id: Option<OwnedTransactionId>,
     /// Sent as a sticky event (MSC4354) for this long (at most an hour).
     pub sticky_duration_ms: Option<u64>,
+    /// The `origin_server_ts` an application service asked for (`ts`), else now.
+    pub origin_server_ts: Option<u64>,
 }
 
 impl EventSpec {
     /// A message-like event.
     pub fn message(event_type: TimelineEventType, content: Value) -> Self {
-        Self { event_type, state_key: None, content, redacts: None, txn_id: None, sticky_duration_ms: None }
+        Self {
+            event_type,
+            state_key: None,
+            content,
+            redacts: None,
+            txn_id: None,
+            sticky_duration_ms: None,
+            origin_server_ts: None,
+        }
     }
 
     /// A state event.
@@ -64,6 +74,7 @@ impl EventSpec {
             redacts: None,
             txn_id: None,
             sticky_duration_ms: None,
+            origin_server_ts: None,
         }
     }
 
@@ -76,6 +87,13 @@ impl EventSpec {
     /// The same, sticky for `duration_ms` (MSC4354; capped at an hour).
     pub fn sticky(mut self, duration_ms: Option<u64>) -> Self {
         self.sticky_duration_ms = duration_ms.map(|d| d.min(crate::sticky_events::MAX_STICKY_DURATION_MS));
+        self
+    }
+
+    /// The same, with this `origin_server_ts` (an application service's `ts`, bridging a
+    /// message sent earlier elsewhere).
+    pub fn at(mut self, origin_server_ts: u64) -> Self {
+        self.origin_server_ts = Some(origin_server_ts);
         self
     }
 }
@@ -227,6 +245,7 @@ impl Services {
             redacts: Some(target.to_owned()),
             txn_id: Some(txn_id),
             sticky_duration_ms: None,
+            origin_server_ts: None,
         };
         Ok(self.send_event(sender, Some(&requester.device_id), Target::Existing(room_id), spec, true).await?.0)
     }
@@ -509,7 +528,11 @@ impl Services {
             .map(|pdu| ((state_event_type(&pdu.kind), pdu.state_key.clone().unwrap_or_default()), pdu))
             .collect();
 
-        let ts = self.event_timestamp(&spec.event_type, ts_bump);
+        let ts = match spec.origin_server_ts {
+            // Never for a create event: its timestamp is part of how a room id is made unique.
+            Some(ts) if spec.event_type != TimelineEventType::RoomCreate => ts,
+            _ => self.event_timestamp(&spec.event_type, ts_bump),
+        };
         let mut object = assemble_pdu(PduFields {
             rules,
             room_id,
