@@ -344,9 +344,16 @@ async fn sighup_reloads_registration_files_and_the_log_filter() -> Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     ensure!(claimed, "the new namespace applies after SIGHUP\n{}", server.log());
-    let log = server.log();
-    ensure!(log.contains("SIGHUP: configuration reloaded"), "{log}");
-    ensure!(log.contains("DEBUG"), "debug lines once the filter says debug");
+    for _ in 0..50 {
+        if server.log().contains("SIGHUP: configuration reloaded") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    ensure!(server.log().contains("SIGHUP: configuration reloaded"), "{}", server.log());
+    // A request once the filter says debug: its debug lines are written.
+    server.anonymous().get("/_matrix/client/versions").await?;
+    ensure!(server.log().contains("DEBUG"), "debug lines once the filter says debug");
 
     // A broken file: refused, the namespaces in use stay.
     std::fs::write(&registration, "id: [")?;

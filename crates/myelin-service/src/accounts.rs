@@ -701,6 +701,9 @@ impl Services {
         };
         let name = req.username.ok_or_else(|| MatrixError::missing_param("username is required"))?.to_lowercase();
         validate_localpart(&name)?;
+        if self.is_reserved_localpart(&name) {
+            return Err(MatrixError::new(ErrorCode::UserInUse, "User ID already taken"));
+        }
         let user_id = self.user_id(&name)?;
         self.check_user_namespace(&user_id, Some(&appservice))?;
         let user_id = self.create_user(&name, None, false).await?;
@@ -743,7 +746,9 @@ impl Services {
         if !service.is_interested_in_user(&user_id) {
             return Err(MatrixError::forbidden("The user is not in the application service's namespace"));
         }
-        self.existing_user(&user_id).await?;
+        if self.existing_user(&user_id).await?.deactivated {
+            return Err(MatrixError::forbidden("The user is deactivated"));
+        }
         Ok(user_id)
     }
 }

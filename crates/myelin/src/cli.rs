@@ -344,11 +344,13 @@ pub struct Reloader {
 
 impl Reloader {
     /// Applies the configuration as it is now; what changed, for the log.
-    pub fn reload(&self, services: &Services) -> anyhow::Result<String> {
+    pub async fn reload(&self, services: &Services) -> anyhow::Result<String> {
         let config = load_config(&self.opts)?;
         let appservices = services
             .reload_appservices(&config.appservices)
             .map_err(|problems| anyhow::anyhow!("application services: {}", problems.join("; ")))?;
+        // A service added (or given another bot) has its user from now on.
+        services.register_appservice_users().await.map_err(anyhow::Error::msg).context("application service users")?;
         self.log.reload(log_filter(&config)).context("cannot change the log filter")?;
         Ok(format!("log filter {:?}, {appservices} application services", config.log_filter))
     }

@@ -136,7 +136,7 @@ fn spawn_reloads(
     let Some(mut hangups) = hangups else { return };
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            match reloader.reload(&services) {
+            match reloader.reload(&services).await {
                 Ok(what) => tracing::info!(reloaded = %what, "SIGHUP: configuration reloaded"),
                 Err(err) => tracing::error!(error = %format!("{err:#}"), "SIGHUP: reload refused; nothing changed"),
             }

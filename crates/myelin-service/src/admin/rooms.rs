@@ -415,8 +415,21 @@ impl Services {
             return Ok(());
         }
         if job.request.purge {
+            // Someone of this server who joined meanwhile would lose the room without a leave.
+            let joined_meanwhile = self
+                .store
+                .room_members(room_id, Some(Membership::Join))
+                .await?
+                .iter()
+                .any(|m| self.is_local_user(&m.user_id));
+            if joined_meanwhile {
+                let error = "a member of this server joined during the deletion: block the room and delete it again";
+                self.store.put_room_deletion(&record("failed", Some(error.to_owned()))).await?;
+                return Ok(());
+            }
             self.store.put_room_deletion(&record("purging", None)).await?;
             self.store.purge_room(room_id).await?;
+            self.invalidate(&self.heads.cache, &room_id.to_owned());
             for user in &kicked {
                 self.invalidate(&self.user_rooms.cache, user);
             }

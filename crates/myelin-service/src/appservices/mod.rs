@@ -134,12 +134,13 @@ impl Services {
         Ok(())
     }
 
-    /// Whether requests as this user skip the rate limits (users of a service registered with
-    /// `rate_limited: false`).
+    /// Whether requests as this user skip the rate limits: users a service registered with
+    /// `rate_limited: false` holds exclusively (its own user, its exclusive namespaces; a broad
+    /// non-exclusive namespace exempts nobody).
     pub(crate) fn exempt_from_rate_limits(&self, user_id: &str) -> bool {
-        !self.appservices().is_empty()
-            && UserId::parse(user_id)
-                .is_ok_and(|u| self.appservices().iter().any(|a| !a.rate_limited && a.is_interested_in_user(&u)))
+        let services = self.appservices();
+        !services.is_empty()
+            && UserId::parse(user_id).is_ok_and(|u| services.iter().any(|a| !a.rate_limited && a.claims_user(&u)))
     }
 
     /// The services interested in an event of `room_id` sent by `sender` (with `state_key`),

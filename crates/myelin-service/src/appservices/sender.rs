@@ -202,6 +202,11 @@ impl Services {
     /// After a sender finished: entries queued meanwhile (whose job insert found the finishing
     /// job) get a new one.
     pub(crate) async fn recheck_appservice(&self, appservice_id: &str) -> MatrixResult<()> {
+        // A service not configured here (or without a URL) has nothing sent: its queue waits for
+        // a process that has it, not for a job run again at once.
+        if self.appservice_by_id(appservice_id).is_none_or(|s| s.url.is_none()) {
+            return Ok(());
+        }
         if self.store.appservice_outbox_len(appservice_id).await? > 0 {
             let now = self.now_ms();
             let job = myelin_storage::NewJob {

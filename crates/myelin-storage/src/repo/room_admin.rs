@@ -63,7 +63,9 @@ pub trait RoomAdminRepo {
     async fn room_deletion(&self, delete_id: &str) -> StorageResult<Option<RoomDeletion>>;
     /// The room's deletions, oldest first.
     async fn room_deletions(&self, room_id: &RoomId) -> StorageResult<Vec<RoomDeletion>>;
-    /// Removes everything this server holds about a room (events, state, memberships, receipts,
-    /// push actions, search entries, ...). Deletions and blocks stay.
+    /// Removes everything this server holds about a room (events, current state, memberships,
+    /// receipts, push actions, search entries, ...). Deletions and blocks stay, and so do its
+    /// state groups (ids must not be reused) and the events still queued for other servers or
+    /// application services.
     async fn purge_room(&self, room_id: &RoomId) -> StorageResult<()>;
 }

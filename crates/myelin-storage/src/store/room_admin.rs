@@ -7,8 +7,9 @@ use myelin_core::types::{OwnedUserId, RoomId, UserId};
 use crate::{AdminRoomRow, Database, RoomAdminRepo, RoomDeletion, RoomStateContent, StorageResult, db::Row};
 
 /// The tables with a `room_id` column whose rows a purge deletes (the room's own row last).
-const ROOM_TABLES: [&str; 16] = [
-    "events",
+/// State groups stay: SQLite would hand a deleted top id to the next group, which every
+/// process's state group cache (immutable entries) would then answer with the purged state.
+const ROOM_TABLES: [&str; 14] = [
     "forward_extremities",
     "current_state",
     "room_members",
@@ -22,7 +23,6 @@ const ROOM_TABLES: [&str; 16] = [
     "delayed_events",
     "sticky_events",
     "server_notice_rooms",
-    "state_groups",
     "rooms",
 ];
 
@@ -177,8 +177,12 @@ impl RoomAdminRepo for Database {
         let room_id = room_id.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {
+                // Events still queued for other servers or application services (the members'
+                // leaves) stay until they are sent: their outbox entries read them.
                 c.execute(
-                    "DELETE FROM state_group_entries WHERE group_id IN (SELECT id FROM state_groups WHERE room_id = $1)",
+                    "DELETE FROM events WHERE room_id = $1
+                       AND NOT EXISTS (SELECT 1 FROM federation_outbox f WHERE f.event_id = events.event_id)
+                       AND NOT EXISTS (SELECT 1 FROM appservice_outbox a WHERE a.event_id = events.event_id)",
                     &[&room_id],
                 )
                 .await?;

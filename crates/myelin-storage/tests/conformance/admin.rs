@@ -94,11 +94,15 @@ pub async fn media_quarantine_protection_and_lists(url: String) {
 pub async fn rooms_are_blocked_listed_and_purged(url: String) {
     let store = open_store(&url).await;
     let room = rid("!doomed:test");
-    room_with(&store, room.as_str(), &["@a:test", "@b:other"]).await;
+    let last = room_with(&store, room.as_str(), &["@a:test", "@b:other"]).await;
+    // A's leave, still queued for B's server when the purge comes.
+    let mut leave = super::member_event(room.as_str(), "$leave-doomed", "@a:test", Membership::Leave, &[&last]);
+    leave.destinations = vec![ruma::OwnedServerName::try_from("other").expect("server name")];
+    super::persisted(&store, leave).await;
     room_with(&store, "!kept:test", &["@a:test"]).await;
     let rooms = store.admin_rooms("test").await.expect("list");
     let doomed = rooms.iter().find(|r| r.room_id == room).expect("listed");
-    assert_eq!((doomed.joined_members, doomed.joined_local_members, doomed.state_events), (2, 1, 3));
+    assert_eq!((doomed.joined_members, doomed.joined_local_members, doomed.state_events), (1, 0, 3));
     let state = store.room_state_contents(Some(&room), &["m.room.create"]).await.expect("state");
     assert_eq!(state.len(), 1);
     assert_eq!(store.room_state_contents(None, &["m.room.create"]).await.expect("state").len(), 2);
@@ -122,6 +126,11 @@ pub async fn rooms_are_blocked_listed_and_purged(url: String) {
 
     store.purge_room(&room).await.expect("purge");
     assert!(store.get_room(&room).await.expect("read").is_none());
+    assert!(store.get_event(&super::eid("$create-doomed")).await.expect("read").is_none(), "events go");
+    assert!(
+        store.get_event(&super::eid("$leave-doomed")).await.expect("read").is_some(),
+        "an event still queued for another server stays until it is sent"
+    );
     assert!(store.room_members(&room, None).await.expect("members").is_empty());
     assert!(store.rooms_for_user(&uid("@a:test")).await.expect("rooms").iter().all(|r| r.room_id != room));
     assert!(store.get_room(&rid("!kept:test")).await.expect("read").is_some(), "other rooms stay");
