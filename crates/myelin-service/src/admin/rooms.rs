@@ -133,16 +133,12 @@ const ORDER_COLUMNS: [&str; 13] = [
 impl Services {
     /// The list entries of every room, or of one.
     async fn room_entries(&self, room: Option<&RoomId>) -> MatrixResult<Vec<Value>> {
-        let rows = self.store.admin_rooms(self.server_name.as_str()).await?;
+        let rows = self.store.admin_rooms(self.server_name.as_str(), room).await?;
         let mut state: HashMap<OwnedRoomId, HashMap<String, Value>> = HashMap::new();
         for s in self.store.room_state_contents(room, &LISTED_STATE).await? {
             state.entry(s.room_id).or_default().insert(s.event_type, content_of(&s.json));
         }
-        Ok(rows
-            .iter()
-            .filter(|r| room.is_none_or(|room| r.room_id == room))
-            .map(|r| room_entry(r, state.get(&r.room_id)))
-            .collect())
+        Ok(rows.iter().map(|r| room_entry(r, state.get(&r.room_id))).collect())
     }
 
     /// `GET /_synapse/admin/v1/rooms`: a page of rooms in the asked order, `total_rooms`, and

@@ -141,13 +141,15 @@ impl Services {
         via: &[OwnedServerName],
     ) -> MatrixResult<OwnedRoomId> {
         let room_id = self.resolve_room(room).await?;
-        self.check_room_not_blocked(&room_id).await?;
+        // Joins and knocks through another server skip `update_membership`, which checks local ones.
         if membership == Membership::Knock && self.needs_remote_join(&room_id).await? {
+            self.check_room_not_blocked(&room_id).await?;
             check_reason(&reason)?;
             self.check_rate_limit(Limit::Messages, requester.user_id.as_str())?;
             return self.knock_remote_room(&requester.user_id, &room_id, reason, via).await;
         }
         if membership == Membership::Join && self.needs_remote_join(&room_id).await? {
+            self.check_room_not_blocked(&room_id).await?;
             if requester.is_guest {
                 return Err(MatrixError::forbidden("Guests cannot join rooms on other servers"));
             }

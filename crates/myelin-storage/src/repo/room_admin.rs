@@ -44,9 +44,9 @@ pub struct RoomDeletion {
 /// Rooms as admins handle them: the full list, blocking, deletion.
 #[async_trait]
 pub trait RoomAdminRepo {
-    /// Every room this server knows, with the counts the admin list shows (`server` names this
-    /// server, to count its members).
-    async fn admin_rooms(&self, server: &str) -> StorageResult<Vec<AdminRoomRow>>;
+    /// Every room this server knows (or only `room`), with the counts the admin list shows
+    /// (`server` names this server, to count its members).
+    async fn admin_rooms(&self, server: &str, room: Option<&RoomId>) -> StorageResult<Vec<AdminRoomRow>>;
     /// The current state events of these types (state key `""`) of every room, or of one.
     async fn room_state_contents(
         &self,

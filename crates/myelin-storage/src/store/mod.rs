@@ -41,12 +41,12 @@ mod threepids;
 mod to_device;
 mod uia;
 
+use crate::{MemberRecord, StorageResult, StoredEvent, UserRoom, db::Row};
+
 /// `text` for a `LIKE … ESCAPE '\\'` pattern: its `\\`, `%` and `_` taken literally.
 pub(crate) fn escape_like(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
-
-use crate::{MemberRecord, StorageResult, StoredEvent, UserRoom, db::Row};
 
 /// The columns [`event_from_row`] reads, from `events e`.
 pub(crate) const EVENT_COLUMNS: &str = "e.stream_pos, e.event_id, e.room_id, e.sender, e.event_type, e.state_key, \

@@ -41,8 +41,9 @@ const DELETION_COLUMNS: &str = "delete_id, room_id, status, error, result, creat
 
 #[async_trait]
 impl RoomAdminRepo for Database {
-    async fn admin_rooms(&self, server: &str) -> StorageResult<Vec<AdminRoomRow>> {
+    async fn admin_rooms(&self, server: &str, room: Option<&RoomId>) -> StorageResult<Vec<AdminRoomRow>> {
         let local = format!("%:{}", super::escape_like(server));
+        let room = room.map(|r| r.as_str().to_owned()).unwrap_or_default();
         self.read(move |c| {
             Box::pin(async move {
                 c.query(
@@ -51,8 +52,8 @@ impl RoomAdminRepo for Database {
                             (SELECT COUNT(*) FROM room_members m
                              WHERE m.room_id = r.room_id AND m.membership = 'join' AND m.user_id LIKE $1 ESCAPE '\\'),
                             (SELECT COUNT(*) FROM current_state s WHERE s.room_id = r.room_id)
-                     FROM rooms r",
-                    &[&local],
+                     FROM rooms r WHERE $2 = '' OR r.room_id = $2",
+                    &[&local, &room],
                     |r| {
                         Ok(AdminRoomRow {
                             room_id: r.get(0)?,

@@ -100,7 +100,8 @@ pub async fn rooms_are_blocked_listed_and_purged(url: String) {
     leave.destinations = vec![ruma::OwnedServerName::try_from("other").expect("server name")];
     super::persisted(&store, leave).await;
     room_with(&store, "!kept:test", &["@a:test"]).await;
-    let rooms = store.admin_rooms("test").await.expect("list");
+    let rooms = store.admin_rooms("test", None).await.expect("list");
+    assert_eq!(store.admin_rooms("test", Some(&room)).await.expect("one").len(), 1, "one room asked for");
     let doomed = rooms.iter().find(|r| r.room_id == room).expect("listed");
     assert_eq!((doomed.joined_members, doomed.joined_local_members, doomed.state_events), (1, 0, 3));
     let state = store.room_state_contents(Some(&room), &["m.room.create"]).await.expect("state");
