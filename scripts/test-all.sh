@@ -33,6 +33,11 @@ export MYELIN_NODE22
 MYELIN_NODE22=$(./scripts/js-deps.sh | tail -1)
 echo "$MYELIN_NODE22"
 
+echo "== Debian's Chromium for the browser tests of the web pages (apt)"
+export MYELIN_CHROMIUM
+MYELIN_CHROMIUM=$(./scripts/chromium.sh | tail -1)
+echo "$MYELIN_CHROMIUM"
+
 echo "== Synapse from PyPI for the federation interoperability tests (pip, cached beside the builds)"
 export MYELIN_SYNAPSE_VENV
 MYELIN_SYNAPSE_VENV=$(./scripts/synapse-venv.sh | tail -1)

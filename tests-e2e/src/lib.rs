@@ -18,6 +18,7 @@ pub mod bridge;
 pub mod device_keys;
 pub mod fake_sfu;
 pub mod federation;
+pub mod oauth;
 mod s3;
 pub mod smtp;
 mod synapse;
@@ -86,6 +87,25 @@ pub fn run_tools_python(script: &str, input: &serde_json::Value) -> Result<serde
 }
 
 /// A TCP port on 127.0.0.1 nothing listens on (for a listener a test configures).
+/// Whether process `pid` holds the listening socket on 127.0.0.1:`port` (Linux's /proc).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else { return true };
+    let wanted = format!(":{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // local_address, state 0A (LISTEN), inode
+            (cols.len() > 9 && cols[1].ends_with(&wanted) && cols[3] == "0A").then(|| cols[9].to_owned())
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.filter_map(|fd| fd.ok())
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| inodes.iter().any(|inode| target.to_string_lossy() == format!("socket:[{inode}]")))
+}
+
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0 to find a free port")?;
     Ok(listener.local_addr()?.port())
@@ -405,16 +425,27 @@ impl TestServer {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
         let url = format!("{}/_matrix/client/versions", self.base_url());
         while Instant::now() < deadline {
-            if let Ok(resp) = http.get(&url).send().await
-                && resp.status().is_success()
-            {
-                return Ok(());
-            }
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
                 self.child = None;
                 bail!("server exited with {status} during start-up\n{}", self.log_tail());
+            }
+            if let Ok(resp) = http.get(&url).send().await
+                && resp.status().is_success()
+            {
+                // The answer may come from another test's server that took the same port
+                // between our probe for a free one and our server's bind: only ours will do.
+                let pid = self.child.as_ref().map(Child::id);
+                if pid.is_some_and(|pid| listens_on(pid, self.port)) {
+                    return Ok(());
+                }
+                if let Some(child) = self.child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    self.child = None;
+                    bail!("server exited with {status} during start-up (port taken?)\n{}", self.log_tail());
+                }
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod metrics;
 mod routes;
+mod web;
 
 use std::sync::Arc;
 
@@ -49,6 +50,8 @@ pub fn router(services: AppState) -> Router {
             ApiError::from(MatrixError::internal("Internal server error")).into_response()
         }))
         .layer(tower_http::cors::CorsLayer::very_permissive().max_age(std::time::Duration::from_secs(86400)))
+        // The web pages: outside the CORS layer (no other site may read them).
+        .merge(web::router(max_body))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(services)
 }

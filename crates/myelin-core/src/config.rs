@@ -41,9 +41,28 @@ pub struct Config {
     pub email: EmailConfig,
     pub server_notices: ServerNoticesConfig,
     pub metrics: MetricsConfig,
+    pub oauth: OAuthConfig,
     /// Application service registration files (Synapse's YAML format), loaded at start
     /// (`MYELIN_APPSERVICES`, comma-separated).
     pub appservices: Vec<String>,
+}
+
+/// The OAuth 2.0 authorization server of next-gen auth (`[oauth]`): on by default, beside
+/// `/login` and `/register`, which keep working.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// Serve `auth_metadata`, the OAuth endpoints and the web pages. Off: they answer 404
+    /// `M_UNRECOGNIZED`, as on a server without next-gen auth.
+    pub enabled: bool,
+    /// How long an access token an OAuth client gets works before it is refreshed (MAS's 5 minutes).
+    pub access_token_lifetime_ms: u64,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self { enabled: true, access_token_lifetime_ms: 5 * 60 * 1000 }
+    }
 }
 
 /// Prometheus metrics (`[metrics]`): served at `/metrics` on a listener of their own, off by
@@ -486,6 +505,7 @@ impl Default for Config {
             support: SupportConfig::default(),
             server_notices: ServerNoticesConfig::default(),
             metrics: MetricsConfig::default(),
+            oauth: OAuthConfig::default(),
             appservices: Vec::new(),
             email: EmailConfig::default(),
         }

@@ -4,7 +4,7 @@ use myelin_core::{
     ErrorCode, MatrixError, MatrixResult, Membership,
     types::{OwnedDeviceId, OwnedUserId, ServerName, StateEventType, UserId},
 };
-use myelin_storage::{NewSession, SessionRefresh, UserRecord};
+use myelin_storage::{NewSession, RefreshOutcome, SessionRefresh, UserRecord};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -182,6 +182,9 @@ impl Services {
         };
         if owner.deactivated {
             return Err(MatrixError::unknown_token("User is deactivated"));
+        }
+        if owner.locked {
+            return Err(crate::oauth::user_locked());
         }
         if owner.expires_ms.is_some_and(|exp| exp <= self.clock.now_ms()) {
             return Err(MatrixError::new(ErrorCode::UnknownToken { soft_logout: true }, "Access token has expired"));
@@ -410,6 +413,7 @@ impl Services {
                 );
             }
         };
+        self.refuse_locked(&user_id).await?;
         self.issue_session(&user_id, req.device_id, req.initial_device_display_name, req.refresh_token).await
     }
 
@@ -445,6 +449,7 @@ impl Services {
                 expires_ms: expires_in_ms.map(|l| now + l),
                 refresh_token: refresh_token.clone(),
                 created_ms: now,
+                oauth: None,
             })
             .await?;
         Ok(IssuedSession { user_id: user_id.to_owned(), device_id, access_token, refresh_token, expires_in_ms })
@@ -483,23 +488,33 @@ impl Services {
         let access_token = format!("myl_{}", self.random.alphanumeric(40));
         let new_refresh = format!("mylr_{}", self.random.alphanumeric(40));
         let lifetime = self.config.limits.refreshable_access_token_lifetime_ms;
-        let owner = self
+        let outcome = self
             .store
             .refresh_session(SessionRefresh {
                 refresh_token: refresh_token.to_owned(),
-                new_access_token: access_token.clone(),
-                new_refresh_token: new_refresh.clone(),
+                new_access_token: access_token,
+                new_refresh_token: new_refresh,
                 expires_ms: Some(self.clock.now_ms() + lifetime),
             })
             .await?;
-        let Some((user_id, device_id)) = owner else { return Err(MatrixError::unknown_token("Unknown refresh token")) };
-        Ok(IssuedSession {
-            user_id,
-            device_id,
-            access_token,
-            refresh_token: Some(new_refresh),
-            expires_in_ms: Some(lifetime),
-        })
+        match outcome {
+            RefreshOutcome::Refreshed { user_id, device_id, access_token, refresh_token, expires_ms } => {
+                Ok(IssuedSession {
+                    user_id,
+                    device_id,
+                    access_token,
+                    refresh_token: Some(refresh_token),
+                    expires_in_ms: Some(expires_ms.map_or(lifetime, |e| e.saturating_sub(self.clock.now_ms()))),
+                })
+            }
+            RefreshOutcome::Replayed { user_id, device_id } => {
+                // Used again after the token that replaced it was used: someone else holds a copy.
+                tracing::warn!(%user_id, "refresh token replayed after its successor was used: session ended");
+                self.delete_devices(&user_id, &[device_id]).await?;
+                Err(MatrixError::unknown_token("Unknown refresh token"))
+            }
+            RefreshOutcome::Unknown => Err(MatrixError::unknown_token("Unknown refresh token")),
+        }
     }
 
     /// The admin command's password reset: a new password, and every device logged out.

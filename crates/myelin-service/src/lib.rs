@@ -21,6 +21,7 @@ pub mod locks;
 pub mod media;
 pub mod metrics;
 pub mod notifier;
+pub mod oauth;
 pub mod passwords;
 pub mod pdu;
 pub mod presence;

@@ -146,6 +146,19 @@ pub enum UserCommand {
         #[arg(long)]
         deactivated: bool,
     },
+    /// List a user's sessions (devices): id, kind (the OAuth client, or a password login), name.
+    Sessions { name: String },
+    /// End one session of a user (its device and tokens go), or every one with --all.
+    EndSession {
+        name: String,
+        device_id: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Lock an account: it cannot sign in and its tokens are refused (M_USER_LOCKED), nothing is deleted.
+    Lock { name: String },
+    /// Unlock a locked account.
+    Unlock { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -486,6 +499,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     for user_id in services.all_user_ids(deactivated).await.map_err(anyhow::Error::msg)? {
                         println!("{user_id}");
                     }
+                }
+                UserCommand::Sessions { name } => {
+                    let user_id = services.login_user_id(&name).map_err(anyhow::Error::msg)?;
+                    for (device, oauth) in services.user_sessions(&user_id).await.map_err(anyhow::Error::msg)? {
+                        let kind = oauth.map_or_else(|| "password".to_owned(), |o| format!("oauth:{}", o.client_id));
+                        println!("{}\t{kind}\t{}", device.device_id, device.display_name.unwrap_or_default());
+                    }
+                }
+                UserCommand::EndSession { name, device_id, all } => {
+                    let user_id = services.login_user_id(&name).map_err(anyhow::Error::msg)?;
+                    match (device_id, all) {
+                        (Some(device_id), false) => {
+                            services.end_session(&user_id, &device_id).await.map_err(anyhow::Error::msg)?;
+                            println!("ended {device_id} of {user_id}");
+                        }
+                        (None, true) => {
+                            services.delete_all_devices(&user_id, None).await.map_err(anyhow::Error::msg)?;
+                            println!("ended every session of {user_id}");
+                        }
+                        _ => anyhow::bail!("name one DEVICE_ID, or --all"),
+                    }
+                }
+                UserCommand::Lock { name } => {
+                    let user_id = services.login_user_id(&name).map_err(anyhow::Error::msg)?;
+                    services.set_user_locked(&user_id, true).await.map_err(anyhow::Error::msg)?;
+                    println!("locked {user_id}");
+                }
+                UserCommand::Unlock { name } => {
+                    let user_id = services.login_user_id(&name).map_err(anyhow::Error::msg)?;
+                    services.set_user_locked(&user_id, false).await.map_err(anyhow::Error::msg)?;
+                    println!("unlocked {user_id}");
                 }
             }
             Ok(())

@@ -9,6 +9,7 @@ mod directory;
 mod ephemeral;
 mod keys;
 mod media;
+mod oauth;
 mod profile;
 mod push_rules;
 mod rooms;
@@ -163,6 +164,7 @@ pub fn client_routes() -> Router<AppState> {
 /// Routes served under `/_matrix/client/v1`.
 pub fn v1_routes() -> Router<AppState> {
     Router::new()
+        .route("/auth_metadata", get(oauth::auth_metadata))
         .route("/appservice/{appservice_id}/ping", post(appservice::ping))
         .route("/rooms/{room_id}/hierarchy", get(rooms::hierarchy))
         .route("/room_summary/{room}", get(rooms::room_summary))
@@ -312,6 +314,15 @@ pub fn unversioned_routes() -> Router<AppState> {
         .route("/.well-known/matrix/support", get(versions::well_known_support))
         .route("/_myelin/email/validate", get(account::validate_email_link))
         .route("/health", get(|| async { "OK" }))
+        .route("/_matrix/client/unstable/org.matrix.msc2965/auth_metadata", get(oauth::auth_metadata))
+        .route("/_matrix/client/unstable/org.matrix.msc2965/auth_issuer", get(oauth::auth_issuer))
+        .route("/.well-known/openid-configuration", get(oauth::auth_metadata))
+        .route("/oauth2/registration", post(oauth::register_client))
+        .route("/oauth2/token", post(oauth::token))
+        .route("/oauth2/revoke", post(oauth::revoke))
+        .route("/oauth2/device_authorization", post(oauth::device_authorization))
+        .route("/oauth2/keys.json", get(oauth::jwks))
+        .route("/oauth2/userinfo", get(oauth::userinfo))
 }
 
 /// Query-string helpers that answer bad values with `M_INVALID_PARAM`.

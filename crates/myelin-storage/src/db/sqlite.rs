@@ -56,6 +56,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0030_admin.sql"),
     include_str!("../../migrations/0031_appservices.sql"),
     include_str!("../../migrations/0032_appservice_device_lists.sql"),
+    include_str!("../../migrations/0033_oauth.sql"),
 ];
 
 pub struct Sqlite {

@@ -21,6 +21,8 @@ pub struct TokenOwner {
     pub is_admin: bool,
     pub is_guest: bool,
     pub deactivated: bool,
+    /// Locked by an admin: the token is refused (`M_USER_LOCKED`) but not deleted.
+    pub locked: bool,
 }
 
 /// A new login: device (created or reused) plus its tokens.
@@ -33,6 +35,36 @@ pub struct NewSession {
     pub expires_ms: Option<u64>,
     pub refresh_token: Option<String>,
     pub created_ms: u64,
+    /// The OAuth client whose session this device is, and the scope it was granted.
+    pub oauth: Option<OAuthSessionInfo>,
+}
+
+/// What makes a device an OAuth client's session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthSessionInfo {
+    pub client_id: String,
+    pub scope: String,
+}
+
+/// What a refresh token got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The session's next pair: new, or for a retry of the same token before its successor was
+    /// used, the pair that retry's first attempt got.
+    Refreshed {
+        user_id: OwnedUserId,
+        device_id: OwnedDeviceId,
+        access_token: String,
+        refresh_token: String,
+        expires_ms: Option<u64>,
+    },
+    /// The token was used, and so was the one that replaced it: a copy in someone else's hands.
+    /// The caller ends the session.
+    Replayed {
+        user_id: OwnedUserId,
+        device_id: OwnedDeviceId,
+    },
+    Unknown,
 }
 
 /// A refresh: the refresh token given up, and the tokens that replace it.
@@ -51,11 +83,17 @@ pub trait DeviceRepo {
     /// A reused device id keeps its row; its old access tokens are revoked.
     async fn create_session(&self, session: NewSession) -> StorageResult<()>;
     async fn token_owner(&self, access_token: &str) -> StorageResult<Option<TokenOwner>>;
-    /// Swaps a refresh token for a new access/refresh pair. Returns the (user, device) on success,
-    /// `None` if the refresh token is unknown. The old access and refresh tokens are revoked.
-    async fn refresh_session(&self, refresh: SessionRefresh) -> StorageResult<Option<(OwnedUserId, OwnedDeviceId)>>;
+    /// Swaps a refresh token for a new access/refresh pair (the old access token is revoked; the
+    /// old refresh token is kept, naming its successor, so that a retry gets the same pair and a
+    /// replay after the successor was used is recognised). A device keeps at most three refresh
+    /// tokens: the live one, the one it replaced, and the one before.
+    async fn refresh_session(&self, refresh: SessionRefresh) -> StorageResult<RefreshOutcome>;
     async fn revoke_access_token(&self, access_token: &str) -> StorageResult<()>;
     async fn list_devices(&self, user_id: &UserId) -> StorageResult<Vec<DeviceRecord>>;
+    /// The OAuth client session a device is, if it is one.
+    async fn oauth_session(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<Option<OAuthSessionInfo>>;
+    /// The (user, device) an access or refresh token belongs to.
+    async fn token_device(&self, token: &str) -> StorageResult<Option<(OwnedUserId, OwnedDeviceId)>>;
     async fn get_device(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<Option<DeviceRecord>>;
     /// Renames a device; false if there is no such device.
     async fn set_device_display_name(

@@ -17,6 +17,7 @@ mod key_json;
 mod keys;
 mod media;
 mod media_admin;
+mod oauth;
 mod partial_state;
 mod presence;
 mod pushers;
@@ -52,6 +53,7 @@ pub use key_json::same_key;
 pub use keys::*;
 pub use media::*;
 pub use media_admin::*;
+pub use oauth::*;
 pub use partial_state::*;
 pub use presence::*;
 pub use pushers::*;
@@ -108,6 +110,7 @@ pub trait Store:
     + RoomAdminRepo
     + RegistrationTokenRepo
     + AppserviceRepo
+    + OAuthRepo
     + Send
     + Sync
     + 'static
@@ -148,6 +151,7 @@ impl<T> Store for T where
         + RoomAdminRepo
         + RegistrationTokenRepo
         + AppserviceRepo
+        + OAuthRepo
         + Send
         + Sync
         + 'static

@@ -6,7 +6,8 @@ use super::keys::record_change;
 use myelin_core::types::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 
 use crate::{
-    Database, DeviceRecord, DeviceRepo, NewSession, SessionRefresh, StorageResult, TokenOwner,
+    Database, DeviceRecord, DeviceRepo, NewSession, OAuthSessionInfo, RefreshOutcome, SessionRefresh, StorageResult,
+    TokenOwner,
     db::{Conn, Positions, Row},
 };
 
@@ -56,16 +57,25 @@ fn device_from_row(r: &Row<'_>) -> StorageResult<DeviceRecord> {
 #[async_trait]
 impl DeviceRepo for Database {
     async fn create_session(&self, s: NewSession) -> StorageResult<()> {
+        let client = s.oauth.as_ref().map(|o| o.client_id.clone());
+        let scope = s.oauth.as_ref().map(|o| o.scope.clone());
         self.transaction(move |c| {
             Box::pin(async move {
                 let inserted = c
                     .execute(
-                        "INSERT INTO devices (user_id, device_id, display_name, created_ms) VALUES ($1, $2, $3, $4)
+                        "INSERT INTO devices (user_id, device_id, display_name, created_ms, oauth_client_id, oauth_scope)
+                         VALUES ($1, $2, $3, $4, $5, $6)
                          ON CONFLICT (user_id, device_id) DO NOTHING",
-                        &[&s.user_id, &s.device_id, &s.display_name, &s.created_ms],
+                        &[&s.user_id, &s.device_id, &s.display_name, &s.created_ms, &client, &scope],
                     )
                     .await?;
                 if inserted == 0 {
+                    // The device is now this session's (an OAuth client's, or a password login's).
+                    c.execute(
+                        "UPDATE devices SET oauth_client_id = $3, oauth_scope = $4 WHERE user_id = $1 AND device_id = $2",
+                        &[&s.user_id, &s.device_id, &client, &scope],
+                    )
+                    .await?;
                     // A login that reuses a device id replaces that device's sessions.
                     for table in ["access_tokens", "refresh_tokens"] {
                         c.execute(
@@ -99,7 +109,7 @@ impl DeviceRepo for Database {
         self.read(move |c| {
             Box::pin(async move {
                 c.query_opt(
-                    "SELECT t.user_id, t.device_id, t.expires_ms, u.is_admin, u.deactivated, u.is_guest
+                    "SELECT t.user_id, t.device_id, t.expires_ms, u.is_admin, u.deactivated, u.is_guest, u.locked
                      FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token = $1",
                     &[&token],
                     |r| {
@@ -110,6 +120,7 @@ impl DeviceRepo for Database {
                             is_admin: r.get(3)?,
                             deactivated: r.get(4)?,
                             is_guest: r.get(5)?,
+                            locked: r.get(6)?,
                         })
                     },
                 )
@@ -119,21 +130,51 @@ impl DeviceRepo for Database {
         .await
     }
 
-    async fn refresh_session(&self, refresh: SessionRefresh) -> StorageResult<Option<(OwnedUserId, OwnedDeviceId)>> {
+    async fn refresh_session(&self, refresh: SessionRefresh) -> StorageResult<RefreshOutcome> {
         let SessionRefresh { refresh_token: old, new_access_token: access, new_refresh_token: refresh, expires_ms } =
             refresh;
         self.transaction(move |c| {
             Box::pin(async move {
-                // DELETE ... RETURNING: of two concurrent refreshes, only one gets the row.
-                let owner: Option<(OwnedUserId, OwnedDeviceId)> = c
+                // The row lock orders concurrent refreshes of one token: the second sees the
+                // first's successor and gets the same pair.
+                let row: Option<(OwnedUserId, OwnedDeviceId, Option<String>)> = c
                     .query_opt(
-                        "DELETE FROM refresh_tokens WHERE token = $1 RETURNING user_id, device_id",
+                        "SELECT user_id, device_id, successor FROM refresh_tokens WHERE token = $1 FOR UPDATE",
                         &[&old],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                     )
                     .await?;
-                let Some((user_id, device_id)) = owner else { return Ok(None) };
+                let Some((user_id, device_id, successor)) = row else { return Ok(RefreshOutcome::Unknown) };
+                if let Some(successor) = successor {
+                    let successor_used: Option<Option<String>> = c
+                        .query_opt("SELECT successor FROM refresh_tokens WHERE token = $1", &[&successor], |r| r.get(0))
+                        .await?;
+                    let pair: Option<(String, Option<u64>)> = c
+                        .query_opt(
+                            "SELECT token, expires_ms FROM access_tokens WHERE refresh_token = $1",
+                            &[&successor],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .await?;
+                    return Ok(match (successor_used, pair) {
+                        (Some(None), Some((access_token, expires_ms))) => RefreshOutcome::Refreshed {
+                            user_id,
+                            device_id,
+                            access_token,
+                            refresh_token: successor,
+                            expires_ms,
+                        },
+                        _ => RefreshOutcome::Replayed { user_id, device_id },
+                    });
+                }
+                // The one before the token's predecessor is no longer needed to recognise a replay.
+                c.execute(
+                    "DELETE FROM refresh_tokens WHERE successor = (SELECT token FROM refresh_tokens WHERE successor = $1)",
+                    &[&old],
+                )
+                .await?;
                 c.execute("DELETE FROM access_tokens WHERE refresh_token = $1", &[&old]).await?;
+                c.execute("UPDATE refresh_tokens SET successor = $2 WHERE token = $1", &[&old, &refresh]).await?;
                 c.execute(
                     "INSERT INTO access_tokens (token, user_id, device_id, expires_ms, refresh_token)
                      VALUES ($1, $2, $3, $4, $5)",
@@ -145,7 +186,45 @@ impl DeviceRepo for Database {
                     &[&refresh, &user_id, &device_id],
                 )
                 .await?;
-                Ok(Some((user_id, device_id)))
+                Ok(RefreshOutcome::Refreshed { user_id, device_id, access_token: access, refresh_token: refresh, expires_ms })
+            })
+        })
+        .await
+    }
+
+    async fn oauth_session(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<Option<OAuthSessionInfo>> {
+        let (user_id, device_id) = (user_id.to_owned(), device_id.to_owned());
+        self.read(move |c| {
+            Box::pin(async move {
+                let row: Option<(Option<String>, Option<String>)> = c
+                    .query_opt(
+                        "SELECT oauth_client_id, oauth_scope FROM devices WHERE user_id = $1 AND device_id = $2",
+                        &[&user_id, &device_id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .await?;
+                Ok(row.and_then(|(client, scope)| Some(OAuthSessionInfo { client_id: client?, scope: scope? })))
+            })
+        })
+        .await
+    }
+
+    async fn token_device(&self, token: &str) -> StorageResult<Option<(OwnedUserId, OwnedDeviceId)>> {
+        let token = token.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                let access = c
+                    .query_opt("SELECT user_id, device_id FROM access_tokens WHERE token = $1", &[&token], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .await?;
+                if access.is_some() {
+                    return Ok(access);
+                }
+                c.query_opt("SELECT user_id, device_id FROM refresh_tokens WHERE token = $1", &[&token], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .await
             })
         })
         .await

@@ -22,6 +22,7 @@ mod jobs;
 mod keys;
 mod media;
 mod media_admin;
+mod oauth;
 mod partial_state;
 mod presence;
 mod pushers;

@@ -76,6 +76,7 @@ pub async fn sessions_tokens_and_refresh(url: String) {
         expires_ms: Some(5_000),
         refresh_token: refresh.map(Into::into),
         created_ms: 1,
+        oauth: None,
     };
     s.create_session(session("D1", "tok1", Some("ref1"))).await.expect("session");
     let owner = s.token_owner("tok1").await.expect("lookup").expect("known");
@@ -92,32 +93,63 @@ pub async fn sessions_tokens_and_refresh(url: String) {
         expires_ms: None,
     };
     let refreshed = s.refresh_session(refresh("ref1", "tok2", "ref2")).await.expect("refresh");
-    assert_eq!(refreshed, Some((alice.clone(), did("D1"))));
+    let pair = |access: &str, refresh: &str| RefreshOutcome::Refreshed {
+        user_id: alice.clone(),
+        device_id: did("D1"),
+        access_token: access.into(),
+        refresh_token: refresh.into(),
+        expires_ms: None,
+    };
+    assert_eq!(refreshed, pair("tok2", "ref2"));
     assert!(s.token_owner("tok1").await.expect("lookup").is_none(), "old access token must die on refresh");
     assert_eq!(s.token_owner("tok2").await.expect("lookup").expect("known").expires_ms, None);
-    assert!(
-        s.refresh_session(refresh("ref1", "x", "y")).await.expect("refresh").is_none(),
-        "refresh tokens are single use"
+    // The answer was lost: the retry gets the same pair, and nothing new is made.
+    let retried = s.refresh_session(refresh("ref1", "x", "y")).await.expect("refresh");
+    assert_eq!(retried, pair("tok2", "ref2"), "an honest retry gets the first answer again");
+    assert!(s.token_owner("x").await.expect("lookup").is_none());
+    // Once the successor was used, the old token again is a stolen copy.
+    assert_eq!(s.refresh_session(refresh("ref2", "tok3", "ref3")).await.expect("refresh"), pair("tok3", "ref3"));
+    assert_eq!(
+        s.refresh_session(refresh("ref1", "x", "y")).await.expect("refresh"),
+        RefreshOutcome::Replayed { user_id: alice.clone(), device_id: did("D1") }
     );
+    // Three generations at most: ref1 is forgotten once ref3 is used, ref2 still recognised.
+    assert_eq!(s.refresh_session(refresh("ref3", "tok4", "ref4")).await.expect("refresh"), pair("tok4", "ref4"));
+    assert_eq!(s.refresh_session(refresh("ref1", "x", "y")).await.expect("refresh"), RefreshOutcome::Unknown);
+    assert!(matches!(
+        s.refresh_session(refresh("ref2", "x", "y")).await.expect("refresh"),
+        RefreshOutcome::Replayed { .. }
+    ));
+    assert_eq!(s.token_device("ref4").await.expect("lookup"), Some((alice.clone(), did("D1"))));
+    assert_eq!(s.token_device("tok4").await.expect("lookup"), Some((alice.clone(), did("D1"))));
+    assert_eq!(s.token_device("tok3").await.expect("lookup"), None, "replaced access token");
 
     // Logging in again with the same device id replaces the device's tokens.
-    s.create_session(session("D1", "tok3", None)).await.expect("session");
-    assert!(s.token_owner("tok2").await.expect("lookup").is_none());
-    assert!(s.refresh_session(refresh("ref2", "x", "y")).await.expect("refresh").is_none(), "its refresh token too");
-    assert!(s.token_owner("tok3").await.expect("lookup").is_some());
-
-    s.create_session(session("D2", "tok4", Some("ref4"))).await.expect("session");
-    s.revoke_access_token("tok4").await.expect("logout");
+    s.create_session(session("D1", "tok7", None)).await.expect("session");
     assert!(s.token_owner("tok4").await.expect("lookup").is_none());
-    assert!(s.refresh_session(refresh("ref4", "x", "y")).await.expect("refresh").is_none(), "logout revokes refresh");
-    s.delete_devices(&alice, &[did("D1")]).await.expect("delete");
-    assert!(s.token_owner("tok3").await.expect("lookup").is_none());
+    assert_eq!(
+        s.refresh_session(refresh("ref4", "x", "y")).await.expect("refresh"),
+        RefreshOutcome::Unknown,
+        "its refresh token too"
+    );
+    assert!(s.token_owner("tok7").await.expect("lookup").is_some());
 
-    s.create_session(session("D3", "tok5", Some("ref5"))).await.expect("session");
+    s.create_session(session("D2", "tok5", Some("ref5"))).await.expect("session");
+    s.revoke_access_token("tok5").await.expect("logout");
+    assert!(s.token_owner("tok5").await.expect("lookup").is_none());
+    assert_eq!(
+        s.refresh_session(refresh("ref5", "x", "y")).await.expect("refresh"),
+        RefreshOutcome::Unknown,
+        "logout revokes refresh"
+    );
+    s.delete_devices(&alice, &[did("D1")]).await.expect("delete");
+    assert!(s.token_owner("tok7").await.expect("lookup").is_none());
+
+    s.create_session(session("D3", "tok6", Some("ref6"))).await.expect("session");
     s.deactivate_user(&alice).await.expect("deactivate");
     assert!(s.list_devices(&alice).await.expect("devices").is_empty(), "deactivation deletes devices");
-    assert!(s.token_owner("tok5").await.expect("lookup").is_none(), "and their tokens");
-    assert!(s.refresh_session(refresh("ref5", "x", "y")).await.expect("refresh").is_none());
+    assert!(s.token_owner("tok6").await.expect("lookup").is_none(), "and their tokens");
+    assert_eq!(s.refresh_session(refresh("ref6", "x", "y")).await.expect("refresh"), RefreshOutcome::Unknown);
 }
 
 pub async fn devices_are_listed_renamed_touched_and_deleted(url: String) {
@@ -133,6 +165,7 @@ pub async fn devices_are_listed_renamed_touched_and_deleted(url: String) {
             expires_ms: None,
             refresh_token: None,
             created_ms: 1,
+            oauth: None,
         })
         .await
         .expect("session");

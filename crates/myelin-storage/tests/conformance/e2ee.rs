@@ -18,6 +18,7 @@ async fn session(s: &std::sync::Arc<dyn Store>, user: &str, device: &str) {
         expires_ms: None,
         refresh_token: None,
         created_ms: 1,
+        oauth: None,
     })
     .await
     .expect("session");

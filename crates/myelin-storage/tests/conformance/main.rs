@@ -13,6 +13,7 @@ mod events;
 mod federation;
 mod jobs;
 mod media;
+mod oauth;
 mod presence;
 mod pushers;
 mod reports;
@@ -248,4 +249,7 @@ all_backends!(
     admin::rooms_are_blocked_listed_and_purged,
     admin::appservice_outboxes_and_their_transactions,
     admin::appservice_device_list_positions,
+    oauth::code_grants_are_consented_once_and_exchanged_once,
+    oauth::device_grants_are_approved_polled_and_exchanged_once,
+    oauth::web_sessions_expire_and_follow_the_account,
 );

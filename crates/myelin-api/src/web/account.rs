@@ -1,0 +1,198 @@
+//! The account page (MSC4191's account management URL): profile, sessions with sign-out,
+//! password, deactivation. `?action=` and `?device_id=` from a client land on the part they name.
+
+use std::collections::HashMap;
+
+use axum::{
+    body::Bytes,
+    extract::{Query, State},
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use myelin_core::types::OwnedUserId;
+use serde::Deserialize;
+
+use super::{csrf_ok, csrf_token, error_page, forbidden_csrf, form, html, login_url, page, see_other, signed_in};
+use crate::AppState;
+
+const ACCOUNT: &str = "/account/";
+
+async fn require_user(state: &AppState, headers: &HeaderMap, here: &str) -> Result<OwnedUserId, Response> {
+    match signed_in(state, headers).await {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(see_other(&login_url(here))),
+        Err(e) => Err(page(
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            html::message_page("Something went wrong", e.body["error"].as_str().unwrap_or_default()),
+            None,
+        )),
+    }
+}
+
+fn format_time(ms: Option<u64>) -> String {
+    ms.map(|ms| {
+        let secs = ms / 1000;
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        // Days since 1970 to a civil date (Howard Hinnant's algorithm).
+        let z = days as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+    })
+    .unwrap_or_else(|| "—".to_owned())
+}
+
+/// `GET /account/`.
+pub async fn account_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let user = match require_user(&state, &headers, ACCOUNT).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let (csrf, new_cookie) = csrf_token(&state, &headers);
+    let profile = state.profile(&user).await.ok();
+    let sessions = match state.user_sessions(&user).await {
+        Ok(s) => s,
+        Err(err) => return error_page(&err),
+    };
+    let focus = q.get("device_id");
+    let rows: String = sessions
+        .iter()
+        .map(|(device, oauth)| {
+            let highlighted = focus.is_some_and(|f| f == device.device_id.as_str());
+            format!(
+                "<tr{mark}><td><span class=\"code\">{id}</span></td><td>{name}</td><td>{kind}</td><td>{seen}</td>\
+                 <td><form method=\"post\" action=\"/account/sessions/end\">{csrf}{field}\
+                 <button class=\"danger\" type=\"submit\" aria-label=\"Sign out {id}\">Sign out</button></form></td></tr>",
+                mark = if highlighted { " aria-current=\"true\"" } else { "" },
+                id = html::escape(device.device_id.as_str()),
+                name = html::escape(device.display_name.as_deref().unwrap_or("")),
+                kind = if oauth.is_some() { "OAuth" } else { "Password login" },
+                seen = html::escape(&format_time(device.last_seen_ms)),
+                csrf = html::csrf_field(&csrf),
+                field = html::hidden("device_id", device.device_id.as_str()),
+            )
+        })
+        .collect();
+    let notice =
+        q.get("done").map(|d| format!("<p class=\"note\" role=\"status\">{}</p>", html::escape(d))).unwrap_or_default();
+    let body = format!(
+        "<h1>Your account</h1>{notice}<p><strong>{user}</strong></p>\
+         <h2 id=\"profile\">Profile</h2>\
+         <form method=\"post\" action=\"/account/profile\">{csrf}\
+         <label for=\"displayname\">Display name</label>\
+         <input type=\"text\" id=\"displayname\" name=\"displayname\" value=\"{displayname}\">\
+         <button type=\"submit\">Save</button></form>\
+         <h2 id=\"sessions\">Sessions</h2>\
+         <table><thead><tr><th>Device</th><th>Name</th><th>Kind</th><th>Last seen</th><th></th></tr></thead>\
+         <tbody>{rows}</tbody></table>\
+         <h2 id=\"password\">Password</h2>\
+         <form method=\"post\" action=\"/account/password\">{csrf}\
+         <label for=\"current\">Current password</label>\
+         <input type=\"password\" id=\"current\" name=\"current\" autocomplete=\"current-password\" required>\
+         <label for=\"new\">New password</label>\
+         <input type=\"password\" id=\"new\" name=\"new\" autocomplete=\"new-password\" required>\
+         <button type=\"submit\">Change password</button></form>\
+         <h2 id=\"deactivate\">Deactivate the account</h2>\
+         <p class=\"note\">This cannot be undone: every session ends and the user id cannot be used again.</p>\
+         <form method=\"post\" action=\"/account/deactivate\">{csrf}\
+         <label for=\"deactivate-password\">Password</label>\
+         <input type=\"password\" id=\"deactivate-password\" name=\"password\" autocomplete=\"current-password\" required>\
+         <button class=\"danger\" type=\"submit\">Deactivate</button></form>\
+         <form method=\"post\" action=\"/auth/logout\">{csrf}<button class=\"secondary\" type=\"submit\">Sign out of this page</button></form>",
+        user = html::escape(user.as_str()),
+        csrf = html::csrf_field(&csrf),
+        displayname = html::escape(profile.and_then(|p| p.displayname).as_deref().unwrap_or("")),
+    );
+    page(StatusCode::OK, html::layout("Your account", &body, true), new_cookie)
+}
+
+fn done(message: &str) -> Response {
+    see_other(&format!("{ACCOUNT}?{}", super::url_query(&[("done", message)])))
+}
+
+#[derive(Deserialize)]
+pub struct AccountForm {
+    csrf: Option<String>,
+    device_id: Option<String>,
+    displayname: Option<String>,
+    current: Option<String>,
+    new: Option<String>,
+    password: Option<String>,
+}
+
+async fn checked(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<(OwnedUserId, AccountForm), Response> {
+    let f: AccountForm = form(body)?;
+    if !csrf_ok(headers, f.csrf.as_deref()) {
+        return Err(forbidden_csrf());
+    }
+    let user = require_user(state, headers, ACCOUNT).await?;
+    Ok((user, f))
+}
+
+/// `POST /account/sessions/end`.
+pub async fn end_session(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (user, f) = match checked(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match state.end_session(&user, f.device_id.as_deref().unwrap_or_default()).await {
+        Ok(()) => done("The session was signed out."),
+        Err(err) => error_page(&err),
+    }
+}
+
+/// `POST /account/profile`.
+pub async fn set_profile(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (user, f) = match checked(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let name = f.displayname.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
+    match state.set_own_displayname(&user, name).await {
+        Ok(()) => done("Your profile was saved."),
+        Err(err) => error_page(&err),
+    }
+}
+
+/// `POST /account/password`: the other sessions stay (as `/account/password` with
+/// `logout_devices: false` would not do: a person who changes a password here chooses).
+pub async fn change_password(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (user, f) = match checked(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if let Err(err) = state.check_password(&user, f.current.as_deref().unwrap_or_default()).await {
+        return error_page(&err);
+    }
+    match state.set_password(&user, f.new.unwrap_or_default()).await {
+        Ok(()) => done("Your password was changed."),
+        Err(err) => error_page(&err),
+    }
+}
+
+/// `POST /account/deactivate`.
+pub async fn deactivate(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (user, f) = match checked(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if let Err(err) = state.check_password(&user, f.password.as_deref().unwrap_or_default()).await {
+        return error_page(&err);
+    }
+    match state.deactivate(&user).await {
+        Ok(()) => {
+            page(StatusCode::OK, html::message_page("Account deactivated", "Your account has been deactivated."), None)
+        }
+        Err(err) => error_page(&err),
+    }
+}
