@@ -568,3 +568,249 @@ async fn the_admin_cli_lists_and_ends_sessions_and_locks_accounts() -> Result<()
     ensure!(alice.get("/_matrix/client/v3/account/whoami").await?.0 == 200, "unlocked, the token works again");
     Ok(())
 }
+
+#[tokio::test]
+async fn rendezvous_sessions_follow_msc4108_and_msc4388() -> Result<()> {
+    let server = TestServer::start().await?;
+    let base = server.base_url();
+    let http = reqwest::Client::new();
+    let path = "/_matrix/client/unstable/org.matrix.msc4108/rendezvous";
+    let created = http.post(format!("{base}{path}")).header("content-type", "text/plain").body("hello").send().await?;
+    ensure!(created.status() == 201, "{}", created.status());
+    for name in ["etag", "expires", "last-modified"] {
+        ensure!(created.headers().get(name).is_some(), "{name} on creation");
+    }
+    let etag = created.headers()["etag"].to_str()?.to_owned();
+    let url = created.json::<Value>().await?["url"].as_str().context("url")?.to_owned();
+    ensure!(url.starts_with(&format!("{base}{path}/")), "{url}");
+
+    let read = http.get(&url).send().await?;
+    ensure!(read.status() == 200 && read.headers()["etag"] == etag.as_str(), "{}", read.status());
+    ensure!(read.text().await? == "hello");
+    let unchanged = http.get(&url).header("if-none-match", &etag).send().await?;
+    ensure!(unchanged.status() == 304, "{}", unchanged.status());
+
+    let written =
+        http.put(&url).header("if-match", &etag).header("content-type", "text/plain").body("world").send().await?;
+    ensure!(written.status() == 202, "{}", written.status());
+    let new_etag = written.headers()["etag"].to_str()?.to_owned();
+    ensure!(new_etag != etag, "a write changes the etag");
+    let stale = http.put(&url).header("if-match", &etag).body("late").send().await?;
+    ensure!(stale.status() == 412, "{}", stale.status());
+    let body: Value = stale.json().await?;
+    ensure!(body["org.matrix.msc4108.errcode"] == "M_CONCURRENT_WRITE", "{body}");
+    let changed = http.get(&url).header("if-none-match", &etag).send().await?;
+    ensure!(changed.status() == 200 && changed.text().await? == "world");
+    let too_big = http.put(&url).header("if-match", &new_etag).body(vec![b'x'; 4097]).send().await?;
+    ensure!(too_big.status() == 413, "{}", too_big.status());
+    let big = http.post(format!("{base}{path}")).body(vec![b'x'; 4097]).send().await?;
+    ensure!(big.status() == 413, "{}", big.status());
+    ensure!(http.delete(&url).send().await?.status() == 204);
+    ensure!(http.get(&url).send().await?.status() == 404, "gone after delete");
+
+    // MSC4388: JSON, sequence tokens, compare-and-swap.
+    let anon = server.anonymous();
+    for prefix in ["/_matrix/client/v1/rendezvous", "/_matrix/client/unstable/io.element.msc4388/rendezvous"] {
+        let (_, info) = anon.get(prefix).await?;
+        ensure!(info["create_available"] == true, "{info}");
+        let (status, session) = anon.post(prefix, &serde_json::json!({ "data": "one" })).await?;
+        ensure!(status == 200 && session["expires_in_ms"].as_u64().is_some_and(|e| e > 0), "{status} {session}");
+        let id = session["id"].as_str().context("id")?;
+        let first = session["sequence_token"].clone();
+        let at = format!("{prefix}/{id}");
+        let (status, put) = anon.put(&at, &serde_json::json!({ "sequence_token": first, "data": "two" })).await?;
+        ensure!(status == 200, "{status} {put}");
+        let (status, retry) = anon.put(&at, &serde_json::json!({ "sequence_token": first, "data": "two" })).await?;
+        ensure!(
+            status == 200 && retry["sequence_token"] == put["sequence_token"],
+            "an identical retry: {status} {retry}"
+        );
+        let (status, body) = anon.put(&at, &serde_json::json!({ "sequence_token": first, "data": "three" })).await?;
+        ensure!(status == 409 && body["errcode"] == "M_CONCURRENT_WRITE", "{status} {body}");
+        let (_, read) = anon.get(&at).await?;
+        ensure!(read["data"] == "two" && read["sequence_token"] == put["sequence_token"], "{read}");
+        ensure!(anon.delete(&at, &serde_json::json!({})).await?.0 == 200);
+        ensure!(anon.get(&at).await?.0 == 404);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn legacy_clients_sign_in_through_the_pages_with_m_login_sso() -> Result<()> {
+    let server = TestServer::start().await?;
+    server.register("alice").await?;
+    let anon = server.anonymous();
+    let (_, flows) = anon.get("/_matrix/client/v3/login").await?;
+    let sso = flows["flows"].as_array().and_then(|f| f.iter().find(|x| x["type"] == "m.login.sso")).cloned();
+    ensure!(sso.as_ref().is_some_and(|s| s["oauth_aware_preferred"] == true), "{flows}");
+    ensure!(flows.to_string().contains("m.login.password"), "password login stays: {flows}");
+
+    let mut browser = Browser::new(&server.base_url())?;
+    let redirect = "http://127.0.0.1:4567/after-login?x=1";
+    let start = browser
+        .get(&format!(
+            "/_matrix/client/v3/login/sso/redirect?{}",
+            myelin_e2e::oauth::form_body(&[("redirectUrl", redirect)])
+        ))
+        .await?;
+    let confirm = start.location().context("to the pages")?;
+    let to_login = browser.get(&confirm).await?.location().context("sign in first")?;
+    let back = browser.sign_in(&to_login, "alice", "alice-password").await?;
+    let page = browser.get(&back).await?;
+    ensure!(page.status == 200 && page.body.contains("Continue to 127.0.0.1"), "{}", page.body);
+    let csrf = browser.csrf();
+    let done = browser.post_form("/auth/sso", &[("csrf", &csrf), ("redirectUrl", redirect)]).await?;
+    let to = done.location().context("back to the client")?;
+    ensure!(to.starts_with("http://127.0.0.1:4567/after-login?x=1&loginToken="), "{to}");
+    let token = query_param(&to, "loginToken").context("loginToken")?;
+    let login = serde_json::json!({ "type": "m.login.token", "token": token });
+    let (status, session) = anon.post("/_matrix/client/v3/login", &login).await?;
+    ensure!(status == 200 && session["user_id"] == server.user_id("alice"), "{status} {session}");
+    let (status, body) = anon.post("/_matrix/client/v3/login", &login).await?;
+    ensure!(status == 403, "a login token is used once: {status} {body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cross_signing_reset_is_approved_on_the_account_page() -> Result<()> {
+    use myelin_e2e::device_keys::cross_signing_pair;
+    let server = TestServer::start().await?;
+    let password_session = server.register("alice").await?;
+    let mut browser = Browser::new(&server.base_url())?;
+    let (flow, code) = code_flow(&server, &mut browser, "alice", &scope_with_device("XSIGNDEVICE")).await?;
+    let (_, tokens) = exchange(&server, &flow, &code).await?;
+    let app = client_with(&server, &tokens["access_token"]);
+    let uid = server.user_id("alice");
+    let master = |key: &str| serde_json::json!({ "master_key": { "user_id": uid, "usage": ["master"], "keys": { format!("ed25519:{key}"): key } } });
+    let (_, first) = cross_signing_pair()?;
+    let (status, body) = app.post("/_matrix/client/v3/keys/device_signing/upload", &master(&first)).await?;
+    ensure!(status == 200, "the first keys need nothing: {status} {body}");
+    // Replacing them from an OAuth session: approve on the account page (MSC4312).
+    let (_, second) = cross_signing_pair()?;
+    let (status, challenge) = app.post("/_matrix/client/v3/keys/device_signing/upload", &master(&second)).await?;
+    ensure!(status == 401 && challenge["flows"][0]["stages"][0] == "m.oauth", "{status} {challenge}");
+    let url = challenge["params"]["m.oauth"]["url"].as_str().context("the approval page")?;
+    ensure!(url.contains("/account/?action=org.matrix.cross_signing_reset"), "{url}");
+    // A password session is asked for its password, as before.
+    let (status, other) =
+        password_session.post("/_matrix/client/v3/keys/device_signing/upload", &master(&second)).await?;
+    ensure!(status == 401 && other["flows"][0]["stages"][0] == "m.login.password", "{status} {other}");
+
+    let page = browser.get(url).await?;
+    ensure!(page.status == 200 && page.body.contains("Reset your digital identity?"), "{}", page.body);
+    let csrf = browser.csrf();
+    let forged = browser.post_form("/account/cross_signing_reset", &[("csrf", "x")]).await?;
+    ensure!(forged.status == 403, "{}", forged.status);
+    let approved = browser.post_form("/account/cross_signing_reset", &[("csrf", &csrf)]).await?;
+    ensure!(approved.status == 303, "{}", approved.status);
+    let (status, body) = app.post("/_matrix/client/v3/keys/device_signing/upload", &master(&second)).await?;
+    ensure!(status == 200, "replaced after the approval: {status} {body}");
+    let (_, keys) = app
+        .post("/_matrix/client/v3/keys/query", &serde_json::json!({ "device_keys": { (uid.as_str()): [] } }))
+        .await?;
+    ensure!(keys["master_keys"][&uid]["keys"].to_string().contains(&second), "{keys}");
+    Ok(())
+}
+
+/// RFC 6238 TOTP, written again here so the test does not trust the server's own.
+fn totp(secret_base32: &str, step: u64) -> String {
+    use hmac::Mac as _;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut bits = String::new();
+    for c in secret_base32.bytes() {
+        let value = ALPHABET.iter().position(|a| *a == c).unwrap_or(0);
+        bits.push_str(&format!("{value:05b}"));
+    }
+    let key: Vec<u8> = bits
+        .as_bytes()
+        .chunks(8)
+        .filter(|c| c.len() == 8)
+        .map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap_or("0"), 2).unwrap_or(0))
+        .collect();
+    let Ok(mut mac) = hmac::Hmac::<sha1::Sha1>::new_from_slice(&key) else { return String::new() };
+    mac.update(&step.to_be_bytes());
+    let digest = mac.finalize().into_bytes();
+    let offset = usize::from(digest[19] & 0x0f);
+    let value = u32::from_be_bytes([digest[offset] & 0x7f, digest[offset + 1], digest[offset + 2], digest[offset + 3]]);
+    format!("{:06}", value % 1_000_000)
+}
+
+fn now_step() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 30).unwrap_or(0)
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    let to = text[from..].find(end)?;
+    Some(&text[from..from + to])
+}
+
+#[tokio::test]
+async fn two_step_verification_with_an_authenticator_app_and_recovery_codes() -> Result<()> {
+    let server = TestServer::start().await?;
+    server.register("alice").await?;
+    let base = server.base_url();
+    let mut browser = Browser::new(&base)?;
+    browser.sign_in("/auth/login", "alice", "alice-password").await?;
+    let csrf = browser.csrf();
+    let started = browser.post_form("/account/totp/start", &[("csrf", &csrf)]).await?;
+    ensure!(started.status == 303, "{}", started.status);
+    let account = browser.get("/account/").await?;
+    let secret = between(&account.body, "id=\"totp-secret\">", "<").context("the key is shown")?.to_owned();
+    ensure!(account.body.contains("otpauth://totp/"), "and the link for apps");
+    let wrong = browser.post_form("/account/totp/confirm", &[("csrf", &csrf), ("code", "000000")]).await?;
+    ensure!(wrong.status == 403, "a wrong code does not turn it on: {}", wrong.status);
+    let step = now_step();
+    let confirmed =
+        browser.post_form("/account/totp/confirm", &[("csrf", &csrf), ("code", &totp(&secret, step))]).await?;
+    ensure!(confirmed.status == 200, "{} {}", confirmed.status, confirmed.body);
+    let codes: Vec<String> = confirmed
+        .body
+        .split("<li class=\"code\">")
+        .skip(1)
+        .filter_map(|part| part.split('<').next().map(str::to_owned))
+        .collect();
+    ensure!(codes.len() == 10, "ten recovery codes: {codes:?}");
+
+    // Signing in again: the password, then the code. The same code twice is refused.
+    let mut phone = Browser::new(&base)?;
+    let after_password = phone.sign_in("/auth/login?next=/account/", "alice", "alice-password").await?;
+    ensure!(after_password.starts_with("/auth/second-factor"), "{after_password}");
+    let halfway = phone.get("/account/").await?;
+    ensure!(halfway.status == 303, "not signed in before the second factor");
+    phone.get(&after_password).await?;
+    let csrf = phone.csrf();
+    let replay = phone
+        .post_form("/auth/second-factor", &[("csrf", &csrf), ("code", &totp(&secret, step)), ("next", "/account/")])
+        .await?;
+    ensure!(replay.status == 403, "a used code is refused: {}", replay.status);
+    let next = phone
+        .post_form("/auth/second-factor", &[("csrf", &csrf), ("code", &totp(&secret, step + 1)), ("next", "/account/")])
+        .await?;
+    ensure!(
+        next.status == 303 && next.location().as_deref() == Some("/account/"),
+        "{} {:?}",
+        next.status,
+        next.location()
+    );
+    ensure!(phone.get("/account/").await?.status == 200);
+
+    // A recovery code, once.
+    for (attempt, expected) in [(1, 303u16), (2, 403)] {
+        let mut laptop = Browser::new(&base)?;
+        let to = laptop.sign_in("/auth/login", "alice", "alice-password").await?;
+        laptop.get(&to).await?;
+        let csrf = laptop.csrf();
+        let reply = laptop.post_form("/auth/second-factor", &[("csrf", &csrf), ("code", &codes[0])]).await?;
+        ensure!(reply.status.as_u16() == expected, "recovery code use {attempt}: {}", reply.status);
+    }
+
+    // A password alone does not get around it; turned off, it does again.
+    let login = server.anonymous().login("alice", "alice-password").await;
+    ensure!(login.is_err(), "password login refused while two-step verification is on");
+    let csrf = browser.csrf();
+    let off = browser.post_form("/account/totp/remove", &[("csrf", &csrf), ("password", "alice-password")]).await?;
+    ensure!(off.status == 303, "{}", off.status);
+    server.anonymous().login("alice", "alice-password").await?;
+    Ok(())
+}

@@ -15,6 +15,7 @@ mod appservice;
 mod call;
 mod client;
 mod delayed;
+mod login;
 mod media;
 mod push;
 mod report;
@@ -61,6 +62,8 @@ enum Scenario {
     Push,
     /// Application services: many messages through a slow service; needs `--appservice`.
     Appservice,
+    /// Signing in: password login, a full OAuth login through the pages, a token refresh.
+    Login,
 }
 
 /// Benchmark Matrix homeservers side by side over the client-server API.
@@ -153,6 +156,9 @@ struct Args {
     /// Appservice scenario: how long the service takes to answer each transaction, in ms.
     #[arg(long = "appservice-delay-ms", default_value_t = 50)]
     appservice_delay_ms: u64,
+    /// Login scenario: timed logins and refreshes of each kind.
+    #[arg(long = "login-runs", default_value_t = 30)]
+    login_runs: usize,
     /// Search scenario: timed repetitions of each query.
     #[arg(long = "search-repeats", default_value_t = 20)]
     search_repeats: usize,
@@ -424,6 +430,11 @@ async fn main() -> Result<()> {
         } else {
             Outcome::NotRun
         };
+        let login = if run(Scenario::Login) {
+            run_scenario("login", name, limit, login::login_latency(&params, &server, args.login_runs.max(1))).await
+        } else {
+            Outcome::NotRun
+        };
         let rss_after_mb = rss("after");
         reports.push(TargetReport {
             name: name.clone(),
@@ -444,6 +455,7 @@ async fn main() -> Result<()> {
             search,
             push,
             appservice,
+            login,
             rate_limit_retries: server.rate_limit_retries(),
         });
     }
@@ -455,7 +467,7 @@ async fn main() -> Result<()> {
          federation {} listeners on the peer, {} messages; join a room of {} members, {} state events{}; \
          {} delayed-event timers; {} calls; media {} files of {} MiB, {} photos of 2000×1500; \
          search over {} messages, {} runs per query; push {} messages; application service {} messages, \
-         answered after {} ms each. \
+         answered after {} ms each; {} logins and refreshes of each kind. \
          Targets: {}.",
         args.senders,
         args.count,
@@ -481,6 +493,7 @@ async fn main() -> Result<()> {
         args.push_messages,
         args.appservice_messages,
         args.appservice_delay_ms,
+        args.login_runs,
         reports
             .iter()
             .map(|r| match peers.get(&r.name) {

@@ -12,7 +12,7 @@ use crate::scenarios::{
     FanoutResult, InitialSyncResult, JoinResult, KeysResult, SendResult, SlidingSyncResult, avg, p50, p99,
 };
 use crate::search::SearchResult;
-use crate::{appservice::AppserviceResult, push::PushResult};
+use crate::{appservice::AppserviceResult, login::LoginResult, push::PushResult};
 
 /// Outcome of one scenario on one target.
 pub enum Outcome<T> {
@@ -51,6 +51,7 @@ pub struct TargetReport {
     pub search: Outcome<SearchResult>,
     pub push: Outcome<PushResult>,
     pub appservice: Outcome<AppserviceResult>,
+    pub login: Outcome<LoginResult>,
     pub rate_limit_retries: u64,
 }
 
@@ -72,6 +73,7 @@ impl TargetReport {
             ("search", failure(&self.search)),
             ("push", failure(&self.push)),
             ("application service", failure(&self.appservice)),
+            ("login", failure(&self.login)),
         ] {
             if let Some(err) = outcome {
                 out.push(format!("{} / {scenario}: {err}", self.name));
@@ -269,6 +271,24 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             1,
             Better::Lower("latency"),
             Box::new(|t| t.search.cell(|r| p50(&r.phrase_ms))),
+        ),
+        (
+            "login: password login (/login): p50 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.login.cell(|r| p50(&r.password_ms))),
+        ),
+        (
+            "login: full OAuth login (register client → pages → token → whoami): p50 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.login.cell(|r| if r.oauth_ms.is_empty() { None } else { p50(&r.oauth_ms) })),
+        ),
+        (
+            "login: token refresh: p50 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.login.cell(|r| p50(&r.refresh_ms))),
         ),
         (
             "push: send → gateway receives: p50 (ms)".into(),
@@ -593,6 +613,7 @@ mod tests {
             search: Outcome::NotRun,
             push: Outcome::NotRun,
             appservice: Outcome::NotRun,
+            login: Outcome::NotRun,
             initial_sync: Outcome::Failed("boom".into()),
             keys: Outcome::NotRun,
             sliding_sync: Outcome::NotRun,

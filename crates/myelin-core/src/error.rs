@@ -109,6 +109,8 @@ pub struct UiaChallenge {
     pub session: String,
     pub completed: Vec<String>,
     pub failed: bool,
+    /// What a stage needs to know (`{"m.oauth": {"url": …}}`); `{}` for most.
+    pub params: serde_json::Value,
 }
 
 pub type MatrixResult<T> = Result<T, MatrixError>;
@@ -168,7 +170,7 @@ impl MatrixError {
         if let Some(uia) = &self.uia {
             let mut body = serde_json::json!({
                 "flows": uia.flows.iter().map(|stages| serde_json::json!({ "stages": stages })).collect::<Vec<_>>(),
-                "params": {},
+                "params": if uia.params.is_object() { uia.params.clone() } else { serde_json::json!({}) },
                 "session": uia.session,
                 "completed": uia.completed,
             });
@@ -231,6 +233,7 @@ mod tests {
             session: "abc".into(),
             completed: vec![],
             failed: false,
+            params: serde_json::json!({}),
         };
         let asked = MatrixError::uia(challenge.clone(), None);
         assert_eq!(asked.status, 401);

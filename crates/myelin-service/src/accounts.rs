@@ -399,6 +399,12 @@ impl Services {
                     req.password.as_deref().ok_or_else(|| MatrixError::missing_param("password is required"))?;
                 let user_id = self.login_user_id(&user)?;
                 self.check_password(&user_id, password).await?;
+                if self.has_second_factor(&user_id).await? {
+                    // A password alone must not get around the account's second factor.
+                    return Err(MatrixError::forbidden(
+                        "This account signs in with a second factor: use single sign-on (m.login.sso) or OAuth",
+                    ));
+                }
                 user_id
             }
             "m.login.token" => {

@@ -503,7 +503,12 @@ impl Services {
             }),
             JobKind::Cleanup => {
                 let tokens = self.store.delete_expired_login_tokens(now).await?
-                    + self.store.delete_expired_openid_tokens(now).await?;
+                    + self.store.delete_expired_openid_tokens(now).await?
+                    + self
+                        .store
+                        .delete_expired_oauth_rows(now, now.saturating_sub(crate::oauth::GRANT_LIFETIME_MS))
+                        .await?
+                    + self.store.delete_expired_rendezvous(now).await?;
                 let txns = self.store.delete_txn_ids_before(now.saturating_sub(TXN_ID_LIFETIME_MS)).await?;
                 let connections = self
                     .store
@@ -520,7 +525,7 @@ impl Services {
                     connections,
                     uia_sessions,
                     sticky_events,
-                    "clean-up: expired login tokens, old transaction ids, idle sliding sync connections, \
+                    "clean-up: expired login tokens (and OAuth grants, browser sessions, rendezvous sessions), old transaction ids, idle sliding sync connections, \
                      expired authentication sessions and expired sticky events removed"
                 );
                 Ok(Next::Done)

@@ -28,6 +28,7 @@ pub mod presence;
 pub mod push;
 pub mod pushers;
 pub mod ratelimit;
+pub mod rendezvous;
 pub mod reports;
 pub mod rooms;
 pub mod rtc;

@@ -9,6 +9,7 @@ use myelin_core::{
     types::{OwnedUserId, UserId},
 };
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::{Services, accounts::Requester};
 
@@ -85,7 +86,7 @@ impl Services {
         let flows = flows.iter().map(|stages| stages.iter().map(|s| (*s).to_owned()).collect()).collect();
         // Stages only: what a session notes for itself (`registered:…`, `email-sid:…`) stays inside.
         let completed = completed.into_iter().filter(|stage| !stage.contains(':')).collect();
-        Ok(MatrixError::uia(UiaChallenge { flows, session, completed, failed: false }, cause))
+        Ok(MatrixError::uia(UiaChallenge { flows, session, completed, failed: false, params: json!({}) }, cause))
     }
 
     /// User-interactive auth with the account password, for sensitive requests (password change,

@@ -64,12 +64,23 @@ pub async fn available(State(state): State<AppState>, Query(query): Query<QueryM
     Ok(Json(json!({ "available": true })))
 }
 
-pub async fn login_flows() -> Json<Value> {
-    Json(json!({ "flows": [
-        { "type": "m.login.password" },
-        { "type": "m.login.token", "get_login_token": true },
-        { "type": "m.login.application_service" },
-    ]}))
+pub async fn login_flows(State(state): State<AppState>) -> Json<Value> {
+    let mut flows = vec![
+        json!({ "type": "m.login.password" }),
+        json!({ "type": "m.login.token", "get_login_token": true }),
+        json!({ "type": "m.login.application_service" }),
+    ];
+    if state.oauth_enabled() {
+        // Legacy clients sign in through the web pages too; OAuth-aware ones are told to use
+        // OAuth itself (MSC3824).
+        flows.push(json!({
+            "type": "m.login.sso",
+            "identity_providers": [],
+            "oauth_aware_preferred": true,
+            "org.matrix.msc3824.delegated_oidc_compatibility": true,
+        }));
+    }
+    Json(json!({ "flows": flows }))
 }
 
 pub async fn login(

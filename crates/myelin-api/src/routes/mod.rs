@@ -12,6 +12,7 @@ mod media;
 mod oauth;
 mod profile;
 mod push_rules;
+mod rendezvous;
 mod rooms;
 mod rtc;
 mod search;
@@ -165,6 +166,7 @@ pub fn client_routes() -> Router<AppState> {
 pub fn v1_routes() -> Router<AppState> {
     Router::new()
         .route("/auth_metadata", get(oauth::auth_metadata))
+        .merge(msc4388_routes("/rendezvous"))
         .route("/appservice/{appservice_id}/ping", post(appservice::ping))
         .route("/rooms/{room_id}/hierarchy", get(rooms::hierarchy))
         .route("/room_summary/{room}", get(rooms::room_summary))
@@ -323,6 +325,20 @@ pub fn unversioned_routes() -> Router<AppState> {
         .route("/oauth2/device_authorization", post(oauth::device_authorization))
         .route("/oauth2/keys.json", get(oauth::jwks))
         .route("/oauth2/userinfo", get(oauth::userinfo))
+        .route(rendezvous::MSC4108_PATH, post(rendezvous::msc4108_create))
+        .route(
+            &format!("{}/{{id}}", rendezvous::MSC4108_PATH),
+            get(rendezvous::msc4108_get).put(rendezvous::msc4108_put).delete(rendezvous::msc4108_delete),
+        )
+        .merge(msc4388_routes("/_matrix/client/unstable/io.element.msc4388/rendezvous"))
+}
+
+/// MSC4388's rendezvous API under `base`.
+fn msc4388_routes(base: &str) -> Router<AppState> {
+    Router::new().route(base, get(rendezvous::msc4388_info).post(rendezvous::msc4388_create)).route(
+        &format!("{base}/{{id}}"),
+        get(rendezvous::msc4388_get).put(rendezvous::msc4388_put).delete(rendezvous::msc4388_delete),
+    )
 }
 
 /// Query-string helpers that answer bad values with `M_INVALID_PARAM`.

@@ -83,10 +83,51 @@ pub async fn account_page(
             )
         })
         .collect();
+    // A client sent the person here to approve a cross-signing reset (MSC4191's action).
+    let reset = if q.get("action").map(String::as_str) == Some("org.matrix.cross_signing_reset") {
+        format!(
+            "<h2 id=\"cross-signing-reset\">Reset your digital identity?</h2>\
+             <p>Your app asks to replace your cross-signing keys. Do this only if you have lost access to \
+             all your other devices and your recovery key: people will see that your identity changed, \
+             and your other sessions will have to be verified again.</p>\
+             <form method=\"post\" action=\"/account/cross_signing_reset\">{}\
+             <button class=\"danger\" type=\"submit\">Allow the reset for 10 minutes</button></form>",
+            html::csrf_field(&csrf)
+        )
+    } else {
+        String::new()
+    };
+    let two_step = match (state.has_second_factor(&user).await, state.pending_totp_enrolment(&user).await) {
+        (Ok(true), _) => format!(
+            "<p>On: signing in asks for a code from your authenticator app.</p>\
+             <form method=\"post\" action=\"/account/totp/remove\">{csrf}\
+             <label for=\"totp-password\">Password</label>\
+             <input type=\"password\" id=\"totp-password\" name=\"password\" autocomplete=\"current-password\" required>\
+             <button class=\"danger\" type=\"submit\">Turn off two-step verification</button></form>",
+            csrf = html::csrf_field(&csrf)
+        ),
+        (Ok(false), Ok(Some(enrolment))) => format!(
+            "<p>Add this account to your authenticator app with the key below (or the link), then enter the code it shows.</p>\
+             <p>Key: <span class=\"code\" id=\"totp-secret\">{secret}</span></p>\
+             <p><a href=\"{uri}\">Open in an authenticator app</a></p>\
+             <form method=\"post\" action=\"/account/totp/confirm\">{csrf}\
+             <label for=\"totp-code\">Code</label>\
+             <input type=\"text\" id=\"totp-code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required>\
+             <button type=\"submit\">Turn on</button></form>",
+            secret = html::escape(&enrolment.secret),
+            uri = html::escape(&enrolment.uri),
+            csrf = html::csrf_field(&csrf)
+        ),
+        _ => format!(
+            "<p>Off.</p><form method=\"post\" action=\"/account/totp/start\">{}\
+             <button type=\"submit\">Set up an authenticator app</button></form>",
+            html::csrf_field(&csrf)
+        ),
+    };
     let notice =
         q.get("done").map(|d| format!("<p class=\"note\" role=\"status\">{}</p>", html::escape(d))).unwrap_or_default();
     let body = format!(
-        "<h1>Your account</h1>{notice}<p><strong>{user}</strong></p>\
+        "<h1>Your account</h1>{notice}<p><strong>{user}</strong></p>{reset}\
          <h2 id=\"profile\">Profile</h2>\
          <form method=\"post\" action=\"/account/profile\">{csrf}\
          <label for=\"displayname\">Display name</label>\
@@ -95,6 +136,7 @@ pub async fn account_page(
          <h2 id=\"sessions\">Sessions</h2>\
          <table><thead><tr><th>Device</th><th>Name</th><th>Kind</th><th>Last seen</th><th></th></tr></thead>\
          <tbody>{rows}</tbody></table>\
+         <h2 id=\"two-step\">Two-step verification</h2>{two_step}\
          <h2 id=\"password\">Password</h2>\
          <form method=\"post\" action=\"/account/password\">{csrf}\
          <label for=\"current\">Current password</label>\
@@ -123,6 +165,7 @@ fn done(message: &str) -> Response {
 #[derive(Deserialize)]
 pub struct AccountForm {
     csrf: Option<String>,
+    code: Option<String>,
     device_id: Option<String>,
     displayname: Option<String>,
     current: Option<String>,
@@ -193,6 +236,67 @@ pub async fn deactivate(State(state): State<AppState>, headers: HeaderMap, body:
         Ok(()) => {
             page(StatusCode::OK, html::message_page("Account deactivated", "Your account has been deactivated."), None)
         }
+        Err(err) => error_page(&err),
+    }
+}
+
+/// `POST /account/cross_signing_reset`: the person's approval (MSC4312).
+pub async fn approve_cross_signing_reset(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (user, _) = match checked(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match state.approve_cross_signing_reset(&user).await {
+        Ok(()) => done("The reset is allowed for 10 minutes: go back to your app to finish it."),
+        Err(err) => error_page(&err),
+    }
+}
+
+/// `POST /account/totp/start`.
+pub async fn start_totp(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (user, _) = match checked(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match state.start_totp_enrolment(&user).await {
+        Ok(_) => see_other("/account/#two-step"),
+        Err(err) => error_page(&err),
+    }
+}
+
+/// `POST /account/totp/confirm`: on, and the recovery codes, shown this once.
+pub async fn confirm_totp(
+    State(state): State<AppState>,
+    crate::extract::ClientAddr(addr): crate::extract::ClientAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (user, f) = match checked(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match state.confirm_totp(&user, f.code.as_deref().unwrap_or_default(), &addr).await {
+        Ok(codes) => {
+            let items: String = codes.iter().map(|c| format!("<li class=\"code\">{}</li>", html::escape(c))).collect();
+            let body = format!(
+                "<h1>Two-step verification is on</h1>\
+                 <p>Keep these recovery codes somewhere safe. Each signs you in once if you lose your app; \
+                 they are not shown again.</p><ul id=\"recovery-codes\">{items}</ul><p><a href=\"{ACCOUNT}\">Back to your account</a></p>"
+            );
+            page(StatusCode::OK, html::layout("Recovery codes", &body, false), None)
+        }
+        Err(err) => error_page(&err),
+    }
+}
+
+/// `POST /account/totp/remove`.
+pub async fn remove_totp(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (user, f) = match checked(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match state.remove_second_factor(&user, f.password.as_deref().unwrap_or_default()).await {
+        Ok(()) => done("Two-step verification is off."),
         Err(err) => error_page(&err),
     }
 }

@@ -138,7 +138,11 @@ pub async fn login(
     let next = safe_next(f.next.as_deref());
     let username = f.username.unwrap_or_default();
     match state.web_login(&username, f.password.as_deref().unwrap_or_default(), &addr).await {
-        Ok((session_id, _)) => with_session_cookie(&state, see_other(&next), &session_id),
+        Ok((session_id, _, true)) => {
+            let to = format!("/auth/second-factor?{}", url_query(&[("next", &next)]));
+            with_session_cookie(&state, see_other(&to), &session_id)
+        }
+        Ok((session_id, _, false)) => with_session_cookie(&state, see_other(&next), &session_id),
         Err(err) => {
             let (csrf, new_cookie) = csrf_token(&state, &headers);
             let offer = state.web_registration_offered().await.unwrap_or(false);
@@ -487,5 +491,177 @@ pub async fn device_answer(State(state): State<AppState>, headers: HeaderMap, bo
             page(StatusCode::OK, html::message_page("Device denied", "The other device was not signed in."), None)
         }
         Err(err) => error_page(&err),
+    }
+}
+
+/// `GET /login/sso/redirect?redirectUrl=` (legacy clients' SSO, `m.login.sso`): through the
+/// pages, then back to the client with a `loginToken` for `m.login.token`.
+pub async fn sso_redirect(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    if !state.oauth_enabled() {
+        return disabled_page();
+    }
+    let Some(redirect) = q.get("redirectUrl") else {
+        return page(StatusCode::BAD_REQUEST, html::message_page("Bad request", "redirectUrl is missing."), None);
+    };
+    see_other(&format!("/auth/sso?{}", url_query(&[("redirectUrl", redirect)])))
+}
+
+/// `GET /login/sso/redirect/{idpId}`: one provider, the built-in one.
+pub async fn sso_redirect_idp(
+    state: State<AppState>,
+    Path(_idp): Path<String>,
+    query: Query<HashMap<String, String>>,
+) -> Response {
+    sso_redirect(state, query).await
+}
+
+fn redirect_origin(redirect: &str) -> Option<String> {
+    let url = url::Url::parse(redirect).ok()?;
+    Some(url.host_str().map_or_else(|| format!("{}:", url.scheme()), str::to_owned))
+}
+
+/// `GET /auth/sso?redirectUrl=`: "continue to this application?" for the signed-in person.
+pub async fn sso_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if !state.oauth_enabled() {
+        return disabled_page();
+    }
+    let redirect = q.get("redirectUrl").cloned().unwrap_or_default();
+    let Some(host) = redirect_origin(&redirect) else {
+        return page(StatusCode::BAD_REQUEST, html::message_page("Bad request", "redirectUrl is not a URL."), None);
+    };
+    let here = format!("/auth/sso?{}", url_query(&[("redirectUrl", &redirect)]));
+    let user = match ok_or_page(signed_in(&state, &headers).await) {
+        Ok(Some(user)) => user,
+        Ok(None) => return see_other(&login_url(&here)),
+        Err(r) => return r,
+    };
+    let (csrf, new_cookie) = csrf_token(&state, &headers);
+    let body = format!(
+        "<h1>Continue to {host}?</h1><p>An application at <strong>{host}</strong> asks to sign in to your account.</p>\
+         <form method=\"post\" action=\"/auth/sso\">{csrf}{redirect}\
+         <button type=\"submit\">Continue</button></form>{who}",
+        host = html::escape(&host),
+        csrf = html::csrf_field(&csrf),
+        redirect = html::hidden("redirectUrl", &redirect),
+        who = signed_in_as(user.as_str(), &csrf),
+    );
+    let mut response = page(StatusCode::OK, html::layout("Continue", &body, false), new_cookie);
+    if let Ok(csp) = HeaderValue::from_str(&html::csp_allowing_redirect_to(&redirect)) {
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    response
+}
+
+#[derive(Deserialize)]
+pub struct SsoForm {
+    csrf: Option<String>,
+    #[serde(rename = "redirectUrl")]
+    redirect_url: Option<String>,
+}
+
+/// `POST /auth/sso`: back to the application with a single-use `loginToken`.
+pub async fn sso_continue(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !state.oauth_enabled() {
+        return disabled_page();
+    }
+    let f: SsoForm = match form(&body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&headers, f.csrf.as_deref()) {
+        return forbidden_csrf();
+    }
+    let redirect = f.redirect_url.unwrap_or_default();
+    let user = match ok_or_page(signed_in(&state, &headers).await) {
+        Ok(Some(user)) => user,
+        Ok(None) => return see_other(&login_url(&format!("/auth/sso?{}", url_query(&[("redirectUrl", &redirect)])))),
+        Err(r) => return r,
+    };
+    match state.sso_login_redirect(&user, &redirect).await {
+        Ok(to) => see_other(&to),
+        Err(err) => error_page(&err),
+    }
+}
+
+fn second_factor_form(csrf: &str, next: &str, error: Option<&str>) -> String {
+    html::layout(
+        "Two-step verification",
+        &format!(
+            "<h1>Two-step verification</h1>{error}<p>Enter the code your authenticator app shows, or one of your recovery codes.</p>\
+             <form method=\"post\" action=\"/auth/second-factor\">{csrf}{next}\
+             <label for=\"code\">Code</label>\
+             <input type=\"text\" id=\"code\" name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required autofocus>\
+             <button type=\"submit\">Verify</button></form>",
+            error = html::error_box(error),
+            csrf = html::csrf_field(csrf),
+            next = html::hidden("next", next),
+        ),
+        false,
+    )
+}
+
+async fn awaiting_second_factor(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Option<(String, myelin_core::types::OwnedUserId)> {
+    let session = cookie(headers, SESSION_COOKIE)?;
+    let user = state.web_session_awaiting_second_factor(&session).await.ok().flatten()?;
+    Some((session, user))
+}
+
+/// `GET /auth/second-factor?next=`: the code after the password.
+pub async fn second_factor_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let next = safe_next(q.get("next").map(String::as_str));
+    if awaiting_second_factor(&state, &headers).await.is_none() {
+        return see_other(&login_url(&next));
+    }
+    let (csrf, new_cookie) = csrf_token(&state, &headers);
+    page(StatusCode::OK, second_factor_form(&csrf, &next, None), new_cookie)
+}
+
+#[derive(Deserialize)]
+pub struct SecondFactorForm {
+    csrf: Option<String>,
+    code: Option<String>,
+    next: Option<String>,
+}
+
+/// `POST /auth/second-factor`.
+pub async fn second_factor(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let f: SecondFactorForm = match form(&body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&headers, f.csrf.as_deref()) {
+        return forbidden_csrf();
+    }
+    let next = safe_next(f.next.as_deref());
+    let Some((session, user)) = awaiting_second_factor(&state, &headers).await else {
+        return see_other(&login_url(&next));
+    };
+    let result = match state.check_second_factor(&user, f.code.as_deref().unwrap_or_default(), &addr).await {
+        Ok(()) => state.complete_web_session(&session).await,
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(()) => see_other(&next),
+        Err(err) => {
+            let (csrf, new_cookie) = csrf_token(&state, &headers);
+            let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::FORBIDDEN);
+            page(status, second_factor_form(&csrf, &next, Some(&err.message)), new_cookie)
+        }
     }
 }

@@ -368,7 +368,12 @@ impl Services {
                 ),
                 None => None,
             };
-            self.require_password_auth(r, auth.as_ref()).await?;
+            if !self.cross_signing_reset_approved(&r.user_id).await? {
+                if self.is_oauth_session(r).await? {
+                    return Err(self.cross_signing_reset_challenge().await?);
+                }
+                self.require_password_auth(r, auth.as_ref()).await?;
+            }
         }
         self.upload_cross_signing_keys(r, body, &existing).await
     }

@@ -12,6 +12,7 @@
 
 pub mod clients;
 pub mod scopes;
+pub mod second_factor;
 mod tokens;
 
 use base64::Engine as _;
@@ -35,6 +36,11 @@ pub const GRANT_LIFETIME_MS: u64 = 20 * 60 * 1000;
 pub const DEVICE_POLL_INTERVAL_S: u64 = 5;
 /// A browser stays signed in to the web pages this long.
 pub const WEB_SESSION_LIFETIME_MS: u64 = 7 * 24 * 3600 * 1000;
+/// The `loginToken` of a legacy SSO login works this long (MAS's 30 seconds; a client redeems
+/// it at once).
+pub const SSO_LOGIN_TOKEN_LIFETIME_MS: u64 = 30_000;
+/// How long an approved cross-signing reset may be done (MSC4312).
+pub const CROSS_SIGNING_RESET_WINDOW_MS: u64 = 10 * 60 * 1000;
 /// User codes are typed by people: no vowels (no words), no look-alikes.
 const USER_CODE_ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
 const USER_CODE_LENGTH: usize = 8;
@@ -433,19 +439,27 @@ impl Services {
     }
 
     /// The web pages' sign-in: a password check (rate limited per client address, as `/login`),
-    /// then a browser session. Returns the session id for the cookie.
-    pub async fn web_login(&self, user: &str, password: &str, client: &str) -> MatrixResult<(String, OwnedUserId)> {
+    /// then a browser session, still waiting for the second factor if the account has one
+    /// (the `bool`). Returns the session id for the cookie.
+    pub async fn web_login(
+        &self,
+        user: &str,
+        password: &str,
+        client: &str,
+    ) -> MatrixResult<(String, OwnedUserId, bool)> {
         self.check_rate_limit(Limit::Login, client)?;
         let user_id = self.login_user_id(user.trim())?;
         self.check_password(&user_id, password).await?;
         self.refuse_locked(&user_id).await?;
-        Ok((self.open_web_session(&user_id).await?, user_id))
+        let pending = self.has_second_factor(&user_id).await?;
+        Ok((self.open_web_session(&user_id, pending).await?, user_id, pending))
     }
 
-    async fn open_web_session(&self, user_id: &UserId) -> MatrixResult<String> {
+    async fn open_web_session(&self, user_id: &UserId, pending_second_factor: bool) -> MatrixResult<String> {
         let session_id = self.random.alphanumeric(40);
         let now = self.now_ms();
-        self.store.create_web_session(&session_id, user_id, now, now + WEB_SESSION_LIFETIME_MS).await?;
+        let expires = now + WEB_SESSION_LIFETIME_MS;
+        self.store.create_web_session(&session_id, user_id, now, expires, pending_second_factor).await?;
         Ok(session_id)
     }
 
@@ -454,7 +468,10 @@ impl Services {
         if session_id.len() != 40 {
             return Ok(None);
         }
-        Ok(self.store.web_session_user(session_id, self.now_ms()).await?)
+        Ok(match self.store.web_session_user(session_id, self.now_ms()).await? {
+            Some((user, false)) => Some(user),
+            _ => None,
+        })
     }
 
     pub async fn web_logout(&self, session_id: &str) -> MatrixResult<()> {
@@ -494,7 +511,7 @@ impl Services {
         if let Some(token) = stored_token {
             self.store.complete_registration_token(&token).await?;
         }
-        Ok((self.open_web_session(&user_id).await?, user_id))
+        Ok((self.open_web_session(&user_id, false).await?, user_id))
     }
 
     /// Whether the registration page is offered at all.
@@ -532,6 +549,45 @@ impl Services {
             sessions.push((device, oauth));
         }
         Ok(sessions)
+    }
+
+    /// The legacy SSO login (`/login/sso/redirect`) after the person confirmed on the page: a
+    /// single-use `m.login.token` for the client at `redirect_url`, and the URL to send the
+    /// browser to.
+    pub async fn sso_login_redirect(&self, user_id: &UserId, redirect_url: &str) -> MatrixResult<String> {
+        let mut url = Url::parse(redirect_url).map_err(|_| MatrixError::invalid_param("redirectUrl is not a URL"))?;
+        self.refuse_locked(user_id).await?;
+        let token = self.random.alphanumeric(32);
+        self.store.create_login_token(&token, user_id, self.now_ms() + SSO_LOGIN_TOKEN_LIFETIME_MS).await?;
+        url.query_pairs_mut().append_pair("loginToken", &token);
+        Ok(url.to_string())
+    }
+
+    /// Whether the requester's device is an OAuth client's session.
+    pub async fn is_oauth_session(&self, requester: &crate::accounts::Requester) -> MatrixResult<bool> {
+        Ok(self.store.oauth_session(&requester.user_id, &requester.device_id).await?.is_some())
+    }
+
+    /// The person approved a cross-signing reset on the account page (MSC4312): for the next
+    /// ten minutes their devices may replace the keys.
+    pub async fn approve_cross_signing_reset(&self, user_id: &UserId) -> MatrixResult<()> {
+        Ok(self.store.approve_cross_signing_reset(user_id, self.now_ms() + CROSS_SIGNING_RESET_WINDOW_MS).await?)
+    }
+
+    pub(crate) async fn cross_signing_reset_approved(&self, user_id: &UserId) -> MatrixResult<bool> {
+        Ok(self.store.cross_signing_reset_until(user_id).await?.is_some_and(|until| until > self.now_ms()))
+    }
+
+    /// The 401 an OAuth session gets for a cross-signing reset (MSC4312): approve it on the
+    /// account page, then try again.
+    pub(crate) async fn cross_signing_reset_challenge(&self) -> MatrixResult<MatrixError> {
+        const FLOWS: &[&[&str]] = &[&["m.oauth"], &["org.matrix.cross_signing_reset"]];
+        let url = format!("{}?action=org.matrix.cross_signing_reset", self.oauth_endpoint(paths::ACCOUNT));
+        let mut challenge = self.uia_challenge(FLOWS, None, None).await?;
+        if let Some(uia) = challenge.uia.as_mut() {
+            uia.params = json!({ "m.oauth": { "url": url }, "org.matrix.cross_signing_reset": { "url": url } });
+        }
+        Ok(challenge)
     }
 
     /// A random secret for the web pages (CSRF tokens).

@@ -24,6 +24,7 @@ mod pushers;
 mod receipts;
 mod registration_tokens;
 mod remote_devices;
+mod rendezvous;
 mod reports;
 mod room_admin;
 mod rooms;
@@ -60,6 +61,7 @@ pub use pushers::*;
 pub use receipts::*;
 pub use registration_tokens::*;
 pub use remote_devices::*;
+pub use rendezvous::*;
 pub use reports::*;
 pub use room_admin::*;
 pub use rooms::*;
@@ -111,6 +113,7 @@ pub trait Store:
     + RegistrationTokenRepo
     + AppserviceRepo
     + OAuthRepo
+    + RendezvousRepo
     + Send
     + Sync
     + 'static
@@ -152,6 +155,7 @@ impl<T> Store for T where
         + RegistrationTokenRepo
         + AppserviceRepo
         + OAuthRepo
+        + RendezvousRepo
         + Send
         + Sync
         + 'static

@@ -75,20 +75,45 @@ pub trait OAuthRepo {
     /// Marks an approved grant exchanged; false if it was exchanged already.
     async fn exchange_device_grant(&self, device_code: &str, now_ms: u64) -> StorageResult<bool>;
 
+    /// A browser session; `pending_second_factor`: the password was right, the second factor is
+    /// still to come (the session signs nobody in until `complete_web_session`).
     async fn create_web_session(
         &self,
         session_id: &str,
         user_id: &UserId,
         now_ms: u64,
         expires_ms: u64,
+        pending_second_factor: bool,
     ) -> StorageResult<()>;
-    /// The user of a browser session that has not expired.
-    async fn web_session_user(&self, session_id: &str, now_ms: u64) -> StorageResult<Option<OwnedUserId>>;
+    /// The user of a browser session that has not expired, and whether it still waits for the
+    /// second factor.
+    async fn web_session_user(&self, session_id: &str, now_ms: u64) -> StorageResult<Option<(OwnedUserId, bool)>>;
+    async fn complete_web_session(&self, session_id: &str) -> StorageResult<()>;
+
+    /// Stores a new, unconfirmed TOTP secret (replacing an unconfirmed one); false if the user
+    /// has a confirmed one.
+    async fn start_totp(&self, user_id: &UserId, secret: &str, now_ms: u64) -> StorageResult<bool>;
+    /// The user's TOTP secret, whether it is confirmed, and the last step accepted.
+    async fn totp(&self, user_id: &UserId) -> StorageResult<Option<(String, bool, u64)>>;
+    /// Accepts a code for `step` (confirming the secret) if no code at or after `step` was
+    /// accepted before; false for a replay.
+    async fn accept_totp_step(&self, user_id: &UserId, step: u64) -> StorageResult<bool>;
+    /// Removes the TOTP secret and the recovery codes.
+    async fn remove_totp(&self, user_id: &UserId) -> StorageResult<()>;
+    /// Replaces the user's recovery codes.
+    async fn set_recovery_codes(&self, user_id: &UserId, code_hashes: &[String]) -> StorageResult<()>;
+    /// Uses a recovery code once; false if unknown or used.
+    async fn use_recovery_code(&self, user_id: &UserId, code_hash: &str, now_ms: u64) -> StorageResult<bool>;
+    /// Whether the user signs in with a second factor.
+    async fn has_second_factor(&self, user_id: &UserId) -> StorageResult<bool>;
     async fn delete_web_session(&self, session_id: &str) -> StorageResult<()>;
     /// Deletes expired browser sessions and grants created before `grants_before_ms`; returns
     /// how many rows went.
     async fn delete_expired_oauth_rows(&self, now_ms: u64, grants_before_ms: u64) -> StorageResult<u64>;
 
     async fn set_user_locked(&self, user_id: &UserId, locked: bool) -> StorageResult<bool>;
+    /// Lets the user replace their cross-signing keys without more authentication until `until_ms`.
+    async fn approve_cross_signing_reset(&self, user_id: &UserId, until_ms: u64) -> StorageResult<()>;
+    async fn cross_signing_reset_until(&self, user_id: &UserId) -> StorageResult<Option<u64>>;
     async fn user_locked(&self, user_id: &UserId) -> StorageResult<bool>;
 }

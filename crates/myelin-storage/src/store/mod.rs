@@ -29,6 +29,7 @@ mod pushers;
 mod receipts;
 mod registration_tokens;
 mod remote_devices;
+mod rendezvous;
 mod reports;
 mod room_admin;
 mod rooms;

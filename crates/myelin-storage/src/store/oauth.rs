@@ -241,13 +241,16 @@ impl OAuthRepo for Database {
         user_id: &UserId,
         now_ms: u64,
         expires_ms: u64,
+        pending_second_factor: bool,
     ) -> StorageResult<()> {
         let (session_id, user_id) = (session_id.to_owned(), user_id.to_owned());
+        let pending = i64::from(pending_second_factor);
         self.transaction(move |c| {
             Box::pin(async move {
                 c.execute(
-                    "INSERT INTO web_sessions (session_id, user_id, created_ms, expires_ms) VALUES ($1, $2, $3, $4)",
-                    &[&session_id, &user_id, &now_ms, &expires_ms],
+                    "INSERT INTO web_sessions (session_id, user_id, created_ms, expires_ms, pending_second_factor)
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[&session_id, &user_id, &now_ms, &expires_ms, &pending],
                 )
                 .await?;
                 Ok(())
@@ -256,17 +259,138 @@ impl OAuthRepo for Database {
         .await
     }
 
-    async fn web_session_user(&self, session_id: &str, now_ms: u64) -> StorageResult<Option<OwnedUserId>> {
+    async fn web_session_user(&self, session_id: &str, now_ms: u64) -> StorageResult<Option<(OwnedUserId, bool)>> {
         let session_id = session_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {
                 c.query_opt(
-                    "SELECT s.user_id FROM web_sessions s JOIN users u ON u.user_id = s.user_id
+                    "SELECT s.user_id, s.pending_second_factor FROM web_sessions s JOIN users u ON u.user_id = s.user_id
                      WHERE s.session_id = $1 AND s.expires_ms > $2 AND u.deactivated = 0 AND u.locked = 0",
                     &[&session_id, &now_ms],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .await
+            })
+        })
+        .await
+    }
+
+    async fn complete_web_session(&self, session_id: &str) -> StorageResult<()> {
+        let session_id = session_id.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute("UPDATE web_sessions SET pending_second_factor = 0 WHERE session_id = $1", &[&session_id])
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn start_totp(&self, user_id: &UserId, secret: &str, now_ms: u64) -> StorageResult<bool> {
+        let (user_id, secret) = (user_id.to_owned(), secret.to_owned());
+        self.transaction(move |c| {
+            Box::pin(async move {
+                let confirmed: Option<bool> = c
+                    .query_opt("SELECT confirmed FROM totp_secrets WHERE user_id = $1 FOR UPDATE", &[&user_id], |r| r.get(0))
+                    .await?;
+                if confirmed == Some(true) {
+                    return Ok(false);
+                }
+                c.execute("DELETE FROM totp_secrets WHERE user_id = $1", &[&user_id]).await?;
+                c.execute(
+                    "INSERT INTO totp_secrets (user_id, secret, confirmed, created_ms, last_step) VALUES ($1, $2, 0, $3, 0)",
+                    &[&user_id, &secret, &now_ms],
+                )
+                .await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn totp(&self, user_id: &UserId) -> StorageResult<Option<(String, bool, u64)>> {
+        let user_id = user_id.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query_opt(
+                    "SELECT secret, confirmed, last_step FROM totp_secrets WHERE user_id = $1",
+                    &[&user_id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    async fn accept_totp_step(&self, user_id: &UserId, step: u64) -> StorageResult<bool> {
+        let user_id = user_id.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                let n = c
+                    .execute(
+                        "UPDATE totp_secrets SET last_step = $2, confirmed = 1 WHERE user_id = $1 AND last_step < $2",
+                        &[&user_id, &step],
+                    )
+                    .await?;
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+
+    async fn remove_totp(&self, user_id: &UserId) -> StorageResult<()> {
+        let user_id = user_id.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute("DELETE FROM totp_secrets WHERE user_id = $1", &[&user_id]).await?;
+                c.execute("DELETE FROM recovery_codes WHERE user_id = $1", &[&user_id]).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn set_recovery_codes(&self, user_id: &UserId, code_hashes: &[String]) -> StorageResult<()> {
+        let (user_id, hashes) = (user_id.to_owned(), code_hashes.to_vec());
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute("DELETE FROM recovery_codes WHERE user_id = $1", &[&user_id]).await?;
+                for hash in &hashes {
+                    c.execute("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)", &[&user_id, hash])
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn use_recovery_code(&self, user_id: &UserId, code_hash: &str, now_ms: u64) -> StorageResult<bool> {
+        let (user_id, hash) = (user_id.to_owned(), code_hash.to_owned());
+        self.transaction(move |c| {
+            Box::pin(async move {
+                let n = c
+                    .execute(
+                        "UPDATE recovery_codes SET used_ms = $3 WHERE user_id = $1 AND code_hash = $2 AND used_ms IS NULL",
+                        &[&user_id, &hash, &now_ms],
+                    )
+                    .await?;
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+
+    async fn has_second_factor(&self, user_id: &UserId) -> StorageResult<bool> {
+        let user_id = user_id.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                let confirmed: Option<bool> = c
+                    .query_opt("SELECT confirmed FROM totp_secrets WHERE user_id = $1", &[&user_id], |r| r.get(0))
+                    .await?;
+                Ok(confirmed == Some(true))
             })
         })
         .await
@@ -314,6 +438,36 @@ impl OAuthRepo for Database {
                 let locked: Option<bool> =
                     c.query_opt("SELECT locked FROM users WHERE user_id = $1", &[&user_id], |r| r.get(0)).await?;
                 Ok(locked.unwrap_or(false))
+            })
+        })
+        .await
+    }
+
+    async fn approve_cross_signing_reset(&self, user_id: &UserId, until_ms: u64) -> StorageResult<()> {
+        let user_id = user_id.to_owned();
+        self.transaction(move |c| {
+            Box::pin(async move {
+                c.execute(
+                    "UPDATE users SET cross_signing_reset_until_ms = $2 WHERE user_id = $1",
+                    &[&user_id, &until_ms],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn cross_signing_reset_until(&self, user_id: &UserId) -> StorageResult<Option<u64>> {
+        let user_id = user_id.to_owned();
+        self.read(move |c| {
+            Box::pin(async move {
+                let until: Option<Option<u64>> = c
+                    .query_opt("SELECT cross_signing_reset_until_ms FROM users WHERE user_id = $1", &[&user_id], |r| {
+                        r.get(0)
+                    })
+                    .await?;
+                Ok(until.flatten())
             })
         })
         .await

@@ -94,8 +94,8 @@ pub async fn web_sessions_expire_and_follow_the_account(url: String) {
     let s = open_store(&url).await;
     s.create_user(user("@alice:test")).await.expect("user");
     let alice = uid("@alice:test");
-    s.create_web_session("web1", &alice, 10, 100).await.expect("session");
-    assert_eq!(s.web_session_user("web1", 50).await.expect("read"), Some(alice.clone()));
+    s.create_web_session("web1", &alice, 10, 100, false).await.expect("session");
+    assert_eq!(s.web_session_user("web1", 50).await.expect("read"), Some((alice.clone(), false)));
     assert_eq!(s.web_session_user("web1", 100).await.expect("read"), None, "expired");
     assert_eq!(s.web_session_user("other", 50).await.expect("read"), None);
 
@@ -104,10 +104,36 @@ pub async fn web_sessions_expire_and_follow_the_account(url: String) {
     assert!(s.user_locked(&alice).await.expect("read"));
     assert_eq!(s.web_session_user("web1", 50).await.expect("read"), None, "a locked account's session is refused");
     assert!(s.set_user_locked(&alice, false).await.expect("unlock"));
-    assert_eq!(s.web_session_user("web1", 50).await.expect("read"), Some(alice.clone()));
+    assert_eq!(s.web_session_user("web1", 50).await.expect("read"), Some((alice.clone(), false)));
     assert!(!s.set_user_locked(&uid("@nobody:test"), true).await.expect("lock"));
 
+    assert_eq!(s.cross_signing_reset_until(&alice).await.expect("read"), None);
+    s.approve_cross_signing_reset(&alice, 600).await.expect("approve");
+    assert_eq!(s.cross_signing_reset_until(&alice).await.expect("read"), Some(600));
+
     s.delete_web_session("web1").await.expect("delete");
+
+    // The second factor: a pending session completes; TOTP steps are accepted once, in order.
+    s.create_web_session("web2", &alice, 10, 100, true).await.expect("session");
+    assert_eq!(s.web_session_user("web2", 50).await.expect("read"), Some((alice.clone(), true)));
+    s.complete_web_session("web2").await.expect("complete");
+    assert_eq!(s.web_session_user("web2", 50).await.expect("read"), Some((alice.clone(), false)));
+    assert!(!s.has_second_factor(&alice).await.expect("read"));
+    assert!(s.start_totp(&alice, "SECRET1", 10).await.expect("start"));
+    assert!(s.start_totp(&alice, "SECRET2", 11).await.expect("restart while unconfirmed"));
+    assert_eq!(s.totp(&alice).await.expect("read"), Some(("SECRET2".into(), false, 0)));
+    assert!(s.accept_totp_step(&alice, 1000).await.expect("accept"));
+    assert!(s.has_second_factor(&alice).await.expect("read"), "a first code confirms it");
+    assert!(!s.accept_totp_step(&alice, 1000).await.expect("accept"), "a code is used once");
+    assert!(!s.accept_totp_step(&alice, 999).await.expect("accept"), "nor an older one");
+    assert!(!s.start_totp(&alice, "SECRET3", 12).await.expect("start"), "a confirmed secret stays");
+    s.set_recovery_codes(&alice, &["h1".into(), "h2".into()]).await.expect("codes");
+    assert!(s.use_recovery_code(&alice, "h1", 20).await.expect("use"));
+    assert!(!s.use_recovery_code(&alice, "h1", 21).await.expect("use"), "once");
+    assert!(!s.use_recovery_code(&alice, "h9", 21).await.expect("use"));
+    s.remove_totp(&alice).await.expect("remove");
+    assert!(!s.has_second_factor(&alice).await.expect("read"));
+    assert!(!s.use_recovery_code(&alice, "h2", 21).await.expect("use"), "the codes went with it");
     assert_eq!(s.web_session_user("web1", 50).await.expect("read"), None);
 
     // A session of a client is a device carrying the client and its scope.
@@ -129,4 +155,32 @@ pub async fn web_sessions_expire_and_follow_the_account(url: String) {
     assert!(!owner.locked);
     s.set_user_locked(&alice, true).await.expect("lock");
     assert!(s.token_owner("tokA").await.expect("read").expect("kept").locked, "kept, marked locked");
+}
+
+pub async fn rendezvous_sessions_are_written_in_turn_and_expire(url: String) {
+    let s = open_store(&url).await;
+    let session = RendezvousRecord {
+        session_id: "r1".into(),
+        data: "aGVsbG8=".into(),
+        content_type: "text/plain".into(),
+        etag: "e1".into(),
+        modified_ms: 10,
+        expires_ms: 100,
+    };
+    assert!(s.create_rendezvous(&session, 10, 2).await.expect("create"));
+    let second = RendezvousRecord { session_id: "r2".into(), ..session.clone() };
+    assert!(s.create_rendezvous(&second, 10, 2).await.expect("create"));
+    let third = RendezvousRecord { session_id: "r3".into(), ..session.clone() };
+    assert!(!s.create_rendezvous(&third, 10, 2).await.expect("create"), "at most max_live live sessions");
+    assert_eq!(s.rendezvous("r1", 50).await.expect("read"), Some(session.clone()));
+    let next = RendezvousRecord { data: "d29ybGQ=".into(), etag: "e2".into(), modified_ms: 20, ..session.clone() };
+    assert_eq!(s.write_rendezvous("r1", "e1", &next, 20).await.expect("write"), RendezvousWrite::Written);
+    assert_eq!(s.write_rendezvous("r1", "e1", &next, 21).await.expect("write"), RendezvousWrite::Conflict);
+    assert_eq!(s.write_rendezvous("nope", "e1", &next, 21).await.expect("write"), RendezvousWrite::Missing);
+    assert_eq!(s.rendezvous("r1", 50).await.expect("read").map(|r| r.etag), Some("e2".into()));
+    assert_eq!(s.rendezvous("r1", 100).await.expect("read"), None, "expired");
+    assert_eq!(s.write_rendezvous("r1", "e2", &next, 100).await.expect("write"), RendezvousWrite::Missing);
+    assert!(s.delete_rendezvous("r2").await.expect("delete"));
+    assert!(!s.delete_rendezvous("r2").await.expect("delete"));
+    assert_eq!(s.delete_expired_rendezvous(100).await.expect("clean"), 1);
 }
