@@ -5,7 +5,7 @@
 //
 //   node oauth-browser.mjs BASE_URL USER PASSWORD ARTEFACT_DIR CHROMIUM
 // Prints one JSON line per step; exits non-zero on the first failure.
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, createHmac, randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { chromium } from "playwright-core";
 
@@ -148,7 +148,78 @@ try {
   await page.waitForSelector("text=Your profile was saved.");
   say("account page");
 
-  // 4. A new person creates an account on the registration page.
+  // 3b. Two-step verification: set up with an authenticator app (the test computes the codes),
+// then a sign-in on another browser asks for a code after the password.
+const totp = (secret, step) => {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const c of secret) bits += alphabet.indexOf(c).toString(2).padStart(5, "0");
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const digest = createHmac("sha1", key).update(counter).digest();
+  const offset = digest[19] & 0x0f;
+  const value = digest.readUInt32BE(offset) & 0x7fffffff;
+  return String(value % 1000000).padStart(6, "0");
+};
+const step = () => Math.floor(Date.now() / 30000);
+await page.getByRole("button", { name: "Set up an authenticator app" }).click();
+const secret = (await page.locator("#totp-secret").textContent()).trim();
+const enrolStep = step();
+await page.getByLabel("Code").fill(totp(secret, enrolStep));
+await shot("04b-totp-enrol");
+await page.getByRole("button", { name: "Turn on" }).click();
+await page.waitForSelector("text=Two-step verification is on");
+const recovery = await page.locator("#recovery-codes li").count();
+if (recovery !== 10) fail(`recovery codes: ${recovery}`);
+await shot("04c-recovery-codes");
+const other = await browser.newContext();
+const second = await other.newPage();
+await second.goto(`${base}/account/`);
+await second.getByLabel("Username").fill(user);
+await second.getByLabel("Password").fill(password);
+await second.getByRole("button", { name: "Continue" }).click();
+await second.waitForSelector("text=Enter the code your authenticator app shows");
+await second.screenshot({ path: `${artefacts}/04d-second-factor.png`, fullPage: true });
+await second.getByLabel("Code").fill(totp(secret, Math.max(step(), enrolStep + 1)));
+await second.getByRole("button", { name: "Verify" }).click();
+await second.waitForSelector("text=Your account");
+await other.close();
+await page.goto(`${base}/account/`);
+await page.locator("#totp-password").fill(password);
+await page.getByRole("button", { name: "Turn off two-step verification" }).click();
+await page.waitForSelector("text=Two-step verification is off.");
+say("two-step verification");
+
+// 3c. Passkeys (Chromium's virtual authenticator), on http://localhost: browsers do not take IP
+// addresses as relying parties. Added on the account page, then a sign-in without a password.
+const local = base.replace("127.0.0.1", "localhost");
+const keyContext = await browser.newContext();
+const keyPage = await keyContext.newPage();
+const cdp = await keyContext.newCDPSession(keyPage);
+await cdp.send("WebAuthn.enable");
+await cdp.send("WebAuthn.addVirtualAuthenticator", {
+  options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: true, isUserVerified: true },
+});
+await keyPage.goto(`${local}/account/`);
+await keyPage.getByLabel("Username").fill(user);
+await keyPage.getByLabel("Password").fill(password);
+await keyPage.getByRole("button", { name: "Continue" }).click();
+await keyPage.waitForSelector("text=Your account");
+await keyPage.getByLabel("Name of the new passkey").fill("Test laptop");
+await keyPage.getByRole("button", { name: "Add a passkey" }).click();
+await keyPage.waitForSelector("text=The passkey was added.");
+await keyPage.waitForSelector("#passkeys >> text=Test laptop");
+await keyPage.screenshot({ path: `${artefacts}/04e-passkey-added.png`, fullPage: true });
+await keyPage.getByRole("button", { name: "Sign out of this page" }).click();
+await keyPage.waitForSelector("text=Sign in with a passkey");
+await keyPage.screenshot({ path: `${artefacts}/04f-passkey-login.png`, fullPage: true });
+await keyPage.getByRole("button", { name: "Sign in with a passkey" }).click();
+await keyPage.waitForSelector("text=Your account");
+await keyContext.close();
+say("passkeys");
+
+// 4. A new person creates an account on the registration page.
   const fresh = await browser.newContext();
   const newcomer = await fresh.newPage();
   await newcomer.goto(`${base}/auth/register`);

@@ -1,5 +1,7 @@
 //! The web pages in headless Chromium (Debian's, driven by playwright-core from tests-js/):
-//! a person signs in and consents, approves another device, manages sessions and registers.
+//! a person signs in and consents, approves another device, manages sessions, sets up two-step
+//! verification and signs in with it, adds a passkey (Chromium's virtual authenticator) and
+//! signs in with it alone, and registers.
 //! Screenshots of every page are kept under `<target>/test-artefacts/oauth-browser/`.
 
 mod common;
@@ -46,10 +48,23 @@ async fn a_person_uses_the_oauth_pages_in_chromium() -> Result<()> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(out.status.success(), "the browser script failed\n{stdout}\n{stderr}");
-    for step in ["code flow", "device grant", "account page", "registration", "done"] {
+    for step in
+        ["code flow", "device grant", "account page", "two-step verification", "passkeys", "registration", "done"]
+    {
         ensure!(stdout.contains(&format!("\"step\":\"{step}\"")), "step {step} missing\n{stdout}");
     }
-    for shot in ["01-login", "02-consent", "03-device", "04-account", "05-register"] {
+    for shot in [
+        "01-login",
+        "02-consent",
+        "03-device",
+        "04-account",
+        "04b-totp-enrol",
+        "04c-recovery-codes",
+        "04d-second-factor",
+        "04e-passkey-added",
+        "04f-passkey-login",
+        "05-register",
+    ] {
         let path = artefacts.join(format!("{shot}.png"));
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         ensure!(size > 1000, "screenshot {} was taken", path.display());

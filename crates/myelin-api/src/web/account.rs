@@ -124,6 +124,30 @@ pub async fn account_page(
             html::csrf_field(&csrf)
         ),
     };
+    let passkeys = state.user_passkeys(&user).await.unwrap_or_default();
+    let passkey_rows: String = passkeys
+        .iter()
+        .map(|k| {
+            format!(
+                "<tr><td>{name}</td><td>{created}</td><td>{used}</td><td><form method=\"post\" action=\"/account/passkeys/remove\">\
+                 {csrf}{field}<button class=\"danger\" type=\"submit\" aria-label=\"Remove passkey {name}\">Remove</button></form></td></tr>",
+                name = html::escape(&k.name),
+                created = html::escape(&format_time(Some(k.created_ms))),
+                used = html::escape(&format_time(k.last_used_ms)),
+                csrf = html::csrf_field(&csrf),
+                field = html::hidden("credential_id", &k.credential_id),
+            )
+        })
+        .collect();
+    let passkeys_section = format!(
+        "<p>Sign in with your device's screen lock or a security key instead of your password.</p>\
+         <table id=\"passkeys\"><thead><tr><th>Name</th><th>Added</th><th>Last used</th><th></th></tr></thead><tbody>{passkey_rows}</tbody></table>\
+         <p class=\"error\" id=\"passkey-error\" role=\"alert\" hidden></p>\
+         <label for=\"passkey-name\">Name of the new passkey</label>\
+         <input type=\"text\" id=\"passkey-name\" value=\"Passkey\">\
+         <button type=\"button\" id=\"passkey-add\" data-csrf=\"{}\" hidden>Add a passkey</button>",
+        html::escape(&csrf)
+    );
     let notice =
         q.get("done").map(|d| format!("<p class=\"note\" role=\"status\">{}</p>", html::escape(d))).unwrap_or_default();
     let body = format!(
@@ -137,6 +161,7 @@ pub async fn account_page(
          <table><thead><tr><th>Device</th><th>Name</th><th>Kind</th><th>Last seen</th><th></th></tr></thead>\
          <tbody>{rows}</tbody></table>\
          <h2 id=\"two-step\">Two-step verification</h2>{two_step}\
+         <h2 id=\"passkeys-heading\">Passkeys</h2>{passkeys_section}\
          <h2 id=\"password\">Password</h2>\
          <form method=\"post\" action=\"/account/password\">{csrf}\
          <label for=\"current\">Current password</label>\
@@ -165,6 +190,7 @@ fn done(message: &str) -> Response {
 #[derive(Deserialize)]
 pub struct AccountForm {
     csrf: Option<String>,
+    credential_id: Option<String>,
     code: Option<String>,
     device_id: Option<String>,
     displayname: Option<String>,
@@ -297,6 +323,18 @@ pub async fn remove_totp(State(state): State<AppState>, headers: HeaderMap, body
     };
     match state.remove_second_factor(&user, f.password.as_deref().unwrap_or_default()).await {
         Ok(()) => done("Two-step verification is off."),
+        Err(err) => error_page(&err),
+    }
+}
+
+/// `POST /account/passkeys/remove`.
+pub async fn remove_passkey(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let (user, f) = match checked(&state, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    match state.remove_passkey(&user, f.credential_id.as_deref().unwrap_or_default()).await {
+        Ok(()) => done("The passkey was removed."),
         Err(err) => error_page(&err),
     }
 }

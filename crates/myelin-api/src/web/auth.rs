@@ -73,12 +73,17 @@ fn login_form(csrf: &str, next: &str, hint: &str, error: Option<&str>, offer_reg
              <input type=\"text\" id=\"username\" name=\"username\" value=\"{hint}\" autocomplete=\"username\" required autofocus>\
              <label for=\"password\">Password</label>\
              <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
-             <button type=\"submit\">Continue</button></form>{register}",
+             <button type=\"submit\">Continue</button></form>\
+             <p class=\"error\" id=\"passkey-error\" role=\"alert\" hidden></p>\
+             <button class=\"secondary\" type=\"button\" id=\"passkey-login\" data-csrf=\"{csrf_value}\" data-next=\"{next_value}\" hidden>Sign in with a passkey</button>\
+             {register}",
             error = html::error_box(error),
             login = paths::LOGIN,
             csrf = html::csrf_field(csrf),
             next = html::hidden("next", next),
             hint = html::escape(hint),
+            csrf_value = html::escape(csrf),
+            next_value = html::escape(next),
         ),
         false,
     )

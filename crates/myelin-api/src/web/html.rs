@@ -5,9 +5,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-/// No scripts, no frames, styles and images from this site only, forms to this site only.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                       frame-ancestors 'none'; base-uri 'none'";
+/// Scripts, styles, images and requests from this site only (the one script is the passkeys'),
+/// no frames, forms to this site only.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; \
+                       form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The policy of a page whose form's answer redirects to `target` (a client's redirect URI):
 /// `form-action` names it too, as browsers check redirects after a form against it.
@@ -71,7 +72,8 @@ pub fn layout(title: &str, body: &str, wide: bool) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title><link rel=\"stylesheet\" href=\"/auth/style.css\"></head>\
+         <title>{title}</title><link rel=\"stylesheet\" href=\"/auth/style.css\">\
+         <script src=\"/auth/passkeys.js\" defer></script></head>\
          <body><main{class}>{body}</main></body></html>",
         title = escape(title),
     )

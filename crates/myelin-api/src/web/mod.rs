@@ -8,6 +8,7 @@
 mod account;
 mod auth;
 mod html;
+mod passkeys;
 
 use axum::{
     Router,
@@ -36,6 +37,12 @@ pub fn router(max_body: usize) -> Router<AppState> {
         .route("/auth/consent/{grant_id}", get(auth::consent_page).post(auth::consent))
         .route("/auth/device", get(auth::device_page).post(auth::device_answer))
         .route("/auth/style.css", get(html::stylesheet))
+        .route("/auth/passkeys.js", get(passkeys::script))
+        .route("/auth/passkey/login/options", axum::routing::post(passkeys::login_options))
+        .route("/auth/passkey/login", axum::routing::post(passkeys::login))
+        .route("/account/passkeys/options", axum::routing::post(passkeys::registration_options))
+        .route("/account/passkeys", axum::routing::post(passkeys::register))
+        .route("/account/passkeys/remove", axum::routing::post(account::remove_passkey))
         .route("/auth/sso", get(auth::sso_page).post(auth::sso_continue))
         .route("/auth/second-factor", get(auth::second_factor_page).post(auth::second_factor))
         .route("/account/totp/start", axum::routing::post(account::start_totp))

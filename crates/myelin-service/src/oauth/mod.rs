@@ -11,6 +11,7 @@
 //! local user and opens the same browser session.
 
 pub mod clients;
+pub mod passkeys;
 pub mod scopes;
 pub mod second_factor;
 mod tokens;
@@ -453,6 +454,11 @@ impl Services {
         self.refuse_locked(&user_id).await?;
         let pending = self.has_second_factor(&user_id).await?;
         Ok((self.open_web_session(&user_id, pending).await?, user_id, pending))
+    }
+
+    /// A browser session for a user who proved both factors at once (a passkey).
+    pub(crate) async fn open_web_session_for(&self, user_id: &UserId) -> MatrixResult<String> {
+        self.open_web_session(user_id, false).await
     }
 
     async fn open_web_session(&self, user_id: &UserId, pending_second_factor: bool) -> MatrixResult<String> {

@@ -58,6 +58,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0032_appservice_device_lists.sql"),
     include_str!("../../migrations/0033_oauth.sql"),
     include_str!("../../migrations/0034_rendezvous.sql"),
+    include_str!("../../migrations/0035_passkeys.sql"),
 ];
 
 pub struct Sqlite {

@@ -19,6 +19,7 @@ mod media;
 mod media_admin;
 mod oauth;
 mod partial_state;
+mod passkeys;
 mod presence;
 mod pushers;
 mod receipts;
@@ -56,6 +57,7 @@ pub use media::*;
 pub use media_admin::*;
 pub use oauth::*;
 pub use partial_state::*;
+pub use passkeys::*;
 pub use presence::*;
 pub use pushers::*;
 pub use receipts::*;
@@ -114,6 +116,7 @@ pub trait Store:
     + AppserviceRepo
     + OAuthRepo
     + RendezvousRepo
+    + PasskeyRepo
     + Send
     + Sync
     + 'static
@@ -156,6 +159,7 @@ impl<T> Store for T where
         + AppserviceRepo
         + OAuthRepo
         + RendezvousRepo
+        + PasskeyRepo
         + Send
         + Sync
         + 'static

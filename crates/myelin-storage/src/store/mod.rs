@@ -24,6 +24,7 @@ mod media;
 mod media_admin;
 mod oauth;
 mod partial_state;
+mod passkeys;
 mod presence;
 mod pushers;
 mod receipts;

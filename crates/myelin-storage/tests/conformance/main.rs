@@ -253,4 +253,5 @@ all_backends!(
     oauth::device_grants_are_approved_polled_and_exchanged_once,
     oauth::web_sessions_expire_and_follow_the_account,
     oauth::rendezvous_sessions_are_written_in_turn_and_expire,
+    oauth::passkeys_and_their_challenges,
 );

@@ -184,3 +184,35 @@ pub async fn rendezvous_sessions_are_written_in_turn_and_expire(url: String) {
     assert!(!s.delete_rendezvous("r2").await.expect("delete"));
     assert_eq!(s.delete_expired_rendezvous(100).await.expect("clean"), 1);
 }
+
+pub async fn passkeys_and_their_challenges(url: String) {
+    let s = open_store(&url).await;
+    let alice = uid("@alice:test");
+    let key = PasskeyRecord {
+        credential_id: "cred1".into(),
+        user_id: alice.clone(),
+        public_key: "BAAA".into(),
+        sign_count: 0,
+        name: "Laptop".into(),
+        created_ms: 10,
+        last_used_ms: None,
+    };
+    assert!(s.add_passkey(&key).await.expect("add"));
+    assert!(!s.add_passkey(&key).await.expect("add"), "a credential id once");
+    assert_eq!(s.passkey("cred1").await.expect("read"), Some(key.clone()));
+    assert_eq!(s.passkeys(&alice).await.expect("list").len(), 1);
+    assert!(s.use_passkey("cred1", 0, 20).await.expect("use"), "counterless authenticators");
+    assert!(s.use_passkey("cred1", 5, 21).await.expect("use"));
+    assert!(!s.use_passkey("cred1", 5, 22).await.expect("use"), "a counter that did not move: a clone");
+    assert!(!s.use_passkey("cred1", 3, 22).await.expect("use"));
+    assert_eq!(s.passkey("cred1").await.expect("read").map(|k| (k.sign_count, k.last_used_ms)), Some((5, Some(21))));
+    assert!(!s.delete_passkey(&uid("@bob:test"), "cred1").await.expect("delete"), "only its owner's");
+    assert!(s.delete_passkey(&alice, "cred1").await.expect("delete"));
+
+    s.create_webauthn_challenge("ch1", Some(&alice), "register", 100).await.expect("challenge");
+    s.create_webauthn_challenge("ch2", None, "login", 100).await.expect("challenge");
+    assert_eq!(s.take_webauthn_challenge("ch1", "login", 50).await.expect("take"), None, "another purpose");
+    assert_eq!(s.take_webauthn_challenge("ch1", "register", 50).await.expect("take"), Some(Some(alice.clone())));
+    assert_eq!(s.take_webauthn_challenge("ch1", "register", 50).await.expect("take"), None, "once");
+    assert_eq!(s.take_webauthn_challenge("ch2", "login", 100).await.expect("take"), None, "expired");
+}
