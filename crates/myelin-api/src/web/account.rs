@@ -12,22 +12,10 @@ use axum::{
 use myelin_core::types::OwnedUserId;
 use serde::Deserialize;
 
-use super::{csrf_ok, csrf_token, error_page, forbidden_csrf, form, html, login_url, page, see_other, signed_in};
+use super::{CsrfForm, csrf_form, csrf_token, error_page, html, or_page, page, require_user, see_other};
 use crate::AppState;
 
 const ACCOUNT: &str = "/account/";
-
-async fn require_user(state: &AppState, headers: &HeaderMap, here: &str) -> Result<OwnedUserId, Response> {
-    match signed_in(state, headers).await {
-        Ok(Some(user)) => Ok(user),
-        Ok(None) => Err(see_other(&login_url(here))),
-        Err(e) => Err(page(
-            StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            html::message_page("Something went wrong", e.body["error"].as_str().unwrap_or_default()),
-            None,
-        )),
-    }
-}
 
 fn format_time(ms: Option<u64>) -> String {
     ms.map(|ms| {
@@ -54,10 +42,7 @@ pub async fn account_page(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let user = match require_user(&state, &headers, ACCOUNT).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let user = or_page!(require_user(&state, &headers, ACCOUNT).await);
     let (csrf, new_cookie) = csrf_token(&state, &headers);
     let profile = state.profile(&user).await.ok();
     let sessions = match state.user_sessions(&user).await {
@@ -200,20 +185,14 @@ pub struct AccountForm {
 }
 
 async fn checked(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<(OwnedUserId, AccountForm), Response> {
-    let f: AccountForm = form(body)?;
-    if !csrf_ok(headers, f.csrf.as_deref()) {
-        return Err(forbidden_csrf());
-    }
+    let f: AccountForm = csrf_form(headers, body)?;
     let user = require_user(state, headers, ACCOUNT).await?;
     Ok((user, f))
 }
 
 /// `POST /account/sessions/end`.
 pub async fn end_session(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (user, f) = match checked(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (user, f) = or_page!(checked(&state, &headers, &body).await);
     match state.end_session(&user, f.device_id.as_deref().unwrap_or_default()).await {
         Ok(()) => done("The session was signed out."),
         Err(err) => error_page(&err),
@@ -222,10 +201,7 @@ pub async fn end_session(State(state): State<AppState>, headers: HeaderMap, body
 
 /// `POST /account/profile`.
 pub async fn set_profile(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (user, f) = match checked(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (user, f) = or_page!(checked(&state, &headers, &body).await);
     let name = f.displayname.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
     match state.set_own_displayname(&user, name).await {
         Ok(()) => done("Your profile was saved."),
@@ -236,10 +212,7 @@ pub async fn set_profile(State(state): State<AppState>, headers: HeaderMap, body
 /// `POST /account/password`: the other sessions stay (as `/account/password` with
 /// `logout_devices: false` would not do: a person who changes a password here chooses).
 pub async fn change_password(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (user, f) = match checked(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (user, f) = or_page!(checked(&state, &headers, &body).await);
     if let Err(err) = state.check_password(&user, f.current.as_deref().unwrap_or_default()).await {
         return error_page(&err);
     }
@@ -251,10 +224,7 @@ pub async fn change_password(State(state): State<AppState>, headers: HeaderMap, 
 
 /// `POST /account/deactivate`.
 pub async fn deactivate(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (user, f) = match checked(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (user, f) = or_page!(checked(&state, &headers, &body).await);
     if let Err(err) = state.check_password(&user, f.password.as_deref().unwrap_or_default()).await {
         return error_page(&err);
     }
@@ -268,10 +238,7 @@ pub async fn deactivate(State(state): State<AppState>, headers: HeaderMap, body:
 
 /// `POST /account/cross_signing_reset`: the person's approval (MSC4312).
 pub async fn approve_cross_signing_reset(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (user, _) = match checked(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (user, _) = or_page!(checked(&state, &headers, &body).await);
     match state.approve_cross_signing_reset(&user).await {
         Ok(()) => done("The reset is allowed for 10 minutes: go back to your app to finish it."),
         Err(err) => error_page(&err),
@@ -280,10 +247,7 @@ pub async fn approve_cross_signing_reset(State(state): State<AppState>, headers:
 
 /// `POST /account/totp/start`.
 pub async fn start_totp(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (user, _) = match checked(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (user, _) = or_page!(checked(&state, &headers, &body).await);
     match state.start_totp_enrolment(&user).await {
         Ok(_) => see_other("/account/#two-step"),
         Err(err) => error_page(&err),
@@ -297,10 +261,7 @@ pub async fn confirm_totp(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (user, f) = match checked(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (user, f) = or_page!(checked(&state, &headers, &body).await);
     match state.confirm_totp(&user, f.code.as_deref().unwrap_or_default(), &addr).await {
         Ok(codes) => {
             let items: String = codes.iter().map(|c| format!("<li class=\"code\">{}</li>", html::escape(c))).collect();
@@ -317,10 +278,7 @@ pub async fn confirm_totp(
 
 /// `POST /account/totp/remove`.
 pub async fn remove_totp(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (user, f) = match checked(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (user, f) = or_page!(checked(&state, &headers, &body).await);
     match state.remove_second_factor(&user, f.password.as_deref().unwrap_or_default()).await {
         Ok(()) => done("Two-step verification is off."),
         Err(err) => error_page(&err),
@@ -329,12 +287,15 @@ pub async fn remove_totp(State(state): State<AppState>, headers: HeaderMap, body
 
 /// `POST /account/passkeys/remove`.
 pub async fn remove_passkey(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let (user, f) = match checked(&state, &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (user, f) = or_page!(checked(&state, &headers, &body).await);
     match state.remove_passkey(&user, f.credential_id.as_deref().unwrap_or_default()).await {
         Ok(()) => done("The passkey was removed."),
         Err(err) => error_page(&err),
+    }
+}
+
+impl CsrfForm for AccountForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
     }
 }

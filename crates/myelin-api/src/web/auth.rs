@@ -12,8 +12,8 @@ use myelin_service::oauth::{AuthorizationRequest, AuthorizationStart, Scope, pat
 use serde::Deserialize;
 
 use super::{
-    SESSION_COOKIE, cookie, csrf_ok, csrf_token, error_page, forbidden_csrf, form, html, login_url, page, safe_next,
-    see_other, set_cookie, signed_in, url_query,
+    CsrfForm, SESSION_COOKIE, cookie, csrf_form, csrf_token, error_page, html, login_url, or_page, page, require_user,
+    safe_next, see_other, set_cookie, signed_in, url_query,
 };
 use crate::{AppState, extract::ClientAddr};
 
@@ -133,13 +133,7 @@ pub async fn login(
     if !state.oauth_enabled() {
         return disabled_page();
     }
-    let f: LoginForm = match form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if !csrf_ok(&headers, f.csrf.as_deref()) {
-        return forbidden_csrf();
-    }
+    let f: LoginForm = or_page!(csrf_form(&headers, &body));
     let next = safe_next(f.next.as_deref());
     let username = f.username.unwrap_or_default();
     match state.web_login(&username, f.password.as_deref().unwrap_or_default(), &addr).await {
@@ -226,13 +220,7 @@ pub async fn register(
     if !state.oauth_enabled() {
         return disabled_page();
     }
-    let f: RegisterForm = match form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if !csrf_ok(&headers, f.csrf.as_deref()) {
-        return forbidden_csrf();
-    }
+    let f: RegisterForm = or_page!(csrf_form(&headers, &body));
     let next = safe_next(f.next.as_deref());
     let username = f.username.unwrap_or_default();
     let password = f.password.unwrap_or_default();
@@ -254,13 +242,7 @@ pub struct CsrfOnly {
 
 /// `POST /auth/logout`: the browser session ends (the clients' sessions stay).
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let f: CsrfOnly = match form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if !csrf_ok(&headers, f.csrf.as_deref()) {
-        return forbidden_csrf();
-    }
+    let _: CsrfOnly = or_page!(csrf_form(&headers, &body));
     if let Some(session) = cookie(&headers, SESSION_COOKIE)
         && let Err(err) = state.web_logout(&session).await
     {
@@ -381,18 +363,8 @@ pub async fn consent(
     if !state.oauth_enabled() {
         return disabled_page();
     }
-    let f: AnswerForm = match form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if !csrf_ok(&headers, f.csrf.as_deref()) {
-        return forbidden_csrf();
-    }
-    let user = match ok_or_page(signed_in(&state, &headers).await) {
-        Ok(Some(user)) => user,
-        Ok(None) => return see_other(&login_url(&format!("/{}/{grant_id}", paths::CONSENT))),
-        Err(r) => return r,
-    };
+    let f: AnswerForm = or_page!(csrf_form(&headers, &body));
+    let user = or_page!(require_user(&state, &headers, &format!("/{}/{grant_id}", paths::CONSENT)).await);
     let allow = f.action.as_deref() == Some("allow");
     match state.answer_code_grant(&grant_id, &user, allow).await {
         Ok(to) => see_other(&to),
@@ -429,11 +401,7 @@ pub async fn device_page(
         Some(code) => format!("/{}?{}", paths::DEVICE, url_query(&[("code", code)])),
         None => format!("/{}", paths::DEVICE),
     };
-    let user = match ok_or_page(signed_in(&state, &headers).await) {
-        Ok(Some(user)) => user,
-        Ok(None) => return see_other(&login_url(&here)),
-        Err(r) => return r,
-    };
+    let user = or_page!(require_user(&state, &headers, &here).await);
     let (csrf, new_cookie) = csrf_token(&state, &headers);
     let Some(code) = q.get("code") else {
         return page(StatusCode::OK, code_entry_page(None), new_cookie);
@@ -473,18 +441,8 @@ pub async fn device_answer(State(state): State<AppState>, headers: HeaderMap, bo
     if !state.oauth_enabled() {
         return disabled_page();
     }
-    let f: AnswerForm = match form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if !csrf_ok(&headers, f.csrf.as_deref()) {
-        return forbidden_csrf();
-    }
-    let user = match ok_or_page(signed_in(&state, &headers).await) {
-        Ok(Some(user)) => user,
-        Ok(None) => return see_other(&login_url(&format!("/{}", paths::DEVICE))),
-        Err(r) => return r,
-    };
+    let f: AnswerForm = or_page!(csrf_form(&headers, &body));
+    let user = or_page!(require_user(&state, &headers, &format!("/{}", paths::DEVICE)).await);
     let allow = f.action.as_deref() == Some("allow");
     match state.answer_device_grant(f.code.as_deref().unwrap_or_default(), &user, allow).await {
         Ok(()) if allow => page(
@@ -539,11 +497,7 @@ pub async fn sso_page(
         return page(StatusCode::BAD_REQUEST, html::message_page("Bad request", "redirectUrl is not a URL."), None);
     };
     let here = format!("/auth/sso?{}", url_query(&[("redirectUrl", &redirect)]));
-    let user = match ok_or_page(signed_in(&state, &headers).await) {
-        Ok(Some(user)) => user,
-        Ok(None) => return see_other(&login_url(&here)),
-        Err(r) => return r,
-    };
+    let user = or_page!(require_user(&state, &headers, &here).await);
     let (csrf, new_cookie) = csrf_token(&state, &headers);
     let body = format!(
         "<h1>Continue to {host}?</h1><p>An application at <strong>{host}</strong> asks to sign in to your account.</p>\
@@ -573,19 +527,11 @@ pub async fn sso_continue(State(state): State<AppState>, headers: HeaderMap, bod
     if !state.oauth_enabled() {
         return disabled_page();
     }
-    let f: SsoForm = match form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if !csrf_ok(&headers, f.csrf.as_deref()) {
-        return forbidden_csrf();
-    }
+    let f: SsoForm = or_page!(csrf_form(&headers, &body));
     let redirect = f.redirect_url.unwrap_or_default();
-    let user = match ok_or_page(signed_in(&state, &headers).await) {
-        Ok(Some(user)) => user,
-        Ok(None) => return see_other(&login_url(&format!("/auth/sso?{}", url_query(&[("redirectUrl", &redirect)])))),
-        Err(r) => return r,
-    };
+    let user = or_page!(
+        require_user(&state, &headers, &format!("/auth/sso?{}", url_query(&[("redirectUrl", &redirect)]))).await
+    );
     match state.sso_login_redirect(&user, &redirect).await {
         Ok(to) => see_other(&to),
         Err(err) => error_page(&err),
@@ -646,13 +592,7 @@ pub async fn second_factor(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let f: SecondFactorForm = match form(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if !csrf_ok(&headers, f.csrf.as_deref()) {
-        return forbidden_csrf();
-    }
+    let f: SecondFactorForm = or_page!(csrf_form(&headers, &body));
     let next = safe_next(f.next.as_deref());
     let Some((session, user)) = awaiting_second_factor(&state, &headers).await else {
         return see_other(&login_url(&next));
@@ -668,5 +608,41 @@ pub async fn second_factor(
             let status = StatusCode::from_u16(err.status).unwrap_or(StatusCode::FORBIDDEN);
             page(status, second_factor_form(&csrf, &next, Some(&err.message)), new_cookie)
         }
+    }
+}
+
+impl CsrfForm for LoginForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+impl CsrfForm for RegisterForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+impl CsrfForm for CsrfOnly {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+impl CsrfForm for AnswerForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+impl CsrfForm for SsoForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+impl CsrfForm for SecondFactorForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
     }
 }

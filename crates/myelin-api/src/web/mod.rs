@@ -24,6 +24,18 @@ use serde::de::DeserializeOwned;
 
 use crate::{ApiError, AppState};
 
+/// The value of `Result<T, Response>`, or the response returned from the handler: a page's
+/// failure is a page.
+macro_rules! or_page {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(page) => return page,
+        }
+    };
+}
+pub(crate) use or_page;
+
 pub const SESSION_COOKIE: &str = "myelin_session";
 pub const CSRF_COOKIE: &str = "myelin_csrf";
 
@@ -146,6 +158,37 @@ pub fn form<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
     serde_urlencoded::from_bytes(body).map_err(|_| {
         page(StatusCode::BAD_REQUEST, html::message_page("Bad request", "The form could not be read."), None)
     })
+}
+
+/// A form that carries the CSRF field.
+pub trait CsrfForm: DeserializeOwned {
+    fn csrf(&self) -> Option<&str>;
+}
+
+/// The form, if it reads and its CSRF field is the browser's CSRF cookie; else the page to show.
+pub fn csrf_form<T: CsrfForm>(headers: &HeaderMap, body: &Bytes) -> Result<T, Response> {
+    let f: T = form(body)?;
+    if !csrf_ok(headers, f.csrf()) {
+        return Err(forbidden_csrf());
+    }
+    Ok(f)
+}
+
+/// The signed-in user, or the login page that comes back to `here`.
+pub async fn require_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    here: &str,
+) -> Result<myelin_core::types::OwnedUserId, Response> {
+    match signed_in(state, headers).await {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(see_other(&login_url(here))),
+        Err(e) => Err(page(
+            StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            html::message_page("Something went wrong", e.body["error"].as_str().unwrap_or_default()),
+            None,
+        )),
+    }
 }
 
 /// Only a path on this site may be the `next` page: never another site (no open redirect).
