@@ -27,6 +27,8 @@ pub struct Server {
     base: Arc<str>,
     retries: Arc<AtomicU64>,
     request_timeout: Duration,
+    /// The server's Prometheus endpoint, if the run was given it.
+    metrics: Option<Arc<str>>,
 }
 
 /// A logged-in user on a [`Server`].
@@ -52,7 +54,27 @@ impl Server {
             base: base.trim_end_matches('/').into(),
             retries: Arc::new(AtomicU64::new(0)),
             request_timeout,
+            metrics: None,
         })
+    }
+
+    pub fn with_metrics(mut self, url: Option<String>) -> Self {
+        self.metrics = url.map(Into::into);
+        self
+    }
+
+    /// The sum (seconds) and count of the server's v2 sync build-time histogram, if it exposes
+    /// one (`myelin_sync_build_seconds`).
+    pub async fn sync_build_totals(&self) -> Option<(f64, f64)> {
+        let url = self.metrics.as_deref()?;
+        let text = self.http.get(url).send().await.ok()?.text().await.ok()?;
+        let value = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name) && l.contains("api=\"v2\""))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        Some((value("myelin_sync_build_seconds_sum")?, value("myelin_sync_build_seconds_count")?))
     }
 
     /// Number of 429 retries performed so far against this server.

@@ -78,6 +78,10 @@ struct Args {
     /// Process id of a target's server, as NAME=PID, to report its RSS (repeatable).
     #[arg(long = "pid", value_name = "NAME=PID")]
     pids: Vec<String>,
+    /// A target's Prometheus endpoint, as NAME=URL (repeatable): the fan-out scenario reads the
+    /// server's own sync build time from it (`myelin_sync_build_seconds`) around its measurement.
+    #[arg(long = "metrics", value_name = "NAME=URL")]
+    metrics: Vec<String>,
     /// Which scenario(s) to run.
     #[arg(long, value_enum, default_value_t = Scenario::All)]
     scenario: Scenario,
@@ -256,6 +260,15 @@ async fn main() -> Result<()> {
         pids.insert(name.to_owned(), pid);
     }
 
+    let mut metrics = std::collections::HashMap::new();
+    for m in &args.metrics {
+        let (name, url) = split_pair(m, "--metrics")?;
+        if !seen.contains(name) {
+            bail!("--metrics {name}=... names no --target");
+        }
+        metrics.insert(name.to_owned(), url.to_owned());
+    }
+
     let params = Params {
         prefix: random_prefix(),
         senders: args.senders,
@@ -318,7 +331,7 @@ async fn main() -> Result<()> {
             server.versions().await.with_context(|| format!("target {name} ({base}) does not answer /versions"))?;
             servers.push(server);
         }
-        let server = servers.first().cloned().context("a target needs a URL")?;
+        let server = servers.first().cloned().context("a target needs a URL")?.with_metrics(metrics.get(name).cloned());
         let pid = pids.get(name).copied();
         let rss = |when: &str| {
             pid.and_then(|pid| match rss_mb(pid) {

@@ -273,6 +273,20 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             Box::new(|t| t.search.cell(|r| p50(&r.phrase_ms))),
         ),
         (
+            "fan-out: server's own sync build time per answer (ms, from its metrics)".into(),
+            2,
+            Better::Lower("latency"),
+            Box::new(|t| t.fanout.cell(|r| r.server_build.map(|(secs, count)| secs * 1000.0 / count))),
+        ),
+        (
+            "fan-out: server's sync build time per message, all listeners (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| {
+                t.fanout.cell(|r| r.server_build.map(|(secs, _)| secs * 1000.0 / (r.last_seen_ms.len().max(1) as f64)))
+            }),
+        ),
+        (
             "login: password login (/login): p50 (ms)".into(),
             1,
             Better::Lower("latency"),

@@ -77,6 +77,9 @@ pub struct FanoutResult {
     pub per_listener_ms: Vec<f64>,
     /// (message, listener) pairs that were not seen within the delivery timeout.
     pub missed: usize,
+    /// The server's own account, if it exposes its metrics: the time its syncs spent building
+    /// answers during the measured messages (seconds), and how many answers it built.
+    pub server_build: Option<(f64, f64)>,
 }
 
 pub struct InitialSyncResult {
@@ -460,6 +463,7 @@ async fn measure_fanout(
     }
 
     eprintln!("  fanout: sending {} messages one at a time", params.fanout_messages);
+    let build_before = sender.server.sync_build_totals().await;
     let mut last_seen_ms = Vec::new();
     let mut per_listener_ms = Vec::new();
     let mut missed = 0;
@@ -489,7 +493,13 @@ async fn measure_fanout(
         }
         per_listener_ms.extend(times);
     }
-    Ok(FanoutResult { last_seen_ms, per_listener_ms, missed })
+    // Syncs still in flight when the last message was seen are not counted: a small undercount.
+    let build_after = sender.server.sync_build_totals().await;
+    let server_build = match (build_before, build_after) {
+        (Some((s0, c0)), Some((s1, c1))) if c1 > c0 => Some((s1 - s0, c1 - c0)),
+        _ => None,
+    };
+    Ok(FanoutResult { last_seen_ms, per_listener_ms, missed, server_build })
 }
 
 /// Initial sync: one user in `rooms` rooms with one message each; time fresh

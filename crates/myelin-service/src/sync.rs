@@ -161,6 +161,23 @@ impl Services {
         let timeout = req.timeout.min(Duration::from_millis(self.config.limits.max_sync_timeout_ms));
         let deadline = tokio::time::Instant::now() + timeout;
         let mut first_counts: Option<Value> = None;
+        // A long-poll whose token is at the head, with the typing serial unchanged and its
+        // to-device messages all delivered, can have nothing new: it waits before building
+        // anything. (Half the answers a busy room's listeners asked for were such empty checks:
+        // one after each message, from every listener.)
+        if let Some(since) = req.since.filter(|_| !req.full_state)
+            && since.pos == self.store.stream_head()
+            && since.typing == self.typing.serial()
+            && since.to_device_acked() >= since.pos
+            && timeout > Duration::ZERO
+        {
+            // One-time key counts move without a stream position: their change is news too.
+            first_counts = Some(self.one_time_key_counts(&requester.user_id, &requester.device_id).await?);
+            tokio::select! {
+                _ = wake.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
         loop {
             let since = req.since.filter(|s| !req.full_state || s.pos > StreamPos::ZERO);
             let mut head = self.store.stream_head();

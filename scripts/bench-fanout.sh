@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Fan-out, Myelin beside Synapse in one run, with Myelin's own account of where its time went:
+# starts a release Myelin (with its metrics listener) and a Synapse (from PyPI) on 127.0.0.1 and
+# runs `myelin-bench --scenario fanout` (LISTENERS (50) long-polling /sync in one room, MESSAGES
+# (20) messages sent one at a time, each timed until every listener has it). Myelin's metrics are
+# read just before and after the measured messages: the time its woken syncs spent building their
+# answers (`myelin_sync_build_seconds`), per answer and per message, against what the clients
+# saw. Figures go to docs/benchmarks.md.
+#
+#   scripts/bench-fanout.sh [WORKDIR]
+#
+# Environment: CARGO_TARGET_DIR (default /var/tmp/myelin-ci-target), LISTENERS, MESSAGES.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work="${1:-$(mktemp -d /tmp/myelin-bench-fanout.XXXXXX)}"
+mkdir -p "$work"
+# shellcheck source=bench-lib.sh
+. ./scripts/bench-lib.sh
+
+metrics_port=$(port)
+read -r m_url _ m_pid < <(start_myelin myelin "[metrics]\nlisten = \"127.0.0.1:$metrics_port\"\n"); pids+=("$m_pid")
+read -r s_url _ s_pid < <(start_synapse synapse); pids+=("$s_pid")
+
+"$bin/myelin-bench" --scenario fanout --listeners "${LISTENERS:-50}" --fanout-messages "${MESSAGES:-20}" \
+    --target "myelin=$m_url" --pid "myelin=$m_pid" --metrics "myelin=http://127.0.0.1:$metrics_port/metrics" \
+    --target "synapse=$s_url" --pid "synapse=$s_pid" \
+    --scenario-timeout 1800 --output docs/benchmarks.md
