@@ -12,7 +12,7 @@ use axum::{
 use myelin_core::types::OwnedUserId;
 use serde::Deserialize;
 
-use super::{CsrfForm, csrf_form, csrf_token, error_page, html, or_page, page, require_user, see_other};
+use super::{csrf_form, csrf_forms, csrf_token, error_page, html, or_page, page, require_user, see_other};
 use crate::AppState;
 
 const ACCOUNT: &str = "/account/";
@@ -294,8 +294,4 @@ pub async fn remove_passkey(State(state): State<AppState>, headers: HeaderMap, b
     }
 }
 
-impl CsrfForm for AccountForm {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
-}
+csrf_forms!(AccountForm);

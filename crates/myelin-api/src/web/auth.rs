@@ -12,8 +12,8 @@ use myelin_service::oauth::{AuthorizationRequest, AuthorizationStart, Scope, pat
 use serde::Deserialize;
 
 use super::{
-    CsrfForm, SESSION_COOKIE, cookie, csrf_form, csrf_token, error_page, html, login_url, or_page, page, require_user,
-    safe_next, see_other, set_cookie, signed_in, url_query,
+    SESSION_COOKIE, cookie, csrf_form, csrf_forms, csrf_token, error_page, html, login_url, or_page, page,
+    require_user, safe_next, see_other, set_cookie, signed_in, url_query,
 };
 use crate::{AppState, extract::ClientAddr};
 
@@ -611,38 +611,4 @@ pub async fn second_factor(
     }
 }
 
-impl CsrfForm for LoginForm {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
-}
-
-impl CsrfForm for RegisterForm {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
-}
-
-impl CsrfForm for CsrfOnly {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
-}
-
-impl CsrfForm for AnswerForm {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
-}
-
-impl CsrfForm for SsoForm {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
-}
-
-impl CsrfForm for SecondFactorForm {
-    fn csrf(&self) -> Option<&str> {
-        self.csrf.as_deref()
-    }
-}
+csrf_forms!(LoginForm, RegisterForm, CsrfOnly, AnswerForm, SsoForm, SecondFactorForm);

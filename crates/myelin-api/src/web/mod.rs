@@ -165,6 +165,18 @@ pub trait CsrfForm: DeserializeOwned {
     fn csrf(&self) -> Option<&str>;
 }
 
+/// `CsrfForm` for forms whose CSRF field is named `csrf`.
+macro_rules! csrf_forms {
+    ($($form:ty),* $(,)?) => {
+        $(impl $crate::web::CsrfForm for $form {
+            fn csrf(&self) -> Option<&str> {
+                self.csrf.as_deref()
+            }
+        })*
+    };
+}
+pub(crate) use csrf_forms;
+
 /// The form, if it reads and its CSRF field is the browser's CSRF cookie; else the page to show.
 pub fn csrf_form<T: CsrfForm>(headers: &HeaderMap, body: &Bytes) -> Result<T, Response> {
     let f: T = form(body)?;
