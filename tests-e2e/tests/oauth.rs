@@ -475,6 +475,8 @@ async fn pages_refuse_forged_forms_open_redirects_and_other_origins() -> Result<
     }
     let next = browser.sign_in("/auth/login?next=//evil.example.com", "alice", "alice-password").await?;
     ensure!(next == "/account/", "{next}");
+    let tab = browser.get("/auth/login?next=/%09/evil.example.com").await?;
+    ensure!(tab.location().as_deref() == Some("/account/"), "a tab does not make another site: {:?}", tab.location());
     // A wrong password is a page with the error, not a session.
     let mut stranger = Browser::new(&base)?;
     stranger.get("/auth/login").await?;
@@ -605,6 +607,17 @@ async fn rendezvous_sessions_follow_msc4108_and_msc4388() -> Result<()> {
     ensure!(too_big.status() == 413, "{}", too_big.status());
     let big = http.post(format!("{base}{path}")).body(vec![b'x'; 4097]).send().await?;
     ensure!(big.status() == 413, "{}", big.status());
+    // Anyone may write a session: it never comes back as a page of this origin.
+    let html = http
+        .post(format!("{base}{path}"))
+        .header("content-type", "text/html")
+        .body("<script>x</script>")
+        .send()
+        .await?;
+    let html_url = html.json::<Value>().await?["url"].as_str().context("url")?.to_owned();
+    let served = http.get(&html_url).send().await?;
+    ensure!(served.headers()["content-type"] == "application/octet-stream", "{:?}", served.headers());
+    ensure!(served.headers()["x-content-type-options"] == "nosniff", "{:?}", served.headers());
     ensure!(http.delete(&url).send().await?.status() == 204);
     ensure!(http.get(&url).send().await?.status() == 404, "gone after delete");
 

@@ -155,7 +155,7 @@ pub fn validate_localpart(localpart: &str) -> MatrixResult<()> {
 }
 
 /// The rule for every new password, from a client or the admin command: 1 to 512 bytes.
-fn check_new_password(password: &str) -> MatrixResult<()> {
+pub(crate) fn check_new_password(password: &str) -> MatrixResult<()> {
     if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
         return Err(MatrixError::new(ErrorCode::WeakPassword, "Password must be 1 to 512 bytes"));
     }

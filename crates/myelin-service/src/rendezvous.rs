@@ -49,6 +49,16 @@ fn from_record(r: RendezvousRecord) -> MatrixResult<Rendezvous> {
     })
 }
 
+/// The content type a session is served with: text, JSON or bytes, never anything a browser
+/// would render (the data comes from anyone and is served on this server's origin).
+fn served_content_type(asked: &str) -> String {
+    let base = asked.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    match base.as_str() {
+        "text/plain" | "application/json" => base,
+        _ => "application/octet-stream".to_owned(),
+    }
+}
+
 fn check_size(data: &[u8]) -> MatrixResult<()> {
     if data.len() > RENDEZVOUS_MAX_BYTES {
         return Err(MatrixError::new(ErrorCode::TooLarge, format!("At most {RENDEZVOUS_MAX_BYTES} bytes")));
@@ -65,7 +75,7 @@ impl Services {
         let record = RendezvousRecord {
             session_id: self.random.alphanumeric(24),
             data: engine().encode(data),
-            content_type: content_type.chars().take(255).collect(),
+            content_type: served_content_type(content_type),
             etag: self.random.alphanumeric(16),
             modified_ms: now,
             expires_ms: now + RENDEZVOUS_TTL_MS,
@@ -103,7 +113,7 @@ impl Services {
         let new = RendezvousRecord {
             session_id: session_id.to_owned(),
             data: engine().encode(data),
-            content_type: content_type.chars().take(255).collect(),
+            content_type: served_content_type(content_type),
             etag: self.random.alphanumeric(16),
             modified_ms: now,
             expires_ms: current.expires_ms,

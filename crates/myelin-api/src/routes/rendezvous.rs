@@ -37,6 +37,9 @@ fn session_headers(session: &Rendezvous) -> HeaderMap {
     headers.insert(header::LAST_MODIFIED, http_date(session.modified_ms));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("ETag"));
+    // Anyone can write a session: it is served as inert data, never as a page of this origin.
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
     headers
 }
 

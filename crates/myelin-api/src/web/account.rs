@@ -133,8 +133,11 @@ pub async fn account_page(
          <button type=\"button\" id=\"passkey-add\" data-csrf=\"{}\" hidden>Add a passkey</button>",
         html::escape(&csrf)
     );
-    let notice =
-        q.get("done").map(|d| format!("<p class=\"note\" role=\"status\">{}</p>", html::escape(d))).unwrap_or_default();
+    let notice = q
+        .get("done")
+        .and_then(|d| done_message(d))
+        .map(|m| format!("<p class=\"note\" role=\"status\">{}</p>", html::escape(m)))
+        .unwrap_or_default();
     let body = format!(
         "<h1>Your account</h1>{notice}<p><strong>{user}</strong></p>{reset}\
          <h2 id=\"profile\">Profile</h2>\
@@ -168,8 +171,23 @@ pub async fn account_page(
     page(StatusCode::OK, html::layout("Your account", &body, true), new_cookie)
 }
 
-fn done(message: &str) -> Response {
-    see_other(&format!("{ACCOUNT}?{}", super::url_query(&[("done", message)])))
+/// Back to the account page, saying what was done (by code: a link cannot put words there).
+fn done(code: &str) -> Response {
+    see_other(&format!("{ACCOUNT}?{}", super::url_query(&[("done", code)])))
+}
+
+/// What the account page says after `done(code)`.
+fn done_message(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "session-ended" => "The session was signed out.",
+        "profile" => "Your profile was saved.",
+        "password" => "Your password was changed.",
+        "cross-signing-reset" => "The reset is allowed for 10 minutes: go back to your app to finish it.",
+        "two-step-off" => "Two-step verification is off.",
+        "passkey-removed" => "The passkey was removed.",
+        "passkey-added" => "The passkey was added.",
+        _ => return None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -194,7 +212,7 @@ async fn checked(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<
 pub async fn end_session(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let (user, f) = or_page!(checked(&state, &headers, &body).await);
     match state.end_session(&user, f.device_id.as_deref().unwrap_or_default()).await {
-        Ok(()) => done("The session was signed out."),
+        Ok(()) => done("session-ended"),
         Err(err) => error_page(&err),
     }
 }
@@ -204,7 +222,7 @@ pub async fn set_profile(State(state): State<AppState>, headers: HeaderMap, body
     let (user, f) = or_page!(checked(&state, &headers, &body).await);
     let name = f.displayname.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
     match state.set_own_displayname(&user, name).await {
-        Ok(()) => done("Your profile was saved."),
+        Ok(()) => done("profile"),
         Err(err) => error_page(&err),
     }
 }
@@ -217,7 +235,7 @@ pub async fn change_password(State(state): State<AppState>, headers: HeaderMap, 
         return error_page(&err);
     }
     match state.set_password(&user, f.new.unwrap_or_default()).await {
-        Ok(()) => done("Your password was changed."),
+        Ok(()) => done("password"),
         Err(err) => error_page(&err),
     }
 }
@@ -240,7 +258,7 @@ pub async fn deactivate(State(state): State<AppState>, headers: HeaderMap, body:
 pub async fn approve_cross_signing_reset(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let (user, _) = or_page!(checked(&state, &headers, &body).await);
     match state.approve_cross_signing_reset(&user).await {
-        Ok(()) => done("The reset is allowed for 10 minutes: go back to your app to finish it."),
+        Ok(()) => done("cross-signing-reset"),
         Err(err) => error_page(&err),
     }
 }
@@ -280,7 +298,7 @@ pub async fn confirm_totp(
 pub async fn remove_totp(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let (user, f) = or_page!(checked(&state, &headers, &body).await);
     match state.remove_second_factor(&user, f.password.as_deref().unwrap_or_default()).await {
-        Ok(()) => done("Two-step verification is off."),
+        Ok(()) => done("two-step-off"),
         Err(err) => error_page(&err),
     }
 }
@@ -289,7 +307,7 @@ pub async fn remove_totp(State(state): State<AppState>, headers: HeaderMap, body
 pub async fn remove_passkey(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let (user, f) = or_page!(checked(&state, &headers, &body).await);
     match state.remove_passkey(&user, f.credential_id.as_deref().unwrap_or_default()).await {
-        Ok(()) => done("The passkey was removed."),
+        Ok(()) => done("passkey-removed"),
         Err(err) => error_page(&err),
     }
 }

@@ -206,7 +206,16 @@ pub async fn require_user(
 /// Only a path on this site may be the `next` page: never another site (no open redirect).
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && n.len() < 2048 => n.to_owned(),
+        // Browsers drop tabs and line breaks from a Location (`/\t/evil` becomes `//evil`).
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(|c| c.is_control() || c.is_whitespace())
+                && n.len() < 2048 =>
+        {
+            n.to_owned()
+        }
         _ => format!("/{}", myelin_service::oauth::paths::ACCOUNT),
     }
 }

@@ -65,7 +65,7 @@ if (add && window.PublicKeyCredential) {
       await post("/account/passkeys", add.dataset.csrf, {
         id: cred.id, clientDataJSON: b64u.enc(r.clientDataJSON), attestationObject: b64u.enc(r.attestationObject),
         name: (document.getElementById("passkey-name") || {}).value || "" });
-      location.assign("/account/?done=" + encodeURIComponent("The passkey was added."));
+      location.assign("/account/?done=passkey-added");
     } catch (e) { show(String(e.message || e)); }
   });
 }

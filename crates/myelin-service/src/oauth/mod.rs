@@ -471,11 +471,21 @@ impl Services {
 
     /// The user a browser session cookie belongs to.
     pub async fn web_session_user(&self, session_id: &str) -> MatrixResult<Option<OwnedUserId>> {
+        self.web_session_in_step(session_id, false).await
+    }
+
+    /// The user of a live browser session that is (`awaiting_second_factor`) or is not yet
+    /// past its second factor.
+    pub(crate) async fn web_session_in_step(
+        &self,
+        session_id: &str,
+        awaiting_second_factor: bool,
+    ) -> MatrixResult<Option<OwnedUserId>> {
         if session_id.len() != 40 {
             return Ok(None);
         }
         Ok(match self.store.web_session_user(session_id, self.now_ms()).await? {
-            Some((user, false)) => Some(user),
+            Some((user, pending)) if pending == awaiting_second_factor => Some(user),
             _ => None,
         })
     }
@@ -502,7 +512,7 @@ impl Services {
         let name = username.trim().to_lowercase();
         self.username_available(&name).await?;
         self.check_user_namespace(&self.user_id(&name)?, None)?;
-        check_new_password_len(password)?;
+        crate::accounts::check_new_password(password)?;
         let mut stored_token = None;
         if !open
             && let Some(token) = token
@@ -627,11 +637,4 @@ impl Services {
 
 pub(crate) fn user_locked() -> MatrixError {
     MatrixError::new(ErrorCode::Other("M_USER_LOCKED"), "This account has been locked").with_status(401)
-}
-
-fn check_new_password_len(password: &str) -> MatrixResult<()> {
-    if password.is_empty() || password.len() > 512 {
-        return Err(MatrixError::new(ErrorCode::WeakPassword, "Password must be 1 to 512 bytes"));
-    }
-    Ok(())
 }

@@ -83,10 +83,11 @@ fn cbor_item(input: &[u8], depth: usize) -> Option<(Cbor, &[u8])> {
             let value = if major == 2 { Cbor::Bytes(bytes) } else { Cbor::Text(String::from_utf8(bytes).ok()?) };
             Some((value, rest.get(len..)?))
         }
+        4 | 5 if arg > 1024 => None,
         4 => {
             let mut items = Vec::new();
             let mut rest = rest;
-            for _ in 0..arg.min(1024) {
+            for _ in 0..arg {
                 let (item, next) = cbor_item(rest, depth + 1)?;
                 items.push(item);
                 rest = next;
@@ -96,7 +97,7 @@ fn cbor_item(input: &[u8], depth: usize) -> Option<(Cbor, &[u8])> {
         5 => {
             let mut entries = Vec::new();
             let mut rest = rest;
-            for _ in 0..arg.min(1024) {
+            for _ in 0..arg {
                 let (key, next) = cbor_item(rest, depth + 1)?;
                 let (value, next) = cbor_item(next, depth + 1)?;
                 entries.push((key, value));

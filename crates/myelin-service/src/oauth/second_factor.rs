@@ -118,6 +118,11 @@ impl Services {
     /// Confirms enrolment with a first code; answers the recovery codes (shown once).
     pub async fn confirm_totp(&self, user_id: &UserId, code: &str, client: &str) -> MatrixResult<Vec<String>> {
         self.check_rate_limit(Limit::Login, &format!("second_factor:{client}"))?;
+        self.check_rate_limit(Limit::Login, &format!("second_factor:{user_id}"))?;
+        // Confirming again would replace the recovery codes with a code alone.
+        if self.store.totp(user_id).await?.is_some_and(|(_, confirmed, _)| confirmed) {
+            return Err(MatrixError::forbidden("Two-step verification is on already"));
+        }
         if !self.accept_totp(user_id, code).await? {
             return Err(MatrixError::forbidden("That code is not right: check the time on your device and try again"));
         }
@@ -134,7 +139,9 @@ impl Services {
 
     /// The second step of signing in: a TOTP code or a recovery code.
     pub async fn check_second_factor(&self, user_id: &UserId, code: &str, client: &str) -> MatrixResult<()> {
+        // Per address and per account: guesses spread over many addresses still meet the limit.
         self.check_rate_limit(Limit::Login, &format!("second_factor:{client}"))?;
+        self.check_rate_limit(Limit::Login, &format!("second_factor:{user_id}"))?;
         if self.accept_totp(user_id, code).await?
             || self.store.use_recovery_code(user_id, &recovery_hash(code), self.now_ms()).await?
         {
@@ -158,13 +165,7 @@ impl Services {
         &self,
         session_id: &str,
     ) -> MatrixResult<Option<ruma::OwnedUserId>> {
-        if session_id.len() != 40 {
-            return Ok(None);
-        }
-        Ok(match self.store.web_session_user(session_id, self.now_ms()).await? {
-            Some((user, true)) => Some(user),
-            _ => None,
-        })
+        self.web_session_in_step(session_id, true).await
     }
 
     /// The second factor was right: the browser session signs its user in.
