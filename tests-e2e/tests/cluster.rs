@@ -248,6 +248,40 @@ async fn a_client_reads_its_writes_through_any_process() -> Result<()> {
     Ok(())
 }
 
+/// Many users join one room at once through two processes: writes of each process keep moving
+/// the room under the other's, so joins are rebuilt on a fresh head (`StaleHead`); none may be
+/// built on a head that names a join that was never written (a 403 "failed to find auth event"
+/// came from that once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_joins_through_two_processes_all_succeed() -> Result<()> {
+    if myelin_e2e::repeat_of_sqlite_pass("concurrent_joins_through_two_processes_all_succeed") {
+        return Ok(());
+    }
+    let a = TestServer::start_postgres().await?;
+    let b = a.start_peer().await?;
+    let alice = a.register("alice").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    let mut joiners = Vec::new();
+    for i in 0..24 {
+        let user = a.register(&format!("joiner{i}")).await?;
+        joiners.push(if i % 2 == 0 { user } else { user.on(&b) });
+    }
+    let joins: Vec<_> = joiners
+        .into_iter()
+        .map(|user| {
+            let room = room.clone();
+            tokio::spawn(async move { user.join(&room).await })
+        })
+        .collect();
+    for join in joins {
+        let (status, body) = join.await??;
+        ensure!(status == 200, "a join failed: {status} {body}");
+    }
+    let (status, members) = alice.get(&format!("/_matrix/client/v3/rooms/{room}/joined_members")).await?;
+    ensure!(status == 200 && members["joined"].as_object().map(|m| m.len()) == Some(25), "{members}");
+    Ok(())
+}
+
 /// A sliding sync connection lives in the database: its next request may land on any process, a
 /// long-poll on one process wakes for a message sent through another, and the previous position
 /// can be replayed anywhere.

@@ -167,6 +167,45 @@ async fn long_polls_wake_on_news_and_positions_replay_or_are_unknown() -> Result
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_at_the_head_waits_only_when_nothing_it_asks_for_can_be_new() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    for _ in 0..2 {
+        let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+        bob.join(&room).await?;
+    }
+    // The same request again from the head: nothing, after its timeout.
+    let (first, pos) = ok(&bob, None, 0, &room_list(json!([[0, 0]]))).await?;
+    ensure!(room_ids(&first).len() == 1, "a window of one room: {first}");
+    let start = Instant::now();
+    let (idle, pos) = ok(&bob, Some(&pos), 300, &room_list(json!([[0, 0]]))).await?;
+    ensure!(start.elapsed() >= Duration::from_millis(250) && room_ids(&idle).is_empty(), "{idle}");
+    // A wider window from the same position has the other room at once.
+    let start = Instant::now();
+    let (wider, _) = ok(&bob, Some(&pos), 20_000, &room_list(json!([[0, 1]]))).await?;
+    ensure!(start.elapsed() < Duration::from_secs(5), "a changed request waited for news");
+    ensure!(room_ids(&wider).len() == 1 && room_ids(&wider) != room_ids(&first), "the room come into range: {wider}");
+
+    // To-device messages beyond what a response carried come with the next request at once.
+    let encryption = |since: Option<&str>| json!({ "conn_id": "encryption", "extensions": { "to_device": { "enabled": true, "limit": 1, "since": since } } });
+    let (first, pos) = ok(&bob, None, 0, &encryption(None)).await?;
+    let since = first["extensions"]["to_device"]["next_batch"].as_str().context("next_batch")?.to_owned();
+    for i in 0..2 {
+        let body = json!({ "messages": { bob.user_id.clone(): { bob.device_id.clone(): { "i": i } } } });
+        ensure!(alice.put(&format!("/_matrix/client/v3/sendToDevice/m.test/w{i}"), &body).await?.0 == 200);
+    }
+    let (page, pos) = ok(&bob, Some(&pos), 20_000, &encryption(Some(&since))).await?;
+    ensure!(page["extensions"]["to_device"]["events"][0]["content"]["i"] == 0, "{page}");
+    let since = page["extensions"]["to_device"]["next_batch"].as_str().context("next_batch")?.to_owned();
+    let start = Instant::now();
+    let (page, _) = ok(&bob, Some(&pos), 20_000, &encryption(Some(&since))).await?;
+    ensure!(start.elapsed() < Duration::from_secs(5), "an undelivered to-device message waited for news");
+    ensure!(page["extensions"]["to_device"]["events"][0]["content"]["i"] == 1, "{page}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_out_of_range_come_back_with_a_delta_and_membership_changes_show() -> Result<()> {
     let server = TestServer::start().await?;
     let alice = server.register("alice").await?;

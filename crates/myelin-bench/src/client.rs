@@ -68,11 +68,12 @@ impl Server {
     pub async fn sync_build_totals(&self) -> Option<(f64, f64)> {
         let url = self.metrics.as_deref()?;
         let text = self.http.get(url).send().await.ok()?.text().await.ok()?;
+        // Both APIs (`/sync` and sliding sync) count.
         let value = |name: &str| {
             text.lines()
-                .find(|l| l.starts_with(name) && l.contains("api=\"v2\""))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|l| l.starts_with(&format!("{name}{{")))
+                .map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+                .sum::<Option<f64>>()
         };
         Some((value("myelin_sync_build_seconds_sum")?, value("myelin_sync_build_seconds_count")?))
     }
@@ -205,6 +206,11 @@ impl Server {
 }
 
 impl User {
+    /// The same user and device, talking to another process of the same deployment.
+    pub fn on(self, server: Server) -> Self {
+        Self { server, ..self }
+    }
+
     /// Logs in again with a password (a new device and access token).
     pub async fn login_new_device(&self, password: &str) -> Result<User> {
         let body = json!({

@@ -4,7 +4,7 @@
 //! ```text
 //! myelin-bench --target myelin=http://127.0.0.1:8008 --target synapse=http://127.0.0.1:8448 \
 //!     [--pid myelin=PID --pid synapse=PID] \
-//!     [--scenario all|send|rooms-send|fanout|initial-sync|keys|sliding-sync|federation|join|delayed|call|media|search] \
+//!     [--scenario all|send|rooms-send|fanout|initial-sync|keys|sliding-sync|federation|join|delayed|call|media|search|fanout-wide|...] \
 //!     [--output docs/benchmarks.md]
 //! ```
 //!
@@ -64,6 +64,16 @@ enum Scenario {
     Appservice,
     /// Signing in: password login, a full OAuth login through the pages, a token refresh.
     Login,
+    /// Fan-out over many rooms: --wide-listeners listeners spread over --wide-rooms rooms.
+    FanoutWide,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FanoutApi {
+    /// `GET /sync?since=…&timeout=30000`.
+    V2,
+    /// `POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync?pos=…&timeout=30000` (MSC4186).
+    Sliding,
 }
 
 /// Benchmark Matrix homeservers side by side over the client-server API.
@@ -170,6 +180,15 @@ struct Args {
     /// reuse --fanout-messages, repeats --sync-repeats).
     #[arg(long = "ss-rooms", default_value_t = 1000)]
     ss_rooms: usize,
+    /// Fan-out scenarios: what the listeners long-poll, `/sync` (v2) or simplified sliding sync.
+    #[arg(long = "fanout-api", value_enum, default_value_t = FanoutApi::V2)]
+    fanout_api: FanoutApi,
+    /// Wide fan-out scenario: rooms the listeners are spread over.
+    #[arg(long = "wide-rooms", default_value_t = 100)]
+    wide_rooms: usize,
+    /// Wide fan-out scenario: listeners in all (the messages are --fanout-messages).
+    #[arg(long = "wide-listeners", default_value_t = 5000)]
+    wide_listeners: usize,
     /// Parallelism of setup work (registration, joins, room creation).
     #[arg(long = "setup-concurrency", default_value_t = 8)]
     setup_concurrency: usize,
@@ -192,6 +211,16 @@ fn split_pair<'a>(s: &'a str, what: &str) -> Result<(&'a str, &'a str)> {
         Some((name, value)) if !name.is_empty() && !value.is_empty() => Ok((name, value)),
         _ => bail!("{what} must look like NAME=VALUE, got {s:?}"),
     }
+}
+
+/// CPU time a process has used, user and system, in seconds (`/proc/PID/stat`; `PID` may be
+/// `self`). Clock ticks are taken to be 100 a second, as on every Linux this runs on.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: the fields counted from after its closing parenthesis.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }
 
 /// Resident set size of a process in MB (VmRSS from /proc/PID/status).
@@ -282,6 +311,9 @@ async fn main() -> Result<()> {
         key_devices: args.key_devices.max(1),
         key_repeats: args.key_repeats.max(1),
         ss_rooms: args.ss_rooms.max(20),
+        wide_rooms: args.wide_rooms.max(1),
+        wide_listeners: args.wide_listeners.max(1),
+        fanout_sliding: args.fanout_api == FanoutApi::Sliding,
         federation_listeners: args.federation_listeners.max(1),
         federation_messages: args.federation_messages.max(1),
     };
@@ -332,6 +364,10 @@ async fn main() -> Result<()> {
             servers.push(server);
         }
         let server = servers.first().cloned().context("a target needs a URL")?.with_metrics(metrics.get(name).cloned());
+        // The first process is the one whose metrics are read.
+        if let Some(first) = servers.first_mut() {
+            *first = server.clone();
+        }
         let pid = pids.get(name).copied();
         let rss = |when: &str| {
             pid.and_then(|pid| match rss_mb(pid) {
@@ -355,7 +391,7 @@ async fn main() -> Result<()> {
             Outcome::NotRun
         };
         let fanout = if run(Scenario::Fanout) {
-            run_scenario("fanout", name, limit, scenarios::fanout(&server, &params)).await
+            run_scenario("fanout", name, limit, scenarios::fanout(&servers, &params, pid)).await
         } else {
             Outcome::NotRun
         };
@@ -448,6 +484,12 @@ async fn main() -> Result<()> {
         } else {
             Outcome::NotRun
         };
+        // Not part of "all": thousands of listeners take minutes to set up.
+        let fanout_wide = if args.scenario == Scenario::FanoutWide {
+            run_scenario("fanout-wide", name, limit, scenarios::fanout_wide(&server, &params, pid)).await
+        } else {
+            Outcome::NotRun
+        };
         let rss_after_mb = rss("after");
         reports.push(TargetReport {
             name: name.clone(),
@@ -457,6 +499,7 @@ async fn main() -> Result<()> {
             send,
             rooms_send,
             fanout,
+            fanout_wide,
             initial_sync,
             keys,
             sliding_sync,
@@ -480,8 +523,8 @@ async fn main() -> Result<()> {
          federation {} listeners on the peer, {} messages; join a room of {} members, {} state events{}; \
          {} delayed-event timers; {} calls; media {} files of {} MiB, {} photos of 2000×1500; \
          search over {} messages, {} runs per query; push {} messages; application service {} messages, \
-         answered after {} ms each; {} logins and refreshes of each kind. \
-         Targets: {}.",
+         answered after {} ms each; {} logins and refreshes of each kind; wide fan-out {} listeners \
+         over {} rooms; fan-out listeners long-poll {}. Targets: {}.",
         args.senders,
         args.count,
         args.listeners,
@@ -507,6 +550,12 @@ async fn main() -> Result<()> {
         args.appservice_messages,
         args.appservice_delay_ms,
         args.login_runs,
+        args.wide_listeners,
+        args.wide_rooms,
+        match args.fanout_api {
+            FanoutApi::V2 => "/sync",
+            FanoutApi::Sliding => "simplified sliding sync",
+        },
         reports
             .iter()
             .map(|r| match peers.get(&r.name) {

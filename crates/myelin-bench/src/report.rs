@@ -40,6 +40,7 @@ pub struct TargetReport {
     pub send: Outcome<SendResult>,
     pub rooms_send: Outcome<SendResult>,
     pub fanout: Outcome<FanoutResult>,
+    pub fanout_wide: Outcome<FanoutResult>,
     pub initial_sync: Outcome<InitialSyncResult>,
     pub keys: Outcome<KeysResult>,
     pub sliding_sync: Outcome<SlidingSyncResult>,
@@ -62,6 +63,7 @@ impl TargetReport {
             ("send", failure(&self.send)),
             ("send, own rooms", failure(&self.rooms_send)),
             ("fan-out", failure(&self.fanout)),
+            ("wide fan-out", failure(&self.fanout_wide)),
             ("initial sync", failure(&self.initial_sync)),
             ("keys", failure(&self.keys)),
             ("sliding sync", failure(&self.sliding_sync)),
@@ -165,10 +167,64 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             Box::new(|t| t.fanout.cell(|r| avg(&r.per_listener_ms))),
         ),
         (
+            "fan-out: mean per-listener on the sender's process (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| {
+                t.fanout.cell(|r| {
+                    let here = r.per_listener_ms.len().checked_sub(r.per_listener_elsewhere_ms.len())?;
+                    let sum = r.per_listener_ms.iter().sum::<f64>() - r.per_listener_elsewhere_ms.iter().sum::<f64>();
+                    (here > 0 && !r.per_listener_elsewhere_ms.is_empty()).then(|| sum / here as f64)
+                })
+            }),
+        ),
+        (
+            "fan-out: mean per-listener on another process (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.fanout.cell(|r| avg(&r.per_listener_elsewhere_ms))),
+        ),
+        (
             "fan-out: missed deliveries".into(),
             0,
             Better::Neither,
             Box::new(|t| t.fanout.cell(|r| Some(r.missed as f64))),
+        ),
+        (
+            "wide fan-out: last listener of the room p50 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.fanout_wide.cell(|r| p50(&r.last_seen_ms))),
+        ),
+        (
+            "wide fan-out: last listener of the room p99 (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.fanout_wide.cell(|r| p99(&r.last_seen_ms))),
+        ),
+        (
+            "wide fan-out: mean per-listener (ms)".into(),
+            1,
+            Better::Lower("latency"),
+            Box::new(|t| t.fanout_wide.cell(|r| avg(&r.per_listener_ms))),
+        ),
+        (
+            "wide fan-out: missed deliveries".into(),
+            0,
+            Better::Neither,
+            Box::new(|t| t.fanout_wide.cell(|r| Some(r.missed as f64))),
+        ),
+        (
+            "wide fan-out: RSS with every listener connected (MB)".into(),
+            1,
+            Better::Lower("memory"),
+            Box::new(|t| t.fanout_wide.cell(|r| r.rss_listening_mb)),
+        ),
+        (
+            "wide fan-out: server's sync build time per answer (ms, from its metrics)".into(),
+            2,
+            Better::Lower("latency"),
+            Box::new(|t| t.fanout_wide.cell(|r| r.server_build.map(|(secs, count)| secs * 1000.0 / count))),
         ),
         (
             "across servers: last listener p50 (ms)".into(),
@@ -277,6 +333,24 @@ fn rows(targets: &[TargetReport], params_rooms: usize) -> Vec<Row> {
             2,
             Better::Lower("latency"),
             Box::new(|t| t.fanout.cell(|r| r.server_build.map(|(secs, count)| secs * 1000.0 / count))),
+        ),
+        (
+            "fan-out: server CPU per message (ms, user + system)".into(),
+            1,
+            Better::Lower("CPU"),
+            Box::new(|t| t.fanout.cell(|r| r.server_cpu_ms.map(|ms| ms / (r.last_seen_ms.len().max(1) as f64)))),
+        ),
+        (
+            "fan-out: benchmark's own CPU per message (ms, its listeners and sender)".into(),
+            1,
+            Better::Neither,
+            Box::new(|t| t.fanout.cell(|r| r.client_cpu_ms.map(|ms| ms / (r.last_seen_ms.len().max(1) as f64)))),
+        ),
+        (
+            "wide fan-out: server CPU per message (ms, user + system)".into(),
+            1,
+            Better::Lower("CPU"),
+            Box::new(|t| t.fanout_wide.cell(|r| r.server_cpu_ms.map(|ms| ms / (r.last_seen_ms.len().max(1) as f64)))),
         ),
         (
             "fan-out: server's sync build time per message, all listeners (ms)".into(),
@@ -619,6 +693,7 @@ mod tests {
             }),
             rooms_send: Outcome::NotRun,
             fanout: Outcome::NotRun,
+            fanout_wide: Outcome::NotRun,
             federation: Outcome::NotRun,
             join: Outcome::NotRun,
             delayed: Outcome::NotRun,

@@ -44,6 +44,11 @@ pub struct Params {
     pub federation_messages: usize,
     /// Sliding-sync scenario: rooms the user is in.
     pub ss_rooms: usize,
+    /// Wide fan-out scenario: rooms, and listeners spread over them.
+    pub wide_rooms: usize,
+    pub wide_listeners: usize,
+    /// Fan-out scenarios: listeners long-poll simplified sliding sync instead of /sync.
+    pub fanout_sliding: bool,
 }
 
 const PASSWORD: &str = "myelin-bench-password-1";
@@ -80,6 +85,15 @@ pub struct FanoutResult {
     /// The server's own account, if it exposes its metrics: the time its syncs spent building
     /// answers during the measured messages (seconds), and how many answers it built.
     pub server_build: Option<(f64, f64)>,
+    /// The server's resident memory with every listener connected, after the last message (MB).
+    pub rss_listening_mb: Option<f64>,
+    /// CPU time used during the measured messages (ms, user and system): by the server (when its
+    /// pid is known) and by this benchmark's own listeners and sender.
+    pub server_cpu_ms: Option<f64>,
+    pub client_cpu_ms: Option<f64>,
+    /// Per (message, listener) for listeners on another process than the sender's (a target
+    /// given as several URLs): included in `per_listener_ms` too.
+    pub per_listener_elsewhere_ms: Vec<f64>,
 }
 
 pub struct InitialSyncResult {
@@ -237,10 +251,11 @@ impl Sightings {
         self.seen.lock().map(|seen| seen.get(event_id).map_or(0, HashMap::len)).unwrap_or(0)
     }
 
-    fn times(&self, event_id: &str) -> Vec<Instant> {
+    /// When each listener (by index) saw `event_id`.
+    fn times(&self, event_id: &str) -> Vec<(usize, Instant)> {
         self.seen
             .lock()
-            .map(|seen| seen.get(event_id).map(|m| m.values().copied().collect()).unwrap_or_default())
+            .map(|seen| seen.get(event_id).map(|m| m.iter().map(|(i, t)| (*i, *t)).collect()).unwrap_or_default())
             .unwrap_or_default()
     }
 
@@ -276,17 +291,67 @@ fn next_batch(sync: &Value) -> Result<String> {
     sync.get("next_batch").and_then(Value::as_str).map(str::to_owned).context("sync response without next_batch")
 }
 
-/// One listener: long-polls /sync from `since`, recording the event ids it sees.
-async fn listen(user: User, index: usize, room_id: String, mut since: String, sightings: Arc<Sightings>) -> Result<()> {
+/// The request a sliding-sync listener long-polls with: one list, the newest event of each room.
+fn sliding_listener_request() -> Value {
+    json!({
+        "conn_id": "fanout",
+        "lists": { "all": { "ranges": [[0, 19]], "timeline_limit": 1, "required_state": [["m.room.create", ""]] } },
+    })
+}
+
+/// The event ids of `room_id`'s timeline in a sliding-sync response.
+fn sliding_timeline_event_ids(resp: &Value, room_id: &str) -> Vec<String> {
+    resp.pointer("/rooms")
+        .and_then(|r| r.get(room_id))
+        .and_then(|r| r.get("timeline"))
+        .and_then(Value::as_array)
+        .map(|events| {
+            events.iter().filter_map(|e| e.get("event_id").and_then(Value::as_str)).map(str::to_owned).collect()
+        })
+        .unwrap_or_default()
+}
+
+fn sliding_pos(resp: &Value) -> Result<String> {
+    resp.get("pos").and_then(Value::as_str).map(str::to_owned).context("sliding sync response without pos")
+}
+
+/// A listener's first sync, unmeasured: the token its long-polls start from.
+async fn first_sync(user: &User, sliding: bool) -> Result<String> {
+    if sliding {
+        return sliding_pos(&sliding_sync(user, None, 0, &sliding_listener_request()).await?);
+    }
+    let filter = json!({ "room": { "timeline": { "limit": 1 } } }).to_string();
+    next_batch(&user.sync(&[("filter", filter.as_str())], INITIAL_SYNC_HTTP_TIMEOUT).await?)
+}
+
+/// One listener: long-polls /sync (or sliding sync) from `since`, recording the event ids it sees.
+async fn listen(
+    user: User,
+    index: usize,
+    room_id: String,
+    mut since: String,
+    sliding: bool,
+    sightings: Arc<Sightings>,
+) -> Result<()> {
     let mut errors = 0u32;
+    let body = sliding_listener_request();
     for _ in 0..MAX_SYNC_ITERATIONS {
-        let query = [("since", since.as_str()), ("timeout", LONG_POLL_MS)];
-        match user.sync(&query, LONG_POLL_HTTP_TIMEOUT).await {
+        let answer = if sliding {
+            sliding_sync(&user, Some(&since), 30_000, &body).await
+        } else {
+            user.sync(&[("since", since.as_str()), ("timeout", LONG_POLL_MS)], LONG_POLL_HTTP_TIMEOUT).await
+        };
+        match answer {
             Ok(resp) => {
                 let at = Instant::now();
                 errors = 0;
-                sightings.record(index, &timeline_event_ids(&resp, &room_id), at);
-                since = next_batch(&resp)?;
+                if sliding {
+                    sightings.record(index, &sliding_timeline_event_ids(&resp, &room_id), at);
+                    since = sliding_pos(&resp)?;
+                } else {
+                    sightings.record(index, &timeline_event_ids(&resp, &room_id), at);
+                    since = next_batch(&resp)?;
+                }
             }
             Err(err) => {
                 errors += 1;
@@ -302,17 +367,55 @@ async fn listen(user: User, index: usize, room_id: String, mut since: String, si
 
 /// Fan-out latency: `listeners` users long-poll /sync in one room while a
 /// separate sender sends messages one at a time; for each message, measure
-/// how long until every listener has seen it.
-pub async fn fanout(server: &Server, params: &Params) -> Result<FanoutResult> {
+/// how long until every listener has seen it. With several `servers` (processes of one
+/// deployment), the sender uses the first and the listeners take turns over all of them.
+pub async fn fanout(servers: &[Server], params: &Params, pid: Option<u32>) -> Result<FanoutResult> {
+    let server = servers.first().context("no server")?;
     let n = params.listeners.max(1);
     eprintln!("  fanout: registering {n} listeners + 1 sender");
     let mut users = register_users(server, params, "f", n + 1).await?;
     let sender = users.pop().context("no sender")?;
-    let listeners = users;
+    let listeners: Vec<User> = users
+        .into_iter()
+        .enumerate()
+        .map(|(i, u)| match servers.get(i % servers.len()) {
+            Some(other) if i % servers.len() != 0 => u.on(other.clone()),
+            _ => u,
+        })
+        .collect();
     let room_id = sender.create_room(&public_room("myelin-bench fanout")).await?;
     eprintln!("  fanout: {n} listeners joining {room_id}");
     join_all(&listeners, &room_id, params).await?;
-    fanout_to(&sender, listeners, &room_id, params).await
+    let placed = listeners.into_iter().map(|u| (u, room_id.clone())).collect();
+    fanout_in_rooms(&sender, placed, std::slice::from_ref(&room_id), params, pid).await
+}
+
+/// Fan-out over many rooms: `wide_listeners` users spread evenly over `wide_rooms` rooms, all
+/// long-polling at once; the sender sends one message at a time to each room in turn, each
+/// timed until every listener of that room has it. Memory is read with everyone connected.
+pub async fn fanout_wide(server: &Server, params: &Params, pid: Option<u32>) -> Result<FanoutResult> {
+    let rooms = params.wide_rooms.max(1);
+    let n = params.wide_listeners.max(rooms);
+    eprintln!("  fanout-wide: registering {n} listeners + 1 sender");
+    let mut users = register_users(server, params, "w", n + 1).await?;
+    let sender = users.pop().context("no sender")?;
+    eprintln!("  fanout-wide: creating {rooms} rooms");
+    let mut room_ids = Vec::with_capacity(rooms);
+    for i in 0..rooms {
+        room_ids.push(sender.create_room(&public_room(&format!("myelin-bench wide {i}"))).await?);
+    }
+    eprintln!("  fanout-wide: {n} listeners joining their rooms");
+    let mut placed = Vec::with_capacity(n);
+    for (i, user) in users.into_iter().enumerate() {
+        let room_id = room_ids.get(i % rooms).context("no room")?.clone();
+        placed.push((user, room_id));
+    }
+    for (r, room_id) in room_ids.iter().enumerate() {
+        let members: Vec<User> =
+            placed.iter().enumerate().filter(|(i, _)| i % rooms == r).map(|(_, (u, _))| u.clone()).collect();
+        join_all(&members, room_id, params).await?;
+    }
+    fanout_in_rooms(&sender, placed, &room_ids, params, pid).await
 }
 
 /// Cross-server latency: the sender on `sender_server` (federation server name
@@ -401,21 +504,30 @@ pub async fn join_big_room(joiner: &Server, host_name: &str, room: &BigRoom, par
 
 /// The measured part of a fan-out: listeners long-poll, the sender sends one message at a time.
 async fn fanout_to(sender: &User, listeners: Vec<User>, room_id: &str, params: &Params) -> Result<FanoutResult> {
-    let n = listeners.len();
-    let room_id = room_id.to_owned();
+    let placed = listeners.into_iter().map(|u| (u, room_id.to_owned())).collect();
+    fanout_in_rooms(sender, placed, &[room_id.to_owned()], params, None).await
+}
 
-    eprintln!("  fanout: initial syncs");
-    let filter = json!({ "room": { "timeline": { "limit": 1 } } }).to_string();
+/// Listeners (each with the room it is in) long-poll; the sender sends one message at a time,
+/// to each of `rooms` in turn.
+async fn fanout_in_rooms(
+    sender: &User,
+    listeners: Vec<(User, String)>,
+    rooms: &[String],
+    params: &Params,
+    pid: Option<u32>,
+) -> Result<FanoutResult> {
+    let n = listeners.len();
+    let sliding = params.fanout_sliding;
+    eprintln!("  fanout: initial syncs{}", if sliding { " (sliding sync)" } else { "" });
     let sem = Arc::new(Semaphore::new(params.setup_concurrency.max(1)));
     let mut set = JoinSet::new();
-    for (i, user) in listeners.iter().enumerate() {
+    for (i, (user, _)) in listeners.iter().enumerate() {
         let user = user.clone();
-        let filter = filter.clone();
         let sem = Arc::clone(&sem);
         set.spawn(async move {
             let _permit = sem.acquire_owned().await.context("semaphore closed")?;
-            let resp = user.sync(&[("filter", filter.as_str())], INITIAL_SYNC_HTTP_TIMEOUT).await?;
-            Ok::<_, anyhow::Error>((i, next_batch(&resp)?))
+            Ok::<_, anyhow::Error>((i, first_sync(&user, sliding).await?))
         });
     }
     let mut tokens: Vec<Option<String>> = vec![None; n];
@@ -426,48 +538,69 @@ async fn fanout_to(sender: &User, listeners: Vec<User>, room_id: &str, params: &
         }
     }
 
+    let mut per_room: HashMap<String, usize> = HashMap::new();
     let sightings = Arc::new(Sightings::default());
     let mut listening = JoinSet::new();
-    for (i, (user, token)) in listeners.iter().zip(tokens).enumerate() {
+    for (i, ((user, room_id), token)) in listeners.iter().zip(tokens).enumerate() {
         let token = token.context("listener without next_batch")?;
-        listening.spawn(listen(user.clone(), i, room_id.clone(), token, Arc::clone(&sightings)));
+        *per_room.entry(room_id.clone()).or_default() += 1;
+        listening.spawn(listen(user.clone(), i, room_id.clone(), token, sliding, Arc::clone(&sightings)));
     }
-
-    let result = measure_fanout(sender, &room_id, params, n, &sightings, &mut listening).await;
+    let rooms: Vec<(&str, usize)> =
+        rooms.iter().map(|r| (r.as_str(), per_room.get(r).copied().unwrap_or(0))).filter(|(_, n)| *n > 0).collect();
+    // Listeners on another process than the sender's (several URLs for one target).
+    let elsewhere: HashSet<usize> = listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, (u, _))| u.server.base() != sender.server.base())
+        .map(|(i, _)| i)
+        .collect();
+    let mut result = measure_fanout(sender, &rooms, params, pid, &sightings, &elsewhere, &mut listening).await;
+    if let (Ok(result), Some(pid)) = (&mut result, pid) {
+        result.rss_listening_mb = crate::rss_mb(pid).ok();
+    }
     listening.abort_all();
     while listening.join_next().await.is_some() {}
     result
 }
 
+/// Sends the messages, one at a time, to each of `rooms` (with its number of listeners) in turn.
 async fn measure_fanout(
     sender: &User,
-    room_id: &str,
+    rooms: &[(&str, usize)],
     params: &Params,
-    n: usize,
+    pid: Option<u32>,
     sightings: &Sightings,
+    elsewhere: &HashSet<usize>,
     listening: &mut JoinSet<Result<()>>,
 ) -> Result<FanoutResult> {
-    // Warm-up: one unmeasured message that every listener must see, which also
+    // Warm-up: one unmeasured message per room that every listener must see, which also
     // guarantees all listeners are in their long-poll loop before measuring.
-    let warm = sender
-        .send_text(room_id, &format!("{}-fw", params.prefix), "fanout warm-up")
-        .await
-        .context("warm-up message")?;
-    let deadline = tokio::time::Instant::now() + params.delivery_timeout.max(Duration::from_secs(60));
-    if !sightings.wait_for(&warm, n, deadline).await {
-        // A listener that died explains the timeout better than the timeout itself.
-        if let Some(Ok(Err(err))) = listening.try_join_next() {
-            return Err(err.context("listener failed during warm-up"));
+    for (r, (room_id, n)) in rooms.iter().enumerate() {
+        let warm = sender
+            .send_text(room_id, &format!("{}-fw{r}", params.prefix), "fanout warm-up")
+            .await
+            .context("warm-up message")?;
+        let deadline = tokio::time::Instant::now() + params.delivery_timeout.max(Duration::from_secs(60));
+        if !sightings.wait_for(&warm, *n, deadline).await {
+            // A listener that died explains the timeout better than the timeout itself.
+            if let Some(Ok(Err(err))) = listening.try_join_next() {
+                return Err(err.context("listener failed during warm-up"));
+            }
+            bail!("warm-up message seen by only {}/{n} listeners", sightings.count(&warm));
         }
-        bail!("warm-up message seen by only {}/{n} listeners", sightings.count(&warm));
     }
 
     eprintln!("  fanout: sending {} messages one at a time", params.fanout_messages);
     let build_before = sender.server.sync_build_totals().await;
+    let server_cpu = || pid.and_then(|pid| crate::cpu_seconds(&pid.to_string()));
+    let (server_cpu_before, client_cpu_before) = (server_cpu(), crate::cpu_seconds("self"));
     let mut last_seen_ms = Vec::new();
     let mut per_listener_ms = Vec::new();
+    let mut per_listener_elsewhere_ms = Vec::new();
     let mut missed = 0;
     for i in 0..params.fanout_messages {
+        let Some((room_id, n)) = rooms.get(i % rooms.len().max(1)).copied() else { bail!("no room with listeners") };
         let t0 = Instant::now();
         let event_id = sender
             .send_text(room_id, &format!("{}-f{i}", params.prefix), &format!("fanout {i}"))
@@ -475,7 +608,11 @@ async fn measure_fanout(
             .with_context(|| format!("fanout message {i}"))?;
         let deadline = tokio::time::Instant::now() + params.delivery_timeout;
         let complete = sightings.wait_for(&event_id, n, deadline).await;
-        let times: Vec<f64> = sightings.times(&event_id).iter().map(|t| ms(t.saturating_duration_since(t0))).collect();
+        let seen = sightings.times(&event_id);
+        let times: Vec<f64> = seen.iter().map(|(_, t)| ms(t.saturating_duration_since(t0))).collect();
+        per_listener_elsewhere_ms.extend(
+            seen.iter().filter(|(l, _)| elsewhere.contains(l)).map(|(_, t)| ms(t.saturating_duration_since(t0))),
+        );
         missed += n.saturating_sub(times.len());
         if complete {
             if let Some(last) = times.iter().copied().reduce(f64::max) {
@@ -493,13 +630,25 @@ async fn measure_fanout(
         }
         per_listener_ms.extend(times);
     }
+    let cpu_ms = |before: Option<f64>, after: Option<f64>| Some((after? - before?) * 1000.0);
+    let server_cpu_ms = cpu_ms(server_cpu_before, server_cpu());
+    let client_cpu_ms = cpu_ms(client_cpu_before, crate::cpu_seconds("self"));
     // Syncs still in flight when the last message was seen are not counted: a small undercount.
     let build_after = sender.server.sync_build_totals().await;
     let server_build = match (build_before, build_after) {
         (Some((s0, c0)), Some((s1, c1))) if c1 > c0 => Some((s1 - s0, c1 - c0)),
         _ => None,
     };
-    Ok(FanoutResult { last_seen_ms, per_listener_ms, missed, server_build })
+    Ok(FanoutResult {
+        last_seen_ms,
+        per_listener_ms,
+        missed,
+        server_build,
+        rss_listening_mb: None,
+        server_cpu_ms,
+        client_cpu_ms,
+        per_listener_elsewhere_ms,
+    })
 }
 
 /// Initial sync: one user in `rooms` rooms with one message each; time fresh

@@ -193,6 +193,17 @@ impl<K: CacheKey, V: Clone> Cache<K, V> {
         self.lock().insert_weighted(key, Entry { value, loaded }, weight);
     }
 
+    /// Replaces `key`'s entry by `value` only while that entry is one `current` accepts (say,
+    /// the value `value` was derived from): a derived value is not stored over an invalidation,
+    /// or a newer value, that came in between. Nothing is stored where the key has no entry.
+    pub fn replace_if(&self, key: K, value: V, weight: usize, current: impl FnOnce(&V) -> bool) {
+        let loaded = self.clock.now();
+        let mut entries = self.lock();
+        if entries.get(&key).is_some_and(|e| current(&e.value)) {
+            entries.insert_weighted(key, Entry { value, loaded }, weight);
+        }
+    }
+
     /// Drops `key` here (see [`Services::invalidate`] to drop it everywhere).
     pub fn invalidate(&self, key: &K) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -330,5 +341,22 @@ mod tests {
         assert_eq!(cache.get(&4), Some("fresh"));
         cache.clear();
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_derived_value_replaces_only_the_entry_it_came_from() {
+        let cache: Cache<i64, Arc<&str>> = Cache::new("test", 10, None, Arc::new(ManualClock::new(0)));
+        let first = Arc::new("first");
+        cache.insert(1, first.clone(), 1);
+        cache.replace_if(1, Arc::new("second"), 1, |current| Arc::ptr_eq(current, &first));
+        assert_eq!(cache.get(&1).as_deref(), Some(&"second"));
+        // Derived from `first`, which is no longer there: refused.
+        cache.replace_if(1, Arc::new("from first again"), 1, |current| Arc::ptr_eq(current, &first));
+        assert_eq!(cache.get(&1).as_deref(), Some(&"second"));
+        // Invalidated meanwhile: nothing comes back.
+        let second = cache.get(&1).expect("cached");
+        cache.invalidate(&1);
+        cache.replace_if(1, Arc::new("third"), 1, |current| Arc::ptr_eq(current, &second));
+        assert_eq!(cache.get(&1), None);
     }
 }

@@ -406,16 +406,10 @@ impl Services {
             Some(since) => {
                 // The newest change of each user counts.
                 let mut latest: HashMap<OwnedUserId, PresenceRecord> = HashMap::new();
-                for record in self.store.presence_changes(since, until, MAX_CHANGES).await? {
+                for record in self.store.presence_changes_seen_by(user_id, since, until, MAX_CHANGES).await? {
                     latest.entry(record.user_id.clone()).or_insert(record);
                 }
-                if latest.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let others: Vec<OwnedUserId> = latest.keys().filter(|u| *u != user_id).cloned().collect();
-                let visible = self.store.sharing_rooms_with(user_id, &others).await?;
-                let mut records: Vec<PresenceRecord> =
-                    latest.into_values().filter(|r| r.user_id == user_id || visible.contains(&r.user_id)).collect();
+                let mut records: Vec<PresenceRecord> = latest.into_values().collect();
                 records.sort_by_key(|r| r.stream_pos);
                 records
             }

@@ -16,7 +16,7 @@ use myelin_core::{
     json::object,
     types::{EventId, OwnedEventId, OwnedRoomId, RoomId, StateEventType, TimelineEventType, UserId},
 };
-use myelin_storage::{Direction, StoredEvent, StreamPos, UserRoom};
+use myelin_storage::{Change, Direction, StoredEvent, StreamPos, UserRoom};
 use ruma::events::receipt::{ReceiptThread, ReceiptType};
 use serde_json::{Map, Value, json};
 
@@ -187,7 +187,10 @@ impl Services {
             }
             let now = SyncToken { pos: head, typing: self.typing.serial(), to_device: None };
             let started = std::time::Instant::now();
-            let (response, has_updates) = self.sync_once(requester, since, now, req.full_state, &filter).await?;
+            // Boxed: a long-poll waits holding only what it needs, not room for building an answer
+            // (which made each of 2 000 waiting listeners hold about 150 KiB).
+            let (response, has_updates) =
+                Box::pin(self.sync_once(requester, since, now, req.full_state, &filter)).await?;
             self.metrics.sync_build_time.with(&["v2"]).observe(started.elapsed());
             // One-time keys claimed while the device waits: the new count is news by itself.
             let counts = response["device_one_time_keys_count"].clone();
@@ -210,7 +213,7 @@ impl Services {
                 _ = wake.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     let now = SyncToken { pos: self.store.stream_head(), typing: self.typing.serial(), to_device: None };
-                    return Ok(self.sync_once(requester, since, now, false, &filter).await?.0);
+                    return Ok(Box::pin(self.sync_once(requester, since, now, false, &filter)).await?.0);
                 }
             }
         }
@@ -252,11 +255,15 @@ impl Services {
             }
         }
         // Sticky events come with events: only rooms with news since the token (or sent whole)
-        // can have new ones, so a quiet sync asks for none.
+        // can have new ones, so a quiet sync asks for none; nor does one when no sticky event
+        // was written since the token (a room the user joined since is sent whole all the same).
+        let sticky_news = since_pos.is_none_or(|s| self.store.may_have_changed(Change::Sticky, s));
         let sticky_rooms: Vec<OwnedRoomId> = rooms
             .iter()
             .filter(|r| r.membership == Membership::Join)
-            .filter(|r| full_state || since_pos.is_none_or(|s| r.last_event_pos > s || r.membership_pos > s))
+            .filter(|r| {
+                full_state || since_pos.is_none_or(|s| (sticky_news && r.last_event_pos > s) || r.membership_pos > s)
+            })
             .map(|r| r.room_id.clone())
             .collect();
         let mut sticky_by_room = self.sticky_events_by_room(&sticky_rooms, now.pos).await?;
@@ -376,14 +383,15 @@ impl Services {
     /// Timeline of a room in `(since, until]`: (events oldest first, limited). When the filter
     /// or history visibility drops events, older pages are read to fill the limit (a few at
     /// most, as Synapse does), so a reader back after an absence still gets a timeline. With
-    /// `joined`, state that is still current shows whatever the history visibility.
+    /// `joined_since` (the user is joined, since that position), state that is still current
+    /// shows whatever the history visibility.
     async fn timeline(
         &self,
         user_id: &UserId,
         room_id: &RoomId,
         span: (Option<StreamPos>, StreamPos),
         filter: &Filter,
-        joined: bool,
+        joined_since: Option<StreamPos>,
     ) -> MatrixResult<Timeline> {
         let (since, until) = span;
         let limit = Self::timeline_limit(filter);
@@ -404,8 +412,8 @@ impl Services {
             events.reverse();
             let state_read = events.iter().filter(|e| e.state_key.is_some()).count();
             let matching: Vec<StoredEvent> = events.into_iter().filter(|e| filter.room.timeline.matches(e)).collect();
-            let mut visible = if joined {
-                self.visible_in_timeline(user_id, room_id, matching).await?
+            let mut visible = if let Some(joined_since) = joined_since {
+                self.visible_in_timeline(user_id, room_id, joined_since, matching).await?
             } else {
                 self.filter_visible(user_id, matching).await?
             };
@@ -428,10 +436,11 @@ impl Services {
         &self,
         user_id: &UserId,
         room_id: &RoomId,
+        joined_since: StreamPos,
         events: Vec<StoredEvent>,
     ) -> MatrixResult<Vec<StoredEvent>> {
         let state_events: Vec<StoredEvent> = events.iter().filter(|e| e.state_key.is_some()).cloned().collect();
-        let mut visible = self.filter_visible(user_id, events).await?;
+        let mut visible = self.filter_visible_knowing(user_id, events, Some((room_id, Some(joined_since)))).await?;
         if state_events.is_empty() {
             return Ok(visible);
         }
@@ -523,7 +532,9 @@ impl Services {
         let since_pos = if full { None } else { since.map(|s| s.pos) };
         let new_events = since_pos.is_none_or(|s| room.last_event_pos > s);
         let Timeline { events: timeline, limited, state_skipped } = if new_events {
-            self.timeline(user_id, room_id, (since_pos, now.pos), filter, true).await?
+            // Joined as of `now` (the room list says since when): no membership read to judge
+            // the timeline's visibility.
+            self.timeline(user_id, room_id, (since_pos, now.pos), filter, Some(room.membership_pos)).await?
         } else {
             Timeline::default()
         };
@@ -666,7 +677,7 @@ impl Services {
             }
         }
         let Timeline { events: timeline, limited, .. } =
-            self.timeline(user_id, &room.room_id, (since, room.membership_pos), filter, false).await?;
+            self.timeline(user_id, &room.room_id, (since, room.membership_pos), filter, None).await?;
         let start = timeline.first().map_or(room.membership_pos, |e| e.stream_pos.prev());
         let state = self.state_at(&room.room_id, start).await?;
         let state_events = self.state_section(user_id, &state, previous.as_deref(), &timeline, filter).await?;

@@ -20,7 +20,7 @@ mod store;
 
 use std::sync::Arc;
 
-pub use db::Database;
+pub use db::{Change, Database};
 pub use error::{StorageError, StorageResult};
 pub use repo::*;
 

@@ -68,11 +68,14 @@ impl RoomHeads {
     }
 
     /// The head after `event_id` (at `depth`, following `prevs`, maybe setting one state entry).
-    /// Called under the room's lock, so it is the newest head of this process.
+    /// Called under the room's lock, so it is the newest head of this process; cached only while
+    /// `old` is still the cached head: a failed write that dropped it meanwhile (outside the
+    /// lock) named an event never written, and the next event must reload the head from storage
+    /// rather than build on one that names it.
     pub fn advance(
         &self,
         room_id: &RoomId,
-        old: &RoomHead,
+        old: &Arc<RoomHead>,
         event_id: &OwnedEventId,
         depth: i64,
         prevs: &[(OwnedEventId, i64)],
@@ -92,6 +95,6 @@ impl RoomHeads {
             extremities,
             partial_servers: old.partial_servers.clone(),
         };
-        self.cache.insert(room_id.to_owned(), Arc::new(head), 1);
+        self.cache.replace_if(room_id.to_owned(), Arc::new(head), 1, |current| Arc::ptr_eq(current, old));
     }
 }

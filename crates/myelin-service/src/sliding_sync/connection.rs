@@ -34,6 +34,9 @@ pub struct ConnectionState {
     /// Last `count` per list.
     #[serde(rename = "n", default)]
     pub list_counts: BTreeMap<String, usize>,
+    /// The fingerprint of the request answered with this state (0: unknown).
+    #[serde(rename = "q", default)]
+    pub request: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

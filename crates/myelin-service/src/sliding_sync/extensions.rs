@@ -9,7 +9,7 @@ use myelin_core::{
     json::object,
     types::{EventId, OwnedEventId, OwnedRoomId},
 };
-use myelin_storage::UserRoom;
+use myelin_storage::{Change, UserRoom};
 use serde_json::{Map, Value, json};
 
 use super::request::{ExtensionScope, Extensions};
@@ -179,17 +179,24 @@ impl Services {
         if let Some(limit) = requested.sticky_events {
             // The response's joined rooms: new ones get every unexpired sticky event, known ones
             // those written since; none that the room's timeline in this response carries.
-            let joined: Vec<OwnedRoomId> = window.iter().filter(|w| w.joined).map(|w| w.room_id.clone()).collect();
+            let since_of = |room_id: &OwnedRoomId| match previously_sent.get(room_id) {
+                _ if new_rooms.contains_key(room_id) => None,
+                Some(sent) => Some(sent.pos),
+                None => since.map(|s| s.0),
+            };
+            // Known rooms only ask when a sticky event was written since they were sent.
+            let joined: Vec<OwnedRoomId> = window
+                .iter()
+                .filter(|w| w.joined)
+                .filter(|w| since_of(&w.room_id).is_none_or(|pos| self.store.may_have_changed(Change::Sticky, pos)))
+                .map(|w| w.room_id.clone())
+                .collect();
             let mut by_room = self.sticky_events_by_room(&joined, now).await?;
             let viewer = Some(crate::pdu::Viewer { user_id, device_id });
             let mut sticky = Map::new();
             for room_id in &joined {
                 let Some(events) = by_room.remove(room_id) else { continue };
-                let since_pos = match previously_sent.get(room_id) {
-                    _ if new_rooms.contains_key(room_id) => None,
-                    Some(sent) => Some(sent.pos),
-                    None => since.map(|s| s.0),
-                };
+                let since_pos = since_of(room_id);
                 let sent: HashSet<&EventId> =
                     timelines.get(room_id).map(|ids| ids.iter().map(|id| id.as_ref()).collect()).unwrap_or_default();
                 let mut section = self.sticky_section(&events, since_pos, &sent, viewer).await?;

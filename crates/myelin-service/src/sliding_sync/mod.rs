@@ -76,23 +76,44 @@ struct Base {
 
 impl Services {
     pub async fn sliding_sync(&self, r: &Requester, req: SlidingSyncRequest) -> MatrixResult<Value> {
-        let base = self.sliding_base(r, &req).await?;
+        // The steps are boxed: a long-poll waits holding only what it needs, not room for them.
+        let base = Box::pin(self.sliding_base(r, &req)).await?;
         // Subscribe before reading, so a write between the read and the wait still wakes us.
         let mut wake = self.notifier.subscribe(&r.user_id);
         let timeout = req.timeout.min(std::time::Duration::from_millis(self.config.limits.max_sync_timeout_ms));
         let deadline = tokio::time::Instant::now() + timeout;
         let wait = base.row.is_some() && !timeout.is_zero();
         let mut first_counts: Option<Value> = None;
+        // The same request again from the newest position, with everything up to the stream
+        // head sent, typing unchanged and the to-device messages all delivered, can have nothing
+        // new: it waits before computing anything (as sync v2 does; in a busy room that is every
+        // listener's request after each message).
+        if wait
+            && base.row.as_ref().is_some_and(|row| row.seq == base.seq)
+            && base.state.request == req.fingerprint
+            && base.state.pos == Some(self.store.stream_head())
+            && base.state.typing == self.typing.serial()
+            && req.extensions.to_device.as_ref().is_none_or(|t| t.since.is_some() && t.since >= base.state.pos)
+        {
+            // One-time key counts move without a stream position: their change is news too.
+            if req.extensions.e2ee {
+                first_counts = Some(self.one_time_key_counts(&r.user_id, &r.device_id).await?);
+            }
+            tokio::select! {
+                _ = wake.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
         loop {
             let started = std::time::Instant::now();
-            let computed = self.sliding_once(r, &req, &base.state).await?;
+            let computed = Box::pin(self.sliding_once(r, &req, &base.state)).await?;
             let computed_in = started.elapsed();
             let counts = computed.body["extensions"]["e2ee"]["device_one_time_keys_count"].clone();
             let counts_moved = first_counts.as_ref().is_some_and(|first| *first != counts);
             first_counts.get_or_insert(counts);
             if !wait || computed.news || counts_moved || tokio::time::Instant::now() >= deadline {
                 let rooms = computed.body["rooms"].as_object().map_or(0, serde_json::Map::len);
-                let body = self.sliding_store(r, &req, base, computed).await?;
+                let body = Box::pin(self.sliding_store(r, &req, base, computed)).await?;
                 self.metrics.sync_build_time.with(&["sliding_sync"]).observe(started.elapsed());
                 tracing::debug!(
                     conn_id = %req.conn_id,
@@ -284,6 +305,7 @@ impl Services {
             rooms: base.rooms.clone(),
             configs: base.configs.clone(),
             list_counts,
+            request: req.fingerprint,
         };
         let summary_ids: Vec<OwnedRoomId> =
             selected.values().filter(|(room, _)| has_timeline(room)).map(|(room, _)| room.room_id.clone()).collect();

@@ -190,6 +190,25 @@ pub struct SlidingSyncRequest {
     pub lists: BTreeMap<String, ListRequest>,
     pub room_subscriptions: BTreeMap<OwnedRoomId, RoomConfig>,
     pub extensions: Extensions,
+    /// What the request asks for, as a number: its body but for what changes from one request to
+    /// the next without changing what the answer holds (`txn_id`, the to-device extension's
+    /// `since`). The same request again from the newest position may wait before computing.
+    pub fingerprint: u64,
+}
+
+/// [`SlidingSyncRequest::fingerprint`] of a request body (never 0).
+fn fingerprint(body: &serde_json::Map<String, Value>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut body = body.clone();
+    body.remove("txn_id");
+    if let Some(Value::Object(extensions)) = body.get_mut("extensions")
+        && let Some(Value::Object(to_device)) = extensions.get_mut("to_device")
+    {
+        to_device.remove("since");
+    }
+    let mut hasher = std::hash::DefaultHasher::new();
+    Value::Object(body).to_string().hash(&mut hasher);
+    hasher.finish().max(1)
 }
 
 fn invalid(message: impl Into<String>) -> MatrixError {
@@ -429,7 +448,8 @@ impl SlidingSyncRequest {
                 extensions.sticky_events = Some(limit);
             }
         }
-        Ok(Self { pos, timeout, conn_id, txn_id, lists, room_subscriptions, extensions })
+        let fingerprint = fingerprint(&body);
+        Ok(Self { pos, timeout, conn_id, txn_id, lists, room_subscriptions, extensions, fingerprint })
     }
 }
 
@@ -449,6 +469,23 @@ mod tests {
 
     fn config(entries: &[(&str, &str)], timeline_limit: usize) -> RoomConfig {
         RoomConfig { required_state: entries.iter().map(|(t, k)| entry(t, k)).collect(), timeline_limit }
+    }
+
+    #[test]
+    fn the_fingerprint_tells_requests_apart_but_not_by_their_txn_id_or_to_device_since() {
+        let fingerprint = |body: serde_json::Value| {
+            SlidingSyncRequest::parse(&body, None, Duration::ZERO).expect("a valid request").fingerprint
+        };
+        let body = |range: u64, txn: &str, since: &str| {
+            json!({
+                "txn_id": txn,
+                "lists": { "all": { "ranges": [[0, range]], "timeline_limit": 1 } },
+                "extensions": { "to_device": { "enabled": true, "since": since } },
+            })
+        };
+        assert_eq!(fingerprint(body(9, "a", "1")), fingerprint(body(9, "b", "7")));
+        assert_ne!(fingerprint(body(9, "a", "1")), fingerprint(body(19, "a", "1")), "another range");
+        assert_ne!(fingerprint(body(9, "a", "1")), 0, "0 stands for unknown");
     }
 
     #[test]

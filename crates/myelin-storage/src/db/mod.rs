@@ -18,6 +18,7 @@
 //! - [`Database::transaction`]: a short transaction that takes no stream position (PostgreSQL
 //!   runs it on a pooled connection beside the writer; SQLite has only the one writer).
 
+pub mod changes;
 pub(crate) mod positions;
 pub mod postgres;
 pub mod sqlite;
@@ -25,6 +26,7 @@ mod value;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
+pub use changes::Change;
 pub use positions::Positions;
 pub use value::{FromColumn, Kind, SqlKind, ToValue, Value};
 
@@ -232,11 +234,19 @@ pub(crate) struct StreamHead {
     tx: tokio::sync::watch::Sender<StreamPos>,
     /// The highest position a committed write of this process took.
     written: std::sync::atomic::AtomicI64,
+    /// What kind of change positions up to the head carried (`changes.rs`).
+    pub(crate) changes: changes::ChangeMarks,
 }
 
 impl StreamHead {
-    pub(crate) fn new(pos: StreamPos) -> Arc<Self> {
-        Arc::new(Self { tx: tokio::sync::watch::channel(pos).0, written: std::sync::atomic::AtomicI64::new(pos.get()) })
+    /// `sees_every_write`: this process is the database's only writer (SQLite), so the change
+    /// marks are exact.
+    pub(crate) fn new(pos: StreamPos, sees_every_write: bool) -> Arc<Self> {
+        Arc::new(Self {
+            tx: tokio::sync::watch::channel(pos).0,
+            written: std::sync::atomic::AtomicI64::new(pos.get()),
+            changes: changes::ChangeMarks::new(pos, sees_every_write),
+        })
     }
 
     /// Records that a write of this process took positions up to `pos` and committed.
@@ -335,15 +345,20 @@ impl Database {
         }
     }
 
-    /// Runs `f` on a read connection.
-    pub async fn read<T, F>(&self, f: F) -> StorageResult<T>
+    /// Runs `f` on a read connection. (SQLite learns per call site whether its reads are quick
+    /// enough to run on the calling thread.)
+    #[track_caller]
+    pub fn read<T, F>(&self, f: F) -> impl Future<Output = StorageResult<T>> + Send + '_
     where
         T: Send + 'static,
         F: for<'c, 'x> FnOnce(&'c mut Conn<'x>) -> BoxFut<'c, StorageResult<T>> + Send + 'static,
     {
-        match &self.backend {
-            Backend::Sqlite(db) => db.read(f).await,
-            Backend::Postgres(db) => db.read(f).await,
+        let site = std::panic::Location::caller();
+        async move {
+            match &self.backend {
+                Backend::Sqlite(db) => db.read(site, f).await,
+                Backend::Postgres(db) => db.read(f).await,
+            }
         }
     }
 
@@ -411,6 +426,13 @@ impl Database {
     /// The highest committed stream position this process knows of.
     pub fn stream_head(&self) -> StreamPos {
         self.head.get()
+    }
+
+    /// Whether a write of `change` may have taken a position after `since`: `false` only where
+    /// this process sees every write (SQLite) and none of that kind came after `since`, so a
+    /// read of such changes would find nothing.
+    pub fn may_have_changed(&self, change: Change, since: StreamPos) -> bool {
+        self.head.changes.may_have_changed(change, since)
     }
 
     /// Learns of every move of [`stream_head`](Self::stream_head).

@@ -14,7 +14,10 @@
 
 use std::sync::Arc;
 
-use super::postgres::Reserver;
+use super::{
+    changes::{BatchChanges, Change},
+    postgres::Reserver,
+};
 use crate::{StorageResult, StreamPos};
 
 /// Positions of one batch.
@@ -28,22 +31,40 @@ pub struct Positions {
     reserver: Option<(Arc<Reserver>, i64)>,
     /// How many positions a PostgreSQL reservation asks for.
     block: i64,
+    /// What kind of change each position carried (`super::changes`).
+    changes: BatchChanges,
 }
 
 impl Positions {
     /// SQLite: positions after the committed head, without limit.
     pub(crate) fn after(head: StreamPos) -> Self {
-        Self { next: head.get() + 1, end: i64::MAX, highest: None, reserver: None, block: 0 }
+        Self {
+            next: head.get() + 1,
+            end: i64::MAX,
+            highest: None,
+            reserver: None,
+            block: 0,
+            changes: BatchChanges::default(),
+        }
     }
 
     /// PostgreSQL: positions reserved through `reserver` for the writer whose database backend
     /// is `owner_pid`, `block` at a time.
     pub(crate) fn reserved(reserver: Arc<Reserver>, owner_pid: i64, block: i64) -> Self {
-        Self { next: 1, end: 0, highest: None, reserver: Some((reserver, owner_pid)), block: block.max(1) }
+        Self {
+            next: 1,
+            end: 0,
+            highest: None,
+            reserver: Some((reserver, owner_pid)),
+            block: block.max(1),
+            changes: BatchChanges::default(),
+        }
     }
 
-    /// The next position, higher than every one this batch handed out before.
-    pub async fn next(&mut self) -> StorageResult<StreamPos> {
+    /// The next position, higher than every one this batch handed out before, for a write of
+    /// `change` (what readers asking "anything of this kind since my token" may skip depends on
+    /// it: say [`Change::Any`] when unsure).
+    pub async fn next(&mut self, change: Change) -> StorageResult<StreamPos> {
         if self.next > self.end
             && let Some((reserver, owner_pid)) = &self.reserver
         {
@@ -54,7 +75,13 @@ impl Positions {
         let pos = StreamPos(self.next);
         self.next += 1;
         self.highest = Some(pos);
+        self.changes.record(change, pos);
         Ok(pos)
+    }
+
+    /// What kinds of change the batch's positions carried.
+    pub(crate) fn changes(&self) -> &BatchChanges {
+        &self.changes
     }
 
     /// The highest position handed out, if any was.

@@ -9,6 +9,7 @@ use std::{
     collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant},
 };
 
 use futures_util::FutureExt;
@@ -59,6 +60,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0033_oauth.sql"),
     include_str!("../../migrations/0034_rendezvous.sql"),
     include_str!("../../migrations/0035_passkeys.sql"),
+    include_str!("../../migrations/0036_unread_highlights.sql"),
 ];
 
 pub struct Sqlite {
@@ -124,7 +126,7 @@ impl Sqlite {
         })
         .await
         .map_err(|e| StorageError::Task(e.to_string()))??;
-        let head = StreamHead::new(head);
+        let head = StreamHead::new(head, true);
         let (writer, rx) = mpsc::channel::<Queued>();
         std::thread::Builder::new()
             .name("myelin-sqlite-writer".into())
@@ -138,12 +140,12 @@ impl Sqlite {
         Ok((backend, head))
     }
 
-    pub(crate) async fn read<T, F>(&self, f: F) -> StorageResult<T>
+    pub(crate) async fn read<T, F>(&self, site: ReadSite, f: F) -> StorageResult<T>
     where
         T: Send + 'static,
         F: for<'c, 'x> FnOnce(&'c mut Conn<'x>) -> BoxFut<'c, StorageResult<T>> + Send + 'static,
     {
-        self.readers.read(f).await
+        self.readers.read(site, f).await
     }
 
     pub(crate) fn submit(&self, job: Job, relaxed: bool) -> StorageResult<()> {
@@ -171,6 +173,7 @@ fn watch_other_writers(path: &Path, head: std::sync::Weak<StreamHead>) {
             if let Ok(stored) = conn.query_row("SELECT pos FROM stream_head WHERE id = 1", [], |r| r.get::<_, i64>(0))
                 && stored > head.get().get()
             {
+                head.changes.everything_up_to(StreamPos(stored));
                 head.wrote(StreamPos(stored));
                 head.advance(StreamPos(stored));
             }
@@ -212,6 +215,7 @@ fn run_writer(mut conn: Connection, rx: mpsc::Receiver<Queued>, head: Arc<Stream
             // on from the stored head, read under the write lock.
             let stored: i64 = conn.query_row("SELECT pos FROM stream_head WHERE id = 1", [], |r| r.get(0))?;
             if stored > start.get() {
+                head.changes.everything_up_to(StreamPos(stored));
                 start = StreamPos(stored);
                 positions = Positions::after(start);
             }
@@ -245,6 +249,7 @@ fn run_writer(mut conn: Connection, rx: mpsc::Receiver<Queued>, head: Arc<Stream
         }
         match outcome {
             Ok(()) => {
+                head.changes.apply(positions.changes());
                 head.wrote(positions.sqlite_head(start));
                 head.advance(positions.sqlite_head(start));
                 for deliver in delivers {
@@ -263,58 +268,145 @@ fn run_writer(mut conn: Connection, rx: mpsc::Receiver<Queued>, head: Arc<Stream
     }
 }
 
-/// A fixed pool of read-only connections; reads run on tokio's blocking threads. A semaphore
-/// caps concurrent reads at the pool size, which bounds connections (each with its own page
-/// cache), threads and memory however many requests arrive at once.
+/// Where a read is asked for (the repository statement's call site): the pool learns per site
+/// whether its reads are quick.
+pub(crate) type ReadSite = &'static std::panic::Location<'static>;
+
+/// A site whose reads took longer than this [`SLOW_RUNS_TO_LEAVE`] times in a row goes to the
+/// blocking threads. (Twice: on a busy machine a quick read is now and then preempted halfway,
+/// rarely twice running. Wall time, not the thread's CPU time, whose clock is a system call:
+/// reading it around every read cost 5% of a fan-out's CPU.)
+const INLINE_BUDGET: Duration = Duration::from_millis(1);
+const SLOW_RUNS_TO_LEAVE: u32 = 2;
+/// Quick runs in a row on a blocking thread after which a site's reads come back inline.
+const QUICK_RUNS_TO_RETURN: u32 = 8;
+
+/// A fixed pool of read-only connections. A semaphore caps concurrent reads at the pool size,
+/// which bounds connections (each with its own page cache), threads and memory however many
+/// requests arrive at once.
+///
+/// Most reads are index lookups over cached pages that take microseconds: those run on the
+/// calling (async) thread, since handing them to a blocking thread costs more than the read
+/// (two thread switches, and a queue when many syncs wake at once: a busy room's 50 woken
+/// listeners spent 14 ms each waiting for ten such hand-offs, against 0.35 ms of work). A read
+/// site whose reads took more than [`INLINE_BUDGET`] twice in a row runs on tokio's blocking
+/// threads until it has been quick [`QUICK_RUNS_TO_RETURN`] times in a row there, so a scan
+/// (search, an admin listing, a big room's members) holds an async thread for long only twice.
 struct ReadPool {
     path: PathBuf,
     idle: Arc<Mutex<Vec<Connection>>>,
     permits: Arc<tokio::sync::Semaphore>,
+    /// What is known of the sites: slow ones (on the blocking threads) with their quick runs
+    /// there in a row, quick ones with their slow runs in a row (below the limit).
+    slow_sites: Arc<Mutex<HashMap<usize, SiteRecord>>>,
+    /// Every read on the blocking threads, as before reads ran inline
+    /// (`MYELIN_SQLITE_READS=blocking`, for measuring one against the other).
+    always_blocking: bool,
 }
 
 impl ReadPool {
     fn new(path: PathBuf) -> Self {
-        Self { path, idle: Default::default(), permits: Arc::new(tokio::sync::Semaphore::new(READERS)) }
+        Self {
+            path,
+            idle: Default::default(),
+            permits: Arc::new(tokio::sync::Semaphore::new(READERS)),
+            slow_sites: Default::default(),
+            always_blocking: std::env::var("MYELIN_SQLITE_READS").is_ok_and(|v| v == "blocking"),
+        }
     }
 
-    async fn read<T, F>(&self, f: F) -> StorageResult<T>
+    async fn read<T, F>(&self, site: ReadSite, f: F) -> StorageResult<T>
     where
         T: Send + 'static,
         F: for<'c, 'x> FnOnce(&'c mut Conn<'x>) -> BoxFut<'c, StorageResult<T>> + Send + 'static,
     {
         let permit =
             self.permits.clone().acquire_owned().await.map_err(|_| StorageError::Task("read pool closed".into()))?;
-        let idle = self.idle.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
+        let key = site as *const std::panic::Location<'static> as usize;
+        let slow = self.always_blocking
+            || self.slow_sites.lock().map(|sites| matches!(sites.get(&key), Some(SiteRecord::Slow(_)))).unwrap_or(true);
+        let (idle, path, sites) = (self.idle.clone(), self.path.clone(), self.slow_sites.clone());
+        let run = move || {
             let _permit = permit;
-            let pooled = idle.lock().map_err(|_| StorageError::Task("read pool poisoned".into()))?.pop();
-            let mut conn = match pooled {
-                Some(conn) => conn,
-                None => {
-                    let conn = Connection::open_with_flags(
-                        &path,
-                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-                    )?;
-                    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-                    conn.set_prepared_statement_cache_capacity(128);
-                    conn
+            let started = Instant::now();
+            let result = read_on(&idle, &path, f);
+            let quick = started.elapsed() <= INLINE_BUDGET;
+            if let Ok(mut sites) = sites.lock() {
+                let record = sites.get(&key).copied();
+                match (record, quick) {
+                    // The usual case: a quick site, quick again.
+                    (None, true) => {}
+                    (Some(SiteRecord::Quick(_)), true) => {
+                        sites.remove(&key);
+                    }
+                    (None, false) => {
+                        sites.insert(key, next_slow(1));
+                    }
+                    (Some(SiteRecord::Quick(slow_runs)), false) => {
+                        sites.insert(key, next_slow(slow_runs + 1));
+                    }
+                    (Some(SiteRecord::Slow(quick_runs)), true) if quick_runs + 1 >= QUICK_RUNS_TO_RETURN => {
+                        sites.remove(&key);
+                    }
+                    (Some(SiteRecord::Slow(quick_runs)), true) => {
+                        sites.insert(key, SiteRecord::Slow(quick_runs + 1));
+                    }
+                    (Some(SiteRecord::Slow(_)), false) => {
+                        sites.insert(key, SiteRecord::Slow(0));
+                    }
                 }
-            };
-            let result = {
-                let mut c = Conn::sqlite(&mut conn);
-                run_now(f(&mut c)).and_then(|r| r)
-            };
-            if let Ok(mut idle) = idle.lock()
-                && idle.len() < READERS
-            {
-                idle.push(conn);
             }
             result
-        })
-        .await
-        .map_err(|e| StorageError::Task(format!("read task failed: {e}")))?
+        };
+        if !slow {
+            return run();
+        }
+        tokio::task::spawn_blocking(run).await.map_err(|e| StorageError::Task(format!("read task failed: {e}")))?
     }
+}
+
+/// What the pool knows of a read site it has seen take long.
+#[derive(Clone, Copy, Debug)]
+enum SiteRecord {
+    /// Still inline, after this many slow runs in a row.
+    Quick(u32),
+    /// On the blocking threads, after this many quick runs in a row there.
+    Slow(u32),
+}
+
+/// The record of a site after `slow_runs` slow runs in a row.
+fn next_slow(slow_runs: u32) -> SiteRecord {
+    if slow_runs >= SLOW_RUNS_TO_LEAVE { SiteRecord::Slow(0) } else { SiteRecord::Quick(slow_runs) }
+}
+
+/// Runs `f` on an idle read connection (or a new one), then gives the connection back.
+fn read_on<T, F>(idle: &Mutex<Vec<Connection>>, path: &Path, f: F) -> StorageResult<T>
+where
+    F: for<'c, 'x> FnOnce(&'c mut Conn<'x>) -> BoxFut<'c, StorageResult<T>>,
+{
+    let pooled = idle.lock().map_err(|_| StorageError::Task("read pool poisoned".into()))?.pop();
+    let mut conn = match pooled {
+        Some(conn) => conn,
+        None => {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+            )?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn.set_prepared_statement_cache_capacity(128);
+            conn
+        }
+    };
+    let result = {
+        let mut c = Conn::sqlite(&mut conn);
+        run_now(f(&mut c)).and_then(|r| r)
+    };
+    if let Ok(mut idle) = idle.lock()
+        && idle.len() < READERS
+    {
+        idle.push(conn);
+    }
+    result
 }
 
 thread_local! {
@@ -436,7 +528,60 @@ pub(super) fn execute(conn: &mut Connection, sql: &str, params: Params<'_>) -> S
 
 #[cfg(test)]
 mod tests {
-    use super::translate;
+    use std::{panic::Location, thread::ThreadId, time::Instant};
+
+    use super::{INLINE_BUDGET, QUICK_RUNS_TO_RETURN, ReadPool, ReadSite, translate};
+
+    /// Runs a read at `site` that uses `cpu` of CPU; returns the thread it ran on.
+    async fn read_on_thread(pool: &ReadPool, site: ReadSite, cpu: std::time::Duration) -> ThreadId {
+        pool.read(site, move |_| {
+            let started = Instant::now();
+            while started.elapsed() < cpu {
+                std::hint::spin_loop();
+            }
+            let thread = std::thread::current().id();
+            Box::pin(async move { Ok(thread) })
+        })
+        .await
+        .expect("read")
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn quick_reads_run_inline_and_a_slow_site_moves_to_the_blocking_threads_until_it_is_quick_again() {
+        let path = std::env::temp_dir().join(format!("myelin-read-pool-{}.db", std::process::id()));
+        rusqlite::Connection::open(&path).expect("create").execute_batch("CREATE TABLE t (a INTEGER)").expect("t");
+        let pool = ReadPool::new(path.clone());
+        let here = std::thread::current().id();
+        let quick_site: ReadSite = Location::caller();
+        let slow_site: ReadSite = Location::caller();
+        assert!(!std::ptr::eq(quick_site, slow_site), "two sites");
+        for _ in 0..3 {
+            assert_eq!(
+                read_on_thread(&pool, quick_site, std::time::Duration::ZERO).await,
+                here,
+                "a quick read is inline"
+            );
+        }
+        let slow = INLINE_BUDGET * 3;
+        // Not known to be slow yet: it runs inline twice (once could be the machine's fault),
+        // and is then sent away.
+        assert_eq!(read_on_thread(&pool, slow_site, slow).await, here);
+        assert_eq!(read_on_thread(&pool, slow_site, slow).await, here);
+        assert_ne!(read_on_thread(&pool, slow_site, slow).await, here, "a slow site goes to the blocking threads");
+        assert_eq!(read_on_thread(&pool, quick_site, std::time::Duration::ZERO).await, here, "other sites stay inline");
+        // Quick again: after enough quick runs in a row on the blocking threads, it comes back.
+        for _ in 0..QUICK_RUNS_TO_RETURN {
+            assert_ne!(read_on_thread(&pool, slow_site, std::time::Duration::ZERO).await, here);
+        }
+        assert_eq!(read_on_thread(&pool, slow_site, std::time::Duration::ZERO).await, here, "back inline");
+        // One slow run between quick ones is forgiven; two in a row are not.
+        assert_eq!(read_on_thread(&pool, slow_site, slow).await, here);
+        assert_eq!(read_on_thread(&pool, slow_site, std::time::Duration::ZERO).await, here);
+        assert_eq!(read_on_thread(&pool, slow_site, slow).await, here);
+        assert_eq!(read_on_thread(&pool, slow_site, slow).await, here);
+        assert_ne!(read_on_thread(&pool, slow_site, std::time::Duration::ZERO).await, here);
+        let _ = std::fs::remove_file(&path);
+    }
 
     #[test]
     fn placeholders_lists_and_locks_are_rewritten() {

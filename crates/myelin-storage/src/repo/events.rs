@@ -236,6 +236,11 @@ pub trait EventRepo {
     /// what this one has heard of (a sync token from another process shows it). Advances
     /// `stream_head()` too.
     async fn refresh_stream_head(&self) -> StorageResult<StreamPos>;
+    /// Whether a write of `change` may have taken a position after `since`: `false` only where
+    /// this process sees every write (SQLite) and none of that kind came after `since`. The
+    /// repositories' "changes since" reads answer empty by themselves then; this is for a caller
+    /// deciding whether to ask at all.
+    fn may_have_changed(&self, change: crate::Change, since: StreamPos) -> bool;
     /// Learns of every move of [`stream_head`](Self::stream_head).
     fn watch_stream_head(&self) -> tokio::sync::watch::Receiver<StreamPos>;
     /// The highest position taken by a committed write of this process (readers see every write

@@ -30,10 +30,14 @@ pub trait PresenceRepo {
     async fn get_presence(&self, user_id: &UserId) -> StorageResult<Option<PresenceRecord>>;
     /// The rows of these users.
     async fn presence_of(&self, user_ids: &[OwnedUserId]) -> StorageResult<Vec<PresenceRecord>>;
-    /// Rows changed in `(since, until]`, newest first, at most `limit` (a sync far behind gets
-    /// the newest changes).
-    async fn presence_changes(
+    /// Rows changed in `(since, until]` that `viewer` sees: its own, and those of users who are
+    /// joined to or invited into a room the viewer is joined to. Newest first, at most `limit` (a
+    /// sync far behind gets the newest changes). The rooms are looked at in the query, so a sync
+    /// reads its room mates' changes, not every change on the server (5 000 users coming online
+    /// made each of their syncs read and sort thousands of others' rows).
+    async fn presence_changes_seen_by(
         &self,
+        viewer: &UserId,
         since: StreamPos,
         until: StreamPos,
         limit: usize,

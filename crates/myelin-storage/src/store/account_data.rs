@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use myelin_core::types::{OwnedRoomId, RoomId, UserId};
 
-use crate::{AccountDataRecord, AccountDataRepo, Database, StorageResult, StreamPos};
+use crate::{AccountDataRecord, AccountDataRepo, Database, StorageResult, StreamPos, db::Change};
 
 /// Global account data is stored with this room id (the column is part of the primary key).
 const GLOBAL: &str = "";
@@ -25,7 +25,7 @@ impl AccountDataRepo for Database {
         let (user_id, room_id, data_type) = (user_id.to_owned(), room_column(room_id), data_type.to_owned());
         self.write(move |c, positions| {
             Box::pin(async move {
-                let pos = positions.next().await?;
+                let pos = positions.next(Change::AccountData).await?;
                 c.execute(
                     "INSERT INTO account_data (user_id, room_id, data_type, content, stream_pos) VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (user_id, room_id, data_type)
@@ -90,7 +90,7 @@ impl AccountDataRepo for Database {
         let (user_id, room_id, data_type) = (user_id.to_owned(), room_column(room_id), data_type.to_owned());
         self.write(move |c, positions| {
             Box::pin(async move {
-                let pos = positions.next().await?;
+                let pos = positions.next(Change::AccountData).await?;
                 let written = match expected {
                     Some(expected) => {
                         c.execute(
@@ -121,6 +121,9 @@ impl AccountDataRepo for Database {
         since: StreamPos,
         until: StreamPos,
     ) -> StorageResult<Vec<AccountDataRecord>> {
+        if !self.may_have_changed(Change::AccountData, since) {
+            return Ok(Vec::new());
+        }
         let user_id = user_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {

@@ -18,7 +18,7 @@ use super::{
 use crate::{
     BackfilledEvent, Database, Direction, EventRepo, EventState, MembershipUpdate, NewEvent, OutOfRoomMembership,
     OutlierEvent, PendingPersist, PersistOutcome, StorageError, StorageResult, StoredEvent, StreamPos,
-    db::{Conn, Params, Positions, ToValue, Write},
+    db::{Change, Conn, Params, Positions, ToValue, Write},
 };
 
 /// Queues a push job (`PUSH_JOB`, keyed as `push_job_key`, the user id as its payload) for each
@@ -127,7 +127,15 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
         }
         _ => None,
     };
-    let pos = positions.next().await?;
+    // A message (no state, nothing sticky, no resolved state from another server) changes only
+    // timelines and counts; anything else may change memberships and sticky events too.
+    let message = ev.state_key.is_none()
+        && ev.membership.is_none()
+        && ev.member_changes.is_empty()
+        && ev.sticky_until_ms.is_none()
+        && matches!(ev.state, EventState::Current);
+    let change = if message { Change::Message } else { Change::Any };
+    let pos = positions.next(change).await?;
     let (rel_type, relates_to) = match &ev.relation {
         Some((r, e)) => (Some(r.as_str()), Some(e.as_str())),
         None => (None, None),
@@ -323,7 +331,7 @@ async fn persist_rejected(
     state_before: Option<StateGroupId>,
     state_after: Option<StateGroupId>,
 ) -> StorageResult<PersistOutcome> {
-    let pos = positions.next().await?;
+    let pos = positions.next(Change::Any).await?;
     c.execute(
         "INSERT INTO events (stream_pos, event_id, room_id, depth, sender, event_type, state_key, origin_server_ts,
                              json, state_before, state_after, outlier, rejection)
@@ -363,7 +371,7 @@ async fn persist_outliers(c: &mut Conn<'_>, positions: &mut Positions, events: &
     }
     let mut stream_positions = Vec::with_capacity(fresh.len());
     for _ in &fresh {
-        stream_positions.push(positions.next().await?);
+        stream_positions.push(positions.next(Change::Any).await?);
     }
     let outlier = true;
     let rows: Vec<Vec<&dyn ToValue>> = fresh
@@ -458,7 +466,7 @@ async fn persist_out_of_room_membership(
     )
     .await?;
     persist_outliers(c, positions, std::slice::from_ref(ev)).await?;
-    let pos = positions.next().await?;
+    let pos = positions.next(Change::Any).await?;
     let u = &m.update;
     let joins = i64::from(u.membership == Membership::Join);
     let invites = i64::from(u.membership == Membership::Invite);
@@ -519,6 +527,10 @@ impl EventRepo for Database {
 
     async fn refresh_stream_head(&self) -> StorageResult<StreamPos> {
         Database::refresh_stream_head(self).await
+    }
+
+    fn may_have_changed(&self, change: crate::Change, since: StreamPos) -> bool {
+        Database::may_have_changed(self, change, since)
     }
 
     fn watch_stream_head(&self) -> tokio::sync::watch::Receiver<StreamPos> {

@@ -9,7 +9,7 @@ use myelin_core::types::{DeviceId, OwnedUserId, UserId};
 use crate::{
     ClaimedKey, Database, DeviceKeys, KeyClaim, KeyRepo, KeyUpload, KeyUploadOutcome, StorageResult, StreamPos,
     UploadedKey,
-    db::{Conn, Positions, ToValue},
+    db::{Change, Conn, Positions, ToValue},
     same_key,
 };
 
@@ -19,7 +19,7 @@ pub(crate) async fn record_change(
     positions: &mut Positions,
     user_id: &UserId,
 ) -> StorageResult<StreamPos> {
-    let pos = positions.next().await?;
+    let pos = positions.next(Change::DeviceList).await?;
     c.execute("INSERT INTO device_list_changes (stream_pos, user_id) VALUES ($1, $2)", &[&pos, &user_id]).await?;
     Ok(pos)
 }
@@ -302,6 +302,9 @@ impl KeyRepo for Database {
     }
 
     async fn device_list_changes(&self, since: StreamPos, until: StreamPos) -> StorageResult<Vec<OwnedUserId>> {
+        if !self.may_have_changed(Change::DeviceList, since) {
+            return Ok(Vec::new());
+        }
         self.read(move |c| {
             Box::pin(async move {
                 c.query(

@@ -9,7 +9,7 @@ use myelin_core::{
 
 use crate::{
     Database, MemberChange, PartialStateRepo, PartialStateRoom, StateEntry, StorageError, StorageResult,
-    db::{Conn, ToValue, Write},
+    db::{Change, Conn, ToValue, Write},
 };
 
 /// Runs one statement per parameter set (pipelined on PostgreSQL).
@@ -115,7 +115,7 @@ impl PartialStateRepo for Database {
                     &current_sets,
                 )
                 .await?;
-                let pos = positions.next().await?;
+                let pos = positions.next(Change::Any).await?;
                 let member_sets: Vec<Vec<&dyn ToValue>> = members
                     .iter()
                     .map(|m| -> Vec<&dyn ToValue> {

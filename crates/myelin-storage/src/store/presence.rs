@@ -1,11 +1,14 @@
 //! Presence rows: changes others see take a stream position; activity only moves times.
 
 use async_trait::async_trait;
-use myelin_core::types::{OwnedUserId, UserId};
+use myelin_core::{
+    Membership,
+    types::{OwnedUserId, UserId},
+};
 
 use crate::{
     Database, PresenceRecord, PresenceRepo, StorageResult, StreamPos,
-    db::{Conn, Row},
+    db::{Change, Conn, Row},
 };
 
 const COLUMNS: &str = "user_id, state, status_msg, last_active_ms, alive_until_ms, local, stream_pos";
@@ -40,7 +43,7 @@ impl PresenceRepo for Database {
     async fn put_presence(&self, record: PresenceRecord) -> StorageResult<StreamPos> {
         self.write(move |c, positions| {
             Box::pin(async move {
-                let pos = positions.next().await?;
+                let pos = positions.next(Change::Presence).await?;
                 upsert(c, &record, pos).await?;
                 Ok(pos)
             })
@@ -71,20 +74,29 @@ impl PresenceRepo for Database {
         .await
     }
 
-    async fn presence_changes(
+    async fn presence_changes_seen_by(
         &self,
+        viewer: &UserId,
         since: StreamPos,
         until: StreamPos,
         limit: usize,
     ) -> StorageResult<Vec<PresenceRecord>> {
+        if !self.may_have_changed(Change::Presence, since) {
+            return Ok(Vec::new());
+        }
+        let viewer = viewer.to_owned();
         self.read(move |c| {
             Box::pin(async move {
                 c.query(
                     &format!(
-                        "SELECT {COLUMNS} FROM presence WHERE stream_pos > $1 AND stream_pos <= $2
-                         ORDER BY stream_pos DESC LIMIT {limit}"
+                        "SELECT {COLUMNS} FROM presence p WHERE p.stream_pos > $1 AND p.stream_pos <= $2
+                           AND (p.user_id = $3 OR EXISTS (
+                               SELECT 1 FROM room_members a JOIN room_members b ON a.room_id = b.room_id
+                               WHERE a.user_id = $3 AND a.membership = $4 AND b.user_id = p.user_id
+                                 AND b.membership IN ($4, $5)))
+                         ORDER BY p.stream_pos DESC LIMIT {limit}"
                     ),
-                    &[&since, &until],
+                    &[&since, &until, &viewer, &Membership::Join, &Membership::Invite],
                     record,
                 )
                 .await
@@ -137,7 +149,7 @@ impl PresenceRepo for Database {
                 let mut changed = Vec::with_capacity(stale.len());
                 for mut row in stale {
                     row.state = if row.alive_until_ms < now_ms { "offline" } else { "unavailable" }.to_owned();
-                    let pos = positions.next().await?;
+                    let pos = positions.next(Change::Presence).await?;
                     upsert(c, &row, pos).await?;
                     row.stream_pos = pos;
                     changed.push(row);

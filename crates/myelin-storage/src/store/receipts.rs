@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use myelin_core::types::{OwnedEventId, OwnedRoomId, RoomId, UserId};
 use ruma::events::receipt::{ReceiptThread, ReceiptType};
 
-use crate::{Database, ReceiptRecord, ReceiptRepo, StorageError, StorageResult, StreamPos, db::Row};
+use crate::{
+    Database, ReceiptRecord, ReceiptRepo, StorageError, StorageResult, StreamPos,
+    db::{Change, Row},
+};
 
 /// A receipt's thread as stored: '' unthreaded, 'main', or the thread root's event id.
 fn thread_column(thread: &ReceiptThread) -> &str {
@@ -42,13 +45,19 @@ pub(crate) const UNREAD_AFTER_RECEIPT: &str = "a.stream_pos > (SELECT COALESCE(M
 
 /// `(notifications, highlights)` of user `$1` in room `$2` after their newest read receipt, up
 /// to position `$3` (also read for a whole sliding sync window).
-pub(crate) const UNREAD_COUNTS: &str = "SELECT COUNT(*), CAST(COALESCE(SUM(highlight), 0) AS BIGINT)
-     FROM event_push_actions
-     WHERE user_id = $1 AND room_id = $2 AND stream_pos <= $3
-       AND stream_pos > (SELECT COALESCE(MAX(event_pos), 0) FROM receipts WHERE room_id = $2 AND user_id = $1
-                         AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main'))
-       AND stream_pos > COALESCE((SELECT stream_pos FROM room_members
-                                  WHERE room_id = $2 AND user_id = $1 AND membership = 'join'), 0)";
+/// Notifications and highlights after the user's read marker (and join). Both counts read
+/// indexes only: the primary key's, and the partial index of highlighting actions (0036), so
+/// no table row is read however many messages are unread.
+pub(crate) const UNREAD_COUNTS: &str = "SELECT
+       (SELECT COUNT(*) FROM event_push_actions
+        WHERE user_id = $1 AND room_id = $2 AND stream_pos <= $3 AND stream_pos > m.pos),
+       (SELECT COUNT(*) FROM event_push_actions
+        WHERE user_id = $1 AND room_id = $2 AND stream_pos <= $3 AND stream_pos > m.pos AND highlight = 1)
+     FROM (SELECT CASE WHEN r.pos > j.pos THEN r.pos ELSE j.pos END AS pos
+           FROM (SELECT COALESCE(MAX(event_pos), 0) AS pos FROM receipts WHERE room_id = $2 AND user_id = $1
+                 AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main')) r,
+                (SELECT COALESCE(MAX(stream_pos), 0) AS pos FROM room_members
+                 WHERE room_id = $2 AND user_id = $1 AND membership = 'join') j) m";
 
 #[async_trait]
 impl ReceiptRepo for Database {
@@ -58,7 +67,7 @@ impl ReceiptRepo for Database {
                 // One statement: a row that does not exist yet cannot be locked, so a read and
                 // then a write could let a racing older receipt win. (A receipt that loses takes
                 // a position all the same: positions may have gaps.)
-                let pos = positions.next().await?;
+                let pos = positions.next(Change::Receipt).await?;
                 let written = c
                     .execute(
                         "INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, stream_pos)
@@ -90,6 +99,9 @@ impl ReceiptRepo for Database {
         since: StreamPos,
         until: StreamPos,
     ) -> StorageResult<Vec<ReceiptRecord>> {
+        if room_ids.is_empty() || !self.may_have_changed(Change::Receipt, since) {
+            return Ok(Vec::new());
+        }
         let room_ids = room_ids.to_vec();
         self.read(move |c| {
             Box::pin(async move {

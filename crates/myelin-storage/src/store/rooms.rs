@@ -10,6 +10,7 @@ use myelin_core::{
 
 use crate::{
     Database, MemberRecord, PublicRoomRecord, RoomRecord, RoomRepo, StorageResult, StoredEvent, StreamPos, UserRoom,
+    db::Change,
 };
 
 #[async_trait]
@@ -99,6 +100,9 @@ impl RoomRepo for Database {
         since: StreamPos,
         until: StreamPos,
     ) -> StorageResult<Vec<MemberRecord>> {
+        if !self.may_have_changed(Change::Membership, since) {
+            return Ok(Vec::new());
+        }
         let room_id = room_id.to_owned();
         self.read(move |c| {
             Box::pin(async move {
@@ -188,6 +192,9 @@ impl RoomRepo for Database {
     }
 
     async fn sharing_rooms_with(&self, user_id: &UserId, others: &[OwnedUserId]) -> StorageResult<Vec<OwnedUserId>> {
+        if others.is_empty() {
+            return Ok(Vec::new());
+        }
         let (user_id, others) = (user_id.to_owned(), others.to_vec());
         self.read(move |c| {
             Box::pin(async move {

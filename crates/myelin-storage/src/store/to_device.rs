@@ -4,7 +4,10 @@ use async_trait::async_trait;
 
 use myelin_core::types::{DeviceId, UserId};
 
-use crate::{Database, StorageResult, StreamPos, ToDeviceMessage, ToDeviceRepo, ToDeviceSend, db::ToValue};
+use crate::{
+    Database, StorageResult, StreamPos, ToDeviceMessage, ToDeviceRepo, ToDeviceSend,
+    db::{Change, ToValue},
+};
 
 #[async_trait]
 impl ToDeviceRepo for Database {
@@ -25,7 +28,7 @@ impl ToDeviceRepo for Database {
                 }
                 let mut stream_positions = Vec::with_capacity(messages.len());
                 for _ in &messages {
-                    stream_positions.push(positions.next().await?);
+                    stream_positions.push(positions.next(Change::ToDevice).await?);
                 }
                 let rows: Vec<Vec<&dyn ToValue>> = messages
                     .iter()
@@ -53,6 +56,9 @@ impl ToDeviceRepo for Database {
         until: StreamPos,
         limit: usize,
     ) -> StorageResult<Vec<ToDeviceMessage>> {
+        if !self.may_have_changed(Change::ToDevice, after) {
+            return Ok(Vec::new());
+        }
         let (user, device) = (user_id.to_owned(), device_id.to_owned());
         self.read(move |c| {
             Box::pin(async move {

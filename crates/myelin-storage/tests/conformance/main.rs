@@ -5,6 +5,7 @@
 
 mod accounts;
 mod admin;
+mod changes;
 mod cluster;
 mod delayed_events;
 mod e2ee;
@@ -232,6 +233,8 @@ all_backends!(
     delayed_events::firing_a_delayed_event_ends_restarts_and_cancels,
     delayed_events::delegated_leaves_are_one_per_participant_and_taken_once,
     sticky_events::sticky_events_last_until_they_expire,
+    changes::quiet_kinds_are_skipped_and_every_write_of_a_kind_is_still_read,
+    changes::a_reopened_store_treats_everything_before_its_head_as_news,
     cluster::the_stream_head_reaches_every_process,
     cluster::signals_reach_the_other_processes_only,
     cluster::a_second_writer_on_the_same_database_takes_later_positions,

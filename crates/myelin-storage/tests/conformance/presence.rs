@@ -2,7 +2,7 @@
 
 use myelin_storage::*;
 
-use super::{open_store, uid};
+use super::{open_store, room_with, uid};
 
 fn record(user: &str, state: &str, last_active_ms: u64, alive_until_ms: u64, local: bool) -> PresenceRecord {
     PresenceRecord {
@@ -18,6 +18,7 @@ fn record(user: &str, state: &str, last_active_ms: u64, alive_until_ms: u64, loc
 
 pub async fn presence_changes_take_positions_and_timers_expire_them(url: String) {
     let store = open_store(&url).await;
+    room_with(&store, "!p:test", &["@a:test", "@b:test"]).await;
     let start = store.stream_head();
     let a = store.put_presence(record("@a:test", "online", 1_000, 31_000, true)).await.expect("put");
     let mut busy = record("@b:test", "online", 1_000, 100_000, true);
@@ -27,9 +28,17 @@ pub async fn presence_changes_take_positions_and_timers_expire_them(url: String)
     assert!(start < a && a < b && b < remote);
     let got = store.get_presence(&uid("@b:test")).await.expect("get").expect("a row");
     assert_eq!(got, PresenceRecord { stream_pos: b, ..busy });
-    let since_a: Vec<String> =
-        store.presence_changes(a, remote, 10).await.expect("changes").iter().map(|r| r.user_id.to_string()).collect();
-    assert_eq!(since_a, ["@r:remote", "@b:test"], "newest first");
+    let seen = |viewer: &'static str, since: StreamPos| {
+        let store = store.clone();
+        async move {
+            let changes = store.presence_changes_seen_by(&uid(viewer), since, remote, 10).await.expect("changes");
+            changes.iter().map(|r| r.user_id.to_string()).collect::<Vec<String>>()
+        }
+    };
+    assert_eq!(seen("@a:test", start).await, ["@b:test", "@a:test"], "its own and its room mates', newest first");
+    assert_eq!(seen("@a:test", a).await, ["@b:test"], "after the token only");
+    assert_eq!(seen("@r:remote", start).await, ["@r:remote"], "no room shared: its own only");
+    assert!(seen("@nobody:test", start).await.is_empty());
     assert_eq!(store.presence_of(&[uid("@a:test"), uid("@nobody:test")]).await.expect("of").len(), 1);
 
     // Activity moves times up, never down, and takes no position.

@@ -62,7 +62,7 @@ impl Postgres {
         migrate(&mut conn).await?;
         let head = safe_head(&mut conn).await?;
         drop(conn);
-        let head = StreamHead::new(head);
+        let head = StreamHead::new(head, false);
         let origin = format!("{:016x}", rand_origin());
         let bus = bus::Bus::start(config.clone(), head.clone(), origin.clone()).await?;
         let reserver = Arc::new(Reserver { config: config.clone(), conn: Mutex::new(None) });
