@@ -232,6 +232,19 @@ impl TestServer {
     /// A federating server named `server_name` (a name without a port, found by discovery: its
     /// federation listener is still on a free 127.0.0.1 port), or `127.0.0.1:<that port>`.
     pub async fn start_federating_as(server_name: Option<&str>, extra_env: &[(&str, &str)]) -> Result<Self> {
+        // The federation port is probed like the client port, and another process may take it
+        // before the server binds it: then start again from scratch (its name may hold the port).
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_federating_once(server_name, extra_env).await {
+                Err(err) if attempt < 3 && format!("{err:#}").contains("cannot listen for federation") => continue,
+                started => return started,
+            }
+        }
+    }
+
+    async fn start_federating_once(server_name: Option<&str>, extra_env: &[(&str, &str)]) -> Result<Self> {
         let data_dir = std::env::temp_dir().join(format!("myelin-e2e-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
         let database = if postgres_backend() { Some(new_postgres_database().await?) } else { None };

@@ -38,16 +38,21 @@ pub enum Change {
     Any,
 }
 
-/// The kinds readers can ask about, in mark order.
-const KINDS: [Change; 7] = [
-    Change::AccountData,
-    Change::ToDevice,
-    Change::DeviceList,
-    Change::Receipt,
-    Change::Presence,
-    Change::Membership,
-    Change::Sticky,
-];
+impl Change {
+    /// The kinds readers can ask about ([`may_have_changed`](super::Database::may_have_changed)),
+    /// in mark order.
+    pub const ASKED: [Change; 7] = [
+        Change::AccountData,
+        Change::ToDevice,
+        Change::DeviceList,
+        Change::Receipt,
+        Change::Presence,
+        Change::Membership,
+        Change::Sticky,
+    ];
+}
+
+const KINDS: [Change; 7] = Change::ASKED;
 
 fn slot(change: Change) -> Option<usize> {
     KINDS.iter().position(|k| *k == change)

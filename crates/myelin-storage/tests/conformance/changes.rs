@@ -6,15 +6,7 @@ use ruma::events::receipt::{ReceiptThread, ReceiptType};
 
 use super::{did, eid, event, member_event, open_store, persisted, rid, room_with, uid};
 
-const KINDS: [Change; 7] = [
-    Change::AccountData,
-    Change::ToDevice,
-    Change::DeviceList,
-    Change::Receipt,
-    Change::Presence,
-    Change::Membership,
-    Change::Sticky,
-];
+const KINDS: [Change; 7] = Change::ASKED;
 
 pub async fn quiet_kinds_are_skipped_and_every_write_of_a_kind_is_still_read(url: String) {
     let s = open_store(&url).await;
