@@ -269,7 +269,7 @@ impl Services {
     }
 
     /// Every cache of this process, for invalidations from other processes (and the metrics).
-    pub(crate) fn caches(&self) -> [&dyn Invalidate; 6] {
+    pub(crate) fn caches(&self) -> [&dyn Invalidate; 7] {
         [
             &self.heads.cache,
             &self.state_groups,
@@ -277,6 +277,7 @@ impl Services {
             &self.user_rooms.cache,
             &self.push_rules,
             &self.ignored_users,
+            &self.room_members_summaries,
         ]
     }
 }

@@ -34,6 +34,7 @@ pub mod rooms;
 pub mod rtc;
 pub mod search;
 pub mod server_notices;
+pub mod shared_reads;
 pub mod sliding_sync;
 pub mod sticky_events;
 pub mod sync;
@@ -45,7 +46,7 @@ use std::{sync::Arc, time::Duration};
 use myelin_core::{
     Clock, OsRandom, Random, StateMap, SystemClock,
     config::Config,
-    types::{OwnedEventId, OwnedServerName, OwnedUserId, ServerName, UserId},
+    types::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, ServerName, UserId},
 };
 use myelin_storage::{Store, StoredEvent};
 
@@ -57,6 +58,9 @@ pub use notifier::{ClusterNotifier, LocalNotifier};
 const STATE_GROUPS_CACHED: usize = 4096;
 const RULESETS_CACHED: usize = 10_000;
 const IGNORED_LISTS_CACHED: usize = 10_000;
+const ROOM_SUMMARIES_CACHED: usize = 20_000;
+/// Live sliding sync timelines remembered for the listeners of the same event (one per room).
+const TIMELINES_SHARED: usize = 16;
 /// Thumbnails made at once: each decodes a whole image on a blocking thread (2 cores here).
 const THUMBNAILS_AT_ONCE: usize = 2;
 /// Bytes of event JSON kept by the event cache.
@@ -100,6 +104,11 @@ pub struct Services {
     push_rules: cache::Cache<OwnedUserId, Arc<ruma::push::Ruleset>>,
     /// Each user's `m.ignored_user_list`.
     ignored_users: cache::Cache<OwnedUserId, Arc<std::collections::HashSet<OwnedUserId>>>,
+    /// Rooms' member counts and first members for sliding sync (good while no membership moved).
+    room_members_summaries: cache::Cache<OwnedRoomId, sliding_sync::CachedMembers>,
+    /// A live sliding sync update's one room timeline, read once for the listeners it woke.
+    sliding_timelines:
+        shared_reads::SharedReads<(myelin_storage::TimelineRequest, myelin_core::StreamPos), Arc<Vec<StoredEvent>>>,
     /// Last `origin_server_ts` given to a create event (see `send.rs`).
     last_create_ts: std::sync::atomic::AtomicU64,
     limits: ratelimit::RateLimiters,
@@ -186,6 +195,13 @@ impl Services {
             events_cache: cache::Cache::new("events", EVENT_CACHE_BYTES, Some(EVENT_MAX_AGE), clock.clone()),
             push_rules: cache::Cache::new("push_rules", RULESETS_CACHED, None, clock.clone()),
             ignored_users: cache::Cache::new("ignored_users", IGNORED_LISTS_CACHED, None, clock.clone()),
+            room_members_summaries: cache::Cache::new(
+                "room_members_summaries",
+                ROOM_SUMMARIES_CACHED,
+                None,
+                clock.clone(),
+            ),
+            sliding_timelines: shared_reads::SharedReads::new(TIMELINES_SHARED),
             last_create_ts: std::sync::atomic::AtomicU64::new(0),
             limits,
             trusted_proxies,

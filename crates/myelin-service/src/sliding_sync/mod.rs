@@ -18,8 +18,12 @@ mod extensions;
 mod request;
 mod room_list;
 mod room_result;
+mod summaries;
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use futures_util::StreamExt;
 use myelin_core::{
@@ -27,9 +31,10 @@ use myelin_core::{
     json::object,
     types::{OwnedEventId, OwnedRoomId, RoomId, UserId},
 };
-use myelin_storage::{ConnectionKey, RoomSummaryRecord, StoredConnection, TimelineRequest, UserRoom};
+use myelin_storage::{ConnectionKey, StoredConnection, TimelineRequest, UserRoom};
 pub use request::SlidingSyncRequest;
 use serde_json::{Map, Value, json};
+pub(crate) use summaries::CachedMembers;
 
 use self::{
     connection::{ConnectionState, parse_pos, render_pos},
@@ -37,6 +42,7 @@ use self::{
     request::RoomConfig,
     room_list::{bump_stamp, in_ranges, listed, matches},
     room_result::{Prefetched, RoomInput, initial_state_ids, timeline_bounds},
+    summaries::RoomSummary,
 };
 use crate::{Services, accounts::Requester};
 
@@ -309,16 +315,7 @@ impl Services {
         };
         let summary_ids: Vec<OwnedRoomId> =
             selected.values().filter(|(room, _)| has_timeline(room)).map(|(room, _)| room.room_id.clone()).collect();
-        let summaries: HashMap<OwnedRoomId, RoomSummaryRecord> = if summary_ids.is_empty() {
-            HashMap::new()
-        } else {
-            self.store
-                .room_summaries(user_id, &summary_ids, now)
-                .await?
-                .into_iter()
-                .map(|s| (s.room_id.clone(), s))
-                .collect()
-        };
+        let summaries = self.room_summaries(user_id, &summary_ids, now).await?;
         let t_summaries = t0.elapsed();
         let prefetched = self.sliding_prefetch(user_id, &selected, base, &summaries, now).await?;
         let t_prefetch = t0.elapsed();
@@ -415,7 +412,7 @@ impl Services {
         user_id: &UserId,
         selected: &BTreeMap<&RoomId, (&UserRoom, RoomConfig)>,
         base: &ConnectionState,
-        summaries: &HashMap<OwnedRoomId, RoomSummaryRecord>,
+        summaries: &HashMap<OwnedRoomId, RoomSummary>,
         now: StreamPos,
     ) -> MatrixResult<Prefetched> {
         let mut requests = Vec::new();
@@ -442,7 +439,22 @@ impl Services {
         if requests.is_empty() {
             return Ok(prefetched);
         }
-        let timelines = self.store.room_timelines(&requests).await?;
+        let timelines = match requests.as_slice() {
+            // One room with news, the live update: every listener the event woke asks the same,
+            // and while the head stands still the answer cannot change.
+            [request] => {
+                let key = (request.clone(), self.store.stream_head());
+                let timeline = self
+                    .sliding_timelines
+                    .get_or_read(key, || async {
+                        let mut read = self.store.room_timelines(std::slice::from_ref(request)).await?;
+                        Ok::<_, MatrixError>(Arc::new(read.pop().unwrap_or_default()))
+                    })
+                    .await?;
+                vec![timeline.as_ref().clone()]
+            }
+            _ => self.store.room_timelines(&requests).await?,
+        };
         let mut ids = Vec::new();
         for ((room, config, initial, upper), timeline) in configs.into_iter().zip(timelines) {
             if initial {

@@ -9,10 +9,10 @@ use myelin_core::{
     json::object,
     types::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, StateEventType, TimelineEventType, UserId},
 };
-use myelin_storage::{Direction, RoomSummaryRecord, StoredEvent, UserRoom};
+use myelin_storage::{Direction, StoredEvent, UserRoom};
 use serde_json::{Value, json};
 
-use super::{connection::RoomSent, request::RoomConfig, room_list::bump_stamp};
+use super::{connection::RoomSent, request::RoomConfig, room_list::bump_stamp, summaries::RoomSummary};
 use crate::{
     Services,
     accounts::Requester,
@@ -31,7 +31,7 @@ pub struct RoomInput<'a> {
     pub now: StreamPos,
     pub is_dm: bool,
     /// Counts, heroes, unread counts and current state group (joined and left rooms).
-    pub summary: Option<&'a RoomSummaryRecord>,
+    pub summary: Option<&'a RoomSummary>,
     /// Reads done for the whole window at once.
     pub prefetched: &'a Prefetched,
 }
@@ -112,7 +112,7 @@ impl Services {
     pub(crate) async fn window_state(
         &self,
         room: &UserRoom,
-        summary: Option<&RoomSummaryRecord>,
+        summary: Option<&RoomSummary>,
         upper: StreamPos,
     ) -> MatrixResult<std::sync::Arc<StateMap>> {
         match summary.and_then(|s| s.current_state_group).filter(|_| room.membership == Membership::Join) {

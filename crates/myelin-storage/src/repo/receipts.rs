@@ -32,4 +32,11 @@ pub trait ReceiptRepo {
     ) -> StorageResult<Vec<ReceiptRecord>>;
     /// (notifications, highlights) for the user in the room after their newest read receipt.
     async fn unread_counts(&self, user_id: &UserId, room_id: &RoomId, until: StreamPos) -> StorageResult<(u64, u64)>;
+    /// [`unread_counts`](Self::unread_counts) for each of `room_ids`, in their order, in one read.
+    async fn unread_counts_in_rooms(
+        &self,
+        user_id: &UserId,
+        room_ids: &[OwnedRoomId],
+        until: StreamPos,
+    ) -> StorageResult<Vec<(u64, u64)>>;
 }

@@ -61,6 +61,14 @@ pub struct UserRoom {
     pub membership_sender: OwnedUserId,
 }
 
+/// Where a room's newest event and newest "bump" event are (the room list's sort keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomPositions {
+    pub room_id: OwnedRoomId,
+    pub last_event_pos: StreamPos,
+    pub bump_pos: StreamPos,
+}
+
 #[derive(Clone, Debug)]
 pub struct MemberRecord {
     pub user_id: OwnedUserId,
@@ -93,6 +101,10 @@ pub trait RoomRepo {
         since: StreamPos,
         limit: usize,
     ) -> StorageResult<Vec<UserRoom>>;
+    /// Rooms with an event after `since` (at most `limit`, in no particular order), with their
+    /// newest positions: the part of every user's [`rooms_for_user_since`](Self::rooms_for_user_since)
+    /// that memberships do not move, read once for all of them.
+    async fn rooms_with_events_since(&self, since: StreamPos, limit: usize) -> StorageResult<Vec<RoomPositions>>;
     /// Current members, optionally only with one membership, by user id.
     async fn room_members(&self, room_id: &RoomId, membership: Option<Membership>) -> StorageResult<Vec<MemberRecord>>;
     /// Members whose membership changed at a position in `(since, until]`.

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use myelin_core::{
     StateGroupId, StreamPos,
-    types::{OwnedDeviceId, OwnedRoomId, OwnedUserId, UserId},
+    types::{OwnedDeviceId, OwnedRoomId, OwnedUserId},
 };
 
 use crate::{MemberRecord, StorageResult, StoredEvent};
@@ -18,20 +18,22 @@ pub struct StoredConnection {
     pub last_used_ms: i64,
 }
 
-/// What a room list entry shows of a room, read for many rooms in one go.
+/// What a room list entry shows of a room's members, the same for every viewer, read for many
+/// rooms in one go.
 #[derive(Clone, Debug)]
-pub struct RoomSummaryRecord {
+pub struct RoomMembersSummary {
     pub room_id: OwnedRoomId,
     pub joined: u64,
     pub invited: u64,
-    /// Up to five joined or invited members other than the user, earliest first.
-    pub heroes: Vec<MemberRecord>,
-    /// The user's unread notifications and highlights up to `until`.
-    pub notifications: u64,
-    pub highlights: u64,
+    /// The first [`MEMBERS_IN_SUMMARY`] joined or invited members, earliest first: five heroes
+    /// other than any one viewer.
+    pub first_members: Vec<MemberRecord>,
     /// The room's current state group.
     pub current_state_group: Option<StateGroupId>,
 }
+
+/// Members a [`RoomMembersSummary`] lists: a room name is made of up to five, other than the viewer.
+pub const MEMBERS_IN_SUMMARY: usize = 6;
 
 /// Which connection: (user, device, the client's `conn_id`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,14 +73,9 @@ pub trait SlidingSyncRepo {
         new: StoredConnection,
     ) -> StorageResult<bool>;
     async fn delete_sliding_sync_connection(&self, key: &ConnectionKey) -> StorageResult<()>;
-    /// Summaries of `room_ids` as `user_id` sees them (one database round trip per room at most,
-    /// all in one read).
-    async fn room_summaries(
-        &self,
-        user_id: &UserId,
-        room_ids: &[OwnedRoomId],
-        until: StreamPos,
-    ) -> StorageResult<Vec<RoomSummaryRecord>>;
+    /// Member summaries of `room_ids`, in their order (one database round trip per room at
+    /// most, all in one read).
+    async fn room_member_summaries(&self, room_ids: &[OwnedRoomId]) -> StorageResult<Vec<RoomMembersSummary>>;
     /// For each request: the room's newest events in its range, newest first (as `room_events`
     /// backwards), all in one read.
     async fn room_timelines(&self, requests: &[TimelineRequest]) -> StorageResult<Vec<Vec<StoredEvent>>>;

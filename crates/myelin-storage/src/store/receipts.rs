@@ -7,7 +7,7 @@ use ruma::events::receipt::{ReceiptThread, ReceiptType};
 
 use crate::{
     Database, ReceiptRecord, ReceiptRepo, StorageError, StorageResult, StreamPos,
-    db::{Change, Row},
+    db::{Change, Row, ToValue},
 };
 
 /// A receipt's thread as stored: '' unthreaded, 'main', or the thread root's event id.
@@ -48,7 +48,7 @@ pub(crate) const UNREAD_AFTER_RECEIPT: &str = "a.stream_pos > (SELECT COALESCE(M
 /// Notifications and highlights after the user's read marker (and join). Both counts read
 /// indexes only: the primary key's, and the partial index of highlighting actions (0036), so
 /// no table row is read however many messages are unread.
-pub(crate) const UNREAD_COUNTS: &str = "SELECT
+const UNREAD_COUNTS: &str = "SELECT
        (SELECT COUNT(*) FROM event_push_actions
         WHERE user_id = $1 AND room_id = $2 AND stream_pos <= $3 AND stream_pos > m.pos),
        (SELECT COUNT(*) FROM event_push_actions
@@ -122,6 +122,25 @@ impl ReceiptRepo for Database {
         self.read(move |c| {
             Box::pin(async move {
                 c.query_one(UNREAD_COUNTS, &[&user_id, &room_id, &until], |r| Ok((r.get(0)?, r.get(1)?))).await
+            })
+        })
+        .await
+    }
+
+    async fn unread_counts_in_rooms(
+        &self,
+        user_id: &UserId,
+        room_ids: &[OwnedRoomId],
+        until: StreamPos,
+    ) -> StorageResult<Vec<(u64, u64)>> {
+        let (user, rooms) = (user_id.to_owned(), room_ids.to_vec());
+        self.read(move |c| {
+            Box::pin(async move {
+                let params: Vec<Vec<&dyn ToValue>> =
+                    rooms.iter().map(|room| -> Vec<&dyn ToValue> { vec![&user, room, &until] }).collect();
+                let counts: Vec<Vec<(u64, u64)>> =
+                    c.query_each(UNREAD_COUNTS, &params, |r| Ok((r.get(0)?, r.get(1)?))).await?;
+                Ok(counts.into_iter().map(|rows| rows.into_iter().next().unwrap_or((0, 0))).collect())
             })
         })
         .await

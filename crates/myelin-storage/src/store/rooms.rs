@@ -9,8 +9,8 @@ use myelin_core::{
 };
 
 use crate::{
-    Database, MemberRecord, PublicRoomRecord, RoomRecord, RoomRepo, StorageResult, StoredEvent, StreamPos, UserRoom,
-    db::Change,
+    Database, MemberRecord, PublicRoomRecord, RoomPositions, RoomRecord, RoomRepo, StorageResult, StoredEvent,
+    StreamPos, UserRoom, db::Change,
 };
 
 #[async_trait]
@@ -75,6 +75,21 @@ impl RoomRepo for Database {
                      LIMIT {limit}"
                 );
                 c.query(&sql, &[&user_id, &since], user_room_from_row).await
+            })
+        })
+        .await
+    }
+
+    async fn rooms_with_events_since(&self, since: StreamPos, limit: usize) -> StorageResult<Vec<RoomPositions>> {
+        self.read(move |c| {
+            Box::pin(async move {
+                let sql = format!(
+                    "SELECT room_id, last_event_pos, bump_pos FROM rooms WHERE last_event_pos > $1 LIMIT {limit}"
+                );
+                c.query(&sql, &[&since], |r| {
+                    Ok(RoomPositions { room_id: r.get(0)?, last_event_pos: r.get(1)?, bump_pos: r.get(2)? })
+                })
+                .await
             })
         })
         .await

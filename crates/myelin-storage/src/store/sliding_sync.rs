@@ -4,15 +4,12 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use super::{MEMBER_COLUMNS, event_from_row, events::backward_events_sql, member_from_row, receipts::UNREAD_COUNTS};
-use myelin_core::{
-    Membership, StateGroupId,
-    types::{OwnedRoomId, UserId},
-};
+use super::{MEMBER_COLUMNS, event_from_row, events::backward_events_sql, member_from_row};
+use myelin_core::{Membership, StateGroupId, types::OwnedRoomId};
 
 use crate::{
-    ConnectionKey, Database, MAX_CONNECTIONS_PER_DEVICE, MemberRecord, RoomSummaryRecord, SlidingSyncRepo,
-    StorageResult, StoredConnection, StoredEvent, StreamPos, TimelineRequest, db::ToValue,
+    ConnectionKey, Database, MAX_CONNECTIONS_PER_DEVICE, MEMBERS_IN_SUMMARY, MemberRecord, RoomMembersSummary,
+    SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent, StreamPos, TimelineRequest, db::ToValue,
 };
 
 #[async_trait]
@@ -129,17 +126,11 @@ impl SlidingSyncRepo for Database {
         .await
     }
 
-    async fn room_summaries(
-        &self,
-        user_id: &UserId,
-        room_ids: &[OwnedRoomId],
-        until: StreamPos,
-    ) -> StorageResult<Vec<RoomSummaryRecord>> {
-        let (user, rooms) = (user_id.to_owned(), room_ids.to_vec());
+    async fn room_member_summaries(&self, room_ids: &[OwnedRoomId]) -> StorageResult<Vec<RoomMembersSummary>> {
+        let rooms = room_ids.to_vec();
         self.read(move |c| {
             Box::pin(async move {
-                // Per room, three reads: counts and state group, heroes, unread counts. Each is
-                // one statement run for every room (one round trip each on PostgreSQL).
+                // Two statements, each run for every room (one round trip each on PostgreSQL).
                 let per_room: Vec<Vec<&dyn ToValue>> =
                     rooms.iter().map(|room| -> Vec<&dyn ToValue> { vec![room] }).collect();
                 let counts: Vec<Vec<(u64, u64, Option<StateGroupId>)>> = c
@@ -149,40 +140,32 @@ impl SlidingSyncRepo for Database {
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                     )
                     .await?;
-                let with_user: Vec<Vec<&dyn ToValue>> = rooms
+                let with_memberships: Vec<Vec<&dyn ToValue>> = rooms
                     .iter()
-                    .map(|room| -> Vec<&dyn ToValue> { vec![room, &user, &Membership::Join, &Membership::Invite] })
+                    .map(|room| -> Vec<&dyn ToValue> { vec![room, &Membership::Join, &Membership::Invite] })
                     .collect();
-                let heroes: Vec<Vec<MemberRecord>> = c
+                let first_members: Vec<Vec<MemberRecord>> = c
                     .query_each(
                         &format!(
                             "SELECT {MEMBER_COLUMNS} FROM room_members
-                             WHERE room_id = $1 AND user_id <> $2 AND membership IN ($3, $4)
-                             ORDER BY stream_pos LIMIT 5"
+                             WHERE room_id = $1 AND membership IN ($2, $3)
+                             ORDER BY stream_pos LIMIT {MEMBERS_IN_SUMMARY}"
                         ),
-                        &with_user,
+                        &with_memberships,
                         member_from_row,
                     )
                     .await?;
-                let unread_params: Vec<Vec<&dyn ToValue>> =
-                    rooms.iter().map(|room| -> Vec<&dyn ToValue> { vec![&user, room, &until] }).collect();
-                let unread: Vec<Vec<(u64, u64)>> =
-                    c.query_each(UNREAD_COUNTS, &unread_params, |r| Ok((r.get(0)?, r.get(1)?))).await?;
                 Ok(rooms
                     .iter()
                     .zip(counts)
-                    .zip(heroes)
-                    .zip(unread)
-                    .map(|(((room_id, counts), heroes), unread)| {
+                    .zip(first_members)
+                    .map(|((room_id, counts), first_members)| {
                         let (joined, invited, current_state_group) = counts.into_iter().next().unwrap_or((0, 0, None));
-                        let (notifications, highlights) = unread.into_iter().next().unwrap_or((0, 0));
-                        RoomSummaryRecord {
+                        RoomMembersSummary {
                             room_id: room_id.clone(),
                             joined,
                             invited,
-                            heroes,
-                            notifications,
-                            highlights,
+                            first_members,
                             current_state_group,
                         }
                     })

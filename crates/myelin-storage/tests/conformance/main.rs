@@ -206,6 +206,7 @@ all_backends!(
     events::redactions_mark_their_target,
     rooms::room_list_deltas_and_window_reads,
     rooms::member_counts_follow_membership_changes,
+    rooms::summaries_list_the_earliest_members,
     rooms::memberships_state_and_room_mates,
     rooms::forgetting_a_room_is_remembered_until_rejoining,
     rooms::aliases_and_the_public_directory,

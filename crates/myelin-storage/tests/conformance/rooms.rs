@@ -8,7 +8,8 @@ use ruma::OwnedRoomAliasId;
 use super::{event, member_event, open_store, persisted, rid, room_with, uid};
 
 /// A room list caught up by position (`rooms_for_user_since`) and the window-wide reads of
-/// sliding sync (`room_timelines`, `room_summaries`).
+/// sliding sync (`room_timelines`, `room_member_summaries`, `unread_counts_in_rooms`), and the rooms
+/// with events after a position (`rooms_with_events_since`).
 pub async fn room_list_deltas_and_window_reads(url: String) {
     let s = open_store(&url).await;
     for room in ["!one:test", "!two:test"] {
@@ -51,18 +52,53 @@ pub async fn room_list_deltas_and_window_reads(url: String) {
     assert_eq!(ids(&timelines[1]), ["$leave"], "after `since` only");
     assert_eq!(ids(&timelines[2]), ["$join!one:test", "$create!one:test"], "up to `upper`");
 
-    let summaries =
-        s.room_summaries(&uid("@b:test"), &[rid("!one:test"), rid("!two:test")], head).await.expect("summaries");
-    assert_eq!(summaries.len(), 2);
-    let one = summaries.iter().find(|r| r.room_id == "!one:test").expect("one");
+    let summaries = s.room_member_summaries(&[rid("!one:test"), rid("!two:test")]).await.expect("summaries");
+    let ids: Vec<&str> = summaries.iter().map(|r| r.room_id.as_str()).collect();
+    assert_eq!(ids, ["!one:test", "!two:test"], "in the order asked");
+    let one = &summaries[0];
     assert_eq!((one.joined, one.invited), (1, 0));
-    assert_eq!(one.heroes.iter().map(|h| h.user_id.as_str()).collect::<Vec<_>>(), ["@a:test"]);
-    assert_eq!(one.heroes[0].displayname.as_deref(), Some("a"));
+    assert_eq!(one.first_members.iter().map(|h| h.user_id.as_str()).collect::<Vec<_>>(), ["@a:test"]);
+    assert_eq!(one.first_members[0].displayname.as_deref(), Some("a"));
     assert!(one.current_state_group.is_some());
-    let two = summaries.iter().find(|r| r.room_id == "!two:test").expect("two");
-    assert_eq!((two.joined, two.heroes.len()), (0, 0), "a left member is no hero");
-    let mine = s.room_summaries(&a, &[rid("!one:test")], head).await.expect("summaries");
-    assert!(mine[0].heroes.is_empty(), "the user is not their own hero");
+    let two = &summaries[1];
+    assert_eq!((two.joined, two.first_members.len()), (0, 0), "a left member is not listed");
+    let unread = s.unread_counts_in_rooms(&a, &[rid("!one:test"), rid("!two:test")], head).await.expect("unread");
+    assert_eq!(unread.len(), 2, "one answer per room");
+    assert!(s.room_member_summaries(&[]).await.expect("none").is_empty());
+
+    // Rooms with events after a position, whoever is in them.
+    let mut moved = s.rooms_with_events_since(settled, 100).await.expect("moved");
+    moved.sort_by(|x, y| x.room_id.cmp(&y.room_id));
+    let moved: Vec<(&str, StreamPos)> = moved.iter().map(|r| (r.room_id.as_str(), r.last_event_pos)).collect();
+    assert_eq!(moved, [("!one:test", m1), ("!two:test", left)]);
+    assert_eq!(s.rooms_with_events_since(settled, 1).await.expect("moved").len(), 1, "limit");
+    assert!(s.rooms_with_events_since(head, 100).await.expect("moved").is_empty(), "nothing after the head");
+}
+
+/// The first members a summary lists are the earliest joined or invited ones, at most
+/// `MEMBERS_IN_SUMMARY`.
+pub async fn summaries_list_the_earliest_members(url: String) {
+    let s = open_store(&url).await;
+    let room = "!many:test";
+    persisted(&s, event(room, "$create", "m.room.create", Some(""), &[])).await;
+    let mut prev = "$create".to_owned();
+    for n in 0..8 {
+        let id = format!("$j{n}");
+        let membership = if n == 1 {
+            Membership::Leave
+        } else if n == 2 {
+            Membership::Invite
+        } else {
+            Membership::Join
+        };
+        persisted(&s, member_event(room, &id, &format!("@u{n}:test"), membership, &[prev.as_str()])).await;
+        prev = id;
+    }
+    let summary = s.room_member_summaries(&[rid(room)]).await.expect("summary");
+    let listed: Vec<&str> = summary[0].first_members.iter().map(|m| m.user_id.as_str()).collect();
+    assert_eq!(listed, ["@u0:test", "@u2:test", "@u3:test", "@u4:test", "@u5:test", "@u6:test"]);
+    assert_eq!(listed.len(), MEMBERS_IN_SUMMARY);
+    assert_eq!((summary[0].joined, summary[0].invited), (6, 1));
 }
 
 /// The member counts a room keeps follow every kind of membership change.
@@ -72,7 +108,7 @@ pub async fn member_counts_follow_membership_changes(url: String) {
     persisted(&s, event(room, "$create", "m.room.create", Some(""), &[])).await;
     let mut prev = "$create".to_owned();
     let counts = |s: Arc<dyn Store>| async move {
-        let summary = s.room_summaries(&uid("@x:test"), &[rid(room)], s.stream_head()).await.expect("summary");
+        let summary = s.room_member_summaries(&[rid(room)]).await.expect("summary");
         (summary[0].joined, summary[0].invited)
     };
     for (n, (user, membership, expected)) in [
