@@ -9,7 +9,8 @@
 #   scripts/bench-fanout-wide.sh [WORKDIR]
 #
 # Environment: CARGO_TARGET_DIR (default /var/tmp/myelin-ci-target), LISTENERS, ROOMS, MESSAGES,
-# TARGETS ("myelin synapse", or one of them).
+# TARGETS ("myelin synapse", or one of them), API (v2, or sliding: the listeners long-poll
+# simplified sliding sync).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-$(mktemp -d /tmp/myelin-bench-fanout-wide.XXXXXX)}"
@@ -35,5 +36,5 @@ for t in ${TARGETS:-myelin synapse}; do
 done
 
 "$bin/myelin-bench" --scenario fanout-wide --wide-listeners "${LISTENERS:-5000}" --wide-rooms "${ROOMS:-100}" \
-    --fanout-messages "${MESSAGES:-100}" --setup-concurrency 16 "${targets[@]}" \
+    --fanout-messages "${MESSAGES:-100}" --fanout-api "${API:-v2}" --setup-concurrency 16 "${targets[@]}" \
     --scenario-timeout 3600 --output docs/benchmarks.md

@@ -395,6 +395,65 @@ async fn names_heroes_counts_invites_and_filters() -> Result<()> {
     Ok(())
 }
 
+/// Counts and heroes stay right on a live connection while other users join and leave between
+/// messages (the room's member summary is shared by its listeners and kept between memberships),
+/// and each listener's unread count is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_counts_heroes_and_unread_follow_memberships() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let carol = server.register("carol").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    bob.join(&room).await?;
+    let body = json!({ "lists": { "l": { "ranges": [[0, 9]], "timeline_limit": 1, "required_state": [] } } });
+    let heroes = |entry: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = entry["heroes"]
+            .as_array()
+            .map(|h| h.iter().filter_map(|m| m["user_id"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    };
+    let (first, bob_pos) = ok(&bob, None, 0, &body).await?;
+    let (_, alice_pos) = ok(&alice, None, 0, &body).await?;
+    let entry = &first["rooms"][&room];
+    ensure!(entry["joined_count"] == 2 && heroes(entry) == [alice.user_id.clone()], "{entry}");
+
+    // A message: both listeners read the room's summary; only bob has an unread message.
+    alice.send_message(&room, "one").await?;
+    let (resp, bob_pos) = ok(&bob, Some(&bob_pos), 5_000, &body).await?;
+    ensure!(resp["rooms"][&room]["notification_count"] == 1, "{resp}");
+    let (resp, alice_pos) = ok(&alice, Some(&alice_pos), 5_000, &body).await?;
+    ensure!(resp["rooms"][&room]["notification_count"] == 0, "the sender's own message: {resp}");
+
+    // Carol joins: the summary read before no longer holds.
+    carol.join(&room).await?;
+    let (resp, bob_pos) = ok(&bob, Some(&bob_pos), 5_000, &body).await?;
+    let entry = &resp["rooms"][&room];
+    ensure!(entry["joined_count"] == 3, "{resp}");
+    ensure!(heroes(entry) == [alice.user_id.clone(), carol.user_id.clone()], "{entry}");
+    let (resp, alice_pos) = ok(&alice, Some(&alice_pos), 5_000, &body).await?;
+    let entry = &resp["rooms"][&room];
+    ensure!(entry["joined_count"] == 3, "{resp}");
+    ensure!(heroes(entry) == [bob.user_id.clone(), carol.user_id.clone()], "not alice's own hero: {entry}");
+
+    // More messages, then carol leaves between two of them.
+    alice.send_message(&room, "two").await?;
+    let (resp, bob_pos) = ok(&bob, Some(&bob_pos), 5_000, &body).await?;
+    ensure!(resp["rooms"][&room]["notification_count"] == 2 && texts(&resp["rooms"][&room]) == ["two"], "{resp}");
+    let (s, _) = carol.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), &json!({})).await?;
+    ensure!(s == 200);
+    alice.send_message(&room, "three").await?;
+    let (resp, _) = ok(&bob, Some(&bob_pos), 5_000, &body).await?;
+    let entry = &resp["rooms"][&room];
+    ensure!(entry["joined_count"] == 2 && heroes(entry) == [alice.user_id.clone()], "{resp}");
+    ensure!(entry["notification_count"] == 3, "{resp}");
+    let (resp, _) = ok(&alice, Some(&alice_pos), 5_000, &body).await?;
+    ensure!(resp["rooms"][&room]["joined_count"] == 2, "{resp}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extensions_to_device_e2ee_receipts_typing_account_data() -> Result<()> {
     let server = TestServer::start().await?;

@@ -52,22 +52,20 @@ impl Change {
     ];
 }
 
-const KINDS: [Change; 7] = Change::ASKED;
-
 fn slot(change: Change) -> Option<usize> {
-    KINDS.iter().position(|k| *k == change)
+    Change::ASKED.iter().position(|k| *k == change)
 }
 
 /// The highest position of each kind of change in one batch (local to the writer).
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct BatchChanges([Option<i64>; KINDS.len()]);
+pub(crate) struct BatchChanges([Option<i64>; Change::ASKED.len()]);
 
 impl BatchChanges {
     pub(crate) fn record(&mut self, change: Change, pos: StreamPos) {
         let mut mark = |i: usize| self.0[i] = Some(self.0[i].map_or(pos.get(), |m| m.max(pos.get())));
         match change {
             Change::Message => {}
-            Change::Any => (0..KINDS.len()).for_each(&mut mark),
+            Change::Any => (0..Change::ASKED.len()).for_each(&mut mark),
             kind => {
                 if let Some(i) = slot(kind) {
                     mark(i);
@@ -80,7 +78,7 @@ impl BatchChanges {
 /// The process's marks: for each kind, the highest position a committed (or failed: marks only
 /// ever err towards "changed") write of that kind took.
 pub(crate) struct ChangeMarks {
-    marks: [AtomicI64; KINDS.len()],
+    marks: [AtomicI64; Change::ASKED.len()],
     /// Whether this process sees every write (SQLite).
     exact: bool,
 }
