@@ -118,13 +118,8 @@ impl ReceiptRepo for Database {
     }
 
     async fn unread_counts(&self, user_id: &UserId, room_id: &RoomId, until: StreamPos) -> StorageResult<(u64, u64)> {
-        let (user_id, room_id) = (user_id.to_owned(), room_id.to_owned());
-        self.read(move |c| {
-            Box::pin(async move {
-                c.query_one(UNREAD_COUNTS, &[&user_id, &room_id, &until], |r| Ok((r.get(0)?, r.get(1)?))).await
-            })
-        })
-        .await
+        let counts = self.unread_counts_in_rooms(user_id, &[room_id.to_owned()], until).await?;
+        Ok(counts.into_iter().next().unwrap_or((0, 0)))
     }
 
     async fn unread_counts_in_rooms(
