@@ -388,6 +388,22 @@ async fn names_heroes_counts_invites_and_filters() -> Result<()> {
     ensure!(count(json!({ "tags": ["m.favourite"] })).await? == 1);
     ensure!(count(json!({ "not_tags": ["m.favourite"] })).await? == 3);
 
+    // What the filters read is kept between requests (a room's type and encryption, the user's
+    // m.direct), and follows changes: encryption turned on in the DM, the DM gone from m.direct.
+    let (s, _) = alice
+        .put(
+            &format!("/_matrix/client/v3/rooms/{}/state/m.room.encryption/", enc(&dm)),
+            &json!({ "algorithm": "m.megolm.v1.aes-sha2" }),
+        )
+        .await?;
+    ensure!(s == 200);
+    ensure!(count(json!({ "is_encrypted": true })).await? == 2, "the DM is encrypted now");
+    let (s, _) =
+        bob.put(&format!("/_matrix/client/v3/user/{}/account_data/m.direct", enc(&bob.user_id)), &json!({})).await?;
+    ensure!(s == 200);
+    ensure!(count(json!({ "is_dm": true })).await? == 0, "no DM in m.direct any more");
+    ensure!(count(json!({ "is_encrypted": true })).await? == 2);
+
     // Subscriptions to rooms bob cannot see are ignored, not leaked.
     let private = alice.create_room(json!({ "name": "private" })).await?;
     let (resp, _) = ok(&bob, None, 0, &json!({ "room_subscriptions": { private.clone(): { "timeline_limit": 5 }, dm.clone(): { "timeline_limit": 5 } } })).await?;

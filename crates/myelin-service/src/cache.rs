@@ -269,7 +269,7 @@ impl Services {
     }
 
     /// Every cache of this process, for invalidations from other processes (and the metrics).
-    pub(crate) fn caches(&self) -> [&dyn Invalidate; 7] {
+    pub(crate) fn caches(&self) -> [&dyn Invalidate; 10] {
         [
             &self.heads.cache,
             &self.state_groups,
@@ -278,6 +278,9 @@ impl Services {
             &self.push_rules,
             &self.ignored_users,
             &self.room_members_summaries,
+            &self.direct_rooms,
+            &self.room_kinds,
+            &self.to_device_swept,
         ]
     }
 }

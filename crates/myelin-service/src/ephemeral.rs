@@ -224,6 +224,9 @@ impl Services {
         if room_id.is_none() && data_type == ignored_users_type() {
             self.invalidate(&self.ignored_users, &user_id.to_owned());
         }
+        if room_id.is_none() && data_type == GlobalAccountDataEventType::Direct.to_string() {
+            self.invalidate(&self.direct_rooms, &user_id.to_owned());
+        }
         self.notifier.notify_users(&[user_id.to_owned()]);
         Ok(())
     }

@@ -59,6 +59,9 @@ const STATE_GROUPS_CACHED: usize = 4096;
 const RULESETS_CACHED: usize = 10_000;
 const IGNORED_LISTS_CACHED: usize = 10_000;
 const ROOM_SUMMARIES_CACHED: usize = 20_000;
+const DIRECT_ROOMS_CACHED: usize = 10_000;
+const ROOM_KINDS_CACHED: usize = 20_000;
+const SWEPT_INBOXES_CACHED: usize = 20_000;
 /// Live sliding sync timelines remembered for the listeners of the same event (one per room).
 const TIMELINES_SHARED: usize = 16;
 /// Thumbnails made at once: each decodes a whole image on a blocking thread (2 cores here).
@@ -106,9 +109,23 @@ pub struct Services {
     ignored_users: cache::Cache<OwnedUserId, Arc<std::collections::HashSet<OwnedUserId>>>,
     /// Rooms' member counts and first members for sliding sync (good while no membership moved).
     room_members_summaries: cache::Cache<OwnedRoomId, sliding_sync::CachedMembers>,
+    /// Each user's `m.direct` rooms, for sliding sync's `is_dm` filter.
+    direct_rooms: cache::Cache<OwnedUserId, Arc<std::collections::HashSet<OwnedRoomId>>>,
+    /// Rooms' type and encryption for sliding sync's filters, with the position they were read
+    /// at (good while no state moved after it).
+    room_kinds: cache::Cache<OwnedRoomId, sliding_sync::CachedKind>,
+    /// `user|device` → a position at or below which the device's to-device inbox was found empty
+    /// (no message acknowledged and left behind); good while no to-device message came after it.
+    to_device_swept: cache::Cache<String, myelin_core::StreamPos>,
     /// A live sliding sync update's one room timeline, read once for the listeners it woke.
     sliding_timelines:
         shared_reads::SharedReads<(myelin_storage::TimelineRequest, myelin_core::StreamPos), Arc<Vec<StoredEvent>>>,
+    /// A live `/sync` update's newest page of one room (room, upper, since, events), read once
+    /// for the listeners it woke.
+    sync_timelines: shared_reads::SharedReads<
+        (OwnedRoomId, myelin_core::StreamPos, myelin_core::StreamPos, usize),
+        Arc<Vec<StoredEvent>>,
+    >,
     /// Last `origin_server_ts` given to a create event (see `send.rs`).
     last_create_ts: std::sync::atomic::AtomicU64,
     limits: ratelimit::RateLimiters,
@@ -201,7 +218,11 @@ impl Services {
                 None,
                 clock.clone(),
             ),
+            direct_rooms: cache::Cache::new("direct_rooms", DIRECT_ROOMS_CACHED, None, clock.clone()),
+            room_kinds: cache::Cache::new("room_kinds", ROOM_KINDS_CACHED, None, clock.clone()),
+            to_device_swept: cache::Cache::new("to_device_swept", SWEPT_INBOXES_CACHED, None, clock.clone()),
             sliding_timelines: shared_reads::SharedReads::new(TIMELINES_SHARED),
+            sync_timelines: shared_reads::SharedReads::new(TIMELINES_SHARED),
             last_create_ts: std::sync::atomic::AtomicU64::new(0),
             limits,
             trusted_proxies,

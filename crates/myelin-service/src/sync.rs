@@ -404,7 +404,19 @@ impl Services {
             if !more || kept.len() >= limit {
                 break;
             }
-            let mut events = self.store.room_events(room_id, upper, since, Direction::Backward, page + 1).await?;
+            let mut events = match since {
+                // The first page of a live update: every listener the event woke asks the same,
+                // and what is at or below the head cannot change.
+                Some(since) if upper == until => {
+                    let key = (room_id.to_owned(), upper, since, page + 1);
+                    let read = || async {
+                        let page = self.store.room_events(room_id, upper, Some(since), Direction::Backward, key.3);
+                        Ok::<_, MatrixError>(std::sync::Arc::new(page.await?))
+                    };
+                    self.sync_timelines.get_or_read(key.clone(), read).await?.as_ref().clone()
+                }
+                _ => self.store.room_events(room_id, upper, since, Direction::Backward, page + 1).await?,
+            };
             more = events.len() > page;
             events.truncate(page);
             let Some(oldest) = events.last() else { break };

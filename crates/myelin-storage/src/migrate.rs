@@ -200,6 +200,15 @@ async fn copy_all(
             progress(&table.name, done, total);
         }
     }
+    // Syncs resume with tokens from the SQLite days: every kind may have changed up to the copied
+    // head (the change rows of PostgreSQL, `db/changes.rs`).
+    target
+        .batch(&format!(
+            "INSERT INTO stream_changes (kind, pos) SELECT kind, pos FROM stream_head, generate_series(0, {}) AS \
+             kinds(kind) WHERE id = 1 ON CONFLICT DO NOTHING",
+            crate::Change::ASKED.len() - 1
+        ))
+        .await?;
     // Identity columns (every `id INTEGER PRIMARY KEY` of the schema) continue after the
     // copied ids.
     for table in tables.iter().filter(|t| t.columns.iter().any(|(c, _)| c == "id")) {

@@ -8,7 +8,7 @@ use myelin_core::{
     ErrorCode, MatrixError, MatrixResult,
     types::{DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, TransactionId, UserId},
 };
-use myelin_storage::{StreamPos, ToDeviceSend};
+use myelin_storage::{Change, StreamPos, ToDeviceSend};
 use serde_json::{Map, Value, json};
 
 use crate::{Services, accounts::Requester};
@@ -111,12 +111,23 @@ impl Services {
     ) -> MatrixResult<(Vec<Value>, StreamPos)> {
         let limit = limit.clamp(1, TO_DEVICE_BATCH);
         // Deleting is a write: only when something acknowledged is still there (most syncs have
-        // nothing in the inbox, and a sync must not queue a write each time).
+        // nothing in the inbox, and a sync must not queue a write each time). Nor is it looked for
+        // again while no to-device message was written since the inbox was last found swept.
         if let Some(acked) = acked
             && acked > StreamPos::ZERO
-            && !self.store.to_device_messages(user_id, device_id, StreamPos::ZERO, acked, 1).await?.is_empty()
         {
-            self.store.delete_to_device_messages(user_id, device_id, acked).await?;
+            let key = format!("{user_id}|{device_id}");
+            let swept = self
+                .to_device_swept
+                .get(&key)
+                .is_some_and(|swept| swept <= acked && !self.store.may_have_changed(Change::ToDevice, swept));
+            if !swept {
+                let epoch = self.to_device_swept.epoch();
+                if !self.store.to_device_messages(user_id, device_id, StreamPos::ZERO, acked, 1).await?.is_empty() {
+                    self.store.delete_to_device_messages(user_id, device_id, acked).await?;
+                }
+                self.to_device_swept.insert_if_current(key, acked, 1, epoch);
+            }
         }
         let after = acked.unwrap_or(StreamPos::ZERO);
         let messages = self.store.to_device_messages(user_id, device_id, after, until, limit).await?;

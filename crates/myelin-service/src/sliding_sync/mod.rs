@@ -33,6 +33,7 @@ use myelin_core::{
 };
 use myelin_storage::{ConnectionKey, StoredConnection, TimelineRequest, UserRoom};
 pub use request::SlidingSyncRequest;
+pub(crate) use room_list::CachedKind;
 use serde_json::{Map, Value, json};
 pub(crate) use summaries::CachedMembers;
 

@@ -2,13 +2,16 @@
 //! with each room's sort key kept current by the event writer), filtered, sorted by `bump_stamp`,
 //! cut to the requested ranges.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
 
 use myelin_core::{
     MatrixResult, Membership, StreamPos,
     types::{OwnedRoomId, OwnedUserId, RoomId, StateEventType, UserId},
 };
-use myelin_storage::UserRoom;
+use myelin_storage::{Change, UserRoom};
 use ruma::events::{GlobalAccountDataEventType, RoomAccountDataEventType};
 use serde_json::Value;
 
@@ -46,38 +49,67 @@ pub fn listed(
     }
 }
 
+/// A room's type (from its create event) and whether it is encrypted.
+pub type RoomKind = (Option<String>, bool);
+
+/// A room's kind and the stream head it was read at: good for any later position while no state
+/// event came after it (a state event marks [`Change::Membership`] too: it is [`Change::Any`]).
+pub(crate) type CachedKind = (StreamPos, RoomKind);
+
 /// What filters need to know about a room beyond its membership row.
 #[derive(Default)]
 pub struct RoomFacts {
     /// `m.direct` rooms, read only when a filter needs them.
-    pub dm_rooms: Option<HashSet<OwnedRoomId>>,
+    pub dm_rooms: Option<Arc<HashSet<OwnedRoomId>>>,
     /// room → (room type, encrypted), for rooms a filter asked about.
-    pub kinds: HashMap<OwnedRoomId, (Option<String>, bool)>,
+    pub kinds: HashMap<OwnedRoomId, RoomKind>,
     pub tags: HashMap<OwnedRoomId, HashSet<String>>,
     pub space_children: HashSet<OwnedRoomId>,
 }
 
 impl Services {
-    /// Room ids in `m.direct` of the user.
-    pub(crate) async fn dm_rooms(&self, user_id: &UserId) -> MatrixResult<HashSet<OwnedRoomId>> {
+    /// Room ids in `m.direct` of the user (kept until the user sets `m.direct` again).
+    pub(crate) async fn dm_rooms(&self, user_id: &UserId) -> MatrixResult<Arc<HashSet<OwnedRoomId>>> {
+        let key = user_id.to_owned();
+        if let Some(rooms) = self.direct_rooms.get(&key) {
+            return Ok(rooms);
+        }
+        let epoch = self.direct_rooms.epoch();
         let direct_type = GlobalAccountDataEventType::Direct.to_string();
-        let Some(json) = self.store.get_account_data(user_id, None, &direct_type).await? else {
-            return Ok(HashSet::new());
-        };
-        let direct: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
-        Ok(direct
-            .as_object()
-            .into_iter()
-            .flat_map(|m| m.values())
-            .filter_map(Value::as_array)
-            .flatten()
-            .filter_map(Value::as_str)
-            .filter_map(|id| OwnedRoomId::try_from(id).ok())
-            .collect())
+        let stored = self.store.get_account_data(user_id, None, &direct_type).await?;
+        let direct: Value = stored.and_then(|json| serde_json::from_str(&json).ok()).unwrap_or(Value::Null);
+        let rooms: Arc<HashSet<OwnedRoomId>> = Arc::new(
+            direct
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.values())
+                .filter_map(Value::as_array)
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter_map(|id| OwnedRoomId::try_from(id).ok())
+                .collect(),
+        );
+        self.direct_rooms.insert_if_current(key, rooms.clone(), 1, epoch);
+        Ok(rooms)
     }
 
-    /// (room type from the create event, whether the room is encrypted) as of `pos`.
-    pub(crate) async fn room_kind(&self, room_id: &RoomId, pos: StreamPos) -> MatrixResult<(Option<String>, bool)> {
+    /// (room type from the create event, whether the room is encrypted) as of `pos`, a position
+    /// the stream head has reached. Kept per room: every listener of a busy room asks it again
+    /// after each message, and only a state event can change it.
+    pub(crate) async fn room_kind(&self, room_id: &RoomId, pos: StreamPos) -> MatrixResult<RoomKind> {
+        if let Some((read_at, kind)) = self.room_kinds.get(&room_id.to_owned())
+            && read_at <= pos
+            && !self.store.may_have_changed(Change::Membership, read_at)
+        {
+            return Ok(kind);
+        }
+        let epoch = self.room_kinds.epoch();
+        let kind = self.read_room_kind(room_id, pos).await?;
+        self.room_kinds.insert_if_current(room_id.to_owned(), (pos, kind.clone()), 1, epoch);
+        Ok(kind)
+    }
+
+    async fn read_room_kind(&self, room_id: &RoomId, pos: StreamPos) -> MatrixResult<RoomKind> {
         let state = self.state_at(room_id, pos).await?;
         let encrypted = state.contains_key(&(StateEventType::RoomEncryption, String::new()));
         let room_type = match state.get(&(StateEventType::RoomCreate, String::new())) {
@@ -192,7 +224,7 @@ pub fn in_ranges(ranges: &[(usize, usize)], count: usize) -> impl Iterator<Item 
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
+    use std::{collections::HashSet, sync::Arc};
 
     use myelin_core::{Membership, StreamPos, types::OwnedUserId};
     use myelin_storage::UserRoom;
@@ -248,7 +280,7 @@ mod tests {
     fn filters_combine_membership_dm_kind_tags_and_spaces() {
         let dm = room("!dm:x", Membership::Join, "@me:x", 1);
         let space_child = room("!child:x", Membership::Invite, "@you:x", 2);
-        let mut facts = RoomFacts { dm_rooms: Some([dm.room_id.clone()].into()), ..RoomFacts::default() };
+        let mut facts = RoomFacts { dm_rooms: Some(Arc::new([dm.room_id.clone()].into())), ..RoomFacts::default() };
         facts.kinds.insert(dm.room_id.clone(), (None, true));
         facts.kinds.insert(space_child.room_id.clone(), (Some("m.space".into()), false));
         facts.tags.insert(dm.room_id.clone(), ["m.favourite".to_owned()].into());

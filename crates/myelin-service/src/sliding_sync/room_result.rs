@@ -9,7 +9,7 @@ use myelin_core::{
     json::object,
     types::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, StateEventType, TimelineEventType, UserId},
 };
-use myelin_storage::{Direction, StoredEvent, UserRoom};
+use myelin_storage::{Change, Direction, StoredEvent, UserRoom};
 use serde_json::{Value, json};
 
 use super::{connection::RoomSent, request::RoomConfig, room_list::bump_stamp, summaries::RoomSummary};
@@ -222,7 +222,13 @@ impl Services {
                 ids = initial_state_ids(config, user_id, &state, &senders);
             }
             Some(since) => {
-                let old = self.state_at(&room.room_id, since).await?;
+                // No state event since `since` (it would have marked every kind): the state
+                // then is the state now, and only lazy members can be news.
+                let old = if since <= upper && !self.store.may_have_changed(Change::Membership, since) {
+                    state.clone()
+                } else {
+                    self.state_at(&room.room_id, since).await?
+                };
                 let lazy_known = |k: &str| known_lazy.contains(k) || sender_strs.contains(k);
                 let lazy_new = |k: &str| sender_strs.contains(k) && !known_lazy.contains(k);
                 let grown = RoomConfig { required_state: added.clone(), timeline_limit: 0 };

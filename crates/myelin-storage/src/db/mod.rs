@@ -239,13 +239,11 @@ pub(crate) struct StreamHead {
 }
 
 impl StreamHead {
-    /// `sees_every_write`: this process is the database's only writer (SQLite), so the change
-    /// marks are exact.
-    pub(crate) fn new(pos: StreamPos, sees_every_write: bool) -> Arc<Self> {
+    pub(crate) fn new(pos: StreamPos) -> Arc<Self> {
         Arc::new(Self {
             tx: tokio::sync::watch::channel(pos).0,
             written: std::sync::atomic::AtomicI64::new(pos.get()),
-            changes: changes::ChangeMarks::new(pos, sees_every_write),
+            changes: changes::ChangeMarks::new(pos),
         })
     }
 
@@ -262,8 +260,24 @@ impl StreamHead {
         *self.tx.borrow()
     }
 
-    /// Moves the head up to `pos` (never down); returns the head after.
-    pub(crate) fn advance(&self, pos: StreamPos) -> StreamPos {
+    /// Moves the head past a batch of this process's writer (SQLite), taking the batch's change
+    /// marks first.
+    pub(crate) fn advance_past(&self, batch: &changes::BatchChanges, pos: StreamPos) -> StreamPos {
+        self.changes.apply(batch);
+        self.advance(pos)
+    }
+
+    /// Moves the head to `pos`, taking first what is known of the kinds of change up to it: the
+    /// marks read with a PostgreSQL safe head, or `None` (another writer of unknown kinds: every
+    /// kind may have changed). Returns the head after.
+    pub(crate) fn advance_learning(&self, pos: StreamPos, marks: Option<&changes::HeadMarks>) -> StreamPos {
+        self.changes.learn(pos, marks);
+        self.advance(pos)
+    }
+
+    /// Moves the head up to `pos` (never down); returns the head after. Private: the change marks
+    /// must cover every position up to `pos` first, which the two ways above see to.
+    fn advance(&self, pos: StreamPos) -> StreamPos {
         let mut now = pos;
         self.tx.send_if_modified(|head| {
             if pos > *head {
@@ -428,9 +442,8 @@ impl Database {
         self.head.get()
     }
 
-    /// Whether a write of `change` may have taken a position after `since`: `false` only where
-    /// this process sees every write (SQLite) and none of that kind came after `since`, so a
-    /// read of such changes would find nothing.
+    /// Whether a write of `change` may have taken a position after `since` (up to the stream
+    /// head): `false` only when none did, so a read of such changes would find nothing.
     pub fn may_have_changed(&self, change: Change, since: StreamPos) -> bool {
         self.head.changes.may_have_changed(change, since)
     }
@@ -451,7 +464,10 @@ impl Database {
     pub async fn refresh_stream_head(&self) -> StorageResult<StreamPos> {
         match &self.backend {
             Backend::Sqlite(_) => Ok(self.head.get()),
-            Backend::Postgres(db) => Ok(self.head.advance(db.safe_head().await?)),
+            Backend::Postgres(db) => {
+                let (safe, marks) = db.safe_head_and_marks().await?;
+                Ok(self.head.advance_learning(safe, marks.as_ref()))
+            }
         }
     }
 

@@ -61,6 +61,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0034_rendezvous.sql"),
     include_str!("../../migrations/0035_passkeys.sql"),
     include_str!("../../migrations/0036_unread_highlights.sql"),
+    include_str!("../../migrations/0037_stream_changes.sql"),
 ];
 
 pub struct Sqlite {
@@ -126,7 +127,7 @@ impl Sqlite {
         })
         .await
         .map_err(|e| StorageError::Task(e.to_string()))??;
-        let head = StreamHead::new(head, true);
+        let head = StreamHead::new(head);
         let (writer, rx) = mpsc::channel::<Queued>();
         std::thread::Builder::new()
             .name("myelin-sqlite-writer".into())
@@ -173,9 +174,8 @@ fn watch_other_writers(path: &Path, head: std::sync::Weak<StreamHead>) {
             if let Ok(stored) = conn.query_row("SELECT pos FROM stream_head WHERE id = 1", [], |r| r.get::<_, i64>(0))
                 && stored > head.get().get()
             {
-                head.changes.everything_up_to(StreamPos(stored));
                 head.wrote(StreamPos(stored));
-                head.advance(StreamPos(stored));
+                head.advance_learning(StreamPos(stored), None);
             }
         }
     });
@@ -249,9 +249,8 @@ fn run_writer(mut conn: Connection, rx: mpsc::Receiver<Queued>, head: Arc<Stream
         }
         match outcome {
             Ok(()) => {
-                head.changes.apply(positions.changes());
                 head.wrote(positions.sqlite_head(start));
-                head.advance(positions.sqlite_head(start));
+                head.advance_past(positions.changes(), positions.sqlite_head(start));
                 for deliver in delivers {
                     deliver(None);
                 }

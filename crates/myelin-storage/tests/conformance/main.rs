@@ -236,6 +236,7 @@ all_backends!(
     sticky_events::sticky_events_last_until_they_expire,
     changes::quiet_kinds_are_skipped_and_every_write_of_a_kind_is_still_read,
     changes::a_reopened_store_treats_everything_before_its_head_as_news,
+    changes::another_process_learns_each_kind_of_change_with_the_head,
     cluster::the_stream_head_reaches_every_process,
     cluster::signals_reach_the_other_processes_only,
     cluster::a_second_writer_on_the_same_database_takes_later_positions,

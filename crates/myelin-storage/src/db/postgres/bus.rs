@@ -1,12 +1,13 @@
 //! Signals between processes over `LISTEN`/`NOTIFY` (channel `myelin`). Payloads are JSON:
-//! `{"o": origin, "head": N}` from a stream writer after its commit (the safe head it read), or
-//! `{"o": origin, "s": Signal}`. A writer publishes the head before it answers its callers, and
+//! `{"o": origin, "head": N, "marks": [...]}` from a stream writer after its commit (the safe head
+//! it read and the change marks up to it: `changes.rs`), or `{"o": origin, "s": Signal}`. A writer publishes the head before it answers its callers, and
 //! PostgreSQL delivers notifications in commit order, so a process hears of the head a write
 //! moved before any wake-up sent after that write.
 //!
 //! The keeper (`keep_head`) reads the safe head every second as a backstop for lost
-//! notifications, and deletes the reservations of writers whose database backend has ended (a
-//! process killed in the middle of a batch), which would otherwise hold every reader back.
+//! notifications, deletes the reservations of writers whose database backend has ended (a
+//! process killed in the middle of a batch), which would otherwise hold every reader back, and
+//! prunes the change rows no mark needs any more.
 
 use std::sync::Arc;
 
@@ -14,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
-use super::{PgConn, SAFE_HEAD};
+use super::{PgConn, head_payload_sql};
 use crate::{
     Signal, StorageResult, StreamPos,
-    db::{Conn, StreamHead},
+    db::{Conn, StreamHead, advisory_key, changes::HeadMarks},
 };
 
 /// How often the keeper reads the head and looks for abandoned reservations.
@@ -30,11 +31,35 @@ const MAX_PAYLOAD: usize = 7_000;
 
 #[derive(Serialize, Deserialize)]
 struct Payload {
+    #[serde(default)]
     o: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     head: Option<StreamPos>,
+    /// With `head`: each asked kind's highest position at or below it (`changes.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    marks: Option<Vec<Option<i64>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     s: Option<Signal>,
+}
+
+impl Payload {
+    /// The head and its marks, if this payload brings a head. Marks of another length (a
+    /// process of another version) count as none: every kind may have changed.
+    fn head_news(&self) -> Option<(StreamPos, Option<HeadMarks>)> {
+        let marks = self.marks.as_deref().and_then(|m| HeadMarks::try_from(m).ok());
+        Some((self.head?, marks))
+    }
+}
+
+/// The head and marks in a head payload's text (from [`head_payload_sql`]).
+pub(crate) fn head_news(payload: &str) -> Option<(StreamPos, Option<HeadMarks>)> {
+    serde_json::from_str::<Payload>(payload).ok()?.head_news()
+}
+
+/// Moves `head` to the one in a head payload's text, with its marks; returns the head after.
+pub(crate) fn take_head(head: &StreamHead, payload: &str) -> Option<StreamPos> {
+    let (pos, marks) = head_news(payload)?;
+    Some(head.advance_learning(pos, marks.as_ref()))
 }
 
 pub struct Bus {
@@ -138,8 +163,8 @@ async fn receive(
                 tracing::warn!("ignoring a malformed notification");
                 continue;
             };
-            if let Some(pos) = payload.head {
-                head.advance(pos);
+            if let Some((pos, marks)) = payload.head_news() {
+                head.advance_learning(pos, marks.as_ref());
             }
             if payload.o == origin {
                 continue;
@@ -156,8 +181,10 @@ async fn receive(
                 Err(err) => tracing::warn!(%err, "cannot re-establish LISTEN"),
             }
         };
-        if let Ok(row) = listener.0.query_one(SAFE_HEAD, &[]).await {
-            head.advance(StreamPos(row.get(0)));
+        if let Ok(row) = listener.0.query_one(&head_payload_sql(""), &[]).await
+            && let Ok(payload) = row.try_get::<_, &str>(0)
+        {
+            take_head(&head, payload);
         }
         let _ = inbound.send(Signal::Resync);
     }
@@ -190,7 +217,8 @@ async fn publish(config: Config, mut rx: mpsc::UnboundedReceiver<Signal>, origin
 
 /// The payloads for one signal: one, or several for a wake-up of many users.
 fn payloads(origin: &str, signal: Signal) -> Vec<String> {
-    let encode = |s: Signal| serde_json::to_string(&Payload { o: origin.to_owned(), head: None, s: Some(s) });
+    let encode =
+        |s: Signal| serde_json::to_string(&Payload { o: origin.to_owned(), head: None, marks: None, s: Some(s) });
     let Ok(whole) = encode(signal.clone()) else { return Vec::new() };
     if whole.len() <= MAX_PAYLOAD {
         return vec![whole];
@@ -216,10 +244,19 @@ fn payloads(origin: &str, signal: Signal) -> Vec<String> {
     out
 }
 
-/// Every [`KEEPER_PERIOD`]: reads the safe head (a backstop for a lost notification), and if a
-/// reservation has been open for a while, deletes the ones whose writer's backend no longer
-/// exists (its transaction was rolled back with it) and publishes the head that frees.
+/// Every [`KEEPER_PERIOD`]: reads the safe head with its marks (a backstop for a lost
+/// notification); if a reservation has been open for a while, deletes the ones whose writer's
+/// backend no longer exists (its transaction was rolled back with it) and publishes the head that
+/// frees; prunes the change rows below each kind's newest one under the safe head.
 async fn keep_head(config: Config, head: Arc<StreamHead>, origin: String) {
+    let sql = Keeper {
+        head: format!(
+            "SELECT p, (SELECT MIN(created_ms) FROM stream_reservations) < {} - $1 FROM ({}) AS x(p)",
+            super::DB_NOW_MS,
+            head_payload_sql(&origin)
+        ),
+        publish: super::publish_head_sql(&origin),
+    };
     let mut conn: Option<PgConn> = None;
     let mut tick = tokio::time::interval(KEEPER_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -229,30 +266,42 @@ async fn keep_head(config: Config, head: Arc<StreamHead>, origin: String) {
             conn = PgConn::connect(&config).await.ok();
         }
         let Some(c) = conn.as_mut() else { continue };
-        if let Err(err) = keep_head_once(c, &head, &origin).await {
+        if let Err(err) = keep_head_once(c, &head, &sql).await {
             tracing::debug!(%err, "stream head keeper");
             conn = None;
         }
     }
 }
 
-async fn keep_head_once(c: &mut PgConn, head: &StreamHead, origin: &str) -> StorageResult<()> {
-    let sql =
-        format!("SELECT ({SAFE_HEAD}), (SELECT MIN(created_ms) FROM stream_reservations) < {} - $1", super::DB_NOW_MS);
-    let (safe, suspect): (StreamPos, Option<bool>) = Conn::postgres(c)
-        .query_one(&sql, &[&RESERVATION_SUSPECT_MS], |r| Ok((r.get(0)?, r.get::<Option<i64>>(1)?.map(|v| v != 0))))
+/// The keeper's statements, built once.
+struct Keeper {
+    head: String,
+    publish: String,
+}
+
+/// Deletes, for each kind, the change rows below its newest one at or below the safe head `$1`:
+/// every head read from now on is at least that safe head, so its marks are that row or newer.
+/// One process at a time (concurrent deletes of the same rows could deadlock).
+const PRUNE_CHANGES: &str = "WITH turn AS (SELECT pg_try_advisory_xact_lock($2) AS mine) \
+     DELETE FROM stream_changes c \
+     USING (SELECT kind, MAX(pos) AS keep FROM stream_changes WHERE pos <= $1 GROUP BY kind) k, turn \
+     WHERE turn.mine AND c.kind = k.kind AND c.pos < k.keep";
+
+async fn keep_head_once(c: &mut PgConn, head: &StreamHead, sql: &Keeper) -> StorageResult<()> {
+    let (payload, suspect): (String, Option<bool>) = Conn::postgres(c)
+        .query_one(&sql.head, &[&RESERVATION_SUSPECT_MS], |r| Ok((r.get(0)?, r.get::<Option<i64>>(1)?.map(|v| v != 0))))
         .await?;
-    head.advance(safe);
+    if let Some(safe) = take_head(head, &payload) {
+        c.execute(PRUNE_CHANGES, &[&safe.get(), &advisory_key("stream_changes prune")]).await?;
+    }
     if suspect == Some(true) {
         let freed = c
             .execute("DELETE FROM stream_reservations WHERE owner_pid NOT IN (SELECT pid FROM pg_stat_activity)", &[])
             .await?;
         if freed > 0 {
             tracing::warn!(freed, "deleted stream reservations of writers that are gone");
-            if let Some(safe) = c.batch_first_value(&super::publish_head_sql(origin)).await?
-                && let Ok(safe) = safe.parse()
-            {
-                head.advance(safe);
+            if let Some(payload) = c.batch_first_value(&sql.publish).await? {
+                take_head(head, &payload);
             }
         }
     }

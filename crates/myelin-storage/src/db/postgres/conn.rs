@@ -256,7 +256,8 @@ impl PgPool {
         let mut pooled = self.get().await?;
         pooled.in_transaction = true;
         let c = pooled.conn()?;
-        c.batch(if relaxed { "BEGIN; SET LOCAL synchronous_commit = off" } else { "BEGIN" }).await?;
+        // Goes out with the transaction's first statement: no round trip of its own.
+        c.defer(if relaxed { "BEGIN; SET LOCAL synchronous_commit = off" } else { "BEGIN" });
         let result = f(&mut Conn::postgres(c)).await;
         let (ended, outcome) = match result {
             Ok(value) => match c.batch("COMMIT").await {

@@ -24,8 +24,8 @@ use conn::PgPool;
 use tokio::sync::Mutex;
 use tokio_postgres::Config;
 
-use super::{BoxFut, Conn, Job, StreamHead};
-use crate::{Signal, StorageError, StorageResult, StreamPos, db::sqlite::MIGRATIONS};
+use super::{BoxFut, Conn, Job, StreamHead, changes::HeadMarks};
+use crate::{Change, Signal, StorageError, StorageResult, StreamPos, db::sqlite::MIGRATIONS};
 
 /// Connections for reads and short transactions, per process.
 const POOL_SIZE: usize = 16;
@@ -37,12 +37,25 @@ const MIGRATION_LOCK: i64 = 0x6d79_656c_696e;
 pub(crate) const SAFE_HEAD: &str = "SELECT COALESCE((SELECT MIN(low) FROM stream_reservations) - 1, \
      (SELECT pos FROM stream_head WHERE id = 1))";
 
-/// The statement that reads the safe head and publishes it: `head` in a NOTIFY on `myelin`.
-pub(crate) fn publish_head_sql(origin: &str) -> String {
-    // The origin is hex and the head a number: nothing to escape.
+/// The statement that reads the safe head and, in the same snapshot, each asked kind's highest
+/// position at or below it (`changes.rs`), as the text of a head payload (`bus.rs`):
+/// `{"o": origin, "head": N, "marks": [...]}`.
+pub(crate) fn head_payload_sql(origin: &str) -> String {
+    let marks: Vec<String> = (0..Change::ASKED.len())
+        .map(|kind| format!("(SELECT MAX(pos) FROM stream_changes WHERE kind = {kind} AND pos <= h)"))
+        .collect();
+    // The origin is hex: nothing to escape.
     format!(
-        "SELECT h, pg_notify('myelin', json_build_object('o', '{origin}', 'head', h)::TEXT) FROM ({SAFE_HEAD}) AS s(h)"
+        "SELECT json_build_object('o', '{origin}', 'head', h, 'marks', json_build_array({}))::TEXT FROM ({SAFE_HEAD}) \
+         AS s(h)",
+        marks.join(", ")
     )
+}
+
+/// The statement that reads the safe head with its marks and publishes them: the payload of a
+/// NOTIFY on `myelin`, also returned.
+pub(crate) fn publish_head_sql(origin: &str) -> String {
+    format!("SELECT p, pg_notify('myelin', p) FROM ({}) AS x(p)", head_payload_sql(origin))
 }
 
 /// Milliseconds since the epoch by the database's clock.
@@ -50,6 +63,8 @@ const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::BIGINT"
 
 pub struct Postgres {
     pool: PgPool,
+    /// [`head_payload_sql`], built once.
+    head_sql: String,
     writer: writer::Writer,
     bus: bus::Bus,
     config: Config,
@@ -62,12 +77,13 @@ impl Postgres {
         migrate(&mut conn).await?;
         let head = safe_head(&mut conn).await?;
         drop(conn);
-        let head = StreamHead::new(head, false);
+        let head = StreamHead::new(head);
         let origin = format!("{:016x}", rand_origin());
         let bus = bus::Bus::start(config.clone(), head.clone(), origin.clone()).await?;
         let reserver = Arc::new(Reserver { config: config.clone(), conn: Mutex::new(None) });
         let writer = writer::Writer::start(config.clone(), head.clone(), origin, reserver);
-        Ok((Self { pool: PgPool::new(config.clone(), POOL_SIZE), writer, bus, config }, head))
+        let head_sql = head_payload_sql("");
+        Ok((Self { pool: PgPool::new(config.clone(), POOL_SIZE), head_sql, writer, bus, config }, head))
     }
 
     pub(crate) async fn read<T, F>(&self, f: F) -> StorageResult<T>
@@ -88,9 +104,12 @@ impl Postgres {
         self.writer.submit(job)
     }
 
-    pub(crate) async fn safe_head(&self) -> StorageResult<StreamPos> {
+    /// The safe head and the change marks up to it.
+    pub(crate) async fn safe_head_and_marks(&self) -> StorageResult<(StreamPos, Option<HeadMarks>)> {
         let mut pooled = self.pool.get().await?;
-        safe_head(pooled.conn()?).await
+        let conn = pooled.conn()?;
+        let payload: String = Conn::postgres(conn).query_one(&self.head_sql, &[], |r| r.get(0)).await?;
+        bus::head_news(&payload).ok_or_else(|| StorageError::Corrupt("the safe head read has no head".into()))
     }
 
     pub(crate) fn broadcast(&self, signal: Signal) {

@@ -2,19 +2,21 @@
 //! write inside its own SAVEPOINT of one transaction (group commit).
 //!
 //! Positions come from reserved blocks (`Reserver`), so the writers of several processes commit
-//! side by side instead of one after another. The commit deletes the batch's reservations; right
-//! after it, the writer reads the new safe head (below any reservation still open elsewhere),
-//! NOTIFYs it to the other processes and only then answers the batch's callers.
+//! side by side instead of one after another. The commit records what kinds of change the batch
+//! made (`stream_changes`, for the other processes' change marks) and deletes its reservations;
+//! right after it, the writer reads the new safe head (below any reservation still open
+//! elsewhere) with the marks up to it, NOTIFYs both to the other processes and only then answers
+//! the batch's callers.
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_postgres::Config;
 
-use super::{super::Ran, PgConn, Reserver, publish_head_sql};
+use super::{super::Ran, PgConn, Reserver, bus::take_head, publish_head_sql};
 use crate::{
-    StorageError, StorageResult, StreamPos,
-    db::{Conn, Job, Positions, StreamHead},
+    StorageError, StorageResult,
+    db::{Conn, Job, Positions, StreamHead, changes::BatchChanges},
 };
 
 /// Jobs one batch takes at most.
@@ -56,6 +58,7 @@ async fn run(
     origin: String,
     reserver: Arc<Reserver>,
 ) {
+    let publish = publish_head_sql(&origin);
     let mut connection: Option<Connection> = None;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -88,22 +91,22 @@ async fn run(
         let reserved = positions.highest().is_some();
         match outcome {
             Ok(()) => {
-                let published = commit(&mut c.conn, reserved, &origin).await;
+                let published = commit(&mut c.conn, reserved, positions.changes(), &publish).await;
                 if published.is_ok()
                     && let Some(highest) = positions.highest()
                 {
                     head.wrote(highest);
                 }
                 match published {
-                    Ok(Some(safe)) => {
-                        head.advance(safe);
+                    Ok(Some(payload)) => {
+                        take_head(&head, &payload);
                     }
                     Ok(None) => {}
                     Err(err) => {
                         c.conn.clear_deferred();
                         let _ = c.conn.batch("ROLLBACK").await;
                         fail(delivers, &err);
-                        release_reservations(&mut c.conn, reserved, &origin, &head).await;
+                        release_reservations(&mut c.conn, reserved, &publish, &head).await;
                         continue;
                     }
                 }
@@ -116,7 +119,7 @@ async fn run(
                 c.conn.clear_deferred();
                 let _ = c.conn.batch("ROLLBACK").await;
                 fail(delivers, &err);
-                release_reservations(&mut c.conn, reserved, &origin, &head).await;
+                release_reservations(&mut c.conn, reserved, &publish, &head).await;
             }
         }
     }
@@ -129,35 +132,48 @@ fn fail(delivers: Vec<Box<dyn FnOnce(Option<StorageError>) + Send>>, err: &Stora
     }
 }
 
-/// Commits the batch (deleting its reservations in the same transaction) and, if it reserved
-/// positions, reads and publishes the new safe head. Returns that head.
-async fn commit(c: &mut PgConn, reserved: bool, origin: &str) -> StorageResult<Option<StreamPos>> {
+/// Commits the batch (recording the kinds of change it made and deleting its reservations in the
+/// same transaction) and, if it reserved positions, reads and publishes the new safe head with
+/// its marks (`publish`: [`publish_head_sql`]). Returns that head payload.
+async fn commit(
+    c: &mut PgConn,
+    reserved: bool,
+    changes: &BatchChanges,
+    publish: &str,
+) -> StorageResult<Option<String>> {
     if !reserved {
         c.batch("RELEASE SAVEPOINT job; COMMIT").await?;
         return Ok(None);
     }
     let sql = format!(
-        "RELEASE SAVEPOINT job; DELETE FROM stream_reservations WHERE owner_pid = pg_backend_pid(); COMMIT; {}",
-        publish_head_sql(origin)
+        "RELEASE SAVEPOINT job; {}DELETE FROM stream_reservations WHERE owner_pid = pg_backend_pid(); COMMIT; \
+         {publish}",
+        record_changes_sql(changes)
     );
-    let head = c.batch_first_value(&sql).await?;
-    Ok(head.and_then(|h| h.parse().ok()))
+    c.batch_first_value(&sql).await
+}
+
+/// The statement recording a batch's kinds of change (empty if it made none a reader asks about,
+/// as a batch of messages): one row per kind, at the highest position of that kind.
+fn record_changes_sql(changes: &BatchChanges) -> String {
+    let rows: Vec<String> = changes.marked().map(|(kind, pos)| format!("({kind}, {pos})")).collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!("INSERT INTO stream_changes (kind, pos) VALUES {} ON CONFLICT DO NOTHING; ", rows.join(", "))
 }
 
 /// After a failed batch: gives up its reservations (their positions stay unused) and publishes
 /// the head that may now move past them. If this fails too (the connection is gone), the other
 /// processes delete the reservations once this backend has ended (`bus.rs`).
-async fn release_reservations(c: &mut PgConn, reserved: bool, origin: &str, head: &StreamHead) {
+async fn release_reservations(c: &mut PgConn, reserved: bool, publish: &str, head: &StreamHead) {
     if !reserved {
         return;
     }
-    let sql =
-        format!("DELETE FROM stream_reservations WHERE owner_pid = pg_backend_pid(); {}", publish_head_sql(origin));
+    let sql = format!("DELETE FROM stream_reservations WHERE owner_pid = pg_backend_pid(); {publish}");
     match c.batch_first_value(&sql).await {
-        Ok(Some(safe)) => {
-            if let Ok(safe) = safe.parse() {
-                head.advance(safe);
-            }
+        Ok(Some(payload)) => {
+            take_head(head, &payload);
         }
         Ok(None) => {}
         Err(err) => tracing::warn!(%err, "could not release the reservations of a failed batch"),
