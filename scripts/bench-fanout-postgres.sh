@@ -13,9 +13,11 @@
 #                every chunk this long in each direction (a database on another machine).
 # MYELIN_BINARY: default target/release/myelin (build it and myelin-bench in release first).
 #
-# Ports 8051 (one process) and 8061-8062 (two processes) on 127.0.0.1; the two processes share a
+# Ports 8051 (one process), 8061-8062 (two processes) and 8071 (Synapse) on 127.0.0.1; the two share a
 # data directory (one signing key), as a deployment does. Everything is stopped at exit.
-# Environment: LISTENERS (50), MESSAGES (20), API (v2 or sliding).
+# Environment: LISTENERS (50), MESSAGES (20), API (v2 or sliding), SYNAPSE (1: a Synapse from PyPI
+# on 127.0.0.1, its usual SQLite, joins the same run as a third target, so the ratios to it are
+# side by side).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +34,15 @@ start 8051 "$work/one" "$(database_url "$pg_at" "fanout_one_$suffix")"
 start 8061 "$work/two" "$(database_url "$pg_at" "fanout_two_$suffix")"
 start 8062 "$work/two" "$(database_url "$pg_at" "fanout_two_$suffix")"
 
+rival=()
+if [ "${SYNAPSE:-0}" = 1 ]; then
+    venv=$(./scripts/synapse-venv.sh | tail -1)
+    synapse_pid=$(SYNAPSE_VENV="$venv" ./scripts/synapse-rival.sh "$work/synapse" 8071)
+    pids+=("$synapse_pid")
+    rival=(--target synapse=http://127.0.0.1:8071)
+fi
+
 "$BENCH" --target two-processes=http://127.0.0.1:8061,http://127.0.0.1:8062 \
-    --target one-process=http://127.0.0.1:8051 \
+    --target one-process=http://127.0.0.1:8051 "${rival[@]}" \
     --scenario fanout --listeners "${LISTENERS:-50}" --fanout-messages "${MESSAGES:-20}" \
     --fanout-api "${API:-v2}" --output docs/benchmarks.md

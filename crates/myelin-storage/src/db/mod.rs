@@ -19,6 +19,7 @@
 //!   runs it on a pooled connection beside the writer; SQLite has only the one writer).
 
 pub mod changes;
+mod head;
 pub(crate) mod positions;
 pub mod postgres;
 pub mod sqlite;
@@ -27,6 +28,7 @@ mod value;
 use std::{future::Future, pin::Pin, sync::Arc};
 
 pub use changes::Change;
+pub(crate) use head::StreamHead;
 pub use positions::Positions;
 pub use value::{FromColumn, Kind, SqlKind, ToValue, Value};
 
@@ -228,74 +230,6 @@ pub(crate) fn advisory_key(name: &str) -> i64 {
     hash as i64
 }
 
-/// The highest stream position readers may look at: every position at or below it is committed
-/// or will never be. Watchers learn when it moves.
-pub(crate) struct StreamHead {
-    tx: tokio::sync::watch::Sender<StreamPos>,
-    /// The highest position a committed write of this process took.
-    written: std::sync::atomic::AtomicI64,
-    /// What kind of change positions up to the head carried (`changes.rs`).
-    pub(crate) changes: changes::ChangeMarks,
-}
-
-impl StreamHead {
-    pub(crate) fn new(pos: StreamPos) -> Arc<Self> {
-        Arc::new(Self {
-            tx: tokio::sync::watch::channel(pos).0,
-            written: std::sync::atomic::AtomicI64::new(pos.get()),
-            changes: changes::ChangeMarks::new(pos),
-        })
-    }
-
-    /// Records that a write of this process took positions up to `pos` and committed.
-    pub(crate) fn wrote(&self, pos: StreamPos) {
-        self.written.fetch_max(pos.get(), std::sync::atomic::Ordering::AcqRel);
-    }
-
-    pub(crate) fn written(&self) -> StreamPos {
-        StreamPos(self.written.load(std::sync::atomic::Ordering::Acquire))
-    }
-
-    pub(crate) fn get(&self) -> StreamPos {
-        *self.tx.borrow()
-    }
-
-    /// Moves the head past a batch of this process's writer (SQLite), taking the batch's change
-    /// marks first.
-    pub(crate) fn advance_past(&self, batch: &changes::BatchChanges, pos: StreamPos) -> StreamPos {
-        self.changes.apply(batch);
-        self.advance(pos)
-    }
-
-    /// Moves the head to `pos`, taking first what is known of the kinds of change up to it: the
-    /// marks read with a PostgreSQL safe head, or `None` (another writer of unknown kinds: every
-    /// kind may have changed). Returns the head after.
-    pub(crate) fn advance_learning(&self, pos: StreamPos, marks: Option<&changes::HeadMarks>) -> StreamPos {
-        self.changes.learn(pos, marks);
-        self.advance(pos)
-    }
-
-    /// Moves the head up to `pos` (never down); returns the head after. Private: the change marks
-    /// must cover every position up to `pos` first, which the two ways above see to.
-    fn advance(&self, pos: StreamPos) -> StreamPos {
-        let mut now = pos;
-        self.tx.send_if_modified(|head| {
-            if pos > *head {
-                *head = pos;
-                true
-            } else {
-                now = *head;
-                false
-            }
-        });
-        now
-    }
-
-    pub(crate) fn watch(&self) -> tokio::sync::watch::Receiver<StreamPos> {
-        self.tx.subscribe()
-    }
-}
-
 /// A stream write waiting for the writer: it runs inside the batch's transaction (in its own
 /// savepoint) and reports whether it succeeded; `deliver` answers its caller after the commit.
 pub(crate) type Job = Box<dyn for<'c, 'x> FnOnce(&'c mut Conn<'x>, &'c mut Positions) -> BoxFut<'c, Ran> + Send>;
@@ -445,7 +379,7 @@ impl Database {
     /// Whether a write of `change` may have taken a position after `since` (up to the stream
     /// head): `false` only when none did, so a read of such changes would find nothing.
     pub fn may_have_changed(&self, change: Change, since: StreamPos) -> bool {
-        self.head.changes.may_have_changed(change, since)
+        self.head.may_have_changed(change, since)
     }
 
     /// Learns of every move of [`stream_head`](Self::stream_head).

@@ -31,8 +31,10 @@ pub struct Positions {
     reserver: Option<(Arc<Reserver>, i64)>,
     /// How many positions a PostgreSQL reservation asks for.
     block: i64,
-    /// What kind of change each position carried (`super::changes`).
-    changes: BatchChanges,
+    /// What kind of change each position carried (`super::changes`), per block: PostgreSQL's
+    /// safe head can stop between two blocks of one batch (another process's block in between),
+    /// so each block's marks must hold on their own. SQLite has one block.
+    changes: Vec<BatchChanges>,
 }
 
 impl Positions {
@@ -44,7 +46,7 @@ impl Positions {
             highest: None,
             reserver: None,
             block: 0,
-            changes: BatchChanges::default(),
+            changes: vec![BatchChanges::default()],
         }
     }
 
@@ -57,7 +59,7 @@ impl Positions {
             highest: None,
             reserver: Some((reserver, owner_pid)),
             block: block.max(1),
-            changes: BatchChanges::default(),
+            changes: Vec::new(),
         }
     }
 
@@ -69,18 +71,26 @@ impl Positions {
             && let Some((reserver, owner_pid)) = &self.reserver
         {
             let (low, high) = reserver.reserve(self.block, *owner_pid).await?;
-            self.next = low.get();
-            self.end = high.get();
+            self.start_block(low, high);
         }
         let pos = StreamPos(self.next);
         self.next += 1;
         self.highest = Some(pos);
-        self.changes.record(change, pos);
+        if let Some(block) = self.changes.last_mut() {
+            block.record(change, pos);
+        }
         Ok(pos)
     }
 
-    /// What kinds of change the batch's positions carried.
-    pub(crate) fn changes(&self) -> &BatchChanges {
+    /// Goes on in a new block of positions, `low..=high`.
+    fn start_block(&mut self, low: StreamPos, high: StreamPos) {
+        self.next = low.get();
+        self.end = high.get();
+        self.changes.push(BatchChanges::default());
+    }
+
+    /// What kinds of change the batch's positions carried, block by block.
+    pub(crate) fn changes(&self) -> &[BatchChanges] {
         &self.changes
     }
 
@@ -92,5 +102,27 @@ impl Positions {
     /// Where an SQLite batch's head moves to: the last position handed out (or where it was).
     pub(crate) fn sqlite_head(&self, start: StreamPos) -> StreamPos {
         self.highest.unwrap_or(start)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Change, Positions};
+    use crate::StreamPos;
+
+    #[tokio::test]
+    async fn each_block_keeps_the_marks_of_its_own_positions() {
+        // A batch in two blocks with another writer's block (30..=39) between them: a head at 29
+        // must find the first block's to-device message marked at or below it.
+        let mut positions = Positions::after(StreamPos(0));
+        positions.start_block(StreamPos(20), StreamPos(29));
+        for _ in 20..30 {
+            positions.next(Change::ToDevice).await.expect("position");
+        }
+        positions.start_block(StreamPos(40), StreamPos(49));
+        assert_eq!(positions.next(Change::ToDevice).await.expect("position"), StreamPos(40));
+        positions.next(Change::Message).await.expect("position");
+        let blocks: Vec<Vec<(usize, i64)>> = positions.changes().iter().map(|b| b.marked().collect()).collect();
+        assert_eq!(blocks, [vec![], vec![(1, 29)], vec![(1, 40)]]);
     }
 }

@@ -215,7 +215,7 @@ fn run_writer(mut conn: Connection, rx: mpsc::Receiver<Queued>, head: Arc<Stream
             // on from the stored head, read under the write lock.
             let stored: i64 = conn.query_row("SELECT pos FROM stream_head WHERE id = 1", [], |r| r.get(0))?;
             if stored > start.get() {
-                head.changes.everything_up_to(StreamPos(stored));
+                head.others_wrote_up_to(StreamPos(stored));
                 start = StreamPos(stored);
                 positions = Positions::after(start);
             }

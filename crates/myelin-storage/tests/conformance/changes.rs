@@ -112,9 +112,17 @@ async fn hear_of(store: &std::sync::Arc<dyn Store>, pos: StreamPos) {
 /// process heard of the head: a process that moved its head without learning what kind the
 /// positions were would skip the read, and the sync's next token would step over the message for
 /// good. The rounds wait for the writer's NOTIFY, or race it with the other process's own commit
-/// or a refresh (whichever moves the head first must bring the marks). And a message alone marks
-/// nothing there either (the marks are exact on every process).
+/// or a refresh (whichever moves the head first must bring the marks; `slow_bus_learns_...` in
+/// `main.rs` holds the NOTIFYs back so that the commit and the refresh surely come first). And a
+/// message alone marks nothing there either (the marks are exact on every process).
 pub async fn another_process_learns_each_kind_of_change_with_the_head(url: String) {
+    learns_each_kind_with_the_head(url, false).await
+}
+
+/// The rounds of [`another_process_learns_each_kind_of_change_with_the_head`]; `slow_bus`: the
+/// NOTIFYs are held back (`MYELIN_BUS_DELAY_MS`), and the rounds check that the head moved by
+/// the way they name before the NOTIFY came.
+pub async fn learns_each_kind_with_the_head(url: String, slow_bus: bool) {
     let first = open_store(&url).await;
     let second = another_process(&url, &first).await;
     let last = room_with(&first, "!k:test", &["@a:test", "@b:test"]).await;
@@ -146,6 +154,9 @@ pub async fn another_process_learns_each_kind_of_change_with_the_head(url: Strin
             .expect("send");
         assert!(sent);
         let written = first.written_head();
+        if slow_bus && round % 3 != 0 {
+            assert!(second.stream_head() < written, "round {round}: the NOTIFY is held back");
+        }
         // The second process moves its head past the message in turn by each way it has.
         match round % 3 {
             0 => hear_of(&second, written).await,

@@ -260,3 +260,23 @@ all_backends!(
     oauth::rendezvous_sessions_are_written_in_turn_and_expire,
     oauth::passkeys_and_their_challenges,
 );
+
+/// PostgreSQL with the NOTIFYs between processes held back (`MYELIN_BUS_DELAY_MS`, read when a
+/// store opens): the other process's own commit and a refresh surely move its head before the
+/// NOTIFY does, and each must bring the change marks with it. The test runs itself again in a
+/// child process with the delay set (the variable holds for every store of a process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bus_learns_each_kind_with_the_head() {
+    if std::env::var_os("MYELIN_BUS_DELAY_MS").is_some() {
+        return changes::learns_each_kind_with_the_head(postgres_db().await, true).await;
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new(exe)
+        .env("MYELIN_BUS_DELAY_MS", "500")
+        .args(["--exact", "slow_bus_learns_each_kind_with_the_head", "--nocapture"])
+        .output()
+        .expect("run the test binary again");
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the slow-bus run failed:\n{log}");
+    assert!(log.contains("1 passed"), "the slow-bus run ran the test:\n{log}");
+}

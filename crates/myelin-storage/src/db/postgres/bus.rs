@@ -43,8 +43,10 @@ struct Payload {
 }
 
 impl Payload {
-    /// The head and its marks, if this payload brings a head. Marks of another length (a
-    /// process of another version) count as none: every kind may have changed.
+    /// The head and its marks, if this payload brings a head. Marks of another length count as
+    /// none: every kind may have changed. (That is no way to mix versions: a process that wrote
+    /// no `stream_changes` rows would have its writes skipped by the others' syncs. The
+    /// processes of one deployment run one version: `docs/operations.md`.)
     fn head_news(&self) -> Option<(StreamPos, Option<HeadMarks>)> {
         let marks = self.marks.as_deref().and_then(|m| HeadMarks::try_from(m).ok());
         Some((self.head?, marks))

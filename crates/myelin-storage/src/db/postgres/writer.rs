@@ -138,7 +138,7 @@ fn fail(delivers: Vec<Box<dyn FnOnce(Option<StorageError>) + Send>>, err: &Stora
 async fn commit(
     c: &mut PgConn,
     reserved: bool,
-    changes: &BatchChanges,
+    changes: &[BatchChanges],
     publish: &str,
 ) -> StorageResult<Option<String>> {
     if !reserved {
@@ -154,9 +154,12 @@ async fn commit(
 }
 
 /// The statement recording a batch's kinds of change (empty if it made none a reader asks about,
-/// as a batch of messages): one row per kind, at the highest position of that kind.
-fn record_changes_sql(changes: &BatchChanges) -> String {
-    let rows: Vec<String> = changes.marked().map(|(kind, pos)| format!("({kind}, {pos})")).collect();
+/// as a batch of messages): one row per kind and block, at the highest position of that kind in
+/// the block. Per block, because the safe head can stop between two blocks of one batch (another
+/// process's block between them): the head's marks must cover the first block's changes then.
+fn record_changes_sql(changes: &[BatchChanges]) -> String {
+    let rows: Vec<String> =
+        changes.iter().flat_map(BatchChanges::marked).map(|(kind, pos)| format!("({kind}, {pos})")).collect();
     if rows.is_empty() {
         return String::new();
     }
@@ -206,4 +209,28 @@ async fn run_batch(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::record_changes_sql;
+    use crate::{Change, StreamPos, db::changes::BatchChanges};
+
+    #[test]
+    fn every_block_of_a_batch_records_its_own_kinds() {
+        let mut first = BatchChanges::default();
+        first.record(Change::ToDevice, StreamPos(28));
+        first.record(Change::ToDevice, StreamPos(29));
+        let mut second = BatchChanges::default();
+        second.record(Change::ToDevice, StreamPos(40));
+        second.record(Change::Receipt, StreamPos(41));
+        second.record(Change::Message, StreamPos(42));
+        assert_eq!(
+            record_changes_sql(&[BatchChanges::default(), first, second]),
+            "INSERT INTO stream_changes (kind, pos) VALUES (1, 29), (1, 40), (3, 41) ON CONFLICT DO NOTHING; "
+        );
+        let mut messages = BatchChanges::default();
+        messages.record(Change::Message, StreamPos(43));
+        assert_eq!(record_changes_sql(&[messages]), "", "messages mark nothing");
+    }
 }
