@@ -326,6 +326,35 @@ async fn sliding_sync_connection_moves_between_processes() -> Result<()> {
     // The position B handed out before the replay was replaced by it.
     let (status, gone) = bob.post(&format!("{SS}?timeout=0&pos={pos2}"), &body).await?;
     ensure!(status == 400 && gone["errcode"] == "M_UNKNOWN_POS", "{status} {gone}");
+
+    // A keeps the row it saved last; the connection moves on twice through B (past the newest
+    // and the previous position A knows), so A's position is refused, though A still has it.
+    let pos_a = replay["pos"].as_str().context("pos")?.to_owned();
+    let mut pos_b = pos_a.clone();
+    for text in ["first on B", "second on B"] {
+        alice.send_message(&room, text).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (status, step) = bob.on(&b).post(&format!("{SS}?timeout=0&pos={pos_b}"), &body).await?;
+        ensure!(status == 200 && step["rooms"][&room]["timeline"].as_array().is_some_and(|t| t.len() == 1), "{step}");
+        pos_b = step["pos"].as_str().context("pos")?.to_owned();
+    }
+    let (status, stale) = bob.post(&format!("{SS}?timeout=0&pos={pos_a}"), &body).await?;
+    ensure!(stale["errcode"] == "M_UNKNOWN_POS", "A answered a position moved on elsewhere: {status} {stale}");
+    // B's newest position goes on through A.
+    alice.send_message(&room, "back on A").await?;
+    let (status, back) = bob.post(&format!("{SS}?timeout=0&pos={pos_b}"), &body).await?;
+    let texts: Vec<&str> = back["rooms"][&room]["timeline"]
+        .as_array()
+        .map(|tl| tl.iter().filter_map(|e| e["content"]["body"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(status == 200 && texts == ["back on A"], "{status} {back}");
+    // B starts the connection afresh (a new generation replaces the row). A still keeps the row
+    // it saved, and nothing new came since its position, yet that position is gone.
+    let (status, _) = bob.on(&b).post(&format!("{SS}?timeout=0"), &body).await?;
+    ensure!(status == 200);
+    let pos_back = back["pos"].as_str().context("pos")?;
+    let (status, replaced) = bob.post(&format!("{SS}?timeout=0&pos={pos_back}"), &body).await?;
+    ensure!(status == 400 && replaced["errcode"] == "M_UNKNOWN_POS", "{status} {replaced}");
     Ok(())
 }
 

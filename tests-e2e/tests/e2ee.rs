@@ -215,6 +215,11 @@ async fn a_claim_wakes_the_owners_long_poll_with_the_new_count() -> Result<()> {
     let sync = poll.await??;
     ensure!(started.elapsed().as_secs() < 5, "the long-poll returned only at its timeout");
     ensure!(sync["device_one_time_keys_count"]["signed_curve25519"] == 1, "fresh count: {sync}");
+    // The next long-poll compares with the count that answer gave: nothing moved, so it waits.
+    let started = std::time::Instant::now();
+    let quiet = alice.sync(Some(&next_batch(&sync)?), 1_500, None).await?;
+    ensure!(started.elapsed().as_millis() >= 1_400, "returned at once: {quiet}");
+    ensure!(quiet["device_one_time_keys_count"]["signed_curve25519"] == 1, "{quiet}");
     Ok(())
 }
 

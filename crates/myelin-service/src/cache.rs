@@ -77,6 +77,17 @@ impl CacheKey for i64 {
     }
 }
 
+/// A sliding sync connection: `[user, device, conn_id]` as JSON.
+impl CacheKey for myelin_storage::ConnectionKey {
+    fn to_signal(&self) -> String {
+        serde_json::json!([self.user_id, self.device_id, self.conn_id]).to_string()
+    }
+    fn from_signal(key: &str) -> Option<Self> {
+        let (user_id, device_id, conn_id) = serde_json::from_str(key).ok()?;
+        Some(Self { user_id, device_id, conn_id })
+    }
+}
+
 struct Entry<V> {
     value: V,
     loaded: Instant,
@@ -269,7 +280,7 @@ impl Services {
     }
 
     /// Every cache of this process, for invalidations from other processes (and the metrics).
-    pub(crate) fn caches(&self) -> [&dyn Invalidate; 10] {
+    pub(crate) fn caches(&self) -> [&dyn Invalidate; 12] {
         [
             &self.heads.cache,
             &self.state_groups,
@@ -281,6 +292,8 @@ impl Services {
             &self.direct_rooms,
             &self.room_kinds,
             &self.to_device_swept,
+            &self.sliding_connections,
+            &self.answered_key_counts,
         ]
     }
 }

@@ -62,12 +62,18 @@ const ROOM_SUMMARIES_CACHED: usize = 20_000;
 const DIRECT_ROOMS_CACHED: usize = 10_000;
 const ROOM_KINDS_CACHED: usize = 20_000;
 const SWEPT_INBOXES_CACHED: usize = 20_000;
+const ANSWERED_COUNTS_CACHED: usize = 20_000;
 /// Live sliding sync timelines remembered for the listeners of the same event (one per room).
 const TIMELINES_SHARED: usize = 16;
 /// Thumbnails made at once: each decodes a whole image on a blocking thread (2 cores here).
 const THUMBNAILS_AT_ONCE: usize = 2;
 /// Bytes of event JSON kept by the event cache.
 const EVENT_CACHE_BYTES: usize = 32 << 20;
+/// Sliding sync connection rows kept per process, in bytes of state.
+const SLIDING_CONNECTIONS_CACHED_BYTES: usize = 32 << 20;
+/// How long a kept connection row answers for the database: a client that moved its connection
+/// on through another process and comes back is read afresh after this.
+const SLIDING_CONNECTION_TRUSTED: Duration = Duration::from_secs(60);
 /// An event is read again after this long: the backstop for a redaction whose signal never
 /// arrived (its process died between the commit and the broadcast).
 const EVENT_MAX_AGE: Duration = Duration::from_secs(600);
@@ -117,6 +123,13 @@ pub struct Services {
     /// `user|device` → a position at or below which the device's to-device inbox was found empty
     /// (no message acknowledged and left behind); good while no to-device message came after it.
     to_device_swept: cache::Cache<String, myelin_core::StreamPos>,
+    /// Sliding sync connections as this process last read or saved them (see
+    /// `sliding_sync::Services::sliding_base`: trusted only for a minute, and every save is
+    /// still conditional on the stored row).
+    sliding_connections: cache::Cache<myelin_storage::ConnectionKey, Arc<myelin_storage::StoredConnection>>,
+    /// `user|device` → the `/sync` token last answered to the device and the one-time key
+    /// counts that answer had: the counts a long-poll from that token compares with.
+    answered_key_counts: cache::Cache<String, Arc<(sync::SyncToken, serde_json::Value)>>,
     /// A live sliding sync update's one room timeline, read once for the listeners it woke.
     sliding_timelines:
         shared_reads::SharedReads<(myelin_storage::TimelineRequest, myelin_core::StreamPos), Arc<Vec<StoredEvent>>>,
@@ -221,6 +234,13 @@ impl Services {
             direct_rooms: cache::Cache::new("direct_rooms", DIRECT_ROOMS_CACHED, None, clock.clone()),
             room_kinds: cache::Cache::new("room_kinds", ROOM_KINDS_CACHED, None, clock.clone()),
             to_device_swept: cache::Cache::new("to_device_swept", SWEPT_INBOXES_CACHED, None, clock.clone()),
+            sliding_connections: cache::Cache::new(
+                "sliding_connections",
+                SLIDING_CONNECTIONS_CACHED_BYTES,
+                Some(SLIDING_CONNECTION_TRUSTED),
+                clock.clone(),
+            ),
+            answered_key_counts: cache::Cache::new("answered_key_counts", ANSWERED_COUNTS_CACHED, None, clock.clone()),
             sliding_timelines: shared_reads::SharedReads::new(TIMELINES_SHARED),
             sync_timelines: shared_reads::SharedReads::new(TIMELINES_SHARED),
             last_create_ts: std::sync::atomic::AtomicU64::new(0),

@@ -7,6 +7,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
     time::Duration,
 };
 
@@ -149,8 +150,23 @@ pub struct SyncRequest {
     pub filter: Option<String>,
 }
 
+/// A device's key in per-device caches.
+fn device_key(requester: &Requester) -> String {
+    format!("{}|{}", requester.user_id, requester.device_id)
+}
+
 impl Services {
     pub async fn sync(&self, requester: &Requester, req: SyncRequest) -> MatrixResult<Value> {
+        let response = self.sync_answer(requester, req).await?;
+        // The counts this answer gave, for the next request from its `next_batch` (see below).
+        if let Some(next_batch) = response["next_batch"].as_str().and_then(SyncToken::parse) {
+            let answered = Arc::new((next_batch, response["device_one_time_keys_count"].clone()));
+            self.answered_key_counts.insert(device_key(requester), answered, 1);
+        }
+        Ok(response)
+    }
+
+    async fn sync_answer(&self, requester: &Requester, req: SyncRequest) -> MatrixResult<Value> {
         // Subscribe before reading, so a write between the read and the wait still wakes us.
         let filter = self.resolve_filter(&requester.user_id, req.filter.as_deref()).await?;
         if req.since.is_none() && filter.room.state.lazy_load_members {
@@ -171,8 +187,14 @@ impl Services {
             && since.to_device_acked() >= since.pos
             && timeout > Duration::ZERO
         {
-            // One-time key counts move without a stream position: their change is news too.
-            first_counts = Some(self.one_time_key_counts(&requester.user_id, &requester.device_id).await?);
+            // One-time key counts move without a stream position: their change is news too. The
+            // counts to compare with are those the answer that gave this token had (a claim
+            // since then is news as well), else the present ones.
+            let answered = self.answered_key_counts.get(&device_key(requester)).filter(|answered| answered.0 == since);
+            first_counts = Some(match answered {
+                Some(answered) => answered.1.clone(),
+                None => self.one_time_key_counts(&requester.user_id, &requester.device_id).await?,
+            });
             tokio::select! {
                 _ = wake.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => {}
@@ -339,6 +361,7 @@ impl Services {
         let presence = self.presence_for_sync(user_id, since_pos, now.pos, &filter.presence).await?;
         has_updates |= !to_device.is_empty() || !device_lists.is_empty() || !presence.is_empty();
         let next_batch = SyncToken { to_device: Some(to_device_next), ..now };
+        let (one_time_counts, unused_fallback) = self.key_counts(user_id, device_id).await?;
         let mut body = object([
             ("next_batch", next_batch.render().into()),
             (
@@ -354,11 +377,8 @@ impl Services {
             ("presence", object([("events", presence.into())])),
             ("to_device", object([("events", to_device.into())])),
             ("device_lists", json!({ "changed": device_lists.changed, "left": device_lists.left })),
-            ("device_one_time_keys_count", self.one_time_key_counts(user_id, device_id).await?),
-            (
-                "device_unused_fallback_key_types",
-                json!(self.store.unused_fallback_key_types(user_id, device_id).await?),
-            ),
+            ("device_one_time_keys_count", one_time_counts),
+            ("device_unused_fallback_key_types", unused_fallback),
         ]);
         if since.is_none() {
             // Initial sync: include the push rules the client needs even if never set.

@@ -271,10 +271,9 @@ impl Services {
             let mut user_counts = serde_json::Map::new();
             let mut user_fallbacks = serde_json::Map::new();
             for device in self.store.list_devices(user).await? {
-                user_counts
-                    .insert(device.device_id.to_string(), self.one_time_key_counts(user, &device.device_id).await?);
-                let unused = self.store.unused_fallback_key_types(user, &device.device_id).await?;
-                user_fallbacks.insert(device.device_id.to_string(), unused.into());
+                let (one_time, unused) = self.key_counts(user, &device.device_id).await?;
+                user_counts.insert(device.device_id.to_string(), one_time);
+                user_fallbacks.insert(device.device_id.to_string(), unused);
             }
             counts.insert(user.to_string(), user_counts.into());
             fallbacks.insert(user.to_string(), user_fallbacks.into());

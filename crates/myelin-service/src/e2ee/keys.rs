@@ -162,12 +162,14 @@ impl Services {
 
     /// Unclaimed one-time keys per algorithm, `signed_curve25519` always present.
     pub async fn one_time_key_counts(&self, user_id: &UserId, device_id: &DeviceId) -> MatrixResult<Value> {
-        let mut counts = Map::new();
-        counts.insert("signed_curve25519".into(), 0.into());
-        for (alg, n) in self.store.one_time_key_counts(user_id, device_id).await? {
-            counts.insert(alg, n.into());
-        }
-        Ok(Value::Object(counts))
+        Ok(one_time_counts_json(self.store.one_time_key_counts(user_id, device_id).await?))
+    }
+
+    /// What a sync tells a device of its keys, in one read: the one-time key counts (as
+    /// [`one_time_key_counts`](Self::one_time_key_counts)) and the unused fallback key types.
+    pub async fn key_counts(&self, user_id: &UserId, device_id: &DeviceId) -> MatrixResult<(Value, Value)> {
+        let counts = self.store.key_counts(user_id, device_id).await?;
+        Ok((one_time_counts_json(counts.one_time), counts.unused_fallback.into()))
     }
 
     /// Wakes everyone who shares a room with the user (and the user's other devices), and tells
@@ -563,4 +565,14 @@ pub(crate) fn parse_claims(body: &Value) -> MatrixResult<Vec<KeyClaim>> {
         }
     }
     Ok(claims)
+}
+
+/// One-time key counts by algorithm, `signed_curve25519` always present.
+fn one_time_counts_json(one_time: Vec<(String, u64)>) -> Value {
+    let mut counts = Map::new();
+    counts.insert("signed_curve25519".into(), 0.into());
+    for (alg, n) in one_time {
+        counts.insert(alg, n.into());
+    }
+    Value::Object(counts)
 }

@@ -70,9 +70,10 @@ impl Services {
         }
 
         if requested.e2ee {
+            let (one_time_counts, unused_fallback) = self.key_counts(user_id, device_id).await?;
             let mut e2ee = json!({
-                "device_one_time_keys_count": self.one_time_key_counts(user_id, device_id).await?,
-                "device_unused_fallback_key_types": self.store.unused_fallback_key_types(user_id, device_id).await?,
+                "device_one_time_keys_count": one_time_counts,
+                "device_unused_fallback_key_types": unused_fallback,
             });
             if let Some((pos, _)) = since {
                 let delta = self.device_list_delta(user_id, rooms, pos, now).await?;

@@ -77,6 +77,8 @@ struct Computed {
 /// Where the request starts from: the stored row and which of its two states it continues.
 struct Base {
     row: Option<StoredConnection>,
+    /// `row` is this process's kept copy, not read from the database for this request.
+    kept: bool,
     seq: i64,
     state: ConnectionState,
 }
@@ -145,20 +147,38 @@ impl Services {
 
     async fn sliding_base(&self, r: &Requester, req: &SlidingSyncRequest) -> MatrixResult<Base> {
         let Some(pos) = &req.pos else {
-            return Ok(Base { row: None, seq: 0, state: ConnectionState::default() });
+            return Ok(Base { row: None, kept: false, seq: 0, state: ConnectionState::default() });
         };
         let (generation, seq) = parse_pos(pos).ok_or_else(|| unknown_pos("Malformed pos"))?;
         let key = connection_key(r, req);
-        let row = self
-            .store
-            .sliding_sync_connection(&key)
-            .await?
-            .filter(|row| row.generation == generation)
-            .ok_or_else(|| unknown_pos("Unknown pos"))?;
-        if row.last_used_ms < self.now_ms() as i64 - self.sliding_idle_expiry_ms() {
-            self.store.delete_sliding_sync_connection(&key).await?;
-            return Err(unknown_pos("The connection expired"));
-        }
+        let idle_since = self.now_ms() as i64 - self.sliding_idle_expiry_ms();
+        // The row this process last read or saved stands in for the database while it knows the
+        // position and has not gone idle: a position's state never changes once stored. Whether
+        // the stored row is still this one (not moved on by another process, replaced or
+        // deleted) is checked when the answer is stored (`sliding_store`).
+        let kept = self.sliding_connections.get(&key).filter(|row| {
+            row.generation == generation && (seq == row.seq || seq == row.prev_seq) && row.last_used_ms >= idle_since
+        });
+        let from_cache = kept.is_some();
+        let row = match kept {
+            Some(row) => StoredConnection::clone(&row),
+            None => {
+                let epoch = self.sliding_connections.epoch();
+                let row = self
+                    .store
+                    .sliding_sync_connection(&key)
+                    .await?
+                    .filter(|row| row.generation == generation)
+                    .ok_or_else(|| unknown_pos("Unknown pos"))?;
+                if row.last_used_ms < idle_since {
+                    self.sliding_connections.invalidate(&key);
+                    self.store.delete_sliding_sync_connection(&key).await?;
+                    return Err(unknown_pos("The connection expired"));
+                }
+                self.keep_connection(key, row.clone(), epoch);
+                row
+            }
+        };
         let json = if seq == row.seq {
             &row.state
         } else if seq == row.prev_seq {
@@ -167,7 +187,7 @@ impl Services {
             return Err(unknown_pos("Unknown pos"));
         };
         let state = serde_json::from_str(json).map_err(|_| unknown_pos("The connection state is unreadable"))?;
-        Ok(Base { seq, state, row: Some(row) })
+        Ok(Base { seq, state, row: Some(row), kept: from_cache })
     }
 
     /// Stores the new connection state (unless nothing changed) and finishes the body with `pos`.
@@ -182,7 +202,23 @@ impl Services {
         let now_ms = self.now_ms() as i64;
         let key = connection_key(r, req);
         let state_json = serde_json::to_string(&state).map_err(|e| MatrixError::internal(e.to_string()))?;
-        let pos = match base.row {
+        let mut row = base.row;
+        if base.kept && !news {
+            // An answer without news may write nothing, and so check nothing: the kept row is
+            // checked against the stored one first (an answer with news is stored with a
+            // compare-and-swap on the row, which checks it).
+            let generation = row.as_ref().map(|row| row.generation.clone());
+            let epoch = self.sliding_connections.epoch();
+            let stored = self
+                .store
+                .sliding_sync_connection(&key)
+                .await?
+                .filter(|stored| Some(&stored.generation) == generation.as_ref())
+                .ok_or_else(|| unknown_pos("The connection was replaced"))?;
+            self.keep_connection(key.clone(), stored.clone(), epoch);
+            row = Some(stored);
+        }
+        let pos = match row {
             None => {
                 let generation = self.random.alphanumeric(8);
                 let new = StoredConnection {
@@ -193,7 +229,9 @@ impl Services {
                     prev_state: "{}".to_owned(),
                     last_used_ms: now_ms,
                 };
-                self.store.save_sliding_sync_connection(&key, None, new).await?;
+                let epoch = self.sliding_connections.epoch();
+                self.store.save_sliding_sync_connection(&key, None, new.clone()).await?;
+                self.keep_connection(key, new, epoch);
                 render_pos(&generation, 1)
             }
             Some(row)
@@ -225,13 +263,19 @@ impl Services {
                         last_used_ms: now_ms,
                     };
                     let expected = Some((row.generation.clone(), row.seq));
-                    if self.store.save_sliding_sync_connection(&key, expected, new).await? {
+                    let epoch = self.sliding_connections.epoch();
+                    if self.store.save_sliding_sync_connection(&key, expected, new.clone()).await? {
+                        self.keep_connection(key, new, epoch);
                         break render_pos(&row.generation, row.seq + 1);
                     }
                     // Another request on this connection (a client retry) stored first.
                     attempts += 1;
+                    let epoch = self.sliding_connections.epoch();
                     row = match self.store.sliding_sync_connection(&key).await? {
-                        Some(fresh) if fresh.generation == row.generation && attempts < 5 => fresh,
+                        Some(fresh) if fresh.generation == row.generation && attempts < 5 => {
+                            self.keep_connection(key.clone(), fresh.clone(), epoch);
+                            fresh
+                        }
                         _ => return Err(unknown_pos("The connection was replaced")),
                     };
                 }
@@ -242,6 +286,16 @@ impl Services {
             body["txn_id"] = txn_id.clone().into();
         }
         Ok(body)
+    }
+
+    /// Keeps `row` as this connection's newest known row (not over a newer one of the same
+    /// connection kept meanwhile by a concurrent request).
+    fn keep_connection(&self, key: ConnectionKey, row: StoredConnection, epoch: u64) {
+        let weight = row.state.len() + row.prev_state.len() + row.generation.len() + 64;
+        let newer = |kept: &Arc<StoredConnection>, new: &Arc<StoredConnection>| {
+            kept.generation == new.generation && kept.seq > new.seq
+        };
+        self.sliding_connections.insert_unless_newer(key, Arc::new(row), weight, epoch, None, newer);
     }
 
     async fn sliding_once(

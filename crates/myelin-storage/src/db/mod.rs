@@ -160,6 +160,16 @@ impl<'a> Conn<'a> {
         }
     }
 
+    /// The last statement of a short transaction (`Database::transaction`): on PostgreSQL the
+    /// COMMIT goes out with it, one round trip for both; nothing may run after it. Elsewhere (a
+    /// writer job, SQLite) a plain [`execute`](Self::execute).
+    pub async fn execute_then_commit(&mut self, sql: &str, params: Params<'_>) -> StorageResult<u64> {
+        match &mut self.0 {
+            ConnInner::Sqlite(c) => sqlite::execute(c, sql, params),
+            ConnInner::Postgres(c) => c.execute_then_commit(sql, params).await,
+        }
+    }
+
     /// Runs several writes in order. PostgreSQL sends them all before awaiting the first answer
     /// (one network round trip); the first error is returned. Returns the rows changed.
     pub async fn execute_all(&mut self, writes: &[Write<'_>]) -> StorageResult<u64> {

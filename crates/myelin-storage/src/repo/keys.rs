@@ -38,6 +38,15 @@ pub enum KeyUploadOutcome {
     Conflict { key_id: String },
 }
 
+/// A device's unclaimed one-time keys and unused fallback keys ([`KeyRepo::key_counts`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyCounts {
+    /// Unclaimed one-time keys per algorithm, sorted by algorithm.
+    pub one_time: Vec<(String, u64)>,
+    /// Algorithms with a fallback key not handed out yet, sorted.
+    pub unused_fallback: Vec<String>,
+}
+
 /// A claim for one device's key of one algorithm (`/keys/claim`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyClaim {
@@ -79,8 +88,9 @@ pub trait KeyRepo {
     async fn device_keys(&self, user_ids: &[OwnedUserId]) -> StorageResult<Vec<DeviceKeys>>;
     /// Unclaimed one-time keys per algorithm.
     async fn one_time_key_counts(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<Vec<(String, u64)>>;
-    /// Algorithms with a fallback key not handed out yet.
-    async fn unused_fallback_key_types(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<Vec<String>>;
+    /// What a sync tells a device of its keys, in one read: unclaimed one-time keys per
+    /// algorithm, and the algorithms with a fallback key not handed out yet.
+    async fn key_counts(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<KeyCounts>;
     /// For each (user, device, algorithm): the oldest one-time key, removed at once (each key goes
     /// to exactly one claimer), else the fallback key (marked used, kept). Devices with neither
     /// are absent from the answer.

@@ -36,7 +36,7 @@ pub struct RoomMembersSummary {
 pub const MEMBERS_IN_SUMMARY: usize = 6;
 
 /// Which connection: (user, device, the client's `conn_id`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ConnectionKey {
     pub user_id: OwnedUserId,
     pub device_id: OwnedDeviceId,

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use myelin_core::types::{DeviceId, OwnedUserId, UserId};
 
 use crate::{
-    ClaimedKey, Database, DeviceKeys, KeyClaim, KeyRepo, KeyUpload, KeyUploadOutcome, StorageResult, StreamPos,
-    UploadedKey,
+    ClaimedKey, Database, DeviceKeys, KeyClaim, KeyCounts, KeyRepo, KeyUpload, KeyUploadOutcome, StorageResult,
+    StreamPos, UploadedKey,
     db::{Change, Conn, Positions, ToValue},
     same_key,
 };
@@ -171,20 +171,36 @@ impl KeyRepo for Database {
         .await
     }
 
-    async fn unused_fallback_key_types(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<Vec<String>> {
+    async fn key_counts(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<KeyCounts> {
         let (user, device) = (user_id.to_owned(), device_id.to_owned());
-        self.read(move |c| {
-            Box::pin(async move {
-                c.query(
-                    "SELECT algorithm FROM fallback_keys WHERE user_id = $1 AND device_id = $2 AND used = 0
-                     ORDER BY algorithm",
-                    &[&user, &device],
-                    |r| r.get(0),
-                )
-                .await
+        // One statement (one round trip on PostgreSQL): kind 0 rows are one-time key counts,
+        // kind 1 rows unused fallback keys.
+        let rows: Vec<(i64, String, u64)> = self
+            .read(move |c| {
+                Box::pin(async move {
+                    c.query(
+                        "SELECT CAST(0 AS BIGINT), algorithm, COUNT(*) FROM one_time_keys
+                         WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm
+                         UNION ALL
+                         SELECT CAST(1 AS BIGINT), algorithm, CAST(0 AS BIGINT) FROM fallback_keys
+                         WHERE user_id = $1 AND device_id = $2 AND used = 0
+                         ORDER BY 1, 2",
+                        &[&user, &device],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .await
+                })
             })
-        })
-        .await
+            .await?;
+        let mut counts = KeyCounts::default();
+        for (kind, algorithm, count) in rows {
+            if kind == 0 {
+                counts.one_time.push((algorithm, count));
+            } else {
+                counts.unused_fallback.push(algorithm);
+            }
+        }
+        Ok(counts)
     }
 
     async fn claim_keys(&self, claims: &[KeyClaim]) -> StorageResult<Vec<ClaimedKey>> {

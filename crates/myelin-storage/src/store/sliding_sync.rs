@@ -51,7 +51,7 @@ impl SlidingSyncRepo for Database {
             Box::pin(async move {
                 let written = match expected {
                     Some((generation, seq)) => {
-                        c.execute(
+                        c.execute_then_commit(
                             "UPDATE sliding_sync_connections SET generation = $4, seq = $5, state = $6, prev_seq = $7,
                                  prev_state = $8, last_used_ms = $9
                              WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND generation = $10 AND seq = $11",

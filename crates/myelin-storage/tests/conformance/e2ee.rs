@@ -66,7 +66,10 @@ pub async fn device_keys_one_time_and_fallback_keys(url: String) {
     let mut counts = s.one_time_key_counts(&a, &d1).await.expect("counts");
     counts.sort();
     assert_eq!(counts, [("curve25519".into(), 1), ("signed_curve25519".into(), 2)], "DDD was not stored");
-    assert_eq!(s.unused_fallback_key_types(&a, &d1).await.expect("fallback"), ["signed_curve25519"]);
+    let both = s.key_counts(&a, &d1).await.expect("key counts");
+    assert_eq!(both.one_time, counts, "the counts a sync reads, sorted by algorithm");
+    assert_eq!(both.unused_fallback, ["signed_curve25519"]);
+    assert_eq!(s.key_counts(&a, &did("D2")).await.expect("key counts"), KeyCounts::default(), "D2 uploaded none");
 
     let keys = s.device_keys(&[a.clone(), uid("@nobody:test")]).await.expect("device keys");
     assert_eq!(keys.len(), 1, "D2 uploaded none");
@@ -86,7 +89,9 @@ pub async fn device_keys_one_time_and_fallback_keys(url: String) {
         ["signed_curve25519:FFF"],
         "the fallback"
     );
-    assert!(s.unused_fallback_key_types(&a, &d1).await.expect("fallback").is_empty(), "marked used");
+    let both = s.key_counts(&a, &d1).await.expect("key counts");
+    assert!(both.unused_fallback.is_empty(), "marked used");
+    assert_eq!(both.one_time, [("curve25519".into(), 1)], "both signed_curve25519 keys claimed");
     assert_eq!(s.claim_keys(&[claim("signed_curve25519")]).await.expect("claim").len(), 1, "the fallback again");
     // A claimed key id is never stored again; a new fallback key is unused.
     let reupload = KeyUpload {
@@ -97,7 +102,7 @@ pub async fn device_keys_one_time_and_fallback_keys(url: String) {
     assert!(matches!(s.upload_keys(&a, &d1, reupload).await.expect("upload"), KeyUploadOutcome::Stored { .. }));
     let counts = s.one_time_key_counts(&a, &d1).await.expect("counts");
     assert!(!counts.iter().any(|(alg, n)| alg == "signed_curve25519" && *n > 0), "{counts:?}");
-    assert_eq!(s.unused_fallback_key_types(&a, &d1).await.expect("fallback"), ["signed_curve25519"]);
+    assert_eq!(s.key_counts(&a, &d1).await.expect("key counts").unused_fallback, ["signed_curve25519"]);
 
     // Deleting the device deletes its keys.
     s.delete_devices(&a, std::slice::from_ref(&d1)).await.expect("delete");

@@ -2,7 +2,7 @@
 
 use myelin_storage::*;
 
-use super::{did, open_store, uid};
+use super::{another_process, did, open_store, uid};
 
 fn connection(generation: &str, seq: i64, last_used_ms: i64) -> StoredConnection {
     StoredConnection {
@@ -36,6 +36,23 @@ pub async fn connections_are_saved_conditionally_and_trimmed(url: String) {
         !s.save_sliding_sync_connection(&main, Some(("g0".into(), 2)), connection("g1", 3, 300)).await.expect("save")
     );
     assert_eq!(s.sliding_sync_connection(&main).await.expect("get").map(|c| c.last_used_ms), Some(200));
+    // Each conditional save is committed when it returns (on PostgreSQL its COMMIT rides with
+    // the UPDATE), won or lost, and leaves its pooled connection fit for the next: another
+    // process sees every saved step at once.
+    let elsewhere = another_process(&url, &s).await;
+    for seq in 2..12 {
+        let won = s
+            .save_sliding_sync_connection(&main, Some(("g1".into(), seq)), connection("g1", seq + 1, 200 + seq))
+            .await
+            .expect("save");
+        let lost = s
+            .save_sliding_sync_connection(&main, Some(("g1".into(), seq)), connection("g1", seq + 1, 1))
+            .await
+            .expect("save");
+        assert!(won && !lost, "step {seq}");
+        let seen = elsewhere.sliding_sync_connection(&main).await.expect("get").map(|c| (c.seq, c.last_used_ms));
+        assert_eq!(seen, Some((seq + 1, 200 + seq)), "step {seq}, read by another process");
+    }
     // Without an expectation the row is replaced (a new connection).
     assert!(s.save_sliding_sync_connection(&main, None, connection("g2", 1, 400)).await.expect("save"));
     assert_eq!(s.sliding_sync_connection(&main).await.expect("get").map(|c| c.generation), Some("g2".into()));

@@ -18,6 +18,11 @@ pub struct PgConn {
     /// Statements without parameters to send ahead of the next request, in the same round trip
     /// (the writer's savepoint bookkeeping between jobs).
     deferred: Option<String>,
+    /// Inside [`PgPool::transaction`]: its COMMIT may go out with the last statement
+    /// ([`execute_then_commit`](Self::execute_then_commit)).
+    commit_may_ride: bool,
+    /// The transaction's COMMIT went out with its last statement (and succeeded).
+    committed: bool,
 }
 
 fn values<'p>(params: Params<'p>) -> Vec<Value<'p>> {
@@ -36,7 +41,7 @@ impl PgConn {
                 tracing::warn!(%err, "PostgreSQL connection closed");
             }
         });
-        Ok(Self { client, statements: HashMap::new(), deferred: None })
+        Ok(Self { client, statements: HashMap::new(), deferred: None, commit_may_ride: false, committed: false })
     }
 
     pub fn is_closed(&self) -> bool {
@@ -65,6 +70,7 @@ impl PgConn {
     }
 
     async fn statement(&mut self, sql: &str) -> StorageResult<Statement> {
+        debug_assert!(!self.committed, "a statement after the transaction's last one: {sql}");
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
@@ -113,6 +119,26 @@ impl PgConn {
         let params = refs(&values);
         let deferred = self.deferred.take();
         after(&self.client, deferred, self.client.execute(&statement, &params)).await
+    }
+
+    /// The last statement of a [`PgPool::transaction`], with the transaction's COMMIT in the same
+    /// round trip (nothing may run on the connection after it). Elsewhere a plain `execute`.
+    /// Should the statement fail, PostgreSQL answers the COMMIT of the aborted transaction with
+    /// a rollback.
+    pub(crate) async fn execute_then_commit(&mut self, sql: &str, params: Params<'_>) -> StorageResult<u64> {
+        if !self.commit_may_ride {
+            return self.execute(sql, params).await;
+        }
+        let statement = self.statement(sql).await?;
+        let values = values(params);
+        let params = refs(&values);
+        let deferred = self.deferred.take();
+        let client = &self.client;
+        let both = futures_util::future::try_join(client.execute(&statement, &params), client.batch_execute("COMMIT"));
+        let (changed, ()) = after(client, deferred, both).await?;
+        self.commit_may_ride = false;
+        self.committed = true;
+        Ok(changed)
     }
 
     /// Runs several writes as one pipeline: all are sent before the first answer is awaited (one
@@ -195,7 +221,8 @@ pub struct PgPool {
 
 /// A pooled connection; goes back to the pool when dropped, unless it broke or is still inside
 /// a transaction (its request was cancelled between `BEGIN` and the end: closing the connection
-/// makes PostgreSQL roll it back and release its locks).
+/// makes PostgreSQL roll it back and release its locks, unless a `COMMIT` had already gone out
+/// with the last statement: `PgConn::execute_then_commit`).
 pub struct Pooled<'a> {
     conn: Option<PgConn>,
     pool: &'a PgPool,
@@ -258,8 +285,13 @@ impl PgPool {
         let c = pooled.conn()?;
         // Goes out with the transaction's first statement: no round trip of its own.
         c.defer(if relaxed { "BEGIN; SET LOCAL synchronous_commit = off" } else { "BEGIN" });
+        c.commit_may_ride = true;
+        c.committed = false;
         let result = f(&mut Conn::postgres(c)).await;
+        c.commit_may_ride = false;
+        let committed = std::mem::take(&mut c.committed);
         let (ended, outcome) = match result {
+            Ok(value) if committed => (true, Ok(value)),
             Ok(value) => match c.batch("COMMIT").await {
                 Ok(()) => (true, Ok(value)),
                 Err(err) => (false, Err(err)),
