@@ -69,8 +69,8 @@ const TIMELINES_SHARED: usize = 16;
 const THUMBNAILS_AT_ONCE: usize = 2;
 /// Bytes of event JSON kept by the event cache.
 const EVENT_CACHE_BYTES: usize = 32 << 20;
-/// Sliding sync connection rows kept per process, in bytes of state.
-const SLIDING_CONNECTIONS_CACHED_BYTES: usize = 32 << 20;
+/// Sliding sync connection rows kept per process, in bytes of state (the newest position's).
+const SLIDING_CONNECTIONS_CACHED_BYTES: usize = 16 << 20;
 /// How long a kept connection row answers for the database: a client that moved its connection
 /// on through another process and comes back is read afresh after this.
 const SLIDING_CONNECTION_TRUSTED: Duration = Duration::from_secs(60);

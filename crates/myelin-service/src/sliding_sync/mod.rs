@@ -156,9 +156,10 @@ impl Services {
         // position and has not gone idle: a position's state never changes once stored. Whether
         // the stored row is still this one (not moved on by another process, replaced or
         // deleted) is checked when the answer is stored (`sliding_store`).
-        let kept = self.sliding_connections.get(&key).filter(|row| {
-            row.generation == generation && (seq == row.seq || seq == row.prev_seq) && row.last_used_ms >= idle_since
-        });
+        let kept = self
+            .sliding_connections
+            .get(&key)
+            .filter(|row| row.generation == generation && seq == row.seq && row.last_used_ms >= idle_since);
         let from_cache = kept.is_some();
         let row = match kept {
             Some(row) => StoredConnection::clone(&row),
@@ -289,9 +290,12 @@ impl Services {
     }
 
     /// Keeps `row` as this connection's newest known row (not over a newer one of the same
-    /// connection kept meanwhile by a concurrent request).
-    fn keep_connection(&self, key: ConnectionKey, row: StoredConnection, epoch: u64) {
-        let weight = row.state.len() + row.prev_state.len() + row.generation.len() + 64;
+    /// connection kept meanwhile by a concurrent request). Only the newest position is kept: a
+    /// replay of the previous one (a lost response, rare) reads the row.
+    fn keep_connection(&self, key: ConnectionKey, mut row: StoredConnection, epoch: u64) {
+        row.prev_seq = i64::MIN;
+        row.prev_state = String::new();
+        let weight = row.state.len() + row.generation.len() + 64;
         let newer = |kept: &Arc<StoredConnection>, new: &Arc<StoredConnection>| {
             kept.generation == new.generation && kept.seq > new.seq
         };
