@@ -330,6 +330,51 @@ async fn typing_receipts_and_unread_counts_reach_the_other_user() -> Result<()> 
     Ok(())
 }
 
+/// A message wakes all its room's listeners at once, and the room's unread counts are read once
+/// for all of them: each still gets its own (after its own read receipt; none for the sender).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_woken_listener_gets_its_own_unread_counts() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let carol = server.register("carol").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    bob.join(&room).await?;
+    carol.join(&room).await?;
+    let first = alice.send_message(&room, "first").await?;
+    alice.send_message(&room, "second").await?;
+    let (status, _) = carol
+        .post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&first)), &json!({}))
+        .await?;
+    ensure!(status == 200);
+    let mut polls = Vec::new();
+    for user in [&alice, &bob, &carol] {
+        let since = next_batch(&user.sync(None, 0, None).await?)?;
+        let (user, room) = (user.clone(), room.clone());
+        // Long-polls until the answer with the third message (others, e.g. presence, may come first).
+        polls.push(tokio::spawn(async move {
+            let mut since = since;
+            for _ in 0..10 {
+                let sync = user.sync(Some(&since), 10_000, None).await?;
+                let joined = &sync["rooms"]["join"][room.as_str()];
+                if bodies(&timeline(&sync, &room)).iter().any(|b| b == "third") {
+                    return Ok(joined["unread_notifications"]["notification_count"].clone());
+                }
+                since = next_batch(&sync)?;
+            }
+            anyhow::bail!("the third message never came")
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    alice.send_message(&room, "third").await?;
+    let mut counts = Vec::new();
+    for poll in polls {
+        counts.push(poll.await??);
+    }
+    ensure!(counts == [json!(0), json!(3), json!(2)], "alice, bob, carol: {counts:?}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_keeps_users_tokens_rooms_and_messages() -> Result<()> {
     let mut server = TestServer::start().await?;

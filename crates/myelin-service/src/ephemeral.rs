@@ -1,9 +1,13 @@
 //! Receipts, read markers, typing, account data and tags: small writes that wake syncs.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use myelin_core::{
-    ErrorCode, MatrixError, MatrixResult, Membership,
+    ErrorCode, MatrixError, MatrixResult, Membership, StreamPos,
     types::{EventId, OwnedUserId, RoomId, UserId},
 };
 use myelin_storage::{ReceiptRecord, Signal};
@@ -37,7 +41,45 @@ pub fn ignored_users_type() -> String {
     GlobalAccountDataEventType::IgnoredUserList.to_string()
 }
 
+/// Rooms with at most this many joined members have a message's unread counts read for all
+/// of them at once; in a bigger room each listener reads its own (few of many members may be
+/// listening).
+const ROOM_WIDE_UNREAD_MEMBERS: u64 = 100;
+
+/// Unread (notifications, highlights) of a room's joined members, by member.
+pub(crate) type RoomUnread = Arc<HashMap<OwnedUserId, (u64, u64)>>;
+
 impl Services {
+    /// `user_id`'s unread notifications and highlights in `room_id` up to `until`. A message
+    /// wakes every listener of its room at the same position: in a room of up to
+    /// [`ROOM_WIDE_UNREAD_MEMBERS`] joined members the first of them reads every member's counts
+    /// in one statement and the others take theirs from it (`shared_reads.rs`).
+    pub(crate) async fn unread_counts(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        until: StreamPos,
+    ) -> MatrixResult<(u64, u64)> {
+        let room = room_id.to_owned();
+        let summaries = self.member_summaries(std::slice::from_ref(&room)).await?;
+        if summaries.get(room_id).is_some_and(|s| s.joined <= ROOM_WIDE_UNREAD_MEMBERS) {
+            let room_wide = self
+                .room_unread
+                .get_or_read((room, until), || async {
+                    let rows = self.store.room_unread_counts(room_id, until, ROOM_WIDE_UNREAD_MEMBERS as usize).await?;
+                    let by_user: HashMap<OwnedUserId, (u64, u64)> =
+                        rows.into_iter().map(|(user, n, h)| (user, (n, h))).collect();
+                    Ok::<RoomUnread, MatrixError>(Arc::new(by_user))
+                })
+                .await?;
+            if let Some(counts) = room_wide.get(user_id) {
+                return Ok(*counts);
+            }
+        }
+        // Not joined (an invite, a room left), or a big room.
+        Ok(self.store.unread_counts(user_id, room_id, until).await?)
+    }
+
     pub(crate) async fn joined_user_ids(&self, room_id: &RoomId) -> MatrixResult<Vec<OwnedUserId>> {
         Ok(self.store.room_members(room_id, Some(Membership::Join)).await?.into_iter().map(|m| m.user_id).collect())
     }

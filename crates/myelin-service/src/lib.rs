@@ -130,6 +130,8 @@ pub struct Services {
     /// `user|device` → the `/sync` token last answered to the device and the one-time key
     /// counts that answer had: the counts a long-poll from that token compares with.
     answered_key_counts: cache::Cache<String, Arc<(sync::SyncToken, serde_json::Value)>>,
+    /// A live update's unread counts of every joined member of a small room (room, position).
+    room_unread: shared_reads::SharedReads<(OwnedRoomId, myelin_core::StreamPos), ephemeral::RoomUnread>,
     /// A live sliding sync update's one room timeline, read once for the listeners it woke.
     sliding_timelines:
         shared_reads::SharedReads<(myelin_storage::TimelineRequest, myelin_core::StreamPos), Arc<Vec<StoredEvent>>>,
@@ -241,6 +243,7 @@ impl Services {
                 clock.clone(),
             ),
             answered_key_counts: cache::Cache::new("answered_key_counts", ANSWERED_COUNTS_CACHED, None, clock.clone()),
+            room_unread: shared_reads::SharedReads::new(TIMELINES_SHARED),
             sliding_timelines: shared_reads::SharedReads::new(TIMELINES_SHARED),
             sync_timelines: shared_reads::SharedReads::new(TIMELINES_SHARED),
             last_create_ts: std::sync::atomic::AtomicU64::new(0),

@@ -643,7 +643,12 @@ impl Services {
             return Ok(None);
         }
         let prev_batch = timeline.first().map(|e| crate::sync::pagination_token(e.stream_pos.prev()));
-        let (notifications, highlights) = self.store.unread_counts(user_id, room_id, now.pos).await?;
+        // A live update shares the room's read with its other listeners; a first sync reads its own.
+        let (notifications, highlights) = if since_pos.is_some() {
+            self.unread_counts(user_id, room_id, now.pos).await?
+        } else {
+            self.store.unread_counts(user_id, room_id, now.pos).await?
+        };
         // The summary reads the whole member list: send it when it can have changed (a full
         // room, or membership events in this response); clients keep the previous one otherwise.
         let membership_changed =

@@ -3,9 +3,9 @@
 //!
 //! The part every viewer shares is kept per room, with the stream head it was read at. It stays
 //! good while no membership or state moved after that (the change marks of `myelin_storage::db::
-//! changes`, exact on SQLite): a message in a busy room wakes its listeners, and each of them
-//! finds the room's summary in memory and reads only its unread counts. On PostgreSQL the marks
-//! never vouch for it, and every answer reads it again.
+//! changes`): a message in a busy room wakes its listeners, and each of them finds the room's
+//! summary in memory. Their unread counts in that one room are read once for all of them
+//! (`Services::unread_counts`, `ephemeral.rs`).
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -47,6 +47,37 @@ impl Services {
         if room_ids.is_empty() {
             return Ok(HashMap::new());
         }
+        let shared = self.member_summaries(room_ids).await?;
+        let unread = match room_ids {
+            [room_id] => vec![self.unread_counts(user_id, room_id, now).await?],
+            _ => self.store.unread_counts_in_rooms(user_id, room_ids, now).await?,
+        };
+        Ok(room_ids
+            .iter()
+            .zip(unread)
+            .filter_map(|(room_id, (notifications, highlights))| {
+                let members = shared.get(room_id)?;
+                let heroes =
+                    members.first_members.iter().filter(|m| m.user_id != user_id).take(HEROES).cloned().collect();
+                let summary = RoomSummary {
+                    joined: members.joined,
+                    invited: members.invited,
+                    heroes,
+                    notifications,
+                    highlights,
+                    current_state_group: members.current_state_group,
+                };
+                Some((room_id.clone(), summary))
+            })
+            .collect())
+    }
+
+    /// The shared member summaries of `room_ids`: kept ones while no membership moved since they
+    /// were read, the rest read (and kept).
+    pub(crate) async fn member_summaries(
+        &self,
+        room_ids: &[OwnedRoomId],
+    ) -> MatrixResult<HashMap<OwnedRoomId, Arc<RoomMembersSummary>>> {
         let mut shared: HashMap<OwnedRoomId, Arc<RoomMembersSummary>> = HashMap::with_capacity(room_ids.len());
         let mut missing = Vec::new();
         for room_id in room_ids {
@@ -72,24 +103,6 @@ impl Services {
                 shared.insert(summary.room_id.clone(), summary);
             }
         }
-        let unread = self.store.unread_counts_in_rooms(user_id, room_ids, now).await?;
-        Ok(room_ids
-            .iter()
-            .zip(unread)
-            .filter_map(|(room_id, (notifications, highlights))| {
-                let members = shared.get(room_id)?;
-                let heroes =
-                    members.first_members.iter().filter(|m| m.user_id != user_id).take(HEROES).cloned().collect();
-                let summary = RoomSummary {
-                    joined: members.joined,
-                    invited: members.invited,
-                    heroes,
-                    notifications,
-                    highlights,
-                    current_state_group: members.current_state_group,
-                };
-                Some((room_id.clone(), summary))
-            })
-            .collect())
+        Ok(shared)
     }
 }

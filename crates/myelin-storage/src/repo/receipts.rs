@@ -32,6 +32,15 @@ pub trait ReceiptRepo {
     ) -> StorageResult<Vec<ReceiptRecord>>;
     /// (notifications, highlights) for the user in the room after their newest read receipt.
     async fn unread_counts(&self, user_id: &UserId, room_id: &RoomId, until: StreamPos) -> StorageResult<(u64, u64)>;
+    /// [`unread_counts`](Self::unread_counts) of every joined member of the room, in one
+    /// statement: `(user, notifications, highlights)`, for at most the `max_members` who joined
+    /// first (a live update shares it among the room's listeners).
+    async fn room_unread_counts(
+        &self,
+        room_id: &RoomId,
+        until: StreamPos,
+        max_members: usize,
+    ) -> StorageResult<Vec<(OwnedUserId, u64, u64)>>;
     /// [`unread_counts`](Self::unread_counts) for each of `room_ids`, in their order, in one read.
     async fn unread_counts_in_rooms(
         &self,

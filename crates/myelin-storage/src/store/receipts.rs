@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use myelin_core::types::{OwnedEventId, OwnedRoomId, RoomId, UserId};
+use myelin_core::types::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use ruma::events::receipt::{ReceiptThread, ReceiptType};
 
 use crate::{
@@ -58,6 +58,23 @@ const UNREAD_COUNTS: &str = "SELECT
                  AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main')) r,
                 (SELECT COALESCE(MAX(stream_pos), 0) AS pos FROM room_members
                  WHERE room_id = $2 AND user_id = $1 AND membership = 'join') j) m";
+
+/// [`UNREAD_COUNTS`] for every joined member of room `$1` at once, up to position `$2`: each
+/// member's read marker is the later of their newest read receipt and their join, as there.
+const ROOM_UNREAD_COUNTS: &str = "SELECT x.user_id,
+       (SELECT COUNT(*) FROM event_push_actions a
+        WHERE a.user_id = x.user_id AND a.room_id = $1 AND a.stream_pos <= $2 AND a.stream_pos > x.pos),
+       (SELECT COUNT(*) FROM event_push_actions a
+        WHERE a.user_id = x.user_id AND a.room_id = $1 AND a.stream_pos <= $2 AND a.stream_pos > x.pos
+          AND a.highlight = 1)
+     FROM (SELECT m.user_id,
+             CASE WHEN COALESCE(r.pos, 0) > m.stream_pos THEN COALESCE(r.pos, 0) ELSE m.stream_pos END AS pos
+           FROM room_members m
+           LEFT JOIN (SELECT user_id, MAX(event_pos) AS pos FROM receipts WHERE room_id = $1
+                        AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main')
+                      GROUP BY user_id) r ON r.user_id = m.user_id
+           WHERE m.room_id = $1 AND m.membership = 'join'
+           ORDER BY m.stream_pos LIMIT $3) x";
 
 #[async_trait]
 impl ReceiptRepo for Database {
@@ -120,6 +137,22 @@ impl ReceiptRepo for Database {
     async fn unread_counts(&self, user_id: &UserId, room_id: &RoomId, until: StreamPos) -> StorageResult<(u64, u64)> {
         let counts = self.unread_counts_in_rooms(user_id, &[room_id.to_owned()], until).await?;
         Ok(counts.into_iter().next().unwrap_or((0, 0)))
+    }
+
+    async fn room_unread_counts(
+        &self,
+        room_id: &RoomId,
+        until: StreamPos,
+        max_members: usize,
+    ) -> StorageResult<Vec<(OwnedUserId, u64, u64)>> {
+        let room = room_id.to_owned();
+        let limit = i64::try_from(max_members).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            Box::pin(async move {
+                c.query(ROOM_UNREAD_COUNTS, &[&room, &until, &limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).await
+            })
+        })
+        .await
     }
 
     async fn unread_counts_in_rooms(

@@ -4,7 +4,7 @@ use myelin_storage::*;
 use ruma::OwnedRoomId;
 use ruma::events::receipt::{ReceiptThread, ReceiptType};
 
-use super::{eid, event, open_store, persisted, pos, rid, uid};
+use super::{eid, event, member_event, open_store, persisted, pos, rid, uid};
 
 pub async fn account_data_receipts_and_unread_counts(url: String) {
     let s = open_store(&url).await;
@@ -57,6 +57,65 @@ pub async fn account_data_receipts_and_unread_counts(url: String) {
         s.put_receipt(receipt("$n0"), positions[0]).await.expect("receipt").is_none(),
         "older receipts are ignored"
     );
+}
+
+/// The room-wide read gives each joined member what their own read gives: after their read
+/// receipt or, without one, their join; up to a position; invited members are not in it.
+pub async fn room_wide_unread_counts_are_each_members_own(url: String) {
+    let s = open_store(&url).await;
+    let room = rid("!w:test");
+    persisted(&s, event("!w:test", "$c", "m.room.create", Some(""), &[])).await;
+    // Someone notified before anyone joined: not unread for those who join later.
+    let mut early = event("!w:test", "$early", "m.room.message", None, &[]);
+    early.push_actions = ["@b:test", "@c:test"]
+        .iter()
+        .map(|u| PushActionRecord { user_id: uid(u), highlight: false, thread_id: None, actions: "[]".into() })
+        .collect();
+    persisted(&s, early).await;
+    for user in ["@b:test", "@c:test", "@e:test"] {
+        persisted(&s, member_event("!w:test", &format!("$j{user}"), user, Membership::Join, &[])).await;
+    }
+    persisted(&s, member_event("!w:test", "$id", "@d:test", Membership::Invite, &[])).await;
+    let mut positions = Vec::new();
+    for i in 0..4 {
+        let mut ev = event("!w:test", &format!("$m{i}"), "m.room.message", None, &[]);
+        ev.push_actions = ["@b:test", "@c:test", "@d:test"]
+            .iter()
+            .map(|u| PushActionRecord {
+                user_id: uid(u),
+                highlight: i == 3 && *u == "@c:test",
+                thread_id: None,
+                actions: "[]".into(),
+            })
+            .collect();
+        positions.push(persisted(&s, ev).await);
+    }
+    let read = ReceiptRecord {
+        room_id: room.clone(),
+        receipt_type: ReceiptType::Read,
+        user_id: uid("@b:test"),
+        thread: ReceiptThread::Unthreaded,
+        event_id: eid("$m1"),
+        ts: 1,
+    };
+    s.put_receipt(read, positions[1]).await.expect("receipt");
+    for until in [s.stream_head(), positions[2]] {
+        let wide = s.room_unread_counts(&room, until, 100).await.expect("room-wide");
+        let mut own = Vec::new();
+        for user in ["@b:test", "@c:test", "@e:test"] {
+            let (n, h) = s.unread_counts(&uid(user), &room, until).await.expect("own");
+            own.push((uid(user), n, h));
+        }
+        assert_eq!(wide, own, "at {until:?}: joined members in join order, as each one's own read");
+    }
+    let wide = s.room_unread_counts(&room, s.stream_head(), 100).await.expect("room-wide");
+    assert_eq!(
+        wide.iter().map(|(u, n, h)| (u.as_str(), *n, *h)).collect::<Vec<_>>(),
+        [("@b:test", 2, 0), ("@c:test", 4, 1), ("@e:test", 0, 0)],
+        "b read up to $m1; c nothing (the highlight is $m3); e was never notified"
+    );
+    let first = s.room_unread_counts(&room, s.stream_head(), 1).await.expect("room-wide");
+    assert_eq!(first.iter().map(|(u, ..)| u.as_str()).collect::<Vec<_>>(), ["@b:test"], "the first to join");
 }
 
 pub async fn receipts_are_read_per_room_and_thread(url: String) {

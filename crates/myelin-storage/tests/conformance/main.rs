@@ -211,6 +211,7 @@ all_backends!(
     rooms::forgetting_a_room_is_remembered_until_rejoining,
     rooms::aliases_and_the_public_directory,
     ephemeral::account_data_receipts_and_unread_counts,
+    ephemeral::room_wide_unread_counts_are_each_members_own,
     ephemeral::receipts_are_read_per_room_and_thread,
     ephemeral::filters_are_numbered_per_user,
     ephemeral::account_data_compare_and_set,
