@@ -452,3 +452,48 @@ async fn cached_room_lists_and_events_follow_writes_through_another_process() ->
     }
     Ok(())
 }
+
+/// Each process keeps who owns the access tokens it has seen. A token logged out through one
+/// process is refused there at once, and by the other process as soon as the database's
+/// notification arrives; so is every token of a device deleted through the other process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_logged_out_through_one_process_is_refused_by_every_process() -> Result<()> {
+    if myelin_e2e::repeat_of_sqlite_pass("a_token_logged_out_through_one_process_is_refused_by_every_process") {
+        return Ok(());
+    }
+    let a = TestServer::start_postgres().await?;
+    let b = a.start_peer().await?;
+    let alice = a.register("alice").await?;
+    let phone = a.login("alice").await?;
+    let whoami = "/_matrix/client/v3/account/whoami";
+    // Both processes have answered for both tokens.
+    for client in [&alice, &alice.on(&b), &phone, &phone.on(&b)] {
+        ensure!(client.get(whoami).await?.0 == 200);
+    }
+    let refused_soon = |client: Client, what: &'static str| async move {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, body) = client.get(whoami).await?;
+            if status == 401 && body["errcode"] == "M_UNKNOWN_TOKEN" {
+                return Ok::<_, anyhow::Error>(());
+            }
+            ensure!(Instant::now() < deadline, "{what}: still {status} {body}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+
+    let (status, _) = alice.post("/_matrix/client/v3/logout", &json!({})).await?;
+    ensure!(status == 200);
+    let (status, body) = alice.get(whoami).await?;
+    ensure!(status == 401 && body["errcode"] == "M_UNKNOWN_TOKEN", "at once on the process that logged out: {body}");
+    refused_soon(alice.on(&b), "logged out through A, asked on B").await?;
+
+    // The phone's device deleted through B (user-interactive auth with the password).
+    let device = phone.get(whoami).await?.1["device_id"].as_str().context("device id")?.to_owned();
+    let auth = json!({ "auth": { "type": "m.login.password", "password": "alice-password",
+        "identifier": { "type": "m.id.user", "user": "alice" } } });
+    let (status, body) = phone.on(&b).delete(&format!("/_matrix/client/v3/devices/{device}"), &auth).await?;
+    ensure!(status == 200, "delete device through B: {status} {body}");
+    refused_soon(phone.clone(), "device deleted through B, asked on A").await?;
+    Ok(())
+}

@@ -170,6 +170,19 @@ impl<'a> Conn<'a> {
         }
     }
 
+    /// Like [`execute_then_commit`](Self::execute_then_commit), for a statement that returns rows
+    /// (`UPDATE ... RETURNING`).
+    pub async fn query_then_commit<T, F>(&mut self, sql: &str, params: Params<'_>, map: F) -> StorageResult<Vec<T>>
+    where
+        T: Send,
+        F: FnMut(&Row<'_>) -> StorageResult<T> + Send,
+    {
+        match &mut self.0 {
+            ConnInner::Sqlite(c) => sqlite::query(c, sql, params, map),
+            ConnInner::Postgres(c) => c.query_then_commit(sql, params, map).await,
+        }
+    }
+
     /// Runs several writes in order. PostgreSQL sends them all before awaiting the first answer
     /// (one network round trip); the first error is returned. Returns the rows changed.
     pub async fn execute_all(&mut self, writes: &[Write<'_>]) -> StorageResult<u64> {
@@ -279,6 +292,10 @@ where
 pub struct Database {
     backend: Backend,
     head: Arc<StreamHead>,
+    /// The writes that PostgreSQL group-commits across callers (`postgres/grouped.rs`).
+    pub(crate) grouped: crate::store::GroupedWrites,
+    /// Access tokens' owners this process has read (PostgreSQL; `store/token_owners.rs`).
+    pub(crate) token_owners: Arc<crate::store::TokenOwners>,
 }
 
 enum Backend {
@@ -292,10 +309,20 @@ impl Database {
     pub async fn open(url: &str) -> StorageResult<Self> {
         if let Some(path) = url.strip_prefix("sqlite:") {
             let (backend, head) = sqlite::Sqlite::open(std::path::Path::new(path)).await?;
-            Ok(Self { backend: Backend::Sqlite(backend), head })
+            Ok(Self {
+                backend: Backend::Sqlite(backend),
+                head,
+                grouped: Default::default(),
+                token_owners: Default::default(),
+            })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let (backend, head) = postgres::Postgres::open(url).await?;
-            Ok(Self { backend: Backend::Postgres(Box::new(backend)), head })
+            let token_owners: Arc<crate::store::TokenOwners> = Default::default();
+            tokio::spawn(crate::store::follow_token_owner_invalidations(
+                Arc::downgrade(&token_owners),
+                backend.signals(),
+            ));
+            Ok(Self { backend: Backend::Postgres(Box::new(backend)), head, grouped: Default::default(), token_owners })
         } else {
             Err(StorageError::Config(format!(
                 "unsupported database URL {url:?}; expected sqlite:PATH or postgres://..."

@@ -86,6 +86,7 @@ impl AccountRepo for Database {
     }
 
     async fn upgrade_guest(&self, user_id: &UserId, hash: Option<String>) -> StorageResult<bool> {
+        let _forget = super::devices::ForgetTokensOf(self, user_id);
         let user_id = user_id.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {
@@ -102,6 +103,7 @@ impl AccountRepo for Database {
     }
 
     async fn deactivate_user(&self, user_id: &UserId) -> StorageResult<()> {
+        let _forget = super::devices::ForgetTokensOf(self, user_id);
         let user_id = user_id.to_owned();
         self.write(move |c, positions| {
             Box::pin(async move {

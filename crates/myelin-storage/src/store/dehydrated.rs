@@ -18,6 +18,8 @@ impl DehydratedDeviceRepo for Database {
     async fn put_dehydrated_device(&self, new: NewDehydratedDevice) -> StorageResult<KeyUploadOutcome> {
         let NewDehydratedDevice { user_id: user, device_id: device, device_data, display_name, keys: upload, now_ms } =
             new;
+        let forget_user = user.clone();
+        let _forget = super::devices::ForgetTokensOf(self, &forget_user);
         let written = self
             .write(move |c, positions| {
                 Box::pin(async move {
@@ -81,6 +83,7 @@ impl DehydratedDeviceRepo for Database {
     }
 
     async fn delete_dehydrated_device(&self, user_id: &UserId) -> StorageResult<Option<OwnedDeviceId>> {
+        let _forget = super::devices::ForgetTokensOf(self, user_id);
         let user = user_id.to_owned();
         self.write(move |c, positions| {
             Box::pin(async move {

@@ -42,6 +42,27 @@ pub(crate) async fn delete_devices(
     Ok(())
 }
 
+/// Forgets what this process keeps of a user's access tokens' owners when dropped: at the end
+/// of a repository method that deletes tokens or changes a user's flags, however it ends (an
+/// error or a dropped future may still have committed). Other processes hear of it from the
+/// database's triggers (`token_owners.rs`).
+pub(crate) struct ForgetTokensOf<'a>(pub(crate) &'a Database, pub(crate) &'a UserId);
+
+impl Drop for ForgetTokensOf<'_> {
+    fn drop(&mut self) {
+        self.0.token_owners.forget_user(self.1);
+    }
+}
+
+/// [`ForgetTokensOf`] for one token.
+struct ForgetToken<'a>(&'a Database, &'a str);
+
+impl Drop for ForgetToken<'_> {
+    fn drop(&mut self) {
+        self.0.token_owners.forget_token(self.1);
+    }
+}
+
 const DEVICE_COLUMNS: &str = "user_id, device_id, display_name, last_seen_ms, last_seen_ip";
 
 fn device_from_row(r: &Row<'_>) -> StorageResult<DeviceRecord> {
@@ -57,6 +78,9 @@ fn device_from_row(r: &Row<'_>) -> StorageResult<DeviceRecord> {
 #[async_trait]
 impl DeviceRepo for Database {
     async fn create_session(&self, s: NewSession) -> StorageResult<()> {
+        // A reused device id's old tokens go.
+        let user = s.user_id.clone();
+        let _forget = ForgetTokensOf(self, &user);
         let client = s.oauth.as_ref().map(|o| o.client_id.clone());
         let scope = s.oauth.as_ref().map(|o| o.scope.clone());
         self.transaction(move |c| {
@@ -105,35 +129,46 @@ impl DeviceRepo for Database {
     }
 
     async fn token_owner(&self, access_token: &str) -> StorageResult<Option<TokenOwner>> {
+        // PostgreSQL: the owner this process read before, while nothing said it changed.
+        let cached = self.postgres().is_some();
+        if cached && let Some(owner) = self.token_owners.get(access_token) {
+            return Ok(Some(owner));
+        }
+        let epoch = self.token_owners.epoch();
         let token = access_token.to_owned();
-        self.read(move |c| {
-            Box::pin(async move {
-                c.query_opt(
-                    "SELECT t.user_id, t.device_id, t.expires_ms, u.is_admin, u.deactivated, u.is_guest, u.locked
+        let owner = self
+            .read(move |c| {
+                Box::pin(async move {
+                    c.query_opt(
+                        "SELECT t.user_id, t.device_id, t.expires_ms, u.is_admin, u.deactivated, u.is_guest, u.locked
                      FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token = $1",
-                    &[&token],
-                    |r| {
-                        Ok(TokenOwner {
-                            user_id: r.get(0)?,
-                            device_id: r.get(1)?,
-                            expires_ms: r.get(2)?,
-                            is_admin: r.get(3)?,
-                            deactivated: r.get(4)?,
-                            is_guest: r.get(5)?,
-                            locked: r.get(6)?,
-                        })
-                    },
-                )
-                .await
+                        &[&token],
+                        |r| {
+                            Ok(TokenOwner {
+                                user_id: r.get(0)?,
+                                device_id: r.get(1)?,
+                                expires_ms: r.get(2)?,
+                                is_admin: r.get(3)?,
+                                deactivated: r.get(4)?,
+                                is_guest: r.get(5)?,
+                                locked: r.get(6)?,
+                            })
+                        },
+                    )
+                    .await
+                })
             })
-        })
-        .await
+            .await?;
+        if cached && let Some(owner) = &owner {
+            self.token_owners.insert_if_current(access_token, owner.clone(), epoch);
+        }
+        Ok(owner)
     }
 
     async fn refresh_session(&self, refresh: SessionRefresh) -> StorageResult<RefreshOutcome> {
         let SessionRefresh { refresh_token: old, new_access_token: access, new_refresh_token: refresh, expires_ms } =
             refresh;
-        self.transaction(move |c| {
+        let outcome = self.transaction(move |c| {
             Box::pin(async move {
                 // The row lock orders concurrent refreshes of one token: the second sees the
                 // first's successor and gets the same pair.
@@ -189,7 +224,16 @@ impl DeviceRepo for Database {
                 Ok(RefreshOutcome::Refreshed { user_id, device_id, access_token: access, refresh_token: refresh, expires_ms })
             })
         })
-        .await
+        .await;
+        // The old access token went (or, on an error, may have).
+        match &outcome {
+            Ok(RefreshOutcome::Refreshed { user_id, .. } | RefreshOutcome::Replayed { user_id, .. }) => {
+                self.token_owners.forget_user(user_id);
+            }
+            Ok(RefreshOutcome::Unknown) => {}
+            Err(_) => self.token_owners.forget_all(),
+        }
+        outcome
     }
 
     async fn oauth_session(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<Option<OAuthSessionInfo>> {
@@ -231,6 +275,7 @@ impl DeviceRepo for Database {
     }
 
     async fn revoke_access_token(&self, access_token: &str) -> StorageResult<()> {
+        let _forget = ForgetToken(self, access_token);
         let token = access_token.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {
@@ -290,6 +335,7 @@ impl DeviceRepo for Database {
     }
 
     async fn delete_devices(&self, user_id: &UserId, device_ids: &[OwnedDeviceId]) -> StorageResult<()> {
+        let _forget = ForgetTokensOf(self, user_id);
         let (user_id, device_ids) = (user_id.to_owned(), device_ids.to_vec());
         self.write(move |c, positions| {
             Box::pin(async move { delete_devices(c, positions, &user_id, &device_ids).await })
@@ -298,6 +344,7 @@ impl DeviceRepo for Database {
     }
 
     async fn delete_all_devices(&self, user_id: &UserId, keep: Option<&DeviceId>) -> StorageResult<()> {
+        let _forget = ForgetTokensOf(self, user_id);
         let (user_id, keep) = (user_id.to_owned(), keep.map(ToOwned::to_owned));
         self.write(move |c, positions| {
             Box::pin(async move {

@@ -42,9 +42,25 @@ mod state;
 mod sticky_events;
 mod threepids;
 mod to_device;
+mod token_owners;
 mod uia;
 
 use crate::{MemberRecord, StorageResult, StoredEvent, UserRoom, db::Row};
+
+pub use token_owners::TOKEN_OWNERS_CACHE;
+pub(crate) use token_owners::{TokenOwners, follow_invalidations as follow_token_owner_invalidations};
+
+/// The writes PostgreSQL group-commits across callers (`db/postgres/grouped.rs`), one queue each.
+pub(crate) struct GroupedWrites {
+    /// Sliding sync connections' compare-and-swap saves.
+    pub(crate) connection_saves: crate::db::postgres::Grouped<sliding_sync::ConnectionSave, bool>,
+}
+
+impl Default for GroupedWrites {
+    fn default() -> Self {
+        Self { connection_saves: crate::db::postgres::Grouped::new(sliding_sync::save_connections) }
+    }
+}
 
 /// `text` for a `LIKE … ESCAPE '\\'` pattern: its `\\`, `%` and `_` taken literally.
 pub(crate) fn escape_like(text: &str) -> String {

@@ -420,6 +420,7 @@ impl OAuthRepo for Database {
     }
 
     async fn set_user_locked(&self, user_id: &UserId, locked: bool) -> StorageResult<bool> {
+        let _forget = super::devices::ForgetTokensOf(self, user_id);
         let user_id = user_id.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {

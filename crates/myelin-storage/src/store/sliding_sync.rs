@@ -1,6 +1,6 @@
 //! Sliding sync connection state, and the window-wide reads of a sliding sync response.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 
@@ -9,8 +9,75 @@ use myelin_core::{Membership, StateGroupId, types::OwnedRoomId};
 
 use crate::{
     ConnectionKey, Database, MAX_CONNECTIONS_PER_DEVICE, MEMBERS_IN_SUMMARY, MemberRecord, RoomMembersSummary,
-    SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent, StreamPos, TimelineRequest, db::ToValue,
+    SlidingSyncRepo, StorageResult, StoredConnection, StoredEvent, StreamPos, TimelineRequest,
+    db::{BoxFut, Conn, ToValue, Value, postgres::GroupedWrite},
 };
+
+/// A compare-and-swap save of a connection (PostgreSQL writes those that queue together in one
+/// statement: `db/postgres/grouped.rs`).
+pub(crate) struct ConnectionSave {
+    key: ConnectionKey,
+    expected_generation: String,
+    expected_seq: i64,
+    new: StoredConnection,
+}
+
+impl GroupedWrite for ConnectionSave {
+    type Key = ConnectionKey;
+    fn key(&self) -> &ConnectionKey {
+        &self.key
+    }
+}
+
+/// Writes each save whose connection is still at its expected position, in one statement (with
+/// the COMMIT); whether each was written.
+pub(crate) fn save_connections<'c, 'x>(
+    c: &'c mut Conn<'x>,
+    saves: Vec<ConnectionSave>,
+) -> BoxFut<'c, StorageResult<Vec<bool>>> {
+    Box::pin(async move {
+        let texts = |f: fn(&ConnectionSave) -> &str| Value::Texts(saves.iter().map(f).collect());
+        let ints = |f: fn(&ConnectionSave) -> i64| Value::Ints(saves.iter().map(f).collect());
+        let columns = [
+            texts(|s| s.key.user_id.as_str()),
+            texts(|s| s.key.device_id.as_str()),
+            texts(|s| &s.key.conn_id),
+            texts(|s| &s.new.generation),
+            ints(|s| s.new.seq),
+            texts(|s| &s.new.state),
+            ints(|s| s.new.prev_seq),
+            texts(|s| &s.new.prev_state),
+            ints(|s| s.new.last_used_ms),
+            texts(|s| &s.expected_generation),
+            ints(|s| s.expected_seq),
+        ];
+        let params: Vec<&dyn ToValue> = columns.iter().map(|v| v as &dyn ToValue).collect();
+        let written: HashSet<(String, String, String)> = c
+            .query_then_commit(
+                "UPDATE sliding_sync_connections AS c SET generation = v.generation, seq = v.seq, state = v.state,
+                     prev_seq = v.prev_seq, prev_state = v.prev_state, last_used_ms = v.last_used_ms
+                 FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[], $7::BIGINT[],
+                             $8::TEXT[], $9::BIGINT[], $10::TEXT[], $11::BIGINT[])
+                     AS v(user_id, device_id, conn_id, generation, seq, state, prev_seq, prev_state, last_used_ms,
+                          expected_generation, expected_seq)
+                 WHERE c.user_id = v.user_id AND c.device_id = v.device_id AND c.conn_id = v.conn_id
+                     AND c.generation = v.expected_generation AND c.seq = v.expected_seq
+                 RETURNING c.user_id, c.device_id, c.conn_id",
+                &params,
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .await?
+            .into_iter()
+            .collect();
+        Ok(saves
+            .iter()
+            .map(|s| {
+                let key = (s.key.user_id.to_string(), s.key.device_id.to_string(), s.key.conn_id.clone());
+                written.contains(&key)
+            })
+            .collect())
+    })
+}
 
 #[async_trait]
 impl SlidingSyncRepo for Database {
@@ -45,6 +112,16 @@ impl SlidingSyncRepo for Database {
         expected: Option<(String, i64)>,
         new: StoredConnection,
     ) -> StorageResult<bool> {
+        // PostgreSQL writes the saves of the connections that answer together in one statement.
+        if let (Some(postgres), Some((expected_generation, expected_seq))) = (self.postgres(), &expected) {
+            let save = ConnectionSave {
+                key: key.clone(),
+                expected_generation: expected_generation.clone(),
+                expected_seq: *expected_seq,
+                new,
+            };
+            return postgres.write_grouped(&self.grouped.connection_saves, save).await;
+        }
         let ConnectionKey { user_id: user, device_id: device, conn_id } = key.clone();
         // Connection state can be rebuilt by the client (`M_UNKNOWN_POS`): a relaxed write.
         self.transaction_relaxed(move |c| {

@@ -2,7 +2,9 @@
 
 use myelin_storage::*;
 
-use super::{did, open_store, room_with, uid, user};
+use std::sync::Arc;
+
+use super::{another_process, did, open_store, room_with, uid, user};
 
 pub async fn users_are_unique_and_round_trip(url: String) {
     let s = open_store(&url).await;
@@ -286,4 +288,86 @@ pub async fn users_are_listed_for_the_admins(url: String) {
     assert!(!store.upgrade_guest(&uid("@guest-1:test"), None).await.expect("upgrade"), "once");
     assert!(!store.upgrade_guest(&uid("@alice:test"), None).await.expect("upgrade"), "not a guest");
     assert!(!store.get_user(&uid("@guest-1:test")).await.expect("get").expect("user").is_guest);
+}
+
+/// Waits (up to 10 s) until `check` holds for the owner `store` gives `token`: another process
+/// hears of a change through the database's notifications, a moment after its commit.
+async fn owner_soon(store: &Arc<dyn Store>, token: &str, what: &str, check: impl Fn(Option<&TokenOwner>) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let owner = store.token_owner(token).await.expect("lookup");
+        if check(owner.as_ref()) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: still {owner:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Who owns a token, as one process answers it after another changed it (PostgreSQL keeps the
+/// owners a process has read): a revoked token, a locked, deactivated or upgraded user, and a
+/// token deleted by hand (SQL from outside Myelin) are each seen by the process that read them
+/// before; on the process that made the change, at once.
+pub async fn token_owners_follow_changes_made_anywhere(url: String) {
+    let s = open_store(&url).await;
+    let elsewhere = another_process(&url, &s).await;
+    s.create_user(user("@alice:test")).await.expect("create");
+    s.create_user(user("@bob:test")).await.expect("create");
+    s.create_user(UserRecord { is_guest: true, ..user("@guest:test") }).await.expect("create");
+    let session = |user: &str, device: &str, token: &str| NewSession {
+        user_id: uid(user),
+        device_id: did(device),
+        display_name: None,
+        access_token: token.into(),
+        expires_ms: None,
+        refresh_token: None,
+        created_ms: 1,
+        oauth: None,
+    };
+    for (user, device, token) in [
+        ("@alice:test", "A1", "alice-1"),
+        ("@alice:test", "A2", "alice-2"),
+        ("@alice:test", "A3", "alice-3"),
+        ("@bob:test", "B1", "bob-1"),
+        ("@bob:test", "B2", "bob-2"),
+        ("@guest:test", "G1", "guest-1"),
+    ] {
+        s.create_session(session(user, device, token)).await.expect("session");
+        // Both processes read (and may keep) every owner.
+        assert!(s.token_owner(token).await.expect("lookup").is_some());
+        assert!(elsewhere.token_owner(token).await.expect("lookup").is_some());
+    }
+
+    // Changed on this process: seen here at once, and by the other soon.
+    s.revoke_access_token("alice-1").await.expect("revoke");
+    assert!(s.token_owner("alice-1").await.expect("lookup").is_none(), "revoked here, seen here at once");
+    owner_soon(&elsewhere, "alice-1", "revoked on the other process", |o| o.is_none()).await;
+
+    // Changed on the other process.
+    assert!(elsewhere.set_user_locked(&uid("@bob:test"), true).await.expect("lock"));
+    owner_soon(&s, "bob-1", "locked elsewhere", |o| o.is_some_and(|o| o.locked)).await;
+    assert!(elsewhere.token_owner("bob-1").await.expect("lookup").is_some_and(|o| o.locked), "at once there");
+    elsewhere.delete_devices(&uid("@bob:test"), &[did("B2")]).await.expect("delete");
+    owner_soon(&s, "bob-2", "device deleted elsewhere", |o| o.is_none()).await;
+    assert!(elsewhere.upgrade_guest(&uid("@guest:test"), None).await.expect("upgrade"));
+    owner_soon(&s, "guest-1", "guest upgraded elsewhere", |o| o.is_some_and(|o| !o.is_guest)).await;
+
+    // Deleted by hand, outside any Myelin process (PostgreSQL's triggers tell every process).
+    if url.starts_with("postgres") {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        client.execute("DELETE FROM access_tokens WHERE token = 'alice-2'", &[]).await.expect("delete by hand");
+        owner_soon(&s, "alice-2", "deleted by hand", |o| o.is_none()).await;
+        owner_soon(&elsewhere, "alice-2", "deleted by hand", |o| o.is_none()).await;
+    } else {
+        s.revoke_access_token("alice-2").await.expect("revoke");
+    }
+
+    elsewhere.deactivate_user(&uid("@alice:test")).await.expect("deactivate");
+    owner_soon(&s, "alice-3", "deactivated elsewhere", |o| o.is_none()).await;
+    // What was never changed is still answered the same on both.
+    for store in [&s, &elsewhere] {
+        let owner = store.token_owner("bob-1").await.expect("lookup").expect("bob's first token");
+        assert_eq!((owner.user_id.as_str(), owner.device_id.as_str()), ("@bob:test", "B1"));
+    }
 }

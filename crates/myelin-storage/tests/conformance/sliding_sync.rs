@@ -81,3 +81,62 @@ pub async fn connections_are_saved_conditionally_and_trimmed(url: String) {
     assert!(s.sliding_sync_connection(&other).await.expect("get").is_none());
     assert!(s.sliding_sync_connection(&key("PHONE", "c10")).await.expect("get").is_some());
 }
+
+/// The saves of many connections answering at once (a busy room's listeners): PostgreSQL writes
+/// those that queue together in one statement; each still gets its own outcome, two saves of one
+/// connection from the same position still let exactly one win, and every win is committed and
+/// seen by another process when its save returns.
+pub async fn connections_saved_at_once_each_get_their_own_outcome(url: String) {
+    let s = open_store(&url).await;
+    let device = |i: usize| ConnectionKey {
+        user_id: uid(&format!("@listener{i}:test")),
+        device_id: did("PHONE"),
+        conn_id: "room-list".into(),
+    };
+    const CONNECTIONS: usize = 60;
+    for i in 0..CONNECTIONS {
+        assert!(s.save_sliding_sync_connection(&device(i), None, connection("g", 1, 10)).await.expect("create"));
+    }
+    let elsewhere = another_process(&url, &s).await;
+    for round in 1..4_i64 {
+        // Each connection moves on from `round`; every third also gets a second save from the
+        // same position (a retried request), every fifth one from a position it never had.
+        let mut saves = Vec::new();
+        for i in 0..CONNECTIONS {
+            let key = device(i);
+            let won_seq = round + 1;
+            saves.push((i, true, key.clone(), Some(("g".to_owned(), round)), connection("g", won_seq, 100 * round)));
+            if i % 3 == 0 {
+                saves.push((i, true, key.clone(), Some(("g".to_owned(), round)), connection("g", won_seq, 1)));
+            }
+            if i % 5 == 0 {
+                saves.push((i, false, key, Some(("g".to_owned(), round + 7)), connection("g", round + 8, 2)));
+            }
+        }
+        let outcomes = futures_util::future::join_all(
+            saves
+                .iter()
+                .map(|(_, _, key, expected, new)| s.save_sliding_sync_connection(key, expected.clone(), new.clone())),
+        )
+        .await;
+        let mut wins = vec![0; CONNECTIONS];
+        for ((i, may_win, _, _, _), outcome) in saves.iter().zip(outcomes) {
+            let won = outcome.expect("save");
+            assert!(*may_win || !won, "round {round}: connection {i} moved on from a position it never had");
+            wins[*i] += usize::from(won);
+        }
+        assert!(wins.iter().all(|w| *w == 1), "round {round}: exactly one save per connection wins: {wins:?}");
+        for i in 0..CONNECTIONS {
+            let seen = elsewhere.sliding_sync_connection(&device(i)).await.expect("get").map(|c| c.seq);
+            assert_eq!(seen, Some(round + 1), "round {round}, connection {i}, read by another process");
+        }
+    }
+    // A save of a connection that is gone writes nothing.
+    s.delete_sliding_sync_connection(&device(0)).await.expect("delete");
+    let (first, second) = (device(0), device(1));
+    let gone = s.save_sliding_sync_connection(&first, Some(("g".into(), 4)), connection("g", 5, 500));
+    let live = s.save_sliding_sync_connection(&second, Some(("g".into(), 4)), connection("g", 5, 500));
+    let (gone, live) = futures_util::future::join(gone, live).await;
+    assert!(!gone.expect("save") && live.expect("save"));
+    assert!(s.sliding_sync_connection(&device(0)).await.expect("get").is_none());
+}

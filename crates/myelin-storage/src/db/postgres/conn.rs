@@ -141,6 +141,32 @@ impl PgConn {
         Ok(changed)
     }
 
+    /// Like [`execute_then_commit`](Self::execute_then_commit), for a statement that returns rows
+    /// (`UPDATE ... RETURNING`).
+    pub(crate) async fn query_then_commit<T, F>(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+        mut map: F,
+    ) -> StorageResult<Vec<T>>
+    where
+        F: FnMut(&Row<'_>) -> StorageResult<T>,
+    {
+        if !self.commit_may_ride {
+            return self.query_map(sql, params, map).await;
+        }
+        let statement = self.statement(sql).await?;
+        let values = values(params);
+        let params = refs(&values);
+        let deferred = self.deferred.take();
+        let client = &self.client;
+        let both = futures_util::future::try_join(client.query(&statement, &params), client.batch_execute("COMMIT"));
+        let (rows, ()) = after(client, deferred, both).await?;
+        self.commit_may_ride = false;
+        self.committed = true;
+        rows.iter().map(|row| map(&Row(RowInner::Postgres(row)))).collect()
+    }
+
     /// Runs several writes as one pipeline: all are sent before the first answer is awaited (one
     /// network round trip instead of one each). They still execute in order, in the current
     /// transaction; the first error is returned. Rows to insert become one `UNNEST` statement.
@@ -212,7 +238,7 @@ async fn after<T>(
 }
 
 /// A fixed number of connections behind a semaphore, opened on demand.
-pub struct PgPool {
+pub(crate) struct PgPool {
     config: Config,
     idle: std::sync::Mutex<Vec<PgConn>>,
     permits: Arc<tokio::sync::Semaphore>,

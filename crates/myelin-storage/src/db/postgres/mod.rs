@@ -15,12 +15,14 @@
 
 mod bus;
 mod conn;
+mod grouped;
 mod writer;
 
 use std::{str::FromStr, sync::Arc};
 
 pub use conn::PgConn;
-use conn::PgPool;
+pub(crate) use conn::PgPool;
+pub(crate) use grouped::{Grouped, GroupedWrite};
 use tokio::sync::Mutex;
 use tokio_postgres::Config;
 
@@ -62,7 +64,7 @@ pub(crate) fn publish_head_sql(origin: &str) -> String {
 const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::BIGINT";
 
 pub struct Postgres {
-    pool: PgPool,
+    pool: Arc<PgPool>,
     /// [`head_payload_sql`], built once.
     head_sql: String,
     writer: writer::Writer,
@@ -83,7 +85,7 @@ impl Postgres {
         let reserver = Arc::new(Reserver { config: config.clone(), conn: Mutex::new(None) });
         let writer = writer::Writer::start(config.clone(), head.clone(), origin, reserver);
         let head_sql = head_payload_sql("");
-        Ok((Self { pool: PgPool::new(config.clone(), POOL_SIZE), head_sql, writer, bus, config }, head))
+        Ok((Self { pool: Arc::new(PgPool::new(config.clone(), POOL_SIZE)), head_sql, writer, bus, config }, head))
     }
 
     pub(crate) async fn read<T, F>(&self, f: F) -> StorageResult<T>
@@ -98,6 +100,15 @@ impl Postgres {
         F: for<'c, 'x> FnOnce(&'c mut Conn<'x>) -> BoxFut<'c, StorageResult<T>>,
     {
         self.pool.transaction(relaxed, f).await
+    }
+
+    /// Writes `item` with the others of its group that queue meanwhile (`grouped.rs`).
+    pub(crate) async fn write_grouped<I: GroupedWrite, O: Send + 'static>(
+        &self,
+        group: &Grouped<I, O>,
+        item: I,
+    ) -> StorageResult<O> {
+        group.write(&self.pool, item).await
     }
 
     pub(crate) fn submit(&self, job: Job) -> StorageResult<()> {
