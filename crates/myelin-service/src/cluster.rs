@@ -36,8 +36,9 @@ impl Services {
             Signal::Wake { users, pos } => {
                 self.notifier.local.notify_users_at(&users, pos, &|| self.store.stream_head());
             }
-            // The storage layer keeps and forgets these itself (`myelin_storage::TOKEN_OWNERS_CACHE`).
-            Signal::Invalidate { cache, .. } if cache == myelin_storage::TOKEN_OWNERS_CACHE => {}
+            // The storage layer keeps and forgets these itself (`store/notified.rs`).
+            Signal::Invalidate { cache, .. }
+                if cache == myelin_storage::TOKEN_OWNERS_CACHE || cache == myelin_storage::KEY_COUNTS_CACHE => {}
             Signal::Invalidate { cache, key } => match self.caches().into_iter().find(|c| c.name() == cache) {
                 Some(cache) => cache.invalidate_key(&key),
                 None => tracing::warn!(cache, "invalidation for a cache this process does not have"),

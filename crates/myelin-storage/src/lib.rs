@@ -23,7 +23,7 @@ use std::sync::Arc;
 pub use db::{Change, Database};
 pub use error::{StorageError, StorageResult};
 pub use repo::*;
-pub use store::TOKEN_OWNERS_CACHE;
+pub use store::{KEY_COUNTS_CACHE, TOKEN_OWNERS_CACHE};
 
 /// Opens the backend named by a database URL: `sqlite:PATH` or `postgres://...`.
 pub async fn open(url: &str) -> StorageResult<Arc<dyn Store>> {

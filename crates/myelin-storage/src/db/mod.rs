@@ -294,8 +294,8 @@ pub struct Database {
     head: Arc<StreamHead>,
     /// The writes that PostgreSQL group-commits across callers (`postgres/grouped.rs`).
     pub(crate) grouped: crate::store::GroupedWrites,
-    /// Access tokens' owners this process has read (PostgreSQL; `store/token_owners.rs`).
-    pub(crate) token_owners: Arc<crate::store::TokenOwners>,
+    /// Token owners and key counts this process has read (PostgreSQL; `store/notified.rs`).
+    pub(crate) notified: Arc<crate::store::Notified>,
 }
 
 enum Backend {
@@ -313,16 +313,13 @@ impl Database {
                 backend: Backend::Sqlite(backend),
                 head,
                 grouped: Default::default(),
-                token_owners: Default::default(),
+                notified: Default::default(),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let (backend, head) = postgres::Postgres::open(url).await?;
-            let token_owners: Arc<crate::store::TokenOwners> = Default::default();
-            tokio::spawn(crate::store::follow_token_owner_invalidations(
-                Arc::downgrade(&token_owners),
-                backend.signals(),
-            ));
-            Ok(Self { backend: Backend::Postgres(Box::new(backend)), head, grouped: Default::default(), token_owners })
+            let notified: Arc<crate::store::Notified> = Default::default();
+            tokio::spawn(crate::store::follow_notified_invalidations(Arc::downgrade(&notified), backend.signals()));
+            Ok(Self { backend: Backend::Postgres(Box::new(backend)), head, grouped: Default::default(), notified })
         } else {
             Err(StorageError::Config(format!(
                 "unsupported database URL {url:?}; expected sqlite:PATH or postgres://..."

@@ -62,7 +62,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0035_passkeys.sql"),
     include_str!("../../migrations/0036_unread_highlights.sql"),
     include_str!("../../migrations/0037_stream_changes.sql"),
-    include_str!("../../migrations/0038_token_owner_signals.sql"),
+    include_str!("../../migrations/0038_notified_caches.sql"),
 ];
 
 pub struct Sqlite {

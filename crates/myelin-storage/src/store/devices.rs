@@ -2,7 +2,10 @@
 
 use async_trait::async_trait;
 
-use super::keys::record_change;
+use super::{
+    keys::record_change,
+    notified::{Forget, PerUserCache},
+};
 use myelin_core::types::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 
 use crate::{
@@ -42,24 +45,12 @@ pub(crate) async fn delete_devices(
     Ok(())
 }
 
-/// Forgets what this process keeps of a user's access tokens' owners when dropped: at the end
-/// of a repository method that deletes tokens or changes a user's flags, however it ends (an
-/// error or a dropped future may still have committed). Other processes hear of it from the
-/// database's triggers (`token_owners.rs`).
-pub(crate) struct ForgetTokensOf<'a>(pub(crate) &'a Database, pub(crate) &'a UserId);
+/// Forgets one token's owner when dropped (as [`Forget`] does a user's).
+struct ForgetKey<'a>(&'a PerUserCache<TokenOwner>, &'a str);
 
-impl Drop for ForgetTokensOf<'_> {
+impl Drop for ForgetKey<'_> {
     fn drop(&mut self) {
-        self.0.token_owners.forget_user(self.1);
-    }
-}
-
-/// [`ForgetTokensOf`] for one token.
-struct ForgetToken<'a>(&'a Database, &'a str);
-
-impl Drop for ForgetToken<'_> {
-    fn drop(&mut self) {
-        self.0.token_owners.forget_token(self.1);
+        self.0.forget_key(self.1);
     }
 }
 
@@ -80,7 +71,7 @@ impl DeviceRepo for Database {
     async fn create_session(&self, s: NewSession) -> StorageResult<()> {
         // A reused device id's old tokens go.
         let user = s.user_id.clone();
-        let _forget = ForgetTokensOf(self, &user);
+        let _forget = Forget::user(&self.notified.token_owners, &user);
         let client = s.oauth.as_ref().map(|o| o.client_id.clone());
         let scope = s.oauth.as_ref().map(|o| o.scope.clone());
         self.transaction(move |c| {
@@ -131,10 +122,10 @@ impl DeviceRepo for Database {
     async fn token_owner(&self, access_token: &str) -> StorageResult<Option<TokenOwner>> {
         // PostgreSQL: the owner this process read before, while nothing said it changed.
         let cached = self.postgres().is_some();
-        if cached && let Some(owner) = self.token_owners.get(access_token) {
+        if cached && let Some(owner) = self.notified.token_owners.get(access_token) {
             return Ok(Some(owner));
         }
-        let epoch = self.token_owners.epoch();
+        let epoch = self.notified.token_owners.epoch();
         let token = access_token.to_owned();
         let owner = self
             .read(move |c| {
@@ -160,7 +151,7 @@ impl DeviceRepo for Database {
             })
             .await?;
         if cached && let Some(owner) = &owner {
-            self.token_owners.insert_if_current(access_token, owner.clone(), epoch);
+            self.notified.token_owners.insert_if_current(access_token, &owner.user_id, owner.clone(), epoch);
         }
         Ok(owner)
     }
@@ -228,10 +219,10 @@ impl DeviceRepo for Database {
         // The old access token went (or, on an error, may have).
         match &outcome {
             Ok(RefreshOutcome::Refreshed { user_id, .. } | RefreshOutcome::Replayed { user_id, .. }) => {
-                self.token_owners.forget_user(user_id);
+                self.notified.token_owners.forget_user(user_id);
             }
             Ok(RefreshOutcome::Unknown) => {}
-            Err(_) => self.token_owners.forget_all(),
+            Err(_) => self.notified.token_owners.forget_all(),
         }
         outcome
     }
@@ -275,7 +266,7 @@ impl DeviceRepo for Database {
     }
 
     async fn revoke_access_token(&self, access_token: &str) -> StorageResult<()> {
-        let _forget = ForgetToken(self, access_token);
+        let _forget = ForgetKey(&self.notified.token_owners, access_token);
         let token = access_token.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {
@@ -335,7 +326,8 @@ impl DeviceRepo for Database {
     }
 
     async fn delete_devices(&self, user_id: &UserId, device_ids: &[OwnedDeviceId]) -> StorageResult<()> {
-        let _forget = ForgetTokensOf(self, user_id);
+        let _forget =
+            (Forget::user(&self.notified.token_owners, user_id), Forget::user(&self.notified.key_counts, user_id));
         let (user_id, device_ids) = (user_id.to_owned(), device_ids.to_vec());
         self.write(move |c, positions| {
             Box::pin(async move { delete_devices(c, positions, &user_id, &device_ids).await })
@@ -344,7 +336,8 @@ impl DeviceRepo for Database {
     }
 
     async fn delete_all_devices(&self, user_id: &UserId, keep: Option<&DeviceId>) -> StorageResult<()> {
-        let _forget = ForgetTokensOf(self, user_id);
+        let _forget =
+            (Forget::user(&self.notified.token_owners, user_id), Forget::user(&self.notified.key_counts, user_id));
         let (user_id, keep) = (user_id.to_owned(), keep.map(ToOwned::to_owned));
         self.write(move |c, positions| {
             Box::pin(async move {

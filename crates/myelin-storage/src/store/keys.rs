@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use myelin_core::types::{DeviceId, OwnedUserId, UserId};
 
+use super::notified::{Forget, device_key};
 use crate::{
     ClaimedKey, Database, DeviceKeys, KeyClaim, KeyCounts, KeyRepo, KeyUpload, KeyUploadOutcome, StorageResult,
     StreamPos, UploadedKey,
@@ -134,6 +135,7 @@ impl KeyRepo for Database {
         device_id: &DeviceId,
         up: KeyUpload,
     ) -> StorageResult<KeyUploadOutcome> {
+        let _forget = Forget::user(&self.notified.key_counts, user_id);
         let (user, device) = (user_id.to_owned(), device_id.to_owned());
         self.write(move |c, positions| Box::pin(async move { upload(c, positions, &user, &device, up).await })).await
     }
@@ -172,6 +174,13 @@ impl KeyRepo for Database {
     }
 
     async fn key_counts(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<KeyCounts> {
+        // PostgreSQL: the counts this process read before, while nothing said they changed.
+        let cached = self.postgres().is_some();
+        let cache_key = device_key(user_id, device_id.as_str());
+        if cached && let Some(counts) = self.notified.key_counts.get(&cache_key) {
+            return Ok(counts);
+        }
+        let epoch = self.notified.key_counts.epoch();
         let (user, device) = (user_id.to_owned(), device_id.to_owned());
         // One statement (one round trip on PostgreSQL): kind 0 rows are one-time key counts,
         // kind 1 rows unused fallback keys.
@@ -200,10 +209,14 @@ impl KeyRepo for Database {
                 counts.unused_fallback.push(algorithm);
             }
         }
+        if cached {
+            self.notified.key_counts.insert_if_current(&cache_key, user_id, counts.clone(), epoch);
+        }
         Ok(counts)
     }
 
     async fn claim_keys(&self, claims: &[KeyClaim]) -> StorageResult<Vec<ClaimedKey>> {
+        let _forget = Forget(&self.notified.key_counts, claims.iter().map(|claim| claim.user_id.clone()).collect());
         let claims = claims.to_vec();
         self.transaction(move |c| {
             Box::pin(async move {

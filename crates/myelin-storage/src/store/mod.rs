@@ -22,6 +22,7 @@ mod jobs;
 mod keys;
 mod media;
 mod media_admin;
+mod notified;
 mod oauth;
 mod partial_state;
 mod passkeys;
@@ -42,13 +43,12 @@ mod state;
 mod sticky_events;
 mod threepids;
 mod to_device;
-mod token_owners;
 mod uia;
 
 use crate::{MemberRecord, StorageResult, StoredEvent, UserRoom, db::Row};
 
-pub use token_owners::TOKEN_OWNERS_CACHE;
-pub(crate) use token_owners::{TokenOwners, follow_invalidations as follow_token_owner_invalidations};
+pub use notified::{KEY_COUNTS_CACHE, TOKEN_OWNERS_CACHE};
+pub(crate) use notified::{Notified, follow_invalidations as follow_notified_invalidations};
 
 /// The writes PostgreSQL group-commits across callers (`db/postgres/grouped.rs`), one queue each.
 pub(crate) struct GroupedWrites {

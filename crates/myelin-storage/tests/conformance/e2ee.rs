@@ -365,3 +365,78 @@ pub async fn remote_device_lists_stream_ids_and_openid_tokens(url: String) {
     assert_eq!(s.delete_expired_openid_tokens(1_001).await.expect("clean"), 1);
     assert_eq!(s.openid_token_user("tok", 0).await.expect("user"), None);
 }
+
+/// Waits (up to 10 s) until `store` gives `want` as the device's key counts: another process
+/// hears of a change through the database's notifications, a moment after its commit.
+async fn counts_soon(store: &std::sync::Arc<dyn Store>, user: &str, device: &str, want: &KeyCounts, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let counts = store.key_counts(&uid(user), &did(device)).await.expect("key counts");
+        if counts == *want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: still {counts:?}, want {want:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A device's key counts as one process answers them after another changed them (PostgreSQL
+/// keeps the counts a process has read): an upload, a claim of a one-time key and of the fallback
+/// key, a key deleted by hand and the device's deletion are each seen by the process that read the
+/// counts before; on the process that made the change, at once.
+pub async fn key_counts_follow_changes_made_anywhere(url: String) {
+    let s = open_store(&url).await;
+    let elsewhere = another_process(&url, &s).await;
+    s.create_user(user("@a:test")).await.expect("user");
+    session(&s, "@a:test", "D1").await;
+    session(&s, "@a:test", "D2").await;
+    let (a, d1) = (uid("@a:test"), did("D1"));
+    let counts = |one_time: &[(&str, u64)], fallback: &[&str]| KeyCounts {
+        one_time: one_time.iter().map(|(alg, n)| ((*alg).to_owned(), *n)).collect(),
+        unused_fallback: fallback.iter().map(|alg| (*alg).to_owned()).collect(),
+    };
+    // Both processes read (and may keep) the empty counts of both devices.
+    for store in [&s, &elsewhere] {
+        for device in ["D1", "D2"] {
+            assert_eq!(store.key_counts(&a, &did(device)).await.expect("counts"), KeyCounts::default());
+        }
+    }
+    let upload = KeyUpload {
+        one_time_keys: vec![key("signed_curve25519:AAA", r#"{"key":"1"}"#), key("signed_curve25519:BBB", "{}")],
+        fallback_keys: vec![key("signed_curve25519:FFF", r#"{"key":"f"}"#)],
+        ..Default::default()
+    };
+    assert!(matches!(s.upload_keys(&a, &d1, upload).await.expect("upload"), KeyUploadOutcome::Stored { .. }));
+    let uploaded = counts(&[("signed_curve25519", 2)], &["signed_curve25519"]);
+    assert_eq!(s.key_counts(&a, &d1).await.expect("counts"), uploaded, "at once where uploaded");
+    counts_soon(&elsewhere, "@a:test", "D1", &uploaded, "uploaded on the other process").await;
+
+    let claim = || KeyClaim { user_id: a.clone(), device_id: d1.clone(), algorithm: "signed_curve25519".into() };
+    assert_eq!(elsewhere.claim_keys(&[claim()]).await.expect("claim").len(), 1);
+    let one_claimed = counts(&[("signed_curve25519", 1)], &["signed_curve25519"]);
+    assert_eq!(elsewhere.key_counts(&a, &d1).await.expect("counts"), one_claimed, "at once where claimed");
+    counts_soon(&s, "@a:test", "D1", &one_claimed, "claimed on the other process").await;
+    assert_eq!(elsewhere.claim_keys(&[claim(), claim()]).await.expect("claim").len(), 2, "the last and the fallback");
+    counts_soon(&s, "@a:test", "D1", &KeyCounts::default(), "fallback claimed on the other process").await;
+
+    // A key deleted by hand, outside any Myelin process (PostgreSQL's triggers tell every one).
+    let more = KeyUpload { one_time_keys: vec![key("curve25519:CCC", "\"c\"")], ..Default::default() };
+    assert!(matches!(s.upload_keys(&a, &did("D2"), more).await.expect("upload"), KeyUploadOutcome::Stored { .. }));
+    counts_soon(&elsewhere, "@a:test", "D2", &counts(&[("curve25519", 1)], &[]), "uploaded").await;
+    if url.starts_with("postgres") {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        client.execute("DELETE FROM one_time_keys WHERE key_id = 'curve25519:CCC'", &[]).await.expect("by hand");
+        for store in [&s, &elsewhere] {
+            counts_soon(store, "@a:test", "D2", &KeyCounts::default(), "deleted by hand").await;
+        }
+    } else {
+        let claim = KeyClaim { user_id: a.clone(), device_id: did("D2"), algorithm: "curve25519".into() };
+        assert_eq!(s.claim_keys(&[claim]).await.expect("claim").len(), 1);
+    }
+    let again = KeyUpload { one_time_keys: vec![key("curve25519:DDD", "\"d\"")], ..Default::default() };
+    assert!(matches!(s.upload_keys(&a, &did("D2"), again).await.expect("upload"), KeyUploadOutcome::Stored { .. }));
+    counts_soon(&elsewhere, "@a:test", "D2", &counts(&[("curve25519", 1)], &[]), "uploaded again").await;
+    elsewhere.delete_devices(&a, &[did("D2")]).await.expect("delete");
+    counts_soon(&s, "@a:test", "D2", &KeyCounts::default(), "device deleted on the other process").await;
+}

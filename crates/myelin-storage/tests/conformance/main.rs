@@ -217,6 +217,7 @@ all_backends!(
     ephemeral::filters_are_numbered_per_user,
     ephemeral::account_data_compare_and_set,
     e2ee::device_keys_one_time_and_fallback_keys,
+    e2ee::key_counts_follow_changes_made_anywhere,
     e2ee::cross_signing_keys_and_device_list_changes,
     e2ee::to_device_inboxes,
     e2ee::key_backup_versions_and_keys,

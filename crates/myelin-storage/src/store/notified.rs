@@ -1,0 +1,225 @@
+//! What a PostgreSQL process keeps of two per-user reads that every busy sync repeats, while the
+//! database says nothing changed (SQLite reads its file in-process, faster than any bookkeeping):
+//!
+//! - **Who owns an access token** (`token_owners`): every request starts with its token. When one
+//!   message wakes fifty listeners, their next long-polls would each ask PostgreSQL who owns their
+//!   token, fifty statements that give the answers of a moment ago.
+//! - **A device's one-time and fallback key counts** (`key_counts`): every `/sync` answer carries
+//!   them, so each woken listener would read them again.
+//!
+//! An answer is kept until what it depends on changes:
+//!
+//! - on this process, each repository method that changes it (deletes tokens, changes a user's
+//!   admin, guest, deactivated or locked flag; uploads, claims or deletes keys) forgets the user's
+//!   entries when it ends, before it returns ([`Forget`]);
+//! - for every process, triggers on the tables (migration 0038) NOTIFY
+//!   `Signal::Invalidate { cache, key: user }` in the changing transaction, so the news goes out
+//!   with its commit whoever wrote it (another process, the admin command, SQL by hand);
+//!   [`follow_invalidations`] applies it. A lost link to the database's notifications
+//!   (`Signal::Resync`) forgets everything.
+//!
+//! A read that raced with a forgetting is not kept (the epoch), and no answer is kept longer
+//! than [`MAX_AGE`], should a notification ever be missed without a resync.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, Weak},
+    time::{Duration, Instant},
+};
+
+use myelin_core::types::{OwnedUserId, UserId};
+
+use crate::{KeyCounts, Signal, TokenOwner};
+
+/// The caches' names in `Signal::Invalidate` (the triggers of migration 0038 spell them too).
+pub const TOKEN_OWNERS_CACHE: &str = "token_owners";
+pub const KEY_COUNTS_CACHE: &str = "key_counts";
+/// Entries kept at most per cache; past this the cache starts over.
+const CAPACITY: usize = 100_000;
+/// An answer is read again after this long, whatever the notifications said.
+const MAX_AGE: Duration = Duration::from_secs(60);
+
+/// The two caches, kept together (one follower applies the notifications of both).
+#[derive(Default)]
+pub(crate) struct Notified {
+    /// Access token → its owner.
+    pub(crate) token_owners: PerUserCache<TokenOwner>,
+    /// `user_id` NUL `device_id` → the device's key counts.
+    pub(crate) key_counts: PerUserCache<KeyCounts>,
+}
+
+/// The key of a device in [`Notified::key_counts`].
+pub(crate) fn device_key(user: &UserId, device: &str) -> String {
+    format!("{user}\u{0}{device}")
+}
+
+/// Answers keyed by a string, each belonging to one user, forgotten by user.
+pub(crate) struct PerUserCache<V> {
+    inner: Mutex<Inner<V>>,
+}
+
+struct Inner<V> {
+    entries: HashMap<String, (V, OwnedUserId, Instant)>,
+    /// Moves on at every forgetting: a read begun before it is not kept.
+    epoch: u64,
+}
+
+impl<V> Default for PerUserCache<V> {
+    fn default() -> Self {
+        Self { inner: Mutex::new(Inner { entries: HashMap::new(), epoch: 0 }) }
+    }
+}
+
+impl<V: Clone> PerUserCache<V> {
+    pub(crate) fn get(&self, key: &str) -> Option<V> {
+        let inner = self.inner.lock().ok()?;
+        let (value, _, at) = inner.entries.get(key)?;
+        (at.elapsed() < MAX_AGE).then(|| value.clone())
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.inner.lock().map_or(u64::MAX, |inner| inner.epoch)
+    }
+
+    /// Keeps `value` (of `user`) unless something was forgotten since `epoch` was taken.
+    pub(crate) fn insert_if_current(&self, key: &str, user: &UserId, value: V, epoch: u64) {
+        let Ok(mut inner) = self.inner.lock() else { return };
+        if inner.epoch != epoch {
+            return;
+        }
+        if inner.entries.len() >= CAPACITY {
+            inner.entries.clear();
+        }
+        inner.entries.insert(key.to_owned(), (value, user.to_owned(), Instant::now()));
+    }
+}
+
+impl<V> PerUserCache<V> {
+    pub(crate) fn forget_user(&self, user: &UserId) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.epoch += 1;
+            inner.entries.retain(|_, (_, owner, _)| owner != user);
+        }
+    }
+
+    pub(crate) fn forget_key(&self, key: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.epoch += 1;
+            inner.entries.remove(key);
+        }
+    }
+
+    pub(crate) fn forget_all(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.epoch += 1;
+            inner.entries.clear();
+        }
+    }
+}
+
+/// Forgets what a cache keeps of some users when dropped: at the end of a repository method that
+/// changes what it holds, however the method ends (an error or a dropped future may still have
+/// committed). Other processes hear of it from the database's triggers.
+pub(crate) struct Forget<'a, V>(pub(crate) &'a PerUserCache<V>, pub(crate) Vec<OwnedUserId>);
+
+impl<'a, V> Forget<'a, V> {
+    pub(crate) fn user(cache: &'a PerUserCache<V>, user: &UserId) -> Self {
+        Self(cache, vec![user.to_owned()])
+    }
+}
+
+impl<V> Drop for Forget<'_, V> {
+    fn drop(&mut self) {
+        for user in &self.1 {
+            self.0.forget_user(user);
+        }
+    }
+}
+
+/// Applies the database's notifications about both caches for as long as `notified` lives.
+pub(crate) async fn follow_invalidations(
+    notified: Weak<Notified>,
+    mut signals: tokio::sync::broadcast::Receiver<Signal>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let signal = signals.recv().await;
+        let Some(notified) = notified.upgrade() else { return };
+        match signal {
+            Ok(Signal::Invalidate { cache, key }) => {
+                let user = <&UserId>::try_from(key.as_str()).ok();
+                if cache == TOKEN_OWNERS_CACHE {
+                    forget(&notified.token_owners, user);
+                } else if cache == KEY_COUNTS_CACHE {
+                    forget(&notified.key_counts, user);
+                }
+            }
+            Ok(Signal::Resync) | Err(RecvError::Lagged(_)) => {
+                notified.token_owners.forget_all();
+                notified.key_counts.forget_all();
+            }
+            Ok(_) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Forgets `user`'s entries (everything when the notification named no valid user).
+fn forget<V>(cache: &PerUserCache<V>, user: Option<&UserId>) {
+    match user {
+        Some(user) => cache.forget_user(user),
+        None => cache.forget_all(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use myelin_core::types::{OwnedDeviceId, OwnedUserId};
+
+    use super::PerUserCache;
+    use crate::TokenOwner;
+
+    fn owner(user: &str) -> TokenOwner {
+        TokenOwner {
+            user_id: OwnedUserId::try_from(user).expect("user"),
+            device_id: OwnedDeviceId::from("D"),
+            expires_ms: None,
+            is_admin: false,
+            is_guest: false,
+            deactivated: false,
+            locked: false,
+        }
+    }
+
+    #[test]
+    fn a_read_that_raced_with_a_forgetting_is_not_kept() {
+        let owners = PerUserCache::default();
+        let epoch = owners.epoch();
+        owners.forget_user(&OwnedUserId::try_from("@b:test").expect("user"));
+        insert(&owners, "t1", "@a:test", epoch);
+        assert!(owners.get("t1").is_none(), "read before @b was forgotten: maybe stale");
+        insert(&owners, "t1", "@a:test", owners.epoch());
+        assert!(owners.get("t1").is_some());
+    }
+
+    fn insert(owners: &PerUserCache<TokenOwner>, token: &str, user: &str, epoch: u64) {
+        let value = owner(user);
+        owners.insert_if_current(token, &value.user_id.clone(), value, epoch);
+    }
+
+    #[test]
+    fn forgetting_a_user_forgets_each_of_their_tokens_only() {
+        let owners = PerUserCache::default();
+        for (token, user) in [("a1", "@a:test"), ("a2", "@a:test"), ("b1", "@b:test")] {
+            insert(&owners, token, user, owners.epoch());
+        }
+        owners.forget_user(&OwnedUserId::try_from("@a:test").expect("user"));
+        assert!(owners.get("a1").is_none() && owners.get("a2").is_none());
+        assert!(owners.get("b1").is_some());
+        owners.forget_key("b1");
+        assert!(owners.get("b1").is_none());
+        insert(&owners, "b2", "@b:test", owners.epoch());
+        owners.forget_all();
+        assert!(owners.get("b2").is_none());
+    }
+}
