@@ -60,13 +60,16 @@ pub(crate) struct PerUserCache<V> {
 
 struct Inner<V> {
     entries: HashMap<String, (V, OwnedUserId, Instant)>,
+    /// Each user's keys in `entries` (and perhaps some no longer there), so that forgetting a
+    /// user costs their entries, not a look at every entry.
+    by_user: HashMap<OwnedUserId, Vec<String>>,
     /// Moves on at every forgetting: a read begun before it is not kept.
     epoch: u64,
 }
 
 impl<V> Default for PerUserCache<V> {
     fn default() -> Self {
-        Self { inner: Mutex::new(Inner { entries: HashMap::new(), epoch: 0 }) }
+        Self { inner: Mutex::new(Inner { entries: HashMap::new(), by_user: HashMap::new(), epoch: 0 }) }
     }
 }
 
@@ -89,8 +92,12 @@ impl<V: Clone> PerUserCache<V> {
         }
         if inner.entries.len() >= CAPACITY {
             inner.entries.clear();
+            inner.by_user.clear();
         }
-        inner.entries.insert(key.to_owned(), (value, user.to_owned(), Instant::now()));
+        let known = inner.entries.insert(key.to_owned(), (value, user.to_owned(), Instant::now()));
+        if known.is_none_or(|(_, owner, _)| owner != user) {
+            inner.by_user.entry(user.to_owned()).or_default().push(key.to_owned());
+        }
     }
 }
 
@@ -98,14 +105,25 @@ impl<V> PerUserCache<V> {
     pub(crate) fn forget_user(&self, user: &UserId) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.epoch += 1;
-            inner.entries.retain(|_, (_, owner, _)| owner != user);
+            for key in inner.by_user.remove(user).unwrap_or_default() {
+                if inner.entries.get(&key).is_some_and(|(_, owner, _)| owner == user) {
+                    inner.entries.remove(&key);
+                }
+            }
         }
     }
 
     pub(crate) fn forget_key(&self, key: &str) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.epoch += 1;
-            inner.entries.remove(key);
+            if let Some((_, owner, _)) = inner.entries.remove(key)
+                && let Some(keys) = inner.by_user.get_mut(&owner)
+            {
+                keys.retain(|k| k != key);
+                if keys.is_empty() {
+                    inner.by_user.remove(&owner);
+                }
+            }
         }
     }
 
@@ -113,6 +131,7 @@ impl<V> PerUserCache<V> {
         if let Ok(mut inner) = self.inner.lock() {
             inner.epoch += 1;
             inner.entries.clear();
+            inner.by_user.clear();
         }
     }
 }
@@ -216,6 +235,10 @@ mod tests {
         owners.forget_user(&OwnedUserId::try_from("@a:test").expect("user"));
         assert!(owners.get("a1").is_none() && owners.get("a2").is_none());
         assert!(owners.get("b1").is_some());
+        // A key kept again for another user is that user's only.
+        insert(&owners, "b1", "@c:test", owners.epoch());
+        owners.forget_user(&OwnedUserId::try_from("@b:test").expect("user"));
+        assert!(owners.get("b1").is_some(), "now @c's");
         owners.forget_key("b1");
         assert!(owners.get("b1").is_none());
         insert(&owners, "b2", "@b:test", owners.epoch());
