@@ -1,10 +1,10 @@
--- Each process keeps who owns the access tokens it has seen and its devices' key counts
--- (`store/notified.rs`). Whatever deletes or changes a token, changes a user's admin, guest,
--- deactivated or locked flag, or adds, claims or deletes a one-time or fallback key, tells every
--- process in the same transaction: a NOTIFY on the processes' channel `myelin`, delivered with the
--- commit, naming the cache and the user (`Signal::Invalidate`; origin `db`, so every process takes
--- it, the writer's own too). PostgreSQL sends one notification per transaction for identical
--- payloads, however many rows changed. SQLite keeps no such caches.
+-- Each process keeps who owns the access tokens it has seen (`store/notified.rs`). Whatever
+-- deletes or changes a token, or changes a user's admin, guest, deactivated or locked flag, tells
+-- every process in the same transaction: a NOTIFY on the processes' channel `myelin`, delivered
+-- with the commit, naming the cache (the trigger's argument) and the user (`Signal::Invalidate`;
+-- origin `db`, so every process takes it, the writer's own too), whoever wrote it. PostgreSQL
+-- sends one notification per transaction for identical payloads, however many rows changed.
+-- SQLite keeps no such cache.
 -- @postgres
 CREATE FUNCTION myelin_notify_cache() RETURNS trigger AS $$
 DECLARE
@@ -24,8 +24,4 @@ CREATE TRIGGER access_tokens_notify AFTER UPDATE OR DELETE ON access_tokens
     FOR EACH ROW EXECUTE FUNCTION myelin_notify_cache('token_owners');
 CREATE TRIGGER users_notify AFTER UPDATE OF is_admin, is_guest, deactivated, locked OR DELETE ON users
     FOR EACH ROW EXECUTE FUNCTION myelin_notify_cache('token_owners');
-CREATE TRIGGER one_time_keys_notify AFTER INSERT OR UPDATE OR DELETE ON one_time_keys
-    FOR EACH ROW EXECUTE FUNCTION myelin_notify_cache('key_counts');
-CREATE TRIGGER fallback_keys_notify AFTER INSERT OR UPDATE OR DELETE ON fallback_keys
-    FOR EACH ROW EXECUTE FUNCTION myelin_notify_cache('key_counts');
 -- @end

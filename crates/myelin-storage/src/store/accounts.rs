@@ -86,10 +86,7 @@ impl AccountRepo for Database {
     }
 
     async fn upgrade_guest(&self, user_id: &UserId, hash: Option<String>) -> StorageResult<bool> {
-        let _forget = (
-            super::notified::Forget::user(&self.notified.token_owners, user_id),
-            super::notified::Forget::user(&self.notified.key_counts, user_id),
-        );
+        let _forget = super::notified::Forget::user(&self.notified.token_owners, user_id);
         let user_id = user_id.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {
@@ -108,7 +105,7 @@ impl AccountRepo for Database {
     async fn deactivate_user(&self, user_id: &UserId) -> StorageResult<()> {
         let _forget = (
             super::notified::Forget::user(&self.notified.token_owners, user_id),
-            super::notified::Forget::user(&self.notified.key_counts, user_id),
+            super::notified::KeyCountsChanged::user(self, user_id),
         );
         let user_id = user_id.to_owned();
         self.write(move |c, positions| {

@@ -21,7 +21,7 @@ impl DehydratedDeviceRepo for Database {
         let forget_user = user.clone();
         let _forget = (
             super::notified::Forget::user(&self.notified.token_owners, &forget_user),
-            super::notified::Forget::user(&self.notified.key_counts, &forget_user),
+            super::notified::KeyCountsChanged::user(self, &forget_user),
         );
         let written = self
             .write(move |c, positions| {
@@ -88,7 +88,7 @@ impl DehydratedDeviceRepo for Database {
     async fn delete_dehydrated_device(&self, user_id: &UserId) -> StorageResult<Option<OwnedDeviceId>> {
         let _forget = (
             super::notified::Forget::user(&self.notified.token_owners, user_id),
-            super::notified::Forget::user(&self.notified.key_counts, user_id),
+            super::notified::KeyCountsChanged::user(self, user_id),
         );
         let user = user_id.to_owned();
         self.write(move |c, positions| {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::{
     keys::record_change,
-    notified::{Forget, PerUserCache},
+    notified::{Forget, KeyCountsChanged, PerUserCache},
 };
 use myelin_core::types::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 
@@ -326,8 +326,7 @@ impl DeviceRepo for Database {
     }
 
     async fn delete_devices(&self, user_id: &UserId, device_ids: &[OwnedDeviceId]) -> StorageResult<()> {
-        let _forget =
-            (Forget::user(&self.notified.token_owners, user_id), Forget::user(&self.notified.key_counts, user_id));
+        let _forget = (Forget::user(&self.notified.token_owners, user_id), KeyCountsChanged::user(self, user_id));
         let (user_id, device_ids) = (user_id.to_owned(), device_ids.to_vec());
         self.write(move |c, positions| {
             Box::pin(async move { delete_devices(c, positions, &user_id, &device_ids).await })
@@ -336,8 +335,7 @@ impl DeviceRepo for Database {
     }
 
     async fn delete_all_devices(&self, user_id: &UserId, keep: Option<&DeviceId>) -> StorageResult<()> {
-        let _forget =
-            (Forget::user(&self.notified.token_owners, user_id), Forget::user(&self.notified.key_counts, user_id));
+        let _forget = (Forget::user(&self.notified.token_owners, user_id), KeyCountsChanged::user(self, user_id));
         let (user_id, keep) = (user_id.to_owned(), keep.map(ToOwned::to_owned));
         self.write(move |c, positions| {
             Box::pin(async move {

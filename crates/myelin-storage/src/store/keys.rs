@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use myelin_core::types::{DeviceId, OwnedUserId, UserId};
 
-use super::notified::{Forget, device_key};
+use super::notified::{KeyCountsChanged, device_key};
 use crate::{
     ClaimedKey, Database, DeviceKeys, KeyClaim, KeyCounts, KeyRepo, KeyUpload, KeyUploadOutcome, StorageResult,
     StreamPos, UploadedKey,
@@ -135,7 +135,7 @@ impl KeyRepo for Database {
         device_id: &DeviceId,
         up: KeyUpload,
     ) -> StorageResult<KeyUploadOutcome> {
-        let _forget = Forget::user(&self.notified.key_counts, user_id);
+        let _forget = KeyCountsChanged::user(self, user_id);
         let (user, device) = (user_id.to_owned(), device_id.to_owned());
         self.write(move |c, positions| Box::pin(async move { upload(c, positions, &user, &device, up).await })).await
     }
@@ -216,7 +216,7 @@ impl KeyRepo for Database {
     }
 
     async fn claim_keys(&self, claims: &[KeyClaim]) -> StorageResult<Vec<ClaimedKey>> {
-        let _forget = Forget(&self.notified.key_counts, claims.iter().map(|claim| claim.user_id.clone()).collect());
+        let _forget = KeyCountsChanged(self, claims.iter().map(|claim| claim.user_id.clone()).collect());
         let claims = claims.to_vec();
         self.transaction(move |c| {
             Box::pin(async move {

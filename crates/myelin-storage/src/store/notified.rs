@@ -11,12 +11,17 @@
 //!
 //! - on this process, each repository method that changes it (deletes tokens, changes a user's
 //!   admin, guest, deactivated or locked flag; uploads, claims or deletes keys) forgets the user's
-//!   entries when it ends, before it returns ([`Forget`]);
-//! - for every process, triggers on the tables (migration 0038) NOTIFY
-//!   `Signal::Invalidate { cache, key: user }` in the changing transaction, so the news goes out
-//!   with its commit whoever wrote it (another process, the admin command, SQL by hand);
-//!   [`follow_invalidations`] applies it. A lost link to the database's notifications
-//!   (`Signal::Resync`) forgets everything.
+//!   entries when it ends, before it returns ([`Forget`], [`KeyCountsChanged`]);
+//! - token owners, for every process: triggers on `access_tokens` and `users` (migration 0038)
+//!   NOTIFY `Signal::Invalidate { cache, key: user }` in the changing transaction, so the news
+//!   goes out with its commit whoever wrote it (another process, the admin command, SQL by hand);
+//! - key counts, for the other processes: the method that changed them sends one
+//!   `Signal::Invalidate` naming every user it touched through the bus when it ends. (A trigger
+//!   per key would cost a claim of 500 devices' keys 500 notifications; a count a moment stale is
+//!   a hint to upload keys a moment late, not a door left open.)
+//!
+//! [`follow_invalidations`] applies what the others send. A lost link to the database's
+//! notifications (`Signal::Resync`) forgets everything.
 //!
 //! A read that raced with a forgetting is not kept (the epoch), and no answer is kept longer
 //! than [`MAX_AGE`], should a notification ever be missed without a resync.
@@ -29,7 +34,7 @@ use std::{
 
 use myelin_core::types::{OwnedUserId, UserId};
 
-use crate::{KeyCounts, Signal, TokenOwner};
+use crate::{Database, KeyCounts, Signal, TokenOwner};
 
 /// The caches' names in `Signal::Invalidate` (the triggers of migration 0038 spell them too).
 pub const TOKEN_OWNERS_CACHE: &str = "token_owners";
@@ -155,6 +160,36 @@ impl<V> Drop for Forget<'_, V> {
     }
 }
 
+/// The key counts of these users' devices changed (or may have): when dropped, at the end of the
+/// repository method that changed them however it ends, forgets them here and tells the other
+/// processes in one signal.
+pub(crate) struct KeyCountsChanged<'a>(pub(crate) &'a Database, pub(crate) Vec<OwnedUserId>);
+
+impl<'a> KeyCountsChanged<'a> {
+    pub(crate) fn user(db: &'a Database, user: &UserId) -> Self {
+        Self(db, vec![user.to_owned()])
+    }
+}
+
+impl Drop for KeyCountsChanged<'_> {
+    fn drop(&mut self) {
+        for user in &self.1 {
+            self.0.notified.key_counts.forget_user(user);
+        }
+        if self.0.postgres().is_some() {
+            let key = users_key(&self.1);
+            self.0.broadcast_signal(Signal::Invalidate { cache: KEY_COUNTS_CACHE.to_owned(), key });
+        }
+    }
+}
+
+/// Users as one signal's key: one per line, or empty (everyone) when they would not fit in one
+/// notification.
+fn users_key(users: &[OwnedUserId]) -> String {
+    let key = users.iter().map(|u| u.as_str()).collect::<Vec<_>>().join("\n");
+    if key.len() <= 6_000 { key } else { String::new() }
+}
+
 /// Applies the database's notifications about both caches for as long as `notified` lives.
 pub(crate) async fn follow_invalidations(
     notified: Weak<Notified>,
@@ -166,11 +201,10 @@ pub(crate) async fn follow_invalidations(
         let Some(notified) = notified.upgrade() else { return };
         match signal {
             Ok(Signal::Invalidate { cache, key }) => {
-                let user = <&UserId>::try_from(key.as_str()).ok();
                 if cache == TOKEN_OWNERS_CACHE {
-                    forget(&notified.token_owners, user);
+                    forget(&notified.token_owners, &key);
                 } else if cache == KEY_COUNTS_CACHE {
-                    forget(&notified.key_counts, user);
+                    forget(&notified.key_counts, &key);
                 }
             }
             Ok(Signal::Resync) | Err(RecvError::Lagged(_)) => {
@@ -183,11 +217,13 @@ pub(crate) async fn follow_invalidations(
     }
 }
 
-/// Forgets `user`'s entries (everything when the notification named no valid user).
-fn forget<V>(cache: &PerUserCache<V>, user: Option<&UserId>) {
-    match user {
-        Some(user) => cache.forget_user(user),
-        None => cache.forget_all(),
+/// Forgets the entries of the users a signal names, one per line (everything when it names none
+/// or one that is no user id).
+fn forget<V>(cache: &PerUserCache<V>, key: &str) {
+    let users: Option<Vec<&UserId>> = key.split('\n').map(|user| <&UserId>::try_from(user).ok()).collect();
+    match users {
+        Some(users) if !key.is_empty() => users.into_iter().for_each(|user| cache.forget_user(user)),
+        _ => cache.forget_all(),
     }
 }
 
@@ -224,6 +260,23 @@ mod tests {
     fn insert(owners: &PerUserCache<TokenOwner>, token: &str, user: &str, epoch: u64) {
         let value = owner(user);
         owners.insert_if_current(token, &value.user_id.clone(), value, epoch);
+    }
+
+    #[test]
+    fn a_signal_names_users_one_per_line_or_everyone() {
+        let owners = PerUserCache::default();
+        for (token, user) in [("a1", "@a:test"), ("b1", "@b:test"), ("c1", "@c:test")] {
+            insert(&owners, token, user, owners.epoch());
+        }
+        let users = [OwnedUserId::try_from("@a:test").expect("user"), OwnedUserId::try_from("@b:test").expect("user")];
+        super::forget(&owners, &super::users_key(&users));
+        assert!(owners.get("a1").is_none() && owners.get("b1").is_none());
+        assert!(owners.get("c1").is_some());
+        let many: Vec<OwnedUserId> =
+            (0..1_000).map(|i| OwnedUserId::try_from(format!("@user{i}:test")).expect("user")).collect();
+        assert_eq!(super::users_key(&many), "", "too long for one notification: everyone");
+        super::forget(&owners, "not a user id");
+        assert!(owners.get("c1").is_none());
     }
 
     #[test]
