@@ -36,6 +36,9 @@ pub(crate) fn save_connections<'c, 'x>(
     saves: Vec<ConnectionSave>,
 ) -> BoxFut<'c, StorageResult<Vec<bool>>> {
     Box::pin(async move {
+        if let [save] = saves.as_slice() {
+            return Ok(vec![compare_and_swap(c, save).await?]);
+        }
         let texts = |f: fn(&ConnectionSave) -> &str| Value::Texts(saves.iter().map(f).collect());
         let ints = |f: fn(&ConnectionSave) -> i64| Value::Ints(saves.iter().map(f).collect());
         let columns = [
@@ -77,6 +80,32 @@ pub(crate) fn save_connections<'c, 'x>(
             })
             .collect())
     })
+}
+
+/// One save alone (its COMMIT rides with it inside a short transaction): whether it was written.
+async fn compare_and_swap(c: &mut Conn<'_>, save: &ConnectionSave) -> StorageResult<bool> {
+    let ConnectionSave { key, expected_generation, expected_seq, new } = save;
+    let written = c
+        .execute_then_commit(
+            "UPDATE sliding_sync_connections SET generation = $4, seq = $5, state = $6, prev_seq = $7,
+                 prev_state = $8, last_used_ms = $9
+             WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND generation = $10 AND seq = $11",
+            &[
+                &key.user_id,
+                &key.device_id,
+                &key.conn_id,
+                &new.generation,
+                &new.seq,
+                &new.state,
+                &new.prev_seq,
+                &new.prev_state,
+                &new.last_used_ms,
+                expected_generation,
+                expected_seq,
+            ],
+        )
+        .await?;
+    Ok(written == 1)
 }
 
 #[async_trait]
@@ -122,66 +151,44 @@ impl SlidingSyncRepo for Database {
             };
             return postgres.write_grouped(&self.grouped.connection_saves, save).await;
         }
-        let ConnectionKey { user_id: user, device_id: device, conn_id } = key.clone();
+        let key = key.clone();
         // Connection state can be rebuilt by the client (`M_UNKNOWN_POS`): a relaxed write.
         self.transaction_relaxed(move |c| {
             Box::pin(async move {
-                let written = match expected {
-                    Some((generation, seq)) => {
-                        c.execute_then_commit(
-                            "UPDATE sliding_sync_connections SET generation = $4, seq = $5, state = $6, prev_seq = $7,
-                                 prev_state = $8, last_used_ms = $9
-                             WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND generation = $10 AND seq = $11",
-                            &[
-                                &user,
-                                &device,
-                                &conn_id,
-                                &new.generation,
-                                &new.seq,
-                                &new.state,
-                                &new.prev_seq,
-                                &new.prev_state,
-                                &new.last_used_ms,
-                                &generation,
-                                &seq,
-                            ],
-                        )
-                        .await?
-                    }
-                    None => {
-                        let written = c
-                            .execute(
-                                "INSERT INTO sliding_sync_connections
-                                     (user_id, device_id, conn_id, generation, seq, state, prev_seq, prev_state, last_used_ms)
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                                 ON CONFLICT (user_id, device_id, conn_id) DO UPDATE SET generation = excluded.generation,
-                                     seq = excluded.seq, state = excluded.state, prev_seq = excluded.prev_seq,
-                                     prev_state = excluded.prev_state, last_used_ms = excluded.last_used_ms",
-                                &[
-                                    &user,
-                                    &device,
-                                    &conn_id,
-                                    &new.generation,
-                                    &new.seq,
-                                    &new.state,
-                                    &new.prev_seq,
-                                    &new.prev_state,
-                                    &new.last_used_ms,
-                                ],
-                            )
-                            .await?;
-                        let trim = format!(
-                            "DELETE FROM sliding_sync_connections
-                             WHERE user_id = $1 AND device_id = $2 AND conn_id <> $3 AND conn_id NOT IN (
-                                 SELECT conn_id FROM sliding_sync_connections
-                                 WHERE user_id = $1 AND device_id = $2 AND conn_id <> $3
-                                 ORDER BY last_used_ms DESC, conn_id LIMIT {})",
-                            MAX_CONNECTIONS_PER_DEVICE - 1
-                        );
-                        c.execute(&trim, &[&user, &device, &conn_id]).await?;
-                        written
-                    }
-                };
+                if let Some((expected_generation, expected_seq)) = expected {
+                    return compare_and_swap(c, &ConnectionSave { key, expected_generation, expected_seq, new }).await;
+                }
+                let ConnectionKey { user_id: user, device_id: device, conn_id } = key;
+                let written = c
+                    .execute(
+                        "INSERT INTO sliding_sync_connections
+                             (user_id, device_id, conn_id, generation, seq, state, prev_seq, prev_state, last_used_ms)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                         ON CONFLICT (user_id, device_id, conn_id) DO UPDATE SET generation = excluded.generation,
+                             seq = excluded.seq, state = excluded.state, prev_seq = excluded.prev_seq,
+                             prev_state = excluded.prev_state, last_used_ms = excluded.last_used_ms",
+                        &[
+                            &user,
+                            &device,
+                            &conn_id,
+                            &new.generation,
+                            &new.seq,
+                            &new.state,
+                            &new.prev_seq,
+                            &new.prev_state,
+                            &new.last_used_ms,
+                        ],
+                    )
+                    .await?;
+                let trim = format!(
+                    "DELETE FROM sliding_sync_connections
+                     WHERE user_id = $1 AND device_id = $2 AND conn_id <> $3 AND conn_id NOT IN (
+                         SELECT conn_id FROM sliding_sync_connections
+                         WHERE user_id = $1 AND device_id = $2 AND conn_id <> $3
+                         ORDER BY last_used_ms DESC, conn_id LIMIT {})",
+                    MAX_CONNECTIONS_PER_DEVICE - 1
+                );
+                c.execute(&trim, &[&user, &device, &conn_id]).await?;
                 Ok(written == 1)
             })
         })

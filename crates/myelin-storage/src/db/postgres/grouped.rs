@@ -8,8 +8,9 @@
 //! `COMMIT`s; grouped, the first goes alone and the rest, queued while it was on its way, go in
 //! one or two.
 //!
-//! The transaction runs in a task of its own, so a caller that goes away (a client that hung up)
-//! takes no one else's write with it. Two writes of the same key never share a transaction: the
+//! A write asked for while nothing of its kind is on its way goes at once, from its caller (one
+//! listener alone pays nothing for the grouping). Groups run in a task of their own, so a caller
+//! that goes away (a client that hung up) takes no one else's write with it. Two writes of the same key never share a transaction: the
 //! later one waits for the next, so each sees the other's outcome as it would one by one.
 
 use std::{
@@ -58,16 +59,56 @@ impl<I: GroupedWrite, O: Send + 'static> Grouped<I, O> {
 
     /// Writes `item`, with whatever else of its kind queues meanwhile; its outcome.
     pub(crate) async fn write(&self, pool: &Arc<PgPool>, item: I) -> StorageResult<O> {
-        let (tx, rx) = oneshot::channel();
-        let start = {
+        // Queued behind a write on its way, or (None) to go at once.
+        let queued = {
             let mut queue = self.queue.lock().map_err(|_| StorageError::Task("grouped writes poisoned".into()))?;
-            queue.waiting.push((item, tx));
-            !std::mem::replace(&mut queue.flushing, true)
+            if queue.flushing {
+                let (tx, rx) = oneshot::channel();
+                queue.waiting.push((item, tx));
+                Ok(rx)
+            } else {
+                queue.flushing = true;
+                Err(item)
+            }
         };
-        if start {
-            tokio::spawn(flush_until_empty(self.queue.clone(), pool.clone(), self.flush));
-        }
+        let rx = match queued {
+            Ok(rx) => rx,
+            Err(item) => {
+                // Nothing on its way: this write goes at once, from here (no task to wake, no
+                // answer to pass back). What queues meanwhile is taken by a task when it is done,
+                // or should this caller go away first.
+                let _hand_over = HandOver { queue: &self.queue, pool, flush: self.flush };
+                let flush = self.flush;
+                let mut outcome = pool.transaction(true, move |c| flush(c, vec![item])).await?;
+                return match (outcome.pop(), outcome.is_empty()) {
+                    (Some(outcome), true) => Ok(outcome),
+                    _ => Err(StorageError::Batch("a grouped write of 1 gave another number of outcomes".into())),
+                };
+            }
+        };
         rx.await.map_err(|_| StorageError::WriterGone)?
+    }
+}
+
+/// The end of a write made by its caller: what queued meanwhile goes to a task of its own.
+struct HandOver<'a, I: GroupedWrite, O: Send + 'static> {
+    queue: &'a Arc<Mutex<Queue<I, O>>>,
+    pool: &'a Arc<PgPool>,
+    flush: Flush<I, O>,
+}
+
+impl<I: GroupedWrite, O: Send + 'static> Drop for HandOver<'_, I, O> {
+    fn drop(&mut self) {
+        let Ok(mut queue) = self.queue.lock() else { return };
+        if queue.waiting.is_empty() {
+            queue.flushing = false;
+        } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(flush_until_empty(self.queue.clone(), self.pool.clone(), self.flush));
+        } else {
+            // No runtime to write them with (shutting down): they are answered with an error.
+            queue.flushing = false;
+            queue.waiting.clear();
+        }
     }
 }
 
