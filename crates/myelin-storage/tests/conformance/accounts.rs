@@ -4,7 +4,7 @@ use myelin_storage::*;
 
 use std::sync::Arc;
 
-use super::{another_process, did, open_store, room_with, uid, user};
+use super::{another_process, did, open_store, room_with, soon, uid, user};
 
 pub async fn users_are_unique_and_round_trip(url: String) {
     let s = open_store(&url).await;
@@ -290,18 +290,9 @@ pub async fn users_are_listed_for_the_admins(url: String) {
     assert!(!store.get_user(&uid("@guest-1:test")).await.expect("get").expect("user").is_guest);
 }
 
-/// Waits (up to 10 s) until `check` holds for the owner `store` gives `token`: another process
-/// hears of a change through the database's notifications, a moment after its commit.
+/// Waits until `check` holds for the owner `store` gives `token` ([`soon`]).
 async fn owner_soon(store: &Arc<dyn Store>, token: &str, what: &str, check: impl Fn(Option<&TokenOwner>) -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let owner = store.token_owner(token).await.expect("lookup");
-        if check(owner.as_ref()) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "{what}: still {owner:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    soon(what, || async move { store.token_owner(token).await.expect("lookup") }, |owner| check(owner.as_ref())).await;
 }
 
 /// Who owns a token, as one process answers it after another changed it (PostgreSQL keeps the

@@ -3,7 +3,7 @@
 
 use myelin_storage::*;
 
-use super::{another_process, did, open_store, rid, uid, user};
+use super::{another_process, did, open_store, rid, soon, uid, user};
 
 fn key(id: &str, json: &str) -> UploadedKey {
     UploadedKey { key_id: id.into(), json: json.into() }
@@ -366,18 +366,11 @@ pub async fn remote_device_lists_stream_ids_and_openid_tokens(url: String) {
     assert_eq!(s.openid_token_user("tok", 0).await.expect("user"), None);
 }
 
-/// Waits (up to 10 s) until `store` gives `want` as the device's key counts: another process
-/// hears of a change through the database's notifications, a moment after its commit.
+/// Waits until `store` gives `want` as the device's key counts ([`soon`]).
 async fn counts_soon(store: &std::sync::Arc<dyn Store>, user: &str, device: &str, want: &KeyCounts, what: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let counts = store.key_counts(&uid(user), &did(device)).await.expect("key counts");
-        if counts == *want {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "{what}: still {counts:?}, want {want:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let (user, device) = (uid(user), did(device));
+    let read = || async { store.key_counts(&user, &device).await.expect("key counts") };
+    soon(what, read, |counts| counts == want).await;
 }
 
 /// A device's key counts as one process answers them after another changed them (PostgreSQL

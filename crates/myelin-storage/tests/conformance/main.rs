@@ -63,6 +63,24 @@ async fn another_process(url: &str, first: &Arc<dyn Store>) -> Arc<dyn Store> {
     if url.starts_with("postgres") { open_store(url).await } else { first.clone() }
 }
 
+/// Reads with `read` (every 20 ms, for up to 10 s) until `done` holds for what it gives: another
+/// process hears of a change through the database's notifications, a moment after its commit.
+async fn soon<T: std::fmt::Debug, F: std::future::Future<Output = T>>(
+    what: &str,
+    mut read: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let value = read().await;
+        if done(&value) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: still {value:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn uid(id: &str) -> OwnedUserId {
     OwnedUserId::try_from(id).expect("user id")
 }
