@@ -6,7 +6,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, ensure};
-use myelin_e2e::{TestServer, bodies, enc, next_batch, timeline};
+use myelin_e2e::{Client, TestServer, bodies, enc, next_batch, timeline};
 use serde_json::{Value, json};
 
 fn state_events(sync: &Value, section: &str, room: &str) -> Vec<Value> {
@@ -342,37 +342,62 @@ async fn each_woken_listener_gets_its_own_unread_counts() -> Result<()> {
     bob.join(&room).await?;
     carol.join(&room).await?;
     let first = alice.send_message(&room, "first").await?;
-    alice.send_message(&room, "second").await?;
-    let (status, _) = carol
-        .post(&format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&first)), &json!({}))
-        .await?;
-    ensure!(status == 200);
+    let second = alice.send_message(&room, "second").await?;
+    let read_first = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(&first));
+    ensure!(carol.post(&read_first, &json!({})).await?.0 == 200);
+    let (counts, third) = unread_counts_seen(&[&alice, &bob, &carol], &alice, &room, "third").await?;
+    ensure!(counts == [json!(0), json!(3), json!(2)], "alice, bob, carol: {counts:?}");
+
+    // Receipts move (carol's to the newest message, bob's to an older one) and dave joins: the
+    // counts read for the third message are no base for theirs.
+    let dave = server.register("dave").await?;
+    dave.join(&room).await?;
+    for (user, event) in [(&carol, &third), (&bob, &second)] {
+        let path = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(event));
+        ensure!(user.post(&path, &json!({})).await?.0 == 200);
+    }
+    let listeners = [&alice, &bob, &carol, &dave];
+    let (counts, _) = unread_counts_seen(&listeners, &alice, &room, "fourth").await?;
+    ensure!(counts == [json!(0), json!(2), json!(1), json!(1)], "alice, bob, carol, dave: {counts:?}");
+    // Nothing moved: the fifth message's counts are the fourth's plus one.
+    let (counts, _) = unread_counts_seen(&listeners, &alice, &room, "fifth").await?;
+    ensure!(counts == [json!(0), json!(3), json!(2), json!(2)], "alice, bob, carol, dave: {counts:?}");
+    Ok(())
+}
+
+/// Each of `listeners` long-polls `/sync`; `sender` sends `body` into `room` once they wait.
+/// The notification count each listener's answer with the message gave, and the message's id.
+async fn unread_counts_seen(
+    listeners: &[&Client],
+    sender: &Client,
+    room: &str,
+    body: &str,
+) -> Result<(Vec<Value>, String)> {
     let mut polls = Vec::new();
-    for user in [&alice, &bob, &carol] {
+    for user in listeners {
         let since = next_batch(&user.sync(None, 0, None).await?)?;
-        let (user, room) = (user.clone(), room.clone());
-        // Long-polls until the answer with the third message (others, e.g. presence, may come first).
+        let (user, room, body) = ((*user).clone(), room.to_owned(), body.to_owned());
+        // Long-polls until the answer with the message (others, e.g. presence, may come first).
         polls.push(tokio::spawn(async move {
             let mut since = since;
             for _ in 0..10 {
                 let sync = user.sync(Some(&since), 10_000, None).await?;
                 let joined = &sync["rooms"]["join"][room.as_str()];
-                if bodies(&timeline(&sync, &room)).iter().any(|b| b == "third") {
+                if bodies(&timeline(&sync, &room)).contains(&body) {
                     return Ok(joined["unread_notifications"]["notification_count"].clone());
                 }
                 since = next_batch(&sync)?;
             }
-            anyhow::bail!("the third message never came")
+            anyhow::bail!("{body} never came")
         }));
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    alice.send_message(&room, "third").await?;
+    let id = sender.send_message(room, body).await?;
     let mut counts = Vec::new();
     for poll in polls {
         counts.push(poll.await??);
     }
-    ensure!(counts == [json!(0), json!(3), json!(2)], "alice, bob, carol: {counts:?}");
-    Ok(())
+    Ok((counts, id))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

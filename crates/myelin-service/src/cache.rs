@@ -280,7 +280,7 @@ impl Services {
     }
 
     /// Every cache of this process, for invalidations from other processes (and the metrics).
-    pub(crate) fn caches(&self) -> [&dyn Invalidate; 12] {
+    pub(crate) fn caches(&self) -> [&dyn Invalidate; 13] {
         [
             &self.heads.cache,
             &self.state_groups,
@@ -294,6 +294,7 @@ impl Services {
             &self.to_device_swept,
             &self.sliding_connections,
             &self.answered_key_counts,
+            &self.room_unread_newest,
         ]
     }
 }

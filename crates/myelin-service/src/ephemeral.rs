@@ -49,6 +49,15 @@ const ROOM_WIDE_UNREAD_MEMBERS: u64 = 100;
 /// Unread (notifications, highlights) of a room's joined members, by member.
 pub(crate) type RoomUnread = Arc<HashMap<OwnedUserId, (u64, u64)>>;
 
+/// A room's newest room-wide unread counts (`room_unread_newest`): at `pos`, each member's
+/// count with where it starts. The next position's counts add what came after `pos` to them
+/// (push actions are only ever added, at their event's position).
+#[derive(Debug)]
+pub(crate) struct RoomUnreadAt {
+    pos: StreamPos,
+    members: HashMap<OwnedUserId, (StreamPos, u64, u64)>,
+}
+
 impl Services {
     /// `user_id`'s unread notifications and highlights in `room_id` up to `until`. A message
     /// wakes every listener of its room at the same position: in a room of up to
@@ -66,9 +75,9 @@ impl Services {
             let room_wide = self
                 .room_unread
                 .get_or_read((room, until), || async {
-                    let rows = self.store.room_unread_counts(room_id, until, ROOM_WIDE_UNREAD_MEMBERS as usize).await?;
+                    let at = self.room_unread_at(room_id, until).await?;
                     let by_user: HashMap<OwnedUserId, (u64, u64)> =
-                        rows.into_iter().map(|(user, n, h)| (user, (n, h))).collect();
+                        at.members.iter().map(|(user, (_, n, h))| (user.clone(), (*n, *h))).collect();
                     Ok::<RoomUnread, MatrixError>(Arc::new(by_user))
                 })
                 .await?;
@@ -78,6 +87,51 @@ impl Services {
         }
         // Not joined (an invite, a room left), or a big room.
         Ok(self.store.unread_counts(user_id, room_id, until).await?)
+    }
+
+    /// Every joined member's unread counts in `room_id` at `until`: what the newest counts read
+    /// before (at a position at or below `until`) had, plus what came since, for each member who
+    /// still counts from the same place; read whole otherwise (a receipt moved, someone joined).
+    async fn room_unread_at(&self, room_id: &RoomId, until: StreamPos) -> MatrixResult<Arc<RoomUnreadAt>> {
+        let limit = ROOM_WIDE_UNREAD_MEMBERS as usize;
+        let room = room_id.to_owned();
+        let base = self.room_unread_newest.get(&room).filter(|base| base.pos <= until);
+        let epoch = self.room_unread_newest.epoch();
+        let mut members = None;
+        if let Some(base) = &base {
+            let since = self.store.room_unread_counts(room_id, until, limit, Some(base.pos)).await?;
+            members = since
+                .into_iter()
+                .map(|m| {
+                    let counts = if m.from >= base.pos {
+                        // Counted from its start: all of it is after the base.
+                        (m.notifications, m.highlights)
+                    } else {
+                        let (from, n, h) = base.members.get(&m.user_id)?;
+                        if *from != m.from {
+                            return None;
+                        }
+                        (n + m.notifications, h + m.highlights)
+                    };
+                    Some((m.user_id, (m.from, counts.0, counts.1)))
+                })
+                .collect::<Option<HashMap<_, _>>>();
+        }
+        let members = match members {
+            Some(members) => members,
+            None => self
+                .store
+                .room_unread_counts(room_id, until, limit, None)
+                .await?
+                .into_iter()
+                .map(|m| (m.user_id, (m.from, m.notifications, m.highlights)))
+                .collect(),
+        };
+        let at = Arc::new(RoomUnreadAt { pos: until, members });
+        let weight = 64 + at.members.len() * 96;
+        self.room_unread_newest
+            .insert_unless_newer(room, at.clone(), weight, epoch, None, |kept, new| kept.pos >= new.pos);
+        Ok(at)
     }
 
     pub(crate) async fn joined_user_ids(&self, room_id: &RoomId) -> MatrixResult<Vec<OwnedUserId>> {

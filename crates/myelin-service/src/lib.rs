@@ -63,6 +63,8 @@ const DIRECT_ROOMS_CACHED: usize = 10_000;
 const ROOM_KINDS_CACHED: usize = 20_000;
 const SWEPT_INBOXES_CACHED: usize = 20_000;
 const ANSWERED_COUNTS_CACHED: usize = 20_000;
+/// Bytes of rooms' newest room-wide unread counts (about 100 per member).
+const ROOM_UNREAD_CACHED_BYTES: usize = 8 << 20;
 /// Live sliding sync timelines remembered for the listeners of the same event (one per room).
 const TIMELINES_SHARED: usize = 16;
 /// Thumbnails made at once: each decodes a whole image on a blocking thread (2 cores here).
@@ -130,6 +132,9 @@ pub struct Services {
     /// `user|device` → the `/sync` token last answered to the device and the one-time key
     /// counts that answer had: the counts a long-poll from that token compares with.
     answered_key_counts: cache::Cache<String, Arc<(sync::SyncToken, serde_json::Value)>>,
+    /// Each small room's newest room-wide unread counts, with the position they are at: the
+    /// next position's read only counts what came after it (`ephemeral::Services::room_unread_at`).
+    room_unread_newest: cache::Cache<OwnedRoomId, Arc<ephemeral::RoomUnreadAt>>,
     /// A live update's unread counts of every joined member of a small room (room, position).
     room_unread: shared_reads::SharedReads<(OwnedRoomId, myelin_core::StreamPos), ephemeral::RoomUnread>,
     /// A live sliding sync update's one room timeline, read once for the listeners it woke.
@@ -235,6 +240,7 @@ impl Services {
             ),
             direct_rooms: cache::Cache::new("direct_rooms", DIRECT_ROOMS_CACHED, None, clock.clone()),
             room_kinds: cache::Cache::new("room_kinds", ROOM_KINDS_CACHED, None, clock.clone()),
+            room_unread_newest: cache::Cache::new("room_unread_newest", ROOM_UNREAD_CACHED_BYTES, None, clock.clone()),
             to_device_swept: cache::Cache::new("to_device_swept", SWEPT_INBOXES_CACHED, None, clock.clone()),
             sliding_connections: cache::Cache::new(
                 "sliding_connections",

@@ -17,6 +17,17 @@ pub struct ReceiptRecord {
     pub ts: u64,
 }
 
+/// A joined member's unread notifications and highlights in a room
+/// ([`ReceiptRepo::room_unread_counts`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberUnread {
+    pub user_id: OwnedUserId,
+    /// Where the member's count starts: their newest read receipt, or their join if later.
+    pub from: StreamPos,
+    pub notifications: u64,
+    pub highlights: u64,
+}
+
 /// Read receipts and the unread counts derived from them.
 #[async_trait]
 pub trait ReceiptRepo {
@@ -33,14 +44,16 @@ pub trait ReceiptRepo {
     /// (notifications, highlights) for the user in the room after their newest read receipt.
     async fn unread_counts(&self, user_id: &UserId, room_id: &RoomId, until: StreamPos) -> StorageResult<(u64, u64)>;
     /// [`unread_counts`](Self::unread_counts) of every joined member of the room, in one
-    /// statement: `(user, notifications, highlights)`, for at most the `max_members` who joined
-    /// first (a live update shares it among the room's listeners).
+    /// statement, for at most the `max_members` who joined first (a live update shares it among
+    /// the room's listeners). Only what came after `after` is counted, when given: a member's
+    /// count then adds to the one read at `after`, if the member counts from the same position.
     async fn room_unread_counts(
         &self,
         room_id: &RoomId,
         until: StreamPos,
         max_members: usize,
-    ) -> StorageResult<Vec<(OwnedUserId, u64, u64)>>;
+        after: Option<StreamPos>,
+    ) -> StorageResult<Vec<MemberUnread>>;
     /// [`unread_counts`](Self::unread_counts) for each of `room_ids`, in their order, in one read.
     async fn unread_counts_in_rooms(
         &self,

@@ -2,11 +2,11 @@
 
 use async_trait::async_trait;
 
-use myelin_core::types::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use myelin_core::types::{OwnedEventId, OwnedRoomId, RoomId, UserId};
 use ruma::events::receipt::{ReceiptThread, ReceiptType};
 
 use crate::{
-    Database, ReceiptRecord, ReceiptRepo, StorageError, StorageResult, StreamPos,
+    Database, MemberUnread, ReceiptRecord, ReceiptRepo, StorageError, StorageResult, StreamPos,
     db::{Change, Row, ToValue},
 };
 
@@ -61,12 +61,13 @@ const UNREAD_COUNTS: &str = "SELECT
 
 /// [`UNREAD_COUNTS`] for every joined member of room `$1` at once, up to position `$2`: each
 /// member's read marker is the later of their newest read receipt and their join, as there.
-const ROOM_UNREAD_COUNTS: &str = "SELECT x.user_id,
-       (SELECT COUNT(*) FROM event_push_actions a
-        WHERE a.user_id = x.user_id AND a.room_id = $1 AND a.stream_pos <= $2 AND a.stream_pos > x.pos),
+const ROOM_UNREAD_COUNTS: &str = "SELECT x.user_id, x.pos,
        (SELECT COUNT(*) FROM event_push_actions a
         WHERE a.user_id = x.user_id AND a.room_id = $1 AND a.stream_pos <= $2 AND a.stream_pos > x.pos
-          AND a.highlight = 1)
+          AND a.stream_pos > $4),
+       (SELECT COUNT(*) FROM event_push_actions a
+        WHERE a.user_id = x.user_id AND a.room_id = $1 AND a.stream_pos <= $2 AND a.stream_pos > x.pos
+          AND a.stream_pos > $4 AND a.highlight = 1)
      FROM (SELECT m.user_id,
              CASE WHEN COALESCE(r.pos, 0) > m.stream_pos THEN COALESCE(r.pos, 0) ELSE m.stream_pos END AS pos
            FROM room_members m
@@ -144,12 +145,22 @@ impl ReceiptRepo for Database {
         room_id: &RoomId,
         until: StreamPos,
         max_members: usize,
-    ) -> StorageResult<Vec<(OwnedUserId, u64, u64)>> {
+        after: Option<StreamPos>,
+    ) -> StorageResult<Vec<MemberUnread>> {
         let room = room_id.to_owned();
         let limit = i64::try_from(max_members).unwrap_or(i64::MAX);
+        let after = after.unwrap_or(StreamPos::MIN);
         self.read(move |c| {
             Box::pin(async move {
-                c.query(ROOM_UNREAD_COUNTS, &[&room, &until, &limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).await
+                c.query(ROOM_UNREAD_COUNTS, &[&room, &until, &limit, &after], |r| {
+                    Ok(MemberUnread {
+                        user_id: r.get(0)?,
+                        from: r.get(1)?,
+                        notifications: r.get(2)?,
+                        highlights: r.get(3)?,
+                    })
+                })
+                .await
             })
         })
         .await

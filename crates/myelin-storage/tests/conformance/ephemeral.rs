@@ -1,8 +1,8 @@
 //! Account data, filters, receipts and unread counts.
 
 use myelin_storage::*;
-use ruma::OwnedRoomId;
 use ruma::events::receipt::{ReceiptThread, ReceiptType};
+use ruma::{OwnedRoomId, OwnedUserId};
 
 use super::{eid, event, member_event, open_store, persisted, pos, rid, uid};
 
@@ -99,23 +99,42 @@ pub async fn room_wide_unread_counts_are_each_members_own(url: String) {
         ts: 1,
     };
     s.put_receipt(read, positions[1]).await.expect("receipt");
+    let counts = |wide: &[MemberUnread]| {
+        wide.iter().map(|m| (m.user_id.clone(), m.notifications, m.highlights)).collect::<Vec<_>>()
+    };
     for until in [s.stream_head(), positions[2]] {
-        let wide = s.room_unread_counts(&room, until, 100).await.expect("room-wide");
+        let wide = s.room_unread_counts(&room, until, 100, None).await.expect("room-wide");
         let mut own = Vec::new();
         for user in ["@b:test", "@c:test", "@e:test"] {
             let (n, h) = s.unread_counts(&uid(user), &room, until).await.expect("own");
             own.push((uid(user), n, h));
         }
-        assert_eq!(wide, own, "at {until:?}: joined members in join order, as each one's own read");
+        assert_eq!(counts(&wide), own, "at {until:?}: joined members in join order, as each one's own read");
     }
-    let wide = s.room_unread_counts(&room, s.stream_head(), 100).await.expect("room-wide");
+    let wide = s.room_unread_counts(&room, s.stream_head(), 100, None).await.expect("room-wide");
     assert_eq!(
-        wide.iter().map(|(u, n, h)| (u.as_str(), *n, *h)).collect::<Vec<_>>(),
+        wide.iter().map(|m| (m.user_id.as_str(), m.notifications, m.highlights)).collect::<Vec<_>>(),
         [("@b:test", 2, 0), ("@c:test", 4, 1), ("@e:test", 0, 0)],
         "b read up to $m1; c nothing (the highlight is $m3); e was never notified"
     );
-    let first = s.room_unread_counts(&room, s.stream_head(), 1).await.expect("room-wide");
-    assert_eq!(first.iter().map(|(u, ..)| u.as_str()).collect::<Vec<_>>(), ["@b:test"], "the first to join");
+    // Where each count starts: b's receipt, c's and e's joins.
+    assert_eq!(wide[0].from, positions[1]);
+    assert!(wide[1].from < positions[0] && wide[2].from < positions[0] && wide[1].from < wide[2].from);
+    // Only what came after a position: added to what was read up to it, the same counts.
+    let before = s.room_unread_counts(&room, positions[2], 100, None).await.expect("room-wide");
+    let after = s.room_unread_counts(&room, s.stream_head(), 100, Some(positions[2])).await.expect("since");
+    let added: Vec<(OwnedUserId, u64, u64)> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| {
+            assert_eq!((&b.user_id, b.from), (&a.user_id, a.from), "the same members, counting from the same place");
+            (a.user_id.clone(), b.notifications + a.notifications, b.highlights + a.highlights)
+        })
+        .collect();
+    assert_eq!(added, counts(&wide));
+    assert_eq!(after.iter().map(|m| m.notifications).collect::<Vec<_>>(), [1, 1, 0], "only $m3");
+    let first = s.room_unread_counts(&room, s.stream_head(), 1, None).await.expect("room-wide");
+    assert_eq!(first.iter().map(|m| m.user_id.as_str()).collect::<Vec<_>>(), ["@b:test"], "the first to join");
 }
 
 pub async fn receipts_are_read_per_room_and_thread(url: String) {
