@@ -86,7 +86,7 @@ impl AccountRepo for Database {
     }
 
     async fn upgrade_guest(&self, user_id: &UserId, hash: Option<String>) -> StorageResult<bool> {
-        let _forget = super::notified::Forget::user(&self.notified.token_owners, user_id);
+        let _forget = super::notified::TokenOwnersChanged(self, user_id);
         let user_id = user_id.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {
@@ -103,10 +103,7 @@ impl AccountRepo for Database {
     }
 
     async fn deactivate_user(&self, user_id: &UserId) -> StorageResult<()> {
-        let _forget = (
-            super::notified::Forget::user(&self.notified.token_owners, user_id),
-            super::notified::KeyCountsChanged::user(self, user_id),
-        );
+        let _forget = super::notified::DevicesChanged::of(self, user_id);
         let user_id = user_id.to_owned();
         self.write(move |c, positions| {
             Box::pin(async move {

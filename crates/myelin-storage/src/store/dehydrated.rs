@@ -19,10 +19,7 @@ impl DehydratedDeviceRepo for Database {
         let NewDehydratedDevice { user_id: user, device_id: device, device_data, display_name, keys: upload, now_ms } =
             new;
         let forget_user = user.clone();
-        let _forget = (
-            super::notified::Forget::user(&self.notified.token_owners, &forget_user),
-            super::notified::KeyCountsChanged::user(self, &forget_user),
-        );
+        let _forget = super::notified::DevicesChanged::of(self, &forget_user);
         let written = self
             .write(move |c, positions| {
                 Box::pin(async move {
@@ -86,10 +83,7 @@ impl DehydratedDeviceRepo for Database {
     }
 
     async fn delete_dehydrated_device(&self, user_id: &UserId) -> StorageResult<Option<OwnedDeviceId>> {
-        let _forget = (
-            super::notified::Forget::user(&self.notified.token_owners, user_id),
-            super::notified::KeyCountsChanged::user(self, user_id),
-        );
+        let _forget = super::notified::DevicesChanged::of(self, user_id);
         let user = user_id.to_owned();
         self.write(move |c, positions| {
             Box::pin(async move {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::{
     keys::record_change,
-    notified::{Forget, KeyCountsChanged, PerUserCache},
+    notified::{DevicesChanged, PerUserCache, TokenOwnersChanged},
 };
 use myelin_core::types::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 
@@ -45,7 +45,7 @@ pub(crate) async fn delete_devices(
     Ok(())
 }
 
-/// Forgets one token's owner when dropped (as [`Forget`] does a user's).
+/// Forgets one token's owner when dropped (as [`TokenOwnersChanged`] does a user's).
 struct ForgetKey<'a>(&'a PerUserCache<TokenOwner>, &'a str);
 
 impl Drop for ForgetKey<'_> {
@@ -71,7 +71,7 @@ impl DeviceRepo for Database {
     async fn create_session(&self, s: NewSession) -> StorageResult<()> {
         // A reused device id's old tokens go.
         let user = s.user_id.clone();
-        let _forget = Forget::user(&self.notified.token_owners, &user);
+        let _forget = TokenOwnersChanged(self, &user);
         let client = s.oauth.as_ref().map(|o| o.client_id.clone());
         let scope = s.oauth.as_ref().map(|o| o.scope.clone());
         self.transaction(move |c| {
@@ -326,7 +326,7 @@ impl DeviceRepo for Database {
     }
 
     async fn delete_devices(&self, user_id: &UserId, device_ids: &[OwnedDeviceId]) -> StorageResult<()> {
-        let _forget = (Forget::user(&self.notified.token_owners, user_id), KeyCountsChanged::user(self, user_id));
+        let _forget = DevicesChanged::of(self, user_id);
         let (user_id, device_ids) = (user_id.to_owned(), device_ids.to_vec());
         self.write(move |c, positions| {
             Box::pin(async move { delete_devices(c, positions, &user_id, &device_ids).await })
@@ -335,7 +335,7 @@ impl DeviceRepo for Database {
     }
 
     async fn delete_all_devices(&self, user_id: &UserId, keep: Option<&DeviceId>) -> StorageResult<()> {
-        let _forget = (Forget::user(&self.notified.token_owners, user_id), KeyCountsChanged::user(self, user_id));
+        let _forget = DevicesChanged::of(self, user_id);
         let (user_id, keep) = (user_id.to_owned(), keep.map(ToOwned::to_owned));
         self.write(move |c, positions| {
             Box::pin(async move {

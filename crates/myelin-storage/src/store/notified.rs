@@ -11,7 +11,7 @@
 //!
 //! - on this process, each repository method that changes it (deletes tokens, changes a user's
 //!   admin, guest, deactivated or locked flag; uploads, claims or deletes keys) forgets the user's
-//!   entries when it ends, before it returns ([`Forget`], [`KeyCountsChanged`]);
+//!   entries when it ends, before it returns ([`TokenOwnersChanged`], [`KeyCountsChanged`]);
 //! - token owners, for every process: triggers on `access_tokens` and `users` (migration 0038)
 //!   NOTIFY `Signal::Invalidate { cache, key: user }` in the changing transaction, so the news
 //!   goes out with its commit whoever wrote it (another process, the admin command, SQL by hand);
@@ -141,22 +141,27 @@ impl<V> PerUserCache<V> {
     }
 }
 
-/// Forgets what a cache keeps of some users when dropped: at the end of a repository method that
-/// changes what it holds, however the method ends (an error or a dropped future may still have
-/// committed). Other processes hear of it from the database's triggers.
-pub(crate) struct Forget<'a, V>(pub(crate) &'a PerUserCache<V>, pub(crate) Vec<OwnedUserId>);
+/// The user's tokens were deleted, or their admin, guest, deactivated or locked flag changed (or
+/// may have): when dropped, at the end of the repository method that changed them however it ends
+/// (an error or a dropped future may still have committed), forgets their token owners here.
+/// Other processes hear of it from the database's triggers.
+pub(crate) struct TokenOwnersChanged<'a>(pub(crate) &'a Database, pub(crate) &'a UserId);
 
-impl<'a, V> Forget<'a, V> {
-    pub(crate) fn user(cache: &'a PerUserCache<V>, user: &UserId) -> Self {
-        Self(cache, vec![user.to_owned()])
+impl Drop for TokenOwnersChanged<'_> {
+    fn drop(&mut self) {
+        self.0.notified.token_owners.forget_user(self.1);
     }
 }
 
-impl<V> Drop for Forget<'_, V> {
-    fn drop(&mut self) {
-        for user in &self.1 {
-            self.0.forget_user(user);
-        }
+/// Devices of the user went (with their tokens and keys): both of the above, when dropped.
+pub(crate) struct DevicesChanged<'a> {
+    _tokens: TokenOwnersChanged<'a>,
+    _keys: KeyCountsChanged<'a>,
+}
+
+impl<'a> DevicesChanged<'a> {
+    pub(crate) fn of(db: &'a Database, user: &'a UserId) -> Self {
+        Self { _tokens: TokenOwnersChanged(db, user), _keys: KeyCountsChanged::user(db, user) }
     }
 }
 
@@ -176,10 +181,8 @@ impl Drop for KeyCountsChanged<'_> {
         for user in &self.1 {
             self.0.notified.key_counts.forget_user(user);
         }
-        if self.0.postgres().is_some() {
-            let key = users_key(&self.1);
-            self.0.broadcast_signal(Signal::Invalidate { cache: KEY_COUNTS_CACHE.to_owned(), key });
-        }
+        let key = users_key(&self.1);
+        self.0.broadcast_signal(Signal::Invalidate { cache: KEY_COUNTS_CACHE.to_owned(), key });
     }
 }
 

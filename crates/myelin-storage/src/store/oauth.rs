@@ -420,7 +420,7 @@ impl OAuthRepo for Database {
     }
 
     async fn set_user_locked(&self, user_id: &UserId, locked: bool) -> StorageResult<bool> {
-        let _forget = super::notified::Forget::user(&self.notified.token_owners, user_id);
+        let _forget = super::notified::TokenOwnersChanged(self, user_id);
         let user_id = user_id.to_owned();
         self.transaction(move |c| {
             Box::pin(async move {
