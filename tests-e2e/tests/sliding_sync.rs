@@ -117,6 +117,66 @@ async fn the_room_list_arrives_in_activity_order_and_grows_without_repeats() -> 
     Ok(())
 }
 
+/// A live update that only moves the connection forward (new messages in a room already live)
+/// is not stored: its `pos` names the stored state and how far it moved. Every such position stays
+/// good, any number of steps back, until the connection's state changes twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_updates_keep_every_position_good_until_the_state_changes_twice() -> Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.register("alice").await?;
+    let bob = server.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat", "name": "busy" })).await?;
+    ensure!(bob.join(&room).await?.0 == 200);
+    alice.send_message(&room, "before").await?;
+    let list = |limit: usize| {
+        json!({ "conn_id": "busy", "lists": { "all": {
+            "ranges": [[0, 9]], "timeline_limit": limit, "required_state": [["m.room.member", "$LAZY"]] } } })
+    };
+    let (_, mut pos) = ok(&bob, None, 0, &list(10)).await?;
+    let mut positions = vec![pos.clone()];
+    for i in 0..4 {
+        alice.send_message(&room, &format!("live {i}")).await?;
+        let (resp, next) = ok(&bob, Some(&pos), 0, &list(10)).await?;
+        ensure!(texts(&resp["rooms"][&room]) == [format!("live {i}")], "{resp}");
+        pos = next;
+        positions.push(pos.clone());
+    }
+    // Each position given replays exactly what came after it.
+    for (i, old) in positions.iter().enumerate() {
+        let (resp, _) = ok(&bob, Some(old), 0, &list(10)).await?;
+        let expected: Vec<String> = (i..4).map(|j| format!("live {j}")).collect();
+        if expected.is_empty() {
+            ensure!(room_ids(&resp).is_empty(), "nothing after the newest position: {resp}");
+        } else {
+            ensure!(texts(&resp["rooms"][&room]) == expected, "replay from position {i}: {resp}");
+        }
+    }
+    // A made-up move (backwards, or with a part too many) is unknown.
+    let parts: Vec<&str> = pos.split('.').collect();
+    ensure!(parts.len() == 4, "a live update's position says how far it moved: {pos}");
+    for bad in [format!("{}.{}.1.{}", parts[0], parts[1], parts[3]), format!("{pos}.1")] {
+        let (status, body) = ss(&bob, Some(&bad), 0, &list(10)).await?;
+        ensure!(status == 400 && errcode(&body) == "M_UNKNOWN_POS", "{bad}: {status} {body}");
+    }
+
+    // A changed request changes the state: it is stored, and after two such changes the
+    // positions before them are gone while the newest goes on.
+    for (text, limit) in [("changed once", 5), ("changed twice", 4)] {
+        alice.send_message(&room, text).await?;
+        let (resp, next) = ok(&bob, Some(&pos), 0, &list(limit)).await?;
+        ensure!(texts(&resp["rooms"][&room]) == [text], "{resp}");
+        pos = next;
+    }
+    for old in &positions {
+        let (status, body) = ss(&bob, Some(old), 0, &list(4)).await?;
+        ensure!(status == 400 && errcode(&body) == "M_UNKNOWN_POS", "{old}: {status} {body}");
+    }
+    alice.send_message(&room, "after").await?;
+    let (resp, _) = ok(&bob, Some(&pos), 0, &list(4)).await?;
+    ensure!(texts(&resp["rooms"][&room]) == ["after"], "{resp}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_polls_wake_on_news_and_positions_replay_or_are_unknown() -> Result<()> {
     let server = TestServer::start().await?;

@@ -12,8 +12,8 @@ use ruma::{
     OwnedRoomId, OwnedUserId, UInt,
     events::GlobalAccountDataEventType,
     push::{
-        Action, AnyPushRule, NewConditionalPushRule, NewPatternedPushRule, NewPushRule, NewSimplePushRule,
-        PushCondition, PushConditionPowerLevelsCtx, PushConditionRoomCtx, RuleKind, Ruleset,
+        Action, AnyPushRule, FlattenedJson, NewConditionalPushRule, NewPatternedPushRule, NewPushRule,
+        NewSimplePushRule, PushCondition, PushConditionPowerLevelsCtx, PushConditionRoomCtx, RuleKind, Ruleset,
     },
     serde::Raw,
 };
@@ -49,9 +49,23 @@ pub struct EvaluationContext<'a> {
     pub power_levels: Option<&'a PushConditionPowerLevelsCtx>,
 }
 
-/// The actions of the first rule matching the event for one user.
-pub async fn evaluate_actions(ruleset: &Ruleset, event_json: &str, cx: &EvaluationContext<'_>) -> Vec<Action> {
-    let Ok(raw) = Raw::<Value>::from_json_string(event_json.to_owned()) else { return Vec::new() };
+/// An event as push rules look at it: flattened once, evaluated for each recipient.
+pub struct PushedJson(FlattenedJson);
+
+impl PushedJson {
+    /// `None` for JSON that is not an object (it matches no rule).
+    pub fn parse(event_json: &str) -> Option<Self> {
+        let raw = Raw::<Value>::from_json_string(event_json.to_owned()).ok()?;
+        Some(Self(FlattenedJson::from_raw(&raw)))
+    }
+}
+
+/// The actions of the first rule matching the event for one user (none for their own event), as
+/// `Ruleset::get_actions` gives them, without flattening the event again for each user.
+pub async fn evaluate_actions(ruleset: &Ruleset, event: &PushedJson, cx: &EvaluationContext<'_>) -> Vec<Action> {
+    if event.0.get_str("sender") == Some(cx.user_id.as_str()) {
+        return Vec::new();
+    }
     let mut ctx = PushConditionRoomCtx::new(
         OwnedRoomId::from(cx.room_id),
         UInt::new_saturating(cx.member_count),
@@ -61,7 +75,12 @@ pub async fn evaluate_actions(ruleset: &Ruleset, event_json: &str, cx: &Evaluati
     if let Some(pl) = cx.power_levels {
         ctx = ctx.with_power_levels(pl.clone());
     }
-    ruleset.get_actions(&raw, &ctx).await.to_vec()
+    for rule in ruleset {
+        if rule.applies(&event.0, &ctx).await {
+            return rule.actions().to_vec();
+        }
+    }
+    Vec::new()
 }
 
 /// A rule as the push rules API sends it (`PUT /pushrules/global/{kind}/{ruleId}`).
@@ -214,11 +233,12 @@ mod tests {
         room_id, user_id,
     };
 
-    use super::{EvaluationContext, Placement, RuleBody, RuleChange, apply, evaluate_actions, rule_json};
+    use super::{EvaluationContext, Placement, PushedJson, RuleBody, RuleChange, apply, evaluate_actions, rule_json};
 
     /// (notify, highlight) of the actions the rules give.
     async fn evaluate(rules: &Ruleset, event: &str, cx: &EvaluationContext<'_>) -> (bool, bool) {
-        let actions = evaluate_actions(rules, event, cx).await;
+        let Some(event) = PushedJson::parse(event) else { return (false, false) };
+        let actions = evaluate_actions(rules, &event, cx).await;
         (actions.iter().any(|a| a.should_notify()), actions.iter().any(|a| a.is_highlight()))
     }
 
@@ -238,6 +258,8 @@ mod tests {
         let mention = r#"{"type":"m.room.message","sender":"@bob:x","room_id":"!r:x","content":{"msgtype":"m.text","body":"hi","m.mentions":{"user_ids":["@alice:x"]}}}"#;
         assert_eq!(evaluate(&rules, mention, &cx).await, (true, true));
         assert_eq!(evaluate(&rules, "not json", &cx).await, (false, false));
+        let own = r#"{"type":"m.room.message","sender":"@alice:x","room_id":"!r:x","content":{"msgtype":"m.text","body":"Alice here"}}"#;
+        assert_eq!(evaluate(&rules, own, &cx).await, (false, false), "no rule applies to one's own event");
     }
 
     #[test]

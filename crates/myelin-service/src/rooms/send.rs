@@ -778,6 +778,8 @@ impl Services {
             .chain(invited)
             .filter(|(user_id, _)| *user_id != event.sender);
         let mut actions = Vec::new();
+        // Flattened once for every recipient's rules.
+        let Some(pushed) = push::PushedJson::parse(event.json) else { return Ok(actions) };
         for (user_id, displayname) in recipients {
             let ruleset = self.push_ruleset(user_id).await?;
             let name = displayname.map_or_else(|| user_id.to_string(), str::to_owned);
@@ -788,7 +790,7 @@ impl Services {
                 member_count: member_count as u64,
                 power_levels: event.power_levels,
             };
-            let matched = push::evaluate_actions(&ruleset, event.json, &context).await;
+            let matched = push::evaluate_actions(&ruleset, &pushed, &context).await;
             if matched.iter().any(|a| a.should_notify()) {
                 actions.push(PushActionRecord {
                     user_id: user_id.to_owned(),

@@ -10,8 +10,9 @@
 //! - `room_result.rs`: one room's entry. `extensions.rs`: to-device, e2ee, account data,
 //!   receipts, typing.
 //!
-//! `pos` is `{generation}.{seq}`: `generation` is random per connection (a new connection makes
-//! every older `pos` unknown), `seq` counts its responses.
+//! `pos` is `{generation}.{seq}`, or `{generation}.{seq}.{stream pos}.{typing}` for a stored state
+//! moved forward (`connection::Advance`): `generation` is random per connection (a new connection
+//! makes every older `pos` unknown), `seq` counts its stored states.
 
 mod connection;
 mod extensions;
@@ -38,7 +39,7 @@ use serde_json::{Map, Value, json};
 pub(crate) use summaries::CachedMembers;
 
 use self::{
-    connection::{ConnectionState, parse_pos, render_pos},
+    connection::{Advance, ConnectionState, parse_pos, render_pos},
     extensions::{ExtensionInput, WindowRoom},
     request::RoomConfig,
     room_list::{bump_stamp, in_ranges, listed, matches},
@@ -80,6 +81,8 @@ struct Base {
     /// `row` is this process's kept copy, not read from the database for this request.
     kept: bool,
     seq: i64,
+    /// How far the client's `pos` moved the stored state forward.
+    advance: Option<Advance>,
     state: ConnectionState,
 }
 
@@ -147,15 +150,15 @@ impl Services {
 
     async fn sliding_base(&self, r: &Requester, req: &SlidingSyncRequest) -> MatrixResult<Base> {
         let Some(pos) = &req.pos else {
-            return Ok(Base { row: None, kept: false, seq: 0, state: ConnectionState::default() });
+            return Ok(Base { row: None, kept: false, seq: 0, advance: None, state: ConnectionState::default() });
         };
-        let (generation, seq) = parse_pos(pos).ok_or_else(|| unknown_pos("Malformed pos"))?;
+        let (generation, seq, advance) = parse_pos(pos).ok_or_else(|| unknown_pos("Malformed pos"))?;
         let key = connection_key(r, req);
         let idle_since = self.now_ms() as i64 - self.sliding_idle_expiry_ms();
         // The row this process last read or saved stands in for the database while it knows the
-        // position and has not gone idle: a position's state never changes once stored. Whether
-        // the stored row is still this one (not moved on by another process, replaced or
-        // deleted) is checked when the answer is stored (`sliding_store`).
+        // position and has not gone idle: a position's state never changes once stored. A save
+        // by another process drops it here (by signal); whether the stored row is still this one
+        // is also checked when an answer is stored (`sliding_store`).
         let kept = self
             .sliding_connections
             .get(&key)
@@ -187,8 +190,13 @@ impl Services {
         } else {
             return Err(unknown_pos("Unknown pos"));
         };
-        let state = serde_json::from_str(json).map_err(|_| unknown_pos("The connection state is unreadable"))?;
-        Ok(Base { seq, state, row: Some(row), kept: from_cache })
+        let stored: ConnectionState =
+            serde_json::from_str(json).map_err(|_| unknown_pos("The connection state is unreadable"))?;
+        let state = match advance {
+            None => stored,
+            Some(advance) => stored.advanced(advance).ok_or_else(|| unknown_pos("Unknown pos"))?,
+        };
+        Ok(Base { seq, advance, state, row: Some(row), kept: from_cache })
     }
 
     /// Stores the new connection state (unless nothing changed) and finishes the body with `pos`.
@@ -202,12 +210,27 @@ impl Services {
         let Computed { mut body, state, news } = computed;
         let now_ms = self.now_ms() as i64;
         let key = connection_key(r, req);
-        let state_json = serde_json::to_string(&state).map_err(|e| MatrixError::internal(e.to_string()))?;
+        let touch_every_ms = TOUCH_EVERY_MS.min(self.sliding_idle_expiry_ms() / 4);
+        // News that only moves the state forward is not stored: the `pos` says how far (and any
+        // process can rebuild the state from it). A live update in a busy room is such news.
+        let advance = match &base.row {
+            Some(row)
+                if news
+                    && (base.seq == row.seq || base.seq == row.prev_seq)
+                    && now_ms - row.last_used_ms < touch_every_ms =>
+            {
+                base.state.advance_to(&state)
+            }
+            _ => None,
+        };
+        let state_json = || serde_json::to_string(&state).map_err(|e| MatrixError::internal(e.to_string()));
         let mut row = base.row;
         if base.kept && !news {
-            // An answer without news may write nothing, and so check nothing: the kept row is
-            // checked against the stored one first (an answer with news is stored with a
-            // compare-and-swap on the row, which checks it).
+            // An answer without news writes nothing, and so checks nothing: the kept row is
+            // checked against the stored one first. An answer with news is stored with a
+            // compare-and-swap on the row, which checks it, or only moves the state forward:
+            // then the kept row stands unchecked, as every save elsewhere drops it here (by
+            // signal) and the row is touched at least four times per idle expiry.
             let generation = row.as_ref().map(|row| row.generation.clone());
             let epoch = self.sliding_connections.epoch();
             let stored = self
@@ -220,30 +243,29 @@ impl Services {
             row = Some(stored);
         }
         let pos = match row {
+            Some(row) if advance.is_some() => render_pos(&row.generation, base.seq, advance),
             None => {
                 let generation = self.random.alphanumeric(8);
                 let new = StoredConnection {
                     generation: generation.clone(),
                     seq: 1,
-                    state: state_json,
+                    state: state_json()?,
                     prev_seq: 0,
                     prev_state: "{}".to_owned(),
                     last_used_ms: now_ms,
                 };
                 let epoch = self.sliding_connections.epoch();
                 self.store.save_sliding_sync_connection(&key, None, new.clone()).await?;
+                self.invalidate_elsewhere(&self.sliding_connections, &key);
                 self.keep_connection(key, new, epoch);
-                render_pos(&generation, 1)
+                render_pos(&generation, 1, None)
             }
-            Some(row)
-                if !news
-                    && base.seq == row.seq
-                    && now_ms - row.last_used_ms < TOUCH_EVERY_MS.min(self.sliding_idle_expiry_ms() / 4) =>
-            {
+            Some(row) if !news && base.seq == row.seq && now_ms - row.last_used_ms < touch_every_ms => {
                 // Nothing new: the same position stays valid, no write.
-                render_pos(&row.generation, row.seq)
+                render_pos(&row.generation, row.seq, base.advance)
             }
             Some(mut row) => {
+                let state_json = state_json()?;
                 let mut attempts = 0;
                 loop {
                     // From the newest position the old newest becomes the previous one; a replay
@@ -266,8 +288,9 @@ impl Services {
                     let expected = Some((row.generation.clone(), row.seq));
                     let epoch = self.sliding_connections.epoch();
                     if self.store.save_sliding_sync_connection(&key, expected, new.clone()).await? {
+                        self.invalidate_elsewhere(&self.sliding_connections, &key);
                         self.keep_connection(key, new, epoch);
-                        break render_pos(&row.generation, row.seq + 1);
+                        break render_pos(&row.generation, row.seq + 1, None);
                     }
                     // Another request on this connection (a client retry) stored first.
                     attempts += 1;
