@@ -10,7 +10,9 @@
 #
 # Environment: CARGO_TARGET_DIR (default /var/tmp/myelin-ci-target), LISTENERS, ROOMS, MESSAGES,
 # TARGETS ("myelin synapse", or one of them), API (v2, or sliding: the listeners long-poll
-# simplified sliding sync).
+# simplified sliding sync), PG_ADMIN_URL (Myelin on PostgreSQL instead of SQLite: a fresh database
+# is made in the cluster of this URL, e.g. what scripts/pg-test-cluster.sh prints, and dropped at
+# the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-$(mktemp -d /tmp/myelin-bench-fanout-wide.XXXXXX)}"
@@ -19,6 +21,13 @@ mkdir -p "$work"
 . ./scripts/bench-lib.sh
 # Every listener holds a connection open to the server and one in the benchmark.
 ulimit -n "$(ulimit -Hn)"
+
+if [ -n "${PG_ADMIN_URL:-}" ]; then
+    wide_db="fanout_wide_$(date +%s)"
+    psql "$PG_ADMIN_URL" -qc "CREATE DATABASE $wide_db" >/dev/null
+    export MYELIN_DATABASE="${PG_ADMIN_URL%/*}/$wide_db"
+    trap 'cleanup; psql "$PG_ADMIN_URL" -qc "DROP DATABASE IF EXISTS $wide_db WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+fi
 
 targets=()
 for t in ${TARGETS:-myelin synapse}; do

@@ -10,7 +10,7 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-start_myelin() { # NAME [MORE_TOML] -> prints "URL SERVER_NAME PID"
+start_myelin() { # NAME [MORE_TOML] -> prints "URL SERVER_NAME PID" (on MYELIN_DATABASE if set)
     local dir="$work/$1" client fed
     client=$(port); fed=$(port)
     mkdir -p "$dir"
@@ -18,7 +18,7 @@ start_myelin() { # NAME [MORE_TOML] -> prints "URL SERVER_NAME PID"
     printf '%b' "${2:-}" >> "$dir/myelin.toml"
     MYELIN_FEDERATION_VERIFY_CERTIFICATES=false MYELIN_FEDERATION_IP_RANGE_ALLOWLIST=127.0.0.1/32 \
         RUST_LOG=warn "$bin/myelin" serve --data-dir "$dir" --config "$dir/myelin.toml" \
-        --listen "127.0.0.1:$client" --server-name "127.0.0.1:$fed" --federation-listen "127.0.0.1:$fed" \
+        ${MYELIN_DATABASE:+--database "$MYELIN_DATABASE"} --listen "127.0.0.1:$client" --server-name "127.0.0.1:$fed" --federation-listen "127.0.0.1:$fed" \
         >"$dir/log" 2>&1 &
     local pid=$!
     for _ in $(seq 100); do curl -fs "http://127.0.0.1:$client/_matrix/client/versions" >/dev/null && break; sleep 0.1; done

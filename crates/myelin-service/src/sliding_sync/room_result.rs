@@ -2,7 +2,10 @@
 //! (or the newest events when it is new), the state the config asks for, and the summary fields
 //! (name, avatar, heroes, counts, `bump_stamp`) when they can have changed.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use myelin_core::{
     MatrixResult, Membership, StateMap, StreamPos,
@@ -114,7 +117,7 @@ impl Services {
         room: &UserRoom,
         summary: Option<&RoomSummary>,
         upper: StreamPos,
-    ) -> MatrixResult<std::sync::Arc<StateMap>> {
+    ) -> MatrixResult<Arc<StateMap>> {
         match summary.and_then(|s| s.current_state_group).filter(|_| room.membership == Membership::Join) {
             Some(group) => self.state_group(group).await,
             None => self.state_at(&room.room_id, upper).await,
@@ -232,17 +235,29 @@ impl Services {
                 let lazy_known = |k: &str| known_lazy.contains(k) || sender_strs.contains(k);
                 let lazy_new = |k: &str| sender_strs.contains(k) && !known_lazy.contains(k);
                 let grown = RoomConfig { required_state: added.clone(), timeline_limit: 0 };
-                for (key, id) in state.iter() {
-                    let (t, k) = key;
-                    let changed = old.get(key) != Some(id);
-                    if changed {
-                        touched.insert(t.clone());
+                if Arc::ptr_eq(&old, &state) && added.is_empty() {
+                    // The same state and the same config (a message in a busy room): only the
+                    // members of new senders can be news, found without walking the whole state.
+                    if config.wants_lazy_members() {
+                        let new_senders = sender_strs.iter().filter(|k| lazy_new(k));
+                        ids.extend(
+                            new_senders
+                                .filter_map(|k| state.get(&(StateEventType::RoomMember, (*k).to_owned())).cloned()),
+                        );
                     }
-                    let want = (changed && config.wants(user_id, &lazy_known, t, k))
-                        || grown.wants(user_id, &lazy_known, t, k)
-                        || (*t == StateEventType::RoomMember && config.wants_lazy_members() && lazy_new(k));
-                    if want {
-                        ids.push(id.clone());
+                } else {
+                    for (key, id) in state.iter() {
+                        let (t, k) = key;
+                        let changed = old.get(key) != Some(id);
+                        if changed {
+                            touched.insert(t.clone());
+                        }
+                        let want = (changed && config.wants(user_id, &lazy_known, t, k))
+                            || grown.wants(user_id, &lazy_known, t, k)
+                            || (*t == StateEventType::RoomMember && config.wants_lazy_members() && lazy_new(k));
+                        if want {
+                            ids.push(id.clone());
+                        }
                     }
                 }
             }
