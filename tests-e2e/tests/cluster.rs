@@ -508,3 +508,48 @@ async fn a_token_logged_out_through_one_process_is_refused_by_every_process() ->
     refused_soon(phone.clone(), "device deleted through B, asked on A").await?;
     Ok(())
 }
+
+/// An admin command is a process of the deployment too, and one that exits at once: what it
+/// tells the serving processes (here, to wake the recipient's sync) is sent before it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_command_wakes_the_syncs_of_a_running_server() -> Result<()> {
+    if myelin_e2e::repeat_of_sqlite_pass("an_admin_command_wakes_the_syncs_of_a_running_server") {
+        return Ok(());
+    }
+    let server = TestServer::start_postgres().await?;
+    let bob = server.register("bob").await?;
+    let notice = |text: &str| {
+        let out = server.admin(&["user", "notice", "bob", text])?;
+        ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    };
+    // The first notice makes the room; bob joins it.
+    notice("Welcome")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let room = loop {
+        let (_, sync) = bob.get("/_matrix/client/v3/sync?timeout=1000").await?;
+        if let Some(room) = sync["rooms"]["invite"].as_object().and_then(|r| r.keys().next().cloned()) {
+            break room;
+        }
+        ensure!(Instant::now() < deadline, "no invite to the notices room: {sync}");
+    };
+    ensure!(bob.join(&room).await?.0 == 200);
+    let (status, first) = bob.get("/_matrix/client/v3/sync?timeout=0").await?;
+    ensure!(status == 200, "{status} {first}");
+    let since = next_batch(&first)?;
+
+    // A long-poll on the server; the next notice is the command's only write, its last act.
+    let poll = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.get(&format!("/_matrix/client/v3/sync?timeout=30000&since={since}")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    notice("Maintenance at noon")?;
+    let (status, woken) = poll.await??;
+    let events = timeline(&woken, &room);
+    let bodies: Vec<&str> = events.iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    ensure!(status == 200 && bodies == ["Maintenance at noon"], "{status} {woken}");
+    ensure!(started.elapsed() < Duration::from_secs(10), "woken only after {:?}", started.elapsed());
+    Ok(())
+}

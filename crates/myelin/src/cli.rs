@@ -434,6 +434,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("deleted {room_id}: {outcome}");
                 }
             }
+            services.flush_signals().await;
             Ok(())
         }
         Command::Token(cmd) => {
@@ -464,6 +465,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("deleted {token}");
                 }
             }
+            services.flush_signals().await;
             Ok(())
         }
         Command::User(cmd) => {
@@ -532,6 +534,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("unlocked {user_id}");
                 }
             }
+            services.flush_signals().await;
             Ok(())
         }
     }

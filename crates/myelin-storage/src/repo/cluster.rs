@@ -22,10 +22,14 @@ pub enum Signal {
 
 /// The channel between processes. A single-process backend (SQLite) sends nowhere and never
 /// receives; the PostgreSQL backend uses `LISTEN`/`NOTIFY`.
+#[async_trait::async_trait]
 pub trait ClusterBus {
     /// Sends a signal to every other process (never back to this one). Fire and forget: it is
     /// queued and sent in order.
     fn broadcast(&self, signal: Signal);
+    /// Returns once every signal broadcast before it has been sent, or sending them has been
+    /// given up (a process about to exit, such as an admin command, calls it last).
+    async fn flush_signals(&self);
     /// Signals sent by other processes, in the order they were sent.
     fn signals(&self) -> tokio::sync::broadcast::Receiver<Signal>;
 }

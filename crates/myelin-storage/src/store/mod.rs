@@ -126,9 +126,16 @@ pub(crate) fn user_room_from_row(r: &Row<'_>) -> StorageResult<UserRoom> {
     })
 }
 
+#[async_trait::async_trait]
 impl crate::ClusterBus for crate::Database {
     fn broadcast(&self, signal: crate::Signal) {
         self.broadcast_signal(signal);
+    }
+
+    async fn flush_signals(&self) {
+        if let Some(db) = self.postgres() {
+            db.flush_signals().await;
+        }
     }
 
     fn signals(&self) -> tokio::sync::broadcast::Receiver<crate::Signal> {

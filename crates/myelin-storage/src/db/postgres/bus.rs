@@ -65,8 +65,15 @@ pub(crate) fn take_head(head: &StreamHead, payload: &str) -> Option<StreamPos> {
 }
 
 pub struct Bus {
-    outbound: mpsc::UnboundedSender<Signal>,
+    outbound: mpsc::UnboundedSender<Outbound>,
     inbound: broadcast::Sender<Signal>,
+}
+
+/// What the publisher is asked to do, in order.
+enum Outbound {
+    Send(Signal),
+    /// Answer once everything queued before has been sent (or given up).
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 impl Bus {
@@ -84,7 +91,16 @@ impl Bus {
 
 impl Bus {
     pub fn broadcast(&self, signal: Signal) {
-        let _ = self.outbound.send(signal);
+        let _ = self.outbound.send(Outbound::Send(signal));
+    }
+
+    /// Waits until every signal broadcast so far has been sent (each is retried a few times
+    /// before it is given up, so this ends).
+    pub async fn flush(&self) {
+        let (done, sent) = tokio::sync::oneshot::channel();
+        if self.outbound.send(Outbound::Flush(done)).is_ok() {
+            let _ = sent.await;
+        }
     }
 
     pub fn signals(&self) -> broadcast::Receiver<Signal> {
@@ -193,9 +209,16 @@ async fn receive(
 }
 
 /// Sends queued signals in order on a connection of its own.
-async fn publish(config: Config, mut rx: mpsc::UnboundedReceiver<Signal>, origin: String) {
+async fn publish(config: Config, mut rx: mpsc::UnboundedReceiver<Outbound>, origin: String) {
     let mut conn: Option<PgConn> = None;
-    while let Some(signal) = rx.recv().await {
+    while let Some(outbound) = rx.recv().await {
+        let signal = match outbound {
+            Outbound::Send(signal) => signal,
+            Outbound::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
         for payload in payloads(&origin, signal) {
             for attempt in 0..3 {
                 if conn.as_ref().is_none_or(PgConn::is_closed) {

@@ -127,6 +127,10 @@ impl Postgres {
         self.bus.broadcast(signal);
     }
 
+    pub(crate) async fn flush_signals(&self) {
+        self.bus.flush().await;
+    }
+
     pub(crate) fn signals(&self) -> tokio::sync::broadcast::Receiver<Signal> {
         self.bus.signals()
     }
