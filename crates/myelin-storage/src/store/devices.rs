@@ -121,14 +121,9 @@ impl DeviceRepo for Database {
 
     async fn token_owner(&self, access_token: &str) -> StorageResult<Option<TokenOwner>> {
         // PostgreSQL: the owner this process read before, while nothing said it changed.
-        let cached = self.postgres().is_some();
-        if cached && let Some(owner) = self.notified.token_owners.get(access_token) {
-            return Ok(Some(owner));
-        }
-        let epoch = self.notified.token_owners.epoch();
         let token = access_token.to_owned();
-        let owner = self
-            .read(move |c| {
+        let read = || {
+            self.read(move |c| {
                 Box::pin(async move {
                     c.query_opt(
                         "SELECT t.user_id, t.device_id, t.expires_ms, u.is_admin, u.deactivated, u.is_guest, u.locked
@@ -149,11 +144,9 @@ impl DeviceRepo for Database {
                     .await
                 })
             })
-            .await?;
-        if cached && let Some(owner) = &owner {
-            self.notified.token_owners.insert_if_current(access_token, &owner.user_id, owner.clone(), epoch);
-        }
-        Ok(owner)
+        };
+        let keep = self.postgres().is_some();
+        self.notified.token_owners.get_or_read(keep, access_token, |owner| owner.user_id.clone(), read).await
     }
 
     async fn refresh_session(&self, refresh: SessionRefresh) -> StorageResult<RefreshOutcome> {

@@ -175,44 +175,41 @@ impl KeyRepo for Database {
 
     async fn key_counts(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<KeyCounts> {
         // PostgreSQL: the counts this process read before, while nothing said they changed.
-        let cached = self.postgres().is_some();
-        let cache_key = device_key(user_id, device_id.as_str());
-        if cached && let Some(counts) = self.notified.key_counts.get(&cache_key) {
-            return Ok(counts);
-        }
-        let epoch = self.notified.key_counts.epoch();
         let (user, device) = (user_id.to_owned(), device_id.to_owned());
-        // One statement (one round trip on PostgreSQL): kind 0 rows are one-time key counts,
-        // kind 1 rows unused fallback keys.
-        let rows: Vec<(i64, String, u64)> = self
-            .read(move |c| {
-                Box::pin(async move {
-                    c.query(
-                        "SELECT CAST(0 AS BIGINT), algorithm, COUNT(*) FROM one_time_keys
-                         WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm
-                         UNION ALL
-                         SELECT CAST(1 AS BIGINT), algorithm, CAST(0 AS BIGINT) FROM fallback_keys
-                         WHERE user_id = $1 AND device_id = $2 AND used = 0
-                         ORDER BY 1, 2",
-                        &[&user, &device],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
-                    .await
+        let read = || async {
+            // One statement (one round trip on PostgreSQL): kind 0 rows are one-time key counts,
+            // kind 1 rows unused fallback keys.
+            let rows: Vec<(i64, String, u64)> = self
+                .read(move |c| {
+                    Box::pin(async move {
+                        c.query(
+                            "SELECT CAST(0 AS BIGINT), algorithm, COUNT(*) FROM one_time_keys
+                             WHERE user_id = $1 AND device_id = $2 GROUP BY algorithm
+                             UNION ALL
+                             SELECT CAST(1 AS BIGINT), algorithm, CAST(0 AS BIGINT) FROM fallback_keys
+                             WHERE user_id = $1 AND device_id = $2 AND used = 0
+                             ORDER BY 1, 2",
+                            &[&user, &device],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        )
+                        .await
+                    })
                 })
-            })
-            .await?;
-        let mut counts = KeyCounts::default();
-        for (kind, algorithm, count) in rows {
-            if kind == 0 {
-                counts.one_time.push((algorithm, count));
-            } else {
-                counts.unused_fallback.push(algorithm);
+                .await?;
+            let mut counts = KeyCounts::default();
+            for (kind, algorithm, count) in rows {
+                if kind == 0 {
+                    counts.one_time.push((algorithm, count));
+                } else {
+                    counts.unused_fallback.push(algorithm);
+                }
             }
-        }
-        if cached {
-            self.notified.key_counts.insert_if_current(&cache_key, user_id, counts.clone(), epoch);
-        }
-        Ok(counts)
+            Ok(Some(counts))
+        };
+        let keep = self.postgres().is_some();
+        let cache_key = device_key(user_id, device_id.as_str());
+        let counts = self.notified.key_counts.get_or_read(keep, &cache_key, |_| user_id.to_owned(), read).await?;
+        Ok(counts.unwrap_or_default())
     }
 
     async fn claim_keys(&self, claims: &[KeyClaim]) -> StorageResult<Vec<ClaimedKey>> {

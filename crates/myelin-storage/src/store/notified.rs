@@ -28,13 +28,14 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
     sync::{Mutex, Weak},
     time::{Duration, Instant},
 };
 
 use myelin_core::types::{OwnedUserId, UserId};
 
-use crate::{Database, KeyCounts, Signal, TokenOwner};
+use crate::{Database, KeyCounts, Signal, StorageResult, TokenOwner};
 
 /// The caches' names in `Signal::Invalidate` (the triggers of migration 0038 spell them too).
 pub const TOKEN_OWNERS_CACHE: &str = "token_owners";
@@ -87,6 +88,30 @@ impl<V: Clone> PerUserCache<V> {
 
     pub(crate) fn epoch(&self) -> u64 {
         self.inner.lock().map_or(u64::MAX, |inner| inner.epoch)
+    }
+
+    /// `key`'s kept answer, or what `read` finds, then kept (as `user_of` the answer's) unless
+    /// something was forgotten while it read. With `keep` false (SQLite, where reads are local)
+    /// it reads every time and keeps nothing.
+    pub(crate) async fn get_or_read<Fut>(
+        &self,
+        keep: bool,
+        key: &str,
+        user_of: impl Fn(&V) -> OwnedUserId,
+        read: impl FnOnce() -> Fut,
+    ) -> StorageResult<Option<V>>
+    where
+        Fut: Future<Output = StorageResult<Option<V>>>,
+    {
+        if keep && let Some(value) = self.get(key) {
+            return Ok(Some(value));
+        }
+        let epoch = self.epoch();
+        let value = read().await?;
+        if keep && let Some(value) = &value {
+            self.insert_if_current(key, &user_of(value), value.clone(), epoch);
+        }
+        Ok(value)
     }
 
     /// Keeps `value` (of `user`) unless something was forgotten since `epoch` was taken.

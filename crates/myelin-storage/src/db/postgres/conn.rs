@@ -33,6 +33,17 @@ fn refs<'v>(values: &'v [Value<'_>]) -> Vec<&'v (dyn ToSql + Sync)> {
     values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
 
+/// What a transaction's last statement should answer (`PgConn::last_statement`).
+enum Asked {
+    Changed,
+    Rows,
+}
+
+enum Answer {
+    Changed(u64),
+    Rows(Vec<tokio_postgres::Row>),
+}
+
 impl PgConn {
     pub async fn connect(config: &Config) -> StorageResult<Self> {
         let (client, connection) = config.connect(NoTls).await?;
@@ -129,16 +140,10 @@ impl PgConn {
         if !self.commit_may_ride {
             return self.execute(sql, params).await;
         }
-        let statement = self.statement(sql).await?;
-        let values = values(params);
-        let params = refs(&values);
-        let deferred = self.deferred.take();
-        let client = &self.client;
-        let both = futures_util::future::try_join(client.execute(&statement, &params), client.batch_execute("COMMIT"));
-        let (changed, ()) = after(client, deferred, both).await?;
-        self.commit_may_ride = false;
-        self.committed = true;
-        Ok(changed)
+        match self.last_statement(sql, params, Asked::Changed).await? {
+            Answer::Changed(changed) => Ok(changed),
+            Answer::Rows(_) => Err(StorageError::Batch("rows where a count was asked for".into())),
+        }
     }
 
     /// Like [`execute_then_commit`](Self::execute_then_commit), for a statement that returns rows
@@ -155,16 +160,32 @@ impl PgConn {
         if !self.commit_may_ride {
             return self.query_map(sql, params, map).await;
         }
+        match self.last_statement(sql, params, Asked::Rows).await? {
+            Answer::Rows(rows) => rows.iter().map(|row| map(&Row(RowInner::Postgres(row)))).collect(),
+            Answer::Changed(_) => Err(StorageError::Batch("a count where rows were asked for".into())),
+        }
+    }
+
+    /// A transaction's last statement and its COMMIT, sent together.
+    async fn last_statement(&mut self, sql: &str, params: Params<'_>, asked: Asked) -> StorageResult<Answer> {
         let statement = self.statement(sql).await?;
         let values = values(params);
         let params = refs(&values);
         let deferred = self.deferred.take();
         let client = &self.client;
-        let both = futures_util::future::try_join(client.query(&statement, &params), client.batch_execute("COMMIT"));
-        let (rows, ()) = after(client, deferred, both).await?;
+        // Both go out before either answer is awaited: the statement first (a future sends its
+        // request when first polled, and `try_join` polls in order).
+        let request = async {
+            Ok(match asked {
+                Asked::Changed => Answer::Changed(client.execute(&statement, &params).await?),
+                Asked::Rows => Answer::Rows(client.query(&statement, &params).await?),
+            })
+        };
+        let both = futures_util::future::try_join(request, client.batch_execute("COMMIT"));
+        let (answer, ()) = after(client, deferred, both).await?;
         self.commit_may_ride = false;
         self.committed = true;
-        rows.iter().map(|row| map(&Row(RowInner::Postgres(row)))).collect()
+        Ok(answer)
     }
 
     /// Runs several writes as one pipeline: all are sent before the first answer is awaited (one
