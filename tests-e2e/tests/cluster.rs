@@ -553,3 +553,47 @@ async fn an_admin_command_wakes_the_syncs_of_a_running_server() -> Result<()> {
     ensure!(started.elapsed() < Duration::from_secs(10), "woken only after {:?}", started.elapsed());
     Ok(())
 }
+
+/// A process that sends an event knows who is in the room, whoever let them in: a member who
+/// joined through another process a moment ago (before this one heard of it) is notified of
+/// the next message sent through this one, and counts it unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_joined_through_another_process_is_notified_at_once() -> Result<()> {
+    if myelin_e2e::repeat_of_sqlite_pass("a_member_who_joined_through_another_process_is_notified_at_once") {
+        return Ok(());
+    }
+    let a = TestServer::start_postgres().await?;
+    // The sender's process hears of the other's writes late.
+    let b = a.start_peer_with_env(&[("MYELIN_BUS_DELAY_MS", "300")]).await?;
+    let alice = a.register("alice").await?.on(&b);
+    let bob = a.register("bob").await?;
+    let room = alice.create_room(json!({ "preset": "public_chat" })).await?;
+    for i in 0..3 {
+        alice.send_message(&room, &format!("before bob {i}")).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ensure!(bob.join(&room).await?.0 == 200);
+    alice.send_message(&room, "after the join").await?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, sync) = bob.get("/_matrix/client/v3/sync?timeout=0").await?;
+        let count = &sync["rooms"]["join"][&room]["unread_notifications"]["notification_count"];
+        if status == 200 && count == 1 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "bob's unread count is {count}: {sync}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A transaction retried through the other process (which did not send it) gets the event
+    // first sent, once; and through the same process again, from its memory.
+    let (status, first) = alice.send_with_txn(&room, "once", "retried-txn").await?;
+    ensure!(status == 200, "{status} {first}");
+    for client in [alice.on(&a), alice.clone()] {
+        let (status, again) = client.send_with_txn(&room, "once", "retried-txn").await?;
+        ensure!(status == 200 && again["event_id"] == first["event_id"], "{first} {again}");
+    }
+    let messages = bob.all_messages(&room, 50).await?;
+    let once = messages.iter().filter(|e| e["content"]["body"] == "once").count();
+    ensure!(once == 1, "the retried transaction was sent {once} times: {messages:?}");
+    Ok(())
+}

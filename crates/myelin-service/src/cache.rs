@@ -280,7 +280,7 @@ impl Services {
     }
 
     /// Every cache of this process, for invalidations from other processes (and the metrics).
-    pub(crate) fn caches(&self) -> [&dyn Invalidate; 13] {
+    pub(crate) fn caches(&self) -> [&dyn Invalidate; 15] {
         [
             &self.heads.cache,
             &self.state_groups,
@@ -295,6 +295,8 @@ impl Services {
             &self.sliding_connections,
             &self.answered_key_counts,
             &self.room_unread_newest,
+            &self.sent_txns,
+            &self.joined_members,
         ]
     }
 }

@@ -63,6 +63,12 @@ const DIRECT_ROOMS_CACHED: usize = 10_000;
 const ROOM_KINDS_CACHED: usize = 20_000;
 const SWEPT_INBOXES_CACHED: usize = 20_000;
 const ANSWERED_COUNTS_CACHED: usize = 20_000;
+/// Transactions this process sent lately, remembered so that a retry of one is answered without
+/// a read (an older one, or one sent through another process, is found when it is written).
+const SENT_TXNS_KEPT: usize = 50_000;
+const SENT_TXN_KEPT_FOR: Duration = Duration::from_secs(3600);
+/// Joined members kept for sending events, counted in members.
+const JOINED_MEMBERS_KEPT: usize = 200_000;
 /// Bytes of rooms' newest room-wide unread counts (about 100 per member).
 const ROOM_UNREAD_CACHED_BYTES: usize = 8 << 20;
 /// Live sliding sync timelines remembered for the listeners of the same event (one per room).
@@ -135,6 +141,10 @@ pub struct Services {
     /// Each small room's newest room-wide unread counts, with the position they are at: the
     /// next position's read only counts what came after it (`ephemeral::Services::room_unread_at`).
     room_unread_newest: cache::Cache<OwnedRoomId, Arc<ephemeral::RoomUnreadAt>>,
+    /// Each room's joined members with the head they were read at, for the events sent to it.
+    joined_members: cache::Cache<OwnedRoomId, (myelin_core::StreamPos, Arc<Vec<myelin_storage::MemberRecord>>)>,
+    /// (sender, device, transaction id) → the event this process sent for it.
+    sent_txns: cache::Cache<String, OwnedEventId>,
     /// A live update's unread counts of every joined member of a small room (room, position).
     room_unread: shared_reads::SharedReads<(OwnedRoomId, myelin_core::StreamPos), ephemeral::RoomUnread>,
     /// A live sliding sync update's one room timeline, read once for the listeners it woke.
@@ -241,6 +251,8 @@ impl Services {
             direct_rooms: cache::Cache::new("direct_rooms", DIRECT_ROOMS_CACHED, None, clock.clone()),
             room_kinds: cache::Cache::new("room_kinds", ROOM_KINDS_CACHED, None, clock.clone()),
             room_unread_newest: cache::Cache::new("room_unread_newest", ROOM_UNREAD_CACHED_BYTES, None, clock.clone()),
+            joined_members: cache::Cache::new("joined_members", JOINED_MEMBERS_KEPT, None, clock.clone()),
+            sent_txns: cache::Cache::new("sent_txns", SENT_TXNS_KEPT, Some(SENT_TXN_KEPT_FOR), clock.clone()),
             to_device_swept: cache::Cache::new("to_device_swept", SWEPT_INBOXES_CACHED, None, clock.clone()),
             sliding_connections: cache::Cache::new(
                 "sliding_connections",

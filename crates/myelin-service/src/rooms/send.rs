@@ -12,8 +12,8 @@ use myelin_core::{
     },
 };
 use myelin_storage::{
-    EventState, MemberRecord, MembershipUpdate, NewEvent, NewRoom, PendingPersist, PersistOutcome, PushActionRecord,
-    StoredEvent,
+    Change, EventState, MemberRecord, MembershipUpdate, NewEvent, NewRoom, PendingPersist, PersistOutcome,
+    PushActionRecord, StoredEvent,
 };
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, events::relation::RelationType, room_version_rules::RoomVersionRules,
@@ -134,6 +134,9 @@ struct Draft<'a> {
     expected_extremities: Option<Vec<OwnedEventId>>,
     /// The head's servers of a room with partial state (events go to them too).
     partial_servers: Option<&'a [OwnedServerName]>,
+    /// Read the joined members from the database, not from memory (a retry after another
+    /// process wrote to the room: its membership changes may not have been heard of yet).
+    fresh_members: bool,
 }
 
 impl Services {
@@ -263,14 +266,19 @@ impl Services {
             Target::NewRoom { version } => self.send_create_event(sender, device_id, version, spec).await,
             Target::Existing(room_id) => {
                 // One request per transaction id at a time, from the check until the commit.
-                let _txn_guard = match (device_id, &spec.txn_id) {
-                    (Some(device), Some(txn)) => {
-                        Some(self.locks.lock(&format!("txn\u{0}{sender}\u{0}{device}\u{0}{txn}")).await)
-                    }
+                let txn_key = match (device_id, &spec.txn_id) {
+                    (Some(device), Some(txn)) => Some(format!("{sender}\u{0}{device}\u{0}{txn}")),
                     _ => None,
                 };
-                if let (Some(device), Some(txn)) = (device_id, &spec.txn_id)
-                    && let Some(existing) = self.store.event_for_txn(sender, device, txn).await?
+                let _txn_guard = match &txn_key {
+                    Some(key) => Some(self.locks.lock(&format!("txn\u{0}{key}")).await),
+                    None => None,
+                };
+                // A retry of a transaction this process sent is answered from memory. Any other
+                // (one sent through another process, or long ago) is found when the event is
+                // written, which answers with the event first sent (`DuplicateTxn`).
+                if let Some(key) = &txn_key
+                    && let Some(existing) = self.sent_txns.get(key)
                 {
                     return Ok((existing, room_id.to_owned()));
                 }
@@ -278,6 +286,9 @@ impl Services {
                     self.check_rate_limit(Limit::Messages, sender.as_str())?;
                 }
                 let sent = self.send_to_room(sender, device_id, room_id, spec).await?;
+                if let Some(key) = txn_key {
+                    self.sent_txns.insert(key, sent.0.clone(), 1);
+                }
                 // A user's own send (not the server's on their behalf) is activity.
                 if rate_limited && let Err(err) = self.presence_active(sender).await {
                     tracing::warn!(%err, "could not record presence activity");
@@ -312,6 +323,7 @@ impl Services {
                 ts_bump: attempt,
                 expected_extremities: None,
                 partial_servers: None,
+                fresh_members: true,
             };
             let built = self.build_and_enqueue(draft).await?;
             match built.pending.await {
@@ -347,7 +359,7 @@ impl Services {
                 // The room lock covers building and queuing only: the commit is awaited outside
                 // it, so a busy room's events share one group commit.
                 let _room_guard = self.locks.lock(room_id.as_str()).await;
-                let head = self.room_head(room_id).await?;
+                let (head, head_read) = self.room_head_and_whether_read(room_id).await?;
                 if let Some(existing) = self.same_state_again(&head, sender, &spec).await? {
                     return Ok((existing, room_id.to_owned()));
                 }
@@ -368,6 +380,9 @@ impl Services {
                     ts_bump: 0,
                     expected_extremities: Some(head.extremities.iter().map(|(id, _)| id.clone()).collect()),
                     partial_servers: head.partial_servers.as_deref(),
+                    // A head just read may hold another process's membership change that this
+                    // one has not heard of yet: its members are read too.
+                    fresh_members: attempt > 0 || head_read,
                 };
                 let built = self.build_and_enqueue(draft).await?;
                 self.heads.advance(room_id, &head, &built.event_id, depth + 1, &prevs, built.state_change.clone());
@@ -451,9 +466,14 @@ impl Services {
 
     /// The room's forward extremities and current state, from the cache or storage.
     pub(crate) async fn room_head(&self, room_id: &RoomId) -> MatrixResult<Arc<RoomHead>> {
+        Ok(self.room_head_and_whether_read(room_id).await?.0)
+    }
+
+    /// The room's head, and whether it was read from the database just now (rather than kept).
+    async fn room_head_and_whether_read(&self, room_id: &RoomId) -> MatrixResult<(Arc<RoomHead>, bool)> {
         let key = room_id.to_owned();
         if let Some(head) = self.heads.cache.get(&key) {
-            return Ok(head);
+            return Ok((head, false));
         }
         let epoch = self.heads.cache.epoch();
         let room = self.store.get_room(room_id).await?.ok_or_else(|| MatrixError::not_found("Unknown room"))?;
@@ -470,7 +490,7 @@ impl Services {
             partial_servers,
         });
         self.heads.cache.insert_if_current(key, head.clone(), 1, epoch);
-        Ok(head)
+        Ok((head, true))
     }
 
     pub async fn current_state(&self, room_id: &RoomId) -> MatrixResult<StateMap> {
@@ -491,6 +511,7 @@ impl Services {
             ts_bump,
             expected_extremities,
             partial_servers,
+            fresh_members,
         } = draft;
         let mut content = spec.content;
         if !content.is_object() {
@@ -605,8 +626,7 @@ impl Services {
         };
         let relation = crate::federation::relation_of(&content);
         let is_create = spec.event_type == TimelineEventType::RoomCreate;
-        let joined =
-            if is_create { Vec::new() } else { self.store.room_members(&room_id, Some(Membership::Join)).await? };
+        let joined = if is_create { Arc::default() } else { self.recipients_joined(&room_id, fresh_members).await? };
         let mut destinations = self.destinations_for(&joined, membership.as_ref().map(|m| m.user_id.as_ref()));
         // A room joined with partial state: the members known do not name every server.
         if let Some(servers) = partial_servers {
@@ -656,7 +676,7 @@ impl Services {
         };
         let state_change = spec.state_key.clone().map(|k| ((state_event_type(&spec.event_type), k), event_id.clone()));
         let pending = self.store.enqueue_event(new_event);
-        let mut wake: Vec<OwnedUserId> = joined.into_iter().map(|m| m.user_id).collect();
+        let mut wake: Vec<OwnedUserId> = joined.iter().map(|m| m.user_id.clone()).collect();
         if !wake.iter().any(|u| u == sender) {
             wake.push(sender.to_owned());
         }
@@ -754,6 +774,24 @@ impl Services {
             }
         }
         Ok(pdus)
+    }
+
+    /// The room's joined members, for an event about to be sent: the ones read before while no
+    /// membership moved since (the change marks), else read (and kept). Whatever committed up to
+    /// the head known when reading is in what the read finds.
+    async fn recipients_joined(&self, room_id: &RoomId, fresh: bool) -> MatrixResult<Arc<Vec<MemberRecord>>> {
+        let key = room_id.to_owned();
+        if !fresh
+            && let Some((read_at, members)) = self.joined_members.get(&key)
+            && !self.store.may_have_changed(Change::Membership, read_at)
+        {
+            return Ok(members);
+        }
+        let read_at = self.store.stream_head();
+        let epoch = self.joined_members.epoch();
+        let members = Arc::new(self.store.room_members(room_id, Some(Membership::Join)).await?);
+        self.joined_members.insert_if_current(key, (read_at, members.clone()), members.len().max(1), epoch);
+        Ok(members)
     }
 
     /// The push actions of an event for its local recipients: the local ones of the joined
