@@ -18,10 +18,12 @@ use std::{
 };
 
 use myelin_core::{
-    Clock,
+    Clock, StreamPos,
     lru::Lru,
     types::{OwnedEventId, OwnedRoomId, OwnedUserId},
 };
+
+use myelin_storage::{Change, Store};
 
 use crate::Services;
 
@@ -262,6 +264,16 @@ impl<K: CacheKey, V: Clone + Send + Sync> Invalidate for Cache<K, V> {
 
     fn cache_stats(&self) -> CacheStats {
         self.stats()
+    }
+}
+
+/// A value kept with the stream position it was read at.
+impl<K: CacheKey, V: Clone + Send + Sync> Cache<K, (StreamPos, V)> {
+    /// `key`'s value and the position it was read at, while the change marks say no write of
+    /// `change` came after that position (`Store::may_have_changed`): a value read then is
+    /// still what a read would find.
+    pub fn get_unchanged(&self, key: &K, store: &dyn Store, change: Change) -> Option<(StreamPos, V)> {
+        self.get(key).filter(|(read_at, _)| !store.may_have_changed(change, *read_at))
     }
 }
 

@@ -32,8 +32,8 @@ pub fn follow_other_processes(services: &Arc<Services>) {
 
 impl Services {
     /// Sends every signal queued for the other processes before returning: an admin command
-    /// calls it before it exits, so the processes serving clients hear of what it changed (a
-    /// locked user's tokens, key counts) at once, not when their caches expire.
+    /// calls it before it exits, so the processes serving clients hear of what it did (the
+    /// syncs its events wake, the cache entries it made stale) at once, not at a timeout.
     pub async fn flush_signals(&self) {
         // A database that does not answer does not hold the command's exit for long.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.store.flush_signals()).await;

@@ -782,8 +782,7 @@ impl Services {
     async fn recipients_joined(&self, room_id: &RoomId, fresh: bool) -> MatrixResult<Arc<Vec<MemberRecord>>> {
         let key = room_id.to_owned();
         if !fresh
-            && let Some((read_at, members)) = self.joined_members.get(&key)
-            && !self.store.may_have_changed(Change::Membership, read_at)
+            && let Some((_, members)) = self.joined_members.get_unchanged(&key, self.store.as_ref(), Change::Membership)
         {
             return Ok(members);
         }

@@ -210,15 +210,14 @@ impl Services {
         let Computed { mut body, state, news } = computed;
         let now_ms = self.now_ms() as i64;
         let key = connection_key(r, req);
+        // A row not touched for this long is written again, news or not, so that it never looks
+        // idle while in use.
         let touch_every_ms = TOUCH_EVERY_MS.min(self.sliding_idle_expiry_ms() / 4);
+        let recently_touched = |row: &StoredConnection| now_ms - row.last_used_ms < touch_every_ms;
         // News that only moves the state forward is not stored: the `pos` says how far (and any
         // process can rebuild the state from it). A live update in a busy room is such news.
         let advance = match &base.row {
-            Some(row)
-                if news
-                    && (base.seq == row.seq || base.seq == row.prev_seq)
-                    && now_ms - row.last_used_ms < touch_every_ms =>
-            {
+            Some(row) if news && (base.seq == row.seq || base.seq == row.prev_seq) && recently_touched(row) => {
                 base.state.advance_to(&state)
             }
             _ => None,
@@ -260,7 +259,7 @@ impl Services {
                 self.keep_connection(key, new, epoch);
                 render_pos(&generation, 1, None)
             }
-            Some(row) if !news && base.seq == row.seq && now_ms - row.last_used_ms < touch_every_ms => {
+            Some(row) if !news && base.seq == row.seq && recently_touched(&row) => {
                 // Nothing new: the same position stays valid, no write.
                 render_pos(&row.generation, row.seq, base.advance)
             }

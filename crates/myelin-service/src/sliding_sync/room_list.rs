@@ -97,9 +97,9 @@ impl Services {
     /// the stream head has reached. Kept per room: every listener of a busy room asks it again
     /// after each message, and only a state event can change it.
     pub(crate) async fn room_kind(&self, room_id: &RoomId, pos: StreamPos) -> MatrixResult<RoomKind> {
-        if let Some((read_at, kind)) = self.room_kinds.get(&room_id.to_owned())
+        if let Some((read_at, kind)) =
+            self.room_kinds.get_unchanged(&room_id.to_owned(), self.store.as_ref(), Change::Membership)
             && read_at <= pos
-            && !self.store.may_have_changed(Change::Membership, read_at)
         {
             return Ok(kind);
         }

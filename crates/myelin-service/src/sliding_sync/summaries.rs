@@ -81,11 +81,11 @@ impl Services {
         let mut shared: HashMap<OwnedRoomId, Arc<RoomMembersSummary>> = HashMap::with_capacity(room_ids.len());
         let mut missing = Vec::new();
         for room_id in room_ids {
-            match self.room_members_summaries.get(room_id) {
-                Some((read_at, summary)) if !self.store.may_have_changed(Change::Membership, read_at) => {
+            match self.room_members_summaries.get_unchanged(room_id, self.store.as_ref(), Change::Membership) {
+                Some((_, summary)) => {
                     shared.insert(room_id.clone(), summary);
                 }
-                _ => missing.push(room_id.clone()),
+                None => missing.push(room_id.clone()),
             }
         }
         if !missing.is_empty() {

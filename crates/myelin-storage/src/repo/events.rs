@@ -236,10 +236,11 @@ pub trait EventRepo {
     /// what this one has heard of (a sync token from another process shows it). Advances
     /// `stream_head()` too.
     async fn refresh_stream_head(&self) -> StorageResult<StreamPos>;
-    /// Whether a write of `change` may have taken a position after `since`: `false` only where
-    /// this process sees every write (SQLite) and none of that kind came after `since`. The
-    /// repositories' "changes since" reads answer empty by themselves then; this is for a caller
-    /// deciding whether to ask at all.
+    /// Whether a write of `change` may have taken a position after `since`: `false` only when
+    /// none of that kind did up to the head this process knows (on PostgreSQL, the writes of
+    /// other processes count once their head notification arrives). The repositories' "changes
+    /// since" reads answer empty by themselves then; this is for a caller deciding whether to
+    /// ask at all, or whether what it kept still holds.
     fn may_have_changed(&self, change: crate::Change, since: StreamPos) -> bool;
     /// Learns of every move of [`stream_head`](Self::stream_head).
     fn watch_stream_head(&self) -> tokio::sync::watch::Receiver<StreamPos>;

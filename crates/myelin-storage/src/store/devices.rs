@@ -121,8 +121,8 @@ impl DeviceRepo for Database {
 
     async fn token_owner(&self, access_token: &str) -> StorageResult<Option<TokenOwner>> {
         // PostgreSQL: the owner this process read before, while nothing said it changed.
-        let token = access_token.to_owned();
         let read = || {
+            let token = access_token.to_owned();
             self.read(move |c| {
                 Box::pin(async move {
                     c.query_opt(

@@ -175,8 +175,8 @@ impl KeyRepo for Database {
 
     async fn key_counts(&self, user_id: &UserId, device_id: &DeviceId) -> StorageResult<KeyCounts> {
         // PostgreSQL: the counts this process read before, while nothing said they changed.
-        let (user, device) = (user_id.to_owned(), device_id.to_owned());
         let read = || async {
+            let (user, device) = (user_id.to_owned(), device_id.to_owned());
             // One statement (one round trip on PostgreSQL): kind 0 rows are one-time key counts,
             // kind 1 rows unused fallback keys.
             let rows: Vec<(i64, String, u64)> = self

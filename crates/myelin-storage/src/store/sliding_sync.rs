@@ -82,27 +82,32 @@ pub(crate) fn save_connections<'c, 'x>(
     })
 }
 
+/// A connection's row as parameters $1–$9: its key, then the columns a save writes.
+fn row_params<'a>(key: &'a ConnectionKey, new: &'a StoredConnection) -> [&'a dyn ToValue; 9] {
+    [
+        &key.user_id,
+        &key.device_id,
+        &key.conn_id,
+        &new.generation,
+        &new.seq,
+        &new.state,
+        &new.prev_seq,
+        &new.prev_state,
+        &new.last_used_ms,
+    ]
+}
+
 /// One save alone (its COMMIT rides with it inside a short transaction): whether it was written.
 async fn compare_and_swap(c: &mut Conn<'_>, save: &ConnectionSave) -> StorageResult<bool> {
     let ConnectionSave { key, expected_generation, expected_seq, new } = save;
+    let mut params = row_params(key, new).to_vec();
+    params.extend([expected_generation as &dyn ToValue, expected_seq]);
     let written = c
         .execute_then_commit(
             "UPDATE sliding_sync_connections SET generation = $4, seq = $5, state = $6, prev_seq = $7,
                  prev_state = $8, last_used_ms = $9
              WHERE user_id = $1 AND device_id = $2 AND conn_id = $3 AND generation = $10 AND seq = $11",
-            &[
-                &key.user_id,
-                &key.device_id,
-                &key.conn_id,
-                &new.generation,
-                &new.seq,
-                &new.state,
-                &new.prev_seq,
-                &new.prev_state,
-                &new.last_used_ms,
-                expected_generation,
-                expected_seq,
-            ],
+            &params,
         )
         .await?;
     Ok(written == 1)
@@ -158,7 +163,6 @@ impl SlidingSyncRepo for Database {
                 if let Some((expected_generation, expected_seq)) = expected {
                     return compare_and_swap(c, &ConnectionSave { key, expected_generation, expected_seq, new }).await;
                 }
-                let ConnectionKey { user_id: user, device_id: device, conn_id } = key;
                 let written = c
                     .execute(
                         "INSERT INTO sliding_sync_connections
@@ -167,19 +171,10 @@ impl SlidingSyncRepo for Database {
                          ON CONFLICT (user_id, device_id, conn_id) DO UPDATE SET generation = excluded.generation,
                              seq = excluded.seq, state = excluded.state, prev_seq = excluded.prev_seq,
                              prev_state = excluded.prev_state, last_used_ms = excluded.last_used_ms",
-                        &[
-                            &user,
-                            &device,
-                            &conn_id,
-                            &new.generation,
-                            &new.seq,
-                            &new.state,
-                            &new.prev_seq,
-                            &new.prev_state,
-                            &new.last_used_ms,
-                        ],
+                        &row_params(&key, &new),
                     )
                     .await?;
+                let ConnectionKey { user_id: user, device_id: device, conn_id } = key;
                 let trim = format!(
                     "DELETE FROM sliding_sync_connections
                      WHERE user_id = $1 AND device_id = $2 AND conn_id <> $3 AND conn_id NOT IN (
