@@ -70,26 +70,36 @@ pub(crate) fn run_python(
 }
 
 impl SynapsePeer {
-    /// Starts Synapse and waits until its client API answers.
+    /// Starts Synapse and waits until its client API answers. Its ports are picked free, then
+    /// bound by Synapse a moment later: another test may take one in between, so a start that
+    /// finds its port taken is tried again on new ports.
     pub async fn start() -> Result<Self> {
         let venv = synapse_venv()?;
-        let dir = std::env::temp_dir().join(format!("myelin-synapse-{:016x}", rand::random::<u64>()));
-        let port = free_port()?;
-        let federation_port = free_port()?;
-        let out = tokio::process::Command::new("bash")
-            .arg(repo_root().join("scripts/synapse-rival.sh"))
-            .arg(&dir)
-            .arg(port.to_string())
-            .env("SYNAPSE_VENV", &venv)
-            .env("SYNAPSE_FEDERATION_PORT", federation_port.to_string())
-            .output()
-            .await
-            .context("run scripts/synapse-rival.sh")?;
-        if !out.status.success() {
-            bail!("starting Synapse failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let dir = std::env::temp_dir().join(format!("myelin-synapse-{:016x}", rand::random::<u64>()));
+            let port = free_port()?;
+            let federation_port = free_port()?;
+            let out = tokio::process::Command::new("bash")
+                .arg(repo_root().join("scripts/synapse-rival.sh"))
+                .arg(&dir)
+                .arg(port.to_string())
+                .env("SYNAPSE_VENV", &venv)
+                .env("SYNAPSE_FEDERATION_PORT", federation_port.to_string())
+                .output()
+                .await
+                .context("run scripts/synapse-rival.sh")?;
+            if !out.status.success() {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                if attempt < 3 && stderr.contains("Address already in use") {
+                    continue;
+                }
+                bail!("starting Synapse failed: {stderr}");
+            }
+            let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().context("Synapse's PID")?;
+            return Ok(Self { dir, pid, port, federation_port });
         }
-        let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().context("Synapse's PID")?;
-        Ok(Self { dir, pid, port, federation_port })
     }
 
     pub fn server_name(&self) -> String {

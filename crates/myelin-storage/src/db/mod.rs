@@ -201,6 +201,16 @@ impl<'a> Conn<'a> {
         }
     }
 
+    /// A stream write's last statements, run as [`execute_all`](Self::execute_all). On PostgreSQL,
+    /// in the last job of the writer's batch, the batch's commit goes out in the same round trip
+    /// (nothing may run after it). Elsewhere a plain `execute_all`.
+    pub async fn execute_last(&mut self, writes: &[Write<'_>], positions: &Positions) -> StorageResult<u64> {
+        match &mut self.0 {
+            ConnInner::Sqlite(_) => self.execute_all(writes).await,
+            ConnInner::Postgres(c) => c.execute_last(writes, positions).await,
+        }
+    }
+
     /// Inserts rows: `insert` is `INSERT INTO table (columns...)`, each row one value per column.
     /// PostgreSQL inserts them all with one statement (`SELECT * FROM UNNEST(arrays...)`), SQLite
     /// runs one prepared insert per row.

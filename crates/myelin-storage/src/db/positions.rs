@@ -5,8 +5,10 @@
 //!
 //! PostgreSQL has one writer per process, writing side by side. A batch reserves a block of
 //! positions (`postgres::Reserver`: one short transaction that moves `stream_head.pos` and records
-//! the block in `stream_reservations`) the first time it needs one, and a further block if it runs
-//! out; its commit deletes its reservations. Readers stop below the lowest reservation still
+//! the block in `stream_reservations`) and a further block if it runs out; its commit deletes its
+//! reservations. The first block is asked for when the batch starts, on the reserver's own
+//! connection, while the batch's first statements (a room's row, read and locked) run on the
+//! writer's: the two round trips overlap. Readers stop below the lowest reservation still
 //! recorded (`postgres::SAFE_HEAD`), so no reader passes a position that may still commit. Blocks
 //! are never carried from one batch to the next: a batch reserves after every write queued before
 //! it was acknowledged, so a write that follows another (a client's next request, an event built
@@ -14,11 +16,16 @@
 
 use std::sync::Arc;
 
+use tokio::task::JoinHandle;
+
 use super::{
     changes::{BatchChanges, Change},
     postgres::Reserver,
 };
-use crate::{StorageResult, StreamPos};
+use crate::{StorageError, StorageResult, StreamPos};
+
+/// A block of positions asked for and not yet answered: (first, last).
+type PendingBlock = JoinHandle<StorageResult<(StreamPos, StreamPos)>>;
 
 /// Positions of one batch.
 pub struct Positions {
@@ -31,6 +38,11 @@ pub struct Positions {
     reserver: Option<(Arc<Reserver>, i64)>,
     /// How many positions a PostgreSQL reservation asks for.
     block: i64,
+    /// PostgreSQL: the first block, asked for when the batch started.
+    pending: Option<PendingBlock>,
+    /// PostgreSQL: a reservation was asked for (it may have been recorded even if its answer
+    /// was lost), so the commit must delete this writer's reservations.
+    asked: bool,
     /// What kind of change each position carried (`super::changes`), per block: PostgreSQL's
     /// safe head can stop between two blocks of one batch (another process's block in between),
     /// so each block's marks must hold on their own. SQLite has one block.
@@ -46,21 +58,49 @@ impl Positions {
             highest: None,
             reserver: None,
             block: 0,
+            pending: None,
+            asked: false,
             changes: vec![BatchChanges::default()],
         }
     }
 
     /// PostgreSQL: positions reserved through `reserver` for the writer whose database backend
-    /// is `owner_pid`, `block` at a time.
+    /// is `owner_pid`, `block` at a time. The first block is asked for now (needs a tokio
+    /// runtime); [`settle`](Self::settle) before the batch ends.
     pub(crate) fn reserved(reserver: Arc<Reserver>, owner_pid: i64, block: i64) -> Self {
+        let block = block.max(1);
+        let asking = reserver.clone();
+        let pending = tokio::spawn(async move { asking.reserve(block, owner_pid).await });
         Self {
             next: 1,
             end: 0,
             highest: None,
             reserver: Some((reserver, owner_pid)),
-            block: block.max(1),
+            block,
+            pending: Some(pending),
+            asked: true,
             changes: Vec::new(),
         }
+    }
+
+    /// Waits for the block asked for at the start if no position took it (its positions stay
+    /// unused: the commit deletes the reservation, and readers skip the gap).
+    pub(crate) async fn settle(&mut self) {
+        if let Some(pending) = self.pending.take()
+            && let Err(err) = answer(pending).await
+        {
+            tracing::warn!(%err, "a reservation of stream positions failed");
+        }
+    }
+
+    /// No reservation is still on its way.
+    pub(crate) fn settled(&self) -> bool {
+        self.pending.is_none()
+    }
+
+    /// Whether a reservation was asked for (the commit deletes this writer's reservations).
+    pub(crate) fn asked_for_reservation(&self) -> bool {
+        self.asked
     }
 
     /// The next position, higher than every one this batch handed out before, for a write of
@@ -70,7 +110,13 @@ impl Positions {
         if self.next > self.end
             && let Some((reserver, owner_pid)) = &self.reserver
         {
-            let (low, high) = reserver.reserve(self.block, *owner_pid).await?;
+            let (low, high) = match self.pending.take() {
+                Some(pending) => answer(pending).await?,
+                None => {
+                    self.asked = true;
+                    reserver.reserve(self.block, *owner_pid).await?
+                }
+            };
             self.start_block(low, high);
         }
         let pos = StreamPos(self.next);
@@ -103,6 +149,11 @@ impl Positions {
     pub(crate) fn sqlite_head(&self, start: StreamPos) -> StreamPos {
         self.highest.unwrap_or(start)
     }
+}
+
+/// The answer to a reservation asked for earlier.
+async fn answer(pending: PendingBlock) -> StorageResult<(StreamPos, StreamPos)> {
+    pending.await.map_err(|err| StorageError::Task(format!("reservation task: {err}")))?
 }
 
 #[cfg(test)]

@@ -318,7 +318,7 @@ async fn persist(c: &mut Conn<'_>, positions: &mut Positions, ev: NewEvent) -> S
     let appservice_jobs: Vec<[&dyn ToValue; 2]> =
         ev.appservices.iter().map(|a| [a as &dyn ToValue, &ev.origin_server_ts]).collect();
     writes.extend(appservice_jobs.iter().map(|params| Write::Sql(super::appservices::APPSERVICE_JOB_INSERT, params)));
-    c.execute_all(&writes).await?;
+    c.execute_last(&writes, positions).await?;
     Ok(PersistOutcome::Persisted { stream_pos: pos })
 }
 

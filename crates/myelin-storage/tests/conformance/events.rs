@@ -6,7 +6,9 @@ use myelin_storage::*;
 use ruma::events::relation::RelationType;
 use ruma::{OwnedEventId, events::StateEventType};
 
-use super::{did, eid, event, member_event, open, open_store, persisted, pos, rid, state_type, uid, user};
+use super::{
+    another_process, did, eid, event, member_event, open, open_store, persisted, pos, rid, soon, state_type, uid, user,
+};
 
 fn ids(events: &[StoredEvent]) -> Vec<String> {
     events.iter().map(|e| e.event_id.to_string()).collect()
@@ -196,6 +198,31 @@ pub async fn a_failing_write_does_not_poison_its_batch(url: String) {
         s.room_events(&rid("!f:test"), s.stream_head(), None, Direction::Backward, 100).await.expect("events").len(),
         20
     );
+}
+
+/// A write alone in its batch is its batch's last job: on PostgreSQL its writes carry the batch's
+/// commit in the same round trip. When they fail, nothing of the batch commits, its reservation
+/// of positions is given up, and every process's head moves on past it.
+pub async fn a_lone_failing_write_commits_nothing_and_holds_no_one_back(url: String) {
+    let s = open_store(&url).await;
+    let other = another_process(&url, &s).await;
+    let room = "!lone:test";
+    persisted(&s, event(room, "$c", "m.room.create", Some(""), &[])).await;
+    // The event id is taken: the event's insert fails, and with it the rest of its writes.
+    let mut taken = event(room, "$c", "m.room.message", None, &["$c"]);
+    taken.txn = Some((did("DEV"), "lone".into()));
+    assert!(s.persist_event(taken).await.is_err(), "a duplicate event id is refused");
+    let txn = s.event_for_txn(&uid("@a:test"), &did("DEV"), "lone".into()).await.expect("txn");
+    assert!(txn.is_none(), "the transaction id written after the failed insert is not kept");
+    let extremities: Vec<OwnedEventId> =
+        s.forward_extremities(&rid(room)).await.expect("extremities").into_iter().map(|e| e.event_id).collect();
+    assert_eq!(extremities, [eid("$c")], "the room did not move");
+    let next = persisted(&s, event(room, "$after", "m.room.message", None, &["$c"])).await;
+    assert!(s.stream_head() >= next, "the writer's own head passes the failed batch");
+    soon("the other process's head", || other.refresh_stream_head(), |head| head.as_ref().is_ok_and(|h| *h >= next))
+        .await;
+    let events = s.room_events(&rid(room), s.stream_head(), None, Direction::Backward, 10).await.expect("events");
+    assert_eq!(ids(&events), ["$after", "$c"]);
 }
 
 pub async fn data_survives_reopening(url: String) {

@@ -219,6 +219,7 @@ all_backends!(
     events::old_transaction_ids_are_forgotten,
     events::concurrent_writes_get_distinct_ordered_positions,
     events::a_failing_write_does_not_poison_its_batch,
+    events::a_lone_failing_write_commits_nothing_and_holds_no_one_back,
     events::data_survives_reopening,
     events::a_stale_head_writes_nothing,
     events::timelines_relations_threads_and_history_reads,

@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use tokio_postgres::{Client, Config, NoTls, Statement, types::ToSql};
 
-use super::super::{BoxFut, Conn, Params, Row, RowInner, ToValue, Value, Write};
+use super::super::{BoxFut, Conn, Params, Positions, Row, RowInner, ToValue, Value, Write};
 use crate::{StorageError, StorageResult};
 
 /// Prepared statements kept per connection; past this the cache starts over.
@@ -23,6 +23,13 @@ pub struct PgConn {
     commit_may_ride: bool,
     /// The transaction's COMMIT went out with its last statement (and succeeded).
     committed: bool,
+    /// The stream writer, in its batch's last job: the statement that publishes the head after
+    /// the commit. The batch's COMMIT may then go out with the job's last writes
+    /// ([`execute_last`](Self::execute_last)).
+    commit_ride: Option<Arc<str>>,
+    /// What the COMMIT that went out with a job's last writes answered: the head payload it
+    /// published, or its error.
+    ridden: Option<StorageResult<Option<String>>>,
 }
 
 fn values<'p>(params: Params<'p>) -> Vec<Value<'p>> {
@@ -52,7 +59,15 @@ impl PgConn {
                 tracing::warn!(%err, "PostgreSQL connection closed");
             }
         });
-        Ok(Self { client, statements: HashMap::new(), deferred: None, commit_may_ride: false, committed: false })
+        Ok(Self {
+            client,
+            statements: HashMap::new(),
+            deferred: None,
+            commit_may_ride: false,
+            committed: false,
+            commit_ride: None,
+            ridden: None,
+        })
     }
 
     pub fn is_closed(&self) -> bool {
@@ -192,6 +207,68 @@ impl PgConn {
     /// network round trip instead of one each). They still execute in order, in the current
     /// transaction; the first error is returned. Rows to insert become one `UNNEST` statement.
     pub(crate) async fn execute_pipelined(&mut self, writes: &[Write<'_>]) -> StorageResult<u64> {
+        Ok(self.pipeline(writes, None).await?.0)
+    }
+
+    /// A stream write's last statements: in the last job of the writer's batch (offered with
+    /// [`offer_commit_ride`](Self::offer_commit_ride)) the batch's end — its change marks, the
+    /// deletion of its reservations, `COMMIT` and the head's publication — goes out in the same
+    /// round trip. Nothing may run on the connection after it; the writer takes the outcome with
+    /// [`take_ridden`](Self::take_ridden). Elsewhere, or while a reservation is still on its
+    /// way, a plain [`execute_pipelined`](Self::execute_pipelined).
+    ///
+    /// Should a write fail, the transaction is aborted and the end's first statement fails with
+    /// it, so nothing commits: the job fails as it would have alone.
+    pub(crate) async fn execute_last(&mut self, writes: &[Write<'_>], positions: &Positions) -> StorageResult<u64> {
+        let Some(publish) = self.commit_ride.take().filter(|_| positions.settled()) else {
+            return self.execute_pipelined(writes).await;
+        };
+        let reserved = positions.asked_for_reservation();
+        let end = super::writer::end_of_batch_sql(reserved, positions.changes());
+        let (changed, ended) = self.pipeline(writes, Some((&end, reserved.then_some(&*publish)))).await?;
+        self.ridden = ended;
+        self.committed = true;
+        Ok(changed)
+    }
+
+    /// Ends a writer batch: `end` (statements without parameters, its `COMMIT` last), then
+    /// `publish` (the head's publication, prepared once) if given, in one round trip. Returns
+    /// the payload `publish` answered.
+    pub(crate) async fn end_batch(&mut self, end: &str, publish: Option<&str>) -> StorageResult<Option<String>> {
+        let publish = match publish {
+            Some(sql) => Some(self.statement(sql).await?),
+            None => None,
+        };
+        let deferred = self.deferred.take();
+        after(&self.client, deferred, end_requests(&self.client, end, publish.as_ref())).await
+    }
+
+    /// The writer offers its batch's end to the last job (`publish`: the head's publication).
+    pub(crate) fn offer_commit_ride(&mut self, publish: Arc<str>) {
+        self.commit_ride = Some(publish);
+    }
+
+    /// Whether the batch's end went out with a job's last writes (the transaction is over).
+    pub(crate) fn has_ridden(&self) -> bool {
+        self.ridden.is_some()
+    }
+
+    /// Withdraws the offer and returns what the batch's end answered, if it went out with a
+    /// job's last writes: the published head payload, or the error of the end.
+    pub(crate) fn take_ridden(&mut self) -> Option<StorageResult<Option<String>>> {
+        self.commit_ride = None;
+        self.committed = false;
+        self.ridden.take()
+    }
+
+    /// The writes as one pipeline, then a batch's `end` and publication
+    /// ([`end_batch`](Self::end_batch)) in the same round trip. Returns the rows changed and, if
+    /// the writes succeeded and an end was sent, what the end answered.
+    async fn pipeline(
+        &mut self,
+        writes: &[Write<'_>],
+        end: Option<(&str, Option<&str>)>,
+    ) -> StorageResult<(u64, Option<StorageResult<Option<String>>>)> {
         // Each write as SQL text and parameter values.
         let mut texts: Vec<std::borrow::Cow<'_, str>> = Vec::with_capacity(writes.len());
         let mut values: Vec<Vec<Value<'_>>> = Vec::with_capacity(writes.len());
@@ -215,11 +292,25 @@ impl PgConn {
         for sql in &texts {
             prepared.push(self.statement(sql).await?);
         }
+        let publish = match end {
+            Some((_, Some(sql))) => Some(self.statement(sql).await?),
+            _ => None,
+        };
         let params: Vec<Vec<&(dyn ToSql + Sync)>> = values.iter().map(|v| refs(v)).collect();
         let client = &self.client;
         let runs = prepared.iter().zip(&params).map(|(statement, params)| client.execute(statement, params));
         let deferred = self.deferred.take();
-        Ok(after(client, deferred, futures_util::future::try_join_all(runs)).await?.into_iter().sum())
+        let all = futures_util::future::try_join_all(runs);
+        let Some((end, _)) = end else {
+            return Ok((after(client, deferred, all).await?.into_iter().sum(), None));
+        };
+        // After a failed write the end fails too (the transaction is aborted: its first statement
+        // is refused and nothing after it in the batch runs); its answer is then dropped unread,
+        // which the driver allows (later requests get their own answers).
+        let ending = async { Ok::<_, tokio_postgres::Error>(end_requests(client, end, publish.as_ref()).await) };
+        let (changed, ended) = after(client, deferred, futures_util::future::try_join(all, ending)).await?;
+        let changed = changed.into_iter().sum();
+        Ok((changed, Some(ended.map_err(StorageError::from))))
     }
 
     /// Runs statements without parameters in one round trip and returns the first column of the
@@ -229,11 +320,7 @@ impl PgConn {
             Some(deferred) => format!("{deferred}; {sql}"),
             None => sql.to_owned(),
         };
-        let messages = self.client.simple_query(&sql).await?;
-        Ok(messages.into_iter().find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        }))
+        Ok(first_value(self.client.simple_query(&sql).await?))
     }
 
     /// Runs statements without parameters (BEGIN, COMMIT, SAVEPOINT...).
@@ -243,6 +330,30 @@ impl PgConn {
             None => Ok(self.client.batch_execute(sql).await?),
         }
     }
+}
+
+/// The first column of the first row among a simple query's answers.
+fn first_value(messages: Vec<tokio_postgres::SimpleQueryMessage>) -> Option<String> {
+    messages.into_iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+        _ => None,
+    })
+}
+
+/// A writer batch's `end` and then, if given, its prepared `publish`, both sent before either
+/// answer is awaited. Should the end fail (its `COMMIT` among it), its error is returned; the
+/// publication then only reads and announces the head as it is.
+async fn end_requests(
+    client: &Client,
+    end: &str,
+    publish: Option<&Statement>,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let Some(publish) = publish else {
+        client.batch_execute(end).await?;
+        return Ok(None);
+    };
+    let ((), rows) = futures_util::future::try_join(client.batch_execute(end), client.query(publish, &[])).await?;
+    Ok(rows.first().and_then(|row| row.try_get::<_, Option<String>>(0).ok().flatten()))
 }
 
 /// Runs `request` after the `deferred` statements, pipelined with them: both go out before either

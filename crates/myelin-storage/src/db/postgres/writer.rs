@@ -6,7 +6,8 @@
 //! made (`stream_changes`, for the other processes' change marks) and deletes its reservations;
 //! right after it, the writer reads the new safe head (below any reservation still open
 //! elsewhere) with the marks up to it, NOTIFYs both to the other processes and only then answers
-//! the batch's callers.
+//! the batch's callers. All of that goes out in one round trip with the last job's writes when
+//! the job ends with `Conn::execute_last` (an event's persist does), else on its own.
 
 use std::sync::Arc;
 
@@ -58,7 +59,7 @@ async fn run(
     origin: String,
     reserver: Arc<Reserver>,
 ) {
-    let publish = publish_head_sql(&origin);
+    let publish: Arc<str> = publish_head_sql(&origin).into();
     let mut connection: Option<Connection> = None;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -87,11 +88,16 @@ async fn run(
         let block = (batch.len() as i64 * 4).max(64);
         let mut positions = Positions::reserved(reserver.clone(), c.pid, block);
         let mut delivers = Vec::with_capacity(batch.len());
-        let outcome = run_batch(&mut c.conn, batch, &mut positions, &mut delivers).await;
-        let reserved = positions.highest().is_some();
+        let outcome = run_batch(&mut c.conn, batch, &mut positions, &mut delivers, &publish).await;
+        positions.settle().await;
+        let reserved = positions.asked_for_reservation();
+        let ridden = c.conn.take_ridden();
         match outcome {
             Ok(()) => {
-                let published = commit(&mut c.conn, reserved, positions.changes(), &publish).await;
+                let published = match ridden {
+                    Some(ended) => ended,
+                    None => commit(&mut c.conn, reserved, positions.changes(), &publish).await,
+                };
                 if published.is_ok()
                     && let Some(highest) = positions.highest()
                 {
@@ -134,23 +140,27 @@ fn fail(delivers: Vec<Box<dyn FnOnce(Option<StorageError>) + Send>>, err: &Stora
 
 /// Commits the batch (recording the kinds of change it made and deleting its reservations in the
 /// same transaction) and, if it reserved positions, reads and publishes the new safe head with
-/// its marks (`publish`: [`publish_head_sql`]). Returns that head payload.
+/// its marks (`publish`: [`publish_head_sql`]), in one round trip. Returns that head payload.
 async fn commit(
     c: &mut PgConn,
     reserved: bool,
     changes: &[BatchChanges],
     publish: &str,
 ) -> StorageResult<Option<String>> {
+    c.end_batch(&end_of_batch_sql(reserved, changes), reserved.then_some(publish)).await
+}
+
+/// The end of a batch after its last job: its change marks and the deletion of its reservations
+/// (if it asked for any), then `COMMIT`. The head's publication follows as a prepared statement.
+/// Sent by [`commit`], or with the last job's writes (`PgConn::execute_last`).
+pub(super) fn end_of_batch_sql(reserved: bool, changes: &[BatchChanges]) -> String {
     if !reserved {
-        c.batch("RELEASE SAVEPOINT job; COMMIT").await?;
-        return Ok(None);
+        return "RELEASE SAVEPOINT job; COMMIT".to_owned();
     }
-    let sql = format!(
-        "RELEASE SAVEPOINT job; {}DELETE FROM stream_reservations WHERE owner_pid = pg_backend_pid(); COMMIT; \
-         {publish}",
+    format!(
+        "RELEASE SAVEPOINT job; {}DELETE FROM stream_reservations WHERE owner_pid = pg_backend_pid(); COMMIT",
         record_changes_sql(changes)
-    );
-    c.batch_first_value(&sql).await
+    )
 }
 
 /// The statement recording a batch's kinds of change (empty if it made none a reader asks about,
@@ -188,17 +198,26 @@ async fn run_batch(
     batch: Vec<Job>,
     positions: &mut Positions,
     delivers: &mut Vec<Box<dyn FnOnce(Option<StorageError>) + Send>>,
+    publish: &Arc<str>,
 ) -> StorageResult<()> {
     // Round trips are the cost here: savepoint bookkeeping rides along with the neighbouring
     // statements.
     c.defer("BEGIN; SAVEPOINT job");
     let jobs = batch.len();
     for (i, job) in batch.into_iter().enumerate() {
+        if i + 1 == jobs {
+            // The last job may send the batch's end with its last writes.
+            c.offer_commit_ride(publish.clone());
+        }
         let Ran { ok, deliver } = {
             let mut conn = Conn::postgres(c);
             job(&mut conn, positions).await
         };
         delivers.push(deliver);
+        if c.has_ridden() {
+            // The transaction has ended with this job's writes (the last job's).
+            break;
+        }
         if !ok {
             // Undo the job's work now (its failure may have aborted the transaction).
             c.batch("ROLLBACK TO SAVEPOINT job").await?;
