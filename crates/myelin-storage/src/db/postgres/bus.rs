@@ -222,7 +222,7 @@ async fn publish(config: Config, mut rx: mpsc::UnboundedReceiver<Outbound>, orig
         for payload in payloads(&origin, signal) {
             for attempt in 0..3 {
                 if conn.as_ref().is_none_or(PgConn::is_closed) {
-                    conn = PgConn::connect(&config).await.ok();
+                    conn = signal_connection(&config).await;
                 }
                 let Some(c) = conn.as_mut() else {
                     tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
@@ -238,6 +238,15 @@ async fn publish(config: Config, mut rx: mpsc::UnboundedReceiver<Outbound>, orig
             }
         }
     }
+}
+
+/// The publisher's connection. Its transactions only notify: they need not wait for the disk
+/// (a notification is never replayed from it, and a crash of PostgreSQL drops every listener's
+/// connection, which makes every process resynchronise).
+async fn signal_connection(config: &Config) -> Option<PgConn> {
+    let mut conn = PgConn::connect(config).await.ok()?;
+    conn.batch("SET synchronous_commit = off").await.ok()?;
+    Some(conn)
 }
 
 /// The payloads for one signal: one, or several for a wake-up of many users.

@@ -23,10 +23,9 @@ pub struct PgConn {
     commit_may_ride: bool,
     /// The transaction's COMMIT went out with its last statement (and succeeded).
     committed: bool,
-    /// The stream writer, in its batch's last job: the statement that publishes the head after
-    /// the commit. The batch's COMMIT may then go out with the job's last writes
-    /// ([`execute_last`](Self::execute_last)).
-    commit_ride: Option<Arc<str>>,
+    /// The stream writer, in its batch's last job: the batch's end (and its COMMIT) may go out
+    /// with the job's last writes ([`execute_last`](Self::execute_last)).
+    commit_ride: bool,
     /// What the COMMIT that went out with a job's last writes answered: the head payload it
     /// published, or its error.
     ridden: Option<StorageResult<Option<String>>>,
@@ -65,7 +64,7 @@ impl PgConn {
             deferred: None,
             commit_may_ride: false,
             committed: false,
-            commit_ride: None,
+            commit_ride: false,
             ridden: None,
         })
     }
@@ -220,32 +219,19 @@ impl PgConn {
     /// Should a write fail, the transaction is aborted and the end's first statement fails with
     /// it, so nothing commits: the job fails as it would have alone.
     pub(crate) async fn execute_last(&mut self, writes: &[Write<'_>], positions: &Positions) -> StorageResult<u64> {
-        let Some(publish) = self.commit_ride.take().filter(|_| positions.settled()) else {
+        if !std::mem::take(&mut self.commit_ride) || !positions.settled() {
             return self.execute_pipelined(writes).await;
-        };
-        let reserved = positions.asked_for_reservation();
-        let end = super::writer::end_of_batch_sql(reserved, positions.changes());
-        let (changed, ended) = self.pipeline(writes, Some((&end, reserved.then_some(&*publish)))).await?;
+        }
+        let end = super::writer::end_of_batch_sql(positions.asked_for_reservation(), positions.changes());
+        let (changed, ended) = self.pipeline(writes, Some(&end)).await?;
         self.ridden = ended;
         self.committed = true;
         Ok(changed)
     }
 
-    /// Ends a writer batch: `end` (statements without parameters, its `COMMIT` last), then
-    /// `publish` (the head's publication, prepared once) if given, in one round trip. Returns
-    /// the payload `publish` answered.
-    pub(crate) async fn end_batch(&mut self, end: &str, publish: Option<&str>) -> StorageResult<Option<String>> {
-        let publish = match publish {
-            Some(sql) => Some(self.statement(sql).await?),
-            None => None,
-        };
-        let deferred = self.deferred.take();
-        after(&self.client, deferred, end_requests(&self.client, end, publish.as_ref())).await
-    }
-
-    /// The writer offers its batch's end to the last job (`publish`: the head's publication).
-    pub(crate) fn offer_commit_ride(&mut self, publish: Arc<str>) {
-        self.commit_ride = Some(publish);
+    /// The writer offers its batch's end to the last job.
+    pub(crate) fn offer_commit_ride(&mut self) {
+        self.commit_ride = true;
     }
 
     /// Whether the batch's end went out with a job's last writes (the transaction is over).
@@ -256,18 +242,18 @@ impl PgConn {
     /// Withdraws the offer and returns what the batch's end answered, if it went out with a
     /// job's last writes: the published head payload, or the error of the end.
     pub(crate) fn take_ridden(&mut self) -> Option<StorageResult<Option<String>>> {
-        self.commit_ride = None;
+        self.commit_ride = false;
         self.committed = false;
         self.ridden.take()
     }
 
-    /// The writes as one pipeline, then a batch's `end` and publication
-    /// ([`end_batch`](Self::end_batch)) in the same round trip. Returns the rows changed and, if
-    /// the writes succeeded and an end was sent, what the end answered.
+    /// The writes as one pipeline, then a writer batch's `end` (statements without parameters,
+    /// `writer::end_of_batch_sql`) in the same round trip. Returns the rows changed and, if the
+    /// writes succeeded and an end was sent, what the end answered (its first value).
     async fn pipeline(
         &mut self,
         writes: &[Write<'_>],
-        end: Option<(&str, Option<&str>)>,
+        end: Option<&str>,
     ) -> StorageResult<(u64, Option<StorageResult<Option<String>>>)> {
         // Each write as SQL text and parameter values.
         let mut texts: Vec<std::borrow::Cow<'_, str>> = Vec::with_capacity(writes.len());
@@ -292,25 +278,21 @@ impl PgConn {
         for sql in &texts {
             prepared.push(self.statement(sql).await?);
         }
-        let publish = match end {
-            Some((_, Some(sql))) => Some(self.statement(sql).await?),
-            _ => None,
-        };
         let params: Vec<Vec<&(dyn ToSql + Sync)>> = values.iter().map(|v| refs(v)).collect();
         let client = &self.client;
         let runs = prepared.iter().zip(&params).map(|(statement, params)| client.execute(statement, params));
         let deferred = self.deferred.take();
         let all = futures_util::future::try_join_all(runs);
-        let Some((end, _)) = end else {
+        let Some(end) = end else {
             return Ok((after(client, deferred, all).await?.into_iter().sum(), None));
         };
         // After a failed write the end fails too (the transaction is aborted: its first statement
         // is refused and nothing after it in the batch runs); its answer is then dropped unread,
         // which the driver allows (later requests get their own answers).
-        let ending = async { Ok::<_, tokio_postgres::Error>(end_requests(client, end, publish.as_ref()).await) };
+        let ending = async { Ok::<_, tokio_postgres::Error>(client.simple_query(end).await) };
         let (changed, ended) = after(client, deferred, futures_util::future::try_join(all, ending)).await?;
         let changed = changed.into_iter().sum();
-        Ok((changed, Some(ended.map_err(StorageError::from))))
+        Ok((changed, Some(ended.map(first_value).map_err(StorageError::from))))
     }
 
     /// Runs statements without parameters in one round trip and returns the first column of the
@@ -338,22 +320,6 @@ fn first_value(messages: Vec<tokio_postgres::SimpleQueryMessage>) -> Option<Stri
         tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
         _ => None,
     })
-}
-
-/// A writer batch's `end` and then, if given, its prepared `publish`, both sent before either
-/// answer is awaited. Should the end fail (its `COMMIT` among it), its error is returned; the
-/// publication then only reads and announces the head as it is.
-async fn end_requests(
-    client: &Client,
-    end: &str,
-    publish: Option<&Statement>,
-) -> Result<Option<String>, tokio_postgres::Error> {
-    let Some(publish) = publish else {
-        client.batch_execute(end).await?;
-        return Ok(None);
-    };
-    let ((), rows) = futures_util::future::try_join(client.batch_execute(end), client.query(publish, &[])).await?;
-    Ok(rows.first().and_then(|row| row.try_get::<_, Option<String>>(0).ok().flatten()))
 }
 
 /// Runs `request` after the `deferred` statements, pipelined with them: both go out before either

@@ -6,8 +6,9 @@
 //! made (`stream_changes`, for the other processes' change marks) and deletes its reservations;
 //! right after it, the writer reads the new safe head (below any reservation still open
 //! elsewhere) with the marks up to it, NOTIFYs both to the other processes and only then answers
-//! the batch's callers. All of that goes out in one round trip with the last job's writes when
-//! the job ends with `Conn::execute_last` (an event's persist does), else on its own.
+//! the batch's callers. The head is read and notified inside the committing transaction, and all
+//! of that goes out in one round trip with the last job's writes when the job ends with
+//! `Conn::execute_last` (an event's persist does), else on its own.
 
 use std::sync::Arc;
 
@@ -46,11 +47,18 @@ struct Connection {
     pid: i64,
 }
 
-async fn connect(config: &Config) -> StorageResult<Connection> {
+/// The head's publication, prepared on the writer's connection as [`PUBLISH`] (`prepare`:
+/// `PREPARE ... AS` [`publish_head_sql`]): a batch's end runs it by name inside its one string of
+/// statements, on a plan made once.
+async fn connect(config: &Config, prepare: &str) -> StorageResult<Connection> {
     let mut conn = PgConn::connect(config).await?;
+    conn.batch(prepare).await?;
     let pid = Conn::postgres(&mut conn).query_one("SELECT pg_backend_pid()", &[], |r| r.get(0)).await?;
     Ok(Connection { conn, pid })
 }
+
+/// The name of the prepared publication on the writer's connection.
+const PUBLISH: &str = "myelin_publish_head";
 
 async fn run(
     config: Config,
@@ -59,7 +67,7 @@ async fn run(
     origin: String,
     reserver: Arc<Reserver>,
 ) {
-    let publish: Arc<str> = publish_head_sql(&origin).into();
+    let prepare = format!("PREPARE {PUBLISH} AS {}", publish_head_sql(&origin));
     let mut connection: Option<Connection> = None;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -70,7 +78,7 @@ async fn run(
             }
         }
         if connection.as_ref().is_none_or(|c| c.conn.is_closed()) {
-            connection = match connect(&config).await {
+            connection = match connect(&config, &prepare).await {
                 Ok(c) => Some(c),
                 Err(err) => {
                     // The jobs never ran; dropping them drops their senders: callers see
@@ -88,7 +96,7 @@ async fn run(
         let block = (batch.len() as i64 * 4).max(64);
         let mut positions = Positions::reserved(reserver.clone(), c.pid, block);
         let mut delivers = Vec::with_capacity(batch.len());
-        let outcome = run_batch(&mut c.conn, batch, &mut positions, &mut delivers, &publish).await;
+        let outcome = run_batch(&mut c.conn, batch, &mut positions, &mut delivers).await;
         positions.settle().await;
         let reserved = positions.asked_for_reservation();
         let ridden = c.conn.take_ridden();
@@ -96,7 +104,7 @@ async fn run(
             Ok(()) => {
                 let published = match ridden {
                     Some(ended) => ended,
-                    None => commit(&mut c.conn, reserved, positions.changes(), &publish).await,
+                    None => c.conn.batch_first_value(&end_of_batch_sql(reserved, positions.changes())).await,
                 };
                 if published.is_ok()
                     && let Some(highest) = positions.highest()
@@ -112,7 +120,7 @@ async fn run(
                         c.conn.clear_deferred();
                         let _ = c.conn.batch("ROLLBACK").await;
                         fail(delivers, &err);
-                        release_reservations(&mut c.conn, reserved, &publish, &head).await;
+                        release_reservations(&mut c.conn, reserved, &head).await;
                         continue;
                     }
                 }
@@ -125,7 +133,7 @@ async fn run(
                 c.conn.clear_deferred();
                 let _ = c.conn.batch("ROLLBACK").await;
                 fail(delivers, &err);
-                release_reservations(&mut c.conn, reserved, &publish, &head).await;
+                release_reservations(&mut c.conn, reserved, &head).await;
             }
         }
     }
@@ -138,27 +146,21 @@ fn fail(delivers: Vec<Box<dyn FnOnce(Option<StorageError>) + Send>>, err: &Stora
     }
 }
 
-/// Commits the batch (recording the kinds of change it made and deleting its reservations in the
-/// same transaction) and, if it reserved positions, reads and publishes the new safe head with
-/// its marks (`publish`: [`publish_head_sql`]), in one round trip. Returns that head payload.
-async fn commit(
-    c: &mut PgConn,
-    reserved: bool,
-    changes: &[BatchChanges],
-    publish: &str,
-) -> StorageResult<Option<String>> {
-    c.end_batch(&end_of_batch_sql(reserved, changes), reserved.then_some(publish)).await
-}
-
-/// The end of a batch after its last job: its change marks and the deletion of its reservations
-/// (if it asked for any), then `COMMIT`. The head's publication follows as a prepared statement.
-/// Sent by [`commit`], or with the last job's writes (`PgConn::execute_last`).
+/// The end of a batch after its last job, as one string of statements: its change marks and the
+/// deletion of its reservations, then the new safe head read and `NOTIFY`d ([`PUBLISH`]), then
+/// `COMMIT`; without reserved positions only the `COMMIT`. The head is read inside the
+/// transaction, after its own reservations are gone: once it commits, every position at or below
+/// that head has committed or been given up, and the notification goes out with the commit or not
+/// at all. Should a statement fail, the rest of the string is skipped (the `COMMIT` too) and the
+/// transaction stays open for the writer to roll back. Sent on its own, or with the last job's
+/// writes (`PgConn::execute_last`); the answer's first value is the published head payload.
 pub(super) fn end_of_batch_sql(reserved: bool, changes: &[BatchChanges]) -> String {
     if !reserved {
         return "RELEASE SAVEPOINT job; COMMIT".to_owned();
     }
     format!(
-        "RELEASE SAVEPOINT job; {}DELETE FROM stream_reservations WHERE owner_pid = pg_backend_pid(); COMMIT",
+        "RELEASE SAVEPOINT job; {}DELETE FROM stream_reservations WHERE owner_pid = pg_backend_pid(); \
+         EXECUTE {PUBLISH}; COMMIT",
         record_changes_sql(changes)
     )
 }
@@ -179,11 +181,11 @@ fn record_changes_sql(changes: &[BatchChanges]) -> String {
 /// After a failed batch: gives up its reservations (their positions stay unused) and publishes
 /// the head that may now move past them. If this fails too (the connection is gone), the other
 /// processes delete the reservations once this backend has ended (`bus.rs`).
-async fn release_reservations(c: &mut PgConn, reserved: bool, publish: &str, head: &StreamHead) {
+async fn release_reservations(c: &mut PgConn, reserved: bool, head: &StreamHead) {
     if !reserved {
         return;
     }
-    let sql = format!("DELETE FROM stream_reservations WHERE owner_pid = pg_backend_pid(); {publish}");
+    let sql = format!("DELETE FROM stream_reservations WHERE owner_pid = pg_backend_pid(); EXECUTE {PUBLISH}");
     match c.batch_first_value(&sql).await {
         Ok(Some(payload)) => {
             take_head(head, &payload);
@@ -198,7 +200,6 @@ async fn run_batch(
     batch: Vec<Job>,
     positions: &mut Positions,
     delivers: &mut Vec<Box<dyn FnOnce(Option<StorageError>) + Send>>,
-    publish: &Arc<str>,
 ) -> StorageResult<()> {
     // Round trips are the cost here: savepoint bookkeeping rides along with the neighbouring
     // statements.
@@ -207,7 +208,7 @@ async fn run_batch(
     for (i, job) in batch.into_iter().enumerate() {
         if i + 1 == jobs {
             // The last job may send the batch's end with its last writes.
-            c.offer_commit_ride(publish.clone());
+            c.offer_commit_ride();
         }
         let Ran { ok, deliver } = {
             let mut conn = Conn::postgres(c);
