@@ -62,3 +62,42 @@ pub async fn a_second_writer_on_the_same_database_takes_later_positions(url: Str
     assert!(first.stream_head() >= p3);
     assert!(first.get_event(&super::eid("$w2")).await.expect("get").is_some());
 }
+
+/// Two processes writing at the same moment, round after round: each hears of both writes at
+/// once, not only at the keeper's next poll of the head (a second later). Whichever batch commits
+/// last must announce a head past both (it reads the head after its commit, when the other's
+/// reservation is gone).
+pub async fn side_by_side_writes_reach_every_process_at_once(url: String) {
+    let first = open_store(&url).await;
+    let second = another_process(&url, &first).await;
+    persisted(&first, event("!a:test", "$ca", "m.room.create", Some(""), &[])).await;
+    persisted(&second, event("!b:test", "$cb", "m.room.create", Some(""), &[])).await;
+    let (mut prev_a, mut prev_b) = ("$ca".to_owned(), "$cb".to_owned());
+    for round in 0..30 {
+        let (id_a, id_b) = (format!("$a{round}"), format!("$b{round}"));
+        let (a, b) = tokio::join!(
+            first.persist_event(event("!a:test", &id_a, "m.room.message", None, &[prev_a.as_str()])),
+            second.persist_event(event("!b:test", &id_b, "m.room.message", None, &[prev_b.as_str()])),
+        );
+        let highest = [a, b]
+            .into_iter()
+            .map(|outcome| match outcome.expect("persist") {
+                PersistOutcome::Persisted { stream_pos } => stream_pos,
+                other => panic!("unexpected {other:?}"),
+            })
+            .max()
+            .expect("two positions");
+        let both_heard = async {
+            for store in [&first, &second] {
+                let mut watch = store.watch_stream_head();
+                while *watch.borrow_and_update() < highest {
+                    watch.changed().await.expect("watch");
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_millis(500), both_heard)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the head past both writes reaches both processes at once"));
+        (prev_a, prev_b) = (id_a, id_b);
+    }
+}

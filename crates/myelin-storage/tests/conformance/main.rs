@@ -263,6 +263,7 @@ all_backends!(
     cluster::the_stream_head_reaches_every_process,
     cluster::signals_reach_the_other_processes_only,
     cluster::a_second_writer_on_the_same_database_takes_later_positions,
+    cluster::side_by_side_writes_reach_every_process_at_once,
     server_keys::server_keys_are_cached_per_server_and_key_id,
     media::media_records_reservations_and_fills,
     media::media_thumbnails_are_kept_per_size_and_method,

@@ -6,9 +6,8 @@
 //! made (`stream_changes`, for the other processes' change marks) and deletes its reservations;
 //! right after it, the writer reads the new safe head (below any reservation still open
 //! elsewhere) with the marks up to it, NOTIFYs both to the other processes and only then answers
-//! the batch's callers. The head is read and notified inside the committing transaction, and all
-//! of that goes out in one round trip with the last job's writes when the job ends with
-//! `Conn::execute_last` (an event's persist does), else on its own.
+//! the batch's callers. All of that goes out in one round trip with the last job's writes when
+//! the job ends with `Conn::execute_last` (an event's persist does), else on its own.
 
 use std::sync::Arc;
 
@@ -147,20 +146,21 @@ fn fail(delivers: Vec<Box<dyn FnOnce(Option<StorageError>) + Send>>, err: &Stora
 }
 
 /// The end of a batch after its last job, as one string of statements: its change marks and the
-/// deletion of its reservations, then the new safe head read and `NOTIFY`d ([`PUBLISH`]), then
-/// `COMMIT`; without reserved positions only the `COMMIT`. The head is read inside the
-/// transaction, after its own reservations are gone: once it commits, every position at or below
-/// that head has committed or been given up, and the notification goes out with the commit or not
-/// at all. Should a statement fail, the rest of the string is skipped (the `COMMIT` too) and the
-/// transaction stays open for the writer to roll back. Sent on its own, or with the last job's
-/// writes (`PgConn::execute_last`); the answer's first value is the published head payload.
+/// deletion of its reservations, `COMMIT`, then the new safe head read and `NOTIFY`d
+/// ([`PUBLISH`]); without reserved positions only the `COMMIT`. The head is read after the commit,
+/// in a transaction of its own: of two processes' batches committing side by side, the one that
+/// commits last then sees both reservations gone (read inside the transaction, each could see the
+/// other's still open, and neither would announce a head past both). Should a statement before
+/// the `COMMIT` fail, the rest of the string is skipped and the transaction stays open for the
+/// writer to roll back. Sent on its own, or with the last job's writes (`PgConn::execute_last`);
+/// the answer's first value is the published head payload.
 pub(super) fn end_of_batch_sql(reserved: bool, changes: &[BatchChanges]) -> String {
     if !reserved {
         return "RELEASE SAVEPOINT job; COMMIT".to_owned();
     }
     format!(
-        "RELEASE SAVEPOINT job; {}DELETE FROM stream_reservations WHERE owner_pid = pg_backend_pid(); \
-         EXECUTE {PUBLISH}; COMMIT",
+        "RELEASE SAVEPOINT job; {}DELETE FROM stream_reservations WHERE owner_pid = pg_backend_pid(); COMMIT; \
+         EXECUTE {PUBLISH}",
         record_changes_sql(changes)
     )
 }
