@@ -40,9 +40,6 @@ pub struct Positions {
     block: i64,
     /// PostgreSQL: the first block, asked for when the batch started.
     pending: Option<PendingBlock>,
-    /// PostgreSQL: a reservation was asked for (it may have been recorded even if its answer
-    /// was lost), so the commit must delete this writer's reservations.
-    asked: bool,
     /// What kind of change each position carried (`super::changes`), per block: PostgreSQL's
     /// safe head can stop between two blocks of one batch (another process's block in between),
     /// so each block's marks must hold on their own. SQLite has one block.
@@ -59,7 +56,6 @@ impl Positions {
             reserver: None,
             block: 0,
             pending: None,
-            asked: false,
             changes: vec![BatchChanges::default()],
         }
     }
@@ -78,7 +74,6 @@ impl Positions {
             reserver: Some((reserver, owner_pid)),
             block,
             pending: Some(pending),
-            asked: true,
             changes: Vec::new(),
         }
     }
@@ -98,9 +93,11 @@ impl Positions {
         self.pending.is_none()
     }
 
-    /// Whether a reservation was asked for (the commit deletes this writer's reservations).
+    /// Whether a reservation was asked for: every PostgreSQL batch asks for its first block when
+    /// it starts (it may have been recorded even if its answer was lost), so its commit deletes
+    /// this writer's reservations.
     pub(crate) fn asked_for_reservation(&self) -> bool {
-        self.asked
+        self.reserver.is_some()
     }
 
     /// The next position, higher than every one this batch handed out before, for a write of
@@ -112,10 +109,7 @@ impl Positions {
         {
             let (low, high) = match self.pending.take() {
                 Some(pending) => answer(pending).await?,
-                None => {
-                    self.asked = true;
-                    reserver.reserve(self.block, *owner_pid).await?
-                }
+                None => reserver.reserve(self.block, *owner_pid).await?,
             };
             self.start_block(low, high);
         }
