@@ -13,11 +13,11 @@
 #                every chunk this long in each direction (a database on another machine).
 # MYELIN_BINARY: default target/release/myelin (build it and myelin-bench in release first).
 #
-# Ports 8051 (one process), 8061-8062 (two processes) and 8071 (Synapse) on 127.0.0.1; the two share a
+# Ports 8051 (one process), 8061-8062 (two processes), 8071 (Synapse) and 8072 (tuwunel) on 127.0.0.1; the two share a
 # data directory (one signing key), as a deployment does. Everything is stopped at exit.
 # Environment: LISTENERS (50), MESSAGES (20), API (v2 or sliding), SYNAPSE (1: a Synapse from PyPI
 # on 127.0.0.1, its usual SQLite, joins the same run as a third target, so the ratios to it are
-# side by side).
+# side by side), TUWUNEL_BIN (a tuwunel binary, scripts/tuwunel-rival.sh: joins as another target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +40,10 @@ if [ "${SYNAPSE:-0}" = 1 ]; then
     synapse_pid=$(SYNAPSE_VENV="$venv" ./scripts/synapse-rival.sh "$work/synapse" 8071)
     pids+=("$synapse_pid")
     rival=(--target synapse=http://127.0.0.1:8071)
+fi
+if [ -n "${TUWUNEL_BIN:-}" ]; then
+    pids+=("$(./scripts/tuwunel-rival.sh "$work/tuwunel" 8072)")
+    rival+=(--target tuwunel=http://127.0.0.1:8072)
 fi
 
 "$BENCH" --target two-processes=http://127.0.0.1:8061,http://127.0.0.1:8062 \

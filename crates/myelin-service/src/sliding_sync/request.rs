@@ -353,18 +353,20 @@ fn ranges(value: Option<&Value>, list: &str) -> MatrixResult<Vec<(usize, usize)>
         .collect()
 }
 
-fn enabled(
-    extensions: &serde_json::Map<String, Value>,
+fn enabled<'a>(
+    extensions: &'a serde_json::Map<String, Value>,
     name: &str,
-) -> MatrixResult<Option<serde_json::Map<String, Value>>> {
+) -> MatrixResult<Option<&'a serde_json::Map<String, Value>>> {
     let Some(ext) = object(extensions.get(name).unwrap_or(&Value::Null), name)? else { return Ok(None) };
-    Ok(opt_bool(ext, "enabled")?.unwrap_or(false).then(|| ext.clone()))
+    Ok(opt_bool(ext, "enabled")?.unwrap_or(false).then_some(ext))
 }
 
 impl SlidingSyncRequest {
     /// `pos` and `timeout` come from the query string, the rest from the body.
     pub fn parse(body: &Value, pos: Option<String>, timeout: Duration) -> MatrixResult<Self> {
-        let body = object(body, "The request body")?.cloned().unwrap_or_default();
+        // Read in place: a long-polling client sends the same body again and again.
+        let no_fields = serde_json::Map::new();
+        let body = object(body, "The request body")?.unwrap_or(&no_fields);
         let conn_id = match body.get("conn_id") {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(id)) if id.len() <= MAX_CONN_ID_BYTES => id.clone(),
@@ -385,12 +387,12 @@ impl SlidingSyncRequest {
                 if name.len() > MAX_LIST_NAME_BYTES {
                     return Err(invalid(format!("List names may be at most {MAX_LIST_NAME_BYTES} bytes")));
                 }
-                let list = object(list, "A list")?.cloned().unwrap_or_default();
+                let list = object(list, "A list")?.unwrap_or(&no_fields);
                 lists.insert(
                     name.clone(),
                     ListRequest {
                         ranges: ranges(list.get("ranges"), name)?,
-                        config: room_config(&list, &format!("list {name}"))?,
+                        config: room_config(list, &format!("list {name}"))?,
                         filters: filters(list.get("filters"), name)?,
                     },
                 );
@@ -405,8 +407,8 @@ impl SlidingSyncRequest {
                 let Ok(parsed) = OwnedRoomId::try_from(room_id.as_str()) else {
                     return Err(invalid(format!("{room_id:?} is not a room id")));
                 };
-                let config = object(config, "A room subscription")?.cloned().unwrap_or_default();
-                room_subscriptions.insert(parsed, room_config(&config, room_id)?);
+                let config = object(config, "A room subscription")?.unwrap_or(&no_fields);
+                room_subscriptions.insert(parsed, room_config(config, room_id)?);
             }
         }
         let mut extensions = Extensions::default();
@@ -435,8 +437,8 @@ impl SlidingSyncRequest {
             extensions.e2ee = enabled(map, "e2ee")?.is_some();
             extensions.account_data = enabled(map, "account_data")?.is_some();
             extensions.receipts =
-                enabled(map, "receipts")?.map(|ext| ExtensionScope::parse(&ext, "receipts")).transpose()?;
-            extensions.typing = enabled(map, "typing")?.map(|ext| ExtensionScope::parse(&ext, "typing")).transpose()?;
+                enabled(map, "receipts")?.map(|ext| ExtensionScope::parse(ext, "receipts")).transpose()?;
+            extensions.typing = enabled(map, "typing")?.map(|ext| ExtensionScope::parse(ext, "typing")).transpose()?;
             if let Some(ext) = enabled(map, STICKY_EXTENSION)? {
                 let limit = match ext.get("limit") {
                     None | Some(Value::Null) => crate::sticky_events::MAX_PER_ROOM,
@@ -448,7 +450,7 @@ impl SlidingSyncRequest {
                 extensions.sticky_events = Some(limit);
             }
         }
-        let fingerprint = fingerprint(&body);
+        let fingerprint = fingerprint(body);
         Ok(Self { pos, timeout, conn_id, txn_id, lists, room_subscriptions, extensions, fingerprint })
     }
 }

@@ -48,6 +48,51 @@ pub async fn signals_reach_the_other_processes_only(url: String) {
     assert!(echo.is_err(), "a process does not hear its own signals: {echo:?}");
 }
 
+/// Signals broadcast in a burst (more than one NOTIFY statement carries, and a wake-up too big
+/// for one payload among them) all reach the other process, in the order they were broadcast;
+/// a flush after them returns once they are out.
+pub async fn a_burst_of_signals_arrives_whole_and_in_order(url: String) {
+    if !url.starts_with("postgres") {
+        return;
+    }
+    let first = open_store(&url).await;
+    let second = another_process(&url, &first).await;
+    let mut at_second = second.signals();
+    let many_users: Vec<_> = (0..600).map(|i| uid(&format!("@a-rather-long-user-name-{i}:test"))).collect();
+    let mut sent = Vec::new();
+    for i in 0..150 {
+        sent.push(Signal::Invalidate { cache: "events".into(), key: format!("$burst{i}") });
+        if i == 70 {
+            sent.push(Signal::Wake { users: many_users.clone(), pos: StreamPos(9) });
+        }
+    }
+    for signal in &sent {
+        first.broadcast(signal.clone());
+    }
+    tokio::time::timeout(Duration::from_secs(5), first.flush_signals()).await.expect("flushed");
+    let mut got = Vec::new();
+    let mut woken = Vec::new();
+    while got.len() < sent.len() {
+        let signal =
+            tokio::time::timeout(Duration::from_secs(5), at_second.recv()).await.expect("delivered").expect("signal");
+        // The big wake-up arrives in parts, one after the other, where it was broadcast.
+        match signal {
+            Signal::Wake { users, pos } if woken.len() + users.len() <= many_users.len() => {
+                assert_eq!(pos, StreamPos(9));
+                woken.extend(users);
+                if woken.len() == many_users.len() {
+                    got.push(Signal::Wake { users: std::mem::take(&mut woken), pos });
+                }
+            }
+            other => {
+                assert!(woken.is_empty(), "a wake-up's parts are not interleaved with {other:?}");
+                got.push(other);
+            }
+        }
+    }
+    assert_eq!(got, sent, "every signal, in order");
+}
+
 /// A second writer opened on the same database — on SQLite, the admin CLI beside a running
 /// server — takes positions after the first's, and the first continues after the second's
 /// (no position is handed out twice); the first reads the second's event once it writes again.

@@ -262,6 +262,7 @@ all_backends!(
     changes::another_process_learns_each_kind_of_change_with_the_head,
     cluster::the_stream_head_reaches_every_process,
     cluster::signals_reach_the_other_processes_only,
+    cluster::a_burst_of_signals_arrives_whole_and_in_order,
     cluster::a_second_writer_on_the_same_database_takes_later_positions,
     cluster::side_by_side_writes_reach_every_process_at_once,
     server_keys::server_keys_are_cached_per_server_and_key_id,

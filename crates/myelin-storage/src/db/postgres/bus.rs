@@ -208,33 +208,59 @@ async fn receive(
     }
 }
 
-/// Sends queued signals in order on a connection of its own.
+/// Sends queued signals in order on a connection of its own. What has queued up while the last
+/// statement was out goes in the next one, together: one transaction, so the other processes
+/// receive the signals at once and in order (a message's cache invalidation and its wake-up
+/// cost one round trip, not two). PostgreSQL delivers identical payloads of one transaction
+/// once; every signal is idempotent, so that loses nothing.
 async fn publish(config: Config, mut rx: mpsc::UnboundedReceiver<Outbound>, origin: String) {
     let mut conn: Option<PgConn> = None;
-    while let Some(outbound) = rx.recv().await {
-        let signal = match outbound {
-            Outbound::Send(signal) => signal,
-            Outbound::Flush(done) => {
-                let _ = done.send(());
-                continue;
+    let mut payloads_out = Vec::new();
+    let mut flushed = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(outbound) = next.take().or_else(|| rx.try_recv().ok()) {
+            match outbound {
+                Outbound::Send(signal) => payloads_out.extend(payloads(&origin, signal)),
+                Outbound::Flush(done) => flushed.push(done),
             }
+            if payloads_out.len() >= MAX_SIGNALS_PER_STATEMENT {
+                break;
+            }
+        }
+        if !payloads_out.is_empty() {
+            notify_all(&config, &mut conn, &payloads_out).await;
+            payloads_out.clear();
+        }
+        for done in flushed.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// At most this many payloads go in one NOTIFY statement (a burst of wake-ups is sent in
+/// several, so none waits for the whole burst to be encoded).
+const MAX_SIGNALS_PER_STATEMENT: usize = 64;
+
+/// Sends `payloads` in one statement, in order (a few attempts, reconnecting after a failure).
+async fn notify_all(config: &Config, conn: &mut Option<PgConn>, payloads: &[String]) {
+    for attempt in 0..3 {
+        if conn.as_ref().is_none_or(PgConn::is_closed) {
+            *conn = signal_connection(config).await;
+        }
+        let Some(c) = conn.as_mut() else {
+            tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            continue;
         };
-        for payload in payloads(&origin, signal) {
-            for attempt in 0..3 {
-                if conn.as_ref().is_none_or(PgConn::is_closed) {
-                    conn = signal_connection(&config).await;
-                }
-                let Some(c) = conn.as_mut() else {
-                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
-                    continue;
-                };
-                match c.execute("SELECT pg_notify('myelin', $1)", &[&payload]).await {
-                    Ok(_) => break,
-                    Err(err) => {
-                        tracing::warn!(%err, "NOTIFY failed");
-                        conn = None;
-                    }
-                }
+        let sent = match payloads {
+            [one] => c.execute("SELECT pg_notify('myelin', $1)", &[one]).await,
+            many => c.execute("SELECT pg_notify('myelin', p) FROM unnest($1::text[]) AS p", &[&many]).await,
+        };
+        match sent {
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(%err, "NOTIFY failed");
+                *conn = None;
             }
         }
     }
