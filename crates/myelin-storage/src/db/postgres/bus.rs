@@ -252,11 +252,7 @@ async fn notify_all(config: &Config, conn: &mut Option<PgConn>, payloads: &[Stri
             tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
             continue;
         };
-        let sent = match payloads {
-            [one] => c.execute("SELECT pg_notify('myelin', $1)", &[one]).await,
-            many => c.execute("SELECT pg_notify('myelin', p) FROM unnest($1::text[]) AS p", &[&many]).await,
-        };
-        match sent {
+        match c.execute("SELECT pg_notify('myelin', p) FROM unnest($1::text[]) AS p", &[&payloads]).await {
             Ok(_) => return,
             Err(err) => {
                 tracing::warn!(%err, "NOTIFY failed");
